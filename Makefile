@@ -1,0 +1,40 @@
+# Thin wrapper over CMake. `make` builds build/synco; `make demo` runs the main job; `make test` runs the suite.
+# Both first install missing Debian packages (as root) or list them (otherwise).
+SANITIZE ?= 0
+JOBS ?= $(shell nproc)
+BUILD := build
+ifeq ($(SANITIZE),1)
+BUILD := build-sanitize
+CMAKE_FLAGS += -DSYNCO_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+endif
+
+# Build and run dependencies; the torch packages are only for the parity tests and the comparison benchmarks.
+DEBIAN_PACKAGES := build-essential cmake pkg-config libopenblas-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
+  libcjson-dev libdnnl-dev libcairo2-dev
+TEST_PACKAGES := python3 python3-torch python3-torchvision python3-numpy python3-pil clang libclang-rt-14-dev
+
+.PHONY: all build deps test-deps demo test fuzz bench clean
+
+all: build
+
+deps:
+	@./tools/install_deps.sh $(DEBIAN_PACKAGES)
+
+test-deps:
+	@./tools/install_deps.sh $(DEBIAN_PACKAGES) $(TEST_PACKAGES)
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null || cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) | sed -n '/synco .* configuration/,/^-- $$/p'
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))" || true
+
+demo: build
+	./$(BUILD)/synco pretrain
+
+test: test-deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) | sed -n '/synco .* configuration/,/^-- $$/p'
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))" || true
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+clean:
+	rm -rf build build-sanitize build-fuzz

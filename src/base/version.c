@@ -1,0 +1,1 @@
+const char *synco_version(void) { return SYNCO_VERSION; }

@@ -1,0 +1,9 @@
+/* synco analyze: placeholder until its module lands; refuses to run rather than pretend. */
+#include <stdio.h>
+
+#include "cli/commands.h"
+
+int synco_cmd_analyze(int argc, char **argv) {
+  fprintf(stderr, "synco analyze: not built yet\n");
+  return 1;
+}

@@ -1,0 +1,9 @@
+/* synco linear: placeholder until its module lands; refuses to run rather than pretend. */
+#include <stdio.h>
+
+#include "cli/commands.h"
+
+int synco_cmd_linear(int argc, char **argv) {
+  fprintf(stderr, "synco linear: not built yet\n");
+  return 1;
+}

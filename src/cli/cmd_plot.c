@@ -1,0 +1,9 @@
+/* synco plot: placeholder until its module lands; refuses to run rather than pretend. */
+#include <stdio.h>
+
+#include "cli/commands.h"
+
+int synco_cmd_plot(int argc, char **argv) {
+  fprintf(stderr, "synco plot: not built yet\n");
+  return 1;
+}

@@ -1,0 +1,57 @@
+/* synco: the command-line program. Dispatches to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "synco.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"pretrain", synco_cmd_pretrain, "self-supervised pretraining (SynCo, MoCHI, MoCo-v2)"},
+    {"knn", synco_cmd_knn, "weighted kNN accuracy of an encoder's features"},
+    {"linear", synco_cmd_linear, "linear probe on frozen features"},
+    {"finetune", synco_cmd_finetune, "semi-supervised fine-tuning on a labelled subset"},
+    {"embed", synco_cmd_embed, "write backbone features to a .npy file"},
+    {"analyze", synco_cmd_analyze, "the paper's analyses (alignment, uniformity, ...) with plots"},
+    {"plot", synco_cmd_plot, "learning curves of one or several runs"},
+    {"export", synco_cmd_export, "write an encoder under torchvision key names (safetensors)"},
+    {"bench", synco_cmd_bench, "benchmarks: fwdbwd, step, data"},
+    {"info", synco_cmd_info, "version, backends, threads, CPU features"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "synco %s: self-supervised pretraining of image encoders with SynCo\n\n", synco_version());
+  fprintf(f, "usage: synco <command> [options]   (synco <command> --help for its options)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(f, "\nWith no --data, `synco pretrain` trains on the small dataset bundled under data/.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("synco %s\n", synco_version());
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+    if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "synco: unknown command '%s' (see synco --help)\n", argv[1]);
+  return 2;
+}
+
+int synco_cli_error(const char *cmd) {
+  fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
+  return 1;
+}

@@ -1,0 +1,76 @@
+/* An image encoder: a torchvision-exact ResNet backbone plus the optional MoCo-v2 projection head.
+ *
+ * All trainable parameters live in ONE contiguous fp32 buffer, in torchvision's named_parameters() order,
+ * with a table of named views (torchvision key names: "conv1.weight", "layer1.0.bn1.weight", ...,
+ * head: "fc.0.weight", "fc.0.bias", "fc.2.weight", "fc.2.bias" with the MLP, "fc.weight"/"fc.bias" without).
+ * The gradient buffer mirrors it. BN running statistics ("...running_mean", "...running_var") live in a
+ * second contiguous buffer (not trained, not EMA'd: a key encoder keeps its own).
+ *
+ * Activations and saved statistics are allocated once at creation for the planned batch; forward and
+ * backward never allocate. One forward (train) must be followed by at most one backward before the next
+ * forward. */
+#ifndef SYNCO_NN_ENCODER_H
+#define SYNCO_NN_ENCODER_H
+
+#include <stdint.h>
+
+#include "synco.h"
+#include "tensor/backend.h"
+
+typedef struct {
+  int depth;        /* 18, 34 or 50 */
+  int width;        /* base width: 64 as torchvision; 16 or 32 for small CPU runs */
+  int cifar_stem;   /* 1: conv1 = 3x3 stride 1 pad 1, no max-pool (MoCo CIFAR recipe) */
+  int head;         /* 0: backbone only (features); 1: projection head on top */
+  int mlp;          /* with head: 1 = Linear(d,d) -> ReLU -> Linear(d,dim); 0 = Linear(d,dim) */
+  int dim;          /* head output size (MoCo: 128) */
+  int bn_splits;    /* Split-BN groups in train mode (1 = plain BN); the batch must divide by it */
+} synco_encoder_config;
+
+/* A named view into the parameter or buffer array. */
+typedef struct {
+  char name[64];    /* torchvision key */
+  size_t offset;    /* in floats, from the start of its buffer */
+  size_t numel;
+  int ndim;
+  int shape[4];
+} synco_param_view;
+
+typedef struct synco_encoder synco_encoder;
+
+/* Plans every layer for batches of `batch` images of image_size x image_size. Parameters are
+ * initialized as torchvision does (kaiming_normal fan_out for convs, BN 1/0, nn.Linear's default),
+ * drawn from the counter-based RNG keyed by `seed`. */
+synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const synco_encoder_config *cfg,
+                                  int batch, int image_size, uint64_t seed);
+void synco_encoder_free(synco_encoder *enc);
+
+const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc);
+int synco_encoder_batch(const synco_encoder *enc);
+int synco_encoder_image_size(const synco_encoder *enc);
+int synco_encoder_feature_dim(const synco_encoder *enc);  /* backbone output width: 512·w/64 or 2048·w/64 */
+int synco_encoder_out_dim(const synco_encoder *enc);      /* dim with a head, else feature_dim */
+
+float *synco_encoder_params(synco_encoder *enc);
+float *synco_encoder_grads(synco_encoder *enc);
+size_t synco_encoder_num_params(const synco_encoder *enc);
+float *synco_encoder_buffers(synco_encoder *enc);          /* BN running mean / var */
+size_t synco_encoder_num_buffers(const synco_encoder *enc);
+const synco_param_view *synco_encoder_param_views(const synco_encoder *enc, int *count);
+const synco_param_view *synco_encoder_buffer_views(const synco_encoder *enc, int *count);
+/* Finds a view by torchvision name in params (is_buffer = 0) or buffers (1); NULL if absent. */
+const synco_param_view *synco_encoder_find(const synco_encoder *enc, const char *name, int *is_buffer);
+
+/* Multiply-accumulates of one forward pass of one image (for GFLOP/s figures). */
+double synco_encoder_macs_per_image(const synco_encoder *enc);
+
+/* Forward. x: [batch, 3, S, S] plain fp32, normalized. out: [batch, out_dim] plain fp32 (not L2-normalized).
+ * train = 1: BN uses batch statistics (Split-BN per config), updates running stats, saves for backward.
+ * train = 0: BN uses running statistics; nothing is saved. n may be < batch only when train = 0. */
+synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *x, int n, int train);
+/* Backward of the last train forward: dout [batch, out_dim]; parameter gradients ACCUMULATE into grads. */
+synco_status synco_encoder_backward(synco_encoder *enc, const float *dout);
+/* Backbone features (before the head), eval-mode BN: feats [n, feature_dim], n <= batch. */
+synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n);
+
+#endif

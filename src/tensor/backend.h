@@ -1,0 +1,141 @@
+/* The backend op table: every layer of the network runs through these function pointers.
+ *
+ * A backend is a struct of function pointers plus its private context. Each op kind has a small
+ * descriptor struct (shape and hyper-parameters) that the caller fills, then `*_plan` lets the backend
+ * prepare it once (choose layouts, create oneDNN primitives, size scratch memory) and store what it needs
+ * in `impl`; `*_release` frees that. Plans are made at model construction; the per-step calls never
+ * allocate.
+ *
+ * Conventions (all ops):
+ *  - outputs first, then saved statistics, then inputs, then parameters;
+ *  - activations are synco_tensor in the backend's own layout for that shape (see `act_layout`);
+ *    the network input (C = 3) and matrices (H = W = 1) are always PLAIN;
+ *  - parameters (conv weights OIHW, BN gamma/beta, linear W [out,in] and b) are plain fp32;
+ *  - parameter gradients ACCUMULATE (+=); activation gradients ASSIGN (=). A tensor with two consumers
+ *    (a residual shortcut) gets its second gradient through `add` with accumulate = 1;
+ *  - every function returns SYNCO_OK or an error status with a message (base/status.h).
+ *
+ * Every op exists in the reference backend (backend/ref), which is the readable truth: each fast op is
+ * tested against it on random data, and each reference backward is checked by finite differences. */
+#ifndef SYNCO_TENSOR_BACKEND_H
+#define SYNCO_TENSOR_BACKEND_H
+
+#include "synco.h"
+#include "tensor/tensor.h"
+
+typedef struct synco_backend synco_backend;
+
+/* 2-D convolution, no groups, no bias (ResNet convs are followed by BN). */
+typedef struct {
+  int n, cin, h, w;        /* input */
+  int cout, kh, kw;        /* weight [cout, cin, kh, kw] */
+  int stride, pad;         /* same in both directions */
+  int oh, ow;              /* output size, filled by the caller or by synco_conv_out_size */
+  synco_dtype dtype;       /* activation dtype (F32; BF16 where the backend supports it) */
+  void *impl;
+} synco_conv_op;
+
+/* Batch normalization over (N, H, W) per channel, optionally followed by ReLU (fused).
+ * groups > 1 is Split-BN: the batch is cut into `groups` contiguous equal parts and each part is
+ * normalized with its own statistics (train mode); running statistics are updated with the mean over the
+ * groups of each group's (mean, unbiased var), as MoCo's SplitBatchNorm does. Saved statistics are
+ * [groups * c] means and inverse standard deviations. */
+typedef struct {
+  int n, c, h, w;
+  int groups;              /* 1 = plain BatchNorm2d */
+  int relu;                /* 1 = y = relu(bn(x)); backward then needs y */
+  float eps;               /* 1e-5 */
+  float momentum;          /* 0.1: running = (1 - momentum) * running + momentum * batch */
+  synco_dtype dtype;
+  void *impl;
+} synco_bn_op;
+
+/* Max pooling (ResNet stem: k 3, stride 2, pad 1). */
+typedef struct {
+  int n, c, h, w;
+  int k, stride, pad;
+  int oh, ow;
+  synco_dtype dtype;
+  void *impl;              /* the backend keeps its argmax workspace here */
+} synco_pool_op;
+
+/* Element-wise ops, global average pooling and matrices need only a shape: pass the tensors. */
+
+struct synco_backend {
+  const char *name;        /* "ref", "onednn", "cuda" */
+  void *ctx;
+  void (*destroy)(synco_backend *be);
+
+  /* Layout this backend keeps for an activation of c channels and h×w pixels (h = w = 1: matrix). */
+  synco_layout (*act_layout)(synco_backend *be, int c, int h, int w, synco_dtype dt);
+  /* Bytes an activation of this shape takes in that layout (padding included). */
+  size_t (*act_bytes)(synco_backend *be, int n, int c, int h, int w, synco_dtype dt);
+  /* Plain NCHW fp32 <-> backend layout; src and dst shapes must match. */
+  synco_status (*to_backend)(synco_backend *be, synco_tensor *dst, const float *src_plain);
+  synco_status (*to_plain)(synco_backend *be, float *dst_plain, const synco_tensor *src);
+
+  /* Convolution. bwd_data: dx = conv_transpose(dy, w); bwd_weights: dw += corr(x, dy). */
+  synco_status (*conv_plan)(synco_backend *be, synco_conv_op *op);
+  void (*conv_release)(synco_backend *be, synco_conv_op *op);
+  synco_status (*conv_fwd)(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
+                           const float *w);
+  synco_status (*conv_bwd_data)(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
+                                const float *w);
+  synco_status (*conv_bwd_weights)(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
+                                   const synco_tensor *x);
+
+  /* Batch norm (+ReLU). fwd_train writes y, saves mean/invstd, updates running stats in place.
+   * fwd_eval uses running stats. bwd: dx =, dgamma +=, dbeta +=; with op->relu it masks dy by y > 0. */
+  synco_status (*bn_plan)(synco_backend *be, synco_bn_op *op);
+  void (*bn_release)(synco_backend *be, synco_bn_op *op);
+  synco_status (*bn_fwd_train)(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                               float *save_invstd, float *running_mean, float *running_var,
+                               const synco_tensor *x, const float *gamma, const float *beta);
+  synco_status (*bn_fwd_eval)(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
+                              const float *gamma, const float *beta, const float *running_mean,
+                              const float *running_var);
+  synco_status (*bn_bwd)(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
+                         const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
+                         const float *gamma, const float *save_mean, const float *save_invstd);
+
+  /* Max pooling; the argmax lives in op->impl between fwd and bwd. */
+  synco_status (*pool_plan)(synco_backend *be, synco_pool_op *op);
+  void (*pool_release)(synco_backend *be, synco_pool_op *op);
+  synco_status (*maxpool_fwd)(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
+  synco_status (*maxpool_bwd)(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);
+
+  /* y = relu(x) (in place allowed); dx = dy * (y > 0) (in place allowed). */
+  synco_status (*relu_fwd)(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+  synco_status (*relu_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y);
+  /* y = a + b, or with accumulate = 1: y += a (b ignored). Same shapes and layouts. */
+  synco_status (*add)(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
+                      int accumulate);
+  /* y[n, c] = mean over h, w of x (y PLAIN matrix n×c); dx[n,c,h,w] = dy[n,c] / (h*w). */
+  synco_status (*avgpool_fwd)(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+  synco_status (*avgpool_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
+
+  /* Linear on PLAIN matrices: y[n,out] = x[n,in] W[out,in]^T + b. bwd: dx = (NULL to skip), dw +=, db +=. */
+  synco_status (*linear_fwd)(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
+                             const float *b);
+  synco_status (*linear_bwd)(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
+                             const synco_tensor *x, const float *w);
+  /* Row-wise L2 normalization of a PLAIN matrix: y = x / max(|x|, 1e-12) (torch.nn.functional.normalize);
+   * norms[n] saved for backward. dx = (dy - y (y·dy)) / max(|x|, 1e-12). */
+  synco_status (*l2norm_fwd)(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x);
+  synco_status (*l2norm_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
+                             const float *norms);
+};
+
+/* Output size of a convolution or pooling window. */
+static inline int synco_conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+/* Backends. `threads` <= 0 means all cores. */
+synco_status synco_backend_ref_create(synco_backend **out);
+#ifdef SYNCO_HAVE_ONEDNN
+synco_status synco_backend_onednn_create(synco_backend **out);
+#endif
+/* By name: "ref", "onednn", or "auto" (oneDNN when built with it, else ref). */
+synco_status synco_backend_create(const char *name, synco_backend **out);
+void synco_backend_destroy(synco_backend *be);
+
+#endif

@@ -1,0 +1,35 @@
+/* Tensor descriptors shared by every backend.
+ * An activation is a 4-D tensor N,C,H,W (a matrix is N rows × C columns with H = W = 1). Its bytes are
+ * in the layout the owning backend chose (the `layout` tag): the reference backend keeps everything plain
+ * NCHW; oneDNN keeps its blocked layout (e.g. nChw16c) from layer to layer. Parameters are never
+ * activations: they stay plain fp32 in the encoder's parameter buffer (OIHW for convolutions, [out,in]
+ * for linear layers), so SGD, EMA, checkpoints and exports never see a backend layout. */
+#ifndef SYNCO_TENSOR_TENSOR_H
+#define SYNCO_TENSOR_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SYNCO_F32 = 0, SYNCO_BF16 = 1 } synco_dtype;
+
+/* Layout tags. PLAIN is row-major NCHW (and N×C for matrices), the only layout outside a backend. */
+typedef enum {
+  SYNCO_LAYOUT_PLAIN = 0,
+  SYNCO_LAYOUT_NCHW16C = 1, /* oneDNN nChw16c: channels in blocks of 16, padded with zeros */
+  SYNCO_LAYOUT_NCHW8C = 2,  /* oneDNN nChw8c (AVX2 machines) */
+} synco_layout;
+
+typedef struct {
+  int n, c, h, w;
+  synco_dtype dtype;
+  synco_layout layout;
+  void *data;
+} synco_tensor;
+
+static inline size_t synco_tensor_numel(const synco_tensor *t) {
+  return (size_t)t->n * t->c * t->h * t->w;
+}
+
+static inline size_t synco_dtype_size(synco_dtype d) { return d == SYNCO_BF16 ? 2 : 4; }
+
+#endif

@@ -1,0 +1,42 @@
+#include "test_util.h"
+
+#include <math.h>
+
+#include "base/rng.h"
+
+int synco_test_failures = 0;
+
+int synco_test_allclose(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
+  size_t bad = 0, worst = 0;
+  double worst_excess = -1.0;
+  for (size_t i = 0; i < n; i++) {
+    const double d = fabs((double)got[i] - (double)ref[i]);
+    const double tol = atol + rtol * fabs((double)ref[i]);
+    const double excess = isfinite(got[i]) ? d - tol : INFINITY;
+    if (excess > 0) bad++;
+    if (excess > worst_excess) {
+      worst_excess = excess;
+      worst = i;
+    }
+  }
+  if (bad) {
+    fprintf(stderr, "%s: %zu of %zu elements off (atol %g rtol %g); worst [%zu]: got %.8g ref %.8g\n", what, bad, n,
+            atol, rtol, worst, n ? got[worst] : 0.f, n ? ref[worst] : 0.f);
+    return 0;
+  }
+  return 1;
+}
+
+void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi) {
+  synco_rng r = synco_rng_make(seed, 0, 0, SYNCO_RNG_TEST);
+  for (size_t i = 0; i < n; i++) x[i] = synco_rng_range(&r, lo, hi);
+}
+
+int synco_test_finish(const char *name) {
+  if (synco_test_failures) {
+    printf("%s: FAILED (%d checks)\n", name, synco_test_failures);
+    return 1;
+  }
+  printf("%s: ok\n", name);
+  return 0;
+}

@@ -1,0 +1,44 @@
+/* Tiny test helpers: checks that count failures, tolerance comparisons of the form atol + rtol*|ref|,
+ * and skipping (exit 77, which CTest reports as skipped). */
+#ifndef SYNCO_TEST_UTIL_H
+#define SYNCO_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern int synco_test_failures;
+
+#define CHECK(cond)                                                                      \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
+      synco_test_failures++;                                                             \
+    }                                                                                    \
+  } while (0)
+
+#define CHECK_OK(expr)                                                                   \
+  do {                                                                                   \
+    synco_status _st = (expr);                                                           \
+    if (_st != SYNCO_OK) {                                                               \
+      fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,                \
+              synco_strerror(_st), synco_last_error());                                  \
+      synco_test_failures++;                                                             \
+    }                                                                                    \
+  } while (0)
+
+/* Compares got[i] with ref[i] within atol + rtol*|ref[i]|; prints the worst element; returns 1 if close. */
+int synco_test_allclose(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol);
+#define CHECK_CLOSE(what, got, ref, n, atol, rtol) \
+  do { if (!synco_test_allclose(what, got, ref, n, atol, rtol)) synco_test_failures++; } while (0)
+
+/* Fills x[n] with uniform values in [lo, hi) from a seeded counter-based stream. */
+void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi);
+
+/* Skip the test (CTest: skipped) with a reason. */
+#define SKIP(...) do { printf("SKIP: "); printf(__VA_ARGS__); printf("\n"); exit(77); } while (0)
+
+/* Prints a summary line and returns the exit status for main. */
+int synco_test_finish(const char *name);
+
+#endif
