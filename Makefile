@@ -1,5 +1,7 @@
 # Thin wrapper over CMake. `make` builds build/synco; `make demo` runs the main job; `make test` runs the suite.
 # Both first install missing Debian packages (as root) or list them (otherwise).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 SANITIZE ?= 0
 JOBS ?= $(shell nproc)
 BUILD := build
@@ -26,14 +28,14 @@ test-deps:
 build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null || cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) | sed -n '/synco .* configuration/,/^-- $$/p'
-	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))" || true
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | { grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))"; true; }
 
 demo: build
 	./$(BUILD)/synco pretrain
 
 test: test-deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) | sed -n '/synco .* configuration/,/^-- $$/p'
-	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))" || true
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | { grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))"; true; }
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 clean:
