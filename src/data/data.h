@@ -1,0 +1,103 @@
+/* Data pipeline contract: datasets (ImageFolder JPEG/PNG, CIFAR-10/100 binary, STL-10 binary, idx),
+ * torchvision-semantics augmentations, and a multi-threaded prefetching batch loader.
+ * Implementations: dataset.c (+ decode.c, formats), augment.c, loader.c. */
+#ifndef SYNCO_DATA_DATA_H
+#define SYNCO_DATA_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/rng.h"
+#include "synco.h"
+
+/* ---- datasets ------------------------------------------------------------------------------- */
+typedef enum { SYNCO_STORE_AUTO = 0, SYNCO_STORE_DECODED, SYNCO_STORE_ENCODED } synco_store_mode;
+
+typedef struct {
+  const char *split;      /* "train" or "test" where the format holds both; NULL = train */
+  int skip_bad;           /* ImageFolder: skip unreadable images (counted) instead of failing */
+  synco_store_mode store; /* decoded uint8 in memory (small images) or encoded bytes decoded per sample */
+  int threads;            /* threads for decoding at open time (<= 0: all cores) */
+} synco_dataset_options;
+
+/* An RGB image, interleaved HWC uint8. */
+typedef struct {
+  int w, h;
+  uint8_t *rgb;           /* w*h*3 bytes */
+  size_t cap;             /* allocated bytes of rgb (owned by whoever filled it) */
+} synco_image;
+
+typedef struct synco_dataset synco_dataset;
+
+/* Opens a dataset; the format is detected from the path (a folder of class folders, CIFAR .bin files or
+ * their folder, STL-10 folder, idx files). On failure: SYNCO_ERR_IO / SYNCO_ERR_FORMAT and a one-line
+ * message naming the file and the problem. */
+synco_status synco_dataset_open(synco_dataset **out, const char *path, const synco_dataset_options *opt);
+void synco_dataset_free(synco_dataset *ds);
+size_t synco_dataset_size(const synco_dataset *ds);
+int synco_dataset_num_classes(const synco_dataset *ds);       /* 0 if unlabelled */
+const char *synco_dataset_class_name(const synco_dataset *ds, int c);
+int synco_dataset_label(const synco_dataset *ds, size_t i);   /* -1 if unlabelled */
+const char *synco_dataset_format(const synco_dataset *ds);    /* "imagefolder", "cifar10", ... */
+size_t synco_dataset_skipped(const synco_dataset *ds);        /* images skipped by skip_bad */
+/* Decodes image i into img (growing img->rgb with realloc as needed; start from a zeroed synco_image). */
+synco_status synco_dataset_get(const synco_dataset *ds, size_t i, synco_image *img);
+void synco_image_free(synco_image *img);
+
+/* ---- augmentation ----------------------------------------------------------------------------- */
+typedef enum {
+  SYNCO_AUG_MOCO_V2 = 0,  /* aug-plus: RandomResizedCrop(0.2,1) + p0.8 ColorJitter(.4,.4,.4,.1) + p0.2 gray
+                             + (blur p0.5 if enabled) + flip */
+  SYNCO_AUG_MOCO_V1,      /* MoCo v1: RandomResizedCrop(0.2,1) + RandomGrayscale(0.2) + ColorJitter(.4,.4,.4,.4) + flip */
+  SYNCO_AUG_CROP_FLIP,    /* linear-probe training: RandomResizedCrop(0.08,1) + flip */
+  SYNCO_AUG_EVAL,         /* evaluation: resize shorter side to size/0.875 and center crop (identity when the
+                             image already has the target size) */
+} synco_aug_kind;
+
+typedef struct {
+  synco_aug_kind kind;
+  int size;               /* output side (32 for CIFAR, 224 for ImageNet) */
+  int blur;               /* GaussianBlur p = 0.5, sigma ~ U(0.1, 2.0) (aug-plus on large images) */
+  float mean[3], std[3];  /* Normalize */
+} synco_aug_config;
+
+/* Applies the augmentation to img, writing a normalized float image [3, size, size] (plain CHW) to out.
+ * All randomness comes from r. scratch: at least synco_augment_scratch_bytes(img, cfg) bytes. */
+size_t synco_augment_scratch_bytes(int w, int h, const synco_aug_config *cfg);
+synco_status synco_augment(float *out, const synco_image *img, const synco_aug_config *cfg, synco_rng *r,
+                           void *scratch);
+
+/* ---- loader ------------------------------------------------------------------------------------ */
+typedef struct {
+  int batch;              /* per rank */
+  int views;              /* 1 or 2 (two independently augmented views of each image) */
+  int threads;            /* worker threads (<= 0: all cores) */
+  int prefetch;           /* batches queued ahead (>= 2) */
+  int shuffle;            /* per-epoch permutation keyed by (seed, epoch) */
+  int drop_last;          /* drop the last incomplete batch (training); else it is returned short */
+  uint64_t seed;
+  int rank, world;        /* sharding for distributed runs: rank takes every world-th sample of the order */
+  synco_aug_config aug;
+} synco_loader_config;
+
+typedef struct {
+  int n;                  /* images in this batch (== batch unless the last, short one) */
+  float *x[2];            /* views: [n, 3, size, size] plain fp32; x[1] NULL with one view */
+  int *labels;            /* [n], -1 if unlabelled */
+  uint32_t *indices;      /* [n] dataset indices */
+  int step;               /* index of this batch within the epoch */
+} synco_batch;
+
+typedef struct synco_loader synco_loader;
+
+synco_status synco_loader_create(synco_loader **out, const synco_dataset *ds, const synco_loader_config *cfg);
+void synco_loader_free(synco_loader *ld);
+int synco_loader_steps_per_epoch(const synco_loader *ld);
+/* Starts (or restarts) an epoch at batch `first_step` (resume mid-epoch). Output is identical for any number
+ * of threads: sample i of epoch e is augmented with streams keyed by (seed, e, i, AUG_Q/AUG_K). */
+synco_status synco_loader_start_epoch(synco_loader *ld, int epoch, int first_step);
+/* Next batch of the epoch, in order; returns SYNCO_OK with b->n == 0 at the end of the epoch. The batch's
+ * memory stays valid until the next call. Decode errors surface here with the file named. */
+synco_status synco_loader_next(synco_loader *ld, synco_batch *b);
+
+#endif

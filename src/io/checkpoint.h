@@ -1,0 +1,18 @@
+/* Training checkpoints and encoder weight files (safetensors).
+ * A pretraining checkpoint holds "encoder_q.<torchvision name>", "encoder_k.<name>" (parameters and BN
+ * buffers), "momentum.<name>", "queue", "queue_ptr", and metadata: the resolved config as JSON, epoch,
+ * step, RNG seed. An exported encoder holds plain torchvision names. Both are read by the functions here. */
+#ifndef SYNCO_IO_CHECKPOINT_H
+#define SYNCO_IO_CHECKPOINT_H
+
+#include "nn/encoder.h"
+#include "synco.h"
+
+/* Reads the encoder architecture and image size stored in a checkpoint's or export's metadata. */
+synco_status synco_weights_read_config(const char *path, synco_encoder_config *cfg, int *image_size);
+/* Loads weights into enc from a checkpoint (which = "query" or "key") or an export (which ignored).
+ * Backbone weights are required; head weights are loaded when enc has a head and the file has them.
+ * strict = 1: any missing key is an error. Unused keys are listed in the message when report is non-NULL. */
+synco_status synco_weights_load(synco_encoder *enc, const char *path, const char *which, int strict);
+
+#endif
