@@ -23,7 +23,10 @@ synco_status synco_fail_context(synco_status code, const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, g_msg, sizeof old);
-  snprintf(g_msg, sizeof g_msg, "%s%s", prefix, old);
+  /* prefix then as much of the old message as fits */
+  size_t n = strlen(prefix);
+  memcpy(g_msg, prefix, n + 1);
+  strncat(g_msg, old, sizeof g_msg - n - 1);
   return code;
 }
 

@@ -1,0 +1,443 @@
+/* safetensors reader and atomic writer; see safetensors.h for the format and the checks made. */
+#include "io/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/status.h"
+
+static const struct {
+  const char *name;
+  synco_st_dtype dtype;
+  size_t size;
+} DTYPES[] = {
+    {"F32", SYNCO_ST_F32, 4}, {"F64", SYNCO_ST_F64, 8}, {"F16", SYNCO_ST_F16, 2}, {"BF16", SYNCO_ST_BF16, 2},
+    {"I64", SYNCO_ST_I64, 8}, {"I32", SYNCO_ST_I32, 4}, {"U32", SYNCO_ST_U32, 4}, {"U8", SYNCO_ST_U8, 1},
+    {"I8", SYNCO_ST_I8, 1},   {"BOOL", SYNCO_ST_BOOL, 1},
+};
+#define NDTYPES (sizeof DTYPES / sizeof *DTYPES)
+
+static size_t dtype_size(synco_st_dtype d) {
+  for (size_t i = 0; i < NDTYPES; i++)
+    if (DTYPES[i].dtype == d) return DTYPES[i].size;
+  return 0;
+}
+
+static const char *dtype_name(synco_st_dtype d) {
+  for (size_t i = 0; i < NDTYPES; i++)
+    if (DTYPES[i].dtype == d) return DTYPES[i].name;
+  return "?";
+}
+
+size_t synco_st_numel(const synco_st_entry *e) {
+  size_t n = 1;
+  for (int i = 0; i < e->ndim; i++) n *= (size_t)e->shape[i];
+  return n;
+}
+
+void synco_st_close(synco_safetensors *st) {
+  if (!st) return;
+  for (int i = 0; i < st->count; i++) free(st->entries[i].name);
+  for (int i = 0; i < st->meta_count; i++) {
+    free(st->meta_keys[i]);
+    free(st->meta_values[i]);
+  }
+  free(st->entries);
+  free(st->meta_keys);
+  free(st->meta_values);
+  free(st->buf);
+  free(st->path);
+  memset(st, 0, sizeof *st);
+}
+
+static int cmp_begin(const void *a, const void *b) {
+  const synco_st_entry *x = *(synco_st_entry *const *)a, *y = *(synco_st_entry *const *)b;
+  return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* Validates st->buf/size and fills the table. The caller owns buf already. */
+static synco_status parse_owned(synco_safetensors *st) {
+  const char *p = st->path;
+  if (st->size < 8) return synco_fail(SYNCO_ERR_FORMAT, "%s: not a safetensors file (%zu bytes, need at least 8)", p, st->size);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | st->buf[i];
+  if (hlen > st->size - 8)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", p,
+                      (unsigned long long)hlen, st->size);
+  if (hlen > 100u * 1024 * 1024) return synco_fail(SYNCO_ERR_FORMAT, "%s: header of %llu bytes is too large", p, (unsigned long long)hlen);
+  cJSON *root = cJSON_ParseWithLength((const char *)st->buf + 8, (size_t)hlen);
+  if (!root || !cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: header is not a JSON object", p);
+  }
+  st->data = st->buf + 8 + hlen;
+  st->data_size = st->size - 8 - (size_t)hlen;
+  int n = cJSON_GetArraySize(root);
+  st->entries = calloc((size_t)n + 1, sizeof *st->entries);
+  st->meta_keys = calloc((size_t)n + 1, sizeof(char *));
+  st->meta_values = calloc((size_t)n + 1, sizeof(char *));
+  if (!st->entries || !st->meta_keys || !st->meta_values) {
+    cJSON_Delete(root);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading the header", p);
+  }
+  synco_status s = SYNCO_OK;
+  for (cJSON *it = root->child; it && s == SYNCO_OK; it = it->next) {
+    if (!it->string) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: header entry without a name", p);
+      break;
+    }
+    if (!strcmp(it->string, "__metadata__")) {
+      if (!cJSON_IsObject(it)) {
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: __metadata__ is not an object", p);
+        break;
+      }
+      st->meta_count = 0;
+      int mn = cJSON_GetArraySize(it);
+      char **k = realloc(st->meta_keys, ((size_t)mn + 1) * sizeof(char *));
+      if (k) st->meta_keys = k;
+      char **v = realloc(st->meta_values, ((size_t)mn + 1) * sizeof(char *));
+      if (v) st->meta_values = v;
+      if (!k || !v) {
+        s = synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", p);
+        break;
+      }
+      for (cJSON *m = it->child; m; m = m->next) {
+        if (!cJSON_IsString(m) || !m->string) {
+          s = synco_fail(SYNCO_ERR_FORMAT, "%s: metadata value of '%s' is not a string", p, m->string ? m->string : "?");
+          break;
+        }
+        st->meta_keys[st->meta_count] = strdup(m->string);
+        st->meta_values[st->meta_count] = strdup(m->valuestring);
+        st->meta_count++;
+      }
+      continue;
+    }
+    synco_st_entry *e = &st->entries[st->count];
+    cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    cJSON *shape = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    cJSON *offs = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsString(dt) || !cJSON_IsArray(shape) || !cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' lacks dtype, shape or data_offsets", p, it->string);
+      break;
+    }
+    size_t dsize = 0;
+    for (size_t i = 0; i < NDTYPES; i++)
+      if (!strcmp(dt->valuestring, DTYPES[i].name)) {
+        e->dtype = DTYPES[i].dtype;
+        dsize = DTYPES[i].size;
+      }
+    if (!dsize) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%s'", p, it->string, dt->valuestring);
+      break;
+    }
+    e->ndim = cJSON_GetArraySize(shape);
+    if (e->ndim > SYNCO_ST_MAX_DIMS) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d)", p, it->string, e->ndim, SYNCO_ST_MAX_DIMS);
+      break;
+    }
+    double numel = 1;
+    int d = 0;
+    for (cJSON *x = shape->child; x; x = x->next, d++) {
+      if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 1e15 || x->valuedouble != (double)(int64_t)x->valuedouble) {
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has an invalid shape", p, it->string);
+        break;
+      }
+      e->shape[d] = (int64_t)x->valuedouble;
+      numel *= x->valuedouble;
+    }
+    if (s) break;
+    cJSON *b = cJSON_GetArrayItem(offs, 0), *en = cJSON_GetArrayItem(offs, 1);
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
+        en->valuedouble > (double)st->data_size) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has data offsets outside the data section (%zu bytes)", p,
+                     it->string, st->data_size);
+      break;
+    }
+    e->begin = (size_t)b->valuedouble;
+    e->end = (size_t)en->valuedouble;
+    if (numel * (double)dsize != (double)(e->end - e->begin)) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' spans %zu bytes but its shape and dtype need %.0f", p, it->string,
+                     e->end - e->begin, numel * (double)dsize);
+      break;
+    }
+    e->name = strdup(it->string);
+    if (!e->name) {
+      s = synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", p);
+      break;
+    }
+    st->count++;
+  }
+  cJSON_Delete(root);
+  if (s) return s;
+  /* Offsets must tile the data section: sorted, no overlap, no hole, nothing after the last tensor. */
+  synco_st_entry **order = malloc(((size_t)st->count + 1) * sizeof *order);
+  if (!order) return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", p);
+  for (int i = 0; i < st->count; i++) order[i] = &st->entries[i];
+  qsort(order, (size_t)st->count, sizeof *order, cmp_begin);
+  size_t at = 0;
+  for (int i = 0; i < st->count && !s; i++) {
+    if (order[i]->begin != at)
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' %s (starts at byte %zu, expected %zu)", p, order[i]->name,
+                     order[i]->begin < at ? "overlaps the previous tensor" : "leaves a gap before it", order[i]->begin, at);
+    at = order[i]->end;
+  }
+  if (!s && at != st->data_size)
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: %zu bytes after the last tensor", p, st->data_size - at);
+  /* JSON allows a key twice; a tensor name must not appear twice. */
+  for (int i = 1; i < st->count && !s; i++)
+    for (int j = 0; j < i; j++)
+      if (!strcmp(st->entries[i].name, st->entries[j].name)) {
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' appears twice", p, st->entries[i].name);
+        break;
+      }
+  free(order);
+  return s;
+}
+
+synco_status synco_st_parse(synco_safetensors *st, const void *bytes, size_t size, const char *name) {
+  memset(st, 0, sizeof *st);
+  st->path = strdup(name ? name : "<memory>");
+  st->buf = malloc(size ? size : 1);
+  if (!st->path || !st->buf) {
+    synco_st_close(st);
+    return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  }
+  memcpy(st->buf, bytes, size);
+  st->size = size;
+  synco_status s = parse_owned(st);
+  if (s) synco_st_close(st);
+  return s;
+}
+
+synco_status synco_st_open(synco_safetensors *st, const char *path) {
+  memset(st, 0, sizeof *st);
+  FILE *f = fopen(path, "rb");
+  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  if (fseek(f, 0, SEEK_END) != 0) {
+    fclose(f);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+  }
+  long sz = ftell(f);
+  rewind(f);
+  if (sz < 0) {
+    fclose(f);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot read its size", path);
+  }
+  st->path = strdup(path);
+  st->buf = malloc((size_t)sz + 1);
+  if (!st->path || !st->buf) {
+    fclose(f);
+    synco_st_close(st);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading %ld bytes", path, sz);
+  }
+  st->size = fread(st->buf, 1, (size_t)sz, f);
+  int err = ferror(f);
+  fclose(f);
+  if (err || st->size != (size_t)sz) {
+    synco_st_close(st);
+    return synco_fail(SYNCO_ERR_IO, "%s: read error", path);
+  }
+  synco_status s = parse_owned(st);
+  if (s) synco_st_close(st);
+  return s;
+}
+
+const synco_st_entry *synco_st_find(const synco_safetensors *st, const char *name) {
+  for (int i = 0; i < st->count; i++)
+    if (!strcmp(st->entries[i].name, name)) return &st->entries[i];
+  return NULL;
+}
+
+const void *synco_st_bytes(const synco_safetensors *st, const synco_st_entry *e) { return st->data + e->begin; }
+
+const char *synco_st_meta(const synco_safetensors *st, const char *key) {
+  for (int i = 0; i < st->meta_count; i++)
+    if (!strcmp(st->meta_keys[i], key)) return st->meta_values[i];
+  return NULL;
+}
+
+static float half_to_float(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) bits = sign;
+    else { /* subnormal */
+      float f = (float)man / 1024.0f / 16384.0f;
+      return sign ? -f : f;
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+  else bits = sign | ((exp + 112) << 23) | (man << 13);
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, float *dst, size_t numel, const int *shape,
+                              int ndim) {
+  const synco_st_entry *e = synco_st_find(st, name);
+  if (!e) return synco_fail(SYNCO_ERR_FORMAT, "%s: no tensor named '%s'", st->path, name);
+  if (synco_st_numel(e) != numel)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has %zu elements, expected %zu", st->path, name, synco_st_numel(e), numel);
+  if (shape) {
+    int same = e->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = e->shape[i] == shape[i];
+    if (!same) {
+      char got[128] = "", want[128] = "";
+      int k = 0;
+      for (int i = 0; i < e->ndim; i++) k += snprintf(got + k, sizeof got - (size_t)k, "%s%lld", i ? "," : "", (long long)e->shape[i]);
+      k = 0;
+      for (int i = 0; i < ndim; i++) k += snprintf(want + k, sizeof want - (size_t)k, "%s%d", i ? "," : "", shape[i]);
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s]", st->path, name, got, want);
+    }
+  }
+  const uint8_t *src = synco_st_bytes(st, e);
+  switch (e->dtype) {
+    case SYNCO_ST_F32: memcpy(dst, src, numel * 4); break;
+    case SYNCO_ST_F64:
+      for (size_t i = 0; i < numel; i++) {
+        double d;
+        memcpy(&d, src + 8 * i, 8);
+        dst[i] = (float)d;
+      }
+      break;
+    case SYNCO_ST_BF16:
+      for (size_t i = 0; i < numel; i++) {
+        uint32_t bits = (uint32_t)(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
+        memcpy(&dst[i], &bits, 4);
+      }
+      break;
+    case SYNCO_ST_F16:
+      for (size_t i = 0; i < numel; i++) dst[i] = half_to_float((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+      break;
+    default:
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected a float type", st->path, name,
+                        dtype_name(e->dtype));
+  }
+  return SYNCO_OK;
+}
+
+/* ---- writer ------------------------------------------------------------------------------------- */
+typedef struct {
+  char *name;
+  synco_st_dtype dtype;
+  int ndim;
+  int64_t shape[SYNCO_ST_MAX_DIMS];
+  const void *data;
+  size_t bytes;
+} pending;
+
+struct synco_st_writer {
+  pending *t;
+  int n, cap;
+  cJSON *meta;
+};
+
+synco_st_writer *synco_st_writer_new(void) {
+  synco_st_writer *w = calloc(1, sizeof *w);
+  if (!w) {
+    synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  w->meta = cJSON_CreateObject();
+  return w;
+}
+
+void synco_st_writer_free(synco_st_writer *w) {
+  if (!w) return;
+  for (int i = 0; i < w->n; i++) free(w->t[i].name);
+  free(w->t);
+  cJSON_Delete(w->meta);
+  free(w);
+}
+
+synco_status synco_st_add(synco_st_writer *w, const char *name, synco_st_dtype dtype, int ndim, const int64_t *shape,
+                          const void *data) {
+  if (ndim < 0 || ndim > SYNCO_ST_MAX_DIMS) return synco_fail(SYNCO_ERR_ARG, "tensor '%s': %d dimensions", name, ndim);
+  if (w->n == w->cap) {
+    int cap = w->cap ? 2 * w->cap : 64;
+    pending *t = realloc(w->t, (size_t)cap * sizeof *t);
+    if (!t) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+    w->t = t;
+    w->cap = cap;
+  }
+  pending *p = &w->t[w->n];
+  p->name = strdup(name);
+  if (!p->name) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  p->dtype = dtype;
+  p->ndim = ndim;
+  size_t numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    p->shape[i] = shape[i];
+    numel *= (size_t)shape[i];
+  }
+  p->data = data;
+  p->bytes = numel * dtype_size(dtype);
+  w->n++;
+  return SYNCO_OK;
+}
+
+synco_status synco_st_add_f32(synco_st_writer *w, const char *name, const float *data, int ndim, const int *shape) {
+  int64_t s[SYNCO_ST_MAX_DIMS];
+  for (int i = 0; i < ndim && i < SYNCO_ST_MAX_DIMS; i++) s[i] = shape[i];
+  return synco_st_add(w, name, SYNCO_ST_F32, ndim, s, data);
+}
+
+synco_status synco_st_set_meta(synco_st_writer *w, const char *key, const char *value) {
+  cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
+  if (!cJSON_AddStringToObject(w->meta, key, value)) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  return SYNCO_OK;
+}
+
+synco_status synco_st_write(synco_st_writer *w, const char *path) {
+  cJSON *root = cJSON_CreateObject();
+  if (!root) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  if (cJSON_GetArraySize(w->meta) > 0) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
+  size_t off = 0;
+  for (int i = 0; i < w->n; i++) {
+    const pending *p = &w->t[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "dtype", dtype_name(p->dtype));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < p->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)p->shape[d]));
+    cJSON *offs = cJSON_AddArrayToObject(o, "data_offsets");
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + p->bytes)));
+    cJSON_AddItemToObject(root, p->name, o);
+    off += p->bytes;
+  }
+  char *json = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (!json) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  size_t jlen = strlen(json), padded = (jlen + 7) / 8 * 8; /* tensors start 8-byte aligned */
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    free(json);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+  }
+  uint8_t hdr[8];
+  for (int i = 0; i < 8; i++) hdr[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+  int ok = fwrite(hdr, 1, 8, f) == 8 && fwrite(json, 1, jlen, f) == jlen;
+  for (size_t i = jlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
+  free(json);
+  for (int i = 0; ok && i < w->n; i++) ok = fwrite(w->t[i].data, 1, w->t[i].bytes, f) == w->t[i].bytes;
+  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok) {
+    int e = errno;
+    unlink(tmp);
+    return synco_fail(SYNCO_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
+  }
+  return SYNCO_OK;
+}
