@@ -15,4 +15,12 @@ synco_status synco_weights_read_config(const char *path, synco_encoder_config *c
  * strict = 1: any missing key is an error. Unused keys are listed in the message when report is non-NULL. */
 synco_status synco_weights_load(synco_encoder *enc, const char *path, const char *which, int strict);
 
+#include "io/safetensors.h"
+
+/* Adds every parameter and BN buffer of enc to a writer as "<prefix><torchvision name>" (fp32), and the
+ * architecture as metadata "synco.encoder" (JSON). The encoder's memory must outlive synco_st_write. */
+synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix);
+/* The "synco.encoder" metadata JSON for an encoder (caller frees). */
+char *synco_weights_config_json(const synco_encoder *enc);
+
 #endif
