@@ -1,0 +1,252 @@
+/* MoCo-v2 / SynCo training state and step; see moco.h for the order of operations. */
+#include "ssl/moco.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "base/status.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "optim/sgd.h"
+#include "ssl/infonce.h"
+
+struct synco_moco {
+  synco_moco_config cfg;
+  synco_backend *be;
+  synco_encoder *eq, *ek;
+  int dim, B;
+  float *mom;                   /* SGD momentum buffer, mirrors eq's parameters */
+  int sgd_started;              /* PyTorch's SGD sets buf = grad on its first step */
+  float *queue;                 /* [K, dim] */
+  long ptr;
+  float *q_raw, *k_raw, *q, *k, *dq, *dq_raw, *qnorm, *knorm; /* [B, dim] / [B] */
+  float *keys;                  /* [2B, dim]: keys to enqueue (two with a symmetric loss) */
+  synco_infonce_scratch loss;
+  synco_negatives_draws draws;
+  int neg_total;
+};
+
+synco_encoder *synco_moco_query(synco_moco *m) { return m->eq; }
+synco_encoder *synco_moco_key(synco_moco *m) { return m->ek; }
+const float *synco_moco_queue(const synco_moco *m) { return m->queue; }
+long synco_moco_queue_ptr(const synco_moco *m) { return m->ptr; }
+
+static synco_tensor matrix(float *data, int rows, int cols) {
+  return (synco_tensor){.n = rows, .c = cols, .h = 1, .w = 1, .dtype = SYNCO_F32, .layout = SYNCO_LAYOUT_PLAIN, .data = data};
+}
+
+void synco_moco_free(synco_moco *m) {
+  if (!m) return;
+  synco_encoder_free(m->eq);
+  synco_encoder_free(m->ek);
+  free(m->mom);
+  free(m->queue);
+  free(m->q_raw);
+  free(m->k_raw);
+  free(m->q);
+  free(m->k);
+  free(m->dq);
+  free(m->dq_raw);
+  free(m->qnorm);
+  free(m->knorm);
+  free(m->keys);
+  synco_infonce_free(&m->loss);
+  if (m->neg_total) synco_negatives_free(&m->draws);
+  free(m);
+}
+
+synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg) {
+  *out = NULL;
+  const int keys_per_step = cfg->batch * (cfg->symmetric ? 2 : 1);
+  if (cfg->K <= 0 || cfg->K % keys_per_step)
+    return synco_fail(SYNCO_ERR_ARG, "queue size %d is not a multiple of the %d keys enqueued per step", cfg->K, keys_per_step);
+  if (!(cfg->T > 0) || !(cfg->m >= 0 && cfg->m <= 1))
+    return synco_fail(SYNCO_ERR_ARG, "temperature must be > 0 and key momentum in [0, 1]");
+  if (!cfg->enc.head) return synco_fail(SYNCO_ERR_ARG, "MoCo needs an encoder with a projection head");
+  const int total = synco_negatives_total(&cfg->neg);
+  if (total) SYNCO_TRY(synco_negatives_check(&cfg->neg, cfg->K));
+  synco_moco *m = calloc(1, sizeof *m);
+  if (!m) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  m->cfg = *cfg;
+  m->be = be;
+  m->B = cfg->batch;
+  synco_status s = synco_encoder_create(&m->eq, be, &cfg->enc, cfg->batch, cfg->image_size, cfg->seed);
+  if (!s) s = synco_encoder_create(&m->ek, be, &cfg->enc, cfg->batch, cfg->image_size, cfg->seed);
+  if (s) {
+    synco_moco_free(m);
+    return s;
+  }
+  m->dim = synco_encoder_out_dim(m->eq);
+  const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim;
+  /* The key encoder starts as a copy of the query encoder (parameters and BN buffers). */
+  memcpy(synco_encoder_params(m->ek), synco_encoder_params(m->eq), P * sizeof(float));
+  memcpy(synco_encoder_buffers(m->ek), synco_encoder_buffers(m->eq), synco_encoder_num_buffers(m->eq) * sizeof(float));
+  m->mom = calloc(P, sizeof(float));
+  m->queue = malloc((size_t)cfg->K * m->dim * sizeof(float));
+  m->q_raw = malloc(bd * sizeof(float));
+  m->k_raw = malloc(bd * sizeof(float));
+  m->q = malloc(bd * sizeof(float));
+  m->k = malloc(bd * sizeof(float));
+  m->dq = malloc(bd * sizeof(float));
+  m->dq_raw = malloc(bd * sizeof(float));
+  m->qnorm = malloc((size_t)m->B * sizeof(float));
+  m->knorm = malloc((size_t)m->B * sizeof(float));
+  m->keys = malloc(2 * bd * sizeof(float));
+  if (!m->mom || !m->queue || !m->q_raw || !m->k_raw || !m->q || !m->k || !m->dq || !m->dq_raw || !m->qnorm ||
+      !m->knorm || !m->keys) {
+    synco_moco_free(m);
+    return synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state");
+  }
+  /* Initial queue: random unit rows (each row normalized, unlike the authors' code which normalizes along K). */
+  for (int i = 0; i < cfg->K; i++) {
+    synco_rng r = synco_rng_make(cfg->seed, 0, (uint64_t)i, SYNCO_RNG_QUEUE_INIT);
+    float *row = m->queue + (size_t)i * m->dim;
+    double ss = 0;
+    for (int j = 0; j < m->dim; j++) {
+      row[j] = synco_rng_normal(&r);
+      ss += (double)row[j] * row[j];
+    }
+    const float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+    for (int j = 0; j < m->dim; j++) row[j] *= inv;
+  }
+  s = synco_infonce_init(&m->loss, m->B, cfg->K, m->dim, total);
+  if (!s && total) {
+    s = synco_negatives_init(&m->draws, &cfg->neg, m->B, m->dim, cfg->K);
+    if (!s) m->neg_total = total;
+  }
+  if (s) {
+    synco_moco_free(m);
+    return s;
+  }
+  *out = m;
+  return SYNCO_OK;
+}
+
+/* k = normalize(f_k(x)) into dst (no gradient). */
+static synco_status encode_keys(synco_moco *m, float *dst, const float *x) {
+  SYNCO_TRY(synco_encoder_forward(m->ek, m->k_raw, x, m->B, 1));
+  synco_tensor y = matrix(dst, m->B, m->dim), xr = matrix(m->k_raw, m->B, m->dim);
+  return m->be->l2norm_fwd(m->be, &y, m->knorm, &xr);
+}
+
+/* One direction: q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
+static synco_status direction(synco_moco *m, const float *xq, const float *k, int negatives, uint64_t step,
+                              uint64_t query0, double *loss, double *acc) {
+  synco_backend *be = m->be;
+  SYNCO_TRY(synco_encoder_forward(m->eq, m->q_raw, xq, m->B, 1));
+  synco_tensor qt = matrix(m->q, m->B, m->dim), qr = matrix(m->q_raw, m->B, m->dim);
+  SYNCO_TRY(be->l2norm_fwd(be, &qt, m->qnorm, &qr));
+  const synco_negatives_config *nc = NULL;
+  synco_negatives_draws *nd = NULL;
+  if (negatives && m->neg_total) {
+    synco_negatives_draw_at(&m->draws, &m->cfg.neg, m->cfg.seed, step, query0);
+    nc = &m->cfg.neg;
+    nd = &m->draws;
+  }
+  float l = 0, a = 0;
+  SYNCO_TRY(synco_contrastive_loss(&m->loss, &l, &a, m->dq, m->q, k, m->queue, m->B, m->cfg.K, m->dim, m->cfg.T, nc, nd));
+  if (!isfinite(l)) return synco_fail(SYNCO_ERR_NUMERIC, "non-finite loss at step %llu", (unsigned long long)step);
+  *loss += l;
+  *acc += a;
+  synco_tensor dqt = matrix(m->dq, m->B, m->dim), dqr = matrix(m->dq_raw, m->B, m->dim);
+  SYNCO_TRY(be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
+  return synco_encoder_backward(m->eq, m->dq_raw);
+}
+
+synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
+                             uint64_t step, synco_step_stats *stats) {
+  const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim;
+  float *pq = synco_encoder_params(m->eq), *pk = synco_encoder_params(m->ek), *g = synco_encoder_grads(m->eq);
+  memset(g, 0, P * sizeof(float));
+  /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
+  synco_ema_update(pk, pq, P, m->cfg.m);
+  double loss = 0, acc = 0;
+  int nkeys = 1;
+  SYNCO_TRY(encode_keys(m, m->keys, x_k));
+  if (!m->cfg.symmetric) {
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc));
+  } else {
+    /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
+    SYNCO_TRY(encode_keys(m, m->keys + bd, x_q));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc));
+    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, (uint64_t)m->B, &loss, &acc));
+    acc *= 0.5;
+    nkeys = 2;
+  }
+  synco_sgd_step(pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started);
+  m->sgd_started = 1;
+  /* Enqueue after the loss used the old queue. */
+  for (int i = 0; i < nkeys; i++) {
+    memcpy(m->queue + (size_t)m->ptr * m->dim, m->keys + i * bd, bd * sizeof(float));
+    m->ptr = (m->ptr + m->B) % m->cfg.K;
+  }
+  if (stats) {
+    stats->loss = loss;
+    stats->acc = acc;
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_moco_save(synco_moco *m, const char *path, const char *config_json, int epoch, long step) {
+  synco_st_writer *w = synco_st_writer_new();
+  if (!w) return SYNCO_ERR_NOMEM;
+  char buf[64];
+  int64_t ptr = m->ptr;
+  const int P = (int)synco_encoder_num_params(m->eq);
+  synco_status s = synco_weights_add(w, m->eq, "encoder_q.");
+  if (!s) s = synco_weights_add(w, m->ek, "encoder_k.");
+  if (!s) s = synco_st_add_f32(w, "optimizer.momentum", m->mom, 1, (int[]){P});
+  if (!s) s = synco_st_add_f32(w, "queue", m->queue, 2, (int[]){m->cfg.K, m->dim});
+  if (!s) s = synco_st_add(w, "queue_ptr", SYNCO_ST_I64, 1, (int64_t[]){1}, &ptr);
+  if (!s) s = synco_st_set_meta(w, "synco.format", "checkpoint");
+  if (!s && config_json) s = synco_st_set_meta(w, "synco.config", config_json);
+  snprintf(buf, sizeof buf, "%d", epoch);
+  if (!s) s = synco_st_set_meta(w, "synco.epoch", buf);
+  snprintf(buf, sizeof buf, "%ld", step);
+  if (!s) s = synco_st_set_meta(w, "synco.step", buf);
+  snprintf(buf, sizeof buf, "%d", m->sgd_started);
+  if (!s) s = synco_st_set_meta(w, "synco.sgd_started", buf);
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)m->cfg.seed);
+  if (!s) s = synco_st_set_meta(w, "synco.seed", buf);
+  if (!s) s = synco_st_write(w, path);
+  synco_st_writer_free(w);
+  return s;
+}
+
+synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *step) {
+  SYNCO_TRY(synco_weights_load(m->eq, path, "query", 1));
+  SYNCO_TRY(synco_weights_load(m->ek, path, "key", 1));
+  synco_safetensors st;
+  SYNCO_TRY(synco_st_open(&st, path));
+  const int P = (int)synco_encoder_num_params(m->eq);
+  synco_status s = SYNCO_OK;
+  const char *fmt = synco_st_meta(&st, "synco.format");
+  if (!fmt || strcmp(fmt, "checkpoint"))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: not a synco training checkpoint (an exported encoder?)", path);
+  if (!s) s = synco_st_get_f32(&st, "optimizer.momentum", m->mom, (size_t)P, (int[]){P}, 1);
+  if (!s) s = synco_st_get_f32(&st, "queue", m->queue, (size_t)m->cfg.K * m->dim, (int[]){m->cfg.K, m->dim}, 2);
+  const synco_st_entry *e = s ? NULL : synco_st_find(&st, "queue_ptr");
+  if (!s && (!e || e->dtype != SYNCO_ST_I64 || synco_st_numel(e) != 1))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: missing or malformed queue_ptr", path);
+  if (!s) {
+    int64_t ptr;
+    memcpy(&ptr, synco_st_bytes(&st, e), 8);
+    if (ptr < 0 || ptr >= m->cfg.K) s = synco_fail(SYNCO_ERR_FORMAT, "%s: queue_ptr %lld out of range", path, (long long)ptr);
+    m->ptr = (long)ptr;
+  }
+  const char *ep = synco_st_meta(&st, "synco.epoch"), *sp = synco_st_meta(&st, "synco.step"),
+             *sg = synco_st_meta(&st, "synco.sgd_started"), *sd = synco_st_meta(&st, "synco.seed");
+  if (!s && (!ep || !sp || !sg)) s = synco_fail(SYNCO_ERR_FORMAT, "%s: missing epoch/step metadata", path);
+  if (!s && sd && strtoull(sd, NULL, 10) != m->cfg.seed)
+    s = synco_fail(SYNCO_ERR_ARG, "%s: was trained with --seed %s, not %llu", path, sd, (unsigned long long)m->cfg.seed);
+  if (!s) {
+    *epoch = atoi(ep);
+    *step = atol(sp);
+    m->sgd_started = atoi(sg);
+  }
+  synco_st_close(&st);
+  return s;
+}

@@ -1,0 +1,56 @@
+/* MoCo-v2 with SynCo's synthetic negatives: the query and key encoders, the momentum (EMA) update, the FIFO
+ * queue, one training step, and the checkpoint of all of it.
+ *
+ * One step, in the order of the authors' builder: q = normalize(f_q(x_q)) → EMA of the key encoder's
+ * parameters → k = normalize(f_k(x_k)) (train-mode BN with its own statistics, Split-BN on one process) →
+ * InfoNCE over [q·k | q·Qᵀ | synthetic] / T → enqueue k → backward into f_q → fused SGD. With a symmetric
+ * loss the two directions are averaged and both views go through both encoders. */
+#ifndef SYNCO_SSL_MOCO_H
+#define SYNCO_SSL_MOCO_H
+
+#include <stdint.h>
+
+#include "nn/encoder.h"
+#include "ssl/negatives.h"
+#include "synco.h"
+
+typedef struct {
+  synco_encoder_config enc;   /* head = 1 */
+  int image_size;
+  int batch;                  /* per process */
+  int K;                      /* queue length, a multiple of the global batch */
+  float m;                    /* key encoder momentum */
+  float T;                    /* temperature */
+  int symmetric;
+  synco_negatives_config neg; /* all counts 0: plain MoCo-v2 */
+  float momentum, wd;         /* SGD */
+  uint64_t seed;
+} synco_moco_config;
+
+typedef struct synco_moco synco_moco;
+
+typedef struct {
+  double loss;                /* mean InfoNCE loss of the step */
+  double acc;                 /* proxy-task accuracy in [0, 1] (top-1 of the logits is the positive) */
+} synco_step_stats;
+
+synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg);
+void synco_moco_free(synco_moco *m);
+synco_encoder *synco_moco_query(synco_moco *m);
+synco_encoder *synco_moco_key(synco_moco *m);
+const float *synco_moco_queue(const synco_moco *m); /* [K, dim] unit rows */
+long synco_moco_queue_ptr(const synco_moco *m);
+
+/* One training step on a batch of two views x_q, x_k ([batch, 3, S, S] plain fp32). `negatives` = 0 turns the
+ * synthetic negatives off (warm-up epochs); `step` is the global step (keys the negatives' draws).
+ * A non-finite loss returns SYNCO_ERR_NUMERIC before any parameter is changed. */
+synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
+                             uint64_t step, synco_step_stats *stats);
+
+/* Checkpoint: both encoders, SGD momentum, queue and pointer, epoch (completed) and global step, plus the
+ * caller's config JSON as metadata "synco.config". Written atomically. */
+synco_status synco_moco_save(synco_moco *m, const char *path, const char *config_json, int epoch, long step);
+/* Restores a checkpoint written by synco_moco_save into an identically configured m. */
+synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *step);
+
+#endif
