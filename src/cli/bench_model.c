@@ -1,4 +1,231 @@
-/* placeholder until the benchmark lands */
+/* synco bench fwdbwd / step: time the encoder's forward + backward, or one whole pretraining step, on random
+ * data. Reports the median images/s over the timed iterations, the achieved GFLOP/s and the peak resident
+ * memory; --compare-torch also runs tools/bench_torch.py with the same settings, one after the other, and
+ * prints its figures and the ratio. */
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
-int synco_bench_fwdbwd(int argc, char **argv) { fprintf(stderr, "synco bench: not built yet\n"); return 1; }
-int synco_bench_step(int argc, char **argv) { fprintf(stderr, "synco bench: not built yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "base/progress.h"
+#include "base/rng.h"
+#include "base/status.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "nn/encoder.h"
+#include "ssl/moco.h"
+
+typedef struct {
+  const char *arch, *method, *backend, *precision, *python;
+  int cifar_stem, width, batch, image_size, iters, warmup, threads, json, moco_k, compare, mlp, dim, bn_splits;
+} bench_opts;
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+static int parse(const char *kind, bench_opts *o, int argc, char **argv, int step) {
+  synco_arg args[] = {
+      {"arch", 'a', SYNCO_ARG_STR, &o->arch, "resnet18, resnet34 or resnet50"},
+      {"cifar-stem", 0, SYNCO_ARG_FLAG, &o->cifar_stem, "3x3 stride-1 stem without max-pool"},
+      {"width", 0, SYNCO_ARG_INT, &o->width, "base width"},
+      {"batch", 'b', SYNCO_ARG_INT, &o->batch, "images per step"},
+      {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "image side (default 32 with --cifar-stem, else 224)"},
+      {"iters", 0, SYNCO_ARG_INT, &o->iters, "timed iterations (median reported)"},
+      {"warmup", 0, SYNCO_ARG_INT, &o->warmup, "untimed iterations first"},
+      {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
+      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn or ref"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
+      {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
+      {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},
+      {"bn-splits", 0, SYNCO_ARG_INT, &o->bn_splits, "Split-BN groups"},
+      {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
+      {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
+      {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
+      {NULL},
+  };
+  int rc = synco_args_parse(kind, step ? "Times one full pretraining step (MoCo-v2 / SynCo) on random images."
+                                       : "Times forward + backward of the encoder on random images.",
+                            args, argc, argv, NULL, 0, NULL);
+  if (rc) return rc;
+  if (!o->image_size) o->image_size = o->cifar_stem ? 32 : 224;
+  if (strcmp(o->precision, "fp32")) {
+    fprintf(stderr, "synco bench: --precision %s is not available in this build (fp32 only)\n", o->precision);
+    return 2;
+  }
+  if (o->threads > 0) omp_set_num_threads(o->threads);
+  o->threads = omp_get_max_threads();
+  return 0;
+}
+
+static int depth_of(const char *arch) {
+  return !strcmp(arch, "resnet18") ? 18 : !strcmp(arch, "resnet34") ? 34 : !strcmp(arch, "resnet50") ? 50 : 0;
+}
+
+/* Runs tools/bench_torch.py with the same settings and returns its images/s (or -1). */
+static double torch_images_per_s(const bench_opts *o, const char *mode, double *rss) {
+  char cmd[1024], extra[128] = "";
+  if (!strcmp(mode, "step")) snprintf(extra, sizeof extra, " --method %s --moco-k %d", o->method, o->moco_k);
+  snprintf(cmd, sizeof cmd, "%s tools/bench_torch.py %s --arch %s%s --width %d --batch %d --threads %d%s --json",
+           o->python, mode, o->arch, o->cifar_stem ? " --cifar-stem" : "", o->width, o->batch, o->threads, extra);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  char line[4096];
+  double ips = -1;
+  while (fgets(line, sizeof line, p)) {
+    const char *k = strstr(line, "\"images_per_s\":");
+    if (k) ips = atof(k + 15);
+    const char *r = strstr(line, "\"peak_rss_mb\":");
+    if (r) *rss = atof(r + 14);
+  }
+  if (pclose(p) != 0) return -1;
+  return ips;
+}
+
+static int report(const char *kind, const bench_opts *o, double *times, int n, double flops_per_image,
+                  synco_backend *be) {
+  qsort(times, (size_t)n, sizeof *times, cmp_double);
+  const double med = times[n / 2], ips = o->batch / med, gflops = flops_per_image * ips / 1e9, rss = peak_rss_mb();
+  double tips = -1, trss = -1;
+  if (o->compare) tips = torch_images_per_s(o, kind, &trss);
+  if (o->json) {
+    printf("{\"program\":\"synco\",\"mode\":\"%s\",\"arch\":\"%s\",\"width\":%d,\"cifar_stem\":%d,\"batch\":%d,"
+           "\"image_size\":%d,\"threads\":%d,\"backend\":\"%s\",\"precision\":\"%s\",\"method\":\"%s\",\"iters\":%d,"
+           "\"median_s\":%.6f,\"images_per_s\":%.3f,\"gflops_per_s\":%.3f,\"peak_rss_mb\":%.1f",
+           kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
+           strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss);
+    if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
+    printf("}\n");
+  } else {
+    printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d threads, backend %s%s%s\n", kind, o->arch,
+           o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads, be->name,
+           strcmp(kind, "step") ? "" : ", method ", strcmp(kind, "step") ? "" : o->method);
+    printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB\n", ips, med, n, gflops, rss);
+    if (o->compare) {
+      if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
+      else printf("  pytorch : failed to run tools/bench_torch.py with %s\n", o->python);
+    }
+  }
+  return 0;
+}
+
+static void fill_input(float *x, size_t n, uint64_t seed) {
+  synco_rng r = synco_rng_make(seed, 0, 0, SYNCO_RNG_TEST);
+  for (size_t i = 0; i < n; i++) x[i] = synco_rng_normal(&r);
+}
+
+int synco_bench_fwdbwd(int argc, char **argv) {
+  bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
+                  .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 1};
+  int rc = parse("fwdbwd", &o, argc, argv, 0);
+  if (rc) return rc == 1 ? 0 : rc;
+  const int depth = depth_of(o.arch);
+  if (!depth) {
+    fprintf(stderr, "synco bench: unknown --arch '%s'\n", o.arch);
+    return 2;
+  }
+  synco_backend *be = NULL;
+  synco_encoder *enc = NULL;
+  synco_encoder_config ec = {.depth = depth, .width = o.width, .cifar_stem = o.cifar_stem, .head = 1, .mlp = 1, .dim = 128,
+                             .bn_splits = o.bn_splits};
+  if (synco_backend_create(o.backend, &be) || synco_encoder_create(&enc, be, &ec, o.batch, o.image_size, 0)) {
+    synco_backend_destroy(be);
+    return synco_cli_error("bench");
+  }
+  const size_t nx = (size_t)o.batch * 3 * o.image_size * o.image_size, no = (size_t)o.batch * synco_encoder_out_dim(enc);
+  float *x = malloc(nx * sizeof(float)), *out = malloc(no * sizeof(float)), *dout = malloc(no * sizeof(float));
+  double *times = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
+  int ret = 1;
+  if (!x || !out || !dout || !times) goto done;
+  fill_input(x, nx, 1);
+  fill_input(dout, no, 2);
+  for (int i = 0; i < o.warmup + o.iters; i++) {
+    const double t0 = synco_now();
+    if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout)) {
+      synco_cli_error("bench");
+      goto done;
+    }
+    if (i >= o.warmup) times[i - o.warmup] = synco_now() - t0;
+  }
+  ret = report("fwdbwd", &o, times, o.iters, 3.0 * 2.0 * synco_encoder_macs_per_image(enc), be);
+done:
+  free(x);
+  free(out);
+  free(dout);
+  free(times);
+  synco_encoder_free(enc);
+  synco_backend_destroy(be);
+  return ret;
+}
+
+int synco_bench_step(int argc, char **argv) {
+  bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
+                  .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 8};
+  int rc = parse("step", &o, argc, argv, 1);
+  if (rc) return rc == 1 ? 0 : rc;
+  const int depth = depth_of(o.arch);
+  if (!depth) {
+    fprintf(stderr, "synco bench: unknown --arch '%s'\n", o.arch);
+    return 2;
+  }
+  synco_moco_config mc = {0};
+  mc.enc = (synco_encoder_config){.depth = depth, .width = o.width, .cifar_stem = o.cifar_stem, .head = 1, .mlp = 1,
+                                  .dim = 128, .bn_splits = o.bn_splits};
+  mc.image_size = o.image_size;
+  mc.batch = o.batch;
+  mc.K = o.moco_k;
+  mc.m = 0.99f;
+  mc.T = 0.1f;
+  mc.momentum = 0.9f;
+  mc.wd = 5e-4f;
+  mc.neg = (synco_negatives_config){.n_hard = 1024, .sigma = 0.01f, .delta = 0.01f, .eta = 0.01f};
+  if (!strcmp(o.method, "synco")) {
+    const int n[6] = {256, 256, 256, 64, 64, 64};
+    memcpy(mc.neg.n, n, sizeof n);
+  } else if (!strcmp(o.method, "mochi")) {
+    mc.neg.n[0] = mc.neg.n[2] = 256;
+  } else if (strcmp(o.method, "moco")) {
+    fprintf(stderr, "synco bench: --method must be synco, mochi or moco\n");
+    return 2;
+  }
+  if (mc.neg.n_hard > mc.K) mc.neg.n_hard = mc.K;
+  synco_backend *be = NULL;
+  synco_moco *m = NULL;
+  if (synco_backend_create(o.backend, &be) || synco_moco_create(&m, be, &mc)) {
+    synco_backend_destroy(be);
+    return synco_cli_error("bench");
+  }
+  const size_t nx = (size_t)o.batch * 3 * o.image_size * o.image_size;
+  float *xq = malloc(nx * sizeof(float)), *xk = malloc(nx * sizeof(float));
+  double *times = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
+  int ret = 1;
+  if (!xq || !xk || !times) goto done;
+  fill_input(xq, nx, 1);
+  fill_input(xk, nx, 2);
+  for (int i = 0; i < o.warmup + o.iters; i++) {
+    const double t0 = synco_now();
+    synco_step_stats st;
+    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st)) {
+      synco_cli_error("bench");
+      goto done;
+    }
+    if (i >= o.warmup) times[i - o.warmup] = synco_now() - t0;
+  }
+  ret = report("step", &o, times, o.iters, 4.0 * 2.0 * synco_encoder_macs_per_image(synco_moco_query(m)), be);
+done:
+  free(xq);
+  free(xk);
+  free(times);
+  synco_moco_free(m);
+  synco_backend_destroy(be);
+  return ret;
+}
