@@ -1,0 +1,98 @@
+/* The reference backend's op table: plain-C (OpenBLAS for GEMMs) implementations of every op in
+ * tensor/backend.h, written to be read and trusted rather than to be fastest. Every activation is PLAIN
+ * NCHW fp32, so the layout hooks are the identity and to_backend / to_plain are copies. The op bodies live
+ * in ref_conv.c, ref_batchnorm.c, ref_pool.c, ref_elementwise.c and ref_linear.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/ref/ref_internal.h"
+
+static const char *layout_name(synco_layout l) {
+  switch (l) {
+    case SYNCO_LAYOUT_PLAIN: return "plain";
+    case SYNCO_LAYOUT_NCHW16C: return "nChw16c";
+    case SYNCO_LAYOUT_NCHW8C: return "nChw8c";
+  }
+  return "unknown";
+}
+
+synco_status synco_ref_check(const synco_tensor *t, const char *op, const char *what, int n, int c, int h, int w) {
+  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "ref %s: %s is missing", op, what);
+  if (t->dtype != SYNCO_F32)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "ref %s: %s must be f32 (the reference backend has no bf16)", op, what);
+  if (t->layout != SYNCO_LAYOUT_PLAIN)
+    return synco_fail(SYNCO_ERR_ARG, "ref %s: %s has layout %s, expected plain", op, what, layout_name(t->layout));
+  if (t->n != n || t->c != c || t->h != h || t->w != w)
+    return synco_fail(SYNCO_ERR_ARG, "ref %s: %s is %dx%dx%dx%d, expected %dx%dx%dx%d", op, what, t->n, t->c, t->h,
+                      t->w, n, c, h, w);
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_check_like(const synco_tensor *t, const char *op, const char *what, const synco_tensor *like) {
+  return synco_ref_check(t, op, what, like->n, like->c, like->h, like->w);
+}
+
+static synco_layout ref_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
+  return SYNCO_LAYOUT_PLAIN;
+}
+
+static size_t ref_act_bytes(synco_backend *be, int n, int c, int h, int w, synco_dtype dt) {
+  return (size_t)n * c * h * w * synco_dtype_size(dt);
+}
+
+static synco_status ref_to_backend(synco_backend *be, synco_tensor *dst, const float *src_plain) {
+  SYNCO_TRY(synco_ref_check(dst, "to_backend", "dst", dst ? dst->n : 0, dst ? dst->c : 0, dst ? dst->h : 0,
+                            dst ? dst->w : 0));
+  if (!src_plain) return synco_fail(SYNCO_ERR_ARG, "ref to_backend: src is missing");
+  if (dst->data != src_plain) memmove(dst->data, src_plain, synco_tensor_numel(dst) * sizeof(float));
+  return SYNCO_OK;
+}
+
+static synco_status ref_to_plain(synco_backend *be, float *dst_plain, const synco_tensor *src) {
+  SYNCO_TRY(synco_ref_check(src, "to_plain", "src", src ? src->n : 0, src ? src->c : 0, src ? src->h : 0,
+                            src ? src->w : 0));
+  if (!dst_plain) return synco_fail(SYNCO_ERR_ARG, "ref to_plain: dst is missing");
+  if (dst_plain != src->data) memmove(dst_plain, src->data, synco_tensor_numel(src) * sizeof(float));
+  return SYNCO_OK;
+}
+
+static void ref_destroy(synco_backend *be) { free(be); }
+
+synco_status synco_backend_ref_create(synco_backend **out) {
+  if (!out) return synco_fail(SYNCO_ERR_ARG, "synco_backend_ref_create: out is NULL");
+  *out = NULL;
+  synco_backend *be = synco_calloc(1, sizeof *be);
+  if (!be) return SYNCO_ERR_NOMEM;
+  be->name = "ref";
+  be->ctx = NULL;
+  be->destroy = ref_destroy;
+  be->act_layout = ref_act_layout;
+  be->act_bytes = ref_act_bytes;
+  be->to_backend = ref_to_backend;
+  be->to_plain = ref_to_plain;
+  be->conv_plan = synco_ref_conv_plan;
+  be->conv_release = synco_ref_conv_release;
+  be->conv_fwd = synco_ref_conv_fwd;
+  be->conv_bwd_data = synco_ref_conv_bwd_data;
+  be->conv_bwd_weights = synco_ref_conv_bwd_weights;
+  be->bn_plan = synco_ref_bn_plan;
+  be->bn_release = synco_ref_bn_release;
+  be->bn_fwd_train = synco_ref_bn_fwd_train;
+  be->bn_fwd_eval = synco_ref_bn_fwd_eval;
+  be->bn_bwd = synco_ref_bn_bwd;
+  be->pool_plan = synco_ref_pool_plan;
+  be->pool_release = synco_ref_pool_release;
+  be->maxpool_fwd = synco_ref_maxpool_fwd;
+  be->maxpool_bwd = synco_ref_maxpool_bwd;
+  be->relu_fwd = synco_ref_relu_fwd;
+  be->relu_bwd = synco_ref_relu_bwd;
+  be->add = synco_ref_add;
+  be->avgpool_fwd = synco_ref_avgpool_fwd;
+  be->avgpool_bwd = synco_ref_avgpool_bwd;
+  be->linear_fwd = synco_ref_linear_fwd;
+  be->linear_bwd = synco_ref_linear_bwd;
+  be->l2norm_fwd = synco_ref_l2norm_fwd;
+  be->l2norm_bwd = synco_ref_l2norm_bwd;
+  *out = be;
+  return SYNCO_OK;
+}

@@ -1,0 +1,95 @@
+/* Reference matrix ops on PLAIN N×C matrices: the linear layer (OpenBLAS SGEMM) and row-wise L2
+ * normalization exactly as torch.nn.functional.normalize (y = x / max(|x|, 1e-12)).
+ * Linear backward: dx is assigned (skipped when NULL), dw and db accumulate (db skipped when NULL).
+ * l2norm saves the raw row norms |x|; its backward is the exact gradient of x / max(|x|, eps): the
+ * projection (dy - y (y·dy)) / |x| when |x| > eps, and dy / eps below it, where the denominator is the
+ * constant eps. Norms and dot products are accumulated in double. */
+#include <cblas.h>
+#include <math.h>
+
+#include "backend/ref/ref_internal.h"
+
+#define L2NORM_EPS 1e-12
+
+synco_status synco_ref_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
+                                  const float *b) {
+  if (!x || !y) return synco_fail(SYNCO_ERR_ARG, "ref linear_fwd: a tensor is missing");
+  SYNCO_TRY(synco_ref_check(x, "linear_fwd", "x", x->n, x->c, 1, 1));
+  SYNCO_TRY(synco_ref_check(y, "linear_fwd", "y", x->n, y->c, 1, 1));
+  if (!w) return synco_fail(SYNCO_ERR_ARG, "ref linear_fwd: weights are missing");
+  const int n = x->n, in = x->c, out = y->c;
+  float *yd = y->data;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x->data, in, w, in, 0.f, yd, out);
+  if (b) {
+    for (int i = 0; i < n; i++)
+      for (int o = 0; o < out; o++) yd[(size_t)i * out + o] += b[o];
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
+                                  const synco_tensor *x, const float *w) {
+  if (!x || !dy) return synco_fail(SYNCO_ERR_ARG, "ref linear_bwd: a tensor is missing");
+  SYNCO_TRY(synco_ref_check(x, "linear_bwd", "x", x->n, x->c, 1, 1));
+  SYNCO_TRY(synco_ref_check(dy, "linear_bwd", "dy", x->n, dy->c, 1, 1));
+  const int n = x->n, in = x->c, out = dy->c;
+  const float *dyd = dy->data;
+  if (dx) {
+    SYNCO_TRY(synco_ref_check(dx, "linear_bwd", "dx", n, in, 1, 1));
+    if (!w) return synco_fail(SYNCO_ERR_ARG, "ref linear_bwd: weights are missing (needed for dx)");
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.f, dyd, out, w, in, 0.f, dx->data, in);
+  }
+  if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.f, dyd, out, x->data, in, 1.f, dw, in);
+  if (db) {
+    for (int o = 0; o < out; o++) {
+      double sum = 0.0;
+      for (int i = 0; i < n; i++) sum += dyd[(size_t)i * out + o];
+      db[o] += (float)sum;
+    }
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_l2norm_fwd(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x) {
+  if (!x) return synco_fail(SYNCO_ERR_ARG, "ref l2norm_fwd: x is missing");
+  SYNCO_TRY(synco_ref_check(x, "l2norm_fwd", "x", x->n, x->c, 1, 1));
+  SYNCO_TRY(synco_ref_check(y, "l2norm_fwd", "y", x->n, x->c, 1, 1));
+  if (!norms) return synco_fail(SYNCO_ERR_ARG, "ref l2norm_fwd: norms is missing");
+  const int n = x->n, d = x->c;
+  const float *xd = x->data;
+  float *yd = y->data;
+  for (int i = 0; i < n; i++) {
+    const float *xr = xd + (size_t)i * d;
+    double sq = 0.0;
+    for (int j = 0; j < d; j++) sq += (double)xr[j] * xr[j];
+    const double norm = sqrt(sq), denom = norm > L2NORM_EPS ? norm : L2NORM_EPS;
+    norms[i] = (float)norm;
+    for (int j = 0; j < d; j++) yd[(size_t)i * d + j] = (float)(xr[j] / denom);
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_l2norm_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
+                                  const float *norms) {
+  if (!y) return synco_fail(SYNCO_ERR_ARG, "ref l2norm_bwd: y is missing");
+  SYNCO_TRY(synco_ref_check(y, "l2norm_bwd", "y", y->n, y->c, 1, 1));
+  SYNCO_TRY(synco_ref_check(dy, "l2norm_bwd", "dy", y->n, y->c, 1, 1));
+  SYNCO_TRY(synco_ref_check(dx, "l2norm_bwd", "dx", y->n, y->c, 1, 1));
+  if (!norms) return synco_fail(SYNCO_ERR_ARG, "ref l2norm_bwd: norms is missing");
+  const int n = y->n, d = y->c;
+  const float *yd = y->data, *dyd = dy->data;
+  float *dxd = dx->data;
+  for (int i = 0; i < n; i++) {
+    const float *yr = yd + (size_t)i * d, *gr = dyd + (size_t)i * d;
+    float *dr = dxd + (size_t)i * d;
+    const double norm = norms[i];
+    if (norm > L2NORM_EPS) {
+      double dot = 0.0;
+      for (int j = 0; j < d; j++) dot += (double)yr[j] * gr[j];
+      for (int j = 0; j < d; j++) dr[j] = (float)((gr[j] - yr[j] * dot) / norm);
+    } else {
+      for (int j = 0; j < d; j++) dr[j] = (float)(gr[j] / L2NORM_EPS);
+    }
+  }
+  return SYNCO_OK;
+}
