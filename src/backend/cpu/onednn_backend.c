@@ -1,0 +1,302 @@
+/* The oneDNN CPU backend: engine, stream, the shared scratchpad, the version-neutral helpers of
+ * onednn_util.h, layout choice and the plain <-> blocked conversions at the network's edges, and the op
+ * table (synco_backend_onednn_create). Activations of C % 8 == 0 channels live in nChw8c (AVX2) or
+ * nChw16c (AVX-512) from layer to layer; the network input (C = 3), any other C, and matrices (H = W = 1)
+ * stay plain. Because a channel count is blocked only when the block divides it, no layout carries
+ * padding, so element-wise ops can run over the raw bytes whatever the layout. The environment variable
+ * SYNCO_ONEDNN_BLOCK (16, 8 or 1 = all plain) overrides the choice, for tests and debugging. Linear and L2
+ * normalization take plain matrices, where the reference backend's cblas code is the fast path already,
+ * so the op table points at it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/onednn_util.h"
+#include "backend/ref/ref_internal.h"
+
+/* ---- version-neutral helpers ------------------------------------------------------------------ */
+
+synco_status synco_dnnl_md_tag(synco_dnnl_md *m, int ndims, const dnnl_dims_t dims, dnnl_data_type_t dt,
+                               dnnl_format_tag_t tag) {
+#if DNNL_VERSION_MAJOR >= 3
+  synco_dnnl_md_free(m);
+  SYNCO_DNNL(dnnl_memory_desc_create_with_tag(&m->h, ndims, dims, dt, tag));
+#else
+  SYNCO_DNNL(dnnl_memory_desc_init_by_tag(&m->d, ndims, dims, dt, tag));
+#endif
+  return SYNCO_OK;
+}
+
+void synco_dnnl_md_free(synco_dnnl_md *m) {
+#if DNNL_VERSION_MAJOR >= 3
+  if (m->h) dnnl_memory_desc_destroy(m->h);
+  m->h = NULL;
+#else
+  (void)m;
+#endif
+}
+
+synco_status synco_dnnl_dtype(const synco_dnnl_ctx *c, synco_dtype dt, dnnl_data_type_t *out) {
+  if (dt == SYNCO_F32) {
+    *out = dnnl_f32;
+    return SYNCO_OK;
+  }
+  if (dt == SYNCO_BF16) {
+    if ((c->isa & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core)
+      return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn: bf16 needs an AVX-512 CPU (this one runs %s)",
+                        dnnl_cpu_isa2str(c->isa));
+    *out = dnnl_bf16;
+    return SYNCO_OK;
+  }
+  return synco_fail(SYNCO_ERR_ARG, "onednn: unknown dtype %d", (int)dt);
+}
+
+int synco_dnnl_layout_block(synco_layout l) {
+  return l == SYNCO_LAYOUT_NCHW16C ? 16 : l == SYNCO_LAYOUT_NCHW8C ? 8 : 1;
+}
+
+synco_status synco_dnnl_md_act(synco_dnnl_md *m, int n, int c, int h, int w, synco_dtype dt, synco_layout layout) {
+  /* Whether the ISA runs bf16 was checked at plan time (synco_dnnl_dtype). */
+  const dnnl_data_type_t ddt = dt == SYNCO_BF16 ? dnnl_bf16 : dnnl_f32;
+  const dnnl_format_tag_t tag = layout == SYNCO_LAYOUT_NCHW16C ? dnnl_nChw16c
+                                : layout == SYNCO_LAYOUT_NCHW8C ? dnnl_nChw8c
+                                                                : dnnl_nchw;
+  const dnnl_dims_t dims = {n, c, h, w};
+  return synco_dnnl_md_tag(m, 4, dims, ddt, tag);
+}
+
+synco_status synco_dnnl_mem(synco_dnnl_ctx *c, dnnl_memory_t *out, synco_dnnl_cmd md) {
+  SYNCO_DNNL(dnnl_memory_create(out, md, c->eng, DNNL_MEMORY_NONE));
+  return SYNCO_OK;
+}
+
+synco_status synco_dnnl_bind(dnnl_memory_t m, const void *ptr) {
+  /* oneDNN never writes an input; its API just has no const handle. */
+  SYNCO_DNNL(dnnl_memory_set_data_handle(m, (void *)(uintptr_t)ptr));
+  return SYNCO_OK;
+}
+
+void synco_dnnl_pd_free(dnnl_primitive_desc_t *pd) {
+  if (*pd) dnnl_primitive_desc_destroy(*pd);
+  *pd = NULL;
+}
+
+void synco_dnnl_mem_free(dnnl_memory_t *m) {
+  if (*m) dnnl_memory_destroy(*m);
+  *m = NULL;
+}
+
+synco_status synco_dnnl_prim_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, const_dnnl_primitive_desc_t pd) {
+  SYNCO_DNNL(dnnl_primitive_create(&out->p, pd));
+  synco_dnnl_cmd smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  const size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+  if (need == 0) return SYNCO_OK;
+  SYNCO_TRY(synco_dnnl_mem(c, &out->scratch, smd));
+  if (need > c->scratch_bytes) {
+    void *p = synco_aligned_alloc(need);
+    if (!p) return SYNCO_ERR_NOMEM;
+    free(c->scratch);
+    c->scratch = p;
+    c->scratch_bytes = need;
+  }
+  return SYNCO_OK;
+}
+
+void synco_dnnl_prim_free(synco_dnnl_prim *p) {
+  if (p->p) dnnl_primitive_destroy(p->p);
+  synco_dnnl_mem_free(&p->scratch);
+  p->p = NULL;
+}
+
+synco_status synco_dnnl_reorder_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, synco_dnnl_cmd src, synco_dnnl_cmd dst,
+                                     const_dnnl_primitive_attr_t attr) {
+  dnnl_primitive_desc_t pd = NULL;
+  SYNCO_DNNL(dnnl_reorder_primitive_desc_create(&pd, src, c->eng, dst, c->eng, attr));
+  const synco_status s = synco_dnnl_prim_make(c, out, pd);
+  dnnl_primitive_desc_destroy(pd);
+  return s;
+}
+
+synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, const dnnl_exec_arg_t *args) {
+  dnnl_exec_arg_t a[16];
+  if (nargs > 15) return synco_fail(SYNCO_ERR_ARG, "onednn: %d arguments to one primitive", nargs);
+  memcpy(a, args, sizeof(*a) * (size_t)nargs);
+  if (p->scratch) {
+    SYNCO_TRY(synco_dnnl_bind(p->scratch, c->scratch));
+    a[nargs].arg = DNNL_ARG_SCRATCHPAD;
+    a[nargs].memory = p->scratch;
+    nargs++;
+  }
+  SYNCO_DNNL(dnnl_primitive_execute(p->p, c->strm, nargs, a));
+  SYNCO_DNNL(dnnl_stream_wait(c->strm));
+  return SYNCO_OK;
+}
+
+synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, int c, int h, int w, synco_layout l) {
+  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "onednn %s: missing tensor", what);
+  if (t->n != n || t->c != c || t->h != h || t->w != w)
+    return synco_fail(SYNCO_ERR_ARG, "onednn %s: tensor is %dx%dx%dx%d, planned %dx%dx%dx%d", what, t->n, t->c, t->h,
+                      t->w, n, c, h, w);
+  if (t->layout != l)
+    return synco_fail(SYNCO_ERR_ARG, "onednn %s: tensor layout %d, planned %d", what, (int)t->layout, (int)l);
+  if (t->dtype != SYNCO_F32 && t->dtype != SYNCO_BF16)
+    return synco_fail(SYNCO_ERR_ARG, "onednn %s: unknown dtype %d", what, (int)t->dtype);
+  return SYNCO_OK;
+}
+
+/* ---- layouts ------------------------------------------------------------------------------------ */
+
+synco_layout synco_dnnl_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
+  const synco_dnnl_ctx *x = synco_dnnl_ctx_of(be);
+  (void)dt;
+  if (h == 1 && w == 1) return SYNCO_LAYOUT_PLAIN;
+  if (x->block >= 16 && c % 16 == 0) return SYNCO_LAYOUT_NCHW16C;
+  if (x->block >= 8 && c % 8 == 0) return SYNCO_LAYOUT_NCHW8C;
+  return SYNCO_LAYOUT_PLAIN;
+}
+
+static size_t act_bytes(synco_backend *be, int n, int c, int h, int w, synco_dtype dt) {
+  (void)be; /* no layout of this backend pads */
+  return (size_t)n * c * h * w * synco_dtype_size(dt);
+}
+
+/* Checks a tensor for a plain <-> backend conversion and returns its channel block. */
+static synco_status edge_check(const char *what, const synco_tensor *t, int *block) {
+  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "onednn %s: missing tensor", what);
+  if (t->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn %s: only fp32 so far", what);
+  *block = synco_dnnl_layout_block(t->layout);
+  if (t->c % *block)
+    return synco_fail(SYNCO_ERR_ARG, "onednn %s: %d channels do not fill blocks of %d", what, t->c, *block);
+  return SYNCO_OK;
+}
+
+static synco_status to_backend(synco_backend *be, synco_tensor *dst, const float *src) {
+  int B;
+  (void)be;
+  SYNCO_TRY(edge_check("to_backend", dst, &B));
+  float *d = dst->data;
+  if (B == 1) {
+    memcpy(d, src, synco_tensor_numel(dst) * sizeof(float));
+    return SYNCO_OK;
+  }
+  const long CB = dst->c / B, HW = (long)dst->h * dst->w, N = dst->n;
+#pragma omp parallel for schedule(static)
+  for (long ncb = 0; ncb < N * CB; ncb++) {
+    const float *s = src + ncb * B * HW; /* channels cb*B .. cb*B+B-1 of image n are contiguous planes */
+    float *o = d + ncb * HW * B;
+    for (long p = 0; p < HW; p++)
+      for (int b = 0; b < B; b++) o[p * B + b] = s[b * HW + p];
+  }
+  return SYNCO_OK;
+}
+
+static synco_status to_plain(synco_backend *be, float *dst, const synco_tensor *src) {
+  int B;
+  (void)be;
+  SYNCO_TRY(edge_check("to_plain", src, &B));
+  const float *s = src->data;
+  if (B == 1) {
+    memcpy(dst, s, synco_tensor_numel(src) * sizeof(float));
+    return SYNCO_OK;
+  }
+  const long CB = src->c / B, HW = (long)src->h * src->w, N = src->n;
+#pragma omp parallel for schedule(static)
+  for (long ncb = 0; ncb < N * CB; ncb++) {
+    const float *i = s + ncb * HW * B;
+    float *o = dst + ncb * B * HW;
+    for (int b = 0; b < B; b++)
+      for (long p = 0; p < HW; p++) o[b * HW + p] = i[p * B + b];
+  }
+  return SYNCO_OK;
+}
+
+/* ---- creation ----------------------------------------------------------------------------------- */
+
+static void destroy(synco_backend *be) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  if (c) {
+    if (c->attr) dnnl_primitive_attr_destroy(c->attr);
+    if (c->attr_sum) dnnl_primitive_attr_destroy(c->attr_sum);
+    if (c->strm) dnnl_stream_destroy(c->strm);
+    if (c->eng) dnnl_engine_destroy(c->eng);
+    free(c->scratch);
+    free(c);
+  }
+  free(be);
+}
+
+static synco_status init_ctx(synco_dnnl_ctx *c) {
+  SYNCO_DNNL(dnnl_engine_create(&c->eng, dnnl_cpu, 0));
+  SYNCO_DNNL(dnnl_stream_create(&c->strm, c->eng, dnnl_stream_default_flags));
+  c->isa = dnnl_get_effective_cpu_isa();
+  c->block = (c->isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16 : 8;
+  const char *env = getenv("SYNCO_ONEDNN_BLOCK");
+  if (env && *env) {
+    const int b = atoi(env);
+    if (b != 1 && b != 8 && b != 16)
+      return synco_fail(SYNCO_ERR_ARG, "SYNCO_ONEDNN_BLOCK=%s: expected 16, 8 or 1", env);
+    c->block = b;
+  }
+  SYNCO_DNNL(dnnl_primitive_attr_create(&c->attr));
+  SYNCO_DNNL(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
+  SYNCO_DNNL(dnnl_primitive_attr_create(&c->attr_sum));
+  SYNCO_DNNL(dnnl_primitive_attr_set_scratchpad_mode(c->attr_sum, dnnl_scratchpad_mode_user));
+  dnnl_post_ops_t po = NULL;
+  SYNCO_DNNL(dnnl_post_ops_create(&po));
+#if DNNL_VERSION_MAJOR >= 3
+  dnnl_status_t st = dnnl_post_ops_append_sum(po, 1.0f, 0, dnnl_data_type_undef);
+#else
+  dnnl_status_t st = dnnl_post_ops_append_sum(po, 1.0f);
+#endif
+  if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(c->attr_sum, po);
+  dnnl_post_ops_destroy(po);
+  SYNCO_DNNL(st);
+  return SYNCO_OK;
+}
+
+synco_status synco_backend_onednn_create(synco_backend **out) {
+  *out = NULL;
+  synco_backend *be = synco_calloc(1, sizeof(*be));
+  if (!be) return SYNCO_ERR_NOMEM;
+  synco_dnnl_ctx *c = synco_calloc(1, sizeof(*c));
+  if (!c) {
+    free(be);
+    return SYNCO_ERR_NOMEM;
+  }
+  be->name = "onednn";
+  be->ctx = c;
+  be->destroy = destroy;
+  const synco_status s = init_ctx(c);
+  if (s != SYNCO_OK) {
+    destroy(be);
+    return s;
+  }
+  be->act_layout = synco_dnnl_act_layout;
+  be->act_bytes = act_bytes;
+  be->to_backend = to_backend;
+  be->to_plain = to_plain;
+  be->conv_plan = synco_dnnl_conv_plan;
+  be->conv_release = synco_dnnl_conv_release;
+  be->conv_fwd = synco_dnnl_conv_fwd;
+  be->conv_bwd_data = synco_dnnl_conv_bwd_data;
+  be->conv_bwd_weights = synco_dnnl_conv_bwd_weights;
+  be->bn_plan = synco_dnnl_bn_plan;
+  be->bn_release = synco_dnnl_bn_release;
+  be->bn_fwd_train = synco_dnnl_bn_fwd_train;
+  be->bn_fwd_eval = synco_dnnl_bn_fwd_eval;
+  be->bn_bwd = synco_dnnl_bn_bwd;
+  be->pool_plan = synco_dnnl_pool_plan;
+  be->pool_release = synco_dnnl_pool_release;
+  be->maxpool_fwd = synco_dnnl_maxpool_fwd;
+  be->maxpool_bwd = synco_dnnl_maxpool_bwd;
+  be->relu_fwd = synco_dnnl_relu_fwd;
+  be->relu_bwd = synco_dnnl_relu_bwd;
+  be->add = synco_dnnl_add;
+  be->avgpool_fwd = synco_dnnl_avgpool_fwd;
+  be->avgpool_bwd = synco_dnnl_avgpool_bwd;
+  be->linear_fwd = synco_ref_linear_fwd; /* plain matrices: cblas already */
+  be->linear_bwd = synco_ref_linear_bwd;
+  be->l2norm_fwd = synco_ref_l2norm_fwd;
+  be->l2norm_bwd = synco_ref_l2norm_bwd;
+  *out = be;
+  return SYNCO_OK;
+}

@@ -1,0 +1,123 @@
+/* Internals shared by the oneDNN backend's files (onednn_backend.c, onednn_conv.c, onednn_bn.c,
+ * onednn_misc.c): the backend context, a checked-call macro carrying file and line, and a thin layer that
+ * hides the two oneDNN C APIs this backend compiles against. In 2.x a memory descriptor is a struct passed
+ * by pointer and primitives are made from op descriptors; in 3.x a memory descriptor is an opaque handle
+ * and each primitive has its own primitive_desc_create. `synco_dnnl_cmd` is what both APIs accept as a
+ * "const memory descriptor" (a pointer in 2.x, a handle in 3.x), and `synco_dnnl_md` owns one. */
+#ifndef SYNCO_BACKEND_CPU_ONEDNN_UTIL_H
+#define SYNCO_BACKEND_CPU_ONEDNN_UTIL_H
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "base/status.h"
+#include "tensor/backend.h"
+
+#if DNNL_VERSION_MAJOR >= 3
+typedef const_dnnl_memory_desc_t synco_dnnl_cmd;
+typedef struct { dnnl_memory_desc_t h; } synco_dnnl_md;
+#define SYNCO_DNNL_MD(m) ((synco_dnnl_cmd)(m).h)
+#else
+typedef const dnnl_memory_desc_t *synco_dnnl_cmd;
+typedef struct { dnnl_memory_desc_t d; } synco_dnnl_md;
+#define SYNCO_DNNL_MD(m) ((synco_dnnl_cmd) & (m).d)
+#endif
+
+/* Batch norm passes gamma and beta as two arrays (use_scale | use_shift, oneDNN >= 2.3, the only way in 3.x)
+ * or packed as one [2, C] array (use_scaleshift, 2.x). 2.x keeps the packed form, which its kernels have
+ * supported longest; building with -DSYNCO_ONEDNN_BN_SEPARATE=1 tries the 3.x form on 2.x. */
+#ifndef SYNCO_ONEDNN_BN_SEPARATE
+#if DNNL_VERSION_MAJOR >= 3
+#define SYNCO_ONEDNN_BN_SEPARATE 1
+#else
+#define SYNCO_ONEDNN_BN_SEPARATE 0
+#endif
+#endif
+
+/* Checked oneDNN call: on failure records "file:line: call: status" and returns SYNCO_ERR_BACKEND. */
+#define SYNCO_DNNL(call)                                                                                 \
+  do {                                                                                                   \
+    dnnl_status_t _dst = (call);                                                                         \
+    if (_dst != dnnl_success)                                                                            \
+      return synco_fail(SYNCO_ERR_BACKEND, "%s:%d: %s: %s", __FILE__, __LINE__, #call, dnnl_status2str(_dst)); \
+  } while (0)
+
+typedef struct {
+  dnnl_engine_t eng;
+  dnnl_stream_t strm;
+  dnnl_cpu_isa_t isa;
+  int block;                   /* channel block of activations: 16, 8, or 1 (everything plain) */
+  dnnl_primitive_attr_t attr;  /* user-managed scratchpad */
+  dnnl_primitive_attr_t attr_sum; /* user scratchpad + sum post-op: reorders that accumulate (dw +=) */
+  void *scratch;               /* one scratchpad shared by every primitive, grown at plan time */
+  size_t scratch_bytes;
+} synco_dnnl_ctx;
+
+/* A primitive with the memory object its scratchpad is bound through. */
+typedef struct {
+  dnnl_primitive_t p;
+  dnnl_memory_t scratch;       /* NULL when the primitive needs no scratchpad */
+} synco_dnnl_prim;
+
+static inline synco_dnnl_ctx *synco_dnnl_ctx_of(synco_backend *be) { return (synco_dnnl_ctx *)be->ctx; }
+
+/* Memory descriptor of an activation in `layout` (nchw, nChw8c, nChw16c) or of any rank with `tag`. */
+synco_status synco_dnnl_md_act(synco_dnnl_md *m, int n, int c, int h, int w, synco_dtype dt, synco_layout layout);
+synco_status synco_dnnl_md_tag(synco_dnnl_md *m, int ndims, const dnnl_dims_t dims, dnnl_data_type_t dt,
+                               dnnl_format_tag_t tag);
+void synco_dnnl_md_free(synco_dnnl_md *m);
+/* F32 always; BF16 only where the ISA runs it (AVX-512 core and up). */
+synco_status synco_dnnl_dtype(const synco_dnnl_ctx *c, synco_dtype dt, dnnl_data_type_t *out);
+/* A memory object without a buffer (bound per call with synco_dnnl_bind). */
+synco_status synco_dnnl_mem(synco_dnnl_ctx *c, dnnl_memory_t *out, synco_dnnl_cmd md);
+synco_status synco_dnnl_bind(dnnl_memory_t m, const void *ptr);
+/* Creates the primitive for pd (pd stays owned by the caller) and grows the shared scratchpad. */
+synco_status synco_dnnl_prim_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, const_dnnl_primitive_desc_t pd);
+void synco_dnnl_prim_free(synco_dnnl_prim *p);
+/* A reorder src_md -> dst_md (attr: ctx->attr, or ctx->attr_sum to accumulate into dst). */
+synco_status synco_dnnl_reorder_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, synco_dnnl_cmd src, synco_dnnl_cmd dst,
+                                     const_dnnl_primitive_attr_t attr);
+/* Executes with the shared scratchpad bound, then waits. At most 15 args. */
+synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, const dnnl_exec_arg_t *args);
+void synco_dnnl_pd_free(dnnl_primitive_desc_t *pd);
+void synco_dnnl_mem_free(dnnl_memory_t *m);
+
+/* The layout this backend keeps for an activation, and checks that a tensor has the planned shape. */
+synco_layout synco_dnnl_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt);
+int synco_dnnl_layout_block(synco_layout l);
+synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, int c, int h, int w, synco_layout l);
+
+/* Ops, one family per file. */
+synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op);
+void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op);
+synco_status synco_dnnl_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
+                                 const float *w);
+synco_status synco_dnnl_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
+                                      const float *w);
+synco_status synco_dnnl_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
+                                         const synco_tensor *x);
+
+synco_status synco_dnnl_bn_plan(synco_backend *be, synco_bn_op *op);
+void synco_dnnl_bn_release(synco_backend *be, synco_bn_op *op);
+synco_status synco_dnnl_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                     float *save_invstd, float *running_mean, float *running_var,
+                                     const synco_tensor *x, const float *gamma, const float *beta);
+synco_status synco_dnnl_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
+                                    const float *gamma, const float *beta, const float *running_mean,
+                                    const float *running_var);
+synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
+                               const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
+                               const float *gamma, const float *save_mean, const float *save_invstd);
+
+synco_status synco_dnnl_pool_plan(synco_backend *be, synco_pool_op *op);
+void synco_dnnl_pool_release(synco_backend *be, synco_pool_op *op);
+synco_status synco_dnnl_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
+synco_status synco_dnnl_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);
+synco_status synco_dnnl_relu_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+synco_status synco_dnnl_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y);
+synco_status synco_dnnl_add(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
+                            int accumulate);
+synco_status synco_dnnl_avgpool_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+synco_status synco_dnnl_avgpool_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
+
+#endif

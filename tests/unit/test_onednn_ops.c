@@ -1,0 +1,366 @@
+/* Every op of the oneDNN backend against the reference backend on random shapes and data, forward and
+ * backward: convolutions (3x3 s1/s2, 1x1 s2, 7x7 s2 on a plain 3-channel input, channel counts that stay
+ * plain), batch norm (train/eval, Split-BN with 2 groups, fused ReLU), max and average pooling, ReLU, add,
+ * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
+ * that accumulation (+=) is checked too. The blocked ops run three times: with the ISA's block (nChw8c
+ * here), forced nChw16c, and forced plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 + rtol 1e-4. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "tensor/backend.h"
+#include "test_util.h"
+
+#ifndef SYNCO_HAVE_ONEDNN
+int main(void) { SKIP("built without oneDNN"); }
+#else
+
+#define ATOL 1e-4
+#define RTOL 1e-4
+
+static unsigned g_seed = 1;
+
+static float *rnd(size_t n, float lo, float hi) {
+  float *p = malloc(n * sizeof(float) + 16);
+  synco_test_fill(p, n, g_seed++, lo, hi);
+  return p;
+}
+
+static float *dup(const float *p, size_t n) {
+  float *q = malloc(n * sizeof(float) + 16);
+  memcpy(q, p, n * sizeof(float));
+  return q;
+}
+
+/* A tensor in the backend's layout for its shape, filled from plain data (NULL: zeros). */
+static synco_tensor mk(synco_backend *be, int n, int c, int h, int w, const float *plain) {
+  synco_tensor t = {n, c, h, w, SYNCO_F32, be->act_layout(be, c, h, w, SYNCO_F32), NULL};
+  const size_t bytes = be->act_bytes(be, n, c, h, w, SYNCO_F32);
+  t.data = synco_aligned_alloc(bytes);
+  memset(t.data, 0, bytes);
+  if (plain) CHECK_OK(be->to_backend(be, &t, plain));
+  return t;
+}
+
+/* Compares a backend tensor with a reference tensor (plain). */
+static void cmp(const char *what, synco_backend *be, const synco_tensor *got, const synco_tensor *ref, double atol,
+                double rtol) {
+  const size_t n = synco_tensor_numel(ref);
+  float *g = malloc(n * sizeof(float));
+  CHECK_OK(be->to_plain(be, g, got));
+  CHECK_CLOSE(what, g, ref->data, n, atol, rtol);
+  free(g);
+}
+
+static void fr(synco_tensor *t) { free(t->data); }
+
+/* ---- layouts ---------------------------------------------------------------------------------- */
+
+static void test_layouts(synco_backend *be, int block) {
+  const synco_layout blk = block == 16 ? SYNCO_LAYOUT_NCHW16C : block == 8 ? SYNCO_LAYOUT_NCHW8C : SYNCO_LAYOUT_PLAIN;
+  CHECK(be->act_layout(be, 64, 8, 8, SYNCO_F32) == blk);
+  CHECK(be->act_layout(be, 3, 32, 32, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
+  CHECK(be->act_layout(be, 12, 8, 8, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
+  CHECK(be->act_layout(be, 64, 1, 1, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
+  const int shapes[][4] = {{2, 16, 5, 7}, {3, 32, 4, 4}, {2, 3, 6, 5}, {2, 12, 3, 3}};
+  for (size_t s = 0; s < sizeof(shapes) / sizeof(*shapes); s++) {
+    const int *d = shapes[s];
+    const size_t n = (size_t)d[0] * d[1] * d[2] * d[3];
+    float *x = rnd(n, -1, 1), *back = malloc(n * sizeof(float));
+    synco_tensor t = mk(be, d[0], d[1], d[2], d[3], x);
+    CHECK_OK(be->to_plain(be, back, &t));
+    CHECK(memcmp(x, back, n * sizeof(float)) == 0);
+    fr(&t);
+    free(x);
+    free(back);
+  }
+}
+
+/* ---- convolution ------------------------------------------------------------------------------ */
+
+static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int h, int w, int cout, int k, int s,
+                      int p) {
+  char what[96];
+  synco_conv_op op = {.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = k, .kw = k, .stride = s, .pad = p,
+                      .dtype = SYNCO_F32};
+  op.oh = synco_conv_out_size(h, k, s, p);
+  op.ow = synco_conv_out_size(w, k, s, p);
+  synco_conv_op rop = op;
+  CHECK_OK(be->conv_plan(be, &op));
+  CHECK_OK(ref->conv_plan(ref, &rop));
+  const size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * op.oh * op.ow, nw = (size_t)cout * cin * k * k;
+  float *x = rnd(nx, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(ny, -1, 1), *dw0 = rnd(nw, -1, 1);
+  synco_tensor fx = mk(be, n, cin, h, w, x), fy = mk(be, n, cout, op.oh, op.ow, NULL);
+  synco_tensor fdy = mk(be, n, cout, op.oh, op.ow, dy), fdx = mk(be, n, cin, h, w, NULL);
+  synco_tensor rx = mk(ref, n, cin, h, w, x), ry = mk(ref, n, cout, op.oh, op.ow, NULL);
+  synco_tensor rdy = mk(ref, n, cout, op.oh, op.ow, dy), rdx = mk(ref, n, cin, h, w, NULL);
+
+  CHECK_OK(be->conv_fwd(be, &op, &fy, &fx, wt));
+  CHECK_OK(ref->conv_fwd(ref, &rop, &ry, &rx, wt));
+  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d y", k, k, s, p, cin, cout);
+  cmp(what, be, &fy, &ry, ATOL, RTOL);
+
+  CHECK_OK(be->conv_bwd_data(be, &op, &fdx, &fdy, wt));
+  CHECK_OK(ref->conv_bwd_data(ref, &rop, &rdx, &rdy, wt));
+  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dx", k, k, s, p, cin, cout);
+  cmp(what, be, &fdx, &rdx, ATOL, RTOL);
+
+  /* dw += : both start from the same non-zero values */
+  float *fdw = dup(dw0, nw), *rdw = dup(dw0, nw);
+  CHECK_OK(be->conv_bwd_weights(be, &op, fdw, &fdy, &fx));
+  CHECK_OK(ref->conv_bwd_weights(ref, &rop, rdw, &rdy, &rx));
+  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dw", k, k, s, p, cin, cout);
+  CHECK_CLOSE(what, fdw, rdw, nw, ATOL, RTOL);
+  /* a second call adds the same gradient again */
+  CHECK_OK(be->conv_bwd_weights(be, &op, fdw, &fdy, &fx));
+  CHECK_OK(ref->conv_bwd_weights(ref, &rop, rdw, &rdy, &rx));
+  CHECK_CLOSE(what, fdw, rdw, nw, ATOL, RTOL);
+
+  be->conv_release(be, &op);
+  ref->conv_release(ref, &rop);
+  CHECK(op.impl == NULL);
+  synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(x), free(wt), free(dy), free(dw0), free(fdw), free(rdw);
+}
+
+/* ---- batch norm ------------------------------------------------------------------------------- */
+
+static void test_bn(synco_backend *be, synco_backend *ref, int n, int c, int h, int w, int groups, int relu) {
+  char what[96];
+  synco_bn_op op = {.n = n, .c = c, .h = h, .w = w, .groups = groups, .relu = relu, .eps = 1e-5f, .momentum = 0.1f,
+                    .dtype = SYNCO_F32};
+  synco_bn_op rop = op;
+  CHECK_OK(be->bn_plan(be, &op));
+  CHECK_OK(ref->bn_plan(ref, &rop));
+  const size_t nx = (size_t)n * c * h * w, ns = (size_t)groups * c;
+  /* an offset and scale per element keep the statistics away from 0 and 1 */
+  float *x = rnd(nx, -2, 3), *dy = rnd(nx, -1, 1), *gamma = rnd(c, 0.5f, 1.5f), *beta = rnd(c, -0.5f, 0.5f);
+  float *rm0 = rnd(c, -0.2f, 0.2f), *rv0 = rnd(c, 0.8f, 1.2f), *dg0 = rnd(c, -1, 1), *db0 = rnd(c, -1, 1);
+  float *frm = dup(rm0, c), *frv = dup(rv0, c), *rrm = dup(rm0, c), *rrv = dup(rv0, c);
+  float *fmean = malloc(ns * 4), *finv = malloc(ns * 4), *rmean = malloc(ns * 4), *rinv = malloc(ns * 4);
+  synco_tensor fx = mk(be, n, c, h, w, x), fy = mk(be, n, c, h, w, NULL), fdy = mk(be, n, c, h, w, dy);
+  synco_tensor fdx = mk(be, n, c, h, w, NULL);
+  synco_tensor rx = mk(ref, n, c, h, w, x), ry = mk(ref, n, c, h, w, NULL), rdy = mk(ref, n, c, h, w, dy);
+  synco_tensor rdx = mk(ref, n, c, h, w, NULL);
+  const char *tag = relu ? "+relu" : "";
+
+  CHECK_OK(be->bn_fwd_train(be, &op, &fy, fmean, finv, frm, frv, &fx, gamma, beta));
+  CHECK_OK(ref->bn_fwd_train(ref, &rop, &ry, rmean, rinv, rrm, rrv, &rx, gamma, beta));
+  snprintf(what, sizeof what, "bn%s g%d c%d train y", tag, groups, c);
+  cmp(what, be, &fy, &ry, ATOL, RTOL);
+  CHECK_CLOSE("bn save_mean", fmean, rmean, ns, ATOL, RTOL);
+  CHECK_CLOSE("bn save_invstd", finv, rinv, ns, ATOL, RTOL);
+  CHECK_CLOSE("bn running_mean", frm, rrm, c, ATOL, RTOL);
+  CHECK_CLOSE("bn running_var", frv, rrv, c, ATOL, RTOL);
+
+  float *fdg = dup(dg0, c), *fdb = dup(db0, c), *rdg = dup(dg0, c), *rdb = dup(db0, c);
+  CHECK_OK(be->bn_bwd(be, &op, &fdx, fdg, fdb, &fdy, &fy, &fx, gamma, fmean, finv));
+  CHECK_OK(ref->bn_bwd(ref, &rop, &rdx, rdg, rdb, &rdy, &ry, &rx, gamma, rmean, rinv));
+  snprintf(what, sizeof what, "bn%s g%d c%d dx", tag, groups, c);
+  cmp(what, be, &fdx, &rdx, ATOL, RTOL);
+  snprintf(what, sizeof what, "bn%s g%d c%d dgamma", tag, groups, c);
+  CHECK_CLOSE(what, fdg, rdg, c, ATOL, RTOL);
+  snprintf(what, sizeof what, "bn%s g%d c%d dbeta", tag, groups, c);
+  CHECK_CLOSE(what, fdb, rdb, c, ATOL, RTOL);
+
+  /* backward in place (dx = dy), as a layer may do */
+  synco_tensor fdy2 = mk(be, n, c, h, w, dy);
+  float *fdg2 = dup(dg0, c), *fdb2 = dup(db0, c);
+  CHECK_OK(be->bn_bwd(be, &op, &fdy2, fdg2, fdb2, &fdy2, &fy, &fx, gamma, fmean, finv));
+  snprintf(what, sizeof what, "bn%s g%d c%d dx in place", tag, groups, c);
+  cmp(what, be, &fdy2, &rdx, ATOL, RTOL);
+  CHECK_CLOSE("bn dgamma (in place)", fdg2, rdg, c, ATOL, RTOL);
+
+  CHECK_OK(be->bn_fwd_eval(be, &op, &fy, &fx, gamma, beta, frm, frv));
+  CHECK_OK(ref->bn_fwd_eval(ref, &rop, &ry, &rx, gamma, beta, rrm, rrv));
+  snprintf(what, sizeof what, "bn%s g%d c%d eval y", tag, groups, c);
+  cmp(what, be, &fy, &ry, ATOL, RTOL);
+
+  be->bn_release(be, &op);
+  ref->bn_release(ref, &rop);
+  CHECK(op.impl == NULL);
+  synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx, &fdy2};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  float *fs[] = {x, dy, gamma, beta, rm0, rv0, dg0, db0, frm, frv, rrm, rrv, fmean, finv, rmean, rinv,
+                 fdg, fdb, rdg, rdb, fdg2, fdb2};
+  for (size_t i = 0; i < sizeof(fs) / sizeof(*fs); i++) free(fs[i]);
+}
+
+/* ---- pooling ---------------------------------------------------------------------------------- */
+
+static void test_maxpool(synco_backend *be, synco_backend *ref, int n, int c, int h, int w) {
+  synco_pool_op op = {.n = n, .c = c, .h = h, .w = w, .k = 3, .stride = 2, .pad = 1, .dtype = SYNCO_F32};
+  op.oh = synco_conv_out_size(h, 3, 2, 1);
+  op.ow = synco_conv_out_size(w, 3, 2, 1);
+  synco_pool_op rop = op;
+  CHECK_OK(be->pool_plan(be, &op));
+  CHECK_OK(ref->pool_plan(ref, &rop));
+  const size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * op.oh * op.ow;
+  float *x = rnd(nx, -1, 1), *dy = rnd(ny, -1, 1);
+  synco_tensor fx = mk(be, n, c, h, w, x), fy = mk(be, n, c, op.oh, op.ow, NULL);
+  synco_tensor fdy = mk(be, n, c, op.oh, op.ow, dy), fdx = mk(be, n, c, h, w, NULL);
+  synco_tensor rx = mk(ref, n, c, h, w, x), ry = mk(ref, n, c, op.oh, op.ow, NULL);
+  synco_tensor rdy = mk(ref, n, c, op.oh, op.ow, dy), rdx = mk(ref, n, c, h, w, NULL);
+  CHECK_OK(be->maxpool_fwd(be, &op, &fy, &fx));
+  CHECK_OK(ref->maxpool_fwd(ref, &rop, &ry, &rx));
+  cmp("maxpool y", be, &fy, &ry, 0, 0);
+  CHECK_OK(be->maxpool_bwd(be, &op, &fdx, &fdy));
+  CHECK_OK(ref->maxpool_bwd(ref, &rop, &rdx, &rdy));
+  cmp("maxpool dx", be, &fdx, &rdx, ATOL, RTOL);
+  be->pool_release(be, &op);
+  ref->pool_release(ref, &rop);
+  synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(x), free(dy);
+}
+
+static void test_avgpool(synco_backend *be, synco_backend *ref, int n, int c, int h, int w) {
+  const size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c;
+  float *x = rnd(nx, -1, 1), *dy = rnd(ny, -1, 1);
+  synco_tensor fx = mk(be, n, c, h, w, x), fy = mk(be, n, c, 1, 1, NULL), fdy = mk(be, n, c, 1, 1, dy);
+  synco_tensor fdx = mk(be, n, c, h, w, NULL);
+  synco_tensor rx = mk(ref, n, c, h, w, x), ry = mk(ref, n, c, 1, 1, NULL), rdy = mk(ref, n, c, 1, 1, dy);
+  synco_tensor rdx = mk(ref, n, c, h, w, NULL);
+  CHECK(fy.layout == SYNCO_LAYOUT_PLAIN);
+  CHECK_OK(be->avgpool_fwd(be, &fy, &fx));
+  CHECK_OK(ref->avgpool_fwd(ref, &ry, &rx));
+  CHECK_CLOSE("avgpool y", fy.data, ry.data, ny, ATOL, RTOL);
+  CHECK_OK(be->avgpool_bwd(be, &fdx, &fdy));
+  CHECK_OK(ref->avgpool_bwd(ref, &rdx, &rdy));
+  cmp("avgpool dx", be, &fdx, &rdx, ATOL, RTOL);
+  synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(x), free(dy);
+}
+
+/* ---- element-wise and matrices ---------------------------------------------------------------- */
+
+static void test_eltwise(synco_backend *be, synco_backend *ref, int n, int c, int h, int w) {
+  const size_t nx = (size_t)n * c * h * w;
+  float *a = rnd(nx, -1, 1), *b = rnd(nx, -1, 1), *g = rnd(nx, -1, 1);
+  synco_tensor fa = mk(be, n, c, h, w, a), fb = mk(be, n, c, h, w, b), fg = mk(be, n, c, h, w, g);
+  synco_tensor fy = mk(be, n, c, h, w, NULL), fd = mk(be, n, c, h, w, NULL);
+  synco_tensor ra = mk(ref, n, c, h, w, a), rb = mk(ref, n, c, h, w, b), rg = mk(ref, n, c, h, w, g);
+  synco_tensor ry = mk(ref, n, c, h, w, NULL), rd = mk(ref, n, c, h, w, NULL);
+  CHECK_OK(be->relu_fwd(be, &fy, &fa));
+  CHECK_OK(ref->relu_fwd(ref, &ry, &ra));
+  cmp("relu y", be, &fy, &ry, 0, 0);
+  CHECK_OK(be->relu_bwd(be, &fd, &fg, &fy));
+  CHECK_OK(ref->relu_bwd(ref, &rd, &rg, &ry));
+  cmp("relu dx", be, &fd, &rd, 0, 0);
+  CHECK_OK(be->add(be, &fy, &fa, &fb, 0));
+  CHECK_OK(ref->add(ref, &ry, &ra, &rb, 0));
+  cmp("add", be, &fy, &ry, 0, 0);
+  CHECK_OK(be->add(be, &fy, &fg, NULL, 1));
+  CHECK_OK(ref->add(ref, &ry, &rg, NULL, 1));
+  cmp("add accumulate", be, &fy, &ry, 0, 0);
+  synco_tensor *ts[] = {&fa, &fb, &fg, &fy, &fd, &ra, &rb, &rg, &ry, &rd};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(a), free(b), free(g);
+}
+
+static void test_matrices(synco_backend *be, synco_backend *ref) {
+  const int n = 6, in = 24, out = 10;
+  float *x = rnd((size_t)n * in, -1, 1), *w = rnd((size_t)out * in, -1, 1), *b = rnd(out, -1, 1);
+  float *dy = rnd((size_t)n * out, -1, 1), *dw0 = rnd((size_t)out * in, -1, 1), *db0 = rnd(out, -1, 1);
+  synco_tensor fx = mk(be, n, in, 1, 1, x), fy = mk(be, n, out, 1, 1, NULL), fdy = mk(be, n, out, 1, 1, dy);
+  synco_tensor fdx = mk(be, n, in, 1, 1, NULL), ry = mk(ref, n, out, 1, 1, NULL), rdx = mk(ref, n, in, 1, 1, NULL);
+  synco_tensor rx = mk(ref, n, in, 1, 1, x), rdy = mk(ref, n, out, 1, 1, dy);
+  CHECK_OK(be->linear_fwd(be, &fy, &fx, w, b));
+  CHECK_OK(ref->linear_fwd(ref, &ry, &rx, w, b));
+  CHECK_CLOSE("linear y", fy.data, ry.data, (size_t)n * out, ATOL, RTOL);
+  float *fdw = dup(dw0, (size_t)out * in), *rdw = dup(dw0, (size_t)out * in), *fdb = dup(db0, out),
+        *rdb = dup(db0, out);
+  CHECK_OK(be->linear_bwd(be, &fdx, fdw, fdb, &fdy, &fx, w));
+  CHECK_OK(ref->linear_bwd(ref, &rdx, rdw, rdb, &rdy, &rx, w));
+  CHECK_CLOSE("linear dx", fdx.data, rdx.data, (size_t)n * in, ATOL, RTOL);
+  CHECK_CLOSE("linear dw", fdw, rdw, (size_t)out * in, ATOL, RTOL);
+  CHECK_CLOSE("linear db", fdb, rdb, out, ATOL, RTOL);
+  float fn[6], rn[6];
+  CHECK_OK(be->l2norm_fwd(be, &fdx, fn, &fx));
+  CHECK_OK(ref->l2norm_fwd(ref, &rdx, rn, &rx));
+  CHECK_CLOSE("l2norm y", fdx.data, rdx.data, (size_t)n * in, ATOL, RTOL);
+  CHECK_CLOSE("l2norm norms", fn, rn, n, ATOL, RTOL);
+  synco_tensor fg = mk(be, n, in, 1, 1, x), fo = mk(be, n, in, 1, 1, NULL), ro = mk(ref, n, in, 1, 1, NULL);
+  CHECK_OK(be->l2norm_bwd(be, &fo, &fg, &fdx, fn));
+  CHECK_OK(ref->l2norm_bwd(ref, &ro, &fg, &rdx, rn));
+  CHECK_CLOSE("l2norm dx", fo.data, ro.data, (size_t)n * in, ATOL, RTOL);
+  synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &ry, &rdx, &rx, &rdy, &fg, &fo, &ro};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(x), free(w), free(b), free(dy), free(dw0), free(db0), free(fdw), free(rdw), free(fdb), free(rdb);
+}
+
+static void test_errors(synco_backend *be) {
+  /* bf16 needs AVX-512; fp32 tensors of the wrong layout are refused with a message, not read */
+  synco_conv_op op = {.n = 2, .cin = 16, .h = 8, .w = 8, .cout = 16, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                      .dtype = SYNCO_BF16};
+  const synco_status s = be->conv_plan(be, &op);
+  CHECK(s == SYNCO_OK || s == SYNCO_ERR_UNSUPPORTED);
+  if (s == SYNCO_OK) be->conv_release(be, &op);
+  op.dtype = SYNCO_F32;
+  op.oh = op.ow = 0;
+  CHECK_OK(be->conv_plan(be, &op));
+  CHECK(op.oh == 8 && op.ow == 8);
+  float w[16 * 16 * 9] = {0};
+  synco_tensor x = mk(be, 2, 16, 8, 8, NULL), y = mk(be, 2, 16, 8, 8, NULL);
+  x.layout = x.layout == SYNCO_LAYOUT_PLAIN ? SYNCO_LAYOUT_NCHW8C : SYNCO_LAYOUT_PLAIN;
+  CHECK(be->conv_fwd(be, &op, &y, &x, w) == SYNCO_ERR_ARG);
+  be->conv_release(be, &op);
+  fr(&x), fr(&y);
+}
+
+static void run_all(synco_backend *be, synco_backend *ref, int block, int full) {
+  test_layouts(be, block);
+  test_conv(be, ref, 2, 16, 9, 9, 24, 3, 1, 1);   /* 3x3 s1 p1 */
+  test_conv(be, ref, 2, 16, 10, 10, 32, 3, 2, 1); /* 3x3 s2 p1 */
+  test_conv(be, ref, 2, 16, 9, 9, 32, 1, 2, 0);   /* 1x1 s2 (downsample shortcut) */
+  test_conv(be, ref, 2, 3, 20, 18, 16, 7, 2, 3);  /* stem: plain 3-channel input */
+  test_bn(be, ref, 4, 16, 5, 5, 1, 0);
+  test_bn(be, ref, 4, 16, 5, 5, 2, 1);
+  test_maxpool(be, ref, 2, 16, 11, 10);
+  test_avgpool(be, ref, 3, 32, 4, 3);
+  test_eltwise(be, ref, 2, 16, 5, 3);
+  if (!full) return;
+  test_conv(be, ref, 3, 32, 8, 8, 32, 3, 1, 1);   /* equal widths, as in a basic block */
+  test_conv(be, ref, 2, 12, 7, 7, 20, 3, 1, 1);   /* channel counts that stay plain */
+  test_conv(be, ref, 2, 16, 6, 6, 12, 3, 1, 1);   /* blocked in, plain out */
+  test_bn(be, ref, 4, 16, 5, 5, 1, 1);
+  test_bn(be, ref, 4, 16, 5, 5, 2, 0);
+  test_bn(be, ref, 6, 32, 3, 4, 3, 1);
+  test_bn(be, ref, 4, 12, 5, 5, 2, 1);            /* plain layout */
+  test_maxpool(be, ref, 2, 12, 9, 9);
+  test_avgpool(be, ref, 2, 12, 5, 5);
+  test_eltwise(be, ref, 2, 12, 4, 4);
+  test_matrices(be, ref);
+  test_errors(be);
+}
+
+int main(void) {
+  synco_backend *ref = NULL, *be = NULL;
+  CHECK_OK(synco_backend_ref_create(&ref));
+  unsetenv("SYNCO_ONEDNN_BLOCK");
+  CHECK_OK(synco_backend_onednn_create(&be));
+  if (!ref || !be) return synco_test_finish("test_onednn_ops");
+  const int native = be->act_layout(be, 64, 8, 8, SYNCO_F32) == SYNCO_LAYOUT_NCHW16C ? 16 : 8;
+  run_all(be, ref, native, 1);
+  synco_backend_destroy(be);
+
+  /* the other blocked layout and all-plain, on the short list */
+  const int others[] = {native == 16 ? 8 : 16, 1};
+  for (int i = 0; i < 2; i++) {
+    char v[8];
+    snprintf(v, sizeof v, "%d", others[i]);
+    setenv("SYNCO_ONEDNN_BLOCK", v, 1);
+    be = NULL;
+    CHECK_OK(synco_backend_onednn_create(&be));
+    if (be) {
+      run_all(be, ref, others[i], 0);
+      synco_backend_destroy(be);
+    }
+  }
+  unsetenv("SYNCO_ONEDNN_BLOCK");
+  synco_backend_destroy(ref);
+  return synco_test_finish("test_onednn_ops");
+}
+#endif
