@@ -1,0 +1,278 @@
+/* The encoder's life cycle: creation (validate the config, build the torchvision layout through resnet.c and
+ * head.c, then allocate the one parameter buffer, its gradient mirror and the BN buffer array), torchvision's
+ * initialization drawn from the counter-based RNG keyed by (seed, 0, parameter index, SYNCO_RNG_INIT), the
+ * accessors, and the forward / backward / features entry points that move data between the caller's plain
+ * fp32 arrays and the backend's tensors. Parameter gradients accumulate; activation gradients assign except
+ * at residual shortcuts (see encoder_internal.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "base/status.h"
+#include "nn/encoder_internal.h"
+
+static synco_status grow(void **arr, int *cap, int need, size_t elem) {
+  if (need <= *cap) return SYNCO_OK;
+  int n = *cap ? *cap * 2 : 64;
+  while (n < need) n *= 2;
+  void *p = realloc(*arr, (size_t)n * elem);
+  if (!p) return synco_fail(SYNCO_ERR_NOMEM, "out of memory growing the encoder layout");
+  *arr = p;
+  *cap = n;
+  return SYNCO_OK;
+}
+
+void *synco_nn_alloc(synco_encoder *enc, size_t bytes) {
+  if (grow((void **)&enc->allocs, &enc->alloc_cap, enc->nallocs + 1, sizeof(void *)) != SYNCO_OK) return NULL;
+  void *p = synco_aligned_alloc(bytes);
+  if (!p) return NULL;
+  memset(p, 0, bytes);
+  enc->allocs[enc->nallocs++] = p;
+  return p;
+}
+
+synco_status synco_nn_param(synco_encoder *enc, size_t *off, const char *name, int ndim, const int *shape, int init,
+                            int fan) {
+  int cap = enc->pcap;
+  SYNCO_TRY(grow((void **)&enc->pviews, &cap, enc->np + 1, sizeof *enc->pviews));
+  cap = enc->pcap;
+  SYNCO_TRY(grow((void **)&enc->pinit, &cap, enc->np + 1, sizeof *enc->pinit));
+  enc->pcap = cap;
+  synco_param_view *v = &enc->pviews[enc->np];
+  memset(v, 0, sizeof *v);
+  snprintf(v->name, sizeof v->name, "%s", name);
+  v->ndim = ndim;
+  v->numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    v->shape[i] = shape[i];
+    v->numel *= (size_t)shape[i];
+  }
+  v->offset = enc->n_params;
+  enc->pinit[enc->np].kind = init;
+  enc->pinit[enc->np].fan = fan;
+  enc->np++;
+  enc->n_params += v->numel;
+  *off = v->offset;
+  return SYNCO_OK;
+}
+
+synco_status synco_nn_buffer(synco_encoder *enc, size_t *off, const char *name, int numel, float fill) {
+  int cap = enc->bcap;
+  SYNCO_TRY(grow((void **)&enc->bviews, &cap, enc->nb + 1, sizeof *enc->bviews));
+  cap = enc->bcap;
+  SYNCO_TRY(grow((void **)&enc->bfill, &cap, enc->nb + 1, sizeof *enc->bfill));
+  enc->bcap = cap;
+  synco_param_view *v = &enc->bviews[enc->nb];
+  memset(v, 0, sizeof *v);
+  snprintf(v->name, sizeof v->name, "%s", name);
+  v->ndim = 1;
+  v->shape[0] = numel;
+  v->numel = (size_t)numel;
+  v->offset = enc->n_buffers;
+  enc->bfill[enc->nb] = fill;
+  enc->nb++;
+  enc->n_buffers += v->numel;
+  *off = v->offset;
+  return SYNCO_OK;
+}
+
+synco_status synco_nn_act(synco_encoder *enc, synco_tensor *t, int c, int h, int w) {
+  synco_backend *be = enc->be;
+  t->n = enc->batch;
+  t->c = c;
+  t->h = h;
+  t->w = w;
+  t->dtype = SYNCO_F32;
+  t->layout = be->act_layout(be, c, h, w, SYNCO_F32);
+  const size_t bytes = be->act_bytes(be, enc->batch, c, h, w, SYNCO_F32);
+  t->data = synco_nn_alloc(enc, bytes);
+  if (!t->data) return SYNCO_ERR_NOMEM;
+  if (bytes > enc->max_act_bytes) enc->max_act_bytes = bytes;
+  return SYNCO_OK;
+}
+
+/* torchvision: convs kaiming_normal_(fan_out, relu), BN weight 1 / bias 0, nn.Linear's default
+ * kaiming_uniform_(a = sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias alike. */
+static void init_params(synco_encoder *enc, uint64_t seed) {
+  /* Each view has its own stream, so the result does not depend on the thread count. */
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < enc->np; i++) {
+    const synco_param_view *v = &enc->pviews[i];
+    float *p = enc->params + v->offset;
+    synco_rng r = synco_rng_make(seed, 0, (uint64_t)i, SYNCO_RNG_INIT);
+    switch (enc->pinit[i].kind) {
+      case SYNCO_NN_INIT_KAIMING_FAN_OUT: {
+        const float std = sqrtf(2.0f / (float)enc->pinit[i].fan);
+        for (size_t j = 0; j < v->numel; j++) p[j] = std * synco_rng_normal(&r);
+        break;
+      }
+      case SYNCO_NN_INIT_ONE:
+        for (size_t j = 0; j < v->numel; j++) p[j] = 1.0f;
+        break;
+      case SYNCO_NN_INIT_ZERO:
+        memset(p, 0, v->numel * sizeof *p);
+        break;
+      default: {
+        const float b = 1.0f / sqrtf((float)enc->pinit[i].fan);
+        for (size_t j = 0; j < v->numel; j++) p[j] = synco_rng_range(&r, -b, b);
+        break;
+      }
+    }
+  }
+  for (int i = 0; i < enc->nb; i++) {
+    const synco_param_view *v = &enc->bviews[i];
+    for (size_t j = 0; j < v->numel; j++) enc->buffers[v->offset + j] = enc->bfill[i];
+  }
+}
+
+synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const synco_encoder_config *cfg,
+                                  int batch, int image_size, uint64_t seed) {
+  *out = NULL;
+  if (!be || !cfg) return synco_fail(SYNCO_ERR_ARG, "encoder: backend and config are required");
+  if (cfg->depth != 18 && cfg->depth != 34 && cfg->depth != 50)
+    return synco_fail(SYNCO_ERR_ARG, "encoder: depth %d is not supported (expected 18, 34 or 50)", cfg->depth);
+  if (cfg->width < 1 || cfg->width > 4096)
+    return synco_fail(SYNCO_ERR_ARG, "encoder: base width %d out of range (expected 1..4096, 64 = torchvision)",
+                      cfg->width);
+  if (cfg->head && cfg->dim < 1) return synco_fail(SYNCO_ERR_ARG, "encoder: head dim %d must be positive", cfg->dim);
+  if (batch < 1) return synco_fail(SYNCO_ERR_ARG, "encoder: batch %d must be positive", batch);
+  if (cfg->bn_splits < 1 || batch % cfg->bn_splits != 0)
+    return synco_fail(SYNCO_ERR_ARG, "encoder: batch %d does not divide into %d Split-BN groups", batch,
+                      cfg->bn_splits);
+  if (image_size < 1 || image_size > 16384)
+    return synco_fail(SYNCO_ERR_ARG, "encoder: image size %d out of range", image_size);
+
+  synco_encoder *enc = synco_calloc(1, sizeof *enc);
+  if (!enc) return SYNCO_ERR_NOMEM;
+  enc->be = be;
+  enc->cfg = *cfg;
+  if (!enc->cfg.head) enc->cfg.mlp = 0;
+  enc->batch = batch;
+  enc->image_size = image_size;
+  synco_status st = synco_nn_resnet_build(enc);
+  if (st == SYNCO_OK) st = synco_nn_head_build(enc);
+  if (st == SYNCO_OK) {
+    enc->params = synco_nn_alloc(enc, enc->n_params * sizeof(float));
+    enc->grads = synco_nn_alloc(enc, enc->n_params * sizeof(float));
+    enc->buffers = synco_nn_alloc(enc, (enc->n_buffers ? enc->n_buffers : 1) * sizeof(float));
+    enc->gA = synco_nn_alloc(enc, enc->max_act_bytes);
+    enc->gB = synco_nn_alloc(enc, enc->max_act_bytes);
+    enc->gS = synco_nn_alloc(enc, enc->max_act_bytes);
+    const int m = enc->out_dim > enc->feature_dim ? enc->out_dim : enc->feature_dim;
+    enc->stage = synco_nn_alloc(enc, (size_t)batch * m * sizeof(float));
+    if (!enc->params || !enc->grads || !enc->buffers || !enc->gA || !enc->gB || !enc->gS || !enc->stage)
+      st = SYNCO_ERR_NOMEM;
+  }
+  if (st != SYNCO_OK) {
+    synco_encoder_free(enc);
+    return synco_fail_context(st, "creating resnet%d (width %d, batch %d, %dx%d images): ", cfg->depth, cfg->width,
+                              batch, image_size, image_size);
+  }
+  synco_nn_resnet_bind(enc);
+  init_params(enc, seed);
+  *out = enc;
+  return SYNCO_OK;
+}
+
+void synco_encoder_free(synco_encoder *enc) {
+  if (!enc) return;
+  synco_nn_resnet_release(enc);
+  for (int i = 0; i < enc->nallocs; i++) free(enc->allocs[i]);
+  free(enc->allocs);
+  free(enc->pviews);
+  free(enc->pinit);
+  free(enc->bviews);
+  free(enc->bfill);
+  free(enc->blocks);
+  free(enc);
+}
+
+const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc) { return &enc->cfg; }
+int synco_encoder_batch(const synco_encoder *enc) { return enc->batch; }
+int synco_encoder_image_size(const synco_encoder *enc) { return enc->image_size; }
+int synco_encoder_feature_dim(const synco_encoder *enc) { return enc->feature_dim; }
+int synco_encoder_out_dim(const synco_encoder *enc) { return enc->out_dim; }
+float *synco_encoder_params(synco_encoder *enc) { return enc->params; }
+float *synco_encoder_grads(synco_encoder *enc) { return enc->grads; }
+size_t synco_encoder_num_params(const synco_encoder *enc) { return enc->n_params; }
+float *synco_encoder_buffers(synco_encoder *enc) { return enc->buffers; }
+size_t synco_encoder_num_buffers(const synco_encoder *enc) { return enc->n_buffers; }
+double synco_encoder_macs_per_image(const synco_encoder *enc) { return enc->macs; }
+
+const synco_param_view *synco_encoder_param_views(const synco_encoder *enc, int *count) {
+  if (count) *count = enc->np;
+  return enc->pviews;
+}
+
+const synco_param_view *synco_encoder_buffer_views(const synco_encoder *enc, int *count) {
+  if (count) *count = enc->nb;
+  return enc->bviews;
+}
+
+const synco_param_view *synco_encoder_find(const synco_encoder *enc, const char *name, int *is_buffer) {
+  for (int i = 0; i < enc->np; i++)
+    if (!strcmp(enc->pviews[i].name, name)) {
+      if (is_buffer) *is_buffer = 0;
+      return &enc->pviews[i];
+    }
+  for (int i = 0; i < enc->nb; i++)
+    if (!strcmp(enc->bviews[i].name, name)) {
+      if (is_buffer) *is_buffer = 1;
+      return &enc->bviews[i];
+    }
+  return NULL;
+}
+
+/* Moves n images into the input tensor; the rest of the batch is zeroed (eval only), so every planned layer
+ * runs on the full batch. The input (C = 3) is PLAIN in every backend, so the first n images are a prefix. */
+static synco_status load_input(synco_encoder *enc, const float *x, int n) {
+  synco_tensor t = enc->x_t;
+  t.n = n;
+  SYNCO_TRY(enc->be->to_backend(enc->be, &t, x));
+  if (n < enc->batch) {
+    const size_t img = (size_t)3 * enc->image_size * enc->image_size;
+    memset((float *)enc->x_t.data + (size_t)n * img, 0, (size_t)(enc->batch - n) * img * sizeof(float));
+  }
+  return SYNCO_OK;
+}
+
+static synco_status store_rows(synco_encoder *enc, float *dst, const synco_tensor *src, int n) {
+  SYNCO_TRY(enc->be->to_plain(enc->be, enc->stage, src));
+  memcpy(dst, enc->stage, (size_t)n * src->c * sizeof(float));
+  return SYNCO_OK;
+}
+
+synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *x, int n, int train) {
+  enc->saved = 0;
+  if (n < 1 || n > enc->batch || (train && n != enc->batch))
+    return synco_fail(SYNCO_ERR_ARG, "encoder forward: %d images for a batch of %d (%s mode needs %s)", n,
+                      enc->batch, train ? "train" : "eval", train ? "exactly the batch" : "1..batch");
+  SYNCO_TRY(load_input(enc, x, n));
+  SYNCO_TRY(synco_nn_resnet_forward(enc, train));
+  SYNCO_TRY(synco_nn_head_forward(enc));
+  SYNCO_TRY(store_rows(enc, out, enc->out_t, n));
+  enc->saved = train != 0;
+  return SYNCO_OK;
+}
+
+synco_status synco_encoder_backward(synco_encoder *enc, const float *dout) {
+  if (!enc->saved)
+    return synco_fail(SYNCO_ERR_ARG, "encoder backward: no train-mode forward to differentiate (one backward per "
+                                     "train forward)");
+  enc->saved = 0;
+  SYNCO_TRY(enc->be->to_backend(enc->be, &enc->dout_t, dout));
+  const synco_tensor *dfeat = NULL;
+  SYNCO_TRY(synco_nn_head_backward(enc, &dfeat));
+  return synco_nn_resnet_backward(enc, dfeat);
+}
+
+synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n) {
+  enc->saved = 0;
+  if (n < 1 || n > enc->batch)
+    return synco_fail(SYNCO_ERR_ARG, "encoder features: %d images for a batch of %d", n, enc->batch);
+  SYNCO_TRY(load_input(enc, x, n));
+  SYNCO_TRY(synco_nn_resnet_forward(enc, 0));
+  return store_rows(enc, feats, &enc->feat, n);
+}
