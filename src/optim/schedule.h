@@ -1,0 +1,27 @@
+/* Learning-rate schedules of MoCo's adjust_learning_rate: cosine by epoch, lr·½(1 + cos(π·e/E)), or step decay
+ * (×0.1 at each milestone epoch reached), with an optional linear warm-up over the first epochs, per step. */
+#ifndef SYNCO_OPTIM_SCHEDULE_H
+#define SYNCO_OPTIM_SCHEDULE_H
+
+#include "synco.h"
+
+#define SYNCO_MAX_MILESTONES 16
+
+typedef struct {
+  float lr;                             /* base learning rate */
+  int epochs;                           /* E */
+  int cos;                              /* 1: cosine by epoch; 0: step milestones */
+  int n_milestones;
+  int milestones[SYNCO_MAX_MILESTONES]; /* epochs at which the rate is multiplied by 0.1 */
+  int warmup_epochs;                    /* W: linear warm-up from lr/(W·steps) to the schedule, 0 = off */
+} synco_lr_schedule;
+
+/* Checks lr > 0 finite, epochs ≥ 1, 0 ≤ milestones count ≤ SYNCO_MAX_MILESTONES, warmup_epochs ≥ 0. */
+synco_status synco_lr_schedule_check(const synco_lr_schedule *s);
+
+/* Rate for step `step` (0-based) of epoch `epoch` (0-based) with steps_per_epoch steps per epoch. The cosine and
+ * step parts change once per epoch, as the official code; during warm-up the rate is that value times
+ * (epoch·steps_per_epoch + step + 1) / (W·steps_per_epoch). */
+float synco_lr_at(const synco_lr_schedule *s, int epoch, int step, int steps_per_epoch);
+
+#endif

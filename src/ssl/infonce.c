@@ -1,0 +1,129 @@
+/* InfoNCE over [q·k | q·Qᵀ | synthetic] / T. The queue logits and the queue part of dq are each one
+ * cblas_sgemm; the row pass (scale, max, Σexp in double, softmax, gradient) runs in place in the logits buffer,
+ * parallel over rows. The gradient of the mean loss w.r.t. a logit z_ij is (p_ij − [j = 0]) / B; for the raw dot
+ * products (positive and queue columns) it is that times 1/T, and the synthetic negatives fold their queue-row
+ * parts into those raw-dot gradients, so dq = g_0·k + G_queue·Q + (q, sign(q), noise parts) needs one GEMM. */
+#include "ssl/infonce.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/status.h"
+
+synco_status synco_infonce_init(synco_infonce_scratch *s, int B, int K, int dim, int S) {
+  memset(s, 0, sizeof *s);
+  if (B < 1 || K < 1 || dim < 1 || S < 0)
+    return synco_fail(SYNCO_ERR_ARG, "infonce: B = %d, K = %d, dim = %d, S = %d, expected B, K, dim >= 1, S >= 0", B,
+                      K, dim, S);
+  s->B = B;
+  s->K = K;
+  s->dim = dim;
+  s->S = S;
+  s->ld = 1 + K + S;
+  s->logits = synco_aligned_alloc((size_t)B * (size_t)s->ld * sizeof(float));
+  if (!s->logits) return SYNCO_ERR_NOMEM;
+  return SYNCO_OK;
+}
+
+void synco_infonce_free(synco_infonce_scratch *s) {
+  if (!s) return;
+  free(s->logits);
+  memset(s, 0, sizeof *s);
+}
+
+synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float *acc, float *dq, const float *q,
+                                    const float *k, const float *queue, int B, int K, int dim, float T,
+                                    const synco_negatives_config *cfg, synco_negatives_draws *draws) {
+  if (B != s->B || K != s->K || dim != s->dim)
+    return synco_fail(SYNCO_ERR_ARG, "infonce: called with B = %d, K = %d, dim = %d, scratch made for %d, %d, %d", B,
+                      K, dim, s->B, s->K, s->dim);
+  if (!(T > 0.f) || !isfinite(T)) return synco_fail(SYNCO_ERR_ARG, "infonce: temperature %g, expected > 0", (double)T);
+  int S = 0;
+  if (cfg && draws) {
+    S = synco_negatives_total(cfg);
+    if (S != draws->total || (S > 0 && (draws->B != B || draws->dim != dim || draws->K != K)))
+      return synco_fail(SYNCO_ERR_ARG, "infonce: negatives draws were made for another configuration");
+    if (S > s->S)
+      return synco_fail(SYNCO_ERR_ARG, "infonce: %d synthetic logits per query, scratch has room for %d", S, s->S);
+  }
+  const int ld = s->ld, ncol = 1 + K + S;
+  float *L = s->logits;
+
+  for (int i = 0; i < B; i++) {
+    const float *qi = q + (size_t)i * dim, *ki = k + (size_t)i * dim;
+    float d = 0.f;
+#pragma omp simd reduction(+ : d)
+    for (int c = 0; c < dim; c++) d += qi[c] * ki[c];
+    L[(size_t)i * ld] = d;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, K, dim, 1.0f, q, dim, queue, dim, 0.0f, L + 1, ld);
+  if (S > 0) SYNCO_TRY(synco_negatives_logits(draws, L + 1 + K, ld, L + 1, ld, q, queue, T));
+
+  const float invT = 1.0f / T, invB = 1.0f / (float)B;
+  double loss_sum = 0.0;
+  int correct = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss_sum, correct)
+  for (int i = 0; i < B; i++) {
+    float *z = L + (size_t)i * ld;
+    for (int j = 0; j <= K; j++) z[j] *= invT;
+    float mx = z[0], mneg = -INFINITY;
+    for (int j = 1; j < ncol; j++) mneg = z[j] > mneg ? z[j] : mneg;
+    correct += z[0] >= mneg;
+    if (mneg > mx) mx = mneg;
+    const double z0 = (double)z[0] - mx;
+    double sum = 0.0;
+    for (int j = 0; j < ncol; j++) {
+      const float e = expf(z[j] - mx);
+      z[j] = e;
+      sum += e;
+    }
+    loss_sum += log(sum) - z0;
+    const float r = (float)(1.0 / sum);
+    for (int j = 0; j < ncol; j++) z[j] *= r;
+  }
+  if (loss) *loss = (float)(loss_sum / B);
+  if (acc) *acc = (float)correct / (float)B;
+  if (!dq) return SYNCO_OK;
+
+  /* gradients: the softmax rows become dL/dz in place; columns 0..K then hold gradients of the raw dots */
+  float *G = s->logits;
+  for (int i = 0; i < B; i++) {
+    float *g = G + (size_t)i * ld;
+    g[0] = (g[0] - 1.0f) * invB * invT;
+    for (int j = 1; j <= K; j++) g[j] *= invB * invT;
+    for (int j = K + 1; j < ncol; j++) g[j] *= invB;
+    const float *ki = k + (size_t)i * dim;
+    float *dqi = dq + (size_t)i * dim;
+    for (int c = 0; c < dim; c++) dqi[c] = g[0] * ki[c];
+  }
+  if (S > 0) synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
+  return SYNCO_OK;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x < y) - (x > y);
+}
+
+synco_status synco_neg_softmax_topk(double *hist, int n_top, float *tmp, const float *q, const float *queue, int B,
+                                    int K, int dim, float T) {
+  if (n_top < 1 || n_top > K || !(T > 0.f))
+    return synco_fail(SYNCO_ERR_ARG, "infonce: top %d of a queue of %d at temperature %g", n_top, K, (double)T);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, K, dim, 1.0f / T, q, dim, queue, dim, 0.0f, tmp, K);
+  for (int i = 0; i < B; i++) {
+    float *z = tmp + (size_t)i * K;
+    float mx = z[0];
+    for (int j = 1; j < K; j++) mx = z[j] > mx ? z[j] : mx;
+    double sum = 0.0;
+    for (int j = 0; j < K; j++) {
+      z[j] = expf(z[j] - mx);
+      sum += z[j];
+    }
+    qsort(z, (size_t)K, sizeof *z, cmp_desc);
+    for (int j = 0; j < n_top; j++) hist[j] += z[j] / sum;
+  }
+  return SYNCO_OK;
+}

@@ -1,0 +1,37 @@
+/* The MoCo / SynCo contrastive loss for one direction: logits [q·k | q·Qᵀ | synthetic] / T per query,
+ * cross-entropy with the positive at index 0, averaged over the batch; its proxy accuracy; and dL/dq.
+ * k, the queue and the synthetic negatives are constants for the backward (SYNCO.md). A symmetric loss is two
+ * calls with the views swapped. */
+#ifndef SYNCO_SSL_INFONCE_H
+#define SYNCO_SSL_INFONCE_H
+
+#include "ssl/negatives.h"
+#include "synco.h"
+
+typedef struct {
+  int B, K, dim, S; /* S: synthetic logits per query this scratch has room for */
+  int ld;           /* 1 + K + S: row stride of logits */
+  float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
+} synco_infonce_scratch;
+
+/* Allocates for B queries of size dim, a queue of K rows and up to S synthetic logits per query. */
+synco_status synco_infonce_init(synco_infonce_scratch *s, int B, int K, int dim, int S);
+void synco_infonce_free(synco_infonce_scratch *s);
+
+/* One direction of the loss. q, k: [B, dim] unit rows; queue: [K, dim]; T > 0. cfg/draws: the synthetic
+ * negatives (draws already filled for this step), or both NULL (or a config with all counts 0) for plain
+ * MoCo-v2. Outputs: *loss (mean cross-entropy), *acc (share of rows whose positive logit is the largest, ties
+ * going to the positive as torch's argmax/topk does with index 0 first), dq [B, dim] = dL/dq (assigned; NULL to
+ * skip the backward). Any output pointer may be NULL. Uses cblas_sgemm for q·Qᵀ and for the queue part of dq.
+ * After the call, s->logits holds the softmax of each row over all its logits. */
+synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float *acc, float *dq, const float *q,
+                                    const float *k, const float *queue, int B, int K, int dim, float T,
+                                    const synco_negatives_config *cfg, synco_negatives_draws *draws);
+
+/* For the analysis of matching probabilities: adds to hist[0..n_top) the sorted-descending softmax(l_neg/T)
+ * over the queue only, of every query (callers divide by the number of queries). Runs its own forward GEMM;
+ * tmp must hold B·K floats. n_top ≤ K. */
+synco_status synco_neg_softmax_topk(double *hist, int n_top, float *tmp, const float *q, const float *queue, int B,
+                                    int K, int dim, float T);
+
+#endif
