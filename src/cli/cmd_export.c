@@ -1,9 +1,119 @@
-/* synco export: placeholder until its module lands; refuses to run rather than pretend. */
+/* synco export: the encoder of a checkpoint as a safetensors file under torchvision's key names (fp32), so that
+ * torchvision.models.resnetXX().load_state_dict(safetensors.torch.load_file(F), strict=False) takes it; with
+ * --head the projection head too ("fc.0.*", "fc.2.*"); with --format detectron2 the backbone under detectron2's
+ * ResNet names (MoCo's convert-pretrain-to-detectron2.py renaming). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "base/status.h"
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+
+/* torchvision name -> detectron2 name (see docs/detectron2.md). */
+static void detectron2_name(char *out, size_t n, const char *tv) {
+  char buf[160];
+  if (strncmp(tv, "layer", 5) != 0) snprintf(buf, sizeof buf, "stem.%s", tv);
+  else snprintf(buf, sizeof buf, "res%d%s", tv[5] - '0' + 1, tv + 6);
+  /* bnK -> convK.norm, downsample.0 -> shortcut, downsample.1 -> shortcut.norm */
+  char *p;
+  char tmp[160];
+  for (int k = 1; k <= 3; k++) {
+    char from[8], to[16];
+    snprintf(from, sizeof from, "bn%d", k);
+    snprintf(to, sizeof to, "conv%d.norm", k);
+    if ((p = strstr(buf, from))) {
+      snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(p - buf), buf, to, p + strlen(from));
+      strcpy(buf, tmp);
+    }
+  }
+  if ((p = strstr(buf, "downsample.0"))) {
+    snprintf(tmp, sizeof tmp, "%.*sshortcut%s", (int)(p - buf), buf, p + 12);
+    strcpy(buf, tmp);
+  } else if ((p = strstr(buf, "downsample.1"))) {
+    snprintf(tmp, sizeof tmp, "%.*sshortcut.norm%s", (int)(p - buf), buf, p + 12);
+    strcpy(buf, tmp);
+  }
+  snprintf(out, n, "%s", buf);
+}
 
 int synco_cmd_export(int argc, char **argv) {
-  fprintf(stderr, "synco export: not built yet\n");
-  return 1;
+  const char *ckpt = NULL, *out = NULL, *which = "query", *format = "torchvision";
+  int head = 0;
+  synco_arg args[] = {
+      {"ckpt", 0, SYNCO_ARG_STR, &ckpt, "pretraining checkpoint (or an exported encoder)"},
+      {"out", 'o', SYNCO_ARG_STR, &out, "output .safetensors file"},
+      {"which", 0, SYNCO_ARG_STR, &which, "query or key encoder"},
+      {"head", 0, SYNCO_ARG_FLAG, &head, "include the projection head (fc.0, fc.2)"},
+      {"format", 0, SYNCO_ARG_STR, &format, "torchvision or detectron2 key names"},
+      {NULL},
+  };
+  int rc = synco_args_parse("export", "Writes an encoder under torchvision's (or detectron2's) key names, fp32 safetensors.",
+                            args, argc, argv, NULL, 0, NULL);
+  if (rc) return rc == 1 ? 0 : 2;
+  if (!ckpt || !out) {
+    fprintf(stderr, "synco export: --ckpt and --out are required\n");
+    return 2;
+  }
+  if (strcmp(which, "query") && strcmp(which, "key")) {
+    fprintf(stderr, "synco export: --which must be query or key, got '%s'\n", which);
+    return 2;
+  }
+  const int d2 = !strcmp(format, "detectron2");
+  if (!d2 && strcmp(format, "torchvision")) {
+    fprintf(stderr, "synco export: --format must be torchvision or detectron2, got '%s'\n", format);
+    return 2;
+  }
+  synco_encoder_config cfg;
+  int image_size = 0;
+  if (synco_weights_read_config(ckpt, &cfg, &image_size)) return synco_cli_error("export");
+  cfg.head = head && !d2;
+  cfg.bn_splits = 1;
+  synco_backend *be = NULL;
+  synco_encoder *enc = NULL;
+  synco_st_writer *w = NULL;
+  int ret = 1;
+  /* Batch 1: the encoder only holds the weights here. */
+  if (synco_backend_create("ref", &be) || synco_encoder_create(&enc, be, &cfg, 1, image_size, 0) ||
+      synco_weights_load(enc, ckpt, which, 1)) {
+    synco_cli_error("export");
+    goto done;
+  }
+  w = synco_st_writer_new();
+  if (!w) goto done;
+  if (!d2) {
+    if (synco_weights_add(w, enc, "")) {
+      synco_cli_error("export");
+      goto done;
+    }
+  } else {
+    int np = 0, nb = 0;
+    const synco_param_view *pv = synco_encoder_param_views(enc, &np), *bv = synco_encoder_buffer_views(enc, &nb);
+    char name[160];
+    for (int i = 0; i < np + nb; i++) {
+      const synco_param_view *v = i < np ? &pv[i] : &bv[i - np];
+      detectron2_name(name, sizeof name, v->name);
+      const float *base = i < np ? synco_encoder_params(enc) : synco_encoder_buffers(enc);
+      if (synco_st_add_f32(w, name, base + v->offset, v->ndim, v->shape)) {
+        synco_cli_error("export");
+        goto done;
+      }
+    }
+    synco_st_set_meta(w, "__author__", "synco");
+    synco_st_set_meta(w, "matching_heuristics", "True");
+  }
+  synco_st_set_meta(w, "synco.format", d2 ? "detectron2" : "encoder");
+  if (synco_st_write(w, out)) {
+    synco_cli_error("export");
+    goto done;
+  }
+  printf("wrote %s (%s encoder, %s names%s)\n", out, which, d2 ? "detectron2" : "torchvision", cfg.head ? ", with head" : "");
+  ret = 0;
+done:
+  synco_st_writer_free(w);
+  synco_encoder_free(enc);
+  synco_backend_destroy(be);
+  return ret;
 }

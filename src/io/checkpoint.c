@@ -133,3 +133,54 @@ synco_status synco_weights_load(synco_encoder *enc, const char *path, const char
   synco_st_close(&st);
   return s;
 }
+
+/* Appends name to a comma-separated list, eliding after a few. */
+static void list_add(char *buf, size_t n, int *count, const char *name) {
+  if ((*count)++ >= 6) return;
+  const size_t len = strlen(buf);
+  snprintf(buf + len, n - len, "%s%s", len ? ", " : "", name);
+}
+
+synco_status synco_weights_load_report(synco_encoder *enc, const char *path, char *report, size_t n) {
+  synco_safetensors st;
+  SYNCO_TRY(synco_st_open(&st, path));
+  const char *pre = prefix_for(&st, "query");
+  const size_t plen = strlen(pre);
+  char unexpected[400] = "", missing[400] = "", name[160];
+  int n_unexpected = 0, n_missing = 0, loaded = 0;
+  synco_status s = SYNCO_OK;
+  for (int i = 0; i < st.count && !s; i++) {
+    const char *key = st.entries[i].name;
+    if (plen && strncmp(key, pre, plen) != 0) continue; /* other parts of a checkpoint */
+    int is_buffer = 0;
+    const synco_param_view *v = synco_encoder_find(enc, key + plen, &is_buffer);
+    if (!v) {
+      if (strcmp(key + plen, "num_batches_tracked") && !strstr(key, ".num_batches_tracked"))
+        list_add(unexpected, sizeof unexpected, &n_unexpected, key);
+      continue;
+    }
+    float *base = is_buffer ? synco_encoder_buffers(enc) : synco_encoder_params(enc);
+    s = synco_st_get_f32(&st, key, base + v->offset, v->numel, v->shape, v->ndim);
+    loaded++;
+  }
+  int np = 0, nb = 0;
+  const synco_param_view *pv = synco_encoder_param_views(enc, &np);
+  const synco_param_view *bv = synco_encoder_buffer_views(enc, &nb);
+  for (int i = 0; i < np + nb && !s; i++) {
+    const synco_param_view *v = i < np ? &pv[i] : &bv[i - np];
+    snprintf(name, sizeof name, "%s%s", pre, v->name);
+    if (!synco_st_find(&st, name)) list_add(missing, sizeof missing, &n_missing, v->name);
+  }
+  if (!s && !loaded) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no tensor matches the encoder's torchvision names", path);
+  if (!s && report && n) {
+    report[0] = 0;
+    int k = 0;
+    if (n_unexpected)
+      k = snprintf(report, n, "%d unexpected key(s) ignored: %s%s", n_unexpected, unexpected, n_unexpected > 6 ? ", ..." : "");
+    if (n_missing && k >= 0 && (size_t)k < n)
+      snprintf(report + k, n - (size_t)k, "%s%d tensor(s) not in the file, left at their initial values: %s%s",
+               k ? "; " : "", n_missing, missing, n_missing > 6 ? ", ..." : "");
+  }
+  synco_st_close(&st);
+  return s;
+}

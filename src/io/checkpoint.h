@@ -17,6 +17,12 @@ synco_status synco_weights_load(synco_encoder *enc, const char *path, const char
 
 #include "io/safetensors.h"
 
+/* For --init: loads every tensor of the file whose torchvision name the encoder has (a checkpoint's query
+ * encoder, an export, or a torchvision state_dict converted to safetensors), and describes in `report` (at most
+ * n bytes; "" when all matched) the file's unexpected keys and the encoder tensors the file lacks, which keep
+ * their initial values. A shape mismatch, or a file with no matching tensor, is an error. */
+synco_status synco_weights_load_report(synco_encoder *enc, const char *path, char *report, size_t n);
+
 /* Adds every parameter and BN buffer of enc to a writer as "<prefix><torchvision name>" (fp32), and the
  * architecture as metadata "synco.encoder" (JSON). The encoder's memory must outlive synco_st_write. */
 synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix);

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Bad input: a one-line error naming the file and the problem, a non-zero exit, nothing existing damaged.
+set -euo pipefail
+. "$(dirname "$0")/common.inc"
+expect_error() { # expect_error PATTERN CMD...
+  local pat=$1; shift
+  if "$@" > "$tmp/o" 2> "$tmp/e"; then fail "succeeded: $*"; fi
+  grep -q -- "$pat" "$tmp/e" || { cat "$tmp/e"; fail "error message lacks '$pat': $*"; }
+  [ "$(wc -l < "$tmp/e")" -le 2 ] || { cat "$tmp/e"; fail "error is not one line: $*"; }
+}
+expect_error "unknown option '--bogus'" "$SYNCO" pretrain --bogus
+expect_error "does-not-exist" "$SYNCO" pretrain --data "$tmp/does-not-exist" --out "$tmp/r1"
+expect_error "not a multiple" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 1000 -b 64 --out "$tmp/r2"
+expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 512 -b 64 --out "$tmp/r2"
+expect_error "unknown command" "$SYNCO" frobnicate
+# A corrupt checkpoint given to --resume is rejected and the run directory's files stay as they were.
+mkdir -p "$tmp/r3"
+echo '{"keep": true}' > "$tmp/r3/config.json"
+printf 'garbage' > "$tmp/bad.safetensors"
+expect_error "bad.safetensors" "$SYNCO" pretrain --data data/cifar10-small/train --recipe cifar --width 8 -b 64 --moco-k 512 --n-hard 256 --resume "$tmp/bad.safetensors" --out "$tmp/r3"
+grep -q keep "$tmp/r3/config.json" || fail "config.json of the run directory was overwritten"
+echo "bad_input: ok"
