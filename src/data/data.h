@@ -18,6 +18,7 @@ typedef struct {
   int skip_bad;           /* ImageFolder: skip unreadable images (counted) instead of failing */
   synco_store_mode store; /* decoded uint8 in memory (small images) or encoded bytes decoded per sample */
   int threads;            /* threads for decoding at open time (<= 0: all cores) */
+  int coarse_labels;      /* CIFAR-100: the 20 coarse labels instead of the 100 fine ones */
 } synco_dataset_options;
 
 /* An RGB image, interleaved HWC uint8. */
@@ -43,6 +44,9 @@ size_t synco_dataset_skipped(const synco_dataset *ds);        /* images skipped 
 /* Decodes image i into img (growing img->rgb with realloc as needed; start from a zeroed synco_image). */
 synco_status synco_dataset_get(const synco_dataset *ds, size_t i, synco_image *img);
 void synco_image_free(synco_image *img);
+/* Decodes a JPEG or PNG held in memory into img (RGB; grayscale, palette and alpha converted as PIL's
+ * convert("RGB") does). `name` (the file) is used in the error message. */
+synco_status synco_image_decode(synco_image *img, const uint8_t *bytes, size_t n, const char *name);
 
 /* ---- augmentation ----------------------------------------------------------------------------- */
 typedef enum {

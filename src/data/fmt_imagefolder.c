@@ -1,0 +1,373 @@
+/* ImageFolder (torchvision.datasets.ImageFolder): root/<class>/.../<file>, classes are the sorted names of
+ * root's sub-folders, files are walked as torchvision walks them (folders in sorted path order, files sorted
+ * within each) and kept when their extension is an image one; other files are ignored, as torchvision
+ * ignores them. A split is root/<split> when that folder exists ("train" by default). Small images (all
+ * sampled ones at most 64x64, or a decoded set under 2 GB) are decoded once at open by a few threads;
+ * larger ones stay as files decoded per sample. Unreadable images fail the open with the file named, or
+ * with skip_bad are dropped and counted. */
+#include <ctype.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/status.h"
+#include "data/internal.h"
+
+#define DECODED_LIMIT_BYTES ((double)2 * 1024 * 1024 * 1024)
+
+typedef struct {
+  char **v;
+  size_t n, cap;
+} strvec;
+
+static int strvec_push(strvec *s, char *str) {
+  if (!str) return -1;
+  if (s->n == s->cap) {
+    const size_t cap = s->cap ? 2 * s->cap : 64;
+    char **v = (char **)realloc(s->v, cap * sizeof(char *));
+    if (!v) {
+      free(str);
+      return -1;
+    }
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = str;
+  return 0;
+}
+
+static void strvec_free(strvec *s) {
+  for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+  free(s->v);
+  memset(s, 0, sizeof *s);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static char *join(const char *a, const char *b) {
+  const size_t n = strlen(a) + strlen(b) + 2;
+  char *s = (char *)malloc(n);
+  if (s) snprintf(s, n, "%s/%s", a, b);
+  return s;
+}
+
+/* torchvision's IMG_EXTENSIONS; only JPEG and PNG contents decode, others are reported as unsupported. */
+static int has_image_ext(const char *name) {
+  static const char *const ext[] = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
+  const char *dot = strrchr(name, '.');
+  if (!dot) return 0;
+  char low[8] = {0};
+  const size_t n = strlen(dot);
+  if (n >= sizeof low) return 0;
+  for (size_t i = 0; i < n && i < sizeof low - 1; i++) low[i] = (char)tolower((unsigned char)dot[i]);
+  for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+    if (!strcmp(low, ext[i])) return 1;
+  return 0;
+}
+
+/* Lists entries of dir: sub-folders into dirs and image files into files (both unsorted, full paths). */
+static synco_status list_dir(const char *dir, strvec *dirs, strvec *files) {
+  DIR *d = opendir(dir);
+  if (!d) return synco_fail(SYNCO_ERR_IO, "%s: cannot open folder", dir);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+    char *p = join(dir, e->d_name);
+    if (!p) break;
+    struct stat st;
+    if (stat(p, &st) != 0) {
+      free(p);
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (dirs && strvec_push(dirs, p)) break;
+      if (!dirs) free(p);
+    } else if (files && has_image_ext(e->d_name)) {
+      if (strvec_push(files, p)) break;
+    } else {
+      free(p);
+    }
+  }
+  closedir(d);
+  return SYNCO_OK;
+}
+
+/* All image files under a class folder in torchvision's order: sorted(os.walk(...)), files sorted. */
+static synco_status walk_class(const char *cls, strvec *out) {
+  strvec dirs = {0};
+  if (strvec_push(&dirs, strdup(cls))) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < dirs.n; i++) { /* breadth-first collection of every folder; order fixed below */
+    synco_status st = list_dir(dirs.v[i], &dirs, NULL);
+    if (st != SYNCO_OK) {
+      strvec_free(&dirs);
+      return st;
+    }
+    if (dirs.n > 100000) break;
+  }
+  qsort(dirs.v, dirs.n, sizeof(char *), cmp_str);
+  for (size_t i = 0; i < dirs.n; i++) {
+    strvec files = {0};
+    synco_status st = list_dir(dirs.v[i], NULL, &files);
+    if (st != SYNCO_OK) {
+      strvec_free(&dirs);
+      strvec_free(&files);
+      return st;
+    }
+    if (files.n) qsort(files.v, files.n, sizeof(char *), cmp_str);
+    for (size_t f = 0; f < files.n; f++) {
+      strvec_push(out, files.v[f]);
+      files.v[f] = NULL;
+    }
+    free(files.v);
+  }
+  strvec_free(&dirs);
+  return SYNCO_OK;
+}
+
+/* ---- parallel decoding at open ---- */
+typedef struct {
+  synco_dataset *ds;
+  size_t next;
+  pthread_mutex_t mu;
+  synco_status *st;   /* [n] */
+  char **msg;         /* [n] message of failed images */
+  int decode;         /* 1: keep pixels; 0: only validate (skip_bad with encoded storage) */
+} decode_job;
+
+static void *decode_worker(void *arg) {
+  decode_job *job = (decode_job *)arg;
+  synco_dataset *ds = job->ds;
+  synco_image img = {0};
+  for (;;) {
+    pthread_mutex_lock(&job->mu);
+    const size_t i = job->next++;
+    pthread_mutex_unlock(&job->mu);
+    if (i >= ds->n) break;
+    uint8_t *buf;
+    size_t n;
+    synco_status st = synco_read_file(ds->paths[i], 0, &buf, &n);
+    if (st == SYNCO_OK) {
+      st = synco_image_decode(&img, buf, n, ds->paths[i]);
+      free(buf);
+    }
+    job->st[i] = st;
+    if (st != SYNCO_OK) {
+      job->msg[i] = strdup(synco_last_error());
+      continue;
+    }
+    if (job->decode) {
+      const size_t bytes = (size_t)img.w * img.h * 3;
+      ds->pix[i] = (uint8_t *)malloc(bytes);
+      if (!ds->pix[i]) {
+        job->st[i] = SYNCO_ERR_NOMEM;
+        job->msg[i] = strdup("out of memory keeping decoded images");
+        continue;
+      }
+      memcpy(ds->pix[i], img.rgb, bytes);
+      ds->w[i] = img.w;
+      ds->h[i] = img.h;
+    }
+  }
+  synco_image_free(&img);
+  return NULL;
+}
+
+static synco_status decode_all(synco_dataset *ds, const synco_dataset_options *opt, int keep) {
+  decode_job job = {ds, 0, PTHREAD_MUTEX_INITIALIZER, NULL, NULL, keep};
+  job.st = (synco_status *)calloc(ds->n, sizeof(synco_status));
+  job.msg = (char **)calloc(ds->n, sizeof(char *));
+  if (keep) {
+    ds->pix = (uint8_t **)calloc(ds->n, sizeof(uint8_t *));
+    ds->w = (int *)calloc(ds->n, sizeof(int));
+    ds->h = (int *)calloc(ds->n, sizeof(int));
+  }
+  if (!job.st || !job.msg || (keep && (!ds->pix || !ds->w || !ds->h))) {
+    free(job.st);
+    free(job.msg);
+    return synco_fail(SYNCO_ERR_NOMEM, "out of memory listing %zu images", ds->n);
+  }
+  int nt = opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (nt < 1) nt = 1;
+  if (nt > 64) nt = 64;
+  if ((size_t)nt > ds->n) nt = (int)ds->n;
+  pthread_t th[64];
+  int started = 0;
+  for (int t = 1; t < nt; t++)
+    if (pthread_create(&th[t], NULL, decode_worker, &job) == 0) started = t;
+    else break;
+  decode_worker(&job);
+  for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+  synco_status result = SYNCO_OK;
+  size_t kept = 0;
+  for (size_t i = 0; i < ds->n; i++) {
+    if (job.st[i] != SYNCO_OK) {
+      if (!opt->skip_bad || job.st[i] == SYNCO_ERR_NOMEM) {
+        if (result == SYNCO_OK) result = synco_fail(job.st[i], "%s", job.msg[i] ? job.msg[i] : "decode failed");
+      } else {
+        ds->skipped++;
+      }
+      free(ds->paths[i]);
+      free(job.msg[i]);
+      continue;
+    }
+    ds->paths[kept] = ds->paths[i];
+    ds->labels[kept] = ds->labels[i];
+    if (keep) {
+      ds->pix[kept] = ds->pix[i];
+      ds->w[kept] = ds->w[i];
+      ds->h[kept] = ds->h[i];
+    }
+    kept++;
+  }
+  ds->n = kept;
+  free(job.st);
+  free(job.msg);
+  if (result == SYNCO_OK && ds->n == 0)
+    result = synco_fail(SYNCO_ERR_FORMAT, "%s: no readable images (%zu skipped)", ds->root, ds->skipped);
+  return result;
+}
+
+/* Reads a JPEG/PNG header for its size, without decoding. */
+static int probe_size(const char *path, int *w, int *h) {
+  uint8_t *buf;
+  size_t n;
+  if (synco_read_file(path, 0, &buf, &n) != SYNCO_OK) return 0;
+  int ok = 0;
+  if (n >= 24 && buf[0] == 0x89 && buf[1] == 'P') {
+    *w = (int)(((uint32_t)buf[16] << 24) | (buf[17] << 16) | (buf[18] << 8) | buf[19]);
+    *h = (int)(((uint32_t)buf[20] << 24) | (buf[21] << 16) | (buf[22] << 8) | buf[23]);
+    ok = 1;
+  } else if (n >= 4 && buf[0] == 0xFF && buf[1] == 0xD8) {
+    /* walk markers to the first SOFn */
+    size_t p = 2;
+    while (p + 9 < n) {
+      if (buf[p] != 0xFF) break;
+      const int m = buf[p + 1];
+      const size_t len = ((size_t)buf[p + 2] << 8) | buf[p + 3];
+      if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+        *h = (buf[p + 5] << 8) | buf[p + 6];
+        *w = (buf[p + 7] << 8) | buf[p + 8];
+        ok = 1;
+        break;
+      }
+      p += 2 + len;
+    }
+  }
+  free(buf);
+  return ok;
+}
+
+synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, const synco_dataset_options *opt) {
+  char *root = NULL;
+  const char *split = opt->split ? opt->split : "train";
+  char *sub = join(path, split);
+  if (sub && synco_path_is_dir(sub)) root = sub;
+  else {
+    free(sub);
+    if (opt->split && strcmp(opt->split, "train")) {
+      /* "test" also finds a "val" folder, the ImageNet naming */
+      sub = join(path, !strcmp(opt->split, "test") ? "val" : "test");
+      if (sub && synco_path_is_dir(sub)) root = sub;
+      else {
+        free(sub);
+        return synco_fail(SYNCO_ERR_IO, "%s: no '%s' split folder", path, opt->split);
+      }
+    } else {
+      root = strdup(path);
+    }
+  }
+  strvec classes = {0}, files = {0};
+  synco_status st = list_dir(root, &classes, NULL);
+  if (st != SYNCO_OK) {
+    free(root);
+    return st;
+  }
+  if (classes.n == 0) {
+    synco_fail(SYNCO_ERR_FORMAT, "%s: no class folders (expected <root>/<class>/<image>)", root);
+    free(root);
+    return SYNCO_ERR_FORMAT;
+  }
+  qsort(classes.v, classes.n, sizeof(char *), cmp_str);
+  synco_dataset *ds = synco_ds_new("imagefolder", root);
+  int *labels = NULL;
+  size_t labels_cap = 0;
+  const char **names = (const char **)calloc(classes.n, sizeof(char *));
+  if (!ds || !names) st = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  for (size_t c = 0; st == SYNCO_OK && c < classes.n; c++) {
+    const size_t before = files.n;
+    st = walk_class(classes.v[c], &files);
+    if (st != SYNCO_OK) break;
+    if (files.n == before) {
+      st = synco_fail(SYNCO_ERR_FORMAT, "%s: empty class folder (no .jpg/.jpeg/.png files)", classes.v[c]);
+      break;
+    }
+    if (files.n > labels_cap) {
+      labels_cap = files.n * 2;
+      int *l = (int *)realloc(labels, labels_cap * sizeof(int));
+      if (!l) {
+        st = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+        break;
+      }
+      labels = l;
+    }
+    for (size_t i = before; i < files.n; i++) labels[i] = (int)c;
+    names[c] = strrchr(classes.v[c], '/') + 1;
+  }
+  if (st == SYNCO_OK) st = synco_ds_set_classes(ds, names, (int)classes.n);
+  free(names);
+  if (st != SYNCO_OK) {
+    strvec_free(&classes);
+    strvec_free(&files);
+    free(labels);
+    free(root);
+    synco_dataset_free(ds);
+    return st;
+  }
+  strvec_free(&classes);
+  ds->paths = files.v;
+  ds->n = files.n;
+  ds->labels = labels;
+  free(root);
+
+  synco_store_mode mode = opt->store;
+  if (mode == SYNCO_STORE_AUTO) {
+    /* sample up to 32 headers spread over the set */
+    int maxw = 0, maxh = 0, probed = 0;
+    double bytes = 0;
+    for (int k = 0; k < 32; k++) {
+      const size_t i = (size_t)((double)k / 32 * (double)ds->n);
+      int w, h;
+      if (i < ds->n && probe_size(ds->paths[i], &w, &h)) {
+        if (w > maxw) maxw = w;
+        if (h > maxh) maxh = h;
+        bytes += 3.0 * w * h;
+        probed++;
+      }
+    }
+    const double est = probed ? bytes / probed * (double)ds->n : 0;
+    mode = (maxw <= 64 && maxh <= 64) || est < DECODED_LIMIT_BYTES ? SYNCO_STORE_DECODED : SYNCO_STORE_ENCODED;
+  }
+  if (mode == SYNCO_STORE_DECODED) {
+    ds->kind = SYNCO_DS_DECODED;
+    st = decode_all(ds, opt, 1);
+  } else {
+    ds->kind = SYNCO_DS_FILES;
+    /* zero-byte files fail at open either way; full validation only with skip_bad (it reads every file) */
+    if (opt->skip_bad) st = decode_all(ds, opt, 0);
+    for (size_t i = 0; st == SYNCO_OK && i < ds->n; i++) {
+      struct stat sb;
+      if (stat(ds->paths[i], &sb) != 0 || sb.st_size == 0)
+        st = synco_fail(SYNCO_ERR_FORMAT, "%s: empty file (0 bytes)", ds->paths[i]);
+    }
+  }
+  if (st != SYNCO_OK) {
+    synco_dataset_free(ds);
+    return st;
+  }
+  *out = ds;
+  return SYNCO_OK;
+}

@@ -1,0 +1,147 @@
+/* The loader: identical bytes for 1, 2 and 3 threads; each epoch a permutation (all samples once, without
+ * drop_last); drop_last step counts; shards of two ranks partition the epoch; a resumed epoch
+ * (start_epoch(e, k)) repeats the batches of an uninterrupted one; labels follow the dataset. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/status.h"
+#include "data/internal.h"
+#include "test_util.h"
+
+#define N 203
+#define B 16
+#define S 24
+
+static float *run(const synco_dataset *ds, int threads, int epochs, int drop_last, int rank, int world,
+                  uint32_t *idx_out, int *steps_out) {
+  synco_loader_config cfg = {0};
+  cfg.batch = B;
+  cfg.views = 2;
+  cfg.threads = threads;
+  cfg.prefetch = 2;
+  cfg.shuffle = 1;
+  cfg.drop_last = drop_last;
+  cfg.seed = 5;
+  cfg.rank = rank;
+  cfg.world = world;
+  cfg.aug = (synco_aug_config){SYNCO_AUG_MOCO_V2, S, 1, {0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
+  synco_loader *ld;
+  CHECK_OK(synco_loader_create(&ld, ds, &cfg));
+  if (!ld) return NULL;
+  const size_t per = 3 * S * S;
+  float *all = (float *)calloc((size_t)epochs * N * 2 * per, sizeof(float));
+  size_t k = 0;
+  int steps = 0;
+  for (int e = 0; e < epochs; e++) {
+    CHECK_OK(synco_loader_start_epoch(ld, e, 0));
+    synco_batch b;
+    for (;;) {
+      CHECK_OK(synco_loader_next(ld, &b));
+      if (b.n == 0) break;
+      CHECK(b.step == steps % synco_loader_steps_per_epoch(ld));
+      steps++;
+      for (int i = 0; i < b.n; i++, k++) {
+        CHECK(b.labels[i] == synco_dataset_label(ds, b.indices[i]));
+        memcpy(all + k * 2 * per, b.x[0] + i * per, per * sizeof(float));
+        memcpy(all + k * 2 * per + per, b.x[1] + i * per, per * sizeof(float));
+        if (idx_out) idx_out[k] = b.indices[i];
+      }
+    }
+  }
+  if (steps_out) *steps_out = steps;
+  synco_loader_free(ld);
+  return all;
+}
+
+int main(void) {
+  /* a CIFAR-10 file of N random images */
+  char dir[128], path[200];
+  snprintf(dir, sizeof dir, "/tmp/synco_test_loader_%d", (int)getpid());
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
+  uint8_t *buf = (uint8_t *)malloc((size_t)N * 3073);
+  synco_rng r = synco_rng_make(1, 0, 0, SYNCO_RNG_TEST);
+  for (size_t i = 0; i < (size_t)N * 3073; i++) buf[i] = (uint8_t)synco_rng_u32(&r);
+  for (int i = 0; i < N; i++) buf[(size_t)i * 3073] = (uint8_t)(i % 10);
+  FILE *f = fopen(path, "wb");
+  fwrite(buf, 1, (size_t)N * 3073, f);
+  fclose(f);
+  free(buf);
+  synco_dataset *ds;
+  synco_dataset_options opt = {0};
+  CHECK_OK(synco_dataset_open(&ds, dir, &opt));
+  if (!ds) return synco_test_finish("test_data_loader");
+
+  const size_t per = 3 * S * S, bytes = 2 * (size_t)N * 2 * per * sizeof(float);
+  uint32_t idx[2 * N];
+  int steps;
+  float *a = run(ds, 1, 2, 0, 0, 1, idx, &steps);
+  float *b2 = run(ds, 2, 2, 0, 0, 1, NULL, NULL);
+  float *b3 = run(ds, 3, 2, 0, 0, 1, NULL, NULL);
+  CHECK(steps == 2 * ((N + B - 1) / B));
+  CHECK(a && b2 && b3 && !memcmp(a, b2, bytes) && !memcmp(a, b3, bytes));
+  /* each epoch is a permutation, and the two epochs differ */
+  for (int e = 0; e < 2; e++) {
+    int seen[N] = {0}, ok = 1;
+    for (int i = 0; i < N; i++) seen[idx[e * N + i]]++;
+    for (int i = 0; i < N; i++) ok &= seen[i] == 1;
+    CHECK(ok);
+  }
+  CHECK(memcmp(idx, idx + N, sizeof(uint32_t) * N) != 0);
+  /* the two views differ */
+  CHECK(memcmp(a, a + per, per * sizeof(float)) != 0);
+  /* drop_last */
+  free(run(ds, 2, 1, 1, 0, 1, NULL, &steps));
+  CHECK(steps == N / B);
+  /* two ranks: disjoint shards of N/2 samples each; rank 0's sample j is the epoch's element 2j */
+  uint32_t i0[N], i1[N];
+  int s0, s1;
+  float *r0 = run(ds, 2, 1, 0, 0, 2, i0, &s0);
+  free(run(ds, 2, 1, 0, 1, 2, i1, &s1));
+  CHECK(s0 == s1 && s0 == (N / 2 + B - 1) / B);
+  int seen[N] = {0}, ok = 1;
+  for (int i = 0; i < N / 2; i++) seen[i0[i]]++, seen[i1[i]]++;
+  for (int i = 0; i < N; i++) ok &= seen[i] <= 1;
+  CHECK(ok);
+  for (int j = 0; j < N / 2; j++) {
+    CHECK(i0[j] == idx[2 * j] && i1[j] == idx[2 * j + 1]);
+    if (i0[j] != idx[2 * j]) break;
+  }
+  CHECK(r0 && !memcmp(r0 + 2 * per, a + 2 * 2 * per, 2 * per * sizeof(float)));
+  free(r0);
+  /* resume epoch 1 at step 5 */
+  synco_loader_config cfg = {0};
+  cfg.batch = B;
+  cfg.views = 2;
+  cfg.threads = 2;
+  cfg.prefetch = 3;
+  cfg.shuffle = 1;
+  cfg.seed = 5;
+  cfg.world = 1;
+  cfg.aug = (synco_aug_config){SYNCO_AUG_MOCO_V2, S, 1, {0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
+  synco_loader *ld;
+  CHECK_OK(synco_loader_create(&ld, ds, &cfg));
+  if (ld) {
+    synco_batch b;
+    CHECK_OK(synco_loader_start_epoch(ld, 0, 0)); /* abandoned mid-epoch */
+    CHECK_OK(synco_loader_next(ld, &b));
+    CHECK_OK(synco_loader_start_epoch(ld, 1, 5));
+    CHECK_OK(synco_loader_next(ld, &b));
+    CHECK(b.step == 5 && b.n == B);
+    const size_t k = (size_t)N + 5 * B;
+    CHECK(!memcmp(b.x[0], a + k * 2 * per, per * sizeof(float)));
+    CHECK(!memcmp(b.x[1], a + k * 2 * per + per, per * sizeof(float)));
+    CHECK(b.indices[0] == idx[k]);
+    synco_loader_free(ld);
+  }
+  free(a);
+  free(b2);
+  free(b3);
+  synco_dataset_free(ds);
+  remove(path);
+  rmdir(dir);
+  return synco_test_finish("test_data_loader");
+}
