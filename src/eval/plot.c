@@ -1,0 +1,345 @@
+/* Plots with cairo (see plot.h). Each panel maps data to a plot rectangle inside its grid cell; ticks are
+ * "nice" numbers (1, 2, 2.5, 5 x 10^k) on linear axes and powers of ten on log axes; text uses cairo's toy
+ * font API (a sans-serif face), which is enough for labels and keeps the dependency to libcairo alone. */
+#include "eval/plot.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/status.h"
+
+#ifndef SYNCO_HAVE_CAIRO
+int synco_plot_available(void) { return 0; }
+synco_status synco_plot_figure(const char *path, int width, int height, int rows, int cols,
+                               const synco_plot_panel *panels, int npanels) {
+  return synco_fail(SYNCO_ERR_UNSUPPORTED, "%s: plots need cairo (rebuild with libcairo2-dev)", path);
+}
+synco_status synco_plot_panel_file(const char *path, int width, int height, const synco_plot_panel *panel) {
+  return synco_plot_figure(path, width, height, 1, 1, panel, 1);
+}
+#else
+#include <cairo-pdf.h>
+#include <cairo-svg.h>
+#include <cairo.h>
+
+int synco_plot_available(void) { return 1; }
+
+static const double palette[10][3] = {
+    {0.122, 0.467, 0.706}, {1.000, 0.498, 0.055}, {0.173, 0.627, 0.173}, {0.839, 0.153, 0.157},
+    {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294}, {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498},
+    {0.737, 0.741, 0.133}, {0.090, 0.745, 0.812}};
+
+typedef struct {
+  double lo, hi;  /* in axis space (log10 of the data on log axes) */
+  int log;
+} axis;
+
+static double ax_fwd(const axis *a, double v) { return a->log ? log10(v) : v; }
+static int ax_ok(const axis *a, double v) { return isfinite(v) && (!a->log || v > 0); }
+
+static double nice_step(double range, int target) {
+  double raw = range / target, p = pow(10, floor(log10(raw))), f = raw / p;
+  double n = f < 1.5 ? 1 : f < 2.25 ? 2 : f < 3.5 ? 2.5 : f < 7.5 ? 5 : 10;
+  return n * p;
+}
+
+static void fmt_tick(char *buf, size_t sz, double v, double step, int logax) {
+  if (logax) {
+    double e = v;
+    if (fabs(e - round(e)) < 1e-9 && fabs(e) >= 4) snprintf(buf, sz, "1e%d", (int)round(e));
+    else snprintf(buf, sz, "%g", pow(10, e));
+    return;
+  }
+  if (fabs(v) < step * 1e-6) v = 0;
+  double av = fabs(v);
+  if (av != 0 && (av >= 1e5 || av < 1e-3)) {
+    snprintf(buf, sz, "%.2g", v);
+    return;
+  }
+  int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+  if (fabs(step * pow(10, dec) - round(step * pow(10, dec))) > 1e-6) dec++; /* 2.5 x 10^k */
+  snprintf(buf, sz, "%.*f", dec > 8 ? 8 : dec, v);
+}
+
+/* Data extent of the panel; bars include 0 on the y axis. */
+static void extent(const synco_plot_panel *p, axis *ax, axis *ay) {
+  double xl = INFINITY, xh = -INFINITY, yl = INFINITY, yh = -INFINITY;
+  int bars = 0;
+  for (int s = 0; s < p->nseries; s++) {
+    const synco_plot_series *se = &p->series[s];
+    if (se->style == SYNCO_PLOT_BARS) {
+      bars = 1;
+      for (int i = 0; i <= se->n; i++)
+        if (ax_ok(ax, se->x[i])) {
+          double v = ax_fwd(ax, se->x[i]);
+          xl = fmin(xl, v), xh = fmax(xh, v);
+        }
+      for (int i = 0; i < se->n; i++)
+        if (ax_ok(ay, se->y[i])) {
+          double v = ax_fwd(ay, se->y[i]);
+          yl = fmin(yl, v), yh = fmax(yh, v);
+        }
+      continue;
+    }
+    for (int i = 0; i < se->n; i++) {
+      if (!ax_ok(ax, se->x[i]) || !ax_ok(ay, se->y[i])) continue;
+      double x = ax_fwd(ax, se->x[i]), y = ax_fwd(ay, se->y[i]);
+      xl = fmin(xl, x), xh = fmax(xh, x), yl = fmin(yl, y), yh = fmax(yh, y);
+    }
+  }
+  if (!isfinite(xl)) xl = 0, xh = 1;
+  int markers = 0;
+  for (int s = 0; s < p->nseries; s++) markers |= p->series[s].style == SYNCO_PLOT_POINTS || p->series[s].style == SYNCO_PLOT_LINE_POINTS;
+  if (markers && xh > xl) { /* keep the end markers inside the frame */
+    double px = 0.02 * (xh - xl);
+    xl -= px, xh += px;
+  }
+  if (!isfinite(yl)) yl = 0, yh = 1;
+  if (bars && !ay->log) yl = fmin(yl, 0);
+  if (xh - xl < 1e-12) xl -= 0.5, xh += 0.5;
+  if (yh - yl < 1e-12) yl -= 0.5, yh += 0.5;
+  double pad = 0.05 * (yh - yl);
+  ax->lo = xl, ax->hi = xh;
+  ay->lo = (bars && !ay->log && yl == 0) ? 0 : yl - pad;
+  ay->hi = yh + pad;
+}
+
+static void text_at(cairo_t *cr, double x, double y, const char *s, double ha, double va) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s, &e);
+  cairo_move_to(cr, x - e.x_bearing - ha * e.width, y - e.y_bearing - va * e.height);
+  cairo_show_text(cr, s);
+}
+
+/* Tick positions (axis space) of a; returns their number and the step used to format them. */
+static int make_ticks(const axis *a, double *ticks, int max, double *step_out) {
+  int nt = 0;
+  double step = a->log ? fmax(1, round(nice_step(a->hi - a->lo, 5))) : nice_step(a->hi - a->lo, 6);
+  if (a->log && a->hi - a->lo < 2.5) { /* less than ~2 decades: 1, 2, 5 x 10^k */
+    for (double e = floor(a->lo); e <= ceil(a->hi) && nt < max - 3; e++)
+      for (int m = 0; m < 3; m++) {
+        double t = e + log10((double[]){1, 2, 5}[m]);
+        if (t >= a->lo - 1e-9 && t <= a->hi + 1e-9) ticks[nt++] = t;
+      }
+  } else {
+    for (double t = ceil(a->lo / step - 1e-9) * step; t <= a->hi + step * 1e-9 && nt < max; t += step) ticks[nt++] = t;
+  }
+  if (a->log && nt < 3) { /* a fraction of a decade: nice linear values, placed on the log axis */
+    const double vlo = pow(10, a->lo), vhi = pow(10, a->hi), vs = nice_step(vhi - vlo, 5);
+    nt = 0;
+    for (double v = ceil(vlo / vs - 1e-9) * vs; v <= vhi * (1 + 1e-9) && nt < max; v += vs)
+      if (v > 0) ticks[nt++] = log10(v);
+  }
+  *step_out = step;
+  return nt;
+}
+
+static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double cy, double cw, double ch) {
+  axis ax = {0, 1, p->logx}, ay = {0, 1, p->logy};
+  extent(p, &ax, &ay);
+  const double fs = fmax(9, fmin(14, ch / 30));
+  double xt[64], yt[64], xstep, ystep;
+  const int nxt = make_ticks(&ax, xt, 64, &xstep), nyt = make_ticks(&ay, yt, 64, &ystep);
+  char buf[64];
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, fs);
+  double ytw = 0; /* widest y tick label: the y axis label goes left of it */
+  for (int i = 0; i < nyt; i++) {
+    cairo_text_extents_t e;
+    fmt_tick(buf, sizeof buf, yt[i], ystep, ay.log);
+    cairo_text_extents(cr, buf, &e);
+    ytw = fmax(ytw, e.width);
+  }
+  const double ml = fmax(fs * 4.0, ytw + 8 + fs * 2.2), mr = fs * 1.5, mt = fs * 2.6, mb = fs * 4.0;
+  const double X0 = cx + ml, X1 = cx + cw - mr, Y0 = cy + mt, Y1 = cy + ch - mb;
+  if (X1 - X0 < 10 || Y1 - Y0 < 10) return;
+#define PX(v) (X0 + ((v) - ax.lo) / (ax.hi - ax.lo) * (X1 - X0))
+#define PY(v) (Y1 - ((v) - ay.lo) / (ay.hi - ay.lo) * (Y1 - Y0))
+  /* Grid and ticks. */
+  for (int which = 0; which < 2; which++) {
+    const axis *a = which ? &ay : &ax;
+    const double *ticks = which ? yt : xt, step = which ? ystep : xstep;
+    const int nt = which ? nyt : nxt;
+    for (int ti = 0; ti < nt; ti++) {
+      const double t = ticks[ti];
+      cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+      cairo_set_line_width(cr, 1);
+      if (which) {
+        cairo_move_to(cr, X0, PY(t)), cairo_line_to(cr, X1, PY(t));
+      } else {
+        cairo_move_to(cr, PX(t), Y0), cairo_line_to(cr, PX(t), Y1);
+      }
+      cairo_stroke(cr);
+      cairo_set_source_rgb(cr, 0, 0, 0);
+      if (which) {
+        cairo_move_to(cr, X0 - 5, PY(t)), cairo_line_to(cr, X0, PY(t));
+      } else {
+        cairo_move_to(cr, PX(t), Y1), cairo_line_to(cr, PX(t), Y1 + 5);
+      }
+      cairo_stroke(cr);
+      fmt_tick(buf, sizeof buf, t, step, a->log);
+      if (which) text_at(cr, X0 - 8, PY(t), buf, 1.0, 0.5);
+      else text_at(cr, PX(t), Y1 + 8, buf, 0.5, 0.0);
+    }
+  }
+  /* Series, clipped to the plot rectangle. */
+  cairo_save(cr);
+  cairo_rectangle(cr, X0, Y0, X1 - X0, Y1 - Y0);
+  cairo_clip(cr);
+  for (int s = 0; s < p->nseries; s++) {
+    const synco_plot_series *se = &p->series[s];
+    const double *c = palette[s % 10];
+    if (se->style == SYNCO_PLOT_BARS) {
+      double base = ay.log ? ay.lo : fmax(ay.lo, 0);
+      for (int i = 0; i < se->n; i++) {
+        if (!ax_ok(&ax, se->x[i]) || !ax_ok(&ax, se->x[i + 1]) || !ax_ok(&ay, se->y[i])) continue;
+        double xa = PX(ax_fwd(&ax, se->x[i])), xb = PX(ax_fwd(&ax, se->x[i + 1])), yt = PY(ax_fwd(&ay, se->y[i]));
+        cairo_rectangle(cr, xa, yt, xb - xa, PY(base) - yt);
+        cairo_set_source_rgba(cr, c[0], c[1], c[2], 0.45);
+        cairo_fill_preserve(cr);
+        cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+        cairo_set_line_width(cr, 0.8);
+        cairo_stroke(cr);
+      }
+      continue;
+    }
+    cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+    if (se->style != SYNCO_PLOT_POINTS) {
+      cairo_set_line_width(cr, 1.8);
+      cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+      int pen = 0;
+      for (int i = 0; i < se->n; i++) {
+        if (!ax_ok(&ax, se->x[i]) || !ax_ok(&ay, se->y[i])) {
+          pen = 0;
+          continue;
+        }
+        double x = PX(ax_fwd(&ax, se->x[i])), y = PY(ax_fwd(&ay, se->y[i]));
+        if (pen) cairo_line_to(cr, x, y);
+        else cairo_move_to(cr, x, y);
+        pen = 1;
+      }
+      cairo_stroke(cr);
+    }
+    if (se->style == SYNCO_PLOT_POINTS || se->style == SYNCO_PLOT_LINE_POINTS) {
+      for (int i = 0; i < se->n; i++) {
+        if (!ax_ok(&ax, se->x[i]) || !ax_ok(&ay, se->y[i])) continue;
+        cairo_new_sub_path(cr);
+        cairo_arc(cr, PX(ax_fwd(&ax, se->x[i])), PY(ax_fwd(&ay, se->y[i])), 2.8, 0, 2 * M_PI);
+      }
+      cairo_fill(cr);
+    }
+  }
+  cairo_restore(cr);
+  /* Frame, labels, title. */
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_set_line_width(cr, 1.2);
+  cairo_rectangle(cr, X0, Y0, X1 - X0, Y1 - Y0);
+  cairo_stroke(cr);
+  if (p->xlabel) text_at(cr, (X0 + X1) / 2, Y1 + fs * 2.3, p->xlabel, 0.5, 0.0);
+  if (p->ylabel) {
+    cairo_save(cr);
+    cairo_translate(cr, cx + fs * 0.6, (Y0 + Y1) / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    text_at(cr, 0, 0, p->ylabel, 0.5, 0.0);
+    cairo_restore(cr);
+  }
+  if (p->title) {
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+    cairo_set_font_size(cr, fs * 1.15);
+    text_at(cr, (X0 + X1) / 2, cy + fs * 0.7, p->title, 0.5, 0.0);
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, fs);
+  }
+  /* Legend. */
+  int nl = 0;
+  double lw = 0;
+  for (int s = 0; s < p->nseries; s++)
+    if (p->series[s].label) {
+      cairo_text_extents_t e;
+      cairo_text_extents(cr, p->series[s].label, &e);
+      lw = fmax(lw, e.x_advance);
+      nl++;
+    }
+  if (nl && p->legend >= 0) {
+    const double row = fs * 1.4, bw = lw + fs * 3.6, bh = nl * row + fs * 0.6;
+    double bx = p->legend == 2 ? X0 + fs * 0.6 : X1 - bw - fs * 0.6;
+    double by = p->legend == 1 ? Y1 - bh - fs * 0.6 : Y0 + fs * 0.6;
+    cairo_rectangle(cr, bx, by, bw, bh);
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+    cairo_fill_preserve(cr);
+    cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+    cairo_set_line_width(cr, 0.8);
+    cairo_stroke(cr);
+    int k = 0;
+    for (int s = 0; s < p->nseries; s++) {
+      if (!p->series[s].label) continue;
+      const double *c = palette[s % 10];
+      double yy = by + fs * 0.3 + row * (k + 0.5);
+      cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+      if (p->series[s].style == SYNCO_PLOT_BARS) {
+        cairo_rectangle(cr, bx + fs * 0.5, yy - fs * 0.4, fs * 1.8, fs * 0.8);
+        cairo_fill(cr);
+      } else if (p->series[s].style == SYNCO_PLOT_POINTS) {
+        cairo_arc(cr, bx + fs * 1.4, yy, 3.0, 0, 2 * M_PI);
+        cairo_fill(cr);
+      } else {
+        cairo_set_line_width(cr, 2);
+        cairo_move_to(cr, bx + fs * 0.5, yy), cairo_line_to(cr, bx + fs * 2.3, yy);
+        cairo_stroke(cr);
+      }
+      cairo_set_source_rgb(cr, 0, 0, 0);
+      text_at(cr, bx + fs * 2.9, yy, p->series[s].label, 0.0, 0.5);
+      k++;
+    }
+  }
+#undef PX
+#undef PY
+}
+
+static int ends_with(const char *s, const char *suf) {
+  size_t a = strlen(s), b = strlen(suf);
+  return a >= b && !strcasecmp(s + a - b, suf);
+}
+
+synco_status synco_plot_figure(const char *path, int width, int height, int rows, int cols,
+                               const synco_plot_panel *panels, int npanels) {
+  if (width < 50 || height < 50 || rows < 1 || cols < 1 || npanels < 1 || npanels > rows * cols)
+    return synco_fail(SYNCO_ERR_ARG, "%s: bad figure size %dx%d or grid %dx%d for %d panels", path, width, height,
+                      rows, cols, npanels);
+  for (int i = 0; i < npanels; i++)
+    for (int s = 0; s < panels[i].nseries; s++)
+      if (panels[i].series[s].n < 0 || (panels[i].series[s].n > 0 && (!panels[i].series[s].x || !panels[i].series[s].y)))
+        return synco_fail(SYNCO_ERR_ARG, "%s: series %d of panel %d has no data", path, s, i);
+  int png = ends_with(path, ".png"), svg = ends_with(path, ".svg"), pdf = ends_with(path, ".pdf");
+  if (!png && !svg && !pdf) return synco_fail(SYNCO_ERR_ARG, "%s: plot files end in .png, .svg or .pdf", path);
+  cairo_surface_t *sf = png   ? cairo_image_surface_create(CAIRO_FORMAT_ARGB32, width, height)
+                        : svg ? cairo_svg_surface_create(path, width, height)
+                              : cairo_pdf_surface_create(path, width, height);
+  if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS) {
+    synco_status st = synco_fail(SYNCO_ERR_IO, "%s: cannot create plot: %s", path,
+                                 cairo_status_to_string(cairo_surface_status(sf)));
+    cairo_surface_destroy(sf);
+    return st;
+  }
+  cairo_t *cr = cairo_create(sf);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  const double cw = (double)width / cols, ch = (double)height / rows;
+  for (int i = 0; i < npanels; i++) draw_panel(cr, &panels[i], (i % cols) * cw, (i / cols) * ch, cw, ch);
+  cairo_status_t cs = cairo_status(cr);
+  cairo_destroy(cr);
+  if (png && cs == CAIRO_STATUS_SUCCESS) cs = cairo_surface_write_to_png(sf, path);
+  cairo_surface_finish(sf);
+  if (cs == CAIRO_STATUS_SUCCESS) cs = cairo_surface_status(sf);
+  cairo_surface_destroy(sf);
+  if (cs != CAIRO_STATUS_SUCCESS) return synco_fail(SYNCO_ERR_IO, "%s: writing the plot failed: %s", path, cairo_status_to_string(cs));
+  return SYNCO_OK;
+}
+
+synco_status synco_plot_panel_file(const char *path, int width, int height, const synco_plot_panel *panel) {
+  return synco_plot_figure(path, width, height, 1, 1, panel, 1);
+}
+#endif
