@@ -1,9 +1,249 @@
-/* synco finetune: placeholder until its module lands; refuses to run rather than pretend. */
+/* synco finetune: semi-supervised fine-tuning (the Barlow Twins protocol the SynCo authors use): a
+ * class-balanced, seed-determined subset of the labels (1%, 10% or N per class) trains the backbone and a new
+ * linear classifier together — SGD with momentum 0.9, separate learning rates for backbone and classifier,
+ * cosine schedule over the epochs, train-mode BN, RandomResizedCrop + flip — then the val images
+ * (center-cropped, eval-mode BN) are classified. Full batches only (the last short batch of an epoch is dropped,
+ * as train-mode BN needs the planned batch). */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "base/progress.h"
+#include "base/rng.h"
+#include "base/status.h"
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/eval_common.h"
+#include "eval/linear.h"
+#include "optim/sgd.h"
+#include "tensor/backend.h"
+
+typedef struct {
+  synco_encoder *enc;
+  synco_linear_layer *cls;
+  float *mom;          /* backbone SGD momentum [num_params] */
+  int started;
+  float *x, *f, *df;   /* [B,3,S,S], [B,d], [B,d] */
+  int *y;
+} ft_state;
+
+static synco_status ft_epoch(ft_state *st, synco_batcher *b, const uint32_t *idx, size_t n, int epoch, int epochs,
+                             uint64_t seed, double lr_b, double lr_c, double momentum, double wd, double *loss,
+                             double *acc) {
+  synco_encoder *enc = st->enc;
+  const int B = synco_encoder_batch(enc), d = synco_encoder_feature_dim(enc), C = st->cls->num_classes;
+  const size_t P = synco_encoder_num_params(enc);
+  uint32_t *perm = synco_malloc(n * sizeof(uint32_t));
+  if (!perm) return SYNCO_ERR_NOMEM;
+  memcpy(perm, idx, n * sizeof(uint32_t));
+  synco_rng r = synco_rng_make(seed, (uint64_t)epoch, 0, SYNCO_RNG_SHUFFLE);
+  synco_rng_shuffle(&r, perm, (uint32_t)n);
+  const long steps = (long)(n / B);
+  char label[64];
+  snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, epochs);
+  synco_progress p;
+  synco_progress_begin(&p, label, steps, B, 10);
+  double sl = 0;
+  size_t hits = 0, seen = 0;
+  synco_status s = SYNCO_OK;
+  for (long k = 0; k < steps && !s; k++) {
+    s = synco_batcher_fill(b, st->x, st->y, perm + (size_t)k * B, B, seed, epoch, SYNCO_RNG_EVAL);
+    if (!s) s = synco_encoder_forward(enc, st->f, st->x, B, 1);
+    if (s) break;
+    synco_linear_layer_forward(st->cls, st->cls->logits, st->f, B);
+    int h = 0;
+    const double l = synco_softmax_xent(st->cls->logits, st->y, B, C, st->cls->dlogits, 1.0f / B, &h, NULL);
+    if (!isfinite(l)) {
+      s = synco_fail(SYNCO_ERR_NUMERIC, "fine-tuning loss became %g at epoch %d step %ld (lower the learning rates)",
+                     l, epoch + 1, k);
+      break;
+    }
+    synco_linear_layer_backward(st->cls, st->df, st->cls->dlogits, st->f, B);
+    memset(synco_encoder_grads(enc), 0, P * sizeof(float));
+    s = synco_encoder_backward(enc, st->df);
+    if (s) break;
+    synco_sgd_step(synco_encoder_params(enc), st->mom, synco_encoder_grads(enc), P, (float)lr_b, (float)momentum,
+                   (float)wd, !st->started);
+    st->started = 1;
+    synco_linear_layer_sgd(st->cls, lr_c, momentum, wd);
+    sl += l * B;
+    hits += (size_t)h;
+    seen += (size_t)B;
+    char text[64];
+    snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", sl / seen, 100.0 * hits / seen);
+    synco_progress_update(&p, k + 1, text);
+  }
+  char text[64];
+  snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", seen ? sl / seen : 0, seen ? 100.0 * hits / seen : 0);
+  synco_progress_end(&p, text);
+  (void)d;
+  free(perm);
+  *loss = seen ? sl / seen : NAN;
+  *acc = seen ? 100.0 * hits / seen : NAN;
+  return s;
+}
+
+/* Top-1 / top-5 of the classifier on the val images, eval-mode BN. */
+static synco_status ft_eval(ft_state *st, const synco_dataset *ds, const uint32_t *idx, const int *labels, size_t n,
+                            const synco_aug_config *aug, uint64_t seed, double *top1, double *top5) {
+  float *f = NULL;
+  SYNCO_TRY(synco_eval_encode(&f, st->enc, ds, idx, n, aug, seed, 0, 0, "val", 0));
+  size_t h1 = 0, h5 = 0;
+  synco_linear_layer_eval(st->cls, f, labels, n, &h1, &h5);
+  free(f);
+  *top1 = n ? 100.0 * h1 / n : 0;
+  *top5 = n ? 100.0 * h5 / n : 0;
+  return SYNCO_OK;
+}
 
 int synco_cmd_finetune(int argc, char **argv) {
-  fprintf(stderr, "synco finetune: not built yet\n");
-  return 1;
+  synco_eval_model_opts mo;
+  synco_eval_model_defaults(&mo);
+  const char *train = NULL, *val = NULL, *train_split = NULL, *val_split = NULL, *labels = "10%";
+  int holdout = 0, json = 0, skip_bad = 0, epochs = 20, eval_every = 0;
+  double lr_b = 0.005, lr_c = 0.5, momentum = 0.9, wd = 0;
+  synco_arg args[40] = {
+      {"train", 0, SYNCO_ARG_STR, &train, "labelled training images (the subset is drawn from these)"},
+      {"val", 0, SYNCO_ARG_STR, &val, "labelled validation images"},
+      {"train-split", 0, SYNCO_ARG_STR, &train_split, "split of --train where the format has several"},
+      {"val-split", 0, SYNCO_ARG_STR, &val_split, "split of --val (e.g. test)"},
+      {"holdout", 0, SYNCO_ARG_INT, &holdout, "without --val: the last N images of each class of --train are the val set"},
+      {"labels", 0, SYNCO_ARG_STR, &labels, "labelled subset: 1%, 10% or N images per class"},
+      {"epochs", 0, SYNCO_ARG_INT, &epochs, "epochs over the labelled subset"},
+      {"lr-backbone", 0, SYNCO_ARG_FLOAT, &lr_b, "backbone learning rate"},
+      {"lr-classifier", 0, SYNCO_ARG_FLOAT, &lr_c, "classifier learning rate"},
+      {"momentum", 0, SYNCO_ARG_FLOAT, &momentum, "SGD momentum"},
+      {"wd", 0, SYNCO_ARG_FLOAT, &wd, "weight decay"},
+      {"eval-every", 0, SYNCO_ARG_INT, &eval_every, "val accuracy every N epochs as well as at the end (0: end only)"},
+      {"skip-bad", 0, SYNCO_ARG_FLAG, &skip_bad, "skip unreadable images"},
+      {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
+  };
+  int na = 14;
+  na += synco_eval_model_args(&mo, args + na, 39 - na);
+  args[na].name = NULL;
+  int rc = synco_args_parse("finetune", "Semi-supervised fine-tuning of backbone + classifier on a labelled subset.",
+                            args, argc, argv, NULL, 0, NULL);
+  if (rc) return rc == 1 ? 0 : rc;
+  if ((rc = synco_eval_model_check("finetune", &mo))) return rc;
+  double frac;
+  int per_class;
+  if (!train) {
+    fprintf(stderr, "synco finetune: --train is required\n");
+    return 2;
+  }
+  if (synco_label_spec_parse(labels, &frac, &per_class)) {
+    fprintf(stderr, "synco finetune: %s\n", synco_last_error());
+    return 2;
+  }
+  if (epochs < 1 || lr_b < 0 || !(lr_c > 0)) {
+    fprintf(stderr, "synco finetune: need --epochs >= 1, --lr-backbone >= 0, --lr-classifier > 0\n");
+    return 2;
+  }
+  const double t0 = synco_now();
+  synco_eval_split sp;
+  synco_backend *be = NULL;
+  synco_batcher *bt = NULL;
+  ft_state st = {0};
+  uint32_t *sub = NULL, *rel = NULL;
+  int *yva = NULL, exit_code = 1;
+  size_t n_sub = 0;
+  double top1 = 0, top5 = 0, loss = NAN, acc = NAN;
+  cJSON *curve = cJSON_CreateArray();
+  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, skip_bad)) {
+    cJSON_Delete(curve);
+    return synco_cli_error("finetune");
+  }
+  const int C = sp.train.classes;
+  /* The labelled subset is drawn from the train part only (never from held-out images). */
+  {
+    int *ltr = malloc(sp.n_tr * sizeof(int));
+    if (!ltr) goto fail;
+    for (size_t i = 0; i < sp.n_tr; i++) ltr[i] = sp.train.labels[sp.tr_idx[i]];
+    synco_status s = synco_subset_balanced(&rel, &n_sub, ltr, sp.n_tr, C, frac, per_class, (uint64_t)mo.seed);
+    free(ltr);
+    if (s) goto fail;
+    sub = malloc((n_sub ? n_sub : 1) * sizeof(uint32_t));
+    if (!sub) goto fail;
+    for (size_t i = 0; i < n_sub; i++) sub[i] = sp.tr_idx[rel[i]];
+  }
+  const int B = n_sub < (size_t)mo.batch ? (int)n_sub : mo.batch;
+  if (B < 2) {
+    synco_fail(SYNCO_ERR_ARG, "--labels %s selects %zu image(s): too few to train with batch statistics", labels, n_sub);
+    goto fail;
+  }
+  if (synco_eval_open_model(&mo, 0, B, 1, &be, &st.enc, NULL)) goto fail;
+  const int d = synco_encoder_feature_dim(st.enc), S = synco_encoder_image_size(st.enc);
+  if (synco_linear_layer_create(&st.cls, d, C, B, (uint64_t)mo.seed)) goto fail;
+  st.mom = synco_calloc(synco_encoder_num_params(st.enc), sizeof(float));
+  st.x = synco_malloc((size_t)B * 3 * S * S * sizeof(float));
+  st.f = synco_malloc((size_t)B * d * sizeof(float));
+  st.df = synco_malloc((size_t)B * d * sizeof(float));
+  st.y = synco_malloc((size_t)B * sizeof(int));
+  yva = synco_malloc((sp.n_va ? sp.n_va : 1) * sizeof(int));
+  if (!st.mom || !st.x || !st.f || !st.df || !st.y || !yva) goto fail;
+  const int *lva = sp.val.ds ? sp.val.labels : sp.train.labels;
+  for (size_t i = 0; i < sp.n_va; i++) yva[i] = lva[sp.va_idx[i]];
+  synco_aug_config ta = synco_eval_aug(S, SYNCO_AUG_CROP_FLIP), ea = synco_eval_aug(S, SYNCO_AUG_EVAL);
+  if (synco_batcher_create(&bt, sp.train.ds, &ta)) goto fail;
+  for (int e = 0; e < epochs; e++) {
+    const double cosf = 0.5 * (1 + cos(M_PI * e / epochs));
+    if (ft_epoch(&st, bt, sub, n_sub, e, epochs, (uint64_t)mo.seed, lr_b * cosf, lr_c * cosf, momentum, wd, &loss, &acc))
+      goto fail;
+    cJSON *pt = cJSON_CreateObject();
+    cJSON_AddNumberToObject(pt, "epoch", e + 1);
+    cJSON_AddNumberToObject(pt, "lr_backbone", lr_b * cosf);
+    cJSON_AddNumberToObject(pt, "lr_classifier", lr_c * cosf);
+    cJSON_AddNumberToObject(pt, "loss", loss);
+    cJSON_AddNumberToObject(pt, "train_top1", acc);
+    if ((eval_every > 0 && (e + 1) % eval_every == 0) || e + 1 == epochs) {
+      if (ft_eval(&st, synco_eval_split_val_ds(&sp), sp.va_idx, yva, sp.n_va, &ea, (uint64_t)mo.seed, &top1, &top5))
+        goto fail;
+      cJSON_AddNumberToObject(pt, "top1", top1);
+      cJSON_AddNumberToObject(pt, "top5", top5);
+      if (!json) fprintf(stderr, "epoch %d: val top-1 %.2f%%  top-5 %.2f%%\n", e + 1, top1, top5);
+    }
+    cJSON_AddItemToArray(curve, pt);
+  }
+  const double wall = synco_now() - t0;
+  char name[512];
+  synco_eval_model_name(&mo, name, sizeof name);
+  if (json) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "command", "finetune");
+    cJSON_AddStringToObject(o, "model", name);
+    cJSON_AddNumberToObject(o, "top1", top1);
+    cJSON_AddNumberToObject(o, "top5", top5);
+    cJSON_AddStringToObject(o, "labels", labels);
+    cJSON_AddNumberToObject(o, "n_labelled", (double)n_sub);
+    cJSON_AddNumberToObject(o, "n_val", (double)sp.n_va);
+    cJSON_AddNumberToObject(o, "classes", C);
+    cJSON_AddNumberToObject(o, "epochs", epochs);
+    cJSON_AddNumberToObject(o, "batch", B);
+    cJSON_AddNumberToObject(o, "lr_backbone", lr_b);
+    cJSON_AddNumberToObject(o, "lr_classifier", lr_c);
+    cJSON_AddNumberToObject(o, "train_loss", loss);
+    cJSON_AddNumberToObject(o, "train_top1", acc);
+    cJSON_AddItemToObject(o, "curve", curve);
+    curve = NULL;
+    cJSON_AddNumberToObject(o, "wall_s", wall);
+    synco_eval_print_json(o);
+  } else {
+    printf("fine-tuning of %s on %s of the labels (%zu images, %d classes)\n", name, labels, n_sub, C);
+    printf("  %d epochs, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
+           epochs, B, lr_b, lr_c, loss, acc);
+    printf("  %zu val images%s: top-1 %.2f%%  top-5 %.2f%%\n", sp.n_va, sp.val.ds ? "" : " (held out of train)", top1, top5);
+    printf("  wall time %.1f s\n", wall);
+  }
+  exit_code = 0;
+fail:
+  if (exit_code) synco_cli_error("finetune");
+  cJSON_Delete(curve);
+  free(sub), free(rel), free(yva), free(st.mom), free(st.x), free(st.f), free(st.df), free(st.y);
+  synco_linear_layer_free(st.cls);
+  synco_batcher_free(bt);
+  synco_encoder_free(st.enc);
+  if (be) synco_backend_destroy(be);
+  synco_eval_split_close(&sp);
+  return exit_code;
 }

@@ -1,9 +1,107 @@
-/* synco plot: placeholder until its module lands; refuses to run rather than pretend. */
+/* synco plot: learning curves of one or several pretraining runs side by side, from their log.jsonl — training
+ * loss, proxy-task accuracy, kNN top-1 and learning rate against epochs — as one figure of four panels, one
+ * line per run (src/eval/plot.c). */
+#include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "base/status.h"
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/eval_common.h"
+#include "eval/plot.h"
+
+#define MAX_RUNS 16
 
 int synco_cmd_plot(int argc, char **argv) {
-  fprintf(stderr, "synco plot: not built yet\n");
-  return 1;
+  const char *out = NULL, *pos[MAX_RUNS];
+  int npos = 0, width = 1400, height = 900, svg = 0, json = 0;
+  synco_arg args[] = {
+      {"out", 'o', SYNCO_ARG_STR, &out, "output file: .png, .svg or .pdf"},
+      {"width", 0, SYNCO_ARG_INT, &width, "figure width (pixels or points)"},
+      {"height", 0, SYNCO_ARG_INT, &height, "figure height"},
+      {"svg", 0, SYNCO_ARG_FLAG, &svg, "also write an .svg beside a .png"},
+      {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
+      {NULL},
+  };
+  int rc = synco_args_parse("plot", "Learning curves (loss, proxy accuracy, kNN, lr) of runs: synco plot RUN_DIR... --out F.png",
+                            args, argc, argv, pos, MAX_RUNS, &npos);
+  if (rc) return rc == 1 ? 0 : rc;
+  if (!out || npos == 0) {
+    fprintf(stderr, "synco plot: give one or more run folders (or log.jsonl files) and --out FILE.png\n");
+    return 2;
+  }
+  if (!synco_plot_available()) {
+    fprintf(stderr, "synco plot: built without cairo (install libcairo2-dev and rebuild)\n");
+    return 1;
+  }
+  synco_runlog logs[MAX_RUNS];
+  char names[MAX_RUNS][128];
+  int nlogs = 0, exit_code = 1, by_step = 0;
+  for (int i = 0; i < npos; i++) {
+    char path[1024];
+    struct stat st;
+    if (stat(pos[i], &st) == 0 && S_ISDIR(st.st_mode)) snprintf(path, sizeof path, "%s/log.jsonl", pos[i]);
+    else snprintf(path, sizeof path, "%s", pos[i]);
+    if (synco_runlog_read(&logs[nlogs], path)) goto done;
+    /* The run's name: its folder's name. */
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", S_ISDIR(st.st_mode) ? pos[i] : path);
+    size_t l = strlen(tmp);
+    while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
+    char *base = S_ISDIR(st.st_mode) ? basename(tmp) : basename(dirname(tmp));
+    snprintf(names[nlogs], sizeof names[nlogs], "%s", base);
+    by_step |= logs[nlogs].by_step;
+    nlogs++;
+  }
+  synco_plot_series loss[MAX_RUNS], acc[MAX_RUNS], knn[MAX_RUNS], lr[MAX_RUNS];
+  for (int i = 0; i < nlogs; i++) {
+    const synco_runlog *g = &logs[i];
+    /* Interval lines when there are any, else the per-epoch means. */
+    const int use_ep = g->n == 0;
+    loss[i] = (synco_plot_series){names[i], use_ep ? g->ex : g->x, use_ep ? g->eloss : g->loss, use_ep ? g->ne : g->n,
+                                  SYNCO_PLOT_LINE};
+    acc[i] = (synco_plot_series){names[i], use_ep ? g->ex : g->x, use_ep ? g->eacc : g->acc, use_ep ? g->ne : g->n,
+                                 SYNCO_PLOT_LINE};
+    knn[i] = (synco_plot_series){names[i], g->ex, g->knn, g->ne, SYNCO_PLOT_LINE_POINTS};
+    lr[i] = (synco_plot_series){names[i], g->x, g->lr, g->n, SYNCO_PLOT_LINE};
+  }
+  const char *xl = by_step ? "step" : "epoch";
+  synco_plot_panel panels[4] = {
+      {"Training loss (InfoNCE)", xl, "loss", loss, nlogs, 0, 0, 0},
+      {"Proxy-task accuracy", xl, "accuracy (%)", acc, nlogs, 0, 0, 1},
+      {"kNN top-1 (k 200, t 0.1)", "epoch", "top-1 (%)", knn, nlogs, 0, 0, 1},
+      {"Learning rate", xl, "lr", lr, nlogs, 0, 0, 0},
+  };
+  if (synco_plot_figure(out, width, height, 2, 2, panels, 4)) goto done;
+  char svgpath[1024] = "";
+  size_t ol = strlen(out);
+  if (svg && ol > 4 && !strcmp(out + ol - 4, ".png")) {
+    snprintf(svgpath, sizeof svgpath, "%.*s.svg", (int)(ol - 4), out);
+    if (synco_plot_figure(svgpath, width, height, 2, 2, panels, 4)) goto done;
+  }
+  if (json) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "command", "plot");
+    cJSON_AddStringToObject(o, "out", out);
+    if (svgpath[0]) cJSON_AddStringToObject(o, "svg", svgpath);
+    cJSON *runs = cJSON_AddArrayToObject(o, "runs");
+    for (int i = 0; i < nlogs; i++) {
+      cJSON *r = cJSON_CreateObject();
+      cJSON_AddStringToObject(r, "name", names[i]);
+      cJSON_AddNumberToObject(r, "interval_lines", logs[i].n);
+      cJSON_AddNumberToObject(r, "epoch_lines", logs[i].ne);
+      cJSON_AddItemToArray(runs, r);
+    }
+    synco_eval_print_json(o);
+  } else {
+    printf("wrote %s%s%s (%d run%s)\n", out, svgpath[0] ? " and " : "", svgpath, nlogs, nlogs == 1 ? "" : "s");
+  }
+  exit_code = 0;
+done:
+  if (exit_code) synco_cli_error("plot");
+  for (int i = 0; i < nlogs; i++) synco_runlog_free(&logs[i]);
+  return exit_code;
 }

@@ -45,7 +45,7 @@ double synco_softmax_xent(const float *logits, const int *y, int n, int C, float
 /* ---- fast probe ------------------------------------------------------------------------------- */
 synco_probe_config synco_probe_default_config(int num_classes) {
   synco_probe_config c = {.num_classes = num_classes, .normalize = 0, .max_iter = 300, .history = 10, .tol = 1e-5,
-                          .lambdas = {1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6}, .n_lambdas = 6, .holdout = 0.2, .seed = 0};
+                          .lambdas = {1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6}, .n_lambdas = 7, .holdout = 0.2, .seed = 0};
   return c;
 }
 
@@ -199,8 +199,8 @@ synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train
       return synco_fail(SYNCO_ERR_ARG, "linear probe: train label %d of sample %zu is outside [0, %d)",
                         train_labels[i], i, C);
   double grid[8];
-  int ng = cfg->n_lambdas > 0 ? (cfg->n_lambdas > 8 ? 8 : cfg->n_lambdas) : 6;
-  const double defaults[6] = {1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6};
+  int ng = cfg->n_lambdas > 0 ? (cfg->n_lambdas > 8 ? 8 : cfg->n_lambdas) : 7;
+  const double defaults[7] = {1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6};
   for (int i = 0; i < ng; i++) grid[i] = cfg->n_lambdas > 0 ? cfg->lambdas[i] : defaults[i];
   const int max_iter = cfg->max_iter > 0 ? cfg->max_iter : 300, hist = cfg->history > 0 ? cfg->history : 10;
   const double tol = cfg->tol > 0 ? cfg->tol : 1e-5;

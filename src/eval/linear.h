@@ -24,7 +24,7 @@ typedef struct {
   int history;          /* L-BFGS memory (default 10) */
   double tol;           /* stop when the gradient's largest entry is below tol (default 1e-5) */
   double lambdas[8];    /* penalties tried, largest first is fastest (warm starts go down the path) */
-  int n_lambdas;        /* 0: the default grid 1e-1, 1e-2, ..., 1e-6 */
+  int n_lambdas;        /* 0: the default grid 1, 1e-1, ..., 1e-6 */
   double holdout;       /* fraction of train held out to pick lambda (default 0.2; 0 with one lambda) */
   uint64_t seed;        /* picks the held-out part */
 } synco_probe_config;

@@ -1,0 +1,294 @@
+/* Shared pieces of the evaluation subcommands (see eval_common.h). */
+#include "cli/eval_common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "cli/common.h"
+#include "io/checkpoint.h"
+#include "tensor/backend.h"
+
+void synco_eval_model_defaults(synco_eval_model_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->which = "query";
+  o->backend = "auto";
+  o->arch = "resnet18";
+  o->width = 64;
+  o->batch = 256;
+}
+
+int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
+  synco_arg a[] = {
+      {"ckpt", 0, SYNCO_ARG_STR, &o->ckpt, "pretraining checkpoint or exported encoder (.safetensors)"},
+      {"which", 0, SYNCO_ARG_STR, &o->which, "encoder of a checkpoint: query or key"},
+      {"random-init", 0, SYNCO_ARG_FLAG, &o->random_init, "no checkpoint: a randomly initialized encoder (baseline)"},
+      {"arch", 'a', SYNCO_ARG_STR, &o->arch, "with --random-init: resnet18, resnet34 or resnet50"},
+      {"width", 0, SYNCO_ARG_INT, &o->width, "with --random-init: base width"},
+      {"cifar-stem", 0, SYNCO_ARG_FLAG, &o->cifar_stem, "with --random-init: 3x3 stride-1 stem, no max-pool"},
+      {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "input side (default: the checkpoint's; 32 with --cifar-stem, else 224)"},
+      {"batch", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass"},
+      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn or ref"},
+      {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
+      {"seed", 0, SYNCO_ARG_INT64, &o->seed, "seed of initializations, subsets and augmentations"},
+  };
+  int n = (int)(sizeof a / sizeof *a);
+  if (n > max) n = max;
+  memcpy(rows, a, n * sizeof *a);
+  return n;
+}
+
+int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
+  if (!o->ckpt == !o->random_init) {
+    fprintf(stderr, "synco %s: give exactly one of --ckpt FILE or --random-init\n", cmd);
+    return 2;
+  }
+  if (strcmp(o->which, "query") && strcmp(o->which, "key")) {
+    fprintf(stderr, "synco %s: --which is query or key, got '%s'\n", cmd, o->which);
+    return 2;
+  }
+  if (o->batch < 1) {
+    fprintf(stderr, "synco %s: --batch must be at least 1\n", cmd);
+    return 2;
+  }
+  if (o->threads > 0) omp_set_num_threads(o->threads);
+  return 0;
+}
+
+const char *synco_eval_model_name(const synco_eval_model_opts *o, char *buf, size_t n) {
+  if (o->ckpt) snprintf(buf, n, "%s", o->ckpt);
+  else snprintf(buf, n, "random init (%s, width %d, seed %lld)", o->arch, o->width, o->seed);
+  return buf;
+}
+
+synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int batch, int bn_splits,
+                                   synco_backend **be, synco_encoder **enc, int *has_head) {
+  synco_encoder_config cfg;
+  int image_size = 0;
+  *be = NULL;
+  *enc = NULL;
+  if (o->ckpt) {
+    SYNCO_TRY(synco_weights_read_config(o->ckpt, &cfg, &image_size));
+  } else {
+    memset(&cfg, 0, sizeof cfg);
+    cfg.depth = !strcmp(o->arch, "resnet18") ? 18 : !strcmp(o->arch, "resnet34") ? 34 : !strcmp(o->arch, "resnet50") ? 50 : 0;
+    if (!cfg.depth) return synco_fail(SYNCO_ERR_ARG, "unknown --arch '%s' (resnet18, resnet34 or resnet50)", o->arch);
+    cfg.width = o->width;
+    cfg.cifar_stem = o->cifar_stem;
+    cfg.head = 1;
+    cfg.mlp = 1;
+    cfg.dim = 128;
+    image_size = o->cifar_stem ? 32 : 224;
+  }
+  if (o->image_size > 0) image_size = o->image_size;
+  const int file_head = cfg.head;
+  cfg.head = head && file_head;
+  cfg.bn_splits = bn_splits > 0 ? bn_splits : 1;
+  if (cfg.dim <= 0) cfg.dim = 128;
+  if (has_head) *has_head = cfg.head;
+  SYNCO_TRY(synco_backend_create(o->backend, be));
+  synco_status s = synco_encoder_create(enc, *be, &cfg, batch, image_size, (uint64_t)o->seed);
+  if (!s && o->ckpt) s = synco_weights_load(*enc, o->ckpt, o->which, 0);
+  if (s) {
+    synco_encoder_free(*enc);
+    synco_backend_destroy(*be);
+    *enc = NULL;
+    *be = NULL;
+  }
+  return s;
+}
+
+synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels) {
+  memset(d, 0, sizeof *d);
+  synco_dataset_options opt = {.split = split, .skip_bad = skip_bad, .store = SYNCO_STORE_AUTO, .threads = 0};
+  SYNCO_TRY(synco_dataset_open(&d->ds, path, &opt));
+  d->n = synco_dataset_size(d->ds);
+  d->classes = synco_dataset_num_classes(d->ds);
+  if (need_labels && d->classes <= 0) {
+    synco_eval_data_close(d);
+    return synco_fail(SYNCO_ERR_ARG, "%s: the dataset has no labels", path);
+  }
+  if (d->n == 0) {
+    synco_eval_data_close(d);
+    return synco_fail(SYNCO_ERR_ARG, "%s: the dataset is empty", path);
+  }
+  d->labels = synco_malloc(d->n * sizeof(int));
+  if (!d->labels) {
+    synco_eval_data_close(d);
+    return SYNCO_ERR_NOMEM;
+  }
+  synco_dataset_labels(d->ds, d->labels);
+  return SYNCO_OK;
+}
+
+void synco_eval_data_close(synco_eval_data *d) {
+  synco_dataset_free(d->ds);
+  free(d->labels);
+  memset(d, 0, sizeof *d);
+}
+
+static synco_status iota(uint32_t **idx, size_t n) {
+  *idx = synco_malloc((n ? n : 1) * sizeof(uint32_t));
+  if (!*idx) return SYNCO_ERR_NOMEM;
+  for (size_t i = 0; i < n; i++) (*idx)[i] = (uint32_t)i;
+  return SYNCO_OK;
+}
+
+synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const char *train_split, const char *val,
+                                   const char *val_split, int holdout, int skip_bad) {
+  memset(s, 0, sizeof *s);
+  synco_status st = synco_eval_data_open(&s->train, train, train_split, skip_bad, 1);
+  if (!st && val) st = synco_eval_data_open(&s->val, val, val_split, skip_bad, 1);
+  if (!st && val && s->val.classes != s->train.classes)
+    st = synco_fail(SYNCO_ERR_ARG, "%s has %d classes but %s has %d", train, s->train.classes, val, s->val.classes);
+  if (!st && val) {
+    st = iota(&s->tr_idx, s->train.n);
+    s->n_tr = s->train.n;
+    if (!st) st = iota(&s->va_idx, s->val.n);
+    s->n_va = s->val.n;
+  } else if (!st) {
+    if (holdout <= 0) st = synco_fail(SYNCO_ERR_ARG, "give --val PATH or --holdout N (images per class held out of --train)");
+    if (!st) st = synco_split_last_per_class(&s->tr_idx, &s->n_tr, &s->va_idx, &s->n_va, s->train.labels, s->train.n,
+                                             s->train.classes, holdout);
+    if (!st && s->n_tr == 0) st = synco_fail(SYNCO_ERR_ARG, "--holdout %d leaves no training images", holdout);
+  }
+  if (st) synco_eval_split_close(s);
+  return st;
+}
+
+void synco_eval_split_close(synco_eval_split *s) {
+  synco_eval_data_close(&s->train);
+  if (s->val.ds) synco_eval_data_close(&s->val);
+  free(s->tr_idx);
+  free(s->va_idx);
+  memset(s, 0, sizeof *s);
+}
+
+const synco_dataset *synco_eval_split_val_ds(const synco_eval_split *s) { return s->val.ds ? s->val.ds : s->train.ds; }
+
+synco_aug_config synco_eval_aug(int image_size, synco_aug_kind kind) {
+  synco_aug_config a;
+  memset(&a, 0, sizeof a);
+  a.kind = kind;
+  a.size = image_size;
+  synco_cli_norm_stats(image_size, a.mean, a.std);
+  return a;
+}
+
+synco_status synco_eval_encode(float **feats, synco_encoder *enc, const synco_dataset *ds, const uint32_t *idx,
+                               size_t n, const synco_aug_config *aug, uint64_t seed, int epoch, int use_head,
+                               const char *what, int quiet) {
+  const int d = use_head ? synco_encoder_out_dim(enc) : synco_encoder_feature_dim(enc);
+  *feats = synco_malloc((n ? n : 1) * (size_t)d * sizeof(float));
+  if (!*feats) return SYNCO_ERR_NOMEM;
+  synco_batcher *b = NULL;
+  synco_status s = synco_batcher_create(&b, ds, aug);
+  if (s) return s;
+  synco_progress p;
+  const int B = synco_encoder_batch(enc);
+  if (!quiet) synco_progress_begin(&p, what, (long)((n + B - 1) / B), B, 20);
+  s = synco_encode_subset(*feats, NULL, enc, b, idx, n, seed, epoch, SYNCO_RNG_EVAL, use_head, quiet ? NULL : &p);
+  if (!quiet) synco_progress_end(&p, NULL);
+  synco_batcher_free(b);
+  if (s) {
+    free(*feats);
+    *feats = NULL;
+  }
+  return s;
+}
+
+void synco_eval_print_json(cJSON *obj) {
+  char *s = cJSON_PrintUnformatted(obj);
+  if (s) printf("%s\n", s);
+  fflush(stdout);
+  free(s);
+  cJSON_Delete(obj);
+}
+
+static double num_or_nan(cJSON *o, const char *k) {
+  cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+static int grow(double **a, int cap) {
+  double *p = realloc(*a, (size_t)cap * sizeof(double));
+  if (!p) return 0;
+  *a = p;
+  return 1;
+}
+
+synco_status synco_runlog_read(synco_runlog *log, const char *path) {
+  memset(log, 0, sizeof *log);
+  FILE *f = fopen(path, "r");
+  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  char *line = NULL;
+  size_t cap_line = 0;
+  int cap = 0, ecap = 0, lineno = 0;
+  double *steps = NULL, *esteps = NULL;
+  synco_status s = SYNCO_OK;
+  while (getline(&line, &cap_line, f) >= 0 && !s) {
+    lineno++;
+    if (strspn(line, " \t\r\n") == strlen(line)) continue;
+    cJSON *o = cJSON_Parse(line);
+    if (!o || !cJSON_IsObject(o)) {
+      cJSON_Delete(o);
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s:%d: not a JSON object", path, lineno);
+      break;
+    }
+    const int epoch_line = cJSON_HasObjectItem(o, "epoch_time_s") || cJSON_HasObjectItem(o, "knn_top1");
+    if (epoch_line) {
+      if (log->ne == ecap) {
+        ecap = ecap ? 2 * ecap : 64;
+        if (!grow(&log->ex, ecap) || !grow(&log->eloss, ecap) || !grow(&log->eacc, ecap) || !grow(&log->knn, ecap) ||
+            !grow(&esteps, ecap))
+          s = synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
+      }
+      if (!s) {
+        log->ex[log->ne] = num_or_nan(o, "epoch");
+        esteps[log->ne] = num_or_nan(o, "step");
+        log->eloss[log->ne] = num_or_nan(o, "loss");
+        log->eacc[log->ne] = num_or_nan(o, "acc");
+        log->knn[log->ne] = num_or_nan(o, "knn_top1");
+        log->ne++;
+      }
+    } else if (cJSON_HasObjectItem(o, "step")) {
+      if (log->n == cap) {
+        cap = cap ? 2 * cap : 256;
+        if (!grow(&log->x, cap) || !grow(&log->loss, cap) || !grow(&log->acc, cap) || !grow(&log->lr, cap) ||
+            !grow(&steps, cap))
+          s = synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
+      }
+      if (!s) {
+        steps[log->n] = num_or_nan(o, "step");
+        log->loss[log->n] = num_or_nan(o, "loss");
+        log->acc[log->n] = num_or_nan(o, "acc");
+        log->lr[log->n] = num_or_nan(o, "lr");
+        log->n++;
+      }
+    }
+    cJSON_Delete(o);
+  }
+  free(line);
+  fclose(f);
+  /* Steps per epoch from the last epoch line with both numbers. */
+  double spe = NAN;
+  for (int i = 0; i < log->ne; i++)
+    if (esteps[i] > 0 && log->ex[i] > 0) spe = esteps[i] / log->ex[i];
+  log->by_step = !(spe > 0);
+  for (int i = 0; i < log->n; i++) log->x[i] = log->by_step ? steps[i] : steps[i] / spe;
+  free(steps), free(esteps);
+  if (!s && log->n == 0 && log->ne == 0) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no log lines", path);
+  if (s) synco_runlog_free(log);
+  return s;
+}
+
+void synco_runlog_free(synco_runlog *log) {
+  free(log->x), free(log->loss), free(log->acc), free(log->lr);
+  free(log->ex), free(log->eloss), free(log->eacc), free(log->knn);
+  memset(log, 0, sizeof *log);
+}

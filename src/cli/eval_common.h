@@ -1,0 +1,93 @@
+/* What the evaluation subcommands (knn, linear, finetune, embed, analyze) share: the options that choose an
+ * encoder (a checkpoint, an export, or a random initialization for baselines), opening it, opening labelled
+ * datasets with an optional held-out part, the evaluation transform, and one JSON printer. */
+#ifndef SYNCO_CLI_EVAL_COMMON_H
+#define SYNCO_CLI_EVAL_COMMON_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli/args.h"
+#include "data/data.h"
+#include "eval/subset.h"
+#include "nn/encoder.h"
+#include "synco.h"
+
+typedef struct {
+  const char *ckpt;      /* checkpoint or export; NULL with random_init */
+  const char *which;     /* "query" or "key" encoder of a checkpoint */
+  const char *backend;   /* auto, onednn, ref */
+  const char *arch;      /* for --random-init */
+  int random_init, cifar_stem, width, image_size;
+  int batch;             /* images per forward */
+  int threads;
+  long long seed;
+} synco_eval_model_opts;
+
+void synco_eval_model_defaults(synco_eval_model_opts *o);
+/* The option rows for those fields (ckpt, which, random-init, arch, width, cifar-stem, image-size, batch, backend,
+ * threads, seed); copies at most max rows into rows and returns how many. */
+int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
+/* Checks the combination (exactly one of --ckpt / --random-init); prints and returns 2 on misuse. */
+int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o);
+
+/* Creates the backend and the encoder (backbone only with head = 0; with head = 1 the projection head too when
+ * the file has one — *has_head says whether it did) for batches of `batch` and loads the weights. */
+synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int batch, int bn_splits,
+                                   synco_backend **be, synco_encoder **enc, int *has_head);
+/* Human name of the model: the checkpoint path, or "random init (resnet18, seed 0)". */
+const char *synco_eval_model_name(const synco_eval_model_opts *o, char *buf, size_t n);
+
+/* A labelled dataset with its labels. */
+typedef struct {
+  synco_dataset *ds;
+  int *labels;           /* [size] */
+  size_t n;
+  int classes;
+} synco_eval_data;
+
+synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels);
+void synco_eval_data_close(synco_eval_data *d);
+
+/* The train / val index lists: with a val set, all of train and all of val; with holdout > 0 and no val set,
+ * the last `holdout` images of each class of train are the val part (both lists refer to train). */
+typedef struct {
+  synco_eval_data train, val;   /* val.ds NULL when held out */
+  uint32_t *tr_idx, *va_idx;
+  size_t n_tr, n_va;
+} synco_eval_split;
+
+synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const char *train_split, const char *val,
+                                   const char *val_split, int holdout, int skip_bad);
+void synco_eval_split_close(synco_eval_split *s);
+const synco_dataset *synco_eval_split_val_ds(const synco_eval_split *s);
+
+/* The evaluation transform (resize + center crop, normalized) for the encoder's image size, or another kind. */
+synco_aug_config synco_eval_aug(int image_size, synco_aug_kind kind);
+
+/* Encodes idx[0..n) of ds with enc (backbone features) into a new matrix, with a progress line on stderr
+ * labelled `what` unless quiet. */
+synco_status synco_eval_encode(float **feats, synco_encoder *enc, const synco_dataset *ds, const uint32_t *idx,
+                               size_t n, const synco_aug_config *aug, uint64_t seed, int epoch, int use_head,
+                               const char *what, int quiet);
+
+/* Prints obj as one line of JSON on stdout and deletes it. */
+void synco_eval_print_json(cJSON *obj);
+
+
+/* A pretraining run's log.jsonl: interval lines ({"step", "epoch", "lr", "loss", "acc"}) and epoch lines (those
+ * with "epoch_time_s" or "knn_top1"). Interval lines are placed on an epoch axis using the steps per epoch seen
+ * in the epoch lines (by step number when there are none). Missing values are NaN. */
+typedef struct {
+  int n;                 /* interval lines */
+  double *x, *loss, *acc, *lr;
+  int ne;                /* epoch lines */
+  double *ex, *eloss, *eacc, *knn;
+  int by_step;           /* 1: x is the step number (no epoch lines to convert with) */
+} synco_runlog;
+
+synco_status synco_runlog_read(synco_runlog *log, const char *path);
+void synco_runlog_free(synco_runlog *log);
+
+#endif

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# End to end: the evaluation commands on real CIFAR-10 images with a tiny encoder — knn, linear (--fast and a
+# short MoCo-protocol run), finetune, embed, analyze (with a one-epoch pretraining checkpoint when pretrain
+# works, else a random initialization) and plot — each --json output parses with sane values, the files they
+# write are valid (.npy loads, PNGs have the requested size), and misuse fails cleanly.
+set -euo pipefail
+. "$(dirname "$0")/common.inc"
+train=$(small_cifar '00[0-2]?.jpg' "$tmp/train")   # 30 per class
+model=(--random-init --cifar-stem --width 8 --threads 2 --batch 50)
+
+check_json() { # FILE PYTHON-EXPRESSION-ON-o
+  python3 - "$1" "$2" <<'PY' || fail "$1: $2"
+import json, sys
+o = json.loads(open(sys.argv[1]).read())
+assert eval(sys.argv[2]), o
+PY
+}
+
+"$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 --json > "$tmp/knn.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "knn"; }
+check_json "$tmp/knn.json" "o['command'] == 'knn' and 0 <= o['top1'] <= o['top5'] <= 100 and o['n_val'] == 50 and o['n_train'] > 0 and o['wall_s'] > 0"
+"$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 > "$tmp/knn.txt" 2> /dev/null
+grep -q "top-1" "$tmp/knn.txt" || fail "knn human summary"
+
+"$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --fast --json > "$tmp/lin.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "linear --fast"; }
+check_json "$tmp/lin.json" "o['mode'] == 'fast' and 0 <= o['top1'] <= o['top5'] <= 100 and o['lambda'] > 0"
+"$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --epochs 2 --lr 0.1 --schedule 1 --json > "$tmp/lin2.json" 2> "$tmp/err" \
+  || { cat "$tmp/err"; fail "linear (MoCo protocol)"; }
+check_json "$tmp/lin2.json" "o['mode'] == 'moco' and len(o['curve']) == 2 and abs(o['curve'][1]['lr'] - 0.01) < 1e-12 and 0 <= o['top1'] <= 100"
+
+"$SYNCO" finetune "${model[@]}" --train "$train" --holdout 5 --labels 10 --epochs 1 --batch 20 --json > "$tmp/ft.json" 2> "$tmp/err" \
+  || { cat "$tmp/err"; fail "finetune"; }
+check_json "$tmp/ft.json" "o['n_labelled'] == 100 and o['labels'] == '10' and 0 <= o['top1'] <= 100 and o['train_loss'] == o['train_loss']"
+
+"$SYNCO" embed "${model[@]}" --data "$train" --out "$tmp/f.npy" --labels-out "$tmp/l.npy" --json > "$tmp/emb.json" 2> /dev/null || fail "embed"
+check_json "$tmp/emb.json" "o['n'] == 300 and o['dim'] == 64"
+if /usr/bin/python3 -c 'import numpy' 2> /dev/null; then
+  /usr/bin/python3 -c "
+import numpy as np
+f = np.load('$tmp/f.npy'); l = np.load('$tmp/l.npy')
+assert f.shape == (300, 64) and f.dtype == np.float32 and np.isfinite(f).all(), f.shape
+assert l.shape == (300,) and l.dtype == np.int64 and sorted(set(l.tolist())) == list(range(10))
+" || fail "embed output does not load with numpy"
+fi
+
+# A checkpoint with a queue when pretraining works, else the random initialization.
+ckpt=(--random-init --cifar-stem --width 8)
+if "$SYNCO" pretrain --data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 1 -b 40 \
+     --moco-k 400 --n-hard 64 --n1 16 --n2 16 --n3 16 --n4 8 --n5 8 --n6 8 --warmup-epochs 0 --threads 2 --workers 1 --out "$tmp/run" > /dev/null 2>&1; then
+  ckpt=(--ckpt "$tmp/run/last.safetensors")
+fi
+echo "analyze: ${ckpt[*]}"
+"$SYNCO" analyze "${ckpt[@]}" --threads 2 --batch 50 --data "$train" --per-class 10 --out "$tmp/an" --json > "$tmp/an.json" 2> "$tmp/err" \
+  || { cat "$tmp/err"; fail "analyze"; }
+check_json "$tmp/an.json" "o['n'] == 100 and 0 <= o['proxy_accuracy'] <= 100 and 0 <= o['alignment'] <= 4 and o['uniformity'] <= 0 and o['ratio']['n'] == 100 and len(o['matching_probs']) > 0"
+check_json "$tmp/an/metrics.json" "o['command'] == 'analyze'"
+png_size() { python3 -c "
+import struct, sys
+b = open(sys.argv[1], 'rb').read(24)
+assert b[:8] == b'\x89PNG\r\n\x1a\n' and b[12:16] == b'IHDR', 'not a PNG'
+print('%dx%d' % struct.unpack('>II', b[16:24]))" "$1"; }
+for p in proxy_margin alignment_uniformity ratio matching_probs; do
+  [ "$(png_size "$tmp/an/$p.png")" = 800x560 ] || fail "$p.png"
+  grep -q "<svg" "$tmp/an/$p.svg" || fail "$p.svg"
+done
+[ "$(png_size "$tmp/an/analysis.png")" = 1400x1000 ] || fail "analysis.png"
+
+mkdir -p "$tmp/runA" "$tmp/runB"
+for r in A B; do
+  for e in 1 2 3; do
+    echo "{\"step\":$((e * 10 - 5)),\"epoch\":$e,\"lr\":0.0$e,\"loss\":$((9 - e)).5,\"acc\":$((e * 10)).0}"
+    echo "{\"epoch\":$e,\"step\":$((e * 10)),\"lr\":0.0$e,\"loss\":$((9 - e)),\"acc\":$((e * 10)),\"epoch_time_s\":1.5,\"knn_top1\":$((e * 7)).5}"
+  done > "$tmp/run$r/log.jsonl"
+done
+"$SYNCO" plot "$tmp/runA" "$tmp/runB/log.jsonl" --out "$tmp/curves.png" --width 900 --height 600 --svg --json > "$tmp/plot.json" || fail "plot"
+check_json "$tmp/plot.json" "[r['name'] for r in o['runs']] == ['runA', 'runB'] and o['runs'][0]['epoch_lines'] == 3"
+[ "$(png_size "$tmp/curves.png")" = 900x600 ] || fail "curves.png"
+grep -q "<svg" "$tmp/curves.svg" || fail "curves.svg"
+
+# Misuse: exit 2 for bad usage, 1 with a message for bad input.
+set +e
+"$SYNCO" knn "${model[@]}" > /dev/null 2>&1; [ $? -eq 2 ] || fail "knn without --train should exit 2"
+"$SYNCO" knn --ckpt "$tmp/none.safetensors" --train "$train" --holdout 5 > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "none.safetensors" "$tmp/err" || fail "missing checkpoint: rc $rc, $(cat "$tmp/err")"
+"$SYNCO" finetune "${model[@]}" --train "$train" --holdout 5 --labels 0% > /dev/null 2>&1; [ $? -eq 2 ] || fail "bad --labels"
+echo "garbage" > "$tmp/runA/log.jsonl"
+"$SYNCO" plot "$tmp/runA" --out "$tmp/x.png" > /dev/null 2> "$tmp/err"; [ $? -eq 1 ] || fail "plot of a bad log"
+set -e
+echo "eval_commands: ok"
