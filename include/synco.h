@@ -28,6 +28,32 @@ const char *synco_last_error(void);
 /* Library version, "MAJOR.MINOR.PATCH". */
 const char *synco_version(void);
 
+/* ---- trained encoders: load one and compute image features ----------------------------------------------
+ * A model is the backbone of an encoder saved by `synco export` (torchvision key names) or the query encoder of a
+ * `synco pretrain` checkpoint, in evaluation mode (BN running statistics): its features are those `synco embed`
+ * writes and torchvision computes from the same weights. A model is not thread-safe: use one per thread. Compute
+ * threads follow OpenMP (OMP_NUM_THREADS). Every function returning a status leaves a message for
+ * synco_last_error() on failure. */
+typedef struct synco_model synco_model;
+
+/* Loads the encoder in path for batches of up to max_batch images per forward pass (larger n are split). */
+synco_status synco_model_load(synco_model **out, const char *path, int max_batch);
+void synco_model_free(synco_model *m);
+/* Length of one image's feature vector (512 for a ResNet-18, 2048 for a ResNet-50, scaled by width/64). */
+int synco_model_feature_dim(const synco_model *m);
+/* Side of the square input the encoder was trained on (32 for CIFAR, 224 for ImageNet). */
+int synco_model_image_size(const synco_model *m);
+/* The mean and standard deviation of the evaluation transform's Normalize (per RGB channel, on [0, 1] values). */
+void synco_model_norm_stats(const synco_model *m, float mean[3], float std[3]);
+/* Features of n images already transformed: images is [n, 3, S, S] float32 (S = image size, RGB planes,
+ * normalized), features receives [n, feature_dim]. */
+synco_status synco_model_encode(synco_model *m, const float *images, int n, float *features);
+/* Features of one RGB image (interleaved HWC uint8, width x height) after the evaluation transform: resize of the
+ * shorter side to S/0.875 and a centre crop of S (nothing when the image is already S x S), then Normalize. */
+synco_status synco_model_encode_rgb(synco_model *m, const uint8_t *rgb, int width, int height, float *features);
+/* Features of one JPEG or PNG file, decoded and transformed as synco_model_encode_rgb. */
+synco_status synco_model_encode_file(synco_model *m, const char *path, float *features);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,9 +66,24 @@ int synco_cmd_export(int argc, char **argv) {
     fprintf(stderr, "synco export: --format must be torchvision or detectron2, got '%s'\n", format);
     return 2;
   }
+  if (d2 && head) {
+    fprintf(stderr, "synco export: --head has no detectron2 names (a detection backbone has no projection head)\n");
+    return 2;
+  }
   synco_encoder_config cfg;
   int image_size = 0;
   if (synco_weights_read_config(ckpt, &cfg, &image_size)) return synco_cli_error("export");
+  if (!strcmp(which, "key")) {
+    /* An export holds one encoder: asking it for the key encoder would silently give the same weights. */
+    synco_safetensors st;
+    if (synco_st_open(&st, ckpt)) return synco_cli_error("export");
+    const int is_ckpt = synco_st_find(&st, "encoder_k.conv1.weight") != NULL;
+    synco_st_close(&st);
+    if (!is_ckpt) {
+      fprintf(stderr, "synco export: --which key needs a pretraining checkpoint; %s holds a single encoder\n", ckpt);
+      return 2;
+    }
+  }
   cfg.head = head && !d2;
   cfg.bn_splits = 1;
   synco_backend *be = NULL;

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +71,19 @@ static synco_status parse_owned(synco_safetensors *st) {
     return synco_fail(SYNCO_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", p,
                       (unsigned long long)hlen, st->size);
   if (hlen > 100u * 1024 * 1024) return synco_fail(SYNCO_ERR_FORMAT, "%s: header of %llu bytes is too large", p, (unsigned long long)hlen);
-  cJSON *root = cJSON_ParseWithLength((const char *)st->buf + 8, (size_t)hlen);
+  const char *json_end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts((const char *)st->buf + 8, (size_t)hlen, &json_end, 0);
   if (!root || !cJSON_IsObject(root)) {
     cJSON_Delete(root);
     return synco_fail(SYNCO_ERR_FORMAT, "%s: header is not a JSON object", p);
   }
+  /* Writers pad the header with spaces to align the data; anything else after the object is damage. */
+  for (const char *c = json_end; c < (const char *)st->buf + 8 + hlen; c++)
+    if (*c != ' ' && *c != '\t' && *c != '\n' && *c != '\r' && *c != 0) {
+      cJSON_Delete(root);
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: header has stray bytes after its JSON object (at byte %zu)", p,
+                        (size_t)(c - (const char *)st->buf));
+    }
   st->data = st->buf + 8 + hlen;
   st->data_size = st->size - 8 - (size_t)hlen;
   int n = cJSON_GetArraySize(root);
@@ -96,7 +105,10 @@ static synco_status parse_owned(synco_safetensors *st) {
         s = synco_fail(SYNCO_ERR_FORMAT, "%s: __metadata__ is not an object", p);
         break;
       }
-      st->meta_count = 0;
+      if (st->meta_count) {
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: __metadata__ appears twice", p);
+        break;
+      }
       int mn = cJSON_GetArraySize(it);
       char **k = realloc(st->meta_keys, ((size_t)mn + 1) * sizeof(char *));
       if (k) st->meta_keys = k;
@@ -114,6 +126,10 @@ static synco_status parse_owned(synco_safetensors *st) {
         st->meta_keys[st->meta_count] = strdup(m->string);
         st->meta_values[st->meta_count] = strdup(m->valuestring);
         st->meta_count++;
+        if (!st->meta_keys[st->meta_count - 1] || !st->meta_values[st->meta_count - 1]) {
+          s = synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", p);
+          break;
+        }
       }
       continue;
     }
@@ -152,8 +168,12 @@ static synco_status parse_owned(synco_safetensors *st) {
     }
     if (s) break;
     cJSON *b = cJSON_GetArrayItem(offs, 0), *en = cJSON_GetArrayItem(offs, 1);
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
-        en->valuedouble > (double)st->data_size) {
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble != floor(b->valuedouble) ||
+        en->valuedouble != floor(en->valuedouble)) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has data offsets that are not whole numbers", p, it->string);
+      break;
+    }
+    if (b->valuedouble < 0 || en->valuedouble < b->valuedouble || en->valuedouble > (double)st->data_size) {
       s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has data offsets outside the data section (%zu bytes)", p,
                      it->string, st->data_size);
       break;

@@ -9,7 +9,7 @@ BUILD="${FUZZ_BUILD:-$ROOT/build-fuzz}"
 SECONDS_PER="${FUZZ_SECONDS:-15}"
 CC_BIN="${FUZZ_CC:-$(command -v clang || command -v clang-14)}"
 [ -n "$CC_BIN" ] || { echo "run_fuzz: clang not found" >&2; exit 1; }
-TARGETS=(fuzz_jpeg fuzz_png fuzz_cifar fuzz_idx)
+TARGETS=(fuzz_jpeg fuzz_png fuzz_cifar fuzz_idx fuzz_safetensors)
 mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER="$CC_BIN" -DSYNCO_FUZZ=ON -DSYNCO_WITH_ONEDNN=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer" \

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# End to end: `cmake --install` of the build that made $SYNCO into a temporary prefix; the installed layout
+# (program, static and shared library, header, pkg-config file, man page); examples/ built with pkg-config
+# against the installed library (shared and static); the example encodes two bundled images with an encoder
+# exported by the installed program, and its features equal `synco embed`'s. Skipped (77) without pkg-config,
+# make or a C compiler.
+set -euo pipefail
+. "$(dirname "$0")/common.inc"
+command -v pkg-config > /dev/null || skip "pkg-config not installed"
+command -v make > /dev/null || skip "make not installed"
+command -v cc > /dev/null || skip "no C compiler (cc)"
+build=$(cd "$(dirname "$SYNCO")" && pwd)
+[ -f "$build/cmake_install.cmake" ] || skip "$SYNCO is not in a CMake build directory"
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" > "$tmp/install.txt" 2>&1 || { cat "$tmp/install.txt"; fail "cmake --install"; }
+for f in bin/synco lib/libsynco.a lib/libsynco.so include/synco.h lib/pkgconfig/synco.pc share/man/man1/synco.1; do
+  [ -e "$prefix/$f" ] || fail "install lacks $f"
+done
+bin=$prefix/bin/synco
+"$bin" --version > /dev/null || fail "installed synco does not run"
+if ldd "$prefix/lib/libsynco.so" | grep -q "not found"; then ldd "$prefix/lib/libsynco.so"; fail "libsynco.so has unresolved dependencies"; fi
+if command -v man > /dev/null; then
+  MANWIDTH=80 man -l "$prefix/share/man/man1/synco.1" 2> "$tmp/man.err" | grep -q "synco pretrain" || { cat "$tmp/man.err"; fail "man page does not render"; }
+fi
+
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+[ "$(pkg-config --modversion synco)" = "$("$bin" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)" ] \
+  || fail "pkg-config version differs from synco --version"
+# The public header stands alone and is warning-free.
+printf '#include <synco.h>\nint main(void) { return synco_version() == 0; }\n' > "$tmp/h.c"
+cc -std=c11 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags synco) -c "$tmp/h.c" -o "$tmp/h.o" || fail "synco.h does not compile alone"
+cp -r examples "$tmp/examples"
+make -C "$tmp/examples" > "$tmp/make.txt" 2>&1 || { cat "$tmp/make.txt"; fail "examples do not build against the installed library"; }
+ldd "$tmp/examples/encode" | grep -q "$prefix/.*libsynco.so" || { ldd "$tmp/examples/encode"; fail "example not linked to the installed libsynco.so"; }
+ldd "$tmp/examples/encode-static" | grep -q libsynco && fail "static example links libsynco.so"
+
+# An encoder from the installed program: a 2-step run on 32 bundled images.
+imgs=$tmp/imgs
+for c in airplane bird; do
+  mkdir -p "$imgs/$c"
+  for f in $(ls "data/cifar10-small/val/$c" | head -16); do ln -s "$PWD/data/cifar10-small/val/$c/$f" "$imgs/$c/$f"; done
+done
+"$bin" pretrain --data "$imgs" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 1 -b 16 --bn-splits 2 \
+  --moco-k 32 --n-hard 16 --n1 4 --n2 4 --n3 4 --n4 4 --n5 4 --n6 4 --warmup-epochs 0 --threads 2 --workers 1 \
+  --out "$tmp/run" > "$tmp/pre.txt" 2>&1 || { cat "$tmp/pre.txt"; fail "pretrain"; }
+"$bin" export --ckpt "$tmp/run/last.safetensors" --out "$tmp/enc.safetensors" > /dev/null || fail "export"
+
+# Two images, in ImageFolder order (airplane, bird), through the example and through synco embed.
+one=$tmp/one
+a=$(ls data/cifar10-small/val/airplane | head -1)
+b=$(ls data/cifar10-small/val/bird | head -1)
+mkdir -p "$one/airplane" "$one/bird"
+cp "data/cifar10-small/val/airplane/$a" "$one/airplane/"
+cp "data/cifar10-small/val/bird/$b" "$one/bird/"
+"$bin" embed --ckpt "$tmp/enc.safetensors" --data "$one" --out "$tmp/ref.npy" --threads 2 > /dev/null 2>&1 || fail "embed"
+for exe in encode encode-static; do
+  "$tmp/examples/$exe" "$tmp/enc.safetensors" "$one/airplane/$a" "$one/bird/$b" > "$tmp/$exe.txt" \
+    || fail "$exe exited non-zero"
+  python3 - "$tmp/$exe.txt" "$tmp/ref.npy" <<'PY' || fail "$exe: features differ from synco embed's"
+import ast, struct, sys
+lines = [l.split() for l in open(sys.argv[1]) if not l.startswith('#')]
+with open(sys.argv[2], 'rb') as f:
+    assert f.read(6) == b'\x93NUMPY'
+    major = f.read(2)[0]
+    hlen = struct.unpack('<H' if major == 1 else '<I', f.read(2 if major == 1 else 4))[0]
+    h = ast.literal_eval(f.read(hlen).decode('latin1'))
+    assert h['descr'] == '<f4' and not h['fortran_order'], h
+    n, d = h['shape']
+    ref = struct.unpack('<%df' % (n * d), f.read(4 * n * d))
+assert len(lines) == n == 2, (len(lines), n)
+worst = 0.0
+scale = max(abs(v) for v in ref)
+for i, l in enumerate(lines):
+    got = [float(v) for v in l[1:]]
+    assert len(got) == d, (len(got), d)
+    for j in range(d):
+        r = ref[i * d + j]
+        worst = max(worst, abs(got[j] - r) / (1e-5 * scale + 1e-5 * abs(r)))
+print('%s: %d images x %d features, max error / tolerance %.3g' % (sys.argv[1].rsplit('/', 1)[-1], n, d, worst))
+sys.exit(0 if worst <= 1 else 1)
+PY
+done
+# Errors come back through synco_last_error with the file named.
+if "$tmp/examples/encode" "$tmp/enc.safetensors" "$tmp/missing.jpg" 2> "$tmp/err.txt" > /dev/null; then fail "missing image accepted"; fi
+grep -q "missing.jpg" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "error does not name the file"; }
+head -c 100 "$one/airplane/$a" > "$tmp/trunc.jpg"
+if "$tmp/examples/encode" "$tmp/enc.safetensors" "$tmp/trunc.jpg" 2> "$tmp/err.txt" > /dev/null; then fail "truncated image accepted"; fi
+grep -q "trunc.jpg" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "error does not name the truncated file"; }
+echo "install: ok"

@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""Shows that an encoder exported by `synco export` is a torchvision ResNet: loads the export into
+torchvision.models.resnetXX() (CIFAR stem swapped in when conv1 is 3x3), computes features of the images
+synco embedded, in eval mode with the same evaluation transform, and compares them with `synco embed`'s .npy.
+
+    synco export --ckpt run/last.safetensors --out enc.safetensors [--head]
+    synco embed  --ckpt enc.safetensors --data IMAGES --out feats.npy
+    synco embed  --ckpt enc.safetensors --data IMAGES --out head.npy --head        # with an export made with --head
+    /usr/bin/python3 tools/verify_export.py --export enc.safetensors --data IMAGES --features feats.npy \
+        [--head-features head.npy]
+    /usr/bin/python3 tools/verify_export.py --detectron2 enc_d2.safetensors --export enc.safetensors
+
+Widths other than 64: torchvision's ResNet fixes its stage widths at 64/128/256/512 (width_per_group only changes
+a Bottleneck's inner width, and BasicBlock refuses it), so for base width w the script uses a small subclass of
+torchvision.models.resnet.ResNet that builds the stem and the four stages with w, 2w, 4w, 8w planes through
+torchvision's own _make_layer, BasicBlock and Bottleneck (base_width 64, as torchvision); forward() is torchvision's.
+At w = 64 it is torchvision.models.resnetXX() itself.
+
+Pass criterion, per element: |synco - torch| <= atol + rtol*|torch| with rtol = 1e-4 and atol = 1e-4 * max|torch|
+(features after ReLU and average pooling have exact zeros, so a purely relative bound would be meaningless there).
+Exit status 0 when every check passes, 1 on a mismatch, 2 on bad usage or unreadable input.
+
+safetensors is read by a small pure-Python reader (read_safetensors below; the `safetensors` package is not
+needed), which also serves tools/safetensors_to_detectron2.py.
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "U64": np.uint64,
+           "BOOL": np.bool_, "BF16": None}
+_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "U16": 2,
+          "U32": 4, "U64": 8, "BOOL": 1}
+
+
+def read_safetensors(path):
+    """Returns ({name: numpy array}, {metadata}). BF16 is widened to float32. Raises ValueError on a malformed file."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < 8:
+        raise ValueError("%s: shorter than the 8-byte header length" % path)
+    n = struct.unpack("<Q", blob[:8])[0]
+    if n > len(blob) - 8:
+        raise ValueError("%s: header length %d past the end of the file (%d bytes)" % (path, n, len(blob)))
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    data = memoryview(blob)[8 + n:]
+    meta = header.pop("__metadata__", {}) or {}
+    out = {}
+    for name, e in header.items():
+        dt, shape, (b, end) = e["dtype"], e["shape"], e["data_offsets"]
+        if dt not in _SIZES:
+            raise ValueError("%s: tensor '%s' has unknown dtype %s" % (path, name, dt))
+        count = int(np.prod(shape)) if shape else 1
+        if not (0 <= b <= end <= len(data)) or end - b != count * _SIZES[dt]:
+            raise ValueError("%s: tensor '%s': offsets [%d, %d) do not hold %s %s" % (path, name, b, end, dt, shape))
+        raw = data[b:end]
+        if dt == "BF16":
+            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dt]).newbyteorder("<")).astype(_DTYPES[dt])
+        out[name] = a.reshape(shape).copy()
+    return out, meta
+
+
+def moco_detectron2_name(k):
+    """MoCo's detection/convert-pretrain-to-detectron2.py renaming, verbatim, for a torchvision key."""
+    if "layer" not in k:
+        k = "stem." + k
+    for t in [1, 2, 3, 4]:
+        k = k.replace("layer{}".format(t), "res{}".format(t + 1))
+    for t in [1, 2, 3]:
+        k = k.replace("bn{}".format(t), "conv{}.norm".format(t))
+    k = k.replace("downsample.0", "shortcut")
+    k = k.replace("downsample.1", "shortcut.norm")
+    return k
+
+
+def infer_arch(state, meta):
+    """(depth, width, cifar_stem, image_size or None) from the "synco.encoder" metadata, else from the keys."""
+    if "synco.encoder" in meta:
+        c = json.loads(meta["synco.encoder"])
+        return int(c["depth"]), int(c["width"]), bool(c["cifar_stem"]), c.get("image_size")
+    w = state["conv1.weight"]
+    blocks = [len({k.split(".")[1] for k in state if k.startswith("layer%d." % i)}) for i in range(1, 5)]
+    bottleneck = any(k.endswith("conv3.weight") for k in state)
+    depth = 50 if bottleneck else (18 if blocks == [2, 2, 2, 2] else 34)
+    return depth, w.shape[0], w.shape[2] == 3, None
+
+
+def build_resnet(depth, width, cifar_stem, head_state):
+    import torch.nn as nn
+    import torchvision
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    class ResNetWidth(ResNet):
+        """torchvision's ResNet with base width `width`: stages of width, 2w, 4w, 8w planes."""
+
+        def __init__(self, block, layers, width):
+            super().__init__(block, layers)
+            self.inplanes = width
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = self._norm_layer(width)
+            self.layer1 = self._make_layer(block, width, layers[0])
+            self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+            self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+            self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+            self.fc = nn.Linear(8 * width * block.expansion, 1000)
+
+    block, layers = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
+                     50: (Bottleneck, [3, 4, 6, 3])}[depth]
+    m = getattr(torchvision.models, "resnet%d" % depth)() if width == 64 else ResNetWidth(block, layers, width)
+    if cifar_stem:
+        m.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        m.maxpool = nn.Identity()
+    d = 8 * width * block.expansion
+    if head_state is None:
+        m.fc = nn.Identity()  # backbone features
+    elif "fc.0.weight" in head_state:  # MoCo-v2 MLP head
+        m.fc = nn.Sequential(nn.Linear(d, head_state["fc.0.weight"].shape[0]), nn.ReLU(),
+                             nn.Linear(head_state["fc.2.weight"].shape[1], head_state["fc.2.weight"].shape[0]))
+    else:
+        m.fc = nn.Linear(d, head_state["fc.weight"].shape[0])
+    return m
+
+
+def norm_stats(image_size):
+    """src/cli/common.c synco_cli_norm_stats: CIFAR's mean/std up to 64 pixels, ImageNet's above."""
+    if image_size <= 64:
+        return (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def check(name, got, ref, rtol):
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape:
+        print("%s: shape mismatch: synco %s, torchvision %s" % (name, got.shape, ref.shape))
+        return False
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    atol = rtol * scale
+    err = np.abs(got - ref)
+    bound = atol + rtol * np.abs(ref)
+    bad = int((err > bound).sum())
+    rel = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+    print("%s: %d x %d, max|ref| %.4g, max abs err %.3g, max err/(atol+rtol|ref|) %.3g, relative Frobenius err %.3g, "
+          "%d element(s) out of tolerance (rtol %g, atol %.3g)"
+          % (name, got.shape[0], got.shape[1] if got.ndim > 1 else 1, scale, float(err.max()) if err.size else 0.0,
+             float((err / bound).max()) if err.size and atol > 0 else 0.0, rel, bad, rtol, atol))
+    return bad == 0
+
+
+def torch_features(export, data, image_size, head):
+    """Features of every image of the ImageFolder `data` through the export loaded into torchvision (eval mode)."""
+    import torch
+    import torchvision
+    import torchvision.transforms as T
+
+    state, meta = read_safetensors(export)
+    if "conv1.weight" not in state:
+        raise ValueError("%s: no 'conv1.weight': not an encoder export under torchvision names" % export)
+    depth, width, cifar_stem, size = infer_arch(state, meta)
+    size = image_size or size or (32 if cifar_stem else 224)
+    if head and not any(k.startswith("fc.") for k in state):
+        raise ValueError("%s has no projection head (export it with --head)" % export)
+    model = build_resnet(depth, width, cifar_stem, state if head else None)
+    tensors = {k: torch.from_numpy(v) for k, v in state.items() if head or not k.startswith("fc.")}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    print("loaded %s into torchvision resnet%d (width %d, %s stem%s): %d tensors, missing %s, unexpected %s"
+          % (export, depth, width, "CIFAR" if cifar_stem else "ImageNet", ", with head" if head else "",
+             len(tensors), missing or "none", unexpected or "none"))
+    model.eval()
+
+    mean, std = norm_stats(size)
+    tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    ds = torchvision.datasets.ImageFolder(data)
+    first = ds[0][0]
+    if first.size != (size, size):
+        # synco resizes the shorter side to size/0.875 and centre-crops; its resampling is close to, not
+        # bit-identical with, PIL's, so the tolerance may not hold for such images.
+        print("note: images are %dx%d, not %d: Resize(%d) + CenterCrop(%d) applied (resampling may differ)"
+              % (first.size[0], first.size[1], size, int(size / 0.875), size))
+        tf = T.Compose([T.Resize(int(size / 0.875)), T.CenterCrop(size), tf])
+    ds.transform = tf
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False, num_workers=0)
+    feats = []
+    with torch.no_grad():
+        for x, _ in loader:
+            feats.append(model(x))
+    return torch.cat(feats).numpy(), not missing and not unexpected
+
+
+def verify_features(args):
+    ok = True
+    for what, path, head in (("backbone", args.features, False), ("head", args.head_features, True)):
+        if not path:
+            continue
+        ref, loaded = torch_features(args.export, args.data, args.image_size, head)
+        ok = check("features (%s)" % what, np.load(path), ref, args.rtol) and loaded and ok
+    return 0 if ok else 1
+
+
+def verify_detectron2(args):
+    """The detectron2 export must be MoCo's renaming of the torchvision export, tensor for tensor."""
+    d2, d2meta = read_safetensors(args.detectron2)
+    tv, _ = read_safetensors(args.export)
+    want = {moco_detectron2_name(k): v for k, v in tv.items() if not k.startswith("fc.")}
+    ok = True
+    if set(d2) != set(want):
+        print("detectron2 keys differ from MoCo's renaming: extra %s, missing %s"
+              % (sorted(set(d2) - set(want))[:8], sorted(set(want) - set(d2))[:8]))
+        ok = False
+    for k in sorted(set(d2) & set(want)):
+        if d2[k].shape != want[k].shape or not np.array_equal(d2[k], want[k]):
+            print("detectron2 tensor %s differs from the torchvision export's" % k)
+            ok = False
+    print("detectron2 export %s: %d tensors, names %s MoCo's convert-pretrain-to-detectron2 renaming; metadata %s"
+          % (args.detectron2, len(d2), "match" if ok else "DO NOT match", d2meta))
+    return 0 if ok else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--export", required=True, help="encoder from `synco export` (torchvision names)")
+    p.add_argument("--data", help="ImageFolder that `synco embed` encoded")
+    p.add_argument("--features", help="`synco embed` output (.npy) for --data")
+    p.add_argument("--head-features", help="`synco embed --head` output (.npy) for --data (export with --head)")
+    p.add_argument("--image-size", type=int, default=0, help="input side (default: the export's)")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--detectron2", help="also check a `synco export --format detectron2` file against --export")
+    args = p.parse_args()
+    feats = args.features or args.head_features
+    if not args.detectron2 and not (args.data and feats):
+        p.error("give --data with --features and/or --head-features, or --detectron2")
+    if bool(args.data) != bool(feats):
+        p.error("--data goes with --features / --head-features")
+    try:
+        rc = 0
+        if args.data:
+            rc = max(rc, verify_features(args))
+        if args.detectron2:
+            rc = max(rc, verify_detectron2(args))
+    except (OSError, ValueError, KeyError) as e:
+        print("verify_export: %s" % e, file=sys.stderr)
+        return 2
+    print("verify_export: %s" % ("ok" if rc == 0 else "MISMATCH"))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
