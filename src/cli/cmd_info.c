@@ -1,6 +1,7 @@
 /* synco info: version, backends, threads, CPU features seen by oneDNN. */
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "synco.h"
@@ -9,6 +10,12 @@
 #endif
 
 int synco_cmd_info(int argc, char **argv) {
+  if (argc > 1) {
+    const int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+    fprintf(help ? stdout : stderr, "usage: synco info\n\nPrints the version, the backends built in, the thread count, "
+            "and the CPU instruction set oneDNN uses.\n");
+    return help ? 0 : 2;
+  }
   printf("synco %s\n", synco_version());
   printf("backends: ref (plain C + OpenBLAS)");
 #ifdef SYNCO_HAVE_ONEDNN

@@ -385,6 +385,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     }
     knn_first = r.top1;
     printf("kNN accuracy before training: top-1 %.2f%%  top-5 %.2f%%\n", r.top1, r.top5);
+    fflush(stdout);
     fprintf(log, "{\"epoch\":0,\"knn_top1\":%.4f,\"knn_top5\":%.4f}\n", r.top1, r.top5);
     fflush(log);
   }

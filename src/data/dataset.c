@@ -182,15 +182,8 @@ static synco_status get_raw(const synco_dataset *ds, size_t i, synco_image *img)
   while (s < ds->nseg && k >= ds->seg[s].count) k -= ds->seg[s++].count;
   if (s == ds->nseg) return synco_fail(SYNCO_ERR_ARG, "%s: sample %zu out of range", ds->root, i);
   const int w = ds->raw_w, h = ds->raw_h;
-  const size_t need = (size_t)w * h * 3, plane = (size_t)w * h;
-  if (img->cap < need) {
-    uint8_t *p = (uint8_t *)realloc(img->rgb, need);
-    if (!p) return synco_fail(SYNCO_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
-    img->rgb = p;
-    img->cap = need;
-  }
-  img->w = w;
-  img->h = h;
+  const size_t plane = (size_t)w * h;
+  SYNCO_TRY(synco_image_reserve(img, w, h));
   const uint8_t *src = ds->seg[s].base + k * ds->rec_bytes + ds->pix_offset;
   uint8_t *d = img->rgb;
   switch (ds->layout) {

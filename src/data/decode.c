@@ -38,7 +38,7 @@ static void tj_reset(void) {
   pthread_setspecific(g_tj_key, NULL);
 }
 
-static synco_status grow(synco_image *img, int w, int h) {
+synco_status synco_image_reserve(synco_image *img, int w, int h) {
   const size_t need = (size_t)w * (size_t)h * 3;
   if (img->cap < need) {
     uint8_t *p = (uint8_t *)realloc(img->rgb, need);
@@ -74,7 +74,7 @@ static synco_status decode_jpeg(synco_image *img, const uint8_t *buf, size_t n, 
     tmp = (uint8_t *)malloc((size_t)w * h * 4);
     if (!tmp) return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", name);
   }
-  synco_status st = grow(img, w, h);
+  synco_status st = synco_image_reserve(img, w, h);
   if (st != SYNCO_OK) {
     free(tmp);
     return st;
@@ -152,7 +152,7 @@ static synco_status decode_png(synco_image *img, const uint8_t *buf, size_t n, c
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
   if (png_get_rowbytes(png, info) != (size_t)w * 3) png_error(png, "unexpected row layout after conversion");
-  if (grow(img, (int)w, (int)h) != SYNCO_OK) png_error(png, "out of memory");
+  if (synco_image_reserve(img, (int)w, (int)h) != SYNCO_OK) png_error(png, "out of memory");
   rows = (png_bytep *)malloc(sizeof(png_bytep) * h);
   if (!rows) png_error(png, "out of memory");
   for (png_uint_32 y = 0; y < h; y++) rows[y] = img->rgb + (size_t)y * w * 3;

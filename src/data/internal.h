@@ -115,4 +115,7 @@ void synco_aug_blur(float *chw, int w, int h, float sigma, uint8_t *tmp);
 /* PIL's extended box radius for one of `passes` passes approximating a Gaussian of sigma. */
 float synco_aug_box_radius(float sigma, int passes);
 
+/* Sizes img for a w x h RGB image (growing its buffer as needed) and sets img->w, img->h. */
+synco_status synco_image_reserve(synco_image *img, int w, int h);
+
 #endif
