@@ -1,7 +1,8 @@
 /* synco bench fwdbwd / step: time the encoder's forward + backward, or one whole pretraining step, on random
  * data. Reports the median images/s over the timed iterations, the achieved GFLOP/s and the peak resident
- * memory; --compare-torch also runs tools/bench_torch.py with the same settings, one after the other, and
- * prints its figures and the ratio. */
+ * memory, and the time the convolutions alone took inside the same iterations (the encoders' per-op timer,
+ * synco_encoder_set_timing), so the overhead of everything else is step / conv; --compare-torch also runs
+ * tools/bench_torch.py with the same settings, one after the other, and prints its figures and the ratio. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "base/progress.h"
 #include "base/rng.h"
+#include "backend/cpu/precision.h"
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -58,8 +60,8 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc;
   if (!o->image_size) o->image_size = o->cifar_stem ? 32 : 224;
-  if (strcmp(o->precision, "fp32")) {
-    fprintf(stderr, "synco bench: --precision %s is not available in this build (fp32 only)\n", o->precision);
+  if (synco_cpu_precision_check(o->precision, NULL) != SYNCO_OK) {
+    fprintf(stderr, "synco bench: %s\n", synco_last_error());
     return 2;
   }
   if (o->threads > 0) omp_set_num_threads(o->threads);
@@ -91,18 +93,22 @@ static double torch_images_per_s(const bench_opts *o, const char *mode, double *
   return ips;
 }
 
-static int report(const char *kind, const bench_opts *o, double *times, int n, double flops_per_image,
+/* conv: seconds the convolutions took in each timed iteration (median reported next to the step's). */
+static int report(const char *kind, const bench_opts *o, double *times, double *conv, int n, double flops_per_image,
                   synco_backend *be) {
   qsort(times, (size_t)n, sizeof *times, cmp_double);
+  qsort(conv, (size_t)n, sizeof *conv, cmp_double);
   const double med = times[n / 2], ips = o->batch / med, gflops = flops_per_image * ips / 1e9, rss = peak_rss_mb();
+  const double cmed = conv[n / 2], over = cmed > 0 ? med / cmed : -1;
   double tips = -1, trss = -1;
   if (o->compare) tips = torch_images_per_s(o, kind, &trss);
   if (o->json) {
     printf("{\"program\":\"synco\",\"mode\":\"%s\",\"arch\":\"%s\",\"width\":%d,\"cifar_stem\":%d,\"batch\":%d,"
            "\"image_size\":%d,\"threads\":%d,\"backend\":\"%s\",\"precision\":\"%s\",\"method\":\"%s\",\"iters\":%d,"
-           "\"median_s\":%.6f,\"images_per_s\":%.3f,\"gflops_per_s\":%.3f,\"peak_rss_mb\":%.1f",
+           "\"median_s\":%.6f,\"images_per_s\":%.3f,\"gflops_per_s\":%.3f,\"peak_rss_mb\":%.1f,"
+           "\"conv_median_s\":%.6f,\"step_over_conv\":%.3f",
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
-           strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss);
+           strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, cmed, over);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     printf("}\n");
   } else {
@@ -110,6 +116,7 @@ static int report(const char *kind, const bench_opts *o, double *times, int n, d
            o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads, be->name,
            strcmp(kind, "step") ? "" : ", method ", strcmp(kind, "step") ? "" : o->method);
     printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB\n", ips, med, n, gflops, rss);
+    printf("  convs   : median %.3f s of the same iterations; %s / convs = %.3fx\n", cmed, kind, over);
     if (o->compare) {
       if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
       else printf("  pytorch : failed to run tools/bench_torch.py with %s\n", o->python);
@@ -144,24 +151,31 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   const size_t nx = (size_t)o.batch * 3 * o.image_size * o.image_size, no = (size_t)o.batch * synco_encoder_out_dim(enc);
   float *x = malloc(nx * sizeof(float)), *out = malloc(no * sizeof(float)), *dout = malloc(no * sizeof(float));
   double *times = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
+  double *conv = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
   int ret = 1;
-  if (!x || !out || !dout || !times) goto done;
+  if (!x || !out || !dout || !times || !conv) goto done;
   fill_input(x, nx, 1);
   fill_input(dout, no, 2);
+  synco_encoder_set_timing(enc, 1);
   for (int i = 0; i < o.warmup + o.iters; i++) {
     const double t0 = synco_now();
     if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout)) {
       synco_cli_error("bench");
       goto done;
     }
-    if (i >= o.warmup) times[i - o.warmup] = synco_now() - t0;
+    const double dt = synco_now() - t0, dc = synco_encoder_conv_seconds(enc, 1);
+    if (i >= o.warmup) {
+      times[i - o.warmup] = dt;
+      conv[i - o.warmup] = dc;
+    }
   }
-  ret = report("fwdbwd", &o, times, o.iters, 3.0 * 2.0 * synco_encoder_macs_per_image(enc), be);
+  ret = report("fwdbwd", &o, times, conv, o.iters, 3.0 * 2.0 * synco_encoder_macs_per_image(enc), be);
 done:
   free(x);
   free(out);
   free(dout);
   free(times);
+  free(conv);
   synco_encoder_free(enc);
   synco_backend_destroy(be);
   return ret;
@@ -207,10 +221,14 @@ int synco_bench_step(int argc, char **argv) {
   const size_t nx = (size_t)o.batch * 3 * o.image_size * o.image_size;
   float *xq = malloc(nx * sizeof(float)), *xk = malloc(nx * sizeof(float));
   double *times = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
+  double *conv = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
   int ret = 1;
-  if (!xq || !xk || !times) goto done;
+  if (!xq || !xk || !times || !conv) goto done;
   fill_input(xq, nx, 1);
   fill_input(xk, nx, 2);
+  synco_encoder *eq = synco_moco_query(m), *ek = synco_moco_key(m);
+  synco_encoder_set_timing(eq, 1);
+  synco_encoder_set_timing(ek, 1);
   for (int i = 0; i < o.warmup + o.iters; i++) {
     const double t0 = synco_now();
     synco_step_stats st;
@@ -218,13 +236,19 @@ int synco_bench_step(int argc, char **argv) {
       synco_cli_error("bench");
       goto done;
     }
-    if (i >= o.warmup) times[i - o.warmup] = synco_now() - t0;
+    const double dt = synco_now() - t0;
+    const double dc = synco_encoder_conv_seconds(eq, 1) + synco_encoder_conv_seconds(ek, 1);
+    if (i >= o.warmup) {
+      times[i - o.warmup] = dt;
+      conv[i - o.warmup] = dc;
+    }
   }
-  ret = report("step", &o, times, o.iters, 4.0 * 2.0 * synco_encoder_macs_per_image(synco_moco_query(m)), be);
+  ret = report("step", &o, times, conv, o.iters, 4.0 * 2.0 * synco_encoder_macs_per_image(synco_moco_query(m)), be);
 done:
   free(xq);
   free(xk);
   free(times);
+  free(conv);
   synco_moco_free(m);
   synco_backend_destroy(be);
   return ret;

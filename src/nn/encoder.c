@@ -93,6 +93,37 @@ synco_status synco_nn_act(synco_encoder *enc, synco_tensor *t, int c, int h, int
   return SYNCO_OK;
 }
 
+synco_status synco_nn_act_slot(synco_encoder *enc, synco_tensor *t, int c, int h, int w, int slot) {
+  if (!enc->cfg.forward_only) return synco_nn_act(enc, t, c, h, w);
+  synco_backend *be = enc->be;
+  t->n = enc->batch;
+  t->c = c;
+  t->h = h;
+  t->w = w;
+  t->dtype = SYNCO_F32;
+  t->layout = be->act_layout(be, c, h, w, SYNCO_F32);
+  t->data = NULL;
+  const size_t bytes = be->act_bytes(be, enc->batch, c, h, w, SYNCO_F32);
+  if (bytes > enc->max_act_bytes) enc->max_act_bytes = bytes;
+  int cap = enc->slot_cap;
+  SYNCO_TRY(grow((void **)&enc->slot_t, &cap, enc->nslot_t + 1, sizeof *enc->slot_t));
+  cap = enc->slot_cap;
+  SYNCO_TRY(grow((void **)&enc->slot_id, &cap, enc->nslot_t + 1, sizeof *enc->slot_id));
+  enc->slot_cap = cap;
+  enc->slot_t[enc->nslot_t] = t;
+  enc->slot_id[enc->nslot_t++] = slot;
+  return SYNCO_OK;
+}
+
+/* Allocates the shared buffers of a forward-only encoder and points its slotted activations at them. */
+static synco_status bind_slots(synco_encoder *enc) {
+  if (!enc->nslot_t) return SYNCO_OK;
+  for (int i = 0; i < SYNCO_NN_SLOTS; i++)
+    if (!(enc->slots[i] = synco_nn_alloc(enc, enc->max_act_bytes))) return SYNCO_ERR_NOMEM;
+  for (int i = 0; i < enc->nslot_t; i++) enc->slot_t[i]->data = enc->slots[enc->slot_id[i]];
+  return SYNCO_OK;
+}
+
 /* torchvision: convs kaiming_normal_(fan_out, relu), BN weight 1 / bias 0, nn.Linear's default
  * kaiming_uniform_(a = sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias alike. */
 static void init_params(synco_encoder *enc, uint64_t seed) {
@@ -157,13 +188,16 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
     enc->params = synco_nn_alloc(enc, enc->n_params * sizeof(float));
     enc->grads = synco_nn_alloc(enc, enc->n_params * sizeof(float));
     enc->buffers = synco_nn_alloc(enc, (enc->n_buffers ? enc->n_buffers : 1) * sizeof(float));
-    enc->gA = synco_nn_alloc(enc, enc->max_act_bytes);
-    enc->gB = synco_nn_alloc(enc, enc->max_act_bytes);
+    /* A forward-only encoder needs S (the downsample branch's output) but no gradient buffers. */
+    const int fo = cfg->forward_only != 0;
+    enc->gA = fo ? NULL : synco_nn_alloc(enc, enc->max_act_bytes);
+    enc->gB = fo ? NULL : synco_nn_alloc(enc, enc->max_act_bytes);
     enc->gS = synco_nn_alloc(enc, enc->max_act_bytes);
     const int m = enc->out_dim > enc->feature_dim ? enc->out_dim : enc->feature_dim;
     enc->stage = synco_nn_alloc(enc, (size_t)batch * m * sizeof(float));
-    if (!enc->params || !enc->grads || !enc->buffers || !enc->gA || !enc->gB || !enc->gS || !enc->stage)
+    if (!enc->params || !enc->grads || !enc->buffers || (!fo && (!enc->gA || !enc->gB)) || !enc->gS || !enc->stage)
       st = SYNCO_ERR_NOMEM;
+    if (st == SYNCO_OK) st = bind_slots(enc);
   }
   if (st != SYNCO_OK) {
     synco_encoder_free(enc);
@@ -186,6 +220,8 @@ void synco_encoder_free(synco_encoder *enc) {
   free(enc->bviews);
   free(enc->bfill);
   free(enc->blocks);
+  free(enc->slot_t);
+  free(enc->slot_id);
   free(enc);
 }
 
@@ -200,6 +236,13 @@ size_t synco_encoder_num_params(const synco_encoder *enc) { return enc->n_params
 float *synco_encoder_buffers(synco_encoder *enc) { return enc->buffers; }
 size_t synco_encoder_num_buffers(const synco_encoder *enc) { return enc->n_buffers; }
 double synco_encoder_macs_per_image(const synco_encoder *enc) { return enc->macs; }
+void synco_encoder_set_timing(synco_encoder *enc, int on) { enc->timing = on != 0; }
+
+double synco_encoder_conv_seconds(synco_encoder *enc, int reset) {
+  const double s = enc->conv_s;
+  if (reset) enc->conv_s = 0;
+  return s;
+}
 
 const synco_param_view *synco_encoder_param_views(const synco_encoder *enc, int *count) {
   if (count) *count = enc->np;
@@ -253,11 +296,13 @@ synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *
   SYNCO_TRY(synco_nn_resnet_forward(enc, train));
   SYNCO_TRY(synco_nn_head_forward(enc));
   SYNCO_TRY(store_rows(enc, out, enc->out_t, n));
-  enc->saved = train != 0;
+  enc->saved = train != 0 && !enc->cfg.forward_only;
   return SYNCO_OK;
 }
 
 synco_status synco_encoder_backward(synco_encoder *enc, const float *dout) {
+  if (enc->cfg.forward_only)
+    return synco_fail(SYNCO_ERR_ARG, "encoder backward: this encoder was created forward-only");
   if (!enc->saved)
     return synco_fail(SYNCO_ERR_ARG, "encoder backward: no train-mode forward to differentiate (one backward per "
                                      "train forward)");

@@ -25,6 +25,8 @@ typedef struct {
   int mlp;          /* with head: 1 = Linear(d,d) -> ReLU -> Linear(d,dim); 0 = Linear(d,dim) */
   int dim;          /* head output size (MoCo: 128) */
   int bn_splits;    /* Split-BN groups in train mode (1 = plain BN); the batch must divide by it */
+  int forward_only; /* 1: no backward ever (a MoCo key encoder): activations share four buffers instead of
+                       each keeping its own, and synco_encoder_backward refuses */
 } synco_encoder_config;
 
 /* A named view into the parameter or buffer array. */
@@ -72,5 +74,11 @@ synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *
 synco_status synco_encoder_backward(synco_encoder *enc, const float *dout);
 /* Backbone features (before the head), eval-mode BN: feats [n, feature_dim], n <= batch. */
 synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n);
+
+/* Benchmark instrumentation: with on = 1, the wall time of every convolution call (forward, backward data,
+ * backward weights) is added to a counter that synco_encoder_conv_seconds reads (and, with reset = 1, zeroes).
+ * Off by default; costs two clock reads per convolution when on. */
+void synco_encoder_set_timing(synco_encoder *enc, int on);
+double synco_encoder_conv_seconds(synco_encoder *enc, int reset);
 
 #endif

@@ -18,6 +18,8 @@
 
 #include "nn/encoder.h"
 
+#define SYNCO_NN_SLOTS 4 /* shared activation buffers of a forward-only encoder (synco_nn_act_slot) */
+
 /* How synco_encoder_create initializes a parameter (torchvision's rules). */
 enum { SYNCO_NN_INIT_KAIMING_FAN_OUT, SYNCO_NN_INIT_ONE, SYNCO_NN_INIT_ZERO, SYNCO_NN_INIT_UNIFORM_FAN_IN };
 
@@ -102,6 +104,13 @@ struct synco_encoder {
   void **allocs;
   int nallocs, alloc_cap;
   int saved;               /* the last forward was train mode: backward may run */
+  /* forward-only encoders: activations registered by synco_nn_act_slot share enc->slots */
+  synco_tensor **slot_t;
+  int *slot_id;
+  int nslot_t, slot_cap;
+  void *slots[SYNCO_NN_SLOTS];
+  int timing;              /* synco_encoder_set_timing */
+  double conv_s;           /* seconds spent in convolution calls while timing */
 };
 
 /* encoder.c: layout building */
@@ -110,6 +119,10 @@ synco_status synco_nn_param(synco_encoder *enc, size_t *off, const char *name, i
 synco_status synco_nn_buffer(synco_encoder *enc, size_t *off, const char *name, int numel, float fill);
 /* Allocates an activation [batch, c, h, w] in the backend's layout, zeroed. */
 synco_status synco_nn_act(synco_encoder *enc, synco_tensor *t, int c, int h, int w);
+/* Like synco_nn_act, but a forward-only encoder gives the tensor one of SYNCO_NN_SLOTS shared buffers (bound
+ * after the build, each sized to the largest such activation); the caller picks slots so that no layer's
+ * input and output, and no tensor still needed later in the forward pass, share one. */
+synco_status synco_nn_act_slot(synco_encoder *enc, synco_tensor *t, int c, int h, int w, int slot);
 /* Zeroed, 64-byte aligned memory freed with the encoder; NULL (error recorded) on failure. */
 void *synco_nn_alloc(synco_encoder *enc, size_t bytes);
 

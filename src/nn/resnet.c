@@ -10,6 +10,7 @@
  * main-path gradient with accumulate = 1 (the block input has two consumers). */
 #include <stdio.h>
 
+#include "base/progress.h"
 #include "base/status.h"
 #include "nn/encoder_internal.h"
 
@@ -19,9 +20,14 @@ static synco_tensor like(void *buf, const synco_tensor *t) {
   return r;
 }
 
-/* Adds "<name>.weight" and plans a bias-free convolution of x into a newly allocated y. */
+/* Slots of a forward-only encoder (synco_nn_act_slot): block inputs and outputs alternate between IO0 and IO1;
+ * a block's intermediates alternate between T0 and T1 (each conv reads one and writes the other, and the
+ * downsample conv runs after the main path, when T0 is free again). */
+enum { SLOT_IO0 = 0, SLOT_IO1 = 1, SLOT_T0 = 2, SLOT_T1 = 3 };
+
+/* Adds "<name>.weight" and plans a bias-free convolution of x into a newly allocated y (slot: see above). */
 static synco_status conv_make(synco_encoder *enc, synco_nn_conv *l, const char *name, const synco_tensor *x,
-                              synco_tensor *y, int cout, int k, int stride, int pad) {
+                              synco_tensor *y, int cout, int k, int stride, int pad, int slot) {
   char key[64];
   snprintf(key, sizeof key, "%s.weight", name);
   const int shape[4] = {cout, x->c, k, k};
@@ -42,7 +48,7 @@ static synco_status conv_make(synco_encoder *enc, synco_nn_conv *l, const char *
   if (op->oh < 1 || op->ow < 1)
     return synco_fail(SYNCO_ERR_ARG, "%s: a %dx%d input is too small for a %dx%d/%d convolution", name, x->h, x->w,
                       k, k, stride);
-  SYNCO_TRY(synco_nn_act(enc, y, cout, op->oh, op->ow));
+  SYNCO_TRY(synco_nn_act_slot(enc, y, cout, op->oh, op->ow, slot));
   SYNCO_TRY(enc->be->conv_plan(enc->be, op));
   l->planned = 1;
   l->x = x;
@@ -88,14 +94,19 @@ static synco_status bn_make(synco_encoder *enc, synco_nn_bn *l, const char *name
 }
 
 static synco_status conv_fwd(synco_encoder *enc, synco_nn_conv *l) {
-  return enc->be->conv_fwd(enc->be, &l->op, l->y, l->x, enc->params + l->w);
+  const double t0 = enc->timing ? synco_now() : 0;
+  const synco_status s = enc->be->conv_fwd(enc->be, &l->op, l->y, l->x, enc->params + l->w);
+  if (enc->timing) enc->conv_s += synco_now() - t0;
+  return s;
 }
 
 /* dw += corr(x, dy); dx = conv_transpose(dy, w) unless dx is NULL (the network input needs no gradient). */
 static synco_status conv_bwd(synco_encoder *enc, synco_nn_conv *l, synco_tensor *dx, const synco_tensor *dy) {
-  SYNCO_TRY(enc->be->conv_bwd_weights(enc->be, &l->op, enc->grads + l->w, dy, l->x));
-  if (dx) SYNCO_TRY(enc->be->conv_bwd_data(enc->be, &l->op, dx, dy, enc->params + l->w));
-  return SYNCO_OK;
+  const double t0 = enc->timing ? synco_now() : 0;
+  synco_status s = enc->be->conv_bwd_weights(enc->be, &l->op, enc->grads + l->w, dy, l->x);
+  if (s == SYNCO_OK && dx) s = enc->be->conv_bwd_data(enc->be, &l->op, dx, dy, enc->params + l->w);
+  if (enc->timing) enc->conv_s += synco_now() - t0;
+  return s;
 }
 
 static synco_status bn_fwd(synco_encoder *enc, synco_nn_bn *l, int train) {
@@ -113,7 +124,7 @@ static synco_status bn_bwd(synco_encoder *enc, synco_nn_bn *l, synco_tensor *dx,
 }
 
 static synco_status block_make(synco_encoder *enc, synco_nn_block *b, int layer, int idx, const synco_tensor *in,
-                               int planes, int stride) {
+                               int planes, int stride, int out_slot) {
   char p[64];
   const int bottleneck = enc->cfg.depth == 50;
   const int outc = planes * (bottleneck ? 4 : 1);
@@ -122,25 +133,25 @@ static synco_status block_make(synco_encoder *enc, synco_nn_block *b, int layer,
   b->in = in;
 #define NAME(s) (snprintf(p, sizeof p, "layer%d.%d.%s", layer, idx, s), p)
   if (!bottleneck) {
-    SYNCO_TRY(conv_make(enc, &b->conv1, NAME("conv1"), in, &b->t1, planes, 3, stride, 1));
-    SYNCO_TRY(synco_nn_act(enc, &b->a1, planes, b->t1.h, b->t1.w));
+    SYNCO_TRY(conv_make(enc, &b->conv1, NAME("conv1"), in, &b->t1, planes, 3, stride, 1, SLOT_T0));
+    SYNCO_TRY(synco_nn_act_slot(enc, &b->a1, planes, b->t1.h, b->t1.w, SLOT_T1));
     SYNCO_TRY(bn_make(enc, &b->bn1, NAME("bn1"), &b->t1, &b->a1, 1));
-    SYNCO_TRY(conv_make(enc, &b->conv2, NAME("conv2"), &b->a1, &b->t2, planes, 3, 1, 1));
-    SYNCO_TRY(synco_nn_act(enc, &b->out, outc, b->t2.h, b->t2.w));
+    SYNCO_TRY(conv_make(enc, &b->conv2, NAME("conv2"), &b->a1, &b->t2, planes, 3, 1, 1, SLOT_T0));
+    SYNCO_TRY(synco_nn_act_slot(enc, &b->out, outc, b->t2.h, b->t2.w, out_slot));
     SYNCO_TRY(bn_make(enc, &b->bn2, NAME("bn2"), &b->t2, &b->out, 0));
   } else {
-    SYNCO_TRY(conv_make(enc, &b->conv1, NAME("conv1"), in, &b->t1, planes, 1, 1, 0));
-    SYNCO_TRY(synco_nn_act(enc, &b->a1, planes, b->t1.h, b->t1.w));
+    SYNCO_TRY(conv_make(enc, &b->conv1, NAME("conv1"), in, &b->t1, planes, 1, 1, 0, SLOT_T0));
+    SYNCO_TRY(synco_nn_act_slot(enc, &b->a1, planes, b->t1.h, b->t1.w, SLOT_T1));
     SYNCO_TRY(bn_make(enc, &b->bn1, NAME("bn1"), &b->t1, &b->a1, 1));
-    SYNCO_TRY(conv_make(enc, &b->conv2, NAME("conv2"), &b->a1, &b->t2, planes, 3, stride, 1));
-    SYNCO_TRY(synco_nn_act(enc, &b->a2, planes, b->t2.h, b->t2.w));
+    SYNCO_TRY(conv_make(enc, &b->conv2, NAME("conv2"), &b->a1, &b->t2, planes, 3, stride, 1, SLOT_T0));
+    SYNCO_TRY(synco_nn_act_slot(enc, &b->a2, planes, b->t2.h, b->t2.w, SLOT_T1));
     SYNCO_TRY(bn_make(enc, &b->bn2, NAME("bn2"), &b->t2, &b->a2, 1));
-    SYNCO_TRY(conv_make(enc, &b->conv3, NAME("conv3"), &b->a2, &b->t3, outc, 1, 1, 0));
-    SYNCO_TRY(synco_nn_act(enc, &b->out, outc, b->t3.h, b->t3.w));
+    SYNCO_TRY(conv_make(enc, &b->conv3, NAME("conv3"), &b->a2, &b->t3, outc, 1, 1, 0, SLOT_T0));
+    SYNCO_TRY(synco_nn_act_slot(enc, &b->out, outc, b->t3.h, b->t3.w, out_slot));
     SYNCO_TRY(bn_make(enc, &b->bn3, NAME("bn3"), &b->t3, &b->out, 0));
   }
   if (b->has_down) {
-    SYNCO_TRY(conv_make(enc, &b->down, NAME("downsample.0"), in, &b->td, outc, 1, stride, 0));
+    SYNCO_TRY(conv_make(enc, &b->down, NAME("downsample.0"), in, &b->td, outc, 1, stride, 0, SLOT_T0));
     b->sc = b->out;
     b->sc.data = NULL; /* the buffer S, bound after creation */
     SYNCO_TRY(bn_make(enc, &b->down_bn, NAME("downsample.1"), &b->td, &b->sc, 0));
@@ -158,10 +169,11 @@ synco_status synco_nn_resnet_build(synco_encoder *enc) {
 
   SYNCO_TRY(synco_nn_act(enc, &enc->x_t, 3, s, s));
   if (cfg->cifar_stem)
-    SYNCO_TRY(conv_make(enc, &enc->conv1, "conv1", &enc->x_t, &enc->t0, w, 3, 1, 1));
+    SYNCO_TRY(conv_make(enc, &enc->conv1, "conv1", &enc->x_t, &enc->t0, w, 3, 1, 1, SLOT_T0));
   else
-    SYNCO_TRY(conv_make(enc, &enc->conv1, "conv1", &enc->x_t, &enc->t0, w, 7, 2, 3));
-  SYNCO_TRY(synco_nn_act(enc, &enc->a0, w, enc->t0.h, enc->t0.w));
+    SYNCO_TRY(conv_make(enc, &enc->conv1, "conv1", &enc->x_t, &enc->t0, w, 7, 2, 3, SLOT_T0));
+  /* the stem's output is the first block's input (IO0); with the max-pool that is the pool's output */
+  SYNCO_TRY(synco_nn_act_slot(enc, &enc->a0, w, enc->t0.h, enc->t0.w, cfg->cifar_stem ? SLOT_IO0 : SLOT_T1));
   SYNCO_TRY(bn_make(enc, &enc->bn1, "bn1", &enc->t0, &enc->a0, 1));
   enc->stem_out = &enc->a0;
   if (!cfg->cifar_stem) {
@@ -177,7 +189,7 @@ synco_status synco_nn_resnet_build(synco_encoder *enc) {
     op->ow = synco_conv_out_size(op->w, 3, 2, 1);
     op->dtype = SYNCO_F32;
     op->impl = NULL;
-    SYNCO_TRY(synco_nn_act(enc, &enc->p0, w, op->oh, op->ow));
+    SYNCO_TRY(synco_nn_act_slot(enc, &enc->p0, w, op->oh, op->ow, SLOT_IO0));
     SYNCO_TRY(be->pool_plan(be, op));
     enc->pool_planned = 1;
     enc->stem_out = &enc->p0;
@@ -190,7 +202,8 @@ synco_status synco_nn_resnet_build(synco_encoder *enc) {
   int k = 0;
   for (int layer = 0; layer < 4; layer++)
     for (int i = 0; i < stages[layer]; i++, k++) {
-      SYNCO_TRY(block_make(enc, &enc->blocks[k], layer + 1, i, in, w << layer, i == 0 && layer > 0 ? 2 : 1));
+      SYNCO_TRY(block_make(enc, &enc->blocks[k], layer + 1, i, in, w << layer, i == 0 && layer > 0 ? 2 : 1,
+                           k % 2 ? SLOT_IO0 : SLOT_IO1));
       in = &enc->blocks[k].out;
     }
   enc->feature_dim = in->c;
@@ -265,10 +278,14 @@ static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b) {
   synco_backend *be = enc->be;
   synco_tensor dA = like(enc->gA, &b->out), dB, dS;
   if (!b->has_down) {
+    /* The masked gradient is both the shortcut's and the last BN's: mask once into S, which the last BN
+     * then reads, so A is free for the main path. */
     dS = like(enc->gS, &b->out);
     SYNCO_TRY(be->relu_bwd(be, &dS, &dA, &b->out));
+    dA = dS;
+  } else {
+    SYNCO_TRY(be->relu_bwd(be, &dA, &dA, &b->out));
   }
-  SYNCO_TRY(be->relu_bwd(be, &dA, &dA, &b->out));
   if (b->has_down) {
     dB = like(enc->gB, &b->td);
     SYNCO_TRY(bn_bwd(enc, &b->down_bn, &dB, &dA));

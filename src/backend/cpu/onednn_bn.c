@@ -6,7 +6,9 @@
  * Fused ReLU uses dnnl_fuse_norm_relu in the forward passes; the backward pass does not rely on the
  * forward's workspace (a layer may run forward more than once before its backward): it masks dy by y > 0
  * into dx and runs the plain backward primitive in place on dx. The backward recovers the variance from the
- * saved invstd, so it needs nothing from the forward call either. dgamma and dbeta accumulate. */
+ * saved invstd, so it needs nothing from the forward call either. dgamma and dbeta accumulate.
+ * fp32 goes to the OpenMP implementation of cpu_bn.c instead (one pass over all groups, no spin barriers);
+ * the primitive path stays for bf16 and, with SYNCO_ONEDNN_BN=1, for comparisons. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "backend/cpu/onednn_util.h"
 
 typedef struct {
+  synco_cpu_bn *native;     /* fp32: the OpenMP implementation (cpu_bn.c); nothing below is used */
   synco_layout l;
   int per;                  /* images per group */
   size_t slice_bytes;       /* bytes of one group's activations */
@@ -36,6 +39,7 @@ void synco_dnnl_bn_release(synco_backend *be, synco_bn_op *op) {
   bn_impl *k = op->impl;
   (void)be;
   if (!k) return;
+  synco_cpu_bn_release(k->native);
   synco_dnnl_prim_free(&k->ft);
   synco_dnnl_prim_free(&k->fe);
   synco_dnnl_prim_free(&k->b);
@@ -104,6 +108,9 @@ static synco_status plan(synco_backend *be, synco_bn_op *op, bn_impl *k) {
   const int G = op->groups, C = op->c;
   k->l = synco_dnnl_act_layout(be, C, op->h, op->w, op->dtype);
   k->per = op->n / G;
+  /* SYNCO_ONEDNN_BN=1 keeps oneDNN's primitive for fp32 too (for comparisons). */
+  const char *env = getenv("SYNCO_ONEDNN_BN");
+  if (op->dtype == SYNCO_F32 && !(env && *env == '1')) return synco_cpu_bn_plan(be, op, &k->native);
   k->slice_bytes = (size_t)k->per * C * op->h * op->w * synco_dtype_size(op->dtype);
   SYNCO_TRY(synco_dnnl_md_act(&k->md_slice, k->per, C, op->h, op->w, op->dtype, k->l));
   SYNCO_TRY(synco_dnnl_md_act(&k->md_full, op->n, C, op->h, op->w, op->dtype, k->l));
@@ -194,6 +201,8 @@ synco_status synco_dnnl_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
   SYNCO_TRY(ready("bn_fwd_train x", op, x));
   SYNCO_TRY(ready("bn_fwd_train y", op, y));
   bn_impl *k = op->impl;
+  if (k->native)
+    return synco_cpu_bn_fwd_train(k->native, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta);
   const int G = op->groups, C = op->c;
   dnnl_exec_arg_t a[8] = {{DNNL_ARG_SRC, k->m_s}, {DNNL_ARG_DST, k->m_d}, {DNNL_ARG_MEAN, k->m_mean},
                           {DNNL_ARG_VARIANCE, k->m_var}};
@@ -232,6 +241,7 @@ synco_status synco_dnnl_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_te
   SYNCO_TRY(ready("bn_fwd_eval x", op, x));
   SYNCO_TRY(ready("bn_fwd_eval y", op, y));
   bn_impl *k = op->impl;
+  if (k->native) return synco_cpu_bn_fwd_eval(k->native, op, y, x, gamma, beta, running_mean, running_var);
   dnnl_exec_arg_t a[8] = {{DNNL_ARG_SRC, k->m_sf}, {DNNL_ARG_DST, k->m_df}, {DNNL_ARG_MEAN, k->m_mean},
                           {DNNL_ARG_VARIANCE, k->m_var}};
   int na = 4;
@@ -251,10 +261,11 @@ synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
   SYNCO_TRY(ready("bn_bwd dy", op, dy));
   SYNCO_TRY(ready("bn_bwd x", op, x));
   bn_impl *k = op->impl;
+  if (op->relu) SYNCO_TRY(ready("bn_bwd y", op, y));
+  if (k->native) return synco_cpu_bn_bwd(k->native, op, dx, dgamma, dbeta, dy, y, x, gamma, save_mean, save_invstd);
   const int G = op->groups, C = op->c;
   const void *diff_dst = dy->data;
   if (op->relu) {
-    SYNCO_TRY(ready("bn_bwd y", op, y));
     if (dx->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn bn_bwd: fused relu is fp32 only");
     const float *py = y->data, *pdy = dy->data;
     float *pdx = dx->data;

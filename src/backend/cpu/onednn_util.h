@@ -51,6 +51,8 @@ typedef struct {
   dnnl_primitive_attr_t attr_sum; /* user scratchpad + sum post-op: reorders that accumulate (dw +=) */
   void *scratch;               /* one scratchpad shared by every primitive, grown at plan time */
   size_t scratch_bytes;
+  float *wtmp;                 /* plain staging for transformed conv weights (onednn_conv.c), grown at plan time */
+  size_t wtmp_bytes;
 } synco_dnnl_ctx;
 
 /* A primitive with the memory object its scratchpad is bound through. */
@@ -108,6 +110,20 @@ synco_status synco_dnnl_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_te
 synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
                                const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
                                const float *gamma, const float *save_mean, const float *save_invstd);
+
+/* fp32 batch norm as OpenMP loops (cpu_bn.c); onednn_bn.c dispatches to it for F32 activations. */
+typedef struct synco_cpu_bn synco_cpu_bn;
+synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_cpu_bn **out);
+void synco_cpu_bn_release(synco_cpu_bn *k);
+synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                    float *save_invstd, float *running_mean, float *running_var,
+                                    const synco_tensor *x, const float *gamma, const float *beta);
+synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
+                                   const float *gamma, const float *beta, const float *running_mean,
+                                   const float *running_var);
+synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
+                              const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
+                              const float *gamma, const float *save_mean, const float *save_invstd);
 
 synco_status synco_dnnl_pool_plan(synco_backend *be, synco_pool_op *op);
 void synco_dnnl_pool_release(synco_backend *be, synco_pool_op *op);

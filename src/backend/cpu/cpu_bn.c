@@ -1,0 +1,497 @@
+/* fp32 batch normalization (+ fused ReLU, + Split-BN) for the oneDNN backend, written as OpenMP loops
+ * instead of oneDNN's bnorm primitive. Why not the primitive: Split-BN ran it once per group (8 small calls
+ * per layer, each a parallel region), its JIT kernel synchronizes its threads with a spin barrier that burns a
+ * whole time slice whenever the partner thread is descheduled (a shared 2-core machine), and the fused-ReLU
+ * backward needed a separate masking pass. Here one parallel loop over (group, channel block) tasks does a
+ * whole layer: each task's slice (images of one group × one block of B channels) is contiguous per image in
+ * every layout of this backend (nChw8c, nChw16c, plain = blocks of 1), so the statistics pass, the variance
+ * pass and the normalize pass of a task run over data that is still in the core's L2. Statistics are summed
+ * per image in float and across images in double; the variance is the mean of squared deviations (two passes,
+ * no cancellation). The backward masks dy by y > 0 on the fly when the ReLU is fused, and is safe in place
+ * (dx == dy) because every element is read before it is written. dgamma / dbeta are summed per group and
+ * added to the caller's arrays in group order after the parallel loop, so results do not depend on threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/onednn_util.h"
+
+/* Pointer to the first element of (image n, channel block cb) and the distance between images. */
+#define SLICE(p, n, cb) ((p) + ((long)(n) * CB + (cb)) * HW * B)
+
+/* ---- AVX2 kernels for blocked layouts (B = 8 or 16: NV = B / 8 vectors per pixel) ------------------------
+ * The library is built for x86-64-v2, where the compiler cannot vectorize the masked, lane-interleaved loops
+ * below well; these run wherever the CPU has AVX2 + FMA, which every CPU that gets a blocked layout has. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SYNCO_BN_AVX2 1
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* Set by synco_cpu_bn_plan (single-threaded) before any kernel runs. */
+static int g_avx2 = -1;
+static int have_avx2(void) {
+  if (g_avx2 < 0) g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return g_avx2;
+}
+
+static AVX2 void avx_stats(const float *x, long stride, int per, long HW, int NV, double *mean, double *var) {
+  double s[16] = {0}, v[16] = {0};
+  const double m = (double)per * HW;
+  for (int n = 0; n < per; n++) {
+    const float *p = x + n * stride;
+    for (int k = 0; k < NV; k++) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      long i = 0;
+      for (; i + 1 < HW; i += 2) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + (i * NV + k) * 8));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + ((i + 1) * NV + k) * 8));
+      }
+      if (i < HW) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + (i * NV + k) * 8));
+      float t[8];
+      _mm256_storeu_ps(t, _mm256_add_ps(a0, a1));
+      for (int b = 0; b < 8; b++) s[k * 8 + b] += t[b];
+    }
+  }
+  float mf[16];
+  for (int b = 0; b < NV * 8; b++) {
+    mean[b] = s[b] / m;
+    mf[b] = (float)mean[b];
+  }
+  for (int n = 0; n < per; n++) {
+    const float *p = x + n * stride;
+    for (int k = 0; k < NV; k++) {
+      const __m256 mu = _mm256_loadu_ps(mf + k * 8);
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      long i = 0;
+      for (; i + 1 < HW; i += 2) {
+        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(p + (i * NV + k) * 8), mu);
+        const __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(p + ((i + 1) * NV + k) * 8), mu);
+        a0 = _mm256_fmadd_ps(d0, d0, a0);
+        a1 = _mm256_fmadd_ps(d1, d1, a1);
+      }
+      if (i < HW) {
+        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(p + (i * NV + k) * 8), mu);
+        a0 = _mm256_fmadd_ps(d0, d0, a0);
+      }
+      float t[8];
+      _mm256_storeu_ps(t, _mm256_add_ps(a0, a1));
+      for (int b = 0; b < 8; b++) v[k * 8 + b] += t[b];
+    }
+  }
+  for (int b = 0; b < NV * 8; b++) var[b] = v[b] / m;
+}
+
+static AVX2 void avx_affine(float *y, const float *x, long stride, int per, long HW, int NV, const float *scale,
+                            const float *shift, int relu) {
+  const __m256 z = _mm256_setzero_ps();
+  for (int k = 0; k < NV; k++) {
+    const __m256 sc = _mm256_loadu_ps(scale + k * 8), sh = _mm256_loadu_ps(shift + k * 8);
+    for (int n = 0; n < per; n++) {
+      const float *p = x + n * stride + k * 8;
+      float *q = y + n * stride + k * 8;
+      if (relu)
+        for (long i = 0; i < HW; i++)
+          _mm256_storeu_ps(q + i * NV * 8, _mm256_max_ps(_mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh), z));
+      else
+        for (long i = 0; i < HW; i++)
+          _mm256_storeu_ps(q + i * NV * 8, _mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh));
+    }
+  }
+}
+
+static AVX2 void avx_bwd_sums(const float *dy, const float *y, const float *x, long stride, int per, long HW, int NV,
+                              const float *mean, int relu, double *sdy, double *sdyx) {
+  const __m256 z = _mm256_setzero_ps();
+  for (int b = 0; b < NV * 8; b++) sdy[b] = sdyx[b] = 0;
+  for (int n = 0; n < per; n++)
+    for (int k = 0; k < NV; k++) {
+      const float *pd = dy + n * stride + k * 8, *px = x + n * stride + k * 8;
+      const float *py = relu ? y + n * stride + k * 8 : NULL;
+      const __m256 mu = _mm256_loadu_ps(mean + k * 8);
+      __m256 a = _mm256_setzero_ps(), c = _mm256_setzero_ps();
+      for (long i = 0; i < HW; i++) {
+        __m256 d = _mm256_loadu_ps(pd + i * NV * 8);
+        if (relu) d = _mm256_and_ps(d, _mm256_cmp_ps(_mm256_loadu_ps(py + i * NV * 8), z, _CMP_GT_OQ));
+        a = _mm256_add_ps(a, d);
+        c = _mm256_fmadd_ps(d, _mm256_sub_ps(_mm256_loadu_ps(px + i * NV * 8), mu), c);
+      }
+      float ta[8], tc[8];
+      _mm256_storeu_ps(ta, a);
+      _mm256_storeu_ps(tc, c);
+      for (int b = 0; b < 8; b++) {
+        sdy[k * 8 + b] += ta[b];
+        sdyx[k * 8 + b] += tc[b];
+      }
+    }
+}
+
+static AVX2 void avx_bwd_apply(float *dx, const float *dy, const float *y, const float *x, long stride, int per,
+                               long HW, int NV, const float *ka, const float *kb, const float *kc, int relu) {
+  const __m256 z = _mm256_setzero_ps();
+  for (int k = 0; k < NV; k++) {
+    const __m256 va = _mm256_loadu_ps(ka + k * 8), vb = _mm256_loadu_ps(kb + k * 8), vc = _mm256_loadu_ps(kc + k * 8);
+    for (int n = 0; n < per; n++) {
+      const float *pd = dy + n * stride + k * 8, *px = x + n * stride + k * 8;
+      const float *py = relu ? y + n * stride + k * 8 : NULL;
+      float *q = dx + n * stride + k * 8;
+      for (long i = 0; i < HW; i++) {
+        __m256 d = _mm256_loadu_ps(pd + i * NV * 8);
+        if (relu) d = _mm256_and_ps(d, _mm256_cmp_ps(_mm256_loadu_ps(py + i * NV * 8), z, _CMP_GT_OQ));
+        _mm256_storeu_ps(q + i * NV * 8, _mm256_fmadd_ps(va, d, _mm256_fmadd_ps(vb, _mm256_loadu_ps(px + i * NV * 8), vc)));
+      }
+    }
+  }
+}
+#endif
+
+struct synco_cpu_bn {
+  int B;          /* channel block of the layout (1 = plain) */
+  int per;        /* images per group */
+  double *acc;    /* [groups * c * 2]: per-group (mean, var) of the forward, (dgamma, dbeta) of the backward */
+};
+
+void synco_cpu_bn_release(synco_cpu_bn *k) {
+  if (!k) return;
+  free(k->acc);
+  free(k);
+}
+
+synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_cpu_bn **out) {
+  *out = NULL;
+  const synco_layout l = synco_dnnl_act_layout(be, op->c, op->h, op->w, op->dtype);
+  synco_cpu_bn *k = synco_calloc(1, sizeof *k);
+  if (!k) return SYNCO_ERR_NOMEM;
+  k->B = synco_dnnl_layout_block(l);
+#ifdef SYNCO_BN_AVX2
+  (void)have_avx2();
+#endif
+  k->per = op->n / op->groups;
+  k->acc = synco_malloc((size_t)op->groups * op->c * 2 * sizeof(double));
+  if (!k->acc) {
+    synco_cpu_bn_release(k);
+    return SYNCO_ERR_NOMEM;
+  }
+  *out = k;
+  return SYNCO_OK;
+}
+
+/* ---- forward ------------------------------------------------------------------------------------- */
+
+/* Mean and biased variance of the lanes of one task, B lanes interleaved, per images of HW pixels. */
+static inline __attribute__((always_inline)) void task_stats(const float *x, long img_stride, int per, long HW,
+                                                             int B, double *mean, double *var) {
+  double s[16] = {0}, v[16] = {0};
+  const double m = (double)per * HW;
+  for (int n = 0; n < per; n++) {
+    const float *p = x + n * img_stride;
+    float a[16] = {0};
+    if (B == 1) {
+      float t = 0.f;
+#pragma omp simd reduction(+ : t)
+      for (long i = 0; i < HW; i++) t += p[i];
+      a[0] = t;
+    } else {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) a[b] += p[i * B + b];
+    }
+    for (int b = 0; b < B; b++) s[b] += a[b];
+  }
+  float mf[16];
+  for (int b = 0; b < B; b++) {
+    mean[b] = s[b] / m;
+    mf[b] = (float)mean[b];
+  }
+  for (int n = 0; n < per; n++) {
+    const float *p = x + n * img_stride;
+    float a[16] = {0};
+    if (B == 1) {
+      float t = 0.f;
+      const float m0 = mf[0];
+#pragma omp simd reduction(+ : t)
+      for (long i = 0; i < HW; i++) t += (p[i] - m0) * (p[i] - m0);
+      a[0] = t;
+    } else {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) {
+          const float d = p[i * B + b] - mf[b];
+          a[b] += d * d;
+        }
+    }
+    for (int b = 0; b < B; b++) v[b] += a[b];
+  }
+  for (int b = 0; b < B; b++) var[b] = v[b] / m;
+}
+
+/* y = x * scale + shift (then ReLU) over one task's images. */
+static inline __attribute__((always_inline)) void task_affine(float *y, const float *x, long img_stride, int per,
+                                                              long HW, int B, const float *scale, const float *shift,
+                                                              int relu) {
+  for (int n = 0; n < per; n++) {
+    const float *p = x + n * img_stride;
+    float *q = y + n * img_stride;
+    if (B == 1) {
+      const float sc = scale[0], sh = shift[0];
+      if (relu) {
+#pragma omp simd
+        for (long i = 0; i < HW; i++) {
+          const float t = p[i] * sc + sh;
+          q[i] = t > 0.f ? t : 0.f;
+        }
+      } else {
+#pragma omp simd
+        for (long i = 0; i < HW; i++) q[i] = p[i] * sc + sh;
+      }
+      continue;
+    }
+    if (relu) {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) {
+          const float t = p[i * B + b] * scale[b] + shift[b];
+          q[i * B + b] = t > 0.f ? t : 0.f;
+        }
+    } else {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) q[i * B + b] = p[i * B + b] * scale[b] + shift[b];
+    }
+  }
+}
+
+static void fwd_train_task(const synco_bn_op *op, int B, int per, int g, int cb, double *acc, float *y,
+                           const float *x, float *save_mean, float *save_invstd, const float *gamma,
+                           const float *beta) {
+  const long HW = (long)op->h * op->w, CB = op->c / B;
+  double mean[16], var[16];
+  float scale[16], shift[16];
+  const float *xs = SLICE(x, (long)g * per, cb);
+  float *ys = SLICE(y, (long)g * per, cb);
+  const long stride = CB * HW * B;
+#ifdef SYNCO_BN_AVX2
+  const int avx = B % 8 == 0 && have_avx2();
+  if (avx) avx_stats(xs, stride, per, HW, B / 8, mean, var);
+  else
+#endif
+  switch (B) { /* constant B lets the compiler unroll and vectorize the lane loops */
+    case 8: task_stats(xs, stride, per, HW, 8, mean, var); break;
+    case 16: task_stats(xs, stride, per, HW, 16, mean, var); break;
+    default: task_stats(xs, stride, per, HW, 1, mean, var); break;
+  }
+  for (int b = 0; b < B; b++) {
+    const int c = cb * B + b;
+    const double is = 1.0 / sqrt(var[b] + op->eps);
+    save_mean[(size_t)g * op->c + c] = (float)mean[b];
+    save_invstd[(size_t)g * op->c + c] = (float)is;
+    acc[((size_t)g * op->c + c) * 2] = mean[b];
+    acc[((size_t)g * op->c + c) * 2 + 1] = var[b];
+    scale[b] = (float)(gamma[c] * is);
+    shift[b] = (float)(beta[c] - mean[b] * gamma[c] * is);
+  }
+#ifdef SYNCO_BN_AVX2
+  if (avx) avx_affine(ys, xs, stride, per, HW, B / 8, scale, shift, op->relu);
+  else
+#endif
+  switch (B) {
+    case 8: task_affine(ys, xs, stride, per, HW, 8, scale, shift, op->relu); break;
+    case 16: task_affine(ys, xs, stride, per, HW, 16, scale, shift, op->relu); break;
+    default: task_affine(ys, xs, stride, per, HW, 1, scale, shift, op->relu); break;
+  }
+}
+
+synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                    float *save_invstd, float *running_mean, float *running_var,
+                                    const synco_tensor *x, const float *gamma, const float *beta) {
+  const int G = op->groups, C = op->c, B = k->B, per = k->per, CB = C / B;
+  const float *px = x->data;
+  float *py = y->data;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < G * CB; t++)
+    fwd_train_task(op, B, per, t / CB, t % CB, k->acc, py, px, save_mean, save_invstd, gamma, beta);
+  const double m = (double)per * op->h * op->w;
+  const double unbias = m > 1 ? m / (m - 1) : 1.0;
+  const float mom = op->momentum;
+  for (int i = 0; i < C; i++) {
+    double mean = 0, var = 0;
+    for (int g = 0; g < G; g++) {
+      const size_t j = ((size_t)g * C + i) * 2;
+      mean += k->acc[j];
+      var += k->acc[j + 1] * unbias;
+    }
+    running_mean[i] = (1.f - mom) * running_mean[i] + mom * (float)(mean / G);
+    running_var[i] = (1.f - mom) * running_var[i] + mom * (float)(var / G);
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
+                                   const float *gamma, const float *beta, const float *running_mean,
+                                   const float *running_var) {
+  const int B = k->B, CB = op->c / B;
+  const long HW = (long)op->h * op->w, N = op->n;
+  const float *px = x->data;
+  float *py = y->data;
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < N * CB; t++) {
+    const long n = t / CB, cb = t % CB;
+    float scale[16], shift[16];
+    for (int b = 0; b < B; b++) {
+      const int c = (int)cb * B + b;
+      const float is = 1.0f / sqrtf(running_var[c] + op->eps);
+      scale[b] = gamma[c] * is;
+      shift[b] = beta[c] - running_mean[c] * gamma[c] * is;
+    }
+    const float *xs = SLICE(px, n, cb);
+    float *ys = SLICE(py, n, cb);
+#ifdef SYNCO_BN_AVX2
+    if (B % 8 == 0 && have_avx2()) avx_affine(ys, xs, 0, 1, HW, B / 8, scale, shift, op->relu);
+    else
+#endif
+    switch (B) {
+      case 8: task_affine(ys, xs, 0, 1, HW, 8, scale, shift, op->relu); break;
+      case 16: task_affine(ys, xs, 0, 1, HW, 16, scale, shift, op->relu); break;
+      default: task_affine(ys, xs, 0, 1, HW, 1, scale, shift, op->relu); break;
+    }
+  }
+  return SYNCO_OK;
+}
+
+/* ---- backward ------------------------------------------------------------------------------------ */
+
+/* Σ dy' and Σ dy'·(x − mean) per lane, dy' = dy masked by y > 0 when relu. */
+static inline __attribute__((always_inline)) void task_bwd_sums(const float *dy, const float *y, const float *x,
+                                                                long img_stride, int per, long HW, int B,
+                                                                const float *mean, int relu, double *sdy,
+                                                                double *sdyx) {
+  for (int b = 0; b < B; b++) sdy[b] = sdyx[b] = 0;
+  for (int n = 0; n < per; n++) {
+    const float *pd = dy + n * img_stride, *px = x + n * img_stride, *py = relu ? y + n * img_stride : NULL;
+    float a[16] = {0}, c[16] = {0};
+    if (B == 1) {
+      float t = 0.f, u = 0.f;
+      const float m0 = mean[0];
+      if (relu) {
+#pragma omp simd reduction(+ : t, u)
+        for (long i = 0; i < HW; i++) {
+          const float d = py[i] > 0.f ? pd[i] : 0.f;
+          t += d;
+          u += d * (px[i] - m0);
+        }
+      } else {
+#pragma omp simd reduction(+ : t, u)
+        for (long i = 0; i < HW; i++) {
+          t += pd[i];
+          u += pd[i] * (px[i] - m0);
+        }
+      }
+      a[0] = t;
+      c[0] = u;
+    } else if (relu) {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) {
+          const float d = py[i * B + b] > 0.f ? pd[i * B + b] : 0.f;
+          a[b] += d;
+          c[b] += d * (px[i * B + b] - mean[b]);
+        }
+    } else {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) {
+          const float d = pd[i * B + b];
+          a[b] += d;
+          c[b] += d * (px[i * B + b] - mean[b]);
+        }
+    }
+    for (int b = 0; b < B; b++) {
+      sdy[b] += a[b];
+      sdyx[b] += c[b];
+    }
+  }
+}
+
+/* dx = ka·dy' + kb·x + kc per lane. */
+static inline __attribute__((always_inline)) void task_bwd_apply(float *dx, const float *dy, const float *y,
+                                                                 const float *x, long img_stride, int per, long HW,
+                                                                 int B, const float *ka, const float *kb,
+                                                                 const float *kc, int relu) {
+  for (int n = 0; n < per; n++) {
+    const float *pd = dy + n * img_stride, *px = x + n * img_stride, *py = relu ? y + n * img_stride : NULL;
+    float *q = dx + n * img_stride;
+    if (B == 1) {
+      const float a = ka[0], bb = kb[0], cc = kc[0];
+      if (relu) {
+#pragma omp simd
+        for (long i = 0; i < HW; i++) q[i] = a * (py[i] > 0.f ? pd[i] : 0.f) + bb * px[i] + cc;
+      } else {
+#pragma omp simd
+        for (long i = 0; i < HW; i++) q[i] = a * pd[i] + bb * px[i] + cc;
+      }
+    } else if (relu) {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) {
+          const float d = py[i * B + b] > 0.f ? pd[i * B + b] : 0.f;
+          q[i * B + b] = ka[b] * d + kb[b] * px[i * B + b] + kc[b];
+        }
+    } else {
+      for (long i = 0; i < HW; i++)
+        for (int b = 0; b < B; b++) q[i * B + b] = ka[b] * pd[i * B + b] + kb[b] * px[i * B + b] + kc[b];
+    }
+  }
+}
+
+static void bwd_task(const synco_bn_op *op, int B, int per, int g, int cb, double *acc, float *dx, const float *dy,
+                     const float *y, const float *x, const float *gamma, const float *save_mean,
+                     const float *save_invstd) {
+  const long HW = (long)op->h * op->w, CB = op->c / B, stride = CB * HW * B;
+  const long off = ((long)g * per * CB + cb) * HW * B;
+  const int relu = op->relu;
+  float mean[16], ka[16], kb[16], kc[16];
+  double sdy[16], sdyx[16];
+  for (int b = 0; b < B; b++) mean[b] = save_mean[(size_t)g * op->c + cb * B + b];
+  const float *yy = relu ? y + off : NULL;
+#ifdef SYNCO_BN_AVX2
+  const int avx = B % 8 == 0 && have_avx2();
+  if (avx) avx_bwd_sums(dy + off, yy, x + off, stride, per, HW, B / 8, mean, relu, sdy, sdyx);
+  else
+#endif
+  switch (B) {
+    case 8: task_bwd_sums(dy + off, yy, x + off, stride, per, HW, 8, mean, relu, sdy, sdyx); break;
+    case 16: task_bwd_sums(dy + off, yy, x + off, stride, per, HW, 16, mean, relu, sdy, sdyx); break;
+    default: task_bwd_sums(dy + off, yy, x + off, stride, per, HW, 1, mean, relu, sdy, sdyx); break;
+  }
+  const double m = (double)per * HW;
+  for (int b = 0; b < B; b++) {
+    const int c = cb * B + b;
+    const double is = save_invstd[(size_t)g * op->c + c], gm = gamma[c];
+    /* dx = γ·is·(dy' − Σdy'/m − (x − μ)·is²·Σdy'(x − μ)/m) */
+    const double a = gm * is, bb = -gm * is * is * is * sdyx[b] / m, cc = -gm * is * sdy[b] / m - bb * mean[b];
+    ka[b] = (float)a;
+    kb[b] = (float)bb;
+    kc[b] = (float)cc;
+    acc[((size_t)g * op->c + c) * 2] = sdyx[b] * is; /* dgamma */
+    acc[((size_t)g * op->c + c) * 2 + 1] = sdy[b];   /* dbeta */
+  }
+#ifdef SYNCO_BN_AVX2
+  if (avx) avx_bwd_apply(dx + off, dy + off, yy, x + off, stride, per, HW, B / 8, ka, kb, kc, relu);
+  else
+#endif
+  switch (B) {
+    case 8: task_bwd_apply(dx + off, dy + off, yy, x + off, stride, per, HW, 8, ka, kb, kc, relu); break;
+    case 16: task_bwd_apply(dx + off, dy + off, yy, x + off, stride, per, HW, 16, ka, kb, kc, relu); break;
+    default: task_bwd_apply(dx + off, dy + off, yy, x + off, stride, per, HW, 1, ka, kb, kc, relu); break;
+  }
+}
+
+synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
+                              const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
+                              const float *gamma, const float *save_mean, const float *save_invstd) {
+  const int G = op->groups, C = op->c, B = k->B, per = k->per, CB = C / B;
+  const float *pdy = dy->data, *px = x->data, *py = op->relu ? y->data : NULL;
+  float *pdx = dx->data;
+  double *acc = k->acc;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < G * CB; t++)
+    bwd_task(op, B, per, t / CB, t % CB, acc, pdx, pdy, py, px, gamma, save_mean, save_invstd);
+  for (int g = 0; g < G; g++)
+    for (int c = 0; c < C; c++) {
+      dgamma[c] += (float)acc[((size_t)g * C + c) * 2];
+      dbeta[c] += (float)acc[((size_t)g * C + c) * 2 + 1];
+    }
+  return SYNCO_OK;
+}
