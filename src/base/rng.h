@@ -17,6 +17,7 @@ typedef enum {
   SYNCO_RNG_NEGATIVES,     /* synthetic negatives (sample = global step) */
   SYNCO_RNG_SPLIT,         /* label subsets, held-out splits */
   SYNCO_RNG_EVAL,          /* evaluation-time augmentation and shuffles */
+  SYNCO_RNG_KEY_SHUFFLE,   /* the batch permutation before the key encoder (epoch = global step) */
   SYNCO_RNG_TEST = 100,    /* tests */
 } synco_rng_purpose;
 

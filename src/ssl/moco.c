@@ -24,6 +24,8 @@ struct synco_moco {
   long ptr;
   float *q_raw, *k_raw, *q, *k, *dq, *dq_raw, *qnorm, *knorm; /* [B, dim] / [B] */
   float *keys;                  /* [2B, dim]: keys to enqueue (two with a symmetric loss) */
+  float *x_shuf;                /* [B, 3, S, S]: the key images in shuffled order */
+  uint32_t *perm;               /* [B] */
   synco_infonce_scratch loss;
   synco_negatives_draws draws;
   int neg_total;
@@ -53,6 +55,8 @@ void synco_moco_free(synco_moco *m) {
   free(m->qnorm);
   free(m->knorm);
   free(m->keys);
+  free(m->x_shuf);
+  free(m->perm);
   synco_infonce_free(&m->loss);
   if (m->neg_total) synco_negatives_free(&m->draws);
   free(m);
@@ -74,7 +78,10 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->be = be;
   m->B = cfg->batch;
   synco_status s = synco_encoder_create(&m->eq, be, &cfg->enc, cfg->batch, cfg->image_size, cfg->seed);
-  if (!s) s = synco_encoder_create(&m->ek, be, &cfg->enc, cfg->batch, cfg->image_size, cfg->seed);
+  /* The key encoder never runs backward: it shares four activation buffers instead of keeping them all. */
+  synco_encoder_config kc = cfg->enc;
+  kc.forward_only = 1;
+  if (!s) s = synco_encoder_create(&m->ek, be, &kc, cfg->batch, cfg->image_size, cfg->seed);
   if (s) {
     synco_moco_free(m);
     return s;
@@ -95,8 +102,10 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->qnorm = malloc((size_t)m->B * sizeof(float));
   m->knorm = malloc((size_t)m->B * sizeof(float));
   m->keys = malloc(2 * bd * sizeof(float));
+  m->x_shuf = malloc((size_t)m->B * 3 * cfg->image_size * cfg->image_size * sizeof(float));
+  m->perm = malloc((size_t)m->B * sizeof(uint32_t));
   if (!m->mom || !m->queue || !m->q_raw || !m->k_raw || !m->q || !m->k || !m->dq || !m->dq_raw || !m->qnorm ||
-      !m->knorm || !m->keys) {
+      !m->knorm || !m->keys || !m->x_shuf || !m->perm) {
     synco_moco_free(m);
     return synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state");
   }
@@ -125,11 +134,26 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   return SYNCO_OK;
 }
 
-/* k = normalize(f_k(x)) into dst (no gradient). */
-static synco_status encode_keys(synco_moco *m, float *dst, const float *x) {
-  SYNCO_TRY(synco_encoder_forward(m->ek, m->k_raw, x, m->B, 1));
-  synco_tensor y = matrix(dst, m->B, m->dim), xr = matrix(m->k_raw, m->B, m->dim);
-  return m->be->l2norm_fwd(m->be, &y, m->knorm, &xr);
+/* k = normalize(f_k(x)) into dst (no gradient). With Split-BN the key images are shuffled before the key
+ * encoder and the keys unshuffled after, as MoCo's shuffle-BN: otherwise each BN group of the key encoder would
+ * hold the same images as the matching group of the query encoder, and BN statistics could leak which key
+ * belongs to which query. The permutation is keyed by (seed, step, pass). */
+static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint64_t step, int pass) {
+  const int B = m->B;
+  const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size;
+  const int shuffle = m->cfg.enc.bn_splits > 1;
+  if (shuffle) {
+    synco_rng r = synco_rng_make(m->cfg.seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
+    for (int i = 0; i < B; i++) m->perm[i] = (uint32_t)i;
+    synco_rng_shuffle(&r, m->perm, (uint32_t)B);
+    for (int i = 0; i < B; i++) memcpy(m->x_shuf + i * img, x + m->perm[i] * img, img * sizeof(float));
+  }
+  SYNCO_TRY(synco_encoder_forward(m->ek, m->k_raw, shuffle ? m->x_shuf : x, B, 1));
+  synco_tensor y = matrix(m->k, B, m->dim), xr = matrix(m->k_raw, B, m->dim);
+  SYNCO_TRY(m->be->l2norm_fwd(m->be, &y, m->knorm, &xr));
+  for (int i = 0; i < B; i++) /* row i of the output belongs to image perm[i] */
+    memcpy(dst + (size_t)(shuffle ? m->perm[i] : (uint32_t)i) * m->dim, m->k + (size_t)i * m->dim, m->dim * sizeof(float));
+  return SYNCO_OK;
 }
 
 /* One direction: q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
@@ -165,12 +189,12 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   synco_ema_update(pk, pq, P, m->cfg.m);
   double loss = 0, acc = 0;
   int nkeys = 1;
-  SYNCO_TRY(encode_keys(m, m->keys, x_k));
+  SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
   if (!m->cfg.symmetric) {
     SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc));
   } else {
     /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
-    SYNCO_TRY(encode_keys(m, m->keys + bd, x_q));
+    SYNCO_TRY(encode_keys(m, m->keys + bd, x_q, step, 1));
     SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc));
     SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, (uint64_t)m->B, &loss, &acc));
     acc *= 0.5;
