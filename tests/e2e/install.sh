@@ -30,7 +30,10 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 printf '#include <synco.h>\nint main(void) { return synco_version() == 0; }\n' > "$tmp/h.c"
 cc -std=c11 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags synco) -c "$tmp/h.c" -o "$tmp/h.o" || fail "synco.h does not compile alone"
 cp -r examples "$tmp/examples"
-make -C "$tmp/examples" > "$tmp/make.txt" 2>&1 || { cat "$tmp/make.txt"; fail "examples do not build against the installed library"; }
+# A sanitizer build's library needs the sanitizer runtimes linked into the example too.
+san=()
+grep -q "SYNCO_SANITIZE:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null && san=(LDFLAGS="-fsanitize=address,undefined")
+make -C "$tmp/examples" "${san[@]}" > "$tmp/make.txt" 2>&1 || { cat "$tmp/make.txt"; fail "examples do not build against the installed library"; }
 ldd "$tmp/examples/encode" | grep -q "$prefix/.*libsynco.so" || { ldd "$tmp/examples/encode"; fail "example not linked to the installed libsynco.so"; }
 ldd "$tmp/examples/encode-static" | grep -q libsynco && fail "static example links libsynco.so"
 
