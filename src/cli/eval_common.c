@@ -26,6 +26,7 @@ void synco_eval_model_defaults(synco_eval_model_opts *o) {
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
   synco_arg a[] = {
       {"ckpt", 0, SYNCO_ARG_STR, &o->ckpt, "pretraining checkpoint or exported encoder (.safetensors)"},
+      {"init", 0, SYNCO_ARG_STR, &o->init, "torchvision-named weights (a converted torchvision model); unmatched keys are listed"},
       {"which", 0, SYNCO_ARG_STR, &o->which, "encoder of a checkpoint: query or key"},
       {"random-init", 0, SYNCO_ARG_FLAG, &o->random_init, "no checkpoint: a randomly initialized encoder (baseline)"},
       {"arch", 'a', SYNCO_ARG_STR, &o->arch, "with --random-init: resnet18, resnet34 or resnet50"},
@@ -44,8 +45,8 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
 }
 
 int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
-  if (!o->ckpt == !o->random_init) {
-    fprintf(stderr, "synco %s: give exactly one of --ckpt FILE or --random-init\n", cmd);
+  if ((o->ckpt != NULL) + (o->init != NULL) + (o->random_init != 0) != 1) {
+    fprintf(stderr, "synco %s: give exactly one of --ckpt FILE, --init FILE or --random-init\n", cmd);
     return 2;
   }
   if (strcmp(o->which, "query") && strcmp(o->which, "key")) {
@@ -61,7 +62,7 @@ int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
 }
 
 const char *synco_eval_model_name(const synco_eval_model_opts *o, char *buf, size_t n) {
-  if (o->ckpt) snprintf(buf, n, "%s", o->ckpt);
+  if (o->ckpt || o->init) snprintf(buf, n, "%s", o->ckpt ? o->ckpt : o->init);
   else snprintf(buf, n, "random init (%s, width %d, seed %lld)", o->arch, o->width, o->seed);
   return buf;
 }
@@ -72,8 +73,8 @@ synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int
   int image_size = 0;
   *be = NULL;
   *enc = NULL;
-  if (o->ckpt) {
-    SYNCO_TRY(synco_weights_read_config(o->ckpt, &cfg, &image_size));
+  if (o->ckpt || o->init) {
+    SYNCO_TRY(synco_weights_read_config(o->ckpt ? o->ckpt : o->init, &cfg, &image_size));
   } else {
     memset(&cfg, 0, sizeof cfg);
     cfg.depth = !strcmp(o->arch, "resnet18") ? 18 : !strcmp(o->arch, "resnet34") ? 34 : !strcmp(o->arch, "resnet50") ? 50 : 0;
@@ -94,6 +95,11 @@ synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int
   SYNCO_TRY(synco_backend_create(o->backend, be));
   synco_status s = synco_encoder_create(enc, *be, &cfg, batch, image_size, (uint64_t)o->seed);
   if (!s && o->ckpt) s = synco_weights_load(*enc, o->ckpt, o->which, 0);
+  if (!s && o->init) {
+    char report[1024];
+    s = synco_weights_load_report(*enc, o->init, report, sizeof report);
+    if (!s) fprintf(stderr, "initialized from %s%s%s\n", o->init, report[0] ? ": " : "", report);
+  }
   if (s) {
     synco_encoder_free(*enc);
     synco_backend_destroy(*be);

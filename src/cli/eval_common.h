@@ -16,6 +16,7 @@
 
 typedef struct {
   const char *ckpt;      /* checkpoint or export; NULL with random_init */
+  const char *init;      /* torchvision-named weights (any unmatched key is reported, not fatal) */
   const char *which;     /* "query" or "key" encoder of a checkpoint */
   const char *backend;   /* auto, onednn, ref */
   const char *arch;      /* for --random-init */
@@ -29,7 +30,7 @@ void synco_eval_model_defaults(synco_eval_model_opts *o);
 /* The option rows for those fields (ckpt, which, random-init, arch, width, cifar-stem, image-size, batch, backend,
  * threads, seed); copies at most max rows into rows and returns how many. */
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
-/* Checks the combination (exactly one of --ckpt / --random-init); prints and returns 2 on misuse. */
+/* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. */
 int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o);
 
 /* Creates the backend and the encoder (backbone only with head = 0; with head = 1 the projection head too when

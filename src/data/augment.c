@@ -157,7 +157,9 @@ void synco_aug_hue(float *chw, size_t n, float f) {
   float *R = chw, *G = chw + n, *B = chw + 2 * n;
   for (size_t i = 0; i < n; i++) {
     const float r = R[i], g = G[i], b = B[i];
-    const float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+    /* ternaries and floor instead of fmaxf/fminf/fmodf: the same values for finite inputs, but inlined */
+    const float mx_gb = g > b ? g : b, mn_gb = g < b ? g : b;
+    const float maxc = r > mx_gb ? r : mx_gb, minc = r < mn_gb ? r : mn_gb;
     const int eqc = maxc == minc;
     const float cr = maxc - minc;
     const float s = cr / (eqc ? 1.0f : maxc);
@@ -167,10 +169,11 @@ void synco_aug_hue(float *chw, size_t n, float f) {
     if (maxc == r) h = bc - gc;
     else if (maxc == g) h = 2.0f + rc - bc;
     else h = 4.0f + gc - rc;
-    h = fmodf(h / 6.0f + 1.0f, 1.0f);
-    /* (h + f) % 1.0 with Python's sign convention */
-    h = fmodf(h + f, 1.0f);
-    if (h < 0.f) h += 1.0f;
+    h = h / 6.0f + 1.0f;
+    h -= floorf(h);
+    /* (h + f) % 1.0 with Python's sign convention: x - floor(x) */
+    h += f;
+    h -= floorf(h);
     const float v = maxc;
     const float hi = floorf(h * 6.0f);
     const float fr = h * 6.0f - hi;
