@@ -76,7 +76,7 @@ static void apply_cifar_recipe(pretrain_opts *o, synco_arg *args) {
 #undef DEF
 }
 
- /* The bundled small job: ResNet-18 at width 16 with the CIFAR stem, twelve epochs on the 5,000 bundled images
+/* The bundled small job: ResNet-18 at width 16 with the CIFAR stem, twelve epochs on the 5,000 bundled images
  * (synthetic negatives from the third), kNN before and after: under four minutes on 2 cores. */
 static void apply_demo(pretrain_opts *o, synco_arg *args) {
 #define DEF(flag, field, value) if (!synco_args_seen(args, flag)) o->field = value
