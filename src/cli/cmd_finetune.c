@@ -180,10 +180,7 @@ int synco_cmd_finetune(int argc, char **argv) {
   st.f = synco_malloc((size_t)B * d * sizeof(float));
   st.df = synco_malloc((size_t)B * d * sizeof(float));
   st.y = synco_malloc((size_t)B * sizeof(int));
-  yva = synco_malloc((sp.n_va ? sp.n_va : 1) * sizeof(int));
-  if (!st.mom || !st.x || !st.f || !st.df || !st.y || !yva) goto fail;
-  const int *lva = sp.val.ds ? sp.val.labels : sp.train.labels;
-  for (size_t i = 0; i < sp.n_va; i++) yva[i] = lva[sp.va_idx[i]];
+  if (!st.mom || !st.x || !st.f || !st.df || !st.y || synco_eval_split_labels(&sp, NULL, &yva)) goto fail;
   synco_aug_config ta = synco_eval_aug(S, SYNCO_AUG_CROP_FLIP), ea = synco_eval_aug(S, SYNCO_AUG_EVAL);
   if (synco_batcher_create(&bt, sp.train.ds, &ta)) goto fail;
   for (int e = 0; e < epochs; e++) {

@@ -61,15 +61,7 @@ int synco_cmd_knn(int argc, char **argv) {
                         "val features", 0))
     goto fail;
   const double t_feat = synco_now() - t0;
-  ytr = malloc(sp.n_tr * sizeof(int));
-  yva = malloc((sp.n_va ? sp.n_va : 1) * sizeof(int));
-  if (!ytr || !yva) {
-    synco_fail(SYNCO_ERR_NOMEM, "out of memory");
-    goto fail;
-  }
-  const int *lva = sp.val.ds ? sp.val.labels : sp.train.labels;
-  for (size_t i = 0; i < sp.n_tr; i++) ytr[i] = sp.train.labels[sp.tr_idx[i]];
-  for (size_t i = 0; i < sp.n_va; i++) yva[i] = lva[sp.va_idx[i]];
+  if (synco_eval_split_labels(&sp, &ytr, &yva)) goto fail;
   synco_rows_l2_normalize(ftr, sp.n_tr, d);
   synco_rows_l2_normalize(fva, sp.n_va, d);
   synco_knn_config kc = synco_knn_default_config(sp.train.classes);

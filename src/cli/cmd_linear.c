@@ -121,15 +121,7 @@ int synco_cmd_linear(int argc, char **argv) {
   if (synco_eval_open_model(&mo, 0, mo.batch, 1, &be, &enc, NULL)) goto fail;
   const int d = synco_encoder_feature_dim(enc), S = synco_encoder_image_size(enc);
   synco_aug_config eval_aug = synco_eval_aug(S, SYNCO_AUG_EVAL);
-  ytr = malloc(sp.n_tr * sizeof(int));
-  yva = malloc((sp.n_va ? sp.n_va : 1) * sizeof(int));
-  if (!ytr || !yva) {
-    synco_fail(SYNCO_ERR_NOMEM, "out of memory");
-    goto fail;
-  }
-  const int *lva = sp.val.ds ? sp.val.labels : sp.train.labels;
-  for (size_t i = 0; i < sp.n_tr; i++) ytr[i] = sp.train.labels[sp.tr_idx[i]];
-  for (size_t i = 0; i < sp.n_va; i++) yva[i] = lva[sp.va_idx[i]];
+  if (synco_eval_split_labels(&sp, &ytr, &yva)) goto fail;
   if (synco_eval_encode(&fva, enc, synco_eval_split_val_ds(&sp), sp.va_idx, sp.n_va, &eval_aug, (uint64_t)mo.seed, 0,
                         0, "val features", 0))
     goto fail;

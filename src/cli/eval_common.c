@@ -298,3 +298,16 @@ void synco_runlog_free(synco_runlog *log) {
   free(log->ex), free(log->eloss), free(log->eacc), free(log->knn);
   memset(log, 0, sizeof *log);
 }
+
+synco_status synco_eval_split_labels(const synco_eval_split *s, int **ytr, int **yva) {
+  if (ytr) {
+    *ytr = synco_malloc((s->n_tr ? s->n_tr : 1) * sizeof(int));
+    if (!*ytr) return SYNCO_ERR_NOMEM;
+    for (size_t i = 0; i < s->n_tr; i++) (*ytr)[i] = s->train.labels[s->tr_idx[i]];
+  }
+  *yva = synco_malloc((s->n_va ? s->n_va : 1) * sizeof(int));
+  if (!*yva) return SYNCO_ERR_NOMEM;
+  const int *lva = s->val.ds ? s->val.labels : s->train.labels;
+  for (size_t i = 0; i < s->n_va; i++) (*yva)[i] = lva[s->va_idx[i]];
+  return SYNCO_OK;
+}

@@ -63,6 +63,9 @@ synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const
                                    const char *val_split, int holdout, int skip_bad);
 void synco_eval_split_close(synco_eval_split *s);
 const synco_dataset *synco_eval_split_val_ds(const synco_eval_split *s);
+/* The labels of the split's train and val images, in split order: *ytr [n_tr] (skipped when ytr is NULL) and
+ * *yva [n_va], allocated here (free() them). */
+synco_status synco_eval_split_labels(const synco_eval_split *s, int **ytr, int **yva);
 
 /* The evaluation transform (resize + center crop, normalized) for the encoder's image size, or another kind. */
 synco_aug_config synco_eval_aug(int image_size, synco_aug_kind kind);
