@@ -55,7 +55,9 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
       {NULL},
   };
-  int rc = synco_args_parse(kind, step ? "Times one full pretraining step (MoCo-v2 / SynCo) on random images."
+  char cmd[32];
+  snprintf(cmd, sizeof cmd, "bench %s", kind);
+  int rc = synco_args_parse(cmd, step ? "Times one full pretraining step (MoCo-v2 / SynCo) on random images."
                                        : "Times forward + backward of the encoder on random images.",
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc;
