@@ -5,7 +5,7 @@
 # write are valid (.npy loads, PNGs have the requested size), and misuse fails cleanly.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
-train=$(small_cifar '00[0-2]?.jpg' "$tmp/train")   # 30 per class
+train=$(small_cifar '00[0-2]?.jpg' "$tmp/train" 30)   # 30 per class
 model=(--random-init --cifar-stem --width 8 --threads 2 --batch 50)
 
 check_json() { # FILE PYTHON-EXPRESSION-ON-o

@@ -3,8 +3,8 @@
 # (a subset of ../shared/data, or the bundled data/ when ../shared is absent), then check the run directory.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
-train=$(small_cifar '00[0-3]?.jpg' "$tmp/train")   # 40 per class
-val=$(small_cifar '049?.jpg' "$tmp/val")            # 10 per class, disjoint
+train=$(small_cifar '00[0-3]?.jpg' "$tmp/train" 40)                          # 40 per class
+val=$(small_cifar '049?.jpg' "$tmp/val" 10 data/cifar10-small/val)            # 10 per class, disjoint
 run=$tmp/run
 "$SYNCO" pretrain --data "$train" --val "$val" --arch resnet18 --width 8 --cifar-stem --image-size 32 \
   --epochs 1 -b 40 --moco-k 400 --n-hard 64 --n1 16 --n2 16 --n3 16 --n4 8 --n5 8 --n6 8 --warmup-epochs 0 \
