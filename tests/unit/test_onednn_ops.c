@@ -2,8 +2,10 @@
  * backward: convolutions (3x3 s1/s2, 1x1 s2, 7x7 s2 on a plain 3-channel input, channel counts that stay
  * plain), batch norm (train/eval, Split-BN with 2 groups, fused ReLU), max and average pooling, ReLU, add,
  * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
- * that accumulation (+=) is checked too. The blocked ops run three times: with the ISA's block (nChw8c
- * here), forced nChw16c, and forced plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 + rtol 1e-4. */
+ * that accumulation (+=) is checked too. The blocked ops run four times: with the ISA's block (nChw8c
+ * here; 3x3 stride-1 convolutions through Winograd, wino_conv.c), the same with Winograd off
+ * (SYNCO_CONV_WINOGRAD=0), forced nChw16c, and forced plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 +
+ * rtol 1e-4. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,6 +327,9 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 3, 32, 8, 8, 32, 3, 1, 1);   /* equal widths, as in a basic block */
   test_conv(be, ref, 2, 12, 7, 7, 20, 3, 1, 1);   /* channel counts that stay plain */
   test_conv(be, ref, 2, 16, 6, 6, 12, 3, 1, 1);   /* blocked in, plain out */
+  test_conv(be, ref, 5, 8, 4, 4, 16, 3, 1, 1);    /* Winograd: 2x2 tiles, chunks that cross images */
+  test_conv(be, ref, 2, 24, 6, 10, 8, 3, 1, 1);   /* Winograd: not square, more inputs than outputs */
+  test_conv(be, ref, 3, 16, 16, 16, 16, 3, 1, 1); /* Winograd: several chunks per thread */
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
   test_bn(be, ref, 6, 32, 3, 4, 3, 1);
@@ -345,6 +350,16 @@ int main(void) {
   const int native = be->act_layout(be, 64, 8, 8, SYNCO_F32) == SYNCO_LAYOUT_NCHW16C ? 16 : 8;
   run_all(be, ref, native, 1);
   synco_backend_destroy(be);
+
+  /* the direct oneDNN kernels for the 3x3 stride-1 layers that take Winograd by default */
+  setenv("SYNCO_CONV_WINOGRAD", "0", 1);
+  be = NULL;
+  CHECK_OK(synco_backend_onednn_create(&be));
+  if (be) {
+    run_all(be, ref, native, 1);
+    synco_backend_destroy(be);
+  }
+  unsetenv("SYNCO_CONV_WINOGRAD");
 
   /* the other blocked layout and all-plain, on the short list */
   const int others[] = {native == 16 ? 8 : 16, 1};

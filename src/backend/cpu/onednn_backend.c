@@ -219,7 +219,7 @@ static void destroy(synco_backend *be) {
     if (c->strm) dnnl_stream_destroy(c->strm);
     if (c->eng) dnnl_engine_destroy(c->eng);
     free(c->scratch);
-    free(c->wtmp);
+    free(c->wino);
     free(c);
   }
   free(be);

@@ -5,16 +5,15 @@
  * the reordered copies live in op->impl), and the backward-weights result back to OIHW with a sum post-op,
  * which gives the contract's dw += without a temporary.
  *
- * Backward data of a stride-1 convolution is itself a forward convolution: dx = conv(dy, w'), w'[ci][co] =
- * w[co][ci] flipped in both spatial directions, padding k - 1 - pad. With SYNCO_CONV_BWD_TFWD=1, stride-1
- * layers with blocked activations take that route (the transposed, flipped weights are staged plain in the
- * context's shared buffer and reordered into the forward format). Off by default: one contended 2-thread
- * profile suggested oneDNN 2.6's AVX2 forward kernel runs twice as fast as its backward-data kernel on
- * ResNet's 3x3 layers, but single-thread CPU-time measurements on the same (shared, noisy) machine showed no
- * difference beyond the noise; it needs a quiet machine to decide. */
+ * 3x3 stride-1 layers on nChw8c activations (AVX2 machines) run their forward and backward-data passes as
+ * Winograd F(2x2, 3x3) (wino_conv.c) instead: oneDNN 2.x has Winograd only for AVX-512, and its AVX2 direct
+ * kernels already run near the FMA peak, so fewer multiplications is what is left to gain. Backward weights
+ * stays on oneDNN. SYNCO_CONV_WINOGRAD=0 turns it off (to compare, or to rule it out). */
+#include <omp.h>
 #include <stdlib.h>
 
 #include "backend/cpu/onednn_util.h"
+#include "backend/cpu/wino_conv.h"
 
 typedef struct {
   synco_layout lx, ly;
@@ -23,33 +22,26 @@ typedef struct {
   synco_dnnl_prim fwd, bwd_d, bwd_w, r_wf, r_wb, r_dw;
   dnnl_memory_t m_x, m_y, m_w, m_wf, m_wb, m_dwo; /* m_x / m_y also carry dx / dy; m_w is plain OIHW */
   void *wf, *wb, *dwo;                            /* wb == wf when both passes want the same format */
-  /* backward data as a forward convolution of dy with the transposed, flipped weights (stride 1) */
-  int tfwd;
-  synco_dnnl_md md_wtp, md_wtany;
-  dnnl_primitive_desc_t pd_t;
-  synco_dnnl_prim tconv, r_wt;
-  dnnl_memory_t m_wtp, m_wt;
-  void *wt;
+  int wino;                                       /* forward and backward data through wino_conv.c */
+  synco_wino_plan wp;
 } conv_impl;
 
 void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op) {
   conv_impl *k = op->impl;
   (void)be;
   if (!k) return;
-  synco_dnnl_prim *prims[] = {&k->fwd, &k->bwd_d, &k->bwd_w, &k->r_wf, &k->r_wb, &k->r_dw, &k->tconv, &k->r_wt};
+  synco_dnnl_prim *prims[] = {&k->fwd, &k->bwd_d, &k->bwd_w, &k->r_wf, &k->r_wb, &k->r_dw};
   for (size_t i = 0; i < sizeof(prims) / sizeof(*prims); i++) synco_dnnl_prim_free(prims[i]);
-  dnnl_memory_t *mems[] = {&k->m_x, &k->m_y, &k->m_w, &k->m_wf, &k->m_wb, &k->m_dwo, &k->m_wtp, &k->m_wt};
+  dnnl_memory_t *mems[] = {&k->m_x, &k->m_y, &k->m_w, &k->m_wf, &k->m_wb, &k->m_dwo};
   for (size_t i = 0; i < sizeof(mems) / sizeof(*mems); i++) synco_dnnl_mem_free(mems[i]);
   synco_dnnl_pd_free(&k->pd_f);
   synco_dnnl_pd_free(&k->pd_bd);
   synco_dnnl_pd_free(&k->pd_bw);
-  synco_dnnl_pd_free(&k->pd_t);
-  synco_dnnl_md *mds[] = {&k->md_x, &k->md_y, &k->md_w, &k->md_wany, &k->md_dwany, &k->md_wtp, &k->md_wtany};
+  synco_dnnl_md *mds[] = {&k->md_x, &k->md_y, &k->md_w, &k->md_wany, &k->md_dwany};
   for (size_t i = 0; i < sizeof(mds) / sizeof(*mds); i++) synco_dnnl_md_free(mds[i]);
   if (k->wb != k->wf) free(k->wb);
   free(k->wf);
   free(k->dwo);
-  free(k->wt);
   free(k);
   op->impl = NULL;
 }
@@ -89,39 +81,23 @@ static synco_status create_pds(synco_dnnl_ctx *c, synco_conv_op *op, conv_impl *
   return SYNCO_OK;
 }
 
-/* The forward convolution dy -> dx with weights [cin, cout, kh, kw] that replaces backward data at stride 1. */
-static synco_status plan_tfwd(synco_dnnl_ctx *c, synco_conv_op *op, conv_impl *k, dnnl_data_type_t dt) {
-  const dnnl_dims_t wd = {op->cin, op->cout, op->kh, op->kw};
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_wtp, 4, wd, dnnl_f32, dnnl_oihw));
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_wtany, 4, wd, dt, dnnl_format_tag_any));
-  const dnnl_dims_t strides = {1, 1};
-  const dnnl_dims_t pl = {op->kh - 1 - op->pad, op->kw - 1 - op->pad};
-  const synco_dnnl_cmd x = SYNCO_DNNL_MD(k->md_x), y = SYNCO_DNNL_MD(k->md_y), w = SYNCO_DNNL_MD(k->md_wtany);
-#if DNNL_VERSION_MAJOR >= 3
-  const dnnl_dims_t dil = {0, 0};
-  SYNCO_DNNL(dnnl_convolution_forward_primitive_desc_create(&k->pd_t, c->eng, dnnl_forward_inference,
-                                                            dnnl_convolution_direct, y, w, NULL, x, strides, dil, pl,
-                                                            pl, c->attr));
-#else
-  dnnl_convolution_desc_t d;
-  SYNCO_DNNL(dnnl_convolution_forward_desc_init(&d, dnnl_forward_inference, dnnl_convolution_direct, y, w, NULL, x,
-                                                strides, pl, pl));
-  SYNCO_DNNL(dnnl_primitive_desc_create(&k->pd_t, &d, c->attr, c->eng, NULL));
-#endif
-  const synco_dnnl_cmd wt = dnnl_primitive_desc_query_md(k->pd_t, dnnl_query_weights_md, 0);
-  SYNCO_TRY(synco_dnnl_mem(c, &k->m_wtp, SYNCO_DNNL_MD(k->md_wtp)));
-  SYNCO_TRY(synco_dnnl_mem(c, &k->m_wt, wt));
-  SYNCO_TRY(alloc_for(wt, &k->wt));
-  SYNCO_TRY(synco_dnnl_prim_make(c, &k->tconv, k->pd_t));
-  SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_wt, SYNCO_DNNL_MD(k->md_wtp), wt, c->attr));
-  const size_t need = (size_t)op->cout * op->cin * op->kh * op->kw * sizeof(float);
-  if (need > c->wtmp_bytes) {
+/* Forward and backward data through Winograd when the layer fits (see the file comment); grows the workspace
+ * shared by the backend's layers. */
+static synco_status plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+  const char *env = getenv("SYNCO_CONV_WINOGRAD");
+  if ((env && *env == '0') || op->dtype != SYNCO_F32 || k->lx != SYNCO_LAYOUT_NCHW8C ||
+      k->ly != SYNCO_LAYOUT_NCHW8C ||
+      !synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad))
+    return SYNCO_OK;
+  const size_t need = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, omp_get_max_threads());
+  if (need > c->wino_bytes) {
     float *p = synco_aligned_alloc(need);
     if (!p) return SYNCO_ERR_NOMEM;
-    free(c->wtmp);
-    c->wtmp = p;
-    c->wtmp_bytes = need;
+    free(c->wino);
+    c->wino = p;
+    c->wino_bytes = need;
   }
+  k->wino = 1;
   return SYNCO_OK;
 }
 
@@ -138,35 +114,31 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   SYNCO_TRY(synco_dnnl_md_tag(&k->md_wany, 4, wd, dt, dnnl_format_tag_any));
   SYNCO_TRY(synco_dnnl_md_tag(&k->md_dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
   SYNCO_TRY(create_pds(c, op, k));
+  SYNCO_TRY(plan_wino(c, op, k));
 
-  const synco_dnnl_cmd wf = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_weights_md, 0);
-  const synco_dnnl_cmd wb = dnnl_primitive_desc_query_md(k->pd_bd, dnnl_query_weights_md, 0);
-  const synco_dnnl_cmd dwo = dnnl_primitive_desc_query_md(k->pd_bw, dnnl_query_diff_weights_md, 0);
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_x, SYNCO_DNNL_MD(k->md_x)));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_y, SYNCO_DNNL_MD(k->md_y)));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_w, SYNCO_DNNL_MD(k->md_w)));
+  const synco_dnnl_cmd dwo = dnnl_primitive_desc_query_md(k->pd_bw, dnnl_query_diff_weights_md, 0);
+  SYNCO_TRY(synco_dnnl_mem(c, &k->m_dwo, dwo));
+  SYNCO_TRY(alloc_for(dwo, &k->dwo));
+  SYNCO_TRY(synco_dnnl_prim_make(c, &k->bwd_w, k->pd_bw));
+  SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_dw, dwo, SYNCO_DNNL_MD(k->md_w), c->attr_sum));
+  if (k->wino) return SYNCO_OK; /* the oneDNN forward / backward-data primitives and weight copies are not needed */
+
+  const synco_dnnl_cmd wf = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_weights_md, 0);
+  const synco_dnnl_cmd wb = dnnl_primitive_desc_query_md(k->pd_bd, dnnl_query_weights_md, 0);
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_wf, wf));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_wb, wb));
-  SYNCO_TRY(synco_dnnl_mem(c, &k->m_dwo, dwo));
   SYNCO_TRY(alloc_for(wf, &k->wf));
   if (dnnl_memory_desc_equal(wf, wb))
     k->wb = k->wf;
   else
     SYNCO_TRY(alloc_for(wb, &k->wb));
-  SYNCO_TRY(alloc_for(dwo, &k->dwo));
-
   SYNCO_TRY(synco_dnnl_prim_make(c, &k->fwd, k->pd_f));
   SYNCO_TRY(synco_dnnl_prim_make(c, &k->bwd_d, k->pd_bd));
-  SYNCO_TRY(synco_dnnl_prim_make(c, &k->bwd_w, k->pd_bw));
   SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_wf, SYNCO_DNNL_MD(k->md_w), wf, c->attr));
   SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_wb, SYNCO_DNNL_MD(k->md_w), wb, c->attr));
-  SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_dw, dwo, SYNCO_DNNL_MD(k->md_w), c->attr_sum));
-  const char *env = getenv("SYNCO_CONV_BWD_TFWD");
-  if (op->stride == 1 && op->kh == op->kw && op->pad <= op->kh - 1 && k->lx != SYNCO_LAYOUT_PLAIN &&
-      k->ly != SYNCO_LAYOUT_PLAIN && env && *env == '1') {
-    SYNCO_TRY(plan_tfwd(c, op, k, dt));
-    k->tfwd = 1;
-  }
   return SYNCO_OK;
 }
 
@@ -202,6 +174,7 @@ synco_status synco_dnnl_conv_fwd(synco_backend *be, synco_conv_op *op, synco_ten
   conv_impl *k = op->impl;
   SYNCO_TRY(synco_dnnl_check("conv_fwd x", x, op->n, op->cin, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("conv_fwd y", y, op->n, op->cout, op->oh, op->ow, k->ly));
+  if (k->wino) return synco_wino_fwd(&k->wp, y->data, x->data, w, c->wino);
   SYNCO_TRY(synco_dnnl_bind(k->m_w, w));
   SYNCO_TRY(synco_dnnl_bind(k->m_wf, k->wf));
   const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_w}, {DNNL_ARG_DST, k->m_wf}};
@@ -219,24 +192,7 @@ synco_status synco_dnnl_conv_bwd_data(synco_backend *be, synco_conv_op *op, sync
   conv_impl *k = op->impl;
   SYNCO_TRY(synco_dnnl_check("conv_bwd_data dx", dx, op->n, op->cin, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("conv_bwd_data dy", dy, op->n, op->cout, op->oh, op->ow, k->ly));
-  if (k->tfwd) {
-    const long CO = op->cout, CI = op->cin, KH = op->kh, KW = op->kw;
-    float *t = c->wtmp;
-#pragma omp parallel for schedule(static)
-    for (long ci = 0; ci < CI; ci++)
-      for (long co = 0; co < CO; co++)
-        for (long i = 0; i < KH; i++)
-          for (long j = 0; j < KW; j++)
-            t[((ci * CO + co) * KH + (KH - 1 - i)) * KW + (KW - 1 - j)] = w[((co * CI + ci) * KH + i) * KW + j];
-    SYNCO_TRY(synco_dnnl_bind(k->m_wtp, t));
-    SYNCO_TRY(synco_dnnl_bind(k->m_wt, k->wt));
-    const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_wtp}, {DNNL_ARG_DST, k->m_wt}};
-    SYNCO_TRY(synco_dnnl_exec(c, &k->r_wt, 2, ra));
-    SYNCO_TRY(synco_dnnl_bind(k->m_x, dx->data));
-    SYNCO_TRY(synco_dnnl_bind(k->m_y, dy->data));
-    const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, k->m_y}, {DNNL_ARG_WEIGHTS, k->m_wt}, {DNNL_ARG_DST, k->m_x}};
-    return synco_dnnl_exec(c, &k->tconv, 3, a);
-  }
+  if (k->wino) return synco_wino_bwd_data(&k->wp, dx->data, dy->data, w, c->wino);
   SYNCO_TRY(synco_dnnl_bind(k->m_w, w));
   SYNCO_TRY(synco_dnnl_bind(k->m_wb, k->wb));
   const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_w}, {DNNL_ARG_DST, k->m_wb}};

@@ -51,8 +51,8 @@ typedef struct {
   dnnl_primitive_attr_t attr_sum; /* user scratchpad + sum post-op: reorders that accumulate (dw +=) */
   void *scratch;               /* one scratchpad shared by every primitive, grown at plan time */
   size_t scratch_bytes;
-  float *wtmp;                 /* plain staging for transformed conv weights (onednn_conv.c), grown at plan time */
-  size_t wtmp_bytes;
+  float *wino;                 /* Winograd workspace shared by the conv layers (onednn_conv.c), grown at plan time */
+  size_t wino_bytes;
 } synco_dnnl_ctx;
 
 /* A primitive with the memory object its scratchpad is bound through. */

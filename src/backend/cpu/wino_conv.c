@@ -1,0 +1,169 @@
+/* Winograd F(2x2, 3x3) convolution on nChw8c activations (see wino_conv.h). With g the 3x3 kernel, d a 4x4
+ * input tile (the output tile's pixels and a ring of one, zero outside the image) and Y the 2x2 output tile:
+ *   Y = A' [ (G g G') . (B' d B) ] A,  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *   B' = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A' = [1 1 1 0; 0 1 -1 -1].
+ * Summed over input channels, the elementwise product becomes, for each of the 16 Winograd positions xi,
+ * M[xi] = V[xi] U[xi] with V [tiles x Cin] and U [Cin x Cout]. Threads take chunks of tiles (across images);
+ * a chunk's V and M stay in the thread's part of the workspace. All coefficients are 0,
+ * +-1 or +-1/2, so the result differs from the direct convolution only by rounding. */
+#include "backend/cpu/wino_conv.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define NXI 16
+
+int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad) {
+  static int avx2 = -1;
+  if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return avx2 && kh == 3 && kw == 3 && stride == 1 && pad == 1 && cin % 8 == 0 && cout % 8 == 0 && h >= 2 &&
+         w >= 2 && h % 2 == 0 && w % 2 == 0;
+}
+
+size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int threads) {
+  const long tiles = (long)n * (h / 2) * (w / 2);
+  /* 64 tiles per chunk: each chunk reads all of U (16 cin x cout), so fewer tiles make the wide layers
+   * memory-bound (12 tiles ran layer4 of ResNet-18 1.4x slower), and more spill V and M out of L2 on the
+   * narrow ones (measured 32 / 64 / 128 / 256 on 2 AVX2 cores: 64 was best or tied on every layer). At least
+   * 4 chunks per thread where the batch is small. */
+  long tc = 64;
+  const long share = (tiles + 4L * threads - 1) / (4L * threads);
+  if (tc > share) tc = share;
+  if (tc < 8) tc = 8;
+  *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .tiles_per_chunk = (int)tc,
+                         .threads = threads < 1 ? 1 : threads};
+  const size_t u = (size_t)NXI * cin * cout;
+  const size_t per_thread = (size_t)NXI * tc * (cin + cout);
+  return (u + per_thread * p->threads) * sizeof(float);
+}
+
+/* U[xi][r][c] = (G g G')[xi] for the kernel g of every (r, c): forward r = ci, c = co, g = w[co][ci];
+ * backward data r = co, c = ci, g = w[co][ci] rotated by 180 degrees. */
+static void transform_weights(float *U, const float *w, int cin, int cout, int flip) {
+  const int rows = flip ? cout : cin, cols = flip ? cin : cout;
+#pragma omp parallel for schedule(static)
+  for (int co = 0; co < cout; co++)
+    for (int ci = 0; ci < cin; ci++) {
+      const float *k = w + ((long)co * cin + ci) * 9;
+      float g[9], t[4][3];
+      for (int i = 0; i < 9; i++) g[i] = flip ? k[8 - i] : k[i];
+      for (int j = 0; j < 3; j++) {
+        t[0][j] = g[j];
+        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        t[3][j] = g[6 + j];
+      }
+      const long r = flip ? co : ci, c = flip ? ci : co;
+      float *u = U + r * cols + c;
+      const long xs = (long)rows * cols;
+      for (int i = 0; i < 4; i++) {
+        u[(i * 4 + 0) * xs] = t[i][0];
+        u[(i * 4 + 1) * xs] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+        u[(i * 4 + 2) * xs] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+        u[(i * 4 + 3) * xs] = t[i][2];
+      }
+    }
+}
+
+/* B' d B of one 8-channel 4x4 tile whose top-left input pixel is (r0, c0); pixels outside the image are 0. */
+static AVX2 void input_tile(float *v, long vstride, const float *img, int h, int w, int r0, int c0) {
+  __m256 d[4][4];
+  const __m256 z = _mm256_setzero_ps();
+  for (int i = 0; i < 4; i++) {
+    const int r = r0 + i;
+    for (int j = 0; j < 4; j++) {
+      const int c = c0 + j;
+      d[i][j] = (r >= 0 && r < h && c >= 0 && c < w) ? _mm256_loadu_ps(img + ((long)r * w + c) * 8) : z;
+    }
+  }
+  __m256 e[4][4];
+  for (int j = 0; j < 4; j++) {
+    e[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+    e[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+    e[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+    e[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+  }
+  for (int i = 0; i < 4; i++) {
+    _mm256_storeu_ps(v + (i * 4 + 0) * vstride, _mm256_sub_ps(e[i][0], e[i][2]));
+    _mm256_storeu_ps(v + (i * 4 + 1) * vstride, _mm256_add_ps(e[i][1], e[i][2]));
+    _mm256_storeu_ps(v + (i * 4 + 2) * vstride, _mm256_sub_ps(e[i][2], e[i][1]));
+    _mm256_storeu_ps(v + (i * 4 + 3) * vstride, _mm256_sub_ps(e[i][1], e[i][3]));
+  }
+}
+
+/* A' m A of one 8-channel tile into the 2x2 output pixels at (r0, c0). */
+static AVX2 void output_tile(float *img, int w, int r0, int c0, const float *m, long mstride) {
+  __m256 q[4][4], r[2][4];
+  for (int x = 0; x < NXI; x++) q[x / 4][x % 4] = _mm256_loadu_ps(m + x * mstride);
+  for (int j = 0; j < 4; j++) {
+    r[0][j] = _mm256_add_ps(_mm256_add_ps(q[0][j], q[1][j]), q[2][j]);
+    r[1][j] = _mm256_sub_ps(_mm256_sub_ps(q[1][j], q[2][j]), q[3][j]);
+  }
+  for (int i = 0; i < 2; i++) {
+    float *o = img + ((long)(r0 + i) * w + c0) * 8;
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(r[i][0], r[i][1]), r[i][2]));
+    _mm256_storeu_ps(o + 8, _mm256_sub_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]));
+  }
+}
+
+/* out = conv(in, U) for in [n, ci/8, h, w, 8], out [n, co/8, h, w, 8], U [16][ci][co]. */
+static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const float *in, const float *U, float *ws) {
+  const int h = p->h, w = p->w, th = h / 2, tw = w / 2, tpi = th * tw, tc = p->tiles_per_chunk;
+  const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
+  const int icb = ci / 8, ocb = co / 8;
+  int threads = omp_get_max_threads();
+  if (threads > p->threads) threads = p->threads;
+#pragma omp parallel num_threads(threads)
+  {
+    float *V = ws + (size_t)omp_get_thread_num() * NXI * tc * (p->cin + p->cout);
+    float *M = V + (size_t)NXI * tc * ci;
+    const long vs = (long)tc * ci, ms = (long)tc * co;
+#pragma omp for schedule(static)
+    for (long ch = 0; ch < chunks; ch++) {
+      const long g0 = ch * tc;
+      const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
+      for (int k = 0; k < cnt; k++) {
+        const long g = g0 + k;
+        const long img = g / tpi;
+        const int t = (int)(g % tpi), ty = t / tw, tx = t % tw;
+        for (int b = 0; b < icb; b++)
+          input_tile(V + (long)k * ci + b * 8, vs, in + ((img * icb + b) * h) * (long)w * 8, h, w, 2 * ty - 1,
+                     2 * tx - 1);
+      }
+      for (int x = 0; x < NXI; x++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cnt, co, ci, 1.0f, V + x * vs, ci,
+                    U + (long)x * ci * co, co, 0.0f, M + x * ms, co);
+      for (int k = 0; k < cnt; k++) {
+        const long g = g0 + k;
+        const long img = g / tpi;
+        const int t = (int)(g % tpi), ty = t / tw, tx = t % tw;
+        for (int b = 0; b < ocb; b++)
+          output_tile(out + ((img * ocb + b) * h) * (long)w * 8, w, 2 * ty, 2 * tx, M + (long)k * co + b * 8, ms);
+      }
+    }
+  }
+}
+
+static synco_status check(const synco_wino_plan *p, const void *a, const void *b, const void *w, const float *ws) {
+  if (!p || !a || !b || !w || !ws) return synco_fail(SYNCO_ERR_ARG, "winograd conv: missing buffer");
+  return SYNCO_OK;
+}
+
+synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, const float *w, float *workspace) {
+  SYNCO_TRY(check(p, y, x, w, workspace));
+  float *U = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
+  transform_weights(U, w, p->cin, p->cout, 0);
+  run(p, p->cin, p->cout, y, x, U, ws);
+  return SYNCO_OK;
+}
+
+synco_status synco_wino_bwd_data(const synco_wino_plan *p, float *dx, const float *dy, const float *w,
+                                 float *workspace) {
+  SYNCO_TRY(check(p, dx, dy, w, workspace));
+  float *U = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
+  transform_weights(U, w, p->cin, p->cout, 1);
+  run(p, p->cout, p->cin, dx, dy, U, ws);
+  return SYNCO_OK;
+}
