@@ -12,12 +12,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backend/cpu/precision.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "optim/schedule.h"
 #include "data/data.h"
 #include "optim/schedule.h"
 #include "io/checkpoint.h"
@@ -27,7 +27,7 @@
 #define BUNDLED_VAL "data/cifar10-small/val"
 
 typedef struct {
-  const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend;
+  const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend, *precision;
   int epochs, batch, moco_dim, moco_k, mlp, aug_plus, cos, n_hard, n[6], warmup_epochs, cifar_stem, width,
       image_size, bn_splits, symmetric, threads, workers, save_every, knn_every, knn_k, print_freq, blur, skip_bad,
       stop_epoch;
@@ -147,7 +147,7 @@ static synco_status knn_eval(knn_monitor *km, synco_encoder *enc, const pretrain
 int synco_cmd_pretrain(int argc, char **argv) {
   pretrain_opts o = {
       .arch = "resnet50", .data = NULL, .val = NULL, .out = NULL, .resume = NULL, .method = "synco",
-      .recipe = "imagenet", .split = "train", .backend = "auto",
+      .recipe = "imagenet", .split = "train", .backend = "auto", .precision = "fp32",
       .epochs = 200, .batch = 256, .moco_dim = 128, .moco_k = 65536, .mlp = 1, .aug_plus = 1, .cos = 1,
       .n_hard = 1024, .n = {256, 256, 256, 64, 64, 64}, .warmup_epochs = 10, .cifar_stem = 0, .width = 64,
       .image_size = 224, .bn_splits = 8, .symmetric = 0, .threads = 0, .workers = 2, .save_every = 10,
@@ -199,6 +199,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"resume", 0, SYNCO_ARG_STR, &o.resume, "checkpoint to continue from"},
       {"init", 0, SYNCO_ARG_STR, &o.init, "start from torchvision-named weights (an export, a converted torchvision model)"},
       {"stop-epoch", 0, SYNCO_ARG_INT, &o.stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
+      {"precision", 0, SYNCO_ARG_STR, &o.precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o.threads, "compute threads (0 = all cores)"},
       {"workers", 0, SYNCO_ARG_INT, &o.workers, "data loader threads"},
       {"backend", 0, SYNCO_ARG_STR, &o.backend, "auto, onednn or ref"},
@@ -248,6 +249,10 @@ int synco_cmd_pretrain(int argc, char **argv) {
     }
   if (o.batch % o.bn_splits != 0) {
     fprintf(stderr, "synco pretrain: the batch size %d is not a multiple of --bn-splits %d\n", o.batch, o.bn_splits);
+    return 2;
+  }
+  if (synco_cpu_precision_check(o.precision, NULL) != SYNCO_OK) {
+    fprintf(stderr, "synco pretrain: %s\n", synco_last_error());
     return 2;
   }
   if (o.threads > 0) omp_set_num_threads(o.threads);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/precision.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/common.h"
@@ -18,6 +19,7 @@ void synco_eval_model_defaults(synco_eval_model_opts *o) {
   memset(o, 0, sizeof *o);
   o->which = "query";
   o->backend = "auto";
+  o->precision = "fp32";
   o->arch = "resnet18";
   o->width = 64;
   o->batch = 256;
@@ -35,6 +37,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
       {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "input side (default: the checkpoint's; 32 with --cifar-stem, else 224)"},
       {"batch", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn or ref"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
       {"seed", 0, SYNCO_ARG_INT64, &o->seed, "seed of initializations, subsets and augmentations"},
   };
@@ -55,6 +58,10 @@ int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
   }
   if (o->batch < 1) {
     fprintf(stderr, "synco %s: --batch must be at least 1\n", cmd);
+    return 2;
+  }
+  if (synco_cpu_precision_check(o->precision, NULL) != SYNCO_OK) {
+    fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
     return 2;
   }
   if (o->threads > 0) omp_set_num_threads(o->threads);

@@ -20,6 +20,7 @@ typedef struct {
   const char *which;     /* "query" or "key" encoder of a checkpoint */
   const char *backend;   /* auto, onednn, ref */
   const char *arch;      /* for --random-init */
+  const char *precision; /* fp32, or bf16 where the CPU runs it */
   int random_init, cifar_stem, width, image_size;
   int batch;             /* images per forward */
   int threads;
@@ -28,7 +29,7 @@ typedef struct {
 
 void synco_eval_model_defaults(synco_eval_model_opts *o);
 /* The option rows for those fields (ckpt, which, random-init, arch, width, cifar-stem, image-size, batch, backend,
- * threads, seed); copies at most max rows into rows and returns how many. */
+ * precision, threads, seed); copies at most max rows into rows and returns how many. */
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
 /* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. */
 int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o);
