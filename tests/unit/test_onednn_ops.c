@@ -6,6 +6,7 @@
  * here; 3x3 stride-1 convolutions through Winograd, wino_conv.c), the same with Winograd off
  * (SYNCO_CONV_WINOGRAD=0), forced nChw16c, and forced plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 +
  * rtol 1e-4. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +125,36 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
   synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx};
   for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
   free(x), free(wt), free(dy), free(dw0), free(fdw), free(rdw);
+}
+
+/* The Winograd convolutions give the same bits with 1 and 2 threads (the chunking of tiles does not depend on
+ * the thread count): a run's results do not depend on --threads. */
+static void test_conv_threads_agree(synco_backend *be, int n, int c, int hw) {
+  synco_conv_op op = {.n = n, .cin = c, .h = hw, .w = hw, .cout = c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                      .oh = hw, .ow = hw, .dtype = SYNCO_F32};
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  CHECK_OK(be->conv_plan(be, &op));
+  const size_t na = (size_t)n * c * hw * hw, nw = (size_t)c * c * 9;
+  float *x = rnd(na, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(na, -1, 1);
+  synco_tensor tx = mk(be, n, c, hw, hw, x), tdy = mk(be, n, c, hw, hw, dy);
+  synco_tensor ty[2] = {mk(be, n, c, hw, hw, NULL), mk(be, n, c, hw, hw, NULL)};
+  synco_tensor tdx[2] = {mk(be, n, c, hw, hw, NULL), mk(be, n, c, hw, hw, NULL)};
+  float *dw[2] = {calloc(nw, sizeof(float)), calloc(nw, sizeof(float))};
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(t + 1);
+    CHECK_OK(be->conv_fwd(be, &op, &ty[t], &tx, wt));
+    CHECK_OK(be->conv_bwd_data(be, &op, &tdx[t], &tdy, wt));
+    CHECK_OK(be->conv_bwd_weights(be, &op, dw[t], &tdy, &tx));
+  }
+  omp_set_num_threads(threads);
+  CHECK(!memcmp(ty[0].data, ty[1].data, na * sizeof(float)));
+  CHECK(!memcmp(tdx[0].data, tdx[1].data, na * sizeof(float)));
+  CHECK(!memcmp(dw[0], dw[1], nw * sizeof(float)));
+  be->conv_release(be, &op);
+  synco_tensor *ts[] = {&tx, &tdy, &ty[0], &ty[1], &tdx[0], &tdx[1]};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(x), free(wt), free(dy), free(dw[0]), free(dw[1]);
 }
 
 /* ---- batch norm ------------------------------------------------------------------------------- */
@@ -330,6 +361,7 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 5, 8, 4, 4, 16, 3, 1, 1);    /* Winograd: 2x2 tiles, chunks that cross images */
   test_conv(be, ref, 2, 24, 6, 10, 8, 3, 1, 1);   /* Winograd: not square, more inputs than outputs */
   test_conv(be, ref, 3, 16, 16, 16, 16, 3, 1, 1); /* Winograd: several chunks per thread */
+  test_conv_threads_agree(be, 6, 16, 12);
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
   test_bn(be, ref, 6, 32, 3, 4, 3, 1);

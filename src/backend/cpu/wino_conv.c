@@ -14,6 +14,7 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define NXI 16
+#define GRAD_CHUNKS 2 /* backward weights takes this many forward chunks of tiles at a time */
 
 int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad) {
   static int avx2 = -1;
@@ -26,17 +27,19 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
   const long tiles = (long)n * (h / 2) * (w / 2);
   /* 64 tiles per chunk: each chunk reads all of U (16 cin x cout), so fewer tiles make the wide layers
    * memory-bound (12 tiles ran layer4 of ResNet-18 1.4x slower), and more spill V and M out of L2 on the
-   * narrow ones (measured 32 / 64 / 128 / 256 on 2 AVX2 cores: 64 was best or tied on every layer). At least
-   * 4 chunks per thread where the batch is small. */
+   * narrow ones (measured 32 / 64 / 128 / 256 on 2 AVX2 cores: 64 was best or tied on every layer). Small
+   * batches get at least 16 chunks. The chunk size does not depend on the thread count, so neither do the
+   * results (backward weights sums its chunks in order). */
   long tc = 64;
-  const long share = (tiles + 4L * threads - 1) / (4L * threads);
-  if (tc > share) tc = share;
+  if (tc > (tiles + 15) / 16) tc = (tiles + 15) / 16;
   if (tc < 8) tc = 8;
   *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .tiles_per_chunk = (int)tc,
                          .threads = threads < 1 ? 1 : threads};
   const size_t u = (size_t)NXI * cin * cout;
   const size_t per_thread = (size_t)NXI * tc * (cin + cout);
-  return (u + per_thread * p->threads) * sizeof(float);
+  /* backward weights shares GRAD_CHUNKS chunks' worth among all threads */
+  const int slots = p->threads > GRAD_CHUNKS ? p->threads : GRAD_CHUNKS;
+  return (u + per_thread * slots) * sizeof(float);
 }
 
 /* U[xi][r][c] = (G g G')[xi] for the kernel g of every (r, c): forward r = ci, c = co, g = w[co][ci];
@@ -108,6 +111,49 @@ static AVX2 void output_tile(float *img, int w, int r0, int c0, const float *m, 
   }
 }
 
+/* A dy A' of one 8-channel 2x2 tile of dy at (r0, c0): the gradient of the tile's 16 Winograd products. */
+static AVX2 void grad_tile(float *d, long dstride, const float *img, int w, int r0, int c0) {
+  __m256 y[2][2], r[4][2];
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 2; j++) y[i][j] = _mm256_loadu_ps(img + ((long)(r0 + i) * w + c0 + j) * 8);
+  const __m256 z = _mm256_setzero_ps();
+  for (int j = 0; j < 2; j++) {
+    r[0][j] = y[0][j];
+    r[1][j] = _mm256_add_ps(y[0][j], y[1][j]);
+    r[2][j] = _mm256_sub_ps(y[0][j], y[1][j]);
+    r[3][j] = _mm256_sub_ps(z, y[1][j]);
+  }
+  for (int i = 0; i < 4; i++) {
+    _mm256_storeu_ps(d + (i * 4 + 0) * dstride, r[i][0]);
+    _mm256_storeu_ps(d + (i * 4 + 1) * dstride, _mm256_add_ps(r[i][0], r[i][1]));
+    _mm256_storeu_ps(d + (i * 4 + 2) * dstride, _mm256_sub_ps(r[i][0], r[i][1]));
+    _mm256_storeu_ps(d + (i * 4 + 3) * dstride, _mm256_sub_ps(z, r[i][1]));
+  }
+}
+
+/* dw[co][ci] += G' dU[.][ci][co] G, the adjoint of transform_weights (forward orientation). */
+static void weight_grad(float *dw, const float *dU, int cin, int cout) {
+  const long xs = (long)cin * cout;
+#pragma omp parallel for schedule(static)
+  for (int co = 0; co < cout; co++)
+    for (int ci = 0; ci < cin; ci++) {
+      const float *u = dU + (long)ci * cout + co;
+      float x[4][4], t[3][4];
+      for (int i = 0; i < NXI; i++) x[i / 4][i % 4] = u[i * xs];
+      for (int j = 0; j < 4; j++) {
+        t[0][j] = x[0][j] + 0.5f * (x[1][j] + x[2][j]);
+        t[1][j] = 0.5f * (x[1][j] - x[2][j]);
+        t[2][j] = 0.5f * (x[1][j] + x[2][j]) + x[3][j];
+      }
+      float *g = dw + ((long)co * cin + ci) * 9;
+      for (int i = 0; i < 3; i++) {
+        g[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        g[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
+        g[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+      }
+    }
+}
+
 /* out = conv(in, U) for in [n, ci/8, h, w, 8], out [n, co/8, h, w, 8], U [16][ci][co]. */
 static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const float *in, const float *U, float *ws) {
   const int h = p->h, w = p->w, th = h / 2, tw = w / 2, tpi = th * tw, tc = p->tiles_per_chunk;
@@ -146,6 +192,40 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
   }
 }
 
+/* dU[xi] = sum over tiles of V[xi]' D[xi] (V from x, D from dy), in chunks of tiles shared by all threads:
+ * the threads transform a chunk's tiles together, then each multiplies its share of the 16 positions, so
+ * no thread keeps a private copy of dU (16 MB on the widest ResNet layer). */
+static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, const float *dy, float *ws) {
+  const int ci = p->cin, co = p->cout, h = p->h, w = p->w, tw = w / 2, tpi = (h / 2) * tw;
+  int threads = omp_get_max_threads();
+  if (threads > p->threads) threads = p->threads;
+  const int tc = p->tiles_per_chunk * GRAD_CHUNKS;
+  const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
+  const int icb = ci / 8, ocb = co / 8;
+  float *V = ws, *D = ws + (size_t)NXI * tc * ci;
+  const long vs = (long)tc * ci, ds = (long)tc * co;
+#pragma omp parallel num_threads(threads)
+  for (long ch = 0; ch < chunks; ch++) {
+    const long g0 = ch * tc;
+    const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
+#pragma omp for schedule(static)
+    for (int k = 0; k < cnt; k++) {
+      const long g = g0 + k;
+      const long img = g / tpi;
+      const int t = (int)(g % tpi), ty = t / tw, tx = t % tw;
+      for (int b = 0; b < icb; b++)
+        input_tile(V + (long)k * ci + b * 8, vs, x + ((img * icb + b) * h) * (long)w * 8, h, w, 2 * ty - 1,
+                   2 * tx - 1);
+      for (int b = 0; b < ocb; b++)
+        grad_tile(D + (long)k * co + b * 8, ds, dy + ((img * ocb + b) * h) * (long)w * 8, w, 2 * ty, 2 * tx);
+    }
+#pragma omp for schedule(static)
+    for (int xi = 0; xi < NXI; xi++)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ci, co, cnt, 1.0f, V + xi * vs, ci, D + xi * ds, co,
+                  ch ? 1.0f : 0.0f, dU + (long)xi * ci * co, co);
+  }
+}
+
 static synco_status check(const synco_wino_plan *p, const void *a, const void *b, const void *w, const float *ws) {
   if (!p || !a || !b || !w || !ws) return synco_fail(SYNCO_ERR_ARG, "winograd conv: missing buffer");
   return SYNCO_OK;
@@ -156,6 +236,15 @@ synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, 
   float *U = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
   transform_weights(U, w, p->cin, p->cout, 0);
   run(p, p->cin, p->cout, y, x, U, ws);
+  return SYNCO_OK;
+}
+
+synco_status synco_wino_bwd_weights(const synco_wino_plan *p, float *dw, const float *dy, const float *x,
+                                    float *workspace) {
+  SYNCO_TRY(check(p, dw, dy, x, workspace));
+  float *dU = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
+  run_grad(p, dU, x, dy, ws);
+  weight_grad(dw, dU, p->cin, p->cout);
   return SYNCO_OK;
 }
 

@@ -2,7 +2,8 @@
  * nChw8c layout, AVX2. Each 2x2 output tile is computed from its 4x4 input tile in the Winograd domain, where
  * the convolution becomes 16 independent matrix products [tiles x Cin] x [Cin x Cout] (OpenBLAS): 2.25x fewer
  * multiplications than the direct convolution, for a few additions per tile in the input and output transforms.
- * Backward data of such a layer is the same computation on dy with the weights transposed and flipped.
+ * Backward data of such a layer is the same computation on dy with the weights transposed and flipped, and
+ * backward weights multiplies the transformed inputs with the transformed output gradients per position.
  * oneDNN 2.x ships Winograd kernels only for AVX-512; on AVX2 its direct kernels run at 80-90 % of the FMA peak,
  * so this is what makes the forward and backward-data passes faster there.
  *
@@ -31,5 +32,10 @@ synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, 
 /* dx = conv_transpose3x3(dy, w), the backward data of synco_wino_fwd (dx overwritten). */
 synco_status synco_wino_bwd_data(const synco_wino_plan *p, float *dx, const float *dy, const float *w,
                                  float *workspace);
+
+/* dw += corr(x, dy) for the same layer (dw plain OIHW), through the Winograd domain: dU = sum of V' D per
+ * position (D = A dy A' of each output tile), then dw += G' dU G. */
+synco_status synco_wino_bwd_weights(const synco_wino_plan *p, float *dw, const float *dy, const float *x,
+                                    float *workspace);
 
 #endif
