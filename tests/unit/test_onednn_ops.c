@@ -358,10 +358,11 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 3, 32, 8, 8, 32, 3, 1, 1);   /* equal widths, as in a basic block */
   test_conv(be, ref, 2, 12, 7, 7, 20, 3, 1, 1);   /* channel counts that stay plain */
   test_conv(be, ref, 2, 16, 6, 6, 12, 3, 1, 1);   /* blocked in, plain out */
-  test_conv(be, ref, 5, 8, 4, 4, 16, 3, 1, 1);    /* Winograd: 2x2 tiles, chunks that cross images */
-  test_conv(be, ref, 2, 24, 6, 10, 8, 3, 1, 1);   /* Winograd: not square, more inputs than outputs */
-  test_conv(be, ref, 3, 16, 16, 16, 16, 3, 1, 1); /* Winograd: several chunks per thread */
-  test_conv_threads_agree(be, 6, 16, 12);
+  test_conv(be, ref, 5, 64, 4, 4, 72, 3, 1, 1);   /* Winograd: 2x2 tiles, chunks that cross images */
+  test_conv(be, ref, 2, 80, 6, 10, 64, 3, 1, 1);  /* Winograd: not square, more inputs than outputs */
+  test_conv(be, ref, 3, 64, 16, 16, 64, 3, 1, 1); /* Winograd: several chunks per thread */
+  test_conv(be, ref, 2, 32, 6, 6, 40, 3, 1, 1);   /* Winograd backward weights only (32 channels) */
+  test_conv_threads_agree(be, 6, 64, 12);
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
   test_bn(be, ref, 6, 32, 3, 4, 3, 1);
