@@ -28,10 +28,10 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
   /* 64 tiles per chunk: each chunk reads all of U (16 cin x cout), so fewer tiles make the wide layers
    * memory-bound (12 tiles ran layer4 of ResNet-18 1.4x slower), and more spill V and M out of L2 on the
    * narrow ones (measured 32 / 64 / 128 / 256 on 2 AVX2 cores: 64 was best or tied on every layer). Small
-   * batches get at least 16 chunks. The chunk size does not depend on the thread count, so neither do the
+   * batches get at least 8 chunks. The chunk size does not depend on the thread count, so neither do the
    * results (backward weights sums its chunks in order). */
   long tc = 64;
-  if (tc > (tiles + 15) / 16) tc = (tiles + 15) / 16;
+  if (tc > (tiles + 7) / 8) tc = (tiles + 7) / 8;
   if (tc < 8) tc = 8;
   *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .tiles_per_chunk = (int)tc,
                          .threads = threads < 1 ? 1 : threads};
@@ -43,13 +43,16 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
 }
 
 /* U[xi][r][c] = (G g G')[xi] for the kernel g of every (r, c): forward r = ci, c = co, g = w[co][ci];
- * backward data r = co, c = ci, g = w[co][ci] rotated by 180 degrees. */
+ * backward data r = co, c = ci, g = w[co][ci] rotated by 180 degrees. Walks U row by row (c innermost) so
+ * that its 16 output streams are written contiguously; the 9-float reads of w are the strided side. */
 static void transform_weights(float *U, const float *w, int cin, int cout, int flip) {
   const int rows = flip ? cout : cin, cols = flip ? cin : cout;
+  const long xs = (long)rows * cols;
 #pragma omp parallel for schedule(static)
-  for (int co = 0; co < cout; co++)
-    for (int ci = 0; ci < cin; ci++) {
-      const float *k = w + ((long)co * cin + ci) * 9;
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      const long co = flip ? r : c, ci = flip ? c : r;
+      const float *k = w + (co * cin + ci) * 9;
       float g[9], t[4][3];
       for (int i = 0; i < 9; i++) g[i] = flip ? k[8 - i] : k[i];
       for (int j = 0; j < 3; j++) {
@@ -58,9 +61,7 @@ static void transform_weights(float *U, const float *w, int cin, int cout, int f
         t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
         t[3][j] = g[6 + j];
       }
-      const long r = flip ? co : ci, c = flip ? ci : co;
-      float *u = U + r * cols + c;
-      const long xs = (long)rows * cols;
+      float *u = U + (long)r * cols + c;
       for (int i = 0; i < 4; i++) {
         u[(i * 4 + 0) * xs] = t[i][0];
         u[(i * 4 + 1) * xs] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
@@ -131,12 +132,13 @@ static AVX2 void grad_tile(float *d, long dstride, const float *img, int w, int 
   }
 }
 
-/* dw[co][ci] += G' dU[.][ci][co] G, the adjoint of transform_weights (forward orientation). */
+/* dw[co][ci] += G' dU[.][ci][co] G, the adjoint of transform_weights (forward orientation); reads the 16
+ * streams of dU contiguously. */
 static void weight_grad(float *dw, const float *dU, int cin, int cout) {
   const long xs = (long)cin * cout;
 #pragma omp parallel for schedule(static)
-  for (int co = 0; co < cout; co++)
-    for (int ci = 0; ci < cin; ci++) {
+  for (int ci = 0; ci < cin; ci++)
+    for (int co = 0; co < cout; co++) {
       const float *u = dU + (long)ci * cout + co;
       float x[4][4], t[3][4];
       for (int i = 0; i < NXI; i++) x[i / 4][i % 4] = u[i * xs];
