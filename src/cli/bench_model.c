@@ -1,8 +1,10 @@
 /* synco bench fwdbwd / step: time the encoder's forward + backward, or one whole pretraining step, on random
- * data. Reports the median images/s over the timed iterations, the achieved GFLOP/s and the peak resident
- * memory, and the time the convolutions alone took inside the same iterations (the encoders' per-op timer,
- * synco_encoder_set_timing), so the overhead of everything else is step / conv; --compare-torch also runs
- * tools/bench_torch.py with the same settings, one after the other, and prints its figures and the ratio. */
+ * data. Reports the median images/s over the timed iterations, GFLOP/s (the direct convolution's operation
+ * count, as tools/bench_torch.py counts it, so Winograd layers count what they replace, not what they
+ * execute), the peak resident memory, and the time the convolutions alone took inside the same iterations
+ * (the encoders' per-op timer, synco_encoder_set_timing), so the overhead of everything else is step / conv;
+ * --compare-torch also runs tools/bench_torch.py with the same settings, one after the other, and prints its
+ * figures and the ratio. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Alternates `synco bench step` and tools/bench_torch.py (same sizes, same thread count) for ROUNDS rounds and
+# prints each run and the median ratio per method. On a shared VM the speed of both programs drifts by 10-30 %
+# over minutes; alternating them and taking medians keeps that drift out of the ratio.
+# usage: tools/bench_step_pairs.sh [SYNCO_BINARY] [ROUNDS] [METHODS...]   (default build/synco 3 synco moco)
+set -euo pipefail
+bin=${1:-build/synco}; rounds=${2:-3}; shift $(( $# > 2 ? 2 : $# )) || true
+methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(synco moco)
+py=${PYTHON:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+common=(--cifar-stem --batch 128 --threads 2)
+declare -A s t
+for r in $(seq 1 "$rounds"); do
+  for m in "${methods[@]}"; do
+    a=$("$bin" bench step "${common[@]}" --method "$m" --json | grep '^{')
+    b=$("$py" "$here/bench_torch.py" step "${common[@]}" --method "$m" --json --no-gemm | grep '^{')
+    ia=$(printf '%s' "$a" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
+    ib=$(printf '%s' "$b" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
+    ra=$(printf '%s' "$a" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mb"])')
+    rb=$(printf '%s' "$b" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mb"])')
+    printf 'round %d %-6s synco %7.2f images/s (%s MB)  pytorch %7.2f images/s (%s MB)  ratio %.2fx\n' \
+      "$r" "$m" "$ia" "$ra" "$ib" "$rb" "$("$py" -c "print($ia/$ib)")"
+    s[$m]="${s[$m]:-} $ia"; t[$m]="${t[$m]:-} $ib"
+  done
+done
+for m in "${methods[@]}"; do
+  "$py" - "$m" "${s[$m]}" "${t[$m]}" <<'PY'
+import statistics, sys
+m, a, b = sys.argv[1], [float(v) for v in sys.argv[2].split()], [float(v) for v in sys.argv[3].split()]
+print("%-6s median synco %.2f images/s, pytorch %.2f images/s: %.2fx (per-round ratios %s)" % (
+    m, statistics.median(a), statistics.median(b), statistics.median(a) / statistics.median(b),
+    ", ".join("%.2f" % (x / y) for x, y in zip(a, b))))
+PY
+done
