@@ -362,6 +362,8 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 80, 6, 10, 64, 3, 1, 1);  /* Winograd: not square, more inputs than outputs */
   test_conv(be, ref, 3, 64, 16, 16, 64, 3, 1, 1); /* Winograd: several chunks per thread */
   test_conv(be, ref, 2, 32, 6, 6, 40, 3, 1, 1);   /* Winograd backward weights only (32 channels) */
+  test_conv(be, ref, 3, 64, 6, 6, 64, 3, 1, 1);   /* Winograd: chunks of 8 and 3 tiles (GEMM row remainders) */
+  test_conv(be, ref, 1, 64, 2, 26, 64, 3, 1, 1);  /* Winograd: one row of tiles, chunks of 8 and 5 */
   test_conv_threads_agree(be, 6, 64, 12);
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
