@@ -208,11 +208,28 @@ static AVX2 void gemm(int m, int n, int K, const float *a, const float *b, float
   }
 }
 
+/* Tile g of the batch (tiles numbered image by image, row by row): its image and top-left output pixel. */
+typedef struct {
+  long img;
+  int r, c;
+} tile_pos;
+
+static inline tile_pos tile_at(long g, int tiles_per_image, int tiles_per_row) {
+  const int t = (int)(g % tiles_per_image);
+  return (tile_pos){g / tiles_per_image, 2 * (t / tiles_per_row), 2 * (t % tiles_per_row)};
+}
+
+/* B' d B of every 8-channel block of one tile of `in` ([n, c/8, h, w, 8]) into row k of V. */
+static AVX2 void input_row(float *V, long vs, int k, const float *in, int c, int h, int w, tile_pos t) {
+  for (int b = 0; b < c / 8; b++)
+    input_tile(V + (long)k * c + b * 8, vs, in + ((t.img * (c / 8) + b) * h) * (long)w * 8, h, w, t.r - 1, t.c - 1);
+}
+
 /* out = conv(in, U) for in [n, ci/8, h, w, 8], out [n, co/8, h, w, 8], U [16][ci][co]. */
 static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const float *in, const float *U, float *ws) {
   const int h = p->h, w = p->w, th = h / 2, tw = w / 2, tpi = th * tw, tc = p->tiles_per_chunk;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
-  const int icb = ci / 8, ocb = co / 8;
+  const int ocb = co / 8;
   int threads = omp_get_max_threads();
   if (threads > p->threads) threads = p->threads;
 #pragma omp parallel num_threads(threads)
@@ -224,14 +241,7 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
     for (long ch = 0; ch < chunks; ch++) {
       const long g0 = ch * tc;
       const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
-      for (int k = 0; k < cnt; k++) {
-        const long g = g0 + k;
-        const long img = g / tpi;
-        const int t = (int)(g % tpi), ty = t / tw, tx = t % tw;
-        for (int b = 0; b < icb; b++)
-          input_tile(V + (long)k * ci + b * 8, vs, in + ((img * icb + b) * h) * (long)w * 8, h, w, 2 * ty - 1,
-                     2 * tx - 1);
-      }
+      for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, ci, h, w, tile_at(g0 + k, tpi, tw));
       for (int x = 0; x < NXI; x++) {
         if (ci <= 256) gemm(cnt, co, ci, V + x * vs, U + (long)x * ci * co, M + x * ms);
         else
@@ -239,11 +249,9 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
                       U + (long)x * ci * co, co, 0.0f, M + x * ms, co);
       }
       for (int k = 0; k < cnt; k++) {
-        const long g = g0 + k;
-        const long img = g / tpi;
-        const int t = (int)(g % tpi), ty = t / tw, tx = t % tw;
+        const tile_pos t = tile_at(g0 + k, tpi, tw);
         for (int b = 0; b < ocb; b++)
-          output_tile(out + ((img * ocb + b) * h) * (long)w * 8, w, 2 * ty, 2 * tx, M + (long)k * co + b * 8, ms);
+          output_tile(out + ((t.img * ocb + b) * h) * (long)w * 8, w, t.r, t.c, M + (long)k * co + b * 8, ms);
       }
     }
   }
@@ -258,7 +266,7 @@ static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, c
   if (threads > p->threads) threads = p->threads;
   const int tc = p->tiles_per_chunk * GRAD_CHUNKS;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
-  const int icb = ci / 8, ocb = co / 8;
+  const int ocb = co / 8;
   float *V = ws, *D = ws + (size_t)NXI * tc * ci;
   const long vs = (long)tc * ci, ds = (long)tc * co;
 #pragma omp parallel num_threads(threads)
@@ -267,14 +275,10 @@ static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, c
     const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
 #pragma omp for schedule(static)
     for (int k = 0; k < cnt; k++) {
-      const long g = g0 + k;
-      const long img = g / tpi;
-      const int t = (int)(g % tpi), ty = t / tw, tx = t % tw;
-      for (int b = 0; b < icb; b++)
-        input_tile(V + (long)k * ci + b * 8, vs, x + ((img * icb + b) * h) * (long)w * 8, h, w, 2 * ty - 1,
-                   2 * tx - 1);
+      const tile_pos t = tile_at(g0 + k, tpi, tw);
+      input_row(V, vs, k, x, ci, h, w, t);
       for (int b = 0; b < ocb; b++)
-        grad_tile(D + (long)k * co + b * 8, ds, dy + ((img * ocb + b) * h) * (long)w * 8, w, 2 * ty, 2 * tx);
+        grad_tile(D + (long)k * co + b * 8, ds, dy + ((t.img * ocb + b) * h) * (long)w * 8, w, t.r, t.c);
     }
 #pragma omp for schedule(static)
     for (int xi = 0; xi < NXI; xi++)
