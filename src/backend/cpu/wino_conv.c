@@ -4,8 +4,10 @@
  *   B' = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A' = [1 1 1 0; 0 1 -1 -1].
  * Summed over input channels, the elementwise product becomes, for each of the 16 Winograd positions xi,
  * M[xi] = V[xi] U[xi] with V [tiles x Cin] and U [Cin x Cout]. Threads take chunks of tiles (across images);
- * a chunk's V and M stay in the thread's part of the workspace. All coefficients are 0,
- * +-1 or +-1/2, so the result differs from the direct convolution only by rounding. */
+ * a chunk's V and M stay in the thread's part of the workspace. Backward weights runs the same transforms
+ * on x and (adjoint of the output transform) on dy, multiplies V' D per position and maps the 4x4 sums back
+ * to 3x3 with G' . G. All coefficients are 0, +-1 or +-1/2, so the results differ from the direct
+ * convolution's only by rounding. */
 #include "backend/cpu/wino_conv.h"
 
 #include <cblas.h>
