@@ -1,6 +1,7 @@
-/* synco info: version, backends, threads, CPU features seen by oneDNN. */
+/* synco info: version, backends, threads, CPU features seen by oneDNN, and the convolution path they select. */
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -35,7 +36,14 @@ int synco_cmd_info(int argc, char **argv) {
     default: break;
   }
   printf("cpu isa (oneDNN): %s\n", isa);
-  printf("bf16: %s\n", dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16 ? "yes" : "no");
+  const dnnl_cpu_isa_t cpu = dnnl_get_effective_cpu_isa();
+  printf("bf16: %s\n", cpu >= dnnl_cpu_isa_avx512_core_bf16 ? "this CPU has AVX512-BF16, but this build runs fp32 only"
+                                                             : "no (needs AVX512-BF16)");
+  /* the backend keeps nChw8c activations below AVX-512, and that is where wino_conv.c takes the 3x3 layers */
+  const char *wino = getenv("SYNCO_CONV_WINOGRAD");
+  const int wino_on = cpu >= dnnl_cpu_isa_avx2 && cpu < dnnl_cpu_isa_avx512_core && !(wino && *wino == '0');
+  printf("3x3 stride-1 convolutions: %s\n", wino_on ? "Winograd F(2x2,3x3) from 32 channels (SYNCO_CONV_WINOGRAD=0: oneDNN's)"
+                                                  : "oneDNN direct");
 #else
   printf("\noneDNN: not built in (install libdnnl-dev and rebuild for the fast CPU backend)\n");
 #endif
