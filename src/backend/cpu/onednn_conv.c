@@ -5,10 +5,11 @@
  * the reordered copies live in op->impl), and the backward-weights result back to OIHW with a sum post-op,
  * which gives the contract's dw += without a temporary.
  *
- * 3x3 stride-1 layers on nChw8c activations (AVX2 machines) run all three passes as Winograd F(2x2, 3x3)
- * (wino_conv.c) instead: oneDNN 2.x has Winograd only for AVX-512, and its AVX2 direct kernels already run
- * near the FMA peak, so fewer multiplications is what is left to gain (the ResNet-18 CIFAR step went from
- * 24.6 to 37.4 images/s on 2 cores). Such a layer creates no oneDNN primitive at all.
+ * 3x3 stride-1 layers on nChw8c activations (AVX2 machines) run as Winograd F(2x2, 3x3) (wino_conv.c)
+ * instead: all three passes from 64 channels, backward weights alone from 32 (plan_wino has the measurements).
+ * oneDNN 2.x has Winograd only for AVX-512, and its AVX2 direct kernels already run near the FMA peak, so
+ * fewer multiplications is what is left to gain (the ResNet-18 CIFAR step went from 24.6 to 37.4 images/s on
+ * 2 cores). A layer with all three passes on Winograd creates no oneDNN primitive at all.
  * SYNCO_CONV_WINOGRAD=0 turns it off (to compare, or to rule it out). */
 #include <omp.h>
 #include <stdlib.h>
