@@ -14,10 +14,10 @@
 
 #include "base/progress.h"
 #include "base/rng.h"
-#include "backend/cpu/precision.h"
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "nn/encoder.h"
 #include "ssl/moco.h"
 
@@ -64,10 +64,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc;
   if (!o->image_size) o->image_size = o->cifar_stem ? 32 : 224;
-  if (synco_cpu_precision_check(o->precision, NULL) != SYNCO_OK) {
-    fprintf(stderr, "synco bench: %s\n", synco_last_error());
-    return 2;
-  }
+  if (synco_cli_precision("bench", o->precision)) return 2;
   if (o->threads > 0) omp_set_num_threads(o->threads);
   o->threads = omp_get_max_threads();
   return 0;

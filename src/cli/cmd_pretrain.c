@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "backend/cpu/precision.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"
@@ -251,10 +250,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     fprintf(stderr, "synco pretrain: the batch size %d is not a multiple of --bn-splits %d\n", o.batch, o.bn_splits);
     return 2;
   }
-  if (synco_cpu_precision_check(o.precision, NULL) != SYNCO_OK) {
-    fprintf(stderr, "synco pretrain: %s\n", synco_last_error());
-    return 2;
-  }
+  if (synco_cli_precision("pretrain", o.precision)) return 2;
   if (o.threads > 0) omp_set_num_threads(o.threads);
   o.threads = omp_get_max_threads();
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/cpu/precision.h"
 #include "base/status.h"
 
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]) {
@@ -47,4 +48,10 @@ synco_status synco_cli_write_file_atomic(const char *path, const char *text) {
     return synco_fail(SYNCO_ERR_IO, "%s: cannot write: %s", path, strerror(e));
   }
   return SYNCO_OK;
+}
+
+int synco_cli_precision(const char *cmd, const char *precision) {
+  if (synco_cpu_precision_check(precision, NULL) == SYNCO_OK) return 0;
+  fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
+  return 2;
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/precision.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/common.h"
@@ -60,10 +59,7 @@ int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
     fprintf(stderr, "synco %s: --batch must be at least 1\n", cmd);
     return 2;
   }
-  if (synco_cpu_precision_check(o->precision, NULL) != SYNCO_OK) {
-    fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
-    return 2;
-  }
+  if (synco_cli_precision(cmd, o->precision)) return 2;
   if (o->threads > 0) omp_set_num_threads(o->threads);
   return 0;
 }
