@@ -9,15 +9,14 @@ methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(synco moco)
 py=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 common=(--cifar-stem --batch 128 --threads 2)
+fields='import json,sys; d=json.load(sys.stdin); print(d["images_per_s"], d["peak_rss_mb"])'
 declare -A s t
 for r in $(seq 1 "$rounds"); do
   for m in "${methods[@]}"; do
     a=$("$bin" bench step "${common[@]}" --method "$m" --json | grep '^{')
     b=$("$py" "$here/bench_torch.py" step "${common[@]}" --method "$m" --json --no-gemm | grep '^{')
-    ia=$(printf '%s' "$a" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
-    ib=$(printf '%s' "$b" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
-    ra=$(printf '%s' "$a" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mb"])')
-    rb=$(printf '%s' "$b" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mb"])')
+    read -r ia ra < <(printf '%s' "$a" | "$py" -c "$fields")
+    read -r ib rb < <(printf '%s' "$b" | "$py" -c "$fields")
     printf 'round %d %-6s synco %7.2f images/s (%s MB)  pytorch %7.2f images/s (%s MB)  ratio %.2fx\n' \
       "$r" "$m" "$ia" "$ra" "$ib" "$rb" "$("$py" -c "print($ia/$ib)")"
     s[$m]="${s[$m]:-} $ia"; t[$m]="${t[$m]:-} $ib"
