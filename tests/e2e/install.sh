@@ -18,14 +18,19 @@ for f in bin/synco lib/libsynco.a lib/libsynco.so include/synco.h lib/pkgconfig/
 done
 bin=$prefix/bin/synco
 "$bin" --version > /dev/null || fail "installed synco does not run"
-if ldd "$prefix/lib/libsynco.so" | grep -q "not found"; then ldd "$prefix/lib/libsynco.so"; fail "libsynco.so has unresolved dependencies"; fi
+# Outputs are captured before grep reads them: `cmd | grep -q` under pipefail fails at random when grep exits
+# first and the writer dies of SIGPIPE.
+libdeps=$(ldd "$prefix/lib/libsynco.so")
+if grep -q "not found" <<<"$libdeps"; then echo "$libdeps"; fail "libsynco.so has unresolved dependencies"; fi
 if command -v man > /dev/null; then
-  MANWIDTH=80 man -l "$prefix/share/man/man1/synco.1" 2> "$tmp/man.err" | grep -q "synco pretrain" || { cat "$tmp/man.err"; fail "man page does not render"; }
+  manpage=$(MANWIDTH=80 man -l "$prefix/share/man/man1/synco.1" 2> "$tmp/man.err") || true
+  grep -q "synco pretrain" <<<"$manpage" || { cat "$tmp/man.err"; fail "man page does not render"; }
 fi
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
-[ "$(pkg-config --modversion synco)" = "$("$bin" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)" ] \
-  || fail "pkg-config version differs from synco --version"
+version=$("$bin" --version)
+[[ $version =~ [0-9]+\.[0-9]+\.[0-9]+ ]] || fail "synco --version prints no version: $version"
+[ "$(pkg-config --modversion synco)" = "${BASH_REMATCH[0]}" ] || fail "pkg-config version differs from synco --version"
 # The public header stands alone and is warning-free.
 printf '#include <synco.h>\nint main(void) { return synco_version() == 0; }\n' > "$tmp/h.c"
 cc -std=c11 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags synco) -c "$tmp/h.c" -o "$tmp/h.o" || fail "synco.h does not compile alone"
@@ -34,14 +39,16 @@ cp -r examples "$tmp/examples"
 san=()
 grep -q "SYNCO_SANITIZE:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null && san=(LDFLAGS="-fsanitize=address,undefined")
 make -C "$tmp/examples" "${san[@]}" > "$tmp/make.txt" 2>&1 || { cat "$tmp/make.txt"; fail "examples do not build against the installed library"; }
-ldd "$tmp/examples/encode" | grep -q "$prefix/.*libsynco.so" || { ldd "$tmp/examples/encode"; fail "example not linked to the installed libsynco.so"; }
-ldd "$tmp/examples/encode-static" | grep -q libsynco && fail "static example links libsynco.so"
+deps=$(ldd "$tmp/examples/encode")
+grep -q "$prefix/.*libsynco.so" <<<"$deps" || { echo "$deps"; fail "example not linked to the installed libsynco.so"; }
+deps=$(ldd "$tmp/examples/encode-static")
+grep -q libsynco <<<"$deps" && fail "static example links libsynco.so"
 
 # An encoder from the installed program: a 2-step run on 32 bundled images.
 imgs=$tmp/imgs
 for c in airplane bird; do
   mkdir -p "$imgs/$c"
-  for f in $(ls "data/cifar10-small/val/$c" | head -16); do ln -s "$PWD/data/cifar10-small/val/$c/$f" "$imgs/$c/$f"; done
+  for f in $(first_files "data/cifar10-small/val/$c" 16); do ln -s "$PWD/$f" "$imgs/$c/"; done
 done
 "$bin" pretrain --data "$imgs" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 1 -b 16 --bn-splits 2 \
   --moco-k 32 --n-hard 16 --n1 4 --n2 4 --n3 4 --n4 4 --n5 4 --n6 4 --warmup-epochs 0 --threads 2 --workers 1 \
@@ -50,8 +57,8 @@ done
 
 # Two images, in ImageFolder order (airplane, bird), through the example and through synco embed.
 one=$tmp/one
-a=$(ls data/cifar10-small/val/airplane | head -1)
-b=$(ls data/cifar10-small/val/bird | head -1)
+a=$(basename "$(first_files data/cifar10-small/val/airplane 1)")
+b=$(basename "$(first_files data/cifar10-small/val/bird 1)")
 mkdir -p "$one/airplane" "$one/bird"
 cp "data/cifar10-small/val/airplane/$a" "$one/airplane/"
 cp "data/cifar10-small/val/bird/$b" "$one/bird/"

@@ -14,7 +14,7 @@ VERIFY="$PY tools/verify_export.py"
 imgs=$tmp/imgs
 for c in airplane bird cat; do
   mkdir -p "$imgs/$c"
-  for f in $(ls "data/cifar10-small/val/$c" | head -16); do ln -s "$PWD/data/cifar10-small/val/$c/$f" "$imgs/$c/$f"; done
+  for f in $(first_files "data/cifar10-small/val/$c" 16); do ln -s "$PWD/$f" "$imgs/$c/"; done
 done
 
 tiny_run() {  # out, arch flags...
