@@ -410,7 +410,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o.epochs);
     synco_progress prog;
     synco_progress_begin(&prog, label, steps, o.batch, o.print_freq);
-    double sum_loss = 0, sum_acc = 0, win_loss = 0, win_acc = 0;
+    double sum_loss = 0, sum_acc = 0, sum_acc_all = 0, win_loss = 0, win_acc = 0, win_acc_all = 0;
     int win = 0;
     const double t_epoch = synco_now();
     double t_win = t_epoch;
@@ -442,16 +442,19 @@ int synco_cmd_pretrain(int argc, char **argv) {
       gstep++;
       sum_loss += st.loss;
       sum_acc += st.acc;
+      sum_acc_all += st.acc_all;
       win_loss += st.loss;
       win_acc += st.acc;
+      win_acc_all += st.acc_all;
       win++;
       if (win == o.print_freq || s == steps - 1) {
         const double now = synco_now();
-        fprintf(log, "{\"step\":%ld,\"epoch\":%d,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"images_per_s\":%.2f}\n", gstep,
-                epoch + 1, lr, win_loss / win, 100.0 * win_acc / win, win * o.batch / (now - t_win));
+        fprintf(log, "{\"step\":%ld,\"epoch\":%d,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f}\n",
+                gstep, epoch + 1, lr, win_loss / win, 100.0 * win_acc / win, 100.0 * win_acc_all / win,
+                win * o.batch / (now - t_win));
         fflush(log);
         win = 0;
-        win_loss = win_acc = 0;
+        win_loss = win_acc = win_acc_all = 0;
         t_win = now;
       }
       char text[96];
@@ -474,9 +477,17 @@ int synco_cmd_pretrain(int argc, char **argv) {
       printf("epoch %d: kNN top-1 %.2f%%  top-5 %.2f%%\n", epoch + 1, r.top1, r.top5);
       fflush(stdout);
     }
-    fprintf(log, "{\"epoch\":%d,\"step\":%ld,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"images_per_s\":%.2f,\"epoch_time_s\":%.2f%s}\n",
-            epoch + 1, gstep, lr, sum_loss / steps, 100.0 * sum_acc / steps, steps * o.batch / ep_time, ep_time, knn_field);
+    fprintf(log, "{\"epoch\":%d,\"step\":%ld,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f,"
+            "\"epoch_time_s\":%.2f%s}\n", epoch + 1, gstep, lr, sum_loss / steps, 100.0 * sum_acc / steps,
+            100.0 * sum_acc_all / steps, steps * o.batch / ep_time, ep_time, knn_field);
     fflush(log);
+    /* A checkpoint never stores a broken model: NaN/inf can appear in weights before the loss shows it. */
+    if (synco_moco_check_finite(moco) != SYNCO_OK) {
+      synco_fail_context(SYNCO_ERR_NUMERIC, "after epoch %d: ", epoch + 1);
+      synco_cli_error("pretrain");
+      fprintf(stderr, "synco pretrain: stopping without writing a checkpoint of epoch %d\n", epoch + 1);
+      goto done;
+    }
     snprintf(path, sizeof path, "%s/last.safetensors", o.out);
     if (synco_moco_save(moco, path, cfg_json, epoch + 1, gstep) != SYNCO_OK) {
       synco_cli_error("pretrain");

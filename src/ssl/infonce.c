@@ -63,13 +63,15 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
 
   const float invT = 1.0f / T, invB = 1.0f / (float)B;
   double loss_sum = 0.0;
-  int correct = 0;
-#pragma omp parallel for schedule(static) reduction(+ : loss_sum, correct)
+  int correct = 0, correct_queue = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss_sum, correct, correct_queue)
   for (int i = 0; i < B; i++) {
     float *z = L + (size_t)i * ld;
     for (int j = 0; j <= K; j++) z[j] *= invT;
     float mx = z[0], mneg = -INFINITY;
-    for (int j = 1; j < ncol; j++) mneg = z[j] > mneg ? z[j] : mneg;
+    for (int j = 1; j <= K; j++) mneg = z[j] > mneg ? z[j] : mneg;
+    correct_queue += z[0] >= mneg;
+    for (int j = K + 1; j < ncol; j++) mneg = z[j] > mneg ? z[j] : mneg;
     correct += z[0] >= mneg;
     if (mneg > mx) mx = mneg;
     const double z0 = (double)z[0] - mx;
@@ -85,6 +87,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
   }
   if (loss) *loss = (float)(loss_sum / B);
   if (acc) *acc = (float)correct / (float)B;
+  s->acc_queue = (float)correct_queue / (float)B;
   if (!dq) return SYNCO_OK;
 
   /* gradients: the softmax rows become dL/dz in place; columns 0..K then hold gradients of the raw dots */

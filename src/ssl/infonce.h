@@ -12,6 +12,8 @@ typedef struct {
   int B, K, dim, S; /* S: synthetic logits per query this scratch has room for */
   int ld;           /* 1 + K + S: row stride of logits */
   float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
+  float acc_queue;  /* after a call: share of rows whose positive logit is at least every queue logit (the
+                       paper's proxy accuracy; *acc of the call also counts the synthetic logits) */
 } synco_infonce_scratch;
 
 /* Allocates for B queries of size dim, a queue of K rows and up to S synthetic logits per query. */

@@ -1,6 +1,8 @@
 /* MoCo-v2 / SynCo training state and step; see moco.h for the order of operations. */
 #include "ssl/moco.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,7 +160,7 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint6
 
 /* One direction: q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
 static synco_status direction(synco_moco *m, const float *xq, const float *k, int negatives, uint64_t step,
-                              uint64_t query0, double *loss, double *acc) {
+                              uint64_t query0, double *loss, double *acc, double *acc_all) {
   synco_backend *be = m->be;
   SYNCO_TRY(synco_encoder_forward(m->eq, m->q_raw, xq, m->B, 1));
   synco_tensor qt = matrix(m->q, m->B, m->dim), qr = matrix(m->q_raw, m->B, m->dim);
@@ -174,10 +176,24 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   SYNCO_TRY(synco_contrastive_loss(&m->loss, &l, &a, m->dq, m->q, k, m->queue, m->B, m->cfg.K, m->dim, m->cfg.T, nc, nd));
   if (!isfinite(l)) return synco_fail(SYNCO_ERR_NUMERIC, "non-finite loss at step %llu", (unsigned long long)step);
   *loss += l;
-  *acc += a;
+  *acc += m->loss.acc_queue;
+  *acc_all += a;
   synco_tensor dqt = matrix(m->dq, m->B, m->dim), dqr = matrix(m->dq_raw, m->B, m->dim);
   SYNCO_TRY(be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
   return synco_encoder_backward(m->eq, m->dq_raw);
+}
+
+/* Rows [n, dim] into the queue at ptr, wrapping at K. ptr need not be a multiple of the batch: a run resumed with
+ * another batch size continues from the checkpoint's pointer. */
+static void enqueue(synco_moco *m, const float *rows, int n) {
+  const long K = m->cfg.K;
+  while (n > 0) {
+    const long take = n < K - m->ptr ? n : K - m->ptr;
+    memcpy(m->queue + (size_t)m->ptr * m->dim, rows, (size_t)take * m->dim * sizeof(float));
+    rows += (size_t)take * m->dim;
+    n -= (int)take;
+    m->ptr = (m->ptr + take) % K;
+  }
 }
 
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
@@ -187,29 +203,28 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   memset(g, 0, P * sizeof(float));
   /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
   synco_ema_update(pk, pq, P, m->cfg.m);
-  double loss = 0, acc = 0;
+  double loss = 0, acc = 0, acc_all = 0;
   int nkeys = 1;
   SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
   if (!m->cfg.symmetric) {
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc, &acc_all));
   } else {
     /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
     SYNCO_TRY(encode_keys(m, m->keys + bd, x_q, step, 1));
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc));
-    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, (uint64_t)m->B, &loss, &acc));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc, &acc_all));
+    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, (uint64_t)m->B, &loss, &acc, &acc_all));
     acc *= 0.5;
+    acc_all *= 0.5;
     nkeys = 2;
   }
   synco_sgd_step(pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started);
   m->sgd_started = 1;
   /* Enqueue after the loss used the old queue. */
-  for (int i = 0; i < nkeys; i++) {
-    memcpy(m->queue + (size_t)m->ptr * m->dim, m->keys + i * bd, bd * sizeof(float));
-    m->ptr = (m->ptr + m->B) % m->cfg.K;
-  }
+  for (int i = 0; i < nkeys; i++) enqueue(m, m->keys + i * bd, m->B);
   if (stats) {
     stats->loss = loss;
     stats->acc = acc;
+    stats->acc_all = acc_all;
   }
   return SYNCO_OK;
 }
@@ -240,36 +255,96 @@ synco_status synco_moco_save(synco_moco *m, const char *path, const char *config
   return s;
 }
 
+/* The first non-finite value of n floats at x, or -1. */
+static long first_non_finite(const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) return (long)i;
+  return -1;
+}
+
+/* Names the first tensor of enc holding NaN or inf (parameters, then BN buffers). */
+static synco_status encoder_finite(const synco_encoder *enc, const char *what) {
+  for (int b = 0; b < 2; b++) {
+    int n = 0;
+    const synco_param_view *v = b ? synco_encoder_buffer_views(enc, &n) : synco_encoder_param_views(enc, &n);
+    const float *base = b ? synco_encoder_buffers((synco_encoder *)enc) : synco_encoder_params((synco_encoder *)enc);
+    for (int i = 0; i < n; i++)
+      if (first_non_finite(base + v[i].offset, v[i].numel) >= 0)
+        return synco_fail(SYNCO_ERR_NUMERIC, "%s tensor '%s' holds NaN or inf values", what, v[i].name);
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_moco_check_finite(const synco_moco *m) {
+  SYNCO_TRY(encoder_finite(m->eq, "query encoder"));
+  SYNCO_TRY(encoder_finite(m->ek, "key encoder"));
+  if (first_non_finite(m->mom, synco_encoder_num_params(m->eq)) >= 0)
+    return synco_fail(SYNCO_ERR_NUMERIC, "the SGD momentum holds NaN or inf values");
+  if (first_non_finite(m->queue, (size_t)m->cfg.K * m->dim) >= 0)
+    return synco_fail(SYNCO_ERR_NUMERIC, "the queue holds NaN or inf values");
+  return SYNCO_OK;
+}
+
+/* A decimal integer metadata value in [lo, hi], the whole string. */
+static int parse_meta_long(const char *text, long lo, long hi, long *out) {
+  if (!text || !*text) return 0;
+  char *end = NULL;
+  errno = 0;
+  const long v = strtol(text, &end, 10);
+  if (errno || *end || v < lo || v > hi) return 0;
+  *out = v;
+  return 1;
+}
+
 synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *step) {
-  SYNCO_TRY(synco_weights_load(m->eq, path, "query", 1));
-  SYNCO_TRY(synco_weights_load(m->ek, path, "key", 1));
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
   const int P = (int)synco_encoder_num_params(m->eq);
   synco_status s = SYNCO_OK;
+  /* Every field is checked against this run before anything of m changes. */
   const char *fmt = synco_st_meta(&st, "synco.format");
   if (!fmt || strcmp(fmt, "checkpoint"))
     s = synco_fail(SYNCO_ERR_FORMAT, "%s: not a synco training checkpoint (an exported encoder?)", path);
-  if (!s) s = synco_st_get_f32(&st, "optimizer.momentum", m->mom, (size_t)P, (int[]){P}, 1);
-  if (!s) s = synco_st_get_f32(&st, "queue", m->queue, (size_t)m->cfg.K * m->dim, (int[]){m->cfg.K, m->dim}, 2);
+  const synco_st_entry *qe = s ? NULL : synco_st_find(&st, "queue");
+  if (!s && (!qe || qe->ndim != 2))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: missing or malformed queue", path);
+  if (!s && (qe->shape[0] != m->cfg.K || qe->shape[1] != m->dim))
+    s = synco_fail(SYNCO_ERR_ARG, "%s: its queue is %lld x %lld (--moco-k x --moco-dim); this run has %d x %d", path,
+                   (long long)qe->shape[0], (long long)qe->shape[1], m->cfg.K, m->dim);
   const synco_st_entry *e = s ? NULL : synco_st_find(&st, "queue_ptr");
   if (!s && (!e || e->dtype != SYNCO_ST_I64 || synco_st_numel(e) != 1))
     s = synco_fail(SYNCO_ERR_FORMAT, "%s: missing or malformed queue_ptr", path);
+  int64_t ptr = 0;
   if (!s) {
-    int64_t ptr;
     memcpy(&ptr, synco_st_bytes(&st, e), 8);
-    if (ptr < 0 || ptr >= m->cfg.K) s = synco_fail(SYNCO_ERR_FORMAT, "%s: queue_ptr %lld out of range", path, (long long)ptr);
-    m->ptr = (long)ptr;
+    if (ptr < 0 || ptr >= m->cfg.K)
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: queue_ptr %lld is outside the queue of %d rows", path, (long long)ptr, m->cfg.K);
   }
   const char *ep = synco_st_meta(&st, "synco.epoch"), *sp = synco_st_meta(&st, "synco.step"),
              *sg = synco_st_meta(&st, "synco.sgd_started"), *sd = synco_st_meta(&st, "synco.seed");
+  long ep_v = 0, sp_v = 0, sg_v = 0;
   if (!s && (!ep || !sp || !sg)) s = synco_fail(SYNCO_ERR_FORMAT, "%s: missing epoch/step metadata", path);
+  if (!s && !parse_meta_long(ep, 0, 1000000000L, &ep_v))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: epoch '%s' is not an integer >= 0", path, ep);
+  if (!s && !parse_meta_long(sp, 0, LONG_MAX, &sp_v))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: step '%s' is not an integer >= 0", path, sp);
+  if (!s && !parse_meta_long(sg, 0, 1, &sg_v))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: sgd_started '%s' is not 0 or 1", path, sg);
   if (!s && sd && strtoull(sd, NULL, 10) != m->cfg.seed)
     s = synco_fail(SYNCO_ERR_ARG, "%s: was trained with --seed %s, not %llu", path, sd, (unsigned long long)m->cfg.seed);
+  if (!s) s = synco_weights_load(m->eq, path, "query", 1);
+  if (!s) s = synco_weights_load(m->ek, path, "key", 1);
+  if (!s) s = synco_st_get_f32(&st, "optimizer.momentum", m->mom, (size_t)P, (int[]){P}, 1);
+  if (!s) s = synco_st_get_f32(&st, "queue", m->queue, (size_t)m->cfg.K * m->dim, (int[]){m->cfg.K, m->dim}, 2);
   if (!s) {
-    *epoch = atoi(ep);
-    *step = atol(sp);
-    m->sgd_started = atoi(sg);
+    s = synco_moco_check_finite(m);
+    if (s) s = synco_fail_context(s, "%s: ", path);
+  }
+  if (!s) {
+    m->ptr = (long)ptr;
+    *epoch = (int)ep_v;
+    *step = sp_v;
+    m->sgd_started = (int)sg_v;
   }
   synco_st_close(&st);
   return s;

@@ -31,7 +31,8 @@ typedef struct synco_moco synco_moco;
 
 typedef struct {
   double loss;                /* mean InfoNCE loss of the step */
-  double acc;                 /* proxy-task accuracy in [0, 1] (top-1 of the logits is the positive) */
+  double acc;                 /* proxy-task accuracy in [0, 1] as the paper's: the positive beats every queue logit */
+  double acc_all;             /* the same against queue and synthetic logits (equals acc without synthetic ones) */
 } synco_step_stats;
 
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg);
@@ -47,10 +48,15 @@ long synco_moco_queue_ptr(const synco_moco *m);
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
                              uint64_t step, synco_step_stats *stats);
 
+/* SYNCO_ERR_NUMERIC naming the first tensor (query/key encoder, momentum, queue) that holds NaN or inf. */
+synco_status synco_moco_check_finite(const synco_moco *m);
+
 /* Checkpoint: both encoders, SGD momentum, queue and pointer, epoch (completed) and global step, plus the
  * caller's config JSON as metadata "synco.config". Written atomically. */
 synco_status synco_moco_save(synco_moco *m, const char *path, const char *config_json, int epoch, long step);
-/* Restores a checkpoint written by synco_moco_save into an identically configured m. */
+/* Restores a checkpoint written by synco_moco_save into m. Every field is checked against m's configuration
+ * (queue shape, pointer, epoch, step, seed, every tensor's shape, finiteness) before use; the batch size may
+ * differ from the checkpoint's (the queue pointer continues where it was). On failure m is not usable. */
 synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *step);
 
 #endif
