@@ -63,8 +63,9 @@ static synco_status ft_epoch(ft_state *st, synco_batcher *b, const uint32_t *idx
     memset(synco_encoder_grads(enc), 0, P * sizeof(float));
     s = synco_encoder_backward(enc, st->df);
     if (s) break;
-    synco_sgd_step(synco_encoder_params(enc), st->mom, synco_encoder_grads(enc), P, (float)lr_b, (float)momentum,
-                   (float)wd, !st->started);
+    s = synco_sgd_step(synco_encoder_backend(enc), synco_encoder_params(enc), st->mom, synco_encoder_grads(enc), P,
+                       (float)lr_b, (float)momentum, (float)wd, !st->started);
+    if (s) break;
     st->started = 1;
     synco_linear_layer_sgd(st->cls, lr_c, momentum, wd);
     sl += l * B;

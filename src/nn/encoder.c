@@ -26,9 +26,8 @@ static synco_status grow(void **arr, int *cap, int need, size_t elem) {
 
 void *synco_nn_alloc(synco_encoder *enc, size_t bytes) {
   if (grow((void **)&enc->allocs, &enc->alloc_cap, enc->nallocs + 1, sizeof(void *)) != SYNCO_OK) return NULL;
-  void *p = synco_aligned_alloc(bytes);
+  void *p = enc->be->alloc(enc->be, bytes); /* zeroed backend memory */
   if (!p) return NULL;
-  memset(p, 0, bytes);
   enc->allocs[enc->nallocs++] = p;
   return p;
 }
@@ -213,7 +212,7 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
 void synco_encoder_free(synco_encoder *enc) {
   if (!enc) return;
   synco_nn_resnet_release(enc);
-  for (int i = 0; i < enc->nallocs; i++) free(enc->allocs[i]);
+  for (int i = 0; i < enc->nallocs; i++) enc->be->free(enc->be, enc->allocs[i]);
   free(enc->allocs);
   free(enc->pviews);
   free(enc->pinit);
@@ -226,6 +225,7 @@ void synco_encoder_free(synco_encoder *enc) {
 }
 
 const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc) { return &enc->cfg; }
+synco_backend *synco_encoder_backend(const synco_encoder *enc) { return enc->be; }
 int synco_encoder_batch(const synco_encoder *enc) { return enc->batch; }
 int synco_encoder_image_size(const synco_encoder *enc) { return enc->image_size; }
 int synco_encoder_feature_dim(const synco_encoder *enc) { return enc->feature_dim; }

@@ -48,6 +48,8 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
 void synco_encoder_free(synco_encoder *enc);
 
 const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc);
+/* The backend whose memory holds this encoder's parameters, gradients, buffers and activations. */
+synco_backend *synco_encoder_backend(const synco_encoder *enc);
 int synco_encoder_batch(const synco_encoder *enc);
 int synco_encoder_image_size(const synco_encoder *enc);
 int synco_encoder_feature_dim(const synco_encoder *enc);  /* backbone output width: 512·w/64 or 2048·w/64 */

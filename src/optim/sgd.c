@@ -1,33 +1,19 @@
-/* Fused SGD and EMA loops. The arithmetic follows PyTorch's order (d_p = grad + wd·p; buf = buf·m + d_p;
- * p = p − lr·buf) so that results agree with torch.optim.SGD to rounding. Parallel over chunks; the loops are
- * simple enough for the compiler to vectorize. */
+/* SGD and EMA as backend ops. The arithmetic follows PyTorch's order (d_p = grad + wd·p; buf = buf·m + d_p;
+ * p = p − lr·buf) so that results agree with torch.optim.SGD to rounding; it lives in kernels/sgd_kernel.h,
+ * shared by every backend. */
 #include "optim/sgd.h"
 
-void synco_sgd_step(float *p, float *buf, const float *grad, size_t n, float lr, float momentum, float wd, int first) {
-  const long nn = (long)n;
-  if (momentum == 0.f) {
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < nn; i++) p[i] = p[i] - lr * (grad[i] + wd * p[i]);
-  } else if (first) {
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < nn; i++) {
-      const float g = grad[i] + wd * p[i];
-      buf[i] = g;
-      p[i] = p[i] - lr * g;
-    }
-  } else {
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < nn; i++) {
-      const float b = buf[i] * momentum + (grad[i] + wd * p[i]);
-      buf[i] = b;
-      p[i] = p[i] - lr * b;
-    }
-  }
+#include "base/status.h"
+
+synco_status synco_sgd_step(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
+                            float momentum, float wd, int first) {
+  if (!(lr >= 0.f) || !(momentum >= 0.f) || !(wd >= 0.f))
+    return synco_fail(SYNCO_ERR_ARG, "sgd: lr %g, momentum %g, weight decay %g: expected values >= 0", (double)lr,
+                      (double)momentum, (double)wd);
+  return be->sgd(be, p, buf, grad, n, lr, momentum, wd, first);
 }
 
-void synco_ema_update(float *k, const float *q, size_t n, float m) {
-  const long nn = (long)n;
-  const float w = 1.0f - m;
-#pragma omp parallel for simd schedule(static)
-  for (long i = 0; i < nn; i++) k[i] = k[i] * m + q[i] * w;
+synco_status synco_ema_update(synco_backend *be, float *k, const float *q, size_t n, float m) {
+  if (!(m >= 0.f && m <= 1.f)) return synco_fail(SYNCO_ERR_ARG, "ema: momentum %g outside [0, 1]", (double)m);
+  return be->ema(be, k, q, n, m);
 }

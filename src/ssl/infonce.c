@@ -1,35 +1,36 @@
 /* InfoNCE over [q·k | q·Qᵀ | synthetic] / T. The queue logits and the queue part of dq are each one
- * cblas_sgemm; the row pass (scale, max, Σexp in double, softmax, gradient) runs in place in the logits buffer,
+ * backend gemm; the row pass (scale, max, Σexp in double, softmax, gradient) runs in place in the logits buffer,
  * parallel over rows. The gradient of the mean loss w.r.t. a logit z_ij is (p_ij − [j = 0]) / B; for the raw dot
  * products (positive and queue columns) it is that times 1/T, and the synthetic negatives fold their queue-row
  * parts into those raw-dot gradients, so dq = g_0·k + G_queue·Q + (q, sign(q), noise parts) needs one GEMM. */
 #include "ssl/infonce.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/status.h"
 
-synco_status synco_infonce_init(synco_infonce_scratch *s, int B, int K, int dim, int S) {
+synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int B, int K, int dim, int S) {
   memset(s, 0, sizeof *s);
+  if (!be) return synco_fail(SYNCO_ERR_ARG, "infonce: no backend");
   if (B < 1 || K < 1 || dim < 1 || S < 0)
     return synco_fail(SYNCO_ERR_ARG, "infonce: B = %d, K = %d, dim = %d, S = %d, expected B, K, dim >= 1, S >= 0", B,
                       K, dim, S);
+  s->be = be;
   s->B = B;
   s->K = K;
   s->dim = dim;
   s->S = S;
   s->ld = 1 + K + S;
-  s->logits = synco_aligned_alloc((size_t)B * (size_t)s->ld * sizeof(float));
+  s->logits = be->alloc(be, (size_t)B * (size_t)s->ld * sizeof(float));
   if (!s->logits) return SYNCO_ERR_NOMEM;
   return SYNCO_OK;
 }
 
 void synco_infonce_free(synco_infonce_scratch *s) {
   if (!s) return;
-  free(s->logits);
+  if (s->logits) s->be->free(s->be, s->logits);
   memset(s, 0, sizeof *s);
 }
 
@@ -58,7 +59,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
     for (int c = 0; c < dim; c++) d += qi[c] * ki[c];
     L[(size_t)i * ld] = d;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, K, dim, 1.0f, q, dim, queue, dim, 0.0f, L + 1, ld);
+  SYNCO_TRY(s->be->gemm(s->be, 0, 1, B, K, dim, 1.0f, q, dim, queue, dim, 0.0f, L + 1, ld));
   if (S > 0) SYNCO_TRY(synco_negatives_logits(draws, L + 1 + K, ld, L + 1, ld, q, queue, T));
 
   const float invT = 1.0f / T, invB = 1.0f / (float)B;
@@ -102,8 +103,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
     for (int c = 0; c < dim; c++) dqi[c] = g[0] * ki[c];
   }
   if (S > 0) synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
-  return SYNCO_OK;
+  return s->be->gemm(s->be, 0, 0, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -111,11 +111,11 @@ static int cmp_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-synco_status synco_neg_softmax_topk(double *hist, int n_top, float *tmp, const float *q, const float *queue, int B,
-                                    int K, int dim, float T) {
+synco_status synco_neg_softmax_topk(synco_backend *be, double *hist, int n_top, float *tmp, const float *q,
+                                    const float *queue, int B, int K, int dim, float T) {
   if (n_top < 1 || n_top > K || !(T > 0.f))
     return synco_fail(SYNCO_ERR_ARG, "infonce: top %d of a queue of %d at temperature %g", n_top, K, (double)T);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, K, dim, 1.0f / T, q, dim, queue, dim, 0.0f, tmp, K);
+  SYNCO_TRY(be->gemm(be, 0, 1, B, K, dim, 1.0f / T, q, dim, queue, dim, 0.0f, tmp, K));
   for (int i = 0; i < B; i++) {
     float *z = tmp + (size_t)i * K;
     float mx = z[0];

@@ -7,8 +7,10 @@
 
 #include "ssl/negatives.h"
 #include "synco.h"
+#include "tensor/backend.h"
 
 typedef struct {
+  synco_backend *be; /* runs the GEMMs */
   int B, K, dim, S; /* S: synthetic logits per query this scratch has room for */
   int ld;           /* 1 + K + S: row stride of logits */
   float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
@@ -17,14 +19,14 @@ typedef struct {
 } synco_infonce_scratch;
 
 /* Allocates for B queries of size dim, a queue of K rows and up to S synthetic logits per query. */
-synco_status synco_infonce_init(synco_infonce_scratch *s, int B, int K, int dim, int S);
+synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int B, int K, int dim, int S);
 void synco_infonce_free(synco_infonce_scratch *s);
 
 /* One direction of the loss. q, k: [B, dim] unit rows; queue: [K, dim]; T > 0. cfg/draws: the synthetic
  * negatives (draws already filled for this step), or both NULL (or a config with all counts 0) for plain
  * MoCo-v2. Outputs: *loss (mean cross-entropy), *acc (share of rows whose positive logit is the largest, ties
  * going to the positive as torch's argmax/topk does with index 0 first), dq [B, dim] = dL/dq (assigned; NULL to
- * skip the backward). Any output pointer may be NULL. Uses cblas_sgemm for q·Qᵀ and for the queue part of dq.
+ * skip the backward). Any output pointer may be NULL. The backend's gemm computes q·Qᵀ and the queue part of dq.
  * After the call, s->logits holds the softmax of each row over all its logits. */
 synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float *acc, float *dq, const float *q,
                                     const float *k, const float *queue, int B, int K, int dim, float T,
@@ -33,7 +35,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
 /* For the analysis of matching probabilities: adds to hist[0..n_top) the sorted-descending softmax(l_neg/T)
  * over the queue only, of every query (callers divide by the number of queries). Runs its own forward GEMM;
  * tmp must hold B·K floats. n_top ≤ K. */
-synco_status synco_neg_softmax_topk(double *hist, int n_top, float *tmp, const float *q, const float *queue, int B,
-                                    int K, int dim, float T);
+synco_status synco_neg_softmax_topk(synco_backend *be, double *hist, int n_top, float *tmp, const float *q,
+                                    const float *queue, int B, int K, int dim, float T);
 
 #endif

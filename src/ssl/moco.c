@@ -10,11 +10,13 @@
 
 #include "base/rng.h"
 #include "base/status.h"
+#include "dist/dist.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "optim/sgd.h"
 #include "ssl/infonce.h"
 
+/* Every buffer below but perm_host is backend memory (be->alloc). */
 struct synco_moco {
   synco_moco_config cfg;
   synco_backend *be;
@@ -27,7 +29,10 @@ struct synco_moco {
   float *q_raw, *k_raw, *q, *k, *dq, *dq_raw, *qnorm, *knorm; /* [B, dim] / [B] */
   float *keys;                  /* [2B, dim]: keys to enqueue (two with a symmetric loss) */
   float *x_shuf;                /* [B, 3, S, S]: the key images in shuffled order */
-  uint32_t *perm;               /* [B] */
+  uint32_t *perm;               /* [B] in backend memory; perm_host: the same, drawn on the host */
+  uint32_t *perm_host;
+  synco_dist *dist;             /* cfg.dist: the three collectives of a step */
+  float *keys_all;              /* [world·B, dim]: every process's keys (world > 1 only) */
   synco_infonce_scratch loss;
   synco_negatives_draws draws;
   int neg_total;
@@ -46,19 +51,13 @@ void synco_moco_free(synco_moco *m) {
   if (!m) return;
   synco_encoder_free(m->eq);
   synco_encoder_free(m->ek);
-  free(m->mom);
-  free(m->queue);
-  free(m->q_raw);
-  free(m->k_raw);
-  free(m->q);
-  free(m->k);
-  free(m->dq);
-  free(m->dq_raw);
-  free(m->qnorm);
-  free(m->knorm);
-  free(m->keys);
-  free(m->x_shuf);
-  free(m->perm);
+  float **bufs[] = {&m->mom, &m->queue, &m->q_raw, &m->k_raw, &m->q, &m->k, &m->dq, &m->dq_raw, &m->qnorm,
+                    &m->knorm, &m->keys, &m->x_shuf};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+    if (*bufs[i]) m->be->free(m->be, *bufs[i]);
+  if (m->perm) m->be->free(m->be, m->perm);
+  if (m->keys_all) m->be->free(m->be, m->keys_all);
+  free(m->perm_host);
   synco_infonce_free(&m->loss);
   if (m->neg_total) synco_negatives_free(&m->draws);
   free(m);
@@ -89,32 +88,40 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
     return s;
   }
   m->dim = synco_encoder_out_dim(m->eq);
-  const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim;
+  const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim, F = sizeof(float);
   /* The key encoder starts as a copy of the query encoder (parameters and BN buffers). */
-  memcpy(synco_encoder_params(m->ek), synco_encoder_params(m->eq), P * sizeof(float));
-  memcpy(synco_encoder_buffers(m->ek), synco_encoder_buffers(m->eq), synco_encoder_num_buffers(m->eq) * sizeof(float));
-  m->mom = calloc(P, sizeof(float));
-  m->queue = malloc((size_t)cfg->K * m->dim * sizeof(float));
-  m->q_raw = malloc(bd * sizeof(float));
-  m->k_raw = malloc(bd * sizeof(float));
-  m->q = malloc(bd * sizeof(float));
-  m->k = malloc(bd * sizeof(float));
-  m->dq = malloc(bd * sizeof(float));
-  m->dq_raw = malloc(bd * sizeof(float));
-  m->qnorm = malloc((size_t)m->B * sizeof(float));
-  m->knorm = malloc((size_t)m->B * sizeof(float));
-  m->keys = malloc(2 * bd * sizeof(float));
-  m->x_shuf = malloc((size_t)m->B * 3 * cfg->image_size * cfg->image_size * sizeof(float));
-  m->perm = malloc((size_t)m->B * sizeof(uint32_t));
+  s = be->copy(be, synco_encoder_params(m->ek), synco_encoder_params(m->eq), P * F, SYNCO_COPY_D2D);
+  if (!s) s = be->copy(be, synco_encoder_buffers(m->ek), synco_encoder_buffers(m->eq),
+                       synco_encoder_num_buffers(m->eq) * F, SYNCO_COPY_D2D);
+  m->mom = be->alloc(be, P * F);
+  m->queue = be->alloc(be, (size_t)cfg->K * m->dim * F);
+  m->q_raw = be->alloc(be, bd * F);
+  m->k_raw = be->alloc(be, bd * F);
+  m->q = be->alloc(be, bd * F);
+  m->k = be->alloc(be, bd * F);
+  m->dq = be->alloc(be, bd * F);
+  m->dq_raw = be->alloc(be, bd * F);
+  m->qnorm = be->alloc(be, (size_t)m->B * F);
+  m->knorm = be->alloc(be, (size_t)m->B * F);
+  m->keys = be->alloc(be, 2 * bd * F);
+  m->x_shuf = be->alloc(be, (size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
+  m->perm = be->alloc(be, (size_t)m->B * sizeof(uint32_t));
+  m->perm_host = malloc((size_t)m->B * sizeof(uint32_t));
+  m->dist = cfg->dist;
+  const int world = synco_dist_world(m->dist);
+  if (world > 1 && !(m->keys_all = be->alloc(be, (size_t)world * bd * F))) s = SYNCO_ERR_NOMEM;
+  float *queue_host = malloc((size_t)cfg->K * m->dim * F);
   if (!m->mom || !m->queue || !m->q_raw || !m->k_raw || !m->q || !m->k || !m->dq || !m->dq_raw || !m->qnorm ||
-      !m->knorm || !m->keys || !m->x_shuf || !m->perm) {
+      !m->knorm || !m->keys || !m->x_shuf || !m->perm || !m->perm_host || !queue_host) {
+    free(queue_host);
     synco_moco_free(m);
-    return synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state");
+    return s ? s : synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state");
   }
-  /* Initial queue: random unit rows (each row normalized, unlike the authors' code which normalizes along K). */
+  /* Initial queue: random unit rows (each row normalized, unlike the authors' code which normalizes along K),
+   * drawn on the host and uploaded. */
   for (int i = 0; i < cfg->K; i++) {
     synco_rng r = synco_rng_make(cfg->seed, 0, (uint64_t)i, SYNCO_RNG_QUEUE_INIT);
-    float *row = m->queue + (size_t)i * m->dim;
+    float *row = queue_host + (size_t)i * m->dim;
     double ss = 0;
     for (int j = 0; j < m->dim; j++) {
       row[j] = synco_rng_normal(&r);
@@ -123,7 +130,9 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
     const float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
     for (int j = 0; j < m->dim; j++) row[j] *= inv;
   }
-  s = synco_infonce_init(&m->loss, m->B, cfg->K, m->dim, total);
+  s = be->copy(be, m->queue, queue_host, (size_t)cfg->K * m->dim * F, SYNCO_COPY_H2D);
+  free(queue_host);
+  if (!s) s = synco_infonce_init(&m->loss, be, m->B, cfg->K, m->dim, total);
   if (!s && total) {
     s = synco_negatives_init(&m->draws, &cfg->neg, m->B, m->dim, cfg->K);
     if (!s) m->neg_total = total;
@@ -141,21 +150,24 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
  * hold the same images as the matching group of the query encoder, and BN statistics could leak which key
  * belongs to which query. The permutation is keyed by (seed, step, pass). */
 static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint64_t step, int pass) {
+  synco_backend *be = m->be;
   const int B = m->B;
   const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size;
   const int shuffle = m->cfg.enc.bn_splits > 1;
   if (shuffle) {
     synco_rng r = synco_rng_make(m->cfg.seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
-    for (int i = 0; i < B; i++) m->perm[i] = (uint32_t)i;
-    synco_rng_shuffle(&r, m->perm, (uint32_t)B);
-    for (int i = 0; i < B; i++) memcpy(m->x_shuf + i * img, x + m->perm[i] * img, img * sizeof(float));
+    for (int i = 0; i < B; i++) m->perm_host[i] = (uint32_t)i;
+    synco_rng_shuffle(&r, m->perm_host, (uint32_t)B);
+    SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)B * sizeof(uint32_t), 0));
+    SYNCO_TRY(be->copy(be, m->perm, m->perm_host, (size_t)B * sizeof(uint32_t), SYNCO_COPY_H2D));
+    SYNCO_TRY(be->permute_rows(be, m->x_shuf, x, m->perm, B, img, 0));
   }
   SYNCO_TRY(synco_encoder_forward(m->ek, m->k_raw, shuffle ? m->x_shuf : x, B, 1));
   synco_tensor y = matrix(m->k, B, m->dim), xr = matrix(m->k_raw, B, m->dim);
-  SYNCO_TRY(m->be->l2norm_fwd(m->be, &y, m->knorm, &xr));
-  for (int i = 0; i < B; i++) /* row i of the output belongs to image perm[i] */
-    memcpy(dst + (size_t)(shuffle ? m->perm[i] : (uint32_t)i) * m->dim, m->k + (size_t)i * m->dim, m->dim * sizeof(float));
-  return SYNCO_OK;
+  SYNCO_TRY(be->l2norm_fwd(be, &y, m->knorm, &xr));
+  /* row i of the output belongs to image perm[i] */
+  if (shuffle) return be->permute_rows(be, dst, m->k, m->perm, B, (size_t)m->dim, 1);
+  return be->copy(be, dst, m->k, (size_t)B * m->dim * sizeof(float), SYNCO_COPY_D2D);
 }
 
 /* One direction: q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
@@ -183,26 +195,14 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   return synco_encoder_backward(m->eq, m->dq_raw);
 }
 
-/* Rows [n, dim] into the queue at ptr, wrapping at K. ptr need not be a multiple of the batch: a run resumed with
- * another batch size continues from the checkpoint's pointer. */
-static void enqueue(synco_moco *m, const float *rows, int n) {
-  const long K = m->cfg.K;
-  while (n > 0) {
-    const long take = n < K - m->ptr ? n : K - m->ptr;
-    memcpy(m->queue + (size_t)m->ptr * m->dim, rows, (size_t)take * m->dim * sizeof(float));
-    rows += (size_t)take * m->dim;
-    n -= (int)take;
-    m->ptr = (m->ptr + take) % K;
-  }
-}
-
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
                              uint64_t step, synco_step_stats *stats) {
+  synco_backend *be = m->be;
   const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim;
   float *pq = synco_encoder_params(m->eq), *pk = synco_encoder_params(m->ek), *g = synco_encoder_grads(m->eq);
-  memset(g, 0, P * sizeof(float));
+  SYNCO_TRY(be->memset(be, g, 0, P * sizeof(float)));
   /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
-  synco_ema_update(pk, pq, P, m->cfg.m);
+  SYNCO_TRY(synco_ema_update(be, pk, pq, P, m->cfg.m));
   double loss = 0, acc = 0, acc_all = 0;
   int nkeys = 1;
   SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
@@ -217,10 +217,22 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
     acc_all *= 0.5;
     nkeys = 2;
   }
-  synco_sgd_step(pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started);
+  /* The three places where processes meet (no-ops on one process): gradients summed and averaged before SGD,
+   * every process's keys gathered before they are enqueued (the shuffle's permutation is broadcast above). */
+  SYNCO_TRY(synco_dist_allreduce_mean(m->dist, g, P));
+  SYNCO_TRY(synco_sgd_step(be, pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started));
   m->sgd_started = 1;
-  /* Enqueue after the loss used the old queue. */
-  for (int i = 0; i < nkeys; i++) enqueue(m, m->keys + i * bd, m->B);
+  /* Enqueue after the loss used the old queue; a resumed run with another batch size continues at its pointer. */
+  for (int i = 0; i < nkeys; i++) {
+    const float *rows = m->keys + i * bd;
+    int nrows = m->B;
+    SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->keys_all, rows, (size_t)m->B * m->dim));
+    if (synco_dist_world(m->dist) > 1) {
+      rows = m->keys_all;
+      nrows = m->B * synco_dist_world(m->dist);
+    }
+    SYNCO_TRY(be->enqueue(be, m->queue, m->cfg.K, m->dim, &m->ptr, rows, nrows));
+  }
   if (stats) {
     stats->loss = loss;
     stats->acc = acc;

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "dist/dist.h"
 #include "nn/encoder.h"
 #include "ssl/negatives.h"
 #include "synco.h"
@@ -25,6 +26,7 @@ typedef struct {
   synco_negatives_config neg; /* all counts 0: plain MoCo-v2 */
   float momentum, wd;         /* SGD */
   uint64_t seed;
+  synco_dist *dist;           /* the processes of a data-parallel run; NULL = one process */
 } synco_moco_config;
 
 typedef struct synco_moco synco_moco;

@@ -61,10 +61,40 @@ typedef struct {
 
 /* Element-wise ops, global average pooling and matrices need only a shape: pass the tensors. */
 
+/* Direction of a copy: host memory <-> backend memory, or within the backend. */
+typedef enum { SYNCO_COPY_H2D = 0, SYNCO_COPY_D2H = 1, SYNCO_COPY_D2D = 2 } synco_copy_dir;
+
 struct synco_backend {
   const char *name;        /* "ref", "onednn", "cuda" */
   void *ctx;
   void (*destroy)(synco_backend *be);
+
+  /* Memory. Every buffer of a step (parameters, gradients, momentum, BN statistics, activations, the queue,
+   * logits, workspaces) is backend memory; host code reaches it only through `copy` (input upload, checkpoints,
+   * a few metrics). alloc returns zeroed memory aligned to 64 bytes, or NULL with a message naming the size.
+   * The CPU backends' memory is host memory, so their copies are memcpy. */
+  void *(*alloc)(synco_backend *be, size_t bytes);
+  void (*free)(synco_backend *be, void *p);
+  synco_status (*memset)(synco_backend *be, void *dst, int byte, size_t bytes);
+  synco_status (*copy)(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir);
+  /* Waits until every op issued so far has finished (a no-op where ops are synchronous). */
+  synco_status (*sync)(synco_backend *be);
+
+  /* Step ops on plain fp32 backend buffers (the training step outside the network layers). */
+  /* C[m, n] = alpha·op(A)·op(B) + beta·C, row-major, op(X) = Xᵀ when trans_X. */
+  synco_status (*gemm)(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
+  /* torch.optim.SGD over n values (see kernels/sgd_kernel.h); buf may be NULL when momentum is 0. */
+  synco_status (*sgd)(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr, float momentum,
+                      float wd, int first);
+  /* Key encoder: k = m·k + (1 − m)·q over n values. */
+  synco_status (*ema)(synco_backend *be, float *k, const float *q, size_t n, float m);
+  /* n rows of dim floats into queue [K, dim] from row *ptr on, wrapping at K; *ptr (a host integer) advances. */
+  synco_status (*enqueue)(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
+  /* Rows of `cols` floats: dst[i] = src[idx[i]] (gather), or with scatter = 1 dst[idx[i]] = src[i]; idx [n] is
+   * backend memory holding a permutation or selection of row indices. */
+  synco_status (*permute_rows)(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
+                               size_t cols, int scatter);
 
   /* Layout this backend keeps for an activation of c channels and h×w pixels (h = w = 1: matrix). */
   synco_layout (*act_layout)(synco_backend *be, int c, int h, int w, synco_dtype dt);

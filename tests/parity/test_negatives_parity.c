@@ -13,6 +13,13 @@
 #include "ssl/negatives.h"
 #include "test_util.h"
 
+/* The reference backend runs the loss's GEMMs. */
+static synco_backend *test_be(void) {
+  static synco_backend *be;
+  if (!be && synco_backend_ref_create(&be) != SYNCO_OK) abort();
+  return be;
+}
+
 #define FIXTURE "tests/fixtures/synco_negatives.safetensors"
 
 static const synco_safetensors *g_st;
@@ -146,7 +153,7 @@ int main(void) {
 
     /* the whole loss */
     synco_infonce_scratch sc;
-    CHECK_OK(synco_infonce_init(&sc, B, K, dim, S));
+    CHECK_OK(synco_infonce_init(&sc, test_be(), B, K, dim, S));
     float loss = NAN, acc = NAN, ref_loss, ref_acc;
     CHECK_OK(synco_contrastive_loss(&sc, &loss, &acc, dq, q, k, queue, B, K, dim, T, &cfg, &d));
     snprintf(name, sizeof name, "c%d.loss", ci);
@@ -166,7 +173,7 @@ int main(void) {
     if (S == 0) {
       /* all counts 0: the same as the plain path and as plain MoCo-v2 in double */
       synco_infonce_scratch sp;
-      CHECK_OK(synco_infonce_init(&sp, B, K, dim, 0));
+      CHECK_OK(synco_infonce_init(&sp, test_be(), B, K, dim, 0));
       float loss_plain = NAN, acc_plain = NAN;
       CHECK_OK(synco_contrastive_loss(&sp, &loss_plain, &acc_plain, dq_plain, q, k, queue, B, K, dim, T, NULL, NULL));
       CHECK(loss_plain == loss);

@@ -11,6 +11,13 @@
 #include "ssl/negatives.h"
 #include "test_util.h"
 
+/* The reference backend runs the loss's GEMMs. */
+static synco_backend *test_be(void) {
+  static synco_backend *be;
+  if (!be && synco_backend_ref_create(&be) != SYNCO_OK) abort();
+  return be;
+}
+
 static void normalize_rows(float *x, int n, int dim) {
   for (int i = 0; i < n; i++) {
     double s = 0.0;
@@ -31,7 +38,7 @@ static void test_finite_differences(void) {
   normalize_rows(k, B, DIM);
   normalize_rows(queue, K, DIM);
   synco_infonce_scratch s;
-  CHECK_OK(synco_infonce_init(&s, B, K, DIM, 0));
+  CHECK_OK(synco_infonce_init(&s, test_be(), B, K, DIM, 0));
   float loss;
   CHECK_OK(synco_contrastive_loss(&s, &loss, NULL, dq, q, k, queue, B, K, DIM, T, NULL, NULL));
   CHECK(isfinite(loss) && loss > 0.f);
@@ -55,7 +62,7 @@ static void test_accuracy_ties(void) {
   enum { B = 2, DIM = 2, K = 2 };
   const float q[B * DIM] = {1, 0, 1, 0}, k[B * DIM] = {1, 0, 0, 1}, queue[K * DIM] = {1, 0, 0, 1};
   synco_infonce_scratch s;
-  CHECK_OK(synco_infonce_init(&s, B, K, DIM, 0));
+  CHECK_OK(synco_infonce_init(&s, test_be(), B, K, DIM, 0));
   float loss, acc;
   CHECK_OK(synco_contrastive_loss(&s, &loss, &acc, NULL, q, k, queue, B, K, DIM, 0.1f, NULL, NULL));
   CHECK(acc == 0.5f);
@@ -64,7 +71,7 @@ static void test_accuracy_ties(void) {
   CHECK_CLOSE("loss with ties", &loss, &ref, 1, 1e-6, 1e-6);
   synco_infonce_free(&s);
   /* a wrong size is refused with a message */
-  CHECK_OK(synco_infonce_init(&s, B, K, DIM, 0));
+  CHECK_OK(synco_infonce_init(&s, test_be(), B, K, DIM, 0));
   CHECK(synco_contrastive_loss(&s, &loss, &acc, NULL, q, k, queue, B + 1, K, DIM, 0.1f, NULL, NULL) == SYNCO_ERR_ARG);
   CHECK(synco_contrastive_loss(&s, &loss, &acc, NULL, q, k, queue, B, K, DIM, 0.f, NULL, NULL) == SYNCO_ERR_ARG);
   synco_infonce_free(&s);
@@ -180,7 +187,7 @@ static void test_negatives(void) {
   synco_test_fill(k, B * DIM, 14, -1.f, 1.f);
   normalize_rows(k, B, DIM);
   synco_infonce_scratch sc;
-  CHECK_OK(synco_infonce_init(&sc, B, K, DIM, S));
+  CHECK_OK(synco_infonce_init(&sc, test_be(), B, K, DIM, S));
   omp_set_num_threads(1);
   CHECK_OK(synco_contrastive_loss(&sc, &la, &aa, dqa, q, k, queue, B, K, DIM, T, &cfg, &d1));
   omp_set_num_threads(2);
@@ -193,7 +200,7 @@ static void test_negatives(void) {
   /* matching probabilities: descending, summing to at most 1 */
   double hist[K] = {0};
   float tmp[B * K];
-  CHECK_OK(synco_neg_softmax_topk(hist, K, tmp, q, queue, B, K, DIM, T));
+  CHECK_OK(synco_neg_softmax_topk(test_be(), hist, K, tmp, q, queue, B, K, DIM, T));
   double tot = 0.0;
   for (int j = 0; j < K; j++) {
     if (j) CHECK(hist[j] <= hist[j - 1]);

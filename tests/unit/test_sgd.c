@@ -7,10 +7,13 @@
 
 #include "io/safetensors.h"
 #include "optim/sgd.h"
+#include "tensor/backend.h"
 #include "test_util.h"
 
 #define FIXTURE "tests/fixtures/synco_sgd.safetensors"
 #define N 37
+
+static synco_backend *be; /* the reference backend: SGD and EMA are its ops */
 
 static void test_torch_fixture(void) {
   synco_safetensors st;
@@ -27,7 +30,7 @@ static void test_torch_fixture(void) {
     char name[32], what[64];
     snprintf(name, sizeof name, "grad%d", s);
     CHECK_OK(synco_st_get_f32(&st, name, grad, N, NULL, 0));
-    synco_sgd_step(p, buf, grad, N, lrs[s], hyper[0], hyper[1], s == 0);
+    CHECK_OK(synco_sgd_step(be, p, buf, grad, N, lrs[s], hyper[0], hyper[1], s == 0));
     snprintf(name, sizeof name, "p%d", s + 1);
     CHECK_OK(synco_st_get_f32(&st, name, ref, N, NULL, 0));
     snprintf(what, sizeof what, "parameters after step %d", s + 1);
@@ -46,7 +49,7 @@ static void test_by_hand(void) {
   const float grads[3] = {0.5f, -1.f, 2.f};
   double pr = 1.0, br = 0.0;
   for (int s = 0; s < 3; s++) {
-    synco_sgd_step(&p, &buf, &grads[s], 1, 0.1f, 0.9f, 0.01f, s == 0);
+    CHECK_OK(synco_sgd_step(be, &p, &buf, &grads[s], 1, 0.1f, 0.9f, 0.01f, s == 0));
     const double g = grads[s] + 0.01 * pr;
     br = s == 0 ? g : 0.9 * br + g;
     pr -= 0.1 * br;
@@ -60,7 +63,7 @@ static void test_by_hand(void) {
   /* no momentum: plain gradient step, buffer unused */
   float q = 2.f;
   const float gq = 1.f;
-  synco_sgd_step(&q, NULL, &gq, 1, 0.5f, 0.f, 0.1f, 1);
+  CHECK_OK(synco_sgd_step(be, &q, NULL, &gq, 1, 0.5f, 0.f, 0.1f, 1));
   const float qref = 2.f - 0.5f * (1.f + 0.2f);
   CHECK_CLOSE("momentum-free step", &q, &qref, 1, 1e-7, 1e-7);
 }
@@ -71,13 +74,13 @@ static void test_ema(void) {
   synco_test_fill(k, M, 5, -1.f, 1.f);
   synco_test_fill(q, M, 6, -1.f, 1.f);
   for (int i = 0; i < M; i++) ref[i] = (float)(0.99 * k[i] + 0.01 * q[i]);
-  synco_ema_update(k, q, M, 0.99f);
+  CHECK_OK(synco_ema_update(be, k, q, M, 0.99f));
   CHECK_CLOSE("EMA", k, ref, M, 1e-7, 1e-6);
   /* m = 1 keeps k; m = 0 copies q */
   memcpy(ref, k, M * sizeof *k);
-  synco_ema_update(k, q, M, 1.f);
+  CHECK_OK(synco_ema_update(be, k, q, M, 1.f));
   CHECK(memcmp(ref, k, M * sizeof *k) == 0);
-  synco_ema_update(k, q, M, 0.f);
+  CHECK_OK(synco_ema_update(be, k, q, M, 0.f));
   CHECK(memcmp(q, k, M * sizeof *k) == 0);
   free(k);
   free(q);
@@ -85,8 +88,10 @@ static void test_ema(void) {
 }
 
 int main(void) {
+  CHECK_OK(synco_backend_ref_create(&be));
   test_torch_fixture();
   test_by_hand();
   test_ema();
+  synco_backend_destroy(be);
   return synco_test_finish("sgd");
 }

@@ -298,6 +298,7 @@ synco_status synco_backend_onednn_create(synco_backend **out) {
   be->linear_bwd = synco_ref_linear_bwd;
   be->l2norm_fwd = synco_ref_l2norm_fwd;
   be->l2norm_bwd = synco_ref_l2norm_bwd;
+  synco_ref_set_host_ops(be); /* host memory; the step ops are BLAS calls and memory-bound loops */
   *out = be;
   return SYNCO_OK;
 }

@@ -93,6 +93,7 @@ synco_status synco_backend_ref_create(synco_backend **out) {
   be->linear_bwd = synco_ref_linear_bwd;
   be->l2norm_fwd = synco_ref_l2norm_fwd;
   be->l2norm_bwd = synco_ref_l2norm_bwd;
+  synco_ref_set_host_ops(be);
   *out = be;
   return SYNCO_OK;
 }

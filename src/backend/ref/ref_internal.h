@@ -63,4 +63,17 @@ synco_status synco_ref_l2norm_fwd(synco_backend *be, synco_tensor *y, float *nor
 synco_status synco_ref_l2norm_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
                                   const float *norms);
 
+/* ref_step.c: the step ops outside the network layers (tensor/backend.h) */
+synco_status synco_ref_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+synco_status synco_ref_sgd(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
+                           float momentum, float wd, int first);
+synco_status synco_ref_ema(synco_backend *be, float *k, const float *q, size_t n, float m);
+synco_status synco_ref_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
+synco_status synco_ref_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
+                                    size_t cols, int scatter);
+
+/* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
+void synco_ref_set_host_ops(synco_backend *be);
+
 #endif

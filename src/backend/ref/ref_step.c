@@ -1,0 +1,74 @@
+/* Step ops of the reference backend (also the CPU backends' fast path: they are memory-bound loops or one BLAS
+ * call): GEMM through OpenBLAS, SGD and EMA as parallel loops over the single-source element kernels, the
+ * queue's FIFO write and the row permutation of the key shuffle. */
+#include <cblas.h>
+#include <string.h>
+
+#include "backend/ref/ref_internal.h"
+#include "kernels/sgd_kernel.h"
+
+synco_status synco_ref_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  (void)be;
+  if (m < 0 || n < 0 || k < 0 || (m && n && (!c || (k && (!a || !b)))))
+    return synco_fail(SYNCO_ERR_ARG, "gemm: %d x %d x %d with a missing matrix", m, n, k);
+  if (!m || !n) return SYNCO_OK;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              a, lda, b, ldb, beta, c, ldc);
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_sgd(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
+                           float momentum, float wd, int first) {
+  (void)be;
+  if (n && (!p || !grad || (momentum != 0.f && !buf)))
+    return synco_fail(SYNCO_ERR_ARG, "sgd: a buffer of %zu values is missing", n);
+  const long nn = (long)n;
+  /* Three loops so that each vectorizes without a branch in its body (the kernel's branches are uniform). */
+  if (momentum == 0.f) {
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < nn; i++) synco_k_sgd(&p[i], NULL, grad[i], lr, 0.f, wd, 0);
+  } else if (first) {
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < nn; i++) synco_k_sgd(&p[i], &buf[i], grad[i], lr, momentum, wd, 1);
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < nn; i++) synco_k_sgd(&p[i], &buf[i], grad[i], lr, momentum, wd, 0);
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_ema(synco_backend *be, float *k, const float *q, size_t n, float m) {
+  (void)be;
+  if (n && (!k || !q)) return synco_fail(SYNCO_ERR_ARG, "ema: a buffer of %zu values is missing", n);
+  const long nn = (long)n;
+  const float w = 1.0f - m;
+#pragma omp parallel for simd schedule(static)
+  for (long i = 0; i < nn; i++) k[i] = synco_k_ema(k[i], q[i], m, w);
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n) {
+  (void)be;
+  if (K < 1 || dim < 1 || n < 0 || !ptr || *ptr < 0 || *ptr >= K || (n && (!queue || !rows)))
+    return synco_fail(SYNCO_ERR_ARG, "enqueue: %d rows into a queue of %d at %ld", n, K, ptr ? *ptr : -1L);
+  while (n > 0) { /* at most two pieces per wrap: the rows before the end of the queue, then from row 0 */
+    const long take = n < K - *ptr ? n : K - *ptr;
+    memcpy(queue + (size_t)*ptr * dim, rows, (size_t)take * dim * sizeof(float));
+    rows += (size_t)take * dim;
+    n -= (int)take;
+    *ptr = (*ptr + take) % K;
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
+                                    size_t cols, int scatter) {
+  (void)be;
+  if (n < 0 || (n && (!dst || !src || !idx))) return synco_fail(SYNCO_ERR_ARG, "permute_rows: a buffer is missing");
+  for (int i = 0; i < n; i++) {
+    const size_t d = scatter ? idx[i] : (size_t)i, s = scatter ? (size_t)i : idx[i];
+    memcpy(dst + d * cols, src + s * cols, cols * sizeof(float));
+  }
+  return SYNCO_OK;
+}

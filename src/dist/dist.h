@@ -1,0 +1,41 @@
+/* The distribution seam: rank, world size and the four collectives a data-parallel MoCo step needs. moco.c
+ * calls them at three places — the gradient all-reduce before SGD, the key all-gather before the enqueue, and
+ * the broadcast of the key shuffle's permutation — and nowhere else. Implementations: single process (here;
+ * every collective is a no-op), MPI and NCCL (their own files, when built). Buffers are backend memory of the
+ * caller's backend; an implementation that cannot reach that memory says so when created. */
+#ifndef SYNCO_DIST_DIST_H
+#define SYNCO_DIST_DIST_H
+
+#include <stddef.h>
+
+#include "synco.h"
+
+typedef struct synco_dist synco_dist;
+
+struct synco_dist {
+  const char *name; /* "single", "mpi", "nccl" */
+  int rank, world;
+  void *ctx;
+  /* buf [n] ← the mean over ranks of every rank's buf [n] (in place). */
+  synco_status (*allreduce_mean)(synco_dist *d, float *buf, size_t n);
+  /* dst [world · n] ← every rank's src [n], in rank order. */
+  synco_status (*allgather)(synco_dist *d, float *dst, const float *src, size_t n);
+  /* buf [bytes] of rank `root` to every rank. */
+  synco_status (*broadcast)(synco_dist *d, void *buf, size_t bytes, int root);
+  synco_status (*barrier)(synco_dist *d);
+  void (*destroy)(synco_dist *d);
+};
+
+/* One process: rank 0 of 1. */
+synco_status synco_dist_single_create(synco_dist **out);
+void synco_dist_free(synco_dist *d);
+
+static inline int synco_dist_rank(const synco_dist *d) { return d ? d->rank : 0; }
+static inline int synco_dist_world(const synco_dist *d) { return d ? d->world : 1; }
+/* The collectives through d; d = NULL is the single process. */
+synco_status synco_dist_allreduce_mean(synco_dist *d, float *buf, size_t n);
+synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *src, size_t n);
+synco_status synco_dist_broadcast(synco_dist *d, void *buf, size_t bytes, int root);
+synco_status synco_dist_barrier(synco_dist *d);
+
+#endif
