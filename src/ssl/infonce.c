@@ -24,13 +24,24 @@ synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int
   s->S = S;
   s->ld = 1 + K + S;
   s->logits = be->alloc(be, (size_t)B * (size_t)s->ld * sizeof(float));
-  if (!s->logits) return SYNCO_ERR_NOMEM;
+  s->row_loss = be->alloc(be, (size_t)B * sizeof(double));
+  s->hits = be->alloc(be, (size_t)B * 2 * sizeof(int));
+  s->row_loss_host = malloc((size_t)B * sizeof(double));
+  s->hits_host = malloc((size_t)B * 2 * sizeof(int));
+  if (!s->logits || !s->row_loss || !s->hits || !s->row_loss_host || !s->hits_host) {
+    synco_infonce_free(s);
+    return synco_fail(SYNCO_ERR_NOMEM, "out of memory for the logits of %d x %d", B, s->ld);
+  }
   return SYNCO_OK;
 }
 
 void synco_infonce_free(synco_infonce_scratch *s) {
   if (!s) return;
   if (s->logits) s->be->free(s->be, s->logits);
+  if (s->row_loss) s->be->free(s->be, s->row_loss);
+  if (s->hits) s->be->free(s->be, s->hits);
+  free(s->row_loss_host);
+  free(s->hits_host);
   memset(s, 0, sizeof *s);
 }
 
@@ -52,39 +63,20 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
   const int ld = s->ld, ncol = 1 + K + S;
   float *L = s->logits;
 
-  for (int i = 0; i < B; i++) {
-    const float *qi = q + (size_t)i * dim, *ki = k + (size_t)i * dim;
-    float d = 0.f;
-#pragma omp simd reduction(+ : d)
-    for (int c = 0; c < dim; c++) d += qi[c] * ki[c];
-    L[(size_t)i * ld] = d;
-  }
   SYNCO_TRY(s->be->gemm(s->be, 0, 1, B, K, dim, 1.0f, q, dim, queue, dim, 0.0f, L + 1, ld));
   if (S > 0) SYNCO_TRY(synco_negatives_logits(draws, L + 1 + K, ld, L + 1, ld, q, queue, T));
 
-  const float invT = 1.0f / T, invB = 1.0f / (float)B;
+  synco_backend *be = s->be;
+  SYNCO_TRY(be->infonce_fwd(be, L, ld, s->row_loss, s->hits, q, k, B, K, ncol, dim, T));
+  /* The scalars of the step, downloaded: the loss summed in row order, the two proxy accuracies. */
+  SYNCO_TRY(be->copy(be, s->row_loss_host, s->row_loss, (size_t)B * sizeof(double), SYNCO_COPY_D2H));
+  SYNCO_TRY(be->copy(be, s->hits_host, s->hits, (size_t)B * 2 * sizeof(int), SYNCO_COPY_D2H));
   double loss_sum = 0.0;
   int correct = 0, correct_queue = 0;
-#pragma omp parallel for schedule(static) reduction(+ : loss_sum, correct, correct_queue)
   for (int i = 0; i < B; i++) {
-    float *z = L + (size_t)i * ld;
-    for (int j = 0; j <= K; j++) z[j] *= invT;
-    float mx = z[0], mneg = -INFINITY;
-    for (int j = 1; j <= K; j++) mneg = z[j] > mneg ? z[j] : mneg;
-    correct_queue += z[0] >= mneg;
-    for (int j = K + 1; j < ncol; j++) mneg = z[j] > mneg ? z[j] : mneg;
-    correct += z[0] >= mneg;
-    if (mneg > mx) mx = mneg;
-    const double z0 = (double)z[0] - mx;
-    double sum = 0.0;
-    for (int j = 0; j < ncol; j++) {
-      const float e = expf(z[j] - mx);
-      z[j] = e;
-      sum += e;
-    }
-    loss_sum += log(sum) - z0;
-    const float r = (float)(1.0 / sum);
-    for (int j = 0; j < ncol; j++) z[j] *= r;
+    loss_sum += s->row_loss_host[i];
+    correct_queue += s->hits_host[2 * i];
+    correct += s->hits_host[2 * i + 1];
   }
   if (loss) *loss = (float)(loss_sum / B);
   if (acc) *acc = (float)correct / (float)B;
@@ -93,15 +85,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
 
   /* gradients: the softmax rows become dL/dz in place; columns 0..K then hold gradients of the raw dots */
   float *G = s->logits;
-  for (int i = 0; i < B; i++) {
-    float *g = G + (size_t)i * ld;
-    g[0] = (g[0] - 1.0f) * invB * invT;
-    for (int j = 1; j <= K; j++) g[j] *= invB * invT;
-    for (int j = K + 1; j < ncol; j++) g[j] *= invB;
-    const float *ki = k + (size_t)i * dim;
-    float *dqi = dq + (size_t)i * dim;
-    for (int c = 0; c < dim; c++) dqi[c] = g[0] * ki[c];
-  }
+  SYNCO_TRY(be->infonce_bwd(be, G, ld, dq, k, B, K, ncol, dim, T));
   if (S > 0) synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T);
   return s->be->gemm(s->be, 0, 0, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
 }

@@ -14,6 +14,10 @@ typedef struct {
   int B, K, dim, S; /* S: synthetic logits per query this scratch has room for */
   int ld;           /* 1 + K + S: row stride of logits */
   float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
+  double *row_loss; /* [B] and [2B], backend memory: each row's loss and proxy hits; then downloaded */
+  int *hits;
+  double *row_loss_host;
+  int *hits_host;
   float acc_queue;  /* after a call: share of rows whose positive logit is at least every queue logit (the
                        paper's proxy accuracy; *acc of the call also counts the synthetic logits) */
 } synco_infonce_scratch;

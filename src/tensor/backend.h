@@ -95,6 +95,16 @@ struct synco_backend {
    * backend memory holding a permutation or selection of row indices. */
   synco_status (*permute_rows)(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
                                size_t cols, int scatter);
+  /* InfoNCE rows (kernels/infonce_kernel.h) over logits [B, ld] with ncol = 1 + K + S columns: column 0 gets
+   * q_i·k_i, columns 1..K hold q·Qᵀ, K+1.. the synthetic logits (already / T). Each row becomes its softmax;
+   * row_loss[i] its cross-entropy, hits[2i] / hits[2i + 1] whether the positive beats every queue logit / every
+   * logit. q, k: [B, dim]. */
+  synco_status (*infonce_fwd)(synco_backend *be, float *logits, int ld, double *row_loss, int *hits, const float *q,
+                              const float *k, int B, int K, int ncol, int dim, float T);
+  /* In place: the softmax rows become dL/d(column) of the batch-mean loss (raw dots for columns 0..K);
+   * dq [B, dim] = g_i0 · k_i (assigned; the queue and synthetic parts are added by the caller). */
+  synco_status (*infonce_bwd)(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
+                              int ncol, int dim, float T);
 
   /* Layout this backend keeps for an activation of c channels and h×w pixels (h = w = 1: matrix). */
   synco_layout (*act_layout)(synco_backend *be, int c, int h, int w, synco_dtype dt);

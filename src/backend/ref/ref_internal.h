@@ -72,6 +72,10 @@ synco_status synco_ref_ema(synco_backend *be, float *k, const float *q, size_t n
 synco_status synco_ref_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
 synco_status synco_ref_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
                                     size_t cols, int scatter);
+synco_status synco_ref_infonce_fwd(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,
+                                   const float *q, const float *k, int B, int K, int ncol, int dim, float T);
+synco_status synco_ref_infonce_bwd(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
+                                   int ncol, int dim, float T);
 
 /* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
 void synco_ref_set_host_ops(synco_backend *be);

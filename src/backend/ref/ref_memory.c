@@ -47,4 +47,6 @@ void synco_ref_set_host_ops(synco_backend *be) {
   be->ema = synco_ref_ema;
   be->enqueue = synco_ref_enqueue;
   be->permute_rows = synco_ref_permute_rows;
+  be->infonce_fwd = synco_ref_infonce_fwd;
+  be->infonce_bwd = synco_ref_infonce_bwd;
 }

@@ -1,10 +1,11 @@
 /* Step ops of the reference backend (also the CPU backends' fast path: they are memory-bound loops or one BLAS
  * call): GEMM through OpenBLAS, SGD and EMA as parallel loops over the single-source element kernels, the
- * queue's FIFO write and the row permutation of the key shuffle. */
+ * queue's FIFO write, the row permutation of the key shuffle, and the rows of the InfoNCE loss. */
 #include <cblas.h>
 #include <string.h>
 
 #include "backend/ref/ref_internal.h"
+#include "kernels/infonce_kernel.h"
 #include "kernels/sgd_kernel.h"
 
 synco_status synco_ref_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -69,6 +70,42 @@ synco_status synco_ref_permute_rows(synco_backend *be, float *dst, const float *
   for (int i = 0; i < n; i++) {
     const size_t d = scatter ? idx[i] : (size_t)i, s = scatter ? (size_t)i : idx[i];
     memcpy(dst + d * cols, src + s * cols, cols * sizeof(float));
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_infonce_fwd(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,
+                                   const float *q, const float *k, int B, int K, int ncol, int dim, float T) {
+  (void)be;
+  if (B < 1 || K < 1 || dim < 1 || ncol < 1 + K || ld < ncol || !logits || !row_loss || !hits || !q || !k)
+    return synco_fail(SYNCO_ERR_ARG, "infonce_fwd: B %d, K %d, %d columns of %d, dim %d, or a missing buffer", B, K,
+                      ncol, ld, dim);
+  for (int i = 0; i < B; i++) { /* the positive logit, a vectorized sum (its order is the compiler's) */
+    const float *qi = q + (size_t)i * dim, *ki = k + (size_t)i * dim;
+    float d = 0.f;
+#pragma omp simd reduction(+ : d)
+    for (int c = 0; c < dim; c++) d += qi[c] * ki[c];
+    logits[(size_t)i * ld] = d;
+  }
+  const float invT = 1.0f / T;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) row_loss[i] = synco_k_infonce_row(logits + (size_t)i * ld, K, ncol, invT, hits + 2 * i);
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_infonce_bwd(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
+                                   int ncol, int dim, float T) {
+  (void)be;
+  if (B < 1 || K < 1 || dim < 1 || ncol < 1 + K || ld < ncol || !logits || !dq || !k)
+    return synco_fail(SYNCO_ERR_ARG, "infonce_bwd: B %d, K %d, %d columns of %d, dim %d, or a missing buffer", B, K,
+                      ncol, ld, dim);
+  const float invT = 1.0f / T, invB = 1.0f / (float)B;
+  for (int i = 0; i < B; i++) {
+    float *g = logits + (size_t)i * ld;
+    synco_k_infonce_grad_row(g, K, ncol, invB, invT);
+    const float *ki = k + (size_t)i * dim;
+    float *dqi = dq + (size_t)i * dim;
+    for (int c = 0; c < dim; c++) dqi[c] = g[0] * ki[c];
   }
   return SYNCO_OK;
 }

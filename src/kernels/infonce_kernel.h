@@ -1,0 +1,42 @@
+/* One query's row of the InfoNCE loss, forward and backward, single-source (see kernels/hd.h). A row z has
+ * ncol logits: z[0] = q·k (the positive), z[1..K] = q·Qᵀ (raw dots, scaled here by 1/T), z[K+1..ncol) the
+ * synthetic negatives (already divided by T). The positive is the class: loss = log Σ exp z − z[0]. */
+#ifndef SYNCO_KERNELS_INFONCE_KERNEL_H
+#define SYNCO_KERNELS_INFONCE_KERNEL_H
+
+#include <math.h>
+
+#include "kernels/hd.h"
+
+/* Forward of one row, in place: scales the raw dots, replaces z by its softmax and returns the cross-entropy
+ * (in double). hits[0] = the positive is at least every queue logit (the paper's proxy accuracy), hits[1] = at
+ * least every logit, synthetic ones included (ties go to the positive, as torch's argmax with index 0 first). */
+SYNCO_HD static inline double synco_k_infonce_row(float *z, int K, int ncol, float invT, int hits[2]) {
+  for (int j = 0; j <= K; j++) z[j] *= invT;
+  float mx = z[0], mneg = -INFINITY;
+  for (int j = 1; j <= K; j++) mneg = z[j] > mneg ? z[j] : mneg;
+  hits[0] = z[0] >= mneg;
+  for (int j = K + 1; j < ncol; j++) mneg = z[j] > mneg ? z[j] : mneg;
+  hits[1] = z[0] >= mneg;
+  if (mneg > mx) mx = mneg;
+  const double z0 = (double)z[0] - mx;
+  double sum = 0.0;
+  for (int j = 0; j < ncol; j++) {
+    const float e = expf(z[j] - mx);
+    z[j] = e;
+    sum += e;
+  }
+  const float r = (float)(1.0 / sum);
+  for (int j = 0; j < ncol; j++) z[j] *= r;
+  return log(sum) - z0;
+}
+
+/* Backward of one row of the batch-mean loss, in place: softmax p → dL/dz = (p − [j = 0]) / B; for the raw dots
+ * (columns 0..K) that times 1/T, so they are gradients of q·k and q·Qᵀ themselves. */
+SYNCO_HD static inline void synco_k_infonce_grad_row(float *g, int K, int ncol, float invB, float invT) {
+  g[0] = (g[0] - 1.0f) * invB * invT;
+  for (int j = 1; j <= K; j++) g[j] *= invB * invT;
+  for (int j = K + 1; j < ncol; j++) g[j] *= invB;
+}
+
+#endif
