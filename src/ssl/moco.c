@@ -42,6 +42,12 @@ synco_encoder *synco_moco_query(synco_moco *m) { return m->eq; }
 synco_encoder *synco_moco_key(synco_moco *m) { return m->ek; }
 const float *synco_moco_queue(const synco_moco *m) { return m->queue; }
 long synco_moco_queue_ptr(const synco_moco *m) { return m->ptr; }
+const float *synco_moco_momentum(const synco_moco *m) { return m->mom; }
+const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld) {
+  *rows = m->loss.B;
+  *ld = m->loss.ld;
+  return m->loss.logits;
+}
 
 static synco_tensor matrix(float *data, int rows, int cols) {
   return (synco_tensor){.n = rows, .c = cols, .h = 1, .w = 1, .dtype = SYNCO_F32, .layout = SYNCO_LAYOUT_PLAIN, .data = data};

@@ -43,6 +43,9 @@ synco_encoder *synco_moco_query(synco_moco *m);
 synco_encoder *synco_moco_key(synco_moco *m);
 const float *synco_moco_queue(const synco_moco *m); /* [K, dim] unit rows */
 long synco_moco_queue_ptr(const synco_moco *m);
+/* SGD momentum [num_params of the query encoder]; after a step, dL/d(logits) of its last direction [B, ld]. */
+const float *synco_moco_momentum(const synco_moco *m);
+const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld);
 
 /* One training step on a batch of two views x_q, x_k ([batch, 3, S, S] plain fp32). `negatives` = 0 turns the
  * synthetic negatives off (warm-up epochs); `step` is the global step (keys the negatives' draws).
