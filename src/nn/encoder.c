@@ -125,12 +125,18 @@ static synco_status bind_slots(synco_encoder *enc) {
 
 /* torchvision: convs kaiming_normal_(fan_out, relu), BN weight 1 / bias 0, nn.Linear's default
  * kaiming_uniform_(a = sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias alike. */
-static void init_params(synco_encoder *enc, uint64_t seed) {
-  /* Each view has its own stream, so the result does not depend on the thread count. */
-#pragma omp parallel for schedule(dynamic, 1)
+static synco_status init_params(synco_encoder *enc, uint64_t seed) {
+  /* Drawn on the host (each view from its own stream) and uploaded once. */
+  float *host = malloc((enc->n_params ? enc->n_params : 1) * sizeof(float));
+  float *hbuf = malloc((enc->n_buffers ? enc->n_buffers : 1) * sizeof(float));
+  if (!host || !hbuf) {
+    free(host);
+    free(hbuf);
+    return synco_fail(SYNCO_ERR_NOMEM, "out of memory initializing %zu parameters", enc->n_params);
+  }
   for (int i = 0; i < enc->np; i++) {
     const synco_param_view *v = &enc->pviews[i];
-    float *p = enc->params + v->offset;
+    float *p = host + v->offset;
     synco_rng r = synco_rng_make(seed, 0, (uint64_t)i, SYNCO_RNG_INIT);
     switch (enc->pinit[i].kind) {
       case SYNCO_NN_INIT_KAIMING_FAN_OUT: {
@@ -153,8 +159,14 @@ static void init_params(synco_encoder *enc, uint64_t seed) {
   }
   for (int i = 0; i < enc->nb; i++) {
     const synco_param_view *v = &enc->bviews[i];
-    for (size_t j = 0; j < v->numel; j++) enc->buffers[v->offset + j] = enc->bfill[i];
+    for (size_t j = 0; j < v->numel; j++) hbuf[v->offset + j] = enc->bfill[i];
   }
+  synco_backend *be = enc->be;
+  synco_status st = be->copy(be, enc->params, host, enc->n_params * sizeof(float), SYNCO_COPY_H2D);
+  if (!st) st = be->copy(be, enc->buffers, hbuf, enc->n_buffers * sizeof(float), SYNCO_COPY_H2D);
+  free(host);
+  free(hbuf);
+  return st;
 }
 
 synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const synco_encoder_config *cfg,
@@ -204,7 +216,11 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
                               batch, image_size, image_size);
   }
   synco_nn_resnet_bind(enc);
-  init_params(enc, seed);
+  st = init_params(enc, seed);
+  if (st != SYNCO_OK) {
+    synco_encoder_free(enc);
+    return st;
+  }
   *out = enc;
   return SYNCO_OK;
 }

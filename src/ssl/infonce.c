@@ -86,7 +86,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
   /* gradients: the softmax rows become dL/dz in place; columns 0..K then hold gradients of the raw dots */
   float *G = s->logits;
   SYNCO_TRY(be->infonce_bwd(be, G, ld, dq, k, B, K, ncol, dim, T));
-  if (S > 0) synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T);
+  if (S > 0) SYNCO_TRY(synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T));
   return s->be->gemm(s->be, 0, 0, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
 }
 

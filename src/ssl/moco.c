@@ -140,7 +140,7 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   free(queue_host);
   if (!s) s = synco_infonce_init(&m->loss, be, m->B, cfg->K, m->dim, total);
   if (!s && total) {
-    s = synco_negatives_init(&m->draws, &cfg->neg, m->B, m->dim, cfg->K);
+    s = synco_negatives_init(&m->draws, be, &cfg->neg, m->B, m->dim, cfg->K);
     if (!s) m->neg_total = total;
   }
   if (s) {
@@ -186,7 +186,7 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   const synco_negatives_config *nc = NULL;
   synco_negatives_draws *nd = NULL;
   if (negatives && m->neg_total) {
-    synco_negatives_draw_at(&m->draws, &m->cfg.neg, m->cfg.seed, step, query0);
+    SYNCO_TRY(synco_negatives_draw_at(&m->draws, &m->cfg.neg, m->cfg.seed, step, query0));
     nc = &m->cfg.neg;
     nd = &m->draws;
   }

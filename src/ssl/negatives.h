@@ -14,57 +14,27 @@
 #include <stdint.h>
 
 #include "synco.h"
+#include "tensor/backend.h"
 
-#define SYNCO_NEG_TYPES 6
-
-typedef struct {
-  int n_hard;                 /* size of the hard set H (top n_hard of q·Qᵀ per query) */
-  int n[SYNCO_NEG_TYPES];     /* synthetic count per type 1..6 (index 0..5); 0 switches a type off */
-  float sigma;                /* type 4: ε ~ N(0, σ²) */
-  float delta;                /* type 5: s = n + δ·q */
-  float eta;                  /* type 6: s = n + η·sign(q) */
-} synco_negatives_config;
-
-/* Draws and workspace for B queries. Every array is plain and row-major per query, so a test may fill the draw
- * arrays itself instead of calling synco_negatives_draw(). "Position p of H" is the p-th largest queue logit of
- * the query (p = 0 the largest), as torch.topk's sorted output. */
-typedef struct {
-  int B, dim, K, n_hard;
-  int n[SYNCO_NEG_TYPES];
-  int total;                  /* Σ n[t]: synthetic logits per query */
-  float delta, eta;
-  /* the draws */
-  int32_t *pos[SYNCO_NEG_TYPES]; /* [B, n[t]] positions in H; type 3 ([2]): [B, n3, 2] (n_i, n_j) */
-  float *coef[3];             /* [B, n[t]]: α ∈ [0,0.5) (type 1), β ∈ [1,1.5) (type 2), γ ∈ [0,1) (type 3) */
-  float *noise;               /* [B, n4, dim]: ε, already scaled by σ */
-  /* kept by synco_negatives_logits() for the backward */
-  int32_t *hard;              /* [B, n_hard] queue row of each position, logit descending */
-  float *inv_norm;            /* [B, total] 1 / max(‖s_raw‖, 1e-12) */
-  /* workspace */
-  float *row_sq;              /* [K] ‖Q_j‖² */
-  uint32_t *sel;              /* [nthreads, 4·K + 2048] selection workspace */
-  float *wpos;                /* [nthreads, n_hard] backward weights per hard position */
-  float *sgn;                 /* [nthreads, dim] sign(q) */
-  uint32_t *words;            /* [nthreads, dim + 1] random words for the noise */
-  int nthreads;
-} synco_negatives_draws;
+#include "tensor/negatives_op.h"
 
 /* Checks a config against dim and queue size K (counts ≥ 0, n_hard ≤ K, each count ≤ n_hard when on, σ, δ, η
  * finite and ≥ 0). */
 synco_status synco_negatives_check(const synco_negatives_config *cfg, int K);
 /* Σ of the counts. */
 int synco_negatives_total(const synco_negatives_config *cfg);
-/* Allocates everything for B queries of size dim against a queue of K rows; workspace for the current
- * omp_get_max_threads() threads (more threads later are used up to that number). */
-synco_status synco_negatives_init(synco_negatives_draws *d, const synco_negatives_config *cfg, int B, int dim, int K);
+/* Allocates everything for B queries of size dim against a queue of K rows in be's memory; workspace for the
+ * backend's threads. The draws, logits and backward below are be's ops. */
+synco_status synco_negatives_init(synco_negatives_draws *d, synco_backend *be, const synco_negatives_config *cfg,
+                                  int B, int dim, int K);
 void synco_negatives_free(synco_negatives_draws *d);
 
 /* Fills the draws for queries query0 .. query0+B-1 from the counter RNG keyed by (seed, step, query0 + i,
  * SYNCO_RNG_NEGATIVES), so the draws do not depend on the thread count. Per query, in type order: type 1
  * (position, α), type 2 (position, β), type 3 (position i, position j, γ), type 4 (position, then dim (rounded
  * up to even) words that become dim normals ×σ by Box-Muller in float), types 5 and 6 (position). Distributed runs pass their global query offset as query0. */
-void synco_negatives_draw_at(synco_negatives_draws *d, const synco_negatives_config *cfg, uint64_t seed,
-                             uint64_t step, uint64_t query0);
+synco_status synco_negatives_draw_at(synco_negatives_draws *d, const synco_negatives_config *cfg, uint64_t seed,
+                                     uint64_t step, uint64_t query0);
 /* synco_negatives_draw_at with query0 = 0. B and dim are those of synco_negatives_init (checked). */
 synco_status synco_negatives_draw(synco_negatives_draws *d, const synco_negatives_config *cfg, int B, int dim,
                                   uint64_t seed, uint64_t step);
@@ -79,7 +49,7 @@ synco_status synco_negatives_logits(synco_negatives_draws *d, float *syn, int ld
  * dL/d(synthetic logit s). Adds the q-, sign(q)- and noise-parts of Σ_s g_s·s/T to dq [B, dim] and folds the
  * queue-row parts into g_raw[i*ld_graw + j], the gradient w.r.t. the raw dot product q·Q_j, which the caller
  * turns into dq += g_raw·Q with the GEMM it does for the queue logits anyway. */
-void synco_negatives_backward(synco_negatives_draws *d, float *dq, float *g_raw, int ld_graw, const float *g_syn,
-                              int ld_gsyn, const float *q, float T);
+synco_status synco_negatives_backward(synco_negatives_draws *d, float *dq, float *g_raw, int ld_graw,
+                                      const float *g_syn, int ld_gsyn, const float *q, float T);
 
 #endif

@@ -21,6 +21,7 @@
 #define SYNCO_TENSOR_BACKEND_H
 
 #include "synco.h"
+#include "tensor/negatives_op.h"
 #include "tensor/tensor.h"
 
 typedef struct synco_backend synco_backend;
@@ -105,6 +106,16 @@ struct synco_backend {
    * dq [B, dim] = g_i0 · k_i (assigned; the queue and synthetic parts are added by the caller). */
   synco_status (*infonce_bwd)(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
                               int ncol, int dim, float T);
+  /* SynCo's synthetic negatives over the draws d (tensor/negatives_op.h; contract in ssl/negatives.h): the
+   * counter-based draws of queries query0.., the hard sets and closed-form synthetic logits, and their backward. */
+  synco_status (*neg_draw)(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
+                           uint64_t seed, uint64_t step, uint64_t query0);
+  synco_status (*neg_logits)(synco_backend *be, synco_negatives_draws *d, float *syn, int ld_syn, const float *l_neg,
+                             int ld_lneg, const float *q, const float *queue, float T);
+  synco_status (*neg_backward)(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw, int ld_graw,
+                               const float *g_syn, int ld_gsyn, const float *q, float T);
+  /* Threads the backend's CPU ops run on (workspaces per thread are sized by it); 1 for a GPU. */
+  int (*threads)(synco_backend *be);
 
   /* Layout this backend keeps for an activation of c channels and h×w pixels (h = w = 1: matrix). */
   synco_layout (*act_layout)(synco_backend *be, int c, int h, int w, synco_dtype dt);

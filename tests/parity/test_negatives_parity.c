@@ -114,7 +114,7 @@ int main(void) {
     for (int t = 0; t < 6; t++) cfg.n[t] = counts[t];
     const int S = synco_negatives_total(&cfg);
     synco_negatives_draws d;
-    CHECK_OK(synco_negatives_init(&d, &cfg, B, dim, K));
+    CHECK_OK(synco_negatives_init(&d, test_be(), &cfg, B, dim, K));
     static const char *posname[6] = {"pos1", "pos2", "pos3", "pos4", "pos5", "pos6"};
     static const char *coefname[3] = {"alpha", "beta", "gamma"};
     for (int t = 0; t < 6; t++) {
@@ -195,7 +195,7 @@ int main(void) {
   /* a position outside the hard set is an error, not an out-of-bounds read */
   synco_negatives_config cfg = {.n_hard = n_hard, .n = {2, 0, 0, 0, 0, 0}};
   synco_negatives_draws d;
-  CHECK_OK(synco_negatives_init(&d, &cfg, B, dim, K));
+  CHECK_OK(synco_negatives_init(&d, test_be(), &cfg, B, dim, K));
   CHECK_OK(synco_negatives_draw(&d, &cfg, B, dim, 1, 2));
   d.pos[0][3] = n_hard;
   float *syn = malloc((size_t)B * 2 * sizeof *syn);

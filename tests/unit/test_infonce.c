@@ -103,8 +103,8 @@ static void test_negatives(void) {
   CHECK_OK(synco_negatives_check(&cfg, K));
 
   synco_negatives_draws d1, d2;
-  CHECK_OK(synco_negatives_init(&d1, &cfg, B, DIM, K));
-  CHECK_OK(synco_negatives_init(&d2, &cfg, B, DIM, K));
+  CHECK_OK(synco_negatives_init(&d1, test_be(), &cfg, B, DIM, K));
+  CHECK_OK(synco_negatives_init(&d2, test_be(), &cfg, B, DIM, K));
   const int nt = omp_get_max_threads();
   omp_set_num_threads(1);
   CHECK_OK(synco_negatives_draw(&d1, &cfg, B, DIM, 42, 7));
@@ -141,7 +141,7 @@ static void test_negatives(void) {
   float dq[B * DIM], dq_ref[B * DIM], ref_logit[B * 64];
   synco_test_fill(g, (size_t)B * S, 13, -1.f, 1.f);
   memset(dq, 0, sizeof dq);
-  synco_negatives_backward(&d1, dq, gr, K, g, S, q, T);
+  CHECK_OK(synco_negatives_backward(&d1, dq, gr, K, g, S, q, T));
   for (int i = 0; i < B; i++)
     for (int j = 0; j < K; j++)
       for (int c = 0; c < DIM; c++) dq[i * DIM + c] += gr[i * K + j] * queue[j * DIM + c];
@@ -221,7 +221,7 @@ static void test_noise_distribution(void) {
   const float sigma = 0.5f;
   synco_negatives_config cfg = {.n_hard = 64, .n = {0, 0, 0, 64, 0, 0}, .sigma = sigma};
   synco_negatives_draws d;
-  CHECK_OK(synco_negatives_init(&d, &cfg, B, DIM, 64));
+  CHECK_OK(synco_negatives_init(&d, test_be(), &cfg, B, DIM, 64));
   CHECK_OK(synco_negatives_draw(&d, &cfg, B, DIM, 3, 0));
   const size_t n = (size_t)B * 64 * DIM;
   double m1 = 0, m2 = 0, m4 = 0, tail = 0;
@@ -251,7 +251,7 @@ static void test_hard_set_ties(void) {
   enum { B = 3, DIM = 4, K = 50, NH = 20 };
   synco_negatives_config cfg = {.n_hard = NH, .n = {1, 0, 0, 0, 0, 0}};
   synco_negatives_draws d;
-  CHECK_OK(synco_negatives_init(&d, &cfg, B, DIM, K));
+  CHECK_OK(synco_negatives_init(&d, test_be(), &cfg, B, DIM, K));
   CHECK_OK(synco_negatives_draw(&d, &cfg, B, DIM, 1, 1));
   float q[B * DIM] = {0}, queue[K * DIM] = {0}, l_neg[B * K], syn[B];
   for (int i = 0; i < B; i++) q[i * DIM] = 1.f;

@@ -77,6 +77,14 @@ synco_status synco_ref_infonce_fwd(synco_backend *be, float *logits, int ld, dou
 synco_status synco_ref_infonce_bwd(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
                                    int ncol, int dim, float T);
 
+/* ref_negatives.c */
+synco_status synco_ref_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
+                                uint64_t seed, uint64_t step, uint64_t query0);
+synco_status synco_ref_neg_logits(synco_backend *be, synco_negatives_draws *d, float *syn, int ld_syn,
+                                  const float *l_neg, int ld_lneg, const float *q, const float *queue, float T);
+synco_status synco_ref_neg_backward(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw,
+                                    int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T);
+
 /* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
 void synco_ref_set_host_ops(synco_backend *be);
 

@@ -1,5 +1,6 @@
-/* Memory ops of the CPU backends (reference and oneDNN): backend memory is host memory, 64-byte aligned and
+/* Memory ops of the CPU backends (reference and oneDNN), and the table entries of the step ops they share: backend memory is host memory, 64-byte aligned and
  * zeroed on allocation, so copies in every direction are memcpy and sync has nothing to wait for. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,16 @@ static synco_status host_sync(synco_backend *be) {
   return SYNCO_OK;
 }
 
+static int host_threads(synco_backend *be) {
+  (void)be;
+  return omp_get_max_threads();
+}
+
 void synco_ref_set_host_ops(synco_backend *be) {
+  be->threads = host_threads;
+  be->neg_draw = synco_ref_neg_draw;
+  be->neg_logits = synco_ref_neg_logits;
+  be->neg_backward = synco_ref_neg_backward;
   be->alloc = host_alloc;
   be->free = host_free;
   be->memset = host_memset;
