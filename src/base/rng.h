@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "kernels/philox_kernel.h" /* the stream type and synco_rng_make/u32/uniform/uniform_d/range/below */
+
 /* What a stream is for; part of its key so that two uses never share numbers. */
 typedef enum {
   SYNCO_RNG_INIT = 1,      /* parameter initialization (sample = parameter index) */
@@ -21,25 +23,6 @@ typedef enum {
   SYNCO_RNG_TEST = 100,    /* tests */
 } synco_rng_purpose;
 
-typedef struct {
-  uint32_t key[2];
-  uint32_t ctr[4];
-  uint32_t buf[4];
-  int used;      /* words of buf already handed out (4 = empty) */
-  int has_spare; /* Box-Muller keeps its second normal */
-  float spare;
-} synco_rng;
-
-synco_rng synco_rng_make(uint64_t seed, uint64_t epoch, uint64_t sample, uint32_t purpose);
-uint32_t synco_rng_u32(synco_rng *r);
-/* Uniform in [0, 1) with 24 random bits. */
-float synco_rng_uniform(synco_rng *r);
-/* Uniform in [0, 1) with 53 random bits. */
-double synco_rng_uniform_d(synco_rng *r);
-/* Uniform in [lo, hi). */
-float synco_rng_range(synco_rng *r, float lo, float hi);
-/* Unbiased integer in [0, n). n > 0. */
-uint32_t synco_rng_below(synco_rng *r, uint32_t n);
 /* Standard normal. */
 float synco_rng_normal(synco_rng *r);
 /* Fisher-Yates shuffle of perm[0..n) in place. */
