@@ -55,3 +55,12 @@ int synco_cli_precision(const char *cmd, const char *precision) {
   fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
   return 2;
 }
+
+void synco_cli_preprocess_json(char *out, size_t n, int image_size) {
+  float mean[3], std[3];
+  synco_cli_norm_stats(image_size, mean, std);
+  snprintf(out, n,
+           "{\"mean\":[%.4f,%.4f,%.4f],\"std\":[%.4f,%.4f,%.4f],\"image_size\":%d,\"resize\":%d,"
+           "\"crop\":\"center\",\"interpolation\":\"bilinear\",\"input\":\"RGB in [0,1], NCHW\"}",
+           mean[0], mean[1], mean[2], std[0], std[1], std[2], image_size, (int)(image_size / 0.875));
+}
