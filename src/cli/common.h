@@ -21,4 +21,9 @@ int synco_cli_precision(const char *cmd, const char *precision);
  * of image_size; then Normalize(mean, std) (synco_cli_norm_stats); NCHW float32. */
 void synco_cli_preprocess_json(char *out, size_t n, int image_size);
 
+/* The bundled demo images' folder `sub` ("train" or "val"): ./data/cifar10-small/SUB when it exists, else
+ * PREFIX/share/synco/cifar10-small/SUB (installed) or PREFIX/data/cifar10-small/SUB (a build tree), PREFIX being
+ * the folder above the program's own (/proc/self/exe); NULL when none exists. Two results stay valid at once. */
+const char *synco_cli_bundled_data(const char *sub);
+
 #endif
