@@ -9,6 +9,16 @@ synco embedded, in eval mode with the same evaluation transform, and compares th
     /usr/bin/python3 tools/verify_export.py --export enc.safetensors --data IMAGES --features feats.npy \
         [--head-features head.npy]
     /usr/bin/python3 tools/verify_export.py --detectron2 enc_d2.safetensors --export enc.safetensors
+    /usr/bin/python3 tools/verify_export.py --export enc.safetensors --data IMAGES --features feats.npy --recipe README.md
+    synco linear --ckpt enc.safetensors --train T --val IMAGES --out cls.safetensors --json     # prints top1
+    /usr/bin/python3 tools/verify_export.py --classifier cls.safetensors --data IMAGES --top1 TOP1 [--recipe README.md]
+
+--recipe README.md also runs the README's `synco_model(path)` (the ```python block that defines it: the recipe for
+any width) on the export and checks its features the same way; when the `safetensors` package is missing, a
+stand-in built on read_safetensors below provides the two calls the recipe makes. --classifier checks a
+`synco linear/finetune --out` file: torchvision (resnetXX(num_classes=C) at width 64, the recipe with --recipe)
+loads it with strict=True and classifies the ImageFolder --data with the top-1 accuracy synco reported (within
+one image); with --features (`synco embed --ckpt CLASSIFIER` of --data) its backbone gives synco's features. The file's "synco.preprocess" metadata (mean, std, resize) is the transform used throughout.
 
 Widths other than 64: torchvision's ResNet fixes its stage widths at 64/128/256/512 (width_per_group only changes
 a Bottleneck's inner width, and BasicBlock refuses it), so for base width w the script uses a small subclass of
@@ -135,6 +145,124 @@ def norm_stats(image_size):
     return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def preprocess(meta, size):
+    """(mean, std, resize) from the file's "synco.preprocess" metadata, which must agree with synco's transform."""
+    if "synco.preprocess" not in meta:
+        mean, std = norm_stats(size)
+        return mean, std, int(size / 0.875)
+    p = json.loads(meta["synco.preprocess"])
+    mean, std = norm_stats(p["image_size"])
+    if p["image_size"] != size or p["resize"] != int(size / 0.875) or \
+            not np.allclose(p["mean"], mean, atol=1e-4) or not np.allclose(p["std"], std, atol=1e-4):
+        raise ValueError("synco.preprocess %s disagrees with synco's evaluation transform at %d px (mean %s, std %s)"
+                         % (meta["synco.preprocess"], size, mean, std))
+    return p["mean"], p["std"], p["resize"]
+
+
+def load_recipe(readme):
+    """The README's synco_model function (its ```python block), with a stand-in `safetensors` if it is missing."""
+    import re
+    import types
+    import torch
+    text = open(readme, encoding="utf-8").read()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def synco_model(" in b]
+    if len(blocks) != 1:
+        raise ValueError("%s: %d ```python blocks define synco_model (want 1)" % (readme, len(blocks)))
+    try:
+        import safetensors.torch  # noqa: F401
+    except ImportError:
+        class _Open:
+            def __init__(self, path, framework="pt"):
+                self.meta = read_safetensors(path)[1]
+            def __enter__(self):
+                return self
+            def __exit__(self, *a):
+                return False
+            def metadata(self):
+                return self.meta
+        st = types.ModuleType("safetensors")
+        st.safe_open = _Open
+        st.torch = types.ModuleType("safetensors.torch")
+        st.torch.load_file = lambda path: {k: torch.from_numpy(v) for k, v in read_safetensors(path)[0].items()}
+        sys.modules["safetensors"], sys.modules["safetensors.torch"] = st, st.torch
+    ns = {}
+    exec(compile(blocks[0], readme + ":synco_model", "exec"), ns)
+    return ns["synco_model"]
+
+
+def image_folder_outputs(model, tf, data):
+    """model(tf(image)) for every image of the ImageFolder `data`, in synco's order; and the labels."""
+    import torch
+    import torchvision
+    ds = torchvision.datasets.ImageFolder(data, transform=tf)
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False, num_workers=0)
+    out, labels = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            out.append(model(x))
+            labels.append(y)
+    return torch.cat(out).numpy(), torch.cat(labels).numpy()
+
+
+def verify_recipe(args):
+    """The README recipe's model and transform give synco embed's features."""
+    model, tf = load_recipe(args.recipe)(args.export)
+    _, meta = read_safetensors(args.export)
+    print("README recipe: built %s from %s's metadata (synco.encoder %s, synco.preprocess %s)"
+          % (type(model).__name__, args.export, meta.get("synco.encoder"), meta.get("synco.preprocess")))
+    feats, _ = image_folder_outputs(model, lambda img: tf(img.convert("RGB")), args.data)
+    return check("features (README recipe)", np.load(args.features), feats, args.rtol)
+
+
+def verify_classifier(args):
+    """A linear/finetune --out file: strict torchvision load, and synco's top-1 on --data."""
+    import torch
+    import torchvision
+    import torchvision.transforms as T
+    state, meta = read_safetensors(args.classifier)
+    if meta.get("synco.format") != "classifier" or "fc.weight" not in state or "fc.bias" not in state:
+        raise ValueError("%s: not a classifier file (synco.format %s)" % (args.classifier, meta.get("synco.format")))
+    classes = json.loads(meta["synco.classes"])
+    depth, width, cifar_stem, size = infer_arch(state, meta)
+    C = state["fc.weight"].shape[0]
+    if len(classes) != C:
+        raise ValueError("%s: %d class names for %d outputs" % (args.classifier, len(classes), C))
+    mean, std, resize = preprocess(meta, size)
+    models = []
+    if width == 64:  # torchvision's own class, as a user would build it
+        m = getattr(torchvision.models, "resnet%d" % depth)(num_classes=C)
+        if cifar_stem:
+            m.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            m.maxpool = torch.nn.Identity()
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+        norm = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+        crop = T.Compose([T.Resize(resize), T.CenterCrop(size)])
+        tf = lambda img: norm(img.convert("RGB") if img.size == (size, size) else crop(img.convert("RGB")))
+        models.append(("torchvision.models.resnet%d(num_classes=%d), strict=True" % (depth, C), m.eval(), tf))
+    if args.recipe:
+        m, tf = load_recipe(args.recipe)(args.classifier)
+        models.append(("README recipe (strict=True)", m, lambda img, tf=tf: tf(img.convert("RGB"))))
+    if not models:
+        raise ValueError("width %d: torchvision's own ResNet has no such width; give --recipe README.md" % width)
+    ok = True
+    for what, m, tf in models:
+        logits, labels = image_folder_outputs(m, tf, args.data)
+        top1 = 100.0 * float((logits.argmax(1) == labels).mean())
+        tol = 100.0 / len(labels) + 1e-9
+        good = abs(top1 - args.top1) <= tol
+        print("classifier %s (%d classes %s, resnet%d width %d) via %s: top-1 %.2f%% on %d images, synco %.2f%%: %s"
+              % (args.classifier, C, classes, depth, width, what, top1, len(labels), args.top1,
+                 "ok" if good else "DIFFERENT"))
+        ok = ok and good
+        if args.features:  # `synco embed --ckpt CLASSIFIER`: the saved backbone (BN statistics included)
+            fc, m.fc = m.fc, torch.nn.Identity()
+            feats, _ = image_folder_outputs(m, tf, args.data)
+            m.fc = fc
+            ok = check("backbone features of %s via %s" % (args.classifier, what), np.load(args.features), feats,
+                       args.rtol) and ok
+    return 0 if ok else 1
+
+
 def check(name, got, ref, rtol):
     got = np.asarray(got, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
@@ -176,7 +304,7 @@ def torch_features(export, data, image_size, head):
              len(tensors), missing or "none", unexpected or "none"))
     model.eval()
 
-    mean, std = norm_stats(size)
+    mean, std, resize = preprocess(meta, size)
     tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     ds = torchvision.datasets.ImageFolder(data)
     first = ds[0][0]
@@ -184,8 +312,8 @@ def torch_features(export, data, image_size, head):
         # synco resizes the shorter side to size/0.875 and centre-crops; its resampling is close to, not
         # bit-identical with, PIL's, so the tolerance may not hold for such images.
         print("note: images are %dx%d, not %d: Resize(%d) + CenterCrop(%d) applied (resampling may differ)"
-              % (first.size[0], first.size[1], size, int(size / 0.875), size))
-        tf = T.Compose([T.Resize(int(size / 0.875)), T.CenterCrop(size), tf])
+              % (first.size[0], first.size[1], size, resize, size))
+        tf = T.Compose([T.Resize(resize), T.CenterCrop(size), tf])
     ds.transform = tf
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False, num_workers=0)
     feats = []
@@ -202,6 +330,8 @@ def verify_features(args):
             continue
         ref, loaded = torch_features(args.export, args.data, args.image_size, head)
         ok = check("features (%s)" % what, np.load(path), ref, args.rtol) and loaded and ok
+    if args.recipe and args.features:
+        ok = verify_recipe(args) and ok
     return 0 if ok else 1
 
 
@@ -226,15 +356,30 @@ def verify_detectron2(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--export", required=True, help="encoder from `synco export` (torchvision names)")
+    p.add_argument("--export", help="encoder from `synco export` (torchvision names)")
     p.add_argument("--data", help="ImageFolder that `synco embed` encoded")
     p.add_argument("--features", help="`synco embed` output (.npy) for --data")
     p.add_argument("--head-features", help="`synco embed --head` output (.npy) for --data (export with --head)")
     p.add_argument("--image-size", type=int, default=0, help="input side (default: the export's)")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--detectron2", help="also check a `synco export --format detectron2` file against --export")
+    p.add_argument("--recipe", help="README.md: also check its synco_model() recipe (any width)")
+    p.add_argument("--classifier", help="a `synco linear/finetune --out` file to check on --data against --top1")
+    p.add_argument("--top1", type=float, help="with --classifier: the top-1 accuracy synco reported on --data")
     args = p.parse_args()
     feats = args.features or args.head_features
+    if args.classifier:
+        if not args.data or args.top1 is None or args.export or args.head_features or args.detectron2:
+            p.error("--classifier goes with --data and --top1 (and optionally --recipe, --features) only")
+        try:
+            rc = verify_classifier(args)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            print("verify_export: %s" % e, file=sys.stderr)
+            return 2
+        print("verify_export: %s" % ("ok" if rc == 0 else "MISMATCH"))
+        return rc
+    if not args.export:
+        p.error("give --export (or --classifier)")
     if not args.detectron2 and not (args.data and feats):
         p.error("give --data with --features and/or --head-features, or --detectron2")
     if bool(args.data) != bool(feats):
@@ -245,7 +390,7 @@ def main():
             rc = max(rc, verify_features(args))
         if args.detectron2:
             rc = max(rc, verify_detectron2(args))
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         print("verify_export: %s" % e, file=sys.stderr)
         return 2
     print("verify_export: %s" % ("ok" if rc == 0 else "MISMATCH"))

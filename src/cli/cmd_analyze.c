@@ -9,11 +9,16 @@
  *  - inter/intra-class distance ratio per image (src/eval/analysis.h) on L2-normalized backbone features of the
  *    center-cropped images; plot: histogram.
  *  - mean top-1024 matching probabilities softmax(q.Q^T / T) sorted in descending order; plot: log scale.
- * Plus analysis.png, all four panels in one figure. */
+ * Plus analysis.png, all four panels in one figure. Several models (--ckpt a --ckpt b, or --ckpt a,b): each is
+ * analyzed on the same images and views, and every plot draws one series per model (labelled by its file), as the
+ * paper's figures compare runs; metrics.json keeps the first model's fields at the top and lists all in "models".
+ * A pretraining checkpoint whose queue is not yet full (step x batch < K: rows still hold the random
+ * initialization) gets a warning, and its "queue_full" is false. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 
 #include "base/progress.h"
@@ -29,8 +34,9 @@
 #include "io/safetensors.h"
 #include "tensor/backend.h"
 
-/* The checkpoint's queue [K, dim] and temperature, when it has them. */
-static synco_status read_queue(const char *path, int dim, float **queue, size_t *K, double *T) {
+/* The checkpoint's queue [K, dim] and temperature, when it has them; *filled: rows written by training so far
+ * (step x batch, at most K; K when unknown). */
+static synco_status read_queue(const char *path, int dim, float **queue, size_t *K, double *T, size_t *filled) {
   *queue = NULL;
   *K = 0;
   synco_safetensors st;
@@ -47,6 +53,13 @@ static synco_status read_queue(const char *path, int dim, float **queue, size_t 
   cJSON *o = cfg ? cJSON_Parse(cfg) : NULL;
   cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "moco_t") : NULL;
   if (cJSON_IsNumber(t) && t->valuedouble > 0) *T = t->valuedouble;
+  cJSON *bs = o ? cJSON_GetObjectItemCaseSensitive(o, "batch_size") : NULL;
+  const char *step = synco_st_meta(&st, "synco.step");
+  *filled = *K;
+  if (cJSON_IsNumber(bs) && bs->valuedouble > 0 && step) {
+    const double rows = strtod(step, NULL) * bs->valuedouble;
+    if (rows >= 0 && rows < (double)*K) *filled = (size_t)rows;
+  }
   cJSON_Delete(o);
   synco_st_close(&st);
   if (s) {
@@ -72,6 +85,211 @@ static synco_status save_both(const char *dir, const char *stem, int w, int h, c
   return synco_plot_panel_file(path, w, h, p);
 }
 
+#define MAX_MODELS 10
+
+/* What one model gives on the images. */
+typedef struct {
+  char name[512], label[64];
+  int has_head;
+  double acc, align, unif, T, rmean, rmed, rmin, rmax, mmean, mmed, mmin, mmax;
+  size_t n, nq, K, np, nr, filled;
+  const char *neg_kind;
+  double *ratio, *margin, *probs;   /* [n], [nq], [1024] */
+} model_result;
+
+static void result_free(model_result *r) { free(r->ratio), free(r->margin), free(r->probs); }
+
+/* A short legend label: the path's last two components ("a/last.safetensors"), at most 63 characters. */
+static void short_label(char *out, size_t n, const char *name) {
+  const char *p = name + strlen(name);
+  int slashes = 0;
+  while (p > name && !(p[-1] == '/' && ++slashes == 2)) p--;
+  const size_t len = strlen(p);
+  snprintf(out, n, "%s%s", len > n - 1 ? "..." : "", len > n - 1 ? p + len - (n - 4) : p);
+}
+
+/* Analyzes one model on images idx[0..n) of ds (idx NULL: all). T_arg <= 0: the checkpoint's temperature. */
+static synco_status analyze_model(model_result *r, const synco_eval_model_opts *mo, const synco_eval_data *ds,
+                                  const uint32_t *idx, size_t n, double T_arg) {
+  memset(r, 0, sizeof *r);
+  r->n = n;
+  synco_eval_model_name(mo, r->name, sizeof r->name);
+  short_label(r->label, sizeof r->label, r->name);
+  synco_backend *be = NULL, *be_k = NULL;
+  synco_encoder *enc = NULL, *enc_k = NULL;
+  synco_batcher *bv = NULL, *be_ = NULL;
+  float *z1 = NULL, *z2 = NULL, *kk = NULL, *fb = NULL, *queue = NULL;
+  int *lab = NULL;
+  synco_status s;
+  /* The query encoder with its head (its backbone gives the features too) and a checkpoint's key encoder. */
+  if ((s = synco_eval_open_model(mo, 1, mo->batch, 1, &be, &enc, &r->has_head))) goto out;
+  const int key_enc = mo->ckpt && has_key_encoder(mo->ckpt);
+  if (key_enc) {
+    synco_eval_model_opts mk = *mo;
+    mk.which = "key";
+    if ((s = synco_eval_open_model(&mk, 1, mo->batch, 1, &be_k, &enc_k, NULL))) goto out;
+  }
+  const int S = synco_encoder_image_size(enc), dz = synco_encoder_out_dim(enc), df = synco_encoder_feature_dim(enc);
+  double ckpt_T = 0.2;
+  size_t K = 0;
+  if (mo->ckpt && (s = read_queue(mo->ckpt, dz, &queue, &K, &ckpt_T, &r->filled))) goto out;
+  r->T = T_arg > 0 ? T_arg : ckpt_T;
+  if (queue && r->filled < K)
+    fprintf(stderr, "synco analyze: warning: %s: the queue is not yet full (%zu of its %zu rows written by training: "
+                    "step x batch < K), so the rest still hold the random initialization; proxy accuracy and "
+                    "matching probabilities are against those too\n", mo->ckpt, r->filled, K);
+
+  /* Two MoCo-v2 views (keyed like pretraining's: AUG_Q / AUG_K) and the center-cropped images. */
+  synco_aug_config va = synco_eval_aug(S, SYNCO_AUG_MOCO_V2);
+  va.blur = S > 64;
+  synco_aug_config ea = synco_eval_aug(S, SYNCO_AUG_EVAL);
+  if ((s = synco_batcher_create(&bv, ds->ds, &va)) || (s = synco_batcher_create(&be_, ds->ds, &ea))) goto out;
+  z1 = synco_malloc(n * dz * sizeof(float));
+  z2 = synco_malloc(n * dz * sizeof(float));
+  kk = synco_malloc(n * dz * sizeof(float));
+  fb = synco_malloc(n * df * sizeof(float));
+  lab = synco_malloc(n * sizeof(int));
+  r->ratio = synco_malloc(n * sizeof(double));
+  r->margin = synco_malloc(n * sizeof(double));
+  r->probs = synco_malloc(1024 * sizeof(double));
+  if (!z1 || !z2 || !kk || !fb || !lab || !r->ratio || !r->margin || !r->probs) {
+    s = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  const int B = synco_encoder_batch(enc);
+  const long batches = (long)((n + B - 1) / B);
+  synco_progress p;
+  const uint64_t seed = (uint64_t)mo->seed;
+  synco_progress_begin(&p, "view 1", batches, B, 20);
+  s = synco_encode_subset(z1, NULL, enc, bv, idx, n, seed, 0, SYNCO_RNG_AUG_Q, r->has_head, &p);
+  synco_progress_end(&p, NULL);
+  if (s) goto out;
+  synco_progress_begin(&p, "view 2", batches, B, 20);
+  s = synco_encode_subset(z2, NULL, enc, bv, idx, n, seed, 0, SYNCO_RNG_AUG_K, r->has_head, &p);
+  synco_progress_end(&p, NULL);
+  if (s) goto out;
+  if (key_enc) {
+    synco_progress_begin(&p, "keys", batches, B, 20);
+    s = synco_encode_subset(kk, NULL, enc_k, bv, idx, n, seed, 0, SYNCO_RNG_AUG_K, 1, &p);
+    synco_progress_end(&p, NULL);
+    if (s) goto out;
+  } else {
+    memcpy(kk, z2, n * dz * sizeof(float));
+  }
+  synco_progress_begin(&p, "features", batches, B, 20);
+  s = synco_encode_subset(fb, lab, enc, be_, idx, n, seed, 0, SYNCO_RNG_EVAL, 0, &p);
+  synco_progress_end(&p, NULL);
+  if (s) goto out;
+  synco_rows_l2_normalize(z1, n, dz);
+  synco_rows_l2_normalize(z2, n, dz);
+  synco_rows_l2_normalize(kk, n, dz);
+  synco_rows_l2_normalize(fb, n, df);
+
+  /* Queries and negatives: the checkpoint's queue, or the keys of the second half as a stand-in. */
+  size_t nq = n;
+  const float *negs = queue;
+  r->neg_kind = "checkpoint queue";
+  if (!queue) {
+    nq = n / 2;
+    K = n - nq;
+    negs = kk + nq * dz;
+    r->neg_kind = "keys of the other half of the images (no queue in the model file)";
+    r->filled = K;
+  }
+  r->nq = nq;
+  r->K = K;
+  r->align = synco_alignment(z1, z2, n, dz, 2.0);
+  s = synco_uniformity(&r->unif, z1, n, dz, 2.0);
+  if (!s) s = synco_distance_ratio(r->ratio, fb, lab, n, df);
+  if (!s) s = synco_proxy_margins(r->margin, z1, kk, nq, negs, K, dz);
+  if (!s) s = synco_matching_probs(r->probs, 1024, z1, nq, negs, K, dz, r->T);
+  if (s) goto out;
+  size_t hits = 0;
+  for (size_t i = 0; i < nq; i++) hits += r->margin[i] > 0;
+  r->acc = 100.0 * hits / nq;
+  r->np = K < 1024 ? K : 1024;
+  r->nr = synco_stats(r->ratio, n, &r->rmean, &r->rmed, &r->rmin, &r->rmax);
+  synco_stats(r->margin, nq, &r->mmean, &r->mmed, &r->mmin, &r->mmax);
+out:
+  free(z1), free(z2), free(kk), free(fb), free(queue), free(lab);
+  synco_batcher_free(bv);
+  synco_batcher_free(be_);
+  synco_encoder_free(enc);
+  synco_encoder_free(enc_k);
+  if (be) synco_backend_destroy(be);
+  if (be_k) synco_backend_destroy(be_k);
+  return s;
+}
+
+/* metrics.json's object of one model. */
+static cJSON *result_json(const model_result *r) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "model", r->name);
+  cJSON_AddNumberToObject(o, "n", (double)r->n);
+  cJSON_AddStringToObject(o, "space", r->has_head ? "head output, L2-normalized" : "backbone features, L2-normalized");
+  cJSON_AddNumberToObject(o, "proxy_accuracy", r->acc);
+  cJSON_AddStringToObject(o, "negatives", r->neg_kind);
+  cJSON_AddNumberToObject(o, "queries", (double)r->nq);
+  cJSON_AddNumberToObject(o, "K", (double)r->K);
+  cJSON_AddBoolToObject(o, "queue_full", r->filled >= r->K);
+  cJSON_AddNumberToObject(o, "queue_rows_filled", (double)r->filled);
+  cJSON_AddNumberToObject(o, "margin_mean", r->mmean);
+  cJSON_AddNumberToObject(o, "alignment", r->align);
+  cJSON_AddNumberToObject(o, "uniformity", r->unif);
+  cJSON *ro = cJSON_AddObjectToObject(o, "ratio");
+  cJSON_AddStringToObject(ro, "space", "backbone features, L2-normalized, center crop");
+  cJSON_AddNumberToObject(ro, "n", (double)r->nr);
+  cJSON_AddNumberToObject(ro, "mean", r->rmean);
+  cJSON_AddNumberToObject(ro, "median", r->rmed);
+  cJSON_AddNumberToObject(ro, "min", r->rmin);
+  cJSON_AddNumberToObject(ro, "max", r->rmax);
+  cJSON_AddNumberToObject(o, "T", r->T);
+  cJSON *pa = cJSON_AddArrayToObject(o, "matching_probs");
+  for (size_t i = 0; i < r->np; i++) cJSON_AddItemToArray(pa, cJSON_CreateNumber(r->probs[i]));
+  return o;
+}
+
+/* --ckpt may be given several times and each may be a comma list; the parser keeps one value, so every --ckpt
+ * after the first is taken out of argv here (into extra[]) before parsing. */
+static int split_ckpts(int argc, char **argv, char **kept, int *nkept, const char **extra, int *nextra) {
+  int first = 1;
+  *nkept = *nextra = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *v = NULL;
+    int take = 0;
+    if (i > 0 && !strcmp(argv[i], "--ckpt") && i + 1 < argc) v = argv[i + 1], take = 2;
+    else if (i > 0 && !strncmp(argv[i], "--ckpt=", 7)) v = argv[i] + 7, take = 1;
+    if (take && !first) {
+      if (*nextra == MAX_MODELS) return -1;
+      extra[(*nextra)++] = v;
+      i += take - 1;
+      continue;
+    }
+    if (take) first = 0;
+    kept[(*nkept)++] = argv[i];
+  }
+  return 0;
+}
+
+/* Appends the comma-separated paths of v to list (a path that exists as given is taken whole). */
+static int add_paths(const char *v, char **list, int *n) {
+  if (!strchr(v, ',') || access(v, F_OK) == 0) {
+    if (*n == MAX_MODELS) return -1;
+    list[(*n)++] = strdup(v);
+    return 0;
+  }
+  for (const char *p = v; *p;) {
+    const char *c = strchr(p, ',');
+    const size_t len = c ? (size_t)(c - p) : strlen(p);
+    if (len) {
+      if (*n == MAX_MODELS) return -1;
+      list[(*n)++] = strndup(p, len);
+    }
+    p += len + (c != NULL);
+  }
+  return 0;
+}
+
 int synco_cmd_analyze(int argc, char **argv) {
   synco_eval_model_opts mo;
   synco_eval_model_defaults(&mo);
@@ -91,9 +309,24 @@ int synco_cmd_analyze(int argc, char **argv) {
   int na = 8;
   na += synco_eval_model_args(&mo, args + na, 31 - na);
   args[na].name = NULL;
+  for (int i = 0; i < na; i++)
+    if (!strcmp(args[i].name, "ckpt"))
+      args[i].help = "checkpoint or export; several (--ckpt a --ckpt b, or --ckpt a,b) are compared in every plot";
+  char **kept = malloc((size_t)(argc + 1) * sizeof(char *));
+  const char *extra[MAX_MODELS];
+  char *paths[MAX_MODELS];
+  int nkept = 0, nextra = 0, npaths = 0;
+  if (!kept) return synco_cli_error("analyze");
+  if (split_ckpts(argc, argv, kept, &nkept, extra, &nextra)) {
+    free(kept);
+    fprintf(stderr, "synco analyze: at most %d models (--ckpt)\n", MAX_MODELS);
+    return 2;
+  }
+  kept[nkept] = NULL;
   int rc = synco_args_parse("analyze", "The paper's analyses (proxy accuracy, alignment, uniformity, distance ratio, "
-                                       "matching probabilities) with plots.",
-                            args, argc, argv, NULL, 0, NULL);
+                                       "matching probabilities) with plots; several --ckpt are compared.",
+                            args, nkept, kept, NULL, 0, NULL);
+  free(kept);
   if (rc) return rc == 1 ? 0 : rc;
   if ((rc = synco_eval_model_check("analyze", &mo))) return rc;
   if (!data || !outdir) {
@@ -104,21 +337,31 @@ int synco_cmd_analyze(int argc, char **argv) {
     fprintf(stderr, "synco analyze: --bins must be in 2..1000 and --per-class >= 0\n");
     return 2;
   }
+  int bad = 0;
+  if (mo.ckpt) bad = add_paths(mo.ckpt, paths, &npaths);
+  for (int i = 0; i < nextra && !bad; i++) bad = add_paths(extra[i], paths, &npaths);
+  if (bad || (mo.ckpt && npaths == 0)) {
+    for (int i = 0; i < npaths; i++) free(paths[i]);
+    fprintf(stderr, "synco analyze: %s\n", bad ? "at most 10 models (--ckpt)" : "--ckpt names no file");
+    return 2;
+  }
+  const int nmodels = mo.ckpt ? npaths : 1;
   if (!synco_plot_available()) {
+    for (int i = 0; i < npaths; i++) free(paths[i]);
     fprintf(stderr, "synco analyze: built without cairo (install libcairo2-dev and rebuild)\n");
     return 1;
   }
   const double t0 = synco_now();
   synco_eval_data ds;
-  synco_backend *be = NULL, *be_k = NULL;
-  synco_encoder *enc = NULL, *enc_k = NULL;
-  synco_batcher *bv = NULL, *be_ = NULL;
-  float *z1 = NULL, *z2 = NULL, *kk = NULL, *fb = NULL, *queue = NULL;
-  double *ratio = NULL, *margin = NULL, *probs = NULL;
+  model_result res[MAX_MODELS];
+  memset(res, 0, sizeof res);
   uint32_t *idx = NULL;
-  size_t n = 0, K = 0;
-  int exit_code = 1, has_head = 0;
-  if (synco_eval_data_open(&ds, data, split, skip_bad, 1)) return synco_cli_error("analyze");
+  size_t n = 0;
+  int exit_code = 1, done = 0;
+  if (synco_eval_data_open(&ds, data, split, skip_bad, 1)) {
+    for (int i = 0; i < npaths; i++) free(paths[i]);
+    return synco_cli_error("analyze");
+  }
   if (synco_cli_mkdirs(outdir)) goto fail;
   if (per_class > 0) {
     if (synco_subset_balanced(&idx, &n, ds.labels, ds.n, ds.classes, 0, per_class, (uint64_t)mo.seed)) goto fail;
@@ -129,161 +372,81 @@ int synco_cmd_analyze(int argc, char **argv) {
     synco_fail(SYNCO_ERR_ARG, "%s: need at least 4 images, have %zu", data, n);
     goto fail;
   }
-  /* The query encoder with its head (its backbone gives the features too) and a checkpoint's key encoder. */
-  if (synco_eval_open_model(&mo, 1, mo.batch, 1, &be, &enc, &has_head)) goto fail;
-  const int key_enc = mo.ckpt && has_key_encoder(mo.ckpt);
-  if (key_enc) {
-    synco_eval_model_opts mk = mo;
-    mk.which = "key";
-    if (synco_eval_open_model(&mk, 1, mo.batch, 1, &be_k, &enc_k, NULL)) goto fail;
+  for (int m = 0; m < nmodels; m++) {
+    synco_eval_model_opts mm = mo;
+    if (mo.ckpt) mm.ckpt = paths[m];
+    if (nmodels > 1) fprintf(stderr, "model %d/%d: %s\n", m + 1, nmodels, mm.ckpt);
+    done = m + 1;
+    if (analyze_model(&res[m], &mm, &ds, idx, n, T)) goto fail;
   }
-  const int S = synco_encoder_image_size(enc), dz = synco_encoder_out_dim(enc), df = synco_encoder_feature_dim(enc);
-  double ckpt_T = 0.2;
-  if (mo.ckpt && read_queue(mo.ckpt, dz, &queue, &K, &ckpt_T)) goto fail;
-  if (T <= 0) T = ckpt_T;
 
-  /* Two MoCo-v2 views (keyed like pretraining's: AUG_Q / AUG_K) and the center-cropped images. */
-  synco_aug_config va = synco_eval_aug(S, SYNCO_AUG_MOCO_V2);
-  va.blur = S > 64;
-  synco_aug_config ea = synco_eval_aug(S, SYNCO_AUG_EVAL);
-  if (synco_batcher_create(&bv, ds.ds, &va) || synco_batcher_create(&be_, ds.ds, &ea)) goto fail;
-  z1 = synco_malloc(n * dz * sizeof(float));
-  z2 = synco_malloc(n * dz * sizeof(float));
-  kk = synco_malloc(n * dz * sizeof(float));
-  fb = synco_malloc(n * df * sizeof(float));
-  ratio = synco_malloc(n * sizeof(double));
-  margin = synco_malloc(n * sizeof(double));
-  probs = synco_malloc(1024 * sizeof(double));
-  if (!z1 || !z2 || !kk || !fb || !ratio || !margin || !probs) goto fail;
-  const int B = synco_encoder_batch(enc);
-  const long batches = (long)((n + B - 1) / B);
-  synco_progress p;
-  const uint64_t seed = (uint64_t)mo.seed;
-  synco_progress_begin(&p, "view 1", batches, B, 20);
-  if (synco_encode_subset(z1, NULL, enc, bv, idx, n, seed, 0, SYNCO_RNG_AUG_Q, has_head, &p)) goto fail;
-  synco_progress_end(&p, NULL);
-  synco_progress_begin(&p, "view 2", batches, B, 20);
-  if (synco_encode_subset(z2, NULL, enc, bv, idx, n, seed, 0, SYNCO_RNG_AUG_K, has_head, &p)) goto fail;
-  synco_progress_end(&p, NULL);
-  if (key_enc) {
-    synco_progress_begin(&p, "keys", batches, B, 20);
-    if (synco_encode_subset(kk, NULL, enc_k, bv, idx, n, seed, 0, SYNCO_RNG_AUG_K, 1, &p)) goto fail;
-    synco_progress_end(&p, NULL);
-  } else {
-    memcpy(kk, z2, n * dz * sizeof(float));
+  /* Plots: one series per model; the histograms of all models share their bins. */
+  double rlo = INFINITY, rhi = -INFINITY, mlo = INFINITY, mhi = -INFINITY;
+  size_t npmax = 1;
+  for (int m = 0; m < nmodels; m++) {
+    if (res[m].nr) rlo = fmin(rlo, res[m].rmin), rhi = fmax(rhi, res[m].rmax);
+    mlo = fmin(mlo, res[m].mmin), mhi = fmax(mhi, res[m].mmax);
+    if (res[m].np > npmax) npmax = res[m].np;
   }
-  synco_progress_begin(&p, "features", batches, B, 20);
-  int *lab = malloc(n * sizeof(int));
-  if (!lab || synco_encode_subset(fb, lab, enc, be_, idx, n, seed, 0, SYNCO_RNG_EVAL, 0, &p)) {
-    free(lab);
-    goto fail;
-  }
-  synco_progress_end(&p, NULL);
-  synco_rows_l2_normalize(z1, n, dz);
-  synco_rows_l2_normalize(z2, n, dz);
-  synco_rows_l2_normalize(kk, n, dz);
-  synco_rows_l2_normalize(fb, n, df);
-
-  /* Queries and negatives: the checkpoint's queue, or the keys of the second half as a stand-in. */
-  size_t nq = n;
-  const float *negs = queue;
-  const char *neg_kind = "checkpoint queue";
-  if (!queue) {
-    nq = n / 2;
-    K = n - nq;
-    negs = kk + nq * dz;
-    neg_kind = "keys of the other half of the images (no queue in the model file)";
-  }
-  double unif = 0, acc = 0;
-  const double align = synco_alignment(z1, z2, n, dz, 2.0);
-  synco_status s = synco_uniformity(&unif, z1, n, dz, 2.0);
-  if (!s) s = synco_distance_ratio(ratio, fb, lab, n, df);
-  free(lab);
-  if (!s) s = synco_proxy_margins(margin, z1, kk, nq, negs, K, dz);
-  if (!s) s = synco_matching_probs(probs, 1024, z1, nq, negs, K, dz, T);
-  if (s) goto fail;
-  size_t hits = 0;
-  for (size_t i = 0; i < nq; i++) hits += margin[i] > 0;
-  acc = 100.0 * hits / nq;
-  const size_t np = K < 1024 ? K : 1024;
-  double rmean, rmed, rmin, rmax, mmean, mmed, mmin, mmax;
-  const size_t nr = synco_stats(ratio, n, &rmean, &rmed, &rmin, &rmax);
-  synco_stats(margin, nq, &mmean, &mmed, &mmin, &mmax);
-
-  /* Plots. */
-  double *redges = malloc((bins + 1) * sizeof(double)), *rcount = malloc(bins * sizeof(double));
-  double *medges = malloc((bins + 1) * sizeof(double)), *mcount = malloc(bins * sizeof(double));
-  size_t *cnt = malloc(bins * sizeof(size_t));
-  double *rank = malloc(np * sizeof(double));
-  if (!redges || !rcount || !medges || !mcount || !cnt || !rank) {
-    free(redges), free(rcount), free(medges), free(mcount), free(cnt), free(rank);
-    synco_fail(SYNCO_ERR_NOMEM, "out of memory");
-    goto fail;
-  }
-  double lo = nr ? rmin : 0, hi = nr ? rmax : 1;
-  if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
-  synco_histogram(cnt, bins, lo, hi, ratio, n);
-  for (int i = 0; i <= bins; i++) redges[i] = lo + (hi - lo) * i / bins;
-  for (int i = 0; i < bins; i++) rcount[i] = (double)cnt[i];
-  double mlo = mmin, mhi = mmax;
+  if (!(rhi >= rlo)) rlo = 0, rhi = 1;
+  if (rhi - rlo < 1e-9) rlo -= 0.5, rhi += 0.5;
   if (!(mhi - mlo > 1e-9)) mlo -= 0.5, mhi += 0.5;
-  synco_histogram(cnt, bins, mlo, mhi, margin, nq);
-  for (int i = 0; i <= bins; i++) medges[i] = mlo + (mhi - mlo) * i / bins;
-  for (int i = 0; i < bins; i++) mcount[i] = (double)cnt[i];
-  for (size_t i = 0; i < np; i++) rank[i] = (double)(i + 1);
-  double ax = unif, ay = align;
-  char lbl_ratio[96], lbl_acc[96], lbl_au[96], lbl_p[96], title_p[128];
-  snprintf(lbl_ratio, sizeof lbl_ratio, "%zu images (mean %.3f)", nr, rmean);
-  snprintf(lbl_acc, sizeof lbl_acc, "proxy accuracy %.1f%%", acc);
-  snprintf(lbl_au, sizeof lbl_au, "align %.3f, unif %.3f", align, unif);
-  snprintf(lbl_p, sizeof lbl_p, "T %g, K %zu", T, K);
-  snprintf(title_p, sizeof title_p, "Mean top-%zu matching probabilities", np);
-  synco_plot_series s_ratio = {lbl_ratio, redges, rcount, bins, SYNCO_PLOT_BARS};
-  synco_plot_series s_margin = {lbl_acc, medges, mcount, bins, SYNCO_PLOT_BARS};
-  synco_plot_series s_au = {lbl_au, &ax, &ay, 1, SYNCO_PLOT_POINTS};
-  synco_plot_series s_p = {lbl_p, rank, probs, (int)np, SYNCO_PLOT_LINE};
+  double *redges = malloc((bins + 1) * sizeof(double)), *medges = malloc((bins + 1) * sizeof(double));
+  double *counts = malloc((size_t)nmodels * 2 * bins * sizeof(double)), *rank = malloc(npmax * sizeof(double));
+  double *ax = malloc(nmodels * sizeof(double)), *ay = malloc(nmodels * sizeof(double));
+  size_t *cnt = malloc(bins * sizeof(size_t));
+  char (*lbl)[4][128] = malloc((size_t)nmodels * sizeof *lbl);
+  synco_plot_series *ser = malloc((size_t)nmodels * 4 * sizeof(synco_plot_series));
+  synco_status s = SYNCO_OK;
+  if (!redges || !medges || !counts || !rank || !ax || !ay || !cnt || !lbl || !ser) s = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  for (int i = 0; !s && i <= bins; i++) {
+    redges[i] = rlo + (rhi - rlo) * i / bins;
+    medges[i] = mlo + (mhi - mlo) * i / bins;
+  }
+  for (size_t i = 0; !s && i < npmax; i++) rank[i] = (double)(i + 1);
+  for (int m = 0; !s && m < nmodels; m++) {
+    const model_result *r = &res[m];
+    const char *who = nmodels > 1 ? r->label : "";
+    const char *sep = nmodels > 1 ? ": " : "";
+    double *rc_ = counts + (size_t)m * 2 * bins, *mc = rc_ + bins;
+    synco_histogram(cnt, bins, rlo, rhi, r->ratio, n);
+    for (int i = 0; i < bins; i++) rc_[i] = (double)cnt[i];
+    synco_histogram(cnt, bins, mlo, mhi, r->margin, r->nq);
+    for (int i = 0; i < bins; i++) mc[i] = (double)cnt[i];
+    ax[m] = r->unif, ay[m] = r->align;
+    snprintf(lbl[m][0], 128, "%s%sproxy accuracy %.1f%%", who, sep, r->acc);
+    snprintf(lbl[m][1], 128, "%s%salign %.3f, unif %.3f", who, sep, r->align, r->unif);
+    snprintf(lbl[m][2], 128, "%s%s%zu images (mean %.3f)", who, sep, r->nr, r->rmean);
+    snprintf(lbl[m][3], 128, "%s%sT %g, K %zu", who, sep, r->T, r->K);
+    ser[0 * nmodels + m] = (synco_plot_series){lbl[m][0], medges, mc, bins, SYNCO_PLOT_BARS};
+    ser[1 * nmodels + m] = (synco_plot_series){lbl[m][1], &ax[m], &ay[m], 1, SYNCO_PLOT_POINTS};
+    ser[2 * nmodels + m] = (synco_plot_series){lbl[m][2], redges, rc_, bins, SYNCO_PLOT_BARS};
+    ser[3 * nmodels + m] = (synco_plot_series){lbl[m][3], rank, r->probs, (int)r->np, SYNCO_PLOT_LINE};
+  }
+  char title_p[128];
+  snprintf(title_p, sizeof title_p, "Mean top-%zu matching probabilities", npmax);
   synco_plot_panel panels[4] = {
-      {"Proxy task: positive margin over the hardest negative", "q.k+ - max q.Q", "queries", &s_margin, 1, 0, 0, 0},
-      {"Alignment and uniformity (lower is better)", "uniformity", "alignment", &s_au, 1, 0, 0, 0},
-      {"Inter/intra-class distance ratio", "ratio", "images", &s_ratio, 1, 0, 0, 0},
-      {title_p, "rank", "probability", &s_p, 1, 0, 1, 0},
+      {"Proxy task: positive margin over the hardest negative", "q.k+ - max q.Q", "queries", ser, nmodels, 0, 0, 0},
+      {"Alignment and uniformity (lower is better)", "uniformity", "alignment", ser + nmodels, nmodels, 0, 0, 0},
+      {"Inter/intra-class distance ratio", "ratio", "images", ser + 2 * nmodels, nmodels, 0, 0, 0},
+      {title_p, "rank", "probability", ser + 3 * nmodels, nmodels, 0, 1, 0},
   };
-  s = save_both(outdir, "proxy_margin", 800, 560, &panels[0]);
+  if (!s) s = save_both(outdir, "proxy_margin", 800, 560, &panels[0]);
   if (!s) s = save_both(outdir, "alignment_uniformity", 800, 560, &panels[1]);
   if (!s) s = save_both(outdir, "ratio", 800, 560, &panels[2]);
   if (!s) s = save_both(outdir, "matching_probs", 800, 560, &panels[3]);
   char fig[1200];
   snprintf(fig, sizeof fig, "%s/analysis.png", outdir);
   if (!s) s = synco_plot_figure(fig, 1400, 1000, 2, 2, panels, 4);
-  free(redges), free(rcount), free(medges), free(mcount), free(cnt), free(rank);
+  free(redges), free(medges), free(counts), free(rank), free(ax), free(ay), free(cnt), free(lbl), free(ser);
   if (s) goto fail;
 
-  /* metrics.json */
-  char name[512];
-  synco_eval_model_name(&mo, name, sizeof name);
-  cJSON *o = cJSON_CreateObject();
+  /* metrics.json: the first model's fields at the top (one model: as before), every model in "models". */
+  cJSON *o = result_json(&res[0]);
   cJSON_AddStringToObject(o, "command", "analyze");
-  cJSON_AddStringToObject(o, "model", name);
   cJSON_AddStringToObject(o, "data", data);
-  cJSON_AddNumberToObject(o, "n", (double)n);
-  cJSON_AddStringToObject(o, "space", has_head ? "head output, L2-normalized" : "backbone features, L2-normalized");
-  cJSON_AddNumberToObject(o, "proxy_accuracy", acc);
-  cJSON_AddStringToObject(o, "negatives", neg_kind);
-  cJSON_AddNumberToObject(o, "queries", (double)nq);
-  cJSON_AddNumberToObject(o, "K", (double)K);
-  cJSON_AddNumberToObject(o, "margin_mean", mmean);
-  cJSON_AddNumberToObject(o, "alignment", align);
-  cJSON_AddNumberToObject(o, "uniformity", unif);
-  cJSON *r = cJSON_AddObjectToObject(o, "ratio");
-  cJSON_AddStringToObject(r, "space", "backbone features, L2-normalized, center crop");
-  cJSON_AddNumberToObject(r, "n", (double)nr);
-  cJSON_AddNumberToObject(r, "mean", rmean);
-  cJSON_AddNumberToObject(r, "median", rmed);
-  cJSON_AddNumberToObject(r, "min", rmin);
-  cJSON_AddNumberToObject(r, "max", rmax);
-  cJSON_AddNumberToObject(o, "T", T);
-  cJSON *pa = cJSON_AddArrayToObject(o, "matching_probs");
-  for (size_t i = 0; i < np; i++) cJSON_AddItemToArray(pa, cJSON_CreateNumber(probs[i]));
+  cJSON *ms = cJSON_AddArrayToObject(o, "models");
+  for (int m = 0; m < nmodels; m++) cJSON_AddItemToArray(ms, result_json(&res[m]));
   const double wall = synco_now() - t0;
   cJSON_AddNumberToObject(o, "wall_s", wall);
   char *text = cJSON_Print(o);
@@ -299,12 +462,17 @@ int synco_cmd_analyze(int argc, char **argv) {
     synco_eval_print_json(o);
   } else {
     cJSON_Delete(o);
-    printf("analysis of %s on %zu images of %s\n", name, n, data);
-    printf("  proxy accuracy %.2f%% (%zu queries, %zu negatives: %s)\n", acc, nq, K, neg_kind);
-    printf("  alignment %.4f  uniformity %.4f  (%s)\n", align, unif, has_head ? "head output" : "backbone features");
-    printf("  inter/intra distance ratio: mean %.4f, median %.4f, range [%.4f, %.4f]\n", rmean, rmed, rmin, rmax);
-    printf("  matching probabilities (T %g): top-1 %.4g, top-10 %.4g, top-%zu %.4g\n", T, probs[0], np > 9 ? probs[9] : NAN,
-           np, probs[np - 1]);
+    for (int m = 0; m < nmodels; m++) {
+      const model_result *r = &res[m];
+      printf("analysis of %s on %zu images of %s\n", r->name, n, data);
+      printf("  proxy accuracy %.2f%% (%zu queries, %zu negatives: %s%s)\n", r->acc, r->nq, r->K, r->neg_kind,
+             r->filled < r->K ? "; NOT YET FULL" : "");
+      printf("  alignment %.4f  uniformity %.4f  (%s)\n", r->align, r->unif, r->has_head ? "head output" : "backbone features");
+      printf("  inter/intra distance ratio: mean %.4f, median %.4f, range [%.4f, %.4f]\n", r->rmean, r->rmed, r->rmin,
+             r->rmax);
+      printf("  matching probabilities (T %g): top-1 %.4g, top-10 %.4g, top-%zu %.4g\n", r->T, r->probs[0],
+             r->np > 9 ? r->probs[9] : NAN, r->np, r->probs[r->np - 1]);
+    }
     printf("  wrote %s/metrics.json, analysis.png and {proxy_margin,alignment_uniformity,ratio,matching_probs}.{png,svg}\n",
            outdir);
     printf("  wall time %.1f s\n", wall);
@@ -312,13 +480,9 @@ int synco_cmd_analyze(int argc, char **argv) {
   exit_code = 0;
 fail:
   if (exit_code) synco_cli_error("analyze");
-  free(z1), free(z2), free(kk), free(fb), free(queue), free(ratio), free(margin), free(probs), free(idx);
-  synco_batcher_free(bv);
-  synco_batcher_free(be_);
-  synco_encoder_free(enc);
-  synco_encoder_free(enc_k);
-  if (be) synco_backend_destroy(be);
-  if (be_k) synco_backend_destroy(be_k);
+  for (int m = 0; m < done; m++) result_free(&res[m]);
+  for (int i = 0; i < npaths; i++) free(paths[i]);
+  free(idx);
   synco_eval_data_close(&ds);
   return exit_code;
 }

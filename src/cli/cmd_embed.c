@@ -1,16 +1,77 @@
 /* synco embed: an encoder's backbone features (or the head's output with --head) of every image of a dataset,
- * in dataset order, as a float32 NumPy .npy file [N, D] (numpy.load reads it), and the labels as int64 [N]. */
+ * in dataset order, as a float32 NumPy .npy file [N, D] (numpy.load reads it), and the labels as int64 [N].
+ * Beside OUT (its name without ".npy" = BASE): BASE.files.txt, one line per row of OUT naming its image (the
+ * file's path for an ImageFolder, "<format>:<index>" for CIFAR, STL-10 and idx), and BASE.classes.txt, one line
+ * per label (line k, from 0, is the name of class k; one empty line for an unlabelled dataset). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/eval_common.h"
 #include "eval/knn.h"
 #include "eval/npy.h"
 #include "tensor/backend.h"
+
+/* BASE + suffix, where BASE is out without a trailing ".npy". */
+static void sidecar(char *dst, size_t n, const char *out, const char *suffix) {
+  size_t len = strlen(out);
+  if (len > 4 && !strcmp(out + len - 4, ".npy")) len -= 4;
+  snprintf(dst, n, "%.*s%s", (int)len, out, suffix);
+}
+
+/* files.txt (one image name per row) and classes.txt (one class name per label). */
+static synco_status write_names(const synco_dataset *ds, size_t n, const char *files_path, const char *classes_path) {
+  size_t cap = 4096, len = 0;
+  char *text = malloc(cap), buf[64];
+  if (!text) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  text[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = synco_dataset_item_name(ds, i, buf, sizeof buf);
+    const size_t k = strlen(name);
+    if (len + k + 2 > cap) {
+      while (len + k + 2 > cap) cap *= 2;
+      char *t = realloc(text, cap);
+      if (!t) {
+        free(text);
+        return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+      }
+      text = t;
+    }
+    memcpy(text + len, name, k);
+    len += k;
+    if (i + 1 < n) text[len++] = '\n';
+    text[len] = 0;
+  }
+  synco_status s = synco_cli_write_file_atomic(files_path, text);
+  len = 0;
+  text[0] = 0;
+  const int C = synco_dataset_num_classes(ds);
+  for (int c = 0; c < C && !s; c++) {
+    const char *name = synco_dataset_class_name(ds, c);
+    const size_t k = strlen(name ? name : "");
+    if (len + k + 2 > cap) {
+      while (len + k + 2 > cap) cap *= 2;
+      char *t = realloc(text, cap);
+      if (!t) {
+        s = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+        break;
+      }
+      text = t;
+    }
+    memcpy(text + len, name ? name : "", k);
+    len += k;
+    if (c + 1 < C) text[len++] = '\n';
+    text[len] = 0;
+  }
+  if (!s) s = synco_cli_write_file_atomic(classes_path, text);
+  free(text);
+  return s;
+}
 
 int synco_cmd_embed(int argc, char **argv) {
   synco_eval_model_opts mo;
@@ -56,12 +117,18 @@ int synco_cmd_embed(int argc, char **argv) {
   if (normalize) synco_rows_l2_normalize(f, ds.n, d);
   if (synco_npy_write_f32(out, f, ds.n, (size_t)d)) goto fail;
   if (labels_out && synco_npy_write_labels(labels_out, ds.labels, ds.n)) goto fail;
+  char files_path[1100], classes_path[1100];
+  sidecar(files_path, sizeof files_path, out, ".files.txt");
+  sidecar(classes_path, sizeof classes_path, out, ".classes.txt");
+  if (write_names(ds.ds, ds.n, files_path, classes_path)) goto fail;
   const double wall = synco_now() - t0;
   if (json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "command", "embed");
     cJSON_AddStringToObject(o, "out", out);
     if (labels_out) cJSON_AddStringToObject(o, "labels_out", labels_out);
+    cJSON_AddStringToObject(o, "files", files_path);
+    cJSON_AddStringToObject(o, "classes", classes_path);
     cJSON_AddNumberToObject(o, "n", (double)ds.n);
     cJSON_AddNumberToObject(o, "dim", d);
     cJSON_AddStringToObject(o, "features", head ? "head" : "backbone");
@@ -72,6 +139,8 @@ int synco_cmd_embed(int argc, char **argv) {
     printf("wrote %s: %zu x %d float32 %s features%s\n", out, ds.n, d, head ? "head" : "backbone",
            normalize ? " (L2-normalized)" : "");
     if (labels_out) printf("wrote %s: %zu int64 labels\n", labels_out, ds.n);
+    printf("wrote %s (image of each row) and %s (%d class names)\n", files_path, classes_path,
+           synco_dataset_num_classes(ds.ds));
     printf("wall time %.1f s\n", wall);
   }
   exit_code = 0;

@@ -9,6 +9,7 @@
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 
@@ -120,6 +121,15 @@ int synco_cmd_export(int argc, char **argv) {
     synco_st_set_meta(w, "matching_heuristics", "True");
   }
   synco_st_set_meta(w, "synco.format", d2 ? "detectron2" : "encoder");
+  /* What a user needs besides the weights: the architecture by name and the preprocessing (synco.encoder, written
+   * with the weights, has depth, width, cifar_stem and image_size as numbers). */
+  char arch[32], pre[512];
+  snprintf(arch, sizeof arch, "resnet%d", cfg.depth);
+  synco_cli_preprocess_json(pre, sizeof pre, image_size);
+  if (synco_st_set_meta(w, "synco.arch", arch) || synco_st_set_meta(w, "synco.preprocess", pre)) {
+    synco_cli_error("export");
+    goto done;
+  }
   if (synco_st_write(w, out)) {
     synco_cli_error("export");
     goto done;

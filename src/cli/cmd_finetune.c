@@ -3,7 +3,8 @@
  * linear classifier together — SGD with momentum 0.9, separate learning rates for backbone and classifier,
  * cosine schedule over the epochs, train-mode BN, RandomResizedCrop + flip — then the val images
  * (center-cropped, eval-mode BN) are classified. Full batches only (the last short batch of an epoch is dropped,
- * as train-mode BN needs the planned batch). */
+ * as train-mode BN needs the planned batch). --out FILE: the fine-tuned backbone (with its BN statistics) and the
+ * classifier as one torchvision-named file (src/eval/model_out.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,10 @@
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/eval_common.h"
 #include "eval/linear.h"
+#include "eval/model_out.h"
 #include "optim/sgd.h"
 #include "tensor/backend.h"
 
@@ -101,7 +104,7 @@ static synco_status ft_eval(ft_state *st, const synco_dataset *ds, const uint32_
 int synco_cmd_finetune(int argc, char **argv) {
   synco_eval_model_opts mo;
   synco_eval_model_defaults(&mo);
-  const char *train = NULL, *val = NULL, *train_split = NULL, *val_split = NULL, *labels = "10%";
+  const char *train = NULL, *val = NULL, *train_split = NULL, *val_split = NULL, *labels = "10%", *out = NULL;
   int holdout = 0, json = 0, skip_bad = 0, epochs = 20, eval_every = 0;
   double lr_b = 0.005, lr_c = 0.5, momentum = 0.9, wd = 0;
   synco_arg args[40] = {
@@ -119,8 +122,9 @@ int synco_cmd_finetune(int argc, char **argv) {
       {"eval-every", 0, SYNCO_ARG_INT, &eval_every, "val accuracy every N epochs as well as at the end (0: end only)"},
       {"skip-bad", 0, SYNCO_ARG_FLAG, &skip_bad, "skip unreadable images"},
       {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
+      {"out", 'o', SYNCO_ARG_STR, &out, "write backbone + classifier (fc.weight, fc.bias) as torchvision-named .safetensors"},
   };
-  int na = 14;
+  int na = 15;
   na += synco_eval_model_args(&mo, args + na, 39 - na);
   args[na].name = NULL;
   int rc = synco_args_parse("finetune", "Semi-supervised fine-tuning of backbone + classifier on a labelled subset.",
@@ -139,6 +143,10 @@ int synco_cmd_finetune(int argc, char **argv) {
   }
   if (epochs < 1 || lr_b < 0 || !(lr_c > 0)) {
     fprintf(stderr, "synco finetune: need --epochs >= 1, --lr-backbone >= 0, --lr-classifier > 0\n");
+    return 2;
+  }
+  if (out && synco_model_out_check(out, mo.ckpt ? mo.ckpt : mo.init, "--out")) {
+    fprintf(stderr, "synco finetune: %s\n", synco_last_error());
     return 2;
   }
   const double t0 = synco_now();
@@ -203,12 +211,27 @@ int synco_cmd_finetune(int argc, char **argv) {
     }
     cJSON_AddItemToArray(curve, pt);
   }
+  if (out) {
+    const char **cls = synco_malloc((size_t)C * sizeof(char *));
+    if (!cls) goto fail;
+    for (int c = 0; c < C; c++) cls[c] = synco_dataset_class_name(sp.train.ds, c);
+    char arch[32], pre[512], task[256];
+    snprintf(arch, sizeof arch, "resnet%d", synco_encoder_cfg(st.enc)->depth);
+    synco_cli_preprocess_json(pre, sizeof pre, S);
+    snprintf(task, sizeof task, "{\"command\":\"finetune\",\"labels\":\"%s\",\"top1\":%.4f,\"top5\":%.4f,\"epochs\":%d}",
+             labels, top1, top5, epochs);
+    const char *meta[] = {"synco.arch", arch, "synco.preprocess", pre, "synco.task", task, NULL};
+    synco_status ws = synco_model_out_write(out, st.enc, st.cls->w, st.cls->b, C, cls, meta);
+    free(cls);
+    if (ws) goto fail;
+  }
   const double wall = synco_now() - t0;
   char name[512];
   synco_eval_model_name(&mo, name, sizeof name);
   if (json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "command", "finetune");
+    if (out) cJSON_AddStringToObject(o, "out", out);
     cJSON_AddStringToObject(o, "model", name);
     cJSON_AddNumberToObject(o, "top1", top1);
     cJSON_AddNumberToObject(o, "top5", top5);
@@ -231,6 +254,7 @@ int synco_cmd_finetune(int argc, char **argv) {
     printf("  %d epochs, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
            epochs, B, lr_b, lr_c, loss, acc);
     printf("  %zu val images%s: top-1 %.2f%%  top-5 %.2f%%\n", sp.n_va, sp.val.ds ? "" : " (held out of train)", top1, top5);
+    if (out) printf("  wrote %s (backbone + fc.weight/fc.bias, torchvision names)\n", out);
     printf("  wall time %.1f s\n", wall);
   }
   exit_code = 0;

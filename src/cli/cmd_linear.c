@@ -3,7 +3,8 @@
  * and fed in shuffled minibatches to a linear layer trained by SGD (lr 30, momentum 0.9, no weight decay, 100
  * epochs, x0.1 at 60 and 80); val images are center-cropped. --fast: features computed once without
  * augmentation and a full-batch L-BFGS softmax regression with an L2 penalty picked on held-out train features
- * (src/eval/linear.c): seconds instead of hours. */
+ * (src/eval/linear.c): seconds instead of hours. --out FILE: the backbone and the trained classifier as one
+ * torchvision-named file (src/eval/model_out.h; --fast folds the standardization into fc.weight / fc.bias). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +15,11 @@
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/eval_common.h"
 #include "eval/knn.h"
 #include "eval/linear.h"
+#include "eval/model_out.h"
 #include "tensor/backend.h"
 
 /* One epoch of the MoCo protocol: augmented features of the shuffled train images, SGD per minibatch. */
@@ -65,7 +68,7 @@ static synco_status train_epoch(synco_linear_layer *l, synco_encoder *enc, synco
 int synco_cmd_linear(int argc, char **argv) {
   synco_eval_model_opts mo;
   synco_eval_model_defaults(&mo);
-  const char *train = NULL, *val = NULL, *train_split = NULL, *val_split = NULL;
+  const char *train = NULL, *val = NULL, *train_split = NULL, *val_split = NULL, *out = NULL;
   int holdout = 0, json = 0, skip_bad = 0, fast = 0, l2 = 0, cosine = 0, epochs = 100, eval_every = 0;
   double lr = 30, momentum = 0.9, wd = 0;
   synco_intlist schedule = {2, {60, 80}};
@@ -86,8 +89,9 @@ int synco_cmd_linear(int argc, char **argv) {
       {"eval-every", 0, SYNCO_ARG_INT, &eval_every, "val accuracy every N epochs as well as at the end (0: end only)"},
       {"skip-bad", 0, SYNCO_ARG_FLAG, &skip_bad, "skip unreadable images"},
       {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
+      {"out", 'o', SYNCO_ARG_STR, &out, "write backbone + classifier (fc.weight, fc.bias) as torchvision-named .safetensors"},
   };
-  int na = 16;
+  int na = 17;
   na += synco_eval_model_args(&mo, args + na, 39 - na);
   args[na].name = NULL;
   int rc = synco_args_parse("linear", "Linear classification on frozen backbone features (MoCo protocol, or --fast).",
@@ -102,6 +106,15 @@ int synco_cmd_linear(int argc, char **argv) {
     fprintf(stderr, "synco linear: need --epochs >= 1, --lr > 0 and at most 4 --schedule epochs\n");
     return 2;
   }
+  if (out && fast && l2) {
+    fprintf(stderr, "synco linear: --out with --fast --l2-normalize: a classifier on L2-normalized features is not "
+                    "one linear layer on the backbone's features; drop --l2-normalize\n");
+    return 2;
+  }
+  if (out && synco_model_out_check(out, mo.ckpt ? mo.ckpt : mo.init, "--out")) {
+    fprintf(stderr, "synco linear: %s\n", synco_last_error());
+    return 2;
+  }
   const double t0 = synco_now();
   synco_eval_split sp;
   synco_backend *be = NULL;
@@ -110,6 +123,7 @@ int synco_cmd_linear(int argc, char **argv) {
   synco_linear_layer *layer = NULL;
   float *ftr = NULL, *fva = NULL;
   int *ytr = NULL, *yva = NULL, exit_code = 1;
+  float *fc_w = NULL, *fc_b = NULL;       /* --fast --out: the folded classifier */
   double top1 = 0, top5 = 0, train_top1 = NAN, t_feat = 0, t_fit = 0, lambda = NAN, final_loss = NAN;
   int iters = 0;
   cJSON *curve = cJSON_CreateArray();
@@ -133,6 +147,13 @@ int synco_cmd_linear(int argc, char **argv) {
     synco_probe_config pc = synco_probe_default_config(C);
     pc.normalize = l2;
     pc.seed = (uint64_t)mo.seed;
+    if (out) {
+      fc_w = synco_malloc((size_t)C * d * sizeof(float));
+      fc_b = synco_malloc((size_t)C * sizeof(float));
+      if (!fc_w || !fc_b) goto fail;
+      pc.out_weight = fc_w;
+      pc.out_bias = fc_b;
+    }
     synco_probe_result pr;
     const double t1 = synco_now();
     if (synco_linear_probe_fast(&pr, ftr, ytr, sp.n_tr, fva, yva, sp.n_va, d, &pc)) goto fail;
@@ -173,12 +194,27 @@ int synco_cmd_linear(int argc, char **argv) {
     }
     t_fit = synco_now() - t1;
   }
-  const double wall = synco_now() - t0;
   char name[512];
   synco_eval_model_name(&mo, name, sizeof name);
+  if (out) {
+    const char **cls = synco_malloc((size_t)C * sizeof(char *));
+    if (!cls) goto fail;
+    for (int c = 0; c < C; c++) cls[c] = synco_dataset_class_name(sp.train.ds, c);
+    char arch[32], pre[512], task[256];
+    snprintf(arch, sizeof arch, "resnet%d", synco_encoder_cfg(enc)->depth);
+    synco_cli_preprocess_json(pre, sizeof pre, S);
+    snprintf(task, sizeof task, "{\"command\":\"linear\",\"mode\":\"%s\",\"top1\":%.4f,\"top5\":%.4f,\"n_train\":%zu}",
+             fast ? "fast" : "moco", top1, top5, sp.n_tr);
+    const char *meta[] = {"synco.arch", arch, "synco.preprocess", pre, "synco.task", task, NULL};
+    synco_status ws = synco_model_out_write(out, enc, fast ? fc_w : layer->w, fast ? fc_b : layer->b, C, cls, meta);
+    free(cls);
+    if (ws) goto fail;
+  }
+  const double wall = synco_now() - t0;
   if (json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "command", "linear");
+    if (out) cJSON_AddStringToObject(o, "out", out);
     cJSON_AddStringToObject(o, "mode", fast ? "fast" : "moco");
     cJSON_AddStringToObject(o, "model", name);
     cJSON_AddNumberToObject(o, "top1", top1);
@@ -212,13 +248,14 @@ int synco_cmd_linear(int argc, char **argv) {
                      lambda, iters, train_top1);
     else printf("  %d epochs, lr %g, final train loss %.4f, train top-1 %.2f%%\n", epochs, lr, final_loss, train_top1);
     printf("  top-1 %.2f%%  top-5 %.2f%%\n", top1, top5);
+    if (out) printf("  wrote %s (backbone + fc.weight/fc.bias, torchvision names)\n", out);
     printf("  wall time %.1f s (features %.1f s, fit %.1f s)\n", wall, t_feat, t_fit);
   }
   exit_code = 0;
 fail:
   if (exit_code) synco_cli_error("linear");
   cJSON_Delete(curve);
-  free(ftr), free(fva), free(ytr), free(yva);
+  free(ftr), free(fva), free(ytr), free(yva), free(fc_w), free(fc_b);
   synco_linear_layer_free(layer);
   synco_batcher_free(bt);
   synco_encoder_free(enc);

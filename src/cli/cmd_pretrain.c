@@ -79,8 +79,8 @@ static void apply_cifar_recipe(pretrain_opts *o, synco_arg *args) {
  * (synthetic negatives from the third), kNN before and after: under four minutes on 2 cores. */
 static void apply_demo(pretrain_opts *o, synco_arg *args) {
 #define DEF(flag, field, value) if (!synco_args_seen(args, flag)) o->field = value
-  DEF("data", data, BUNDLED_TRAIN);
-  DEF("val", val, BUNDLED_VAL);
+  DEF("data", data, synco_cli_bundled_data("train"));
+  DEF("val", val, synco_cli_bundled_data("val"));
   DEF("width", width, 16);
   DEF("batch-size", batch, 128);
   DEF("moco-k", moco_k, 4096);
@@ -218,6 +218,11 @@ int synco_cmd_pretrain(int argc, char **argv) {
     return 2;
   }
   if (demo) apply_demo(&o, args);
+  if (demo && (!o.data || !o.val)) {
+    fprintf(stderr, "synco pretrain: no --data given and the bundled demo images are not here (looked for "
+                    "./data/cifar10-small and share/synco/cifar10-small beside the program's bin/): pass --data DIR\n");
+    return 2;
+  }
   if (strcmp(o.method, "synco") && strcmp(o.method, "mochi") && strcmp(o.method, "moco")) {
     fprintf(stderr, "synco pretrain: --method must be synco, mochi or moco, got '%s'\n", o.method);
     return 2;

@@ -55,3 +55,41 @@ int synco_cli_precision(const char *cmd, const char *precision) {
   fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
   return 2;
 }
+
+void synco_cli_preprocess_json(char *out, size_t n, int image_size) {
+  float mean[3], std[3];
+  synco_cli_norm_stats(image_size, mean, std);
+  snprintf(out, n,
+           "{\"mean\":[%.4f,%.4f,%.4f],\"std\":[%.4f,%.4f,%.4f],\"image_size\":%d,\"resize\":%d,"
+           "\"crop\":\"center\",\"interpolation\":\"bilinear\",\"input\":\"RGB in [0,1], NCHW\"}",
+           mean[0], mean[1], mean[2], std[0], std[1], std[2], image_size, (int)(image_size / 0.875));
+}
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *synco_cli_bundled_data(const char *sub) {
+  static char bufs[2][4200];
+  static int next;
+  char *out = bufs[next];
+  next ^= 1;
+  snprintf(out, sizeof bufs[0], "data/cifar10-small/%s", sub);
+  if (is_dir(out)) return out;
+  /* The program's prefix: <prefix>/bin/synco (installed) or <source>/build/synco (a build tree). */
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return NULL;
+  exe[n] = 0;
+  for (int k = 0; k < 2; k++) {
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+  }
+  snprintf(out, sizeof bufs[0], "%s/share/synco/cifar10-small/%s", exe, sub);
+  if (is_dir(out)) return out;
+  snprintf(out, sizeof bufs[0], "%s/data/cifar10-small/%s", exe, sub);
+  if (is_dir(out)) return out;
+  return NULL;
+}

@@ -41,6 +41,8 @@ const char *synco_dataset_class_name(const synco_dataset *ds, int c);
 int synco_dataset_label(const synco_dataset *ds, size_t i);   /* -1 if unlabelled */
 const char *synco_dataset_format(const synco_dataset *ds);    /* "imagefolder", "cifar10", ... */
 size_t synco_dataset_skipped(const synco_dataset *ds);        /* images skipped by skip_bad */
+/* A name for image i: its file's path for an ImageFolder, else "<format>:<index>" written to buf (n bytes). */
+const char *synco_dataset_item_name(const synco_dataset *ds, size_t i, char *buf, size_t n);
 /* Decodes image i into img (growing img->rgb with realloc as needed; start from a zeroed synco_image). */
 synco_status synco_dataset_get(const synco_dataset *ds, size_t i, synco_image *img);
 void synco_image_free(synco_image *img);

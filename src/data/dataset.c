@@ -238,3 +238,9 @@ synco_status synco_dataset_get(const synco_dataset *ds, size_t i, synco_image *i
   }
   return synco_fail(SYNCO_ERR_ARG, "dataset not initialized");
 }
+
+const char *synco_dataset_item_name(const synco_dataset *ds, size_t i, char *buf, size_t n) {
+  if (ds->paths && i < ds->n && ds->paths[i]) return ds->paths[i];
+  snprintf(buf, n, "%s:%zu", ds->format, i);
+  return buf;
+}

@@ -198,6 +198,9 @@ synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train
     if (train_labels[i] < 0 || train_labels[i] >= C)
       return synco_fail(SYNCO_ERR_ARG, "linear probe: train label %d of sample %zu is outside [0, %d)",
                         train_labels[i], i, C);
+  if ((cfg->out_weight || cfg->out_bias) && cfg->normalize)
+    return synco_fail(SYNCO_ERR_ARG, "linear probe: on L2-normalized features the classifier is not linear in the "
+                                     "features, so it cannot be written as one layer");
   double grid[8];
   int ng = cfg->n_lambdas > 0 ? (cfg->n_lambdas > 8 ? 8 : cfg->n_lambdas) : 7;
   const double defaults[7] = {1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6};
@@ -284,6 +287,16 @@ synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train
   }
   res->lambda = chosen;
   res->iters = it;
+  /* On standardized features z = W (x - mean) / sd + b: as one layer on x, W' = W / sd, b' = b - W' mean. */
+  for (int c = 0; c < C && (cfg->out_weight || cfg->out_bias); c++) {
+    double bias = theta[(size_t)C * d + c];
+    for (int j = 0; j < d; j++) {
+      const double wj = theta[(size_t)c * d + j] / sd[j];
+      if (cfg->out_weight) cfg->out_weight[(size_t)c * d + j] = (float)wj;
+      bias -= wj * mean[j];
+    }
+    if (cfg->out_bias) cfg->out_bias[c] = (float)bias;
+  }
   res->loss = f;
   size_t h1, h5;
   score(theta, xt, yt, n_train, d, C, &h1, &h5);

@@ -27,6 +27,8 @@ typedef struct {
   int n_lambdas;        /* 0: the default grid 1, 1e-1, ..., 1e-6 */
   double holdout;       /* fraction of train held out to pick lambda (default 0.2; 0 with one lambda) */
   uint64_t seed;        /* picks the held-out part */
+  float *out_weight;    /* optional [num_classes, d] and [num_classes]: the final classifier on the raw features */
+  float *out_bias;      /* (standardization folded in: logits = out_weight x + out_bias); NULL to skip */
 } synco_probe_config;
 
 synco_probe_config synco_probe_default_config(int num_classes);
@@ -41,7 +43,8 @@ typedef struct {
 } synco_probe_result;
 
 /* Trains on train[n_train, d] with labels in [0, num_classes) and scores val[n_val, d]. The inputs are not
- * modified. */
+ * modified. With out_weight/out_bias set, the classifier is written there; with normalize = 1 (L2-normalized rows,
+ * not a linear map of the features) that is refused. */
 synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train, const int *train_labels,
                                      size_t n_train, const float *val, const int *val_labels, size_t n_val, int d,
                                      const synco_probe_config *cfg);

@@ -32,7 +32,14 @@ check_json "$tmp/lin2.json" "o['mode'] == 'moco' and len(o['curve']) == 2 and ab
 check_json "$tmp/ft.json" "o['n_labelled'] == 100 and o['labels'] == '10' and 0 <= o['top1'] <= 100 and o['train_loss'] == o['train_loss']"
 
 "$SYNCO" embed "${model[@]}" --data "$train" --out "$tmp/f.npy" --labels-out "$tmp/l.npy" --json > "$tmp/emb.json" 2> /dev/null || fail "embed"
-check_json "$tmp/emb.json" "o['n'] == 300 and o['dim'] == 64"
+check_json "$tmp/emb.json" "o['n'] == 300 and o['dim'] == 64 and o['files'] == '$tmp/f.files.txt' and o['classes'] == '$tmp/f.classes.txt'"
+# Beside the features: the image of each row and the name of each label.
+mapfile -t files < "$tmp/f.files.txt"
+mapfile -t classes < "$tmp/f.classes.txt"
+[ ${#files[@]} -eq 300 ] || fail "f.files.txt has ${#files[@]} lines, not 300"
+[ "${classes[*]}" = "airplane automobile bird cat deer dog frog horse ship truck" ] || fail "f.classes.txt: ${classes[*]}"
+[ "${files[0]}" = "$train/airplane/$(basename "${files[0]}")" ] && [ -f "${files[0]}" ] || fail "f.files.txt row 0: ${files[0]}"
+case ${files[299]} in "$train/truck/"*) ;; *) fail "f.files.txt row 299: ${files[299]}" ;; esac
 if /usr/bin/python3 -c 'import numpy' 2> /dev/null; then
   /usr/bin/python3 -c "
 import numpy as np
@@ -58,11 +65,24 @@ import struct, sys
 b = open(sys.argv[1], 'rb').read(24)
 assert b[:8] == b'\x89PNG\r\n\x1a\n' and b[12:16] == b'IHDR', 'not a PNG'
 print('%dx%d' % struct.unpack('>II', b[16:24]))" "$1"; }
+[ "${ckpt[0]}" = --ckpt ] && ! grep -q "queue is not yet full" "$tmp/err" && fail "no warning: 7 steps x 40 < K 400"
+[ "${ckpt[0]}" = --ckpt ] && check_json "$tmp/an.json" "o['queue_full'] is False and o['queue_rows_filled'] == 280"
 for p in proxy_margin alignment_uniformity ratio matching_probs; do
   [ "$(png_size "$tmp/an/$p.png")" = 800x560 ] || fail "$p.png"
   grep -q "<svg" "$tmp/an/$p.svg" || fail "$p.svg"
 done
 [ "$(png_size "$tmp/an/analysis.png")" = 1400x1000 ] || fail "analysis.png"
+# Several models on the same images, as the paper's figures compare runs: one series each, all in metrics.json.
+"$SYNCO" analyze "${ckpt[@]}" --ckpt "$tmp/f.npy.none,$tmp/f.npy.none2" --threads 2 --batch 50 --data "$train" --per-class 4 --out "$tmp/an3" \
+  > /dev/null 2> "$tmp/err" && fail "analyze with missing --ckpt files accepted"
+grep -q "f.npy.none" "$tmp/err" || { cat "$tmp/err"; fail "analyze: missing second --ckpt not named"; }
+if [ "${ckpt[0]}" = --ckpt ]; then
+  "$SYNCO" export "${ckpt[@]}" --out "$tmp/enc.safetensors" > /dev/null || fail "export"
+  "$SYNCO" analyze "${ckpt[@]}" --ckpt "$tmp/enc.safetensors" --threads 2 --batch 50 --data "$train" --per-class 4 --out "$tmp/an2" \
+    --json > "$tmp/an2.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "analyze with two --ckpt"; }
+  check_json "$tmp/an2.json" "len(o['models']) == 2 and o['models'][1]['model'] == '$tmp/enc.safetensors' and o['models'][0]['model'] == o['model'] and o['models'][1]['K'] == 20"
+  [ "$(png_size "$tmp/an2/analysis.png")" = 1400x1000 ] || fail "analysis.png of two models"
+fi
 
 mkdir -p "$tmp/runA" "$tmp/runB"
 for r in A B; do

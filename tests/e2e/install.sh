@@ -2,8 +2,10 @@
 # End to end: `cmake --install` of the build that made $SYNCO into a temporary prefix; the installed layout
 # (program, static and shared library, header, pkg-config file, man page); examples/ built with pkg-config
 # against the installed library (shared and static); the example encodes two bundled images with an encoder
-# exported by the installed program, and its features equal `synco embed`'s. Skipped (77) without pkg-config,
-# make or a C compiler.
+# exported by the installed program, and its features equal `synco embed`'s. pkg-config's --cflags is the include
+# path alone (no cairo/glib leaking in); a tiny CMake project finds the package (find_package(synco), target
+# synco::synco) when cmake is there; the installed program finds its bundled demo images from any folder, and
+# says plainly that --data is needed where they are absent. Skipped (77) without pkg-config, make or a C compiler.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 command -v pkg-config > /dev/null || skip "pkg-config not installed"
@@ -13,7 +15,9 @@ build=$(cd "$(dirname "$SYNCO")" && pwd)
 [ -f "$build/cmake_install.cmake" ] || skip "$SYNCO is not in a CMake build directory"
 prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.txt" 2>&1 || { cat "$tmp/install.txt"; fail "cmake --install"; }
-for f in bin/synco lib/libsynco.a lib/libsynco.so include/synco.h lib/pkgconfig/synco.pc share/man/man1/synco.1; do
+for f in bin/synco lib/libsynco.a lib/libsynco.so include/synco.h lib/pkgconfig/synco.pc share/man/man1/synco.1 \
+         lib/cmake/synco/synco-config.cmake lib/cmake/synco/synco-config-version.cmake \
+         share/synco/cifar10-small/train/airplane share/synco/cifar10-small/val/truck; do
   [ -e "$prefix/$f" ] || fail "install lacks $f"
 done
 bin=$prefix/bin/synco
@@ -31,6 +35,13 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 version=$("$bin" --version)
 [[ $version =~ [0-9]+\.[0-9]+\.[0-9]+ ]] || fail "synco --version prints no version: $version"
 [ "$(pkg-config --modversion synco)" = "${BASH_REMATCH[0]}" ] || fail "pkg-config version differs from synco --version"
+# Only synco's own include path: the header includes nothing of the private dependencies.
+cflags=$(pkg-config --cflags synco)
+read -ra cflag_words <<<"$cflags"
+[ ${#cflag_words[@]} -eq 1 ] && [ "$(cd "${cflag_words[0]#-I}" && pwd)" = "$(cd "$prefix/include" && pwd)" ] \
+  || fail "pkg-config --cflags synco is '$cflags', not just -I$prefix/include"
+static_libs=$(pkg-config --static --libs synco)
+grep -q -- "-lturbojpeg" <<<"$static_libs" || fail "pkg-config --static --libs lacks the private dependencies: $static_libs"
 # The public header stands alone and is warning-free.
 printf '#include <synco.h>\nint main(void) { return synco_version() == 0; }\n' > "$tmp/h.c"
 cc -std=c11 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags synco) -c "$tmp/h.c" -o "$tmp/h.o" || fail "synco.h does not compile alone"
@@ -43,6 +54,34 @@ deps=$(ldd "$tmp/examples/encode")
 grep -q "$prefix/.*libsynco.so" <<<"$deps" || { echo "$deps"; fail "example not linked to the installed libsynco.so"; }
 deps=$(ldd "$tmp/examples/encode-static")
 grep -q libsynco <<<"$deps" && fail "static example links libsynco.so"
+
+# find_package(synco) in a CMake project against the prefix: synco::synco links and runs.
+if command -v cmake > /dev/null; then
+  mkdir -p "$tmp/cm"
+  printf '#include <synco.h>\n#include <stdio.h>\nint main(void) { printf("%%s\\n", synco_version()); return 0; }\n' > "$tmp/cm/main.c"
+  cat > "$tmp/cm/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.18)
+project(use_synco C)
+find_package(synco 0.1 REQUIRED)
+add_executable(use_synco main.c)
+target_link_libraries(use_synco PRIVATE synco::synco)
+CM
+  cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$prefix" "${san[@]/#LDFLAGS=/-DCMAKE_EXE_LINKER_FLAGS=}" \
+    > "$tmp/cm.txt" 2>&1 && cmake --build "$tmp/cm/build" >> "$tmp/cm.txt" 2>&1 || { cat "$tmp/cm.txt"; fail "find_package(synco) project"; }
+  cm_version=$("$tmp/cm/build/use_synco") || fail "the find_package(synco) program does not run"
+  [ "$cm_version" = "${BASH_REMATCH[0]}" ] || fail "find_package(synco) program prints '$cm_version'"
+fi
+
+# The installed program finds its demo images from a folder without ./data (one batch too big: it stops right
+# after opening them, naming the folder), and without them says that --data is needed.
+mkdir -p "$tmp/elsewhere"
+rc=0; (cd "$tmp/elsewhere" && "$bin" pretrain -b 8192 --moco-k 8192 --width 8 --threads 1) > "$tmp/demo.txt" 2>&1 || rc=$?
+grep -q "$prefix/share/synco/cifar10-small/train" "$tmp/demo.txt" || { cat "$tmp/demo.txt"; fail "installed synco does not find its bundled data (rc $rc)"; }
+mkdir -p "$tmp/bare/bin"
+cp "$bin" "$tmp/bare/bin/synco"
+rc=0; (cd "$tmp/elsewhere" && "$tmp/bare/bin/synco" pretrain) > "$tmp/demo.txt" 2>&1 || rc=$?
+[ $rc -eq 2 ] && grep -q "pass --data" "$tmp/demo.txt" || { cat "$tmp/demo.txt"; fail "without bundled data: rc $rc, no plain --data message"; }
+[ ! -e "$tmp/elsewhere/runs" ] || fail "a refused demo run created runs/"
 
 # An encoder from the installed program: a 2-step run on 32 bundled images.
 imgs=$tmp/imgs

@@ -2,8 +2,10 @@
 # End to end: a tiny pretraining run, `synco export` (torchvision names, --head, --which key, --format
 # detectron2), `synco embed` of the same images, then tools/verify_export.py loads each export into torchvision
 # and compares the features to 1e-4 relative. Two architectures: ResNet-18 width 8 with the CIFAR stem, and
-# ResNet-50 width 4 with the ImageNet stem (Bottleneck names, downsample in layer1). Skipped (77) when
-# /usr/bin/python3 has no torch + torchvision.
+# ResNet-50 width 4 with the ImageNet stem (Bottleneck names, downsample in layer1). The README's synco_model()
+# recipe (any width) runs on both exports; linear --fast / finetune --out files load with strict=True (through
+# torchvision.models.resnet18(num_classes=3) at width 64, through the recipe at width 8) and classify as synco
+# reported. Skipped (77) when /usr/bin/python3 has no torch + torchvision.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 PY=${SYNCO_TORCH_PYTHON:-/usr/bin/python3}
@@ -68,7 +70,50 @@ for arch in r18 r50; do
   embed "$tmp/${arch}_head.safetensors" "$tmp/fh.npy" --head
   $VERIFY --export "$tmp/${arch}_head.safetensors" --data "$imgs" --features "$tmp/f.npy" --head-features "$tmp/fh.npy" \
     --detectron2 "$tmp/${arch}_d2.safetensors" || fail "$arch: torchvision's features differ from synco's"
+  $VERIFY --export "$e" --data "$imgs" --features "$tmp/f.npy" --recipe README.md > "$tmp/v.txt" 2>&1 \
+    || { cat "$tmp/v.txt"; fail "$arch: the README recipe's features differ from synco's"; }
+  grep -q "features (README recipe)" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "$arch: the README recipe did not run"; }
 done
+
+# What a user needs besides the weights is in the export's metadata.
+"$PY" - "$tmp/r18.safetensors" "$tmp/r50.safetensors" <<'PY' || fail "export metadata"
+import json, struct, sys
+def meta(p):
+    with open(p, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]
+        return json.loads(f.read(n))['__metadata__']
+for path, arch, width, stem in ((sys.argv[1], 'resnet18', 8, 1), (sys.argv[2], 'resnet50', 4, 0)):
+    m = meta(path)
+    e, p = json.loads(m['synco.encoder']), json.loads(m['synco.preprocess'])
+    assert m['synco.arch'] == arch and e['width'] == width and e['cifar_stem'] == stem and e['image_size'] == 32, m
+    assert p['mean'] == [0.4914, 0.4822, 0.4465] and p['std'] == [0.2023, 0.1994, 0.2010], p
+    assert p['image_size'] == 32 and p['resize'] == 36 and p['crop'] == 'center', p
+PY
+
+# linear / finetune --out: torchvision loads the backbone + classifier with strict=True and gets synco's top-1.
+top1() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["top1"])' "$1"; }
+"$SYNCO" linear --random-init --cifar-stem --width 64 --train "$imgs" --val "$imgs" --fast --batch 24 --threads 2 \
+  --out "$tmp/lin64.safetensors" --json > "$tmp/lin64.json" 2> "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "linear --out (width 64)"; }
+$VERIFY --classifier "$tmp/lin64.safetensors" --data "$imgs" --top1 "$(top1 "$tmp/lin64.json")" > "$tmp/v.txt" 2>&1 \
+  || { cat "$tmp/v.txt"; fail "linear --out (width 64): torchvision resnet18(num_classes=3) strict load / top-1"; }
+grep -q "resnet18(num_classes=3), strict=True" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "plain torchvision load not checked"; }
+"$SYNCO" linear --ckpt "$tmp/run_r18/last.safetensors" --train "$imgs" --val "$imgs" --fast --batch 24 --threads 2 \
+  --out "$tmp/lin8.safetensors" --json > "$tmp/lin8.json" 2> "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "linear --out (width 8)"; }
+embed "$tmp/lin8.safetensors" "$tmp/flin8.npy"
+$VERIFY --classifier "$tmp/lin8.safetensors" --data "$imgs" --top1 "$(top1 "$tmp/lin8.json")" --recipe README.md \
+  --features "$tmp/flin8.npy" > "$tmp/v.txt" 2>&1 || { cat "$tmp/v.txt"; fail "linear --out (width 8) through the README recipe"; }
+"$SYNCO" finetune --ckpt "$tmp/run_r18/last.safetensors" --train "$imgs" --val "$imgs" --labels 8 --epochs 1 --batch 12 \
+  --threads 2 --out "$tmp/ft8.safetensors" --json > "$tmp/ft8.json" 2> "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "finetune --out"; }
+embed "$tmp/ft8.safetensors" "$tmp/fft8.npy"
+$VERIFY --classifier "$tmp/ft8.safetensors" --data "$imgs" --top1 "$(top1 "$tmp/ft8.json")" --recipe README.md \
+  --features "$tmp/fft8.npy" > "$tmp/v.txt" 2>&1 || { cat "$tmp/v.txt"; fail "finetune --out through the README recipe"; }
+# --out that would overwrite the input, or cannot be written, is refused before any work (exit 2).
+cp "$tmp/r18.safetensors" "$tmp/r18_copy.safetensors"
+for bad in "$tmp/r18.safetensors" "$tmp/no/such/dir/x.safetensors" "$tmp"; do
+  rc=0; "$SYNCO" linear --ckpt "$tmp/r18.safetensors" --train "$imgs" --val "$imgs" --fast --out "$bad" > /dev/null 2> "$tmp/err.txt" || rc=$?
+  [ $rc -eq 2 ] && grep -q "synco linear: --out" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "linear --out $bad: rc $rc"; }
+done
+cmp -s "$tmp/r18.safetensors" "$tmp/r18_copy.safetensors" || fail "a refused linear --out changed its input"
 
 # The .pkl detectron2 loads: MoCo's layout, from the detectron2 export and (renamed) from the plain one.
 "$PY" tools/safetensors_to_detectron2.py "$tmp/r50_d2.safetensors" "$tmp/a.pkl" > /dev/null || fail "pkl from d2 export"
