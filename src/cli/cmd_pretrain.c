@@ -400,6 +400,12 @@ int synco_cmd_pretrain(int argc, char **argv) {
   }
   const double t_start = synco_now();
   const int end_epoch = o.stop_epoch > 0 && o.stop_epoch < o.epochs ? o.stop_epoch : o.epochs;
+  /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */
+  const char *last_ckpt = o.resume;
+  int last_ckpt_epoch = start_epoch;
+  char last_path[1024];
+  snprintf(last_path, sizeof last_path, "%s/last.safetensors", o.out);
+  synco_stop_install(1);
   for (int epoch = start_epoch; epoch < end_epoch; epoch++) {
     if (synco_loader_start_epoch(loader, epoch, 0) != SYNCO_OK) {
       synco_cli_error("pretrain");
@@ -409,12 +415,23 @@ int synco_cmd_pretrain(int argc, char **argv) {
     snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o.epochs);
     synco_progress prog;
     synco_progress_begin(&prog, label, steps, o.batch, o.print_freq);
+    synco_progress_run(&prog, (long)(epoch - start_epoch) * steps, (long)(end_epoch - start_epoch) * steps);
     double sum_loss = 0, sum_acc = 0, win_loss = 0, win_acc = 0;
     int win = 0;
     const double t_epoch = synco_now();
     double t_win = t_epoch;
     float lr = 0;
     for (int s = 0; s < steps; s++) {
+      if (synco_stop_requested()) {
+        fprintf(stderr, "%ssynco pretrain: interrupted at epoch %d step %d; ", prog.tty ? "\n" : "", epoch + 1, s);
+        if (last_ckpt)
+          fprintf(stderr, "the last checkpoint is %s (epoch %d); continue with --resume %s\n", last_ckpt,
+                  last_ckpt_epoch, last_ckpt);
+        else
+          fprintf(stderr, "no checkpoint was written yet (the first comes at the end of epoch %d)\n", start_epoch + 1);
+        exit_code = 128 + synco_stop_requested();
+        goto done;
+      }
       synco_batch b;
       if (synco_loader_next(loader, &b) != SYNCO_OK) {
         fprintf(stderr, "\n");
@@ -481,6 +498,8 @@ int synco_cmd_pretrain(int argc, char **argv) {
       synco_cli_error("pretrain");
       goto done;
     }
+    last_ckpt = last_path;
+    last_ckpt_epoch = epoch + 1;
     if (o.save_every > 0 && (epoch + 1) % o.save_every == 0) {
       snprintf(path, sizeof path, "%s/checkpoint_%04d.safetensors", o.out, epoch + 1);
       if (synco_moco_save(moco, path, cfg_json, epoch + 1, gstep) != SYNCO_OK) {
@@ -494,6 +513,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     printf("kNN top-1 on %s: untrained %.2f%% -> trained %.2f%%\n", o.val, knn_first, knn_last);
   exit_code = 0;
 done:
+  synco_stop_install(0);
   if (log) fclose(log);
   free(cfg_json);
   free(km.ftrain);
