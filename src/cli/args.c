@@ -2,66 +2,191 @@
 #include "cli/args.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static synco_arg *find(synco_arg *args, const char *name, size_t len, char short_name) {
-  for (synco_arg *a = args; a->name; a++) {
-    if (short_name ? a->short_name == short_name : (strlen(a->name) == len && !strncmp(a->name, name, len)))
-      return a;
+/* Ranges by option name, for rows that give none: the same name means the same kind of number in every
+ * command. Any value of the type where a name is not listed. */
+typedef struct {
+  const char *name;
+  double lo, hi;
+  int lo_open;
+} name_range;
+
+#define IMAX ((double)INT_MAX)
+static const name_range NAME_RANGES[] = {
+    {"threads", 0, 4096, 0},        {"workers", 0, 4096, 0},        {"batch", 1, 1 << 20, 0},
+    {"batch-size", 1, 1 << 20, 0},  {"epochs", 1, 1000000, 0},      {"width", 1, 65536, 0},
+    {"height", 1, 65536, 0},        {"image-size", 0, 4096, 0},     {"size", 0, 4096, 0},
+    {"moco-k", 1, IMAX, 0},         {"moco-dim", 1, 65536, 0},      {"bn-splits", 1, 4096, 0},
+    {"n-hard", 0, IMAX, 0},         {"n1", 0, IMAX, 0},             {"n2", 0, IMAX, 0},
+    {"n3", 0, IMAX, 0},             {"n4", 0, IMAX, 0},             {"n5", 0, IMAX, 0},
+    {"n6", 0, IMAX, 0},             {"k", 1, IMAX, 0},              {"knn-k", 1, IMAX, 0},
+    {"print-freq", 1, IMAX, 0},     {"save-every", 0, IMAX, 0},     {"knn-every", 0, IMAX, 0},
+    {"eval-every", 0, IMAX, 0},     {"stop-epoch", 0, IMAX, 0},     {"warmup-epochs", 0, IMAX, 0},
+    {"lr-warmup-epochs", 0, IMAX, 0}, {"holdout", 0, IMAX, 0},      {"per-class", 0, IMAX, 0},
+    {"warmup", 0, IMAX, 0},         {"iters", 1, IMAX, 0},          {"bins", 2, 1000, 0},
+    {"schedule", 0, IMAX, 0},       {"lr", 0, HUGE_VAL, 1},         {"lr-classifier", 0, HUGE_VAL, 1},
+    {"lr-backbone", 0, HUGE_VAL, 0}, {"wd", 0, HUGE_VAL, 0},        {"weight-decay", 0, HUGE_VAL, 0},
+    {"momentum", 0, 1, 0},          {"moco-m", 0, 1, 0},            {"moco-t", 0, HUGE_VAL, 1},
+    {"knn-t", 0, HUGE_VAL, 1},      {"t", 0, HUGE_VAL, 0},          {"sigma", 0, HUGE_VAL, 0},
+    {"delta", 0, HUGE_VAL, 0},      {"eta", 0, HUGE_VAL, 0},        {"seconds", 0, HUGE_VAL, 1},
+};
+
+/* Long spellings that are the same option in every command (MoCo's and the eval commands' names). */
+static const char *const SYNONYMS[][2] = {{"batch", "batch-size"}, {"wd", "weight-decay"}};
+
+void synco_arg_problem(synco_arg_problems *p, const char *fmt, ...) {
+  if (p->len + 2 >= sizeof p->text) {
+    p->n++;
+    return;
   }
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(p->text + p->len, sizeof p->text - p->len - 1, fmt, ap);
+  va_end(ap);
+  if (k < 0) return;
+  p->len += (size_t)k < sizeof p->text - p->len - 1 ? (size_t)k : sizeof p->text - p->len - 2;
+  p->text[p->len++] = '\n';
+  p->text[p->len] = 0;
+  p->n++;
+}
+
+int synco_arg_problems_print(const char *cmd, const synco_arg_problems *p) {
+  const char *s = p->text;
+  for (const char *nl; (nl = strchr(s, '\n')); s = nl + 1) fprintf(stderr, "synco %s: %.*s\n", cmd, (int)(nl - s), s);
+  return p->n;
+}
+
+static synco_arg *find_name(synco_arg *args, const char *name, size_t len) {
+  for (synco_arg *a = args; a->name; a++)
+    if (strlen(a->name) == len && !strncmp(a->name, name, len)) return a;
   return NULL;
 }
 
-static int set_value(const char *cmd, synco_arg *a, const char *v) {
-  char *end = NULL;
-  errno = 0;
-  switch (a->type) {
-    case SYNCO_ARG_INT: {
-      long x = strtol(v, &end, 10);
-      if (errno || !*v || *end) goto bad;
-      *(int *)a->dst = (int)x;
-      break;
-    }
-    case SYNCO_ARG_INT64: {
-      long long x = strtoll(v, &end, 10);
-      if (errno || !*v || *end) goto bad;
-      *(long long *)a->dst = x;
-      break;
-    }
-    case SYNCO_ARG_FLOAT: {
-      double x = strtod(v, &end);
-      if (errno || !*v || *end) goto bad;
-      *(double *)a->dst = x;
-      break;
-    }
-    case SYNCO_ARG_STR: *(const char **)a->dst = v; break;
-    case SYNCO_ARG_INTLIST: {
-      synco_intlist *l = a->dst;
-      long x = strtol(v, &end, 10);
-      if (errno || !*v || *end) goto bad;
-      if (!a->seen) l->n = 0; /* the first value given replaces the default list */
-      if (l->n == 16) {
-        fprintf(stderr, "synco %s: too many values for --%s\n", cmd, a->name);
-        return 2;
-      }
-      l->v[l->n++] = (int)x;
-      break;
-    }
-    case SYNCO_ARG_FLAG: break;
+static synco_arg *find(synco_arg *args, const char *name, size_t len, char short_name) {
+  if (short_name) {
+    for (synco_arg *a = args; a->name; a++)
+      if (a->short_name == short_name) return a;
+    return NULL;
   }
-  a->seen = 1;
-  return 0;
-bad:
-  fprintf(stderr, "synco %s: --%s expects %s, got '%s'\n", cmd, a->name,
-          a->type == SYNCO_ARG_FLOAT ? "a number" : "an integer", v);
-  return 2;
+  synco_arg *a = find_name(args, name, len);
+  for (size_t i = 0; !a && i < sizeof SYNONYMS / sizeof *SYNONYMS; i++)
+    for (int j = 0; j < 2 && !a; j++)
+      if (strlen(SYNONYMS[i][j]) == len && !strncmp(SYNONYMS[i][j], name, len))
+        a = find_name(args, SYNONYMS[i][1 - j], strlen(SYNONYMS[i][1 - j]));
+  return a;
 }
 
-int synco_args_parse(const char *cmd, const char *summary, synco_arg *args, int argc, char **argv,
-                     const char **pos, int max_pos, int *npos) {
+/* The range of a row: its own, else its name's; 0 when any value of the type will do. */
+static int range_of(const synco_arg *a, double *lo, double *hi, int *lo_open) {
+  if (a->ranged) {
+    *lo = a->lo, *hi = a->hi, *lo_open = a->lo_open;
+    return 1;
+  }
+  for (size_t i = 0; i < sizeof NAME_RANGES / sizeof *NAME_RANGES; i++)
+    if (!strcmp(NAME_RANGES[i].name, a->name)) {
+      *lo = NAME_RANGES[i].lo, *hi = NAME_RANGES[i].hi, *lo_open = NAME_RANGES[i].lo_open;
+      return 1;
+    }
+  return 0;
+}
+
+static void range_text(char *buf, size_t n, const synco_arg *a) {
+  double lo, hi;
+  int lo_open;
+  buf[0] = 0;
+  if (!range_of(a, &lo, &hi, &lo_open)) {
+    if (a->type == SYNCO_ARG_INT || a->type == SYNCO_ARG_INTLIST) snprintf(buf, n, " (%d to %d)", INT_MIN, INT_MAX);
+    else if (a->type == SYNCO_ARG_INT64) snprintf(buf, n, " (%lld to %lld)", LLONG_MIN, LLONG_MAX);
+    return;
+  }
+  const int int_hi = a->type != SYNCO_ARG_FLOAT && hi >= IMAX;
+  if (lo_open) snprintf(buf, n, " (must be greater than %.15g)", lo);
+  else if (isinf(hi) || int_hi) snprintf(buf, n, " (must be at least %.15g)", lo);
+  else snprintf(buf, n, " (%.15g to %.15g)", lo, hi);
+}
+
+/* Checks v (the text as given) for row a, spelled `flag` on the command line; stores it when good. */
+static void set_value(synco_arg *a, const char *flag, const char *v, synco_arg_problems *pr) {
+  char *end = NULL, rtext[96];
+  double x = 0;
+  long long y = 0;
+  int out_of_type = 0;
+  errno = 0;
+  switch (a->type) {
+    case SYNCO_ARG_STR:
+      if (!*v) {
+        synco_arg_problem(pr, "%s is empty (give a value)", flag);
+        return;
+      }
+      *(const char **)a->dst = v;
+      a->seen = 1;
+      return;
+    case SYNCO_ARG_FLAG: return;
+    case SYNCO_ARG_FLOAT:
+      x = strtod(v, &end);
+      if (!*v || *end) goto bad;
+      if (isnan(x) || (isinf(x) && errno != ERANGE)) {
+        synco_arg_problem(pr, "%s %s is not a finite number", flag, v);
+        return;
+      }
+      out_of_type = errno == ERANGE && (isinf(x) || x != 0); /* overflow; an underflow to 0 is a 0 */
+      break;
+    case SYNCO_ARG_INT:
+    case SYNCO_ARG_INTLIST:
+    case SYNCO_ARG_INT64:
+      y = strtoll(v, &end, 10);
+      if (!*v || *end) goto bad;
+      out_of_type = errno == ERANGE || (a->type != SYNCO_ARG_INT64 && (y < INT_MIN || y > INT_MAX));
+      x = (double)y;
+      break;
+  }
+  double lo, hi;
+  int lo_open;
+  if (!out_of_type && range_of(a, &lo, &hi, &lo_open) && ((lo_open ? !(x > lo) : !(x >= lo)) || x > hi)) out_of_type = 1;
+  if (out_of_type) {
+    range_text(rtext, sizeof rtext, a);
+    synco_arg_problem(pr, "%s %s is out of range%s", flag, v, rtext);
+    return;
+  }
+  if (a->type == SYNCO_ARG_FLOAT) {
+    *(double *)a->dst = x;
+  } else if (a->type == SYNCO_ARG_INT64) {
+    *(long long *)a->dst = y;
+  } else if (a->type == SYNCO_ARG_INT) {
+    *(int *)a->dst = (int)y;
+  } else {
+    synco_intlist *l = a->dst;
+    if (!a->seen) l->n = 0; /* the first value given replaces the default list */
+    if (l->n == 16) {
+      synco_arg_problem(pr, "too many values for %s (at most 16)", flag);
+      return;
+    }
+    l->v[l->n++] = (int)y;
+  }
+  a->seen = 1;
+  return;
+bad:
+  synco_arg_problem(pr, "%s expects %s, got '%s'", flag, a->type == SYNCO_ARG_FLOAT ? "a number" : "an integer", v);
+}
+
+int synco_args_parse_collect(const char *cmd, const char *summary, synco_arg *args, int argc, char **argv,
+                             const char **pos, int max_pos, int *npos, synco_arg_problems *pr) {
   if (npos) *npos = 0;
+#define FATAL(...)                               \
+  do {                                           \
+    synco_arg_problems_print(cmd, pr);           \
+    fprintf(stderr, "synco %s: ", cmd);          \
+    fprintf(stderr, __VA_ARGS__);                \
+    fputc('\n', stderr);                         \
+    pr->n++;                                     \
+    return 2;                                    \
+  } while (0)
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
     if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
@@ -70,57 +195,55 @@ int synco_args_parse(const char *cmd, const char *summary, synco_arg *args, int 
     }
     synco_arg *a = NULL;
     const char *inline_val = NULL;
+    char flag[80];
     if (s[0] == '-' && s[1] == '-' && s[2]) {
       const char *name = s + 2, *eq = strchr(name, '=');
       size_t len = eq ? (size_t)(eq - name) : strlen(name);
       a = find(args, name, len, 0);
       if (!a && len > 3 && !strncmp(name, "no-", 3)) {
         synco_arg *f = find(args, name + 3, len - 3, 0);
-        if (f && f->type == SYNCO_ARG_FLAG) {
+        if (f && f->type == SYNCO_ARG_FLAG && !eq) {
           *(int *)f->dst = 0;
           f->seen = 1;
           continue;
         }
       }
       if (eq) inline_val = eq + 1;
+      snprintf(flag, sizeof flag, "--%.*s", (int)(len < 64 ? len : 64), name);
     } else if (s[0] == '-' && s[1] && s[1] != '-' && !s[2] && !(s[1] >= '0' && s[1] <= '9')) {
       a = find(args, NULL, 0, s[1]);
+      snprintf(flag, sizeof flag, "-%c", s[1]);
     } else {
-      if (!pos || !npos || *npos >= max_pos) {
-        fprintf(stderr, "synco %s: unexpected argument '%s' (see synco %s --help)\n", cmd, s, cmd);
-        return 2;
-      }
+      if (!pos || !npos || *npos >= max_pos) FATAL("unexpected argument '%s' (see synco %s --help)", s, cmd);
       pos[(*npos)++] = s;
       continue;
     }
-    if (!a) {
-      fprintf(stderr, "synco %s: unknown option '%s' (see synco %s --help)\n", cmd, s, cmd);
-      return 2;
-    }
+    if (!a) FATAL("unknown option '%s' (see synco %s --help)", s, cmd);
     if (a->type == SYNCO_ARG_FLAG) {
-      if (inline_val) {
-        fprintf(stderr, "synco %s: --%s takes no value\n", cmd, a->name);
-        return 2;
-      }
+      if (inline_val) FATAL("--%s takes no value", a->name);
       *(int *)a->dst = 1;
       a->seen = 1;
       continue;
     }
     if (!inline_val) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "synco %s: --%s needs a value\n", cmd, a->name);
-        return 2;
-      }
+      if (i + 1 >= argc) FATAL("--%s needs a value", a->name);
       inline_val = argv[++i];
     }
-    int rc = set_value(cmd, a, inline_val);
-    if (rc) return rc;
+    set_value(a, flag, inline_val, pr);
     /* An int list takes every following bare number: --schedule 120 160 */
-    while (a->type == SYNCO_ARG_INTLIST && i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') {
-      rc = set_value(cmd, a, argv[++i]);
-      if (rc) return rc;
-    }
+    while (a->type == SYNCO_ARG_INTLIST && i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9')
+      set_value(a, flag, argv[++i], pr);
   }
+#undef FATAL
+  return 0;
+}
+
+int synco_args_parse(const char *cmd, const char *summary, synco_arg *args, int argc, char **argv,
+                     const char **pos, int max_pos, int *npos) {
+  synco_arg_problems pr = {.len = 0};
+  int rc = synco_args_parse_collect(cmd, summary, args, argc, argv, pos, max_pos, npos, &pr);
+  if (rc) return rc;
+  if (synco_arg_problems_print(cmd, &pr)) return 2;
   return 0;
 }
 

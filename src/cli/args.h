@@ -1,7 +1,15 @@
 /* Table-driven command-line options shared by every subcommand: each option names its variable, and the
- * value the variable holds before parsing is its default, printed by --help. */
+ * value the variable holds before parsing is its default, printed by --help.
+ *
+ * Values are checked as they are parsed: an integer must fit its type (an int for SYNCO_ARG_INT), a float must
+ * be finite, a string must not be empty, and each value must lie in the option's range: the row's own
+ * (SYNCO_ARG_RANGE(lo, hi) or .lo_open for "> lo"), else the range args.c knows for the option's name
+ * (--threads >= 0, --epochs >= 1, --lr > 0, ...), else any value of the type. Long spellings that mean the same
+ * in every command are aliases of each other: --batch / --batch-size, --wd / --weight-decay. */
 #ifndef SYNCO_CLI_ARGS_H
 #define SYNCO_CLI_ARGS_H
+
+#include <stddef.h>
 
 typedef enum {
   SYNCO_ARG_INT,     /* int */
@@ -24,13 +32,36 @@ typedef struct {
   void *dst;
   const char *help;
   int seen;           /* set by the parser when given on the command line */
+  /* Optional, by designated initializer (zero = the range known for the name, see above): */
+  int ranged;         /* 1: lo..hi below is this option's range */
+  int lo_open;        /* 1: the value must be > lo (not >= lo) */
+  double lo, hi;
 } synco_arg;
+
+/* A row's range: lo <= value <= hi. */
+#define SYNCO_ARG_RANGE(l, h) .ranged = 1, .lo = (l), .hi = (h)
+
+/* Problems found with a command line, kept to be printed together (one line each). */
+typedef struct {
+  char text[2048];
+  size_t len;
+  int n;
+} synco_arg_problems;
+
+void synco_arg_problem(synco_arg_problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints each problem as "synco CMD: PROBLEM" on stderr; returns how many there were. */
+int synco_arg_problems_print(const char *cmd, const synco_arg_problems *p);
 
 /* Parses argv[1..] (argv[0] is the subcommand). Positional arguments are collected into pos[] (up to
  * max_pos; pass NULL/0 to refuse them). Returns 0 on success, 1 when --help was printed (exit 0),
- * 2 after printing a one-line error (exit 2). */
+ * 2 after printing the errors (exit 2): every bad value is reported, not only the first. */
 int synco_args_parse(const char *cmd, const char *summary, synco_arg *args, int argc, char **argv,
                      const char **pos, int max_pos, int *npos);
+/* The same, but bad values are added to *problems and not printed (returns 0 then, so that the caller can add
+ * its own checks and print all of them at once); 2 only for a command line that cannot be read (an unknown
+ * option, a missing value), printed at once after the problems collected so far. */
+int synco_args_parse_collect(const char *cmd, const char *summary, synco_arg *args, int argc, char **argv,
+                             const char **pos, int max_pos, int *npos, synco_arg_problems *problems);
 void synco_args_help(const char *cmd, const char *summary, const synco_arg *args);
 /* Was option `name` given explicitly? */
 int synco_args_seen(const synco_arg *args, const char *name);

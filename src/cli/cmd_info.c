@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "synco.h"
 #ifdef SYNCO_HAVE_ONEDNN
@@ -11,12 +12,15 @@
 #endif
 
 int synco_cmd_info(int argc, char **argv) {
-  if (argc > 1) {
-    const int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
-    fprintf(help ? stdout : stderr, "usage: synco info\n\nPrints the version, the backends built in, the thread count, "
-            "and the CPU instruction set oneDNN uses.\n");
-    return help ? 0 : 2;
-  }
+  int threads = 0;
+  synco_arg args[] = {
+      {"threads", 0, SYNCO_ARG_INT, &threads, "the thread count to report, as the other commands take it (0 = all cores)"},
+      {NULL, 0, 0, NULL, NULL, 0},
+  };
+  int rc = synco_args_parse("info", "Prints the version, the backends built in, the thread count, and the CPU instruction set "
+                            "oneDNN uses.", args, argc, argv, NULL, 0, NULL);
+  if (rc) return rc == 1 ? 0 : 2;
+  if (threads > 0) omp_set_num_threads(threads);
   printf("synco %s\n", synco_version());
   printf("backends: ref (plain C + OpenBLAS)");
 #ifdef SYNCO_HAVE_ONEDNN
@@ -47,7 +51,7 @@ int synco_cmd_info(int argc, char **argv) {
 #else
   printf("\noneDNN: not built in (install libdnnl-dev and rebuild for the fast CPU backend)\n");
 #endif
-  printf("threads: %d (OMP_NUM_THREADS or --threads to change)\n", omp_get_max_threads());
+  printf("threads: %d (%s)\n", omp_get_max_threads(), threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change");
 #ifdef SYNCO_HAVE_CAIRO
   printf("plots: cairo\n");
 #else

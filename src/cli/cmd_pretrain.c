@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backend/cpu/precision.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"
@@ -183,7 +184,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"bn-splits", 0, SYNCO_ARG_INT, &o.bn_splits, "Split-BN groups on one process (1 = plain BN)"},
       {"symmetric", 0, SYNCO_ARG_FLAG, &o.symmetric, "symmetric loss (both views as queries)"},
       {"method", 0, SYNCO_ARG_STR, &o.method, "synco, mochi or moco: presets of --n1..--n6"},
-      {"n-hard", 0, SYNCO_ARG_INT, &o.n_hard, "hardest queue negatives the synthetic ones are made from"},
+      {"n-hard", 0, SYNCO_ARG_INT, &o.n_hard, "hardest queue negatives the synthetic ones are made from (unset: min(1024, --moco-k/4); unset --nK: at most this)"},
       {"n1", 0, SYNCO_ARG_INT, &o.n[0], "type 1, interpolated: a*q + (1-a)*n, a ~ U(0, 0.5)"},
       {"n2", 0, SYNCO_ARG_INT, &o.n[1], "type 2, extrapolated: q + b*(n - q), b ~ U(1, 1.5)"},
       {"n3", 0, SYNCO_ARG_INT, &o.n[2], "type 3, mixup: g*n_i + (1-g)*n_j, g ~ U(0, 1)"},
@@ -200,7 +201,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"stop-epoch", 0, SYNCO_ARG_INT, &o.stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
       {"precision", 0, SYNCO_ARG_STR, &o.precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o.threads, "compute threads (0 = all cores)"},
-      {"workers", 0, SYNCO_ARG_INT, &o.workers, "data loader threads"},
+      {"workers", 'j', SYNCO_ARG_INT, &o.workers, "data loader threads"},
       {"backend", 0, SYNCO_ARG_STR, &o.backend, "auto, onednn or ref"},
       {"save-every", 0, SYNCO_ARG_INT, &o.save_every, "keep checkpoint_NNNN every this many epochs (0 = only last)"},
       {"knn-every", 0, SYNCO_ARG_INT, &o.knn_every, "kNN accuracy on --val every this many epochs (0 = never)"},
@@ -209,53 +210,51 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"print-freq", 'p', SYNCO_ARG_INT, &o.print_freq, "steps per log.jsonl line"},
       {NULL, 0, 0, NULL, NULL, 0},
   };
-  int rc = synco_args_parse("pretrain", SUMMARY, args, argc, argv, NULL, 0, NULL);
+  /* Every problem with the flags is collected and printed together (one line each, exit 2). */
+  synco_arg_problems pr = {.len = 0};
+  int rc = synco_args_parse_collect("pretrain", SUMMARY, args, argc, argv, NULL, 0, NULL, &pr);
   if (rc) return rc == 1 ? 0 : 2;
   const int demo = !synco_args_seen(args, "data");
   if (!strcmp(o.recipe, "cifar") || demo) apply_cifar_recipe(&o, args);
-  else if (strcmp(o.recipe, "imagenet") != 0) {
-    fprintf(stderr, "synco pretrain: --recipe must be imagenet or cifar, got '%s'\n", o.recipe);
-    return 2;
-  }
+  else if (strcmp(o.recipe, "imagenet") != 0)
+    synco_arg_problem(&pr, "--recipe must be imagenet or cifar, got '%s'", o.recipe);
   if (demo) apply_demo(&o, args);
   if (demo && (!o.data || !o.val)) {
     fprintf(stderr, "synco pretrain: no --data given and the bundled demo images are not here (looked for "
                     "./data/cifar10-small and share/synco/cifar10-small beside the program's bin/): pass --data DIR\n");
     return 2;
   }
-  if (strcmp(o.method, "synco") && strcmp(o.method, "mochi") && strcmp(o.method, "moco")) {
-    fprintf(stderr, "synco pretrain: --method must be synco, mochi or moco, got '%s'\n", o.method);
-    return 2;
-  }
-  apply_method(&o, args);
+  if (strcmp(o.method, "synco") && strcmp(o.method, "mochi") && strcmp(o.method, "moco"))
+    synco_arg_problem(&pr, "--method must be synco, mochi or moco, got '%s'", o.method);
+  else
+    apply_method(&o, args);
   int depth = 0;
-  if (!parse_arch(o.arch, &depth)) {
-    fprintf(stderr, "synco pretrain: --arch must be resnet18, resnet34 or resnet50, got '%s'\n", o.arch);
-    return 2;
+  if (!parse_arch(o.arch, &depth))
+    synco_arg_problem(&pr, "--arch must be resnet18, resnet34 or resnet50, got '%s'", o.arch);
+  if (o.image_size < 8) synco_arg_problem(&pr, "--image-size %d is too small (at least 8)", o.image_size);
+  if (o.moco_k % o.batch != 0)
+    synco_arg_problem(&pr, "--moco-k %d is not a multiple of the batch size %d", o.moco_k, o.batch);
+  /* Synthetic counts not given follow the queue: n_hard = min(1024, K/4), each unset nK at most n_hard. */
+  int n_given[6];
+  for (int t = 0; t < 6; t++) {
+    char nm[4] = {'n', (char)('1' + t), 0, 0};
+    n_given[t] = synco_args_seen(args, nm);
   }
-  if (o.epochs < 1 || o.batch < 1 || o.moco_k < 1 || o.width < 1 || o.image_size < 8 || o.bn_splits < 1) {
-    fprintf(stderr, "synco pretrain: --epochs, --batch-size, --moco-k, --width, --bn-splits must be positive and --image-size at least 8\n");
-    return 2;
-  }
-  if (o.moco_k % o.batch != 0) {
-    fprintf(stderr, "synco pretrain: --moco-k %d is not a multiple of the batch size %d\n", o.moco_k, o.batch);
-    return 2;
-  }
+  synco_negatives_config ncfg = {.n_hard = o.n_hard};
+  memcpy(ncfg.n, o.n, sizeof ncfg.n);
+  synco_negatives_scale_defaults(&ncfg, o.moco_k, synco_args_seen(args, "n-hard"), n_given);
+  o.n_hard = ncfg.n_hard;
+  memcpy(o.n, ncfg.n, sizeof o.n);
   const int neg_total = o.n[0] + o.n[1] + o.n[2] + o.n[3] + o.n[4] + o.n[5];
-  if (neg_total > 0 && (o.n_hard < 1 || o.n_hard > o.moco_k)) {
-    fprintf(stderr, "synco pretrain: --n-hard %d must be between 1 and --moco-k %d\n", o.n_hard, o.moco_k);
-    return 2;
-  }
+  if (neg_total > 0 && (o.n_hard < 1 || o.n_hard > o.moco_k))
+    synco_arg_problem(&pr, "--n-hard %d must be between 1 and --moco-k %d", o.n_hard, o.moco_k);
   for (int t = 0; t < 6; t++)
-    if (o.n[t] < 0 || (neg_total > 0 && o.n[t] > o.n_hard)) {
-      fprintf(stderr, "synco pretrain: --n%d %d must be between 0 and --n-hard %d\n", t + 1, o.n[t], o.n_hard);
-      return 2;
-    }
-  if (o.batch % o.bn_splits != 0) {
-    fprintf(stderr, "synco pretrain: the batch size %d is not a multiple of --bn-splits %d\n", o.batch, o.bn_splits);
-    return 2;
-  }
-  if (synco_cli_precision("pretrain", o.precision)) return 2;
+    if (neg_total > 0 && o.n[t] > o.n_hard)
+      synco_arg_problem(&pr, "--n%d %d must be between 0 and --n-hard %d", t + 1, o.n[t], o.n_hard);
+  if (o.batch % o.bn_splits != 0)
+    synco_arg_problem(&pr, "the batch size %d is not a multiple of --bn-splits %d", o.batch, o.bn_splits);
+  if (synco_cpu_precision_check(o.precision, NULL) != SYNCO_OK) synco_arg_problem(&pr, "%s", synco_last_error());
+  if (synco_arg_problems_print("pretrain", &pr)) return 2;
   if (o.threads > 0) omp_set_num_threads(o.threads);
   o.threads = omp_get_max_threads();
 
@@ -406,6 +405,12 @@ int synco_cmd_pretrain(int argc, char **argv) {
   }
   const double t_start = synco_now();
   const int end_epoch = o.stop_epoch > 0 && o.stop_epoch < o.epochs ? o.stop_epoch : o.epochs;
+  /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */
+  const char *last_ckpt = o.resume;
+  int last_ckpt_epoch = start_epoch;
+  char last_path[1024];
+  snprintf(last_path, sizeof last_path, "%s/last.safetensors", o.out);
+  synco_stop_install(1);
   for (int epoch = start_epoch; epoch < end_epoch; epoch++) {
     if (synco_loader_start_epoch(loader, epoch, 0) != SYNCO_OK) {
       synco_cli_error("pretrain");
@@ -415,12 +420,23 @@ int synco_cmd_pretrain(int argc, char **argv) {
     snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o.epochs);
     synco_progress prog;
     synco_progress_begin(&prog, label, steps, o.batch, o.print_freq);
+    synco_progress_run(&prog, (long)(epoch - start_epoch) * steps, (long)(end_epoch - start_epoch) * steps);
     double sum_loss = 0, sum_acc = 0, sum_acc_all = 0, win_loss = 0, win_acc = 0, win_acc_all = 0;
     int win = 0;
     const double t_epoch = synco_now();
     double t_win = t_epoch;
     float lr = 0;
     for (int s = 0; s < steps; s++) {
+      if (synco_stop_requested()) {
+        fprintf(stderr, "%ssynco pretrain: interrupted at epoch %d step %d; ", prog.tty ? "\n" : "", epoch + 1, s);
+        if (last_ckpt)
+          fprintf(stderr, "the last checkpoint is %s (epoch %d); continue with --resume %s\n", last_ckpt,
+                  last_ckpt_epoch, last_ckpt);
+        else
+          fprintf(stderr, "no checkpoint was written yet (the first comes at the end of epoch %d)\n", start_epoch + 1);
+        exit_code = 128 + synco_stop_requested();
+        goto done;
+      }
       synco_batch b;
       if (synco_loader_next(loader, &b) != SYNCO_OK) {
         fprintf(stderr, "\n");
@@ -498,6 +514,8 @@ int synco_cmd_pretrain(int argc, char **argv) {
       synco_cli_error("pretrain");
       goto done;
     }
+    last_ckpt = last_path;
+    last_ckpt_epoch = epoch + 1;
     if (o.save_every > 0 && (epoch + 1) % o.save_every == 0) {
       snprintf(path, sizeof path, "%s/checkpoint_%04d.safetensors", o.out, epoch + 1);
       if (synco_moco_save(moco, path, cfg_json, epoch + 1, gstep) != SYNCO_OK) {
@@ -511,6 +529,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     printf("kNN top-1 on %s: untrained %.2f%% -> trained %.2f%%\n", o.val, knn_first, knn_last);
   exit_code = 0;
 done:
+  synco_stop_install(0);
   if (log) fclose(log);
   free(cfg_json);
   free(km.ftrain);

@@ -34,7 +34,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
       {"width", 0, SYNCO_ARG_INT, &o->width, "with --random-init: base width"},
       {"cifar-stem", 0, SYNCO_ARG_FLAG, &o->cifar_stem, "with --random-init: 3x3 stride-1 stem, no max-pool"},
       {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "input side (default: the checkpoint's; 32 with --cifar-stem, else 224)"},
-      {"batch", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass"},
+      {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn or ref"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
@@ -56,7 +56,7 @@ int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
     return 2;
   }
   if (o->batch < 1) {
-    fprintf(stderr, "synco %s: --batch must be at least 1\n", cmd);
+    fprintf(stderr, "synco %s: --batch-size must be at least 1\n", cmd);
     return 2;
   }
   if (synco_cli_precision(cmd, o->precision)) return 2;

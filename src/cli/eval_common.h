@@ -28,7 +28,7 @@ typedef struct {
 } synco_eval_model_opts;
 
 void synco_eval_model_defaults(synco_eval_model_opts *o);
-/* The option rows for those fields (ckpt, which, random-init, arch, width, cifar-stem, image-size, batch, backend,
+/* The option rows for those fields (ckpt, which, random-init, arch, width, cifar-stem, image-size, batch-size, backend,
  * precision, threads, seed); copies at most max rows into rows and returns how many. */
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
 /* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. */

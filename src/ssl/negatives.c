@@ -17,6 +17,15 @@ int synco_negatives_total(const synco_negatives_config *cfg) {
   return t;
 }
 
+void synco_negatives_scale_defaults(synco_negatives_config *cfg, int K, int n_hard_given, const int given[SYNCO_NEG_TYPES]) {
+  if (!n_hard_given) {
+    const int quarter = K / 4 > 1 ? K / 4 : 1;
+    cfg->n_hard = quarter < SYNCO_NEG_HARD_DEFAULT ? quarter : SYNCO_NEG_HARD_DEFAULT;
+  }
+  for (int t = 0; t < SYNCO_NEG_TYPES; t++)
+    if (!given[t] && cfg->n[t] > cfg->n_hard) cfg->n[t] = cfg->n_hard > 0 ? cfg->n_hard : 0;
+}
+
 synco_status synco_negatives_check(const synco_negatives_config *cfg, int K) {
   if (!cfg) return synco_fail(SYNCO_ERR_ARG, "negatives: no config");
   int maxn = 0;

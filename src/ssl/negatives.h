@@ -21,6 +21,11 @@
 /* Checks a config against dim and queue size K (counts ≥ 0, n_hard ≤ K, each count ≤ n_hard when on, σ, δ, η
  * finite and ≥ 0). */
 synco_status synco_negatives_check(const synco_negatives_config *cfg, int K);
+/* The paper's counts (n_hard 1024 of a queue of 65536) made to fit a smaller queue of K rows: unless given,
+ * n_hard = min(SYNCO_NEG_HARD_DEFAULT, max(1, K / 4)), and each count not given (given[t] == 0) becomes
+ * min(its preset, n_hard). Counts that were given are kept as they are (synco_negatives_check judges them). */
+#define SYNCO_NEG_HARD_DEFAULT 1024
+void synco_negatives_scale_defaults(synco_negatives_config *cfg, int K, int n_hard_given, const int given[SYNCO_NEG_TYPES]);
 /* Σ of the counts. */
 int synco_negatives_total(const synco_negatives_config *cfg);
 /* Allocates everything for B queries of size dim against a queue of K rows in be's memory; workspace for the

@@ -11,7 +11,7 @@ expect_error() { # expect_error PATTERN CMD...
 expect_error "unknown option '--bogus'" "$SYNCO" pretrain --bogus
 expect_error "does-not-exist" "$SYNCO" pretrain --data "$tmp/does-not-exist" --out "$tmp/r1"
 expect_error "not a multiple" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 1000 -b 64 --out "$tmp/r2"
-expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 512 -b 64 --out "$tmp/r2"
+expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 512 -b 64 --n-hard 1024 --out "$tmp/r2"
 expect_error "unknown command" "$SYNCO" frobnicate
 # --precision: anything but fp32/bf16 is a usage error; bf16 is refused with the reason (no AVX512-BF16 here, and
 # no bf16 kernels in this build anywhere yet), before anything is written.
