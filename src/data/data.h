@@ -41,6 +41,9 @@ const char *synco_dataset_class_name(const synco_dataset *ds, int c);
 int synco_dataset_label(const synco_dataset *ds, size_t i);   /* -1 if unlabelled */
 const char *synco_dataset_format(const synco_dataset *ds);    /* "imagefolder", "cifar10", ... */
 size_t synco_dataset_skipped(const synco_dataset *ds);        /* images skipped by skip_bad */
+/* What the open noticed but did not refuse (a symlink loop skipped, CIFAR batches missing): NULL, or one
+ * warning per line, for the caller to show. */
+const char *synco_dataset_warnings(const synco_dataset *ds);
 /* Decodes image i into img (growing img->rgb with realloc as needed; start from a zeroed synco_image). */
 synco_status synco_dataset_get(const synco_dataset *ds, size_t i, synco_image *img);
 void synco_image_free(synco_image *img);
