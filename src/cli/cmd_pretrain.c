@@ -1,6 +1,8 @@
 /* synco pretrain: self-supervised pretraining with SynCo / MoCHI / MoCo-v2.
  * Flags follow the authors' main_synco.py. The run directory gets config.json (every setting, resolved),
  * log.jsonl (one object per logging interval and per epoch), last.safetensors and checkpoint_NNNN.safetensors.
+ * A run directory is never damaged: it is touched only after every check has passed, under a lock, and a fresh
+ * run does not replace a run without --force; --resume takes the run's settings from its checkpoint.
  * With no --data it trains a small configuration on the dataset bundled under data/ and reports the kNN
  * accuracy of the encoder before and after. */
 #include <cjson/cJSON.h>
@@ -400,6 +402,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     return 2;
   }
   if (demo) apply_demo(&o, args);
+  if (demo && !synco_args_seen(args, "out")) force = 1; /* `make demo` again replaces runs/demo */
   if (strcmp(o.method, "synco") && strcmp(o.method, "mochi") && strcmp(o.method, "moco")) {
     fprintf(stderr, "synco pretrain: --method must be synco, mochi or moco, got '%s'\n", o.method);
     return 2;
@@ -590,7 +593,8 @@ int synco_cmd_pretrain(int argc, char **argv) {
       exit_code = 2;
       goto done;
     }
-    fprintf(stderr, "--force: removed the %d files of the earlier run in %s\n", synco_cli_run_dir_clean(o.out, 1), o.out);
+    const int n = synco_cli_run_dir_clean(o.out, 1);
+    fprintf(stderr, "%s: a fresh run replaces the earlier one (%d of its files removed)\n", o.out, n);
   }
   const int stale = synco_cli_run_dir_clean(o.out, 0);
   if (stale) fprintf(stderr, "removed %d stale temporary file%s of an interrupted run in %s\n", stale, stale > 1 ? "s" : "", o.out);
