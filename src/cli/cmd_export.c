@@ -71,6 +71,11 @@ int synco_cmd_export(int argc, char **argv) {
     fprintf(stderr, "synco export: --head has no detectron2 names (a detection backbone has no projection head)\n");
     return 2;
   }
+  /* Writing onto the checkpoint being read (or another name of it) would replace a run's weights by an export. */
+  if (synco_cli_same_file(ckpt, out)) {
+    fprintf(stderr, "synco export: --out %s is the --ckpt file itself; give another output file\n", out);
+    return 2;
+  }
   synco_encoder_config cfg;
   int image_size = 0;
   if (synco_weights_read_config(ckpt, &cfg, &image_size)) return synco_cli_error("export");

@@ -1,10 +1,15 @@
 /* synco pretrain: self-supervised pretraining with SynCo / MoCHI / MoCo-v2.
  * Flags follow the authors' main_synco.py. The run directory gets config.json (every setting, resolved),
  * log.jsonl (one object per logging interval and per epoch), last.safetensors and checkpoint_NNNN.safetensors.
+ * A run directory is never damaged: it is touched only after every check has passed, under a lock, and a fresh
+ * run does not replace a run without --force; --resume takes the run's settings from its checkpoint.
  * With no --data it trains a small configuration on the dataset bundled under data/ and reports the kNN
  * accuracy of the encoder before and after. */
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 #include "data/data.h"
 #include "optim/schedule.h"
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "ssl/moco.h"
 
 #define BUNDLED_TRAIN "data/cifar10-small/train"
@@ -101,27 +107,193 @@ static int parse_arch(const char *arch, int *depth) {
   return 1;
 }
 
+/* One setting of config.json: its key, its flag, its type (i int, d double, s string, S string or null) and where
+ * it lives in pretrain_opts. `shaped` settings fix the model or the queue of a checkpoint: a resumed run takes
+ * them from the checkpoint and refuses another value. */
+typedef struct {
+  const char *key, *flag;
+  char type;
+  size_t off;
+  int shaped;
+} cfg_field;
+
+#define F(key, flag, type, field, shaped) {key, flag, type, offsetof(pretrain_opts, field), shaped}
+static const cfg_field k_fields[] = {
+    F("arch", "arch", 's', arch, 1), F("width", "width", 'i', width, 1), F("cifar_stem", "cifar-stem", 'i', cifar_stem, 1),
+    F("image_size", "image-size", 'i', image_size, 0), F("data", "data", 's', data, 0), F("val", "val", 'S', val, 0),
+    F("split", "split", 's', split, 0), F("skip_bad", "skip-bad", 'i', skip_bad, 0), F("epochs", "epochs", 'i', epochs, 0),
+    F("batch_size", "batch-size", 'i', batch, 1), F("lr", "lr", 'd', lr, 0), F("wd", "wd", 'd', wd, 0),
+    F("momentum", "momentum", 'd', momentum, 0), F("cos", "cos", 'i', cos, 0),
+    F("lr_warmup_epochs", "lr-warmup-epochs", 'i', lr_warmup_epochs, 0), F("moco_dim", "moco-dim", 'i', moco_dim, 1),
+    F("moco_k", "moco-k", 'i', moco_k, 1), F("moco_m", "moco-m", 'd', moco_m, 0), F("moco_t", "moco-t", 'd', moco_t, 0),
+    F("mlp", "mlp", 'i', mlp, 1), F("aug_plus", "aug-plus", 'i', aug_plus, 0), F("blur", "blur", 'i', blur, 0),
+    F("bn_splits", "bn-splits", 'i', bn_splits, 0), F("symmetric", "symmetric", 'i', symmetric, 0),
+    F("method", "method", 's', method, 0), F("n_hard", "n-hard", 'i', n_hard, 0), F("n1", "n1", 'i', n[0], 0),
+    F("n2", "n2", 'i', n[1], 0), F("n3", "n3", 'i', n[2], 0), F("n4", "n4", 'i', n[3], 0), F("n5", "n5", 'i', n[4], 0),
+    F("n6", "n6", 'i', n[5], 0), F("sigma", "sigma", 'd', sigma, 0), F("delta", "delta", 'd', delta, 0),
+    F("eta", "eta", 'd', eta, 0), F("warmup_epochs", "warmup-epochs", 'i', warmup_epochs, 0),
+    F("seed", "seed", 'l', seed, 1), F("threads", "threads", 'i', threads, -1), F("workers", "workers", 'i', workers, -1),
+    F("backend", "backend", 's', backend, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
+    F("knn_k", "knn-k", 'i', knn_k, 0), F("knn_t", "knn-t", 'd', knn_t, 0), F("save_every", "save-every", 'i', save_every, 0),
+};
+#undef F
+
+/* config.json and the checkpoint's "synco.config": every setting, resolved (shaped -1: the machine's, not the
+ * run's; written, not taken back on resume). */
 static char *config_json(const pretrain_opts *o) {
-  char *s = malloc(4096);
-  if (!s) return NULL;
-  char sched[128] = "";
-  int k = 0;
-  for (int i = 0; i < o->schedule.n; i++) k += snprintf(sched + k, sizeof sched - (size_t)k, "%s%d", i ? "," : "", o->schedule.v[i]);
-  snprintf(s, 4096,
-           "{\"arch\":\"%s\",\"width\":%d,\"cifar_stem\":%d,\"image_size\":%d,\"data\":\"%s\",\"val\":%s%s%s,"
-           "\"epochs\":%d,\"batch_size\":%d,\"lr\":%g,\"wd\":%g,\"momentum\":%g,\"cos\":%d,\"schedule\":[%s],"
-           "\"lr_warmup_epochs\":%d,\"moco_dim\":%d,\"moco_k\":%d,\"moco_m\":%g,\"moco_t\":%g,\"mlp\":%d,"
-           "\"aug_plus\":%d,\"blur\":%d,\"bn_splits\":%d,\"symmetric\":%d,\"method\":\"%s\",\"n_hard\":%d,"
-           "\"n1\":%d,\"n2\":%d,\"n3\":%d,\"n4\":%d,\"n5\":%d,\"n6\":%d,\"sigma\":%g,\"delta\":%g,\"eta\":%g,"
-           "\"warmup_epochs\":%d,\"seed\":%lld,\"threads\":%d,\"workers\":%d,\"backend\":\"%s\",\"knn_every\":%d,"
-           "\"knn_k\":%d,\"knn_t\":%g,\"save_every\":%d,\"version\":\"%s\"}",
-           o->arch, o->width, o->cifar_stem, o->image_size, o->data, o->val ? "\"" : "", o->val ? o->val : "null",
-           o->val ? "\"" : "", o->epochs, o->batch, o->lr, o->wd, o->momentum, o->cos, sched, o->lr_warmup_epochs,
-           o->moco_dim, o->moco_k, o->moco_m, o->moco_t, o->mlp, o->aug_plus, o->blur, o->bn_splits, o->symmetric,
-           o->method, o->n_hard, o->n[0], o->n[1], o->n[2], o->n[3], o->n[4], o->n[5], o->sigma, o->delta, o->eta,
-           o->warmup_epochs, o->seed, o->threads, o->workers, o->backend, o->knn_every, o->knn_k, o->knn_t,
-           o->save_every, synco_version());
+  cJSON *j = cJSON_CreateObject();
+  for (size_t i = 0; j && i < sizeof k_fields / sizeof k_fields[0]; i++) {
+    const cfg_field *f = &k_fields[i];
+    const char *p = (const char *)o + f->off;
+    cJSON *v = NULL;
+    char num[32];
+    switch (f->type) {
+      case 'i': v = cJSON_CreateNumber(*(const int *)p); break;
+      case 'd': v = cJSON_CreateNumber(*(const double *)p); break;
+      case 'l': /* exact beyond 2^53 (a double would round it) */
+        snprintf(num, sizeof num, "%lld", *(const long long *)p);
+        v = cJSON_CreateRaw(num);
+        break;
+      case 's': case 'S': {
+        const char *str = *(const char *const *)p;
+        v = str ? cJSON_CreateString(str) : cJSON_CreateNull();
+        break;
+      }
+    }
+    if (!v || !cJSON_AddItemToObject(j, f->key, v)) {
+      cJSON_Delete(v);
+      cJSON_Delete(j);
+      return NULL;
+    }
+    if (!strcmp(f->key, "cos")) { /* the schedule's milestones follow cos, as before */
+      cJSON *a = cJSON_CreateIntArray(o->schedule.v, o->schedule.n);
+      if (!a || !cJSON_AddItemToObject(j, "schedule", a)) {
+        cJSON_Delete(a);
+        cJSON_Delete(j);
+        return NULL;
+      }
+    }
+  }
+  if (j && !cJSON_AddStringToObject(j, "version", synco_version())) {
+    cJSON_Delete(j);
+    return NULL;
+  }
+  char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+  cJSON_Delete(j);
   return s;
+}
+
+/* --resume: the checkpoint to read, and the run directory (--out, or the checkpoint's folder). "" (a bare
+ * --resume) means --out's last.safetensors; a folder means its last.safetensors. Nothing is opened for writing. */
+static synco_status resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, char *dir, size_t dcap) {
+  if (!o->resume[0]) {
+    if (!o->out) return synco_fail(SYNCO_ERR_ARG, "--resume without a checkpoint needs --out DIR (the run to continue)");
+    snprintf(ckpt, cap, "%s", o->out);
+  } else if (snprintf(ckpt, cap, "%s", o->resume) >= (int)cap) {
+    return synco_fail(SYNCO_ERR_ARG, "--resume %s: path too long", o->resume);
+  }
+  struct stat st;
+  if (stat(ckpt, &st) != 0) return synco_fail(SYNCO_ERR_IO, "--resume %s: cannot open: %s", ckpt, strerror(errno));
+  if (S_ISDIR(st.st_mode)) {
+    if (!o->out) {
+      snprintf(dir, dcap, "%s", ckpt);
+      o->out = dir;
+    }
+    const size_t n = strlen(ckpt);
+    if (snprintf(ckpt + n, cap - n, "%slast.safetensors", n && ckpt[n - 1] == '/' ? "" : "/") >= (int)(cap - n))
+      return synco_fail(SYNCO_ERR_ARG, "--resume %s: path too long", o->resume);
+    if (stat(ckpt, &st) != 0) {
+      ckpt[n] = 0;
+      return synco_fail(SYNCO_ERR_IO, "--resume %s: the folder holds no last.safetensors to continue from", ckpt);
+    }
+  } else if (!o->out) { /* a checkpoint file: its folder is the run directory */
+    snprintf(dir, dcap, "%s", ckpt);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, dcap, ".");
+    o->out = dir;
+  }
+  if (!S_ISREG(st.st_mode)) return synco_fail(SYNCO_ERR_IO, "--resume %s: not a regular file", ckpt);
+  return SYNCO_OK;
+}
+
+/* Takes the settings of a resumed run from the checkpoint's "synco.config", except those given on the command
+ * line; a given value that cannot work with the checkpoint (another width, K, batch, ...) is refused. The strings
+ * point into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
+static synco_status resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json) {
+  synco_safetensors st;
+  SYNCO_TRY(synco_st_open(&st, ckpt));
+  const char *text = synco_st_meta(&st, "synco.config"), *seed = synco_st_meta(&st, "synco.seed");
+  cJSON *j = text ? cJSON_Parse(text) : NULL;
+  char seedbuf[32] = "";
+  if (seed) snprintf(seedbuf, sizeof seedbuf, "%s", seed);
+  synco_st_close(&st);
+  if (text && !cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: its synco.config metadata is not a JSON object", ckpt);
+  }
+  *json = j;
+  for (size_t i = 0; j && i < sizeof k_fields / sizeof k_fields[0]; i++) {
+    const cfg_field *f = &k_fields[i];
+    if (f->shaped < 0) continue;
+    const int seen = synco_args_seen(args, f->flag);
+    /* a --method given anew brings its own --n1..--n6 presets (apply_method) */
+    if (!seen && f->key[0] == 'n' && f->key[1] >= '1' && f->key[1] <= '6' && !f->key[2] && synco_args_seen(args, "method"))
+      continue;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, f->key);
+    if (!v) continue;
+    char *p = (char *)o + f->off;
+    char was[300], given[300];
+    if (f->type == 'i' || f->type == 'd' || f->type == 'l') {
+      if (!cJSON_IsNumber(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a number", ckpt, f->key);
+      const double x = v->valuedouble;
+      long long seed_val = (long long)x;
+      if (f->type == 'l' && seedbuf[0]) seed_val = (long long)strtoull(seedbuf, NULL, 10);
+      if (f->type != 'd' && (x != floor(x) || fabs(x) > 9.2e18))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s %g is not an integer", ckpt, f->key, x);
+      if (f->type == 'i' && (x < INT_MIN || x > INT_MAX))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s %g is out of range", ckpt, f->key, x);
+      if (!seen) {
+        if (f->type == 'i') *(int *)p = (int)x;
+        else if (f->type == 'd') *(double *)p = x;
+        else *(long long *)p = seed_val;
+        continue;
+      }
+      const int same = f->type == 'i' ? *(int *)p == (int)x : f->type == 'd' ? *(double *)p == x : *(long long *)p == seed_val;
+      if (same || !f->shaped) continue;
+      if (f->type == 'i') snprintf(given, sizeof given, "%d", *(int *)p), snprintf(was, sizeof was, "%d", (int)x);
+      else snprintf(given, sizeof given, "%lld", *(long long *)p), snprintf(was, sizeof was, "%lld", seed_val);
+    } else {
+      if (!cJSON_IsString(v) && !(f->type == 'S' && cJSON_IsNull(v)))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a string", ckpt, f->key);
+      const char *x = cJSON_IsString(v) ? v->valuestring : NULL;
+      if (!seen) {
+        *(const char **)p = x;
+        continue;
+      }
+      const char *cur = *(const char **)p;
+      if ((cur && x && !strcmp(cur, x)) || (!cur && !x) || !f->shaped) continue;
+      snprintf(given, sizeof given, "%s", cur ? cur : "none");
+      snprintf(was, sizeof was, "%s", x ? x : "none");
+    }
+    return synco_fail(SYNCO_ERR_ARG,
+                      "--%s %s does not fit %s, trained with %s %s (its weights and queue are shaped by it): drop "
+                      "--%s to continue that run, or start a new one",
+                      f->flag, given, ckpt, f->key, was, f->flag);
+  }
+  if (!j && seedbuf[0] && !synco_args_seen(args, "seed")) o->seed = (long long)strtoull(seedbuf, NULL, 10);
+  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(j, "schedule");
+  if (!synco_args_seen(args, "schedule") && cJSON_IsArray(sch)) {
+    const int n = cJSON_GetArraySize(sch);
+    if (n > 16) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule has %d milestones (at most 16)", ckpt, n);
+    for (int k = 0; k < n; k++) {
+      const cJSON *e = cJSON_GetArrayItem(sch, k);
+      if (!cJSON_IsNumber(e)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule is not a list of epochs", ckpt);
+      o->schedule.v[k] = e->valueint;
+    }
+    o->schedule.n = n;
+  }
+  return SYNCO_OK;
 }
 
 typedef struct {
@@ -144,7 +316,11 @@ static synco_status knn_eval(knn_monitor *km, synco_encoder *enc, const pretrain
   return synco_knn_classify(res, NULL, NULL, km->ftrain, km->ltrain, nt, km->fval, km->lval, nv, d, &kc);
 }
 
+/* The parsed "synco.config" of a resumed checkpoint: o's strings point into it for the whole command. */
+static cJSON *resume_cfg;
+
 int synco_cmd_pretrain(int argc, char **argv) {
+  int force = 0;
   pretrain_opts o = {
       .arch = "resnet50", .data = NULL, .val = NULL, .out = NULL, .resume = NULL, .method = "synco",
       .recipe = "imagenet", .split = "train", .backend = "auto", .precision = "fp32",
@@ -196,7 +372,8 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"eta", 0, SYNCO_ARG_FLOAT, &o.eta, "step of type 6"},
       {"warmup-epochs", 0, SYNCO_ARG_INT, &o.warmup_epochs, "epochs without synthetic negatives"},
       {"seed", 0, SYNCO_ARG_INT64, &o.seed, "seed of every random stream"},
-      {"resume", 0, SYNCO_ARG_STR, &o.resume, "checkpoint to continue from"},
+      {"resume", 0, SYNCO_ARG_STR, &o.resume, "continue a run: its folder or checkpoint (bare --resume: --out's run); settings come from the checkpoint"},
+      {"force", 0, SYNCO_ARG_FLAG, &force, "start afresh in a run directory that holds a run (its run files are removed)"},
       {"init", 0, SYNCO_ARG_STR, &o.init, "start from torchvision-named weights (an export, a converted torchvision model)"},
       {"stop-epoch", 0, SYNCO_ARG_INT, &o.stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
       {"precision", 0, SYNCO_ARG_STR, &o.precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
@@ -210,11 +387,18 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"print-freq", 'p', SYNCO_ARG_INT, &o.print_freq, "steps per log.jsonl line"},
       {NULL, 0, 0, NULL, NULL, 0},
   };
+  /* A bare --resume (last, or before another option) continues the run of --out. */
+  char **av = malloc(((size_t)argc + 1) * sizeof(char *));
+  if (!av) return 1;
+  for (int i = 0; i < argc; i++)
+    av[i] = !strcmp(argv[i], "--resume") && (i + 1 == argc || !strncmp(argv[i + 1], "--", 2)) ? "--resume=" : argv[i];
+  av[argc] = NULL;
   /* Every problem with the flags is collected and printed together (one line each, exit 2). */
   synco_arg_problems pr = {.len = 0};
-  int rc = synco_args_parse_collect("pretrain", SUMMARY, args, argc, argv, NULL, 0, NULL, &pr);
+  int rc = synco_args_parse_collect("pretrain", SUMMARY, args, argc, av, NULL, 0, NULL, &pr);
+  free(av);
   if (rc) return rc == 1 ? 0 : 2;
-  const int demo = !synco_args_seen(args, "data");
+  const int demo = !synco_args_seen(args, "data") && !o.resume;
   if (!strcmp(o.recipe, "cifar") || demo) apply_cifar_recipe(&o, args);
   else if (strcmp(o.recipe, "imagenet") != 0)
     synco_arg_problem(&pr, "--recipe must be imagenet or cifar, got '%s'", o.recipe);
@@ -224,10 +408,25 @@ int synco_cmd_pretrain(int argc, char **argv) {
                     "./data/cifar10-small and share/synco/cifar10-small beside the program's bin/): pass --data DIR\n");
     return 2;
   }
+  if (demo && !synco_args_seen(args, "out")) force = 1; /* `make demo` again replaces runs/demo */
   if (strcmp(o.method, "synco") && strcmp(o.method, "mochi") && strcmp(o.method, "moco"))
     synco_arg_problem(&pr, "--method must be synco, mochi or moco, got '%s'", o.method);
   else
     apply_method(&o, args);
+  static char resume_path[1100], resume_dir[1100];
+  if (o.resume) {
+    synco_status s = resolve_resume(&o, resume_path, sizeof resume_path, resume_dir, sizeof resume_dir);
+    if (!s) s = resume_config(&o, args, resume_path, &resume_cfg);
+    if (s) {
+      synco_cli_error("pretrain");
+      return s == SYNCO_ERR_ARG ? 2 : 1;
+    }
+    o.resume = resume_path;
+    if (!o.data) {
+      fprintf(stderr, "synco pretrain: %s does not say which data it was trained on: give --data\n", o.resume);
+      return 2;
+    }
+  }
   int depth = 0;
   if (!parse_arch(o.arch, &depth))
     synco_arg_problem(&pr, "--arch must be resnet18, resnet34 or resnet50, got '%s'", o.arch);
@@ -258,18 +457,35 @@ int synco_cmd_pretrain(int argc, char **argv) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   o.threads = omp_get_max_threads();
 
+  synco_lr_schedule sched = {.lr = (float)o.lr, .epochs = o.epochs, .cos = o.cos, .warmup_epochs = o.lr_warmup_epochs,
+                             .n_milestones = o.schedule.n};
+  for (int i = 0; i < o.schedule.n; i++) sched.milestones[i] = o.schedule.v[i];
+  if (synco_lr_schedule_check(&sched) != SYNCO_OK) {
+    synco_cli_error("pretrain");
+    return 2;
+  }
+  /* No --out: a new runs/<date-time>, made (with a suffix if taken) once every check has passed. */
   char outbuf[512];
-  if (!o.out) {
+  const int new_dir = !o.out;
+  if (new_dir) {
     time_t now = time(NULL);
     strftime(outbuf, sizeof outbuf, "runs/%Y%m%d-%H%M%S", localtime(&now));
     o.out = outbuf;
+  }
+  if (!o.out[0]) {
+    fprintf(stderr, "synco pretrain: --out must name a directory\n");
+    return 2;
+  }
+  if (!o.resume && !force && !new_dir && synco_cli_run_dir_holds_run(o.out)) {
+    fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o.out);
+    return 2;
   }
 
   /* ---- data ---- */
   synco_dataset_options dopt = {.split = o.split, .skip_bad = o.skip_bad, .store = SYNCO_STORE_AUTO, .threads = o.threads};
   synco_dataset *train = NULL;
   if (synco_dataset_open(&train, o.data, &dopt) != SYNCO_OK) return synco_cli_error("pretrain");
-  if (synco_dataset_skipped(train)) fprintf(stderr, "synco pretrain: skipped %zu unreadable images\n", synco_dataset_skipped(train));
+  synco_cli_dataset_notes("pretrain", train);
   float mean[3], std[3];
   synco_cli_norm_stats(o.image_size, mean, std);
   synco_loader_config lc = {.batch = o.batch, .views = 2, .threads = o.workers, .prefetch = 3, .shuffle = 1,
@@ -309,7 +525,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
   mc.momentum = (float)o.momentum;
   mc.wd = (float)o.wd;
   mc.seed = (uint64_t)o.seed;
-  int exit_code = 1;
+  int exit_code = 1, lock_fd = -1;
   knn_monitor km = {0};
   FILE *log = NULL;
   char *cfg_json = NULL;
@@ -336,25 +552,17 @@ int synco_cmd_pretrain(int argc, char **argv) {
       synco_cli_error("pretrain");
       goto done;
     }
+    if (start_epoch < 0 || gstep < 0) {
+      fprintf(stderr, "synco pretrain: %s: epoch %d, step %ld: a damaged checkpoint (both must be at least 0)\n",
+              o.resume, start_epoch, gstep);
+      goto done;
+    }
     fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o.resume, start_epoch, gstep);
   }
-
-  /* ---- run directory ---- */
-  if (synco_cli_mkdirs(o.out) != SYNCO_OK) {
-    synco_cli_error("pretrain");
-    goto done;
-  }
-  cfg_json = config_json(&o);
-  char path[1024];
-  snprintf(path, sizeof path, "%s/config.json", o.out);
-  if (!cfg_json || synco_cli_write_file_atomic(path, cfg_json) != SYNCO_OK) {
-    synco_cli_error("pretrain");
-    goto done;
-  }
-  snprintf(path, sizeof path, "%s/log.jsonl", o.out);
-  log = fopen(path, o.resume ? "a" : "w");
-  if (!log) {
-    fprintf(stderr, "synco pretrain: %s: cannot open: %s\n", path, strerror(errno));
+  const int end_epoch = o.stop_epoch > 0 && o.stop_epoch < o.epochs ? o.stop_epoch : o.epochs;
+  if (o.resume && start_epoch >= end_epoch) { /* nothing to train: leave the run directory as it is */
+    printf("%s has done %d of %d epochs: nothing to train (--epochs N continues it)\n", o.resume, start_epoch, o.epochs);
+    exit_code = 0;
     goto done;
   }
 
@@ -377,6 +585,46 @@ int synco_cmd_pretrain(int argc, char **argv) {
     }
   }
 
+  /* ---- run directory: nothing in it changes until every check above has passed ---- */
+  if ((new_dir ? synco_cli_mkdir_unique(outbuf, sizeof outbuf) : synco_cli_mkdirs(o.out)) != SYNCO_OK ||
+      synco_cli_run_dir_lock(o.out, &lock_fd) != SYNCO_OK) {
+    synco_cli_error("pretrain");
+    goto done;
+  }
+  if (!o.resume && synco_cli_run_dir_holds_run(o.out)) { /* again, under the lock: a run may have started since */
+    if (!force) {
+      fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o.out);
+      exit_code = 2;
+      goto done;
+    }
+    const int n = synco_cli_run_dir_clean(o.out, 1);
+    fprintf(stderr, "%s: a fresh run replaces the earlier one (%d of its files removed)\n", o.out, n);
+  }
+  const int stale = synco_cli_run_dir_clean(o.out, 0);
+  if (stale) fprintf(stderr, "removed %d stale temporary file%s of an interrupted run in %s\n", stale, stale > 1 ? "s" : "", o.out);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/log.jsonl", o.out);
+  if (o.resume) { /* rows past the checkpoint were logged by the run that was cut off; they are trained again */
+    int dropped = 0;
+    if (synco_cli_log_truncate(path, gstep, &dropped) != SYNCO_OK) {
+      synco_cli_error("pretrain");
+      goto done;
+    }
+    if (dropped) fprintf(stderr, "log.jsonl: dropped %d rows past step %ld (they are trained again)\n", dropped, gstep);
+  }
+  cfg_json = config_json(&o);
+  char cfg_path[1024];
+  snprintf(cfg_path, sizeof cfg_path, "%s/config.json", o.out);
+  if (!cfg_json || synco_cli_write_file_atomic(cfg_path, cfg_json) != SYNCO_OK) {
+    synco_cli_error("pretrain");
+    goto done;
+  }
+  log = fopen(path, o.resume ? "a" : "w");
+  if (!log) {
+    fprintf(stderr, "synco pretrain: %s: cannot open: %s\n", path, strerror(errno));
+    goto done;
+  }
+
   printf("synco pretrain: %s (width %d%s), %s, %d epochs x %d steps of %d, K %d, T %g, lr %g, %d threads, backend %s\n",
          o.arch, o.width, o.cifar_stem ? ", CIFAR stem" : "", o.method, o.epochs, steps, o.batch, o.moco_k, o.moco_t,
          o.lr, o.threads, be->name);
@@ -396,15 +644,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
     fflush(log);
   }
 
-  synco_lr_schedule sched = {.lr = (float)o.lr, .epochs = o.epochs, .cos = o.cos, .warmup_epochs = o.lr_warmup_epochs,
-                             .n_milestones = o.schedule.n};
-  for (int i = 0; i < o.schedule.n; i++) sched.milestones[i] = o.schedule.v[i];
-  if (synco_lr_schedule_check(&sched) != SYNCO_OK) {
-    synco_cli_error("pretrain");
-    goto done;
-  }
   const double t_start = synco_now();
-  const int end_epoch = o.stop_epoch > 0 && o.stop_epoch < o.epochs ? o.stop_epoch : o.epochs;
   /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */
   const char *last_ckpt = o.resume;
   int last_ckpt_epoch = start_epoch;
@@ -451,8 +691,14 @@ int synco_cmd_pretrain(int argc, char **argv) {
       synco_step_stats st;
       synco_status ss = synco_moco_step(moco, b.x[0], b.x[1], lr, epoch >= o.warmup_epochs, (uint64_t)gstep, &st);
       if (ss == SYNCO_ERR_NUMERIC) {
-        fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. The last good "
-                        "checkpoint is %s/last.safetensors.\n", gstep, epoch + 1, s, o.out);
+        struct stat cst;
+        snprintf(path, sizeof path, "%s/last.safetensors", o.out);
+        if (stat(path, &cst) == 0 || o.resume)
+          fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. The last good "
+                          "checkpoint is %s.\n", gstep, epoch + 1, s, stat(path, &cst) == 0 ? path : o.resume);
+        else
+          fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. No checkpoint "
+                          "was written (the run diverged before its first epoch ended): lower --lr.\n", gstep, epoch + 1, s);
         goto done;
       }
       if (ss != SYNCO_OK) {
@@ -531,6 +777,9 @@ int synco_cmd_pretrain(int argc, char **argv) {
 done:
   synco_stop_install(0);
   if (log) fclose(log);
+  synco_cli_run_dir_unlock(lock_fd);
+  cJSON_Delete(resume_cfg);
+  resume_cfg = NULL;
   free(cfg_json);
   free(km.ftrain);
   free(km.fval);

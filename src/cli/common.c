@@ -1,10 +1,16 @@
 /* Helpers shared by the subcommands; see common.h. */
 #include "cli/common.h"
 
+#include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "backend/cpu/precision.h"
@@ -92,4 +98,196 @@ const char *synco_cli_bundled_data(const char *sub) {
   snprintf(out, sizeof bufs[0], "%s/data/cifar10-small/%s", exe, sub);
   if (is_dir(out)) return out;
   return NULL;
+}
+
+/* ---- run directories ---- */
+
+synco_status synco_cli_mkdir_unique(char *path, size_t cap) {
+  char parent[1024];
+  if (snprintf(parent, sizeof parent, "%s", path) >= (int)sizeof parent) return synco_fail(SYNCO_ERR_ARG, "%s: path too long", path);
+  char *slash = strrchr(parent, '/');
+  if (slash && slash != parent) {
+    *slash = 0;
+    SYNCO_TRY(synco_cli_mkdirs(parent));
+  }
+  const size_t n = strlen(path);
+  for (int k = 1; k < 1000; k++) {
+    if (k > 1 && snprintf(path + n, cap - n, "-%d", k) >= (int)(cap - n)) break;
+    if (mkdir(path, 0777) == 0) return SYNCO_OK;
+    if (errno != EEXIST) return synco_fail(SYNCO_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+  }
+  path[n] = 0;
+  return synco_fail(SYNCO_ERR_IO, "%s: cannot create a new run directory (999 with this name exist)", path);
+}
+
+/* checkpoint_NNNN.safetensors */
+static int is_numbered_checkpoint(const char *name) {
+  const size_t n = strlen(name);
+  if (strncmp(name, "checkpoint_", 11) || n < 11 + 1 + 12 || strcmp(name + n - 12, ".safetensors")) return 0;
+  for (size_t i = 11; i < n - 12; i++)
+    if (name[i] < '0' || name[i] > '9') return 0;
+  return 1;
+}
+
+static int is_run_file(const char *name) {
+  return !strcmp(name, "config.json") || !strcmp(name, "log.jsonl") || !strcmp(name, "last.safetensors") ||
+         is_numbered_checkpoint(name);
+}
+
+/* A temporary file a run writes and renames (a checkpoint, config.json or a rewritten log.jsonl). */
+static int is_run_tmp(const char *name) {
+  const size_t n = strlen(name);
+  if (n < 5 || strcmp(name + n - 4, ".tmp")) return 0;
+  char base[256];
+  if (n - 4 >= sizeof base) return 0;
+  memcpy(base, name, n - 4);
+  base[n - 4] = 0;
+  return is_run_file(base);
+}
+
+int synco_cli_run_dir_holds_run(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d))) found = is_run_file(e->d_name);
+  closedir(d);
+  return found;
+}
+
+int synco_cli_run_dir_clean(const char *dir, int run_files) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int removed = 0;
+  struct dirent *e;
+  char path[1400];
+  while ((e = readdir(d))) {
+    if (!is_run_tmp(e->d_name) && !(run_files && is_run_file(e->d_name))) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) == 0) removed++;
+  }
+  closedir(d);
+  return removed;
+}
+
+/* The pid holding a flock on the file with inode ino, from /proc/locks (0 when not found). */
+static long lock_holder(dev_t dev, ino_t ino) {
+  FILE *f = fopen("/proc/locks", "r");
+  if (!f) return 0;
+  char line[256];
+  long pid = 0;
+  while (!pid && fgets(line, sizeof line, f)) {
+    /* "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (major:minor in hex) */
+    char kind[16];
+    long p;
+    unsigned maj, min;
+    unsigned long long in;
+    if (sscanf(line, "%*s %15s %*s %*s %ld %x:%x:%llu", kind, &p, &maj, &min, &in) == 5 && !strcmp(kind, "FLOCK") &&
+        in == (unsigned long long)ino && maj == major(dev) && min == minor(dev))
+      pid = p;
+  }
+  fclose(f);
+  return pid;
+}
+
+synco_status synco_cli_run_dir_lock(const char *dir, int *fd_out) {
+  *fd_out = -1;
+  char path[1100];
+  snprintf(path, sizeof path, "%s/.lock", dir);
+  const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return synco_fail(SYNCO_ERR_IO, "%s: cannot create the lock file: %s", path, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    long pid = 0;
+    struct stat st;
+    if (e == EWOULDBLOCK && fstat(fd, &st) == 0) pid = lock_holder(st.st_dev, st.st_ino);
+    if (e == EWOULDBLOCK && !pid) { /* the pid the holder wrote, if /proc/locks is not there */
+      char buf[32] = {0};
+      if (pread(fd, buf, sizeof buf - 1, 0) > 0) pid = atol(buf);
+    }
+    close(fd);
+    if (e != EWOULDBLOCK) return synco_fail(SYNCO_ERR_IO, "%s: cannot lock: %s", path, strerror(e));
+    if (pid > 0) return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run (pid %ld)", dir, pid);
+    return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run", dir);
+  }
+  char buf[32];
+  const int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* the pid is only informative */ }
+  *fd_out = fd;
+  return SYNCO_OK;
+}
+
+void synco_cli_run_dir_unlock(int fd) {
+  if (fd >= 0) close(fd); /* the file stays: removing it would race with a run that just opened it */
+}
+
+/* "step" of one log.jsonl row (rows without one, like the kNN row before training, count as step 0); -1 when the
+ * line is not a JSON object (a row torn by a kill). */
+static long log_row_step(const char *line) {
+  cJSON *j = cJSON_Parse(line);
+  if (!cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    return -1;
+  }
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
+  const long step = cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
+  cJSON_Delete(j);
+  return step;
+}
+
+synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
+  *dropped = 0;
+  FILE *in = fopen(path, "r");
+  if (!in) return errno == ENOENT ? SYNCO_OK : synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *out = fopen(tmp, "w");
+  if (!out) {
+    fclose(in);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int ok = 1;
+  while ((len = getline(&line, &cap, in)) > 0) {
+    const long s = log_row_step(line);
+    if (s < 0 || s > step) {
+      (*dropped)++;
+      continue;
+    }
+    ok = ok && fwrite(line, 1, (size_t)len, out) == (size_t)len && (line[len - 1] == '\n' || fputc('\n', out) != EOF);
+  }
+  free(line);
+  ok = !ferror(in) && ok;
+  fclose(in);
+  ok = fflush(out) == 0 && fsync(fileno(out)) == 0 && ok;
+  ok = fclose(out) == 0 && ok;
+  if (!ok || (*dropped && rename(tmp, path) != 0)) {
+    const int e = errno;
+    unlink(tmp);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot rewrite: %s", path, strerror(e));
+  }
+  if (!*dropped) unlink(tmp); /* nothing to drop: the log stays as it was */
+  return SYNCO_OK;
+}
+
+int synco_cli_same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds) {
+  const char *sp = cmd ? " " : "";
+  cmd = cmd ? cmd : "";
+  if (synco_dataset_skipped(ds))
+    fprintf(stderr, "synco%s%s: skipped %zu unreadable images\n", sp, cmd, synco_dataset_skipped(ds));
+  const char *w = synco_dataset_warnings(ds);
+  if (!w) return;
+  for (const char *p = w; *p;) {
+    const size_t n = strcspn(p, "\n");
+    fprintf(stderr, "synco%s%s: warning: %.*s\n", sp, cmd, (int)n, p);
+    p += n + (p[n] == '\n');
+  }
 }

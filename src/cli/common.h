@@ -2,6 +2,9 @@
 #ifndef SYNCO_CLI_COMMON_H
 #define SYNCO_CLI_COMMON_H
 
+#include <stddef.h>
+
+#include "data/data.h"
 #include "eval/features.h"
 #include "eval/knn.h"
 #include "synco.h"
@@ -25,5 +28,26 @@ void synco_cli_preprocess_json(char *out, size_t n, int image_size);
  * PREFIX/share/synco/cifar10-small/SUB (installed) or PREFIX/data/cifar10-small/SUB (a build tree), PREFIX being
  * the folder above the program's own (/proc/self/exe); NULL when none exists. Two results stay valid at once. */
 const char *synco_cli_bundled_data(const char *sub);
+
+/* Creates a new run directory (its parents as with mkdir -p), never one that exists: on EEXIST path (of capacity
+ * cap) gets a suffix -2, -3, ... so two runs started in the same second get two directories. */
+synco_status synco_cli_mkdir_unique(char *path, size_t cap);
+/* Does dir hold a run (config.json, log.jsonl, last.safetensors or checkpoint_NNNN.safetensors)? */
+int synco_cli_run_dir_holds_run(const char *dir);
+/* Removes the stale temporary files of a run directory (<run file>.tmp, left by a kill), and with run_files also
+ * the run files themselves (a fresh run with --force). Call with the lock held. Returns the number removed. */
+int synco_cli_run_dir_clean(const char *dir, int run_files);
+/* Takes the advisory lock DIR/.lock (flock, held until unlock or exit); another holder is refused with
+ * "DIR is in use by another synco run (pid N)". */
+synco_status synco_cli_run_dir_lock(const char *dir, int *fd);
+void synco_cli_run_dir_unlock(int fd);
+/* Keeps the rows of a log.jsonl whose "step" is at most step (rows without one count as 0; torn rows are
+ * dropped), rewriting the file atomically when any row goes; *dropped = rows removed. A missing file is fine. */
+synco_status synco_cli_log_truncate(const char *path, long step, int *dropped);
+/* Do both paths exist and name the same file (st_dev, st_ino)? */
+int synco_cli_same_file(const char *a, const char *b);
+/* Prints a dataset's skipped-image count and its warnings (one "synco CMD: warning: ..." line each; cmd NULL:
+ * "synco: warning: ..."). */
+void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds);
 
 #endif

@@ -116,6 +116,7 @@ synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const ch
   memset(d, 0, sizeof *d);
   synco_dataset_options opt = {.split = split, .skip_bad = skip_bad, .store = SYNCO_STORE_AUTO, .threads = 0};
   SYNCO_TRY(synco_dataset_open(&d->ds, path, &opt));
+  synco_cli_dataset_notes(NULL, d->ds);
   d->n = synco_dataset_size(d->ds);
   d->classes = synco_dataset_num_classes(d->ds);
   if (need_labels && d->classes <= 0) {

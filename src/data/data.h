@@ -43,6 +43,10 @@ const char *synco_dataset_format(const synco_dataset *ds);    /* "imagefolder", 
 size_t synco_dataset_skipped(const synco_dataset *ds);        /* images skipped by skip_bad */
 /* A name for image i: its file's path for an ImageFolder, else "<format>:<index>" written to buf (n bytes). */
 const char *synco_dataset_item_name(const synco_dataset *ds, size_t i, char *buf, size_t n);
+
+/* What the open noticed but did not refuse (a symlink loop skipped, CIFAR batches missing): NULL, or one
+ * warning per line, for the caller to show. */
+const char *synco_dataset_warnings(const synco_dataset *ds);
 /* Decodes image i into img (growing img->rgb with realloc as needed; start from a zeroed synco_image). */
 synco_status synco_dataset_get(const synco_dataset *ds, size_t i, synco_image *img);
 void synco_image_free(synco_image *img);

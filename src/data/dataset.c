@@ -4,6 +4,7 @@
  * converted to HWC per sample, which is as cheap as a copy. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,7 @@ void synco_dataset_free(synco_dataset *ds) {
   }
   for (int c = 0; c < ds->num_classes; c++) free(ds->class_names ? ds->class_names[c] : NULL);
   free(ds->class_names);
+  free(ds->warnings);
   free(ds->pix);
   free(ds->w);
   free(ds->h);
@@ -175,6 +177,28 @@ const char *synco_dataset_class_name(const synco_dataset *ds, int c) {
 int synco_dataset_label(const synco_dataset *ds, size_t i) { return (ds->labels && i < ds->n) ? ds->labels[i] : -1; }
 const char *synco_dataset_format(const synco_dataset *ds) { return ds->format; }
 size_t synco_dataset_skipped(const synco_dataset *ds) { return ds->skipped; }
+const char *synco_dataset_warnings(const synco_dataset *ds) { return ds->warnings; }
+
+#define MAX_WARNINGS 8
+
+void synco_ds_warn(synco_dataset *ds, const char *fmt, ...) {
+  char line[1024];
+  if (++ds->nwarnings > MAX_WARNINGS + 1) return;
+  if (ds->nwarnings == MAX_WARNINGS + 1) snprintf(line, sizeof line, "(further warnings not shown)");
+  else {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+  }
+  const size_t old = ds->warnings ? strlen(ds->warnings) : 0, n = strlen(line);
+  char *w = (char *)realloc(ds->warnings, old + n + 2);
+  if (!w) return;
+  memcpy(w + old, line, n);
+  w[old + n] = '\n';
+  w[old + n + 1] = 0;
+  ds->warnings = w;
+}
 
 static synco_status get_raw(const synco_dataset *ds, size_t i, synco_image *img) {
   size_t k = i;

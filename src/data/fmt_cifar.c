@@ -136,11 +136,16 @@ synco_status synco_fmt_cifar_open(synco_dataset **out, const char *path, const s
     snprintf(file, sizeof file, "%s/test_batch.bin", dir);
     st = add_file(ds, file, 0, 0);
   } else {
+    int found = 0;
     for (int b = 1; b <= 5 && st == SYNCO_OK; b++) {
       snprintf(file, sizeof file, "%s/data_batch_%d.bin", dir, b);
       if (b > 1 && !synco_path_is_file(file)) break;
       st = add_file(ds, file, 0, 0);
+      found = b;
     }
+    if (st == SYNCO_OK && found < 5)
+      synco_ds_warn(ds, "%s holds %d of the 5 training batches (data_batch_%s%d.bin: %zu of CIFAR-10's 50000 images)",
+                    dir, found, found > 1 ? "1.." : "", found, ds->n);
   }
   if (st == SYNCO_OK) {
     if (is100) {

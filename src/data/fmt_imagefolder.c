@@ -69,8 +69,60 @@ static int has_image_ext(const char *name) {
   return 0;
 }
 
-/* Lists entries of dir: sub-folders into dirs and image files into files (both unsorted, full paths). */
-static synco_status list_dir(const char *dir, strvec *dirs, strvec *files) {
+/* The folders already walked, by (st_dev, st_ino): torchvision follows folder symlinks (os.walk(followlinks=True)),
+ * so a link back up the tree would be walked again and again. Open addressing, grown at half load. */
+typedef struct {
+  dev_t *dev;
+  ino_t *ino;
+  size_t n, cap;
+} folder_set;
+
+static size_t folder_hash(dev_t d, ino_t i, size_t cap) {
+  uint64_t h = ((uint64_t)d * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)i * 0xC2B2AE3D27D4EB4Full);
+  return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+/* Adds (d, i); returns 1 when added, 0 when already there, -1 out of memory. */
+static int folder_set_add(folder_set *s, dev_t d, ino_t i) {
+  if (2 * (s->n + 1) > s->cap) {
+    folder_set g = {NULL, NULL, 0, s->cap ? 2 * s->cap : 64};
+    g.dev = (dev_t *)calloc(g.cap, sizeof(dev_t));
+    g.ino = (ino_t *)calloc(g.cap, sizeof(ino_t));
+    if (!g.dev || !g.ino) {
+      free(g.dev);
+      free(g.ino);
+      return -1;
+    }
+    for (size_t k = 0; k < s->cap; k++)
+      if (s->ino[k]) {
+        size_t h = folder_hash(s->dev[k], s->ino[k], g.cap);
+        while (g.ino[h]) h = (h + 1) & (g.cap - 1);
+        g.dev[h] = s->dev[k];
+        g.ino[h] = s->ino[k];
+        g.n++;
+      }
+    free(s->dev);
+    free(s->ino);
+    *s = g;
+  }
+  if (!i) i = (ino_t)-1; /* 0 marks an empty slot */
+  size_t h = folder_hash(d, i, s->cap);
+  for (; s->ino[h]; h = (h + 1) & (s->cap - 1))
+    if (s->ino[h] == i && s->dev[h] == d) return 0;
+  s->dev[h] = d;
+  s->ino[h] = i;
+  s->n++;
+  return 1;
+}
+
+static void folder_set_free(folder_set *s) {
+  free(s->dev);
+  free(s->ino);
+}
+
+/* Lists entries of dir: sub-folders into dirs and image files into files (both unsorted, full paths). With seen,
+ * a sub-folder already walked (a symlink loop, or a second link to one folder) is skipped with a warning. */
+static synco_status list_dir_seen(const char *dir, strvec *dirs, strvec *files, folder_set *seen, synco_dataset *ds) {
   DIR *d = opendir(dir);
   if (!d) return synco_fail(SYNCO_ERR_IO, "%s: cannot open folder", dir);
   struct dirent *e;
@@ -84,6 +136,17 @@ static synco_status list_dir(const char *dir, strvec *dirs, strvec *files) {
       continue;
     }
     if (S_ISDIR(st.st_mode)) {
+      const int added = seen ? folder_set_add(seen, st.st_dev, st.st_ino) : 1;
+      if (added < 0) {
+        free(p);
+        closedir(d);
+        return synco_fail(SYNCO_ERR_NOMEM, "out of memory listing %s", dir);
+      }
+      if (!added) {
+        if (ds) synco_ds_warn(ds, "%s: skipped, a link to a folder already walked (a symlink loop?)", p);
+        free(p);
+        continue;
+      }
       if (dirs && strvec_push(dirs, p)) break;
       if (!dirs) free(p);
     } else if (files && has_image_ext(e->d_name)) {
@@ -96,18 +159,44 @@ static synco_status list_dir(const char *dir, strvec *dirs, strvec *files) {
   return SYNCO_OK;
 }
 
-/* All image files under a class folder in torchvision's order: sorted(os.walk(...)), files sorted. */
-static synco_status walk_class(const char *cls, strvec *out) {
+static synco_status list_dir(const char *dir, strvec *dirs, strvec *files) {
+  return list_dir_seen(dir, dirs, files, NULL, NULL);
+}
+
+/* All image files under a class folder in torchvision's order: sorted(os.walk(...)), files sorted. Each folder is
+ * walked once, however many links lead to it. */
+static synco_status walk_class(const char *cls, strvec *out, synco_dataset *ds) {
   strvec dirs = {0};
-  if (strvec_push(&dirs, strdup(cls))) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  folder_set seen = {0};
+  /* The class folder and every folder above it: a link up to one of them is a loop. */
+  char *real = realpath(cls, NULL);
+  if (!real) return synco_fail(SYNCO_ERR_IO, "%s: cannot open folder", cls);
+  int bad = 0;
+  for (char *p = real + strlen(real); !bad && p > real; p--) {
+    if (*p && *p != '/') continue;
+    const char c = *p;
+    *p = 0;
+    struct stat ast;
+    if (stat(real[0] ? real : "/", &ast) == 0) bad = folder_set_add(&seen, ast.st_dev, ast.st_ino) < 0;
+    *p = c;
+  }
+  struct stat rst;
+  if (!bad && stat("/", &rst) == 0) bad = folder_set_add(&seen, rst.st_dev, rst.st_ino) < 0;
+  free(real);
+  if (bad || strvec_push(&dirs, strdup(cls))) {
+    folder_set_free(&seen);
+    return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  }
   for (size_t i = 0; i < dirs.n; i++) { /* breadth-first collection of every folder; order fixed below */
-    synco_status st = list_dir(dirs.v[i], &dirs, NULL);
+    synco_status st = list_dir_seen(dirs.v[i], &dirs, NULL, &seen, ds);
     if (st != SYNCO_OK) {
       strvec_free(&dirs);
+      folder_set_free(&seen);
       return st;
     }
     if (dirs.n > 100000) break;
   }
+  folder_set_free(&seen);
   qsort(dirs.v, dirs.n, sizeof(char *), cmp_str);
   for (size_t i = 0; i < dirs.n; i++) {
     strvec files = {0};
@@ -299,7 +388,7 @@ synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, c
   if (!ds || !names) st = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
   for (size_t c = 0; st == SYNCO_OK && c < classes.n; c++) {
     const size_t before = files.n;
-    st = walk_class(classes.v[c], &files);
+    st = walk_class(classes.v[c], &files, ds);
     if (st != SYNCO_OK) break;
     if (files.n == before) {
       st = synco_fail(SYNCO_ERR_FORMAT, "%s: empty class folder (no .jpg/.jpeg/.png files)", classes.v[c]);

@@ -41,6 +41,8 @@ struct synco_dataset {
   char **class_names;
   int *labels;          /* [n], -1 when unlabelled */
   size_t skipped;
+  char *warnings;       /* NULL, or lines for the user (synco_ds_warn) */
+  int nwarnings;
   /* SYNCO_DS_DECODED */
   uint8_t **pix;        /* [n] HWC */
   int *w, *h;           /* [n] */
@@ -57,6 +59,8 @@ struct synco_dataset {
 /* dataset.c helpers used by the format readers */
 synco_dataset *synco_ds_new(const char *format, const char *root);
 synco_status synco_ds_set_classes(synco_dataset *ds, const char *const *names, int n);
+/* Adds a line to the dataset's warnings (the first few are kept, then a count). */
+void synco_ds_warn(synco_dataset *ds, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Reads a whole file (gzip-compressed files are inflated when gz != 0). */
 synco_status synco_read_file(const char *path, int gz, uint8_t **buf, size_t *n);
 /* Maps a file read-only (falls back to reading it). */
