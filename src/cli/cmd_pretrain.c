@@ -109,7 +109,8 @@ static int parse_arch(const char *arch, int *depth) {
 
 /* One setting of config.json: its key, its flag, its type (i int, d double, s string, S string or null) and where
  * it lives in pretrain_opts. `shaped` settings fix the model or the queue of a checkpoint: a resumed run takes
- * them from the checkpoint and refuses another value. */
+ * them from the checkpoint and refuses another value. The batch size is not one: a run may resume with another
+ * (a divisor of K), and the queue pointer continues where the checkpoint left it. */
 typedef struct {
   const char *key, *flag;
   char type;
@@ -122,7 +123,7 @@ static const cfg_field k_fields[] = {
     F("arch", "arch", 's', arch, 1), F("width", "width", 'i', width, 1), F("cifar_stem", "cifar-stem", 'i', cifar_stem, 1),
     F("image_size", "image-size", 'i', image_size, 0), F("data", "data", 's', data, 0), F("val", "val", 'S', val, 0),
     F("split", "split", 's', split, 0), F("skip_bad", "skip-bad", 'i', skip_bad, 0), F("epochs", "epochs", 'i', epochs, 0),
-    F("batch_size", "batch-size", 'i', batch, 1), F("lr", "lr", 'd', lr, 0), F("wd", "wd", 'd', wd, 0),
+    F("batch_size", "batch-size", 'i', batch, 0), F("lr", "lr", 'd', lr, 0), F("wd", "wd", 'd', wd, 0),
     F("momentum", "momentum", 'd', momentum, 0), F("cos", "cos", 'i', cos, 0),
     F("lr_warmup_epochs", "lr-warmup-epochs", 'i', lr_warmup_epochs, 0), F("moco_dim", "moco-dim", 'i', moco_dim, 1),
     F("moco_k", "moco-k", 'i', moco_k, 1), F("moco_m", "moco-m", 'd', moco_m, 0), F("moco_t", "moco-t", 'd', moco_t, 0),
@@ -387,16 +388,42 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"print-freq", 'p', SYNCO_ARG_INT, &o.print_freq, "steps per log.jsonl line"},
       {NULL, 0, 0, NULL, NULL, 0},
   };
-  /* A bare --resume (last, or before another option) continues the run of --out. */
+  /* A bare --resume (last, or before another option) continues the run of --out: it becomes --resume=OUT. */
+  const char *out_arg = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--out") && i + 1 < argc) out_arg = argv[i + 1];
+    else if (!strncmp(argv[i], "--out=", 6)) out_arg = argv[i] + 6;
+  }
   char **av = malloc(((size_t)argc + 1) * sizeof(char *));
-  if (!av) return 1;
-  for (int i = 0; i < argc; i++)
-    av[i] = !strcmp(argv[i], "--resume") && (i + 1 == argc || !strncmp(argv[i + 1], "--", 2)) ? "--resume=" : argv[i];
+  char *bare_resume = out_arg ? malloc(strlen(out_arg) + 10) : NULL;
+  if (!av || (out_arg && !bare_resume)) {
+    free(av);
+    free(bare_resume);
+    return 1;
+  }
+  if (bare_resume) sprintf(bare_resume, "--resume=%s", out_arg);
+  for (int i = 0; i < argc; i++) {
+    av[i] = argv[i];
+    if (!strcmp(argv[i], "--resume") && (i + 1 == argc || !strncmp(argv[i + 1], "--", 2))) {
+      if (!bare_resume) {
+        fprintf(stderr, "synco pretrain: --resume without a checkpoint needs --out DIR (the run to continue)\n");
+        free(av);
+        return 2;
+      }
+      av[i] = bare_resume;
+    }
+  }
   av[argc] = NULL;
   /* Every problem with the flags is collected and printed together (one line each, exit 2). */
   synco_arg_problems pr = {.len = 0};
   int rc = synco_args_parse_collect("pretrain", SUMMARY, args, argc, av, NULL, 0, NULL, &pr);
   free(av);
+  static char resume_arg[1024]; /* o.resume may point into bare_resume */
+  if (o.resume && o.resume != resume_arg) {
+    snprintf(resume_arg, sizeof resume_arg, "%s", o.resume);
+    o.resume = resume_arg;
+  }
+  free(bare_resume);
   if (rc) return rc == 1 ? 0 : 2;
   const int demo = !synco_args_seen(args, "data") && !o.resume;
   if (!strcmp(o.recipe, "cifar") || demo) apply_cifar_recipe(&o, args);

@@ -70,7 +70,7 @@ craft "$ck" "$tmp/step.safetensors" "meta['synco.step'] = '12x'"
 expect_refused "step '12x' is not an integer" "$tmp/step.safetensors"
 "$SYNCO" pretrain "${common[@]}" -b 8 --moco-k 128 --epochs 2 --resume "$ck" --out "$tmp/k" > "$tmp/o" 2> "$tmp/e" \
   && fail "resume with another --moco-k succeeded"
-grep -q "its queue is 64 x 128" "$tmp/e" || { cat "$tmp/e"; fail "queue shape mismatch message"; }
+grep -q "trained with moco_k 64" "$tmp/e" || { cat "$tmp/e"; fail "queue size mismatch message"; }
 craft "$ck" "$tmp/nanw.safetensors" "put('encoder_q.layer1.0.conv1.weight', 3, 'f', float('nan'))"
 expect_refused "layer1.0.conv1.weight' holds NaN" "$tmp/nanw.safetensors"
 craft "$ck" "$tmp/infm.safetensors" "put('optimizer.momentum', 5, 'f', float('inf'))"

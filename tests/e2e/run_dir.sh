@@ -33,7 +33,7 @@ expect_refused "lr" "$SYNCO" pretrain --data "$data" "${tiny[@]}" --lr -1 --forc
 expect_refused "lr" "$SYNCO" pretrain --resume "$run" --lr -1 --epochs 3 "${machine[@]}"
 expect_refused "nonexistent" "$SYNCO" pretrain --resume "$run" --val "$tmp/nonexistent" --knn-every 1 --epochs 3 "${machine[@]}"
 expect_refused "does not fit" "$SYNCO" pretrain --resume "$run" --width 16 --epochs 3 "${machine[@]}"
-expect_refused "does not fit" "$SYNCO" pretrain --resume "$run" -b 16 --epochs 3 "${machine[@]}"
+expect_refused "does not fit" "$SYNCO" pretrain --resume "$run" --moco-k 128 --epochs 3 "${machine[@]}"  # another batch size is allowed (e2e/resume_checks)
 mkdir -p "$tmp/empty"
 expect_refused "holds no last.safetensors" "$SYNCO" pretrain --resume "$tmp/empty" --out "$run"
 python3 - "$run/last.safetensors" "$tmp/neg.safetensors" <<'PY'
@@ -46,7 +46,7 @@ s = json.dumps(h).encode()
 s += b' ' * (-len(s) % 8)
 open(sys.argv[2], 'wb').write(struct.pack('<Q', len(s)) + s + b[8 + n:])
 PY
-expect_refused "epoch -5" "$SYNCO" pretrain --resume "$tmp/neg.safetensors" --out "$run" --epochs 3 "${machine[@]}"
+expect_refused "epoch '-5' is not an integer" "$SYNCO" pretrain --resume "$tmp/neg.safetensors" --out "$run" --epochs 3 "${machine[@]}"
 if command -v flock > /dev/null; then
   # flock(1) holds the lock as another run would; a read-only open leaves the file as it is.
   lockmsg() { expect_refused "$run is in use by another synco run (pid" "$SYNCO" pretrain --resume "$run" --epochs 3 --threads 1; }
