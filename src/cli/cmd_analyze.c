@@ -130,8 +130,10 @@ int synco_cmd_analyze(int argc, char **argv) {
     goto fail;
   }
   /* The query encoder with its head (its backbone gives the features too) and a checkpoint's key encoder. */
-  if (synco_eval_open_model(&mo, 1, mo.batch, 1, &be, &enc, &has_head)) goto fail;
+  /* One batch size for both encoders, sized so that both fit. */
   const int key_enc = mo.ckpt && has_key_encoder(mo.ckpt);
+  if (synco_eval_fit_batch(&mo, 1, key_enc ? 2 : 1)) goto fail;
+  if (synco_eval_open_model(&mo, 1, mo.batch, 1, &be, &enc, &has_head)) goto fail;
   if (key_enc) {
     synco_eval_model_opts mk = mo;
     mk.which = "key";

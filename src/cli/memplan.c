@@ -128,7 +128,7 @@ size_t synco_mem_available(const char **what) {
   size_t avail = free_b + rss;
   const char *lim = getenv("SYNCO_MEMORY_LIMIT_MB");
   if (lim && *lim) {
-    const size_t l = (size_t)strtoull(lim, NULL, 10) << 20;
+    const size_t l = (size_t)strtoull(lim, NULL, 10) * 1000000;
     if (l > 0 && l < avail) {
       avail = l;
       w = "SYNCO_MEMORY_LIMIT_MB";

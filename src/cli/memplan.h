@@ -3,7 +3,7 @@
  * killed by the kernel's OOM killer hours later with no message); evaluations pick a batch that fits.
  *
  * Available memory: MemAvailable of /proc/meminfo, or the cgroup's memory.max minus memory.current when that is
- * lower, plus what this process already holds (the plan counts it too). SYNCO_MEMORY_LIMIT_MB=N caps it at N MiB
+ * lower, plus what this process already holds (the plan counts it too). SYNCO_MEMORY_LIMIT_MB=N caps it at N MB (10^6 bytes)
  * (for tests and for users who share a machine); SYNCO_NO_MEMORY_CHECK=1 turns every refusal off;
  * SYNCO_MEMORY_REPORT=1 prints each plan's breakdown on stderr. */
 #ifndef SYNCO_CLI_MEMPLAN_H
