@@ -18,12 +18,15 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/memplan.h"
 #include "nn/encoder.h"
 #include "ssl/moco.h"
 
 typedef struct {
   const char *arch, *method, *backend, *precision, *python;
   int cifar_stem, width, batch, image_size, iters, warmup, threads, json, moco_k, compare, mlp, dim, bn_splits;
+  int memory_check;
+  size_t planned;         /* the memory plan's total (memplan.h), printed beside the measured peak */
 } bench_opts;
 
 static int cmp_double(const void *a, const void *b) {
@@ -55,6 +58,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
+      {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL},
   };
   char cmd[32];
@@ -100,6 +104,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
   qsort(times, (size_t)n, sizeof *times, cmp_double);
   qsort(conv, (size_t)n, sizeof *conv, cmp_double);
   const double med = times[n / 2], ips = o->batch / med, gflops = flops_per_image * ips / 1e9, rss = peak_rss_mb();
+  const double planned = o->planned / 1048576.0;
   const double cmed = conv[n / 2], over = cmed > 0 ? med / cmed : -1;
   double tips = -1, trss = -1;
   if (o->compare) tips = torch_images_per_s(o, kind, &trss);
@@ -107,16 +112,17 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     printf("{\"program\":\"synco\",\"mode\":\"%s\",\"arch\":\"%s\",\"width\":%d,\"cifar_stem\":%d,\"batch\":%d,"
            "\"image_size\":%d,\"threads\":%d,\"backend\":\"%s\",\"precision\":\"%s\",\"method\":\"%s\",\"iters\":%d,"
            "\"median_s\":%.6f,\"images_per_s\":%.3f,\"gflops_per_s\":%.3f,\"peak_rss_mb\":%.1f,"
-           "\"conv_median_s\":%.6f,\"step_over_conv\":%.3f",
+           "\"planned_mb\":%.1f,\"conv_median_s\":%.6f,\"step_over_conv\":%.3f",
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
-           strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, cmed, over);
+           strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     printf("}\n");
   } else {
     printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d threads, backend %s%s%s\n", kind, o->arch,
            o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads, be->name,
            strcmp(kind, "step") ? "" : ", method ", strcmp(kind, "step") ? "" : o->method);
-    printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB\n", ips, med, n, gflops, rss);
+    printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n", ips,
+           med, n, gflops, rss, planned);
     printf("  convs   : median %.3f s of the same iterations; %s / convs = %.3fx\n", cmed, kind, over);
     if (o->compare) {
       if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
@@ -133,7 +139,8 @@ static void fill_input(float *x, size_t n, uint64_t seed) {
 
 int synco_bench_fwdbwd(int argc, char **argv) {
   bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
-                  .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 1};
+                  .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 1,
+                  .memory_check = 1};
   int rc = parse("fwdbwd", &o, argc, argv, 0);
   if (rc) return rc == 1 ? 0 : rc;
   const int depth = depth_of(o.arch);
@@ -145,6 +152,14 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   synco_encoder *enc = NULL;
   synco_encoder_config ec = {.depth = depth, .width = o.width, .cifar_stem = o.cifar_stem, .head = 1, .mlp = 1, .dim = 128,
                              .bn_splits = o.bn_splits};
+  synco_mem_plan mp;
+  if (synco_mem_plan_encoders(&ec, o.batch, o.image_size, 1, &mp) == SYNCO_OK) {
+    mp.io += (size_t)o.batch * 128 * 2 * sizeof(float); /* out, dout */
+    mp.total += (size_t)o.batch * 128 * 2 * sizeof(float);
+    o.planned = mp.total;
+    if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size."))
+      return 2;
+  }
   if (synco_backend_create(o.backend, &be) || synco_encoder_create(&enc, be, &ec, o.batch, o.image_size, 0)) {
     synco_backend_destroy(be);
     return synco_cli_error("bench");
@@ -184,7 +199,8 @@ done:
 
 int synco_bench_step(int argc, char **argv) {
   bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
-                  .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 8};
+                  .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 8,
+                  .memory_check = 1};
   int rc = parse("step", &o, argc, argv, 1);
   if (rc) return rc == 1 ? 0 : rc;
   const int depth = depth_of(o.arch);
@@ -213,6 +229,15 @@ int synco_bench_step(int argc, char **argv) {
     return 2;
   }
   if (mc.neg.n_hard > mc.K) mc.neg.n_hard = mc.K;
+  synco_mem_plan mp;
+  if (synco_mem_plan_moco(&mc, 0, 0, 0, &mp) == SYNCO_OK) {
+    const size_t inputs = 2 * (size_t)o.batch * 3 * o.image_size * o.image_size * sizeof(float); /* xq, xk */
+    mp.io += inputs;
+    mp.total += inputs;
+    o.planned = mp.total;
+    if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size."))
+      return 2;
+  }
   synco_backend *be = NULL;
   synco_moco *m = NULL;
   if (synco_backend_create(o.backend, &be) || synco_moco_create(&m, be, &mc)) {

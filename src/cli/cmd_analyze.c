@@ -109,8 +109,9 @@ static void short_label(char *out, size_t n, const char *name) {
 }
 
 /* Analyzes one model on images idx[0..n) of ds (idx NULL: all). T_arg <= 0: the checkpoint's temperature. */
-static synco_status analyze_model(model_result *r, const synco_eval_model_opts *mo, const synco_eval_data *ds,
+static synco_status analyze_model(model_result *r, const synco_eval_model_opts *mo_in, const synco_eval_data *ds,
                                   const uint32_t *idx, size_t n, double T_arg) {
+  synco_eval_model_opts mo_fit = *mo_in, *mo = &mo_fit; /* its batch is sized to this model's memory */
   memset(r, 0, sizeof *r);
   r->n = n;
   synco_eval_model_name(mo, r->name, sizeof r->name);
@@ -121,9 +122,11 @@ static synco_status analyze_model(model_result *r, const synco_eval_model_opts *
   float *z1 = NULL, *z2 = NULL, *kk = NULL, *fb = NULL, *queue = NULL;
   int *lab = NULL;
   synco_status s;
-  /* The query encoder with its head (its backbone gives the features too) and a checkpoint's key encoder. */
-  if ((s = synco_eval_open_model(mo, 1, mo->batch, 1, &be, &enc, &r->has_head))) goto out;
+  /* The query encoder with its head (its backbone gives the features too) and a checkpoint's key encoder, with
+   * one batch size for both, sized so that both fit. */
   const int key_enc = mo->ckpt && has_key_encoder(mo->ckpt);
+  if ((s = synco_eval_fit_batch(mo, 1, key_enc ? 2 : 1))) goto out;
+  if ((s = synco_eval_open_model(mo, 1, mo->batch, 1, &be, &enc, &r->has_head))) goto out;
   if (key_enc) {
     synco_eval_model_opts mk = *mo;
     mk.which = "key";

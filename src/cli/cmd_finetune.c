@@ -176,6 +176,7 @@ int synco_cmd_finetune(int argc, char **argv) {
     if (!sub) goto fail;
     for (size_t i = 0; i < n_sub; i++) sub[i] = sp.tr_idx[rel[i]];
   }
+  if (synco_eval_fit_batch(&mo, 0, 1)) goto fail; /* memory-sized -b (eval_common.h) */
   const int B = n_sub < (size_t)mo.batch ? (int)n_sub : mo.batch;
   if (B < 2) {
     synco_fail(SYNCO_ERR_ARG, "--labels %s selects %zu image(s): too few to train with batch statistics", labels, n_sub);

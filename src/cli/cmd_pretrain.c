@@ -27,6 +27,7 @@
 #include "optim/schedule.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "cli/memplan.h"
 #include "ssl/moco.h"
 
 #define BUNDLED_TRAIN "data/cifar10-small/train"
@@ -41,6 +42,7 @@ typedef struct {
   double lr, wd, momentum, moco_m, moco_t, sigma, delta, eta, knn_t;
   int lr_warmup_epochs;
   synco_intlist schedule;
+  int memory_check;
 } pretrain_opts;
 
 static const char SUMMARY[] =
@@ -319,6 +321,41 @@ static synco_status knn_eval(knn_monitor *km, synco_encoder *enc, const pretrain
 
 /* The parsed "synco.config" of a resumed checkpoint: o's strings point into it for the whole command. */
 static cJSON *resume_cfg;
+/* The crop size follows the data and the stem unless --image-size is given: 32 with the CIFAR stem, else the
+ * images' own size when they are small (224 px crops of them would upscale more than 2x). Warns when a run
+ * upscales its images more than 2x. `first` is the dataset's first image. */
+static void choose_image_size(pretrain_opts *o, synco_arg *args, const synco_image *first) {
+  const int side = first->w < first->h ? first->w : first->h;
+  if (!synco_args_seen(args, "image-size")) {
+    if (o->cifar_stem) o->image_size = 32;
+    else if (side >= 8 && 2 * side < o->image_size) o->image_size = side;
+  }
+  if (side > 0 && o->image_size > 2 * side)
+    fprintf(stderr, "synco pretrain: upscaling %dx%d images to %d px crops; pass --image-size %d (and --cifar-stem) for "
+                    "small images\n", first->w, first->h, o->image_size, side);
+}
+
+/* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. */
+static int check_memory(const pretrain_opts *o, int depth, const synco_image *first) {
+  if (!o->memory_check) return 0;
+  synco_moco_config mc = {0};
+  mc.enc = (synco_encoder_config){.depth = depth, .width = o->width, .cifar_stem = o->cifar_stem, .head = 1,
+                                  .mlp = o->mlp, .dim = o->moco_dim, .bn_splits = o->bn_splits};
+  mc.image_size = o->image_size;
+  mc.batch = o->batch;
+  mc.K = o->moco_k;
+  mc.neg.n_hard = o->n_hard;
+  for (int t = 0; t < 6; t++) mc.neg.n[t] = o->n[t];
+  /* the loader's slots: max(prefetch 3, workers) + 1 (synco_loader_create) */
+  const int workers = o->workers > 0 ? o->workers : o->threads;
+  const int slots = (workers > 3 ? workers : 3) + 1;
+  synco_aug_config aug = {.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1, .size = o->image_size, .blur = o->blur};
+  const size_t scratch = first->w > 0 ? synco_augment_scratch_bytes(first->w, first->h, &aug) : 0;
+  synco_mem_plan p;
+  if (synco_mem_plan_moco(&mc, slots, workers, scratch, &p) != SYNCO_OK) return 0; /* creation reports it */
+  return synco_mem_refuse("pretrain", &p, o->batch, o->image_size,
+                          "Use a smaller -b, --image-size, or --recipe cifar (or --no-memory-check).");
+}
 
 int synco_cmd_pretrain(int argc, char **argv) {
   int force = 0;
@@ -330,7 +367,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
       .image_size = 224, .bn_splits = 8, .symmetric = 0, .threads = 0, .workers = 2, .save_every = 10,
       .knn_every = 0, .knn_k = 200, .print_freq = 10, .blur = 1, .skip_bad = 0, .seed = 0,
       .lr = 0.03, .wd = 1e-4, .momentum = 0.9, .moco_m = 0.999, .moco_t = 0.2, .sigma = 0.01, .delta = 0.01,
-      .eta = 0.01, .knn_t = 0.1, .lr_warmup_epochs = 0, .schedule = {0, {0}},
+      .eta = 0.01, .knn_t = 0.1, .lr_warmup_epochs = 0, .schedule = {0, {0}}, .memory_check = 1,
   };
   synco_arg args[] = {
       {"data", 0, SYNCO_ARG_STR, &o.data, "training images (ImageFolder, CIFAR, STL-10, idx); none = bundled data/"},
@@ -386,6 +423,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"knn-k", 0, SYNCO_ARG_INT, &o.knn_k, "kNN neighbours"},
       {"knn-t", 0, SYNCO_ARG_FLOAT, &o.knn_t, "kNN temperature"},
       {"print-freq", 'p', SYNCO_ARG_INT, &o.print_freq, "steps per log.jsonl line"},
+      {"memory-check", 0, SYNCO_ARG_FLAG, &o.memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL, 0, 0, NULL, NULL, 0},
   };
   /* A bare --resume (last, or before another option) continues the run of --out: it becomes --resume=OUT. */
@@ -513,6 +551,15 @@ int synco_cmd_pretrain(int argc, char **argv) {
   synco_dataset *train = NULL;
   if (synco_dataset_open(&train, o.data, &dopt) != SYNCO_OK) return synco_cli_error("pretrain");
   synco_cli_dataset_notes("pretrain", train);
+  synco_image first = {0};
+  if (synco_dataset_size(train) > 0 && synco_dataset_get(train, 0, &first) != SYNCO_OK) first.w = first.h = 0;
+  if (!o.resume) choose_image_size(&o, args, &first); /* a resumed run keeps its checkpoint's crop */
+  rc = check_memory(&o, depth, &first);
+  synco_image_free(&first);
+  if (rc) {
+    synco_dataset_free(train);
+    return rc;
+  }
   float mean[3], std[3];
   synco_cli_norm_stats(o.image_size, mean, std);
   synco_loader_config lc = {.batch = o.batch, .views = 2, .threads = o.workers, .prefetch = 3, .shuffle = 1,

@@ -11,6 +11,7 @@
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/common.h"
+#include "cli/memplan.h"
 #include "io/checkpoint.h"
 #include "tensor/backend.h"
 
@@ -21,7 +22,7 @@ void synco_eval_model_defaults(synco_eval_model_opts *o) {
   o->precision = "fp32";
   o->arch = "resnet18";
   o->width = 64;
-  o->batch = 256;
+  o->batch = 0; /* auto: see synco_eval_fit_batch */
 }
 
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
@@ -34,7 +35,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
       {"width", 0, SYNCO_ARG_INT, &o->width, "with --random-init: base width"},
       {"cifar-stem", 0, SYNCO_ARG_FLAG, &o->cifar_stem, "with --random-init: 3x3 stride-1 stem, no max-pool"},
       {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "input side (default: the checkpoint's; 32 with --cifar-stem, else 224)"},
-      {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass"},
+      {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass (0: the most, up to 256, that fit in half the free memory)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn or ref"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
@@ -46,7 +47,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
   return n;
 }
 
-int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
+int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o) {
   if ((o->ckpt != NULL) + (o->init != NULL) + (o->random_init != 0) != 1) {
     fprintf(stderr, "synco %s: give exactly one of --ckpt FILE, --init FILE or --random-init\n", cmd);
     return 2;
@@ -55,10 +56,12 @@ int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o) {
     fprintf(stderr, "synco %s: --which is query or key, got '%s'\n", cmd, o->which);
     return 2;
   }
-  if (o->batch < 1) {
-    fprintf(stderr, "synco %s: --batch-size must be at least 1\n", cmd);
+  if (o->batch < 0) {
+    fprintf(stderr, "synco %s: --batch-size must be at least 1 (or 0: as many as fit)\n", cmd);
     return 2;
   }
+  o->batch_auto = o->batch == 0;
+  if (o->batch_auto) o->batch = 256;
   if (synco_cli_precision(cmd, o->precision)) return 2;
   if (o->threads > 0) omp_set_num_threads(o->threads);
   return 0;
@@ -70,12 +73,10 @@ const char *synco_eval_model_name(const synco_eval_model_opts *o, char *buf, siz
   return buf;
 }
 
-synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int batch, int bn_splits,
-                                   synco_backend **be, synco_encoder **enc, int *has_head) {
+/* The encoder config and image size of the model o names (the file's metadata, or the --random-init flags). */
+static synco_status model_config(const synco_eval_model_opts *o, synco_encoder_config *out, int *out_size) {
   synco_encoder_config cfg;
   int image_size = 0;
-  *be = NULL;
-  *enc = NULL;
   if (o->ckpt || o->init) {
     SYNCO_TRY(synco_weights_read_config(o->ckpt ? o->ckpt : o->init, &cfg, &image_size));
   } else {
@@ -90,6 +91,71 @@ synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int
     image_size = o->cifar_stem ? 32 : 224;
   }
   if (o->image_size > 0) image_size = o->image_size;
+  *out = cfg;
+  *out_size = image_size;
+  return SYNCO_OK;
+}
+
+static synco_status plan_for(const synco_encoder_config *file_cfg, int head, int batch, int image_size, int encoders,
+                             synco_mem_plan *p) {
+  synco_encoder_config c = *file_cfg;
+  c.head = head && c.head;
+  c.bn_splits = 1;
+  if (c.dim <= 0) c.dim = 128;
+  return synco_mem_plan_encoders(&c, batch, image_size, encoders, p);
+}
+
+synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encoders) {
+  synco_encoder_config cfg;
+  int S = 0;
+  SYNCO_TRY(model_config(o, &cfg, &S));
+  if (synco_mem_check_disabled()) return SYNCO_OK;
+  const char *what = NULL;
+  const size_t avail = synco_mem_available(&what);
+  synco_mem_plan p;
+  SYNCO_TRY(plan_for(&cfg, head, o->batch, S, encoders, &p));
+  char need[32], act[32], have[32];
+  if (!o->batch_auto) {
+    if (p.total <= avail) return SYNCO_OK;
+    return synco_fail(SYNCO_ERR_NOMEM, "batch %d at %d px needs about %s (activations %s); %s are available (%s). Use "
+                      "a smaller -b or --image-size", o->batch, S, synco_mem_str(p.total, need, sizeof need),
+                      synco_mem_str(p.activations, act, sizeof act), synco_mem_str(avail, have, sizeof have), what);
+  }
+  /* the plan grows with the batch: the largest batch that fits in half, by bisection */
+  int lo = 0, hi = o->batch;
+  if (p.total > avail / 2) {
+    hi = o->batch - 1;
+    while (lo < hi) {
+      const int mid = lo + (hi - lo + 1) / 2;
+      SYNCO_TRY(plan_for(&cfg, head, mid, S, encoders, &p));
+      if (p.total <= avail / 2) lo = mid;
+      else hi = mid - 1;
+    }
+    if (lo < 1) {
+      SYNCO_TRY(plan_for(&cfg, head, 1, S, encoders, &p));
+      return synco_fail(SYNCO_ERR_NOMEM, "one image at %d px needs about %s; %s are available (%s). Use a smaller "
+                        "--image-size", S, synco_mem_str(p.total, need, sizeof need),
+                        synco_mem_str(avail, have, sizeof have), what);
+    }
+    fprintf(stderr, "synco: batch %d instead of %d: the most images per pass that fit in half of the %s available "
+                    "(%s); -b N chooses\n", lo, o->batch, synco_mem_str(avail, have, sizeof have), what);
+    o->batch = lo;
+  }
+  o->batch_auto = 0;
+  return SYNCO_OK;
+}
+
+synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int batch, int bn_splits,
+                                   synco_backend **be, synco_encoder **enc, int *has_head) {
+  synco_encoder_config cfg;
+  int image_size = 0;
+  *be = NULL;
+  *enc = NULL;
+  synco_eval_model_opts fit = *o;
+  fit.batch = batch;
+  SYNCO_TRY(synco_eval_fit_batch(&fit, head, 1));
+  batch = fit.batch;
+  SYNCO_TRY(model_config(o, &cfg, &image_size));
   const int file_head = cfg.head;
   cfg.head = head && file_head;
   cfg.bn_splits = bn_splits > 0 ? bn_splits : 1;

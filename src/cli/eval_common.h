@@ -22,7 +22,8 @@ typedef struct {
   const char *arch;      /* for --random-init */
   const char *precision; /* fp32, or bf16 where the CPU runs it */
   int random_init, cifar_stem, width, image_size;
-  int batch;             /* images per forward */
+  int batch;             /* images per forward; 0 on the command line = batch_auto */
+  int batch_auto;        /* no -b given: the most images, up to 256, whose planned memory fits in half the free memory */
   int threads;
   long long seed;
 } synco_eval_model_opts;
@@ -32,7 +33,12 @@ void synco_eval_model_defaults(synco_eval_model_opts *o);
  * precision, threads, seed); copies at most max rows into rows and returns how many. */
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
 /* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. */
-int synco_eval_model_check(const char *cmd, const synco_eval_model_opts *o);
+int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o);
+/* Sizes o->batch to the memory there is for `encoders` encoders of the model o names (each as
+ * synco_eval_open_model makes it, with its input batch): with batch_auto, the largest batch <= o->batch whose
+ * plan fits in half the available memory (then batch_auto is cleared); with a given -b, refuses one whose plan
+ * does not fit in all of it, with the figure. synco_eval_open_model calls it for one encoder. */
+synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encoders);
 
 /* Creates the backend and the encoder (backbone only with head = 0; with head = 1 the projection head too when
  * the file has one — *has_head says whether it did) for batches of `batch` and loads the weights. */

@@ -47,6 +47,19 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
                                   int batch, int image_size, uint64_t seed);
 void synco_encoder_free(synco_encoder *enc);
 
+/* The memory synco_encoder_create would take for this config, batch and image size, in bytes: found by building
+ * the same layout (the same shapes, the same synco_nn_alloc calls) without allocating it, so it follows the
+ * encoder as it changes. backend_ws approximates the CPU backend's per-layer plans (oneDNN's blocked weight
+ * copies and reorder scratch, the shared Winograd workspace); it errs high. */
+typedef struct {
+  size_t params, grads, buffers; /* parameter buffer, its gradient mirror, BN running statistics */
+  size_t activations;            /* activations, saved BN statistics, gradient buffers A/B/S, staging matrix */
+  size_t backend_ws;
+  size_t total;
+} synco_encoder_memory;
+synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size,
+                                       synco_encoder_memory *out);
+
 const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc);
 /* The backend whose memory holds this encoder's parameters, gradients, buffers and activations. */
 synco_backend *synco_encoder_backend(const synco_encoder *enc);

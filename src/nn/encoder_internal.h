@@ -111,6 +111,9 @@ struct synco_encoder {
   void *slots[SYNCO_NN_SLOTS];
   int timing;              /* synco_encoder_set_timing */
   double conv_s;           /* seconds spent in convolution calls while timing */
+  /* synco_encoder_memory: a dry build counts what synco_nn_alloc would allocate and allocates nothing */
+  int dry;
+  size_t dry_bytes;
 };
 
 /* encoder.c: layout building */

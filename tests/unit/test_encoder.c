@@ -198,6 +198,42 @@ static void check_contract(synco_backend *be) {
   synco_encoder_free(enc);
 }
 
+/* synco_encoder_memory_plan: the dry build counts the same parameters as a real encoder, and the plan grows with
+ * the batch and the image size; a forward-only encoder plans fewer activations; a bad config is refused. */
+static void check_memory_plan(synco_backend *be) {
+  synco_encoder_config c = config(18, 8, 1, 1, 128);
+  c.cifar_stem = 1;
+  c.bn_splits = 2;
+  synco_encoder_memory m8, m16, m64px, fo;
+  CHECK_OK(synco_encoder_memory_plan(&c, 8, 32, &m8));
+  CHECK_OK(synco_encoder_memory_plan(&c, 16, 32, &m16));
+  CHECK_OK(synco_encoder_memory_plan(&c, 8, 64, &m64px));
+  synco_encoder *enc = NULL;
+  CHECK_OK(synco_encoder_create(&enc, be, &c, 8, 32, 0));
+  if (enc) {
+    CHECK(m8.params == synco_encoder_num_params(enc) * sizeof(float));
+    CHECK(m8.grads == m8.params);
+    CHECK(m8.buffers == synco_encoder_num_buffers(enc) * sizeof(float));
+    synco_encoder_free(enc);
+  }
+  CHECK(m16.params == m8.params);
+  CHECK(m16.activations > m8.activations + m8.activations / 2);  /* about twice */
+  CHECK(m64px.activations > 3 * m8.activations);                  /* about four times */
+  CHECK(m16.total > m8.total && m64px.total > m8.total);
+  CHECK(m8.total == m8.params + m8.grads + m8.buffers + m8.activations + m8.backend_ws);
+  c.forward_only = 1;
+  CHECK_OK(synco_encoder_memory_plan(&c, 8, 32, &fo));
+  CHECK(fo.activations < m8.activations);
+  c.forward_only = 0;
+  synco_encoder_memory bad;
+  CHECK(synco_encoder_memory_plan(&c, 7, 32, &bad) == SYNCO_ERR_ARG); /* 7 images in 2 Split-BN groups */
+  /* ResNet-50 at 224 px, batch 256 (the ImageNet recipe): tens of GB of activations, planned without allocating */
+  synco_encoder_config r50 = config(50, 64, 1, 1, 128);
+  synco_encoder_memory big;
+  CHECK_OK(synco_encoder_memory_plan(&r50, 256, 224, &big));
+  CHECK(big.activations > (size_t)10000000000ull && big.params == 27966656 * sizeof(float));
+}
+
 int main(void) {
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_ref_create(&be));
@@ -214,6 +250,7 @@ int main(void) {
                555929600.0);
   check_init(be);
   check_contract(be);
+  check_memory_plan(be);
   synco_backend_destroy(be);
 #ifdef SYNCO_HAVE_ONEDNN
   be = NULL;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End to end: runs are planned against the memory there is (SYNCO_MEMORY_LIMIT_MB stands in for a small machine).
+# pretrain and bench refuse a run that cannot fit before they write or allocate anything, with the figure and what
+# to change; evaluations choose a batch that fits unless -b is given; pretrain's crop size follows the stem and
+# the data, and it warns when it upscales small images.
+set -euo pipefail
+. "$(dirname "$0")/common.inc"
+data=$tmp/data
+for c in airplane cat; do
+  mkdir -p "$data/$c"
+  mapfile -t files < <(first_files "data/cifar10-small/train/$c" 12)
+  cp "${files[@]}" "$data/$c/"
+done
+tiny=(--arch resnet18 --width 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4 --threads 1
+      --bn-splits 2 -b 8 --epochs 1)
+
+# 1. The ImageNet recipe's defaults at 224 px do not fit in 2 GB: refused, nothing written.
+rc=0
+SYNCO_MEMORY_LIMIT_MB=2000 "$SYNCO" pretrain --data "$data" --method moco --image-size 224 --out "$tmp/r1" \
+  > "$tmp/out1.txt" 2> "$tmp/err1.txt" || rc=$?
+err=$(cat "$tmp/err1.txt")
+[ "$rc" = 2 ] || fail "pretrain at 224 px, batch 256 under a 2 GB limit: exit $rc, expected 2: $err"
+[[ $err == *"this run needs about"*"GB (activations"*"at batch 256, 224 px); "*" are available ("*"smaller -b"* ]] \
+  || fail "refusal does not give the figure and the advice: $err"
+[ ! -e "$tmp/r1" ] || fail "a refused run created its run directory"
+
+# 2. --no-memory-check runs what the check refuses (here: a tiny run under a limit it cannot meet).
+SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" pretrain --data "$data" "${tiny[@]}" --cifar-stem --no-memory-check \
+  --out "$tmp/r2" > "$tmp/out2.txt" 2> "$tmp/err2.txt" || { cat "$tmp/err2.txt"; fail "--no-memory-check did not run"; }
+[ -s "$tmp/r2/last.safetensors" ] || fail "--no-memory-check: no checkpoint"
+img=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['image_size'])" "$tmp/r2/config.json")
+[ "$img" = 32 ] || fail "--cifar-stem without --image-size: crop $img, expected 32"
+
+# 3. Crop size: 32 px images without --cifar-stem get 32 px crops; an explicit 128 warns (refused here, fast).
+rc=0
+SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" pretrain --data "$data" "${tiny[@]}" --out "$tmp/r3" 2> "$tmp/err3.txt" || rc=$?
+err=$(cat "$tmp/err3.txt")
+[ "$rc" = 2 ] || fail "pretrain under a 1 MB limit: exit $rc: $err"
+[[ $err == *"at batch 8, 32 px"* ]] || fail "32x32 data without --image-size should take 32 px crops: $err"
+[[ $err != *upscaling* ]] || fail "warned about upscaling at 32 px: $err"
+rc=0
+SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" pretrain --data "$data" "${tiny[@]}" --image-size 128 --out "$tmp/r3" \
+  2> "$tmp/err4.txt" || rc=$?
+err=$(cat "$tmp/err4.txt")
+[[ $err == *"upscaling 32x32 images to 128 px crops; pass --image-size 32"* ]] || fail "no upscaling warning: $err"
+[ ! -e "$tmp/r3" ] || fail "a refused run created its run directory"
+
+# 4. bench: the same refusal; SYNCO_NO_MEMORY_CHECK=1 turns it off.
+rc=0
+SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" bench fwdbwd --arch resnet18 --cifar-stem --width 8 -b 8 --iters 1 --warmup 0 \
+  --threads 1 > "$tmp/out5.txt" 2> "$tmp/err5.txt" || rc=$?
+err=$(cat "$tmp/err5.txt")
+[ "$rc" = 2 ] && [[ $err == *"this run needs about"* ]] || fail "bench under a 1 MB limit: exit $rc: $err"
+SYNCO_NO_MEMORY_CHECK=1 SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" bench fwdbwd --arch resnet18 --cifar-stem --width 8 -b 8 \
+  --iters 1 --warmup 0 --threads 1 > "$tmp/out6.txt" 2> "$tmp/err6.txt" || { cat "$tmp/err6.txt"; fail "bench with SYNCO_NO_MEMORY_CHECK=1"; }
+out=$(cat "$tmp/out6.txt")
+[[ $out == *"planned"* ]] || fail "bench does not print its planned memory: $out"
+
+# 5. Evaluation: a given -b that does not fit is refused with the figure; without -b a batch that fits is chosen.
+ck=$tmp/r2/last.safetensors
+rc=0
+SYNCO_MEMORY_LIMIT_MB=130 "$SYNCO" knn --ckpt "$ck" --train "$data" --holdout 4 --threads 1 -b 256 \
+  > "$tmp/out7.txt" 2> "$tmp/err7.txt" || rc=$?
+err=$(cat "$tmp/err7.txt")
+[ "$rc" = 1 ] && [[ $err == *"batch 256 at 32 px needs about"*"Use a smaller -b"* ]] || fail "knn -b 256 under 130 MB: exit $rc: $err"
+SYNCO_MEMORY_LIMIT_MB=130 "$SYNCO" knn --ckpt "$ck" --train "$data" --holdout 4 --threads 1 --json \
+  > "$tmp/out8.txt" 2> "$tmp/err8.txt" || { cat "$tmp/err8.txt"; fail "knn without -b under 130 MB"; }
+err=$(cat "$tmp/err8.txt")
+[[ $err =~ "batch "([0-9]+)" instead of 256" ]] || fail "knn did not size its batch: $err"
+[ "${BASH_REMATCH[1]}" -ge 1 ] && [ "${BASH_REMATCH[1]}" -lt 256 ] || fail "batch ${BASH_REMATCH[1]}"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['command'] == 'knn' and d['n_val'] == 8, d" \
+  "$tmp/out8.txt" || fail "knn output"
+echo "memory_plan: ok"
