@@ -167,6 +167,8 @@ synco_status synco_weights_read_config(const char *path, synco_encoder_config *c
     }
   }
   if (!s) s = check_config(&st, pre, cfg, meta != NULL);
+  /* Non-finite weights are refused here, before any caller sizes an encoder and reads data for it. */
+  if (!s) s = synco_st_check_finite(&st);
   synco_st_close(&st);
   return s;
 }

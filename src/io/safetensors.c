@@ -305,6 +305,49 @@ static float half_to_float(uint16_t h) {
   return f;
 }
 
+/* Element i of a float tensor as fp32 (a finite F64 beyond fp32's range becomes inf, as the copy would). */
+static float elem_f32(const synco_st_entry *e, const uint8_t *src, size_t i) {
+  switch (e->dtype) {
+    case SYNCO_ST_F32: {
+      float f;
+      memcpy(&f, src + 4 * i, 4);
+      return f;
+    }
+    case SYNCO_ST_F64: {
+      double d;
+      memcpy(&d, src + 8 * i, 8);
+      return (float)d;
+    }
+    case SYNCO_ST_BF16: {
+      const uint32_t bits = (uint32_t)(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
+      float f;
+      memcpy(&f, &bits, 4);
+      return f;
+    }
+    case SYNCO_ST_F16: return half_to_float((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+    default: return 0.f;
+  }
+}
+
+static synco_status nonfinite_error(const synco_safetensors *st, const char *name, size_t bad, size_t numel, size_t first) {
+  return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' holds NaN/inf values (%zu of %zu elements, the first at %zu)",
+                    st->path, name, bad, numel, first);
+}
+
+synco_status synco_st_check_finite(const synco_safetensors *st) {
+  for (int t = 0; t < st->count; t++) {
+    const synco_st_entry *e = &st->entries[t];
+    if (e->dtype != SYNCO_ST_F32 && e->dtype != SYNCO_ST_F64 && e->dtype != SYNCO_ST_F16 && e->dtype != SYNCO_ST_BF16) continue;
+    const uint8_t *src = synco_st_bytes(st, e);
+    const size_t n = synco_st_numel(e);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+      if (!isfinite(elem_f32(e, src, i)) && !bad++) first = i;
+    if (bad) return nonfinite_error(st, e->name, bad, n, first);
+  }
+  return SYNCO_OK;
+}
+
 synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, float *dst, size_t numel, const int *shape,
                               int ndim) {
   const synco_st_entry *e = synco_st_find(st, name);
@@ -349,9 +392,7 @@ synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, flo
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < numel; i++)
     if (!isfinite(dst[i]) && !bad++) first = i;
-  if (bad)
-    return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' holds NaN/inf values (%zu of %zu elements, the first at %zu)",
-                      st->path, name, bad, numel, first);
+  if (bad) return nonfinite_error(st, name, bad, numel, first);
   return SYNCO_OK;
 }
 

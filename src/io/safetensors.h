@@ -57,6 +57,9 @@ const char *synco_st_meta(const synco_safetensors *st, const char *key);
  * momentum and queues are never legitimately non-finite, and a diverged file must not be trained on. */
 synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, float *dst, size_t numel,
                               const int *shape, int ndim);
+/* Refuses the first float tensor (F32, F64, F16, BF16) of the file that holds NaN or inf, with the message of
+ * synco_st_get_f32. One pass over the file's floats, nothing allocated. */
+synco_status synco_st_check_finite(const synco_safetensors *st);
 
 /* ---- writing ---- */
 typedef struct synco_st_writer synco_st_writer;
