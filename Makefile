@@ -38,5 +38,11 @@ test: test-deps
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory | { grep -vE "^(gmake|\[ *[0-9]+%\] (Building|Linking|Built))"; true; }
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c) built with clang into build-fuzz/, each run FUZZ_SECONDS on its seed
+# corpus; fails when one crashes (the input is kept in build-fuzz/). See tests/fuzz/README.
+FUZZ_SECONDS ?= 20
+fuzz: test-deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) ./tests/fuzz/run_fuzz.sh
+
 clean:
 	rm -rf build build-sanitize build-fuzz

@@ -5,6 +5,7 @@
 #include "io/checkpoint.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +46,76 @@ static const char *prefix_for(const synco_safetensors *st, const char *which) {
   return "";
 }
 
-static int get_int(cJSON *o, const char *k, int dflt) {
+/* An integer field of the "synco.encoder" metadata: absent gives dflt; present, it must be a whole number in
+ * [lo, hi] (a claim such as width 4096 would otherwise size every allocation that follows). */
+static synco_status meta_int(cJSON *o, const char *k, int dflt, int lo, int hi, int *out, const char *path) {
   cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsNumber(x) ? x->valueint : dflt;
+  *out = dflt;
+  if (!x) return SYNCO_OK;
+  if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < lo || x->valuedouble > hi)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: metadata 'synco.encoder' field '%s' is not a whole number in %d..%d", path,
+                      k, lo, hi);
+  *out = (int)x->valuedouble;
+  return SYNCO_OK;
+}
+
+/* A 4-d or 2-d tensor's shape as "[a,b,...]" for messages. */
+static const char *shape_str(const synco_st_entry *e, char *buf, size_t n) {
+  int k = snprintf(buf, n, "[");
+  for (int i = 0; i < e->ndim && k > 0 && (size_t)k < n; i++)
+    k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? "," : "", (long long)e->shape[i]);
+  if (k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "]");
+  return buf;
+}
+
+/* Checks tensor `pre``name` exists with shape dims[0..nd) (-1: any). `field` names what the metadata claims. */
+static synco_status expect_shape(const synco_safetensors *st, const char *pre, const char *name, int nd,
+                                 const long long *dims, const char *claim) {
+  char key[160], got[96];
+  snprintf(key, sizeof key, "%s%s", pre, name);
+  const synco_st_entry *e = synco_st_find(st, key);
+  if (!e) return synco_fail(SYNCO_ERR_FORMAT, "%s: %s, but the file has no tensor '%s'", st->path, claim, key);
+  int same = e->ndim == nd;
+  for (int i = 0; same && i < nd; i++) same = dims[i] < 0 || e->shape[i] == dims[i];
+  if (!same)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: %s, but tensor '%s' has shape %s", st->path, claim, key,
+                      shape_str(e, got, sizeof got));
+  return SYNCO_OK;
+}
+
+/* Checks a configuration read from metadata (or inferred) against the tensors the file actually holds, before
+ * anyone sizes an encoder by it: the stem (conv1: width x 3 x k x k), the block type and depth (which layers
+ * exist), the last block's channels (8 x width, x4 for bottlenecks) and, with a head, its fc shapes (dim). The
+ * file must hold the largest of these tensors, so a small file cannot claim a huge encoder. */
+static synco_status check_config(const synco_safetensors *st, const char *pre, const synco_encoder_config *c, int from_meta) {
+  char claim[160], key[160];
+  const char *says = from_meta ? "metadata 'synco.encoder' says" : "conv1.weight gives";
+  const long long w = c->width, k = c->cifar_stem ? 3 : 7;
+  snprintf(claim, sizeof claim, "%s width %d%s", says, c->width, c->cifar_stem ? " with the CIFAR stem" : "");
+  SYNCO_TRY(expect_shape(st, pre, "conv1.weight", 4, (long long[]){w, 3, k, k}, claim));
+  snprintf(key, sizeof key, "%slayer1.0.conv3.weight", pre);
+  const int bottleneck = synco_st_find(st, key) != NULL;
+  snprintf(key, sizeof key, "%slayer3.2.conv1.weight", pre);
+  const int deep = synco_st_find(st, key) != NULL;
+  const int found = bottleneck ? 50 : deep ? 34 : 18;
+  if (found != c->depth || (bottleneck && !deep))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: %s depth %d, but the tensors are those of a %s", st->path, says, c->depth, bottleneck && !deep ? "broken ResNet" : found == 50 ? "ResNet-50" : found == 34 ? "ResNet-34" : "ResNet-18");
+  const long long feat = 8 * w * (bottleneck ? 4 : 1);
+  snprintf(claim, sizeof claim, "%s width %d (%lld features)", says, c->width, feat);
+  SYNCO_TRY(expect_shape(st, pre, c->depth == 18 ? "layer4.1.bn2.weight" : c->depth == 34 ? "layer4.2.bn2.weight" : "layer4.2.bn3.weight",
+                         1, (long long[]){feat}, claim));
+  SYNCO_TRY(expect_shape(st, pre, c->depth == 18 ? "layer4.1.conv2.weight" : c->depth == 34 ? "layer4.2.conv2.weight" : "layer4.2.conv3.weight",
+                         4, (long long[]){feat, -1, -1, -1}, claim));
+  if (c->head) {
+    snprintf(claim, sizeof claim, "%s a%s head with dim %d on %lld features", says, c->mlp ? "n MLP" : " linear", c->dim, feat);
+    if (c->mlp) {
+      SYNCO_TRY(expect_shape(st, pre, "fc.0.weight", 2, (long long[]){feat, feat}, claim));
+      SYNCO_TRY(expect_shape(st, pre, "fc.2.weight", 2, (long long[]){c->dim, feat}, claim));
+    } else {
+      SYNCO_TRY(expect_shape(st, pre, "fc.weight", 2, (long long[]){c->dim, feat}, claim));
+    }
+  }
+  return SYNCO_OK;
 }
 
 synco_status synco_weights_read_config(const char *path, synco_encoder_config *cfg, int *image_size) {
@@ -56,29 +124,34 @@ synco_status synco_weights_read_config(const char *path, synco_encoder_config *c
   memset(cfg, 0, sizeof *cfg);
   cfg->bn_splits = 1;
   const char *meta = synco_st_meta(&st, "synco.encoder");
+  const char *pre = prefix_for(&st, "query");
   synco_status s = SYNCO_OK;
   if (meta) {
     cJSON *o = cJSON_Parse(meta);
-    if (!o) {
-      s = synco_fail(SYNCO_ERR_FORMAT, "%s: metadata 'synco.encoder' is not valid JSON", path);
+    if (!o || !cJSON_IsObject(o)) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: metadata 'synco.encoder' is not valid JSON (an object)", path);
     } else {
-      cfg->depth = get_int(o, "depth", 18);
-      cfg->width = get_int(o, "width", 64);
-      cfg->cifar_stem = get_int(o, "cifar_stem", 0);
-      cfg->head = get_int(o, "head", 0);
-      cfg->mlp = get_int(o, "mlp", 1);
-      cfg->dim = get_int(o, "dim", 128);
-      *image_size = get_int(o, "image_size", cfg->cifar_stem ? 32 : 224);
-      cJSON_Delete(o);
+      s = meta_int(o, "depth", 18, 18, 50, &cfg->depth, path);
+      if (!s && cfg->depth != 18 && cfg->depth != 34 && cfg->depth != 50)
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: metadata 'synco.encoder' field 'depth' is %d (18, 34 or 50)", path, cfg->depth);
+      if (!s) s = meta_int(o, "width", 64, 1, 4096, &cfg->width, path);
+      if (!s) s = meta_int(o, "cifar_stem", 0, 0, 1, &cfg->cifar_stem, path);
+      if (!s) s = meta_int(o, "head", 0, 0, 1, &cfg->head, path);
+      if (!s) s = meta_int(o, "mlp", 1, 0, 1, &cfg->mlp, path);
+      if (!s) s = meta_int(o, "dim", 128, 1, 65536, &cfg->dim, path);
+      if (!s) s = meta_int(o, "image_size", cfg->cifar_stem ? 32 : 224, 8, 4096, image_size, path);
     }
+    cJSON_Delete(o);
   } else {
     /* A torchvision state_dict saved as safetensors: infer the architecture from names and shapes. */
-    const char *pre = prefix_for(&st, "query");
     char k[160];
     snprintf(k, sizeof k, "%sconv1.weight", pre);
     const synco_st_entry *c1 = synco_st_find(&st, k);
     if (!c1 || c1->ndim != 4) {
       s = synco_fail(SYNCO_ERR_FORMAT, "%s: no '%s' tensor: not a ResNet encoder", path, k);
+    } else if (c1->shape[0] < 1 || c1->shape[0] > 4096) {
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has %lld output channels (a ResNet's width is 1..4096)", path, k,
+                     (long long)c1->shape[0]);
     } else {
       cfg->width = (int)c1->shape[0];
       cfg->cifar_stem = c1->shape[2] == 3;
@@ -93,6 +166,9 @@ synco_status synco_weights_read_config(const char *path, synco_encoder_config *c
       *image_size = cfg->cifar_stem ? 32 : 224;
     }
   }
+  if (!s) s = check_config(&st, pre, cfg, meta != NULL);
+  /* Non-finite weights are refused here, before any caller sizes an encoder and reads data for it. */
+  if (!s) s = synco_st_check_finite(&st);
   synco_st_close(&st);
   return s;
 }

@@ -8,7 +8,9 @@
 #include "nn/encoder.h"
 #include "synco.h"
 
-/* Reads the encoder architecture and image size stored in a checkpoint's or export's metadata. */
+/* Reads the encoder architecture and image size stored in a checkpoint's or export's metadata (or inferred
+ * from a torchvision state_dict's shapes), refusing a claim the tensors do not back (width, stem, depth,
+ * head/dim) and any float tensor holding NaN or inf, so that callers may size an encoder by it. */
 synco_status synco_weights_read_config(const char *path, synco_encoder_config *cfg, int *image_size);
 /* Loads weights into enc from a checkpoint (which = "query" or "key") or an export (which ignored).
  * Backbone weights are required; head weights are loaded when enc has a head and the file has them.

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/status.h"
@@ -49,6 +50,7 @@ void synco_st_close(synco_safetensors *st) {
     free(st->meta_values[i]);
   }
   free(st->entries);
+  free(st->by_name);
   free(st->meta_keys);
   free(st->meta_values);
   free(st->buf);
@@ -59,6 +61,10 @@ void synco_st_close(synco_safetensors *st) {
 static int cmp_begin(const void *a, const void *b) {
   const synco_st_entry *x = *(synco_st_entry *const *)a, *y = *(synco_st_entry *const *)b;
   return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp((*(synco_st_entry *const *)a)->name, (*(synco_st_entry *const *)b)->name);
 }
 
 /* Validates st->buf/size and fills the table. The caller owns buf already. */
@@ -208,15 +214,17 @@ static synco_status parse_owned(synco_safetensors *st) {
   }
   if (!s && at != st->data_size)
     s = synco_fail(SYNCO_ERR_FORMAT, "%s: %zu bytes after the last tensor", p, st->data_size - at);
-  /* JSON allows a key twice; a tensor name must not appear twice. */
-  for (int i = 1; i < st->count && !s; i++)
-    for (int j = 0; j < i; j++)
-      if (!strcmp(st->entries[i].name, st->entries[j].name)) {
-        s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' appears twice", p, st->entries[i].name);
-        break;
-      }
   free(order);
-  return s;
+  if (s) return s;
+  /* JSON allows a key twice; a tensor name must not appear twice. Sorted, duplicates are neighbours. */
+  st->by_name = malloc(((size_t)st->count + 1) * sizeof *st->by_name);
+  if (!st->by_name) return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", p);
+  for (int i = 0; i < st->count; i++) st->by_name[i] = &st->entries[i];
+  qsort(st->by_name, (size_t)st->count, sizeof *st->by_name, cmp_name);
+  for (int i = 1; i < st->count; i++)
+    if (!strcmp(st->by_name[i]->name, st->by_name[i - 1]->name))
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' appears twice", p, st->by_name[i]->name);
+  return SYNCO_OK;
 }
 
 synco_status synco_st_parse(synco_safetensors *st, const void *bytes, size_t size, const char *name) {
@@ -238,27 +246,25 @@ synco_status synco_st_open(synco_safetensors *st, const char *path) {
   memset(st, 0, sizeof *st);
   FILE *f = fopen(path, "rb");
   if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  if (fseek(f, 0, SEEK_END) != 0) {
+  /* The file's own size bounds every allocation below; a folder or a pipe has none. */
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    const int dir = S_ISDIR(sb.st_mode);
     fclose(f);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    return synco_fail(SYNCO_ERR_IO, "%s: %s, not a safetensors file", path, dir ? "is a folder" : "not a regular file");
   }
-  long sz = ftell(f);
-  rewind(f);
-  if (sz < 0) {
-    fclose(f);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot read its size", path);
-  }
+  const size_t sz = (size_t)sb.st_size;
   st->path = strdup(path);
-  st->buf = malloc((size_t)sz + 1);
+  st->buf = malloc(sz + 1);
   if (!st->path || !st->buf) {
     fclose(f);
     synco_st_close(st);
-    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading %ld bytes", path, sz);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, sz);
   }
-  st->size = fread(st->buf, 1, (size_t)sz, f);
+  st->size = fread(st->buf, 1, sz, f);
   int err = ferror(f);
   fclose(f);
-  if (err || st->size != (size_t)sz) {
+  if (err || st->size != sz) {
     synco_st_close(st);
     return synco_fail(SYNCO_ERR_IO, "%s: read error", path);
   }
@@ -268,9 +274,11 @@ synco_status synco_st_open(synco_safetensors *st, const char *path) {
 }
 
 const synco_st_entry *synco_st_find(const synco_safetensors *st, const char *name) {
-  for (int i = 0; i < st->count; i++)
-    if (!strcmp(st->entries[i].name, name)) return &st->entries[i];
-  return NULL;
+  if (!st->by_name) return NULL;
+  synco_st_entry key, *kp = &key;
+  key.name = (char *)name;
+  synco_st_entry **hit = bsearch(&kp, st->by_name, (size_t)st->count, sizeof *st->by_name, cmp_name);
+  return hit ? *hit : NULL;
 }
 
 const void *synco_st_bytes(const synco_safetensors *st, const synco_st_entry *e) { return st->data + e->begin; }
@@ -295,6 +303,49 @@ static float half_to_float(uint16_t h) {
   float f;
   memcpy(&f, &bits, 4);
   return f;
+}
+
+/* Element i of a float tensor as fp32 (a finite F64 beyond fp32's range becomes inf, as the copy would). */
+static float elem_f32(const synco_st_entry *e, const uint8_t *src, size_t i) {
+  switch (e->dtype) {
+    case SYNCO_ST_F32: {
+      float f;
+      memcpy(&f, src + 4 * i, 4);
+      return f;
+    }
+    case SYNCO_ST_F64: {
+      double d;
+      memcpy(&d, src + 8 * i, 8);
+      return (float)d;
+    }
+    case SYNCO_ST_BF16: {
+      const uint32_t bits = (uint32_t)(src[2 * i] | (src[2 * i + 1] << 8)) << 16;
+      float f;
+      memcpy(&f, &bits, 4);
+      return f;
+    }
+    case SYNCO_ST_F16: return half_to_float((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+    default: return 0.f;
+  }
+}
+
+static synco_status nonfinite_error(const synco_safetensors *st, const char *name, size_t bad, size_t numel, size_t first) {
+  return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' holds NaN/inf values (%zu of %zu elements, the first at %zu)",
+                    st->path, name, bad, numel, first);
+}
+
+synco_status synco_st_check_finite(const synco_safetensors *st) {
+  for (int t = 0; t < st->count; t++) {
+    const synco_st_entry *e = &st->entries[t];
+    if (e->dtype != SYNCO_ST_F32 && e->dtype != SYNCO_ST_F64 && e->dtype != SYNCO_ST_F16 && e->dtype != SYNCO_ST_BF16) continue;
+    const uint8_t *src = synco_st_bytes(st, e);
+    const size_t n = synco_st_numel(e);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+      if (!isfinite(elem_f32(e, src, i)) && !bad++) first = i;
+    if (bad) return nonfinite_error(st, e->name, bad, n, first);
+  }
+  return SYNCO_OK;
 }
 
 synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, float *dst, size_t numel, const int *shape,
@@ -338,6 +389,10 @@ synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, flo
       return synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected a float type", st->path, name,
                         dtype_name(e->dtype));
   }
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < numel; i++)
+    if (!isfinite(dst[i]) && !bad++) first = i;
+  if (bad) return nonfinite_error(st, name, bad, numel, first);
   return SYNCO_OK;
 }
 

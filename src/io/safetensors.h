@@ -1,9 +1,11 @@
 /* safetensors files: an 8-byte little-endian header length, a JSON header mapping each tensor name to
  * {dtype, shape, data_offsets [begin, end)} (plus an optional "__metadata__" map of strings), then the raw
  * little-endian tensor bytes. The reader validates everything before any tensor is used: header length inside
- * the file, JSON well-formed, known dtypes, shape × dtype size = byte span, offsets in range, sorted without
- * overlap or holes. The writer stages to "<path>.tmp", flushes, fsyncs and renames, so a crash never leaves a
- * half-written file under the final name. */
+ * the file, JSON well-formed, known dtypes, shape × dtype size = byte span, offsets inside the file, sorted
+ * without overlap or holes, no name twice; every check is O(n log n) in the number of tensors, and nothing
+ * is allocated beyond the file's own bytes and one table entry per header key. synco_st_get_f32 refuses
+ * tensors holding NaN or inf. The writer stages to "<path>.tmp", flushes, fsyncs
+ * and renames, so a crash never leaves a half-written file under the final name. */
 #ifndef SYNCO_IO_SAFETENSORS_H
 #define SYNCO_IO_SAFETENSORS_H
 
@@ -33,6 +35,7 @@ typedef struct {
   size_t data_size;
   synco_st_entry *entries;
   int count;
+  synco_st_entry **by_name;  /* entries sorted by name: linear-time duplicate check, O(log n) synco_st_find */
   char **meta_keys, **meta_values;
   int meta_count;
 } synco_safetensors;
@@ -49,9 +52,14 @@ size_t synco_st_numel(const synco_st_entry *e);
 /* Metadata value for key, or NULL. */
 const char *synco_st_meta(const synco_safetensors *st, const char *key);
 /* Copies tensor `name` into dst as fp32 (F32, or BF16/F16/F64 converted), checking its element count is numel
- * and, if shape != NULL, that its shape is exactly shape[0..ndim). Missing name or mismatch: SYNCO_ERR_FORMAT. */
+ * and, if shape != NULL, that its shape is exactly shape[0..ndim). Missing name or mismatch: SYNCO_ERR_FORMAT.
+ * A tensor holding NaN or inf is refused too ("<path>: tensor '<name>' holds NaN/inf values (...)"): weights,
+ * momentum and queues are never legitimately non-finite, and a diverged file must not be trained on. */
 synco_status synco_st_get_f32(const synco_safetensors *st, const char *name, float *dst, size_t numel,
                               const int *shape, int ndim);
+/* Refuses the first float tensor (F32, F64, F16, BF16) of the file that holds NaN or inf, with the message of
+ * synco_st_get_f32. One pass over the file's floats, nothing allocated. */
+synco_status synco_st_check_finite(const synco_safetensors *st);
 
 /* ---- writing ---- */
 typedef struct synco_st_writer synco_st_writer;

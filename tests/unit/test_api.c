@@ -152,9 +152,9 @@ int main(void) {
   write_export(enc, path, meta, "layer4.1.bn2.running_var", OMIT);
   expect_refused(path, SYNCO_ERR_FORMAT, "missing", "layer4.1.bn2.running_var");
   write_export(enc, path, "{\"depth\":18,\"width\":8,\"cifar_stem\":1,\"image_size\":32}", NULL, KEEP);
-  expect_refused(path, SYNCO_ERR_FORMAT, "'conv1.weight' has 108 elements, expected 216", path);
+  expect_refused(path, SYNCO_ERR_FORMAT, "says width 8 with the CIFAR stem, but tensor 'conv1.weight' has shape [4,3,3,3]", path);
   write_export(enc, path, "{\"depth\":50,\"width\":4,\"cifar_stem\":1,\"image_size\":32}", NULL, KEEP);
-  expect_refused(path, SYNCO_ERR_FORMAT, "'layer1.0.conv1.weight' has 144 elements, expected 16", path);
+  expect_refused(path, SYNCO_ERR_FORMAT, "says depth 50, but the tensors are those of a ResNet-18", path);
   write_export(enc, path, "{\"depth\":", NULL, KEEP);
   expect_refused(path, SYNCO_ERR_FORMAT, "not valid JSON", path);
   /* Invalid architectures in the metadata are refused by whoever checks them first; never a crash. */

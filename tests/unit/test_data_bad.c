@@ -1,10 +1,13 @@
 /* The corpus of broken inputs in tests/fixtures/bad: each gives the right status and a one-line message
- * naming the file; an ImageFolder holding one fails naming it, or with skip_bad drops and counts it. */
+ * naming the file; an ImageFolder holding one fails naming it, or with skip_bad drops and counts it.
+ * idx files whose header disagrees with their body (gzip bombs, truncated or oversized streams, label counts)
+ * are refused by name, the header checked before the body is inflated. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "base/status.h"
 #include "data/internal.h"
@@ -32,6 +35,80 @@ static void expect_fail(synco_status got, synco_status want, const char *name) {
   CHECK(got == want);
   CHECK(strstr(msg, name) != NULL);
   CHECK(strchr(msg, '\n') == NULL);
+}
+
+/* Writes an idx file: a big-endian header (magic, dims) then `body` bytes of value 7 and `zeros` zero bytes. */
+static void write_idx(const char *path, int gz, uint32_t magic, int nd, const uint32_t *dims, size_t body, size_t zeros) {
+  uint8_t hdr[16];
+  const uint32_t words[4] = {magic, dims[0], nd > 1 ? dims[1] : 0, nd > 2 ? dims[2] : 0};
+  for (int i = 0; i < 4; i++)
+    for (int b = 0; b < 4; b++) hdr[4 * i + b] = (uint8_t)(words[i] >> (24 - 8 * b));
+  uint8_t *data = calloc(body + zeros + 1, 1);
+  memset(data, 7, body);
+  if (gz) {
+    gzFile f = gzopen(path, "wb9");
+    gzwrite(f, hdr, (unsigned)(4 + 4 * nd));
+    if (body + zeros) gzwrite(f, data, (unsigned)(body + zeros));
+    gzclose(f);
+  } else {
+    FILE *f = fopen(path, "wb");
+    fwrite(hdr, 1, (size_t)(4 + 4 * nd), f);
+    fwrite(data, 1, body + zeros, f);
+    fclose(f);
+  }
+  free(data);
+}
+
+static void test_idx_bombs(void) {
+  char dir[] = "/tmp/synco_test_idx_XXXXXX", im[128], lb[128], imz[160], lbz[160];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(im, sizeof im, "%s/train-images-idx3-ubyte", dir);
+  snprintf(lb, sizeof lb, "%s/train-labels-idx1-ubyte", dir);
+  snprintf(imz, sizeof imz, "%s.gz", im);
+  snprintf(lbz, sizeof lbz, "%s.gz", lb);
+  synco_dataset *ds = NULL;
+  synco_dataset_options opt = {0};
+  const uint32_t three[3] = {3, 2, 2}, n3[1] = {3}, n4[1] = {4};
+  /* good: 3 images of 2x2 with 3 labels, gzip */
+  write_idx(imz, 1, 0x803, 3, three, 12, 0);
+  write_idx(lbz, 1, 0x801, 1, n3, 3, 0);
+  CHECK_OK(synco_dataset_open(&ds, dir, &opt));
+  if (ds) CHECK(synco_dataset_size(ds) == 3);
+  synco_dataset_free(ds);
+  /* a gzip bomb: the header says 12 bytes of pixels, the stream inflates to 32 MB more */
+  write_idx(imz, 1, 0x803, 3, three, 12, (size_t)32 << 20);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "train-images-idx3-ubyte.gz: more data than the header declares (12 bytes of images)");
+  /* a header no stream of this size can back: 1e6 images of 100x100 in a few dozen bytes */
+  write_idx(imz, 1, 0x803, 3, (const uint32_t[]){1000000, 100, 100}, 12, 0);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "header declares 10000000000 bytes of images, more than a");
+  /* truncated stream */
+  write_idx(imz, 1, 0x803, 3, three, 8, 0);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "truncated: the header declares 12 bytes of images but the data ends after 8");
+  /* header out of range, and a truncated header */
+  write_idx(imz, 1, 0x803, 3, (const uint32_t[]){3, 5000, 2}, 12, 0);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "header says 3 images of 5000x2");
+  write_idx(imz, 1, 0x803, 1, three, 0, 0);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "the header is truncated");
+  /* labels: a count that is not the images', and a labels bomb */
+  write_idx(imz, 1, 0x803, 3, three, 12, 0);
+  write_idx(lbz, 1, 0x801, 1, n4, 4, 0);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "train-labels-idx1-ubyte.gz: 4 labels for 3 images");
+  write_idx(lbz, 1, 0x801, 1, n3, 3, (size_t)8 << 20);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "train-labels-idx1-ubyte.gz: more data than the header declares");
+  remove(imz);
+  remove(lbz);
+  /* plain files: the size must be exactly what the header says */
+  write_idx(im, 0, 0x803, 3, three, 12, 1);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "header says 3 images of 2x2 but the file has 29 bytes");
+  write_idx(im, 0, 0x803, 3, three, 12, 0);
+  write_idx(lb, 0, 0x801, 1, n3, 2, 0);
+  expect_fail(synco_dataset_open(&ds, dir, &opt), SYNCO_ERR_FORMAT, "train-labels-idx1-ubyte: 3 labels in 10 bytes");
+  write_idx(lb, 0, 0x801, 1, n3, 3, 0);
+  CHECK_OK(synco_dataset_open(&ds, dir, &opt));
+  synco_dataset_free(ds);
+  remove(im);
+  remove(lb);
+  rmdir(dir);
 }
 
 int main(void) {
@@ -120,5 +197,6 @@ int main(void) {
   remove(path);
   rmdir(cls);
   rmdir(root);
+  test_idx_bombs();
   return synco_test_finish("test_data_bad");
 }
