@@ -57,17 +57,32 @@ out=$(cat "$tmp/out6.txt")
 [[ $out == *"planned"* ]] || fail "bench does not print its planned memory: $out"
 
 # 5. Evaluation: a given -b that does not fit is refused with the figure; without -b a batch that fits is chosen.
+# The limit sits between the plans of one image and of 256 (read from the refusals under a 1 MB limit, so the test
+# does not depend on the process's own size, which sanitizers change).
 ck=$tmp/r2/last.safetensors
+knn=(knn --ckpt "$ck" --train "$data" --holdout 4 --threads 1)
 rc=0
-SYNCO_MEMORY_LIMIT_MB=130 "$SYNCO" knn --ckpt "$ck" --train "$data" --holdout 4 --threads 1 -b 256 \
-  > "$tmp/out7.txt" 2> "$tmp/err7.txt" || rc=$?
+SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" "${knn[@]}" > "$tmp/out7.txt" 2> "$tmp/err7.txt" || rc=$?
 err=$(cat "$tmp/err7.txt")
-[ "$rc" = 1 ] && [[ $err == *"batch 256 at 32 px needs about"*"Use a smaller -b"* ]] || fail "knn -b 256 under 130 MB: exit $rc: $err"
-SYNCO_MEMORY_LIMIT_MB=130 "$SYNCO" knn --ckpt "$ck" --train "$data" --holdout 4 --threads 1 --json \
-  > "$tmp/out8.txt" 2> "$tmp/err8.txt" || { cat "$tmp/err8.txt"; fail "knn without -b under 130 MB"; }
+[ "$rc" = 1 ] && [[ $err =~ "one image at 32 px needs about "([0-9]+)" MB" ]] || fail "knn under 1 MB: exit $rc: $err"
+one=${BASH_REMATCH[1]}
+rc=0
+SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" "${knn[@]}" -b 256 > "$tmp/out8.txt" 2> "$tmp/err8.txt" || rc=$?
 err=$(cat "$tmp/err8.txt")
+[ "$rc" = 1 ] && [[ $err =~ "batch 256 at 32 px needs about "([0-9]+)" MB"(.*)"Use a smaller -b" ]] \
+  || fail "knn -b 256 under 1 MB: exit $rc: $err"
+full=${BASH_REMATCH[1]}
+limit=$(( one + full / 2 ))   # half of it holds one image; all of it does not hold 256
+[ $(( 2 * one + 4 )) -lt "$full" ] || fail "plans of 1 ($one MB) and 256 images ($full MB) too close to test"
+rc=0
+SYNCO_MEMORY_LIMIT_MB=$limit "$SYNCO" "${knn[@]}" -b 256 > "$tmp/out9.txt" 2> "$tmp/err9.txt" || rc=$?
+err=$(cat "$tmp/err9.txt")
+[ "$rc" = 1 ] && [[ $err == *"batch 256 at 32 px needs about"* ]] || fail "knn -b 256 under $limit MB: exit $rc: $err"
+SYNCO_MEMORY_LIMIT_MB=$limit "$SYNCO" "${knn[@]}" --json > "$tmp/out10.txt" 2> "$tmp/err10.txt" \
+  || { cat "$tmp/err10.txt"; fail "knn without -b under $limit MB"; }
+err=$(cat "$tmp/err10.txt")
 [[ $err =~ "batch "([0-9]+)" instead of 256" ]] || fail "knn did not size its batch: $err"
 [ "${BASH_REMATCH[1]}" -ge 1 ] && [ "${BASH_REMATCH[1]}" -lt 256 ] || fail "batch ${BASH_REMATCH[1]}"
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['command'] == 'knn' and d['n_val'] == 8, d" \
-  "$tmp/out8.txt" || fail "knn output"
+  "$tmp/out10.txt" || fail "knn output"
 echo "memory_plan: ok"
