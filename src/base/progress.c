@@ -126,7 +126,7 @@ void synco_stop_install(int on) {
   if (on) {
     stop_signal = 0;
     sa.sa_handler = on_stop;
-    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */
+    sa.sa_flags = SA_RESETHAND | SA_RESTART; /* a second Ctrl-C stops at once; reads are not cut short */
   } else {
     sa.sa_handler = SIG_DFL;
   }
