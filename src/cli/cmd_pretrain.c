@@ -379,7 +379,7 @@ int synco_cmd_pretrain(int argc, char **argv) {
       {"arch", 'a', SYNCO_ARG_STR, &o.arch, "resnet18, resnet34 or resnet50"},
       {"width", 0, SYNCO_ARG_INT, &o.width, "base width of the ResNet (torchvision: 64)"},
       {"cifar-stem", 0, SYNCO_ARG_FLAG, &o.cifar_stem, "3x3 stride-1 first conv and no max-pool (small images)"},
-      {"image-size", 0, SYNCO_ARG_INT, &o.image_size, "crop size of the augmented views"},
+      {"image-size", 0, SYNCO_ARG_INT, &o.image_size, "crop size of the augmented views (unset: 32 with --cifar-stem, the images' own size when they are small, else 224)"},
       {"epochs", 0, SYNCO_ARG_INT, &o.epochs, "number of epochs"},
       {"batch-size", 'b', SYNCO_ARG_INT, &o.batch, "images per step"},
       {"lr", 0, SYNCO_ARG_FLOAT, &o.lr, "initial learning rate"},
