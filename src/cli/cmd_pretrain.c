@@ -30,8 +30,6 @@
 #include "cli/memplan.h"
 #include "ssl/moco.h"
 
-#define BUNDLED_TRAIN "data/cifar10-small/train"
-#define BUNDLED_VAL "data/cifar10-small/val"
 
 typedef struct {
   const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend, *precision;
@@ -432,18 +430,17 @@ int synco_cmd_pretrain(int argc, char **argv) {
     if (!strcmp(argv[i], "--out") && i + 1 < argc) out_arg = argv[i + 1];
     else if (!strncmp(argv[i], "--out=", 6)) out_arg = argv[i] + 6;
   }
-  char **av = malloc(((size_t)argc + 1) * sizeof(char *));
-  char *bare_resume = out_arg ? malloc(strlen(out_arg) + 10) : NULL;
-  if (!av || (out_arg && !bare_resume)) {
-    free(av);
-    free(bare_resume);
-    return 1;
+  static char bare_resume[1100]; /* o.resume points into it after parsing */
+  if (out_arg && snprintf(bare_resume, sizeof bare_resume, "--resume=%s", out_arg) >= (int)sizeof bare_resume) {
+    fprintf(stderr, "synco pretrain: --out %s: path too long\n", out_arg);
+    return 2;
   }
-  if (bare_resume) sprintf(bare_resume, "--resume=%s", out_arg);
+  char **av = malloc(((size_t)argc + 1) * sizeof(char *));
+  if (!av) return 1;
   for (int i = 0; i < argc; i++) {
     av[i] = argv[i];
     if (!strcmp(argv[i], "--resume") && (i + 1 == argc || !strncmp(argv[i + 1], "--", 2))) {
-      if (!bare_resume) {
+      if (!out_arg) {
         fprintf(stderr, "synco pretrain: --resume without a checkpoint needs --out DIR (the run to continue)\n");
         free(av);
         return 2;
@@ -456,12 +453,6 @@ int synco_cmd_pretrain(int argc, char **argv) {
   synco_arg_problems pr = {.len = 0};
   int rc = synco_args_parse_collect("pretrain", SUMMARY, args, argc, av, NULL, 0, NULL, &pr);
   free(av);
-  static char resume_arg[1024]; /* o.resume may point into bare_resume */
-  if (o.resume && o.resume != resume_arg) {
-    snprintf(resume_arg, sizeof resume_arg, "%s", o.resume);
-    o.resume = resume_arg;
-  }
-  free(bare_resume);
   if (rc) return rc == 1 ? 0 : 2;
   const int demo = !synco_args_seen(args, "data") && !o.resume;
   if (!strcmp(o.recipe, "cifar") || demo) apply_cifar_recipe(&o, args);
