@@ -4,8 +4,10 @@
  * past it, so the ring holds `prefetch` finished batches ahead of the one in use. Every random choice is
  * keyed by (seed, epoch, dataset index, view) and the order by (seed, epoch), so the bytes produced do not
  * depend on the number of threads or on which thread made a batch. All ranks compute the same per-epoch
- * permutation and rank r takes its elements r, r+world, ...; with world > 1 every rank gets floor(N/world)
- * samples so that all ranks run the same number of steps. */
+ * permutation; rank r takes block r of each global batch (world · batch consecutive elements), so a global
+ * batch is the same images in the same order whatever the number of ranks, and the BN groups of N ranks are
+ * those of one process with --bn-splits N. The tail after the last whole global batch is dealt round-robin.
+ * With world > 1 every rank gets floor(N/world) samples, so that all ranks run the same number of steps. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,7 +210,12 @@ synco_status synco_loader_start_epoch(synco_loader *ld, int epoch, int first_ste
     synco_rng r = synco_rng_make(ld->cfg.seed, (uint64_t)epoch, 0, SYNCO_RNG_SHUFFLE);
     synco_rng_shuffle(&r, ld->perm, (uint32_t)N);
   }
-  for (size_t k = 0; k < ld->n_rank; k++) ld->order[k] = ld->perm[(size_t)ld->cfg.rank + k * (size_t)ld->cfg.world];
+  const size_t b = (size_t)ld->cfg.batch, world = (size_t)ld->cfg.world, r = (size_t)ld->cfg.rank;
+  const size_t whole = N / (b * world); /* whole global batches */
+  for (size_t k = 0; k < ld->n_rank; k++) {
+    const size_t j = k / b;
+    ld->order[k] = ld->perm[j < whole ? (j * world + r) * b + k % b : whole * b * world + (k - whole * b) * world + r];
+  }
   ld->epoch = epoch;
   ld->next_claim = ld->consume = first_step < ld->steps ? first_step : ld->steps;
   ld->started = 1;

@@ -96,7 +96,8 @@ int main(void) {
   /* drop_last */
   free(run(ds, 2, 1, 1, 0, 1, NULL, &steps));
   CHECK(steps == N / B);
-  /* two ranks: disjoint shards of N/2 samples each; rank 0's sample j is the epoch's element 2j */
+  /* two ranks: disjoint shards of N/2 samples each; rank r takes block r of each global batch of 2B (its
+   * sample j is the epoch's element 2B·(j / B) + r·B + j % B), the tail after the last one round-robin */
   uint32_t i0[N], i1[N];
   int s0, s1;
   float *r0 = run(ds, 2, 1, 0, 0, 2, i0, &s0);
@@ -106,11 +107,15 @@ int main(void) {
   for (int i = 0; i < N / 2; i++) seen[i0[i]]++, seen[i1[i]]++;
   for (int i = 0; i < N; i++) ok &= seen[i] <= 1;
   CHECK(ok);
+  const int whole = N / (2 * B);
   for (int j = 0; j < N / 2; j++) {
-    CHECK(i0[j] == idx[2 * j] && i1[j] == idx[2 * j + 1]);
-    if (i0[j] != idx[2 * j]) break;
+    const int g0 = j / B < whole ? 2 * B * (j / B) + j % B : 2 * B * whole + 2 * (j - B * whole);
+    const int g1 = j / B < whole ? g0 + B : g0 + 1;
+    CHECK(i0[j] == idx[g0] && i1[j] == idx[g1]);
+    if (i0[j] != idx[g0] || i1[j] != idx[g1]) break;
   }
-  CHECK(r0 && !memcmp(r0 + 2 * per, a + 2 * 2 * per, 2 * per * sizeof(float)));
+  /* augmentations follow the dataset index: rank 0's sample 1 is the epoch's sample 1 */
+  CHECK(r0 && !memcmp(r0 + 2 * per, a + 2 * per, 2 * per * sizeof(float)));
   free(r0);
   /* resume epoch 1 at step 5 */
   synco_loader_config cfg = {0};
