@@ -23,12 +23,28 @@ struct synco_dist {
   /* buf [bytes] of rank `root` to every rank. */
   synco_status (*broadcast)(synco_dist *d, void *buf, size_t bytes, int root);
   synco_status (*barrier)(synco_dist *d);
+  /* Ends every rank of the job now (after an error on this one); NULL where there is nobody else. */
+  void (*abort)(synco_dist *d, int code);
   void (*destroy)(synco_dist *d);
 };
 
 /* One process: rank 0 of 1. */
 synco_status synco_dist_single_create(synco_dist **out);
 void synco_dist_free(synco_dist *d);
+
+#ifdef SYNCO_HAVE_MPI
+/* 1 when this process was started by an MPI launcher (mpirun, srun, hydra): its environment says so. */
+int synco_dist_mpi_launched(void);
+/* Initializes MPI (unless the caller did) and joins MPI_COMM_WORLD; destroy finalizes what it initialized. */
+synco_status synco_dist_mpi_create(synco_dist **out);
+/* The MPI library's name and version, e.g. "Open MPI v4.1.4". */
+const char *synco_dist_mpi_version(void);
+#endif
+/* The processes this one belongs to: MPI when built with it and started by an MPI launcher, else the single
+ * process. Never NULL on success. */
+synco_status synco_dist_create(synco_dist **out);
+/* After an error on this rank: ends the other ranks too (a no-op on one process). */
+void synco_dist_abort(synco_dist *d, int code);
 
 static inline int synco_dist_rank(const synco_dist *d) { return d ? d->rank : 0; }
 static inline int synco_dist_world(const synco_dist *d) { return d ? d->world : 1; }

@@ -41,6 +41,17 @@ synco_status synco_dist_single_create(synco_dist **out) {
   return SYNCO_OK;
 }
 
+synco_status synco_dist_create(synco_dist **out) {
+#ifdef SYNCO_HAVE_MPI
+  if (synco_dist_mpi_launched()) return synco_dist_mpi_create(out);
+#endif
+  return synco_dist_single_create(out);
+}
+
+void synco_dist_abort(synco_dist *d, int code) {
+  if (d && d->world > 1 && d->abort) d->abort(d, code);
+}
+
 void synco_dist_free(synco_dist *d) {
   if (d && d->destroy) d->destroy(d);
 }

@@ -29,10 +29,14 @@ struct synco_moco {
   float *q_raw, *k_raw, *q, *k, *dq, *dq_raw, *qnorm, *knorm; /* [B, dim] / [B] */
   float *keys;                  /* [2B, dim]: keys to enqueue (two with a symmetric loss) */
   float *x_shuf;                /* [B, 3, S, S]: the key images in shuffled order */
-  uint32_t *perm;               /* [B] in backend memory; perm_host: the same, drawn on the host */
+  uint32_t *perm;               /* [world·B] in backend memory; perm_host: the same, drawn on the host */
   uint32_t *perm_host;
-  synco_dist *dist;             /* cfg.dist: the three collectives of a step */
-  float *keys_all;              /* [world·B, dim]: every process's keys (world > 1 only) */
+  synco_dist *dist;             /* cfg.dist: the collectives of a step */
+  int rank, world;
+  /* world > 1 only: every process's key images [world·B, 3, S, S], the shuffled keys of all processes
+   * [world·B, dim], and each pass's keys of the global batch in its order [2, world·B, dim] (enqueued) */
+  float *x_all, *k_all, *keys_all;
+  float *stats_buf;             /* world > 1: [3] loss and accuracies, averaged for the log */
   synco_infonce_scratch loss;
   synco_negatives_draws draws;
   int neg_total;
@@ -62,7 +66,9 @@ void synco_moco_free(synco_moco *m) {
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
     if (*bufs[i]) m->be->free(m->be, *bufs[i]);
   if (m->perm) m->be->free(m->be, m->perm);
-  if (m->keys_all) m->be->free(m->be, m->keys_all);
+  float **dist_bufs[] = {&m->x_all, &m->k_all, &m->keys_all, &m->stats_buf};
+  for (size_t i = 0; i < sizeof dist_bufs / sizeof *dist_bufs; i++)
+    if (*dist_bufs[i]) m->be->free(m->be, *dist_bufs[i]);
   free(m->perm_host);
   synco_infonce_free(&m->loss);
   if (m->neg_total) synco_negatives_free(&m->draws);
@@ -71,7 +77,8 @@ void synco_moco_free(synco_moco *m) {
 
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg) {
   *out = NULL;
-  const int keys_per_step = cfg->batch * (cfg->symmetric ? 2 : 1);
+  const int world = synco_dist_world(cfg->dist);
+  const int keys_per_step = cfg->batch * world * (cfg->symmetric ? 2 : 1);
   if (cfg->K <= 0 || cfg->K % keys_per_step)
     return synco_fail(SYNCO_ERR_ARG, "queue size %d is not a multiple of the %d keys enqueued per step", cfg->K, keys_per_step);
   if (!(cfg->T > 0) || !(cfg->m >= 0 && cfg->m <= 1))
@@ -111,11 +118,19 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->knorm = be->alloc(be, (size_t)m->B * F);
   m->keys = be->alloc(be, 2 * bd * F);
   m->x_shuf = be->alloc(be, (size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
-  m->perm = be->alloc(be, (size_t)m->B * sizeof(uint32_t));
-  m->perm_host = malloc((size_t)m->B * sizeof(uint32_t));
+  const size_t G = (size_t)world * m->B; /* the global batch */
+  m->perm = be->alloc(be, G * sizeof(uint32_t));
+  m->perm_host = malloc(G * sizeof(uint32_t));
   m->dist = cfg->dist;
-  const int world = synco_dist_world(m->dist);
-  if (world > 1 && !(m->keys_all = be->alloc(be, (size_t)world * bd * F))) s = SYNCO_ERR_NOMEM;
+  m->rank = synco_dist_rank(m->dist);
+  m->world = world;
+  if (world > 1) {
+    m->x_all = be->alloc(be, G * 3 * cfg->image_size * cfg->image_size * F);
+    m->k_all = be->alloc(be, G * m->dim * F);
+    m->keys_all = be->alloc(be, 2 * G * m->dim * F);
+    m->stats_buf = be->alloc(be, 4 * F);
+    if (!m->x_all || !m->k_all || !m->keys_all || !m->stats_buf) s = SYNCO_ERR_NOMEM;
+  }
   float *queue_host = malloc((size_t)cfg->K * m->dim * F);
   if (!m->mom || !m->queue || !m->q_raw || !m->k_raw || !m->q || !m->k || !m->dq || !m->dq_raw || !m->qnorm ||
       !m->knorm || !m->keys || !m->x_shuf || !m->perm || !m->perm_host || !queue_host) {
@@ -151,29 +166,46 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   return SYNCO_OK;
 }
 
-/* k = normalize(f_k(x)) into dst (no gradient). With Split-BN the key images are shuffled before the key
- * encoder and the keys unshuffled after, as MoCo's shuffle-BN: otherwise each BN group of the key encoder would
- * hold the same images as the matching group of the query encoder, and BN statistics could leak which key
- * belongs to which query. The permutation is keyed by (seed, step, pass). */
+/* k = normalize(f_k(x)) into dst (no gradient). With more than one BN group over the global batch (Split-BN,
+ * or several processes, each its own group) the key images are shuffled before the key encoder and the keys
+ * unshuffled after, as MoCo's shuffle-BN: otherwise each BN group of the key encoder would hold the same
+ * images as the matching group of the query encoder, and BN statistics could leak which key belongs to which
+ * query. The permutation is of the global batch, keyed by (seed, step, pass), so world processes with batch B
+ * shuffle exactly as one process with batch world·B. Across processes (MoCo's batch_shuffle_ddp): every
+ * process's key images are gathered, process r encodes rows r·B.. of the shuffled global batch, the keys of
+ * all processes are gathered and unshuffled, and r keeps its own rows; the whole unshuffled block is what
+ * every process enqueues. */
 static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint64_t step, int pass) {
   synco_backend *be = m->be;
-  const int B = m->B;
-  const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size;
-  const int shuffle = m->cfg.enc.bn_splits > 1;
+  const int B = m->B, G = B * m->world;
+  const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size, F = sizeof(float);
+  const int shuffle = m->cfg.enc.bn_splits > 1 || m->world > 1;
   if (shuffle) {
     synco_rng r = synco_rng_make(m->cfg.seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
-    for (int i = 0; i < B; i++) m->perm_host[i] = (uint32_t)i;
-    synco_rng_shuffle(&r, m->perm_host, (uint32_t)B);
-    SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)B * sizeof(uint32_t), 0));
-    SYNCO_TRY(be->copy(be, m->perm, m->perm_host, (size_t)B * sizeof(uint32_t), SYNCO_COPY_H2D));
-    SYNCO_TRY(be->permute_rows(be, m->x_shuf, x, m->perm, B, img, 0));
+    for (int i = 0; i < G; i++) m->perm_host[i] = (uint32_t)i;
+    synco_rng_shuffle(&r, m->perm_host, (uint32_t)G);
+    SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)G * sizeof(uint32_t), 0));
+    SYNCO_TRY(be->copy(be, m->perm, m->perm_host, (size_t)G * sizeof(uint32_t), SYNCO_COPY_H2D));
+    const float *src = x;
+    if (m->world > 1) {
+      SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->x_all, x, (size_t)B * img));
+      src = m->x_all;
+    }
+    SYNCO_TRY(be->permute_rows(be, m->x_shuf, src, m->perm + (size_t)m->rank * B, B, img, 0));
   }
   SYNCO_TRY(synco_encoder_forward(m->ek, m->k_raw, shuffle ? m->x_shuf : x, B, 1));
   synco_tensor y = matrix(m->k, B, m->dim), xr = matrix(m->k_raw, B, m->dim);
   SYNCO_TRY(be->l2norm_fwd(be, &y, m->knorm, &xr));
+  if (m->world > 1) {
+    /* row j of k_all belongs to image perm[j] of the global batch */
+    float *global = m->keys_all + (size_t)pass * G * m->dim;
+    SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->k_all, m->k, (size_t)B * m->dim));
+    SYNCO_TRY(be->permute_rows(be, global, m->k_all, m->perm, G, (size_t)m->dim, 1));
+    return be->copy(be, dst, global + (size_t)m->rank * B * m->dim, (size_t)B * m->dim * F, SYNCO_COPY_D2D);
+  }
   /* row i of the output belongs to image perm[i] */
   if (shuffle) return be->permute_rows(be, dst, m->k, m->perm, B, (size_t)m->dim, 1);
-  return be->copy(be, dst, m->k, (size_t)B * m->dim * sizeof(float), SYNCO_COPY_D2D);
+  return be->copy(be, dst, m->k, (size_t)B * m->dim * F, SYNCO_COPY_D2D);
 }
 
 /* One direction: q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
@@ -211,33 +243,52 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   SYNCO_TRY(synco_ema_update(be, pk, pq, P, m->cfg.m));
   double loss = 0, acc = 0, acc_all = 0;
   int nkeys = 1;
+  /* The negatives' draws are keyed by the query's index in the global batch (both directions counted), so
+   * they do not depend on how the batch is split across processes. */
+  const uint64_t G = (uint64_t)m->B * m->world, query0 = (uint64_t)m->rank * m->B;
   SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
   if (!m->cfg.symmetric) {
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc, &acc_all));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, &loss, &acc, &acc_all));
   } else {
     /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
     SYNCO_TRY(encode_keys(m, m->keys + bd, x_q, step, 1));
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, 0, &loss, &acc, &acc_all));
-    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, (uint64_t)m->B, &loss, &acc, &acc_all));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, &loss, &acc, &acc_all));
+    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, G + query0, &loss, &acc, &acc_all));
     acc *= 0.5;
     acc_all *= 0.5;
     nkeys = 2;
   }
-  /* The three places where processes meet (no-ops on one process): gradients summed and averaged before SGD,
-   * every process's keys gathered before they are enqueued (the shuffle's permutation is broadcast above). */
+  /* Where processes meet (no-ops on one process): the key shuffle above (images, permutation and keys), the
+   * gradients averaged before SGD, and the BN running statistics averaged after it. Each process normalizes
+   * its own part of the batch (its own BN group), and its running statistics move with that group's
+   * statistics; their mean over processes is exactly what one process with --bn-splits world computes, so
+   * every process keeps identical buffers (DDP instead copies rank 0's). */
   SYNCO_TRY(synco_dist_allreduce_mean(m->dist, g, P));
   SYNCO_TRY(synco_sgd_step(be, pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started));
   m->sgd_started = 1;
-  /* Enqueue after the loss used the old queue; a resumed run with another batch size continues at its pointer. */
+  if (m->world > 1) {
+    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, synco_encoder_buffers(m->eq), synco_encoder_num_buffers(m->eq)));
+    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, synco_encoder_buffers(m->ek), synco_encoder_num_buffers(m->ek)));
+  }
+  /* Enqueue after the loss used the old queue; a resumed run with another batch size continues at its pointer.
+   * Across processes the queue receives the global batch's keys, so every process's queue is the same. */
   for (int i = 0; i < nkeys; i++) {
     const float *rows = m->keys + i * bd;
     int nrows = m->B;
-    SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->keys_all, rows, (size_t)m->B * m->dim));
-    if (synco_dist_world(m->dist) > 1) {
-      rows = m->keys_all;
-      nrows = m->B * synco_dist_world(m->dist);
+    if (m->world > 1) {
+      rows = m->keys_all + (size_t)i * G * m->dim;
+      nrows = (int)G;
     }
     SYNCO_TRY(be->enqueue(be, m->queue, m->cfg.K, m->dim, &m->ptr, rows, nrows));
+  }
+  if (m->world > 1) {
+    /* the log's loss and accuracies: the means over processes (host memory on the CPU backends) */
+    const float local[3] = {(float)loss, (float)acc, (float)acc_all};
+    float mean[3];
+    SYNCO_TRY(be->copy(be, m->stats_buf, local, sizeof local, SYNCO_COPY_H2D));
+    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, m->stats_buf, 3));
+    SYNCO_TRY(be->copy(be, mean, m->stats_buf, sizeof mean, SYNCO_COPY_D2H));
+    loss = mean[0], acc = mean[1], acc_all = mean[2];
   }
   if (stats) {
     stats->loss = loss;

@@ -4,7 +4,12 @@
  * One step, in the order of the authors' builder: q = normalize(f_q(x_q)) → EMA of the key encoder's
  * parameters → k = normalize(f_k(x_k)) (train-mode BN with its own statistics, Split-BN on one process) →
  * InfoNCE over [q·k | q·Qᵀ | synthetic] / T → enqueue k → backward into f_q → fused SGD. With a symmetric
- * loss the two directions are averaged and both views go through both encoders. */
+ * loss the two directions are averaged and both views go through both encoders.
+ *
+ * Data-parallel (cfg.dist with world > 1): each process holds the same state and trains on its block of the
+ * global batch (world · batch); keys are shuffled across processes (shuffle-BN), gradients and BN running
+ * statistics are averaged, and every process enqueues the global batch's keys. The result equals one process
+ * with batch world · batch and --bn-splits world · bn_splits, to fp32 rounding. */
 #ifndef SYNCO_SSL_MOCO_H
 #define SYNCO_SSL_MOCO_H
 
@@ -19,7 +24,7 @@ typedef struct {
   synco_encoder_config enc;   /* head = 1 */
   int image_size;
   int batch;                  /* per process */
-  int K;                      /* queue length, a multiple of the global batch */
+  int K;                      /* queue length, a multiple of the keys per step (global batch, ×2 symmetric) */
   float m;                    /* key encoder momentum */
   float T;                    /* temperature */
   int symmetric;

@@ -1,0 +1,128 @@
+/* The distribution seam over MPI (Open MPI from Debian, or any MPI-3 library): one process per rank, launched
+ * by mpirun or Slurm's srun. Collectives run on a private duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN,
+ * so a transport error comes back as a status naming the rank and the call; the caller then ends the whole job
+ * with synco_dist_abort (MPI_Abort), and mpirun kills every rank within seconds. A rank that dies outright is
+ * noticed by the launcher, which ends the job and names it. Buffers are host memory: the CPU backends' memory.
+ * All-reduces and broadcasts above INT_MAX elements are sent in pieces. */
+#include "dist/dist.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <mpi.h>
+
+#include "base/status.h"
+
+typedef struct {
+  MPI_Comm comm;
+  int initialized_here; /* 1: MPI_Init ran in synco_dist_mpi_create, so destroy finalizes */
+} mpi_ctx;
+
+static MPI_Comm comm_of(synco_dist *d) { return ((mpi_ctx *)d->ctx)->comm; }
+
+static synco_status mpi_failed(synco_dist *d, const char *call, int rc) {
+  char text[MPI_MAX_ERROR_STRING] = "";
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  return synco_fail(SYNCO_ERR_IO, "%s failed on rank %d of %d: %s", call, d->rank, d->world, text);
+}
+
+enum { CHUNK = INT_MAX / 2 };
+
+static synco_status mpi_allreduce_mean(synco_dist *d, float *buf, size_t n) {
+  for (size_t off = 0; off < n; off += CHUNK) {
+    const int c = (int)(n - off < CHUNK ? n - off : CHUNK);
+    const int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, c, MPI_FLOAT, MPI_SUM, comm_of(d));
+    if (rc != MPI_SUCCESS) return mpi_failed(d, "MPI_Allreduce", rc);
+  }
+  const float inv = 1.0f / (float)d->world;
+  for (size_t i = 0; i < n; i++) buf[i] *= inv;
+  return SYNCO_OK;
+}
+
+static synco_status mpi_allgather(synco_dist *d, float *dst, const float *src, size_t n) {
+  /* a rank's rows are keys (B·dim) or key images (B·3·S·S): far below INT_MAX floats in any real run */
+  if (n > INT_MAX) return synco_fail(SYNCO_ERR_ARG, "all-gather of %zu floats per rank is too large for MPI", n);
+  const int rc = MPI_Allgather(src, (int)n, MPI_FLOAT, dst, (int)n, MPI_FLOAT, comm_of(d));
+  return rc == MPI_SUCCESS ? SYNCO_OK : mpi_failed(d, "MPI_Allgather", rc);
+}
+
+static synco_status mpi_broadcast(synco_dist *d, void *buf, size_t bytes, int root) {
+  for (size_t off = 0; off < bytes; off += CHUNK) {
+    const int c = (int)(bytes - off < CHUNK ? bytes - off : CHUNK);
+    const int rc = MPI_Bcast((char *)buf + off, c, MPI_BYTE, root, comm_of(d));
+    if (rc != MPI_SUCCESS) return mpi_failed(d, "MPI_Bcast", rc);
+  }
+  return SYNCO_OK;
+}
+
+static synco_status mpi_barrier(synco_dist *d) {
+  const int rc = MPI_Barrier(comm_of(d));
+  return rc == MPI_SUCCESS ? SYNCO_OK : mpi_failed(d, "MPI_Barrier", rc);
+}
+
+static void mpi_abort(synco_dist *d, int code) { MPI_Abort(MPI_COMM_WORLD, code ? code : 1); }
+
+static void mpi_destroy(synco_dist *d) {
+  mpi_ctx *c = d->ctx;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) {
+    MPI_Comm_free(&c->comm);
+    if (c->initialized_here) MPI_Finalize();
+  }
+  free(c);
+  free(d);
+}
+
+int synco_dist_mpi_launched(void) {
+  /* Open MPI's mpirun, PMIx launchers (Open MPI 5, Slurm's srun --mpi=pmix), MPICH's hydra and PMI-1/2 */
+  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+    if (getenv(vars[i])) return 1;
+  return 0;
+}
+
+synco_status synco_dist_mpi_create(synco_dist **out) {
+  *out = NULL;
+  int inited = 0, here = 0;
+  MPI_Initialized(&inited);
+  if (!inited) {
+    int provided = 0;
+    /* Only the main thread calls MPI (OpenMP and the loader's threads never do). */
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+      return synco_fail(SYNCO_ERR_IO, "MPI_Init_thread failed");
+    here = 1;
+  }
+  mpi_ctx *c = synco_calloc(1, sizeof *c);
+  synco_dist *d = synco_calloc(1, sizeof *d);
+  if (!c || !d) {
+    free(c);
+    free(d);
+    return SYNCO_ERR_NOMEM;
+  }
+  c->initialized_here = here;
+  MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
+  MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+  *d = (synco_dist){.name = "mpi", .ctx = c, .allreduce_mean = mpi_allreduce_mean, .allgather = mpi_allgather,
+                    .broadcast = mpi_broadcast, .barrier = mpi_barrier, .abort = mpi_abort, .destroy = mpi_destroy};
+  MPI_Comm_rank(c->comm, &d->rank);
+  MPI_Comm_size(c->comm, &d->world);
+  *out = d;
+  return SYNCO_OK;
+}
+
+const char *synco_dist_mpi_version(void) {
+  static char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  if (!text[0]) {
+    MPI_Get_library_version(text, &len);
+    for (int i = 0; i < len; i++)
+      if (text[i] == ',' || text[i] == '\n') {
+        text[i] = 0;
+        break;
+      }
+  }
+  return text;
+}
