@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/memplan.h"
+#include "dist/dist.h"
 #include "nn/encoder.h"
 #include "ssl/moco.h"
 
@@ -27,6 +28,8 @@ typedef struct {
   int cifar_stem, width, batch, image_size, iters, warmup, threads, json, moco_k, compare, mlp, dim, bn_splits;
   int memory_check;
   size_t planned;         /* the memory plan's total (memplan.h), printed beside the measured peak */
+  int world;              /* processes of a `mpirun -np N synco bench step` (0 or 1: one) */
+  double comm_share, allreduce_share; /* world > 1: the collectives' and the gradient all-reduce's share of a step */
 } bench_opts;
 
 static int cmp_double(const void *a, const void *b) {
@@ -115,6 +118,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            "\"planned_mb\":%.1f,\"conv_median_s\":%.6f,\"step_over_conv\":%.3f",
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
            strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
+    if (o->world > 1)
+      printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f", o->world, o->comm_share, o->allreduce_share);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     printf("}\n");
   } else {
@@ -124,6 +129,9 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n", ips,
            med, n, gflops, rss, planned);
     printf("  convs   : median %.3f s of the same iterations; %s / convs = %.3fx\n", cmed, kind, over);
+    if (o->world > 1)
+      printf("  ranks   : %d processes x batch %d; collectives %.1f %% of a step (the all-reduces %.1f %%)\n", o->world,
+             o->batch / o->world, 100 * o->comm_share, 100 * o->allreduce_share);
     if (o->compare) {
       if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
       else printf("  pytorch : failed to run tools/bench_torch.py with %s\n", o->python);
@@ -208,11 +216,22 @@ int synco_bench_step(int argc, char **argv) {
     fprintf(stderr, "synco bench: unknown --arch '%s'\n", o.arch);
     return 2;
   }
+  /* Under mpirun every process runs its block of the batch (-b is the global batch); rank 0 reports. */
+  synco_dist *dist = NULL;
+  if (synco_dist_create(&dist)) return synco_cli_error("bench");
+  o.world = dist->world;
+  if (o.batch % o.world) {
+    fprintf(stderr, "synco bench: -b %d does not divide across %d processes\n", o.batch, o.world);
+    synco_dist_free(dist);
+    return 2;
+  }
+  if (o.world > 1) o.compare = 0;
   synco_moco_config mc = {0};
   mc.enc = (synco_encoder_config){.depth = depth, .width = o.width, .cifar_stem = o.cifar_stem, .head = 1, .mlp = 1,
                                   .dim = 128, .bn_splits = o.bn_splits};
   mc.image_size = o.image_size;
-  mc.batch = o.batch;
+  mc.batch = o.batch / o.world;
+  mc.dist = dist;
   mc.K = o.moco_k;
   mc.m = 0.99f;
   mc.T = 0.1f;
@@ -235,16 +254,21 @@ int synco_bench_step(int argc, char **argv) {
     mp.io += inputs;
     mp.total += inputs;
     o.planned = mp.total;
-    if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size."))
+    if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size.")) {
+      synco_dist_free(dist);
       return 2;
+    }
   }
   synco_backend *be = NULL;
   synco_moco *m = NULL;
   if (synco_backend_create(o.backend, &be) || synco_moco_create(&m, be, &mc)) {
     synco_backend_destroy(be);
-    return synco_cli_error("bench");
+    const int code = synco_cli_error("bench");
+    synco_dist_abort(dist, code);
+    synco_dist_free(dist);
+    return code;
   }
-  const size_t nx = (size_t)o.batch * 3 * o.image_size * o.image_size;
+  const size_t nx = (size_t)mc.batch * 3 * o.image_size * o.image_size;
   float *xq = malloc(nx * sizeof(float)), *xk = malloc(nx * sizeof(float));
   double *times = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
   double *conv = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
@@ -255,21 +279,30 @@ int synco_bench_step(int argc, char **argv) {
   synco_encoder *eq = synco_moco_query(m), *ek = synco_moco_key(m);
   synco_encoder_set_timing(eq, 1);
   synco_encoder_set_timing(ek, 1);
+  double comm = 0, allreduce = 0, total = 0;
   for (int i = 0; i < o.warmup + o.iters; i++) {
-    const double t0 = synco_now();
+    const double t0 = synco_now(), c0 = dist->seconds, a0 = dist->allreduce_seconds;
     synco_step_stats st;
     if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st)) {
-      synco_cli_error("bench");
+      synco_dist_abort(dist, synco_cli_error("bench"));
       goto done;
     }
     const double dt = synco_now() - t0;
+    if (i >= o.warmup) {
+      total += dt;
+      comm += dist->seconds - c0;
+      allreduce += dist->allreduce_seconds - a0;
+    }
     const double dc = synco_encoder_conv_seconds(eq, 1) + synco_encoder_conv_seconds(ek, 1);
     if (i >= o.warmup) {
       times[i - o.warmup] = dt;
       conv[i - o.warmup] = dc;
     }
   }
-  ret = report("step", &o, times, conv, o.iters, 4.0 * 2.0 * synco_encoder_macs_per_image(synco_moco_query(m)), be);
+  o.comm_share = total > 0 ? comm / total : 0;
+  o.allreduce_share = total > 0 ? allreduce / total : 0;
+  ret = dist->rank ? 0
+                   : report("step", &o, times, conv, o.iters, 4.0 * 2.0 * synco_encoder_macs_per_image(synco_moco_query(m)), be);
 done:
   free(xq);
   free(xk);
@@ -277,5 +310,6 @@ done:
   free(conv);
   synco_moco_free(m);
   synco_backend_destroy(be);
+  synco_dist_free(dist);
   return ret;
 }

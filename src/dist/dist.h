@@ -16,6 +16,8 @@ struct synco_dist {
   const char *name; /* "single", "mpi", "nccl" */
   int rank, world;
   void *ctx;
+  /* Seconds spent in the collectives so far (world > 1), and in the all-reduces among them: a step's share. */
+  double seconds, allreduce_seconds;
   /* buf [n] ← the mean over ranks of every rank's buf [n] (in place). */
   synco_status (*allreduce_mean)(synco_dist *d, float *buf, size_t n);
   /* dst [world · n] ← every rank's src [n], in rank order. */

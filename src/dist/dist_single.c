@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include "base/progress.h"
 #include "base/status.h"
 
 static synco_status single_allreduce_mean(synco_dist *d, float *buf, size_t n) {
@@ -57,15 +58,29 @@ void synco_dist_free(synco_dist *d) {
 }
 
 synco_status synco_dist_allreduce_mean(synco_dist *d, float *buf, size_t n) {
-  return d && d->world > 1 ? d->allreduce_mean(d, buf, n) : SYNCO_OK;
+  if (!d || d->world <= 1) return SYNCO_OK;
+  const double t0 = synco_now();
+  const synco_status s = d->allreduce_mean(d, buf, n);
+  const double dt = synco_now() - t0;
+  d->seconds += dt;
+  d->allreduce_seconds += dt;
+  return s;
 }
 
 synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *src, size_t n) {
-  return d && d->world > 1 ? d->allgather(d, dst, src, n) : SYNCO_OK;
+  if (!d || d->world <= 1) return SYNCO_OK;
+  const double t0 = synco_now();
+  const synco_status s = d->allgather(d, dst, src, n);
+  d->seconds += synco_now() - t0;
+  return s;
 }
 
 synco_status synco_dist_broadcast(synco_dist *d, void *buf, size_t bytes, int root) {
-  return d && d->world > 1 ? d->broadcast(d, buf, bytes, root) : SYNCO_OK;
+  if (!d || d->world <= 1) return SYNCO_OK;
+  const double t0 = synco_now();
+  const synco_status s = d->broadcast(d, buf, bytes, root);
+  d->seconds += synco_now() - t0;
+  return s;
 }
 
 synco_status synco_dist_barrier(synco_dist *d) { return d && d->world > 1 ? d->barrier(d) : SYNCO_OK; }
