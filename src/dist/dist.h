@@ -1,8 +1,9 @@
 /* The distribution seam: rank, world size and the four collectives a data-parallel MoCo step needs. moco.c
  * calls them at three places — the gradient all-reduce before SGD, the key all-gather before the enqueue, and
  * the broadcast of the key shuffle's permutation — and nowhere else. Implementations: single process (here;
- * every collective is a no-op), MPI and NCCL (their own files, when built). Buffers are backend memory of the
- * caller's backend; an implementation that cannot reach that memory says so when created. */
+ * every collective is a no-op), MPI and NCCL (their own files, when built). All-reduce and all-gather buffers
+ * are backend memory of the caller's backend (device memory for NCCL); broadcast's is host memory (the
+ * shuffle's permutation is drawn on the host). */
 #ifndef SYNCO_DIST_DIST_H
 #define SYNCO_DIST_DIST_H
 
@@ -41,6 +42,12 @@ int synco_dist_mpi_launched(void);
 synco_status synco_dist_mpi_create(synco_dist **out);
 /* The MPI library's name and version, e.g. "Open MPI v4.1.4". */
 const char *synco_dist_mpi_version(void);
+#endif
+#ifdef SYNCO_HAVE_NCCL
+/* NCCL over the MPI seam `mpi` (which it then owns): collectives on device memory of GPU `device`, on the CUDA
+ * stream `cuda_stream` (a cudaStream_t) of that rank's backend. Not yet run on a GPU. */
+synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int device, void *cuda_stream);
+int synco_dist_nccl_version(void); /* e.g. 22803 for 2.28.3 */
 #endif
 /* The processes this one belongs to: MPI when built with it and started by an MPI launcher, else the single
  * process. Never NULL on success. */

@@ -1,0 +1,105 @@
+/* The distribution seam over NCCL, for the CUDA backend: one GPU per rank, the ranks found through MPI. Rank 0
+ * makes the NCCL unique id and broadcasts it over MPI; every rank joins the NCCL communicator on its device.
+ * All-reduce (ncclAvg) and all-gather run on the backend's CUDA stream, in order with the step's kernels, on
+ * device memory; the key shuffle's permutation (host memory) and barriers go through MPI. A failing NCCL call
+ * returns a status naming the rank, the call and NCCL's reason; abort tears the communicator down and ends the
+ * job through MPI_Abort.
+ *
+ * NOT RUN YET: this file has been compiled and linked only; no session so far had GPUs to run it on. */
+#include "dist/dist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+
+#include "base/status.h"
+
+typedef struct {
+  synco_dist *mpi; /* the MPI seam this one stands on (ranks, host broadcasts, barrier, abort) */
+  ncclComm_t comm;
+  cudaStream_t stream;
+} nccl_ctx;
+
+static nccl_ctx *ctx_of(synco_dist *d) { return (nccl_ctx *)d->ctx; }
+
+#define NCCL_TRY(d, call)                                                                                      \
+  do {                                                                                                         \
+    const ncclResult_t rc_ = (call);                                                                           \
+    if (rc_ != ncclSuccess)                                                                                    \
+      return synco_fail(SYNCO_ERR_IO, "%s:%d: %s failed on rank %d of %d: %s", __FILE__, __LINE__, #call,      \
+                        (d)->rank, (d)->world, ncclGetErrorString(rc_));                                       \
+  } while (0)
+
+static synco_status nccl_allreduce_mean(synco_dist *d, float *buf, size_t n) {
+  NCCL_TRY(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, ctx_of(d)->comm, ctx_of(d)->stream));
+  return SYNCO_OK;
+}
+
+static synco_status nccl_allgather(synco_dist *d, float *dst, const float *src, size_t n) {
+  NCCL_TRY(d, ncclAllGather(src, dst, n, ncclFloat, ctx_of(d)->comm, ctx_of(d)->stream));
+  return SYNCO_OK;
+}
+
+static synco_status nccl_broadcast(synco_dist *d, void *buf, size_t bytes, int root) {
+  return ctx_of(d)->mpi->broadcast(ctx_of(d)->mpi, buf, bytes, root);
+}
+
+static synco_status nccl_barrier(synco_dist *d) { return ctx_of(d)->mpi->barrier(ctx_of(d)->mpi); }
+
+static void nccl_abort(synco_dist *d, int code) {
+  ncclCommAbort(ctx_of(d)->comm);
+  ctx_of(d)->mpi->abort(ctx_of(d)->mpi, code);
+}
+
+static void nccl_destroy(synco_dist *d) {
+  nccl_ctx *c = ctx_of(d);
+  ncclCommDestroy(c->comm);
+  synco_dist_free(c->mpi);
+  free(c);
+  free(d);
+}
+
+synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int device, void *cuda_stream) {
+  *out = NULL;
+  if (!mpi || strcmp(mpi->name, "mpi"))
+    return synco_fail(SYNCO_ERR_ARG, "NCCL needs the MPI seam to find its ranks");
+  ncclUniqueId id;
+  if (mpi->rank == 0) {
+    const ncclResult_t rc = ncclGetUniqueId(&id);
+    if (rc != ncclSuccess) return synco_fail(SYNCO_ERR_IO, "ncclGetUniqueId failed: %s", ncclGetErrorString(rc));
+  }
+  SYNCO_TRY(mpi->broadcast(mpi, &id, sizeof id, 0));
+  const cudaError_t ce = cudaSetDevice(device);
+  if (ce != cudaSuccess)
+    return synco_fail(SYNCO_ERR_IO, "rank %d: cudaSetDevice(%d) failed: %s", mpi->rank, device, cudaGetErrorString(ce));
+  nccl_ctx *c = synco_calloc(1, sizeof *c);
+  synco_dist *d = synco_calloc(1, sizeof *d);
+  if (!c || !d) {
+    free(c);
+    free(d);
+    return SYNCO_ERR_NOMEM;
+  }
+  *d = (synco_dist){.name = "nccl", .rank = mpi->rank, .world = mpi->world, .ctx = c,
+                    .allreduce_mean = nccl_allreduce_mean, .allgather = nccl_allgather, .broadcast = nccl_broadcast,
+                    .barrier = nccl_barrier, .abort = nccl_abort, .destroy = nccl_destroy};
+  c->mpi = mpi;
+  c->stream = (cudaStream_t)cuda_stream;
+  const ncclResult_t rc = ncclCommInitRank(&c->comm, mpi->world, id, mpi->rank);
+  if (rc != ncclSuccess) {
+    free(c);
+    free(d);
+    return synco_fail(SYNCO_ERR_IO, "rank %d of %d: ncclCommInitRank failed: %s", mpi->rank, mpi->world,
+                      ncclGetErrorString(rc));
+  }
+  *out = d;
+  return SYNCO_OK;
+}
+
+int synco_dist_nccl_version(void) {
+  int v = 0;
+  ncclGetVersion(&v);
+  return v;
+}
