@@ -40,3 +40,12 @@ int synco_test_finish(const char *name) {
   printf("%s: ok\n", name);
   return 0;
 }
+
+double synco_test_rel_l2(const float *got, const float *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}

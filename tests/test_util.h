@@ -32,6 +32,9 @@ int synco_test_allclose(const char *what, const float *got, const float *ref, si
 #define CHECK_CLOSE(what, got, ref, n, atol, rtol) \
   do { if (!synco_test_allclose(what, got, ref, n, atol, rtol)) synco_test_failures++; } while (0)
 
+/* The relative L2 error |got - ref| / |ref| of a whole tensor (|got - ref| where ref is all zeros). */
+double synco_test_rel_l2(const float *got, const float *ref, size_t n);
+
 /* Fills x[n] with uniform values in [lo, hi) from a seeded counter-based stream. */
 void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi);
 

@@ -32,12 +32,7 @@ static void compare(const char *what, int step, const float *got, const float *r
   CHECK_CLOSE(name, got, ref, n, atol, rtol);
   /* and as a whole: the relative error of the tensor's L2 norm stays tight even where single elements that are
    * sums of cancelling terms (or a ReLU that flips on a near-zero input) are allowed more */
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    num += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-    den += (double)ref[i] * ref[i];
-  }
-  const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+  const double rel = synco_test_rel_l2(got, ref, n);
   if (getenv("SYNCO_TEST_VERBOSE")) fprintf(stderr, "%s: relative L2 error %.2e\n", name, rel);
   if (!(rel <= rel_l2)) {
     fprintf(stderr, "%s: relative L2 error %.3g > %g\n", name, rel, rel_l2);
