@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"

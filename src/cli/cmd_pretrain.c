@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "backend/cpu/precision.h"
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"

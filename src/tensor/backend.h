@@ -16,7 +16,9 @@
  *  - every function returns SYNCO_OK or an error status with a message (base/status.h).
  *
  * Every op exists in the reference backend (backend/ref), which is the readable truth: each fast op is
- * tested against it on random data, and each reference backward is checked by finite differences. */
+ * tested against it on random data, and each reference backward is checked by finite differences.
+ *
+ * This header knows no concrete backend: they are created by name through backend/registry.h. */
 #ifndef SYNCO_TENSOR_BACKEND_H
 #define SYNCO_TENSOR_BACKEND_H
 
@@ -179,14 +181,5 @@ struct synco_backend {
 
 /* Output size of a convolution or pooling window. */
 static inline int synco_conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
-
-/* Backends. `threads` <= 0 means all cores. */
-synco_status synco_backend_ref_create(synco_backend **out);
-#ifdef SYNCO_HAVE_ONEDNN
-synco_status synco_backend_onednn_create(synco_backend **out);
-#endif
-/* By name: "ref", "onednn", or "auto" (oneDNN when built with it, else ref). */
-synco_status synco_backend_create(const char *name, synco_backend **out);
-void synco_backend_destroy(synco_backend *be);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "backend/cpu/onednn_util.h"
 #include "backend/ref/ref_internal.h"
+#include "backend/registry.h"
 
 /* ---- version-neutral helpers ------------------------------------------------------------------ */
 

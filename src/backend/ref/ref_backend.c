@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/ref/ref_internal.h"
+#include "backend/registry.h"
 
 static const char *layout_name(synco_layout l) {
   switch (l) {

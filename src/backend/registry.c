@@ -1,5 +1,5 @@
-/* Choosing a backend by name. */
-#include "tensor/backend.h"
+/* The backend registry (registry.h): a backend by name, and the process-wide setup every backend relies on. */
+#include "backend/registry.h"
 
 #include <string.h>
 
