@@ -67,10 +67,21 @@ typedef struct {
 /* Direction of a copy: host memory <-> backend memory, or within the backend. */
 typedef enum { SYNCO_COPY_H2D = 0, SYNCO_COPY_D2H = 1, SYNCO_COPY_D2D = 2 } synco_copy_dir;
 
+/* What a caller may ask a backend through `supports` (as ggml's supports_op): the features that options and
+ * reports depend on, so that no code outside backend/ includes a backend's private headers to find out. */
+typedef enum {
+  SYNCO_CAP_BF16 = 0,        /* the layer ops run bf16 activations (fp32 master weights, loss and optimizer) */
+  SYNCO_CAP_BF16_NATIVE = 1, /* the hardware has bf16 arithmetic (a CPU: AVX512-BF16), whether the ops use it yet
+                                or not */
+  SYNCO_CAP_WINOGRAD = 2,    /* 3x3 stride-1 convolutions of 32 channels and more run as Winograd F(2x2, 3x3) */
+} synco_capability;
+
 struct synco_backend {
   const char *name;        /* "ref", "onednn", "cuda" */
   void *ctx;
   void (*destroy)(synco_backend *be);
+  /* 1 when the backend has capability `cap`, else 0 (ask through synco_backend_supports: NULL means none). */
+  int (*supports)(synco_backend *be, synco_capability cap);
 
   /* Memory. Every buffer of a step (parameters, gradients, momentum, BN statistics, activations, the queue,
    * logits, workspaces) is backend memory; host code reaches it only through `copy` (input upload, checkpoints,
@@ -178,6 +189,10 @@ struct synco_backend {
   synco_status (*l2norm_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
                              const float *norms);
 };
+
+static inline int synco_backend_supports(synco_backend *be, synco_capability cap) {
+  return be && be->supports && be->supports(be, cap);
+}
 
 /* Output size of a convolution or pooling window. */
 static inline int synco_conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }

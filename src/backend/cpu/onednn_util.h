@@ -90,6 +90,9 @@ int synco_dnnl_layout_block(synco_layout l);
 synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, int c, int h, int w, synco_layout l);
 
 /* Ops, one family per file. */
+/* 1 when the 3x3 stride-1 layers of 32 channels and more take Winograd (onednn_conv.c): nChw8c activations on an
+ * AVX2 CPU, unless SYNCO_CONV_WINOGRAD=0. */
+int synco_dnnl_winograd_on(const synco_dnnl_ctx *c);
 synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op);
 void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op);
 synco_status synco_dnnl_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
