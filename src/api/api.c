@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/rng.h"
 #include "base/status.h"
 #include "data/data.h"

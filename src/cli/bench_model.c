@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/rng.h"
 #include "base/status.h"

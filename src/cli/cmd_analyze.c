@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/rng.h"
 #include "base/status.h"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -110,14 +111,14 @@ int synco_cmd_export(int argc, char **argv) {
       goto done;
     }
   } else {
-    int np = 0, nb = 0;
-    const synco_param_view *pv = synco_encoder_param_views(enc, &np), *bv = synco_encoder_buffer_views(enc, &nb);
+    int n = 0;
+    const synco_named_buffer *b = synco_encoder_named_buffers(enc, &n);
     char name[160];
-    for (int i = 0; i < np + nb; i++) {
-      const synco_param_view *v = i < np ? &pv[i] : &bv[i - np];
-      detectron2_name(name, sizeof name, v->name);
-      const float *base = i < np ? synco_encoder_params(enc) : synco_encoder_buffers(enc);
-      if (synco_st_add_f32(w, name, base + v->offset, v->ndim, v->shape)) {
+    for (int i = 0; i < n; i++) {
+      detectron2_name(name, sizeof name, b[i].name);
+      synco_named_buffer renamed = b[i];
+      renamed.name = name;
+      if (synco_weights_add_buffers(w, be, "", &renamed, 1)) {
         synco_cli_error("export");
         goto done;
       }

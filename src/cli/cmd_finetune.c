@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/rng.h"
 #include "base/status.h"

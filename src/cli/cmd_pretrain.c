@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "backend/cpu/precision.h"
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/args.h"

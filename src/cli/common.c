@@ -13,7 +13,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "backend/cpu/precision.h"
+#include "backend/registry.h"
 #include "base/status.h"
 
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]) {
@@ -57,7 +57,7 @@ synco_status synco_cli_write_file_atomic(const char *path, const char *text) {
 }
 
 int synco_cli_precision(const char *cmd, const char *precision) {
-  if (synco_cpu_precision_check(precision, NULL) == SYNCO_OK) return 0;
+  if (synco_backend_precision(precision, NULL) == SYNCO_OK) return 0;
   fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
   return 2;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/common.h"

@@ -1,7 +1,9 @@
 /* Encoder weights in safetensors files: writing them under torchvision names, reading the architecture back,
  * and loading them into an encoder, from a pretraining checkpoint ("encoder_q."/"encoder_k." prefixes), an
  * export (plain torchvision names) or a torchvision state_dict converted to safetensors (architecture
- * inferred from the keys and shapes). */
+ * inferred from the keys and shapes). The encoder is seen only as its list of named backend buffers
+ * (synco_encoder_named_buffers), and their bytes move only through the backend's copy: downloaded into host
+ * memory the writer owns for a save, uploaded from a host copy for a load, so any backend's memory works. */
 #include "io/checkpoint.h"
 
 #include <cjson/cJSON.h>
@@ -22,17 +24,37 @@ char *synco_weights_config_json(const synco_encoder *enc) {
   return s;
 }
 
-synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix) {
-  int np = 0, nb = 0;
-  const synco_param_view *pv = synco_encoder_param_views(enc, &np);
-  const synco_param_view *bv = synco_encoder_buffer_views(enc, &nb);
+synco_status synco_weights_add_buffers(synco_st_writer *w, synco_backend *be, const char *prefix,
+                                       const synco_named_buffer *b, int n) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += b[i].numel;
+  float *host = synco_st_writer_hold(w, total * sizeof(float));
+  if (!host) return SYNCO_ERR_NOMEM;
   char name[160];
-  for (int i = 0; i < np + nb; i++) {
-    const synco_param_view *v = i < np ? &pv[i] : &bv[i - np];
-    const float *base = i < np ? synco_encoder_params(enc) : synco_encoder_buffers(enc);
-    snprintf(name, sizeof name, "%s%s", prefix, v->name);
-    SYNCO_TRY(synco_st_add_f32(w, name, base + v->offset, v->ndim, v->shape));
+  for (int i = 0; i < n; i++) {
+    SYNCO_TRY(be->copy(be, host, b[i].data, b[i].numel * sizeof(float), SYNCO_COPY_D2H));
+    snprintf(name, sizeof name, "%s%s", prefix, b[i].name);
+    SYNCO_TRY(synco_st_add_f32(w, name, host, b[i].ndim, b[i].shape));
+    host += b[i].numel;
   }
+  return be->sync(be); /* the host copies are complete before anyone reads them */
+}
+
+synco_status synco_weights_get_buffer(const synco_safetensors *st, synco_backend *be, const char *key,
+                                      const synco_named_buffer *b) {
+  float *host = malloc((b->numel ? b->numel : 1) * sizeof(float));
+  if (!host) return synco_fail(SYNCO_ERR_NOMEM, "out of memory reading tensor '%s' (%zu floats)", key, b->numel);
+  synco_status s = synco_st_get_f32(st, key, host, b->numel, b->shape, b->ndim);
+  if (!s) s = be->copy(be, b->data, host, b->numel * sizeof(float), SYNCO_COPY_H2D);
+  if (!s) s = be->sync(be); /* before the staging copy goes */
+  free(host);
+  return s;
+}
+
+synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix) {
+  int n = 0;
+  const synco_named_buffer *b = synco_encoder_named_buffers(enc, &n);
+  SYNCO_TRY(synco_weights_add_buffers(w, synco_encoder_backend(enc), prefix, b, n));
   char *js = synco_weights_config_json(enc);
   if (!js) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
   synco_status s = synco_st_set_meta(w, "synco.encoder", js);
@@ -177,28 +199,26 @@ synco_status synco_weights_load(synco_encoder *enc, const char *path, const char
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
   const char *pre = prefix_for(&st, which);
-  int np = 0, nb = 0;
-  const synco_param_view *pv = synco_encoder_param_views(enc, &np);
-  const synco_param_view *bv = synco_encoder_buffer_views(enc, &nb);
+  synco_backend *be = synco_encoder_backend(enc);
+  int n = 0;
+  const synco_named_buffer *b = synco_encoder_named_buffers(enc, &n);
   char name[160], missing[512] = "";
   int nmissing = 0, head_missing = 0, loaded = 0;
   synco_status s = SYNCO_OK;
-  for (int i = 0; i < np + nb && !s; i++) {
-    const synco_param_view *v = i < np ? &pv[i] : &bv[i - np];
-    float *base = i < np ? synco_encoder_params(enc) : synco_encoder_buffers(enc);
-    snprintf(name, sizeof name, "%s%s", pre, v->name);
+  for (int i = 0; i < n && !s; i++) {
+    snprintf(name, sizeof name, "%s%s", pre, b[i].name);
     if (!synco_st_find(&st, name)) {
-      if (!strncmp(v->name, "fc.", 3)) {
+      if (!strncmp(b[i].name, "fc.", 3)) {
         head_missing++;
         continue;
       }
       if (nmissing++ < 4) {
-        size_t n = strlen(missing);
-        snprintf(missing + n, sizeof missing - n, "%s'%s'", n ? ", " : "", name);
+        size_t len = strlen(missing);
+        snprintf(missing + len, sizeof missing - len, "%s'%s'", len ? ", " : "", name);
       }
       continue;
     }
-    s = synco_st_get_f32(&st, name, base + v->offset, v->numel, v->shape, v->ndim);
+    s = synco_weights_get_buffer(&st, be, name, &b[i]);
     loaded++;
   }
   if (!s && nmissing)
@@ -217,6 +237,12 @@ static void list_add(char *buf, size_t n, int *count, const char *name) {
   snprintf(buf + len, n - len, "%s%s", len ? ", " : "", name);
 }
 
+static const synco_named_buffer *find_buffer(const synco_named_buffer *b, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(b[i].name, name)) return &b[i];
+  return NULL;
+}
+
 synco_status synco_weights_load_report(synco_encoder *enc, const char *path, char *report, size_t n) {
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
@@ -224,28 +250,25 @@ synco_status synco_weights_load_report(synco_encoder *enc, const char *path, cha
   const size_t plen = strlen(pre);
   char unexpected[400] = "", missing[400] = "", name[160];
   int n_unexpected = 0, n_missing = 0, loaded = 0;
+  synco_backend *be = synco_encoder_backend(enc);
+  int nb = 0;
+  const synco_named_buffer *b = synco_encoder_named_buffers(enc, &nb);
   synco_status s = SYNCO_OK;
   for (int i = 0; i < st.count && !s; i++) {
     const char *key = st.entries[i].name;
     if (plen && strncmp(key, pre, plen) != 0) continue; /* other parts of a checkpoint */
-    int is_buffer = 0;
-    const synco_param_view *v = synco_encoder_find(enc, key + plen, &is_buffer);
-    if (!v) {
+    const synco_named_buffer *t = find_buffer(b, nb, key + plen);
+    if (!t) {
       if (strcmp(key + plen, "num_batches_tracked") && !strstr(key, ".num_batches_tracked"))
         list_add(unexpected, sizeof unexpected, &n_unexpected, key);
       continue;
     }
-    float *base = is_buffer ? synco_encoder_buffers(enc) : synco_encoder_params(enc);
-    s = synco_st_get_f32(&st, key, base + v->offset, v->numel, v->shape, v->ndim);
+    s = synco_weights_get_buffer(&st, be, key, t);
     loaded++;
   }
-  int np = 0, nb = 0;
-  const synco_param_view *pv = synco_encoder_param_views(enc, &np);
-  const synco_param_view *bv = synco_encoder_buffer_views(enc, &nb);
-  for (int i = 0; i < np + nb && !s; i++) {
-    const synco_param_view *v = i < np ? &pv[i] : &bv[i - np];
-    snprintf(name, sizeof name, "%s%s", pre, v->name);
-    if (!synco_st_find(&st, name)) list_add(missing, sizeof missing, &n_missing, v->name);
+  for (int i = 0; i < nb && !s; i++) {
+    snprintf(name, sizeof name, "%s%s", pre, b[i].name);
+    if (!synco_st_find(&st, name)) list_add(missing, sizeof missing, &n_missing, b[i].name);
   }
   if (!s && !loaded) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no tensor matches the encoder's torchvision names", path);
   if (!s && report && n) {

@@ -26,8 +26,18 @@ synco_status synco_weights_load(synco_encoder *enc, const char *path, const char
 synco_status synco_weights_load_report(synco_encoder *enc, const char *path, char *report, size_t n);
 
 /* Adds every parameter and BN buffer of enc to a writer as "<prefix><torchvision name>" (fp32), and the
- * architecture as metadata "synco.encoder" (JSON). The encoder's memory must outlive synco_st_write. */
+ * architecture as metadata "synco.encoder" (JSON). The values are those of the call (downloaded into the
+ * writer's memory), whatever happens to the encoder before synco_st_write. */
 synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix);
+
+/* Named backend buffers (tensor/tensor.h) in safetensors files, through be's copy op, for any part of a
+ * checkpoint: add_buffers downloads n buffers into host memory the writer owns and adds them as
+ * "<prefix><name>" (fp32); get_buffer reads tensor `key` of st (its shape checked, NaN/inf refused, as
+ * synco_st_get_f32) into a host copy and uploads it into b (b untouched on failure). */
+synco_status synco_weights_add_buffers(synco_st_writer *w, synco_backend *be, const char *prefix,
+                                       const synco_named_buffer *b, int n);
+synco_status synco_weights_get_buffer(const synco_safetensors *st, synco_backend *be, const char *key,
+                                      const synco_named_buffer *b);
 /* The "synco.encoder" metadata JSON for an encoder (caller frees). */
 char *synco_weights_config_json(const synco_encoder *enc);
 

@@ -410,6 +410,8 @@ struct synco_st_writer {
   pending *t;
   int n, cap;
   cJSON *meta;
+  void **held;             /* synco_st_writer_hold */
+  int nheld, held_cap;
 };
 
 synco_st_writer *synco_st_writer_new(void) {
@@ -426,8 +428,30 @@ void synco_st_writer_free(synco_st_writer *w) {
   if (!w) return;
   for (int i = 0; i < w->n; i++) free(w->t[i].name);
   free(w->t);
+  for (int i = 0; i < w->nheld; i++) free(w->held[i]);
+  free(w->held);
   cJSON_Delete(w->meta);
   free(w);
+}
+
+void *synco_st_writer_hold(synco_st_writer *w, size_t bytes) {
+  if (w->nheld == w->held_cap) {
+    const int cap = w->held_cap ? 2 * w->held_cap : 8;
+    void **h = realloc(w->held, (size_t)cap * sizeof *h);
+    if (!h) {
+      synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+      return NULL;
+    }
+    w->held = h;
+    w->held_cap = cap;
+  }
+  void *p = calloc(1, bytes ? bytes : 1);
+  if (!p) {
+    synco_fail(SYNCO_ERR_NOMEM, "out of memory staging %zu bytes for a safetensors file", bytes);
+    return NULL;
+  }
+  w->held[w->nheld++] = p;
+  return p;
 }
 
 synco_status synco_st_add(synco_st_writer *w, const char *name, synco_st_dtype dtype, int ndim, const int64_t *shape,

@@ -68,6 +68,9 @@ void synco_st_writer_free(synco_st_writer *w);
 /* Adds a tensor; `data` is referenced, not copied, and must stay valid until synco_st_write returns. */
 synco_status synco_st_add(synco_st_writer *w, const char *name, synco_st_dtype dtype, int ndim, const int64_t *shape,
                           const void *data);
+/* Host memory that the writer owns (freed by synco_st_writer_free), zeroed: where a caller stages tensors that live
+ * elsewhere (a backend's memory) until synco_st_write. NULL with a message when out of memory. */
+void *synco_st_writer_hold(synco_st_writer *w, size_t bytes);
 /* Convenience for fp32 tensors with int shapes. */
 synco_status synco_st_add_f32(synco_st_writer *w, const char *name, const float *data, int ndim, const int *shape);
 synco_status synco_st_set_meta(synco_st_writer *w, const char *key, const char *value);

@@ -175,6 +175,20 @@ static synco_status init_params(synco_encoder *enc, uint64_t seed) {
   return st;
 }
 
+/* The named backend buffers over the parameter and buffer arrays, once both exist (the views no longer move). */
+static synco_status name_buffers(synco_encoder *enc) {
+  enc->named = malloc((size_t)(enc->np + enc->nb + 1) * sizeof *enc->named);
+  if (!enc->named) return synco_fail(SYNCO_ERR_NOMEM, "out of memory naming %d encoder tensors", enc->np + enc->nb);
+  for (int i = 0; i < enc->np + enc->nb; i++) {
+    const synco_param_view *v = i < enc->np ? &enc->pviews[i] : &enc->bviews[i - enc->np];
+    float *base = i < enc->np ? enc->params : enc->buffers;
+    enc->named[i] = (synco_named_buffer){.name = v->name, .data = base + v->offset, .numel = v->numel,
+                                         .ndim = v->ndim, .shape = v->shape};
+  }
+  enc->nnamed = enc->np + enc->nb;
+  return SYNCO_OK;
+}
+
 static synco_status check_config(const synco_encoder_config *cfg, int batch, int image_size) {
   if (cfg->depth != 18 && cfg->depth != 34 && cfg->depth != 50)
     return synco_fail(SYNCO_ERR_ARG, "encoder: depth %d is not supported (expected 18, 34 or 50)", cfg->depth);
@@ -314,6 +328,7 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
   }
   synco_nn_resnet_bind(enc);
   st = init_params(enc, seed);
+  if (st == SYNCO_OK) st = name_buffers(enc);
   if (st != SYNCO_OK) {
     synco_encoder_free(enc);
     return st;
@@ -331,6 +346,7 @@ void synco_encoder_free(synco_encoder *enc) {
   free(enc->pinit);
   free(enc->bviews);
   free(enc->bfill);
+  free(enc->named);
   free(enc->blocks);
   free(enc->slot_t);
   free(enc->slot_id);
@@ -365,6 +381,11 @@ const synco_param_view *synco_encoder_param_views(const synco_encoder *enc, int 
 const synco_param_view *synco_encoder_buffer_views(const synco_encoder *enc, int *count) {
   if (count) *count = enc->nb;
   return enc->bviews;
+}
+
+const synco_named_buffer *synco_encoder_named_buffers(const synco_encoder *enc, int *count) {
+  if (count) *count = enc->nnamed;
+  return enc->named;
 }
 
 const synco_param_view *synco_encoder_find(const synco_encoder *enc, const char *name, int *is_buffer) {

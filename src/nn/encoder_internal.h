@@ -77,6 +77,8 @@ struct synco_encoder {
   int np, nb, pcap, bcap;
   size_t n_params, n_buffers;
   float *params, *grads, *buffers;
+  synco_named_buffer *named; /* the views over params and buffers (synco_encoder_named_buffers) */
+  int nnamed;
 
   /* stem */
   synco_tensor x_t, t0, a0, p0;

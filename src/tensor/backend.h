@@ -16,7 +16,9 @@
  *  - every function returns SYNCO_OK or an error status with a message (base/status.h).
  *
  * Every op exists in the reference backend (backend/ref), which is the readable truth: each fast op is
- * tested against it on random data, and each reference backward is checked by finite differences. */
+ * tested against it on random data, and each reference backward is checked by finite differences.
+ *
+ * This header knows no concrete backend: they are created by name through backend/registry.h. */
 #ifndef SYNCO_TENSOR_BACKEND_H
 #define SYNCO_TENSOR_BACKEND_H
 
@@ -65,128 +67,198 @@ typedef struct {
 /* Direction of a copy: host memory <-> backend memory, or within the backend. */
 typedef enum { SYNCO_COPY_H2D = 0, SYNCO_COPY_D2H = 1, SYNCO_COPY_D2D = 2 } synco_copy_dir;
 
+/* What a caller may ask a backend through `supports` (as ggml's supports_op): the features that options and
+ * reports depend on, so that no code outside backend/ includes a backend's private headers to find out. */
+typedef enum {
+  SYNCO_CAP_BF16 = 0,        /* the layer ops run bf16 activations (fp32 master weights, loss and optimizer) */
+  SYNCO_CAP_BF16_NATIVE = 1, /* the hardware has bf16 arithmetic (a CPU: AVX512-BF16), whether the ops use it yet
+                                or not */
+  SYNCO_CAP_WINOGRAD = 2,    /* 3x3 stride-1 convolutions of 32 channels and more run as Winograd F(2x2, 3x3) */
+} synco_capability;
+
+/* ---- The ops' signatures and contracts ----------------------------------------------------------------------
+ * Each op's signature is written once, here, as a function type: the table below holds pointers to them, and a
+ * backend declares its implementation with the type (`synco_conv_fwd_fn synco_ref_conv_fwd;`), so the compiler
+ * checks every definition against this contract. */
+
+/* 1 when the backend has capability `cap`, else 0 (ask through synco_backend_supports: NULL means none). */
+typedef int synco_supports_fn(synco_backend *be, synco_capability cap);
+
+/* Memory. Every buffer of a step (parameters, gradients, momentum, BN statistics, activations, the queue,
+ * logits, workspaces) is backend memory; host code reaches it only through `copy` (input upload, checkpoints,
+ * a few metrics). alloc returns zeroed memory aligned to 64 bytes, or NULL with a message naming the size.
+ * The CPU backends' memory is host memory, so their copies are memcpy. */
+typedef void *synco_alloc_fn(synco_backend *be, size_t bytes);
+typedef void synco_free_fn(synco_backend *be, void *p);
+typedef synco_status synco_memset_fn(synco_backend *be, void *dst, int byte, size_t bytes);
+typedef synco_status synco_copy_fn(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir);
+/* Waits until every op issued so far has finished (a no-op where ops are synchronous). */
+typedef synco_status synco_sync_fn(synco_backend *be);
+
+/* Step ops on plain fp32 backend buffers (the training step outside the network layers). */
+/* C[m, n] = alpha·op(A)·op(B) + beta·C, row-major, op(X) = Xᵀ when trans_X. */
+typedef synco_status synco_gemm_fn(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* torch.optim.SGD over n values (see kernels/sgd_kernel.h); buf may be NULL when momentum is 0. */
+typedef synco_status synco_sgd_fn(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
+                                  float momentum, float wd, int first);
+/* Key encoder: k = m·k + (1 − m)·q over n values. */
+typedef synco_status synco_ema_fn(synco_backend *be, float *k, const float *q, size_t n, float m);
+/* n rows of dim floats into queue [K, dim] from row *ptr on, wrapping at K; *ptr (a host integer) advances. */
+typedef synco_status synco_enqueue_fn(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows,
+                                      int n);
+/* Rows of `cols` floats: dst[i] = src[idx[i]] (gather), or with scatter = 1 dst[idx[i]] = src[i]; idx [n] is
+ * backend memory holding a permutation or selection of row indices. */
+typedef synco_status synco_permute_rows_fn(synco_backend *be, float *dst, const float *src, const uint32_t *idx,
+                                           int n, size_t cols, int scatter);
+/* InfoNCE rows (kernels/infonce_kernel.h) over logits [B, ld] with ncol = 1 + K + S columns: column 0 gets
+ * q_i·k_i, columns 1..K hold q·Qᵀ, K+1.. the synthetic logits (already / T). Each row becomes its softmax;
+ * row_loss[i] its cross-entropy, hits[2i] / hits[2i + 1] whether the positive beats every queue logit / every
+ * logit. q, k: [B, dim]. */
+typedef synco_status synco_infonce_fwd_fn(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,
+                                          const float *q, const float *k, int B, int K, int ncol, int dim, float T);
+/* In place: the softmax rows become dL/d(column) of the batch-mean loss (raw dots for columns 0..K);
+ * dq [B, dim] = g_i0 · k_i (assigned; the queue and synthetic parts are added by the caller). */
+typedef synco_status synco_infonce_bwd_fn(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B,
+                                          int K, int ncol, int dim, float T);
+/* SynCo's synthetic negatives over the draws d (tensor/negatives_op.h; contract in ssl/negatives.h): the
+ * counter-based draws of queries query0.., the hard sets and closed-form synthetic logits, and their backward. */
+typedef synco_status synco_neg_draw_fn(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
+                                       uint64_t seed, uint64_t step, uint64_t query0);
+typedef synco_status synco_neg_logits_fn(synco_backend *be, synco_negatives_draws *d, float *syn, int ld_syn,
+                                         const float *l_neg, int ld_lneg, const float *q, const float *queue, float T);
+typedef synco_status synco_neg_backward_fn(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw,
+                                           int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T);
+/* Threads the backend's CPU ops run on (workspaces per thread are sized by it); 1 for a GPU. */
+typedef int synco_threads_fn(synco_backend *be);
+
+/* Layout this backend keeps for an activation of c channels and h×w pixels (h = w = 1: matrix). */
+typedef synco_layout synco_act_layout_fn(synco_backend *be, int c, int h, int w, synco_dtype dt);
+/* Bytes an activation of this shape takes in that layout (padding included). */
+typedef size_t synco_act_bytes_fn(synco_backend *be, int n, int c, int h, int w, synco_dtype dt);
+/* Plain NCHW fp32 <-> backend layout; src and dst shapes must match. */
+typedef synco_status synco_to_backend_fn(synco_backend *be, synco_tensor *dst, const float *src_plain);
+typedef synco_status synco_to_plain_fn(synco_backend *be, float *dst_plain, const synco_tensor *src);
+
+/* Convolution. bwd_data: dx = conv_transpose(dy, w); bwd_weights: dw += corr(x, dy). */
+typedef synco_status synco_conv_plan_fn(synco_backend *be, synco_conv_op *op);
+typedef void synco_conv_release_fn(synco_backend *be, synco_conv_op *op);
+typedef synco_status synco_conv_fwd_fn(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
+                                       const float *w);
+typedef synco_status synco_conv_bwd_data_fn(synco_backend *be, synco_conv_op *op, synco_tensor *dx,
+                                            const synco_tensor *dy, const float *w);
+typedef synco_status synco_conv_bwd_weights_fn(synco_backend *be, synco_conv_op *op, float *dw,
+                                               const synco_tensor *dy, const synco_tensor *x);
+
+/* Batch norm (+ReLU). fwd_train writes y, saves mean/invstd, updates running stats in place.
+ * fwd_eval uses running stats. bwd: dx =, dgamma +=, dbeta +=; with op->relu it masks dy by y > 0. */
+typedef synco_status synco_bn_plan_fn(synco_backend *be, synco_bn_op *op);
+typedef void synco_bn_release_fn(synco_backend *be, synco_bn_op *op);
+typedef synco_status synco_bn_fwd_train_fn(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                           float *save_invstd, float *running_mean, float *running_var,
+                                           const synco_tensor *x, const float *gamma, const float *beta);
+typedef synco_status synco_bn_fwd_eval_fn(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
+                                          const float *gamma, const float *beta, const float *running_mean,
+                                          const float *running_var);
+typedef synco_status synco_bn_bwd_fn(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma,
+                                     float *dbeta, const synco_tensor *dy, const synco_tensor *y,
+                                     const synco_tensor *x, const float *gamma, const float *save_mean,
+                                     const float *save_invstd);
+
+/* Max pooling; the argmax lives in op->impl between fwd and bwd. */
+typedef synco_status synco_pool_plan_fn(synco_backend *be, synco_pool_op *op);
+typedef void synco_pool_release_fn(synco_backend *be, synco_pool_op *op);
+typedef synco_status synco_maxpool_fwd_fn(synco_backend *be, synco_pool_op *op, synco_tensor *y,
+                                          const synco_tensor *x);
+typedef synco_status synco_maxpool_bwd_fn(synco_backend *be, synco_pool_op *op, synco_tensor *dx,
+                                          const synco_tensor *dy);
+
+/* y = relu(x) (in place allowed); dx = dy * (y > 0) (in place allowed). */
+typedef synco_status synco_relu_fwd_fn(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+typedef synco_status synco_relu_bwd_fn(synco_backend *be, synco_tensor *dx, const synco_tensor *dy,
+                                       const synco_tensor *y);
+/* y = a + b, or with accumulate = 1: y += a (b ignored). Same shapes and layouts. */
+typedef synco_status synco_add_fn(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
+                                  int accumulate);
+/* y[n, c] = mean over h, w of x (y PLAIN matrix n×c); dx[n,c,h,w] = dy[n,c] / (h*w). */
+typedef synco_status synco_avgpool_fwd_fn(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+typedef synco_status synco_avgpool_bwd_fn(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
+
+/* Linear on PLAIN matrices: y[n,out] = x[n,in] W[out,in]^T + b. bwd: dx = (NULL to skip), dw +=, db +=. */
+typedef synco_status synco_linear_fwd_fn(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
+                                         const float *b);
+typedef synco_status synco_linear_bwd_fn(synco_backend *be, synco_tensor *dx, float *dw, float *db,
+                                         const synco_tensor *dy, const synco_tensor *x, const float *w);
+/* Row-wise L2 normalization of a PLAIN matrix: y = x / max(|x|, 1e-12) (torch.nn.functional.normalize);
+ * norms[n] saved for backward. dx = (dy - y (y·dy)) / max(|x|, 1e-12). */
+typedef synco_status synco_l2norm_fwd_fn(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x);
+typedef synco_status synco_l2norm_bwd_fn(synco_backend *be, synco_tensor *dx, const synco_tensor *dy,
+                                         const synco_tensor *y, const float *norms);
+
+/* ---- The table: one pointer per op, in the order of the contracts above ------------------------------------ */
 struct synco_backend {
   const char *name;        /* "ref", "onednn", "cuda" */
   void *ctx;
   void (*destroy)(synco_backend *be);
+  synco_supports_fn *supports;
 
-  /* Memory. Every buffer of a step (parameters, gradients, momentum, BN statistics, activations, the queue,
-   * logits, workspaces) is backend memory; host code reaches it only through `copy` (input upload, checkpoints,
-   * a few metrics). alloc returns zeroed memory aligned to 64 bytes, or NULL with a message naming the size.
-   * The CPU backends' memory is host memory, so their copies are memcpy. */
-  void *(*alloc)(synco_backend *be, size_t bytes);
-  void (*free)(synco_backend *be, void *p);
-  synco_status (*memset)(synco_backend *be, void *dst, int byte, size_t bytes);
-  synco_status (*copy)(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir);
-  /* Waits until every op issued so far has finished (a no-op where ops are synchronous). */
-  synco_status (*sync)(synco_backend *be);
+  /* memory */
+  synco_alloc_fn *alloc;
+  synco_free_fn *free;
+  synco_memset_fn *memset;
+  synco_copy_fn *copy;
+  synco_sync_fn *sync;
 
-  /* Step ops on plain fp32 backend buffers (the training step outside the network layers). */
-  /* C[m, n] = alpha·op(A)·op(B) + beta·C, row-major, op(X) = Xᵀ when trans_X. */
-  synco_status (*gemm)(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
-  /* torch.optim.SGD over n values (see kernels/sgd_kernel.h); buf may be NULL when momentum is 0. */
-  synco_status (*sgd)(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr, float momentum,
-                      float wd, int first);
-  /* Key encoder: k = m·k + (1 − m)·q over n values. */
-  synco_status (*ema)(synco_backend *be, float *k, const float *q, size_t n, float m);
-  /* n rows of dim floats into queue [K, dim] from row *ptr on, wrapping at K; *ptr (a host integer) advances. */
-  synco_status (*enqueue)(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
-  /* Rows of `cols` floats: dst[i] = src[idx[i]] (gather), or with scatter = 1 dst[idx[i]] = src[i]; idx [n] is
-   * backend memory holding a permutation or selection of row indices. */
-  synco_status (*permute_rows)(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
-                               size_t cols, int scatter);
-  /* InfoNCE rows (kernels/infonce_kernel.h) over logits [B, ld] with ncol = 1 + K + S columns: column 0 gets
-   * q_i·k_i, columns 1..K hold q·Qᵀ, K+1.. the synthetic logits (already / T). Each row becomes its softmax;
-   * row_loss[i] its cross-entropy, hits[2i] / hits[2i + 1] whether the positive beats every queue logit / every
-   * logit. q, k: [B, dim]. */
-  synco_status (*infonce_fwd)(synco_backend *be, float *logits, int ld, double *row_loss, int *hits, const float *q,
-                              const float *k, int B, int K, int ncol, int dim, float T);
-  /* In place: the softmax rows become dL/d(column) of the batch-mean loss (raw dots for columns 0..K);
-   * dq [B, dim] = g_i0 · k_i (assigned; the queue and synthetic parts are added by the caller). */
-  synco_status (*infonce_bwd)(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
-                              int ncol, int dim, float T);
-  /* SynCo's synthetic negatives over the draws d (tensor/negatives_op.h; contract in ssl/negatives.h): the
-   * counter-based draws of queries query0.., the hard sets and closed-form synthetic logits, and their backward. */
-  synco_status (*neg_draw)(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
-                           uint64_t seed, uint64_t step, uint64_t query0);
-  synco_status (*neg_logits)(synco_backend *be, synco_negatives_draws *d, float *syn, int ld_syn, const float *l_neg,
-                             int ld_lneg, const float *q, const float *queue, float T);
-  synco_status (*neg_backward)(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw, int ld_graw,
-                               const float *g_syn, int ld_gsyn, const float *q, float T);
-  /* Threads the backend's CPU ops run on (workspaces per thread are sized by it); 1 for a GPU. */
-  int (*threads)(synco_backend *be);
+  /* step ops */
+  synco_gemm_fn *gemm;
+  synco_sgd_fn *sgd;
+  synco_ema_fn *ema;
+  synco_enqueue_fn *enqueue;
+  synco_permute_rows_fn *permute_rows;
+  synco_infonce_fwd_fn *infonce_fwd;
+  synco_infonce_bwd_fn *infonce_bwd;
+  synco_neg_draw_fn *neg_draw;
+  synco_neg_logits_fn *neg_logits;
+  synco_neg_backward_fn *neg_backward;
+  synco_threads_fn *threads;
 
-  /* Layout this backend keeps for an activation of c channels and h×w pixels (h = w = 1: matrix). */
-  synco_layout (*act_layout)(synco_backend *be, int c, int h, int w, synco_dtype dt);
-  /* Bytes an activation of this shape takes in that layout (padding included). */
-  size_t (*act_bytes)(synco_backend *be, int n, int c, int h, int w, synco_dtype dt);
-  /* Plain NCHW fp32 <-> backend layout; src and dst shapes must match. */
-  synco_status (*to_backend)(synco_backend *be, synco_tensor *dst, const float *src_plain);
-  synco_status (*to_plain)(synco_backend *be, float *dst_plain, const synco_tensor *src);
+  /* activation layouts */
+  synco_act_layout_fn *act_layout;
+  synco_act_bytes_fn *act_bytes;
+  synco_to_backend_fn *to_backend;
+  synco_to_plain_fn *to_plain;
 
-  /* Convolution. bwd_data: dx = conv_transpose(dy, w); bwd_weights: dw += corr(x, dy). */
-  synco_status (*conv_plan)(synco_backend *be, synco_conv_op *op);
-  void (*conv_release)(synco_backend *be, synco_conv_op *op);
-  synco_status (*conv_fwd)(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
-                           const float *w);
-  synco_status (*conv_bwd_data)(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
-                                const float *w);
-  synco_status (*conv_bwd_weights)(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
-                                   const synco_tensor *x);
-
-  /* Batch norm (+ReLU). fwd_train writes y, saves mean/invstd, updates running stats in place.
-   * fwd_eval uses running stats. bwd: dx =, dgamma +=, dbeta +=; with op->relu it masks dy by y > 0. */
-  synco_status (*bn_plan)(synco_backend *be, synco_bn_op *op);
-  void (*bn_release)(synco_backend *be, synco_bn_op *op);
-  synco_status (*bn_fwd_train)(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
-                               float *save_invstd, float *running_mean, float *running_var,
-                               const synco_tensor *x, const float *gamma, const float *beta);
-  synco_status (*bn_fwd_eval)(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
-                              const float *gamma, const float *beta, const float *running_mean,
-                              const float *running_var);
-  synco_status (*bn_bwd)(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
-                         const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
-                         const float *gamma, const float *save_mean, const float *save_invstd);
-
-  /* Max pooling; the argmax lives in op->impl between fwd and bwd. */
-  synco_status (*pool_plan)(synco_backend *be, synco_pool_op *op);
-  void (*pool_release)(synco_backend *be, synco_pool_op *op);
-  synco_status (*maxpool_fwd)(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
-  synco_status (*maxpool_bwd)(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);
-
-  /* y = relu(x) (in place allowed); dx = dy * (y > 0) (in place allowed). */
-  synco_status (*relu_fwd)(synco_backend *be, synco_tensor *y, const synco_tensor *x);
-  synco_status (*relu_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y);
-  /* y = a + b, or with accumulate = 1: y += a (b ignored). Same shapes and layouts. */
-  synco_status (*add)(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
-                      int accumulate);
-  /* y[n, c] = mean over h, w of x (y PLAIN matrix n×c); dx[n,c,h,w] = dy[n,c] / (h*w). */
-  synco_status (*avgpool_fwd)(synco_backend *be, synco_tensor *y, const synco_tensor *x);
-  synco_status (*avgpool_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
-
-  /* Linear on PLAIN matrices: y[n,out] = x[n,in] W[out,in]^T + b. bwd: dx = (NULL to skip), dw +=, db +=. */
-  synco_status (*linear_fwd)(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
-                             const float *b);
-  synco_status (*linear_bwd)(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
-                             const synco_tensor *x, const float *w);
-  /* Row-wise L2 normalization of a PLAIN matrix: y = x / max(|x|, 1e-12) (torch.nn.functional.normalize);
-   * norms[n] saved for backward. dx = (dy - y (y·dy)) / max(|x|, 1e-12). */
-  synco_status (*l2norm_fwd)(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x);
-  synco_status (*l2norm_bwd)(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
-                             const float *norms);
+  /* layers */
+  synco_conv_plan_fn *conv_plan;
+  synco_conv_release_fn *conv_release;
+  synco_conv_fwd_fn *conv_fwd;
+  synco_conv_bwd_data_fn *conv_bwd_data;
+  synco_conv_bwd_weights_fn *conv_bwd_weights;
+  synco_bn_plan_fn *bn_plan;
+  synco_bn_release_fn *bn_release;
+  synco_bn_fwd_train_fn *bn_fwd_train;
+  synco_bn_fwd_eval_fn *bn_fwd_eval;
+  synco_bn_bwd_fn *bn_bwd;
+  synco_pool_plan_fn *pool_plan;
+  synco_pool_release_fn *pool_release;
+  synco_maxpool_fwd_fn *maxpool_fwd;
+  synco_maxpool_bwd_fn *maxpool_bwd;
+  synco_relu_fwd_fn *relu_fwd;
+  synco_relu_bwd_fn *relu_bwd;
+  synco_add_fn *add;
+  synco_avgpool_fwd_fn *avgpool_fwd;
+  synco_avgpool_bwd_fn *avgpool_bwd;
+  synco_linear_fwd_fn *linear_fwd;
+  synco_linear_bwd_fn *linear_bwd;
+  synco_l2norm_fwd_fn *l2norm_fwd;
+  synco_l2norm_bwd_fn *l2norm_bwd;
 };
+
+static inline int synco_backend_supports(synco_backend *be, synco_capability cap) {
+  return be && be->supports && be->supports(be, cap);
+}
 
 /* Output size of a convolution or pooling window. */
 static inline int synco_conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
-
-/* Backends. `threads` <= 0 means all cores. */
-synco_status synco_backend_ref_create(synco_backend **out);
-#ifdef SYNCO_HAVE_ONEDNN
-synco_status synco_backend_onednn_create(synco_backend **out);
-#endif
-/* By name: "ref", "onednn", or "auto" (oneDNN when built with it, else ref). */
-synco_status synco_backend_create(const char *name, synco_backend **out);
-void synco_backend_destroy(synco_backend *be);
 
 #endif

@@ -26,6 +26,17 @@ typedef struct {
   void *data;
 } synco_tensor;
 
+/* A named fp32 array in a backend's memory, as checkpoints and exports write and read it (a parameter, a BN
+ * statistic, a momentum buffer, the queue). `data` is backend memory: host code reaches it only through the owning
+ * backend's copy op. */
+typedef struct {
+  const char *name;        /* the key it is stored under (after a prefix), e.g. a torchvision name */
+  float *data;
+  size_t numel;
+  int ndim;
+  const int *shape;        /* [ndim] */
+} synco_named_buffer;
+
 static inline size_t synco_tensor_numel(const synco_tensor *t) {
   return (size_t)t->n * t->c * t->h * t->w;
 }

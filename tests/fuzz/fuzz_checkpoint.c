@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/registry.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "nn/encoder.h"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "io/safetensors.h"
 #include "ssl/infonce.h"
 #include "ssl/negatives.h"

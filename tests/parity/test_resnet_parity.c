@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/status.h"
 #include "io/safetensors.h"
 #include "nn/encoder.h"

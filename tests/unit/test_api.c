@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/registry.h"
 #include "base/rng.h"
 #include "data/data.h"
 #include "io/checkpoint.h"

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/status.h"
 #include "nn/encoder.h"
 #include "test_util.h"

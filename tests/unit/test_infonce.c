@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "ssl/infonce.h"
 #include "ssl/negatives.h"
 #include "test_util.h"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/status.h"
 #include "tensor/backend.h"
 #include "test_util.h"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/rng.h"
 #include "base/status.h"
 #include "tensor/backend.h"

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "io/safetensors.h"
 #include "optim/sgd.h"
 #include "tensor/backend.h"

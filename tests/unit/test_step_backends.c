@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "ssl/moco.h"
 #include "tensor/backend.h"
 #include "test_util.h"

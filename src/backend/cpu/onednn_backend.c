@@ -12,6 +12,7 @@
 
 #include "backend/cpu/onednn_util.h"
 #include "backend/ref/ref_internal.h"
+#include "backend/registry.h"
 
 /* ---- version-neutral helpers ------------------------------------------------------------------ */
 
@@ -254,6 +255,21 @@ static synco_status init_ctx(synco_dnnl_ctx *c) {
   return SYNCO_OK;
 }
 
+/* 1 once the encoder runs its convolutions in bf16; until then the backend answers that it does not. */
+#define BF16_WIRED 0
+
+static int supports(synco_backend *be, synco_capability cap) {
+  const synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  /* below avx512_core_bf16 oneDNN only emulates bf16, slower than fp32 */
+  const int native = (c->isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+  switch (cap) {
+    case SYNCO_CAP_BF16: return native && BF16_WIRED;
+    case SYNCO_CAP_BF16_NATIVE: return native;
+    case SYNCO_CAP_WINOGRAD: return synco_dnnl_winograd_on(c);
+  }
+  return 0;
+}
+
 synco_status synco_backend_onednn_create(synco_backend **out) {
   *out = NULL;
   synco_backend *be = synco_calloc(1, sizeof(*be));
@@ -266,6 +282,7 @@ synco_status synco_backend_onednn_create(synco_backend **out) {
   be->name = "onednn";
   be->ctx = c;
   be->destroy = destroy;
+  be->supports = supports;
   const synco_status s = init_ctx(c);
   if (s != SYNCO_OK) {
     destroy(be);

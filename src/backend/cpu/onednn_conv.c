@@ -88,9 +88,13 @@ static synco_status create_pds(synco_dnnl_ctx *c, synco_conv_op *op, conv_impl *
  * Measured per pass against oneDNN's direct AVX2 kernels (batch 128, 2 threads): 16 channels, 32x32: all
  * three 0.6-0.7x; 32 channels: forward and backward data 0.8x, backward weights 1.15-1.3x; 64 channels and
  * more: forward and backward data 1.0-1.5x, backward weights 1.3-2.4x. */
-static synco_status plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
   const char *env = getenv("SYNCO_CONV_WINOGRAD");
-  if ((env && *env == '0') || op->dtype != SYNCO_F32 || k->lx != SYNCO_LAYOUT_NCHW8C ||
+  return !(env && *env == '0') && c->block == 8 && synco_wino_available();
+}
+
+static synco_status plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+  if (!synco_dnnl_winograd_on(c) || op->dtype != SYNCO_F32 || k->lx != SYNCO_LAYOUT_NCHW8C ||
       k->ly != SYNCO_LAYOUT_NCHW8C ||
       !synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad))
     return SYNCO_OK;

@@ -89,27 +89,22 @@ synco_layout synco_dnnl_act_layout(synco_backend *be, int c, int h, int w, synco
 int synco_dnnl_layout_block(synco_layout l);
 synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, int c, int h, int w, synco_layout l);
 
-/* Ops, one family per file. */
-synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op);
-void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op);
-synco_status synco_dnnl_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
-                                 const float *w);
-synco_status synco_dnnl_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
-                                      const float *w);
-synco_status synco_dnnl_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
-                                         const synco_tensor *x);
+/* Ops, one family per file, each declared with its signature's type from tensor/backend.h (where its contract
+ * is). */
+/* 1 when the 3x3 stride-1 layers of 32 channels and more take Winograd (onednn_conv.c): nChw8c activations on an
+ * AVX2 CPU, unless SYNCO_CONV_WINOGRAD=0. */
+int synco_dnnl_winograd_on(const synco_dnnl_ctx *c);
+synco_conv_plan_fn synco_dnnl_conv_plan;
+synco_conv_release_fn synco_dnnl_conv_release;
+synco_conv_fwd_fn synco_dnnl_conv_fwd;
+synco_conv_bwd_data_fn synco_dnnl_conv_bwd_data;
+synco_conv_bwd_weights_fn synco_dnnl_conv_bwd_weights;
 
-synco_status synco_dnnl_bn_plan(synco_backend *be, synco_bn_op *op);
-void synco_dnnl_bn_release(synco_backend *be, synco_bn_op *op);
-synco_status synco_dnnl_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
-                                     float *save_invstd, float *running_mean, float *running_var,
-                                     const synco_tensor *x, const float *gamma, const float *beta);
-synco_status synco_dnnl_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
-                                    const float *gamma, const float *beta, const float *running_mean,
-                                    const float *running_var);
-synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
-                               const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
-                               const float *gamma, const float *save_mean, const float *save_invstd);
+synco_bn_plan_fn synco_dnnl_bn_plan;
+synco_bn_release_fn synco_dnnl_bn_release;
+synco_bn_fwd_train_fn synco_dnnl_bn_fwd_train;
+synco_bn_fwd_eval_fn synco_dnnl_bn_fwd_eval;
+synco_bn_bwd_fn synco_dnnl_bn_bwd;
 
 /* fp32 batch norm as OpenMP loops (cpu_bn.c); onednn_bn.c dispatches to it for F32 activations. */
 typedef struct synco_cpu_bn synco_cpu_bn;
@@ -125,15 +120,14 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
                               const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
                               const float *gamma, const float *save_mean, const float *save_invstd);
 
-synco_status synco_dnnl_pool_plan(synco_backend *be, synco_pool_op *op);
-void synco_dnnl_pool_release(synco_backend *be, synco_pool_op *op);
-synco_status synco_dnnl_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
-synco_status synco_dnnl_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);
-synco_status synco_dnnl_relu_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
-synco_status synco_dnnl_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y);
-synco_status synco_dnnl_add(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
-                            int accumulate);
-synco_status synco_dnnl_avgpool_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
-synco_status synco_dnnl_avgpool_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
+synco_pool_plan_fn synco_dnnl_pool_plan;
+synco_pool_release_fn synco_dnnl_pool_release;
+synco_maxpool_fwd_fn synco_dnnl_maxpool_fwd;
+synco_maxpool_bwd_fn synco_dnnl_maxpool_bwd;
+synco_relu_fwd_fn synco_dnnl_relu_fwd;
+synco_relu_bwd_fn synco_dnnl_relu_bwd;
+synco_add_fn synco_dnnl_add;
+synco_avgpool_fwd_fn synco_dnnl_avgpool_fwd;
+synco_avgpool_bwd_fn synco_dnnl_avgpool_bwd;
 
 #endif

@@ -18,10 +18,14 @@
 #define NXI 16
 #define GRAD_CHUNKS 2 /* backward weights takes this many forward chunks of tiles at a time */
 
-int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad) {
+int synco_wino_available(void) {
   static int avx2 = -1;
   if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2 && kh == 3 && kw == 3 && stride == 1 && pad == 1 && cin % 8 == 0 && cout % 8 == 0 && h >= 2 &&
+  return avx2;
+}
+
+int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad) {
+  return synco_wino_available() && kh == 3 && kw == 3 && stride == 1 && pad == 1 && cin % 8 == 0 && cout % 8 == 0 && h >= 2 &&
          w >= 2 && h % 2 == 0 && w % 2 == 0;
 }
 

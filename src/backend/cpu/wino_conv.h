@@ -22,6 +22,8 @@ typedef struct {
   int threads;
 } synco_wino_plan;
 
+/* 1 when this CPU runs the Winograd kernels (AVX2 + FMA). */
+int synco_wino_available(void);
 /* 1 when F(2x2, 3x3) applies to this layer on this CPU (AVX2 + FMA, 3x3 s1 p1, channels in blocks of 8, even
  * spatial size). */
 int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad);

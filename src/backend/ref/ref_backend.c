@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/ref/ref_internal.h"
+#include "backend/registry.h"
 
 static const char *layout_name(synco_layout l) {
   switch (l) {
@@ -58,6 +59,9 @@ static synco_status ref_to_plain(synco_backend *be, float *dst_plain, const sync
 
 static void ref_destroy(synco_backend *be) { free(be); }
 
+/* fp32 only, direct convolutions: the reference has none of the optional features. */
+static int ref_supports(synco_backend *be, synco_capability cap) { return 0; }
+
 synco_status synco_backend_ref_create(synco_backend **out) {
   if (!out) return synco_fail(SYNCO_ERR_ARG, "synco_backend_ref_create: out is NULL");
   *out = NULL;
@@ -66,6 +70,7 @@ synco_status synco_backend_ref_create(synco_backend **out) {
   be->name = "ref";
   be->ctx = NULL;
   be->destroy = ref_destroy;
+  be->supports = ref_supports;
   be->act_layout = ref_act_layout;
   be->act_bytes = ref_act_bytes;
   be->to_backend = ref_to_backend;

@@ -17,73 +17,55 @@ synco_status synco_ref_check(const synco_tensor *t, const char *op, const char *
 /* Same shape and layout as `like` (element-wise ops). */
 synco_status synco_ref_check_like(const synco_tensor *t, const char *op, const char *what, const synco_tensor *like);
 
+/* The ops, each declared with its signature's type from tensor/backend.h (where its contract is), one block per
+ * file that defines them. */
+
 /* ref_conv.c */
-synco_status synco_ref_conv_plan(synco_backend *be, synco_conv_op *op);
-void synco_ref_conv_release(synco_backend *be, synco_conv_op *op);
-synco_status synco_ref_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
-                                const float *w);
-synco_status synco_ref_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
-                                     const float *w);
-synco_status synco_ref_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
-                                        const synco_tensor *x);
+synco_conv_plan_fn synco_ref_conv_plan;
+synco_conv_release_fn synco_ref_conv_release;
+synco_conv_fwd_fn synco_ref_conv_fwd;
+synco_conv_bwd_data_fn synco_ref_conv_bwd_data;
+synco_conv_bwd_weights_fn synco_ref_conv_bwd_weights;
 
 /* ref_batchnorm.c */
-synco_status synco_ref_bn_plan(synco_backend *be, synco_bn_op *op);
-void synco_ref_bn_release(synco_backend *be, synco_bn_op *op);
-synco_status synco_ref_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
-                                    float *save_invstd, float *running_mean, float *running_var,
-                                    const synco_tensor *x, const float *gamma, const float *beta);
-synco_status synco_ref_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
-                                   const float *gamma, const float *beta, const float *running_mean,
-                                   const float *running_var);
-synco_status synco_ref_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
-                              const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
-                              const float *gamma, const float *save_mean, const float *save_invstd);
+synco_bn_plan_fn synco_ref_bn_plan;
+synco_bn_release_fn synco_ref_bn_release;
+synco_bn_fwd_train_fn synco_ref_bn_fwd_train;
+synco_bn_fwd_eval_fn synco_ref_bn_fwd_eval;
+synco_bn_bwd_fn synco_ref_bn_bwd;
 
 /* ref_pool.c */
-synco_status synco_ref_pool_plan(synco_backend *be, synco_pool_op *op);
-void synco_ref_pool_release(synco_backend *be, synco_pool_op *op);
-synco_status synco_ref_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
-synco_status synco_ref_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);
-synco_status synco_ref_avgpool_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
-synco_status synco_ref_avgpool_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
+synco_pool_plan_fn synco_ref_pool_plan;
+synco_pool_release_fn synco_ref_pool_release;
+synco_maxpool_fwd_fn synco_ref_maxpool_fwd;
+synco_maxpool_bwd_fn synco_ref_maxpool_bwd;
+synco_avgpool_fwd_fn synco_ref_avgpool_fwd;
+synco_avgpool_bwd_fn synco_ref_avgpool_bwd;
 
 /* ref_elementwise.c */
-synco_status synco_ref_relu_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
-synco_status synco_ref_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y);
-synco_status synco_ref_add(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
-                           int accumulate);
+synco_relu_fwd_fn synco_ref_relu_fwd;
+synco_relu_bwd_fn synco_ref_relu_bwd;
+synco_add_fn synco_ref_add;
 
 /* ref_linear.c */
-synco_status synco_ref_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
-                                  const float *b);
-synco_status synco_ref_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
-                                  const synco_tensor *x, const float *w);
-synco_status synco_ref_l2norm_fwd(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x);
-synco_status synco_ref_l2norm_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
-                                  const float *norms);
+synco_linear_fwd_fn synco_ref_linear_fwd;
+synco_linear_bwd_fn synco_ref_linear_bwd;
+synco_l2norm_fwd_fn synco_ref_l2norm_fwd;
+synco_l2norm_bwd_fn synco_ref_l2norm_bwd;
 
 /* ref_step.c: the step ops outside the network layers (tensor/backend.h) */
-synco_status synco_ref_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-synco_status synco_ref_sgd(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
-                           float momentum, float wd, int first);
-synco_status synco_ref_ema(synco_backend *be, float *k, const float *q, size_t n, float m);
-synco_status synco_ref_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
-synco_status synco_ref_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
-                                    size_t cols, int scatter);
-synco_status synco_ref_infonce_fwd(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,
-                                   const float *q, const float *k, int B, int K, int ncol, int dim, float T);
-synco_status synco_ref_infonce_bwd(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
-                                   int ncol, int dim, float T);
+synco_gemm_fn synco_ref_gemm;
+synco_sgd_fn synco_ref_sgd;
+synco_ema_fn synco_ref_ema;
+synco_enqueue_fn synco_ref_enqueue;
+synco_permute_rows_fn synco_ref_permute_rows;
+synco_infonce_fwd_fn synco_ref_infonce_fwd;
+synco_infonce_bwd_fn synco_ref_infonce_bwd;
 
 /* ref_negatives.c */
-synco_status synco_ref_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
-                                uint64_t seed, uint64_t step, uint64_t query0);
-synco_status synco_ref_neg_logits(synco_backend *be, synco_negatives_draws *d, float *syn, int ld_syn,
-                                  const float *l_neg, int ld_lneg, const float *q, const float *queue, float T);
-synco_status synco_ref_neg_backward(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw,
-                                    int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T);
+synco_neg_draw_fn synco_ref_neg_draw;
+synco_neg_logits_fn synco_ref_neg_logits;
+synco_neg_backward_fn synco_ref_neg_backward;
 
 /* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
 void synco_ref_set_host_ops(synco_backend *be);

@@ -1,0 +1,122 @@
+/* The backend registry (registry.h): a backend by name, and the process-wide setup every backend relies on. */
+#include "backend/registry.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+#ifdef SYNCO_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+#endif
+
+#include "base/status.h"
+
+/* OpenBLAS (pthread flavour) and OpenMP both keep spinning worker threads; on a few cores they steal time
+ * from each other (measured: the synthetic-negative cost went from 7.5 to 27 ms per step on 2 cores). The
+ * compute path parallelizes with OpenMP, so BLAS calls run on one thread. */
+static void single_threaded_blas(void) { openblas_set_num_threads(1); }
+
+synco_status synco_backend_create(const char *name, synco_backend **out) {
+  *out = NULL;
+  single_threaded_blas();
+  if (!name || !strcmp(name, "auto")) {
+#ifdef SYNCO_HAVE_ONEDNN
+    return synco_backend_onednn_create(out);
+#else
+    return synco_backend_ref_create(out);
+#endif
+  }
+  if (!strcmp(name, "ref")) return synco_backend_ref_create(out);
+  if (!strcmp(name, "onednn")) {
+#ifdef SYNCO_HAVE_ONEDNN
+    return synco_backend_onednn_create(out);
+#else
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend 'onednn' is not built in (install libdnnl-dev and rebuild)");
+#endif
+  }
+  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, onednn or auto)", name);
+}
+
+void synco_backend_destroy(synco_backend *be) {
+  if (be && be->destroy) be->destroy(be);
+}
+
+/* bf16 here means oneDNN's AVX-512-BF16 kernels (bf16 activations and weights in the convolutions, fp32 master
+ * weights, loss and optimizer); the reference backend is fp32 only. The messages name the CPU as oneDNN does. */
+synco_status synco_backend_precision(const char *precision, synco_dtype *dt) {
+  if (!precision || !strcmp(precision, "fp32")) {
+    if (dt) *dt = SYNCO_F32;
+    return SYNCO_OK;
+  }
+  if (strcmp(precision, "bf16"))
+    return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32 or bf16", precision);
+#ifdef SYNCO_HAVE_ONEDNN
+  synco_backend *be = NULL;
+  SYNCO_TRY(synco_backend_onednn_create(&be));
+  const int runs = synco_backend_supports(be, SYNCO_CAP_BF16);
+  const int native = synco_backend_supports(be, SYNCO_CAP_BF16_NATIVE);
+  synco_backend_destroy(be);
+  if (runs) {
+    if (dt) *dt = SYNCO_BF16;
+    return SYNCO_OK;
+  }
+  const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
+  if (!native)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED,
+                      "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); this one runs %s: "
+                      "use --precision fp32",
+                      isa);
+  return synco_fail(SYNCO_ERR_UNSUPPORTED,
+                    "--precision bf16: this CPU supports it (%s) but this build runs fp32 only so far: use "
+                    "--precision fp32",
+                    isa);
+#else
+  return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs the oneDNN backend (this build has none): use "
+                                           "--precision fp32");
+#endif
+}
+
+#ifdef SYNCO_HAVE_ONEDNN
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+  switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown";
+  }
+}
+#endif
+
+void synco_backend_describe(char *buf, size_t n) {
+  if (!n) return;
+#ifdef SYNCO_HAVE_ONEDNN
+  const dnnl_version_t *v = dnnl_version();
+  int k = snprintf(buf, n, "backends: ref (plain C + OpenBLAS), onednn %d.%d.%d (default)\ncpu isa (oneDNN): %s\n",
+                   v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()));
+  if (k < 0 || (size_t)k >= n) return;
+  synco_backend *be = NULL;
+  if (synco_backend_onednn_create(&be) != SYNCO_OK) {
+    snprintf(buf + k, n - (size_t)k, "oneDNN backend: does not start here: %s\n", synco_last_error());
+    return;
+  }
+  const int bf16 = synco_backend_supports(be, SYNCO_CAP_BF16);
+  const int native = synco_backend_supports(be, SYNCO_CAP_BF16_NATIVE);
+  const int wino = synco_backend_supports(be, SYNCO_CAP_WINOGRAD);
+  synco_backend_destroy(be);
+  snprintf(buf + k, n - (size_t)k, "bf16: %s\n3x3 stride-1 convolutions: %s\n",
+           bf16 ? "yes (AVX512-BF16)"
+           : native ? "this CPU has AVX512-BF16, but this build runs fp32 only"
+                    : "no (needs AVX512-BF16)",
+           wino ? "Winograd F(2x2,3x3) from 32 channels (SYNCO_CONV_WINOGRAD=0: oneDNN's)" : "oneDNN direct");
+#else
+  snprintf(buf, n, "backends: ref (plain C + OpenBLAS)\n\noneDNN: not built in (install libdnnl-dev and rebuild for the "
+                   "fast CPU backend)\n");
+#endif
+}

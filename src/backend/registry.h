@@ -1,0 +1,35 @@
+/* The backend registry: creating a backend by name, and each backend's own constructor. This is the one place
+ * above the backends' folders that knows which concrete backends exist and which are built in; everything else
+ * sees only the op table (tensor/backend.h). */
+#ifndef SYNCO_BACKEND_REGISTRY_H
+#define SYNCO_BACKEND_REGISTRY_H
+
+#include <stddef.h>
+
+#include "synco.h"
+#include "tensor/backend.h"
+
+/* By name: "ref", "onednn", or "auto" (oneDNN when built with it, else ref). */
+synco_status synco_backend_create(const char *name, synco_backend **out);
+void synco_backend_destroy(synco_backend *be);
+
+/* --precision of the commands: "fp32" or "bf16" (NULL = fp32); on success *dt (when dt != NULL) is the
+ * activation dtype. bf16 is refused, with the reason and what to use instead, unless a backend built in runs
+ * it on this machine (SYNCO_CAP_BF16). Checked before any backend is chosen, so that a command can report it
+ * with its other argument problems. */
+synco_status synco_backend_precision(const char *precision, synco_dtype *dt);
+/* The old name, from when the check lived in backend/cpu/precision.h; kept until its last caller
+ * (cli/cmd_pretrain.c) moves to synco_backend_precision. */
+#define synco_cpu_precision_check synco_backend_precision
+
+/* What `synco info` reports about the backends: "backends: ..." (those built in, and the default), then, with
+ * oneDNN, the CPU it runs on and what that gives (bf16, the convolution path): whole lines into buf. */
+void synco_backend_describe(char *buf, size_t n);
+
+/* The backends, directly (tests that need one particular backend). */
+synco_status synco_backend_ref_create(synco_backend **out);
+#ifdef SYNCO_HAVE_ONEDNN
+synco_status synco_backend_onednn_create(synco_backend **out);
+#endif
+
+#endif

@@ -1,0 +1,104 @@
+/* The backend registry: backends by name, the capability query and the --precision check built on it. The
+ * answers depend on the CPU, so the checks are the relations that hold everywhere: the reference backend has no
+ * optional feature, a backend that runs bf16 has the hardware for it, SYNCO_CONV_WINOGRAD=0 turns Winograd off,
+ * and --precision bf16 is accepted exactly when a backend says it runs it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/registry.h"
+#include "base/status.h"
+#include "tensor/backend.h"
+#include "test_util.h"
+
+static void test_names(void) {
+  synco_backend *be = NULL;
+  CHECK_OK(synco_backend_create("ref", &be));
+  CHECK(be && !strcmp(be->name, "ref"));
+  synco_backend_destroy(be);
+  be = NULL;
+  CHECK(synco_backend_create("tpu", &be) == SYNCO_ERR_ARG && !be);
+  CHECK(strstr(synco_last_error(), "unknown backend 'tpu'") != NULL);
+  CHECK_OK(synco_backend_create("auto", &be));
+#ifdef SYNCO_HAVE_ONEDNN
+  CHECK(be && !strcmp(be->name, "onednn"));
+#else
+  CHECK(be && !strcmp(be->name, "ref"));
+  synco_backend *o = NULL;
+  CHECK(synco_backend_create("onednn", &o) == SYNCO_ERR_UNSUPPORTED && !o);
+#endif
+  synco_backend_destroy(be);
+  synco_backend_destroy(NULL);
+}
+
+static void test_capabilities(void) {
+  CHECK(!synco_backend_supports(NULL, SYNCO_CAP_BF16));
+  synco_backend bare = {.name = "bare"}; /* a table without the query has no capability */
+  CHECK(!synco_backend_supports(&bare, SYNCO_CAP_WINOGRAD));
+  synco_backend *ref = NULL;
+  CHECK_OK(synco_backend_create("ref", &ref));
+  CHECK(!synco_backend_supports(ref, SYNCO_CAP_BF16));
+  CHECK(!synco_backend_supports(ref, SYNCO_CAP_BF16_NATIVE));
+  CHECK(!synco_backend_supports(ref, SYNCO_CAP_WINOGRAD));
+  synco_backend_destroy(ref);
+#ifdef SYNCO_HAVE_ONEDNN
+  synco_backend *be = NULL;
+  CHECK_OK(synco_backend_create("onednn", &be));
+  if (synco_backend_supports(be, SYNCO_CAP_BF16)) CHECK(synco_backend_supports(be, SYNCO_CAP_BF16_NATIVE));
+  synco_backend_destroy(be);
+  /* Winograd needs nChw8c activations: never with everything plain, never when switched off */
+  setenv("SYNCO_ONEDNN_BLOCK", "1", 1);
+  CHECK_OK(synco_backend_create("onednn", &be));
+  CHECK(!synco_backend_supports(be, SYNCO_CAP_WINOGRAD));
+  synco_backend_destroy(be);
+  setenv("SYNCO_ONEDNN_BLOCK", "8", 1);
+  setenv("SYNCO_CONV_WINOGRAD", "0", 1);
+  CHECK_OK(synco_backend_create("onednn", &be));
+  CHECK(!synco_backend_supports(be, SYNCO_CAP_WINOGRAD));
+  synco_backend_destroy(be);
+  unsetenv("SYNCO_ONEDNN_BLOCK");
+  unsetenv("SYNCO_CONV_WINOGRAD");
+#endif
+}
+
+static void test_precision(void) {
+  synco_dtype dt = SYNCO_BF16;
+  CHECK_OK(synco_backend_precision(NULL, &dt));
+  CHECK(dt == SYNCO_F32);
+  dt = SYNCO_BF16;
+  CHECK_OK(synco_backend_precision("fp32", &dt));
+  CHECK(dt == SYNCO_F32);
+  CHECK_OK(synco_backend_precision("fp32", NULL));
+  CHECK(synco_backend_precision("fp16", &dt) == SYNCO_ERR_ARG);
+  CHECK(!strcmp(synco_last_error(), "--precision fp16: expected fp32 or bf16"));
+  int runs = 0;
+#ifdef SYNCO_HAVE_ONEDNN
+  synco_backend *be = NULL;
+  CHECK_OK(synco_backend_create("onednn", &be));
+  runs = synco_backend_supports(be, SYNCO_CAP_BF16);
+  synco_backend_destroy(be);
+#endif
+  const synco_status s = synco_backend_precision("bf16", &dt);
+  CHECK(runs ? s == SYNCO_OK && dt == SYNCO_BF16 : s == SYNCO_ERR_UNSUPPORTED);
+  if (!runs) {
+    CHECK(!strncmp(synco_last_error(), "--precision bf16", 16));
+    CHECK(strstr(synco_last_error(), "use --precision fp32") != NULL);
+  }
+}
+
+static void test_describe(void) {
+  char buf[1024];
+  synco_backend_describe(buf, sizeof buf);
+  CHECK(!strncmp(buf, "backends: ref (plain C + OpenBLAS)", 34));
+  CHECK(buf[strlen(buf) - 1] == '\n');
+  char small[16];
+  synco_backend_describe(small, sizeof small); /* truncated, still a string */
+  CHECK(strlen(small) == sizeof small - 1);
+}
+
+int main(void) {
+  test_names();
+  test_capabilities();
+  test_precision();
+  test_describe();
+  return synco_test_finish("test_registry");
+}
