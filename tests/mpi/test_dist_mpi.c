@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "dist/dist.h"
 #include "ssl/moco.h"
 #include "tensor/backend.h"
