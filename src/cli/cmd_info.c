@@ -10,6 +10,9 @@
 #ifdef SYNCO_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 #endif
+#ifdef SYNCO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 int synco_cmd_info(int argc, char **argv) {
   int threads = 0;
@@ -50,6 +53,13 @@ int synco_cmd_info(int argc, char **argv) {
                                                   : "oneDNN direct");
 #else
   printf("\noneDNN: not built in (install libdnnl-dev and rebuild for the fast CPU backend)\n");
+#endif
+#ifdef SYNCO_HAVE_CUDA
+  char gpus[4096] = "";
+  synco_cuda_describe(gpus, sizeof gpus);
+  printf("cuda: built in (--backend cuda or cuda:N)\n%s", gpus);
+#else
+  printf("cuda: not built in (make CUDA=1)\n");
 #endif
   printf("threads: %d (%s)\n", omp_get_max_threads(), threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change");
 #ifdef SYNCO_HAVE_CAIRO

@@ -21,9 +21,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/rng.h" /* the stream purposes; kernels/philox_kernel.h */
 #include "kernels/hd.h"
 #include "kernels/normal_kernel.h"
-#include "kernels/philox_kernel.h"
 #include "tensor/negatives_op.h"
 
 #ifdef __CUDACC__

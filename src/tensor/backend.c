@@ -6,6 +6,9 @@
 #include <cblas.h>
 
 #include "base/status.h"
+#ifdef SYNCO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 /* OpenBLAS (pthread flavour) and OpenMP both keep spinning worker threads; on a few cores they steal time
  * from each other (measured: the synthetic-negative cost went from 7.5 to 27 ms per step on 2 cores). The
@@ -30,7 +33,17 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend 'onednn' is not built in (install libdnnl-dev and rebuild)");
 #endif
   }
-  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, onednn or auto)", name);
+#ifdef SYNCO_HAVE_CUDA
+  int cuda_device;
+  if (synco_cuda_device_name(name, &cuda_device)) { /* "cuda", "cuda:N" */
+    if (cuda_device < 0) return synco_fail(SYNCO_ERR_ARG, "backend '%s': expected cuda or cuda:N", name);
+    return synco_backend_cuda_create(cuda_device, out);
+  }
+#else
+  if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':'))
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend '%s' is not built in (rebuild with make CUDA=1)", name);
+#endif
+  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, onednn, cuda or auto)", name);
 }
 
 void synco_backend_destroy(synco_backend *be) {
