@@ -175,7 +175,8 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   synco_encoder_set_timing(enc, 1);
   for (int i = 0; i < o.warmup + o.iters; i++) {
     const double t0 = synco_now();
-    if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout)) {
+    /* sync: a GPU backend's ops are asynchronous, so the time is the work's, not its launches' */
+    if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout) || be->sync(be)) {
       synco_cli_error("bench");
       goto done;
     }
@@ -258,7 +259,7 @@ int synco_bench_step(int argc, char **argv) {
   for (int i = 0; i < o.warmup + o.iters; i++) {
     const double t0 = synco_now();
     synco_step_stats st;
-    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st)) {
+    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st) || be->sync(be)) {
       synco_cli_error("bench");
       goto done;
     }

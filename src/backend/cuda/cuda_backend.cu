@@ -63,8 +63,9 @@ synco_status synco_cuda_malloc(synco_backend *be, void **out, size_t bytes, cons
 static void *cuda_alloc(synco_backend *be, size_t bytes) {
   void *p = NULL;
   if (synco_cuda_malloc(be, &p, bytes, "a buffer")) return NULL;
-  /* zeroed, as the contract says; synchronously, so a buffer is ready whichever stream touches it first */
-  if (cudaMemset(p, 0, bytes ? bytes : 1) != cudaSuccess) {
+  /* zeroed, as the contract says, on the backend's stream (ordered before every op that touches the buffer; the
+   * legacy default stream would not be, as the backend's stream does not wait for it) */
+  if (cudaMemsetAsync(p, 0, bytes ? bytes : 1, synco_cuda_stream(be)) != cudaSuccess) {
     cudaFree(p);
     synco_fail(SYNCO_ERR_BACKEND, "cuda: cudaMemset of a new buffer of %zu bytes failed", bytes);
     return NULL;

@@ -102,7 +102,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
   SYNCO_CUDNN(cudnnSetFilter4dDescriptor(im->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, op->cout, op->cin, op->kh, op->kw));
   SYNCO_CUDNN(cudnnSetConvolution2dDescriptor(im->conv, op->pad, op->pad, op->stride, op->stride, 1, 1,
                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, c->tf32 ? CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION : CUDNN_FMA_MATH));
+  SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, c->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
   int n, on, oc, oh, ow;
   SYNCO_CUDNN(cudnnGetConvolution2dForwardOutputDim(im->conv, im->x, im->w, &on, &oc, &oh, &ow));
   if (on != op->n || oc != op->cout || oh != op->oh || ow != op->ow)
