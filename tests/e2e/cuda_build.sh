@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Compile-and-link check of the CUDA build, wherever nvcc is found (skipped, exit 77, where it is not): configures
+# Without CUDA: `--device cuda` names the backend as not built in. Then a compile-and-link check of the CUDA build,
+# wherever nvcc is found (skipped, exit 77, where it is not): configures
 # a CUDA build next to the CPU one (one architecture, sm_90, to stay cheap), builds the CLI and the GPU tests, and
 # checks what can be checked without a GPU: `synco info` reports the CUDA backend and its libraries, the GPU tests
 # skip (or pass, on a machine with a GPU), and `--device cuda` without a GPU fails with a message, not a crash.
 set -euo pipefail
+fail() { echo "FAIL: $*"; exit 1; }
+# the CPU build names the missing backend instead of calling it unknown
+CPU_BIN=${1:-build/synco}
+if ! "$CPU_BIN" info | grep -q "^cuda: built in"; then
+  rc=0
+  out=$("$CPU_BIN" bench step --device cuda:1 --iters 1 2>&1) || rc=$?
+  [ $rc -eq 1 ] && grep -q "backend 'cuda:1' is not built in (rebuild with make CUDA=1)" <<<"$out" \
+    || fail "--device cuda in a build without CUDA: exit $rc, $out"
+fi
 NVCC=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 [ -x "$NVCC" ] || { echo "SKIP: no nvcc (CUDACXX, PATH or /usr/local/cuda/bin)"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
 B=$(cd "$(dirname "${1:-build/synco}")" && pwd)/cuda-check
 export CUDACXX=$NVCC
 cmake -S . -B "$B" -DSYNCO_WITH_CUDA=ON -DSYNCO_CUDA_ARCHS=90-real -DCMAKE_BUILD_TYPE=Debug -DSYNCO_WITH_CAIRO=OFF \

@@ -47,6 +47,9 @@ synco_status synco_cuda_bn_plan(synco_backend *be, synco_bn_op *op) {
   if (op->groups < 1 || op->n % op->groups != 0)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_plan: batch %d does not split into %d groups", op->n, op->groups);
   if (!(op->eps > 0.f)) return synco_fail(SYNCO_ERR_ARG, "cuda bn_plan: eps must be positive (got %g)", op->eps);
+  if ((double)(op->n / op->groups) * op->h * op->w >= 2147483648.0)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda bn_plan: %d images of %dx%d per group is too many for one block",
+                      op->n / op->groups, op->h, op->w);
   void *ws; /* the per-(group, channel) partials, shared by every BN of the backend */
   return synco_cuda_ws(be, SYNCO_CUDA_WS_BN, (size_t)op->groups * op->c * 2 * sizeof(double), &ws);
 }
@@ -55,22 +58,23 @@ void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op) {
   if (op) op->impl = NULL;
 }
 
-/* Element e of group g's block of channel c: image g·ng + e / hw, pixel e % hw. */
-__device__ static inline size_t bn_at(int g, int ng, int C, int c, size_t hw, size_t e) {
+/* Element e of group g's block of channel c: image g·ng + e / hw, pixel e % hw (32-bit division: bn_plan keeps
+ * ng·hw below 2^31). */
+__device__ static inline size_t bn_at(int g, int ng, int C, int c, unsigned hw, unsigned e) {
   return ((size_t)(g * ng + (int)(e / hw)) * C + c) * hw + e % hw;
 }
 
 __global__ void bn_fwd_train_kernel(float *y, float *save_mean, float *save_invstd, double *part, const float *x,
-                                    const float *gamma, const float *beta, int C, int ng, size_t hw, float eps,
+                                    const float *gamma, const float *beta, int C, int ng, unsigned hw, float eps,
                                     int relu) {
   __shared__ double sh[BN_THREADS];
   const int g = blockIdx.x / C, c = blockIdx.x % C;
-  const size_t m = (size_t)ng * hw;
+  const unsigned m = (unsigned)ng * hw;
   double s = 0.0;
-  for (size_t e = threadIdx.x; e < m; e += blockDim.x) s += x[bn_at(g, ng, C, c, hw, e)];
+  for (unsigned e = threadIdx.x; e < m; e += blockDim.x) s += x[bn_at(g, ng, C, c, hw, e)];
   const double mean = block_sum(s, sh) / (double)m;
   double q = 0.0;
-  for (size_t e = threadIdx.x; e < m; e += blockDim.x) {
+  for (unsigned e = threadIdx.x; e < m; e += blockDim.x) {
     const double d = x[bn_at(g, ng, C, c, hw, e)] - mean;
     q += d * d;
   }
@@ -83,7 +87,7 @@ __global__ void bn_fwd_train_kernel(float *y, float *save_mean, float *save_invs
     part[2 * (g * C + c) + 1] = sq / (double)(m - 1);
   }
   const double scale = gamma[c] * invstd, shift = beta[c];
-  for (size_t e = threadIdx.x; e < m; e += blockDim.x) {
+  for (unsigned e = threadIdx.x; e < m; e += blockDim.x) {
     const size_t at = bn_at(g, ng, C, c, hw, e);
     const float v = (float)((x[at] - mean) * scale + shift);
     y[at] = relu && v < 0.f ? 0.f : v;
@@ -112,7 +116,7 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
   if (!save_mean || !save_invstd || !running_mean || !running_var || !gamma || !beta)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train: a statistics or parameter pointer is NULL");
   const int C = op->c, G = op->groups, ng = op->n / G;
-  const size_t hw = (size_t)op->h * op->w;
+  const unsigned hw = (unsigned)op->h * op->w;
   if ((size_t)ng * hw < 2)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train: expected more than 1 value per channel per group");
   void *part;
@@ -155,13 +159,13 @@ synco_status synco_cuda_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_te
 
 __global__ void bn_bwd_kernel(float *dx, double *part, const float *dy, const float *y, const float *x,
                               const float *gamma, const float *save_mean, const float *save_invstd, int C, int ng,
-                              size_t hw) {
+                              unsigned hw) {
   __shared__ double sh[BN_THREADS];
   const int g = blockIdx.x / C, c = blockIdx.x % C;
-  const size_t m = (size_t)ng * hw;
+  const unsigned m = (unsigned)ng * hw;
   const double mean = save_mean[g * C + c], invstd = save_invstd[g * C + c];
   double a = 0.0, b = 0.0;
-  for (size_t e = threadIdx.x; e < m; e += blockDim.x) {
+  for (unsigned e = threadIdx.x; e < m; e += blockDim.x) {
     const size_t at = bn_at(g, ng, C, c, hw, e);
     const double gr = (y && !(y[at] > 0.f)) ? 0.0 : dy[at];
     a += gr;
@@ -173,7 +177,7 @@ __global__ void bn_bwd_kernel(float *dx, double *part, const float *dy, const fl
     part[2 * (g * C + c) + 1] = sum_g;
   }
   const double k = gamma[c] * invstd, mean_g = sum_g / (double)m, mean_gx = sum_gx / (double)m;
-  for (size_t e = threadIdx.x; e < m; e += blockDim.x) {
+  for (unsigned e = threadIdx.x; e < m; e += blockDim.x) {
     const size_t at = bn_at(g, ng, C, c, hw, e);
     const double gr = (y && !(y[at] > 0.f)) ? 0.0 : dy[at];
     const double xhat = (x[at] - mean) * invstd;
@@ -204,7 +208,7 @@ synco_status synco_cuda_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
   if (!dgamma || !dbeta || !gamma || !save_mean || !save_invstd)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_bwd: a statistics or parameter pointer is NULL");
   const int C = op->c, G = op->groups, ng = op->n / G;
-  const size_t hw = (size_t)op->h * op->w;
+  const unsigned hw = (unsigned)op->h * op->w;
   void *part;
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_BN, (size_t)G * C * 2 * sizeof(double), &part));
   cudaStream_t s = synco_cuda_stream(be);

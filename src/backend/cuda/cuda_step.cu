@@ -1,9 +1,9 @@
 /* Step ops of the CUDA backend: GEMM through cuBLAS (row-major, as the op table says, by computing the
  * column-major transpose: C^T = op(B)^T·op(A)^T), SGD and EMA as one launch over the whole buffer of the
  * single-source element kernels (kernels/sgd_kernel.h), the queue's FIFO write as at most two device copies, the
- * key shuffle's row gather / scatter, and the InfoNCE rows (kernels/infonce_kernel.h), one thread per row. */
+ * key shuffle's row gather / scatter, and the InfoNCE rows (kernels/infonce_kernel.h's arithmetic), one block per
+ * row. */
 #include "backend/cuda/cuda_internal.h"
-#include "kernels/infonce_kernel.h"
 #include "kernels/sgd_kernel.h"
 
 synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -101,20 +101,77 @@ synco_status synco_cuda_permute_rows(synco_backend *be, float *dst, const float 
 
 /* ---- InfoNCE ------------------------------------------------------------------------------------------ */
 
-/* One warp per row for the positive logit q_i·k_i (shuffle reduction), then the row pass of lane 0. */
+/* One block per row: the arithmetic of synco_k_infonce_row (kernels/infonce_kernel.h) spread over the row's
+ * columns: scale the raw dots by 1/T, the maxima over the queue and over every negative (for both proxy hits), the
+ * exponentials, their sum in double (a tree, not the CPU's left-to-right order), the normalization, and the
+ * cross-entropy log Σ − (z0 − max). Rows are a few thousand columns: one thread each would be latency-bound. */
+#define INFONCE_THREADS 256
+
 __global__ void infonce_fwd_kernel(float *logits, int ld, double *row_loss, int *hits, const float *q, const float *k,
-                                   int B, int K, int ncol, int dim, float invT) {
-  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-  if (warp >= B) return;
-  const float *qi = q + (size_t)warp * dim, *ki = k + (size_t)warp * dim;
+                                   int K, int ncol, int dim, float invT) {
+  __shared__ float fmx[INFONCE_THREADS], fq[INFONCE_THREADS];
+  __shared__ double dsum[INFONCE_THREADS];
+  __shared__ float s_mx, s_r;
+  const int i = blockIdx.x, t = threadIdx.x, nt = blockDim.x;
+  float *z = logits + (size_t)i * ld;
+  /* the positive q_i·k_i */
   float d = 0.f;
-  for (int c = lane; c < dim; c += 32) d += qi[c] * ki[c];
-  for (int o = 16; o > 0; o /= 2) d += __shfl_down_sync(0xffffffffu, d, o);
-  if (lane == 0) {
-    float *z = logits + (size_t)warp * ld;
-    z[0] = d;
-    row_loss[warp] = synco_k_infonce_row(z, K, ncol, invT, hits + 2 * warp);
+  for (int c = t; c < dim; c += nt) d += q[(size_t)i * dim + c] * k[(size_t)i * dim + c];
+  fq[t] = d;
+  __syncthreads();
+  for (int s = nt / 2; s > 0; s /= 2) {
+    if (t < s) fq[t] += fq[t + s];
+    __syncthreads();
   }
+  if (t == 0) z[0] = fq[0];
+  __syncthreads();
+  /* scale, then the queue maximum and the maximum over every negative */
+  float mq = -INFINITY, ma = -INFINITY;
+  for (int j = t; j < ncol; j += nt) {
+    if (j <= K) z[j] *= invT;
+    if (j == 0) continue;
+    if (j <= K) mq = z[j] > mq ? z[j] : mq;
+    ma = z[j] > ma ? z[j] : ma;
+  }
+  fmx[t] = mq;
+  fq[t] = ma;
+  __syncthreads();
+  for (int s = nt / 2; s > 0; s /= 2) {
+    if (t < s) {
+      fmx[t] = fmx[t + s] > fmx[t] ? fmx[t + s] : fmx[t];
+      fq[t] = fq[t + s] > fq[t] ? fq[t + s] : fq[t];
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    const float z0 = z[0], mneg = fq[0];
+    hits[2 * i] = z0 >= fmx[0];
+    hits[2 * i + 1] = z0 >= mneg;
+    s_mx = mneg > z0 ? mneg : z0;
+  }
+  __syncthreads();
+  const float mx = s_mx;
+  const double z0 = (double)z[0] - mx;
+  __syncthreads(); /* every thread has read z[0] before it becomes an exponential */
+  double sum = 0.0;
+  for (int j = t; j < ncol; j += nt) {
+    const float e = expf(z[j] - mx);
+    z[j] = e;
+    sum += e;
+  }
+  dsum[t] = sum;
+  __syncthreads();
+  for (int s = nt / 2; s > 0; s /= 2) {
+    if (t < s) dsum[t] += dsum[t + s];
+    __syncthreads();
+  }
+  if (t == 0) {
+    s_r = (float)(1.0 / dsum[0]);
+    row_loss[i] = log(dsum[0]) - z0;
+  }
+  __syncthreads();
+  const float r = s_r;
+  for (int j = t; j < ncol; j += nt) z[j] *= r;
 }
 
 __global__ void infonce_bwd_kernel(float *logits, int ld, float *dq, const float *k, int B, int K, int ncol, int dim,
@@ -136,9 +193,8 @@ synco_status synco_cuda_infonce_fwd(synco_backend *be, float *logits, int ld, do
   if (B < 1 || K < 1 || dim < 1 || ncol < 1 + K || ld < ncol || !logits || !row_loss || !hits || !q || !k)
     return synco_fail(SYNCO_ERR_ARG, "infonce_fwd: B %d, K %d, %d columns of %d, dim %d, or a missing buffer", B, K,
                       ncol, ld, dim);
-  const unsigned threads = 128, blocks = synco_cuda_blocks((size_t)B * 32, threads);
-  infonce_fwd_kernel<<<blocks, threads, 0, synco_cuda_stream(be)>>>(logits, ld, row_loss, hits, q, k, B, K, ncol, dim,
-                                                                    1.0f / T);
+  infonce_fwd_kernel<<<B, INFONCE_THREADS, 0, synco_cuda_stream(be)>>>(logits, ld, row_loss, hits, q, k, K, ncol, dim,
+                                                                       1.0f / T);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
