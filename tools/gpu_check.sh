@@ -15,7 +15,8 @@
 #                                     test_cuda_step (whole MoCo-v2 / SynCo steps, GPU against CPU), strict fp32,
 #                                     and test_cuda_step again with SYNCO_CUDA_TF32=1 (10x tolerances)
 #                                  3. synco bench step --device cuda: MoCo-v2 and SynCo, ResNet-18 CIFAR stem,
-#                                     batch 512, K 4096, default counts, fp32 and TF32
+#                                     batch 512, K 4096, default counts, fp32 and TF32; bench fwdbwd (fp32), the
+#                                     encoder alone, for the share of the step that is not the network
 #                                  4. tools/bench_torch.py on the GPU when it has a --device option and torch sees
 #                                     the GPU (it has neither today: the part is recorded as skipped)
 # Exit status: 0 when every part that ran passed.
@@ -162,6 +163,10 @@ for method in moco synco; do
     grep -m1 '^{' "$OUT/$name.log" | sed "s/}\$/,\"cuda_math\":\"$prec\"}/" > "$OUT/$name.json" || true
   done
 done
+
+part bench_fwdbwd_fp32 60 env SYNCO_CUDA_TF32=0 "$BIN/synco" bench fwdbwd --device cuda --arch resnet18 --cifar-stem \
+  --batch 512 --warmup 3 --iters 20 --json --no-memory-check
+grep -m1 '^{' "$OUT/bench_fwdbwd_fp32.log" | sed 's/}$/,"cuda_math":"fp32"}/' > "$OUT/bench_fwdbwd_fp32.json" || true
 
 if grep -q -- '--device' tools/bench_torch.py 2>/dev/null && python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   for method in moco synco; do

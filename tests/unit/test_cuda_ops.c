@@ -53,6 +53,27 @@ static void cmp_dev(const char *what, const float *got_dev, const float *ref_hos
   free(g);
 }
 
+/* Runs without a GPU too (tests/e2e/cuda_build.sh runs this test in the CUDA build on the CPU machine). */
+static void test_names(void) {
+  int d = -2;
+  CHECK(synco_cuda_device_name("cuda", &d) && d == 0);
+  CHECK(synco_cuda_device_name("cuda:3", &d) && d == 3);
+  CHECK(synco_cuda_device_name("cuda:", &d) && d == -1);
+  CHECK(synco_cuda_device_name("cuda:x", &d) && d == -1);
+  CHECK(synco_cuda_device_name("cuda:-1", &d) && d == -1);
+  CHECK(!synco_cuda_device_name("onednn", &d) && d == -1);
+  synco_backend *be = NULL;
+  CHECK(synco_backend_create("cuda:x", &be) == SYNCO_ERR_ARG && !be);
+  char buf[1024] = "";
+  synco_cuda_describe(buf, sizeof buf);
+  CHECK(strstr(buf, "cuDNN 9.") != NULL);
+  if (synco_cuda_device_count() == 0) {
+    CHECK(synco_backend_create("cuda", &be) == SYNCO_ERR_UNSUPPORTED && !be);
+  } else {
+    CHECK(synco_backend_create("cuda:999", &be) == SYNCO_ERR_ARG && !be);
+  }
+}
+
 static void test_gemm(void) {
   const int m = 37, n = 29, k = 53, pad = 3;
   for (int ta = 0; ta < 2; ta++)
@@ -351,7 +372,11 @@ int main(void) {
 #ifndef SYNCO_HAVE_CUDA
   SKIP("built without CUDA (make CUDA=1)");
 #else
-  if (synco_cuda_device_count() == 0) SKIP("no GPU on this machine");
+  test_names();
+  if (synco_cuda_device_count() == 0) {
+    if (synco_test_failures) return synco_test_finish("cuda_ops");
+    SKIP("no GPU on this machine (the device names and the missing-GPU error were checked)");
+  }
   unsetenv("SYNCO_CUDA_TF32");
   CHECK_OK(synco_backend_ref_create(&ref));
   CHECK_OK(synco_backend_create("cuda", &gpu));
