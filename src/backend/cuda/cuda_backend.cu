@@ -66,8 +66,9 @@ static void *cuda_alloc(synco_backend *be, size_t bytes) {
   /* zeroed, as the contract says, on the backend's stream (ordered before every op that touches the buffer; the
    * legacy default stream would not be, as the backend's stream does not wait for it) */
   if (cudaMemsetAsync(p, 0, bytes ? bytes : 1, synco_cuda_stream(be)) != cudaSuccess) {
+    cudaGetLastError();
     cudaFree(p);
-    synco_fail(SYNCO_ERR_BACKEND, "cuda: cudaMemset of a new buffer of %zu bytes failed", bytes);
+    synco_fail(SYNCO_ERR_BACKEND, "cuda: cudaMemsetAsync of a new buffer of %zu bytes failed", bytes);
     return NULL;
   }
   return p;

@@ -130,9 +130,9 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     ws_bytes /= 2;
   }
   if (!ws) ws_bytes = 0;
-  cudaMemsetAsync(x, 0, xb, c->stream);
-  cudaMemsetAsync(y, 0, yb, c->stream);
-  cudaMemsetAsync(w, 0, wb, c->stream);
+  if (!s && (cudaMemsetAsync(x, 0, xb, c->stream) != cudaSuccess || cudaMemsetAsync(y, 0, yb, c->stream) != cudaSuccess ||
+             cudaMemsetAsync(w, 0, wb, c->stream) != cudaSuccess))
+    s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: cudaMemsetAsync of the benchmark tensors failed");
   size_t need = 0;
   if (!s) {
     cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -177,6 +177,9 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
   cudaFree(y);
   cudaFree(w);
   if (ws) cudaFree(ws);
+  /* the benchmark's own failed allocations (algorithms that did not fit) may leave the runtime's last error set;
+   * the launch checks (SYNCO_LAUNCHED) must not see them */
+  cudaGetLastError();
   if (!s) s = synco_cuda_reserve_conv_ws(be, need);
   if (!s) cache_add(c, op, im, need);
   return s;

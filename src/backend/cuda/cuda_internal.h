@@ -73,8 +73,9 @@ synco_status synco_cudnn_fail(cudnnStatus_t e, const char *call, const char *fil
     const cudnnStatus_t e_ = (call);                                                                    \
     if (e_ != CUDNN_STATUS_SUCCESS) return synco_cudnn_fail(e_, #call, __FILE__, __LINE__);             \
   } while (0)
-/* After a kernel launch: a bad configuration is reported here, a fault in the kernel by a later call. */
-#define SYNCO_LAUNCHED() SYNCO_CU(cudaPeekAtLastError())
+/* After a kernel launch: a bad configuration is reported here (and cleared), a fault in the kernel by a later call
+ * (faults are sticky). Calls whose failure is handled elsewhere clear the last error, so it is the launch's. */
+#define SYNCO_LAUNCHED() SYNCO_CU(cudaGetLastError())
 
 static inline unsigned synco_cuda_blocks(size_t n, unsigned threads) {
   size_t b = (n + threads - 1) / threads;
