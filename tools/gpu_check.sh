@@ -17,8 +17,8 @@
 #                                  3. synco bench step --device cuda: MoCo-v2 and SynCo, ResNet-18 CIFAR stem,
 #                                     batch 512, K 4096, default counts, fp32 and TF32; bench fwdbwd (fp32), the
 #                                     encoder alone, for the share of the step that is not the network
-#                                  4. tools/bench_torch.py on the GPU when it has a --device option and torch sees
-#                                     the GPU (it has neither today: the part is recorded as skipped)
+#                                  4. tools/bench_torch.py step --device cuda --precision bf16 --channels-last for
+#                                     MoCo-v2 and SynCo, when python3's torch sees the GPU (else recorded as skipped)
 # Exit status: 0 when every part that ran passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -170,12 +170,13 @@ grep -m1 '^{' "$OUT/bench_fwdbwd_fp32.log" | sed 's/}$/,"cuda_math":"fp32"}/' > 
 
 if grep -q -- '--device' tools/bench_torch.py 2>/dev/null && python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   for method in moco synco; do
-    part "bench_torch_$method" 60 python3 tools/bench_torch.py step --device cuda --precision bf16 --method "$method" \
-      --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --json
+    part "bench_torch_$method" 90 python3 tools/bench_torch.py step --device cuda --precision bf16 --channels-last \
+      --method "$method" --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --threads "$(nproc)" --warmup 3 \
+      --iters 20 --json
     grep -m1 '^{' "$OUT/bench_torch_$method.log" > "$OUT/bench_torch_$method.json" || true
   done
 else
-  skip_part bench_torch "tools/bench_torch.py has no --device option or torch does not see a GPU here"
+  skip_part bench_torch "torch (python3) does not see a GPU here"
 fi
 skip_part pretrain_cifar_15_epochs "not prepared: checkpoints of a GPU run are not yet staged through the backend's copy (docs/step.md)"
 
