@@ -25,6 +25,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUNDLE=$ROOT/gpu-bundle
 
+# The commit and uncommitted changes the binaries are built from (a bundle from another tree is not used).
+tree_id() { echo "$(git rev-parse HEAD 2>/dev/null) $(git diff HEAD 2>/dev/null | sha256sum | cut -c1-16)"; }
+
 if [ "${1:-}" = "--prepare" ]; then
   set -e
   B=$ROOT/build-gpu-bundle
@@ -40,6 +43,7 @@ if [ "${1:-}" = "--prepare" ]; then
     ldd "$bin" | awk '/=> \// {print $3}'
   done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libcudnn[^/]*|libnvrtc[^/]*|libz|libopenblas[^/]*|libgfortran|libquadmath)\.so' |
     while read -r lib; do cp -L "$lib" "$BUNDLE/lib/"; done
+  tree_id > "$BUNDLE/TREE"
   du -sh "$BUNDLE"
   echo "gpu-bundle ready: run tools/gpu_check.sh on the GPU machine with carry [\"gpu-bundle\"]"
   exit 0
@@ -113,7 +117,10 @@ nvidia-smi > "$OUT/nvidia-smi.log" 2>&1 || echo "nvidia-smi failed (see $OUT/nvi
 # ---- binaries: the carried bundle, else a build here ----------------------------------------------------------
 BIN=""
 BIN_FROM=none
-if [ -x "$BUNDLE/synco" ]; then
+if [ -x "$BUNDLE/synco" ] && [ "$(cat "$BUNDLE/TREE" 2>/dev/null)" != "$(tree_id)" ] && [ "${GPU_CHECK_ALLOW_STALE:-0}" != 1 ]; then
+  echo "gpu-bundle was built from another tree ($(cat "$BUNDLE/TREE" 2>/dev/null || echo unknown); this one is $(tree_id)):"
+  echo "building instead (GPU_CHECK_ALLOW_STALE=1 uses it anyway)"
+elif [ -x "$BUNDLE/synco" ]; then
   export LD_LIBRARY_PATH="$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   if ldd "$BUNDLE/synco" "$BUNDLE/test_cuda_ops" 2>&1 | grep -q 'not found'; then
     ldd "$BUNDLE/synco" > "$OUT/bundle_ldd.log" 2>&1
