@@ -25,8 +25,12 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUNDLE=$ROOT/gpu-bundle
 
-# The commit and uncommitted changes the binaries are built from (a bundle from another tree is not used).
-tree_id() { echo "$(git rev-parse HEAD 2>/dev/null) $(git diff HEAD 2>/dev/null | sha256sum | cut -c1-16)"; }
+# The sources the binaries are built from, by content (the device machine's copy of the tree may have no .git);
+# a bundle built from other sources is not used.
+tree_id() {
+  find src include tests/unit tests/test_util.c tests/test_util.h CMakeLists.txt -type f -print0 | sort -z |
+    xargs -0 sha256sum | sha256sum | cut -c1-32
+}
 
 if [ "${1:-}" = "--prepare" ]; then
   set -e
