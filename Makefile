@@ -5,6 +5,11 @@ SHELL := /bin/bash
 SANITIZE ?= 0
 JOBS ?= $(shell nproc)
 BUILD := build
+CUDA ?= 0
+ifeq ($(CUDA),1)
+BUILD := build-cuda
+CMAKE_FLAGS += -DSYNCO_WITH_CUDA=ON
+endif
 ifeq ($(SANITIZE),1)
 BUILD := build-sanitize
 CMAKE_FLAGS += -DSYNCO_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo

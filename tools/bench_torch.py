@@ -24,8 +24,11 @@ Choices that make it the same work as synco's `bench step`:
     authors' per-column autograd loop instead. Each type is governed by its own count (the authors'
     swapped type-4/5 flags are not copied; harmless with the default counts anyway). The initial
     queue has unit rows (the authors normalize over the wrong axis).
-  - bf16: torch.autocast('cpu', dtype=torch.bfloat16) around the two encoder forwards; normalize,
+  - bf16: torch.autocast(device, dtype=torch.bfloat16) around the two encoder forwards; normalize,
     logits, loss, SGD and EMA stay fp32.
+  - --device cuda[:N]: the same program on a GPU (every tensor and draw on the device, a
+    torch.cuda.synchronize() ending each timed iteration); --channels-last keeps the images and the
+    encoders in channels_last (the usual fast GPU setting, with --precision bf16).
 Timing: images/s = batch / median of the timed iterations (after the warm-up ones). Peak RSS is
 ru_maxrss of this process (includes the Python + torch import, ~200-300 MB).
 """
@@ -43,6 +46,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
+
+DEV = torch.device("cpu")  # --device
+MEMFMT = torch.contiguous_format  # --channels-last
+
+
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize(DEV)
+
 
 ARCHS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -71,9 +83,9 @@ class SplitBatchNorm(nn.BatchNorm2d):
             running_mean_split = self.running_mean.repeat(self.num_splits)
             running_var_split = self.running_var.repeat(self.num_splits)
             outcome = F.batch_norm(
-                input.view(-1, C * self.num_splits, H, W), running_mean_split, running_var_split,
+                input.reshape(-1, C * self.num_splits, H, W), running_mean_split, running_var_split,
                 self.weight.repeat(self.num_splits), self.bias.repeat(self.num_splits),
-                True, self.momentum, self.eps).view(N, C, H, W)
+                True, self.momentum, self.eps).reshape(N, C, H, W)
             self.running_mean.data.copy_(running_mean_split.view(self.num_splits, C).mean(dim=0))
             self.running_var.data.copy_(running_var_split.view(self.num_splits, C).mean(dim=0))
             return outcome
@@ -215,28 +227,28 @@ class MoCoStep(nn.Module):
 
     def _autocast(self):
         if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+            return torch.autocast(DEV.type, dtype=torch.bfloat16)
+        return torch.autocast(DEV.type, enabled=False)
 
     # --- synthetic negatives (SynCo's builder) ---
     def _draw(self, idxs_hard, n):
-        idxs = torch.randint(0, self.n_hard, size=(idxs_hard.shape[0], n))
+        idxs = torch.randint(0, self.n_hard, size=(idxs_hard.shape[0], n), device=DEV)
         return self.queue[torch.gather(idxs_hard, dim=1, index=idxs)].clone().detach()
 
     def _type1(self, q, idxs_hard):  # interpolated
-        alpha = torch.rand(size=(q.shape[0], self.n1, 1)) * self.hard_alpha
+        alpha = torch.rand(size=(q.shape[0], self.n1, 1), device=DEV) * self.hard_alpha
         h = alpha * q.clone().detach()[:, None] + (1 - alpha) * self._draw(idxs_hard, self.n1)
         return F.normalize(h, dim=-1).detach()
 
     def _type2(self, q, idxs_hard):  # extrapolated
-        beta = 1 + torch.rand(size=(q.shape[0], self.n2, 1)) * (self.hard_beta - 1)
+        beta = 1 + torch.rand(size=(q.shape[0], self.n2, 1), device=DEV) * (self.hard_beta - 1)
         qd = q.clone().detach()[:, None]
         h = qd + beta * (self._draw(idxs_hard, self.n2) - qd)
         return F.normalize(h, dim=-1).detach()
 
     def _type3(self, q, idxs_hard):  # mixup
-        idxs1, idxs2 = torch.randint(0, self.n_hard, size=(2, q.shape[0], self.n3))
-        gamma = torch.rand(size=(q.shape[0], self.n3, 1)) * self.hard_gamma
+        idxs1, idxs2 = torch.randint(0, self.n_hard, size=(2, q.shape[0], self.n3), device=DEV)
+        gamma = torch.rand(size=(q.shape[0], self.n3, 1), device=DEV) * self.hard_gamma
         h1 = self.queue[torch.gather(idxs_hard, dim=1, index=idxs1)].clone().detach()
         h2 = self.queue[torch.gather(idxs_hard, dim=1, index=idxs2)].clone().detach()
         return F.normalize(gamma * h1 + (1 - gamma) * h2, dim=-1).detach()
@@ -277,7 +289,7 @@ class MoCoStep(nn.Module):
         with torch.no_grad():
             self._momentum_update_key_encoder()
             if self.shuffle:  # MoCo CIFAR demo, _batch_shuffle_single_gpu
-                idx_shuffle = torch.randperm(im_k.shape[0])
+                idx_shuffle = torch.randperm(im_k.shape[0], device=DEV)
                 idx_unshuffle = torch.argsort(idx_shuffle)
                 im_k = im_k[idx_shuffle]
             with self._autocast():
@@ -297,7 +309,7 @@ class MoCoStep(nn.Module):
                     parts.append(torch.einsum("nc,nkc->nk", [q, fn(q, idxs_hard)]))
             l_neg = torch.cat(parts, dim=1)
         logits = torch.cat([l_pos, l_neg], dim=1) / self.T
-        labels = torch.zeros(logits.shape[0], dtype=torch.long)
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=DEV)
         self._dequeue_and_enqueue(k)
         return logits, labels
 
@@ -324,13 +336,15 @@ def cpu_info():
 def gemm_gflops(precision, n=2048, reps=3):
     """The GEMM ceiling of this run: n^3 matmul through torch, best of reps after one warm-up."""
     dt = torch.bfloat16 if precision == "bf16" else torch.float32
-    a = torch.randn(n, n).to(dt)
-    b = torch.randn(n, n).to(dt)
+    a = torch.randn(n, n).to(DEV, dt)
+    b = torch.randn(n, n).to(DEV, dt)
     torch.mm(a, b)
+    sync()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n ** 3 / best / 1e9
 
@@ -338,10 +352,12 @@ def gemm_gflops(precision, n=2048, reps=3):
 def time_iters(fn, warmup, iters):
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -359,10 +375,11 @@ def run_fwdbwd(args):
     model = make_encoder_factory(args, bn_splits)()
     model.train()
     macs = forward_macs_per_image(model, args.image_size)
-    x = torch.randn(args.batch, 3, args.image_size, args.image_size)
-    gout = torch.randn(args.batch, args.dim)
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16"
-                else torch.autocast("cpu", enabled=False))
+    model.to(DEV, memory_format=MEMFMT)
+    x = torch.randn(args.batch, 3, args.image_size, args.image_size).to(DEV, memory_format=MEMFMT)
+    gout = torch.randn(args.batch, args.dim).to(DEV)
+    autocast = (torch.autocast(DEV.type, dtype=torch.bfloat16) if args.precision == "bf16"
+                else torch.autocast(DEV.type, enabled=False))
 
     def one():
         for p in model.parameters():
@@ -391,10 +408,11 @@ def run_step(args):
                      not args.no_shuffle, args.precision)
     model.train()
     macs = forward_macs_per_image(model.encoder_q, args.image_size)
+    model.to(DEV, memory_format=MEMFMT)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.encoder_q.parameters(), args.lr, momentum=0.9, weight_decay=args.wd)
-    im_q = torch.randn(args.batch, 3, args.image_size, args.image_size)
-    im_k = torch.randn(args.batch, 3, args.image_size, args.image_size)
+    im_q = torch.randn(args.batch, 3, args.image_size, args.image_size).to(DEV, memory_format=MEMFMT)
+    im_k = torch.randn(args.batch, 3, args.image_size, args.image_size).to(DEV, memory_format=MEMFMT)
     last = {}
 
     def one():
@@ -431,6 +449,8 @@ def main():
     ap.add_argument("--bn-splits", type=int, default=None, help="Split-BN groups (default: fwdbwd 1, step 8)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--channels-last", action="store_true", help="images and encoders in channels_last")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -458,6 +478,11 @@ def main():
     if args.iters < 1 or args.warmup < 0:
         sys.exit("bench_torch.py: --iters >= 1, --warmup >= 0")
 
+    global DEV, MEMFMT
+    DEV = torch.device(args.device)
+    if DEV.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_torch.py: --device %s, but torch sees no GPU" % args.device)
+    MEMFMT = torch.channels_last if args.channels_last else torch.contiguous_format
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     t_start = time.time()
@@ -498,7 +523,10 @@ def main():
         "loadavg_before": [round(v, 2) for v in load_before],
         "loadavg_after": [round(v, 2) for v in load_after],
         "unix_time": int(t_start),
+        "device": str(DEV), "channels_last": args.channels_last,
     }
+    if DEV.type == "cuda":
+        res["gpu"] = torch.cuda.get_device_name(DEV)
     res.update(extra)
     res.update(prof_info)
     res.update(cpu_info())

@@ -11,6 +11,9 @@
 #endif
 
 #include "base/status.h"
+#ifdef SYNCO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 /* OpenBLAS (pthread flavour) and OpenMP both keep spinning worker threads; on a few cores they steal time
  * from each other (measured: the synthetic-negative cost went from 7.5 to 27 ms per step on 2 cores). The
@@ -35,7 +38,17 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend 'onednn' is not built in (install libdnnl-dev and rebuild)");
 #endif
   }
-  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, onednn or auto)", name);
+#ifdef SYNCO_HAVE_CUDA
+  int cuda_device;
+  if (synco_cuda_device_name(name, &cuda_device)) { /* "cuda", "cuda:N" */
+    if (cuda_device < 0) return synco_fail(SYNCO_ERR_ARG, "backend '%s': expected cuda or cuda:N", name);
+    return synco_backend_cuda_create(cuda_device, out);
+  }
+#else
+  if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':'))
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend '%s' is not built in (rebuild with make CUDA=1)", name);
+#endif
+  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, onednn, cuda or auto)", name);
 }
 
 void synco_backend_destroy(synco_backend *be) {
@@ -118,5 +131,12 @@ void synco_backend_describe(char *buf, size_t n) {
 #else
   snprintf(buf, n, "backends: ref (plain C + OpenBLAS)\n\noneDNN: not built in (install libdnnl-dev and rebuild for the "
                    "fast CPU backend)\n");
+#endif
+  const size_t used = strlen(buf);
+#ifdef SYNCO_HAVE_CUDA
+  int k2 = snprintf(buf + used, n - used, "cuda: built in (--backend cuda or cuda:N)\n");
+  if (k2 > 0 && used + (size_t)k2 < n) synco_cuda_describe(buf + used + k2, n - used - (size_t)k2);
+#else
+  snprintf(buf + used, n - used, "cuda: not built in (make CUDA=1)\n");
 #endif
 }

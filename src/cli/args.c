@@ -38,7 +38,7 @@ static const name_range NAME_RANGES[] = {
 };
 
 /* Long spellings that are the same option in every command (MoCo's and the eval commands' names). */
-static const char *const SYNONYMS[][2] = {{"batch", "batch-size"}, {"wd", "weight-decay"}};
+static const char *const SYNONYMS[][2] = {{"batch", "batch-size"}, {"wd", "weight-decay"}, {"device", "backend"}};
 
 void synco_arg_problem(synco_arg_problems *p, const char *fmt, ...) {
   if (p->len + 2 >= sizeof p->text) {

@@ -5,7 +5,7 @@
  * be finite, a string must not be empty, and each value must lie in the option's range: the row's own
  * (SYNCO_ARG_RANGE(lo, hi) or .lo_open for "> lo"), else the range args.c knows for the option's name
  * (--threads >= 0, --epochs >= 1, --lr > 0, ...), else any value of the type. Long spellings that mean the same
- * in every command are aliases of each other: --batch / --batch-size, --wd / --weight-decay. */
+ * in every command are aliases of each other: --batch / --batch-size, --wd / --weight-decay, --device / --backend. */
 #ifndef SYNCO_CLI_ARGS_H
 #define SYNCO_CLI_ARGS_H
 

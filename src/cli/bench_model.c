@@ -54,7 +54,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"iters", 0, SYNCO_ARG_INT, &o->iters, "timed iterations (median reported)"},
       {"warmup", 0, SYNCO_ARG_INT, &o->warmup, "untimed iterations first"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
-      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn or ref"},
+      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn, ref, cuda or cuda:N (alias --device)"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},
@@ -184,7 +184,8 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   synco_encoder_set_timing(enc, 1);
   for (int i = 0; i < o.warmup + o.iters; i++) {
     const double t0 = synco_now();
-    if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout)) {
+    /* sync: a GPU backend's ops are asynchronous, so the time is the work's, not its launches' */
+    if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout) || be->sync(be)) {
       synco_cli_error("bench");
       goto done;
     }
@@ -284,7 +285,7 @@ int synco_bench_step(int argc, char **argv) {
   for (int i = 0; i < o.warmup + o.iters; i++) {
     const double t0 = synco_now(), c0 = dist->seconds, a0 = dist->allreduce_seconds;
     synco_step_stats st;
-    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st)) {
+    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st) || be->sync(be)) {
       synco_dist_abort(dist, synco_cli_error("bench"));
       goto done;
     }

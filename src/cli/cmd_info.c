@@ -6,6 +6,7 @@
 #include "backend/registry.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/dist.h"
 #include "synco.h"
 
 int synco_cmd_info(int argc, char **argv) {
@@ -22,6 +23,17 @@ int synco_cmd_info(int argc, char **argv) {
   char backends[1024];
   synco_backend_describe(backends, sizeof backends);
   fputs(backends, stdout);
+  /* how processes of one run talk (src/dist): always the single process; MPI when built with it */
+#ifdef SYNCO_HAVE_MPI
+  printf("transports: single process, MPI (%s; launch with mpirun -np N or srun)", synco_dist_mpi_version());
+#ifdef SYNCO_HAVE_NCCL
+  const int nv = synco_dist_nccl_version();
+  printf(", NCCL %d.%d.%d (with --backend cuda)", nv / 10000, nv / 100 % 100, nv % 100);
+#endif
+  printf("\n");
+#else
+  printf("transports: single process (MPI not built in: apt-get install openmpi-bin libopenmpi-dev and rebuild)\n");
+#endif
   printf("threads: %d (%s)\n", omp_get_max_threads(), threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change");
 #ifdef SYNCO_HAVE_CAIRO
   printf("plots: cairo\n");

@@ -410,15 +410,17 @@ static synco_status load_input(synco_encoder *enc, const float *x, int n) {
   SYNCO_TRY(enc->be->to_backend(enc->be, &t, x));
   if (n < enc->batch) {
     const size_t img = (size_t)3 * enc->image_size * enc->image_size;
-    memset((float *)enc->x_t.data + (size_t)n * img, 0, (size_t)(enc->batch - n) * img * sizeof(float));
+    SYNCO_TRY(enc->be->memset(enc->be, (float *)enc->x_t.data + (size_t)n * img, 0,
+                              (size_t)(enc->batch - n) * img * sizeof(float)));
   }
   return SYNCO_OK;
 }
 
 static synco_status store_rows(synco_encoder *enc, float *dst, const synco_tensor *src, int n) {
   SYNCO_TRY(enc->be->to_plain(enc->be, enc->stage, src));
-  memcpy(dst, enc->stage, (size_t)n * src->c * sizeof(float));
-  return SYNCO_OK;
+  /* dst is host memory (features for an evaluation) or backend memory (the step's k_raw / q_raw): a GPU backend
+   * tells them apart by the pointer, the CPU backends' copy is memmove either way */
+  return enc->be->copy(enc->be, dst, enc->stage, (size_t)n * src->c * sizeof(float), SYNCO_COPY_D2D);
 }
 
 synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *x, int n, int train) {

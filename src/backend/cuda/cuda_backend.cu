@@ -1,0 +1,354 @@
+/* The CUDA backend's op table, its context and its memory: device memory from cudaMalloc (zeroed, 256-byte
+ * aligned), every op on one stream, copies by cudaMemcpyAsync with the direction taken from the pointers
+ * (cudaMemcpyDefault, so a copy whose source or destination is host memory works whatever `dir` says; a copy into
+ * host memory waits for its data). Activations are PLAIN NCHW fp32, so the layout hooks are the identity and
+ * to_backend / to_plain are copies (from or to host or device memory). The ops live in cuda_step.cu,
+ * cuda_negatives.cu, cuda_conv.cu and cuda_layers.cu. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+/* ---- errors ------------------------------------------------------------------------------------------- */
+
+static const char *base_name(const char *file) {
+  const char *s = strrchr(file, '/');
+  return s ? s + 1 : file;
+}
+
+synco_status synco_cuda_fail(cudaError_t e, const char *call, const char *file, int line) {
+  if (e == cudaErrorMemoryAllocation) {
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s failed at %s:%d: out of GPU memory (%.0f MiB free of %.0f MiB); use a "
+                      "smaller batch (-b) or queue (--moco-k)", call, base_name(file), line, fr / 1048576.0,
+                      tot / 1048576.0);
+  }
+  return synco_fail(SYNCO_ERR_BACKEND, "%s failed at %s:%d: %s (%s)", call, base_name(file), line,
+                    cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+synco_status synco_cublas_fail(cublasStatus_t e, const char *call, const char *file, int line) {
+  return synco_fail(e == CUBLAS_STATUS_ALLOC_FAILED ? SYNCO_ERR_NOMEM : SYNCO_ERR_BACKEND, "%s failed at %s:%d: %s",
+                    call, base_name(file), line, cublasGetStatusString(e));
+}
+
+synco_status synco_cudnn_fail(cudnnStatus_t e, const char *call, const char *file, int line) {
+  char detail[256] = "";
+  cudnnGetLastErrorString(detail, sizeof detail);
+  return synco_fail(e == CUDNN_STATUS_ALLOC_FAILED ? SYNCO_ERR_NOMEM : SYNCO_ERR_BACKEND, "%s failed at %s:%d: %s%s%s",
+                    call, base_name(file), line, cudnnGetErrorString(e), detail[0] ? ": " : "", detail);
+}
+
+/* ---- memory ------------------------------------------------------------------------------------------- */
+
+synco_status synco_cuda_malloc(synco_backend *be, void **out, size_t bytes, const char *what) {
+  *out = NULL;
+  const cudaError_t e = cudaMalloc(out, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    *out = NULL;
+    size_t fr = 0, tot = 0;
+    cudaGetLastError(); /* clear it */
+    cudaMemGetInfo(&fr, &tot);
+    return synco_fail(e == cudaErrorMemoryAllocation ? SYNCO_ERR_NOMEM : SYNCO_ERR_BACKEND,
+                      "cuda: cannot allocate %.1f MiB for %s on GPU %d (%s; %.0f MiB free of %.0f MiB); use a smaller "
+                      "batch (-b) or queue (--moco-k)", bytes / 1048576.0, what, synco_cuda(be)->device,
+                      cudaGetErrorString(e), fr / 1048576.0, tot / 1048576.0);
+  }
+  return SYNCO_OK;
+}
+
+static void *cuda_alloc(synco_backend *be, size_t bytes) {
+  void *p = NULL;
+  if (synco_cuda_malloc(be, &p, bytes, "a buffer")) return NULL;
+  /* zeroed, as the contract says, on the backend's stream (ordered before every op that touches the buffer; the
+   * legacy default stream would not be, as the backend's stream does not wait for it) */
+  if (cudaMemsetAsync(p, 0, bytes ? bytes : 1, synco_cuda_stream(be)) != cudaSuccess) {
+    cudaGetLastError();
+    cudaFree(p);
+    synco_fail(SYNCO_ERR_BACKEND, "cuda: cudaMemsetAsync of a new buffer of %zu bytes failed", bytes);
+    return NULL;
+  }
+  return p;
+}
+
+static void cuda_free(synco_backend *be, void *p) {
+  (void)be;
+  if (p) cudaFree(p); /* implicitly synchronizing */
+}
+
+int synco_cuda_is_device(const void *p) {
+  cudaPointerAttributes a;
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+static synco_status cuda_memset(synco_backend *be, void *dst, int byte, size_t bytes) {
+  if (!bytes) return SYNCO_OK;
+  if (!dst) return synco_fail(SYNCO_ERR_ARG, "cuda memset: dst is missing");
+  SYNCO_CU(cudaMemsetAsync(dst, byte, bytes, synco_cuda_stream(be)));
+  return SYNCO_OK;
+}
+
+static synco_status cuda_copy(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir) {
+  if (!bytes || dst == src) return SYNCO_OK;
+  if (!dst || !src) return synco_fail(SYNCO_ERR_ARG, "cuda copy: %s is missing", dst ? "src" : "dst");
+  cudaStream_t s = synco_cuda_stream(be);
+  SYNCO_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
+  /* the caller reads host memory right after a download */
+  if (dir == SYNCO_COPY_D2H || !synco_cuda_is_device(dst)) SYNCO_CU(cudaStreamSynchronize(s));
+  return SYNCO_OK;
+}
+
+static synco_status cuda_sync(synco_backend *be) {
+  SYNCO_CU(cudaStreamSynchronize(synco_cuda_stream(be)));
+  return SYNCO_OK;
+}
+
+synco_status synco_cuda_ws(synco_backend *be, int slot, size_t bytes, void **out) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  if (c->ws_bytes[slot] < bytes) {
+    SYNCO_CU(cudaStreamSynchronize(c->stream));
+    if (c->ws[slot]) cudaFree(c->ws[slot]);
+    c->ws[slot] = NULL;
+    c->ws_bytes[slot] = 0;
+    SYNCO_TRY(synco_cuda_malloc(be, &c->ws[slot], bytes, "a scratch buffer"));
+    c->ws_bytes[slot] = bytes;
+  }
+  *out = c->ws[slot];
+  return SYNCO_OK;
+}
+
+synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  if (bytes <= c->conv_ws_bytes) return SYNCO_OK;
+  SYNCO_CU(cudaStreamSynchronize(c->stream));
+  if (c->conv_ws) cudaFree(c->conv_ws);
+  c->conv_ws = NULL;
+  c->conv_ws_bytes = 0;
+  SYNCO_TRY(synco_cuda_malloc(be, &c->conv_ws, bytes, "the cuDNN workspace"));
+  c->conv_ws_bytes = bytes;
+  return SYNCO_OK;
+}
+
+static int cuda_threads(synco_backend *be) {
+  (void)be;
+  return 1;
+}
+
+/* ---- layouts ------------------------------------------------------------------------------------------ */
+
+synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char *what, int n, int c, int h, int w) {
+  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is missing", op, what);
+  if (t->dtype != SYNCO_F32)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda %s: %s must be f32 (bf16 is not implemented yet)", op, what);
+  if (t->layout != SYNCO_LAYOUT_PLAIN)
+    return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is not in the plain layout", op, what);
+  if (t->n != n || t->c != c || t->h != h || t->w != w)
+    return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is %dx%dx%dx%d, expected %dx%dx%dx%d", op, what, t->n, t->c, t->h,
+                      t->w, n, c, h, w);
+  return SYNCO_OK;
+}
+
+static synco_layout cuda_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
+  return SYNCO_LAYOUT_PLAIN;
+}
+
+static size_t cuda_act_bytes(synco_backend *be, int n, int c, int h, int w, synco_dtype dt) {
+  return (size_t)n * c * h * w * synco_dtype_size(dt);
+}
+
+static synco_status cuda_to_backend(synco_backend *be, synco_tensor *dst, const float *src_plain) {
+  if (!dst) return synco_fail(SYNCO_ERR_ARG, "cuda to_backend: dst is missing");
+  SYNCO_TRY(synco_cuda_check(dst, "to_backend", "dst", dst->n, dst->c, dst->h, dst->w));
+  if (!src_plain) return synco_fail(SYNCO_ERR_ARG, "cuda to_backend: src is missing");
+  return cuda_copy(be, dst->data, src_plain, synco_tensor_numel(dst) * sizeof(float), SYNCO_COPY_H2D);
+}
+
+static synco_status cuda_to_plain(synco_backend *be, float *dst_plain, const synco_tensor *src) {
+  if (!src) return synco_fail(SYNCO_ERR_ARG, "cuda to_plain: src is missing");
+  SYNCO_TRY(synco_cuda_check(src, "to_plain", "src", src->n, src->c, src->h, src->w));
+  if (!dst_plain) return synco_fail(SYNCO_ERR_ARG, "cuda to_plain: dst is missing");
+  return cuda_copy(be, dst_plain, src->data, synco_tensor_numel(src) * sizeof(float), SYNCO_COPY_D2D);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------------------- */
+
+static void cuda_destroy(synco_backend *be) {
+  if (!be) return;
+  synco_cuda_ctx *c = synco_cuda(be);
+  if (c) {
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < SYNCO_CUDA_WS_COUNT; i++)
+      if (c->ws[i]) cudaFree(c->ws[i]);
+    if (c->conv_ws) cudaFree(c->conv_ws);
+    free(c->conv_cache);
+    if (c->dnn) cudnnDestroy(c->dnn);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c);
+  }
+  free(be);
+}
+
+static synco_status make_ctx(synco_cuda_ctx *c, int device) {
+  c->device = device;
+  SYNCO_CU(cudaSetDevice(device));
+  SYNCO_CU(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+  SYNCO_CUBLAS(cublasCreate(&c->blas));
+  SYNCO_CUBLAS(cublasSetStream(c->blas, c->stream));
+  SYNCO_CUDNN(cudnnCreate(&c->dnn));
+  SYNCO_CUDNN(cudnnSetStream(c->dnn, c->stream));
+  const char *tf = getenv("SYNCO_CUDA_TF32");
+  c->tf32 = tf && !strcmp(tf, "1");
+  SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+  SYNCO_CU(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return SYNCO_OK;
+}
+
+extern "C" int synco_cuda_device_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+extern "C" int synco_cuda_device_name(const char *name, int *device) {
+  *device = -1;
+  if (!name || strncmp(name, "cuda", 4)) return 0;
+  if (!name[4]) {
+    *device = 0;
+    return 1;
+  }
+  if (name[4] != ':' || !name[5]) return 1;
+  char *end = NULL;
+  const long d = strtol(name + 5, &end, 10);
+  if (*end || d < 0 || d > 1024) return 1;
+  *device = (int)d;
+  return 1;
+}
+
+extern "C" synco_status synco_backend_cuda_create(int device, synco_backend **out) {
+  if (!out) return synco_fail(SYNCO_ERR_ARG, "synco_backend_cuda_create: out is NULL");
+  *out = NULL;
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend 'cuda': no usable GPU (%s)",
+                      e != cudaSuccess ? cudaGetErrorString(e) : "the CUDA runtime sees no device");
+  }
+  if (device < 0 || device >= count)
+    return synco_fail(SYNCO_ERR_ARG, "backend 'cuda:%d': this machine has %d GPU%s (cuda:0..cuda:%d)", device, count,
+                      count == 1 ? "" : "s", count - 1);
+  synco_backend *be = (synco_backend *)synco_calloc(1, sizeof *be);
+  synco_cuda_ctx *c = (synco_cuda_ctx *)synco_calloc(1, sizeof *c);
+  if (!be || !c) {
+    free(be);
+    free(c);
+    return SYNCO_ERR_NOMEM;
+  }
+  be->name = "cuda";
+  be->ctx = c;
+  be->destroy = cuda_destroy;
+  synco_status s = make_ctx(c, device);
+  if (s) {
+    cuda_destroy(be);
+    return s;
+  }
+  be->alloc = cuda_alloc;
+  be->free = cuda_free;
+  be->memset = cuda_memset;
+  be->copy = cuda_copy;
+  be->sync = cuda_sync;
+  be->gemm = synco_cuda_gemm;
+  be->sgd = synco_cuda_sgd;
+  be->ema = synco_cuda_ema;
+  be->enqueue = synco_cuda_enqueue;
+  be->permute_rows = synco_cuda_permute_rows;
+  be->infonce_fwd = synco_cuda_infonce_fwd;
+  be->infonce_bwd = synco_cuda_infonce_bwd;
+  be->neg_draw = synco_cuda_neg_draw;
+  be->neg_logits = synco_cuda_neg_logits;
+  be->neg_backward = synco_cuda_neg_backward;
+  be->threads = cuda_threads;
+  be->act_layout = cuda_act_layout;
+  be->act_bytes = cuda_act_bytes;
+  be->to_backend = cuda_to_backend;
+  be->to_plain = cuda_to_plain;
+  be->conv_plan = synco_cuda_conv_plan;
+  be->conv_release = synco_cuda_conv_release;
+  be->conv_fwd = synco_cuda_conv_fwd;
+  be->conv_bwd_data = synco_cuda_conv_bwd_data;
+  be->conv_bwd_weights = synco_cuda_conv_bwd_weights;
+  be->bn_plan = synco_cuda_bn_plan;
+  be->bn_release = synco_cuda_bn_release;
+  be->bn_fwd_train = synco_cuda_bn_fwd_train;
+  be->bn_fwd_eval = synco_cuda_bn_fwd_eval;
+  be->bn_bwd = synco_cuda_bn_bwd;
+  be->pool_plan = synco_cuda_pool_plan;
+  be->pool_release = synco_cuda_pool_release;
+  be->maxpool_fwd = synco_cuda_maxpool_fwd;
+  be->maxpool_bwd = synco_cuda_maxpool_bwd;
+  be->relu_fwd = synco_cuda_relu_fwd;
+  be->relu_bwd = synco_cuda_relu_bwd;
+  be->add = synco_cuda_add;
+  be->avgpool_fwd = synco_cuda_avgpool_fwd;
+  be->avgpool_bwd = synco_cuda_avgpool_bwd;
+  be->linear_fwd = synco_cuda_linear_fwd;
+  be->linear_bwd = synco_cuda_linear_bwd;
+  be->l2norm_fwd = synco_cuda_l2norm_fwd;
+  be->l2norm_bwd = synco_cuda_l2norm_bwd;
+  *out = be;
+  return SYNCO_OK;
+}
+
+/* ---- synco info --------------------------------------------------------------------------------------- */
+
+static void appendf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void appendf(char *buf, size_t n, const char *fmt, ...) {
+  const size_t len = strlen(buf);
+  if (len + 1 >= n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + len, n - len, fmt, ap);
+  va_end(ap);
+}
+
+extern "C" void synco_cuda_describe(char *buf, size_t n) {
+  if (!n) return;
+  int rt = 0, drv = 0, bmaj = 0, bmin = 0, bpat = 0;
+  cudaRuntimeGetVersion(&rt);
+  cudaDriverGetVersion(&drv);
+  const size_t dnn = cudnnGetVersion();
+  cublasGetProperty(MAJOR_VERSION, &bmaj);
+  cublasGetProperty(MINOR_VERSION, &bmin);
+  cublasGetProperty(PATCH_LEVEL, &bpat);
+  appendf(buf, n, "CUDA runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu, cuBLAS %d.%d.%d\n", rt / 1000, rt % 1000 / 10,
+          drv / 1000, drv % 1000 / 10, dnn / 10000, dnn % 10000 / 100, dnn % 100, bmaj, bmin, bpat);
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    appendf(buf, n, "GPUs: none usable (%s)\n", e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+    return;
+  }
+  for (int d = 0; d < count; d++) {
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, d) != cudaSuccess) {
+      cudaGetLastError();
+      appendf(buf, n, "cuda:%d: properties unavailable\n", d);
+      continue;
+    }
+    appendf(buf, n, "cuda:%d: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", d, p.name, p.major, p.minor,
+            p.totalGlobalMem / 1073741824.0, p.multiProcessorCount);
+  }
+}

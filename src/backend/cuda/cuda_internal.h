@@ -1,0 +1,159 @@
+/* Internal to the CUDA backend (compiled by nvcc as CUDA C++): the context (device, one stream, cuBLAS and cuDNN
+ * handles, the planned cuDNN workspace, a few grow-once scratch buffers), the checks that turn every CUDA, cuBLAS
+ * and cuDNN error into a synco_status whose message names the call, the file and the line, and the op functions
+ * each cuda_*.cu file defines.
+ *
+ * Every op is asynchronous on the context's stream; `sync` waits for it, and a copy into host memory waits for
+ * its own data. Activations are PLAIN NCHW fp32 (like the reference backend), parameters plain fp32, so
+ * to_backend / to_plain are copies and checkpoints see the same layout as on the CPU. */
+#ifndef SYNCO_BACKEND_CUDA_INTERNAL_H
+#define SYNCO_BACKEND_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+extern "C" {
+#include "base/status.h"
+#include "tensor/backend.h"
+}
+
+#include "backend/cuda/cuda_backend.h"
+
+#define SYNCO_CUDA_THREADS 256
+
+/* Grow-once scratch buffers of the context (device memory), each for one purpose. */
+enum {
+  SYNCO_CUDA_WS_STAGE = 0, /* host rows uploaded before a gather (permute_rows from host memory) */
+  SYNCO_CUDA_WS_NEG_RNG,   /* per query: its stream (synco_rng) */
+  SYNCO_CUDA_WS_NEG_WORD0, /* per query and type-4 synthetic: first noise word */
+  SYNCO_CUDA_WS_NEG_SGN,   /* per query: sign(q) [B, dim] */
+  SYNCO_CUDA_WS_NEG_STATS, /* per query: ‖q‖², Σ|q|, non-zeros (double) */
+  SYNCO_CUDA_WS_NEG_SEL,   /* per query: selection workspace when it does not fit in shared memory */
+  SYNCO_CUDA_WS_FLAG,      /* one int: a kernel's "bad input" flag */
+  SYNCO_CUDA_WS_BN,        /* BN: per (group, channel) partial statistics */
+  SYNCO_CUDA_WS_COUNT
+};
+
+typedef struct {
+  int device;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  cudnnHandle_t dnn;
+  int tf32;                  /* SYNCO_CUDA_TF32=1: TF32 tensor cores for fp32 convs and GEMMs */
+  int smem_optin;            /* bytes of shared memory a block may opt in to */
+  void *conv_ws;             /* the cuDNN workspace: planned once, the largest any planned conv needs */
+  size_t conv_ws_bytes;
+  void *conv_cache;          /* cuda_conv.cu: algorithms already chosen, by shape */
+  int conv_cached, conv_cache_cap;
+  void *ws[SYNCO_CUDA_WS_COUNT];
+  size_t ws_bytes[SYNCO_CUDA_WS_COUNT];
+} synco_cuda_ctx;
+
+static inline synco_cuda_ctx *synco_cuda(synco_backend *be) { return (synco_cuda_ctx *)be->ctx; }
+static inline cudaStream_t synco_cuda_stream(synco_backend *be) { return synco_cuda(be)->stream; }
+
+/* Messages: "<call> failed at <file>:<line>: <library's words>". */
+synco_status synco_cuda_fail(cudaError_t e, const char *call, const char *file, int line);
+synco_status synco_cublas_fail(cublasStatus_t e, const char *call, const char *file, int line);
+synco_status synco_cudnn_fail(cudnnStatus_t e, const char *call, const char *file, int line);
+
+#define SYNCO_CU(call)                                                                                  \
+  do {                                                                                                  \
+    const cudaError_t e_ = (call);                                                                      \
+    if (e_ != cudaSuccess) return synco_cuda_fail(e_, #call, __FILE__, __LINE__);                       \
+  } while (0)
+#define SYNCO_CUBLAS(call)                                                                              \
+  do {                                                                                                  \
+    const cublasStatus_t e_ = (call);                                                                   \
+    if (e_ != CUBLAS_STATUS_SUCCESS) return synco_cublas_fail(e_, #call, __FILE__, __LINE__);           \
+  } while (0)
+#define SYNCO_CUDNN(call)                                                                               \
+  do {                                                                                                  \
+    const cudnnStatus_t e_ = (call);                                                                    \
+    if (e_ != CUDNN_STATUS_SUCCESS) return synco_cudnn_fail(e_, #call, __FILE__, __LINE__);             \
+  } while (0)
+/* After a kernel launch: a bad configuration is reported here (and cleared), a fault in the kernel by a later call
+ * (faults are sticky). Calls whose failure is handled elsewhere clear the last error, so it is the launch's. */
+#define SYNCO_LAUNCHED() SYNCO_CU(cudaGetLastError())
+
+static inline unsigned synco_cuda_blocks(size_t n, unsigned threads) {
+  size_t b = (n + threads - 1) / threads;
+  return (unsigned)(b < 1 ? 1 : (b > 2147483647u ? 2147483647u : b));
+}
+
+/* Device memory of the scratch buffer `slot`, at least `bytes` (grown with the stream synchronized first). */
+synco_status synco_cuda_ws(synco_backend *be, int slot, size_t bytes, void **out);
+/* Allocates device memory (NULL and a message naming the size and what is free on failure). */
+synco_status synco_cuda_malloc(synco_backend *be, void **out, size_t bytes, const char *what);
+/* 1 when p is device (or managed) memory, 0 when host memory. */
+int synco_cuda_is_device(const void *p);
+/* Makes the conv workspace at least `bytes` (plan time). */
+synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes);
+
+/* Checks like the reference backend's: PLAIN fp32 of exactly n×c×h×w with data. */
+synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char *what, int n, int c, int h, int w);
+
+/* cuda_step.cu */
+synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+synco_status synco_cuda_sgd(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
+                            float momentum, float wd, int first);
+synco_status synco_cuda_ema(synco_backend *be, float *k, const float *q, size_t n, float m);
+synco_status synco_cuda_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
+synco_status synco_cuda_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
+                                     size_t cols, int scatter);
+synco_status synco_cuda_infonce_fwd(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,
+                                    const float *q, const float *k, int B, int K, int ncol, int dim, float T);
+synco_status synco_cuda_infonce_bwd(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
+                                    int ncol, int dim, float T);
+
+/* cuda_negatives.cu */
+synco_status synco_cuda_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
+                                 uint64_t seed, uint64_t step, uint64_t query0);
+synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, float *syn, int ld_syn,
+                                   const float *l_neg, int ld_lneg, const float *q, const float *queue, float T);
+synco_status synco_cuda_neg_backward(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw,
+                                     int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T);
+
+/* cuda_conv.cu */
+synco_status synco_cuda_conv_plan(synco_backend *be, synco_conv_op *op);
+void synco_cuda_conv_release(synco_backend *be, synco_conv_op *op);
+synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
+                                 const float *w);
+synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
+                                      const float *w);
+synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
+                                         const synco_tensor *x);
+
+/* cuda_layers.cu */
+synco_status synco_cuda_bn_plan(synco_backend *be, synco_bn_op *op);
+void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op);
+synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                     float *save_invstd, float *running_mean, float *running_var,
+                                     const synco_tensor *x, const float *gamma, const float *beta);
+synco_status synco_cuda_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
+                                    const float *gamma, const float *beta, const float *running_mean,
+                                    const float *running_var);
+synco_status synco_cuda_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
+                               const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
+                               const float *gamma, const float *save_mean, const float *save_invstd);
+synco_status synco_cuda_pool_plan(synco_backend *be, synco_pool_op *op);
+void synco_cuda_pool_release(synco_backend *be, synco_pool_op *op);
+synco_status synco_cuda_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
+synco_status synco_cuda_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);
+synco_status synco_cuda_relu_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+synco_status synco_cuda_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y);
+synco_status synco_cuda_add(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
+                            int accumulate);
+synco_status synco_cuda_avgpool_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x);
+synco_status synco_cuda_avgpool_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy);
+synco_status synco_cuda_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
+                                   const float *b);
+synco_status synco_cuda_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
+                                   const synco_tensor *x, const float *w);
+synco_status synco_cuda_l2norm_fwd(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x);
+synco_status synco_cuda_l2norm_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y,
+                                   const float *norms);
+
+#endif
