@@ -19,8 +19,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/pretrain.h"
-#include "optim/schedule.h"
 #include "ssl/negatives.h"
+#include "ssl/pretrain_config.h"
 
 /* ---- parse: argv -> options --------------------------------------------------------------------------------- */
 
@@ -261,11 +261,10 @@ static int configure(pretrain_ctx *c) {
     }
   }
   int depth = 0;
-  if (!parse_arch(o->arch, &depth))
+  if (!parse_arch(o->arch, &depth)) {
     synco_arg_problem(&c->problems, "--arch must be resnet18, resnet34 or resnet50, got '%s'", o->arch);
-  if (o->image_size < 8) synco_arg_problem(&c->problems, "--image-size %d is too small (at least 8)", o->image_size);
-  if (o->moco_k % o->batch != 0)
-    synco_arg_problem(&c->problems, "--moco-k %d is not a multiple of the batch size %d", o->moco_k, o->batch);
+    depth = 50; /* stands in, so that the rest of the config is still judged */
+  }
   /* Synthetic counts not given follow the queue: n_hard = min(1024, K/4), each unset nK at most n_hard. */
   int n_given[6];
   for (int t = 0; t < 6; t++) {
@@ -277,23 +276,14 @@ static int configure(pretrain_ctx *c) {
   synco_negatives_scale_defaults(&ncfg, o->moco_k, synco_args_seen(args, "n-hard"), n_given);
   o->n_hard = ncfg.n_hard;
   memcpy(o->n, ncfg.n, sizeof o->n);
-  const int neg_total = o->n[0] + o->n[1] + o->n[2] + o->n[3] + o->n[4] + o->n[5];
-  if (neg_total > 0 && (o->n_hard < 1 || o->n_hard > o->moco_k))
-    synco_arg_problem(&c->problems, "--n-hard %d must be between 1 and --moco-k %d", o->n_hard, o->moco_k);
-  for (int t = 0; t < 6; t++)
-    if (neg_total > 0 && o->n[t] > o->n_hard)
-      synco_arg_problem(&c->problems, "--n%d %d must be between 0 and --n-hard %d", t + 1, o->n[t], o->n_hard);
-  if (o->batch % o->bn_splits != 0)
-    synco_arg_problem(&c->problems, "the batch size %d is not a multiple of --bn-splits %d", o->batch, o->bn_splits);
+  library_config(c, depth);
+  char msg[sizeof c->problems.text];
+  if (synco_pretrain_config_validate(&c->cfg, msg, sizeof msg, NULL) != SYNCO_OK)
+    for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
   if (synco_cpu_precision_check(o->precision, NULL) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;
   if (o->threads > 0) omp_set_num_threads(o->threads);
   o->threads = omp_get_max_threads();
-  library_config(c, depth);
-  if (synco_lr_schedule_check(&c->cfg.sched) != SYNCO_OK) {
-    synco_cli_error("pretrain");
-    return 2;
-  }
   return PRETRAIN_GO;
 }
 
