@@ -12,9 +12,10 @@
  *   run      pretrain_run.c          epochs of steps: log.jsonl, the progress line, the kNN monitor, Ctrl-C, and
  *                                    the checkpoints at each epoch's end (pretrain_save)
  *
- * Several processes (data-parallel training) need only fields here: a rank and a world size in pretrain_ctx,
- * the per-process batch (-b / world) where configure() fills cfg.moco.batch, and a rank-0 test in the few
- * functions of pretrain_run.c that write (the log rows, the progress line, pretrain_save). */
+ * Several processes (data-parallel training) need only additions here: a rank and a world size in pretrain_ctx,
+ * the per-process batch (-b / world) where library_config() in cmd_pretrain.c fills cfg.moco.batch (and
+ * cfg.moco.dist, which the validator counts in the keys of a step), and a rank-0 test in the few functions of
+ * pretrain_run.c that write (the log_* rows, the progress line, the printf lines, pretrain_save). */
 #ifndef SYNCO_CLI_PRETRAIN_H
 #define SYNCO_CLI_PRETRAIN_H
 
