@@ -280,7 +280,7 @@ static int configure(pretrain_ctx *c) {
   char msg[sizeof c->problems.text];
   if (synco_pretrain_config_validate(&c->cfg, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
-  if (synco_cpu_precision_check(o->precision, NULL) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
+  if (synco_backend_precision(o->precision, NULL) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;
   if (o->threads > 0) omp_set_num_threads(o->threads);
   o->threads = omp_get_max_threads();
