@@ -192,15 +192,15 @@ static synco_status name_buffers(synco_encoder *enc) {
 static synco_status check_config(const synco_encoder_config *cfg, int batch, int image_size) {
   if (cfg->depth != 18 && cfg->depth != 34 && cfg->depth != 50)
     return synco_fail(SYNCO_ERR_ARG, "encoder: depth %d is not supported (expected 18, 34 or 50)", cfg->depth);
-  if (cfg->width < 1 || cfg->width > 4096)
-    return synco_fail(SYNCO_ERR_ARG, "encoder: base width %d out of range (expected 1..4096, 64 = torchvision)",
-                      cfg->width);
+  if (cfg->width < 1 || cfg->width > SYNCO_ENCODER_MAX_WIDTH)
+    return synco_fail(SYNCO_ERR_ARG, "encoder: base width %d out of range (expected 1..%d, 64 = torchvision)",
+                      cfg->width, SYNCO_ENCODER_MAX_WIDTH);
   if (cfg->head && cfg->dim < 1) return synco_fail(SYNCO_ERR_ARG, "encoder: head dim %d must be positive", cfg->dim);
   if (batch < 1) return synco_fail(SYNCO_ERR_ARG, "encoder: batch %d must be positive", batch);
   if (cfg->bn_splits < 1 || batch % cfg->bn_splits != 0)
     return synco_fail(SYNCO_ERR_ARG, "encoder: batch %d does not divide into %d Split-BN groups", batch,
                       cfg->bn_splits);
-  if (image_size < 1 || image_size > 16384)
+  if (image_size < 1 || image_size > SYNCO_ENCODER_MAX_IMAGE)
     return synco_fail(SYNCO_ERR_ARG, "encoder: image size %d out of range", image_size);
   return SYNCO_OK;
 }

@@ -29,6 +29,10 @@ typedef struct {
                        each keeping its own, and synco_encoder_backward refuses */
 } synco_encoder_config;
 
+/* The largest base width and image side an encoder is built for. */
+#define SYNCO_ENCODER_MAX_WIDTH 4096
+#define SYNCO_ENCODER_MAX_IMAGE 16384
+
 /* A named view into the parameter or buffer array. */
 typedef struct {
   char name[64];    /* torchvision key */

@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "optim/sgd.h"
 #include "ssl/infonce.h"
+#include "ssl/pretrain_config.h"
 
 /* Every buffer below but perm_host is backend memory (be->alloc). */
 struct synco_moco {
@@ -77,15 +78,10 @@ void synco_moco_free(synco_moco *m) {
 
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg) {
   *out = NULL;
+  /* A guard: a front end reports the problems of a config before it gets here (ssl/pretrain_config.h). */
+  SYNCO_TRY(synco_moco_config_validate(cfg, NULL, 0, NULL));
   const int world = synco_dist_world(cfg->dist);
-  const int keys_per_step = cfg->batch * world * (cfg->symmetric ? 2 : 1);
-  if (cfg->K <= 0 || cfg->K % keys_per_step)
-    return synco_fail(SYNCO_ERR_ARG, "queue size %d is not a multiple of the %d keys enqueued per step", cfg->K, keys_per_step);
-  if (!(cfg->T > 0) || !(cfg->m >= 0 && cfg->m <= 1))
-    return synco_fail(SYNCO_ERR_ARG, "temperature must be > 0 and key momentum in [0, 1]");
-  if (!cfg->enc.head) return synco_fail(SYNCO_ERR_ARG, "MoCo needs an encoder with a projection head");
   const int total = synco_negatives_total(&cfg->neg);
-  if (total) SYNCO_TRY(synco_negatives_check(&cfg->neg, cfg->K));
   synco_moco *m = calloc(1, sizeof *m);
   if (!m) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
   m->cfg = *cfg;

@@ -1,0 +1,113 @@
+/* synco pretrain, in stages, each in its own file; one context (pretrain_ctx) is handed from stage to stage.
+ *
+ *   parse    cmd_pretrain.c          argv → pretrain_opts: the flags, --recipe cifar, the bundled demo, --method
+ *   config   cmd_pretrain.c          options + a resumed run's saved settings → a synco_pretrain_config, judged
+ *                                    once by the library (synco_pretrain_config_validate): every problem at once
+ *            pretrain_config_json.c  the settings table: config.json and the checkpoint's "synco.config", written
+ *                                    and read back on --resume
+ *   setup    pretrain_setup.c        the data, the crop size, the memory check, the loader, the model, --init and
+ *                                    --resume weights, the kNN monitor's data
+ *            pretrain_run_dir.c      the run directory: --resume's paths, runs/<date-time>, the lock, --force,
+ *                                    config.json and log.jsonl; nothing in it changes before every check passed
+ *   run      pretrain_run.c          epochs of steps: log.jsonl, the progress line, the kNN monitor, Ctrl-C, and
+ *                                    the checkpoints at each epoch's end (pretrain_save)
+ *
+ * Several processes (data-parallel training) need only additions here: a rank and a world size in pretrain_ctx,
+ * the per-process batch (-b / world) where library_config() in cmd_pretrain.c fills cfg.moco.batch (and
+ * cfg.moco.dist, which the validator counts in the keys of a step), and a rank-0 test in the few functions of
+ * pretrain_run.c that write (the log_* rows, the progress line, the printf lines, pretrain_save). */
+#ifndef SYNCO_CLI_PRETRAIN_H
+#define SYNCO_CLI_PRETRAIN_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "cli/args.h"
+#include "data/data.h"
+#include "ssl/moco.h"
+#include "ssl/pretrain_config.h"
+#include "synco.h"
+
+/* A stage returns this to go on to the next, else the exit status of the command. */
+#define PRETRAIN_GO (-1)
+
+/* Every flag of synco pretrain, resolved: config.json is written from these. */
+typedef struct {
+  const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend, *precision;
+  int epochs, batch, moco_dim, moco_k, mlp, aug_plus, cos, n_hard, n[6], warmup_epochs, cifar_stem, width,
+      image_size, bn_splits, symmetric, threads, workers, save_every, knn_every, knn_k, print_freq, blur, skip_bad,
+      stop_epoch;
+  long long seed;
+  double lr, wd, momentum, moco_m, moco_t, sigma, delta, eta, knn_t;
+  int lr_warmup_epochs;
+  synco_intlist schedule;
+  int memory_check;
+} pretrain_opts;
+
+/* The kNN monitor: the training images unaugmented, --val, and their features. */
+typedef struct {
+  synco_dataset *train_eval, *val;
+  float *ftrain, *fval;
+  int *ltrain, *lval;
+} pretrain_knn;
+
+typedef struct {
+  /* parse */
+  pretrain_opts o;
+  synco_arg args[64];            /* the flag table; its rows point into o (a context is never copied) */
+  int force;
+  synco_arg_problems problems;   /* problems with the command line, printed together at the end of config */
+  char bare_resume[1100];        /* a bare --resume rewritten to --resume=OUT (o.resume points here, then below) */
+  /* config */
+  synco_pretrain_config cfg;     /* validated; cfg.moco.image_size follows o.image_size when setup picks the crop */
+  cJSON *resume_json;            /* a resumed run's "synco.config": o's strings point into it */
+  char resume_path[1100], resume_dir[1100];
+  /* setup */
+  int new_dir;                   /* no --out: outbuf is a new runs/<date-time> */
+  char outbuf[512];
+  synco_dataset_options dopt;
+  synco_dataset *train;
+  synco_loader *loader;
+  int steps;                     /* per epoch */
+  float mean[3], std[3];         /* Normalize of the views and of the kNN monitor */
+  synco_backend *be;
+  synco_moco *moco;
+  pretrain_knn knn;
+  int start_epoch, end_epoch;    /* epochs [start, end) are trained (end < o.epochs with --stop-epoch) */
+  long gstep;                    /* global step (the checkpoint's when resumed) */
+  int lock_fd;
+  FILE *log;                     /* log.jsonl */
+  char *cfg_json;                /* config.json's text, stored in every checkpoint */
+  char log_path[1024], last_path[1024];
+} pretrain_ctx;
+
+/* pretrain_config_json.c */
+/* config.json and the checkpoint's "synco.config": every setting, resolved; NULL when out of memory. */
+char *pretrain_config_json(const pretrain_opts *o);
+/* Takes the settings of a resumed run from the checkpoint's "synco.config", except those given on the command
+ * line; a given value that cannot work with the checkpoint (another width, K, ...) is refused. o's strings point
+ * into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
+synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json);
+
+/* pretrain_run_dir.c */
+/* --resume: the checkpoint to read (ckpt) and the run directory (--out, or the checkpoint's folder, kept in dir). */
+synco_status pretrain_resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, char *dir, size_t dcap);
+/* Names the run directory (no --out: runs/<date-time>) and refuses one that holds another run; writes nothing. */
+int pretrain_run_dir_choose(pretrain_ctx *c);
+/* Makes and locks the run directory, replaces an earlier run with --force, drops the log rows a resumed run trains
+ * again, writes config.json and opens log.jsonl. Called when every other check has passed. */
+int pretrain_run_dir_open(pretrain_ctx *c);
+
+/* pretrain_setup.c */
+/* Data, crop size, memory check, loader, model, initial or resumed weights, kNN monitor, run directory. */
+int pretrain_setup(pretrain_ctx *c);
+
+/* pretrain_run.c */
+/* Opens the kNN monitor's data (with --val and --knn-every) and its feature buffers. */
+int pretrain_knn_open(pretrain_ctx *c);
+void pretrain_knn_free(pretrain_knn *k);
+/* The training loop; returns the exit status (0, 1, or 128 + the signal of a Ctrl-C / SIGTERM). */
+int pretrain_run(pretrain_ctx *c);
+
+#endif

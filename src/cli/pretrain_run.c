@@ -1,0 +1,261 @@
+/* synco pretrain's training loop: epochs of steps, a log.jsonl row every --print-freq steps and one per epoch, the
+ * progress line, the kNN monitor, a stop between two steps on Ctrl-C / SIGTERM, and the checkpoints at the end
+ * of each epoch (pretrain_save). Files are written only by the log_* functions and pretrain_save; the terminal
+ * only by the progress calls and the printf lines of pretrain_run and run_epochs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/pretrain.h"
+#include "optim/schedule.h"
+
+/* ---- the kNN monitor: the encoder's kNN accuracy on --val, with the training images as the memory ---------- */
+
+int pretrain_knn_open(pretrain_ctx *c) {
+  const pretrain_opts *o = &c->o;
+  pretrain_knn *k = &c->knn;
+  if (!o->val || o->knn_every <= 0) return PRETRAIN_GO;
+  if (synco_dataset_open(&k->train_eval, o->data, &c->dopt) != SYNCO_OK || synco_dataset_open(&k->val, o->val, &c->dopt) != SYNCO_OK)
+    return synco_cli_error("pretrain");
+  const size_t d = (size_t)synco_encoder_feature_dim(synco_moco_query(c->moco)), nt = synco_dataset_size(k->train_eval),
+               nv = synco_dataset_size(k->val);
+  k->ftrain = malloc(nt * d * sizeof(float));
+  k->fval = malloc(nv * d * sizeof(float));
+  k->ltrain = malloc(nt * sizeof(int));
+  k->lval = malloc(nv * sizeof(int));
+  if (!k->ftrain || !k->fval || !k->ltrain || !k->lval) {
+    fprintf(stderr, "synco pretrain: out of memory for kNN features\n");
+    return 1;
+  }
+  return PRETRAIN_GO;
+}
+
+void pretrain_knn_free(pretrain_knn *k) {
+  free(k->ftrain);
+  free(k->fval);
+  free(k->ltrain);
+  free(k->lval);
+  synco_dataset_free(k->train_eval);
+  synco_dataset_free(k->val);
+  memset(k, 0, sizeof *k);
+}
+
+static synco_status knn_eval(pretrain_ctx *c, synco_knn_result *res) {
+  pretrain_knn *k = &c->knn;
+  synco_encoder *enc = synco_moco_query(c->moco);
+  const int d = synco_encoder_feature_dim(enc);
+  const size_t nt = synco_dataset_size(k->train_eval), nv = synco_dataset_size(k->val);
+  SYNCO_TRY(synco_features_compute(k->ftrain, k->ltrain, enc, k->train_eval, c->mean, c->std, c->o.workers));
+  SYNCO_TRY(synco_features_compute(k->fval, k->lval, enc, k->val, c->mean, c->std, c->o.workers));
+  synco_rows_l2_normalize(k->ftrain, nt, d);
+  synco_rows_l2_normalize(k->fval, nv, d);
+  synco_knn_config kc = synco_knn_default_config(synco_dataset_num_classes(k->train_eval));
+  kc.k = c->o.knn_k;
+  kc.t = c->o.knn_t;
+  return synco_knn_classify(res, NULL, NULL, k->ftrain, k->ltrain, nt, k->fval, k->lval, nv, d, &kc);
+}
+
+/* ---- what the loop writes --------------------------------------------------------------------------------- */
+
+/* Sums of a logging window or of an epoch. */
+typedef struct {
+  double loss, acc, acc_all;
+  int n;
+} step_sums;
+
+static void sums_add(step_sums *s, const synco_step_stats *st) {
+  s->loss += st->loss;
+  s->acc += st->acc;
+  s->acc_all += st->acc_all;
+  s->n++;
+}
+
+/* The row of the untrained encoder's kNN accuracy. */
+static void log_knn_before(pretrain_ctx *c, const synco_knn_result *r) {
+  fprintf(c->log, "{\"epoch\":0,\"knn_top1\":%.4f,\"knn_top5\":%.4f}\n", r->top1, r->top5);
+  fflush(c->log);
+}
+
+/* One log.jsonl row for a window of steps that ended at the global step c->gstep. */
+static void log_step(pretrain_ctx *c, int epoch, float lr, const step_sums *w, double seconds) {
+  fprintf(c->log, "{\"step\":%ld,\"epoch\":%d,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f}\n",
+          c->gstep, epoch + 1, lr, w->loss / w->n, 100.0 * w->acc / w->n, 100.0 * w->acc_all / w->n,
+          w->n * c->o.batch / seconds);
+  fflush(c->log);
+}
+
+/* The row of a finished epoch; knn_field: its kNN accuracy ("" when not measured). */
+static void log_epoch(pretrain_ctx *c, int epoch, float lr, const step_sums *e, double seconds, const char *knn_field) {
+  const int steps = c->steps;
+  fprintf(c->log, "{\"epoch\":%d,\"step\":%ld,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f,"
+          "\"epoch_time_s\":%.2f%s}\n", epoch + 1, c->gstep, lr, e->loss / steps, 100.0 * e->acc / steps,
+          100.0 * e->acc_all / steps, steps * c->o.batch / seconds, seconds, knn_field);
+  fflush(c->log);
+}
+
+/* The checkpoints of a finished epoch: last.safetensors, and checkpoint_NNNN every --save-every epochs. A
+ * checkpoint never stores a broken model: NaN/inf can appear in weights before the loss shows it. */
+static int pretrain_save(pretrain_ctx *c, int epoch) {
+  const pretrain_opts *o = &c->o;
+  if (synco_moco_check_finite(c->moco) != SYNCO_OK) {
+    synco_fail_context(SYNCO_ERR_NUMERIC, "after epoch %d: ", epoch + 1);
+    synco_cli_error("pretrain");
+    fprintf(stderr, "synco pretrain: stopping without writing a checkpoint of epoch %d\n", epoch + 1);
+    return 1;
+  }
+  if (synco_moco_save(c->moco, c->last_path, c->cfg_json, epoch + 1, c->gstep) != SYNCO_OK) return synco_cli_error("pretrain");
+  if (o->save_every > 0 && (epoch + 1) % o->save_every == 0) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/checkpoint_%04d.safetensors", o->out, epoch + 1);
+    if (synco_moco_save(c->moco, path, c->cfg_json, epoch + 1, c->gstep) != SYNCO_OK) return synco_cli_error("pretrain");
+  }
+  return PRETRAIN_GO;
+}
+
+/* ---- the loop --------------------------------------------------------------------------------------------- */
+
+/* The last checkpoint written or resumed from (NULL: none yet), for the message of an interrupted run. */
+typedef struct {
+  const char *path;
+  int epoch;
+} last_checkpoint;
+
+/* A non-finite loss: stop, naming the last good checkpoint. */
+static void report_divergence(const pretrain_ctx *c, int epoch, int s) {
+  struct stat cst;
+  const int have = stat(c->last_path, &cst) == 0;
+  if (have || c->o.resume)
+    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. The last good "
+                    "checkpoint is %s.\n", c->gstep, epoch + 1, s, have ? c->last_path : c->o.resume);
+  else
+    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. No checkpoint "
+                    "was written (the run diverged before its first epoch ended): lower --lr.\n", c->gstep, epoch + 1, s);
+}
+
+/* The steps of one epoch, begun at t_epoch; *lr gets the rate of its last step. */
+static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, synco_progress *prog, double t_epoch,
+                       step_sums *sum, float *lr) {
+  const pretrain_opts *o = &c->o;
+  const int steps = c->steps;
+  step_sums win = {0};
+  double t_win = t_epoch;
+  for (int s = 0; s < steps; s++) {
+    if (synco_stop_requested()) {
+      fprintf(stderr, "%ssynco pretrain: interrupted at epoch %d step %d; ", prog->tty ? "\n" : "", epoch + 1, s);
+      if (last->path)
+        fprintf(stderr, "the last checkpoint is %s (epoch %d); continue with --resume %s\n", last->path, last->epoch,
+                last->path);
+      else
+        fprintf(stderr, "no checkpoint was written yet (the first comes at the end of epoch %d)\n", c->start_epoch + 1);
+      return 128 + synco_stop_requested();
+    }
+    synco_batch b;
+    if (synco_loader_next(c->loader, &b) != SYNCO_OK) {
+      fprintf(stderr, "\n");
+      return synco_cli_error("pretrain");
+    }
+    if (b.n != o->batch) {
+      fprintf(stderr, "\nsynco pretrain: the loader ended the epoch early (step %d of %d)\n", s, steps);
+      return 1;
+    }
+    *lr = synco_lr_at(&c->cfg.sched, epoch, s, steps);
+    synco_step_stats st;
+    synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep, &st);
+    if (ss == SYNCO_ERR_NUMERIC) {
+      report_divergence(c, epoch, s);
+      return 1;
+    }
+    if (ss != SYNCO_OK) {
+      fprintf(stderr, "\n");
+      return synco_cli_error("pretrain");
+    }
+    c->gstep++;
+    sums_add(sum, &st);
+    sums_add(&win, &st);
+    if (win.n == o->print_freq || s == steps - 1) {
+      const double now = synco_now();
+      log_step(c, epoch, *lr, &win, now - t_win);
+      win = (step_sums){0};
+      t_win = now;
+    }
+    char text[96];
+    snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", sum->loss / (s + 1), 100.0 * sum->acc / (s + 1));
+    synco_progress_update(prog, s + 1, text);
+  }
+  return PRETRAIN_GO;
+}
+
+/* Epochs start_epoch .. end_epoch - 1, each ended by its log row, the kNN monitor when due and pretrain_save. */
+static int run_epochs(pretrain_ctx *c, double *knn_last) {
+  const pretrain_opts *o = &c->o;
+  const int steps = c->steps;
+  last_checkpoint last = {.path = o->resume, .epoch = c->start_epoch};
+  for (int epoch = c->start_epoch; epoch < c->end_epoch; epoch++) {
+    if (synco_loader_start_epoch(c->loader, epoch, 0) != SYNCO_OK) return synco_cli_error("pretrain");
+    char label[64];
+    snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o->epochs);
+    synco_progress prog;
+    synco_progress_begin(&prog, label, steps, o->batch, o->print_freq);
+    synco_progress_run(&prog, (long)(epoch - c->start_epoch) * steps, (long)(c->end_epoch - c->start_epoch) * steps);
+    step_sums sum = {0};
+    float lr = 0;
+    const double t_epoch = synco_now();
+    int rc = train_epoch(c, epoch, &last, &prog, t_epoch, &sum, &lr);
+    if (rc != PRETRAIN_GO) return rc;
+    const double ep_time = synco_now() - t_epoch;
+    char text[96];
+    snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", sum.loss / steps, 100.0 * sum.acc / steps);
+    synco_progress_end(&prog, text);
+    char knn_field[96] = "";
+    if (c->knn.val && ((epoch + 1) % o->knn_every == 0 || epoch + 1 == c->end_epoch)) {
+      synco_knn_result r;
+      if (knn_eval(c, &r) != SYNCO_OK) return synco_cli_error("pretrain");
+      *knn_last = r.top1;
+      snprintf(knn_field, sizeof knn_field, ",\"knn_top1\":%.4f,\"knn_top5\":%.4f", r.top1, r.top5);
+      printf("epoch %d: kNN top-1 %.2f%%  top-5 %.2f%%\n", epoch + 1, r.top1, r.top5);
+      fflush(stdout);
+    }
+    log_epoch(c, epoch, lr, &sum, ep_time, knn_field);
+    rc = pretrain_save(c, epoch);
+    if (rc != PRETRAIN_GO) return rc;
+    last = (last_checkpoint){.path = c->last_path, .epoch = epoch + 1};
+  }
+  return 0;
+}
+
+int pretrain_run(pretrain_ctx *c) {
+  const pretrain_opts *o = &c->o;
+  const int steps = c->steps;
+  printf("synco pretrain: %s (width %d%s), %s, %d epochs x %d steps of %d, K %d, T %g, lr %g, %d threads, backend %s\n",
+         o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, steps, o->batch, o->moco_k,
+         o->moco_t, o->lr, o->threads, c->be->name);
+  printf("data: %s (%zu images)  run directory: %s\n", o->data, synco_dataset_size(c->train), o->out);
+  fflush(stdout);
+  double knn_first = -1, knn_last = -1;
+  if (c->knn.val && c->start_epoch == 0) {
+    synco_knn_result r;
+    if (knn_eval(c, &r) != SYNCO_OK) return synco_cli_error("pretrain");
+    knn_first = r.top1;
+    printf("kNN accuracy before training: top-1 %.2f%%  top-5 %.2f%%\n", r.top1, r.top5);
+    fflush(stdout);
+    log_knn_before(c, &r);
+  }
+
+  const double t_start = synco_now();
+  /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */
+  synco_stop_install(1);
+  const int rc = run_epochs(c, &knn_last);
+  if (rc == 0) {
+    printf("done in %.1f s; checkpoint %s/last.safetensors\n", synco_now() - t_start, o->out);
+    if (knn_first >= 0 && knn_last >= 0)
+      printf("kNN top-1 on %s: untrained %.2f%% -> trained %.2f%%\n", o->val, knn_first, knn_last);
+  }
+  synco_stop_install(0);
+  return rc;
+}

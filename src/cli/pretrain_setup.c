@@ -1,0 +1,119 @@
+/* synco pretrain's setup, between a validated config and the first step: the data and the crop size it asks for,
+ * the memory check, the loader, the model (from --init's weights or --resume's checkpoint), the kNN monitor's
+ * data, and last the run directory. Nothing is written before the run directory is opened. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/registry.h"
+#include "base/status.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/memplan.h"
+#include "cli/pretrain.h"
+#include "io/checkpoint.h"
+
+/* The crop size follows the data and the stem unless --image-size is given: 32 with the CIFAR stem, else the
+ * images' own size when they are small (224 px crops of them would upscale more than 2x). Warns when a run
+ * upscales its images more than 2x. `first` is the dataset's first image. Every size it picks is one the
+ * validator accepts (32, or a side of at least 8). */
+static void choose_image_size(pretrain_opts *o, const synco_arg *args, const synco_image *first) {
+  const int side = first->w < first->h ? first->w : first->h;
+  if (!synco_args_seen(args, "image-size")) {
+    if (o->cifar_stem) o->image_size = 32;
+    else if (side >= 8 && 2 * side < o->image_size) o->image_size = side;
+  }
+  if (side > 0 && o->image_size > 2 * side)
+    fprintf(stderr, "synco pretrain: upscaling %dx%d images to %d px crops; pass --image-size %d (and --cifar-stem) for "
+                    "small images\n", first->w, first->h, o->image_size, side);
+}
+
+/* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. */
+static int check_memory(const pretrain_ctx *c, const synco_image *first) {
+  const pretrain_opts *o = &c->o;
+  if (!o->memory_check) return 0;
+  /* the loader's slots: max(prefetch 3, workers) + 1 (synco_loader_create) */
+  const int workers = o->workers > 0 ? o->workers : o->threads;
+  const int slots = (workers > 3 ? workers : 3) + 1;
+  synco_aug_config aug = {.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1, .size = o->image_size, .blur = o->blur};
+  const size_t scratch = first->w > 0 ? synco_augment_scratch_bytes(first->w, first->h, &aug) : 0;
+  synco_mem_plan p;
+  if (synco_mem_plan_moco(&c->cfg.moco, slots, workers, scratch, &p) != SYNCO_OK) return 0; /* creation reports it */
+  return synco_mem_refuse("pretrain", &p, o->batch, o->image_size,
+                          "Use a smaller -b, --image-size, or --recipe cifar (or --no-memory-check).");
+}
+
+/* The training data, the crop size, the memory check and the loader. */
+static int open_data(pretrain_ctx *c) {
+  pretrain_opts *o = &c->o;
+  c->dopt = (synco_dataset_options){.split = o->split, .skip_bad = o->skip_bad, .store = SYNCO_STORE_AUTO,
+                                    .threads = o->threads};
+  if (synco_dataset_open(&c->train, o->data, &c->dopt) != SYNCO_OK) return synco_cli_error("pretrain");
+  synco_cli_dataset_notes("pretrain", c->train);
+  synco_image first = {0};
+  if (synco_dataset_size(c->train) > 0 && synco_dataset_get(c->train, 0, &first) != SYNCO_OK) first.w = first.h = 0;
+  if (!o->resume) choose_image_size(o, c->args, &first); /* a resumed run keeps its checkpoint's crop */
+  c->cfg.moco.image_size = o->image_size;
+  const int rc = check_memory(c, &first);
+  synco_image_free(&first);
+  if (rc) return rc;
+  synco_cli_norm_stats(o->image_size, c->mean, c->std);
+  synco_loader_config lc = {.batch = o->batch, .views = 2, .threads = o->workers, .prefetch = 3, .shuffle = 1,
+                            .drop_last = 1, .seed = (uint64_t)o->seed, .rank = 0, .world = 1};
+  lc.aug.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1;
+  lc.aug.size = o->image_size;
+  lc.aug.blur = o->blur;
+  memcpy(lc.aug.mean, c->mean, sizeof c->mean);
+  memcpy(lc.aug.std, c->std, sizeof c->std);
+  if (synco_loader_create(&c->loader, c->train, &lc) != SYNCO_OK) return synco_cli_error("pretrain");
+  c->steps = synco_loader_steps_per_epoch(c->loader);
+  if (c->steps < 1) {
+    fprintf(stderr, "synco pretrain: %s has %zu images, fewer than one batch of %d\n", o->data,
+            synco_dataset_size(c->train), o->batch);
+    return 1;
+  }
+  return PRETRAIN_GO;
+}
+
+/* The backend and the model, from --init's weights or --resume's checkpoint; the epochs left to train. */
+static int build_model(pretrain_ctx *c) {
+  const pretrain_opts *o = &c->o;
+  if (synco_backend_create(o->backend, &c->be) != SYNCO_OK || synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK)
+    return synco_cli_error("pretrain");
+  c->start_epoch = 0;
+  c->gstep = 0;
+  if (o->init && !o->resume) {
+    char report[1024];
+    synco_encoder *eq = synco_moco_query(c->moco), *ek = synco_moco_key(c->moco);
+    if (synco_weights_load_report(eq, o->init, report, sizeof report) != SYNCO_OK) return synco_cli_error("pretrain");
+    /* The key encoder starts as a copy of the query encoder, as at random init. */
+    memcpy(synco_encoder_params(ek), synco_encoder_params(eq), synco_encoder_num_params(eq) * sizeof(float));
+    memcpy(synco_encoder_buffers(ek), synco_encoder_buffers(eq), synco_encoder_num_buffers(eq) * sizeof(float));
+    fprintf(stderr, "initialized from %s%s%s\n", o->init, report[0] ? ": " : "", report);
+  }
+  if (o->resume) {
+    if (synco_moco_load(c->moco, o->resume, &c->start_epoch, &c->gstep) != SYNCO_OK) return synco_cli_error("pretrain");
+    if (c->start_epoch < 0 || c->gstep < 0) {
+      fprintf(stderr, "synco pretrain: %s: epoch %d, step %ld: a damaged checkpoint (both must be at least 0)\n",
+              o->resume, c->start_epoch, c->gstep);
+      return 1;
+    }
+    fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o->resume, c->start_epoch, c->gstep);
+  }
+  c->end_epoch = o->stop_epoch > 0 && o->stop_epoch < o->epochs ? o->stop_epoch : o->epochs;
+  if (o->resume && c->start_epoch >= c->end_epoch) { /* nothing to train: leave the run directory as it is */
+    printf("%s has done %d of %d epochs: nothing to train (--epochs N continues it)\n", o->resume, c->start_epoch,
+           o->epochs);
+    return 0;
+  }
+  return PRETRAIN_GO;
+}
+
+int pretrain_setup(pretrain_ctx *c) {
+  int rc = pretrain_run_dir_choose(c);
+  if (rc == PRETRAIN_GO) rc = open_data(c);
+  if (rc == PRETRAIN_GO) rc = build_model(c);
+  if (rc == PRETRAIN_GO) rc = pretrain_knn_open(c);
+  /* the run directory: nothing in it changes until every check above has passed */
+  if (rc == PRETRAIN_GO) rc = pretrain_run_dir_open(c);
+  return rc;
+}
