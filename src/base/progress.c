@@ -55,6 +55,7 @@ void synco_progress_run(synco_progress *p, long run_before, long run_total) {
 }
 
 static void draw(synco_progress *p, const char *text, int final) {
+  if (!p->out) return; /* a bar that is not shown (another process draws it) */
   const double el = synco_now() - p->t0;
   const double rate = el > 0 ? (double)p->done * p->items_per_step / el : 0;
   const double per_step = p->done > 0 ? el / (double)p->done : -1;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 typedef struct {
-  FILE *out;
+  FILE *out;             /* stderr; NULL after begin: nothing is drawn */
   int tty;
   const char *label;     /* e.g. "epoch 3/200" */
   long total, done;

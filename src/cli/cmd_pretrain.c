@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/pretrain.h"
+#include "dist/dist.h"
 #include "ssl/negatives.h"
 #include "ssl/pretrain_config.h"
 
@@ -225,7 +226,8 @@ static void library_config(pretrain_ctx *c, int depth) {
   mc->enc = (synco_encoder_config){.depth = depth, .width = o->width, .cifar_stem = o->cifar_stem, .head = 1,
                                    .mlp = o->mlp, .dim = o->moco_dim, .bn_splits = o->bn_splits};
   mc->image_size = o->image_size;
-  mc->batch = o->batch; /* per process: one process here */
+  mc->batch = o->batch / c->world; /* per process: -b is the global batch */
+  mc->dist = c->dist;
   mc->K = o->moco_k;
   mc->m = (float)o->moco_m;
   mc->T = (float)o->moco_t;
@@ -276,6 +278,8 @@ static int configure(pretrain_ctx *c) {
   synco_negatives_scale_defaults(&ncfg, o->moco_k, synco_args_seen(args, "n-hard"), n_given);
   o->n_hard = ncfg.n_hard;
   memcpy(o->n, ncfg.n, sizeof o->n);
+  if (c->world > 1 && o->batch % c->world)
+    synco_arg_problem(&c->problems, "-b %d (the global batch) does not divide across %d processes", o->batch, c->world);
   library_config(c, depth);
   char msg[sizeof c->problems.text];
   if (synco_pretrain_config_validate(&c->cfg, msg, sizeof msg, NULL) != SYNCO_OK)
@@ -301,14 +305,43 @@ static void pretrain_free(pretrain_ctx *c) {
   synco_dataset_free(c->train);
 }
 
+int pretrain_agree(pretrain_ctx *c, int rc) {
+  if (c->world <= 1) return rc;
+  float mine = rc == PRETRAIN_GO ? -1.0f : (float)rc, *all = calloc((size_t)c->world, sizeof *all);
+  if (!all || synco_dist_allgather_rows(c->dist, all, &mine, 1) != SYNCO_OK) {
+    free(all);
+    synco_cli_error("pretrain");
+    synco_dist_abort(c->dist, 1);
+    return 1;
+  }
+  int first = PRETRAIN_GO;
+  for (int r = 0; r < c->world && first == PRETRAIN_GO; r++)
+    if (all[r] >= 0) first = (int)all[r];
+  free(all);
+  return rc != PRETRAIN_GO ? rc : first;
+}
+
 int synco_cmd_pretrain(int argc, char **argv) {
   pretrain_ctx ctx = {.o = DEFAULTS, .lock_fd = -1};
   pretrain_ctx *c = &ctx;
+  if (synco_dist_create(&c->dist) != SYNCO_OK) return synco_cli_error("pretrain");
+  c->rank = c->dist->rank;
+  c->world = c->dist->world;
+  if (c->rank > 0 && !freopen("/dev/null", "w", stdout)) /* rank 0 alone prints */
+    fprintf(stderr, "synco pretrain: rank %d: cannot silence stdout\n", c->rank);
   flag_table(c);
-  int rc = parse(c, argc, argv);                 /* argv -> options */
+  int rc = parse(c, argc, argv);                 /* argv -> options (the same on every rank) */
   if (rc == PRETRAIN_GO) rc = configure(c);      /* options + a resumed run's settings -> a validated config */
   if (rc == PRETRAIN_GO) rc = pretrain_setup(c); /* data, memory check, model, run directory */
-  if (rc == PRETRAIN_GO) rc = pretrain_run(c);   /* the epochs, each saved at its end */
+  if (rc == PRETRAIN_GO) {
+    rc = pretrain_run(c);                        /* the epochs, each saved at its end */
+    if (rc != 0 && c->world > 1) {
+      /* the other ranks wait in this step's collectives: end them now, and the launcher ends the job */
+      fprintf(stderr, "synco pretrain: rank %d of %d stopped (exit %d); ending every rank\n", c->rank, c->world, rc);
+      synco_dist_abort(c->dist, rc);
+    }
+  }
   pretrain_free(c);
+  synco_dist_free(c->dist);
   return rc;
 }

@@ -12,10 +12,11 @@
  *   run      pretrain_run.c          epochs of steps: log.jsonl, the progress line, the kNN monitor, Ctrl-C, and
  *                                    the checkpoints at each epoch's end (pretrain_save)
  *
- * Several processes (data-parallel training) need only additions here: a rank and a world size in pretrain_ctx,
- * the per-process batch (-b / world) where library_config() in cmd_pretrain.c fills cfg.moco.batch (and
- * cfg.moco.dist, which the validator counts in the keys of a step), and a rank-0 test in the few functions of
- * pretrain_run.c that write (the log_* rows, the progress line, the printf lines, pretrain_save). */
+ * Several processes (mpirun / srun): -b is the global batch; library_config() in cmd_pretrain.c gives each process
+ * -b / world (cfg.moco.batch) and the distribution seam (cfg.moco.dist, which the validator counts in the keys of
+ * a step); the loader reads this rank's block of each global batch; rank 0 alone opens the run directory and the
+ * kNN monitor, writes the log rows and checkpoints, and prints (the other ranks' stdout is /dev/null, their
+ * progress line off); the setup stages agree (pretrain_agree) before the first step. */
 #ifndef SYNCO_CLI_PRETRAIN_H
 #define SYNCO_CLI_PRETRAIN_H
 
@@ -53,6 +54,10 @@ typedef struct {
 } pretrain_knn;
 
 typedef struct {
+  /* the processes of the run (mpirun / srun: several; else one). Rank 0 alone writes the run directory, the log,
+   * the progress line and stdout; the stages that can fail on one rank only agree before going on. */
+  synco_dist *dist;
+  int rank, world;
   /* parse */
   pretrain_opts o;
   synco_arg args[64];            /* the flag table; its rows point into o (a context is never copied) */
@@ -102,6 +107,11 @@ int pretrain_run_dir_open(pretrain_ctx *c);
 /* pretrain_setup.c */
 /* Data, crop size, memory check, loader, model, initial or resumed weights, kNN monitor, run directory. */
 int pretrain_setup(pretrain_ctx *c);
+
+/* cmd_pretrain.c */
+/* With several processes: rc if this rank failed, else the first failing rank's status, else PRETRAIN_GO, so that
+ * every rank stops at the same stage (one rank's error alone would leave the others waiting in a collective). */
+int pretrain_agree(pretrain_ctx *c, int rc);
 
 /* pretrain_run.c */
 /* Opens the kNN monitor's data (with --val and --knn-every) and its feature buffers. */

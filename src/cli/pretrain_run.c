@@ -78,12 +78,14 @@ static void sums_add(step_sums *s, const synco_step_stats *st) {
 
 /* The row of the untrained encoder's kNN accuracy. */
 static void log_knn_before(pretrain_ctx *c, const synco_knn_result *r) {
+  if (!c->log) return; /* a rank other than 0 */
   fprintf(c->log, "{\"epoch\":0,\"knn_top1\":%.4f,\"knn_top5\":%.4f}\n", r->top1, r->top5);
   fflush(c->log);
 }
 
 /* One log.jsonl row for a window of steps that ended at the global step c->gstep. */
 static void log_step(pretrain_ctx *c, int epoch, float lr, const step_sums *w, double seconds) {
+  if (!c->log) return;
   fprintf(c->log, "{\"step\":%ld,\"epoch\":%d,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f}\n",
           c->gstep, epoch + 1, lr, w->loss / w->n, 100.0 * w->acc / w->n, 100.0 * w->acc_all / w->n,
           w->n * c->o.batch / seconds);
@@ -92,6 +94,7 @@ static void log_step(pretrain_ctx *c, int epoch, float lr, const step_sums *w, d
 
 /* The row of a finished epoch; knn_field: its kNN accuracy ("" when not measured). */
 static void log_epoch(pretrain_ctx *c, int epoch, float lr, const step_sums *e, double seconds, const char *knn_field) {
+  if (!c->log) return;
   const int steps = c->steps;
   fprintf(c->log, "{\"epoch\":%d,\"step\":%ld,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f,"
           "\"epoch_time_s\":%.2f%s}\n", epoch + 1, c->gstep, lr, e->loss / steps, 100.0 * e->acc / steps,
@@ -103,6 +106,7 @@ static void log_epoch(pretrain_ctx *c, int epoch, float lr, const step_sums *e, 
  * checkpoint never stores a broken model: NaN/inf can appear in weights before the loss shows it. */
 static int pretrain_save(pretrain_ctx *c, int epoch) {
   const pretrain_opts *o = &c->o;
+  if (c->rank > 0) return PRETRAIN_GO; /* every rank holds the same model; rank 0 writes it */
   if (synco_moco_check_finite(c->moco) != SYNCO_OK) {
     synco_fail_context(SYNCO_ERR_NUMERIC, "after epoch %d: ", epoch + 1);
     synco_cli_error("pretrain");
@@ -160,7 +164,7 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
       fprintf(stderr, "\n");
       return synco_cli_error("pretrain");
     }
-    if (b.n != o->batch) {
+    if (b.n != c->cfg.moco.batch) {
       fprintf(stderr, "\nsynco pretrain: the loader ended the epoch early (step %d of %d)\n", s, steps);
       return 1;
     }
@@ -202,6 +206,7 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
     snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o->epochs);
     synco_progress prog;
     synco_progress_begin(&prog, label, steps, o->batch, o->print_freq);
+    if (c->rank > 0) prog.out = NULL; /* rank 0 draws the progress line */
     synco_progress_run(&prog, (long)(epoch - c->start_epoch) * steps, (long)(c->end_epoch - c->start_epoch) * steps);
     step_sums sum = {0};
     float lr = 0;
@@ -236,6 +241,9 @@ int pretrain_run(pretrain_ctx *c) {
          o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, steps, o->batch, o->moco_k,
          o->moco_t, o->lr, o->threads, c->be->name);
   printf("data: %s (%zu images)  run directory: %s\n", o->data, synco_dataset_size(c->train), o->out);
+  if (c->world > 1)
+    printf("processes: %d (%s), each a batch of %d; rank 0 writes the run directory\n", c->world, c->dist->name,
+           c->cfg.moco.batch);
   fflush(stdout);
   double knn_first = -1, knn_last = -1;
   if (c->knn.val && c->start_epoch == 0) {

@@ -58,7 +58,8 @@ static int open_data(pretrain_ctx *c) {
   if (rc) return rc;
   synco_cli_norm_stats(o->image_size, c->mean, c->std);
   synco_loader_config lc = {.batch = o->batch, .views = 2, .threads = o->workers, .prefetch = 3, .shuffle = 1,
-                            .drop_last = 1, .seed = (uint64_t)o->seed, .rank = 0, .world = 1};
+                            .drop_last = 1, .seed = (uint64_t)o->seed, .rank = c->rank, .world = c->world};
+  lc.batch = c->cfg.moco.batch; /* this process's block of each global batch */
   lc.aug.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1;
   lc.aug.size = o->image_size;
   lc.aug.blur = o->blur;
@@ -109,11 +110,13 @@ static int build_model(pretrain_ctx *c) {
 }
 
 int pretrain_setup(pretrain_ctx *c) {
-  int rc = pretrain_run_dir_choose(c);
-  if (rc == PRETRAIN_GO) rc = open_data(c);
-  if (rc == PRETRAIN_GO) rc = build_model(c);
-  if (rc == PRETRAIN_GO) rc = pretrain_knn_open(c);
+  /* Rank 0 alone owns the run directory and the kNN monitor; every stage ends with the ranks agreeing. */
+  const int writer = c->rank == 0;
+  int rc = pretrain_agree(c, writer ? pretrain_run_dir_choose(c) : PRETRAIN_GO);
+  if (rc == PRETRAIN_GO) rc = pretrain_agree(c, open_data(c));
+  if (rc == PRETRAIN_GO) rc = pretrain_agree(c, build_model(c));
+  if (rc == PRETRAIN_GO) rc = pretrain_agree(c, writer ? pretrain_knn_open(c) : PRETRAIN_GO);
   /* the run directory: nothing in it changes until every check above has passed */
-  if (rc == PRETRAIN_GO) rc = pretrain_run_dir_open(c);
+  if (rc == PRETRAIN_GO) rc = pretrain_agree(c, writer ? pretrain_run_dir_open(c) : PRETRAIN_GO);
   return rc;
 }

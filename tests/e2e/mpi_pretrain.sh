@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# End to end, data-parallel: `mpirun -np 2 synco pretrain` against one process on the same global batch.
+#  1. 2 ranks x batch 8 (--bn-splits 1 each) and 1 process x batch 16 with --bn-splits 2 (the same BN groups,
+#     the same key shuffle), two steps: the checkpoints agree to fp32 tolerance, and only rank 0 wrote the log.
+#  2. A run saved by 2 ranks resumes on 1 process, and one saved by 1 process on 2 ranks (the global batch
+#     unchanged): both end where the uninterrupted 1-process run ends.
+#  3. A rank killed mid-run ends the whole job with the rank named; the last checkpoint is intact and --resume
+#     continues from it.
+# One step per epoch (20 images, batch 16): this tiny network (BN over 8 images) is so sensitive that after about
+# six steps a single ReLU that flips on a rounding difference moves BN biases by percents; the same happens
+# between the ref and oneDNN backends of one process. tests/mpi/test_dist_mpi.c compares four steps directly.
+# Skipped when the build has no MPI or mpirun is missing.
+set -euo pipefail
+. "$(dirname "$0")/common.inc"
+command -v mpirun > /dev/null || skip "no mpirun (apt-get install openmpi-bin libopenmpi-dev)"
+info=$("$SYNCO" info)
+case "$info" in *"transports: single process, MPI"*) ;; *) skip "this build has no MPI" ;; esac
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+# In a sanitizer build: Open MPI keeps allocations to exit and unloads its plugins first, which LeakSanitizer
+# reports as leaks in "<unknown module>" (the single-process runs are leak-checked by the other tests).
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+MPIRUN=(mpirun -np 2 --oversubscribe)
+train=$(small_cifar '000[01].jpg' "$tmp/train" 2) # 2 per class: 20 images, one step of 16 per epoch
+common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --method moco --moco-k 64 -b 16
+        --epochs 2 --warmup-epochs 0 --knn-every 0 --threads 1 --workers 1 --seed 9 --print-freq 1)
+one=(--bn-splits 2) # one process: the two ranks' BN groups
+two=(--bn-splits 1) # each rank: one group of its 8 images
+run() { # NAME COMMAND...: runs it, output in $tmp/NAME.txt; fails naming NAME
+  local name=$1; shift
+  "$@" > "$tmp/$name.txt" 2>&1 || { cat "$tmp/$name.txt"; fail "$name exited non-zero"; }
+}
+
+run one "$SYNCO" pretrain "${common[@]}" "${one[@]}" --out "$tmp/one"
+run two "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --out "$tmp/two"
+cat "$tmp/two.txt"
+
+compare_ckpt() { python3 - "$1" "$2" "$3" "$4" <<'PY'
+import array, json, struct, sys
+def load(p):
+    with open(p, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]
+        h = json.loads(f.read(n)); body = f.read()
+    meta = h.pop('__metadata__', {})
+    out = {}
+    for k, v in h.items():
+        a = array.array({'F32': 'f', 'I64': 'q'}[v['dtype']])
+        a.frombytes(body[v['data_offsets'][0]:v['data_offsets'][1]])
+        out[k] = a
+    return meta, out
+ma, a = load(sys.argv[1]); mb, b = load(sys.argv[2])
+atol, rtol = float(sys.argv[3]), float(sys.argv[4])
+assert sorted(a) == sorted(b), sorted(set(a) ^ set(b))
+for k in ('synco.epoch', 'synco.step'):
+    assert ma[k] == mb[k], (k, ma[k], mb[k])
+for k in sorted(a):
+    if k == 'queue_ptr':
+        assert a[k] == b[k], (k, a[k], b[k]); continue
+    bad = [i for i, (x, y) in enumerate(zip(a[k], b[k])) if abs(x - y) > atol + rtol * abs(y)]
+    assert not bad, '%s: %d of %d elements off, e.g. [%d] %.6g vs %.6g' % (k, len(bad), len(a[k]), bad[0], a[k][bad[0]], b[k][bad[0]])
+print('checkpoints agree: %d tensors within %g + %g*|ref|' % (len(a), atol, rtol))
+PY
+}
+compare_ckpt "$tmp/two/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
+python3 - "$tmp/one/log.jsonl" "$tmp/two/log.jsonl" <<'PY'
+import json, sys
+one, two = ([json.loads(l) for l in open(p) if '"loss"' in l and 'epoch_time_s' not in l] for p in sys.argv[1:])
+assert len(one) == len(two) == 2, (len(one), len(two))  # rank 0 alone writes the log: 2 step rows, not 4
+for a, b in zip(one, two):
+    assert a['step'] == b['step'] and abs(a['loss'] - b['loss']) <= 1e-4 * abs(a['loss']), (a, b)
+print('log: one writer, the same losses')
+PY
+
+# 2 ranks -> 1 process and 1 process -> 2 ranks: the first epoch of the two-epoch run, then --resume
+run two_half "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --stop-epoch 1 --out "$tmp/two_half"
+run two_to_one "$SYNCO" pretrain --resume "$tmp/two_half" "${one[@]}"
+compare_ckpt "$tmp/two_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
+run one_half "$SYNCO" pretrain "${common[@]}" "${one[@]}" --stop-epoch 1 --out "$tmp/one_half"
+run one_to_two "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/one_half" "${two[@]}"
+compare_ckpt "$tmp/one_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
+
+# The completed epochs a checkpoint records.
+ckpt_epoch() { python3 - "$1" <<'PY'
+import json, struct, sys
+with open(sys.argv[1], 'rb') as f:
+    n = struct.unpack('<Q', f.read(8))[0]
+    print(json.loads(f.read(n))['__metadata__']['synco.epoch'])
+PY
+}
+
+# A rank dies mid-run (SIGKILL): the job ends naming it, and --resume continues from the last checkpoint.
+"${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --epochs 100000 --out "$tmp/kill" > "$tmp/kill.txt" 2>&1 &
+job=$!
+for _ in $(seq 1200); do [ -f "$tmp/kill/last.safetensors" ] && break; sleep 0.25; done
+[ -f "$tmp/kill/last.safetensors" ] || { kill -9 "$job" 2> /dev/null || true; cat "$tmp/kill.txt"; fail "no checkpoint"; }
+victim=
+for p in $(pgrep -x synco || true); do
+  env=$(tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null || true)
+  case "$env" in *OMPI_COMM_WORLD_RANK=1*) victim=$p ;; esac
+done
+[ -n "$victim" ] || { kill -9 "$job" 2> /dev/null || true; fail "rank 1's process not found"; }
+kill -9 "$victim"
+# the job must end by itself; 120 s only tells a hang from an end (it takes a second or two)
+for _ in $(seq 480); do kill -0 "$job" 2> /dev/null || break; sleep 0.25; done
+if kill -0 "$job" 2> /dev/null; then kill -9 "$job"; fail "the job did not end after rank 1 died"; fi
+rc=0; wait "$job" || rc=$?
+[ "$rc" -ne 0 ] || fail "the job exited 0 after rank 1 was killed"
+out=$(cat "$tmp/kill.txt"); echo "$out" | grep -v "img/s" || true
+case "$out" in *"rank 1"*) ;; *) echo "$out"; fail "the job's output does not name rank 1" ;; esac
+epoch=$(ckpt_epoch "$tmp/kill/last.safetensors")
+run kill_resume "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/kill" --epochs $((epoch + 1))
+epoch2=$(ckpt_epoch "$tmp/kill/last.safetensors")
+[ "$epoch2" -eq $((epoch + 1)) ] || fail "resumed run ended at epoch $epoch2, not $((epoch + 1))"
+echo "mpi_pretrain: ok (killed at epoch $epoch, resumed to $epoch2)"
