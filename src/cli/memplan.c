@@ -28,8 +28,8 @@ synco_status synco_mem_plan_moco(const synco_moco_config *mc, int loader_slots, 
   synco_encoder_memory q, k;
   synco_encoder_config kc = mc->enc;
   kc.forward_only = 1;
-  SYNCO_TRY(synco_encoder_memory_plan(&mc->enc, mc->batch, mc->image_size, &q));
-  SYNCO_TRY(synco_encoder_memory_plan(&kc, mc->batch, mc->image_size, &k));
+  SYNCO_TRY(synco_encoder_memory_plan(&mc->enc, mc->batch, mc->image_size, omp_get_max_threads(), &q));
+  SYNCO_TRY(synco_encoder_memory_plan(&kc, mc->batch, mc->image_size, omp_get_max_threads(), &k));
   p->model = encoder_share(&q, &p->activations) + encoder_share(&k, &p->activations) + q.params; /* + SGD momentum */
   const size_t B = (size_t)mc->batch, K = (size_t)mc->K, dim = (size_t)(mc->enc.dim > 0 ? mc->enc.dim : 128);
   const size_t img = 3 * (size_t)mc->image_size * mc->image_size * sizeof(float);
@@ -55,7 +55,7 @@ synco_status synco_mem_plan_encoders(const synco_encoder_config *cfg, int batch,
                                      synco_mem_plan *p) {
   memset(p, 0, sizeof *p);
   synco_encoder_memory m;
-  SYNCO_TRY(synco_encoder_memory_plan(cfg, batch, image_size, &m));
+  SYNCO_TRY(synco_encoder_memory_plan(cfg, batch, image_size, omp_get_max_threads(), &m));
   const size_t n = (size_t)(encoders > 0 ? encoders : 1);
   size_t act = 0;
   p->model = n * encoder_share(&m, &act);

@@ -5,7 +5,6 @@
  * fp32 arrays and the backend's tensors. Parameter gradients accumulate; activation gradients assign except
  * at residual shortcuts (see encoder_internal.h). */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,7 +248,7 @@ static synco_status plan_pool(synco_backend *be, synco_pool_op *op) {
   return SYNCO_OK;
 }
 
-synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size,
+synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size, int threads,
                                        synco_encoder_memory *out) {
   memset(out, 0, sizeof *out);
   if (!cfg) return synco_fail(SYNCO_ERR_ARG, "encoder: a config is required");
@@ -262,7 +261,7 @@ synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batc
   pc.be.conv_plan = plan_conv;
   pc.be.bn_plan = plan_bn;
   pc.be.pool_plan = plan_pool;
-  pc.threads = omp_get_max_threads();
+  pc.threads = threads > 0 ? threads : 1;
   synco_encoder *enc = synco_calloc(1, sizeof *enc);
   if (!enc) return SYNCO_ERR_NOMEM;
   enc->be = &pc.be;

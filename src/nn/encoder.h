@@ -61,7 +61,8 @@ typedef struct {
   size_t backend_ws;
   size_t total;
 } synco_encoder_memory;
-synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size,
+/* threads: those the backend's CPU ops will run on (per-thread workspaces), e.g. omp_get_max_threads(). */
+synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size, int threads,
                                        synco_encoder_memory *out);
 
 const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc);
