@@ -87,8 +87,11 @@ static int build_model(pretrain_ctx *c) {
     synco_encoder *eq = synco_moco_query(c->moco), *ek = synco_moco_key(c->moco);
     if (synco_weights_load_report(eq, o->init, report, sizeof report) != SYNCO_OK) return synco_cli_error("pretrain");
     /* The key encoder starts as a copy of the query encoder, as at random init. */
-    memcpy(synco_encoder_params(ek), synco_encoder_params(eq), synco_encoder_num_params(eq) * sizeof(float));
-    memcpy(synco_encoder_buffers(ek), synco_encoder_buffers(eq), synco_encoder_num_buffers(eq) * sizeof(float));
+    if (c->be->copy(c->be, synco_encoder_params(ek), synco_encoder_params(eq),
+                    synco_encoder_num_params(eq) * sizeof(float), SYNCO_COPY_D2D) != SYNCO_OK ||
+        c->be->copy(c->be, synco_encoder_buffers(ek), synco_encoder_buffers(eq),
+                    synco_encoder_num_buffers(eq) * sizeof(float), SYNCO_COPY_D2D) != SYNCO_OK)
+      return synco_cli_error("pretrain");
     fprintf(stderr, "initialized from %s%s%s\n", o->init, report[0] ? ": " : "", report);
   }
   if (o->resume) {

@@ -38,6 +38,7 @@ struct synco_moco {
    * [world·B, dim], and each pass's keys of the global batch in its order [2, world·B, dim] (enqueued) */
   float *x_all, *k_all, *keys_all;
   float *stats_buf;             /* world > 1: [3] loss and accuracies, averaged for the log */
+  int mom_shape[1], queue_shape[2]; /* the shapes of the named buffers a checkpoint holds */
   synco_infonce_scratch loss;
   synco_negatives_draws draws;
   int neg_total;
@@ -294,16 +295,25 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   return SYNCO_OK;
 }
 
+/* The MoCo state beside the encoders, as named backend buffers: the SGD momentum and the queue. */
+static void moco_state_buffers(synco_moco *m, synco_named_buffer out[2]) {
+  m->mom_shape[0] = (int)synco_encoder_num_params(m->eq);
+  m->queue_shape[0] = m->cfg.K;
+  m->queue_shape[1] = m->dim;
+  out[0] = (synco_named_buffer){"optimizer.momentum", m->mom, synco_encoder_num_params(m->eq), 1, m->mom_shape};
+  out[1] = (synco_named_buffer){"queue", m->queue, (size_t)m->cfg.K * m->dim, 2, m->queue_shape};
+}
+
 synco_status synco_moco_save(synco_moco *m, const char *path, const char *config_json, int epoch, long step) {
   synco_st_writer *w = synco_st_writer_new();
   if (!w) return SYNCO_ERR_NOMEM;
   char buf[64];
   int64_t ptr = m->ptr;
-  const int P = (int)synco_encoder_num_params(m->eq);
+  synco_named_buffer state[2];
+  moco_state_buffers(m, state);
   synco_status s = synco_weights_add(w, m->eq, "encoder_q.");
   if (!s) s = synco_weights_add(w, m->ek, "encoder_k.");
-  if (!s) s = synco_st_add_f32(w, "optimizer.momentum", m->mom, 1, (int[]){P});
-  if (!s) s = synco_st_add_f32(w, "queue", m->queue, 2, (int[]){m->cfg.K, m->dim});
+  if (!s) s = synco_weights_add_buffers(w, m->be, "", state, 2); /* downloaded through the backend's copy */
   if (!s) s = synco_st_add(w, "queue_ptr", SYNCO_ST_I64, 1, (int64_t[]){1}, &ptr);
   if (!s) s = synco_st_set_meta(w, "synco.format", "checkpoint");
   if (!s && config_json) s = synco_st_set_meta(w, "synco.config", config_json);
@@ -327,27 +337,45 @@ static long first_non_finite(const float *x, size_t n) {
   return -1;
 }
 
-/* Names the first tensor of enc holding NaN or inf (parameters, then BN buffers). */
-static synco_status encoder_finite(const synco_encoder *enc, const char *what) {
+/* Downloads n floats of backend memory into host (through the backend's copy) and finds the first non-finite
+ * one: -1 if none, -2 if the copy failed (its message is set). */
+static long backend_non_finite(synco_backend *be, float *host, const float *src, size_t n) {
+  if (be->copy(be, host, src, n * sizeof(float), SYNCO_COPY_D2H) != SYNCO_OK) return -2;
+  return first_non_finite(host, n);
+}
+
+/* Names the first tensor of enc holding NaN or inf (parameters, then BN buffers); host: room for either. */
+static synco_status encoder_finite(synco_backend *be, float *host, const synco_encoder *enc, const char *what) {
   for (int b = 0; b < 2; b++) {
     int n = 0;
     const synco_param_view *v = b ? synco_encoder_buffer_views(enc, &n) : synco_encoder_param_views(enc, &n);
     const float *base = b ? synco_encoder_buffers((synco_encoder *)enc) : synco_encoder_params((synco_encoder *)enc);
+    const size_t total = b ? synco_encoder_num_buffers(enc) : synco_encoder_num_params(enc);
+    const long bad = backend_non_finite(be, host, base, total);
+    if (bad == -2) return SYNCO_ERR_IO;
+    if (bad < 0) continue;
     for (int i = 0; i < n; i++)
-      if (first_non_finite(base + v[i].offset, v[i].numel) >= 0)
+      if (first_non_finite(host + v[i].offset, v[i].numel) >= 0)
         return synco_fail(SYNCO_ERR_NUMERIC, "%s tensor '%s' holds NaN or inf values", what, v[i].name);
   }
   return SYNCO_OK;
 }
 
 synco_status synco_moco_check_finite(const synco_moco *m) {
-  SYNCO_TRY(encoder_finite(m->eq, "query encoder"));
-  SYNCO_TRY(encoder_finite(m->ek, "key encoder"));
-  if (first_non_finite(m->mom, synco_encoder_num_params(m->eq)) >= 0)
-    return synco_fail(SYNCO_ERR_NUMERIC, "the SGD momentum holds NaN or inf values");
-  if (first_non_finite(m->queue, (size_t)m->cfg.K * m->dim) >= 0)
-    return synco_fail(SYNCO_ERR_NUMERIC, "the queue holds NaN or inf values");
-  return SYNCO_OK;
+  const size_t P = synco_encoder_num_params(m->eq), Q = (size_t)m->cfg.K * m->dim;
+  const size_t NB = synco_encoder_num_buffers(m->eq), n = P > Q ? (P > NB ? P : NB) : (Q > NB ? Q : NB);
+  float *host = malloc(n * sizeof *host);
+  if (!host) return synco_fail(SYNCO_ERR_NOMEM, "out of memory for a copy of %zu values", n);
+  synco_status s = encoder_finite(m->be, host, m->eq, "query encoder");
+  if (!s) s = encoder_finite(m->be, host, m->ek, "key encoder");
+  long bad = s ? -1 : backend_non_finite(m->be, host, m->mom, P);
+  if (!s && bad == -2) s = SYNCO_ERR_IO;
+  if (!s && bad >= 0) s = synco_fail(SYNCO_ERR_NUMERIC, "the SGD momentum holds NaN or inf values");
+  bad = s ? -1 : backend_non_finite(m->be, host, m->queue, Q);
+  if (!s && bad == -2) s = SYNCO_ERR_IO;
+  if (!s && bad >= 0) s = synco_fail(SYNCO_ERR_NUMERIC, "the queue holds NaN or inf values");
+  free(host);
+  return s;
 }
 
 /* A decimal integer metadata value in [lo, hi], the whole string. */
@@ -364,7 +392,6 @@ static int parse_meta_long(const char *text, long lo, long hi, long *out) {
 synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *step) {
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
-  const int P = (int)synco_encoder_num_params(m->eq);
   synco_status s = SYNCO_OK;
   /* Every field is checked against this run before anything of m changes. */
   const char *fmt = synco_st_meta(&st, "synco.format");
@@ -399,9 +426,11 @@ synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *
     s = synco_fail(SYNCO_ERR_ARG, "%s: was trained with --seed %s, not %llu", path, sd, (unsigned long long)m->cfg.seed);
   if (!s) s = synco_weights_load(m->eq, path, "query", 1);
   if (!s) s = synco_weights_load(m->ek, path, "key", 1);
-  if (!s) s = synco_st_get_f32(&st, "optimizer.momentum", m->mom, (size_t)P, (int[]){P}, 1);
-  /* synco_st_get_f32 refuses NaN/inf by tensor name, so everything read here is finite. */
-  if (!s) s = synco_st_get_f32(&st, "queue", m->queue, (size_t)m->cfg.K * m->dim, (int[]){m->cfg.K, m->dim}, 2);
+  /* read into host memory (NaN/inf refused by tensor name), checked, then uploaded through the backend's copy */
+  synco_named_buffer state[2];
+  moco_state_buffers(m, state);
+  if (!s) s = synco_weights_get_buffer(&st, m->be, state[0].name, &state[0]);
+  if (!s) s = synco_weights_get_buffer(&st, m->be, state[1].name, &state[1]);
   if (!s) {
     m->ptr = (long)ptr;
     *epoch = (int)ep_v;
