@@ -35,6 +35,13 @@ int synco_test_allclose(const char *what, const float *got, const float *ref, si
 /* The relative L2 error |got - ref| / |ref| of a whole tensor (|got - ref| where ref is all zeros). */
 double synco_test_rel_l2(const float *got, const float *ref, size_t n);
 
+/* A whole tensor of a training step against the reference: every element within atol + rtol·|ref| (atol raised to
+ * 1e-3 of the largest |ref|, 1e-2 when rel_l2 > 2e-3: the loosely compared gradients and momentum, whose
+ * elements are sums that cancel), and the relative L2 error at most rel_l2 (printed with SYNCO_TEST_VERBOSE).
+ * loose scales all three (1: none). Counts a failure and says why. */
+void synco_test_close_l2(const char *name, const float *got, const float *ref, size_t n, double atol, double rtol,
+                         double rel_l2, double loose);
+
 /* Fills x[n] with uniform values in [lo, hi) from a seeded counter-based stream. */
 void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi);
 

@@ -28,24 +28,15 @@ enum { B = 8, S = 32, K = 64, STEPS = 4 };
 static synco_dist *dist;
 static const char *case_name;
 
-/* Elements within atol + rtol·|ref| (atol at least 1e-3 of the largest |ref|; 1e-2 for the loosely compared
- * momentum), and the whole tensor within a relative L2 error rel_l2. The tiny network (BN over 8 images,
- * lr 0.03) amplifies rounding from step to step, most in the momentum, a sum of gradients whose elements
- * cancel; where a ReLU input near zero flips, single momentum elements move (seen in the sanitizer build:
- * one element of 181k at step 3, relative L2 2.7e-3; 2e-6 in the release build). */
+/* One tensor against the one process's (test_util.h: synco_test_close_l2). The tiny network (BN over 8 images,
+ * lr 0.03) amplifies rounding from step to step, most in the momentum, a sum of gradients whose elements cancel;
+ * where a ReLU input near zero flips, single momentum elements move (seen in the sanitizer build: one element of
+ * 181k at step 3, relative L2 2.7e-3; 2e-6 in the release build). */
 static void close_to(const char *what, int step, const float *got, const float *ref, size_t n, double atol,
                      double rtol, double rel_l2) {
   char name[160];
   snprintf(name, sizeof name, "rank %d, %s, step %d: %s", dist->rank, case_name, step, what);
-  double mx = 0;
-  for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
-  CHECK_CLOSE(name, got, ref, n, fmax(atol, (rel_l2 > 2e-3 ? 1e-2 : 1e-3) * mx), rtol);
-  const double rel = synco_test_rel_l2(got, ref, n);
-  if (getenv("SYNCO_TEST_VERBOSE") && dist->rank == 0) fprintf(stderr, "%s: relative L2 error %.2e\n", name, rel);
-  if (!(rel <= rel_l2)) {
-    fprintf(stderr, "%s: relative L2 error %.3g > %g\n", name, rel, rel_l2);
-    synco_test_failures++;
-  }
+  synco_test_close_l2(name, got, ref, n, atol, rtol, rel_l2, 1);
 }
 
 /* Every rank's n floats equal rank 0's, bit for bit. */

@@ -20,25 +20,12 @@ enum { B = 16, S = 32, K = 32 };
 
 static const char *case_name;
 
-/* Elements within atol + rtol·|ref| (atol at least 1e-3 of the largest |ref|, 1e-2 for the loosely compared
- * gradients), and the relative L2 error of the
- * whole tensor at most rel_l2. */
+/* One tensor of step `step` against the reference (test_util.h: synco_test_close_l2). */
 static void compare(const char *what, int step, const float *got, const float *ref, size_t n, double atol, double rtol,
                     double rel_l2) {
-  double mx = 0;
-  for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
-  atol = fmax(atol, (rel_l2 > 2e-3 ? 1e-2 : 1e-3) * mx);
-  char name[128];
+  char name[160];
   snprintf(name, sizeof name, "%s, step %d: %s", case_name, step, what);
-  CHECK_CLOSE(name, got, ref, n, atol, rtol);
-  /* and as a whole: the relative error of the tensor's L2 norm stays tight even where single elements that are
-   * sums of cancelling terms (or a ReLU that flips on a near-zero input) are allowed more */
-  const double rel = synco_test_rel_l2(got, ref, n);
-  if (getenv("SYNCO_TEST_VERBOSE")) fprintf(stderr, "%s: relative L2 error %.2e\n", name, rel);
-  if (!(rel <= rel_l2)) {
-    fprintf(stderr, "%s: relative L2 error %.3g > %g\n", name, rel, rel_l2);
-    synco_test_failures++;
-  }
+  synco_test_close_l2(name, got, ref, n, atol, rtol, rel_l2, 1);
 }
 
 static void run_case(synco_backend *ref_be, synco_backend *fast_be, int symmetric, int negatives) {
