@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/status.h"
+#include "dist/dist.h"
 
 /* What the process takes besides the planned buffers: oneDNN's JIT code and primitive caches, OpenMP and loader
  * thread stacks, stdio and allocator slack (20-40 MB measured on top of VmRSS at planning time). */
@@ -43,6 +44,9 @@ synco_status synco_mem_plan_moco(const synco_moco_config *mc, int loader_slots, 
     st += B * (size_t)mc->neg.n[3] * dim * 4 + B * nh * 4 + B * (size_t)total * 4 + K * 4;
     st += nt * (4 * K + 2048) * 4 + nt * nh * 4 + nt * (2 * dim + 1) * 4;
   }
+  const size_t world = (size_t)synco_dist_world(mc->dist);
+  if (world > 1) /* every process's key images, every process's keys and the global batch's keys of both passes */
+    st += world * B * img + 3 * world * B * dim * 4 + world * B * 4;
   p->state = st;
   p->io = (size_t)(loader_slots > 0 ? loader_slots : 0) * (2 * B * img + 8 * B) +
           (size_t)(workers > 0 ? workers : 0) * aug_scratch;
