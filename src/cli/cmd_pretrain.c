@@ -267,15 +267,17 @@ static int configure(pretrain_ctx *c) {
     synco_arg_problem(&c->problems, "--arch must be resnet18, resnet34 or resnet50, got '%s'", o->arch);
     depth = 50; /* stands in, so that the rest of the config is still judged */
   }
-  /* Synthetic counts not given follow the queue: n_hard = min(1024, K/4), each unset nK at most n_hard. */
+  /* Synthetic counts not given follow the queue: n_hard = min(1024, K/4), each unset nK at most n_hard. A resumed
+   * run's saved counts were resolved when it started: they count as given. */
+  const int saved = c->resume_json != NULL;
   int n_given[6];
   for (int t = 0; t < 6; t++) {
     char nm[4] = {'n', (char)('1' + t), 0, 0};
-    n_given[t] = synco_args_seen(args, nm);
+    n_given[t] = saved || synco_args_seen(args, nm);
   }
   synco_negatives_config ncfg = {.n_hard = o->n_hard};
   memcpy(ncfg.n, o->n, sizeof ncfg.n);
-  synco_negatives_scale_defaults(&ncfg, o->moco_k, synco_args_seen(args, "n-hard"), n_given);
+  synco_negatives_scale_defaults(&ncfg, o->moco_k, saved || synco_args_seen(args, "n-hard"), n_given);
   o->n_hard = ncfg.n_hard;
   memcpy(o->n, ncfg.n, sizeof o->n);
   if (c->world > 1 && o->batch % c->world)

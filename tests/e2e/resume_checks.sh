@@ -77,4 +77,14 @@ craft "$ck" "$tmp/infm.safetensors" "put('optimizer.momentum', 5, 'f', float('in
 expect_refused "momentum.*holds NaN" "$tmp/infm.safetensors"
 craft "$ck" "$tmp/nanq.safetensors" "put('queue', 7, 'f', float('nan'))"
 expect_refused "queue.*holds NaN" "$tmp/nanq.safetensors"
+# a resumed run keeps its synthetic counts (they once went back to the defaults that follow the queue: n_hard
+# min(1024, K/4) = 100 here, instead of the 64 it was started with)
+"$SYNCO" pretrain "${common[@]}" --moco-k 400 --n-hard 64 -b 8 --epochs 2 --stop-epoch 1 --out "$tmp/nh" > "$tmp/o" 2>&1 \
+  || { cat "$tmp/o"; fail "--n-hard 64 run"; }
+"$SYNCO" pretrain --resume "$tmp/nh" > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "resuming the --n-hard 64 run"; }
+python3 - "$tmp/nh/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c['n_hard'] == 64 and [c['n%d' % i] for i in range(1, 7)] == [8, 8, 8, 4, 4, 4], c
+PY
 echo "resume_checks: ok"
