@@ -40,7 +40,8 @@ static const char SUMMARY[] =
     "Self-supervised pretraining of a ResNet encoder with SynCo (MoCo-v2 + six kinds of synthetic hard negatives),\n"
     "MoCHI or plain MoCo-v2. Defaults are the authors' ImageNet recipe; --recipe cifar switches the defaults of the\n"
     "flags you do not give to MoCo's CIFAR recipe. With no --data: trains a small ResNet-18 on the images bundled\n"
-    "under data/ and prints the kNN accuracy of the untrained and the trained encoder.";
+    "under data/ and prints the kNN accuracy of the untrained and the trained encoder. Started by mpirun -np N (or\n"
+    "srun), it trains data-parallel: -b is the global batch, each process takes b/N, rank 0 writes the run directory.";
 
 static void apply_method(pretrain_opts *o, synco_arg *args) {
   static const char *names[6] = {"n1", "n2", "n3", "n4", "n5", "n6"};
@@ -115,7 +116,7 @@ static void flag_table(pretrain_ctx *c) {
       {"cifar-stem", 0, SYNCO_ARG_FLAG, &o->cifar_stem, "3x3 stride-1 first conv and no max-pool (small images)"},
       {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "crop size of the augmented views (unset: 32 with --cifar-stem, the images' own size when they are small, else 224)"},
       {"epochs", 0, SYNCO_ARG_INT, &o->epochs, "number of epochs"},
-      {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per step"},
+      {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per step (under mpirun: of all processes together)"},
       {"lr", 0, SYNCO_ARG_FLOAT, &o->lr, "initial learning rate"},
       {"wd", 0, SYNCO_ARG_FLOAT, &o->wd, "weight decay (all parameters)"},
       {"momentum", 0, SYNCO_ARG_FLOAT, &o->momentum, "SGD momentum"},
