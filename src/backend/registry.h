@@ -18,9 +18,6 @@ void synco_backend_destroy(synco_backend *be);
  * it on this machine (SYNCO_CAP_BF16). Checked before any backend is chosen, so that a command can report it
  * with its other argument problems. */
 synco_status synco_backend_precision(const char *precision, synco_dtype *dt);
-/* The old name, from when the check lived in backend/cpu/precision.h; kept until its last caller
- * (cli/cmd_pretrain.c) moves to synco_backend_precision. */
-#define synco_cpu_precision_check synco_backend_precision
 
 /* What `synco info` reports about the backends: "backends: ..." (those built in, and the default), then, with
  * oneDNN, the CPU it runs on and what that gives (bf16, the convolution path): whole lines into buf. */
