@@ -1,195 +1,288 @@
 #!/usr/bin/env bash
-# The GPU checks of the CUDA backend in one go, for a machine with an NVIDIA GPU (the device tool's H100/H200:
-# Ubuntu 24.04, CUDA 13, cuDNN 9, no oneDNN, no network). Every part has its own timeout, cut to what is left of a
-# budget for the whole run (GPU_CHECK_BUDGET_S, default 450 s), so it ends in under 8 minutes whatever hangs; logs
-# and summary.json go to $OUT (default ./gpu-check-out).
+# The GPU check of the CUDA backend, in one device call that always reports. Three modes:
 #
-#   tools/gpu_check.sh --prepare   on the CPU machine (it has nvcc, cuDNN and cuBLAS): builds gpu-bundle/ (the CLI
-#                                  and the GPU tests for sm_80 + sm_90 + PTX, without oneDNN, and the shared
-#                                  libraries they need that a bare CUDA machine may lack); name gpu-bundle in `carry`
-#                                  (.gitignore ignores it)
-#   tools/gpu_check.sh             on the GPU machine: uses gpu-bundle/ when it is there and loads, else builds
-#                                  build-gpu/ with CUDA for the GPU's own architecture; then runs
-#                                  1. synco info (the GPU, compute capability, memory, library versions)
-#                                  2. test_neg_kernels (CPU), test_cuda_ops (every op against the reference),
-#                                     test_cuda_step (whole MoCo-v2 / SynCo steps, GPU against CPU), strict fp32,
-#                                     and test_cuda_step again with SYNCO_CUDA_TF32=1 (10x tolerances)
-#                                  3. synco bench step --device cuda: MoCo-v2 and SynCo, ResNet-18 CIFAR stem,
-#                                     batch 512, K 4096, default counts, fp32 and TF32; bench fwdbwd (fp32), the
-#                                     encoder alone, for the share of the step that is not the network
-#                                  4. tools/bench_torch.py step --device cuda --precision bf16 --channels-last for
-#                                     MoCo-v2 and SynCo, when python3's torch sees the GPU (else recorded as skipped)
+#   tools/gpu_check.sh --prepare   here (the CPU machine, which has nvcc, cuDNN and cuBLAS): builds gpu-bundle/:
+#                                  bundle.tar.gz (the CLI and the GPU tests for sm_90, without oneDNN, MPI or NCCL,
+#                                  the CUDA runtime linked in, every other non-system library beside them), TREE (the
+#                                  sources' content hash) and, when ../shared has it, the CIFAR-10 training tarball.
+#                                  Name gpu-bundle in the device call's `carry` (.gitignore ignores it).
+#   tools/gpu_check.sh             on the GPU machine: unpacks the bundle (refused when built from other sources),
+#                                  finds cuBLAS and cuDNN there (system CUDA, then PyTorch's nvidia/*/lib) and runs
+#                                  the parts below, each under its own timeout cut to what is left of the budget
+#                                  (GPU_CHECK_BUDGET_S, default 330 s); a part that fails does not stop the others.
+#   tools/gpu_check.sh --dry-run   here, without a GPU: the same run (the GPU parts stop at the missing GPU), to see
+#                                  that the script, the bundle and the summary work before spending device time.
+#
+# Parts, in order of value: 1 info; 2 op tests (test_neg_kernels, test_cuda_smem, test_cuda_ops); 3 whole steps
+# against the CPU (test_cuda_step in fp32 and TF32); 4 bench step MoCo-v2 / SynCo (fp32, TF32) next to PyTorch
+# (bf16 autocast + channels_last MoCo-v2, and the authors' SynCo step) in the same call; 5 a CIFAR-10 pretraining
+# on the GPU with the kNN monitor, checkpoints and resume (GPU -> CPU too), and every evaluation command with
+# --device cuda; 6 the learning runs (GPU_CHECK_LEARN: MoCo-v2 / SynCo, 15 epochs, 45,000 / 5,000 split) with what
+# is left of the budget.
+#
+# Output: a summary of at most ~8,000 characters on stdout (every part's status and seconds, the first error lines
+# of each failure, every figure), and under $OUT at most 8 files: summary.json and logs.tar.gz (every log).
 # Exit status: 0 when every part that ran passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUNDLE=$ROOT/gpu-bundle
+BIN_TARGETS="synco test_cuda_ops test_cuda_step test_neg_kernels test_cuda_smem"
 
-# The sources the binaries are built from, by content (the device machine's copy of the tree may have no .git);
-# a bundle built from other sources is not used.
+# The sources the binaries are built from, by content (the device machine's copy of the tree has no .git); a bundle
+# built from other sources is refused.
 tree_id() {
   find src include tests/unit tests/test_util.c tests/test_util.h CMakeLists.txt -type f -print0 | sort -z |
     xargs -0 sha256sum | sha256sum | cut -c1-32
 }
 
+# Libraries a bundle may leave to the machine: the C runtime, and the CUDA libraries found there at run time.
+SYSTEM_LIBS='^(linux-vdso|libc|libm|libdl|librt|libpthread|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so'
+CUDA_LIBS='^(libcuda|libcublas|libcublasLt|libcudnn[a-z_]*|libnvrtc[a-z_.-]*)\.so'
+
 if [ "${1:-}" = "--prepare" ]; then
   set -e
   B=$ROOT/build-gpu-bundle
-  cmake -S . -B "$B" -DSYNCO_WITH_CUDA=ON -DSYNCO_WITH_ONEDNN=OFF -DSYNCO_WITH_CAIRO=OFF \
-    -DSYNCO_CUDA_ARCHS="80-real;90" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$B" -j "${JOBS:-2}" --target synco test_cuda_ops test_cuda_step test_neg_kernels
+  cmake -S . -B "$B" -DSYNCO_WITH_CUDA=ON -DSYNCO_CUDA_STATIC_RUNTIME=ON -DSYNCO_WITH_ONEDNN=OFF \
+    -DSYNCO_WITH_CAIRO=OFF -DSYNCO_WITH_MPI=OFF -DSYNCO_CUDA_ARCHS="90" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  # shellcheck disable=SC2086
+  cmake --build "$B" -j "${JOBS:-$(nproc)}" --target $BIN_TARGETS
+  STAGE=$(mktemp -d)
+  trap 'rm -rf "$STAGE"' EXIT
+  mkdir -p "$STAGE/synco-gpu/lib"
+  for t in $BIN_TARGETS; do cp "$B/$t" "$STAGE/synco-gpu/"; done
+  # every library outside the C runtime and the CUDA stack travels, and so do their own dependencies
+  for bin in "$STAGE"/synco-gpu/synco "$STAGE"/synco-gpu/test_*; do ldd "$bin"; done | awk '/=> \// {print $1, $3}' |
+    sort -u | while read -r name path; do
+      if ! [[ $name =~ $SYSTEM_LIBS ]] && ! [[ $name =~ $CUDA_LIBS ]]; then cp -L "$path" "$STAGE/synco-gpu/lib/$name"; fi
+    done
   rm -rf "$BUNDLE"
-  mkdir -p "$BUNDLE/lib"
-  cp "$B/synco" "$B/test_cuda_ops" "$B/test_cuda_step" "$B/test_neg_kernels" "$BUNDLE/"
-  # shared libraries outside the C runtime, the CUDA stack and OpenBLAS (with its Fortran runtime), which the GPU
-  # machine has; cJSON, libgomp, libjpeg-turbo and libpng travel (a few MB; the carry limit is 64 MiB in all)
-  for bin in "$BUNDLE"/synco "$BUNDLE"/test_*; do
-    ldd "$bin" | awk '/=> \// {print $3}'
-  done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libcudnn[^/]*|libnvrtc[^/]*|libz|libopenblas[^/]*|libgfortran|libquadmath)\.so' |
-    while read -r lib; do cp -L "$lib" "$BUNDLE/lib/"; done
+  mkdir -p "$BUNDLE"
+  tar -C "$STAGE" -czf "$BUNDLE/bundle.tar.gz" synco-gpu
   tree_id > "$BUNDLE/TREE"
-  du -sh "$BUNDLE"
-  echo "gpu-bundle ready: run tools/gpu_check.sh on the GPU machine with carry [\"gpu-bundle\"]"
+  if [ -f ../shared/data/cifar10-train.tar.gz ]; then cp ../shared/data/cifar10-train.tar.gz "$BUNDLE/"; fi
+  echo "gpu-bundle: $(ls "$STAGE/synco-gpu/lib" | tr '\n' ' ')"
+  tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+  bundle=$(du -cb "$BUNDLE/bundle.tar.gz" "$BUNDLE/TREE" | tail -1 | cut -f1)
+  all=$(du -sb "$BUNDLE" | cut -f1)
+  mib() { echo "$(( ($1 + 524288) / 1048576 )) MiB"; }
+  echo "travels: tracked tree $(mib "$tracked") + bundle $(mib "$bundle") = $(mib $((tracked + bundle))) (limit 48);" \
+    "with the data $(mib $((tracked + all))) (the device call's limit is 64)"
+  if [ $((tracked + bundle)) -gt $((48 * 1048576)) ]; then echo "gpu-bundle: tree + bundle over 48 MiB" >&2; exit 1; fi
+  echo "gpu-bundle ready: device call with carry [\"gpu-bundle\"] and command \"tools/gpu_check.sh\""
   exit 0
 fi
 
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
 OUT=${OUT:-$ROOT/gpu-check-out}
 mkdir -p "$OUT"
-SUMMARY=$OUT/summary.json
+WORK=$(mktemp -d /tmp/gpu-check.XXXXXX) # logs, data and runs; only summary.json and logs.tar.gz go to $OUT
+LOGS=$WORK/logs
+mkdir -p "$LOGS"
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET_S:-450} # the whole run, every part included (the device call's limit is larger)
-DEADLINE=$(( START + BUDGET ))
+BUDGET=${GPU_CHECK_BUDGET_S:-330}
+DEADLINE=$((START + BUDGET))
 PARTS=()   # JSON objects, one per part
+FIGURES=() # JSON members "name": value
 FAILED=0
+SUMMARY_TXT=$WORK/summary.txt
+: > "$SUMMARY_TXT"
 
+say() { echo "$*" | tee -a "$SUMMARY_TXT"; }
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr '\n\t' '  ')"; }
+left() { echo $((DEADLINE - $(date +%s))); }
 
-# part NAME TIMEOUT_S CMD...: runs CMD with a timeout (its own, cut to what is left of the whole run's budget), its
-# output in $OUT/NAME.log; records rc and seconds.
+# part NAME TIMEOUT_S CMD...: runs CMD under a timeout (its own, cut to what is left of the budget), its output in
+# logs/NAME.log; one summary line, and for a failure the first error lines (or the last lines).
 part() {
   local name=$1 limit=$2
   shift 2
-  local t0 rc left
+  local t0 rc l
   t0=$(date +%s)
-  left=$(( DEADLINE - t0 - 5 ))
-  if [ $left -lt 10 ]; then
+  l=$(( DEADLINE - t0 - 3 ))
+  if [ $l -lt 5 ]; then
     skip_part "$name" "no time left of the ${BUDGET}s budget"
-    FAILED=1
-    return
+    return 1
   fi
-  [ $limit -gt $left ] && limit=$left
-  echo "== $name (timeout ${limit}s): $*"
-  timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  [ "$limit" -gt $l ] && limit=$l
+  timeout -k 5 "$limit" "$@" > "$LOGS/$name.log" 2>&1
   rc=$?
   local dt=$(( $(date +%s) - t0 )) status=passed
-  if [ $rc -eq 77 ]; then status=skipped; elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then status=timeout; elif [ $rc -ne 0 ]; then status=failed; fi
-  [ "$status" = failed ] || [ "$status" = timeout ] && FAILED=1
-  echo "   $status (rc $rc, ${dt}s); last lines:"
-  tail -n 5 "$OUT/$name.log" | sed 's/^/   | /'
-  PARTS+=("{\"part\":$(json_str "$name"),\"status\":\"$status\",\"rc\":$rc,\"seconds\":$dt,\"log\":$(json_str "$name.log")}")
+  if [ $rc -eq 77 ] || grep -q '^SKIP' "$LOGS/$name.log"; then
+    status=skipped # a GPU test that skips where nvidia-smi sees a GPU: a driver or runtime mismatch
+    [ $GPU_SEEN = 1 ] && [[ $name == test_cuda_* ]] && status=failed
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then status="timeout(${limit}s)"
+  elif [ $rc -ne 0 ]; then status=failed; fi
+  say "$(printf '%-26s %-14s %4ss' "$name" "$status" "$dt")"
+  if [ "$status" != passed ]; then
+    [ "$status" = skipped ] || FAILED=1
+    { grep -m 4 -iE 'error|fail|mismatch|not found|abort|fault|illegal|cannot|refuse|^synco [a-z]+:' "$LOGS/$name.log" ||
+        tail -n 3 "$LOGS/$name.log"; } |
+      cut -c1-220 | sed 's/^/    | /' | tee -a "$SUMMARY_TXT"
+  fi
+  PARTS+=("{\"part\":$(json_str "$name"),\"status\":\"$status\",\"rc\":$rc,\"seconds\":$dt}")
+  [ "$status" = passed ]
 }
 
 skip_part() { # NAME REASON
-  echo "== $1: skipped ($2)"
-  echo "$2" > "$OUT/$1.log"
+  say "$(printf '%-26s %-14s' "$1" skipped) ($2)"
   PARTS+=("{\"part\":$(json_str "$1"),\"status\":\"skipped\",\"reason\":$(json_str "$2")}")
 }
 
-write_summary() {
-  local gpu benches=""
-  gpu=$(nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
-  for f in "$OUT"/bench_*.json; do
-    [ -s "$f" ] || continue
-    local line
-    line=$(grep -m1 '^{' "$f" || true)
-    [ -n "$line" ] && benches="${benches:+$benches,}$line"
-  done
-  {
-    printf '{"tool":"tools/gpu_check.sh","commit":%s,"gpu":%s,"seconds":%d,"ok":%s,\n' \
-      "$(json_str "$(git rev-parse HEAD 2>/dev/null || echo unknown)")" "$(json_str "${gpu:-unknown}")" \
-      $(( $(date +%s) - START )) "$([ $FAILED -eq 0 ] && echo true || echo false)"
-    printf ' "binaries":%s,\n' "$(json_str "$BIN_FROM")"
-    printf ' "parts":[\n  %s\n ],\n' "$(IFS=$'\n'; echo "${PARTS[*]}" | paste -sd, - | sed 's/},{/},\n  {/g')"
-    printf ' "benchmarks":[%s]}\n' "$benches"
-  } > "$SUMMARY"
+figure() { # NAME JSON_VALUE
+  FIGURES+=("$(json_str "$1"):$2")
 }
-trap write_summary EXIT
 
-echo "gpu_check: output in $OUT"
-nvidia-smi > "$OUT/nvidia-smi.log" 2>&1 || echo "nvidia-smi failed (see $OUT/nvidia-smi.log)"
+finish() {
+  local gpu
+  gpu=$(nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+  {
+    printf '{"tool":"tools/gpu_check.sh","tree":%s,"gpu":%s,"date":%s,"seconds":%d,"ok":%s,\n' \
+      "$(json_str "$(cat "$BUNDLE/TREE" 2>/dev/null || echo unknown)")" "$(json_str "${gpu:-none}")" \
+      "$(json_str "$(date -u +%FT%TZ)")" $(( $(date +%s) - START )) "$([ $FAILED -eq 0 ] && echo true || echo false)"
+    printf ' "cuda_libs":%s,\n' "$(json_str "${CUDA_DIRS:-}")"
+    printf ' "parts":[\n  %s\n ],\n' "$(IFS=$'\n'; echo "${PARTS[*]:-}" | paste -sd, - | sed 's/},{/},\n  {/g')"
+    printf ' "figures":{%s}}\n' "$(IFS=,; echo "${FIGURES[*]:-}")"
+  } > "$OUT/summary.json"
+  cp "$OUT/summary.json" "$LOGS/"
+  tar -C "$WORK" -czf "$OUT/logs.tar.gz" logs 2>/dev/null
+  say "gpu_check: $([ $FAILED -eq 0 ] && echo passed || echo FAILED) in $(( $(date +%s) - START ))s;" \
+    "\$OUT: summary.json, logs.tar.gz"
+  echo "figures: {$(IFS=,; echo "${FIGURES[*]:-}")}"
+  rm -rf "$WORK"
+}
+trap finish EXIT
 
-# ---- binaries: the carried bundle, else a build here ----------------------------------------------------------
-BIN=""
-BIN_FROM=none
-if [ -x "$BUNDLE/synco" ] && [ "$(cat "$BUNDLE/TREE" 2>/dev/null)" != "$(tree_id)" ] && [ "${GPU_CHECK_ALLOW_STALE:-0}" != 1 ]; then
-  echo "gpu-bundle was built from another tree ($(cat "$BUNDLE/TREE" 2>/dev/null || echo unknown); this one is $(tree_id)):"
-  echo "building instead (GPU_CHECK_ALLOW_STALE=1 uses it anyway)"
-elif [ -x "$BUNDLE/synco" ]; then
-  export LD_LIBRARY_PATH="$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  if ldd "$BUNDLE/synco" "$BUNDLE/test_cuda_ops" 2>&1 | grep -q 'not found'; then
-    ldd "$BUNDLE/synco" > "$OUT/bundle_ldd.log" 2>&1
-    echo "gpu-bundle does not load here (see bundle_ldd.log); building instead"
-  else
-    BIN=$BUNDLE
-    BIN_FROM="gpu-bundle (prebuilt by tools/gpu_check.sh --prepare)"
-  fi
-fi
-if [ -z "$BIN" ]; then
-  cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
-  part configure 60 cmake -S . -B build-gpu -DSYNCO_WITH_CUDA=ON -DSYNCO_WITH_CAIRO=OFF \
-    -DSYNCO_CUDA_ARCHS="${cap:-90}" -DCMAKE_BUILD_TYPE=Release
-  part build 240 cmake --build build-gpu -j "$(nproc)" --target synco test_cuda_ops test_cuda_step test_neg_kernels
-  [ -x build-gpu/synco ] && BIN=$ROOT/build-gpu && BIN_FROM="build-gpu (built here for sm_${cap:-90})"
-fi
-if [ -z "$BIN" ]; then
-  echo "gpu_check: no binaries (see configure.log / build.log)"
+say "gpu_check $( [ $DRY = 1 ] && echo '(dry run, no GPU expected)') tree $(tree_id) on $(hostname), $(nproc) cores"
+GPU_SEEN=0
+nvidia-smi -L > /dev/null 2>&1 && GPU_SEEN=1
+nvidia-smi > "$LOGS/nvidia-smi.log" 2>&1 && say "GPU: $(nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader | head -1)" ||
+  say "nvidia-smi: no GPU seen"
+
+# ---- the bundle --------------------------------------------------------------------------------------------------
+if [ ! -f "$BUNDLE/bundle.tar.gz" ]; then
+  say "gpu-bundle/bundle.tar.gz is missing: run tools/gpu_check.sh --prepare here and carry gpu-bundle"
   FAILED=1
   exit 1
 fi
-
-# ---- checks ------------------------------------------------------------------------------------------------------
-part info 30 "$BIN/synco" info
-part test_neg_kernels 30 "$BIN/test_neg_kernels"
-part test_cuda_ops 90 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_ops"
-part test_cuda_step 90 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_step"
-part test_cuda_step_tf32 60 env SYNCO_CUDA_TF32=1 "$BIN/test_cuda_step"
-# with a GPU that nvidia-smi sees, a GPU test that skips is a failure (a driver or runtime mismatch, most likely)
-if nvidia-smi -L > /dev/null 2>&1; then
-  for t in test_cuda_ops test_cuda_step; do
-    if grep -q '^SKIP' "$OUT/$t.log" 2>/dev/null; then
-      echo "   $t skipped although nvidia-smi sees a GPU: counted as a failure"
-      FAILED=1
-    fi
-  done
+if [ "$(cat "$BUNDLE/TREE" 2>/dev/null)" != "$(tree_id)" ]; then
+  say "gpu-bundle was built from other sources ($(cat "$BUNDLE/TREE" 2>/dev/null || echo unknown)): run --prepare again"
+  FAILED=1
+  exit 1
 fi
+tar -C "$WORK" -xzf "$BUNDLE/bundle.tar.gz"
+BIN=$WORK/synco-gpu
 
-# ---- benchmarks: ResNet-18 CIFAR stem, batch 512, K 4096, default counts ------------------------------------------
-for method in moco synco; do
-  for prec in fp32 tf32; do
-    name=bench_${method}_${prec}
-    tf=0
-    [ $prec = tf32 ] && tf=1
-    part "$name" 60 env SYNCO_CUDA_TF32=$tf "$BIN/synco" bench step --device cuda --method "$method" --arch resnet18 \
-      --cifar-stem --batch 512 --moco-k 4096 --warmup 3 --iters 20 --json --no-memory-check
-    grep -m1 '^{' "$OUT/$name.log" | sed "s/}\$/,\"cuda_math\":\"$prec\"}/" > "$OUT/$name.json" || true
-  done
+# cuBLAS and cuDNN: the system's CUDA first, then PyTorch's pip packages (nvidia/*/lib).
+CUDA_DIRS=""
+for lib in libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 libnvrtc.so.13; do
+  f=$(find /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
+        /opt/torch/.venv/lib/python3*/site-packages/nvidia /usr/local/lib/python3*/dist-packages/nvidia \
+        -maxdepth 3 -name "$lib" 2>/dev/null | head -1)
+  if [ -n "$f" ]; then
+    d=$(dirname "$f")
+    case ":$CUDA_DIRS:" in *":$d:"*) ;; *) CUDA_DIRS=${CUDA_DIRS:+$CUDA_DIRS:}$d ;; esac
+    say "found $lib in $d"
+  else
+    say "not found: $lib"
+  fi
 done
+# The bundle's libraries are for its binaries alone (PyTorch and the shell tools keep the machine's): each binary
+# is called through a wrapper in $WORK/bin that sets the library path.
+LDP="$BIN/lib${CUDA_DIRS:+:$CUDA_DIRS}"
+missing=$(LD_LIBRARY_PATH=$LDP ldd "$BIN"/synco "$BIN"/test_* 2>&1 | grep 'not found' | sort -u | tr -s ' \t\n' ' ')
+[ -n "$missing" ] && say "the bundle misses: $missing"
+mkdir -p "$WORK/bin"
+for t in $BIN_TARGETS; do
+  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$LDP" "$BIN/$t" > "$WORK/bin/$t"
+  chmod +x "$WORK/bin/$t"
+done
+BIN=$WORK/bin
 
-part bench_fwdbwd_fp32 60 env SYNCO_CUDA_TF32=0 "$BIN/synco" bench fwdbwd --device cuda --arch resnet18 --cifar-stem \
-  --batch 512 --warmup 3 --iters 20 --json --no-memory-check
-grep -m1 '^{' "$OUT/bench_fwdbwd_fp32.log" | sed 's/}$/,"cuda_math":"fp32"}/' > "$OUT/bench_fwdbwd_fp32.json" || true
+# ---- 1. info, 2. op tests, 3. whole steps ------------------------------------------------------------------------
+part info 20 "$BIN/synco" info
+part test_neg_kernels 30 "$BIN/test_neg_kernels"
+part test_cuda_smem 10 "$BIN/test_cuda_smem"
+part test_cuda_ops 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_ops"
+part test_cuda_step 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_step"
+part test_cuda_step_tf32 45 env SYNCO_CUDA_TF32=1 "$BIN/test_cuda_step"
 
-if grep -q -- '--device' tools/bench_torch.py 2>/dev/null && python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  for method in moco synco; do
-    part "bench_torch_$method" 90 python3 tools/bench_torch.py step --device cuda --precision bf16 --channels-last \
-      --method "$method" --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --threads "$(nproc)" --warmup 3 \
-      --iters 20 --json
-    grep -m1 '^{' "$OUT/bench_torch_$method.log" > "$OUT/bench_torch_$method.json" || true
+# ---- 4. benchmarks: ResNet-18 CIFAR stem, batch 512, K 4096, default counts, next to PyTorch in the same call ----
+bench_json() { grep -m1 '^{' "$LOGS/$1.log" 2>/dev/null; }
+ips() { bench_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null; }
+for run in moco:tf32 synco:tf32 moco:fp32 synco:fp32; do
+  method=${run%:*} prec=${run#*:}
+  part "bench_${method}_${prec}" 40 env SYNCO_CUDA_TF32=$([ "$prec" = tf32 ] && echo 1 || echo 0) "$BIN/synco" bench step \
+    --device cuda --method "$method" --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 \
+    --json --no-memory-check
+  v=$(ips "bench_${method}_${prec}") && [ -n "$v" ] && figure "synco_${method}_${prec}_images_per_s" "$v"
+done
+if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  for run in moco:"" synco:--authors-loop; do
+    method=${run%%:*} extra=${run#*:}
+    # shellcheck disable=SC2086
+    part "torch_${method}_bf16" 60 env -u LD_LIBRARY_PATH python3 tools/bench_torch.py step --device cuda --precision bf16 --channels-last \
+      --method "$method" $extra --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --threads "$(nproc)" \
+      --warmup 5 --iters 20 --no-gemm --json
+    v=$(ips "torch_${method}_bf16") && [ -n "$v" ] && figure "torch_${method}_bf16_images_per_s" "$v"
   done
 else
-  skip_part bench_torch "torch (python3) does not see a GPU here"
+  skip_part torch_bench "python3's torch does not see a GPU here"
 fi
-skip_part pretrain_cifar_15_epochs "not prepared: checkpoints of a GPU run are not yet staged through the backend's copy (docs/step.md)"
 
-echo "gpu_check: $([ $FAILED -eq 0 ] && echo passed || echo FAILED) in $(( $(date +%s) - START ))s; summary: $SUMMARY"
+# ---- 5. pretraining on the GPU, checkpoints and resume, every evaluation command --------------------------------
+J=$(nproc)
+S="$BIN/synco"
+SMALL=$WORK/small # 100 training images per class of the bundled set, and its val
+mkdir -p "$SMALL/train" "$SMALL/val"
+for d in data/cifar10-small/train/*/; do
+  c=$(basename "$d")
+  mkdir -p "$SMALL/train/$c" "$SMALL/val/$c"
+  ls "$d" | head -100 | while read -r f; do cp "$d$f" "$SMALL/train/$c/"; done
+  ls "data/cifar10-small/val/$c" | head -50 | while read -r f; do cp "data/cifar10-small/val/$c/$f" "$SMALL/val/$c/"; done
+done
+R=$WORK/runs
+TINY="--recipe cifar --width 16 -b 128 --moco-k 512 --epochs 2 --knn-every 1 --val $SMALL/val -j $J --seed 3"
+part pretrain_gpu 60 "$S" pretrain --device cuda --data "$SMALL/train" $TINY --stop-epoch 1 --out "$R/g"
+part resume_gpu 40 "$S" pretrain --device cuda --resume "$R/g"
+part pretrain_cpu_to_gpu 90 bash -c "'$S' pretrain --backend ref --data '$SMALL/train' $TINY --stop-epoch 1 --out '$R/c' &&
+  '$S' pretrain --device cuda --resume '$R/c'"
+part resume_gpu_on_cpu 90 bash -c "'$S' pretrain --device cuda --data '$SMALL/train' $TINY --stop-epoch 1 --out '$R/gc' &&
+  '$S' pretrain --backend ref --resume '$R/gc'"
+CK=$R/g/last.safetensors
+EV="--train $SMALL/train --val $SMALL/val"
+for dev in cuda ref; do
+  part "knn_$dev" 30 "$S" knn --device $dev --ckpt "$CK" $EV
+done
+a=$(grep -m1 -oE 'top-1 [0-9.]+' "$LOGS/knn_cuda.log" | cut -d' ' -f2)
+b=$(grep -m1 -oE 'top-1 [0-9.]+' "$LOGS/knn_ref.log" | cut -d' ' -f2)
+[ -n "$a" ] && [ -n "$b" ] && figure knn_small_cuda_vs_ref "[${a},${b}]"
+part linear_cuda 40 "$S" linear --device cuda --ckpt "$CK" $EV --fast --epochs 3
+part finetune_cuda 40 "$S" finetune --device cuda --ckpt "$CK" $EV --labels 10% --epochs 2
+part embed_cuda 20 "$S" embed --device cuda --ckpt "$CK" --data "$SMALL/val" --out "$WORK/emb.npy"
+part analyze_cuda 40 "$S" analyze --device cuda --ckpt "$CK" --data "$SMALL/val" --out "$WORK/report"
+part export 20 "$S" export --ckpt "$CK" --out "$WORK/export.safetensors"
+
+# ---- 6. learning: MoCo's CIFAR recipe on 45,000 / 5,000 images, kNN every 5 epochs ------------------------------
+if [ -f "$BUNDLE/cifar10-train.tar.gz" ] && [ "$(left)" -gt 60 ]; then
+  C10=$WORK/c10
+  mkdir -p "$C10/val"
+  tar -C "$C10" -xzf "$BUNDLE/cifar10-train.tar.gz"
+  for d in "$C10"/train/*/; do # the last 500 images of each class (by name) are held out
+    c=$(basename "$d")
+    mkdir -p "$C10/val/$c"
+    ls "$d" | sort | tail -500 | while read -r f; do mv "$d$f" "$C10/val/$c/"; done
+  done
+  for method in ${GPU_CHECK_LEARN:-moco synco}; do
+    part "learn_${method}" 400 env SYNCO_CUDA_TF32=1 "$S" pretrain --device cuda --data "$C10/train" --val "$C10/val" \
+      --recipe cifar --method "$method" --epochs 15 --knn-every 5 -j "$J" --out "$R/learn_$method"
+    k=$(grep -oE '"knn_top1":[0-9.]+' "$R/learn_$method/log.jsonl" 2>/dev/null | cut -d: -f2 | paste -sd, -)
+    figure "learn_${method}_knn_top1" "[${k}]"
+    cp "$R/learn_$method/log.jsonl" "$LOGS/learn_${method}.jsonl" 2>/dev/null
+  done
+else
+  skip_part learning "$([ -f "$BUNDLE/cifar10-train.tar.gz" ] && echo "under 60 s of the budget left" || echo "no CIFAR-10 tarball in gpu-bundle")"
+fi
+[ $DRY = 1 ] && say "dry run: the GPU parts above are expected to fail or skip without a GPU"
 exit $FAILED

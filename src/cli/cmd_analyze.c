@@ -350,11 +350,9 @@ int synco_cmd_analyze(int argc, char **argv) {
     return 2;
   }
   const int nmodels = mo.ckpt ? npaths : 1;
-  if (!synco_plot_available()) {
-    for (int i = 0; i < npaths; i++) free(paths[i]);
-    fprintf(stderr, "synco analyze: built without cairo (install libcairo2-dev and rebuild)\n");
-    return 1;
-  }
+  const int plots = synco_plot_available();
+  if (!plots) fprintf(stderr, "synco analyze: built without cairo: metrics.json only, no plots (install libcairo2-dev "
+                              "and rebuild for them)\n");
   const double t0 = synco_now();
   synco_eval_data ds;
   model_result res[MAX_MODELS];
@@ -435,13 +433,13 @@ int synco_cmd_analyze(int argc, char **argv) {
       {"Inter/intra-class distance ratio", "ratio", "images", ser + 2 * nmodels, nmodels, 0, 0, 0},
       {title_p, "rank", "probability", ser + 3 * nmodels, nmodels, 0, 1, 0},
   };
-  if (!s) s = save_both(outdir, "proxy_margin", 800, 560, &panels[0]);
-  if (!s) s = save_both(outdir, "alignment_uniformity", 800, 560, &panels[1]);
-  if (!s) s = save_both(outdir, "ratio", 800, 560, &panels[2]);
-  if (!s) s = save_both(outdir, "matching_probs", 800, 560, &panels[3]);
+  if (!s && plots) s = save_both(outdir, "proxy_margin", 800, 560, &panels[0]);
+  if (!s && plots) s = save_both(outdir, "alignment_uniformity", 800, 560, &panels[1]);
+  if (!s && plots) s = save_both(outdir, "ratio", 800, 560, &panels[2]);
+  if (!s && plots) s = save_both(outdir, "matching_probs", 800, 560, &panels[3]);
   char fig[1200];
   snprintf(fig, sizeof fig, "%s/analysis.png", outdir);
-  if (!s) s = synco_plot_figure(fig, 1400, 1000, 2, 2, panels, 4);
+  if (!s && plots) s = synco_plot_figure(fig, 1400, 1000, 2, 2, panels, 4);
   free(redges), free(medges), free(counts), free(rank), free(ax), free(ay), free(cnt), free(lbl), free(ser);
   if (s) goto fail;
 
@@ -477,8 +475,8 @@ int synco_cmd_analyze(int argc, char **argv) {
       printf("  matching probabilities (T %g): top-1 %.4g, top-10 %.4g, top-%zu %.4g\n", r->T, r->probs[0],
              r->np > 9 ? r->probs[9] : NAN, r->np, r->probs[r->np - 1]);
     }
-    printf("  wrote %s/metrics.json, analysis.png and {proxy_margin,alignment_uniformity,ratio,matching_probs}.{png,svg}\n",
-           outdir);
+    printf("  wrote %s/metrics.json%s\n", outdir,
+           plots ? ", analysis.png and {proxy_margin,alignment_uniformity,ratio,matching_probs}.{png,svg}" : " (no plots)");
     printf("  wall time %.1f s\n", wall);
   }
   exit_code = 0;

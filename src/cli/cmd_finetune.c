@@ -26,7 +26,7 @@
 typedef struct {
   synco_encoder *enc;
   synco_linear_layer *cls;
-  float *mom;          /* backbone SGD momentum [num_params] */
+  float *mom;          /* backbone SGD momentum [num_params], backend memory */
   int started;
   float *x, *f, *df;   /* [B,3,S,S], [B,d], [B,d] */
   int *y;
@@ -64,8 +64,9 @@ static synco_status ft_epoch(ft_state *st, synco_batcher *b, const uint32_t *idx
       break;
     }
     synco_linear_layer_backward(st->cls, st->df, st->cls->dlogits, st->f, B);
-    memset(synco_encoder_grads(enc), 0, P * sizeof(float));
-    s = synco_encoder_backward(enc, st->df);
+    synco_backend *be = synco_encoder_backend(enc);
+    s = be->memset(be, synco_encoder_grads(enc), 0, P * sizeof(float)); /* backend memory */
+    if (!s) s = synco_encoder_backward(enc, st->df);
     if (s) break;
     s = synco_sgd_step(synco_encoder_backend(enc), synco_encoder_params(enc), st->mom, synco_encoder_grads(enc), P,
                        (float)lr_b, (float)momentum, (float)wd, !st->started);
@@ -186,7 +187,7 @@ int synco_cmd_finetune(int argc, char **argv) {
   if (synco_eval_open_model(&mo, 0, B, 1, &be, &st.enc, NULL)) goto fail;
   const int d = synco_encoder_feature_dim(st.enc), S = synco_encoder_image_size(st.enc);
   if (synco_linear_layer_create(&st.cls, d, C, B, (uint64_t)mo.seed)) goto fail;
-  st.mom = synco_calloc(synco_encoder_num_params(st.enc), sizeof(float));
+  st.mom = be->alloc(be, synco_encoder_num_params(st.enc) * sizeof(float)); /* zeroed */
   st.x = synco_malloc((size_t)B * 3 * S * S * sizeof(float));
   st.f = synco_malloc((size_t)B * d * sizeof(float));
   st.df = synco_malloc((size_t)B * d * sizeof(float));
@@ -263,9 +264,10 @@ int synco_cmd_finetune(int argc, char **argv) {
 fail:
   if (exit_code) synco_cli_error("finetune");
   cJSON_Delete(curve);
-  free(sub), free(rel), free(yva), free(st.mom), free(st.x), free(st.f), free(st.df), free(st.y);
+  free(sub), free(rel), free(yva), free(st.x), free(st.f), free(st.df), free(st.y);
   synco_linear_layer_free(st.cls);
   synco_batcher_free(bt);
+  if (be && st.mom) be->free(be, st.mom);
   synco_encoder_free(st.enc);
   if (be) synco_backend_destroy(be);
   synco_eval_split_close(&sp);

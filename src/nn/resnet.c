@@ -93,19 +93,33 @@ static synco_status bn_make(synco_encoder *enc, synco_nn_bn *l, const char *name
   return SYNCO_OK;
 }
 
+/* While timing, the convolutions' seconds: the backend is synchronized before and after, so an asynchronous one
+ * (a GPU) is timed running, not launching. bench alone turns timing on. */
+static double conv_timer_start(synco_encoder *enc) {
+  if (!enc->timing) return 0;
+  enc->be->sync(enc->be);
+  return synco_now();
+}
+
+static void conv_timer_stop(synco_encoder *enc, double t0) {
+  if (!enc->timing) return;
+  enc->be->sync(enc->be);
+  enc->conv_s += synco_now() - t0;
+}
+
 static synco_status conv_fwd(synco_encoder *enc, synco_nn_conv *l) {
-  const double t0 = enc->timing ? synco_now() : 0;
+  const double t0 = conv_timer_start(enc);
   const synco_status s = enc->be->conv_fwd(enc->be, &l->op, l->y, l->x, enc->params + l->w);
-  if (enc->timing) enc->conv_s += synco_now() - t0;
+  conv_timer_stop(enc, t0);
   return s;
 }
 
 /* dw += corr(x, dy); dx = conv_transpose(dy, w) unless dx is NULL (the network input needs no gradient). */
 static synco_status conv_bwd(synco_encoder *enc, synco_nn_conv *l, synco_tensor *dx, const synco_tensor *dy) {
-  const double t0 = enc->timing ? synco_now() : 0;
+  const double t0 = conv_timer_start(enc);
   synco_status s = enc->be->conv_bwd_weights(enc->be, &l->op, enc->grads + l->w, dy, l->x);
   if (s == SYNCO_OK && dx) s = enc->be->conv_bwd_data(enc->be, &l->op, dx, dy, enc->params + l->w);
-  if (enc->timing) enc->conv_s += synco_now() - t0;
+  conv_timer_stop(enc, t0);
   return s;
 }
 

@@ -74,6 +74,7 @@ typedef enum {
   SYNCO_CAP_BF16_NATIVE = 1, /* the hardware has bf16 arithmetic (a CPU: AVX512-BF16), whether the ops use it yet
                                 or not */
   SYNCO_CAP_WINOGRAD = 2,    /* 3x3 stride-1 convolutions of 32 channels and more run as Winograd F(2x2, 3x3) */
+  SYNCO_CAP_ASYNC = 3,       /* ops return before their work is done (a GPU's stream): time with `sync` */
 } synco_capability;
 
 /* ---- The ops' signatures and contracts ----------------------------------------------------------------------

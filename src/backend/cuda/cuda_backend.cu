@@ -136,6 +136,8 @@ synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes) {
   return SYNCO_OK;
 }
 
+static int cuda_supports(synco_backend *be, synco_capability cap) { return cap == SYNCO_CAP_ASYNC; }
+
 static int cuda_threads(synco_backend *be) {
   (void)be;
   return 1;
@@ -258,6 +260,7 @@ extern "C" synco_status synco_backend_cuda_create(int device, synco_backend **ou
   }
   be->name = "cuda";
   be->ctx = c;
+  be->supports = cuda_supports;
   be->destroy = cuda_destroy;
   synco_status s = make_ctx(c, device);
   if (s) {

@@ -3,7 +3,9 @@
  * scratch buffers (cudnnFind*AlgorithmEx, as torch's cudnn.benchmark): the fastest deterministic one that fits
  * the workspace cap (SYNCO_CUDA_WORKSPACE_MB, default 512), else the fastest that fits. The backend keeps one
  * workspace, the largest any plan chose, so the step allocates nothing. Strict fp32 by default; SYNCO_CUDA_TF32=1
- * lets cuDNN use TF32 tensor cores. bwd_weights accumulates (beta = 1), the others assign. */
+ * lets cuDNN use TF32 tensor cores. The search reports the math type each algorithm was timed with (under the
+ * default math it may be a tensor-op one); each direction runs with its own, set on the descriptor before the
+ * call, so the algorithm runs as it was measured. bwd_weights accumulates (beta = 1), the others assign. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,7 @@ typedef struct {
   cudnnConvolutionFwdAlgo_t fwd;
   cudnnConvolutionBwdDataAlgo_t bwd_data;
   cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+  cudnnMathType_t math[3]; /* per direction (fwd, bwd_data, bwd_filter): the math type its algorithm was timed with */
 } cuda_conv_impl;
 
 /* Algorithms chosen for a shape, so that the query and key encoders and repeated blocks benchmark once. */
@@ -24,6 +27,7 @@ typedef struct {
   cudnnConvolutionFwdAlgo_t fwd;
   cudnnConvolutionBwdDataAlgo_t bwd_data;
   cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+  cudnnMathType_t math[3];
   size_t need;
 } conv_cached;
 
@@ -54,6 +58,7 @@ static void cache_add(synco_cuda_ctx *c, const synco_conv_op *op, const cuda_con
   e->fwd = im->fwd;
   e->bwd_data = im->bwd_data;
   e->bwd_filter = im->bwd_filter;
+  memcpy(e->math, im->math, sizeof e->math);
   e->need = need;
 }
 
@@ -114,6 +119,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     im->fwd = hit->fwd;
     im->bwd_data = hit->bwd_data;
     im->bwd_filter = hit->bwd_filter;
+    memcpy(im->math, hit->math, sizeof im->math);
     return synco_cuda_reserve_conv_ws(be, hit->need);
   }
   /* scratch tensors for the benchmark (freed at the end of the plan) */
@@ -143,6 +149,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     else if (k < 0) s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: no forward algorithm for this convolution");
     else {
       im->fwd = p[k].algo;
+      im->math[0] = p[k].mathType;
       need = p[k].memory > need ? p[k].memory : need;
     }
   }
@@ -156,6 +163,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     else if (k < 0) s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: no backward-data algorithm for this convolution");
     else {
       im->bwd_data = p[k].algo;
+      im->math[1] = p[k].mathType;
       need = p[k].memory > need ? p[k].memory : need;
     }
   }
@@ -169,6 +177,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     else if (k < 0) s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: no backward-filter algorithm for this convolution");
     else {
       im->bwd_filter = p[k].algo;
+      im->math[2] = p[k].mathType;
       need = p[k].memory > need ? p[k].memory : need;
     }
   }
@@ -221,6 +230,7 @@ synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_ten
   synco_cuda_ctx *c = synco_cuda(be);
   const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
+  SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[0]));
   SYNCO_CUDNN(cudnnConvolutionForward(c->dnn, &one, im->x, x->data, im->w, w, im->conv, im->fwd, c->conv_ws,
                                       c->conv_ws_bytes, &zero, im->y, y->data));
   return SYNCO_OK;
@@ -235,6 +245,7 @@ synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, sync
   synco_cuda_ctx *c = synco_cuda(be);
   const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
+  SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[1]));
   SYNCO_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, im->w, w, im->y, dy->data, im->conv, im->bwd_data, c->conv_ws,
                                            c->conv_ws_bytes, &zero, im->x, dx->data));
   return SYNCO_OK;
@@ -249,6 +260,7 @@ synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, f
   synco_cuda_ctx *c = synco_cuda(be);
   const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f;
+  SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[2]));
   SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, x->data, im->y, dy->data, im->conv, im->bwd_filter,
                                              c->conv_ws, c->conv_ws_bytes, &one, im->w, dw));
   return SYNCO_OK;

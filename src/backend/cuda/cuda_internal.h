@@ -19,6 +19,7 @@ extern "C" {
 }
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/smem_plan.h"
 
 #define SYNCO_CUDA_THREADS 256
 
@@ -76,6 +77,18 @@ synco_status synco_cudnn_fail(cudnnStatus_t e, const char *call, const char *fil
 /* After a kernel launch: a bad configuration is reported here (and cleared), a fault in the kernel by a later call
  * (faults are sticky). Calls whose failure is handled elsewhere clear the last error, so it is the launch's. */
 #define SYNCO_LAUNCHED() SYNCO_CU(cudaGetLastError())
+
+/* Shared memory of a launch of `kernel` with `dyn` dynamic bytes (smem_plan.h): opts the kernel in when its
+ * static and dynamic shared memory together pass 48 KiB; *fits = 0 when the block cannot have that much. */
+template <typename Kernel>
+static inline synco_status synco_cuda_smem_setup(synco_backend *be, Kernel kernel, size_t dyn, int *fits) {
+  cudaFuncAttributes fa;
+  SYNCO_CU(cudaFuncGetAttributes(&fa, kernel));
+  const synco_smem_plan p = synco_cuda_smem_plan(fa.sharedSizeBytes, dyn, (size_t)synco_cuda(be)->smem_optin);
+  *fits = p != SYNCO_SMEM_TOO_LARGE;
+  if (p == SYNCO_SMEM_OPTIN) SYNCO_CU(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn));
+  return SYNCO_OK;
+}
 
 static inline unsigned synco_cuda_blocks(size_t n, unsigned threads) {
   size_t b = (n + threads - 1) / threads;

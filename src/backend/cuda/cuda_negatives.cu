@@ -148,8 +148,7 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
                                    const float *l_neg, int ld_lneg, const float *q, const float *queue, float T) {
   if (!(T > 0.f) || !isfinite(T)) return synco_fail(SYNCO_ERR_ARG, "negatives: temperature %g, expected > 0", (double)T);
   if (d->total == 0) return SYNCO_OK;
-  synco_cuda_ctx *c = synco_cuda(be);
-  cudaStream_t s = c->stream;
+  cudaStream_t s = synco_cuda_stream(be);
   const int B = d->B, dim = d->dim, K = d->K, nh = d->n_hard;
   void *sgn, *stats, *flag, *selg = NULL;
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_NEG_SGN, (size_t)B * dim * sizeof(float), &sgn));
@@ -157,11 +156,11 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_FLAG, sizeof(int), &flag));
   const size_t sel_bytes = (4 * (size_t)K + SYNCO_K_SEL_BINS) * sizeof(uint32_t);
   size_t smem = sel_bytes;
-  if (sel_bytes + 2 * SEL_THREADS * sizeof(float) + 64 > (size_t)c->smem_optin) {
+  int fits;
+  SYNCO_TRY(synco_cuda_smem_setup(be, neg_select_kernel, smem, &fits));
+  if (!fits) { /* the workspace in global memory instead */
     SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_NEG_SEL, (size_t)B * sel_bytes, &selg));
     smem = 0;
-  } else if (smem > 48 * 1024) {
-    SYNCO_CU(cudaFuncSetAttribute(neg_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   }
   SYNCO_CU(cudaMemsetAsync(flag, 0, sizeof(int), s));
   row_sq_kernel<<<synco_cuda_blocks(K, 128), 128, 0, s>>>(d->row_sq, queue, K, dim);
@@ -209,11 +208,11 @@ synco_status synco_cuda_neg_backward(synco_backend *be, synco_negatives_draws *d
                                      int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T) {
   if (d->total == 0) return SYNCO_OK;
   const size_t smem = (size_t)d->n_hard * sizeof(float);
-  if (smem + 64 > (size_t)synco_cuda(be)->smem_optin)
+  int fits;
+  SYNCO_TRY(synco_cuda_smem_setup(be, neg_backward_kernel, smem, &fits));
+  if (!fits)
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda negatives: n_hard = %d needs %zu bytes of shared memory, the GPU "
-                      "has %d", d->n_hard, smem, synco_cuda(be)->smem_optin);
-  if (smem > 48 * 1024)
-    SYNCO_CU(cudaFuncSetAttribute(neg_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                      "has %d per block", d->n_hard, smem, synco_cuda(be)->smem_optin);
   neg_backward_kernel<<<d->B, 128, smem, synco_cuda_stream(be)>>>(*d, dq, g_raw, ld_graw, g_syn, ld_gsyn, q, 1.0 / T);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
