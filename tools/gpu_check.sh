@@ -31,10 +31,12 @@ BIN_TARGETS="synco test_cuda_ops test_cuda_step test_neg_kernels test_cuda_smem"
 
 # The sources the binaries are built from, by content (the device machine's copy of the tree has no .git); a bundle
 # built from other sources is refused.
-tree_id() {
-  find src include tests/unit tests/test_util.c tests/test_util.h CMakeLists.txt -type f -print0 | sort -z |
-    xargs -0 sha256sum | sha256sum | cut -c1-32
+# MANIFEST lists every source file's hash, so the device side names the files that differ.
+tree_files() {
+  find src include tests/unit tests/test_util.c tests/test_util.h CMakeLists.txt -type f -print0 | LC_ALL=C sort -z |
+    xargs -0 sha256sum
 }
+tree_id() { tree_files | sha256sum | cut -c1-32; }
 
 # Libraries a bundle may leave to the machine: the C runtime, and the CUDA libraries found there at run time.
 SYSTEM_LIBS='^(linux-vdso|libc|libm|libdl|librt|libpthread|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so'
@@ -60,6 +62,7 @@ if [ "${1:-}" = "--prepare" ]; then
   mkdir -p "$BUNDLE"
   tar -C "$STAGE" -czf "$BUNDLE/bundle.tar.gz" synco-gpu
   tree_id > "$BUNDLE/TREE"
+  tree_files > "$BUNDLE/MANIFEST"
   if [ -f ../shared/data/cifar10-train.tar.gz ]; then cp ../shared/data/cifar10-train.tar.gz "$BUNDLE/"; fi
   echo "gpu-bundle: $(ls "$STAGE/synco-gpu/lib" | tr '\n' ' ')"
   tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
@@ -167,9 +170,15 @@ if [ ! -f "$BUNDLE/bundle.tar.gz" ]; then
   exit 1
 fi
 if [ "$(cat "$BUNDLE/TREE" 2>/dev/null)" != "$(tree_id)" ]; then
-  say "gpu-bundle was built from other sources ($(cat "$BUNDLE/TREE" 2>/dev/null || echo unknown)): run --prepare again"
-  FAILED=1
-  exit 1
+  say "gpu-bundle was built from other sources ($(cat "$BUNDLE/TREE" 2>/dev/null || echo unknown)); files that differ:"
+  { sha256sum --quiet -c "$BUNDLE/MANIFEST" 2>&1 || true; } | head -20 | sed 's/^/    | /' | tee -a "$SUMMARY_TXT"
+  tree_files | awk '{print $2}' > "$LOGS/tree_here.txt"
+  if [ "${GPU_CHECK_ALLOW_STALE:-0}" != 1 ]; then
+    say "refused: run --prepare again (GPU_CHECK_ALLOW_STALE=1 runs it anyway)"
+    FAILED=1
+    exit 1
+  fi
+  say "GPU_CHECK_ALLOW_STALE=1: running the stale bundle anyway"
 fi
 tar -C "$WORK" -xzf "$BUNDLE/bundle.tar.gz"
 BIN=$WORK/synco-gpu
