@@ -31,6 +31,7 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
 #endif
   }
   if (!strcmp(name, "ref")) return synco_backend_ref_create(out);
+  if (!strcmp(name, "strict")) return synco_backend_strict_create(out);
   if (!strcmp(name, "onednn")) {
 #ifdef SYNCO_HAVE_ONEDNN
     return synco_backend_onednn_create(out);
@@ -48,7 +49,7 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
   if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':'))
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend '%s' is not built in (rebuild with make CUDA=1)", name);
 #endif
-  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, onednn, cuda or auto)", name);
+  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, strict, onednn, cuda or auto)", name);
 }
 
 void synco_backend_destroy(synco_backend *be) {

@@ -9,7 +9,7 @@
 #include "synco.h"
 #include "tensor/backend.h"
 
-/* By name: "ref", "onednn", or "auto" (oneDNN when built with it, else ref). */
+/* By name: "ref", "strict", "onednn", "cuda[:N]", or "auto" (oneDNN when built with it, else ref). */
 synco_status synco_backend_create(const char *name, synco_backend **out);
 void synco_backend_destroy(synco_backend *be);
 
@@ -25,6 +25,9 @@ void synco_backend_describe(char *buf, size_t n);
 
 /* The backends, directly (tests that need one particular backend). */
 synco_status synco_backend_ref_create(synco_backend **out);
+/* The reference ops over memory the host cannot touch (a test backend that faults where a GPU would:
+ * backend/strict/strict_backend.c). */
+synco_status synco_backend_strict_create(synco_backend **out);
 #ifdef SYNCO_HAVE_ONEDNN
 synco_status synco_backend_onednn_create(synco_backend **out);
 #endif

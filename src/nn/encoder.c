@@ -415,14 +415,14 @@ static synco_status load_input(synco_encoder *enc, const float *x, int n) {
   return SYNCO_OK;
 }
 
-static synco_status store_rows(synco_encoder *enc, float *dst, const synco_tensor *src, int n) {
+/* dst is host memory (dir D2H: an evaluation's features or outputs) or backend memory (D2D: the step's k_raw and
+ * q_raw), as the caller says. */
+static synco_status store_rows(synco_encoder *enc, float *dst, const synco_tensor *src, int n, synco_copy_dir dir) {
   SYNCO_TRY(enc->be->to_plain(enc->be, enc->stage, src));
-  /* dst is host memory (features for an evaluation) or backend memory (the step's k_raw / q_raw): a GPU backend
-   * tells them apart by the pointer, the CPU backends' copy is memmove either way */
-  return enc->be->copy(enc->be, dst, enc->stage, (size_t)n * src->c * sizeof(float), SYNCO_COPY_D2D);
+  return enc->be->copy(enc->be, dst, enc->stage, (size_t)n * src->c * sizeof(float), dir);
 }
 
-synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *x, int n, int train) {
+static synco_status forward(synco_encoder *enc, float *out, synco_copy_dir dir, const float *x, int n, int train) {
   enc->saved = 0;
   if (n < 1 || n > enc->batch || (train && n != enc->batch))
     return synco_fail(SYNCO_ERR_ARG, "encoder forward: %d images for a batch of %d (%s mode needs %s)", n,
@@ -430,9 +430,17 @@ synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *
   SYNCO_TRY(load_input(enc, x, n));
   SYNCO_TRY(synco_nn_resnet_forward(enc, train));
   SYNCO_TRY(synco_nn_head_forward(enc));
-  SYNCO_TRY(store_rows(enc, out, enc->out_t, n));
+  SYNCO_TRY(store_rows(enc, out, enc->out_t, n, dir));
   enc->saved = train != 0 && !enc->cfg.forward_only;
   return SYNCO_OK;
+}
+
+synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *x, int n, int train) {
+  return forward(enc, out, SYNCO_COPY_D2H, x, n, train);
+}
+
+synco_status synco_encoder_forward_to_backend(synco_encoder *enc, float *out, const float *x, int n, int train) {
+  return forward(enc, out, SYNCO_COPY_D2D, x, n, train);
 }
 
 synco_status synco_encoder_backward(synco_encoder *enc, const float *dout) {
@@ -454,5 +462,5 @@ synco_status synco_encoder_features(synco_encoder *enc, float *feats, const floa
     return synco_fail(SYNCO_ERR_ARG, "encoder features: %d images for a batch of %d", n, enc->batch);
   SYNCO_TRY(load_input(enc, x, n));
   SYNCO_TRY(synco_nn_resnet_forward(enc, 0));
-  return store_rows(enc, feats, &enc->feat, n);
+  return store_rows(enc, feats, &enc->feat, n, SYNCO_COPY_D2H);
 }

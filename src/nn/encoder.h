@@ -89,13 +89,16 @@ const synco_param_view *synco_encoder_find(const synco_encoder *enc, const char 
 /* Multiply-accumulates of one forward pass of one image (for GFLOP/s figures). */
 double synco_encoder_macs_per_image(const synco_encoder *enc);
 
-/* Forward. x: [batch, 3, S, S] plain fp32, normalized. out: [batch, out_dim] plain fp32 (not L2-normalized).
+/* Forward. x: [batch, 3, S, S] plain fp32, normalized. out: [batch, out_dim] plain fp32 (not L2-normalized), host
+ * memory.
  * train = 1: BN uses batch statistics (Split-BN per config), updates running stats, saves for backward.
  * train = 0: BN uses running statistics; nothing is saved. n may be < batch only when train = 0. */
 synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *x, int n, int train);
+/* The same with out in backend memory (the training step's q and k). x may be host or backend memory in both. */
+synco_status synco_encoder_forward_to_backend(synco_encoder *enc, float *out, const float *x, int n, int train);
 /* Backward of the last train forward: dout [batch, out_dim]; parameter gradients ACCUMULATE into grads. */
 synco_status synco_encoder_backward(synco_encoder *enc, const float *dout);
-/* Backbone features (before the head), eval-mode BN: feats [n, feature_dim], n <= batch. */
+/* Backbone features (before the head), eval-mode BN: feats [n, feature_dim] host memory, n <= batch. */
 synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n);
 
 /* Benchmark instrumentation: with on = 1, the wall time of every convolution call (forward, backward data,

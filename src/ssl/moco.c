@@ -29,7 +29,9 @@ struct synco_moco {
   long ptr;
   float *q_raw, *k_raw, *q, *k, *dq, *dq_raw, *qnorm, *knorm; /* [B, dim] / [B] */
   float *keys;                  /* [2B, dim]: keys to enqueue (two with a symmetric loss) */
-  float *x_shuf;                /* [B, 3, S, S]: the key images in shuffled order */
+  float *x_shuf;                /* world > 1: [B, 3, S, S] this process's key images of the shuffled global batch */
+  float *x_shuf_host;           /* world = 1 with shuffle: the key images in shuffled order, host memory (uploaded
+                                   by the key encoder as the unshuffled batch would be) */
   uint32_t *perm;               /* [world·B] in backend memory; perm_host: the same, drawn on the host */
   uint32_t *perm_host;
   synco_dist *dist;             /* cfg.dist: the collectives of a step */
@@ -72,6 +74,7 @@ void synco_moco_free(synco_moco *m) {
   for (size_t i = 0; i < sizeof dist_bufs / sizeof *dist_bufs; i++)
     if (*dist_bufs[i]) m->be->free(m->be, *dist_bufs[i]);
   free(m->perm_host);
+  free(m->x_shuf_host);
   synco_infonce_free(&m->loss);
   if (m->neg_total) synco_negatives_free(&m->draws);
   free(m);
@@ -114,7 +117,6 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->qnorm = be->alloc(be, (size_t)m->B * F);
   m->knorm = be->alloc(be, (size_t)m->B * F);
   m->keys = be->alloc(be, 2 * bd * F);
-  m->x_shuf = be->alloc(be, (size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
   const size_t G = (size_t)world * m->B; /* the global batch */
   m->perm = be->alloc(be, G * sizeof(uint32_t));
   m->perm_host = malloc(G * sizeof(uint32_t));
@@ -123,14 +125,18 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->world = world;
   if (world > 1) {
     m->x_all = be->alloc(be, G * 3 * cfg->image_size * cfg->image_size * F);
+    m->x_shuf = be->alloc(be, (size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
     m->k_all = be->alloc(be, G * m->dim * F);
     m->keys_all = be->alloc(be, 2 * G * m->dim * F);
     m->stats_buf = be->alloc(be, 4 * F);
-    if (!m->x_all || !m->k_all || !m->keys_all || !m->stats_buf) s = SYNCO_ERR_NOMEM;
+    if (!m->x_all || !m->x_shuf || !m->k_all || !m->keys_all || !m->stats_buf) s = SYNCO_ERR_NOMEM;
+  } else if (cfg->enc.bn_splits > 1) {
+    m->x_shuf_host = malloc((size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
+    if (!m->x_shuf_host) s = SYNCO_ERR_NOMEM;
   }
   float *queue_host = malloc((size_t)cfg->K * m->dim * F);
   if (!m->mom || !m->queue || !m->q_raw || !m->k_raw || !m->q || !m->k || !m->dq || !m->dq_raw || !m->qnorm ||
-      !m->knorm || !m->keys || !m->x_shuf || !m->perm || !m->perm_host || !queue_host) {
+      !m->knorm || !m->keys || !m->perm || !m->perm_host || !queue_host) {
     free(queue_host);
     synco_moco_free(m);
     return s ? s : synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state");
@@ -183,14 +189,16 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint6
     synco_rng_shuffle(&r, m->perm_host, (uint32_t)G);
     SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)G * sizeof(uint32_t), 0));
     SYNCO_TRY(be->copy(be, m->perm, m->perm_host, (size_t)G * sizeof(uint32_t), SYNCO_COPY_H2D));
-    const float *src = x;
-    if (m->world > 1) {
+    if (m->world > 1) { /* the global batch in backend memory, gathered there */
       SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->x_all, x, (size_t)B * img));
-      src = m->x_all;
+      SYNCO_TRY(be->permute_rows(be, m->x_shuf, m->x_all, m->perm + (size_t)m->rank * B, B, img, 0));
+      x = m->x_shuf;
+    } else { /* the loader's batch is host memory: shuffled there, then uploaded like any batch */
+      for (int i = 0; i < B; i++) memcpy(m->x_shuf_host + i * img, x + m->perm_host[i] * img, img * F);
+      x = m->x_shuf_host;
     }
-    SYNCO_TRY(be->permute_rows(be, m->x_shuf, src, m->perm + (size_t)m->rank * B, B, img, 0));
   }
-  SYNCO_TRY(synco_encoder_forward(m->ek, m->k_raw, shuffle ? m->x_shuf : x, B, 1));
+  SYNCO_TRY(synco_encoder_forward_to_backend(m->ek, m->k_raw, x, B, 1));
   synco_tensor y = matrix(m->k, B, m->dim), xr = matrix(m->k_raw, B, m->dim);
   SYNCO_TRY(be->l2norm_fwd(be, &y, m->knorm, &xr));
   if (m->world > 1) {
@@ -209,7 +217,7 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint6
 static synco_status direction(synco_moco *m, const float *xq, const float *k, int negatives, uint64_t step,
                               uint64_t query0, double *loss, double *acc, double *acc_all) {
   synco_backend *be = m->be;
-  SYNCO_TRY(synco_encoder_forward(m->eq, m->q_raw, xq, m->B, 1));
+  SYNCO_TRY(synco_encoder_forward_to_backend(m->eq, m->q_raw, xq, m->B, 1));
   synco_tensor qt = matrix(m->q, m->B, m->dim), qr = matrix(m->q_raw, m->B, m->dim);
   SYNCO_TRY(be->l2norm_fwd(be, &qt, m->qnorm, &qr));
   const synco_negatives_config *nc = NULL;

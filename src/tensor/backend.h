@@ -87,7 +87,9 @@ typedef int synco_supports_fn(synco_backend *be, synco_capability cap);
 
 /* Memory. Every buffer of a step (parameters, gradients, momentum, BN statistics, activations, the queue,
  * logits, workspaces) is backend memory; host code reaches it only through `copy` (input upload, checkpoints,
- * a few metrics). alloc returns zeroed memory aligned to 64 bytes, or NULL with a message naming the size.
+ * a few metrics). alloc returns memory aligned to 64 bytes whose contents are undefined (the strict test backend
+ * fills it with NaN, so a read before a write shows; zero it with memset where zeros are meant), or NULL with a
+ * message naming the size.
  * The CPU backends' memory is host memory, so their copies are memcpy. */
 typedef void *synco_alloc_fn(synco_backend *be, size_t bytes);
 typedef void synco_free_fn(synco_backend *be, void *p);

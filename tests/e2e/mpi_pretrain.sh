@@ -34,32 +34,6 @@ run one "$SYNCO" pretrain "${common[@]}" "${one[@]}" --out "$tmp/one"
 run two "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --out "$tmp/two"
 cat "$tmp/two.txt"
 
-compare_ckpt() { python3 - "$1" "$2" "$3" "$4" <<'PY'
-import array, json, struct, sys
-def load(p):
-    with open(p, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        h = json.loads(f.read(n)); body = f.read()
-    meta = h.pop('__metadata__', {})
-    out = {}
-    for k, v in h.items():
-        a = array.array({'F32': 'f', 'I64': 'q'}[v['dtype']])
-        a.frombytes(body[v['data_offsets'][0]:v['data_offsets'][1]])
-        out[k] = a
-    return meta, out
-ma, a = load(sys.argv[1]); mb, b = load(sys.argv[2])
-atol, rtol = float(sys.argv[3]), float(sys.argv[4])
-assert sorted(a) == sorted(b), sorted(set(a) ^ set(b))
-for k in ('synco.epoch', 'synco.step'):
-    assert ma[k] == mb[k], (k, ma[k], mb[k])
-for k in sorted(a):
-    if k == 'queue_ptr':
-        assert a[k] == b[k], (k, a[k], b[k]); continue
-    bad = [i for i, (x, y) in enumerate(zip(a[k], b[k])) if abs(x - y) > atol + rtol * abs(y)]
-    assert not bad, '%s: %d of %d elements off, e.g. [%d] %.6g vs %.6g' % (k, len(bad), len(a[k]), bad[0], a[k][bad[0]], b[k][bad[0]])
-print('checkpoints agree: %d tensors within %g + %g*|ref|' % (len(a), atol, rtol))
-PY
-}
 compare_ckpt "$tmp/two/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
 python3 - "$tmp/one/log.jsonl" "$tmp/two/log.jsonl" <<'PY'
 import json, sys

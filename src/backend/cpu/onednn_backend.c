@@ -266,6 +266,7 @@ static int supports(synco_backend *be, synco_capability cap) {
     case SYNCO_CAP_BF16: return native && BF16_WIRED;
     case SYNCO_CAP_BF16_NATIVE: return native;
     case SYNCO_CAP_WINOGRAD: return synco_dnnl_winograd_on(c);
+    case SYNCO_CAP_ASYNC: return 0; /* every op has finished when it returns */
   }
   return 0;
 }
