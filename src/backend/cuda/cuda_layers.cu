@@ -12,6 +12,8 @@
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "kernels/l2norm_kernel.h"
+#include "kernels/pool_kernel.h"
 
 #define BN_THREADS 512
 
@@ -257,25 +259,7 @@ __global__ void maxpool_fwd_kernel(float *y, int32_t *argmax, const float *x, in
   GRID_STRIDE(e, total) {
     const size_t pl = e / ((size_t)OH * OW);
     const int oy = (int)(e / OW % OH), ox = (int)(e % OW);
-    const float *xp = x + pl * H * W;
-    const int y0 = oy * stride - pad, x0 = ox * stride - pad;
-    float best = -INFINITY;
-    int32_t arg = -1;
-    for (int iy = y0; iy < y0 + k; iy++) {
-      if (iy < 0 || iy >= H) continue;
-      for (int ix = x0; ix < x0 + k; ix++) {
-        if (ix < 0 || ix >= W) continue;
-        const float v = xp[iy * W + ix];
-        if (arg < 0 || v > best || isnan(v)) {
-          best = v;
-          arg = iy * W + ix;
-          if (isnan(v)) goto done;
-        }
-      }
-    }
-  done:
-    y[e] = best;
-    argmax[e] = arg;
+    y[e] = synco_k_maxpool_window(x + pl * H * W, H, W, oy, ox, k, stride, pad, &argmax[e]);
   }
 }
 
@@ -284,13 +268,8 @@ __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const int32_t *ar
   GRID_STRIDE(e, total) {
     const size_t pl = e / ((size_t)H * W);
     const int iy = (int)(e / W % H), ix = (int)(e % W), me = iy * W + ix;
-    /* windows oy with oy·stride − pad <= iy < oy·stride − pad + k */
-    int oy0 = (iy + pad - k + stride) / stride, ox0 = (ix + pad - k + stride) / stride;
-    if (iy + pad - k + 1 < 0) oy0 = 0;
-    if (ix + pad - k + 1 < 0) ox0 = 0;
-    int oy1 = (iy + pad) / stride, ox1 = (ix + pad) / stride;
-    if (oy1 > OH - 1) oy1 = OH - 1;
-    if (ox1 > OW - 1) ox1 = OW - 1;
+    int oy0, oy1, ox0, ox1;
+    synco_k_pool_windows_of(iy, ix, k, stride, pad, OH, OW, &oy0, &oy1, &ox0, &ox1);
     const float *dyp = dy + pl * OH * OW;
     const int32_t *ap = argmax + pl * OH * OW;
     float acc = 0.f;
@@ -457,32 +436,14 @@ synco_status synco_cuda_linear_bwd(synco_backend *be, synco_tensor *dx, float *d
   return SYNCO_OK;
 }
 
-#define L2NORM_EPS 1e-12
-
 __global__ void l2norm_fwd_kernel(float *y, float *norms, const float *x, int n, int d) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float *xr = x + (size_t)i * d;
-  double sq = 0.0;
-  for (int j = 0; j < d; j++) sq += (double)xr[j] * xr[j];
-  const double norm = sqrt(sq), denom = norm > L2NORM_EPS ? norm : L2NORM_EPS;
-  norms[i] = (float)norm;
-  for (int j = 0; j < d; j++) y[(size_t)i * d + j] = (float)(xr[j] / denom);
+  if (i < n) synco_k_l2norm_row(y + (size_t)i * d, &norms[i], x + (size_t)i * d, d);
 }
 
 __global__ void l2norm_bwd_kernel(float *dx, const float *dy, const float *y, const float *norms, int n, int d) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float *yr = y + (size_t)i * d, *gr = dy + (size_t)i * d;
-  float *dr = dx + (size_t)i * d;
-  const double norm = norms[i];
-  if (norm > L2NORM_EPS) {
-    double dot = 0.0;
-    for (int j = 0; j < d; j++) dot += (double)yr[j] * gr[j];
-    for (int j = 0; j < d; j++) dr[j] = (float)((gr[j] - yr[j] * dot) / norm);
-  } else {
-    for (int j = 0; j < d; j++) dr[j] = (float)(gr[j] / L2NORM_EPS);
-  }
+  if (i < n) synco_k_l2norm_bwd_row(dx + (size_t)i * d, dy + (size_t)i * d, y + (size_t)i * d, norms[i], d);
 }
 
 synco_status synco_cuda_l2norm_fwd(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x) {

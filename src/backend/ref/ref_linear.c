@@ -8,8 +8,7 @@
 #include <math.h>
 
 #include "backend/ref/ref_internal.h"
-
-#define L2NORM_EPS 1e-12
+#include "kernels/l2norm_kernel.h"
 
 synco_status synco_ref_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
                                   const float *b) {
@@ -58,14 +57,7 @@ synco_status synco_ref_l2norm_fwd(synco_backend *be, synco_tensor *y, float *nor
   const int n = x->n, d = x->c;
   const float *xd = x->data;
   float *yd = y->data;
-  for (int i = 0; i < n; i++) {
-    const float *xr = xd + (size_t)i * d;
-    double sq = 0.0;
-    for (int j = 0; j < d; j++) sq += (double)xr[j] * xr[j];
-    const double norm = sqrt(sq), denom = norm > L2NORM_EPS ? norm : L2NORM_EPS;
-    norms[i] = (float)norm;
-    for (int j = 0; j < d; j++) yd[(size_t)i * d + j] = (float)(xr[j] / denom);
-  }
+  for (int i = 0; i < n; i++) synco_k_l2norm_row(yd + (size_t)i * d, &norms[i], xd + (size_t)i * d, d);
   return SYNCO_OK;
 }
 
@@ -80,16 +72,8 @@ synco_status synco_ref_l2norm_bwd(synco_backend *be, synco_tensor *dx, const syn
   const float *yd = y->data, *dyd = dy->data;
   float *dxd = dx->data;
   for (int i = 0; i < n; i++) {
-    const float *yr = yd + (size_t)i * d, *gr = dyd + (size_t)i * d;
-    float *dr = dxd + (size_t)i * d;
-    const double norm = norms[i];
-    if (norm > L2NORM_EPS) {
-      double dot = 0.0;
-      for (int j = 0; j < d; j++) dot += (double)yr[j] * gr[j];
-      for (int j = 0; j < d; j++) dr[j] = (float)((gr[j] - yr[j] * dot) / norm);
-    } else {
-      for (int j = 0; j < d; j++) dr[j] = (float)(gr[j] / L2NORM_EPS);
-    }
+    const size_t o = (size_t)i * d;
+    synco_k_l2norm_bwd_row(dxd + o, dyd + o, yd + o, norms[i], d);
   }
   return SYNCO_OK;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend/ref/ref_internal.h"
+#include "kernels/pool_kernel.h"
 
 typedef struct {
   int32_t *argmax; /* [n·c·oh·ow], index into the input's h×w plane */
@@ -65,28 +66,9 @@ synco_status synco_ref_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_t
     const float *xp = xd + (size_t)pl * H * W;
     float *yp = yd + (size_t)pl * OH * OW;
     int32_t *ap = impl->argmax + (size_t)pl * OH * OW;
-    for (int oy = 0; oy < OH; oy++) {
-      for (int ox = 0; ox < OW; ox++) {
-        const int y0 = oy * op->stride - op->pad, x0 = ox * op->stride - op->pad;
-        float best = -INFINITY;
-        int32_t arg = -1;
-        for (int iy = y0; iy < y0 + op->k; iy++) {
-          if (iy < 0 || iy >= H) continue;
-          for (int ix = x0; ix < x0 + op->k; ix++) {
-            if (ix < 0 || ix >= W) continue;
-            const float v = xp[iy * W + ix];
-            if (arg < 0 || v > best || isnan(v)) {
-              best = v;
-              arg = iy * W + ix;
-              if (isnan(v)) goto done;
-            }
-          }
-        }
-      done:
-        yp[oy * OW + ox] = best;
-        ap[oy * OW + ox] = arg;
-      }
-    }
+    for (int oy = 0; oy < OH; oy++)
+      for (int ox = 0; ox < OW; ox++)
+        yp[oy * OW + ox] = synco_k_maxpool_window(xp, H, W, oy, ox, op->k, op->stride, op->pad, &ap[oy * OW + ox]);
   }
   return SYNCO_OK;
 }
