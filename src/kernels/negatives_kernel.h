@@ -220,6 +220,62 @@ SYNCO_HD static inline void synco_k_select_hard(int32_t *h, const float *x, int 
   synco_k_sel_sort(h, k0, i0, k1, i1, c, nh, cnt);
 }
 
+/* The same selection as a block of nthr threads runs it (the CUDA backend; test_neg_kernels runs these phases on the
+ * CPU, thread by thread, and compares with synco_k_select_hard bit for bit). ws as above; the block's threads t run
+ *   1. synco_k_sel_minmax: thread t's minimum and maximum over x[t], x[t + nthr], ... (kept per thread);
+ *   2. synco_k_sel_reduce (one thread): the row's minimum and histogram scale from the nthr partials;
+ *   3. synco_k_sel_bins: thread t's bins into k1 and counts into the histogram (atomically on a GPU; the counts are
+ *      integers, so the order does not matter), after the histogram was zeroed;
+ *   4. synco_k_sel_finish (one thread): the cut, the candidates in index order, the stable radix sort.
+ * with a barrier between the phases. */
+SYNCO_HD static inline void synco_k_sel_minmax(const float *x, int K, int t, int nthr, float *mn, float *mx) {
+  float a = x[0], b = x[0];
+  for (int j = t; j < K; j += nthr) {
+    a = x[j] < a ? x[j] : a;
+    b = x[j] > b ? x[j] : b;
+  }
+  *mn = a;
+  *mx = b;
+}
+
+SYNCO_HD static inline void synco_k_sel_reduce(const float *mns, const float *mxs, int nthr, float x0, float *mn,
+                                               float *scale) {
+  float a = x0, b = x0;
+  for (int u = 0; u < nthr; u++) {
+    a = mns[u] < a ? mns[u] : a;
+    b = mxs[u] > b ? mxs[u] : b;
+  }
+  *mn = a;
+  *scale = synco_k_sel_scale(a, b);
+}
+
+SYNCO_HD static inline void synco_k_sel_bins(uint32_t *ws, const float *x, int K, int t, int nthr, float mn,
+                                             float scale) {
+  uint32_t *bin = ws + K, *cnt = ws + 4 * (size_t)K;
+  for (int j = t; j < K; j += nthr) {
+    const uint32_t b = synco_k_sel_bin(x[j], mn, scale);
+    bin[j] = b;
+#ifdef __CUDA_ARCH__
+    atomicAdd(&cnt[b], 1u);
+#else
+    cnt[b]++;
+#endif
+  }
+}
+
+SYNCO_HD static inline void synco_k_sel_finish(int32_t *h, const float *x, int K, int nh, uint32_t *ws) {
+  uint32_t *k0 = ws, *k1 = ws + K, *cnt = ws + 4 * (size_t)K;
+  int32_t *i0 = (int32_t *)(ws + 2 * (size_t)K), *i1 = (int32_t *)(ws + 3 * (size_t)K);
+  const uint32_t cut = synco_k_sel_cut(cnt, nh);
+  int c = 0;
+  for (int j = 0; j < K; j++)
+    if (k1[j] >= cut) {
+      k0[c] = synco_k_order_bits(x[j]);
+      i0[c++] = j;
+    }
+  synco_k_sel_sort(h, k0, i0, k1, i1, c, nh, cnt);
+}
+
 /* ---- forward --------------------------------------------------------------------------------------------- */
 
 SYNCO_HD static inline float synco_k_dotf(const float *a, const float *b, int n) {

@@ -74,35 +74,15 @@ static void test_draws(int dim, int n_hard) {
   synco_negatives_free(&b);
 }
 
-/* The GPU block's selection, with `nthr` threads striding over the row. */
+/* The GPU block's selection (the phases of kernels/negatives_kernel.h the CUDA kernel runs), with `nthr` threads
+ * run one after the other between the barriers. */
 static void gpu_style_select(int32_t *h, const float *x, int K, int nh, uint32_t *ws, int nthr) {
-  uint32_t *k0 = ws, *k1 = ws + K, *cnt = ws + 4 * (size_t)K;
-  int32_t *i0 = (int32_t *)(ws + 2 * (size_t)K), *i1 = (int32_t *)(ws + 3 * (size_t)K);
-  float mn = x[0], mx = x[0];
-  for (int t = 0; t < nthr; t++) {
-    float a = x[0], b = x[0];
-    for (int j = t; j < K; j += nthr) {
-      a = x[j] < a ? x[j] : a;
-      b = x[j] > b ? x[j] : b;
-    }
-    mn = a < mn ? a : mn;
-    mx = b > mx ? b : mx;
-  }
-  const float scale = synco_k_sel_scale(mn, mx);
-  for (int b = 0; b < SYNCO_K_SEL_BINS; b++) cnt[b] = 0;
-  for (int t = nthr - 1; t >= 0; t--) /* any order: integer counts */
-    for (int j = t; j < K; j += nthr) {
-      k1[j] = synco_k_sel_bin(x[j], mn, scale);
-      cnt[k1[j]]++;
-    }
-  const uint32_t cut = synco_k_sel_cut(cnt, nh);
-  int c = 0;
-  for (int j = 0; j < K; j++)
-    if (k1[j] >= cut) {
-      k0[c] = synco_k_order_bits(x[j]);
-      i0[c++] = j;
-    }
-  synco_k_sel_sort(h, k0, i0, k1, i1, c, nh, cnt);
+  float mns[256], mxs[256], mn, scale;
+  for (int t = 0; t < nthr; t++) synco_k_sel_minmax(x, K, t, nthr, &mns[t], &mxs[t]);
+  for (int b = 0; b < SYNCO_K_SEL_BINS; b++) ws[4 * (size_t)K + b] = 0;
+  synco_k_sel_reduce(mns, mxs, nthr, x[0], &mn, &scale);
+  for (int t = nthr - 1; t >= 0; t--) synco_k_sel_bins(ws, x, K, t, nthr, mn, scale); /* any order */
+  synco_k_sel_finish(h, x, K, nh, ws);
 }
 
 static void test_select(void) {

@@ -66,47 +66,17 @@ __global__ void neg_select_kernel(int32_t *hard, const float *l_neg, int ld_lneg
   extern __shared__ uint32_t sh[];
   const int i = blockIdx.x, t = threadIdx.x;
   uint32_t *ws = sel_global ? sel_global + (size_t)i * (4 * (size_t)K + SYNCO_K_SEL_BINS) : sh;
-  uint32_t *k0 = ws, *k1 = ws + K, *cnt = ws + 4 * (size_t)K;
-  int32_t *i0 = (int32_t *)(ws + 2 * (size_t)K), *i1 = (int32_t *)(ws + 3 * (size_t)K);
   const float *x = l_neg + (size_t)i * ld_lneg;
   __shared__ float rmn[SEL_THREADS], rmx[SEL_THREADS];
   __shared__ float s_mn, s_scale;
-  float a = x[0], b = x[0];
-  for (int j = t; j < K; j += blockDim.x) {
-    a = x[j] < a ? x[j] : a;
-    b = x[j] > b ? x[j] : b;
-  }
-  rmn[t] = a;
-  rmx[t] = b;
-  for (int j = t; j < SYNCO_K_SEL_BINS; j += blockDim.x) cnt[j] = 0;
+  synco_k_sel_minmax(x, K, t, blockDim.x, &rmn[t], &rmx[t]);
+  for (int j = t; j < SYNCO_K_SEL_BINS; j += blockDim.x) ws[4 * (size_t)K + j] = 0;
   __syncthreads();
-  if (t == 0) {
-    float mn = x[0], mx = x[0];
-    for (int u = 0; u < (int)blockDim.x; u++) {
-      mn = rmn[u] < mn ? rmn[u] : mn;
-      mx = rmx[u] > mx ? rmx[u] : mx;
-    }
-    s_mn = mn;
-    s_scale = synco_k_sel_scale(mn, mx);
-  }
+  if (t == 0) synco_k_sel_reduce(rmn, rmx, blockDim.x, x[0], &s_mn, &s_scale);
   __syncthreads();
-  const float mn = s_mn, scale = s_scale;
-  for (int j = t; j < K; j += blockDim.x) {
-    const uint32_t bin = synco_k_sel_bin(x[j], mn, scale);
-    k1[j] = bin;
-    atomicAdd(&cnt[bin], 1u);
-  }
+  synco_k_sel_bins(ws, x, K, t, blockDim.x, s_mn, s_scale);
   __syncthreads();
-  if (t == 0) {
-    const uint32_t cut = synco_k_sel_cut(cnt, nh);
-    int c = 0;
-    for (int j = 0; j < K; j++)
-      if (k1[j] >= cut) {
-        k0[c] = synco_k_order_bits(x[j]);
-        i0[c++] = j;
-      }
-    synco_k_sel_sort(hard + (size_t)i * nh, k0, i0, k1, i1, c, nh, cnt);
-  }
+  if (t == 0) synco_k_sel_finish(hard + (size_t)i * nh, x, K, nh, ws);
 }
 
 /* ---- logits ------------------------------------------------------------------------------------------- */
