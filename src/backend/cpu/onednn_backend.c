@@ -271,52 +271,56 @@ static int supports(synco_backend *be, synco_capability cap) {
   return 0;
 }
 
+static const synco_backend cpu_ops = {
+    .name = "onednn",
+    .destroy = destroy,
+    .supports = supports,
+    SYNCO_REF_HOST_OPS, /* host memory; the step ops are BLAS calls and memory-bound loops */
+    .act_layout = synco_dnnl_act_layout,
+    .act_bytes = act_bytes,
+    .to_backend = to_backend,
+    .to_plain = to_plain,
+    .conv_plan = synco_dnnl_conv_plan,
+    .conv_release = synco_dnnl_conv_release,
+    .conv_fwd = synco_dnnl_conv_fwd,
+    .conv_bwd_data = synco_dnnl_conv_bwd_data,
+    .conv_bwd_weights = synco_dnnl_conv_bwd_weights,
+    .bn_plan = synco_dnnl_bn_plan,
+    .bn_release = synco_dnnl_bn_release,
+    .bn_fwd_train = synco_dnnl_bn_fwd_train,
+    .bn_fwd_eval = synco_dnnl_bn_fwd_eval,
+    .bn_bwd = synco_dnnl_bn_bwd,
+    .pool_plan = synco_dnnl_pool_plan,
+    .pool_release = synco_dnnl_pool_release,
+    .maxpool_fwd = synco_dnnl_maxpool_fwd,
+    .maxpool_bwd = synco_dnnl_maxpool_bwd,
+    .relu_fwd = synco_dnnl_relu_fwd,
+    .relu_bwd = synco_dnnl_relu_bwd,
+    .add = synco_dnnl_add,
+    .avgpool_fwd = synco_dnnl_avgpool_fwd,
+    .avgpool_bwd = synco_dnnl_avgpool_bwd,
+    .linear_fwd = synco_ref_linear_fwd, /* plain matrices: cblas already */
+    .linear_bwd = synco_ref_linear_bwd,
+    .l2norm_fwd = synco_ref_l2norm_fwd,
+    .l2norm_bwd = synco_ref_l2norm_bwd,
+};
+
 synco_status synco_backend_onednn_create(synco_backend **out) {
   *out = NULL;
-  synco_backend *be = synco_calloc(1, sizeof(*be));
+  synco_backend *be = synco_malloc(sizeof(*be));
   if (!be) return SYNCO_ERR_NOMEM;
   synco_dnnl_ctx *c = synco_calloc(1, sizeof(*c));
   if (!c) {
     free(be);
     return SYNCO_ERR_NOMEM;
   }
-  be->name = "onednn";
+  *be = cpu_ops;
   be->ctx = c;
-  be->destroy = destroy;
-  be->supports = supports;
   const synco_status s = init_ctx(c);
   if (s != SYNCO_OK) {
     destroy(be);
     return s;
   }
-  be->act_layout = synco_dnnl_act_layout;
-  be->act_bytes = act_bytes;
-  be->to_backend = to_backend;
-  be->to_plain = to_plain;
-  be->conv_plan = synco_dnnl_conv_plan;
-  be->conv_release = synco_dnnl_conv_release;
-  be->conv_fwd = synco_dnnl_conv_fwd;
-  be->conv_bwd_data = synco_dnnl_conv_bwd_data;
-  be->conv_bwd_weights = synco_dnnl_conv_bwd_weights;
-  be->bn_plan = synco_dnnl_bn_plan;
-  be->bn_release = synco_dnnl_bn_release;
-  be->bn_fwd_train = synco_dnnl_bn_fwd_train;
-  be->bn_fwd_eval = synco_dnnl_bn_fwd_eval;
-  be->bn_bwd = synco_dnnl_bn_bwd;
-  be->pool_plan = synco_dnnl_pool_plan;
-  be->pool_release = synco_dnnl_pool_release;
-  be->maxpool_fwd = synco_dnnl_maxpool_fwd;
-  be->maxpool_bwd = synco_dnnl_maxpool_bwd;
-  be->relu_fwd = synco_dnnl_relu_fwd;
-  be->relu_bwd = synco_dnnl_relu_bwd;
-  be->add = synco_dnnl_add;
-  be->avgpool_fwd = synco_dnnl_avgpool_fwd;
-  be->avgpool_bwd = synco_dnnl_avgpool_bwd;
-  be->linear_fwd = synco_ref_linear_fwd; /* plain matrices: cblas already */
-  be->linear_bwd = synco_ref_linear_bwd;
-  be->l2norm_fwd = synco_ref_l2norm_fwd;
-  be->l2norm_bwd = synco_ref_l2norm_bwd;
-  synco_ref_set_host_ops(be); /* host memory; the step ops are BLAS calls and memory-bound loops */
   *out = be;
   return SYNCO_OK;
 }

@@ -238,6 +238,56 @@ extern "C" int synco_cuda_device_name(const char *name, int *device) {
   return 1;
 }
 
+/* Designated initializers (C++20, which nvcc and g++ take in C++17 too): in the order of the members. */
+static const synco_backend cuda_ops = {
+    .name = "cuda",
+    .destroy = cuda_destroy,
+    .supports = cuda_supports,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .memset = cuda_memset,
+    .copy = cuda_copy,
+    .sync = cuda_sync,
+    .gemm = synco_cuda_gemm,
+    .sgd = synco_cuda_sgd,
+    .ema = synco_cuda_ema,
+    .enqueue = synco_cuda_enqueue,
+    .permute_rows = synco_cuda_permute_rows,
+    .infonce_fwd = synco_cuda_infonce_fwd,
+    .infonce_bwd = synco_cuda_infonce_bwd,
+    .neg_draw = synco_cuda_neg_draw,
+    .neg_logits = synco_cuda_neg_logits,
+    .neg_backward = synco_cuda_neg_backward,
+    .threads = cuda_threads,
+    .act_layout = cuda_act_layout,
+    .act_bytes = cuda_act_bytes,
+    .to_backend = cuda_to_backend,
+    .to_plain = cuda_to_plain,
+    .conv_plan = synco_cuda_conv_plan,
+    .conv_release = synco_cuda_conv_release,
+    .conv_fwd = synco_cuda_conv_fwd,
+    .conv_bwd_data = synco_cuda_conv_bwd_data,
+    .conv_bwd_weights = synco_cuda_conv_bwd_weights,
+    .bn_plan = synco_cuda_bn_plan,
+    .bn_release = synco_cuda_bn_release,
+    .bn_fwd_train = synco_cuda_bn_fwd_train,
+    .bn_fwd_eval = synco_cuda_bn_fwd_eval,
+    .bn_bwd = synco_cuda_bn_bwd,
+    .pool_plan = synco_cuda_pool_plan,
+    .pool_release = synco_cuda_pool_release,
+    .maxpool_fwd = synco_cuda_maxpool_fwd,
+    .maxpool_bwd = synco_cuda_maxpool_bwd,
+    .relu_fwd = synco_cuda_relu_fwd,
+    .relu_bwd = synco_cuda_relu_bwd,
+    .add = synco_cuda_add,
+    .avgpool_fwd = synco_cuda_avgpool_fwd,
+    .avgpool_bwd = synco_cuda_avgpool_bwd,
+    .linear_fwd = synco_cuda_linear_fwd,
+    .linear_bwd = synco_cuda_linear_bwd,
+    .l2norm_fwd = synco_cuda_l2norm_fwd,
+    .l2norm_bwd = synco_cuda_l2norm_bwd,
+};
+
 extern "C" synco_status synco_backend_cuda_create(int device, synco_backend **out) {
   if (!out) return synco_fail(SYNCO_ERR_ARG, "synco_backend_cuda_create: out is NULL");
   *out = NULL;
@@ -258,58 +308,13 @@ extern "C" synco_status synco_backend_cuda_create(int device, synco_backend **ou
     free(c);
     return SYNCO_ERR_NOMEM;
   }
-  be->name = "cuda";
+  *be = cuda_ops;
   be->ctx = c;
-  be->supports = cuda_supports;
-  be->destroy = cuda_destroy;
   synco_status s = make_ctx(c, device);
   if (s) {
     cuda_destroy(be);
     return s;
   }
-  be->alloc = cuda_alloc;
-  be->free = cuda_free;
-  be->memset = cuda_memset;
-  be->copy = cuda_copy;
-  be->sync = cuda_sync;
-  be->gemm = synco_cuda_gemm;
-  be->sgd = synco_cuda_sgd;
-  be->ema = synco_cuda_ema;
-  be->enqueue = synco_cuda_enqueue;
-  be->permute_rows = synco_cuda_permute_rows;
-  be->infonce_fwd = synco_cuda_infonce_fwd;
-  be->infonce_bwd = synco_cuda_infonce_bwd;
-  be->neg_draw = synco_cuda_neg_draw;
-  be->neg_logits = synco_cuda_neg_logits;
-  be->neg_backward = synco_cuda_neg_backward;
-  be->threads = cuda_threads;
-  be->act_layout = cuda_act_layout;
-  be->act_bytes = cuda_act_bytes;
-  be->to_backend = cuda_to_backend;
-  be->to_plain = cuda_to_plain;
-  be->conv_plan = synco_cuda_conv_plan;
-  be->conv_release = synco_cuda_conv_release;
-  be->conv_fwd = synco_cuda_conv_fwd;
-  be->conv_bwd_data = synco_cuda_conv_bwd_data;
-  be->conv_bwd_weights = synco_cuda_conv_bwd_weights;
-  be->bn_plan = synco_cuda_bn_plan;
-  be->bn_release = synco_cuda_bn_release;
-  be->bn_fwd_train = synco_cuda_bn_fwd_train;
-  be->bn_fwd_eval = synco_cuda_bn_fwd_eval;
-  be->bn_bwd = synco_cuda_bn_bwd;
-  be->pool_plan = synco_cuda_pool_plan;
-  be->pool_release = synco_cuda_pool_release;
-  be->maxpool_fwd = synco_cuda_maxpool_fwd;
-  be->maxpool_bwd = synco_cuda_maxpool_bwd;
-  be->relu_fwd = synco_cuda_relu_fwd;
-  be->relu_bwd = synco_cuda_relu_bwd;
-  be->add = synco_cuda_add;
-  be->avgpool_fwd = synco_cuda_avgpool_fwd;
-  be->avgpool_bwd = synco_cuda_avgpool_bwd;
-  be->linear_fwd = synco_cuda_linear_fwd;
-  be->linear_bwd = synco_cuda_linear_bwd;
-  be->l2norm_fwd = synco_cuda_l2norm_fwd;
-  be->l2norm_bwd = synco_cuda_l2norm_bwd;
   *out = be;
   return SYNCO_OK;
 }

@@ -62,43 +62,46 @@ static void ref_destroy(synco_backend *be) { free(be); }
 /* fp32 only, direct convolutions: the reference has none of the optional features. */
 static int ref_supports(synco_backend *be, synco_capability cap) { return 0; }
 
+static const synco_backend ref_ops = {
+    .name = "ref",
+    .destroy = ref_destroy,
+    .supports = ref_supports,
+    SYNCO_REF_HOST_OPS,
+    .act_layout = ref_act_layout,
+    .act_bytes = ref_act_bytes,
+    .to_backend = ref_to_backend,
+    .to_plain = ref_to_plain,
+    .conv_plan = synco_ref_conv_plan,
+    .conv_release = synco_ref_conv_release,
+    .conv_fwd = synco_ref_conv_fwd,
+    .conv_bwd_data = synco_ref_conv_bwd_data,
+    .conv_bwd_weights = synco_ref_conv_bwd_weights,
+    .bn_plan = synco_ref_bn_plan,
+    .bn_release = synco_ref_bn_release,
+    .bn_fwd_train = synco_ref_bn_fwd_train,
+    .bn_fwd_eval = synco_ref_bn_fwd_eval,
+    .bn_bwd = synco_ref_bn_bwd,
+    .pool_plan = synco_ref_pool_plan,
+    .pool_release = synco_ref_pool_release,
+    .maxpool_fwd = synco_ref_maxpool_fwd,
+    .maxpool_bwd = synco_ref_maxpool_bwd,
+    .relu_fwd = synco_ref_relu_fwd,
+    .relu_bwd = synco_ref_relu_bwd,
+    .add = synco_ref_add,
+    .avgpool_fwd = synco_ref_avgpool_fwd,
+    .avgpool_bwd = synco_ref_avgpool_bwd,
+    .linear_fwd = synco_ref_linear_fwd,
+    .linear_bwd = synco_ref_linear_bwd,
+    .l2norm_fwd = synco_ref_l2norm_fwd,
+    .l2norm_bwd = synco_ref_l2norm_bwd,
+};
+
 synco_status synco_backend_ref_create(synco_backend **out) {
   if (!out) return synco_fail(SYNCO_ERR_ARG, "synco_backend_ref_create: out is NULL");
   *out = NULL;
-  synco_backend *be = synco_calloc(1, sizeof *be);
+  synco_backend *be = synco_malloc(sizeof *be);
   if (!be) return SYNCO_ERR_NOMEM;
-  be->name = "ref";
-  be->ctx = NULL;
-  be->destroy = ref_destroy;
-  be->supports = ref_supports;
-  be->act_layout = ref_act_layout;
-  be->act_bytes = ref_act_bytes;
-  be->to_backend = ref_to_backend;
-  be->to_plain = ref_to_plain;
-  be->conv_plan = synco_ref_conv_plan;
-  be->conv_release = synco_ref_conv_release;
-  be->conv_fwd = synco_ref_conv_fwd;
-  be->conv_bwd_data = synco_ref_conv_bwd_data;
-  be->conv_bwd_weights = synco_ref_conv_bwd_weights;
-  be->bn_plan = synco_ref_bn_plan;
-  be->bn_release = synco_ref_bn_release;
-  be->bn_fwd_train = synco_ref_bn_fwd_train;
-  be->bn_fwd_eval = synco_ref_bn_fwd_eval;
-  be->bn_bwd = synco_ref_bn_bwd;
-  be->pool_plan = synco_ref_pool_plan;
-  be->pool_release = synco_ref_pool_release;
-  be->maxpool_fwd = synco_ref_maxpool_fwd;
-  be->maxpool_bwd = synco_ref_maxpool_bwd;
-  be->relu_fwd = synco_ref_relu_fwd;
-  be->relu_bwd = synco_ref_relu_bwd;
-  be->add = synco_ref_add;
-  be->avgpool_fwd = synco_ref_avgpool_fwd;
-  be->avgpool_bwd = synco_ref_avgpool_bwd;
-  be->linear_fwd = synco_ref_linear_fwd;
-  be->linear_bwd = synco_ref_linear_bwd;
-  be->l2norm_fwd = synco_ref_l2norm_fwd;
-  be->l2norm_bwd = synco_ref_l2norm_bwd;
-  synco_ref_set_host_ops(be);
+  *be = ref_ops;
   *out = be;
   return SYNCO_OK;
 }

@@ -68,6 +68,18 @@ synco_neg_logits_fn synco_ref_neg_logits;
 synco_neg_backward_fn synco_ref_neg_backward;
 
 /* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
-void synco_ref_set_host_ops(synco_backend *be);
+/* The memory and step ops of both CPU backends (host memory), as designated initializers of an op table. */
+synco_alloc_fn synco_ref_host_alloc;
+synco_free_fn synco_ref_host_free;
+synco_memset_fn synco_ref_host_memset;
+synco_copy_fn synco_ref_host_copy;
+synco_sync_fn synco_ref_host_sync;
+synco_threads_fn synco_ref_host_threads;
+#define SYNCO_REF_HOST_OPS                                                                                       \
+  .alloc = synco_ref_host_alloc, .free = synco_ref_host_free, .memset = synco_ref_host_memset,                 \
+  .copy = synco_ref_host_copy, .sync = synco_ref_host_sync, .gemm = synco_ref_gemm, .sgd = synco_ref_sgd,      \
+  .ema = synco_ref_ema, .enqueue = synco_ref_enqueue, .permute_rows = synco_ref_permute_rows,                  \
+  .infonce_fwd = synco_ref_infonce_fwd, .infonce_bwd = synco_ref_infonce_bwd, .neg_draw = synco_ref_neg_draw, \
+  .neg_logits = synco_ref_neg_logits, .neg_backward = synco_ref_neg_backward, .threads = synco_ref_host_threads
 
 #endif
