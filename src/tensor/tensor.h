@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "synco.h"
+
 typedef enum { SYNCO_F32 = 0, SYNCO_BF16 = 1 } synco_dtype;
 
 /* Layout tags. PLAIN is row-major NCHW (and N×C for matrices), the only layout outside a backend. */
@@ -42,5 +44,13 @@ static inline size_t synco_tensor_numel(const synco_tensor *t) {
 }
 
 static inline size_t synco_dtype_size(synco_dtype d) { return d == SYNCO_BF16 ? 2 : 4; }
+
+const char *synco_layout_name(synco_layout l);
+
+/* The argument check of every backend's ops (tensor_check.c): t is present with data, n×c×h×w, in `layout`, f32 (or
+ * bf16 unless f32_only). Messages read "<backend> <op>: <what> ..." (SYNCO_ERR_ARG; SYNCO_ERR_UNSUPPORTED for a
+ * dtype the backend does not run). */
+synco_status synco_tensor_check(const synco_tensor *t, const char *backend, const char *op, const char *what, int n,
+                                int c, int h, int w, synco_layout layout, int f32_only);
 
 #endif

@@ -133,15 +133,7 @@ synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, c
 }
 
 synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, int c, int h, int w, synco_layout l) {
-  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "onednn %s: missing tensor", what);
-  if (t->n != n || t->c != c || t->h != h || t->w != w)
-    return synco_fail(SYNCO_ERR_ARG, "onednn %s: tensor is %dx%dx%dx%d, planned %dx%dx%dx%d", what, t->n, t->c, t->h,
-                      t->w, n, c, h, w);
-  if (t->layout != l)
-    return synco_fail(SYNCO_ERR_ARG, "onednn %s: tensor layout %d, planned %d", what, (int)t->layout, (int)l);
-  if (t->dtype != SYNCO_F32 && t->dtype != SYNCO_BF16)
-    return synco_fail(SYNCO_ERR_ARG, "onednn %s: unknown dtype %d", what, (int)t->dtype);
-  return SYNCO_OK;
+  return synco_tensor_check(t, "onednn", what, "tensor", n, c, h, w, l, 0);
 }
 
 /* ---- layouts ------------------------------------------------------------------------------------ */

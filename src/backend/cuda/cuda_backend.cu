@@ -146,15 +146,7 @@ static int cuda_threads(synco_backend *be) {
 /* ---- layouts ------------------------------------------------------------------------------------------ */
 
 synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char *what, int n, int c, int h, int w) {
-  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is missing", op, what);
-  if (t->dtype != SYNCO_F32)
-    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda %s: %s must be f32 (bf16 is not implemented yet)", op, what);
-  if (t->layout != SYNCO_LAYOUT_PLAIN)
-    return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is not in the plain layout", op, what);
-  if (t->n != n || t->c != c || t->h != h || t->w != w)
-    return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is %dx%dx%dx%d, expected %dx%dx%dx%d", op, what, t->n, t->c, t->h,
-                      t->w, n, c, h, w);
-  return SYNCO_OK;
+  return synco_tensor_check(t, "cuda", op, what, n, c, h, w, SYNCO_LAYOUT_PLAIN, 1);
 }
 
 static synco_layout cuda_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {

@@ -8,25 +8,8 @@
 #include "backend/ref/ref_internal.h"
 #include "backend/registry.h"
 
-static const char *layout_name(synco_layout l) {
-  switch (l) {
-    case SYNCO_LAYOUT_PLAIN: return "plain";
-    case SYNCO_LAYOUT_NCHW16C: return "nChw16c";
-    case SYNCO_LAYOUT_NCHW8C: return "nChw8c";
-  }
-  return "unknown";
-}
-
 synco_status synco_ref_check(const synco_tensor *t, const char *op, const char *what, int n, int c, int h, int w) {
-  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "ref %s: %s is missing", op, what);
-  if (t->dtype != SYNCO_F32)
-    return synco_fail(SYNCO_ERR_UNSUPPORTED, "ref %s: %s must be f32 (the reference backend has no bf16)", op, what);
-  if (t->layout != SYNCO_LAYOUT_PLAIN)
-    return synco_fail(SYNCO_ERR_ARG, "ref %s: %s has layout %s, expected plain", op, what, layout_name(t->layout));
-  if (t->n != n || t->c != c || t->h != h || t->w != w)
-    return synco_fail(SYNCO_ERR_ARG, "ref %s: %s is %dx%dx%dx%d, expected %dx%dx%dx%d", op, what, t->n, t->c, t->h,
-                      t->w, n, c, h, w);
-  return SYNCO_OK;
+  return synco_tensor_check(t, "ref", op, what, n, c, h, w, SYNCO_LAYOUT_PLAIN, 1);
 }
 
 synco_status synco_ref_check_like(const synco_tensor *t, const char *op, const char *what, const synco_tensor *like) {
