@@ -12,7 +12,7 @@
 #include "base/rng.h"
 #include "base/status.h"
 #include "data/data.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "nn/encoder.h"
 #include "synco.h"
 #include "tensor/backend.h"

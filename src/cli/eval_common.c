@@ -13,7 +13,7 @@
 #include "base/status.h"
 #include "cli/common.h"
 #include "cli/memplan.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "tensor/backend.h"
 
 void synco_eval_model_defaults(synco_eval_model_opts *o) {

@@ -10,7 +10,7 @@
 #include "cli/common.h"
 #include "cli/memplan.h"
 #include "cli/pretrain.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 
 /* The crop size follows the data and the stem unless --image-size is given: 32 with the CIFAR stem, else the
  * images' own size when they are small (224 px crops of them would upscale more than 2x). Warns when a run

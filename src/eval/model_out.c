@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "base/status.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "io/safetensors.h"
 
 synco_status synco_model_out_write(const char *path, synco_encoder *enc, const float *w, const float *b, int classes,

@@ -1,34 +1,13 @@
-/* Training checkpoints and encoder weight files (safetensors).
- * A pretraining checkpoint holds "encoder_q.<torchvision name>", "encoder_k.<name>" (parameters and BN
- * buffers), "momentum.<name>", "queue", "queue_ptr", and metadata: the resolved config as JSON, epoch,
- * step, RNG seed. An exported encoder holds plain torchvision names. Both are read by the functions here. */
+/* Named backend buffers (tensor/tensor.h: a parameter block, a BN statistic, a momentum buffer, the queue) in
+ * safetensors files, their bytes moved only through the owning backend's copy op: downloaded into host memory the
+ * writer owns for a save, uploaded from a host copy for a load, so any backend's memory works. What the buffers are
+ * is the callers' business (nn/encoder_weights.h for an encoder, ssl/moco.c for a training checkpoint). */
 #ifndef SYNCO_IO_CHECKPOINT_H
 #define SYNCO_IO_CHECKPOINT_H
 
-#include "nn/encoder.h"
-#include "synco.h"
-
-/* Reads the encoder architecture and image size stored in a checkpoint's or export's metadata (or inferred
- * from a torchvision state_dict's shapes), refusing a claim the tensors do not back (width, stem, depth,
- * head/dim) and any float tensor holding NaN or inf, so that callers may size an encoder by it. */
-synco_status synco_weights_read_config(const char *path, synco_encoder_config *cfg, int *image_size);
-/* Loads weights into enc from a checkpoint (which = "query" or "key") or an export (which ignored).
- * Backbone weights are required; head weights are loaded when enc has a head and the file has them.
- * strict = 1: any missing key is an error. Unused keys are listed in the message when report is non-NULL. */
-synco_status synco_weights_load(synco_encoder *enc, const char *path, const char *which, int strict);
-
 #include "io/safetensors.h"
-
-/* For --init: loads every tensor of the file whose torchvision name the encoder has (a checkpoint's query
- * encoder, an export, or a torchvision state_dict converted to safetensors), and describes in `report` (at most
- * n bytes; "" when all matched) the file's unexpected keys and the encoder tensors the file lacks, which keep
- * their initial values. A shape mismatch, or a file with no matching tensor, is an error. */
-synco_status synco_weights_load_report(synco_encoder *enc, const char *path, char *report, size_t n);
-
-/* Adds every parameter and BN buffer of enc to a writer as "<prefix><torchvision name>" (fp32), and the
- * architecture as metadata "synco.encoder" (JSON). The values are those of the call (downloaded into the
- * writer's memory), whatever happens to the encoder before synco_st_write. */
-synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix);
+#include "synco.h"
+#include "tensor/backend.h"
 
 /* Named backend buffers (tensor/tensor.h) in safetensors files, through be's copy op, for any part of a
  * checkpoint: add_buffers downloads n buffers into host memory the writer owns and adds them as
@@ -38,7 +17,5 @@ synco_status synco_weights_add_buffers(synco_st_writer *w, synco_backend *be, co
                                        const synco_named_buffer *b, int n);
 synco_status synco_weights_get_buffer(const synco_safetensors *st, synco_backend *be, const char *key,
                                       const synco_named_buffer *b);
-/* The "synco.encoder" metadata JSON for an encoder (caller frees). */
-char *synco_weights_config_json(const synco_encoder *enc);
 
 #endif

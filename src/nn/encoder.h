@@ -81,7 +81,7 @@ size_t synco_encoder_num_buffers(const synco_encoder *enc);
 const synco_param_view *synco_encoder_param_views(const synco_encoder *enc, int *count);
 const synco_param_view *synco_encoder_buffer_views(const synco_encoder *enc, int *count);
 /* Every parameter (named_parameters() order) and then every BN buffer as a named backend buffer: torchvision name,
- * data in the encoder's backend memory, shape. What checkpoints and exports write and read (io/checkpoint.h). */
+ * data in the encoder's backend memory, shape. What checkpoints and exports write and read (nn/encoder_weights.h). */
 const synco_named_buffer *synco_encoder_named_buffers(const synco_encoder *enc, int *count);
 /* Finds a view by torchvision name in params (is_buffer = 0) or buffers (1); NULL if absent. */
 const synco_param_view *synco_encoder_find(const synco_encoder *enc, const char *name, int *is_buffer);

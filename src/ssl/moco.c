@@ -11,7 +11,7 @@
 #include "base/rng.h"
 #include "base/status.h"
 #include "dist/dist.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "io/safetensors.h"
 #include "optim/sgd.h"
 #include "ssl/infonce.h"

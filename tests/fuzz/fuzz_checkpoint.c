@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "backend/registry.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "io/safetensors.h"
 #include "nn/encoder.h"
 #include "ssl/moco.h"

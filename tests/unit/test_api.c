@@ -11,7 +11,7 @@
 #include "backend/registry.h"
 #include "base/rng.h"
 #include "data/data.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "io/safetensors.h"
 #include "nn/encoder.h"
 #include "synco.h"

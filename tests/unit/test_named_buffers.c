@@ -10,7 +10,7 @@
 
 #include "backend/registry.h"
 #include "base/status.h"
-#include "io/checkpoint.h"
+#include "nn/encoder_weights.h"
 #include "io/safetensors.h"
 #include "nn/encoder.h"
 #include "test_util.h"
