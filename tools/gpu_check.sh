@@ -240,6 +240,34 @@ else
   skip_part torch_bench "python3's torch does not see a GPU here"
 fi
 
+# ---- 4b. where a SynCo step's GPU time goes: Nsight Compute, one metric (each kernel's duration), 2 steps ---------
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+if [ -n "$NCU" ] && [ $GPU_SEEN = 1 ]; then
+  part profile_synco_tf32 90 env SYNCO_CUDA_TF32=1 "$NCU" --clock-control none --profile-from-start off \
+    --metrics gpu__time_duration.sum --csv --page raw --log-file "$LOGS/profile.csv" "$BIN/synco" bench step \
+    --device cuda --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 3 --iters 2 \
+    --profile 2 --json --no-memory-check
+  # per kernel: calls, total time and share of the two steps, the 14 largest
+  python3 - "$LOGS/profile.csv" <<'PY' 2>&1 | tee -a "$SUMMARY_TXT"
+import csv, sys, collections
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+if len(rows) < 3: sys.exit("    profile: no kernel rows")
+head = rows[0]; ki, ti = head.index("Kernel Name"), head.index("gpu__time_duration.sum")
+unit = rows[1][ti] or "ns"; scale = {"ns": 1e-3, "usecond": 1, "us": 1, "msecond": 1e3, "ms": 1e3}.get(unit, 1e-3)
+tot, calls = collections.Counter(), collections.Counter()
+for r in rows[2:]:
+    try: v = float(r[ti].replace(",", ""))
+    except ValueError: continue
+    name = r[ki].split("(")[0].split("<")[0][:58]; tot[name] += v * scale; calls[name] += 1
+all_us = sum(tot.values())
+print("    profile: %d kernels, %.2f ms of GPU time per step" % (sum(calls.values()), all_us / 2e3))
+for name, us in tot.most_common(14):
+    print("    | %-58s %5d calls %8.0f us %5.1f%%" % (name, calls[name], us, 100 * us / all_us))
+PY
+else
+  skip_part profile "no ncu (Nsight Compute) or no GPU here"
+fi
+
 # ---- 5. pretraining on the GPU, checkpoints and resume, every evaluation command --------------------------------
 J=$(nproc)
 S="$BIN/synco"

@@ -108,6 +108,14 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
 }
 #endif
 
+void synco_backend_profiler(synco_backend *be, int on) {
+#ifdef SYNCO_HAVE_CUDA
+  if (be && !strcmp(be->name, "cuda")) synco_cuda_profiler(on);
+#else
+  (void)be, (void)on;
+#endif
+}
+
 void synco_backend_describe(char *buf, size_t n) {
   if (!n) return;
 #ifdef SYNCO_HAVE_ONEDNN

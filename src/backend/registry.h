@@ -23,6 +23,10 @@ synco_status synco_backend_precision(const char *precision, synco_dtype *dt);
  * oneDNN, the CPU it runs on and what that gives (bf16, the convolution path): whole lines into buf. */
 void synco_backend_describe(char *buf, size_t n);
 
+/* Marks the part of a run an external profiler records (a GPU backend: cudaProfilerStart/Stop, for Nsight Compute's
+ * --profile-from-start off); nothing on the CPU backends. */
+void synco_backend_profiler(synco_backend *be, int on);
+
 /* The backends, directly (tests that need one particular backend). */
 synco_status synco_backend_ref_create(synco_backend **out);
 /* The reference ops over memory the host cannot touch (a test backend that faults where a GPU would:

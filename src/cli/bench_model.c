@@ -28,10 +28,18 @@ typedef struct {
   const char *arch, *method, *backend, *precision, *python;
   int cifar_stem, width, batch, image_size, iters, warmup, threads, json, moco_k, compare, mlp, dim, bn_splits;
   int memory_check;
+  int profile;            /* --profile N: the last N timed iterations are marked for an external profiler */
   size_t planned;         /* the memory plan's total (memplan.h), printed beside the measured peak */
   int world;              /* processes of a `mpirun -np N synco bench step` (0 or 1: one) */
   double comm_share, allreduce_share; /* world > 1: the collectives' and the gradient all-reduce's share of a step */
 } bench_opts;
+
+/* --profile N: the profiler records the last N timed iterations (called at the top of iteration i). */
+static void profile_mark(synco_backend *be, const bench_opts *o, int i) {
+  const int n = o->profile < o->iters ? o->profile : o->iters;
+  if (n > 0 && i == o->warmup + o->iters - n) synco_backend_profiler(be, 1);
+  if (n > 0 && i == o->warmup + o->iters) synco_backend_profiler(be, 0);
+}
 
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
@@ -62,6 +70,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
+      {"profile", 0, SYNCO_ARG_INT, &o->profile, "mark the last N timed iterations for a profiler (ncu --profile-from-start off)"},
       {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL},
   };
@@ -186,6 +195,7 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   const int async = synco_backend_supports(be, SYNCO_CAP_ASYNC);
   synco_encoder_set_timing(enc, !async);
   for (int i = 0; i < o.warmup + (async ? 2 : 1) * o.iters; i++) {
+    profile_mark(be, &o, i);
     if (async && i == o.warmup + o.iters) synco_encoder_set_timing(enc, 1); /* the conv timing pass */
     const double t0 = synco_now();
     /* sync: a GPU backend's ops are asynchronous, so the time is the work's, not its launches' */
@@ -197,6 +207,7 @@ int synco_bench_fwdbwd(int argc, char **argv) {
     if (i >= o.warmup && i < o.warmup + o.iters) times[i - o.warmup] = dt;
     if (i >= o.warmup + (async ? o.iters : 0)) conv[i - o.warmup - (async ? o.iters : 0)] = dc;
   }
+  if (o.profile > 0) synco_backend_profiler(be, 0); /* a synchronous backend has no second pass */
   ret = report("fwdbwd", &o, times, conv, o.iters, 3.0 * 2.0 * synco_encoder_macs_per_image(enc), be);
 done:
   free(x);
@@ -286,6 +297,7 @@ int synco_bench_step(int argc, char **argv) {
   synco_encoder_set_timing(ek, !async);
   double comm = 0, allreduce = 0, total = 0;
   for (int i = 0; i < o.warmup + (async ? 2 : 1) * o.iters; i++) {
+    profile_mark(be, &o, i);
     if (async && i == o.warmup + o.iters) { /* the conv timing pass */
       synco_encoder_set_timing(eq, 1);
       synco_encoder_set_timing(ek, 1);
@@ -307,6 +319,7 @@ int synco_bench_step(int argc, char **argv) {
     const double dc = synco_encoder_conv_seconds(eq, 1) + synco_encoder_conv_seconds(ek, 1);
     if (i >= o.warmup + (async ? o.iters : 0)) conv[i - o.warmup - (async ? o.iters : 0)] = dc;
   }
+  if (o.profile > 0) synco_backend_profiler(be, 0);
   o.comm_share = total > 0 ? comm / total : 0;
   o.allreduce_share = total > 0 ? allreduce / total : 0;
   ret = dist->rank ? 0

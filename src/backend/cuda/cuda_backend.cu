@@ -11,6 +11,8 @@
 
 #include "backend/cuda/cuda_internal.h"
 
+#include <cuda_profiler_api.h>
+
 /* ---- errors ------------------------------------------------------------------------------------------- */
 
 static const char *base_name(const char *file) {
@@ -351,4 +353,10 @@ extern "C" void synco_cuda_describe(char *buf, size_t n) {
     appendf(buf, n, "cuda:%d: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", d, p.name, p.major, p.minor,
             p.totalGlobalMem / 1073741824.0, p.multiProcessorCount);
   }
+}
+
+extern "C" void synco_cuda_profiler(int on) {
+  if (on) cudaProfilerStart();
+  else cudaProfilerStop();
+  cudaGetLastError(); /* without a profiler attached these are no-ops; never blame a later launch */
 }

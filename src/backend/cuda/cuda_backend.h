@@ -23,6 +23,9 @@ int synco_cuda_device_count(void);
 /* Appends to buf (size n, NUL-terminated) one line per GPU (name, compute capability, memory) and the versions
  * of the CUDA runtime and driver, cuDNN and cuBLAS; with no GPU, says so. */
 void synco_cuda_describe(char *buf, size_t n);
+/* cudaProfilerStart (on = 1) / cudaProfilerStop (on = 0): the part of a run that Nsight Compute records when started
+ * with --profile-from-start off. */
+void synco_cuda_profiler(int on);
 
 #ifdef __cplusplus
 }
