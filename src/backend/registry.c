@@ -59,12 +59,12 @@ void synco_backend_destroy(synco_backend *be) {
 /* bf16 here means oneDNN's AVX-512-BF16 kernels (bf16 activations and weights in the convolutions, fp32 master
  * weights, loss and optimizer); the reference backend is fp32 only. The messages name the CPU as oneDNN does. */
 synco_status synco_backend_precision(const char *precision, synco_dtype *dt) {
-  if (!precision || !strcmp(precision, "fp32")) {
+  if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) { /* tf32: fp32 tensors */
     if (dt) *dt = SYNCO_F32;
     return SYNCO_OK;
   }
   if (strcmp(precision, "bf16"))
-    return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32 or bf16", precision);
+    return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;
   SYNCO_TRY(synco_backend_onednn_create(&be));
@@ -107,6 +107,18 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
   }
 }
 #endif
+
+synco_status synco_backend_set_precision(synco_backend *be, const char *precision) {
+  if (!be || !precision || !strcmp(precision, "bf16")) return SYNCO_OK; /* bf16 is the ops' dtype */
+  const int tf32 = !strcmp(precision, "tf32");
+#ifdef SYNCO_HAVE_CUDA
+  if (!strcmp(be->name, "cuda")) return synco_cuda_set_tf32(be, tf32);
+#endif
+  if (tf32)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision tf32 is for GPUs (TF32 tensor cores); backend '%s' has none: "
+                      "use --precision fp32", be->name);
+  return SYNCO_OK;
+}
 
 void synco_backend_profiler(synco_backend *be, int on) {
 #ifdef SYNCO_HAVE_CUDA

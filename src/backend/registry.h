@@ -13,11 +13,15 @@
 synco_status synco_backend_create(const char *name, synco_backend **out);
 void synco_backend_destroy(synco_backend *be);
 
-/* --precision of the commands: "fp32" or "bf16" (NULL = fp32); on success *dt (when dt != NULL) is the
+/* --precision of the commands: "fp32", "tf32" (a GPU's tensor cores for fp32) or "bf16" (NULL = fp32); on success *dt (when dt != NULL) is the
  * activation dtype. bf16 is refused, with the reason and what to use instead, unless a backend built in runs
  * it on this machine (SYNCO_CAP_BF16). Checked before any backend is chosen, so that a command can report it
  * with its other argument problems. */
 synco_status synco_backend_precision(const char *precision, synco_dtype *dt);
+/* Applies --precision to a backend just created, before anything is planned on it: "tf32" turns on a GPU's TF32
+ * tensor cores for fp32 convolutions and GEMMs (refused on CPU backends, which have none), "fp32" asks for strict
+ * fp32 (a GPU's TF32 off), NULL keeps the backend's own mode (on a GPU: SYNCO_CUDA_TF32=1, else strict). */
+synco_status synco_backend_set_precision(synco_backend *be, const char *precision);
 
 /* What `synco info` reports about the backends: "backends: ..." (those built in, and the default), then, with
  * oneDNN, the CPU it runs on and what that gives (bf16, the convolution path): whole lines into buf. */

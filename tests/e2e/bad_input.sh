@@ -15,7 +15,7 @@ expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/
 expect_error "unknown command" "$SYNCO" frobnicate
 # --precision: anything but fp32/bf16 is a usage error; bf16 is refused with the reason (no AVX512-BF16 here, and
 # no bf16 kernels in this build anywhere yet), before anything is written.
-expect_error "expected fp32 or bf16" "$SYNCO" pretrain --precision fp16 --out "$tmp/p0"
+expect_error "expected fp32, tf32 or bf16" "$SYNCO" pretrain --precision fp16 --out "$tmp/p0"
 expect_error "--precision bf16" "$SYNCO" pretrain --precision bf16 --out "$tmp/p1"
 [ ! -e "$tmp/p1" ] || fail "a refused pretrain created its run directory"
 for c in knn linear finetune embed analyze; do

@@ -69,7 +69,7 @@ static void test_precision(void) {
   CHECK(dt == SYNCO_F32);
   CHECK_OK(synco_backend_precision("fp32", NULL));
   CHECK(synco_backend_precision("fp16", &dt) == SYNCO_ERR_ARG);
-  CHECK(!strcmp(synco_last_error(), "--precision fp16: expected fp32 or bf16"));
+  CHECK(!strcmp(synco_last_error(), "--precision fp16: expected fp32, tf32 or bf16"));
   int runs = 0;
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;

@@ -360,3 +360,10 @@ extern "C" void synco_cuda_profiler(int on) {
   else cudaProfilerStop();
   cudaGetLastError(); /* without a profiler attached these are no-ops; never blame a later launch */
 }
+
+extern "C" synco_status synco_cuda_set_tf32(synco_backend *be, int on) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  c->tf32 = on != 0;
+  SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+  return SYNCO_OK;
+}

@@ -23,6 +23,9 @@ int synco_cuda_device_count(void);
 /* Appends to buf (size n, NUL-terminated) one line per GPU (name, compute capability, memory) and the versions
  * of the CUDA runtime and driver, cuDNN and cuBLAS; with no GPU, says so. */
 void synco_cuda_describe(char *buf, size_t n);
+/* TF32 tensor cores for fp32 convolutions and GEMMs (on = 1), or strict fp32 (0); the initial mode is
+ * SYNCO_CUDA_TF32=1 or strict. Affects convolutions planned after the call. */
+synco_status synco_cuda_set_tf32(struct synco_backend *be, int on);
 /* cudaProfilerStart (on = 1) / cudaProfilerStop (on = 0): the part of a run that Nsight Compute records when started
  * with --profile-from-start off. */
 void synco_cuda_profiler(int on);
