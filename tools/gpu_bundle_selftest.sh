@@ -14,8 +14,9 @@
 #   B. start and stop at the missing GPU: this machine's CUDA stack that the binaries need (cuBLAS, cuBLASLt, cuDNN,
 #      as ldd finds them, cuDNN's dlopened parts, and whatever those need beyond the C runtime and the bundle) goes to
 #      /usr/local/cuda-stack (hard links where possible), and with LD_LIBRARY_PATH=/opt/synco-gpu/lib:
-#      /usr/local/cuda-stack: `synco info` reports the CUDA backend, test_neg_kernels and test_cuda_smem pass, test_cuda_ops and test_cuda_step skip (77, no GPU),
-#      and `synco pretrain --device cuda` fails with a one-line "no usable GPU" message, not a crash.
+#      /usr/local/cuda-stack: `synco info` reports the CUDA backend, test_neg_kernels and test_cuda_smem pass,
+#      test_cuda_ops and test_cuda_step skip (77, no GPU), and `synco pretrain --device cuda` fails with a one-line
+#      "no usable GPU" message, not a crash.
 #
 # Usage: tools/gpu_bundle_selftest.sh [--prepare]
 #   runs tools/gpu_check.sh --prepare first when --prepare is given or gpu-bundle/bundle.tar.gz is missing (that
