@@ -53,7 +53,11 @@ if [ "${1:-}" = "--prepare" ]; then
   trap 'rm -rf "$STAGE"' EXIT
   mkdir -p "$STAGE/synco-gpu/lib"
   for t in $BIN_TARGETS; do cp "$B/$t" "$STAGE/synco-gpu/"; done
-  # every library outside the C runtime and the CUDA stack travels, and so do their own dependencies
+  # every library outside the C runtime and the CUDA stack travels, and so do their own dependencies; one that this
+  # machine cannot resolve stops the bundle (it would be missing there too)
+  unresolved=$(for bin in "$STAGE"/synco-gpu/synco "$STAGE"/synco-gpu/test_*; do ldd "$bin"; done |
+    awk '/not found/ {print $1}' | sort -u | grep -vE "$CUDA_LIBS" || true)
+  if [ -n "$unresolved" ]; then echo "gpu-bundle: libraries not found here: $unresolved" >&2; exit 1; fi
   for bin in "$STAGE"/synco-gpu/synco "$STAGE"/synco-gpu/test_*; do ldd "$bin"; done | awk '/=> \// {print $1, $3}' |
     sort -u | while read -r name path; do
       if ! [[ $name =~ $SYSTEM_LIBS ]] && ! [[ $name =~ $CUDA_LIBS ]]; then cp -L "$path" "$STAGE/synco-gpu/lib/$name"; fi
@@ -185,7 +189,9 @@ BIN=$WORK/synco-gpu
 
 # cuBLAS and cuDNN: the system's CUDA first, then PyTorch's pip packages (nvidia/*/lib).
 CUDA_DIRS=""
-for lib in libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 libnvrtc.so.13; do
+# (cuDNN loads its parts at run time, so they are looked for too: a partial cuDNN would abort at the first call)
+for lib in libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 libcudnn_graph.so.9 libcudnn_ops.so.9 libcudnn_cnn.so.9 \
+  libcudnn_engines_precompiled.so.9 libnvrtc.so.13; do
   f=$(find /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
         /opt/torch/.venv/lib/python3*/site-packages/nvidia /usr/local/lib/python3*/dist-packages/nvidia \
         -maxdepth 3 -name "$lib" 2>/dev/null | head -1)
