@@ -10,6 +10,7 @@
 
 #include "backend/registry.h"
 #include "base/rng.h"
+#include "base/file_read.h"
 #include "base/status.h"
 #include "data/data.h"
 #include "nn/encoder_weights.h"
@@ -133,8 +134,8 @@ synco_status synco_model_encode_rgb(synco_model *m, const uint8_t *rgb, int widt
 
 synco_status synco_model_encode_file(synco_model *m, const char *path, float *features) {
   if (!m || !path || !features) return synco_fail(SYNCO_ERR_ARG, "synco_model_encode_file: NULL argument");
-  FILE *f = fopen(path, "rb");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = synco_fopen_read(path, "an image file", NULL); /* not a FIFO or a device: they never end */
+  if (!f) return SYNCO_ERR_IO;
   size_t n = 0;
   synco_status s = SYNCO_OK;
   for (;;) {

@@ -10,6 +10,7 @@
 
 #include "backend/registry.h"
 #include "base/progress.h"
+#include "base/file_read.h"
 #include "base/status.h"
 #include "cli/common.h"
 #include "cli/memplan.h"
@@ -301,8 +302,8 @@ static int grow(double **a, int cap) {
 
 synco_status synco_runlog_read(synco_runlog *log, const char *path) {
   memset(log, 0, sizeof *log);
-  FILE *f = fopen(path, "r");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = synco_fopen_read(path, NULL, NULL); /* a FIFO given as a log would hang the read */
+  if (!f) return SYNCO_ERR_IO;
   char *line = NULL;
   size_t cap_line = 0;
   int cap = 0, ecap = 0, lineno = 0;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 #include "data/internal.h"
 
@@ -23,7 +24,7 @@ int synco_path_is_dir(const char *path) {
 
 int synco_path_is_file(const char *path) {
   struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+  return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 synco_dataset *synco_ds_new(const char *format, const char *root) {
@@ -47,8 +48,13 @@ synco_status synco_read_file(const char *path, int gz, uint8_t **buf, size_t *n)
   *n = 0;
   if (gz) {
     /* gzread also passes plain files through, so a .gz name with plain contents still works. */
-    gzFile f = gzopen(path, "rb");
-    if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    const int fd = synco_open_read(path, NULL, NULL);
+    if (fd < 0) return SYNCO_ERR_IO;
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+      close(fd);
+      return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory opening a gzip stream", path);
+    }
     size_t cap = 1 << 20, len = 0;
     uint8_t *p = (uint8_t *)malloc(cap);
     for (;;) {
@@ -81,14 +87,9 @@ synco_status synco_read_file(const char *path, int gz, uint8_t **buf, size_t *n)
     *n = len;
     return SYNCO_OK;
   }
-  FILE *f = fopen(path, "rb");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return synco_fail(SYNCO_ERR_IO, "%s: not a regular file", path);
-  }
-  const size_t len = (size_t)st.st_size;
+  size_t len;
+  FILE *f = synco_fopen_read(path, NULL, &len);
+  if (!f) return SYNCO_ERR_IO;
   uint8_t *p = (uint8_t *)malloc(len ? len : 1);
   if (!p) {
     fclose(f);
@@ -107,14 +108,8 @@ synco_status synco_read_file(const char *path, int gz, uint8_t **buf, size_t *n)
 
 synco_status synco_ds_map_file(synco_ds_segment *seg, const char *path, size_t *len) {
   memset(seg, 0, sizeof *seg);
-  const int fd = open(path, O_RDONLY);
-  if (fd < 0) return synco_fail(SYNCO_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return synco_fail(SYNCO_ERR_IO, "%s: not a regular file", path);
-  }
-  *len = (size_t)st.st_size;
+  const int fd = synco_open_read(path, NULL, len);
+  if (fd < 0) return SYNCO_ERR_IO;
   if (*len > 0) {
     void *m = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m != MAP_FAILED) {
@@ -143,6 +138,11 @@ synco_status synco_dataset_open(synco_dataset **out, const char *path, const syn
   if (synco_fmt_stl10_detect(path)) return synco_fmt_stl10_open(out, path, opt);
   if (synco_fmt_idx_detect(path)) return synco_fmt_idx_open(out, path, opt);
   if (S_ISDIR(st.st_mode)) return synco_fmt_imagefolder_open(out, path, opt);
+  if (!S_ISREG(st.st_mode)) { /* a FIFO or a device: say what it is */
+    const int fd = synco_open_read(path, "a dataset (an ImageFolder, CIFAR .bin, STL-10 .bin or idx file)", NULL);
+    if (fd < 0) return SYNCO_ERR_IO;
+    close(fd);
+  }
   return synco_fail(SYNCO_ERR_FORMAT,
                     "%s: unrecognized dataset (expected an ImageFolder, CIFAR .bin, STL-10 .bin or idx file)", path);
 }

@@ -4,6 +4,7 @@
  * torchvision's default loader. The default TurboJPEG flags (accurate integer DCT, fancy upsampling) are
  * libjpeg's defaults, which PIL uses too. A truncated JPEG is an error, as in PIL without
  * LOAD_TRUNCATED_IMAGES; other libjpeg warnings (extraneous bytes) are tolerated, as PIL tolerates them. */
+#include <math.h>
 #include <png.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -11,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 #include "data/internal.h"
 
@@ -168,6 +171,135 @@ synco_status synco_image_decode(synco_image *img, const uint8_t *bytes, size_t n
   if (n >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) return decode_jpeg(img, bytes, n, name);
   if (n >= 8 && !memcmp(bytes, png_sig, 8)) return decode_png(img, bytes, n, name);
   return synco_fail(SYNCO_ERR_FORMAT, "%s: not a JPEG or PNG image", name);
+}
+
+/* ---- header probe ------------------------------------------------------------------------------------ */
+
+/* The bytes of a file read through a small window (pread), for walking a JPEG's markers without reading it all. */
+typedef struct {
+  int fd;
+  size_t size, off, len;
+  uint8_t buf[4096];
+} probe_src;
+
+/* The byte at offset at, or -1 past the end or on a read error. */
+static int probe_byte(probe_src *s, size_t at) {
+  if (at >= s->size) return -1;
+  if (at < s->off || at >= s->off + s->len) {
+    s->off = at;
+    s->len = s->size - at < sizeof s->buf ? s->size - at : sizeof s->buf;
+    if (synco_pread_all(s->fd, s->buf, s->len, at) != 0) {
+      s->len = 0;
+      return -1;
+    }
+  }
+  return s->buf[at - s->off];
+}
+
+static int probe_be16(probe_src *s, size_t at) {
+  const int a = probe_byte(s, at), b = probe_byte(s, at + 1);
+  return a < 0 || b < 0 ? -1 : (a << 8) | b;
+}
+
+/* Deflate codes at most 258 bytes in 2 bits: a PNG's image data inflates to at most 1032 times its size. */
+#define DEFLATE_MAX_RATIO 1032
+
+static synco_status probe_png(probe_src *s, const char *name, int *w, int *h) {
+  uint8_t hd[29];
+  for (int i = 0; i < 29; i++) {
+    const int b = probe_byte(s, (size_t)i);
+    if (b < 0) return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt PNG (truncated before the end of its header)", name);
+    hd[i] = (uint8_t)b;
+  }
+  if (memcmp(hd + 12, "IHDR", 4) != 0)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt PNG (IHDR missing: it must be the first chunk)", name);
+  const uint32_t pw = ((uint32_t)hd[16] << 24) | ((uint32_t)hd[17] << 16) | ((uint32_t)hd[18] << 8) | hd[19];
+  const uint32_t ph = ((uint32_t)hd[20] << 24) | ((uint32_t)hd[21] << 16) | ((uint32_t)hd[22] << 8) | hd[23];
+  /* the decoder's own limits: libpng's user limits (decode_png) and SYNCO_MAX_PIXELS */
+  if (pw == 0 || ph == 0 || pw > (1u << 15) || ph > (1u << 15) || (size_t)pw * ph > SYNCO_MAX_PIXELS)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: unsupported image size %ux%u (at most %d pixels a side and %zu in all)",
+                      name, (unsigned)pw, (unsigned)ph, 1 << 15, (size_t)SYNCO_MAX_PIXELS);
+  static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
+  const int depth = hd[24], ctype = hd[25];
+  const int ch = ctype <= 6 ? channels[ctype] : 0;
+  if (!ch || (depth != 1 && depth != 2 && depth != 4 && depth != 8 && depth != 16))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt PNG (colour type %d with bit depth %d)", name, ctype, depth);
+  /* the filtered rows, one filter byte each, come from the compressed data: a file too small for them is damaged */
+  const double raw = (double)ph * (1.0 + ceil((double)pw * ch * depth / 8.0));
+  if ((double)s->size * DEFLATE_MAX_RATIO < raw)
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: header says %ux%u, more than its %zu bytes can hold (at least %.0f for "
+                      "that size)", name, (unsigned)pw, (unsigned)ph, s->size, ceil(raw / DEFLATE_MAX_RATIO));
+  *w = (int)pw;
+  *h = (int)ph;
+  return SYNCO_OK;
+}
+
+/* Walks a JPEG's markers as libjpeg does (bytes before a marker and 0xFF fill skipped) to its frame header. */
+static synco_status probe_jpeg(probe_src *s, const char *name, int *w, int *h) {
+  size_t at = 2;
+  for (;;) {
+    int b;
+    while ((b = probe_byte(s, at)) >= 0 && b != 0xFF) at++; /* garbage (libjpeg warns and skips it) */
+    while ((b = probe_byte(s, at)) == 0xFF) at++;            /* fill bytes */
+    if (b < 0) return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt JPEG header (the file ends before its frame header)", name);
+    const int m = b;
+    at++;
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* markers without a length */
+    if (m == 0x00) continue; /* 0xFF00 outside entropy-coded data is garbage to libjpeg too */
+    if (m == 0xD8 || m == 0xD9 || m == 0xDA)
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt JPEG header (marker 0x%02X before the frame header)", name, m);
+    const int len = probe_be16(s, at);
+    if (len < 2) return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt JPEG header (a truncated or empty segment)", name);
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) { /* SOFn */
+      const int jh = probe_be16(s, at + 3), jw = probe_be16(s, at + 5), nc = probe_byte(s, at + 7);
+      if (len < 8 || jh < 0 || jw < 0 || nc < 1 || len < 8 + 3 * nc)
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: corrupt JPEG header (a truncated frame header)", name);
+      SYNCO_TRY(check_dims(jw, jh, name));
+      /* Huffman-coded frames (all but the arithmetic ones, SOF9..11 and SOF13..15) spend at least one bit on every
+       * 8x8 block of a component (its DC code): a file too small for the blocks of its smallest component is a
+       * header that claims more than the data holds (8192x8192 patched onto a 32x32 image). */
+      if (m < 0xC9) {
+        int hmax = 1, vmax = 1, hf[4] = {1, 1, 1, 1}, vf[4] = {1, 1, 1, 1};
+        for (int c = 0; c < nc && c < 4; c++) {
+          const int f = probe_byte(s, at + 9 + 3 * (size_t)c);
+          hf[c] = f >> 4 > 0 ? f >> 4 : 1;
+          vf[c] = (f & 15) > 0 ? f & 15 : 1;
+          if (hf[c] > hmax) hmax = hf[c];
+          if (vf[c] > vmax) vmax = vf[c];
+        }
+        double blocks = -1;
+        for (int c = 0; c < nc && c < 4; c++) {
+          const double bw = ceil(ceil((double)jw * hf[c] / hmax) / 8), bh = ceil(ceil((double)jh * vf[c] / vmax) / 8);
+          if (blocks < 0 || bw * bh < blocks) blocks = bw * bh;
+        }
+        if ((double)s->size * 8 < blocks)
+          return synco_fail(SYNCO_ERR_FORMAT, "%s: header says %dx%d, more than its %zu bytes can hold (at least %.0f "
+                            "for that size)", name, jw, jh, s->size, ceil(blocks / 8));
+      }
+      *w = jw;
+      *h = jh;
+      return SYNCO_OK;
+    }
+    at += (size_t)len;
+  }
+}
+
+synco_status synco_image_probe_file(const char *path, int *w, int *h) {
+  static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  *w = *h = 0;
+  probe_src s = {.fd = -1};
+  s.fd = synco_open_read(path, NULL, &s.size);
+  if (s.fd < 0) return SYNCO_ERR_IO;
+  synco_status st;
+  uint8_t sig[8];
+  int n = 0;
+  for (int b; n < 8 && (b = probe_byte(&s, (size_t)n)) >= 0; n++) sig[n] = (uint8_t)b;
+  if (s.size == 0) st = synco_fail(SYNCO_ERR_FORMAT, "%s: empty file (0 bytes)", path);
+  else if (n >= 3 && sig[0] == 0xFF && sig[1] == 0xD8 && sig[2] == 0xFF) st = probe_jpeg(&s, path, w, h);
+  else if (n == 8 && !memcmp(sig, png_sig, 8)) st = probe_png(&s, path, w, h);
+  else st = synco_fail(SYNCO_ERR_FORMAT, "%s: not a JPEG or PNG image", path);
+  close(s.fd);
+  return st;
 }
 
 void synco_image_free(synco_image *img) {

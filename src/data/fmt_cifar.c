@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 #include "data/internal.h"
 
@@ -55,7 +56,12 @@ static synco_status load_names(synco_dataset *ds, const char *file, int n, const
   char **names = (char **)calloc((size_t)n, sizeof(char *));
   char line[256], numbuf[16];
   int got = 0;
-  FILE *f = file ? fopen(file, "r") : NULL;
+  /* optional, but when present it must be a file (a FIFO would hang the read) */
+  FILE *f = file && synco_path_exists(file) ? synco_fopen_read(file, NULL, NULL) : NULL;
+  if (file && !f && synco_path_exists(file)) {
+    free(names);
+    return SYNCO_ERR_IO;
+  }
   if (f) {
     while (got < n && fgets(line, sizeof line, f)) {
       line[strcspn(line, "\r\n")] = 0;

@@ -8,9 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 #include "data/internal.h"
 
@@ -50,10 +51,14 @@ static synco_status read_idx(const char *path, uint32_t magic, int nd, uint32_t 
                              uint8_t **body, size_t *body_len) {
   *body = NULL;
   *body_len = 0;
-  struct stat sb;
-  if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return synco_fail(SYNCO_ERR_IO, "%s: not a readable file", path);
-  gzFile f = gzopen(path, "rb");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open", path);
+  size_t file_size;
+  const int fd = synco_open_read(path, NULL, &file_size);
+  if (fd < 0) return SYNCO_ERR_IO;
+  gzFile f = gzdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory opening a gzip stream", path);
+  }
   synco_status st = SYNCO_OK;
   uint8_t hdr[16];
   const int hlen = 4 + 4 * nd;
@@ -71,7 +76,7 @@ static synco_status read_idx(const char *path, uint32_t magic, int nd, uint32_t 
     need *= dims[i];
   }
   const int plain = gzdirect(f);
-  const uint64_t have = (uint64_t)sb.st_size - (uint64_t)hlen;
+  const uint64_t have = (uint64_t)file_size - (uint64_t)hlen;
   if (nd == 3 && (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[1] > 4096 || dims[2] > 4096))
     st = synco_fail(SYNCO_ERR_FORMAT, "%s: header says %u images of %ux%u (expected 1..4096 pixels a side, at least one image)",
                     path, dims[0], dims[1], dims[2]);
@@ -82,11 +87,11 @@ static synco_status read_idx(const char *path, uint32_t magic, int nd, uint32_t 
                     what, (unsigned long long)IDX_MAX_BODY);
   else if (plain && need != have)
     st = nd == 3 ? synco_fail(SYNCO_ERR_FORMAT, "%s: header says %u images of %ux%u but the file has %llu bytes", path,
-                              dims[0], dims[1], dims[2], (unsigned long long)sb.st_size)
-                 : synco_fail(SYNCO_ERR_FORMAT, "%s: %u labels in %llu bytes", path, dims[0], (unsigned long long)sb.st_size);
-  else if (!plain && need > gz_max_inflated((uint64_t)sb.st_size))
+                              dims[0], dims[1], dims[2], (unsigned long long)file_size)
+                 : synco_fail(SYNCO_ERR_FORMAT, "%s: %u labels in %llu bytes", path, dims[0], (unsigned long long)file_size);
+  else if (!plain && need > gz_max_inflated((uint64_t)file_size))
     st = synco_fail(SYNCO_ERR_FORMAT, "%s: header declares %llu bytes of %s, more than a %llu-byte gzip file can hold", path,
-                    (unsigned long long)need, what, (unsigned long long)sb.st_size);
+                    (unsigned long long)need, what, (unsigned long long)file_size);
   size_t len = 0, cap = 0;
   uint8_t *p = NULL;
   while (st == SYNCO_OK && len < need) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 #include "data/internal.h"
 
@@ -115,7 +116,12 @@ synco_status synco_fmt_stl10_open(synco_dataset **out, const char *path, const s
     char buf[10][128];
     for (int i = 0; i < 10; i++) names[i] = k_stl_classes[i];
     snprintf(file, sizeof file, "%s/class_names.txt", dir);
-    FILE *f = fopen(file, "r");
+    /* optional, but when present it must be a file (a FIFO would hang the read) */
+    FILE *f = synco_path_exists(file) ? synco_fopen_read(file, NULL, NULL) : NULL;
+    if (!f && synco_path_exists(file)) {
+      synco_dataset_free(ds);
+      return SYNCO_ERR_IO;
+    }
     for (int i = 0; f && i < 10 && fgets(line, sizeof line, f); i++) {
       line[strcspn(line, "\r\n")] = 0;
       snprintf(buf[i], sizeof buf[i], "%s", line);

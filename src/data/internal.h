@@ -61,11 +61,13 @@ synco_dataset *synco_ds_new(const char *format, const char *root);
 synco_status synco_ds_set_classes(synco_dataset *ds, const char *const *names, int n);
 /* Adds a line to the dataset's warnings (the first few are kept, then a count). */
 void synco_ds_warn(synco_dataset *ds, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Reads a whole file (gzip-compressed files are inflated when gz != 0). */
+/* Reads a whole file (gzip-compressed files are inflated when gz != 0); only a regular file (base/file_read.h). */
 synco_status synco_read_file(const char *path, int gz, uint8_t **buf, size_t *n);
-/* Maps a file read-only (falls back to reading it). */
+/* Maps a regular file read-only (falls back to reading it). */
 synco_status synco_ds_map_file(synco_ds_segment *seg, const char *path, size_t *len);
 int synco_path_is_dir(const char *path);
+/* Something other than a folder is at path: a regular file, or a FIFO or device that the format's reader then
+ * refuses with the file named (base/file_read.h), rather than the format going unrecognized. */
 int synco_path_is_file(const char *path);
 
 synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *root, const synco_dataset_options *opt);
@@ -118,6 +120,11 @@ void synco_aug_grayscale(float *chw, size_t n);
 void synco_aug_blur(float *chw, int w, int h, float sigma, uint8_t *tmp);
 /* PIL's extended box radius for one of `passes` passes approximating a Gaussian of sigma. */
 float synco_aug_box_radius(float sigma, int passes);
+
+/* Reads the header of the image file at path (JPEG or PNG), nothing more, and judges it as synco_image_decode would:
+ * the format, the size against the decoders' limits, and the size against the file's bytes (a header claiming
+ * more pixels than its data could hold, e.g. 8192x8192 patched onto a 32x32 JPEG). *w, *h: the image's size. */
+synco_status synco_image_probe_file(const char *path, int *w, int *h);
 
 /* Sizes img for a w x h RGB image (growing its buffer as needed) and sets img->w, img->h. */
 synco_status synco_image_reserve(synco_image *img, int w, int h);

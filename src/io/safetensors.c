@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 
 static const struct {
@@ -67,8 +68,12 @@ static int cmp_name(const void *a, const void *b) {
   return strcmp((*(synco_st_entry *const *)a)->name, (*(synco_st_entry *const *)b)->name);
 }
 
-/* Validates st->buf/size and fills the table. The caller owns buf already. */
-static synco_status parse_owned(synco_safetensors *st) {
+/* The largest header accepted: far above any real one (a ResNet-50 checkpoint's is about 60 KB). */
+#define HEADER_MAX ((uint64_t)100 * 1024 * 1024)
+
+/* Validates the header of st->buf (the file is st->size bytes; the first `have` of them are in buf, at least the
+ * header's when its length is valid) and fills the table. The caller owns buf already. */
+static synco_status parse_owned(synco_safetensors *st, size_t have) {
   const char *p = st->path;
   if (st->size < 8) return synco_fail(SYNCO_ERR_FORMAT, "%s: not a safetensors file (%zu bytes, need at least 8)", p, st->size);
   uint64_t hlen = 0;
@@ -76,7 +81,8 @@ static synco_status parse_owned(synco_safetensors *st) {
   if (hlen > st->size - 8)
     return synco_fail(SYNCO_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", p,
                       (unsigned long long)hlen, st->size);
-  if (hlen > 100u * 1024 * 1024) return synco_fail(SYNCO_ERR_FORMAT, "%s: header of %llu bytes is too large", p, (unsigned long long)hlen);
+  if (hlen > HEADER_MAX) return synco_fail(SYNCO_ERR_FORMAT, "%s: header of %llu bytes is too large", p, (unsigned long long)hlen);
+  if (have < 8 + hlen) return synco_fail(SYNCO_ERR_IO, "%s: the header was not read", p); /* a caller's slip */
   const char *json_end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts((const char *)st->buf + 8, (size_t)hlen, &json_end, 0);
   if (!root || !cJSON_IsObject(root)) {
@@ -237,38 +243,57 @@ synco_status synco_st_parse(synco_safetensors *st, const void *bytes, size_t siz
   }
   memcpy(st->buf, bytes, size);
   st->size = size;
-  synco_status s = parse_owned(st);
+  synco_status s = parse_owned(st, size);
   if (s) synco_st_close(st);
   return s;
 }
 
 synco_status synco_st_open(synco_safetensors *st, const char *path) {
   memset(st, 0, sizeof *st);
-  FILE *f = fopen(path, "rb");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  /* The file's own size bounds every allocation below; a folder or a pipe has none. */
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    const int dir = S_ISDIR(sb.st_mode);
-    fclose(f);
-    return synco_fail(SYNCO_ERR_IO, "%s: %s, not a safetensors file", path, dir ? "is a folder" : "not a regular file");
-  }
-  const size_t sz = (size_t)sb.st_size;
+  /* The file's own size bounds every allocation below; a folder, a FIFO or a device has none (and a FIFO would
+   * block the open): base/file_read.h refuses them. */
+  size_t sz;
+  const int fd = synco_open_read(path, "a safetensors file", &sz);
+  if (fd < 0) return SYNCO_ERR_IO;
   st->path = strdup(path);
-  st->buf = malloc(sz + 1);
-  if (!st->path || !st->buf) {
-    fclose(f);
-    synco_st_close(st);
-    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, sz);
+  if (!st->path) {
+    close(fd);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory", path);
   }
-  st->size = fread(st->buf, 1, sz, f);
-  int err = ferror(f);
-  fclose(f);
-  if (err || st->size != sz) {
+  /* The header first: its length, then the header itself, judged (JSON, dtypes, shapes, offsets within the size
+   * the file has) before the tensors are read, so that a large file that is not a safetensors file (a 6 GB sparse
+   * one, a video) costs a few bytes of reading, not its size in memory and time. */
+  uint8_t len8[8];
+  uint64_t hlen = 0;
+  if (sz >= 8 && synco_pread_all(fd, len8, 8, 0) != 0) {
+    const int e = errno;
+    close(fd);
     synco_st_close(st);
-    return synco_fail(SYNCO_ERR_IO, "%s: read error", path);
+    return synco_fail(SYNCO_ERR_IO, "%s: read error: %s", path, strerror(e));
   }
-  synco_status s = parse_owned(st);
+  for (int i = 7; sz >= 8 && i >= 0; i--) hlen = (hlen << 8) | len8[i];
+  const size_t head = sz >= 8 && hlen <= sz - 8 && hlen <= HEADER_MAX ? 8 + (size_t)hlen : sz < 8 ? sz : 8;
+  st->buf = malloc(head + 1);
+  if (!st->buf) {
+    close(fd);
+    synco_st_close(st);
+    return synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading its %zu-byte header", path, head);
+  }
+  st->size = sz;
+  synco_status s = SYNCO_OK;
+  if (synco_pread_all(fd, st->buf, head, 0) != 0) s = synco_fail(SYNCO_ERR_IO, "%s: read error: %s", path, strerror(errno));
+  if (!s) s = parse_owned(st, head); /* only the header's bytes are looked at */
+  if (!s && sz > head) {            /* then the tensors */
+    uint8_t *all = realloc(st->buf, sz + 1);
+    if (!all) s = synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, sz);
+    else {
+      st->buf = all;
+      st->data = st->buf + head;
+      if (synco_pread_all(fd, st->buf + head, sz - head, head) != 0)
+        s = synco_fail(SYNCO_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    }
+  }
+  close(fd);
   if (s) synco_st_close(st);
   return s;
 }

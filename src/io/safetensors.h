@@ -40,7 +40,9 @@ typedef struct {
   int meta_count;
 } synco_safetensors;
 
-/* Reads and validates a file. On failure returns SYNCO_ERR_IO/SYNCO_ERR_FORMAT with "<path>: <problem>". */
+/* Reads and validates a file: a regular file only (a FIFO or a device is refused at once, base/file_read.h), whose
+ * header is read and judged before its tensors are read, so a large file that is not a safetensors file costs a
+ * few bytes of reading. On failure returns SYNCO_ERR_IO/SYNCO_ERR_FORMAT with "<path>: <problem>". */
 synco_status synco_st_open(synco_safetensors *st, const char *path);
 /* Validates an in-memory image (copied); `name` is used in messages. For fuzzing and tests. */
 synco_status synco_st_parse(synco_safetensors *st, const void *bytes, size_t size, const char *name);
