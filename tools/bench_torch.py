@@ -45,7 +45,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
-from torchvision.models.resnet import BasicBlock, Bottleneck
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from synco_resnet import ARCH, synco_resnet  # noqa: E402
 
 DEV = torch.device("cpu")  # --device
 MEMFMT = torch.contiguous_format  # --channels-last
@@ -56,11 +58,7 @@ def sync():
         torch.cuda.synchronize(DEV)
 
 
-ARCHS = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-}
+ARCHS = {"resnet%d" % depth: depth for depth in ARCH}
 
 # Per-method default counts (n1..n6); explicit --n1..--n6 override them.
 METHOD_COUNTS = {
@@ -91,71 +89,6 @@ class SplitBatchNorm(nn.BatchNorm2d):
             return outcome
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
                             False, self.momentum, self.eps)
-
-
-class ResNetEncoder(nn.Module):
-    """torchvision's ResNet (same parameter names and init) with a base-width option, the optional
-    CIFAR stem (3x3/s1 conv, no max-pool) and the MoCo-v2 MLP head in place of fc."""
-
-    def __init__(self, arch, width=64, cifar_stem=False, dim=128, mlp=True, bn_splits=1):
-        super().__init__()
-        block, layers = ARCHS[arch]
-        if bn_splits > 1:
-            self._norm_layer = lambda c: SplitBatchNorm(c, bn_splits)
-        else:
-            self._norm_layer = nn.BatchNorm2d
-        self.inplanes = width
-        self.dilation = 1
-        self.groups = 1
-        self.base_width = 64  # torchvision's width_per_group; Bottleneck width = planes
-        if cifar_stem:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = self._norm_layer(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if cifar_stem else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, width, layers[0])
-        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        d = 8 * width * block.expansion
-        self.feat_dim = d
-        if mlp:
-            self.fc = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, dim))
-        else:
-            self.fc = nn.Linear(d, dim)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-
-    # Same as torchvision.models.resnet.ResNet._make_layer (1.13 / 0.14).
-    def _make_layer(self, block, planes, blocks, stride=1):
-        norm_layer = self._norm_layer
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, kernel_size=1, stride=stride, bias=False),
-                norm_layer(planes * block.expansion),
-            )
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
-                        self.dilation, norm_layer)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, groups=self.groups, base_width=self.base_width,
-                                dilation=self.dilation, norm_layer=norm_layer))
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.maxpool(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
 
 
 def forward_macs_per_image(model, image_size):
@@ -363,9 +296,13 @@ def time_iters(fn, warmup, iters):
 
 
 def make_encoder_factory(args, bn_splits):
+    """torchvision's ResNet (tools/synco_resnet.py: same parameter names and init) at the base width, with the
+    optional CIFAR stem and the MoCo-v2 MLP head (or one Linear) in place of fc; Split-BN with bn_splits > 1."""
+    norm = (lambda c: SplitBatchNorm(c, bn_splits)) if bn_splits > 1 else None
+
     def make():
-        return ResNetEncoder(args.arch, width=args.width, cifar_stem=args.cifar_stem, dim=args.dim,
-                             mlp=not args.no_mlp, bn_splits=bn_splits)
+        return synco_resnet(ARCHS[args.arch], args.width, args.cifar_stem, "linear" if args.no_mlp else "mlp",
+                            args.dim, norm_layer=norm)
     return make
 
 

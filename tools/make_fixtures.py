@@ -2,19 +2,21 @@
 """Writes the encoder parity fixtures under tests/fixtures/ (run with Debian's /usr/bin/python3: torch 1.13,
 torchvision 0.14).
 
-torchvision's ResNet has no base-width option, so the script builds the same network from torchvision's own
-BasicBlock and Bottleneck classes with a width parameter (the module names, and hence the state_dict keys, are
-torchvision's). At width 64 it asserts that the keys, shapes and outputs equal torchvision.models.resnet18/50
-given the same weights. Then, for a small width, it runs one train-mode step in float64 (the reference; the C
-side computes in fp32): out = head(backbone(x)), loss = sum(normalize(out) * G), backward, and stores the input,
-G, every weight and BN buffer before the step (torchvision names), the head output, the loss, every parameter
-gradient ("grad.<name>") and the updated BN running statistics ("updated.<name>").
+torchvision's ResNet has no base-width option, so the network is tools/synco_resnet.py's: torchvision's ResNet
+class with the stages made at w, 2w, 4w, 8w planes by torchvision's own _make_layer, BasicBlock and Bottleneck
+(the module names, and hence the state_dict keys, are torchvision's). At width 64 the script asserts that the
+keys, shapes and outputs equal torchvision.models.resnet18/34/50 given the same weights. Then, for a small
+width, it runs one train-mode step in float64 (the reference; the C side computes in fp32): out =
+head(backbone(x)), loss = sum(normalize(out) * G), backward, and stores the input, G, every weight and BN buffer
+before the step (torchvision names), the head output, the loss, every parameter gradient ("grad.<name>") and the
+updated BN running statistics ("updated.<name>").
 
 Split-BN follows the synco contract (src/tensor/backend.h): the batch is cut into `groups` CONTIGUOUS equal
 parts, each normalized with its own statistics, and the running statistics become the mean over the groups of
 each group's update. (MoCo's SplitBatchNorm groups images n with equal n % groups instead.)
 
     /usr/bin/python3 tools/make_fixtures.py            # writes tests/fixtures/resnet*_*.safetensors
+    /usr/bin/python3 tools/make_fixtures.py --out DIR  # writes them to DIR instead (to compare with the committed)
     /usr/bin/python3 tools/make_fixtures.py --counts   # prints the torchvision parameter counts test_encoder.c uses
 """
 import argparse
@@ -27,10 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
-from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "tests", "fixtures")
+sys.path.insert(0, HERE)
+from synco_resnet import synco_resnet  # noqa: E402
 
 
 class SplitBN(nn.BatchNorm2d):
@@ -54,75 +57,13 @@ class SplitBN(nn.BatchNorm2d):
         return y.view(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
 
 
-class ResNetW(nn.Module):
-    """torchvision.models.ResNet with base width `width` (64 = torchvision) and the optional CIFAR stem."""
-
-    def __init__(self, block, layers, width=64, num_classes=1000, cifar_stem=False, norm_layer=nn.BatchNorm2d):
-        super().__init__()
-        self._norm_layer = norm_layer
-        self.inplanes = width
-        self.dilation = 1
-        self.groups = 1
-        self.base_width = 64  # torchvision's width_per_group: Bottleneck inner width = planes
-        if cifar_stem:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = norm_layer(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if cifar_stem else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, width, layers[0])
-        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(8 * width * block.expansion, num_classes)
-        for m in self.modules():  # torchvision's init
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-
-    def _make_layer(self, block, planes, blocks, stride=1):
-        norm_layer = self._norm_layer
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       norm_layer(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, self.dilation,
-                        norm_layer)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, groups=self.groups, base_width=self.base_width,
-                                dilation=self.dilation, norm_layer=norm_layer))
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-ARCH = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
-
-
-def build(depth, width, cifar_stem, mlp, dim, norm_layer=nn.BatchNorm2d):
-    block, layers = ARCH[depth]
-    m = ResNetW(block, layers, width, num_classes=dim, cifar_stem=cifar_stem, norm_layer=norm_layer)
-    if mlp:  # MoCo v2: fc -> Sequential(Linear(d, d), ReLU, fc)
-        d = m.fc.weight.shape[1]
-        m.fc = nn.Sequential(nn.Linear(d, d), nn.ReLU(), m.fc)
-    return m
-
-
 def check_against_torchvision():
     """At width 64 the parameterized network IS torchvision's: same keys, shapes and outputs."""
     for depth, ctor in ((18, torchvision.models.resnet18), (34, torchvision.models.resnet34),
                         (50, torchvision.models.resnet50)):
         torch.manual_seed(0)
         tv = ctor().eval()
-        mine = build(depth, 64, False, False, 1000).eval()
+        mine = synco_resnet(depth, head="linear", dim=1000).eval()
         a, b = tv.state_dict(), mine.state_dict()
         assert list(a.keys()) == list(b.keys()), depth
         assert all(a[k].shape == b[k].shape for k in a), depth
@@ -137,7 +78,7 @@ def check_against_torchvision():
     tv = torchvision.models.resnet18()
     tv.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     tv.maxpool = nn.Identity()
-    mine = build(18, 64, True, False, 1000)
+    mine = synco_resnet(18, cifar_stem=True, head="linear", dim=1000)
     assert [(k, v.shape) for k, v in tv.state_dict().items()] == [(k, v.shape) for k, v in mine.state_dict().items()]
 
 
@@ -153,7 +94,7 @@ def param_counts():
         np_ = len(list(m.parameters()))
         nb = len([n for n, _ in m.named_buffers() if not n.endswith("num_batches_tracked")])
         full = sum(t.numel() for t in ctor().parameters())
-        mlp = build(depth, 64, False, True, 128)
+        mlp = synco_resnet(depth, head="mlp", dim=128)
         pm = sum(t.numel() for t in mlp.parameters())
         rows.append((depth, p, np_, b, nb, full, pm))
         print(f"resnet{depth}: backbone params {p} ({np_} tensors), buffers {b} ({nb} tensors), "
@@ -191,7 +132,7 @@ def run_step(depth, width, cifar_stem, mlp, dim, bn_splits, batch, size, dtype):
         bn.splits = bn_splits
         return bn
 
-    model = build(depth, width, cifar_stem, mlp, dim, norm_layer=norm)
+    model = synco_resnet(depth, width, cifar_stem, "mlp" if mlp else "linear", dim, norm_layer=norm)
     # Non-trivial BN affine parameters and running statistics, so that a swapped gamma/beta or mean/var shows.
     with torch.no_grad():
         for m in model.modules():
@@ -214,7 +155,7 @@ def rel_dev(a, b):
     return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
 
 
-def make_fixture(name, depth, width, cifar_stem, mlp, dim, bn_splits, batch, size):
+def make_fixture(out_dir, name, depth, width, cifar_stem, mlp, dim, bn_splits, batch, size):
     args = (depth, width, cifar_stem, mlp, dim, bn_splits, batch, size)
     # float64 reference: the C side runs fp32, so the stored refs carry (almost) no error of their own.
     before, x, G, model, out, loss = run_step(*args, torch.float64)
@@ -244,7 +185,7 @@ def make_fixture(name, depth, width, cifar_stem, mlp, dim, bn_splits, batch, siz
             "torch_fp32_dev_stats": "%.3e" % dev_stats,
             "generator": "tools/make_fixtures.py (torch %s, torchvision %s)" % (torch.__version__,
                                                                                torchvision.__version__)}
-    path = os.path.join(FIXTURES, name)
+    path = os.path.join(out_dir, name)
     write_safetensors(path, tensors, meta)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"{name}: {nparams} params, loss {loss.item():.6f}, {os.path.getsize(path)} bytes; torch fp32 vs fp64 "
@@ -254,6 +195,7 @@ def make_fixture(name, depth, width, cifar_stem, mlp, dim, bn_splits, batch, siz
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--counts", action="store_true")
+    ap.add_argument("--out", default=FIXTURES, help="folder to write the fixtures to (default tests/fixtures)")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -261,12 +203,12 @@ def main():
     if args.counts:
         param_counts()
         return
-    os.makedirs(FIXTURES, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     # Width 8 / 4 keep each fixture near 1 MB (weights + gradients are stored in full fp32). Split-BN is
     # exercised on ResNet-18: with the torchvision stem at 64x64, ResNet-50's layer4 is 2x2, and groups of
     # 2 images leave 8 values per BN channel, too few for fp32 gradients to be meaningful (dev ~1e-1).
-    make_fixture("resnet18_w8_cifar_split2.safetensors", 18, 8, True, True, 32, 2, 4, 32)
-    make_fixture("resnet50_w4.safetensors", 50, 4, False, True, 32, 1, 4, 64)
+    make_fixture(args.out, "resnet18_w8_cifar_split2.safetensors", 18, 8, True, True, 32, 2, 4, 32)
+    make_fixture(args.out, "resnet50_w4.safetensors", 50, 4, False, True, 32, 1, 4, 64)
 
 
 if __name__ == "__main__":

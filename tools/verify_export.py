@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Shows that an encoder exported by `synco export` is a torchvision ResNet: loads the export into
-torchvision.models.resnetXX() (CIFAR stem swapped in when conv1 is 3x3), computes features of the images
-synco embedded, in eval mode with the same evaluation transform, and compares them with `synco embed`'s .npy.
+"""Shows that an encoder exported by `synco export` is a torchvision ResNet: loads the export into torchvision's
+ResNet class (tools/synco_resnet.py; CIFAR stem when conv1 is 3x3), computes features of the images synco
+embedded, in eval mode with the same evaluation transform, and compares them with `synco embed`'s .npy.
 
     synco export --ckpt run/last.safetensors --out enc.safetensors [--head]
     synco embed  --ckpt enc.safetensors --data IMAGES --out feats.npy
@@ -14,17 +14,21 @@ synco embedded, in eval mode with the same evaluation transform, and compares th
     /usr/bin/python3 tools/verify_export.py --classifier cls.safetensors --data IMAGES --top1 TOP1 [--recipe README.md]
 
 --recipe README.md also runs the README's `synco_model(path)` (the ```python block that defines it: the recipe for
-any width) on the export and checks its features the same way; when the `safetensors` package is missing, a
-stand-in built on read_safetensors below provides the two calls the recipe makes. --classifier checks a
-`synco linear/finetune --out` file: torchvision (resnetXX(num_classes=C) at width 64, the recipe with --recipe)
+any width) on the export and checks its outputs the same way (features, or with a --head export the head's, then
+against --head-features); when the `safetensors` package is missing, a stand-in built on read_safetensors below
+provides the two calls the recipe makes. It also checks that the recipe and tools/synco_resnet.py's synco_model
+(the copy the tools import) build the same model from the file: the same modules in the same order, the same
+state_dict, and bit-identical outputs, transform included. --classifier checks a `synco linear/finetune --out`
+file: torchvision (resnetXX(num_classes=C) at width 64; with --recipe the recipe and tools/synco_resnet.py too)
 loads it with strict=True and classifies the ImageFolder --data with the top-1 accuracy synco reported (within
-one image); with --features (`synco embed --ckpt CLASSIFIER` of --data) its backbone gives synco's features. The file's "synco.preprocess" metadata (mean, std, resize) is the transform used throughout.
+one image); with --features (`synco embed --ckpt CLASSIFIER` of --data) its backbone gives synco's features. The
+file's "synco.preprocess" metadata (mean, std, resize) is the transform used throughout.
 
-Widths other than 64: torchvision's ResNet fixes its stage widths at 64/128/256/512 (width_per_group only changes
-a Bottleneck's inner width, and BasicBlock refuses it), so for base width w the script uses a small subclass of
-torchvision.models.resnet.ResNet that builds the stem and the four stages with w, 2w, 4w, 8w planes through
-torchvision's own _make_layer, BasicBlock and Bottleneck (base_width 64, as torchvision); forward() is torchvision's.
-At w = 64 it is torchvision.models.resnetXX() itself.
+The network is tools/synco_resnet.py's: torchvision's ResNet class at base width w (torchvision fixes its stage
+widths at 64/128/256/512, so the stem and the four stages with w, 2w, 4w, 8w planes are made through torchvision's
+own _make_layer, BasicBlock and Bottleneck; forward() is torchvision's); at w = 64 with the ImageNet stem it has
+the modules of torchvision.models.resnetXX(), which tools/make_fixtures.py asserts. --classifier at width 64 loads
+the file into torchvision.models.resnetXX(num_classes=C) itself as well.
 
 Pass criterion, per element: |synco - torch| <= atol + rtol*|torch| with rtol = 1e-4 and atol = 1e-4 * max|torch|
 (features after ReLU and average pooling have exact zeros, so a purely relative bound would be meaningless there).
@@ -40,6 +44,8 @@ import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # synco_resnet (imported where torch is needed)
 
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
            "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "U64": np.uint64,
@@ -88,54 +94,6 @@ def moco_detectron2_name(k):
     k = k.replace("downsample.0", "shortcut")
     k = k.replace("downsample.1", "shortcut.norm")
     return k
-
-
-def infer_arch(state, meta):
-    """(depth, width, cifar_stem, image_size or None) from the "synco.encoder" metadata, else from the keys."""
-    if "synco.encoder" in meta:
-        c = json.loads(meta["synco.encoder"])
-        return int(c["depth"]), int(c["width"]), bool(c["cifar_stem"]), c.get("image_size")
-    w = state["conv1.weight"]
-    blocks = [len({k.split(".")[1] for k in state if k.startswith("layer%d." % i)}) for i in range(1, 5)]
-    bottleneck = any(k.endswith("conv3.weight") for k in state)
-    depth = 50 if bottleneck else (18 if blocks == [2, 2, 2, 2] else 34)
-    return depth, w.shape[0], w.shape[2] == 3, None
-
-
-def build_resnet(depth, width, cifar_stem, head_state):
-    import torch.nn as nn
-    import torchvision
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-    class ResNetWidth(ResNet):
-        """torchvision's ResNet with base width `width`: stages of width, 2w, 4w, 8w planes."""
-
-        def __init__(self, block, layers, width):
-            super().__init__(block, layers)
-            self.inplanes = width
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1 = self._norm_layer(width)
-            self.layer1 = self._make_layer(block, width, layers[0])
-            self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
-            self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
-            self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
-            self.fc = nn.Linear(8 * width * block.expansion, 1000)
-
-    block, layers = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
-                     50: (Bottleneck, [3, 4, 6, 3])}[depth]
-    m = getattr(torchvision.models, "resnet%d" % depth)() if width == 64 else ResNetWidth(block, layers, width)
-    if cifar_stem:
-        m.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-        m.maxpool = nn.Identity()
-    d = 8 * width * block.expansion
-    if head_state is None:
-        m.fc = nn.Identity()  # backbone features
-    elif "fc.0.weight" in head_state:  # MoCo-v2 MLP head
-        m.fc = nn.Sequential(nn.Linear(d, head_state["fc.0.weight"].shape[0]), nn.ReLU(),
-                             nn.Linear(head_state["fc.2.weight"].shape[1], head_state["fc.2.weight"].shape[0]))
-    else:
-        m.fc = nn.Linear(d, head_state["fc.weight"].shape[0])
-    return m
 
 
 def norm_stats(image_size):
@@ -204,26 +162,58 @@ def image_folder_outputs(model, tf, data):
     return torch.cat(out).numpy(), torch.cat(labels).numpy()
 
 
+def recipe_and_module(readme, path):
+    """((model, transform) of the README recipe, (model, transform) of tools/synco_resnet.py's synco_model) for
+    the synco file `path`. Raises ValueError unless the two models have the same modules in the same order (type
+    and settings) and the same state_dict (names, order, values)."""
+    import torch
+    import synco_resnet
+    model, tf = load_recipe(readme)(path)
+    mine, mine_tf = synco_resnet.synco_model(path)
+    mods = [[(n, type(m).__name__, m.extra_repr()) for n, m in list(x.named_modules())[1:]] for x in (model, mine)]
+    if mods[0] != mods[1]:
+        diff = [(a, b) for a, b in zip(*mods) if a != b] or [(mods[0][len(mods[1]):], mods[1][len(mods[0]):])]
+        raise ValueError("%s: the README recipe and tools/synco_resnet.py build different models: %d vs %d modules, "
+                         "first difference %s" % (path, len(mods[0]), len(mods[1]), diff[0]))
+    sa, sb = model.state_dict(), mine.state_dict()
+    if list(sa) != list(sb) or any(not torch.equal(sa[k], sb[k]) for k in sa):
+        raise ValueError("%s: the README recipe's state_dict differs from tools/synco_resnet.py's" % path)
+    print("README recipe: %s from %s's metadata (synco.encoder %s); tools/synco_resnet.py's synco_model builds "
+          "the same (%d modules, %d state_dict tensors)" % (type(model).__name__, path,
+                                                             read_safetensors(path)[1].get("synco.encoder"),
+                                                             len(mods[0]), len(sa)))
+    return (model, tf), (mine, mine_tf)
+
+
 def verify_recipe(args):
-    """The README recipe's model and transform give synco embed's features."""
-    model, tf = load_recipe(args.recipe)(args.export)
-    _, meta = read_safetensors(args.export)
-    print("README recipe: built %s from %s's metadata (synco.encoder %s, synco.preprocess %s)"
-          % (type(model).__name__, args.export, meta.get("synco.encoder"), meta.get("synco.preprocess")))
+    """The README recipe's model and transform give synco embed's features (the head's with a --head export),
+    and tools/synco_resnet.py's give the very same outputs."""
+    state, _ = read_safetensors(args.export)
+    head = any(k.startswith("fc.") for k in state)
+    ref = args.head_features if head else args.features
+    if not ref:
+        raise ValueError("--recipe: %s %s, so give --%s" % (args.export, "has a head" if head else "has no head",
+                                                             "head-features" if head else "features"))
+    (model, tf), (mine, mine_tf) = recipe_and_module(args.recipe, args.export)
+    what = "head outputs" if head else "features"
     feats, _ = image_folder_outputs(model, lambda img: tf(img.convert("RGB")), args.data)
-    return check("features (README recipe)", np.load(args.features), feats, args.rtol)
+    ok = check("%s (README recipe)" % what, np.load(ref), feats, args.rtol)
+    feats_mine, _ = image_folder_outputs(mine, lambda img: mine_tf(img.convert("RGB")), args.data)
+    same = np.array_equal(feats, feats_mine)
+    print("%s (tools/synco_resnet.py): %s the README recipe's" % (what, "identical to" if same else "DIFFERENT from"))
+    return ok and same
 
 
 def verify_classifier(args):
     """A linear/finetune --out file: strict torchvision load, and synco's top-1 on --data."""
     import torch
     import torchvision
-    import torchvision.transforms as T
+    import synco_resnet
     state, meta = read_safetensors(args.classifier)
     if meta.get("synco.format") != "classifier" or "fc.weight" not in state or "fc.bias" not in state:
         raise ValueError("%s: not a classifier file (synco.format %s)" % (args.classifier, meta.get("synco.format")))
     classes = json.loads(meta["synco.classes"])
-    depth, width, cifar_stem, size = infer_arch(state, meta)
+    depth, width, cifar_stem, size = synco_resnet.arch_of(state, meta)
     C = state["fc.weight"].shape[0]
     if len(classes) != C:
         raise ValueError("%s: %d class names for %d outputs" % (args.classifier, len(classes), C))
@@ -235,13 +225,13 @@ def verify_classifier(args):
             m.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
             m.maxpool = torch.nn.Identity()
         m.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
-        norm = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
-        crop = T.Compose([T.Resize(resize), T.CenterCrop(size)])
-        tf = lambda img: norm(img.convert("RGB") if img.size == (size, size) else crop(img.convert("RGB")))
-        models.append(("torchvision.models.resnet%d(num_classes=%d), strict=True" % (depth, C), m.eval(), tf))
+        tf = synco_resnet.eval_transform(mean, std, size, resize)
+        models.append(("torchvision.models.resnet%d(num_classes=%d), strict=True" % (depth, C), m.eval(),
+                       lambda img, tf=tf: tf(img.convert("RGB"))))
     if args.recipe:
-        m, tf = load_recipe(args.recipe)(args.classifier)
-        models.append(("README recipe (strict=True)", m, lambda img, tf=tf: tf(img.convert("RGB"))))
+        for what, (m, tf) in zip(("README recipe (strict=True)", "tools/synco_resnet.py synco_model (strict=True)"),
+                                 recipe_and_module(args.recipe, args.classifier)):
+            models.append((what, m, lambda img, tf=tf: tf(img.convert("RGB"))))
     if not models:
         raise ValueError("width %d: torchvision's own ResNet has no such width; give --recipe README.md" % width)
     ok = True
@@ -287,15 +277,17 @@ def torch_features(export, data, image_size, head):
     import torch
     import torchvision
     import torchvision.transforms as T
+    import synco_resnet
 
     state, meta = read_safetensors(export)
     if "conv1.weight" not in state:
         raise ValueError("%s: no 'conv1.weight': not an encoder export under torchvision names" % export)
-    depth, width, cifar_stem, size = infer_arch(state, meta)
+    depth, width, cifar_stem, size = synco_resnet.arch_of(state, meta)
     size = image_size or size or (32 if cifar_stem else 224)
     if head and not any(k.startswith("fc.") for k in state):
         raise ValueError("%s has no projection head (export it with --head)" % export)
-    model = build_resnet(depth, width, cifar_stem, state if head else None)
+    kind, dim = synco_resnet.head_of(state) if head else (None, 0)
+    model = synco_resnet.synco_resnet(depth, width, cifar_stem, kind, dim)
     tensors = {k: torch.from_numpy(v) for k, v in state.items() if head or not k.startswith("fc.")}
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
@@ -330,7 +322,7 @@ def verify_features(args):
             continue
         ref, loaded = torch_features(args.export, args.data, args.image_size, head)
         ok = check("features (%s)" % what, np.load(path), ref, args.rtol) and loaded and ok
-    if args.recipe and args.features:
+    if args.recipe:
         ok = verify_recipe(args) and ok
     return 0 if ok else 1
 

@@ -3,9 +3,11 @@
 # detectron2), `synco embed` of the same images, then tools/verify_export.py loads each export into torchvision
 # and compares the features to 1e-4 relative. Two architectures: ResNet-18 width 8 with the CIFAR stem, and
 # ResNet-50 width 4 with the ImageNet stem (Bottleneck names, downsample in layer1). The README's synco_model()
-# recipe (any width) runs on both exports; linear --fast / finetune --out files load with strict=True (through
-# torchvision.models.resnet18(num_classes=3) at width 64, through the recipe at width 8) and classify as synco
-# reported. Skipped (77) when /usr/bin/python3 has no torch + torchvision.
+# recipe (any width) runs on both exports, with and without the head; linear --fast / finetune --out files load
+# with strict=True (through torchvision.models.resnet18(num_classes=3) and the recipe at width 64, through the
+# recipe at width 8) and classify as synco reported. Wherever the recipe runs, verify_export.py also checks that
+# tools/synco_resnet.py (the builder the tools share) makes the same model and outputs. Skipped (77) when
+# /usr/bin/python3 has no torch + torchvision.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 PY=${SYNCO_TORCH_PYTHON:-/usr/bin/python3}
@@ -69,10 +71,13 @@ for arch in r18 r50; do
   fi
   embed "$tmp/${arch}_head.safetensors" "$tmp/fh.npy" --head
   $VERIFY --export "$tmp/${arch}_head.safetensors" --data "$imgs" --features "$tmp/f.npy" --head-features "$tmp/fh.npy" \
-    --detectron2 "$tmp/${arch}_d2.safetensors" || fail "$arch: torchvision's features differ from synco's"
+    --detectron2 "$tmp/${arch}_d2.safetensors" --recipe README.md > "$tmp/v.txt" 2>&1 \
+    || { cat "$tmp/v.txt"; fail "$arch: torchvision's features differ from synco's"; }
+  grep -q "head outputs (tools/synco_resnet.py): identical" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "$arch: recipe/module (head) not compared"; }
   $VERIFY --export "$e" --data "$imgs" --features "$tmp/f.npy" --recipe README.md > "$tmp/v.txt" 2>&1 \
     || { cat "$tmp/v.txt"; fail "$arch: the README recipe's features differ from synco's"; }
   grep -q "features (README recipe)" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "$arch: the README recipe did not run"; }
+  grep -q "features (tools/synco_resnet.py): identical" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "$arch: recipe/module not compared"; }
 done
 
 # What a user needs besides the weights is in the export's metadata.
@@ -94,9 +99,10 @@ PY
 top1() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["top1"])' "$1"; }
 "$SYNCO" linear --random-init --cifar-stem --width 64 --train "$imgs" --val "$imgs" --fast --batch 24 --threads 2 \
   --out "$tmp/lin64.safetensors" --json > "$tmp/lin64.json" 2> "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "linear --out (width 64)"; }
-$VERIFY --classifier "$tmp/lin64.safetensors" --data "$imgs" --top1 "$(top1 "$tmp/lin64.json")" > "$tmp/v.txt" 2>&1 \
-  || { cat "$tmp/v.txt"; fail "linear --out (width 64): torchvision resnet18(num_classes=3) strict load / top-1"; }
+$VERIFY --classifier "$tmp/lin64.safetensors" --data "$imgs" --top1 "$(top1 "$tmp/lin64.json")" --recipe README.md \
+  > "$tmp/v.txt" 2>&1 || { cat "$tmp/v.txt"; fail "linear --out (width 64): torchvision resnet18(num_classes=3) strict load / top-1"; }
 grep -q "resnet18(num_classes=3), strict=True" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "plain torchvision load not checked"; }
+grep -q "synco_resnet.py synco_model (strict=True): top-1" "$tmp/v.txt" || { cat "$tmp/v.txt"; fail "width 64: module not checked"; }
 "$SYNCO" linear --ckpt "$tmp/run_r18/last.safetensors" --train "$imgs" --val "$imgs" --fast --batch 24 --threads 2 \
   --out "$tmp/lin8.safetensors" --json > "$tmp/lin8.json" 2> "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "linear --out (width 8)"; }
 embed "$tmp/lin8.safetensors" "$tmp/flin8.npy"
