@@ -4,7 +4,8 @@
  * descriptor struct (shape and hyper-parameters) that the caller fills, then `*_plan` lets the backend
  * prepare it once (choose layouts, create oneDNN primitives, size scratch memory) and store what it needs
  * in `impl`; `*_release` frees that. Plans are made at model construction; the per-step calls never
- * allocate.
+ * allocate. `*_plan_bytes` says what a plan would allocate without making it, so that a run is sized from the
+ * backend's own figures before anything exists.
  *
  * Conventions (all ops):
  *  - outputs first, then saved statistics, then inputs, then parameters;
@@ -63,6 +64,34 @@ typedef struct {
 } synco_pool_op;
 
 /* Element-wise ops, global average pooling and matrices need only a shape: pass the tensors. */
+
+/* What plans would take, asked of a backend before anything is planned (the memory plans of cli/memplan.c, through
+ * synco_encoder_memory_plan): each `*_plan_bytes` op adds what its `*_plan` of the same descriptor would allocate,
+ * without allocating it. `kept` sums what a plan holds for itself until its release (weight copies, an argmax,
+ * per-op statistics, code). shared[i] is a buffer the backend grows once and shares among its ops (a
+ * scratchpad, a workspace): an op raises it to its own need, so the largest need counts, once per backend however
+ * many encoders it holds. Which i is which buffer is the backend's own business. */
+#define SYNCO_PLAN_SHARED 4
+typedef struct {
+  size_t kept;
+  size_t shared[SYNCO_PLAN_SHARED];
+} synco_plan_bytes;
+
+static inline void synco_plan_share(synco_plan_bytes *b, int i, size_t bytes) {
+  if (bytes > b->shared[i]) b->shared[i] = bytes;
+}
+
+/* Adds b's plans to *to, as if they were made on the same backend (a query and a key encoder). */
+static inline void synco_plan_add(synco_plan_bytes *to, const synco_plan_bytes *b) {
+  to->kept += b->kept;
+  for (int i = 0; i < SYNCO_PLAN_SHARED; i++) synco_plan_share(to, i, b->shared[i]);
+}
+
+static inline size_t synco_plan_total(const synco_plan_bytes *b) {
+  size_t t = b->kept;
+  for (int i = 0; i < SYNCO_PLAN_SHARED; i++) t += b->shared[i];
+  return t;
+}
 
 /* Direction of a copy: host memory <-> backend memory, or within the backend. */
 typedef enum { SYNCO_COPY_H2D = 0, SYNCO_COPY_D2H = 1, SYNCO_COPY_D2D = 2 } synco_copy_dir;
@@ -132,6 +161,11 @@ typedef synco_status synco_neg_logits_fn(synco_backend *be, synco_negatives_draw
                                          const float *l_neg, int ld_lneg, const float *q, const float *queue, float T);
 typedef synco_status synco_neg_backward_fn(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw,
                                            int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T);
+/* The workspace the three ops above need for draws of d's shape (B, dim, K, n_hard, n[], nthreads; no array need
+ * exist yet): the bytes of each workspace array of the draws that the backend's ops index (0: not used, left NULL)
+ * and of the scratch the backend grows for itself on first use. synco_negatives_init allocates what this says. */
+typedef synco_status synco_neg_workspace_fn(synco_backend *be, const synco_negatives_draws *d,
+                                            synco_negatives_workspace *ws);
 /* Threads the backend's CPU ops run on (workspaces per thread are sized by it); 1 for a GPU. */
 typedef int synco_threads_fn(synco_backend *be);
 
@@ -145,6 +179,8 @@ typedef synco_status synco_to_plain_fn(synco_backend *be, float *dst_plain, cons
 
 /* Convolution. bwd_data: dx = conv_transpose(dy, w); bwd_weights: dw += corr(x, dy). */
 typedef synco_status synco_conv_plan_fn(synco_backend *be, synco_conv_op *op);
+/* Adds to *b what conv_plan of op would allocate (see synco_plan_bytes); op->oh and op->ow are filled. */
+typedef synco_status synco_conv_plan_bytes_fn(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b);
 typedef void synco_conv_release_fn(synco_backend *be, synco_conv_op *op);
 typedef synco_status synco_conv_fwd_fn(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
                                        const float *w);
@@ -156,6 +192,7 @@ typedef synco_status synco_conv_bwd_weights_fn(synco_backend *be, synco_conv_op 
 /* Batch norm (+ReLU). fwd_train writes y, saves mean/invstd, updates running stats in place.
  * fwd_eval uses running stats. bwd: dx =, dgamma +=, dbeta +=; with op->relu it masks dy by y > 0. */
 typedef synco_status synco_bn_plan_fn(synco_backend *be, synco_bn_op *op);
+typedef synco_status synco_bn_plan_bytes_fn(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b);
 typedef void synco_bn_release_fn(synco_backend *be, synco_bn_op *op);
 typedef synco_status synco_bn_fwd_train_fn(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
                                            float *save_invstd, float *running_mean, float *running_var,
@@ -170,6 +207,7 @@ typedef synco_status synco_bn_bwd_fn(synco_backend *be, synco_bn_op *op, synco_t
 
 /* Max pooling; the argmax lives in op->impl between fwd and bwd. */
 typedef synco_status synco_pool_plan_fn(synco_backend *be, synco_pool_op *op);
+typedef synco_status synco_pool_plan_bytes_fn(synco_backend *be, const synco_pool_op *op, synco_plan_bytes *b);
 typedef void synco_pool_release_fn(synco_backend *be, synco_pool_op *op);
 typedef synco_status synco_maxpool_fwd_fn(synco_backend *be, synco_pool_op *op, synco_tensor *y,
                                           const synco_tensor *x);
@@ -223,6 +261,7 @@ struct synco_backend {
   synco_neg_draw_fn *neg_draw;
   synco_neg_logits_fn *neg_logits;
   synco_neg_backward_fn *neg_backward;
+  synco_neg_workspace_fn *neg_workspace;
   synco_threads_fn *threads;
 
   /* activation layouts */
@@ -233,16 +272,19 @@ struct synco_backend {
 
   /* layers */
   synco_conv_plan_fn *conv_plan;
+  synco_conv_plan_bytes_fn *conv_plan_bytes;
   synco_conv_release_fn *conv_release;
   synco_conv_fwd_fn *conv_fwd;
   synco_conv_bwd_data_fn *conv_bwd_data;
   synco_conv_bwd_weights_fn *conv_bwd_weights;
   synco_bn_plan_fn *bn_plan;
+  synco_bn_plan_bytes_fn *bn_plan_bytes;
   synco_bn_release_fn *bn_release;
   synco_bn_fwd_train_fn *bn_fwd_train;
   synco_bn_fwd_eval_fn *bn_fwd_eval;
   synco_bn_bwd_fn *bn_bwd;
   synco_pool_plan_fn *pool_plan;
+  synco_pool_plan_bytes_fn *pool_plan_bytes;
   synco_pool_release_fn *pool_release;
   synco_maxpool_fwd_fn *maxpool_fwd;
   synco_maxpool_bwd_fn *maxpool_bwd;

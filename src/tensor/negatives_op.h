@@ -4,6 +4,7 @@
 #ifndef SYNCO_TENSOR_NEGATIVES_OP_H
 #define SYNCO_TENSOR_NEGATIVES_OP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct synco_backend;
@@ -36,11 +37,18 @@ typedef struct {
   float *inv_norm;            /* [B, total] 1 / max(‖s_raw‖, 1e-12) */
   /* workspace */
   float *row_sq;              /* [K] ‖Q_j‖² */
+  /* the backend's workspace, sized by its neg_workspace op (NULL where it has none); on the CPU backends: */
   uint32_t *sel;              /* [nthreads, 4·K + 2048] selection workspace */
   float *wpos;                /* [nthreads, n_hard] backward weights per hard position */
   float *sgn;                 /* [nthreads, dim] sign(q) */
   uint32_t *words;            /* [nthreads, dim + 1] random words for the noise */
   int nthreads;
 } synco_negatives_draws;
+
+/* Bytes of the draws' workspace arrays on a backend (its neg_workspace op), and of the scratch it keeps itself. */
+typedef struct {
+  size_t sel, wpos, sgn, words;
+  size_t scratch;
+} synco_negatives_workspace;
 
 #endif

@@ -156,6 +156,10 @@ void synco_cpu_bn_release(synco_cpu_bn *k) {
   free(k);
 }
 
+static size_t acc_bytes(const synco_bn_op *op) { return (size_t)op->groups * op->c * 2 * sizeof(double); }
+
+size_t synco_cpu_bn_plan_bytes(const synco_bn_op *op) { return sizeof(synco_cpu_bn) + acc_bytes(op); }
+
 synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_cpu_bn **out) {
   *out = NULL;
   const synco_layout l = synco_dnnl_act_layout(be, op->c, op->h, op->w, op->dtype);
@@ -166,7 +170,7 @@ synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_c
   (void)have_avx2();
 #endif
   k->per = op->n / op->groups;
-  k->acc = synco_malloc((size_t)op->groups * op->c * 2 * sizeof(double));
+  k->acc = synco_malloc(acc_bytes(op));
   if (!k->acc) {
     synco_cpu_bn_release(k);
     return SYNCO_ERR_NOMEM;

@@ -86,12 +86,16 @@ void synco_dnnl_mem_free(dnnl_memory_t *m) {
   *m = NULL;
 }
 
+size_t synco_dnnl_scratch_bytes(const_dnnl_primitive_desc_t pd) {
+  synco_dnnl_cmd smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  return smd ? dnnl_memory_desc_get_size(smd) : 0;
+}
+
 synco_status synco_dnnl_prim_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, const_dnnl_primitive_desc_t pd) {
   SYNCO_DNNL(dnnl_primitive_create(&out->p, pd));
-  synco_dnnl_cmd smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-  const size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+  const size_t need = synco_dnnl_scratch_bytes(pd);
   if (need == 0) return SYNCO_OK;
-  SYNCO_TRY(synco_dnnl_mem(c, &out->scratch, smd));
+  SYNCO_TRY(synco_dnnl_mem(c, &out->scratch, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)));
   if (need > c->scratch_bytes) {
     void *p = synco_aligned_alloc(need);
     if (!p) return SYNCO_ERR_NOMEM;
@@ -115,6 +119,16 @@ synco_status synco_dnnl_reorder_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, sy
   const synco_status s = synco_dnnl_prim_make(c, out, pd);
   dnnl_primitive_desc_destroy(pd);
   return s;
+}
+
+synco_status synco_dnnl_reorder_scratch(synco_dnnl_ctx *c, synco_dnnl_cmd src, synco_dnnl_cmd dst,
+                                        const_dnnl_primitive_attr_t attr, size_t *bytes) {
+  dnnl_primitive_desc_t pd = NULL;
+  *bytes = 0;
+  SYNCO_DNNL(dnnl_reorder_primitive_desc_create(&pd, src, c->eng, dst, c->eng, attr));
+  *bytes = synco_dnnl_scratch_bytes(pd);
+  dnnl_primitive_desc_destroy(pd);
+  return SYNCO_OK;
 }
 
 synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, const dnnl_exec_arg_t *args) {
@@ -273,16 +287,19 @@ static const synco_backend cpu_ops = {
     .to_backend = to_backend,
     .to_plain = to_plain,
     .conv_plan = synco_dnnl_conv_plan,
+    .conv_plan_bytes = synco_dnnl_conv_plan_bytes,
     .conv_release = synco_dnnl_conv_release,
     .conv_fwd = synco_dnnl_conv_fwd,
     .conv_bwd_data = synco_dnnl_conv_bwd_data,
     .conv_bwd_weights = synco_dnnl_conv_bwd_weights,
     .bn_plan = synco_dnnl_bn_plan,
+    .bn_plan_bytes = synco_dnnl_bn_plan_bytes,
     .bn_release = synco_dnnl_bn_release,
     .bn_fwd_train = synco_dnnl_bn_fwd_train,
     .bn_fwd_eval = synco_dnnl_bn_fwd_eval,
     .bn_bwd = synco_dnnl_bn_bwd,
     .pool_plan = synco_dnnl_pool_plan,
+    .pool_plan_bytes = synco_dnnl_pool_plan_bytes,
     .pool_release = synco_dnnl_pool_release,
     .maxpool_fwd = synco_dnnl_maxpool_fwd,
     .maxpool_bwd = synco_dnnl_maxpool_bwd,

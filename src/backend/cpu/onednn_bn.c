@@ -101,27 +101,47 @@ static synco_status arg_mem(synco_dnnl_ctx *c, dnnl_memory_t *m, const_dnnl_prim
   return synco_dnnl_mem(c, m, md);
 }
 
-static synco_status plan(synco_backend *be, synco_bn_op *op, bn_impl *k) {
+/* fp32 runs cpu_bn.c's loops; SYNCO_ONEDNN_BN=1 keeps oneDNN's primitive for fp32 too (for comparisons). */
+static int native(const synco_bn_op *op) {
+  const char *env = getenv("SYNCO_ONEDNN_BN");
+  return op->dtype == SYNCO_F32 && !(env && *env == '1');
+}
+
+/* The decisions of a plan, nothing allocated yet: the layout and, for the primitive path, the descriptors and the
+ * primitive descriptors. */
+static synco_status describe(synco_backend *be, const synco_bn_op *op, bn_impl *k) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
-  const int G = op->groups, C = op->c;
+  const int C = op->c;
   k->l = synco_dnnl_act_layout(be, C, op->h, op->w, op->dtype);
-  k->per = op->n / G;
-  /* SYNCO_ONEDNN_BN=1 keeps oneDNN's primitive for fp32 too (for comparisons). */
-  const char *env = getenv("SYNCO_ONEDNN_BN");
-  if (op->dtype == SYNCO_F32 && !(env && *env == '1')) return synco_cpu_bn_plan(be, op, &k->native);
+  k->per = op->n / op->groups;
+  if (native(op)) return SYNCO_OK;
   k->slice_bytes = (size_t)k->per * C * op->h * op->w * synco_dtype_size(op->dtype);
   SYNCO_TRY(synco_dnnl_md_act(&k->md_slice, k->per, C, op->h, op->w, op->dtype, k->l));
   SYNCO_TRY(synco_dnnl_md_act(&k->md_full, op->n, C, op->h, op->w, op->dtype, k->l));
   const synco_dnnl_cmd ms = SYNCO_DNNL_MD(k->md_slice), mf = SYNCO_DNNL_MD(k->md_full);
   const unsigned ss = ss_flags(), relu = op->relu ? dnnl_fuse_norm_relu : 0;
-
   SYNCO_TRY(fwd_pd(c, &k->pd_ft, dnnl_forward_training, ms, op->eps, ss | relu));
   SYNCO_TRY(fwd_pd(c, &k->pd_fe, dnnl_forward_inference, mf, op->eps, ss | relu | dnnl_use_global_stats));
   if (relu) SYNCO_TRY(fwd_pd(c, &k->pd_hint, dnnl_forward_training, ms, op->eps, ss));
   SYNCO_TRY(bwd_pd(c, &k->pd_b, ms, op->eps, ss, relu ? k->pd_hint : k->pd_ft));
+  return SYNCO_OK;
+}
 
+/* The fused ReLU's workspace of one group (64-byte aligned; 0 without ReLU). */
+static size_t relu_ws_bytes(const synco_bn_op *op, const bn_impl *k) {
+  synco_dnnl_cmd wmd = op->relu ? dnnl_primitive_desc_query_md(k->pd_ft, dnnl_query_workspace_md, 0) : NULL;
+  const size_t b = wmd ? dnnl_memory_desc_get_size(wmd) : 0;
+  return (b + 63) & ~(size_t)63;
+}
+
+static synco_status plan(synco_backend *be, synco_bn_op *op, bn_impl *k) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  const int G = op->groups, C = op->c;
+  SYNCO_TRY(describe(be, op, k));
+  if (native(op)) return synco_cpu_bn_plan(be, op, &k->native);
+  const synco_dnnl_cmd ms = SYNCO_DNNL_MD(k->md_slice), mf = SYNCO_DNNL_MD(k->md_full);
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_s, ms));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_d, ms));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_ds, ms));
@@ -143,14 +163,10 @@ static synco_status plan(synco_backend *be, synco_bn_op *op, bn_impl *k) {
   if (!(k->dss = synco_malloc(2 * (size_t)C * sizeof(float)))) return SYNCO_ERR_NOMEM;
   if (!(k->var = synco_malloc((size_t)G * C * sizeof(float)))) return SYNCO_ERR_NOMEM;
   if (!(k->varb = synco_malloc((size_t)C * sizeof(float)))) return SYNCO_ERR_NOMEM;
-  if (relu) {
-    synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(k->pd_ft, dnnl_query_workspace_md, 0);
-    k->ws_bytes = wmd ? dnnl_memory_desc_get_size(wmd) : 0;
-    if (k->ws_bytes) {
-      k->ws_bytes = (k->ws_bytes + 63) & ~(size_t)63;
-      SYNCO_TRY(synco_dnnl_mem(c, &k->m_ws, wmd));
-      if (!(k->ws = synco_aligned_alloc(k->ws_bytes * (size_t)G))) return SYNCO_ERR_NOMEM;
-    }
+  k->ws_bytes = relu_ws_bytes(op, k);
+  if (k->ws_bytes) {
+    SYNCO_TRY(synco_dnnl_mem(c, &k->m_ws, dnnl_primitive_desc_query_md(k->pd_ft, dnnl_query_workspace_md, 0)));
+    if (!(k->ws = synco_aligned_alloc(k->ws_bytes * (size_t)G))) return SYNCO_ERR_NOMEM;
   }
   SYNCO_TRY(synco_dnnl_prim_make(c, &k->ft, k->pd_ft));
   SYNCO_TRY(synco_dnnl_prim_make(c, &k->fe, k->pd_fe));
@@ -167,6 +183,26 @@ synco_status synco_dnnl_bn_plan(synco_backend *be, synco_bn_op *op) {
   op->impl = k;
   const synco_status s = plan(be, op, k);
   if (s != SYNCO_OK) synco_dnnl_bn_release(be, op);
+  return s;
+}
+
+/* What plan() would allocate: cpu_bn.c's statistics for fp32; else the primitive path's per-channel arrays, the
+ * fused ReLU's workspace per group and the primitives' code, and their scratchpad in the shared one. */
+synco_status synco_dnnl_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b) {
+  bn_impl *k = synco_calloc(1, sizeof(*k));
+  if (!k) return SYNCO_ERR_NOMEM;
+  synco_bn_op tmp = *op;
+  tmp.impl = k;
+  b->kept += sizeof(*k);
+  synco_status s = describe(be, op, k);
+  if (!s && native(op)) b->kept += synco_cpu_bn_plan_bytes(op);
+  else if (!s) {
+    const size_t C = (size_t)op->c, G = (size_t)op->groups;
+    b->kept += (2 * C + 2 * C + G * C + C) * sizeof(float) + relu_ws_bytes(op, k) * G + 3 * SYNCO_DNNL_CODE_BYTES;
+    const_dnnl_primitive_desc_t pds[] = {k->pd_ft, k->pd_fe, k->pd_b};
+    for (int i = 0; i < 3; i++) synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(pds[i]));
+  }
+  synco_dnnl_bn_release(be, &tmp);
   return s;
 }
 

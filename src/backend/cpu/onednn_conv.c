@@ -48,13 +48,17 @@ void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op) {
   op->impl = NULL;
 }
 
-static synco_status alloc_for(synco_dnnl_cmd md, void **out) {
+static size_t alloc_bytes(synco_dnnl_cmd md) {
   const size_t bytes = dnnl_memory_desc_get_size(md);
-  *out = synco_aligned_alloc(bytes ? bytes : 64);
+  return bytes ? bytes : 64;
+}
+
+static synco_status alloc_for(synco_dnnl_cmd md, void **out) {
+  *out = synco_aligned_alloc(alloc_bytes(md));
   return *out ? SYNCO_OK : SYNCO_ERR_NOMEM;
 }
 
-static synco_status create_pds(synco_dnnl_ctx *c, synco_conv_op *op, conv_impl *k) {
+static synco_status create_pds(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
   const dnnl_dims_t strides = {op->stride, op->stride};
   const dnnl_dims_t pad = {op->pad, op->pad};
   const synco_dnnl_cmd x = SYNCO_DNNL_MD(k->md_x), y = SYNCO_DNNL_MD(k->md_y);
@@ -93,14 +97,42 @@ int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
   return !(env && *env == '0') && c->block == 8 && synco_wino_available();
 }
 
-static synco_status plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+/* Decides which passes take Winograd (filling k->wp); returns the shared workspace the layer needs, 0 for none. */
+static size_t plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
   if (!synco_dnnl_winograd_on(c) || op->dtype != SYNCO_F32 || k->lx != SYNCO_LAYOUT_NCHW8C ||
       k->ly != SYNCO_LAYOUT_NCHW8C ||
       !synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad))
-    return SYNCO_OK;
+    return 0;
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
-  if (narrow < 32) return SYNCO_OK;
-  const size_t need = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, omp_get_max_threads());
+  if (narrow < 32) return 0;
+  k->wino_fb = narrow >= 64;
+  k->wino_w = narrow >= 32;
+  return synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, omp_get_max_threads());
+}
+
+/* The decisions of a plan, nothing allocated yet: layouts, Winograd (*wino: the workspace it needs) and, unless all
+ * three passes take Winograd, the memory descriptors and the three primitive descriptors. */
+static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_impl *k, size_t *wino) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  dnnl_data_type_t dt;
+  SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
+  k->lx = synco_dnnl_act_layout(be, op->cin, op->h, op->w, op->dtype);
+  k->ly = synco_dnnl_act_layout(be, op->cout, op->oh, op->ow, op->dtype);
+  *wino = plan_wino(c, op, k);
+  if (k->wino_fb && k->wino_w) return SYNCO_OK; /* no oneDNN primitive or weight copy needed */
+  SYNCO_TRY(synco_dnnl_md_act(&k->md_x, op->n, op->cin, op->h, op->w, op->dtype, k->lx));
+  SYNCO_TRY(synco_dnnl_md_act(&k->md_y, op->n, op->cout, op->oh, op->ow, op->dtype, k->ly));
+  const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
+  SYNCO_TRY(synco_dnnl_md_tag(&k->md_w, 4, wd, dnnl_f32, dnnl_oihw));
+  SYNCO_TRY(synco_dnnl_md_tag(&k->md_wany, 4, wd, dt, dnnl_format_tag_any));
+  SYNCO_TRY(synco_dnnl_md_tag(&k->md_dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
+  return create_pds(c, op, k);
+}
+
+static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  size_t need;
+  SYNCO_TRY(describe(be, op, k, &need));
   if (need > c->wino_bytes) {
     float *p = synco_aligned_alloc(need);
     if (!p) return SYNCO_ERR_NOMEM;
@@ -108,27 +140,7 @@ static synco_status plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_i
     c->wino = p;
     c->wino_bytes = need;
   }
-  k->wino_fb = narrow >= 64;
-  k->wino_w = narrow >= 32;
-  return SYNCO_OK;
-}
-
-static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
-  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
-  dnnl_data_type_t dt;
-  SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
-  k->lx = synco_dnnl_act_layout(be, op->cin, op->h, op->w, op->dtype);
-  k->ly = synco_dnnl_act_layout(be, op->cout, op->oh, op->ow, op->dtype);
-  SYNCO_TRY(plan_wino(c, op, k));
-  if (k->wino_fb && k->wino_w) return SYNCO_OK; /* no oneDNN primitive or weight copy needed */
-
-  SYNCO_TRY(synco_dnnl_md_act(&k->md_x, op->n, op->cin, op->h, op->w, op->dtype, k->lx));
-  SYNCO_TRY(synco_dnnl_md_act(&k->md_y, op->n, op->cout, op->oh, op->ow, op->dtype, k->ly));
-  const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_w, 4, wd, dnnl_f32, dnnl_oihw));
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_wany, 4, wd, dt, dnnl_format_tag_any));
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
-  SYNCO_TRY(create_pds(c, op, k));
+  if (k->wino_fb && k->wino_w) return SYNCO_OK;
 
   const synco_dnnl_cmd wf = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_weights_md, 0);
   const synco_dnnl_cmd wb = dnnl_primitive_desc_query_md(k->pd_bd, dnnl_query_weights_md, 0);
@@ -153,6 +165,42 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_wb, SYNCO_DNNL_MD(k->md_w), wb, c->attr));
   SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_dw, dwo, SYNCO_DNNL_MD(k->md_w), c->attr_sum));
   return SYNCO_OK;
+}
+
+/* What plan() would allocate, from the same decisions and primitive descriptors (no primitive is made, no memory
+ * taken): the layer keeps its forward and backward-data weight copies (one when both passes want the same format),
+ * its diff-weights buffer and the code of its three convolution primitives; the backend's scratchpad (convolutions
+ * and reorders) and Winograd workspace grow to the largest layer's need. */
+static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_impl *k, synco_plan_bytes *b) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  size_t wino;
+  SYNCO_TRY(describe(be, op, k, &wino));
+  synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
+  if (k->wino_fb && k->wino_w) return SYNCO_OK;
+  const synco_dnnl_cmd wf = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_weights_md, 0);
+  const synco_dnnl_cmd wb = dnnl_primitive_desc_query_md(k->pd_bd, dnnl_query_weights_md, 0);
+  const synco_dnnl_cmd dwo = dnnl_primitive_desc_query_md(k->pd_bw, dnnl_query_diff_weights_md, 0);
+  b->kept += alloc_bytes(wf) + (dnnl_memory_desc_equal(wf, wb) ? 0 : alloc_bytes(wb)) + alloc_bytes(dwo) +
+             3 * SYNCO_DNNL_CODE_BYTES;
+  const_dnnl_primitive_desc_t pds[] = {k->pd_f, k->pd_bd, k->pd_bw};
+  for (int i = 0; i < 3; i++) synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(pds[i]));
+  size_t r[3];
+  SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wf, c->attr, &r[0]));
+  SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wb, c->attr, &r[1]));
+  SYNCO_TRY(synco_dnnl_reorder_scratch(c, dwo, SYNCO_DNNL_MD(k->md_w), c->attr_sum, &r[2]));
+  for (int i = 0; i < 3; i++) synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, r[i]);
+  return SYNCO_OK;
+}
+
+synco_status synco_dnnl_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b) {
+  conv_impl *k = synco_calloc(1, sizeof(*k));
+  if (!k) return SYNCO_ERR_NOMEM;
+  synco_conv_op tmp = *op;
+  tmp.impl = k;
+  b->kept += sizeof(*k);
+  const synco_status s = plan_bytes(be, &tmp, k, b);
+  synco_dnnl_conv_release(be, &tmp);
+  return s;
 }
 
 synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op) {

@@ -37,7 +37,8 @@ void synco_dnnl_pool_release(synco_backend *be, synco_pool_op *op) {
   op->impl = NULL;
 }
 
-static synco_status pool_plan(synco_backend *be, synco_pool_op *op, pool_impl *k) {
+/* The decisions of a plan, nothing allocated yet: layouts, descriptors, primitive descriptors. */
+static synco_status pool_describe(synco_backend *be, const synco_pool_op *op, pool_impl *k) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
@@ -61,12 +62,24 @@ static synco_status pool_plan(synco_backend *be, synco_pool_op *op, pool_impl *k
   SYNCO_DNNL(dnnl_pooling_v2_backward_desc_init(&d, dnnl_pooling_max, x, y, strides, kernel, dil, pad, pad));
   SYNCO_DNNL(dnnl_primitive_desc_create(&k->pd_b, &d, c->attr, c->eng, k->pd_f));
 #endif
+  return SYNCO_OK;
+}
+
+/* The argmax workspace the forward primitive writes for the backward. */
+static size_t pool_ws_bytes(const pool_impl *k) {
+  synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_workspace_md, 0);
+  return wmd ? dnnl_memory_desc_get_size(wmd) : 0;
+}
+
+static synco_status pool_plan(synco_backend *be, synco_pool_op *op, pool_impl *k) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  SYNCO_TRY(pool_describe(be, op, k));
+  const synco_dnnl_cmd x = SYNCO_DNNL_MD(k->md_x), y = SYNCO_DNNL_MD(k->md_y);
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_x, x));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_y, y));
-  synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_workspace_md, 0);
-  const size_t wb = wmd ? dnnl_memory_desc_get_size(wmd) : 0;
+  const size_t wb = pool_ws_bytes(k);
   if (wb) {
-    SYNCO_TRY(synco_dnnl_mem(c, &k->m_ws, wmd));
+    SYNCO_TRY(synco_dnnl_mem(c, &k->m_ws, dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_workspace_md, 0)));
     if (!(k->ws = synco_aligned_alloc(wb))) return SYNCO_ERR_NOMEM;
   }
   SYNCO_TRY(synco_dnnl_prim_make(c, &k->f, k->pd_f));
@@ -92,6 +105,22 @@ synco_status synco_dnnl_pool_plan(synco_backend *be, synco_pool_op *op) {
   op->impl = k;
   const synco_status s = pool_plan(be, op, k);
   if (s != SYNCO_OK) synco_dnnl_pool_release(be, op);
+  return s;
+}
+
+/* What pool_plan would allocate: the argmax workspace and two primitives' code; their scratchpad is shared. */
+synco_status synco_dnnl_pool_plan_bytes(synco_backend *be, const synco_pool_op *op, synco_plan_bytes *b) {
+  pool_impl *k = synco_calloc(1, sizeof(*k));
+  if (!k) return SYNCO_ERR_NOMEM;
+  synco_pool_op tmp = *op;
+  tmp.impl = k;
+  const synco_status s = pool_describe(be, op, k);
+  if (!s) {
+    b->kept += sizeof(*k) + pool_ws_bytes(k) + 2 * SYNCO_DNNL_CODE_BYTES;
+    synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(k->pd_f));
+    synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(k->pd_b));
+  }
+  synco_dnnl_pool_release(be, &tmp);
   return s;
 }
 

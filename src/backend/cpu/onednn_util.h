@@ -55,6 +55,11 @@ typedef struct {
   size_t wino_bytes;
 } synco_dnnl_ctx;
 
+/* The buffers the backend shares among its ops (synco_plan_bytes' shared[i]), and what a primitive's JIT code takes
+ * (an estimate: oneDNN does not say; its primitive cache shares the code of identical layers, so it errs high). */
+enum { SYNCO_DNNL_SHARED_SCRATCH = 0, SYNCO_DNNL_SHARED_WINO = 1 };
+#define SYNCO_DNNL_CODE_BYTES ((size_t)32 << 10)
+
 /* A primitive with the memory object its scratchpad is bound through. */
 typedef struct {
   dnnl_primitive_t p;
@@ -76,9 +81,14 @@ synco_status synco_dnnl_bind(dnnl_memory_t m, const void *ptr);
 /* Creates the primitive for pd (pd stays owned by the caller) and grows the shared scratchpad. */
 synco_status synco_dnnl_prim_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, const_dnnl_primitive_desc_t pd);
 void synco_dnnl_prim_free(synco_dnnl_prim *p);
+/* The scratchpad a primitive made from pd would bind (0: none). */
+size_t synco_dnnl_scratch_bytes(const_dnnl_primitive_desc_t pd);
 /* A reorder src_md -> dst_md (attr: ctx->attr, or ctx->attr_sum to accumulate into dst). */
 synco_status synco_dnnl_reorder_make(synco_dnnl_ctx *c, synco_dnnl_prim *out, synco_dnnl_cmd src, synco_dnnl_cmd dst,
                                      const_dnnl_primitive_attr_t attr);
+/* *bytes: the scratchpad that reorder would bind, without making it. */
+synco_status synco_dnnl_reorder_scratch(synco_dnnl_ctx *c, synco_dnnl_cmd src, synco_dnnl_cmd dst,
+                                        const_dnnl_primitive_attr_t attr, size_t *bytes);
 /* Executes with the shared scratchpad bound, then waits. At most 15 args. */
 synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, const dnnl_exec_arg_t *args);
 void synco_dnnl_pd_free(dnnl_primitive_desc_t *pd);
@@ -95,12 +105,14 @@ synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, in
  * AVX2 CPU, unless SYNCO_CONV_WINOGRAD=0. */
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c);
 synco_conv_plan_fn synco_dnnl_conv_plan;
+synco_conv_plan_bytes_fn synco_dnnl_conv_plan_bytes;
 synco_conv_release_fn synco_dnnl_conv_release;
 synco_conv_fwd_fn synco_dnnl_conv_fwd;
 synco_conv_bwd_data_fn synco_dnnl_conv_bwd_data;
 synco_conv_bwd_weights_fn synco_dnnl_conv_bwd_weights;
 
 synco_bn_plan_fn synco_dnnl_bn_plan;
+synco_bn_plan_bytes_fn synco_dnnl_bn_plan_bytes;
 synco_bn_release_fn synco_dnnl_bn_release;
 synco_bn_fwd_train_fn synco_dnnl_bn_fwd_train;
 synco_bn_fwd_eval_fn synco_dnnl_bn_fwd_eval;
@@ -110,6 +122,8 @@ synco_bn_bwd_fn synco_dnnl_bn_bwd;
 typedef struct synco_cpu_bn synco_cpu_bn;
 synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_cpu_bn **out);
 void synco_cpu_bn_release(synco_cpu_bn *k);
+/* The bytes synco_cpu_bn_plan keeps for op. */
+size_t synco_cpu_bn_plan_bytes(const synco_bn_op *op);
 synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, float *save_mean,
                                     float *save_invstd, float *running_mean, float *running_var,
                                     const synco_tensor *x, const float *gamma, const float *beta);
@@ -121,6 +135,7 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
                               const float *gamma, const float *save_mean, const float *save_invstd);
 
 synco_pool_plan_fn synco_dnnl_pool_plan;
+synco_pool_plan_bytes_fn synco_dnnl_pool_plan_bytes;
 synco_pool_release_fn synco_dnnl_pool_release;
 synco_maxpool_fwd_fn synco_dnnl_maxpool_fwd;
 synco_maxpool_bwd_fn synco_dnnl_maxpool_bwd;

@@ -68,6 +68,15 @@ static size_t workspace_cap(void) {
   return (size_t)(mb > 0 ? mb : 512) << 20;
 }
 
+/* The algorithms are chosen by running them, so before planning only the cap is known: each conv's descriptors
+ * (host memory) and the shared workspace, bounded by the cap. (While it plans, a layer also holds its benchmark's
+ * tensors and up to the cap again for the search; they are freed before the next layer.) */
+synco_status synco_cuda_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b) {
+  b->kept += sizeof(cuda_conv_impl);
+  synco_plan_share(b, SYNCO_CUDA_SHARED_CONV, workspace_cap());
+  return SYNCO_OK;
+}
+
 static void release(cuda_conv_impl *im) {
   if (!im) return;
   if (im->x) cudnnDestroyTensorDescriptor(im->x);

@@ -36,6 +36,10 @@ enum {
   SYNCO_CUDA_WS_COUNT
 };
 
+/* The buffers shared by the ops of a backend, as its *_plan_bytes report them (synco_plan_bytes' shared[i]). */
+enum { SYNCO_CUDA_SHARED_CONV = 0, /* the cuDNN workspace (conv_ws) */
+       SYNCO_CUDA_SHARED_BN = 1 }; /* SYNCO_CUDA_WS_BN */
+
 typedef struct {
   int device;
   cudaStream_t stream;
@@ -128,9 +132,12 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
                                    const float *l_neg, int ld_lneg, const float *q, const float *queue, float T);
 synco_status synco_cuda_neg_backward(synco_backend *be, synco_negatives_draws *d, float *dq, float *g_raw,
                                      int ld_graw, const float *g_syn, int ld_gsyn, const float *q, float T);
+synco_status synco_cuda_neg_workspace(synco_backend *be, const synco_negatives_draws *d,
+                                      synco_negatives_workspace *ws);
 
 /* cuda_conv.cu */
 synco_status synco_cuda_conv_plan(synco_backend *be, synco_conv_op *op);
+synco_status synco_cuda_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b);
 void synco_cuda_conv_release(synco_backend *be, synco_conv_op *op);
 synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
                                  const float *w);
@@ -141,6 +148,7 @@ synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, f
 
 /* cuda_layers.cu */
 synco_status synco_cuda_bn_plan(synco_backend *be, synco_bn_op *op);
+synco_status synco_cuda_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b);
 void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op);
 synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
                                      float *save_invstd, float *running_mean, float *running_var,
@@ -152,6 +160,7 @@ synco_status synco_cuda_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
                                const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
                                const float *gamma, const float *save_mean, const float *save_invstd);
 synco_status synco_cuda_pool_plan(synco_backend *be, synco_pool_op *op);
+synco_status synco_cuda_pool_plan_bytes(synco_backend *be, const synco_pool_op *op, synco_plan_bytes *b);
 void synco_cuda_pool_release(synco_backend *be, synco_pool_op *op);
 synco_status synco_cuda_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x);
 synco_status synco_cuda_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy);

@@ -60,6 +60,12 @@ void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op) {
   if (op) op->impl = NULL;
 }
 
+/* bn_plan keeps nothing per op; it grows the shared partials to its layer's need. */
+synco_status synco_cuda_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b) {
+  synco_plan_share(b, SYNCO_CUDA_SHARED_BN, (size_t)op->groups * op->c * 2 * sizeof(double));
+  return SYNCO_OK;
+}
+
 /* Element e of group g's block of channel c: image g·ng + e / hw, pixel e % hw (32-bit division: bn_plan keeps
  * ng·hw below 2^31). */
 __device__ static inline size_t bn_at(int g, int ng, int C, int c, unsigned hw, unsigned e) {
@@ -245,6 +251,12 @@ synco_status synco_cuda_pool_plan(synco_backend *be, synco_pool_op *op) {
   void *argmax = NULL; /* index into the input plane, per output */
   SYNCO_TRY(synco_cuda_malloc(be, &argmax, sizeof(int32_t) * (size_t)op->n * op->c * oh * ow, "the max-pool argmax"));
   op->impl = argmax;
+  return SYNCO_OK;
+}
+
+/* pool_plan keeps the argmax per output. */
+synco_status synco_cuda_pool_plan_bytes(synco_backend *be, const synco_pool_op *op, synco_plan_bytes *b) {
+  b->kept += sizeof(int32_t) * (size_t)op->n * op->c * op->oh * op->ow;
   return SYNCO_OK;
 }
 

@@ -187,3 +187,20 @@ synco_status synco_cuda_neg_backward(synco_backend *be, synco_negatives_draws *d
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
+
+/* ---- workspace ---------------------------------------------------------------------------------------- */
+
+/* The kernels index none of the draws' workspace arrays (they are per CPU thread): the backend's own scratch holds
+ * per query its stream, its noise words' start, sign(q) and statistics, and the selection's words where they do not
+ * fit in shared memory (the sizes the ops above ask synco_cuda_ws for). */
+synco_status synco_cuda_neg_workspace(synco_backend *be, const synco_negatives_draws *d,
+                                      synco_negatives_workspace *ws) {
+  const size_t B = (size_t)d->B, n4 = (size_t)(d->n[3] ? d->n[3] : 1);
+  const size_t sel_bytes = (4 * (size_t)d->K + SYNCO_K_SEL_BINS) * sizeof(uint32_t);
+  int fits = 1;
+  SYNCO_TRY(synco_cuda_smem_setup(be, neg_select_kernel, sel_bytes, &fits));
+  *ws = (synco_negatives_workspace){0};
+  ws->scratch = B * n4 * sizeof(uint64_t) + B * sizeof(synco_rng) + B * (size_t)d->dim * sizeof(float) +
+                B * 3 * sizeof(double) + sizeof(int) + (fits ? 0 : B * sel_bytes);
+  return SYNCO_OK;
+}

@@ -22,6 +22,9 @@ synco_status synco_ref_bn_plan(synco_backend *be, synco_bn_op *op) {
   return SYNCO_OK;
 }
 
+/* The reference BN keeps nothing: its statistics are the caller's buffers. */
+synco_status synco_ref_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b) { return SYNCO_OK; }
+
 void synco_ref_bn_release(synco_backend *be, synco_bn_op *op) {
   if (op) op->impl = NULL;
 }

@@ -87,6 +87,27 @@ static void col2im(const synco_conv_op *op, const float *col, float *dx) {
   }
 }
 
+/* The plan's threads and scratch sizes for op (oh, ow filled). */
+static void size_shape(const synco_conv_op *op, ref_conv_impl *impl) {
+  /* Threads take whole images; a small convolution runs on one thread (with a threaded GEMM). */
+  int nt = omp_get_max_threads();
+  if (nt > op->n) nt = op->n;
+  if ((double)op->n * op->cout * op->cin * op->kh * op->kw * op->oh * op->ow < CONV_PAR_MIN_MACS) nt = 1;
+  if (nt < 1) nt = 1;
+  impl->nthreads = nt;
+  impl->direct = op->kh == 1 && op->kw == 1 && op->stride == 1 && op->pad == 0;
+  impl->col_len = impl->direct ? 0 : (size_t)op->cin * op->kh * op->kw * op->oh * op->ow;
+  impl->w_len = (size_t)op->cout * op->cin * op->kh * op->kw;
+}
+
+/* The plan keeps its column buffers and partial weight gradients: nothing is shared between layers. */
+synco_status synco_ref_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b) {
+  ref_conv_impl k;
+  size_shape(op, &k);
+  b->kept += sizeof k + sizeof(float) * ((size_t)k.nthreads * k.col_len + (size_t)(k.nthreads - 1) * k.w_len);
+  return SYNCO_OK;
+}
+
 synco_status synco_ref_conv_plan(synco_backend *be, synco_conv_op *op) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "ref conv_plan: op is NULL");
   op->impl = NULL;
@@ -107,15 +128,8 @@ synco_status synco_ref_conv_plan(synco_backend *be, synco_conv_op *op) {
 
   ref_conv_impl *impl = synco_calloc(1, sizeof *impl);
   if (!impl) return SYNCO_ERR_NOMEM;
-  /* Threads take whole images; a small convolution runs on one thread (with a threaded GEMM). */
-  int nt = omp_get_max_threads();
-  if (nt > op->n) nt = op->n;
-  if ((double)op->n * op->cout * op->cin * op->kh * op->kw * oh * ow < CONV_PAR_MIN_MACS) nt = 1;
-  if (nt < 1) nt = 1;
-  impl->nthreads = nt;
-  impl->direct = op->kh == 1 && op->kw == 1 && op->stride == 1 && op->pad == 0;
-  impl->col_len = impl->direct ? 0 : (size_t)op->cin * op->kh * op->kw * oh * ow;
-  impl->w_len = (size_t)op->cout * op->cin * op->kh * op->kw;
+  size_shape(op, impl);
+  const int nt = impl->nthreads;
   impl->col = impl->direct ? NULL : synco_aligned_alloc(sizeof(float) * (size_t)nt * impl->col_len);
   impl->dw_part = nt > 1 ? synco_aligned_alloc(sizeof(float) * (size_t)(nt - 1) * impl->w_len) : NULL;
   if ((!impl->direct && !impl->col) || (nt > 1 && !impl->dw_part)) {

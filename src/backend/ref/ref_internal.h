@@ -22,6 +22,7 @@ synco_status synco_ref_check_like(const synco_tensor *t, const char *op, const c
 
 /* ref_conv.c */
 synco_conv_plan_fn synco_ref_conv_plan;
+synco_conv_plan_bytes_fn synco_ref_conv_plan_bytes;
 synco_conv_release_fn synco_ref_conv_release;
 synco_conv_fwd_fn synco_ref_conv_fwd;
 synco_conv_bwd_data_fn synco_ref_conv_bwd_data;
@@ -29,6 +30,7 @@ synco_conv_bwd_weights_fn synco_ref_conv_bwd_weights;
 
 /* ref_batchnorm.c */
 synco_bn_plan_fn synco_ref_bn_plan;
+synco_bn_plan_bytes_fn synco_ref_bn_plan_bytes;
 synco_bn_release_fn synco_ref_bn_release;
 synco_bn_fwd_train_fn synco_ref_bn_fwd_train;
 synco_bn_fwd_eval_fn synco_ref_bn_fwd_eval;
@@ -36,6 +38,7 @@ synco_bn_bwd_fn synco_ref_bn_bwd;
 
 /* ref_pool.c */
 synco_pool_plan_fn synco_ref_pool_plan;
+synco_pool_plan_bytes_fn synco_ref_pool_plan_bytes;
 synco_pool_release_fn synco_ref_pool_release;
 synco_maxpool_fwd_fn synco_ref_maxpool_fwd;
 synco_maxpool_bwd_fn synco_ref_maxpool_bwd;
@@ -66,6 +69,7 @@ synco_infonce_bwd_fn synco_ref_infonce_bwd;
 synco_neg_draw_fn synco_ref_neg_draw;
 synco_neg_logits_fn synco_ref_neg_logits;
 synco_neg_backward_fn synco_ref_neg_backward;
+synco_neg_workspace_fn synco_ref_neg_workspace;
 
 /* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
 /* The memory and step ops of both CPU backends (host memory), as designated initializers of an op table. */
@@ -80,6 +84,7 @@ synco_threads_fn synco_ref_host_threads;
   .copy = synco_ref_host_copy, .sync = synco_ref_host_sync, .gemm = synco_ref_gemm, .sgd = synco_ref_sgd,      \
   .ema = synco_ref_ema, .enqueue = synco_ref_enqueue, .permute_rows = synco_ref_permute_rows,                  \
   .infonce_fwd = synco_ref_infonce_fwd, .infonce_bwd = synco_ref_infonce_bwd, .neg_draw = synco_ref_neg_draw, \
-  .neg_logits = synco_ref_neg_logits, .neg_backward = synco_ref_neg_backward, .threads = synco_ref_host_threads
+  .neg_logits = synco_ref_neg_logits, .neg_backward = synco_ref_neg_backward,                                  \
+  .neg_workspace = synco_ref_neg_workspace, .threads = synco_ref_host_threads
 
 #endif

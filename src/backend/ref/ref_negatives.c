@@ -18,6 +18,22 @@
 #include "kernels/negatives_kernel.h"
 #include "tensor/negatives_op.h"
 
+/* ---- workspace -------------------------------------------------------------------------------------- */
+
+/* Per thread (d->nthreads, the backend's threads): the hard-set selection's 4·K + bins words, the backward's weight
+ * per hard position, sign(q), and the noise's random words. Nothing kept by the backend itself. */
+synco_status synco_ref_neg_workspace(synco_backend *be, const synco_negatives_draws *d, synco_negatives_workspace *ws) {
+  (void)be;
+  const size_t nt = (size_t)(d->nthreads > 0 ? d->nthreads : 1);
+  *ws = (synco_negatives_workspace){
+      .sel = nt * (4 * (size_t)d->K + SYNCO_K_SEL_BINS) * sizeof(uint32_t),
+      .wpos = nt * (size_t)d->n_hard * sizeof(float),
+      .sgn = nt * (size_t)d->dim * sizeof(float),
+      .words = nt * (size_t)(d->dim + 1) * sizeof(uint32_t),
+  };
+  return SYNCO_OK;
+}
+
 /* ---- draws ------------------------------------------------------------------------------------------ */
 
 synco_status synco_ref_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,

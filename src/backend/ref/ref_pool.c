@@ -15,6 +15,15 @@ typedef struct {
   int32_t *argmax; /* [n·c·oh·ow], index into the input's h×w plane */
 } ref_pool_impl;
 
+static size_t argmax_bytes(const synco_pool_op *op) {
+  return sizeof(int32_t) * (size_t)op->n * op->c * op->oh * op->ow;
+}
+
+synco_status synco_ref_pool_plan_bytes(synco_backend *be, const synco_pool_op *op, synco_plan_bytes *b) {
+  b->kept += sizeof(ref_pool_impl) + argmax_bytes(op);
+  return SYNCO_OK;
+}
+
 synco_status synco_ref_pool_plan(synco_backend *be, synco_pool_op *op) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "ref pool_plan: op is NULL");
   op->impl = NULL;
@@ -36,7 +45,7 @@ synco_status synco_ref_pool_plan(synco_backend *be, synco_pool_op *op) {
                       oh, ow);
   ref_pool_impl *impl = synco_calloc(1, sizeof *impl);
   if (!impl) return SYNCO_ERR_NOMEM;
-  impl->argmax = synco_malloc(sizeof(int32_t) * (size_t)op->n * op->c * oh * ow);
+  impl->argmax = synco_malloc(argmax_bytes(op));
   if (!impl->argmax) {
     free(impl);
     return SYNCO_ERR_NOMEM;

@@ -271,6 +271,12 @@ static synco_status strict_neg_backward(synco_backend *be, synco_negatives_draws
       NEED(dq, 0, "dq"); NEED(g_raw, 0, "g_raw"); NEED(g_syn, 0, "g_syn"); NEED(q, 0, "q"));
 }
 
+/* The reference's workspace, in this backend's memory (synco_negatives_init allocates it here). */
+static synco_status strict_neg_workspace(synco_backend *be, const synco_negatives_draws *d,
+                                         synco_negatives_workspace *ws) {
+  return ctx(be)->ref->neg_workspace(ctx(be)->ref, d, ws);
+}
+
 /* ---- layouts and layers --------------------------------------------------------------------------------------- */
 
 /* The plain side may be host memory (an upload) or backend memory (a device-to-device copy, as the step's shuffled
@@ -290,6 +296,10 @@ static synco_status strict_conv_plan(synco_backend *be, synco_conv_op *op_) {
   RUN((r->conv_plan(r, op_)), SYNCO_TRY(need_host(be, op_, op, "op")));
 }
 static void strict_conv_release(synco_backend *be, synco_conv_op *op) { ctx(be)->ref->conv_release(ctx(be)->ref, op); }
+/* What the plans would take: the reference's, which makes them (nothing here touches backend memory). */
+static synco_status strict_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b) {
+  return ctx(be)->ref->conv_plan_bytes(ctx(be)->ref, op, b);
+}
 
 static synco_status strict_conv_fwd(synco_backend *be, synco_conv_op *o, synco_tensor *y, const synco_tensor *x,
                                     const float *w) {
@@ -314,6 +324,9 @@ static synco_status strict_bn_plan(synco_backend *be, synco_bn_op *o) {
   RUN((r->bn_plan(r, o)), SYNCO_TRY(need_host(be, o, op, "op")));
 }
 static void strict_bn_release(synco_backend *be, synco_bn_op *op) { ctx(be)->ref->bn_release(ctx(be)->ref, op); }
+static synco_status strict_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b) {
+  return ctx(be)->ref->bn_plan_bytes(ctx(be)->ref, op, b);
+}
 
 static synco_status strict_bn_fwd_train(synco_backend *be, synco_bn_op *o, synco_tensor *y, float *save_mean,
                                         float *save_invstd, float *running_mean, float *running_var,
@@ -348,6 +361,9 @@ static synco_status strict_pool_plan(synco_backend *be, synco_pool_op *o) {
   RUN((r->pool_plan(r, o)), SYNCO_TRY(need_host(be, o, op, "op")));
 }
 static void strict_pool_release(synco_backend *be, synco_pool_op *op) { ctx(be)->ref->pool_release(ctx(be)->ref, op); }
+static synco_status strict_pool_plan_bytes(synco_backend *be, const synco_pool_op *op, synco_plan_bytes *b) {
+  return ctx(be)->ref->pool_plan_bytes(ctx(be)->ref, op, b);
+}
 
 static synco_status strict_maxpool_fwd(synco_backend *be, synco_pool_op *o, synco_tensor *y, const synco_tensor *x) {
   const char *op = "maxpool_fwd";
@@ -471,22 +487,26 @@ synco_status synco_backend_strict_create(synco_backend **out) {
       .neg_draw = strict_neg_draw,
       .neg_logits = strict_neg_logits,
       .neg_backward = strict_neg_backward,
+      .neg_workspace = strict_neg_workspace,
       .threads = strict_threads,
       .act_layout = strict_act_layout,
       .act_bytes = strict_act_bytes,
       .to_backend = strict_to_backend,
       .to_plain = strict_to_plain,
       .conv_plan = strict_conv_plan,
+      .conv_plan_bytes = strict_conv_plan_bytes,
       .conv_release = strict_conv_release,
       .conv_fwd = strict_conv_fwd,
       .conv_bwd_data = strict_conv_bwd_data,
       .conv_bwd_weights = strict_conv_bwd_weights,
       .bn_plan = strict_bn_plan,
+      .bn_plan_bytes = strict_bn_plan_bytes,
       .bn_release = strict_bn_release,
       .bn_fwd_train = strict_bn_fwd_train,
       .bn_fwd_eval = strict_bn_fwd_eval,
       .bn_bwd = strict_bn_bwd,
       .pool_plan = strict_pool_plan,
+      .pool_plan_bytes = strict_pool_plan_bytes,
       .pool_release = strict_pool_release,
       .maxpool_fwd = strict_maxpool_fwd,
       .maxpool_bwd = strict_maxpool_bwd,
