@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "backend/registry.h"
+#include "base/files.h"
 #include "base/status.h"
 
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]) {
@@ -42,18 +43,10 @@ synco_status synco_cli_mkdirs(const char *path) {
 
 synco_status synco_cli_write_file_atomic(const char *path, const char *text) {
   char tmp[1100];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+  FILE *f = synco_file_begin(path, tmp, sizeof tmp); /* never through a link (base/files.h) */
+  if (!f) return SYNCO_ERR_IO;
   const size_t n = strlen(text);
-  int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    const int e = errno;
-    unlink(tmp);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-  }
-  return SYNCO_OK;
+  return synco_file_commit(f, tmp, path, fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF);
 }
 
 int synco_cli_precision(const char *cmd, const char *precision) {
@@ -165,7 +158,8 @@ int synco_cli_run_dir_clean(const char *dir, int run_files) {
     if (!is_run_tmp(e->d_name) && !(run_files && is_run_file(e->d_name))) continue;
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
     struct stat st;
-    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) == 0) removed++;
+    /* a file or a link (unlinking a link leaves what it points at); never a folder */
+    if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) == 0) removed++;
   }
   closedir(d);
   return removed;
@@ -195,8 +189,18 @@ synco_status synco_cli_run_dir_lock(const char *dir, int *fd_out) {
   *fd_out = -1;
   char path[1100];
   snprintf(path, sizeof path, "%s/.lock", dir);
-  const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-  if (fd < 0) return synco_fail(SYNCO_ERR_IO, "%s: cannot create the lock file: %s", path, strerror(errno));
+  /* never through a link, and only a file of its own: the pid is written into it */
+  const int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot create the lock file: %s", path,
+                      errno == ELOOP ? "it is a symbolic link (synco writes no file through a link)" : strerror(errno));
+  struct stat lst;
+  if (fstat(fd, &lst) != 0 || !S_ISREG(lst.st_mode) || lst.st_nlink != 1) {
+    const int reg = fstat(fd, &lst) == 0 && S_ISREG(lst.st_mode);
+    close(fd);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot use it as the lock file: %s", path,
+                      reg ? "it is a hard link of another file" : "not a regular file");
+  }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int e = errno;
     long pid = 0;
@@ -238,14 +242,28 @@ static long log_row_step(const char *line) {
 
 synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
   *dropped = 0;
-  FILE *in = fopen(path, "r");
-  if (!in) return errno == ENOENT ? SYNCO_OK : synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  /* the run's own log: a regular file, not a link (it is appended to afterwards) nor a FIFO (it would hang) */
+  const int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return SYNCO_OK;
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const int e = errno;
+    if (fd >= 0) close(fd);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path,
+                      fd < 0 && e == ELOOP ? "it is a symbolic link (synco writes no file through a link)"
+                      : fd >= 0          ? "not a regular file"
+                                         : strerror(e));
+  }
+  FILE *in = fdopen(fd, "r");
+  if (!in) {
+    close(fd);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  }
   char tmp[1100];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *out = fopen(tmp, "w");
+  FILE *out = synco_file_begin(path, tmp, sizeof tmp);
   if (!out) {
     fclose(in);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    return SYNCO_ERR_IO;
   }
   char *line = NULL;
   size_t cap = 0;
@@ -260,16 +278,19 @@ synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
     ok = ok && fwrite(line, 1, (size_t)len, out) == (size_t)len && (line[len - 1] == '\n' || fputc('\n', out) != EOF);
   }
   free(line);
-  ok = !ferror(in) && ok;
+  const int read_ok = !ferror(in);
   fclose(in);
-  ok = fflush(out) == 0 && fsync(fileno(out)) == 0 && ok;
-  ok = fclose(out) == 0 && ok;
-  if (!ok || (*dropped && rename(tmp, path) != 0)) {
-    const int e = errno;
+  if (!*dropped && ok && read_ok) { /* nothing to drop: the log stays as it was */
+    fclose(out);
     unlink(tmp);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot rewrite: %s", path, strerror(e));
+    return SYNCO_OK;
   }
-  if (!*dropped) unlink(tmp); /* nothing to drop: the log stays as it was */
+  if (!read_ok) {
+    fclose(out);
+    unlink(tmp);
+    return synco_fail(SYNCO_ERR_IO, "%s: cannot read: %s", path, strerror(EIO));
+  }
+  return synco_file_commit(out, tmp, path, ok);
   return SYNCO_OK;
 }
 

@@ -1,4 +1,5 @@
 /* synco: the command-line program. Dispatches to one file per subcommand. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* A file-size limit (ulimit -f) is an error of the write that meets it (EFBIG, reported like ENOSPC, naming the
+   * file, the old file intact), not a signal that kills the process mid-checkpoint. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return 2;

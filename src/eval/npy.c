@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/files.h"
 #include "base/status.h"
 
 static synco_status write_npy(const char *path, const char *descr, const size_t *shape, int ndim, const void *data,
@@ -25,15 +26,14 @@ static synco_status write_npy(const char *path, const char *descr, const size_t 
   size_t pad = (64 - total % 64) % 64;
   size_t hlen = (size_t)len + pad + 1;
   unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
-  FILE *f = fopen(path, "wb");
-  if (!f) return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+  char tmp[4200];
+  FILE *f = synco_file_begin(path, tmp, sizeof tmp); /* beside path, never through a link (base/files.h) */
+  if (!f) return SYNCO_ERR_IO;
   int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)len, f) == (size_t)len;
   for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
   ok = ok && fputc('\n', f) != EOF;
   ok = ok && (bytes == 0 || fwrite(data, 1, bytes, f) == bytes);
-  if (fclose(f) != 0) ok = 0;
-  if (!ok) return synco_fail(SYNCO_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-  return SYNCO_OK;
+  return synco_file_commit(f, tmp, path, ok);
 }
 
 synco_status synco_npy_write_f32(const char *path, const float *x, size_t rows, size_t cols) {

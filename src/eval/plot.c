@@ -24,6 +24,9 @@ synco_status synco_plot_panel_file(const char *path, int width, int height, cons
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
 #include <cairo.h>
+#include <unistd.h>
+
+#include "base/files.h"
 
 int synco_plot_available(void) { return 1; }
 
@@ -310,6 +313,11 @@ static int ends_with(const char *s, const char *suf) {
   return a >= b && !strcasecmp(s + a - b, suf);
 }
 
+/* cairo's output: the stream of synco_file_begin. */
+static cairo_status_t write_out(void *closure, const unsigned char *data, unsigned int n) {
+  return fwrite(data, 1, n, (FILE *)closure) == n ? CAIRO_STATUS_SUCCESS : CAIRO_STATUS_WRITE_ERROR;
+}
+
 synco_status synco_plot_figure(const char *path, int width, int height, int rows, int cols,
                                const synco_plot_panel *panels, int npanels) {
   if (width < 50 || height < 50 || rows < 1 || cols < 1 || npanels < 1 || npanels > rows * cols)
@@ -321,13 +329,19 @@ synco_status synco_plot_figure(const char *path, int width, int height, int rows
         return synco_fail(SYNCO_ERR_ARG, "%s: series %d of panel %d has no data", path, s, i);
   int png = ends_with(path, ".png"), svg = ends_with(path, ".svg"), pdf = ends_with(path, ".pdf");
   if (!png && !svg && !pdf) return synco_fail(SYNCO_ERR_ARG, "%s: plot files end in .png, .svg or .pdf", path);
+  /* The figure goes to path.tmp, created without following a link, and is renamed onto path (base/files.h). */
+  char tmp[4200];
+  FILE *out = synco_file_begin(path, tmp, sizeof tmp);
+  if (!out) return SYNCO_ERR_IO;
   cairo_surface_t *sf = png   ? cairo_image_surface_create(CAIRO_FORMAT_ARGB32, width, height)
-                        : svg ? cairo_svg_surface_create(path, width, height)
-                              : cairo_pdf_surface_create(path, width, height);
+                        : svg ? cairo_svg_surface_create_for_stream(write_out, out, width, height)
+                              : cairo_pdf_surface_create_for_stream(write_out, out, width, height);
   if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS) {
     synco_status st = synco_fail(SYNCO_ERR_IO, "%s: cannot create plot: %s", path,
                                  cairo_status_to_string(cairo_surface_status(sf)));
     cairo_surface_destroy(sf);
+    fclose(out);
+    unlink(tmp);
     return st;
   }
   cairo_t *cr = cairo_create(sf);
@@ -337,12 +351,17 @@ synco_status synco_plot_figure(const char *path, int width, int height, int rows
   for (int i = 0; i < npanels; i++) draw_panel(cr, &panels[i], (i % cols) * cw, (i / cols) * ch, cw, ch);
   cairo_status_t cs = cairo_status(cr);
   cairo_destroy(cr);
-  if (png && cs == CAIRO_STATUS_SUCCESS) cs = cairo_surface_write_to_png(sf, path);
+  if (png && cs == CAIRO_STATUS_SUCCESS) cs = cairo_surface_write_to_png_stream(sf, write_out, out);
   cairo_surface_finish(sf);
   if (cs == CAIRO_STATUS_SUCCESS) cs = cairo_surface_status(sf);
   cairo_surface_destroy(sf);
-  if (cs != CAIRO_STATUS_SUCCESS) return synco_fail(SYNCO_ERR_IO, "%s: writing the plot failed: %s", path, cairo_status_to_string(cs));
-  return SYNCO_OK;
+  if (cs == CAIRO_STATUS_WRITE_ERROR) return synco_file_commit(out, tmp, path, 0); /* errno: the write's */
+  if (cs != CAIRO_STATUS_SUCCESS) {
+    fclose(out);
+    unlink(tmp);
+    return synco_fail(SYNCO_ERR_IO, "%s: writing the plot failed: %s", path, cairo_status_to_string(cs));
+  }
+  return synco_file_commit(out, tmp, path, 1);
 }
 
 synco_status synco_plot_panel_file(const char *path, int width, int height, const synco_plot_panel *panel) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/file_read.h"
+#include "base/files.h"
 #include "base/status.h"
 
 static const struct {
@@ -539,11 +540,10 @@ synco_status synco_st_write(synco_st_writer *w, const char *path) {
   if (!json) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
   size_t jlen = strlen(json), padded = (jlen + 7) / 8 * 8; /* tensors start 8-byte aligned */
   char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "wb");
+  FILE *f = synco_file_begin(path, tmp, sizeof tmp); /* never through a link (base/files.h) */
   if (!f) {
     free(json);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    return SYNCO_ERR_IO;
   }
   uint8_t hdr[8];
   for (int i = 0; i < 8; i++) hdr[i] = (uint8_t)((uint64_t)padded >> (8 * i));
@@ -551,17 +551,5 @@ synco_status synco_st_write(synco_st_writer *w, const char *path) {
   for (size_t i = jlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
   free(json);
   for (int i = 0; ok && i < w->n; i++) ok = fwrite(w->t[i].data, 1, w->t[i].bytes, f) == w->t[i].bytes;
-  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok) {
-    int e = errno;
-    unlink(tmp);
-    return synco_fail(SYNCO_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-  }
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
-  }
-  return SYNCO_OK;
+  return synco_file_commit(f, tmp, path, ok);
 }

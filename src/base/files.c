@@ -1,0 +1,90 @@
+/* Creating files without following links; see files.h. */
+#include "base/files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/status.h"
+
+synco_status synco_file_write_error(const char *path, int e) {
+  return synco_fail(SYNCO_ERR_IO, "%s: cannot write: %s%s", path, strerror(e),
+                    e == EFBIG ? " (over the file-size limit, ulimit -f)" : "");
+}
+
+FILE *synco_file_create(const char *path) {
+  /* A name that is a folder stays (unlink fails with EISDIR/EPERM) and O_EXCL then refuses it. */
+  struct stat st;
+  if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) != 0 && errno != ENOENT) {
+    synco_fail(SYNCO_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
+    return NULL;
+  }
+  const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == EEXIST && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+      synco_fail(SYNCO_ERR_IO, "%s: cannot create: it is a folder", path);
+    else if (e == EEXIST || e == ELOOP) /* a file or link appeared between the unlink and the open */
+      synco_fail(SYNCO_ERR_IO, "%s: cannot create: another file of that name appeared while writing it", path);
+    else
+      synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", path, strerror(e));
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "wb");
+  if (!f) {
+    synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    close(fd);
+    unlink(path);
+  }
+  return f;
+}
+
+FILE *synco_file_begin(const char *path, char *tmp, size_t cap) {
+  const int n = snprintf(tmp, cap, "%s.tmp", path);
+  if (n < 0 || (size_t)n >= cap) {
+    synco_fail(SYNCO_ERR_ARG, "%.80s...: path too long (%zu characters)", path, strlen(path));
+    return NULL;
+  }
+  return synco_file_create(tmp);
+}
+
+synco_status synco_file_commit(FILE *f, const char *tmp, const char *path, int ok) {
+  int e = ok ? 0 : (errno ? errno : EIO);
+  if (!e && fflush(f) != 0) e = errno;
+  if (!e && fsync(fileno(f)) != 0) e = errno;
+  if (fclose(f) != 0 && !e) e = errno;
+  if (!e && rename(tmp, path) != 0) e = errno;
+  if (!e) return SYNCO_OK;
+  unlink(tmp);
+  return synco_file_write_error(path, e);
+}
+
+FILE *synco_file_append(const char *path) {
+  const int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return synco_file_create(path);
+  if (fd < 0) {
+    const int e = errno;
+    synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path,
+               e == ELOOP ? "it is a symbolic link (synco writes no file through a link)"
+               : e == ENXIO ? "not a regular file" : strerror(e));
+    return NULL;
+  }
+  struct stat st;
+  const char *why = fstat(fd, &st) != 0 ? strerror(errno)
+                    : !S_ISREG(st.st_mode) ? "not a regular file"
+                    : st.st_nlink != 1      ? "it is a hard link of another file (synco appends to no shared file)"
+                                            : NULL;
+  if (why || fcntl(fd, F_SETFL, O_APPEND) != 0) { /* blocking again */
+    synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, why ? why : strerror(errno));
+    close(fd);
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "ab");
+  if (!f) {
+    synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+  }
+  return f;
+}
