@@ -15,7 +15,7 @@ synco_status synco_lr_schedule_check(const synco_lr_schedule *s) {
   return SYNCO_OK;
 }
 
-float synco_lr_at(const synco_lr_schedule *s, int epoch, int step, int steps_per_epoch) {
+double synco_lr_epoch(const synco_lr_schedule *s, int epoch) {
   double lr = s->lr;
   if (s->cos) {
     lr *= 0.5 * (1.0 + cos(M_PI * (double)epoch / (double)s->epochs));
@@ -23,6 +23,11 @@ float synco_lr_at(const synco_lr_schedule *s, int epoch, int step, int steps_per
     for (int i = 0; i < s->n_milestones; i++)
       if (epoch >= s->milestones[i]) lr *= 0.1;
   }
+  return lr;
+}
+
+float synco_lr_at(const synco_lr_schedule *s, int epoch, int step, int steps_per_epoch) {
+  double lr = synco_lr_epoch(s, epoch);
   if (s->warmup_epochs > 0 && epoch < s->warmup_epochs && steps_per_epoch > 0) {
     const double done = (double)epoch * steps_per_epoch + step + 1;
     lr *= done / ((double)s->warmup_epochs * steps_per_epoch);
