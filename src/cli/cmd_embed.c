@@ -100,6 +100,15 @@ int synco_cmd_embed(int argc, char **argv) {
     fprintf(stderr, "synco embed: --data and --out are required\n");
     return 2;
   }
+  char files_path[SYNCO_CLI_PATH_MAX + 100], classes_path[SYNCO_CLI_PATH_MAX + 100];
+  sidecar(files_path, sizeof files_path, out, ".files.txt");
+  sidecar(classes_path, sizeof classes_path, out, ".classes.txt");
+  /* no output is an input or another output (--labels-out onto --out would replace the features) */
+  if ((rc = SYNCO_CLI_CHECK_FILES("embed", {"--out's row names", files_path, SYNCO_CLI_OUT_BESIDE},
+                                  {"--out's class names", classes_path, SYNCO_CLI_OUT_BESIDE}, {"--out", out, SYNCO_CLI_OUT},
+                                  {"--labels-out", labels_out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt},
+                                  {"--init", mo.init}, {"--data", data})))
+    return rc;
   const double t0 = synco_now();
   synco_eval_data ds;
   synco_backend *be = NULL;
@@ -118,9 +127,6 @@ int synco_cmd_embed(int argc, char **argv) {
   if (normalize) synco_rows_l2_normalize(f, ds.n, d);
   if (synco_npy_write_f32(out, f, ds.n, (size_t)d)) goto fail;
   if (labels_out && synco_npy_write_labels(labels_out, ds.labels, ds.n)) goto fail;
-  char files_path[1100], classes_path[1100];
-  sidecar(files_path, sizeof files_path, out, ".files.txt");
-  sidecar(classes_path, sizeof classes_path, out, ".classes.txt");
   if (write_names(ds.ds, ds.n, files_path, classes_path)) goto fail;
   const double wall = synco_now() - t0;
   if (json) {

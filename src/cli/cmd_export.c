@@ -73,10 +73,7 @@ int synco_cmd_export(int argc, char **argv) {
     return 2;
   }
   /* Writing onto the checkpoint being read (or another name of it) would replace a run's weights by an export. */
-  if (synco_cli_same_file(ckpt, out)) {
-    fprintf(stderr, "synco export: --out %s is the --ckpt file itself; give another output file\n", out);
-    return 2;
-  }
+  if ((rc = SYNCO_CLI_CHECK_FILES("export", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", ckpt}))) return rc;
   synco_encoder_config cfg;
   int image_size = 0;
   if (synco_weights_read_config(ckpt, &cfg, &image_size)) return synco_cli_error("export");

@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/eval_common.h"
 #include "eval/plot.h"
 
@@ -37,6 +38,25 @@ int synco_cmd_plot(int argc, char **argv) {
     fprintf(stderr, "synco plot: built without cairo (install libcairo2-dev and rebuild)\n");
     return 1;
   }
+  char svgpath[1024] = "";
+  const size_t ol = strlen(out);
+  if (svg && ol > 4 && ol <= SYNCO_CLI_PATH_MAX && !strcmp(out + ol - 4, ".png"))
+    snprintf(svgpath, sizeof svgpath, "%.*s.svg", (int)(ol - 4), out);
+  /* the figure is no run's log (nor the .svg beside it), and every path fits */
+  synco_cli_file files[MAX_RUNS + 2] = {{"--out", out, SYNCO_CLI_OUT}, {"--svg's", svgpath[0] ? svgpath : NULL, SYNCO_CLI_OUT}};
+  char logpaths[MAX_RUNS][SYNCO_CLI_PATH_MAX + 16];
+  for (int i = 0; i < npos; i++) {
+    struct stat st;
+    const int dir = stat(pos[i], &st) == 0 && S_ISDIR(st.st_mode);
+    if (strlen(pos[i]) > SYNCO_CLI_PATH_MAX) {
+      fprintf(stderr, "synco plot: %.60s...: path too long (%zu characters; at most %d)\n", pos[i], strlen(pos[i]),
+              SYNCO_CLI_PATH_MAX);
+      return 2;
+    }
+    snprintf(logpaths[i], sizeof logpaths[i], dir ? "%s/log.jsonl" : "%s", pos[i]);
+    files[2 + i] = (synco_cli_file){"run log", logpaths[i], SYNCO_CLI_IN};
+  }
+  if ((rc = synco_cli_check_files("plot", files, (size_t)npos + 2))) return rc;
   synco_runlog logs[MAX_RUNS];
   char names[MAX_RUNS][128];
   int nlogs = 0, exit_code = 1, by_step = 0;
@@ -76,12 +96,7 @@ int synco_cmd_plot(int argc, char **argv) {
       {"Learning rate", xl, "lr", lr, nlogs, 0, 0, 0},
   };
   if (synco_plot_figure(out, width, height, 2, 2, panels, 4)) goto done;
-  char svgpath[1024] = "";
-  size_t ol = strlen(out);
-  if (svg && ol > 4 && !strcmp(out + ol - 4, ".png")) {
-    snprintf(svgpath, sizeof svgpath, "%.*s.svg", (int)(ol - 4), out);
-    if (synco_plot_figure(svgpath, width, height, 2, 2, panels, 4)) goto done;
-  }
+  if (svgpath[0] && synco_plot_figure(svgpath, width, height, 2, 2, panels, 4)) goto done;
   if (json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "command", "plot");

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,62 @@ synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
 int synco_cli_same_file(const char *a, const char *b) {
   struct stat sa, sb;
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* path's real name: realpath() of path, or of its folder + its last name when it is not there yet (else path). */
+static void canonical(const char *path, char *out, size_t cap) {
+  char real[PATH_MAX];
+  if (realpath(path, real)) {
+    snprintf(out, cap, "%s", real);
+    return;
+  }
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+  char *slash = strrchr(dir, '/');
+  const char *name = slash ? slash + 1 : dir, *parent = !slash ? "." : slash == dir ? "/" : dir;
+  if (slash && slash != dir) *slash = 0;
+  if (realpath(parent, real)) snprintf(out, cap, "%s/%s", strcmp(real, "/") ? real : "", name);
+  else snprintf(out, cap, "%s", path);
+}
+
+/* Do two paths name one file: the same inode when both exist, else the same real name. */
+static int one_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  const int ha = stat(a, &sa) == 0, hb = stat(b, &sb) == 0;
+  if (ha && hb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (ha != hb) return 0; /* one exists, the other does not */
+  char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
+  canonical(a, ca, sizeof ca);
+  canonical(b, cb, sizeof cb);
+  return !strcmp(ca, cb);
+}
+
+int synco_cli_check_files(const char *cmd, const synco_cli_file *f, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!f[i].path || f[i].kind == SYNCO_CLI_IN) continue;
+    const char *what = f[i].kind == SYNCO_CLI_OUT_DIR ? "folder" : "file";
+    const size_t len = strlen(f[i].path);
+    if (!len) {
+      fprintf(stderr, "synco %s: %s: an empty path; give a %s name\n", cmd, f[i].flag, what);
+      return 2;
+    }
+    if (len > SYNCO_CLI_PATH_MAX && f[i].kind != SYNCO_CLI_OUT_BESIDE) {
+      fprintf(stderr, "synco %s: %s %.60s...: path too long (%zu characters; synco writes paths of at most %d)\n",
+              cmd, f[i].flag, f[i].path, len, SYNCO_CLI_PATH_MAX);
+      return 2;
+    }
+    for (size_t j = 0; j < n; j++) {
+      if (j == i || !f[j].path || (f[j].kind != SYNCO_CLI_IN && j > i) || !one_file(f[i].path, f[j].path)) continue;
+      struct stat st;
+      const int folder = f[j].kind == SYNCO_CLI_OUT_DIR || (stat(f[j].path, &st) == 0 && S_ISDIR(st.st_mode));
+      fprintf(stderr, "synco %s: %s %s is the %s %s itself; give another output %s\n", cmd, f[i].flag, f[i].path,
+              f[j].flag, folder ? "folder" : "file", what);
+      return 2;
+    }
+  }
+  return 0;
 }
 
 void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds) {
