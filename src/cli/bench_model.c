@@ -172,15 +172,19 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   synco_encoder *enc = NULL;
   synco_encoder_config ec = {.depth = depth, .width = o.width, .cifar_stem = o.cifar_stem, .head = 1, .mlp = 1, .dim = 128,
                              .bn_splits = o.bn_splits};
+  /* the backend first (nothing planned on it yet): the memory plan asks it what its plans take */
+  if (synco_backend_create(o.backend, &be)) return synco_cli_error("bench");
   synco_mem_plan mp;
-  if (synco_mem_plan_encoders(&ec, o.batch, o.image_size, 1, &mp) == SYNCO_OK) {
+  if (synco_mem_plan_encoders(be, &ec, o.batch, o.image_size, 1, &mp) == SYNCO_OK) {
     mp.io += (size_t)o.batch * 128 * 2 * sizeof(float); /* out, dout */
     mp.total += (size_t)o.batch * 128 * 2 * sizeof(float);
     o.planned = mp.total;
-    if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size."))
+    if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size.")) {
+      synco_backend_destroy(be);
       return 2;
+    }
   }
-  if (synco_backend_create(o.backend, &be) || synco_encoder_create(&enc, be, &ec, o.batch, o.image_size, 0)) {
+  if (synco_encoder_create(&enc, be, &ec, o.batch, o.image_size, 0)) {
     synco_backend_destroy(be);
     return synco_cli_error("bench");
   }
@@ -263,20 +267,22 @@ int synco_bench_step(int argc, char **argv) {
     return 2;
   }
   if (mc.neg.n_hard > mc.K) mc.neg.n_hard = mc.K;
+  synco_backend *be = NULL;
+  synco_moco *m = NULL;
   synco_mem_plan mp;
-  if (synco_mem_plan_moco(&mc, 0, 0, 0, &mp) == SYNCO_OK) {
+  /* the backend first (nothing planned on it yet): the memory plan asks it what its plans take */
+  if (!synco_backend_create(o.backend, &be) && synco_mem_plan_moco(be, &mc, 0, 0, 0, &mp) == SYNCO_OK) {
     const size_t inputs = 2 * (size_t)o.batch * 3 * o.image_size * o.image_size * sizeof(float); /* xq, xk */
     mp.io += inputs;
     mp.total += inputs;
     o.planned = mp.total;
     if (o.memory_check && synco_mem_refuse("bench", &mp, o.batch, o.image_size, "Use a smaller -b or --image-size.")) {
+      synco_backend_destroy(be);
       synco_dist_free(dist);
       return 2;
     }
   }
-  synco_backend *be = NULL;
-  synco_moco *m = NULL;
-  if (synco_backend_create(o.backend, &be) || synco_moco_create(&m, be, &mc)) {
+  if (!be || synco_moco_create(&m, be, &mc)) {
     synco_backend_destroy(be);
     const int code = synco_cli_error("bench");
     synco_dist_abort(dist, code);

@@ -98,16 +98,17 @@ static synco_status model_config(const synco_eval_model_opts *o, synco_encoder_c
   return SYNCO_OK;
 }
 
-static synco_status plan_for(const synco_encoder_config *file_cfg, int head, int batch, int image_size, int encoders,
-                             synco_mem_plan *p) {
+static synco_status plan_for(synco_backend *be, const synco_encoder_config *file_cfg, int head, int batch,
+                             int image_size, int encoders, synco_mem_plan *p) {
   synco_encoder_config c = *file_cfg;
   c.head = head && c.head;
   c.bn_splits = 1;
   if (c.dim <= 0) c.dim = 128;
-  return synco_mem_plan_encoders(&c, batch, image_size, encoders, p);
+  return synco_mem_plan_encoders(be, &c, batch, image_size, encoders, p);
 }
 
-synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encoders) {
+/* synco_eval_fit_batch with the backend the encoders will be made on (asked what its plans take, nothing planned). */
+static synco_status fit_batch(synco_eval_model_opts *o, synco_backend *be, int head, int encoders) {
   synco_encoder_config cfg;
   int S = 0;
   SYNCO_TRY(model_config(o, &cfg, &S));
@@ -115,7 +116,7 @@ synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encode
   const char *what = NULL;
   const size_t avail = synco_mem_available(&what);
   synco_mem_plan p;
-  SYNCO_TRY(plan_for(&cfg, head, o->batch, S, encoders, &p));
+  SYNCO_TRY(plan_for(be, &cfg, head, o->batch, S, encoders, &p));
   char need[32], act[32], have[32];
   if (!o->batch_auto) {
     if (p.total <= avail) return SYNCO_OK;
@@ -129,12 +130,12 @@ synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encode
     hi = o->batch - 1;
     while (lo < hi) {
       const int mid = lo + (hi - lo + 1) / 2;
-      SYNCO_TRY(plan_for(&cfg, head, mid, S, encoders, &p));
+      SYNCO_TRY(plan_for(be, &cfg, head, mid, S, encoders, &p));
       if (p.total <= avail / 2) lo = mid;
       else hi = mid - 1;
     }
     if (lo < 1) {
-      SYNCO_TRY(plan_for(&cfg, head, 1, S, encoders, &p));
+      SYNCO_TRY(plan_for(be, &cfg, head, 1, S, encoders, &p));
       return synco_fail(SYNCO_ERR_NOMEM, "one image at %d px needs about %s; %s are available (%s). Use a smaller "
                         "--image-size", S, synco_mem_str(p.total, need, sizeof need),
                         synco_mem_str(avail, have, sizeof have), what);
@@ -147,24 +148,36 @@ synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encode
   return SYNCO_OK;
 }
 
+synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encoders) {
+  synco_encoder_config cfg;
+  int S = 0;
+  SYNCO_TRY(model_config(o, &cfg, &S)); /* the model's problems first */
+  if (synco_mem_check_disabled()) return SYNCO_OK;
+  synco_backend *be = NULL; /* one like those the command makes, asked and destroyed */
+  SYNCO_TRY(synco_backend_create(o->backend, &be));
+  const synco_status s = fit_batch(o, be, head, encoders);
+  synco_backend_destroy(be);
+  return s;
+}
+
 synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int batch, int bn_splits,
                                    synco_backend **be, synco_encoder **enc, int *has_head) {
   synco_encoder_config cfg;
   int image_size = 0;
   *be = NULL;
   *enc = NULL;
+  SYNCO_TRY(model_config(o, &cfg, &image_size));
+  SYNCO_TRY(synco_backend_create(o->backend, be));
   synco_eval_model_opts fit = *o;
   fit.batch = batch;
-  SYNCO_TRY(synco_eval_fit_batch(&fit, head, 1));
+  synco_status s = fit_batch(&fit, *be, head, 1);
   batch = fit.batch;
-  SYNCO_TRY(model_config(o, &cfg, &image_size));
   const int file_head = cfg.head;
   cfg.head = head && file_head;
   cfg.bn_splits = bn_splits > 0 ? bn_splits : 1;
   if (cfg.dim <= 0) cfg.dim = 128;
   if (has_head) *has_head = cfg.head;
-  SYNCO_TRY(synco_backend_create(o->backend, be));
-  synco_status s = synco_encoder_create(enc, *be, &cfg, batch, image_size, (uint64_t)o->seed);
+  if (!s) s = synco_encoder_create(enc, *be, &cfg, batch, image_size, (uint64_t)o->seed);
   if (!s && o->ckpt) s = synco_weights_load(*enc, o->ckpt, o->which, 0);
   if (!s && o->init) {
     char report[1024];

@@ -1,7 +1,7 @@
 /* Memory plans of pretraining, benchmarks and evaluations, and the memory the machine has (see memplan.h). The
- * encoders' share comes from synco_encoder_memory_plan (a dry build of the same layout); the rest mirrors the
- * allocations of synco_moco_create, synco_infonce_init, synco_negatives_init and synco_loader_create, so a
- * change there wants a line here. */
+ * encoders' share comes from synco_encoder_memory_plan (a dry build of the same layout, whose plans the backend
+ * sizes itself); the rest mirrors the allocations of synco_moco_create, synco_infonce_init, synco_negatives_init and
+ * synco_loader_create, so a change there wants a line here. */
 #include "cli/memplan.h"
 
 #include <omp.h>
@@ -16,22 +16,23 @@
  * thread stacks, stdio and allocator slack (20-40 MB measured on top of VmRSS at planning time). */
 #define RUNTIME_ALLOWANCE ((size_t)40 << 20)
 
-static size_t encoder_share(const synco_encoder_memory *m, size_t *act) {
-  *act += m->activations;
-  return m->params + m->grads + m->buffers + m->backend_ws;
-}
+/* An encoder's parameters, gradients and BN statistics (its plans are counted by the caller). */
+static size_t encoder_weights(const synco_encoder_memory *m) { return m->params + m->grads + m->buffers; }
 
 static size_t base_bytes(void) { return synco_mem_rss() + RUNTIME_ALLOWANCE; }
 
-synco_status synco_mem_plan_moco(const synco_moco_config *mc, int loader_slots, int workers, size_t aug_scratch,
-                                 synco_mem_plan *p) {
+synco_status synco_mem_plan_moco(synco_backend *be, const synco_moco_config *mc, int loader_slots, int workers,
+                                 size_t aug_scratch, synco_mem_plan *p) {
   memset(p, 0, sizeof *p);
   synco_encoder_memory q, k;
   synco_encoder_config kc = mc->enc;
   kc.forward_only = 1;
-  SYNCO_TRY(synco_encoder_memory_plan(&mc->enc, mc->batch, mc->image_size, omp_get_max_threads(), &q));
-  SYNCO_TRY(synco_encoder_memory_plan(&kc, mc->batch, mc->image_size, omp_get_max_threads(), &k));
-  p->model = encoder_share(&q, &p->activations) + encoder_share(&k, &p->activations) + q.params; /* + SGD momentum */
+  SYNCO_TRY(synco_encoder_memory_plan(be, &mc->enc, mc->batch, mc->image_size, &q));
+  SYNCO_TRY(synco_encoder_memory_plan(be, &kc, mc->batch, mc->image_size, &k));
+  synco_plan_bytes plans = q.plans; /* both encoders on be: its shared buffers count once */
+  synco_plan_add(&plans, &k.plans);
+  p->activations = q.activations + k.activations;
+  p->model = encoder_weights(&q) + encoder_weights(&k) + synco_plan_total(&plans) + q.params; /* + SGD momentum */
   const size_t B = (size_t)mc->batch, K = (size_t)mc->K, dim = (size_t)(mc->enc.dim > 0 ? mc->enc.dim : 128);
   const size_t img = 3 * (size_t)mc->image_size * mc->image_size * sizeof(float);
   const int total = synco_negatives_total(&mc->neg);
@@ -55,15 +56,14 @@ synco_status synco_mem_plan_moco(const synco_moco_config *mc, int loader_slots, 
   return SYNCO_OK;
 }
 
-synco_status synco_mem_plan_encoders(const synco_encoder_config *cfg, int batch, int image_size, int encoders,
-                                     synco_mem_plan *p) {
+synco_status synco_mem_plan_encoders(synco_backend *be, const synco_encoder_config *cfg, int batch, int image_size,
+                                     int encoders, synco_mem_plan *p) {
   memset(p, 0, sizeof *p);
   synco_encoder_memory m;
-  SYNCO_TRY(synco_encoder_memory_plan(cfg, batch, image_size, omp_get_max_threads(), &m));
+  SYNCO_TRY(synco_encoder_memory_plan(be, cfg, batch, image_size, &m));
   const size_t n = (size_t)(encoders > 0 ? encoders : 1);
-  size_t act = 0;
-  p->model = n * encoder_share(&m, &act);
-  p->activations = n * act;
+  p->model = n * (encoder_weights(&m) + m.backend_ws); /* each on a backend of its own */
+  p->activations = n * m.activations;
   p->io = n * (size_t)batch * (3 * (size_t)image_size * image_size * sizeof(float) + 8);
   p->base = base_bytes();
   p->total = p->activations + p->model + p->io + p->base;

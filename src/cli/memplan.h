@@ -18,19 +18,21 @@
 typedef struct {
   size_t total;       /* all of it, what the process holds already included */
   size_t activations; /* the encoders' activations and gradient buffers at this batch and image size */
-  size_t model;       /* parameters, gradients, SGD momentum, BN statistics, backend workspaces */
-  size_t state;       /* queue, logits, synthetic-negative scratch, the step's small buffers */
+  size_t model;       /* parameters, gradients, SGD momentum, BN statistics, the backend's plans and workspaces */
+  size_t state;       /* queue, logits, synthetic negatives and their workspace, the step's small buffers */
   size_t io;          /* loader prefetch slots or input batches */
   size_t base;        /* this process so far (VmRSS: libraries, the dataset) plus the runtime's allowance */
 } synco_mem_plan;
 
-/* Pretraining (synco_moco_create's allocations) with a loader of `loader_slots` two-view batches and `workers`
- * threads each keeping an augmentation scratch of `aug_scratch` bytes. */
-synco_status synco_mem_plan_moco(const synco_moco_config *mc, int loader_slots, int workers, size_t aug_scratch,
-                                 synco_mem_plan *p);
-/* `encoders` encoders as synco_encoder_create makes them, plus one plain input batch per encoder. */
-synco_status synco_mem_plan_encoders(const synco_encoder_config *cfg, int batch, int image_size, int encoders,
-                                     synco_mem_plan *p);
+/* Pretraining (synco_moco_create's allocations on be, which is asked and nothing planned on it) with a loader of
+ * `loader_slots` two-view batches and `workers` threads each keeping an augmentation scratch of `aug_scratch`
+ * bytes. */
+synco_status synco_mem_plan_moco(synco_backend *be, const synco_moco_config *mc, int loader_slots, int workers,
+                                 size_t aug_scratch, synco_mem_plan *p);
+/* `encoders` encoders as synco_encoder_create makes them on a backend like be (each its own), plus one plain input
+ * batch per encoder. */
+synco_status synco_mem_plan_encoders(synco_backend *be, const synco_encoder_config *cfg, int batch, int image_size,
+                                     int encoders, synco_mem_plan *p);
 
 /* Bytes this process may hold in all (see the top of this file); *what names the limit ("MemAvailable",
  * "cgroup memory.max", "SYNCO_MEMORY_LIMIT_MB"). */

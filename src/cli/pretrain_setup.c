@@ -27,17 +27,20 @@ static void choose_image_size(pretrain_opts *o, const synco_arg *args, const syn
                     "small images\n", first->w, first->h, o->image_size, side);
 }
 
-/* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. */
-static int check_memory(const pretrain_ctx *c, const synco_image *first) {
+/* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. The
+ * run's backend is made first (nothing planned or allocated on it yet), so that it says what its plans take. */
+static int check_memory(pretrain_ctx *c, const synco_image *first) {
   const pretrain_opts *o = &c->o;
   if (!o->memory_check) return 0;
+  if (!c->be && synco_backend_create(o->backend, &c->be) != SYNCO_OK) return synco_cli_error("pretrain");
   /* the loader's slots: max(prefetch 3, workers) + 1 (synco_loader_create) */
   const int workers = o->workers > 0 ? o->workers : o->threads;
   const int slots = (workers > 3 ? workers : 3) + 1;
   synco_aug_config aug = {.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1, .size = o->image_size, .blur = o->blur};
   const size_t scratch = first->w > 0 ? synco_augment_scratch_bytes(first->w, first->h, &aug) : 0;
   synco_mem_plan p;
-  if (synco_mem_plan_moco(&c->cfg.moco, slots, workers, scratch, &p) != SYNCO_OK) return 0; /* creation reports it */
+  if (synco_mem_plan_moco(c->be, &c->cfg.moco, slots, workers, scratch, &p) != SYNCO_OK)
+    return 0; /* creation reports it */
   return synco_mem_refuse("pretrain", &p, o->batch, o->image_size,
                           "Use a smaller -b, --image-size, or --recipe cifar (or --no-memory-check).");
 }
@@ -75,10 +78,12 @@ static int open_data(pretrain_ctx *c) {
   return PRETRAIN_GO;
 }
 
-/* The backend and the model, from --init's weights or --resume's checkpoint; the epochs left to train. */
+/* The backend (unless the memory check made it) and the model, from --init's weights or --resume's checkpoint; the
+ * epochs left to train. */
 static int build_model(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
-  if (synco_backend_create(o->backend, &c->be) != SYNCO_OK || synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK)
+  if ((!c->be && synco_backend_create(o->backend, &c->be) != SYNCO_OK) ||
+      synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK)
     return synco_cli_error("pretrain");
   c->start_epoch = 0;
   c->gstep = 0;

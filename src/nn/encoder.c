@@ -204,87 +204,55 @@ static synco_status check_config(const synco_encoder_config *cfg, int batch, int
   return SYNCO_OK;
 }
 
-/* A stand-in backend for the dry build of synco_encoder_memory_plan: plain layouts (the oneDNN backend's blocked
- * layouts do not pad, so the bytes are the same), and plans that only add up what the CPU backend's would
- * allocate. */
-typedef struct {
-  synco_backend be;
-  size_t per_layer;   /* oneDNN weight copies (forward, backward data, diff weights), primitive code */
-  size_t shared;      /* the largest per-layer scratch: oneDNN's scratchpad and the Winograd workspace */
-  int threads;
-} plan_counter;
-
-static synco_layout plan_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
-  (void)be, (void)c, (void)h, (void)w, (void)dt;
-  return SYNCO_LAYOUT_PLAIN;
+/* What synco_encoder_create allocates after the build: the parameters, their gradients and the BN buffers ... */
+static synco_status alloc_params(synco_encoder *enc) {
+  enc->params = synco_nn_alloc(enc, enc->n_params * sizeof(float));
+  enc->grads = synco_nn_alloc(enc, enc->n_params * sizeof(float));
+  enc->buffers = synco_nn_alloc(enc, (enc->n_buffers ? enc->n_buffers : 1) * sizeof(float));
+  return enc->params && enc->grads && enc->buffers ? SYNCO_OK : SYNCO_ERR_NOMEM;
 }
 
-static size_t plan_act_bytes(synco_backend *be, int n, int c, int h, int w, synco_dtype dt) {
-  (void)be;
-  return (size_t)n * c * h * w * synco_dtype_size(dt);
+/* ... and the gradient buffers A, B (a forward-only encoder needs neither) and S (the downsample branch's output),
+ * the staging matrix, and a forward-only encoder's shared activation slots. */
+static synco_status alloc_work(synco_encoder *enc) {
+  const int fo = enc->cfg.forward_only != 0;
+  enc->gA = fo ? NULL : synco_nn_alloc(enc, enc->max_act_bytes);
+  enc->gB = fo ? NULL : synco_nn_alloc(enc, enc->max_act_bytes);
+  enc->gS = synco_nn_alloc(enc, enc->max_act_bytes);
+  const int m = enc->out_dim > enc->feature_dim ? enc->out_dim : enc->feature_dim;
+  enc->stage = synco_nn_alloc(enc, (size_t)enc->batch * m * sizeof(float));
+  if ((!fo && (!enc->gA || !enc->gB)) || !enc->gS || !enc->stage) return SYNCO_ERR_NOMEM;
+  return bind_slots(enc);
 }
 
-static synco_status plan_conv(synco_backend *be, synco_conv_op *op) {
-  plan_counter *pc = (plan_counter *)be;
-  const size_t wbytes = (size_t)op->cout * op->cin * op->kh * op->kw * sizeof(float);
-  pc->per_layer += 3 * wbytes + ((size_t)3 << 15); /* three blocked weight copies; ~32 KiB of JIT code each */
-  size_t shared = (size_t)(pc->threads + 1) * wbytes; /* backward weights reduces per thread */
-  if (op->kh == 3 && op->kw == 3 && op->stride == 1) { /* F(2x2, 3x3): U, and V and M per thread */
-    const size_t tiles = 64, slots = pc->threads > 2 ? (size_t)pc->threads : 2;
-    const size_t wino = (16 * (size_t)op->cin * op->cout + 16 * tiles * (op->cin + op->cout) * slots) * sizeof(float);
-    if (wino > shared) shared = wino;
-  }
-  if (shared > pc->shared) pc->shared = shared;
-  return SYNCO_OK;
-}
-
-static synco_status plan_bn(synco_backend *be, synco_bn_op *op) {
-  ((plan_counter *)be)->per_layer += (size_t)op->groups * op->c * 2 * sizeof(double) + 64;
-  return SYNCO_OK;
-}
-
-static synco_status plan_pool(synco_backend *be, synco_pool_op *op) {
-  ((plan_counter *)be)->per_layer += (size_t)op->n * op->c * op->oh * op->ow * sizeof(int32_t); /* argmax */
-  return SYNCO_OK;
-}
-
-synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size, int threads,
+synco_status synco_encoder_memory_plan(synco_backend *be, const synco_encoder_config *cfg, int batch, int image_size,
                                        synco_encoder_memory *out) {
   memset(out, 0, sizeof *out);
-  if (!cfg) return synco_fail(SYNCO_ERR_ARG, "encoder: a config is required");
+  if (!be || !cfg) return synco_fail(SYNCO_ERR_ARG, "encoder: a backend and a config are required");
   SYNCO_TRY(check_config(cfg, batch, image_size));
-  plan_counter pc;
-  memset(&pc, 0, sizeof pc);
-  pc.be.name = "plan";
-  pc.be.act_layout = plan_layout;
-  pc.be.act_bytes = plan_act_bytes;
-  pc.be.conv_plan = plan_conv;
-  pc.be.bn_plan = plan_bn;
-  pc.be.pool_plan = plan_pool;
-  pc.threads = threads > 0 ? threads : 1;
   synco_encoder *enc = synco_calloc(1, sizeof *enc);
   if (!enc) return SYNCO_ERR_NOMEM;
-  enc->be = &pc.be;
+  enc->be = be;
   enc->cfg = *cfg;
   if (!enc->cfg.head) enc->cfg.mlp = 0;
   enc->batch = batch;
   enc->image_size = image_size;
-  enc->dry = 1;
+  enc->dry = 1; /* synco_nn_alloc counts, the layers ask the backend's *_plan_bytes instead of planning */
   synco_status st = synco_nn_resnet_build(enc);
   if (st == SYNCO_OK) st = synco_nn_head_build(enc);
+  const size_t built = enc->dry_bytes;
+  if (st == SYNCO_OK) st = alloc_params(enc);
+  const size_t with_params = enc->dry_bytes;
+  if (st == SYNCO_OK) st = alloc_work(enc);
   if (st == SYNCO_OK) {
-    /* the same allocations as synco_encoder_create after the build */
-    const size_t built = enc->dry_bytes;
-    const int fo = cfg->forward_only != 0;
-    const int m = enc->out_dim > enc->feature_dim ? enc->out_dim : enc->feature_dim;
-    const size_t act = enc->max_act_bytes;
     out->params = enc->n_params * sizeof(float);
     out->grads = enc->n_params * sizeof(float);
     out->buffers = (enc->n_buffers ? enc->n_buffers : 1) * sizeof(float);
-    out->activations = built + (fo ? 1 : 3) * act + (size_t)batch * m * sizeof(float) +
-                       (enc->nslot_t ? SYNCO_NN_SLOTS * act : 0);
-    out->backend_ws = pc.per_layer + pc.shared;
+    out->activations = built + (enc->dry_bytes - with_params);
+    out->plans = enc->dry_plans;
+    out->backend_ws = synco_plan_total(&enc->dry_plans);
     out->total = out->params + out->grads + out->buffers + out->activations + out->backend_ws;
+    out->out_dim = enc->out_dim;
   }
   synco_encoder_free(enc);
   return st;
@@ -305,21 +273,8 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
   enc->image_size = image_size;
   synco_status st = synco_nn_resnet_build(enc);
   if (st == SYNCO_OK) st = synco_nn_head_build(enc);
-  if (st == SYNCO_OK) {
-    enc->params = synco_nn_alloc(enc, enc->n_params * sizeof(float));
-    enc->grads = synco_nn_alloc(enc, enc->n_params * sizeof(float));
-    enc->buffers = synco_nn_alloc(enc, (enc->n_buffers ? enc->n_buffers : 1) * sizeof(float));
-    /* A forward-only encoder needs S (the downsample branch's output) but no gradient buffers. */
-    const int fo = cfg->forward_only != 0;
-    enc->gA = fo ? NULL : synco_nn_alloc(enc, enc->max_act_bytes);
-    enc->gB = fo ? NULL : synco_nn_alloc(enc, enc->max_act_bytes);
-    enc->gS = synco_nn_alloc(enc, enc->max_act_bytes);
-    const int m = enc->out_dim > enc->feature_dim ? enc->out_dim : enc->feature_dim;
-    enc->stage = synco_nn_alloc(enc, (size_t)batch * m * sizeof(float));
-    if (!enc->params || !enc->grads || !enc->buffers || (!fo && (!enc->gA || !enc->gB)) || !enc->gS || !enc->stage)
-      st = SYNCO_ERR_NOMEM;
-    if (st == SYNCO_OK) st = bind_slots(enc);
-  }
+  if (st == SYNCO_OK) st = alloc_params(enc);
+  if (st == SYNCO_OK) st = alloc_work(enc);
   if (st != SYNCO_OK) {
     synco_encoder_free(enc);
     return synco_fail_context(st, "creating resnet%d (width %d, batch %d, %dx%d images): ", cfg->depth, cfg->width,

@@ -51,18 +51,20 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
                                   int batch, int image_size, uint64_t seed);
 void synco_encoder_free(synco_encoder *enc);
 
-/* The memory synco_encoder_create would take for this config, batch and image size, in bytes: found by building
- * the same layout (the same shapes, the same synco_nn_alloc calls) without allocating it, so it follows the
- * encoder as it changes. backend_ws approximates the CPU backend's per-layer plans (oneDNN's blocked weight
- * copies and reorder scratch, the shared Winograd workspace); it errs high. */
+/* The memory synco_encoder_create would take on `be` for this config, batch and image size, in bytes: found by
+ * building the same layout (the same shapes, the same synco_nn_alloc calls, be's layouts) without allocating it, and
+ * by asking be what each layer's plan would take (its *_plan_bytes ops), so it follows the encoder and the backend
+ * as they change. Nothing is planned or allocated on be. */
 typedef struct {
   size_t params, grads, buffers; /* parameter buffer, its gradient mirror, BN running statistics */
   size_t activations;            /* activations, saved BN statistics, gradient buffers A/B/S, staging matrix */
-  size_t backend_ws;
+  synco_plan_bytes plans;        /* the layers' plans as be reports them (merge encoders on one backend with
+                                    synco_plan_add: its shared buffers count once) */
+  size_t backend_ws;             /* synco_plan_total(&plans): this encoder's plans alone */
   size_t total;
+  int out_dim;                   /* as synco_encoder_out_dim would say */
 } synco_encoder_memory;
-/* threads: those the backend's CPU ops will run on (per-thread workspaces), e.g. omp_get_max_threads(). */
-synco_status synco_encoder_memory_plan(const synco_encoder_config *cfg, int batch, int image_size, int threads,
+synco_status synco_encoder_memory_plan(synco_backend *be, const synco_encoder_config *cfg, int batch, int image_size,
                                        synco_encoder_memory *out);
 
 const synco_encoder_config *synco_encoder_cfg(const synco_encoder *enc);

@@ -113,9 +113,11 @@ struct synco_encoder {
   void *slots[SYNCO_NN_SLOTS];
   int timing;              /* synco_encoder_set_timing */
   double conv_s;           /* seconds spent in convolution calls while timing */
-  /* synco_encoder_memory: a dry build counts what synco_nn_alloc would allocate and allocates nothing */
+  /* synco_encoder_memory: a dry build counts what synco_nn_alloc would allocate and allocates nothing, and asks
+   * the backend what the layers' plans would take (its *_plan_bytes) instead of planning them */
   int dry;
   size_t dry_bytes;
+  synco_plan_bytes dry_plans;
 };
 
 /* encoder.c: layout building */

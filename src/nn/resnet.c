@@ -49,8 +49,8 @@ static synco_status conv_make(synco_encoder *enc, synco_nn_conv *l, const char *
     return synco_fail(SYNCO_ERR_ARG, "%s: a %dx%d input is too small for a %dx%d/%d convolution", name, x->h, x->w,
                       k, k, stride);
   SYNCO_TRY(synco_nn_act_slot(enc, y, cout, op->oh, op->ow, slot));
-  SYNCO_TRY(enc->be->conv_plan(enc->be, op));
-  l->planned = 1;
+  SYNCO_TRY(enc->dry ? enc->be->conv_plan_bytes(enc->be, op, &enc->dry_plans) : enc->be->conv_plan(enc->be, op));
+  l->planned = !enc->dry;
   l->x = x;
   l->y = y;
   enc->macs += (double)cout * op->oh * op->ow * x->c * k * k;
@@ -86,8 +86,8 @@ static synco_status bn_make(synco_encoder *enc, synco_nn_bn *l, const char *name
   l->save_mean = synco_nn_alloc(enc, saved);
   l->save_invstd = synco_nn_alloc(enc, saved);
   if (!l->save_mean || !l->save_invstd) return SYNCO_ERR_NOMEM;
-  SYNCO_TRY(enc->be->bn_plan(enc->be, op));
-  l->planned = 1;
+  SYNCO_TRY(enc->dry ? enc->be->bn_plan_bytes(enc->be, op, &enc->dry_plans) : enc->be->bn_plan(enc->be, op));
+  l->planned = !enc->dry;
   l->x = x;
   l->y = y;
   return SYNCO_OK;
@@ -204,8 +204,8 @@ synco_status synco_nn_resnet_build(synco_encoder *enc) {
     op->dtype = SYNCO_F32;
     op->impl = NULL;
     SYNCO_TRY(synco_nn_act_slot(enc, &enc->p0, w, op->oh, op->ow, SLOT_IO0));
-    SYNCO_TRY(be->pool_plan(be, op));
-    enc->pool_planned = 1;
+    SYNCO_TRY(enc->dry ? be->pool_plan_bytes(be, op, &enc->dry_plans) : be->pool_plan(be, op));
+    enc->pool_planned = !enc->dry;
     enc->stem_out = &enc->p0;
   }
 

@@ -207,9 +207,9 @@ static void check_memory_plan(synco_backend *be) {
   c.cifar_stem = 1;
   c.bn_splits = 2;
   synco_encoder_memory m8, m16, m64px, fo;
-  CHECK_OK(synco_encoder_memory_plan(&c, 8, 32, omp_get_max_threads(), &m8));
-  CHECK_OK(synco_encoder_memory_plan(&c, 16, 32, omp_get_max_threads(), &m16));
-  CHECK_OK(synco_encoder_memory_plan(&c, 8, 64, omp_get_max_threads(), &m64px));
+  CHECK_OK(synco_encoder_memory_plan(be, &c, 8, 32, &m8));
+  CHECK_OK(synco_encoder_memory_plan(be, &c, 16, 32, &m16));
+  CHECK_OK(synco_encoder_memory_plan(be, &c, 8, 64, &m64px));
   synco_encoder *enc = NULL;
   CHECK_OK(synco_encoder_create(&enc, be, &c, 8, 32, 0));
   if (enc) {
@@ -224,15 +224,15 @@ static void check_memory_plan(synco_backend *be) {
   CHECK(m16.total > m8.total && m64px.total > m8.total);
   CHECK(m8.total == m8.params + m8.grads + m8.buffers + m8.activations + m8.backend_ws);
   c.forward_only = 1;
-  CHECK_OK(synco_encoder_memory_plan(&c, 8, 32, omp_get_max_threads(), &fo));
+  CHECK_OK(synco_encoder_memory_plan(be, &c, 8, 32, &fo));
   CHECK(fo.activations < m8.activations);
   c.forward_only = 0;
   synco_encoder_memory bad;
-  CHECK(synco_encoder_memory_plan(&c, 7, 32, omp_get_max_threads(), &bad) == SYNCO_ERR_ARG); /* 7 images in 2 Split-BN groups */
+  CHECK(synco_encoder_memory_plan(be, &c, 7, 32, &bad) == SYNCO_ERR_ARG); /* 7 images in 2 Split-BN groups */
   /* ResNet-50 at 224 px, batch 256 (the ImageNet recipe): tens of GB of activations, planned without allocating */
   synco_encoder_config r50 = config(50, 64, 1, 1, 128);
   synco_encoder_memory big;
-  CHECK_OK(synco_encoder_memory_plan(&r50, 256, 224, omp_get_max_threads(), &big));
+  CHECK_OK(synco_encoder_memory_plan(be, &r50, 256, 224, &big));
   CHECK(big.activations > (size_t)10000000000ull && big.params == 27966656 * sizeof(float));
 }
 
