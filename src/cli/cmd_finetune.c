@@ -3,8 +3,9 @@
  * linear classifier together — SGD with momentum 0.9, separate learning rates for backbone and classifier,
  * cosine schedule over the epochs, train-mode BN, RandomResizedCrop + flip — then the val images
  * (center-cropped, eval-mode BN) are classified. Full batches only (the last short batch of an epoch is dropped,
- * as train-mode BN needs the planned batch). --out FILE: the fine-tuned backbone (with its BN statistics) and the
- * classifier as one torchvision-named file (src/eval/model_out.h). */
+ * as train-mode BN needs the planned batch). Backbone, classifier, their SGD and the features between them are
+ * backend memory; the host sees the B x C logits of each step (src/eval/linear.h). --out FILE: the fine-tuned
+ * backbone (with its BN statistics) and the classifier as one torchvision-named file (src/eval/model_out.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,15 +21,16 @@
 #include "cli/eval_common.h"
 #include "eval/linear.h"
 #include "eval/model_out.h"
+#include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "tensor/backend.h"
 
 typedef struct {
   synco_encoder *enc;
-  synco_linear_layer *cls;
-  float *mom;          /* backbone SGD momentum [num_params], backend memory */
+  synco_linear_layer *cls; /* on the backend: the encoder writes features into cls->x, reads dL/dfeatures from cls->dx */
+  float *mom;              /* backbone SGD momentum [num_params], backend memory */
   int started;
-  float *x, *f, *df;   /* [B,3,S,S], [B,d], [B,d] */
+  float *x;                /* [B,3,S,S] host: the images */
   int *y;
 } ft_state;
 
@@ -36,7 +38,8 @@ static synco_status ft_epoch(ft_state *st, synco_batcher *b, const uint32_t *idx
                              uint64_t seed, double lr_b, double lr_c, double momentum, double wd, double *loss,
                              double *acc) {
   synco_encoder *enc = st->enc;
-  const int B = synco_encoder_batch(enc), d = synco_encoder_feature_dim(enc), C = st->cls->num_classes;
+  synco_backend *be = synco_encoder_backend(enc);
+  const int B = synco_encoder_batch(enc);
   const size_t P = synco_encoder_num_params(enc);
   uint32_t *perm = synco_malloc(n * sizeof(uint32_t));
   if (!perm) return SYNCO_ERR_NOMEM;
@@ -53,26 +56,21 @@ static synco_status ft_epoch(ft_state *st, synco_batcher *b, const uint32_t *idx
   synco_status s = SYNCO_OK;
   for (long k = 0; k < steps && !s; k++) {
     s = synco_batcher_fill(b, st->x, st->y, perm + (size_t)k * B, B, seed, epoch, SYNCO_RNG_EVAL);
-    if (!s) s = synco_encoder_forward(enc, st->f, st->x, B, 1);
-    if (s) break;
-    synco_linear_layer_forward(st->cls, st->cls->logits, st->f, B);
+    if (!s) s = synco_encoder_forward_to_backend(enc, st->cls->x, st->x, B, 1);
+    double l = 0;
     int h = 0;
-    const double l = synco_softmax_xent(st->cls->logits, st->y, B, C, st->cls->dlogits, 1.0f / B, &h, NULL);
-    if (!isfinite(l)) {
-      s = synco_fail(SYNCO_ERR_NUMERIC, "fine-tuning loss became %g at epoch %d step %ld (lower the learning rates)",
-                     l, epoch + 1, k);
+    if (!s) s = synco_linear_layer_backprop(st->cls, st->y, B, 1, &l, &h);
+    if (s == SYNCO_ERR_NUMERIC) {
+      s = synco_fail_context(s, "fine-tuning, epoch %d step %ld: ", epoch + 1, k);
       break;
     }
-    synco_linear_layer_backward(st->cls, st->df, st->cls->dlogits, st->f, B);
-    synco_backend *be = synco_encoder_backend(enc);
-    s = be->memset(be, synco_encoder_grads(enc), 0, P * sizeof(float)); /* backend memory */
-    if (!s) s = synco_encoder_backward(enc, st->df);
-    if (s) break;
-    s = synco_sgd_step(synco_encoder_backend(enc), synco_encoder_params(enc), st->mom, synco_encoder_grads(enc), P,
-                       (float)lr_b, (float)momentum, (float)wd, !st->started);
+    if (!s) s = be->memset(be, synco_encoder_grads(enc), 0, P * sizeof(float));
+    if (!s) s = synco_encoder_backward(enc, st->cls->dx);
+    if (!s) s = synco_sgd_step(be, synco_encoder_params(enc), st->mom, synco_encoder_grads(enc), P, (float)lr_b,
+                               (float)momentum, (float)wd, !st->started);
     if (s) break;
     st->started = 1;
-    synco_linear_layer_sgd(st->cls, lr_c, momentum, wd);
+    if ((s = synco_linear_layer_sgd(st->cls, lr_c, momentum, wd))) break;
     sl += l * B;
     hits += (size_t)h;
     seen += (size_t)B;
@@ -83,24 +81,35 @@ static synco_status ft_epoch(ft_state *st, synco_batcher *b, const uint32_t *idx
   char text[64];
   snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", seen ? sl / seen : 0, seen ? 100.0 * hits / seen : 0);
   synco_progress_end(&p, text);
-  (void)d;
   free(perm);
   *loss = seen ? sl / seen : NAN;
   *acc = seen ? 100.0 * hits / seen : NAN;
   return s;
 }
 
-/* Top-1 / top-5 of the classifier on the val images, eval-mode BN. */
+/* Top-1 / top-5 of the classifier on the val images, eval-mode BN: each batch's features go from the encoder
+ * straight into the classifier's backend buffer. */
 static synco_status ft_eval(ft_state *st, const synco_dataset *ds, const uint32_t *idx, const int *labels, size_t n,
                             const synco_aug_config *aug, uint64_t seed, double *top1, double *top5) {
-  float *f = NULL;
-  SYNCO_TRY(synco_eval_encode(&f, st->enc, ds, idx, n, aug, seed, 0, 0, "val", 0));
+  const int B = synco_encoder_batch(st->enc);
+  synco_batcher *b = NULL;
+  SYNCO_TRY(synco_batcher_create(&b, ds, aug));
+  synco_progress p;
+  synco_progress_begin(&p, "val", (long)((n + B - 1) / B), B, 20);
   size_t h1 = 0, h5 = 0;
-  synco_linear_layer_eval(st->cls, f, labels, n, &h1, &h5);
-  free(f);
+  synco_status s = SYNCO_OK;
+  for (size_t i0 = 0; i0 < n && !s; i0 += B) {
+    const int nb = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
+    s = synco_batcher_fill(b, st->x, NULL, idx + i0, nb, seed, 0, SYNCO_RNG_EVAL);
+    if (!s) s = synco_encoder_forward_to_backend(st->enc, st->cls->x, st->x, nb, 0);
+    if (!s) s = synco_linear_layer_score(st->cls, labels + i0, nb, &h1, &h5);
+    synco_progress_update(&p, (long)(i0 / B + 1), NULL);
+  }
+  synco_progress_end(&p, NULL);
+  synco_batcher_free(b);
   *top1 = n ? 100.0 * h1 / n : 0;
   *top5 = n ? 100.0 * h5 / n : 0;
-  return SYNCO_OK;
+  return s;
 }
 
 int synco_cmd_finetune(int argc, char **argv) {
@@ -187,23 +196,22 @@ int synco_cmd_finetune(int argc, char **argv) {
   }
   if (synco_eval_open_model(&mo, 0, B, 1, &be, &st.enc, NULL)) goto fail;
   const int d = synco_encoder_feature_dim(st.enc), S = synco_encoder_image_size(st.enc);
-  if (synco_linear_layer_create(&st.cls, d, C, B, (uint64_t)mo.seed)) goto fail;
-  st.mom = be->alloc(be, synco_encoder_num_params(st.enc) * sizeof(float)); /* zeroed */
+  if (synco_linear_layer_create(&st.cls, be, d, C, B, (uint64_t)mo.seed)) goto fail;
+  st.mom = be->alloc(be, synco_encoder_num_params(st.enc) * sizeof(float)); /* written by the first SGD step */
   st.x = synco_malloc((size_t)B * 3 * S * S * sizeof(float));
-  st.f = synco_malloc((size_t)B * d * sizeof(float));
-  st.df = synco_malloc((size_t)B * d * sizeof(float));
   st.y = synco_malloc((size_t)B * sizeof(int));
-  if (!st.mom || !st.x || !st.f || !st.df || !st.y || synco_eval_split_labels(&sp, NULL, &yva)) goto fail;
+  if (!st.mom || !st.x || !st.y || synco_eval_split_labels(&sp, NULL, &yva)) goto fail;
   synco_aug_config ta = synco_eval_aug(S, SYNCO_AUG_CROP_FLIP), ea = synco_eval_aug(S, SYNCO_AUG_EVAL);
   if (synco_batcher_create(&bt, sp.train.ds, &ta)) goto fail;
+  /* cosine over the epochs, each part at its own rate (optim/schedule.h) */
+  const synco_lr_schedule sched_b = {.lr = lr_b, .epochs = epochs, .cos = 1}, sched_c = {.lr = lr_c, .epochs = epochs, .cos = 1};
   for (int e = 0; e < epochs; e++) {
-    const double cosf = 0.5 * (1 + cos(M_PI * e / epochs));
-    if (ft_epoch(&st, bt, sub, n_sub, e, epochs, (uint64_t)mo.seed, lr_b * cosf, lr_c * cosf, momentum, wd, &loss, &acc))
-      goto fail;
+    const double eb = synco_lr_epoch(&sched_b, e), ec = synco_lr_epoch(&sched_c, e);
+    if (ft_epoch(&st, bt, sub, n_sub, e, epochs, (uint64_t)mo.seed, eb, ec, momentum, wd, &loss, &acc)) goto fail;
     cJSON *pt = cJSON_CreateObject();
     cJSON_AddNumberToObject(pt, "epoch", e + 1);
-    cJSON_AddNumberToObject(pt, "lr_backbone", lr_b * cosf);
-    cJSON_AddNumberToObject(pt, "lr_classifier", lr_c * cosf);
+    cJSON_AddNumberToObject(pt, "lr_backbone", eb);
+    cJSON_AddNumberToObject(pt, "lr_classifier", ec);
     cJSON_AddNumberToObject(pt, "loss", loss);
     cJSON_AddNumberToObject(pt, "train_top1", acc);
     if ((eval_every > 0 && (e + 1) % eval_every == 0) || e + 1 == epochs) {
@@ -225,8 +233,10 @@ int synco_cmd_finetune(int argc, char **argv) {
     snprintf(task, sizeof task, "{\"command\":\"finetune\",\"labels\":\"%s\",\"top1\":%.4f,\"top5\":%.4f,\"epochs\":%d}",
              labels, top1, top5, epochs);
     const char *meta[] = {"synco.arch", arch, "synco.preprocess", pre, "synco.task", task, NULL};
-    synco_status ws = synco_model_out_write(out, st.enc, st.cls->w, st.cls->b, C, cls, meta);
-    free(cls);
+    float *fc_w = synco_malloc((size_t)C * d * sizeof(float)), *fc_b = synco_malloc((size_t)C * sizeof(float));
+    synco_status ws = fc_w && fc_b ? synco_linear_layer_get(st.cls, fc_w, fc_b) : SYNCO_ERR_NOMEM;
+    if (!ws) ws = synco_model_out_write(out, st.enc, fc_w, fc_b, C, cls, meta);
+    free(cls), free(fc_w), free(fc_b);
     if (ws) goto fail;
   }
   const double wall = synco_now() - t0;
@@ -265,7 +275,7 @@ int synco_cmd_finetune(int argc, char **argv) {
 fail:
   if (exit_code) synco_cli_error("finetune");
   cJSON_Delete(curve);
-  free(sub), free(rel), free(yva), free(st.x), free(st.f), free(st.df), free(st.y);
+  free(sub), free(rel), free(yva), free(st.x), free(st.y);
   synco_linear_layer_free(st.cls);
   synco_batcher_free(bt);
   if (be && st.mom) be->free(be, st.mom);

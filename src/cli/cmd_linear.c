@@ -1,9 +1,10 @@
 /* synco linear: a linear classifier on frozen backbone features. The MoCo protocol (default): every epoch the
  * train images are freshly augmented (RandomResizedCrop + flip), encoded by the frozen backbone (eval-mode BN)
  * and fed in shuffled minibatches to a linear layer trained by SGD (lr 30, momentum 0.9, no weight decay, 100
- * epochs, x0.1 at 60 and 80); val images are center-cropped. --fast: features computed once without
- * augmentation and a full-batch L-BFGS softmax regression with an L2 penalty picked on held-out train features
- * (src/eval/linear.c): seconds instead of hours. --out FILE: the backbone and the trained classifier as one
+ * epochs, x0.1 at 60 and 80); val images are center-cropped. The classifier, its SGD and the features it reads are
+ * backend memory (src/eval/linear.h). --fast: features computed once without augmentation and a full-batch L-BFGS
+ * softmax regression with an L2 penalty picked on held-out train features, on the host (src/eval/linear.c):
+ * seconds instead of hours. --out FILE: the backbone and the trained classifier as one
  * torchvision-named file (src/eval/model_out.h; --fast folds the standardization into fc.weight / fc.bias). */
 #include <math.h>
 #include <stdio.h>
@@ -23,19 +24,22 @@
 #include "eval/model_out.h"
 #include "tensor/backend.h"
 
-/* One epoch of the MoCo protocol: augmented features of the shuffled train images, SGD per minibatch. */
+/* One epoch of the MoCo protocol: augmented features of the shuffled train images, SGD per minibatch. The frozen
+ * backbone (no head: its eval-mode forward is the features) writes each minibatch's features straight into the
+ * classifier's backend buffer; only the images go up and the B x C logits come down. */
 static synco_status train_epoch(synco_linear_layer *l, synco_encoder *enc, synco_batcher *b, const uint32_t *idx,
-                                size_t n, int epoch, uint64_t seed, double lr, const synco_sgd_config *sc,
-                                double *loss, double *acc) {
-  const int B = synco_encoder_batch(enc), S = synco_encoder_image_size(enc), d = synco_encoder_feature_dim(enc);
+                                size_t n, int epoch, uint64_t seed, const synco_sgd_config *sc, double *loss,
+                                double *acc) {
+  const int B = synco_encoder_batch(enc), S = synco_encoder_image_size(enc);
   uint32_t *perm = synco_malloc(n * sizeof(uint32_t));
-  float *x = synco_malloc((size_t)B * 3 * S * S * sizeof(float)), *f = synco_malloc((size_t)B * d * sizeof(float));
+  float *x = synco_malloc((size_t)B * 3 * S * S * sizeof(float));
   int *y = synco_malloc((size_t)B * sizeof(int));
-  synco_status s = (!perm || !x || !f || !y) ? SYNCO_ERR_NOMEM : SYNCO_OK;
+  synco_status s = (!perm || !x || !y) ? SYNCO_ERR_NOMEM : SYNCO_OK;
+  const double lr = synco_lr_epoch(&sc->sched, epoch);
   double sl = 0;
   size_t hits = 0, seen = 0;
   char label[64];
-  snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, sc->epochs);
+  snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, sc->sched.epochs);
   synco_progress p;
   synco_progress_begin(&p, label, (long)((n + B - 1) / B), B, 50);
   if (!s) {
@@ -46,10 +50,10 @@ static synco_status train_epoch(synco_linear_layer *l, synco_encoder *enc, synco
   for (size_t i0 = 0; i0 < n && !s; i0 += B) {
     const int nb = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
     s = synco_batcher_fill(b, x, y, perm + i0, nb, seed, epoch, SYNCO_RNG_EVAL);
-    if (!s) s = synco_encoder_features(enc, f, x, nb);
+    if (!s) s = synco_encoder_forward_to_backend(enc, l->x, x, nb, 0);
     double bl = 0;
     int h = 0;
-    if (!s) s = synco_linear_layer_train_step(l, f, y, nb, lr, sc, &bl, &h);
+    if (!s) s = synco_linear_layer_train_step(l, y, nb, lr, sc, &bl, &h);
     sl += bl * nb;
     hits += (size_t)h;
     seen += (size_t)nb;
@@ -62,7 +66,7 @@ static synco_status train_epoch(synco_linear_layer *l, synco_encoder *enc, synco
   synco_progress_end(&p, text);
   *loss = seen ? sl / seen : NAN;
   *acc = seen ? 100.0 * hits / seen : NAN;
-  free(perm), free(x), free(f), free(y);
+  free(perm), free(x), free(y);
   return s;
 }
 
@@ -103,8 +107,9 @@ int synco_cmd_linear(int argc, char **argv) {
     fprintf(stderr, "synco linear: --train is required\n");
     return 2;
   }
-  if (!fast && (epochs < 1 || !(lr > 0) || schedule.n > 4)) {
-    fprintf(stderr, "synco linear: need --epochs >= 1, --lr > 0 and at most 4 --schedule epochs\n");
+  if (!fast && (epochs < 1 || !(lr > 0) || schedule.n > SYNCO_MAX_MILESTONES)) {
+    fprintf(stderr, "synco linear: need --epochs >= 1, --lr > 0 and at most %d --schedule epochs\n",
+            SYNCO_MAX_MILESTONES);
     return 2;
   }
   if (out && fast && l2) {
@@ -125,7 +130,7 @@ int synco_cmd_linear(int argc, char **argv) {
   synco_linear_layer *layer = NULL;
   float *ftr = NULL, *fva = NULL;
   int *ytr = NULL, *yva = NULL, exit_code = 1;
-  float *fc_w = NULL, *fc_b = NULL;       /* --fast --out: the folded classifier */
+  float *fc_w = NULL, *fc_b = NULL;       /* --out: the classifier, host memory (--fast: folded) */
   double top1 = 0, top5 = 0, train_top1 = NAN, t_feat = 0, t_fit = 0, lambda = NAN, final_loss = NAN;
   int iters = 0;
   cJSON *curve = cJSON_CreateArray();
@@ -136,6 +141,11 @@ int synco_cmd_linear(int argc, char **argv) {
   const int C = sp.train.classes;
   if (synco_eval_open_model(&mo, 0, mo.batch, 1, &be, &enc, NULL)) goto fail;
   const int d = synco_encoder_feature_dim(enc), S = synco_encoder_image_size(enc);
+  if (out) {
+    fc_w = synco_malloc((size_t)C * d * sizeof(float));
+    fc_b = synco_malloc((size_t)C * sizeof(float));
+    if (!fc_w || !fc_b) goto fail;
+  }
   synco_aug_config eval_aug = synco_eval_aug(S, SYNCO_AUG_EVAL);
   if (synco_eval_split_labels(&sp, &ytr, &yva)) goto fail;
   if (synco_eval_encode(&fva, enc, synco_eval_split_val_ds(&sp), sp.va_idx, sp.n_va, &eval_aug, (uint64_t)mo.seed, 0,
@@ -149,13 +159,8 @@ int synco_cmd_linear(int argc, char **argv) {
     synco_probe_config pc = synco_probe_default_config(C);
     pc.normalize = l2;
     pc.seed = (uint64_t)mo.seed;
-    if (out) {
-      fc_w = synco_malloc((size_t)C * d * sizeof(float));
-      fc_b = synco_malloc((size_t)C * sizeof(float));
-      if (!fc_w || !fc_b) goto fail;
-      pc.out_weight = fc_w;
-      pc.out_bias = fc_b;
-    }
+    pc.out_weight = fc_w;
+    pc.out_bias = fc_b;
     synco_probe_result pr;
     const double t1 = synco_now();
     if (synco_linear_probe_fast(&pr, ftr, ytr, sp.n_tr, fva, yva, sp.n_va, d, &pc)) goto fail;
@@ -163,29 +168,27 @@ int synco_cmd_linear(int argc, char **argv) {
     top1 = pr.top1, top5 = pr.top5, train_top1 = pr.train_top1, lambda = pr.lambda, iters = pr.iters;
     final_loss = pr.loss;
   } else {
-    synco_sgd_config sc = {.lr = lr, .momentum = momentum, .weight_decay = wd, .epochs = epochs,
-                           .n_milestones = schedule.n, .gamma = 0.1, .cosine = cosine};
-    for (int i = 0; i < schedule.n; i++) sc.milestones[i] = schedule.v[i];
+    synco_sgd_config sc = {.sched = {.lr = lr, .epochs = epochs, .cos = cosine, .n_milestones = schedule.n},
+                           .momentum = momentum, .weight_decay = wd};
+    for (int i = 0; i < schedule.n; i++) sc.sched.milestones[i] = schedule.v[i];
     synco_aug_config train_aug = synco_eval_aug(S, SYNCO_AUG_CROP_FLIP);
     if (synco_batcher_create(&bt, sp.train.ds, &train_aug)) goto fail;
-    if (synco_linear_layer_create(&layer, d, C, mo.batch, (uint64_t)mo.seed)) goto fail;
+    if (synco_linear_layer_create(&layer, be, d, C, mo.batch, (uint64_t)mo.seed)) goto fail;
     t_feat = synco_now() - t0;
     const double t1 = synco_now();
     for (int e = 0; e < epochs; e++) {
       double loss, acc;
-      if (train_epoch(layer, enc, bt, sp.tr_idx, sp.n_tr, e, (uint64_t)mo.seed, synco_sgd_lr_at(&sc, e), &sc, &loss,
-                      &acc))
-        goto fail;
+      if (train_epoch(layer, enc, bt, sp.tr_idx, sp.n_tr, e, (uint64_t)mo.seed, &sc, &loss, &acc)) goto fail;
       train_top1 = acc;
       final_loss = loss;
       cJSON *pt = cJSON_CreateObject();
       cJSON_AddNumberToObject(pt, "epoch", e + 1);
-      cJSON_AddNumberToObject(pt, "lr", synco_sgd_lr_at(&sc, e));
+      cJSON_AddNumberToObject(pt, "lr", synco_lr_epoch(&sc.sched, e));
       cJSON_AddNumberToObject(pt, "loss", loss);
       cJSON_AddNumberToObject(pt, "train_top1", acc);
       if ((eval_every > 0 && (e + 1) % eval_every == 0) || e + 1 == epochs) {
         size_t h1, h5;
-        synco_linear_layer_eval(layer, fva, yva, sp.n_va, &h1, &h5);
+        if (synco_linear_layer_eval(layer, fva, yva, sp.n_va, &h1, &h5)) goto fail;
         top1 = sp.n_va ? 100.0 * h1 / sp.n_va : 0;
         top5 = sp.n_va ? 100.0 * h5 / sp.n_va : 0;
         cJSON_AddNumberToObject(pt, "top1", top1);
@@ -195,6 +198,7 @@ int synco_cmd_linear(int argc, char **argv) {
       cJSON_AddItemToArray(curve, pt);
     }
     t_fit = synco_now() - t1;
+    if (out && synco_linear_layer_get(layer, fc_w, fc_b)) goto fail;
   }
   char name[512];
   synco_eval_model_name(&mo, name, sizeof name);
@@ -208,7 +212,7 @@ int synco_cmd_linear(int argc, char **argv) {
     snprintf(task, sizeof task, "{\"command\":\"linear\",\"mode\":\"%s\",\"top1\":%.4f,\"top5\":%.4f,\"n_train\":%zu}",
              fast ? "fast" : "moco", top1, top5, sp.n_tr);
     const char *meta[] = {"synco.arch", arch, "synco.preprocess", pre, "synco.task", task, NULL};
-    synco_status ws = synco_model_out_write(out, enc, fast ? fc_w : layer->w, fast ? fc_b : layer->b, C, cls, meta);
+    synco_status ws = synco_model_out_write(out, enc, fc_w, fc_b, C, cls, meta);
     free(cls);
     if (ws) goto fail;
   }

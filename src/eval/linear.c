@@ -1,7 +1,9 @@
-/* Linear classifiers on features (see linear.h). The fast probe's objective and gradient are two sgemms
- * over the whole feature matrix; L-BFGS (two-loop recursion, backtracking Armijo line search, curvature
- * pairs with s.y <= 0 skipped) minimizes it. Going down the lambda grid from the largest value, each fit
- * starts from the previous solution, so the small-lambda fits (the slow ones) start close. */
+/* Linear classifiers on features (see linear.h). The fast probe is host code on cached host features: its
+ * objective and gradient are two sgemms over the whole feature matrix; L-BFGS (two-loop recursion, backtracking
+ * Armijo line search, curvature pairs with s.y <= 0 skipped) minimizes it. Going down the lambda grid from the
+ * largest value, each fit starts from the previous solution, so the small-lambda fits (the slow ones) start close.
+ * The MoCo protocol's layer runs as backend ops; the cross-entropy over its C classes is the host's, on downloaded
+ * logits. */
 #include "eval/linear.h"
 
 #include <cblas.h>
@@ -13,6 +15,7 @@
 #include "base/rng.h"
 #include "base/status.h"
 #include "eval/knn.h"
+#include "optim/sgd.h"
 
 double synco_softmax_xent(const float *logits, const int *y, int n, int C, float *dlogits, float scale, int *hits1,
                           int *hits5) {
@@ -311,114 +314,153 @@ out:
   return st;
 }
 
-/* ---- MoCo protocol: linear layer + SGD ------------------------------------------------------------ */
+/* ---- MoCo protocol: linear layer + SGD on the backend ---------------------------------------------- */
 synco_sgd_config synco_sgd_moco_linear_config(void) {
-  synco_sgd_config c = {.lr = 30.0, .momentum = 0.9, .weight_decay = 0.0, .epochs = 100,
-                        .milestones = {60, 80}, .n_milestones = 2, .gamma = 0.1, .cosine = 0};
+  synco_sgd_config c = {.sched = {.lr = 30.0, .epochs = 100, .cos = 0, .n_milestones = 2, .milestones = {60, 80}},
+                        .momentum = 0.9, .weight_decay = 0.0};
   return c;
 }
 
-double synco_sgd_lr_at(const synco_sgd_config *c, int epoch) {
-  if (c->cosine) return c->lr * 0.5 * (1.0 + cos(M_PI * epoch / (c->epochs > 0 ? c->epochs : 1)));
-  double lr = c->lr;
-  for (int i = 0; i < c->n_milestones; i++)
-    if (epoch >= c->milestones[i]) lr *= c->gamma;
-  return lr;
-}
-
-synco_status synco_linear_layer_create(synco_linear_layer **out, int dim, int num_classes, int max_batch,
-                                       uint64_t seed) {
+synco_status synco_linear_layer_create(synco_linear_layer **out, synco_backend *be, int dim, int num_classes,
+                                       int max_batch, uint64_t seed) {
   *out = NULL;
-  if (dim <= 0 || num_classes <= 0 || max_batch <= 0)
-    return synco_fail(SYNCO_ERR_ARG, "linear layer: bad sizes dim %d classes %d batch %d", dim, num_classes, max_batch);
+  if (!be || dim <= 0 || num_classes <= 0 || max_batch <= 0)
+    return synco_fail(SYNCO_ERR_ARG, "linear layer: bad sizes dim %d classes %d batch %d%s", dim, num_classes,
+                      max_batch, be ? "" : " (or no backend)");
   synco_linear_layer *l = synco_calloc(1, sizeof *l);
   if (!l) return SYNCO_ERR_NOMEM;
-  l->dim = dim, l->num_classes = num_classes, l->max_batch = max_batch;
-  const size_t nw = (size_t)dim * num_classes;
-  l->w = synco_calloc(nw, sizeof(float));
-  l->gw = synco_calloc(nw, sizeof(float));
-  l->vw = synco_calloc(nw, sizeof(float));
-  l->b = synco_calloc(num_classes, sizeof(float));
-  l->gb = synco_calloc(num_classes, sizeof(float));
-  l->vb = synco_calloc(num_classes, sizeof(float));
-  l->logits = synco_calloc((size_t)max_batch * num_classes, sizeof(float));
-  l->dlogits = synco_calloc((size_t)max_batch * num_classes, sizeof(float));
-  if (!l->w || !l->gw || !l->vw || !l->b || !l->gb || !l->vb || !l->logits || !l->dlogits) {
-    synco_linear_layer_free(l);
-    return SYNCO_ERR_NOMEM;
+  l->be = be, l->dim = dim, l->num_classes = num_classes, l->max_batch = max_batch;
+  const size_t nw = (size_t)dim * num_classes, P = nw + num_classes, bc = (size_t)max_batch * num_classes;
+  l->params = be->alloc(be, P * sizeof(float));
+  l->grads = be->alloc(be, P * sizeof(float));
+  l->mom = be->alloc(be, P * sizeof(float));
+  l->x = be->alloc(be, (size_t)max_batch * dim * sizeof(float));
+  l->dx = be->alloc(be, (size_t)max_batch * dim * sizeof(float));
+  l->logits = be->alloc(be, bc * sizeof(float));
+  l->dlogits = be->alloc(be, bc * sizeof(float));
+  l->logits_host = synco_malloc(bc * sizeof(float));
+  l->dlogits_host = synco_malloc(bc * sizeof(float));
+  float *init = synco_calloc(P, sizeof(float)); /* host: drawn here, then uploaded */
+  synco_status st = SYNCO_OK;
+  if (!l->params || !l->grads || !l->mom || !l->x || !l->dx || !l->logits || !l->dlogits || !l->logits_host ||
+      !l->dlogits_host || !init)
+    st = synco_fail(SYNCO_ERR_NOMEM, "linear layer: out of memory for a %d x %d classifier, batch %d", num_classes,
+                    dim, max_batch);
+  if (!st) {
+    synco_rng r = synco_rng_make(seed, 0, 0, SYNCO_RNG_INIT);
+    for (size_t i = 0; i < nw; i++) init[i] = 0.01f * synco_rng_normal(&r);
+    st = be->copy(be, l->params, init, P * sizeof(float), SYNCO_COPY_H2D);
   }
-  synco_rng r = synco_rng_make(seed, 0, 0, SYNCO_RNG_INIT);
-  for (size_t i = 0; i < nw; i++) l->w[i] = 0.01f * synco_rng_normal(&r);
+  if (!st) st = be->memset(be, l->grads, 0, P * sizeof(float));
+  free(init);
+  if (st) {
+    synco_linear_layer_free(l);
+    return st;
+  }
   *out = l;
   return SYNCO_OK;
 }
 
 void synco_linear_layer_free(synco_linear_layer *l) {
   if (!l) return;
-  free(l->w), free(l->gw), free(l->vw), free(l->b), free(l->gb), free(l->vb), free(l->logits), free(l->dlogits);
+  synco_backend *be = l->be;
+  float *bufs[] = {l->params, l->grads, l->mom, l->x, l->dx, l->logits, l->dlogits};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+    if (bufs[i]) be->free(be, bufs[i]);
+  free(l->logits_host), free(l->dlogits_host);
   free(l);
 }
 
-void synco_linear_layer_forward(const synco_linear_layer *l, float *logits, const float *x, int n) {
-  const int C = l->num_classes;
-  for (int i = 0; i < n; i++) memcpy(logits + (size_t)i * C, l->b, C * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, l->dim, 1.0f, x, l->dim, l->w, l->dim, 1.0f, logits, C);
-}
-
-void synco_linear_layer_backward(synco_linear_layer *l, float *dx, const float *dlogits, const float *x, int n) {
-  const int C = l->num_classes, d = l->dim;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, 1.0f, dlogits, C, x, d, 1.0f, l->gw, d);
-  for (int i = 0; i < n; i++)
-    for (int c = 0; c < C; c++) l->gb[c] += dlogits[(size_t)i * C + c];
-  if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, C, 1.0f, dlogits, C, l->w, d, 0.0f, dx, d);
-}
-
-void synco_linear_layer_sgd(synco_linear_layer *l, double lr, double momentum, double weight_decay) {
-  const size_t nw = (size_t)l->dim * l->num_classes;
-  const float m = (float)momentum, wd = (float)weight_decay, a = (float)lr;
-  for (size_t i = 0; i < nw; i++) {
-    l->vw[i] = m * l->vw[i] + l->gw[i] + wd * l->w[i];
-    l->w[i] -= a * l->vw[i];
-    l->gw[i] = 0;
-  }
-  for (int c = 0; c < l->num_classes; c++) {
-    l->vb[c] = m * l->vb[c] + l->gb[c] + wd * l->b[c];
-    l->b[c] -= a * l->vb[c];
-    l->gb[c] = 0;
-  }
-}
-
-synco_status synco_linear_layer_train_step(synco_linear_layer *l, const float *x, const int *y, int n, double lr,
-                                           const synco_sgd_config *c, double *loss, int *hits1) {
+static synco_status check_batch(const synco_linear_layer *l, int n) {
   if (n <= 0 || n > l->max_batch)
     return synco_fail(SYNCO_ERR_ARG, "linear layer: batch of %d, planned for 1..%d", n, l->max_batch);
+  return SYNCO_OK;
+}
+
+/* A plain [n, c] matrix in backend memory, as the linear ops take it. */
+static synco_tensor matrix(float *data, int n, int c) {
+  return (synco_tensor){.n = n, .c = c, .h = 1, .w = 1, .dtype = SYNCO_F32, .layout = SYNCO_LAYOUT_PLAIN, .data = data};
+}
+
+synco_status synco_linear_layer_upload(synco_linear_layer *l, const float *x, int n) {
+  SYNCO_TRY(check_batch(l, n));
+  return l->be->copy(l->be, l->x, x, (size_t)n * l->dim * sizeof(float), SYNCO_COPY_H2D);
+}
+
+/* logits of the n features in l->x, on the backend, then downloaded into l->logits_host: n x C floats, the one
+ * host read of the layer's work (the loss and the top-k counts over C classes are host loops). */
+static synco_status forward_download(synco_linear_layer *l, int n) {
+  synco_backend *be = l->be;
+  const int C = l->num_classes;
+  synco_tensor x = matrix(l->x, n, l->dim), z = matrix(l->logits, n, C);
+  SYNCO_TRY(be->linear_fwd(be, &z, &x, l->params, l->params + (size_t)C * l->dim));
+  return be->copy(be, l->logits_host, l->logits, (size_t)n * C * sizeof(float), SYNCO_COPY_D2H);
+}
+
+synco_status synco_linear_layer_backprop(synco_linear_layer *l, const int *y, int n, int want_dx, double *loss,
+                                         int *hits1) {
+  SYNCO_TRY(check_batch(l, n));
+  const int C = l->num_classes, d = l->dim;
   for (int i = 0; i < n; i++)
-    if (y[i] < 0 || y[i] >= l->num_classes)
-      return synco_fail(SYNCO_ERR_ARG, "linear layer: label %d outside [0, %d)", y[i], l->num_classes);
-  synco_linear_layer_forward(l, l->logits, x, n);
-  double f = synco_softmax_xent(l->logits, y, n, l->num_classes, l->dlogits, 1.0f / n, hits1, NULL);
-  if (!isfinite(f)) return synco_fail(SYNCO_ERR_NUMERIC, "linear layer: non-finite loss");
-  synco_linear_layer_backward(l, NULL, l->dlogits, x, n);
-  synco_linear_layer_sgd(l, lr, c->momentum, c->weight_decay);
+    if (y[i] < 0 || y[i] >= C) return synco_fail(SYNCO_ERR_ARG, "linear layer: label %d outside [0, %d)", y[i], C);
+  SYNCO_TRY(forward_download(l, n));
+  const double f = synco_softmax_xent(l->logits_host, y, n, C, l->dlogits_host, 1.0f / n, hits1, NULL);
+  if (!isfinite(f)) return synco_fail(SYNCO_ERR_NUMERIC, "linear layer: the loss became %g (lower the learning rate)", f);
+  /* dL/dlogits goes back up (n x C floats) for the backward on the backend */
+  synco_backend *be = l->be;
+  SYNCO_TRY(be->copy(be, l->dlogits, l->dlogits_host, (size_t)n * C * sizeof(float), SYNCO_COPY_H2D));
+  synco_tensor x = matrix(l->x, n, d), dz = matrix(l->dlogits, n, C), dx = matrix(l->dx, n, d);
+  SYNCO_TRY(be->linear_bwd(be, want_dx ? &dx : NULL, l->grads, l->grads + (size_t)C * d, &dz, &x, l->params));
   if (loss) *loss = f;
   return SYNCO_OK;
 }
 
-void synco_linear_layer_eval(const synco_linear_layer *l, const float *x, const int *y, size_t n, size_t *hits1,
-                             size_t *hits5) {
+synco_status synco_linear_layer_sgd(synco_linear_layer *l, double lr, double momentum, double weight_decay) {
+  synco_backend *be = l->be;
+  const size_t P = (size_t)l->dim * l->num_classes + l->num_classes;
+  SYNCO_TRY(synco_sgd_step(be, l->params, l->mom, l->grads, P, (float)lr, (float)momentum, (float)weight_decay,
+                           l->steps == 0));
+  l->steps++;
+  return be->memset(be, l->grads, 0, P * sizeof(float));
+}
+
+synco_status synco_linear_layer_train_step(synco_linear_layer *l, const int *y, int n, double lr,
+                                           const synco_sgd_config *c, double *loss, int *hits1) {
+  SYNCO_TRY(synco_linear_layer_backprop(l, y, n, 0, loss, hits1));
+  return synco_linear_layer_sgd(l, lr, c->momentum, c->weight_decay);
+}
+
+synco_status synco_linear_layer_score(synco_linear_layer *l, const int *y, int n, size_t *hits1, size_t *hits5) {
+  SYNCO_TRY(check_batch(l, n));
+  SYNCO_TRY(forward_download(l, n));
+  for (int i = 0; i < n; i++) {
+    int h1, h5;
+    synco_topk_hits(l->logits_host + (size_t)i * l->num_classes, l->num_classes, y[i], &h1, &h5);
+    *hits1 += (size_t)h1;
+    *hits5 += (size_t)h5;
+  }
+  return SYNCO_OK;
+}
+
+synco_status synco_linear_layer_eval(synco_linear_layer *l, const float *x, const int *y, size_t n, size_t *hits1,
+                                     size_t *hits5) {
   size_t a1 = 0, a5 = 0;
   for (size_t i0 = 0; i0 < n; i0 += l->max_batch) {
     int nb = (int)(n - i0 < (size_t)l->max_batch ? n - i0 : (size_t)l->max_batch);
-    synco_linear_layer_forward(l, l->logits, x + i0 * l->dim, nb);
-    for (int i = 0; i < nb; i++) {
-      int h1, h5;
-      synco_topk_hits(l->logits + (size_t)i * l->num_classes, l->num_classes, y[i0 + i], &h1, &h5);
-      a1 += h1;
-      a5 += h5;
-    }
+    SYNCO_TRY(synco_linear_layer_upload(l, x + i0 * l->dim, nb));
+    SYNCO_TRY(synco_linear_layer_score(l, y + i0, nb, &a1, &a5));
   }
   if (hits1) *hits1 = a1;
   if (hits5) *hits5 = a5;
+  return SYNCO_OK;
+}
+
+synco_status synco_linear_layer_get(synco_linear_layer *l, float *w, float *b) {
+  const size_t nw = (size_t)l->dim * l->num_classes;
+  synco_backend *be = l->be;
+  if (w) SYNCO_TRY(be->copy(be, w, l->params, nw * sizeof(float), SYNCO_COPY_D2H));
+  if (b) SYNCO_TRY(be->copy(be, b, l->params + nw, (size_t)l->num_classes * sizeof(float), SYNCO_COPY_D2H));
+  return SYNCO_OK;
 }
 
 synco_status synco_linear_layer_fit(synco_linear_layer *l, const float *x, const int *y, size_t n,
@@ -428,18 +470,19 @@ synco_status synco_linear_layer_fit(synco_linear_layer *l, const float *x, const
   int *yb = synco_malloc((size_t)l->max_batch * sizeof(int));
   synco_status st = SYNCO_OK;
   if (!perm || !xb || !yb) st = SYNCO_ERR_NOMEM;
-  for (int e = 0; st == SYNCO_OK && e < c->epochs; e++) {
+  for (int e = 0; st == SYNCO_OK && e < c->sched.epochs; e++) {
     for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
     synco_rng r = synco_rng_make(seed, (uint64_t)e, 0, SYNCO_RNG_EVAL);
     synco_rng_shuffle(&r, perm, (uint32_t)n);
-    const double lr = synco_sgd_lr_at(c, e);
+    const double lr = synco_lr_epoch(&c->sched, e);
     for (size_t i0 = 0; st == SYNCO_OK && i0 < n; i0 += l->max_batch) {
       int nb = (int)(n - i0 < (size_t)l->max_batch ? n - i0 : (size_t)l->max_batch);
       for (int i = 0; i < nb; i++) {
         memcpy(xb + (size_t)i * l->dim, x + (size_t)perm[i0 + i] * l->dim, l->dim * sizeof(float));
         yb[i] = y[perm[i0 + i]];
       }
-      st = synco_linear_layer_train_step(l, xb, yb, nb, lr, c, NULL, NULL);
+      st = synco_linear_layer_upload(l, xb, nb);
+      if (!st) st = synco_linear_layer_train_step(l, yb, nb, lr, c, NULL, NULL);
     }
   }
   free(perm), free(xb), free(yb);

@@ -7,14 +7,18 @@
  * on standardized features (train mean / std per dimension; or L2-normalized rows), by full-batch L-BFGS.
  * lambda is chosen among a few values by top-1 accuracy on a seed-determined held-out part of the train
  * features (ties go to the larger lambda), then the model is refit on all train features. Everything is
- * deterministic for a given seed and thread count. */
+ * deterministic for a given seed and thread count. The probe stays on the host: it works on cached host features
+ * (computed once, downloaded once), full-batch, and L-BFGS's vector arithmetic is host code; the per-minibatch
+ * work of the MoCo protocol is what runs on the backend. */
 #ifndef SYNCO_EVAL_LINEAR_H
 #define SYNCO_EVAL_LINEAR_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "optim/schedule.h"
 #include "synco.h"
+#include "tensor/backend.h"
 
 /* ---- fast probe ------------------------------------------------------------------------------- */
 typedef struct {
@@ -54,52 +58,62 @@ synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train
 double synco_softmax_xent(const float *logits, const int *y, int n, int C, float *dlogits, float scale, int *hits1,
                           int *hits5);
 
-/* ---- MoCo protocol: a linear layer trained by minibatch SGD --------------------------------------- */
+/* ---- MoCo protocol: a linear layer on the backend, trained by minibatch SGD ----------------------- */
+/* The optimizer of the MoCo linear-classification recipe: SGD with momentum on the project's one schedule. */
 typedef struct {
-  double lr;             /* 30 */
-  double momentum;       /* 0.9 */
-  double weight_decay;   /* 0 */
-  int epochs;            /* 100 */
-  int milestones[4];     /* 60, 80: lr *= gamma at each */
-  int n_milestones;
-  double gamma;          /* 0.1 */
-  int cosine;            /* 1: cosine schedule over epochs instead of milestones */
+  synco_lr_schedule sched; /* lr 30, 100 epochs, x0.1 at 60 and 80 (optim/schedule.h) */
+  double momentum;         /* 0.9 */
+  double weight_decay;     /* 0 */
 } synco_sgd_config;
 
 /* The MoCo linear-classification recipe: lr 30, momentum 0.9, no weight decay, 100 epochs, x0.1 at 60 and 80. */
 synco_sgd_config synco_sgd_moco_linear_config(void);
-/* Learning rate of epoch e (0-based) under the config's schedule. */
-double synco_sgd_lr_at(const synco_sgd_config *c, int epoch);
 
+/* The layer's parameters, gradients, momentum, features and logits are backend memory, so that an evaluation on a
+ * GPU runs there: linear_fwd / linear_bwd and the one SGD op (optim/sgd.h) over one buffer [W | b]. The host sees
+ * only the logits of a minibatch (B x C floats, downloaded for the loss and the top-k counts) and uploads their
+ * gradient. */
 typedef struct {
+  synco_backend *be;
   int dim, num_classes, max_batch;
-  float *w, *b;          /* [C, dim], [C] */
-  float *gw, *gb;        /* gradients */
-  float *vw, *vb;        /* momentum buffers */
-  float *logits, *dlogits; /* [max_batch, C] scratch */
+  float *params;           /* backend [C·dim + C]: W [C, dim], then b [C]: one SGD call updates both */
+  float *grads;            /* backend, mirrors params: accumulated by the backward, zeroed by each SGD step */
+  float *mom;              /* backend, mirrors params: SGD momentum */
+  float *x;                /* backend [max_batch, dim]: the features a step or a score reads (the encoder writes
+                              them here, or synco_linear_layer_upload copies host features in) */
+  float *dx;               /* backend [max_batch, dim]: dL/dx of the last backward with want_dx (fine-tuning) */
+  float *logits, *dlogits; /* backend [max_batch, C] */
+  float *logits_host;      /* host [max_batch, C]: the download of the logits */
+  float *dlogits_host;     /* host [max_batch, C]: their gradient, computed here, then uploaded */
+  long steps;              /* SGD steps taken: the first creates the momentum buffer, as torch */
 } synco_linear_layer;
 
-/* Weight ~ N(0, 0.01^2), bias 0 (MoCo's init of the classifier), from the counter-based RNG keyed by seed. */
-synco_status synco_linear_layer_create(synco_linear_layer **out, int dim, int num_classes, int max_batch,
-                                       uint64_t seed);
+/* Weight ~ N(0, 0.01^2), bias 0 (MoCo's init of the classifier), from the counter-based RNG keyed by seed, in be's
+ * memory. */
+synco_status synco_linear_layer_create(synco_linear_layer **out, synco_backend *be, int dim, int num_classes,
+                                       int max_batch, uint64_t seed);
 void synco_linear_layer_free(synco_linear_layer *l);
-/* logits[n, C] = x[n, dim] W^T + b. */
-void synco_linear_layer_forward(const synco_linear_layer *l, float *logits, const float *x, int n);
-/* Accumulates gw += dlogits^T x, gb += sum dlogits; dx (optional, [n, dim]) = dlogits W (assigned). */
-void synco_linear_layer_backward(synco_linear_layer *l, float *dx, const float *dlogits, const float *x, int n);
-/* One SGD-with-momentum update at learning rate lr (torch.optim.SGD semantics: v = m v + g + wd w; w -= lr v),
- * then zeroes the gradients. */
-void synco_linear_layer_sgd(synco_linear_layer *l, double lr, double momentum, double weight_decay);
-/* Forward, mean cross-entropy, backward, SGD update on one minibatch (n <= max_batch). Returns the loss in
- * *loss and the top-1 hits in *hits1 (either may be NULL). */
-synco_status synco_linear_layer_train_step(synco_linear_layer *l, const float *x, const int *y, int n, double lr,
+/* Copies host features x[n, dim] into l->x (n <= max_batch). */
+synco_status synco_linear_layer_upload(synco_linear_layer *l, const float *x, int n);
+/* On the n features in l->x: forward, mean cross-entropy against y (host labels), backward: grads += dL/d[W | b],
+ * and with want_dx l->dx = dL/dx. The loss in *loss and the top-1 hits in *hits1 (either may be NULL). */
+synco_status synco_linear_layer_backprop(synco_linear_layer *l, const int *y, int n, int want_dx, double *loss,
+                                         int *hits1);
+/* One SGD step over [W | b] at learning rate lr (torch.optim.SGD: kernels/sgd_kernel.h), then zeroes the grads. */
+synco_status synco_linear_layer_sgd(synco_linear_layer *l, double lr, double momentum, double weight_decay);
+/* Backprop and SGD on the n features in l->x. */
+synco_status synco_linear_layer_train_step(synco_linear_layer *l, const int *y, int n, double lr,
                                            const synco_sgd_config *c, double *loss, int *hits1);
-/* Scores x[n, dim] in batches of max_batch: top-1 / top-5 hits against y. */
-void synco_linear_layer_eval(const synco_linear_layer *l, const float *x, const int *y, size_t n, size_t *hits1,
-                             size_t *hits5);
+/* Adds the top-1 / top-5 hits of the n features in l->x against y to *hits1 / *hits5. */
+synco_status synco_linear_layer_score(synco_linear_layer *l, const int *y, int n, size_t *hits1, size_t *hits5);
+/* Scores host features x[n, dim] in batches of max_batch: top-1 / top-5 hits against y. */
+synco_status synco_linear_layer_eval(synco_linear_layer *l, const float *x, const int *y, size_t n, size_t *hits1,
+                                     size_t *hits5);
+/* Downloads the classifier: w [C, dim] and b [C] host memory (either may be NULL). */
+synco_status synco_linear_layer_get(synco_linear_layer *l, float *w, float *b);
 
-/* Trains l on cached features by the SGD schedule: each epoch a seed-determined shuffle, minibatches of
- * l->max_batch. The reference use of the pieces above (the CLI feeds augmented features instead). */
+/* Trains l on cached host features by the SGD schedule: each epoch a seed-determined shuffle, minibatches of
+ * l->max_batch, each uploaded. The reference use of the pieces above (the CLI feeds augmented features instead). */
 synco_status synco_linear_layer_fit(synco_linear_layer *l, const float *x, const int *y, size_t n,
                                     const synco_sgd_config *c, uint64_t seed);
 

@@ -1,11 +1,13 @@
 /* Linear classifiers: the fast probe reaches 100% train and val accuracy on linearly separable data, and on
  * noisy isotropic Gaussian blobs (where the nearest-class-mean rule is Bayes-optimal) comes within a few points
  * of that optimum; it is deterministic. The SGD layer does the same on the blobs, its gradients match finite
- * differences, and the MoCo schedule steps at 60 and 80. */
+ * differences, and the MoCo schedule steps at 60 and 80. The layer runs on the strict backend: its buffers are
+ * reached only through copies. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/registry.h"
 #include "base/rng.h"
 #include "eval/linear.h"
 #include "test_util.h"
@@ -34,7 +36,34 @@ static double bayes_acc(const float *x, const int *y, int n, int d, int C, const
   return 100.0 * hit / n;
 }
 
+/* The mean cross-entropy at [W | b] = theta on features x[max_batch, dim], through the backend (its backward runs
+ * too: grads accumulate, dx is written). */
+static double loss_at(synco_linear_layer *l, const float *theta, const float *x, const int *y) {
+  const size_t P = (size_t)l->num_classes * l->dim + l->num_classes;
+  double f = NAN;
+  CHECK_OK(l->be->copy(l->be, l->params, theta, P * sizeof(float), SYNCO_COPY_H2D));
+  CHECK_OK(synco_linear_layer_upload(l, x, l->max_batch));
+  CHECK_OK(synco_linear_layer_backprop(l, y, l->max_batch, 1, &f, NULL));
+  return f;
+}
+
+/* d loss / d v[i] by central differences, v being theta or x. */
+static float central_diff(synco_linear_layer *l, float *v, int i, const float *theta, const float *x, const int *y) {
+  const float s = v[i], h = 1e-2f;
+  v[i] = s + h;
+  const double fp = loss_at(l, theta, x, y);
+  v[i] = s - h;
+  const double fm = loss_at(l, theta, x, y);
+  v[i] = s;
+  return (float)((fp - fm) / (2 * h));
+}
+
 int main(void) {
+  synco_backend *be = NULL;
+  if (synco_backend_strict_create(&be) != SYNCO_OK) {
+    fprintf(stderr, "strict backend: %s\n", synco_last_error());
+    return 1;
+  }
   /* Separable: four classes around well-separated means, tiny noise, an offset so the bias matters. */
   {
     const int d = 20, C = 4, ntr = 800, nva = 200;
@@ -81,67 +110,51 @@ int main(void) {
 
     /* SGD layer on standardized-scale blobs. */
     synco_linear_layer *l = NULL;
-    CHECK_OK(synco_linear_layer_create(&l, d, C, 64, 5));
-    synco_sgd_config sc = {.lr = 0.1, .momentum = 0.9, .epochs = 20, .milestones = {12, 16}, .n_milestones = 2, .gamma = 0.1};
+    CHECK_OK(synco_linear_layer_create(&l, be, d, C, 64, 5));
+    synco_sgd_config sc = {.sched = {.lr = 0.1, .epochs = 20, .n_milestones = 2, .milestones = {12, 16}},
+                           .momentum = 0.9};
     if (l) {
       CHECK_OK(synco_linear_layer_fit(l, xt, yt, ntr, &sc, 9));
-      size_t h1, h5;
-      synco_linear_layer_eval(l, xv, yv, nva, &h1, &h5);
+      size_t h1 = 0, h5 = 0;
+      CHECK_OK(synco_linear_layer_eval(l, xv, yv, nva, &h1, &h5));
       printf("blobs: SGD layer val %.2f%%\n", 100.0 * h1 / nva);
       CHECK(100.0 * h1 / nva > opt - 4.0);
+      int bad = C;
+      CHECK(synco_linear_layer_train_step(l, &bad, 1, 0.1, &sc, NULL, NULL) == SYNCO_ERR_ARG);
+      CHECK(synco_linear_layer_upload(l, xv, 65) == SYNCO_ERR_ARG);
     }
     synco_linear_layer_free(l);
     free(xt), free(xv), free(yt), free(yv);
   }
   /* Gradients of the layer + cross-entropy against central differences (double-checked in float). */
   {
-    const int d = 6, C = 4, n = 5;
+    enum { d = 6, C = 4, n = 5, P = C * d + C };
     synco_linear_layer *l = NULL;
-    CHECK_OK(synco_linear_layer_create(&l, d, C, n, 1));
-    float x[5 * 6], dx[5 * 6], z[5 * 4], dz[5 * 4];
-    int y[5] = {0, 3, 1, 2, 3};
+    CHECK_OK(synco_linear_layer_create(&l, be, d, C, n, 1));
+    float x[n * d], theta[P], g[P], dx[n * d], num[P], num_x[n * d];
+    int y[n] = {0, 3, 1, 2, 3};
     synco_test_fill(x, n * d, 3, -1, 1);
-    synco_test_fill(l->w, C * d, 4, -0.5f, 0.5f);
-    synco_test_fill(l->b, C, 5, -0.5f, 0.5f);
-    synco_linear_layer_forward(l, z, x, n);
-    synco_softmax_xent(z, y, n, C, dz, 1.0f / n, NULL, NULL);
-    synco_linear_layer_backward(l, dx, dz, x, n);
-    float num_w[24], num_x[30];
-    const float h = 1e-2f;
-    for (int i = 0; i < C * d; i++) {
-      float s = l->w[i];
-      l->w[i] = s + h;
-      synco_linear_layer_forward(l, z, x, n);
-      double fp = synco_softmax_xent(z, y, n, C, NULL, 1, NULL, NULL);
-      l->w[i] = s - h;
-      synco_linear_layer_forward(l, z, x, n);
-      double fm = synco_softmax_xent(z, y, n, C, NULL, 1, NULL, NULL);
-      l->w[i] = s;
-      num_w[i] = (float)((fp - fm) / (2 * h));
-    }
-    for (int i = 0; i < n * d; i++) {
-      float s = x[i];
-      x[i] = s + h;
-      synco_linear_layer_forward(l, z, x, n);
-      double fp = synco_softmax_xent(z, y, n, C, NULL, 1, NULL, NULL);
-      x[i] = s - h;
-      synco_linear_layer_forward(l, z, x, n);
-      double fm = synco_softmax_xent(z, y, n, C, NULL, 1, NULL, NULL);
-      x[i] = s;
-      num_x[i] = (float)((fp - fm) / (2 * h));
-    }
-    CHECK_CLOSE("dW", l->gw, num_w, C * d, 2e-4, 1e-2);
+    synco_test_fill(theta, C * d, 4, -0.5f, 0.5f);
+    synco_test_fill(theta + C * d, C, 5, -0.5f, 0.5f);
+    loss_at(l, theta, x, y);
+    CHECK_OK(be->copy(be, g, l->grads, sizeof g, SYNCO_COPY_D2H));
+    CHECK_OK(be->copy(be, dx, l->dx, sizeof dx, SYNCO_COPY_D2H));
+    for (int i = 0; i < P; i++) num[i] = central_diff(l, theta, i, theta, x, y);
+    for (int i = 0; i < n * d; i++) num_x[i] = central_diff(l, x, i, theta, x, y);
+    CHECK_CLOSE("dW", g, num, C * d, 2e-4, 1e-2);
+    CHECK_CLOSE("db", g + C * d, num + C * d, C, 2e-4, 1e-2);
     CHECK_CLOSE("dx", dx, num_x, n * d, 2e-4, 1e-2);
     synco_linear_layer_free(l);
   }
-  /* The MoCo schedule. */
+  /* The MoCo schedule (optim/schedule.h). */
   {
     synco_sgd_config c = synco_sgd_moco_linear_config();
-    CHECK(c.lr == 30 && c.momentum == 0.9 && c.weight_decay == 0 && c.epochs == 100);
-    CHECK(fabs(synco_sgd_lr_at(&c, 59) - 30) < 1e-12 && fabs(synco_sgd_lr_at(&c, 60) - 3) < 1e-12);
-    CHECK(fabs(synco_sgd_lr_at(&c, 79) - 3) < 1e-12 && fabs(synco_sgd_lr_at(&c, 80) - 0.3) < 1e-12);
-    c.cosine = 1;
-    CHECK(fabs(synco_sgd_lr_at(&c, 50) - 15) < 1e-9);
+    CHECK(c.sched.lr == 30 && c.momentum == 0.9 && c.weight_decay == 0 && c.sched.epochs == 100);
+    CHECK(fabs(synco_lr_epoch(&c.sched, 59) - 30) < 1e-12 && fabs(synco_lr_epoch(&c.sched, 60) - 3) < 1e-12);
+    CHECK(fabs(synco_lr_epoch(&c.sched, 79) - 3) < 1e-12 && fabs(synco_lr_epoch(&c.sched, 80) - 0.3) < 1e-12);
+    c.sched.cos = 1;
+    CHECK(fabs(synco_lr_epoch(&c.sched, 50) - 15) < 1e-9);
   }
+  synco_backend_destroy(be);
   return synco_test_finish("test_linear_probe");
 }
