@@ -9,6 +9,9 @@
  *  - inter/intra-class distance ratio per image (src/eval/analysis.h) on L2-normalized backbone features of the
  *    center-cropped images; plot: histogram.
  *  - mean top-1024 matching probabilities softmax(q.Q^T / T) sorted in descending order; plot: log scale.
+ * Where it runs: the encoders' outputs come down once per view (n x d floats, the encoder's copy); the normalization
+ * and alignment are host loops over them, and the pairwise analyses run their dot products as backend gemms tile by
+ * tile, downloading each tile for the host's reductions (src/eval/analysis.c).
  * Plus analysis.png, all four panels in one figure. Several models (--ckpt a --ckpt b, or --ckpt a,b): each is
  * analyzed on the same images and views, and every plot draws one series per model (labelled by its file), as the
  * paper's figures compare runs; metrics.json keeps the first model's fields at the top and lists all in "models".
@@ -203,10 +206,10 @@ static synco_status analyze_model(model_result *r, const synco_eval_model_opts *
   r->nq = nq;
   r->K = K;
   r->align = synco_alignment(z1, z2, n, dz, 2.0);
-  s = synco_uniformity(&r->unif, z1, n, dz, 2.0);
-  if (!s) s = synco_distance_ratio(r->ratio, fb, lab, n, df);
-  if (!s) s = synco_proxy_margins(r->margin, z1, kk, nq, negs, K, dz);
-  if (!s) s = synco_matching_probs(r->probs, 1024, z1, nq, negs, K, dz, r->T);
+  s = synco_uniformity(be, &r->unif, z1, n, dz, 2.0);
+  if (!s) s = synco_distance_ratio(be, r->ratio, fb, lab, n, df);
+  if (!s) s = synco_proxy_margins(be, r->margin, z1, kk, nq, negs, K, dz);
+  if (!s) s = synco_matching_probs(be, r->probs, 1024, z1, nq, negs, K, dz, r->T);
   if (s) goto out;
   size_t hits = 0;
   for (size_t i = 0; i < nq; i++) hits += r->margin[i] > 0;

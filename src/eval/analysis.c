@@ -1,9 +1,9 @@
-/* Feature analyses (definitions in analysis.h). Pairwise quantities walk row tiles x column tiles; one sgemm
- * per tile gives the dot products, squared distances are |a|^2 + |b|^2 - 2 a.b clamped at 0, accumulated in
- * double. Per-thread partial sums are combined in a fixed order, so the result does not depend on timing. */
+/* Feature analyses (definitions in analysis.h). Pairwise quantities walk row tiles x column tiles; one backend gemm
+ * per tile gives the dot products (dot_tiles below), squared distances are |a|^2 + |b|^2 - 2 a.b clamped at 0,
+ * accumulated in double. Per-thread partial sums are combined in a fixed order, so the result does not depend on
+ * timing. */
 #include "eval/analysis.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -12,6 +12,50 @@
 #include "base/status.h"
 
 #define TILE 512
+
+/* Dot products a·bᵀ of row tiles, computed by the backend: a [na, d] and b [nb, d] (host features) are uploaded once,
+ * each tile is one gemm into backend memory and is then downloaded (at most max_tile floats: TILE x TILE, or 64
+ * queries x the queue) for the host's per-element reductions (log-sum-exp, distances by class, sorted softmax, max),
+ * which have no op. */
+typedef struct {
+  synco_backend *be;
+  int d;
+  float *a, *b, *tile_be; /* backend memory; b == a when the rows are paired with themselves */
+  float *tile;            /* host [max_tile] */
+} dot_tiles;
+
+static void tiles_close(dot_tiles *t) {
+  if (t->a) t->be->free(t->be, t->a);
+  if (t->b && t->b != t->a) t->be->free(t->be, t->b);
+  if (t->tile_be) t->be->free(t->be, t->tile_be);
+  free(t->tile);
+  memset(t, 0, sizeof *t);
+}
+
+/* b NULL: the tiles are of a against itself. */
+static synco_status tiles_open(dot_tiles *t, synco_backend *be, const float *a, size_t na, const float *b, size_t nb,
+                               int d, size_t max_tile) {
+  memset(t, 0, sizeof *t);
+  if (!be) return synco_fail(SYNCO_ERR_ARG, "analysis: no backend to run the dot products on");
+  t->be = be, t->d = d;
+  t->a = be->alloc(be, na * d * sizeof(float));
+  t->b = b ? be->alloc(be, nb * d * sizeof(float)) : t->a;
+  t->tile_be = be->alloc(be, max_tile * sizeof(float));
+  t->tile = synco_malloc(max_tile * sizeof(float));
+  synco_status s = t->a && t->b && t->tile_be && t->tile ? SYNCO_OK : synco_fail(SYNCO_ERR_NOMEM, "analysis: out of "
+                                                                                 "memory for %zu x %d features", na + nb, d);
+  if (!s) s = be->copy(be, t->a, a, na * d * sizeof(float), SYNCO_COPY_H2D);
+  if (!s && b) s = be->copy(be, t->b, b, nb * d * sizeof(float), SYNCO_COPY_H2D);
+  if (s) tiles_close(t);
+  return s;
+}
+
+/* t->tile [ni, nj] = a[i0..i0+ni) · b[j0..j0+nj)ᵀ. */
+static synco_status tiles_get(dot_tiles *t, size_t i0, int ni, size_t j0, int nj) {
+  const int d = t->d;
+  SYNCO_TRY(t->be->gemm(t->be, 0, 1, ni, nj, d, 1.0f, t->a + i0 * d, d, t->b + j0 * d, d, 0.0f, t->tile_be, nj));
+  return t->be->copy(t->be, t->tile, t->tile_be, (size_t)ni * nj * sizeof(float), SYNCO_COPY_D2H);
+}
 
 double synco_alignment(const float *a, const float *b, size_t n, int d, double alpha) {
   double s = 0;
@@ -36,23 +80,26 @@ static void row_sqnorms(double *out, const float *x, size_t n, int d) {
   }
 }
 
-synco_status synco_uniformity(double *out, const float *x, size_t n, int d, double t) {
+synco_status synco_uniformity(synco_backend *be, double *out, const float *x, size_t n, int d, double t) {
   if (n < 2) return synco_fail(SYNCO_ERR_ARG, "uniformity: needs at least 2 samples, got %zu", n);
   double *nrm = synco_malloc(n * sizeof(double));
-  float *g = synco_malloc((size_t)TILE * TILE * sizeof(float));
-  if (!nrm || !g) {
-    free(nrm), free(g);
-    return SYNCO_ERR_NOMEM;
+  if (!nrm) return SYNCO_ERR_NOMEM;
+  dot_tiles dt;
+  synco_status st = tiles_open(&dt, be, x, n, NULL, 0, d, (size_t)TILE * TILE);
+  if (st) {
+    free(nrm);
+    return st;
   }
+  const float *g = dt.tile;
   row_sqnorms(nrm, x, n, d);
   /* Running log-sum-exp: total = exp(m) * s. Every exponent is <= 0 and the tiles hold many values near the
    * maximum, so one shift per tile keeps s well scaled. */
   double m = -INFINITY, s = 0;
-  for (size_t i0 = 0; i0 < n; i0 += TILE) {
+  for (size_t i0 = 0; i0 < n && !st; i0 += TILE) {
     const int ni = (int)(n - i0 < TILE ? n - i0 : TILE);
-    for (size_t j0 = i0; j0 < n; j0 += TILE) {
+    for (size_t j0 = i0; j0 < n && !st; j0 += TILE) {
       const int nj = (int)(n - j0 < TILE ? n - j0 : TILE);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, nj, d, 1.0f, x + i0 * d, d, x + j0 * d, d, 0.0f, g, nj);
+      if ((st = tiles_get(&dt, i0, ni, j0, nj))) break;
       double tm = -INFINITY, ts = 0;
 #pragma omp parallel for schedule(static) reduction(max : tm)
       for (int i = 0; i < ni; i++)
@@ -79,12 +126,14 @@ synco_status synco_uniformity(double *out, const float *x, size_t n, int d, doub
     }
   }
   const double pairs = (double)n * (n - 1) / 2.0;
-  *out = m + log(s) - log(pairs);
-  free(nrm), free(g);
-  return SYNCO_OK;
+  if (!st) *out = m + log(s) - log(pairs);
+  free(nrm);
+  tiles_close(&dt);
+  return st;
 }
 
-synco_status synco_distance_ratio(double *ratio, const float *x, const int *labels, size_t n, int d) {
+synco_status synco_distance_ratio(synco_backend *be, double *ratio, const float *x, const int *labels, size_t n,
+                                  int d) {
   int C = 0;
   for (size_t i = 0; i < n; i++) {
     if (labels[i] < 0) return synco_fail(SYNCO_ERR_ARG, "distance ratio: sample %zu has no label", i);
@@ -93,18 +142,20 @@ synco_status synco_distance_ratio(double *ratio, const float *x, const int *labe
   double *nrm = synco_malloc(n * sizeof(double));
   double *sum = synco_calloc(n * (size_t)(C ? C : 1), sizeof(double));
   size_t *cnt = synco_calloc((size_t)(C ? C : 1), sizeof(size_t));
-  float *g = synco_malloc((size_t)TILE * TILE * sizeof(float));
-  if (!nrm || !sum || !cnt || !g) {
-    free(nrm), free(sum), free(cnt), free(g);
-    return SYNCO_ERR_NOMEM;
+  dot_tiles dt = {0};
+  synco_status st = !nrm || !sum || !cnt ? SYNCO_ERR_NOMEM : tiles_open(&dt, be, x, n, NULL, 0, d, (size_t)TILE * TILE);
+  if (st) {
+    free(nrm), free(sum), free(cnt);
+    return st;
   }
+  const float *g = dt.tile;
   row_sqnorms(nrm, x, n, d);
   for (size_t i = 0; i < n; i++) cnt[labels[i]]++;
-  for (size_t i0 = 0; i0 < n; i0 += TILE) {
+  for (size_t i0 = 0; i0 < n && !st; i0 += TILE) {
     const int ni = (int)(n - i0 < TILE ? n - i0 : TILE);
-    for (size_t j0 = 0; j0 < n; j0 += TILE) {
+    for (size_t j0 = 0; j0 < n && !st; j0 += TILE) {
       const int nj = (int)(n - j0 < TILE ? n - j0 : TILE);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, nj, d, 1.0f, x + i0 * d, d, x + j0 * d, d, 0.0f, g, nj);
+      if ((st = tiles_get(&dt, i0, ni, j0, nj))) break;
 #pragma omp parallel for schedule(static)
       for (int i = 0; i < ni; i++) {
         double *srow = sum + (i0 + i) * (size_t)C;
@@ -116,15 +167,16 @@ synco_status synco_distance_ratio(double *ratio, const float *x, const int *labe
       }
     }
   }
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !st; i++) {
     const int c = labels[i];
     double intra = 0, inter = 0;
     for (int k = 0; k < C; k++) *(k == c ? &intra : &inter) += sum[i * C + k];
     const size_t n_intra = cnt[c] - 1, n_inter = n - cnt[c];
     ratio[i] = n_intra && n_inter && intra > 0 ? (inter / n_inter) / (intra / n_intra) : NAN;
   }
-  free(nrm), free(sum), free(cnt), free(g);
-  return SYNCO_OK;
+  free(nrm), free(sum), free(cnt);
+  tiles_close(&dt);
+  return st;
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -132,23 +184,21 @@ static int cmp_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-synco_status synco_matching_probs(double *probs, size_t max_out, const float *q, size_t n, const float *queue,
-                                  size_t K, int d, double T) {
+synco_status synco_matching_probs(synco_backend *be, double *probs, size_t max_out, const float *q, size_t n,
+                                  const float *queue, size_t K, int d, double T) {
   if (n == 0 || K == 0 || T <= 0)
     return synco_fail(SYNCO_ERR_ARG, "matching probabilities: need queries, a queue and T > 0 (n %zu, K %zu, T %g)", n, K, T);
   const size_t m = K < max_out ? K : max_out;
   const int nt = omp_get_max_threads();
   const int rows = 64;
-  float *l = synco_malloc((size_t)rows * K * sizeof(float));
   double *acc = synco_calloc((size_t)nt * m, sizeof(double));
   double *p = synco_malloc((size_t)nt * K * sizeof(double));
-  if (!l || !acc || !p) {
-    free(l), free(acc), free(p);
-    return SYNCO_ERR_NOMEM;
-  }
-  for (size_t i0 = 0; i0 < n; i0 += rows) {
+  dot_tiles dt = {0};
+  synco_status st = !acc || !p ? SYNCO_ERR_NOMEM : tiles_open(&dt, be, q, n, queue, K, d, (size_t)rows * K);
+  for (size_t i0 = 0; i0 < n && !st; i0 += rows) {
     const int ni = (int)(n - i0 < (size_t)rows ? n - i0 : (size_t)rows);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, (int)K, d, 1.0f, q + i0 * d, d, queue, d, 0.0f, l, (int)K);
+    if ((st = tiles_get(&dt, i0, ni, 0, (int)K))) break;
+    const float *l = dt.tile;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < ni; i++) {
       const int tid = omp_get_thread_num();
@@ -162,25 +212,26 @@ synco_status synco_matching_probs(double *probs, size_t max_out, const float *q,
       for (size_t j = 0; j < m; j++) acc[(size_t)tid * m + j] += pp[j];
     }
   }
-  for (size_t j = 0; j < m; j++) {
+  for (size_t j = 0; j < m && !st; j++) {
     double s = 0;
     for (int t = 0; t < nt; t++) s += acc[(size_t)t * m + j];
     probs[j] = s / n;
   }
-  free(l), free(acc), free(p);
-  return SYNCO_OK;
+  free(acc), free(p);
+  tiles_close(&dt);
+  return st;
 }
 
-synco_status synco_proxy_margins(double *margin, const float *q, const float *k, size_t n, const float *queue,
-                                 size_t K, int d) {
+synco_status synco_proxy_margins(synco_backend *be, double *margin, const float *q, const float *k, size_t n,
+                                 const float *queue, size_t K, int d) {
   const int rows = 64;
-  float *l = K ? synco_malloc((size_t)rows * K * sizeof(float)) : NULL;
-  if (K && !l) return SYNCO_ERR_NOMEM;
-  for (size_t i0 = 0; i0 < n; i0 += rows) {
+  dot_tiles dt = {0};
+  if (K) SYNCO_TRY(tiles_open(&dt, be, q, n, queue, K, d, (size_t)rows * K));
+  synco_status st = SYNCO_OK;
+  for (size_t i0 = 0; i0 < n && !st; i0 += rows) {
     const int ni = (int)(n - i0 < (size_t)rows ? n - i0 : (size_t)rows);
-    if (K)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, (int)K, d, 1.0f, q + i0 * d, d, queue, d, 0.0f, l,
-                  (int)K);
+    if (K && (st = tiles_get(&dt, i0, ni, 0, (int)K))) break;
+    const float *l = dt.tile;
 #pragma omp parallel for schedule(static) if ((size_t)ni * (K + d) >= 65536)
     for (int i = 0; i < ni; i++) {
       const float *qi = q + (i0 + i) * d, *ki = k + (i0 + i) * d;
@@ -191,16 +242,16 @@ synco_status synco_proxy_margins(double *margin, const float *q, const float *k,
       margin[i0 + i] = (double)pos - (double)neg;
     }
   }
-  free(l);
-  return SYNCO_OK;
+  if (K) tiles_close(&dt);
+  return st;
 }
 
-synco_status synco_proxy_accuracy(double *acc, const float *q, const float *k, size_t n, const float *queue,
-                                  size_t K, int d) {
+synco_status synco_proxy_accuracy(synco_backend *be, double *acc, const float *q, const float *k, size_t n,
+                                  const float *queue, size_t K, int d) {
   if (n == 0) return synco_fail(SYNCO_ERR_ARG, "proxy accuracy: no queries");
   double *m = synco_malloc(n * sizeof(double));
   if (!m) return SYNCO_ERR_NOMEM;
-  synco_status s = synco_proxy_margins(m, q, k, n, queue, K, d);
+  synco_status s = synco_proxy_margins(be, m, q, k, n, queue, K, d);
   size_t hits = 0;
   for (size_t i = 0; i < n; i++) hits += m[i] > 0;
   free(m);
