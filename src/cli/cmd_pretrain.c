@@ -146,7 +146,7 @@ static void flag_table(pretrain_ctx *c) {
       {"warmup-epochs", 0, SYNCO_ARG_INT, &o->warmup_epochs, "epochs without synthetic negatives"},
       {"seed", 0, SYNCO_ARG_INT64, &o->seed, "seed of every random stream"},
       {"resume", 0, SYNCO_ARG_STR, &o->resume, "continue a run: its folder or checkpoint (bare --resume: --out's run); settings come from the checkpoint"},
-      {"force", 0, SYNCO_ARG_FLAG, &c->force, "start afresh in a run directory that holds a run (its run files are removed)"},
+      {"force", 0, SYNCO_ARG_FLAG, &c->force, "start afresh in a run directory that holds a run (it is removed once the new run has a checkpoint, put back if it fails before)"},
       {"init", 0, SYNCO_ARG_STR, &o->init, "start from torchvision-named weights (an export, a converted torchvision model)"},
       {"stop-epoch", 0, SYNCO_ARG_INT, &o->stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
@@ -297,8 +297,6 @@ static int configure(pretrain_ctx *c) {
 /* ---- the command ------------------------------------------------------------------------------------------- */
 
 static void pretrain_free(pretrain_ctx *c) {
-  if (c->log) fclose(c->log);
-  synco_cli_run_dir_unlock(c->lock_fd);
   cJSON_Delete(c->resume_json);
   free(c->cfg_json);
   pretrain_knn_free(&c->knn);
@@ -336,13 +334,14 @@ int synco_cmd_pretrain(int argc, char **argv) {
   int rc = parse(c, argc, argv);                 /* argv -> options (the same on every rank) */
   if (rc == PRETRAIN_GO) rc = configure(c);      /* options + a resumed run's settings -> a validated config */
   if (rc == PRETRAIN_GO) rc = pretrain_setup(c); /* data, memory check, model, run directory */
-  if (rc == PRETRAIN_GO) {
-    rc = pretrain_run(c);                        /* the epochs, each saved at its end */
-    if (rc != 0 && c->world > 1) {
-      /* the other ranks wait in this step's collectives: end them now, and the launcher ends the job */
-      fprintf(stderr, "synco pretrain: rank %d of %d stopped (exit %d); ending every rank\n", c->rank, c->world, rc);
-      synco_dist_abort(c->dist, rc);
-    }
+  const int ran = rc == PRETRAIN_GO;
+  if (ran) rc = pretrain_run(c);                 /* the epochs, each saved at its end */
+  /* a run that stopped before its first checkpoint puts back the earlier run that --force set aside */
+  pretrain_run_dir_close(c, rc);
+  if (ran && rc != 0 && c->world > 1) {
+    /* the other ranks wait in this step's collectives: end them now, and the launcher ends the job */
+    fprintf(stderr, "synco pretrain: rank %d of %d stopped (exit %d); ending every rank\n", c->rank, c->world, rc);
+    synco_dist_abort(c->dist, rc);
   }
   pretrain_free(c);
   synco_dist_free(c->dist);

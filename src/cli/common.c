@@ -166,6 +166,103 @@ int synco_cli_run_dir_clean(const char *dir, int run_files) {
   return removed;
 }
 
+/* ---- --force: the earlier run set aside until the new run's first checkpoint ---- */
+
+#define ASIDE ".replaced-run"
+
+static int join(char *out, size_t cap, const char *dir, const char *name) {
+  const int n = snprintf(out, cap, "%s/%s", dir, name);
+  return n >= 0 && (size_t)n < cap;
+}
+
+static int move_back(const char *dir, int clean_new);
+
+int synco_cli_run_dir_set_aside(const char *dir) {
+  char aside[1400], from[1400], to[1700];
+  if (!join(aside, sizeof aside, dir, ASIDE)) return synco_fail(SYNCO_ERR_ARG, "%s: path too long", dir), -1;
+  if (mkdir(aside, 0777) != 0) return synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", aside, strerror(errno)), -1;
+  DIR *d = opendir(dir);
+  if (!d) return synco_fail(SYNCO_ERR_IO, "%s: cannot read: %s", dir, strerror(errno)), -1;
+  int moved = 0, failed = 0;
+  struct dirent *e;
+  while (!failed && (e = readdir(d))) {
+    struct stat st;
+    if (!is_run_file(e->d_name) || !join(from, sizeof from, dir, e->d_name) || lstat(from, &st) != 0 ||
+        S_ISDIR(st.st_mode))
+      continue;
+    join(to, sizeof to, aside, e->d_name);
+    if (rename(from, to) == 0) moved++;
+    else failed = errno;
+  }
+  closedir(d);
+  if (!failed) return moved;
+  move_back(dir, 0); /* the files already moved go back */
+  return synco_fail(SYNCO_ERR_IO, "%s: cannot set the earlier run aside: %s", dir, strerror(failed)), -1;
+}
+
+int synco_cli_run_dir_drop_aside(const char *dir) {
+  char aside[1400], path[1700];
+  if (!join(aside, sizeof aside, dir, ASIDE)) return 0;
+  DIR *d = opendir(aside);
+  if (!d) return 0;
+  int removed = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    struct stat st;
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && join(path, sizeof path, aside, e->d_name) &&
+        lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) == 0)
+      removed++;
+  }
+  closedir(d);
+  rmdir(aside);
+  return removed;
+}
+
+/* Moves the files of DIR/.replaced-run back into DIR, removing DIR's run files first with clean_new. */
+static int move_back(const char *dir, int clean_new) {
+  char aside[1400], from[1700], to[1400];
+  if (!join(aside, sizeof aside, dir, ASIDE)) return synco_fail(SYNCO_ERR_ARG, "%s: path too long", dir), -1;
+  DIR *d = opendir(aside);
+  if (!d) return synco_fail(SYNCO_ERR_IO, "%s: cannot read: %s", aside, strerror(errno)), -1;
+  if (clean_new) synco_cli_run_dir_clean(dir, 1); /* the new run's files go: the earlier run's take their names */
+  int moved = 0, failed = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!is_run_file(e->d_name) || !join(from, sizeof from, aside, e->d_name) || !join(to, sizeof to, dir, e->d_name))
+      continue;
+    if (rename(from, to) == 0) moved++;
+    else failed = errno;
+  }
+  closedir(d);
+  if (failed) return synco_fail(SYNCO_ERR_IO, "%s: cannot put the earlier run back from %s: %s", dir, aside, strerror(failed)), -1;
+  rmdir(aside);
+  return moved;
+}
+
+int synco_cli_run_dir_put_back(const char *dir) { return move_back(dir, 1); }
+
+int synco_cli_run_dir_recover(const char *cmd, const char *dir, int locked) {
+  char aside[1400], last[1400];
+  struct stat st;
+  if (!join(aside, sizeof aside, dir, ASIDE) || lstat(aside, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  int fd = -1;
+  if (!locked && synco_cli_run_dir_lock(dir, &fd) != SYNCO_OK) return 0; /* in use: that run owns it */
+  join(last, sizeof last, dir, "last.safetensors");
+  int n, rc = 0;
+  if (lstat(last, &st) == 0 && S_ISREG(st.st_mode)) { /* the new run saved its first checkpoint */
+    n = synco_cli_run_dir_drop_aside(dir);
+    fprintf(stderr, "synco %s: %s: removed the earlier run (%d files) that an interrupted --force run replaced\n", cmd,
+            dir, n);
+  } else if ((n = synco_cli_run_dir_put_back(dir)) >= 0) {
+    fprintf(stderr, "synco %s: %s: put back the earlier run (%d files) that an interrupted --force run had set "
+                    "aside\n", cmd, dir, n);
+  } else {
+    rc = -1;
+  }
+  if (fd >= 0) synco_cli_run_dir_unlock(fd);
+  return rc;
+}
+
 /* The pid holding a flock on the file with inode ino, from /proc/locks (0 when not found). */
 static long lock_holder(dev_t dev, ino_t ino) {
   FILE *f = fopen("/proc/locks", "r");

@@ -37,6 +37,17 @@ int synco_cli_run_dir_holds_run(const char *dir);
 /* Removes the stale temporary files of a run directory (<run file>.tmp, left by a kill), and with run_files also
  * the run files themselves (a fresh run with --force). Call with the lock held. Returns the number removed. */
 int synco_cli_run_dir_clean(const char *dir, int run_files);
+/* --force never removes the earlier run before the new run has a checkpoint: its run files are set aside in
+ * DIR/.replaced-run (call with the lock held; returns how many, or -1 with the error recorded, nothing moved),
+ * removed at the new run's first checkpoint (drop_aside: returns how many), or put back (put_back: the new run's
+ * files are removed first; returns how many, or -1). */
+int synco_cli_run_dir_set_aside(const char *dir);
+int synco_cli_run_dir_drop_aside(const char *dir);
+int synco_cli_run_dir_put_back(const char *dir);
+/* A DIR/.replaced-run left by a --force run that was killed: with DIR not in use (locked: the caller holds its
+ * lock), it is removed when DIR has a last.safetensors (the new run saved one), else put back; prints what it did
+ * ("synco CMD: DIR: ..."). 0, or -1 with the error recorded. */
+int synco_cli_run_dir_recover(const char *cmd, const char *dir, int locked);
 /* Takes the advisory lock DIR/.lock (flock, held until unlock or exit); another holder is refused with
  * "DIR is in use by another synco run (pid N)". */
 synco_status synco_cli_run_dir_lock(const char *dir, int *fd);

@@ -25,6 +25,7 @@
 #include <stdio.h>
 
 #include "cli/args.h"
+#include "cli/common.h"
 #include "data/data.h"
 #include "ssl/moco.h"
 #include "ssl/pretrain_config.h"
@@ -81,10 +82,13 @@ typedef struct {
   pretrain_knn knn;
   int start_epoch, end_epoch;    /* epochs [start, end) are trained (end < o.epochs with --stop-epoch) */
   long gstep;                    /* global step (the checkpoint's when resumed) */
+  int own_run;                   /* --resume into the run its checkpoint belongs to (the checkpoint's folder) */
   int lock_fd;
+  int aside;                     /* --force set the earlier run aside (DIR/.replaced-run): it is removed at the new
+                                  * run's first checkpoint, and put back if the run ends before one */
   FILE *log;                     /* log.jsonl */
   char *cfg_json;                /* config.json's text, stored in every checkpoint */
-  char log_path[1024], last_path[1024];
+  char log_path[SYNCO_CLI_PATH_MAX + 100], last_path[SYNCO_CLI_PATH_MAX + 100];
 } pretrain_ctx;
 
 /* pretrain_config_json.c */
@@ -100,9 +104,14 @@ synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, con
 synco_status pretrain_resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, char *dir, size_t dcap);
 /* Names the run directory (no --out: runs/<date-time>) and refuses one that holds another run; writes nothing. */
 int pretrain_run_dir_choose(pretrain_ctx *c);
-/* Makes and locks the run directory, replaces an earlier run with --force, drops the log rows a resumed run trains
- * again, writes config.json and opens log.jsonl. Called when every other check has passed. */
+/* Makes and locks the run directory, sets an earlier run aside with --force, drops the log rows a resumed run
+ * trains again, writes config.json and opens log.jsonl. Called when every other check has passed. */
 int pretrain_run_dir_open(pretrain_ctx *c);
+/* The new run has its first checkpoint: the earlier run that --force set aside is removed. */
+void pretrain_run_dir_committed(pretrain_ctx *c);
+/* Ends the run directory's use (log closed, lock released); a run that ends (rc != 0) before its first checkpoint
+ * puts back the earlier run that --force set aside. */
+void pretrain_run_dir_close(pretrain_ctx *c, int rc);
 
 /* pretrain_setup.c */
 /* Data, crop size, memory check, loader, model, initial or resumed weights, kNN monitor, run directory. */

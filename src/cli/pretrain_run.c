@@ -102,6 +102,15 @@ static void log_epoch(pretrain_ctx *c, int epoch, float lr, const step_sums *e, 
   fflush(c->log);
 }
 
+/* A checkpoint that could not be written (no space, a file-size limit): the error names the file, and the last
+ * checkpoint is as it was. */
+static int save_failed(const pretrain_ctx *c) {
+  struct stat st;
+  if (stat(c->last_path, &st) != 0) return synco_cli_error("pretrain");
+  fprintf(stderr, "synco pretrain: %s; stopping, %s is intact\n", synco_last_error(), c->last_path);
+  return 1;
+}
+
 /* The checkpoints of a finished epoch: last.safetensors, and checkpoint_NNNN every --save-every epochs. A
  * checkpoint never stores a broken model: NaN/inf can appear in weights before the loss shows it. */
 static int pretrain_save(pretrain_ctx *c, int epoch) {
@@ -113,11 +122,12 @@ static int pretrain_save(pretrain_ctx *c, int epoch) {
     fprintf(stderr, "synco pretrain: stopping without writing a checkpoint of epoch %d\n", epoch + 1);
     return 1;
   }
-  if (synco_moco_save(c->moco, c->last_path, c->cfg_json, epoch + 1, c->gstep) != SYNCO_OK) return synco_cli_error("pretrain");
+  if (synco_moco_save(c->moco, c->last_path, c->cfg_json, epoch + 1, c->gstep) != SYNCO_OK) return save_failed(c);
+  pretrain_run_dir_committed(c); /* a run replaced with --force goes now, not before */
   if (o->save_every > 0 && (epoch + 1) % o->save_every == 0) {
-    char path[1024];
+    char path[sizeof c->last_path];
     snprintf(path, sizeof path, "%s/checkpoint_%04d.safetensors", o->out, epoch + 1);
-    if (synco_moco_save(c->moco, path, c->cfg_json, epoch + 1, c->gstep) != SYNCO_OK) return synco_cli_error("pretrain");
+    if (synco_moco_save(c->moco, path, c->cfg_json, epoch + 1, c->gstep) != SYNCO_OK) return save_failed(c);
   }
   return PRETRAIN_GO;
 }

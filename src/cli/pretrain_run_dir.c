@@ -1,16 +1,32 @@
 /* The run directory of synco pretrain: where --resume's checkpoint and run are, the name of a new run, the lock,
  * --force, config.json and log.jsonl. A run directory is never damaged: it is touched only after every check has
- * passed, under a lock, and a fresh run does not replace a run without --force. */
+ * passed, under a lock; a fresh run (or a resumed run of another directory's checkpoint) does not replace a run
+ * without --force, and with --force the earlier run is set aside until the new run has a checkpoint. No file is
+ * written through a link (base/files.h). */
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "base/files.h"
 #include "base/status.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/pretrain.h"
+
+/* The folder of a file path ("." for a bare name, "/" for one at the root). */
+static void folder_of(const char *path, char *dir, size_t cap) {
+  snprintf(dir, cap, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) dir[1] = 0;
+  else if (slash) *slash = 0;
+  else snprintf(dir, cap, ".");
+}
 
 /* --resume: the checkpoint to read, and the run directory (--out, or the checkpoint's folder). "" (a bare
  * --resume) means --out's last.safetensors; a folder means its last.safetensors. Nothing is opened for writing. */
@@ -21,7 +37,13 @@ synco_status pretrain_resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, c
   } else if (snprintf(ckpt, cap, "%s", o->resume) >= (int)cap) {
     return synco_fail(SYNCO_ERR_ARG, "--resume %s: path too long", o->resume);
   }
+  /* A run dir where a killed --force run left the earlier run aside gets it back first (or drops it). */
+  char run[1100];
   struct stat st;
+  if (o->out) snprintf(run, sizeof run, "%s", o->out);
+  else if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(run, sizeof run, "%s", ckpt);
+  else folder_of(ckpt, run, sizeof run);
+  if (synco_cli_run_dir_recover("pretrain", run, 0) != 0) return SYNCO_ERR_IO;
   if (stat(ckpt, &st) != 0) return synco_fail(SYNCO_ERR_IO, "--resume %s: cannot open: %s", ckpt, strerror(errno));
   if (S_ISDIR(st.st_mode)) {
     if (!o->out) {
@@ -36,14 +58,51 @@ synco_status pretrain_resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, c
       return synco_fail(SYNCO_ERR_IO, "--resume %s: the folder holds no last.safetensors to continue from", ckpt);
     }
   } else if (!o->out) { /* a checkpoint file: its folder is the run directory */
-    snprintf(dir, dcap, "%s", ckpt);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, dcap, ".");
+    folder_of(ckpt, dir, dcap);
     o->out = dir;
   }
   if (!S_ISREG(st.st_mode)) return synco_fail(SYNCO_ERR_IO, "--resume %s: not a regular file", ckpt);
   return SYNCO_OK;
+}
+
+/* Is o->out the run of --resume's checkpoint? Yes when the checkpoint lies in it, or when o->out's config.json
+ * records the run the checkpoint's own settings (c->resume_json) describe: the same model, queue, seed and data
+ * (a checkpoint copied out of its run and resumed there). Else *differs names the first setting that differs
+ * ("" when either side records none). */
+static int resume_same_run(const pretrain_ctx *c, char *differs, size_t cap) {
+  static const char *const identity[] = {"arch", "width", "cifar_stem", "moco_dim", "moco_k", "mlp", "seed", "data"};
+  const pretrain_opts *o = &c->o;
+  char dir[1100], path[1200];
+  differs[0] = 0;
+  folder_of(o->resume, dir, sizeof dir);
+  if (synco_cli_same_file(dir, o->out)) return 1;
+  snprintf(path, sizeof path, "%s/config.json", o->out);
+  /* a regular file of a sane size: never a FIFO (it would hang) nor a link */
+  const int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  char *text = NULL;
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1 << 20) &&
+      (text = calloc(1, (size_t)st.st_size + 1)) && read(fd, text, (size_t)st.st_size) != st.st_size) {
+    free(text);
+    text = NULL;
+  }
+  if (fd >= 0) close(fd);
+  cJSON *mine = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  int same = mine && c->resume_json;
+  for (size_t i = 0; same && i < sizeof identity / sizeof *identity; i++) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(mine, identity[i]),
+                *b = cJSON_GetObjectItemCaseSensitive(c->resume_json, identity[i]);
+    if (!a || !b || !cJSON_Compare(a, b, 1)) {
+      same = 0;
+      char *va = a ? cJSON_PrintUnformatted(a) : NULL, *vb = b ? cJSON_PrintUnformatted(b) : NULL;
+      snprintf(differs, cap, "%s %s, not %s", identity[i], va ? va : "unset", vb ? vb : "unset");
+      free(va);
+      free(vb);
+    }
+  }
+  cJSON_Delete(mine);
+  return same;
 }
 
 int pretrain_run_dir_choose(pretrain_ctx *c) {
@@ -59,8 +118,21 @@ int pretrain_run_dir_choose(pretrain_ctx *c) {
     fprintf(stderr, "synco pretrain: --out must name a directory\n");
     return 2;
   }
-  if (!o->resume && !c->force && !c->new_dir && synco_cli_run_dir_holds_run(o->out)) {
-    fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o->out);
+  /* the run directory is no input, and its files' names fit (checkpoint_NNNN.safetensors.tmp) */
+  int rc = SYNCO_CLI_CHECK_FILES("pretrain", {"--out", o->out, SYNCO_CLI_OUT_DIR}, {"--data", o->data},
+                                 {"--val", o->val}, {"--init", o->init});
+  if (rc) return rc;
+  if (!c->new_dir && synco_cli_run_dir_recover("pretrain", o->out, 0) != 0) return synco_cli_error("pretrain");
+  /* A run directory holding a run is replaced only with --force: by a fresh run, or by a resumed run of another
+   * directory's checkpoint (resuming a run in its own directory continues it). */
+  char differs[300] = "";
+  c->own_run = o->resume && resume_same_run(c, differs, sizeof differs);
+  if (!c->own_run && !c->force && !c->new_dir && synco_cli_run_dir_holds_run(o->out)) {
+    if (o->resume)
+      fprintf(stderr, "synco pretrain: %s holds another run than %s's%s%s%s: give another --out, or pass --force to "
+                      "replace it\n", o->out, o->resume, differs[0] ? " (its " : "", differs, differs[0] ? ")" : "");
+    else
+      fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o->out);
     return 2;
   }
   return PRETRAIN_GO;
@@ -69,15 +141,20 @@ int pretrain_run_dir_choose(pretrain_ctx *c) {
 int pretrain_run_dir_open(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
   if ((c->new_dir ? synco_cli_mkdir_unique(c->outbuf, sizeof c->outbuf) : synco_cli_mkdirs(o->out)) != SYNCO_OK ||
-      synco_cli_run_dir_lock(o->out, &c->lock_fd) != SYNCO_OK)
+      synco_cli_run_dir_lock(o->out, &c->lock_fd) != SYNCO_OK || synco_cli_run_dir_recover("pretrain", o->out, 1) != 0)
     return synco_cli_error("pretrain");
-  if (!o->resume && synco_cli_run_dir_holds_run(o->out)) { /* again, under the lock: a run may have started since */
+  if (!c->own_run && synco_cli_run_dir_holds_run(o->out)) { /* again, under the lock: a run may have started since */
     if (!c->force) {
       fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o->out);
       return 2;
     }
-    const int n = synco_cli_run_dir_clean(o->out, 1);
-    fprintf(stderr, "%s: a fresh run replaces the earlier one (%d of its files removed)\n", o->out, n);
+    /* The earlier run survives until the new one has a checkpoint: set aside now, removed then, put back if the
+     * new run stops before (or by the next run here, if this one is killed). */
+    const int n = synco_cli_run_dir_set_aside(o->out);
+    if (n < 0) return synco_cli_error("pretrain");
+    c->aside = 1;
+    fprintf(stderr, "%s: a fresh run replaces the earlier one (its %d files are kept in %s/.replaced-run until the "
+                    "new run's first checkpoint)\n", o->out, n, o->out);
   }
   const int stale = synco_cli_run_dir_clean(o->out, 0);
   if (stale) fprintf(stderr, "removed %d stale temporary file%s of an interrupted run in %s\n", stale, stale > 1 ? "s" : "", o->out);
@@ -89,13 +166,34 @@ int pretrain_run_dir_open(pretrain_ctx *c) {
     if (dropped) fprintf(stderr, "log.jsonl: dropped %d rows past step %ld (they are trained again)\n", dropped, c->gstep);
   }
   c->cfg_json = pretrain_config_json(o);
-  char cfg_path[1024];
+  char cfg_path[sizeof c->log_path];
   snprintf(cfg_path, sizeof cfg_path, "%s/config.json", o->out);
   if (!c->cfg_json || synco_cli_write_file_atomic(cfg_path, c->cfg_json) != SYNCO_OK) return synco_cli_error("pretrain");
-  c->log = fopen(c->log_path, o->resume ? "a" : "w");
-  if (!c->log) {
-    fprintf(stderr, "synco pretrain: %s: cannot open: %s\n", c->log_path, strerror(errno));
-    return 1;
-  }
+  /* never through a link: a fresh log replaces whatever bore its name, a resumed run's must be its own file */
+  c->log = o->resume ? synco_file_append(c->log_path) : synco_file_create(c->log_path);
+  if (!c->log) return synco_cli_error("pretrain");
   return PRETRAIN_GO;
+}
+
+void pretrain_run_dir_committed(pretrain_ctx *c) {
+  if (!c->aside) return;
+  c->aside = 0;
+  const int n = synco_cli_run_dir_drop_aside(c->o.out);
+  fprintf(stderr, "%s: the new run has its first checkpoint; the earlier run's %d files are removed\n", c->o.out, n);
+}
+
+void pretrain_run_dir_close(pretrain_ctx *c, int rc) {
+  if (c->log) fclose(c->log);
+  c->log = NULL;
+  if (c->aside && rc != 0) {
+    c->aside = 0;
+    const int n = synco_cli_run_dir_put_back(c->o.out);
+    if (n >= 0)
+      fprintf(stderr, "%s: the new run stopped before its first checkpoint; the earlier run is put back (%d files)\n",
+              c->o.out, n);
+    else
+      synco_cli_error("pretrain");
+  }
+  synco_cli_run_dir_unlock(c->lock_fd);
+  c->lock_fd = -1;
 }
