@@ -63,7 +63,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"warmup", 0, SYNCO_ARG_INT, &o->warmup, "untimed iterations first"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn, ref, strict (a test backend), cuda or cuda:N (alias --device)"},
-      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32, tf32 (a GPU's tensor cores for fp32) or bf16 (a CPU with AVX512-BF16)"},
       {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},
       {"bn-splits", 0, SYNCO_ARG_INT, &o->bn_splits, "Split-BN groups"},
@@ -173,7 +173,7 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   synco_encoder_config ec = {.depth = depth, .width = o.width, .cifar_stem = o.cifar_stem, .head = 1, .mlp = 1, .dim = 128,
                              .bn_splits = o.bn_splits};
   /* the backend first (nothing planned on it yet): the memory plan asks it what its plans take */
-  if (synco_backend_create(o.backend, &be)) return synco_cli_error("bench");
+  if (synco_cli_backend(o.backend, o.precision, &be)) return synco_cli_error("bench");
   synco_mem_plan mp;
   if (synco_mem_plan_encoders(be, &ec, o.batch, o.image_size, 1, &mp) == SYNCO_OK) {
     mp.io += (size_t)o.batch * 128 * 2 * sizeof(float); /* out, dout */
@@ -271,7 +271,7 @@ int synco_bench_step(int argc, char **argv) {
   synco_moco *m = NULL;
   synco_mem_plan mp;
   /* the backend first (nothing planned on it yet): the memory plan asks it what its plans take */
-  if (!synco_backend_create(o.backend, &be) && synco_mem_plan_moco(be, &mc, 0, 0, 0, &mp) == SYNCO_OK) {
+  if (!synco_cli_backend(o.backend, o.precision, &be) && synco_mem_plan_moco(be, &mc, 0, 0, 0, &mp) == SYNCO_OK) {
     const size_t inputs = 2 * (size_t)o.batch * 3 * o.image_size * o.image_size * sizeof(float); /* xq, xk */
     mp.io += inputs;
     mp.total += inputs;

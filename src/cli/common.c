@@ -56,6 +56,16 @@ int synco_cli_precision(const char *cmd, const char *precision) {
   return 2;
 }
 
+synco_status synco_cli_backend(const char *name, const char *precision, synco_backend **out) {
+  SYNCO_TRY(synco_backend_create(name, out));
+  const synco_status s = synco_backend_set_precision(*out, precision);
+  if (s) {
+    synco_backend_destroy(*out);
+    *out = NULL;
+  }
+  return s;
+}
+
 void synco_cli_preprocess_json(char *out, size_t n, int image_size) {
   float mean[3], std[3];
   synco_cli_norm_stats(image_size, mean, std);

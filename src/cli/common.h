@@ -7,6 +7,7 @@
 #include "data/data.h"
 #include "eval/features.h"
 #include "eval/knn.h"
+#include "tensor/backend.h"
 #include "synco.h"
 
 /* Normalize's mean/std: CIFAR's for images of at most 64 pixels (MoCo's CIFAR demo), ImageNet's otherwise. */
@@ -17,6 +18,9 @@ synco_status synco_cli_mkdirs(const char *path);
 synco_status synco_cli_write_file_atomic(const char *path, const char *text);
 /* --precision of command cmd: 0 when this build and CPU run it; else prints "synco CMD: reason" and returns 2. */
 int synco_cli_precision(const char *cmd, const char *precision);
+/* The backend a command runs on: created by name, --precision applied (synco_backend_set_precision), before anything
+ * is planned on it. */
+synco_status synco_cli_backend(const char *name, const char *precision, synco_backend **out);
 
 /* "synco.preprocess" metadata of exported models (JSON, at most n bytes): what an image needs before the encoder
  * sees it, exactly as synco's evaluation transform does: RGB in [0, 1]; when it is not image_size x image_size,

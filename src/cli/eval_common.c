@@ -39,7 +39,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
       {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "input side (default: the checkpoint's; 32 with --cifar-stem, else 224)"},
       {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass (0: the most, up to 256, that fit in half the free memory)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn, ref, strict (a test backend), cuda or cuda:N (alias --device)"},
-      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32, tf32 (a GPU's tensor cores for fp32) or bf16 (a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
       {"seed", 0, SYNCO_ARG_INT64, &o->seed, "seed of initializations, subsets and augmentations"},
   };
@@ -154,7 +154,7 @@ synco_status synco_eval_fit_batch(synco_eval_model_opts *o, int head, int encode
   SYNCO_TRY(model_config(o, &cfg, &S)); /* the model's problems first */
   if (synco_mem_check_disabled()) return SYNCO_OK;
   synco_backend *be = NULL; /* one like those the command makes, asked and destroyed */
-  SYNCO_TRY(synco_backend_create(o->backend, &be));
+  SYNCO_TRY(synco_cli_backend(o->backend, o->precision, &be));
   const synco_status s = fit_batch(o, be, head, encoders);
   synco_backend_destroy(be);
   return s;
@@ -167,7 +167,7 @@ synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int
   *be = NULL;
   *enc = NULL;
   SYNCO_TRY(model_config(o, &cfg, &image_size));
-  SYNCO_TRY(synco_backend_create(o->backend, be));
+  SYNCO_TRY(synco_cli_backend(o->backend, o->precision, be));
   synco_eval_model_opts fit = *o;
   fit.batch = batch;
   synco_status s = fit_batch(&fit, *be, head, 1);

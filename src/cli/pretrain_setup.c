@@ -32,7 +32,7 @@ static void choose_image_size(pretrain_opts *o, const synco_arg *args, const syn
 static int check_memory(pretrain_ctx *c, const synco_image *first) {
   const pretrain_opts *o = &c->o;
   if (!o->memory_check) return 0;
-  if (!c->be && synco_backend_create(o->backend, &c->be) != SYNCO_OK) return synco_cli_error("pretrain");
+  if (!c->be && synco_cli_backend(o->backend, o->precision, &c->be) != SYNCO_OK) return synco_cli_error("pretrain");
   /* the loader's slots: max(prefetch 3, workers) + 1 (synco_loader_create) */
   const int workers = o->workers > 0 ? o->workers : o->threads;
   const int slots = (workers > 3 ? workers : 3) + 1;
@@ -82,7 +82,7 @@ static int open_data(pretrain_ctx *c) {
  * epochs left to train. */
 static int build_model(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
-  if ((!c->be && synco_backend_create(o->backend, &c->be) != SYNCO_OK) ||
+  if ((!c->be && synco_cli_backend(o->backend, o->precision, &c->be) != SYNCO_OK) ||
       synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK)
     return synco_cli_error("pretrain");
   c->start_epoch = 0;
