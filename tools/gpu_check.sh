@@ -228,7 +228,7 @@ bench_json() { grep -m1 '^{' "$LOGS/$1.log" 2>/dev/null; }
 ips() { bench_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null; }
 for run in moco:tf32 synco:tf32 moco:fp32 synco:fp32; do
   method=${run%:*} prec=${run#*:}
-  part "bench_${method}_${prec}" 40 env SYNCO_CUDA_TF32=$([ "$prec" = tf32 ] && echo 1 || echo 0) "$BIN/synco" bench step \
+  part "bench_${method}_${prec}" 40 "$BIN/synco" bench step --precision "$prec" \
     --device cuda --method "$method" --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 \
     --json --no-memory-check
   v=$(ips "bench_${method}_${prec}") && [ -n "$v" ] && figure "synco_${method}_${prec}_images_per_s" "$v"
@@ -249,10 +249,10 @@ fi
 # ---- 4b. where a SynCo step's GPU time goes: Nsight Compute, one metric (each kernel's duration), 2 steps ---------
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ $GPU_SEEN = 1 ]; then
-  part profile_synco_tf32 90 env SYNCO_CUDA_TF32=1 "$NCU" --clock-control none --profile-from-start off \
+  part profile_synco_tf32 90 "$NCU" --clock-control none --profile-from-start off \
     --metrics gpu__time_duration.sum --csv --page raw --log-file "$LOGS/profile.csv" "$BIN/synco" bench step \
-    --device cuda --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 3 --iters 2 \
-    --profile 2 --json --no-memory-check
+    --device cuda --precision tf32 --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 3 \
+    --iters 2 --profile 2 --json --no-memory-check
   # per kernel: calls, total time and share of the two steps, the 14 largest
   python3 - "$LOGS/profile.csv" <<'PY' 2>&1 | tee -a "$SUMMARY_TXT"
 import csv, sys, collections
@@ -318,7 +318,7 @@ if [ -f "$BUNDLE/cifar10-train.tar.gz" ] && [ "$(left)" -gt 60 ]; then
     ls "$d" | sort | tail -500 | while read -r f; do mv "$d$f" "$C10/val/$c/"; done
   done
   for method in ${GPU_CHECK_LEARN:-moco synco}; do
-    part "learn_${method}" 400 env SYNCO_CUDA_TF32=1 "$S" pretrain --device cuda --data "$C10/train" --val "$C10/val" \
+    part "learn_${method}" 400 "$S" pretrain --device cuda --precision tf32 --data "$C10/train" --val "$C10/val" \
       --recipe cifar --method "$method" --epochs 15 --knn-every 5 -j "$J" --out "$R/learn_$method"
     k=$(grep -oE '"knn_top1":[0-9.]+' "$R/learn_$method/log.jsonl" 2>/dev/null | cut -d: -f2 | paste -sd, -)
     figure "learn_${method}_knn_top1" "[${k}]"
