@@ -1,16 +1,14 @@
 /* Memory plans of pretraining, benchmarks and evaluations, and the memory the machine has (see memplan.h). The
- * encoders' share comes from synco_encoder_memory_plan (a dry build of the same layout, whose plans the backend
- * sizes itself); the rest mirrors the allocations of synco_moco_create, synco_infonce_init, synco_negatives_init and
- * synco_loader_create, so a change there wants a line here. */
+ * figures come from the code that allocates: synco_moco_memory_plan (the MoCo state, the loss, the negatives),
+ * synco_encoder_memory_plan (a dry build of the same layout) and, through both, the backend's own report of what
+ * its plans and workspaces take; this file groups them and adds the input batches and the runtime's allowance. */
 #include "cli/memplan.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/status.h"
-#include "dist/dist.h"
 
 /* What the process takes besides the planned buffers: oneDNN's JIT code and primitive caches, OpenMP and loader
  * thread stacks, stdio and allocator slack (20-40 MB measured on top of VmRSS at planning time). */
@@ -24,31 +22,12 @@ static size_t base_bytes(void) { return synco_mem_rss() + RUNTIME_ALLOWANCE; }
 synco_status synco_mem_plan_moco(synco_backend *be, const synco_moco_config *mc, int loader_slots, int workers,
                                  size_t aug_scratch, synco_mem_plan *p) {
   memset(p, 0, sizeof *p);
-  synco_encoder_memory q, k;
-  synco_encoder_config kc = mc->enc;
-  kc.forward_only = 1;
-  SYNCO_TRY(synco_encoder_memory_plan(be, &mc->enc, mc->batch, mc->image_size, &q));
-  SYNCO_TRY(synco_encoder_memory_plan(be, &kc, mc->batch, mc->image_size, &k));
-  synco_plan_bytes plans = q.plans; /* both encoders on be: its shared buffers count once */
-  synco_plan_add(&plans, &k.plans);
-  p->activations = q.activations + k.activations;
-  p->model = encoder_weights(&q) + encoder_weights(&k) + synco_plan_total(&plans) + q.params; /* + SGD momentum */
-  const size_t B = (size_t)mc->batch, K = (size_t)mc->K, dim = (size_t)(mc->enc.dim > 0 ? mc->enc.dim : 128);
-  const size_t img = 3 * (size_t)mc->image_size * mc->image_size * sizeof(float);
-  const int total = synco_negatives_total(&mc->neg);
-  /* synco_moco_create: queue; q_raw, k_raw, q, k, dq, dq_raw and keys (2 B dim); qnorm, knorm, perm; x_shuf */
-  size_t st = K * dim * 4 + 8 * B * dim * 4 + 3 * B * 4 + B * img;
-  st += B * (1 + K + (size_t)total) * 4; /* synco_infonce_init: logits */
-  if (total) {                           /* synco_negatives_init */
-    const size_t nt = (size_t)omp_get_max_threads(), nh = (size_t)mc->neg.n_hard;
-    for (int t = 0; t < 6; t++) st += B * (size_t)mc->neg.n[t] * 4 * (t == 2 ? 2 : 1) + (t < 3 ? B * mc->neg.n[t] * 4 : 0);
-    st += B * (size_t)mc->neg.n[3] * dim * 4 + B * nh * 4 + B * (size_t)total * 4 + K * 4;
-    st += nt * (4 * K + 2048) * 4 + nt * nh * 4 + nt * (2 * dim + 1) * 4;
-  }
-  const size_t world = (size_t)synco_dist_world(mc->dist);
-  if (world > 1) /* every process's key images, every process's keys and the global batch's keys of both passes */
-    st += world * B * img + 3 * world * B * dim * 4 + world * B * 4;
-  p->state = st;
+  synco_moco_memory m;
+  SYNCO_TRY(synco_moco_memory_plan(be, mc, &m));
+  p->activations = m.query.activations + m.key.activations;
+  p->model = encoder_weights(&m.query) + encoder_weights(&m.key) + m.momentum + synco_plan_total(&m.plans);
+  p->state = m.state + m.loss + m.negatives;
+  const size_t B = (size_t)mc->batch, img = 3 * (size_t)mc->image_size * mc->image_size * sizeof(float);
   p->io = (size_t)(loader_slots > 0 ? loader_slots : 0) * (2 * B * img + 8 * B) +
           (size_t)(workers > 0 ? workers : 0) * aug_scratch;
   p->base = base_bytes();

@@ -32,7 +32,7 @@
 #define SYNCO_K_PRAGMA(x) _Pragma(x)
 #endif
 
-#define SYNCO_K_SEL_BINS 2048 /* histogram bins of the hard-set selection (ssl/negatives.c sizes the workspace) */
+#define SYNCO_K_SEL_BINS 2048 /* histogram bins of the hard-set selection (sized by the backends' neg_workspace) */
 
 /* ---- the counter stream: position and seek ---------------------------------------------------------- */
 

@@ -35,6 +35,11 @@ synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int
   return SYNCO_OK;
 }
 
+size_t synco_infonce_bytes(int B, int K, int S) {
+  const size_t b = (size_t)(B > 0 ? B : 0), ld = 1 + (size_t)(K > 0 ? K : 0) + (size_t)(S > 0 ? S : 0);
+  return b * ld * sizeof(float) + 2 * (b * sizeof(double) + b * 2 * sizeof(int)); /* logits; loss and hits twice */
+}
+
 void synco_infonce_free(synco_infonce_scratch *s) {
   if (!s) return;
   if (s->logits) s->be->free(s->be, s->logits);

@@ -25,6 +25,8 @@ typedef struct {
 /* Allocates for B queries of size dim, a queue of K rows and up to S synthetic logits per query. */
 synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int B, int K, int dim, int S);
 void synco_infonce_free(synco_infonce_scratch *s);
+/* Bytes synco_infonce_init allocates for these sizes (backend and host memory together). */
+size_t synco_infonce_bytes(int B, int K, int S);
 
 /* One direction of the loss. q, k: [B, dim] unit rows; queue: [K, dim]; T > 0. cfg/draws: the synthetic
  * negatives (draws already filled for this step), or both NULL (or a config with all counts 0) for plain

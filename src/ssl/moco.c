@@ -80,6 +80,60 @@ void synco_moco_free(synco_moco *m) {
   free(m);
 }
 
+/* The key encoder never runs backward: it shares four activation buffers instead of keeping them all. */
+static synco_encoder_config key_config(const synco_moco_config *cfg) {
+  synco_encoder_config kc = cfg->enc;
+  kc.forward_only = 1;
+  return kc;
+}
+
+/* The sizes the state's buffers follow from. */
+typedef struct {
+  size_t B, dim, bd, G, img, K; /* bd: B·dim floats' bytes; G: the global batch (world·B); img: one image's bytes */
+  int world, splits;
+} moco_dims;
+
+static moco_dims dims_of(const synco_moco_config *cfg, int dim) {
+  const size_t B = (size_t)cfg->batch, world = (size_t)synco_dist_world(cfg->dist);
+  return (moco_dims){.B = B, .dim = (size_t)dim, .bd = B * dim * sizeof(float), .G = world * B,
+                     .img = 3 * (size_t)cfg->image_size * cfg->image_size * sizeof(float), .K = (size_t)cfg->K,
+                     .world = (int)world, .splits = cfg->enc.bn_splits};
+}
+
+/* The state besides the encoders and the SGD momentum, as X(field, bytes, on the host) (0 bytes: not allocated):
+ * one list for synco_moco_create and synco_moco_memory_plan. With one process and Split-BN the shuffled key images
+ * stay on the host; with several, every process's key images, keys and both passes' keys are gathered. */
+#define MOCO_STATE(X, d)                                                                                            \
+  X(queue, (d).K * (d).dim * sizeof(float), 0)                                                                      \
+  X(q_raw, (d).bd, 0) X(k_raw, (d).bd, 0) X(q, (d).bd, 0) X(k, (d).bd, 0) X(dq, (d).bd, 0) X(dq_raw, (d).bd, 0)    \
+  X(qnorm, (d).B * sizeof(float), 0) X(knorm, (d).B * sizeof(float), 0) X(keys, 2 * (d).bd, 0)                    \
+  X(perm, (d).G * sizeof(uint32_t), 0) X(perm_host, (d).G * sizeof(uint32_t), 1)                                  \
+  X(x_all, (d).world > 1 ? (d).G * (d).img : 0, 0) X(x_shuf, (d).world > 1 ? (d).B * (d).img : 0, 0)             \
+  X(k_all, (d).world > 1 ? (d).G * (d).dim * sizeof(float) : 0, 0)                                                 \
+  X(keys_all, (d).world > 1 ? 2 * (d).G * (d).dim * sizeof(float) : 0, 0)                                          \
+  X(stats_buf, (d).world > 1 ? 4 * sizeof(float) : 0, 0)                                                            \
+  X(x_shuf_host, (d).world == 1 && (d).splits > 1 ? (d).B * (d).img : 0, 1)
+
+synco_status synco_moco_memory_plan(synco_backend *be, const synco_moco_config *cfg, synco_moco_memory *out) {
+  memset(out, 0, sizeof *out);
+  if (!be) return synco_fail(SYNCO_ERR_ARG, "moco: no backend");
+  SYNCO_TRY(synco_moco_config_validate(cfg, NULL, 0, NULL));
+  const synco_encoder_config kc = key_config(cfg);
+  SYNCO_TRY(synco_encoder_memory_plan(be, &cfg->enc, cfg->batch, cfg->image_size, &out->query));
+  SYNCO_TRY(synco_encoder_memory_plan(be, &kc, cfg->batch, cfg->image_size, &out->key));
+  out->plans = out->query.plans;
+  synco_plan_add(&out->plans, &out->key.plans);
+  out->momentum = out->query.params;
+  const moco_dims d = dims_of(cfg, out->query.out_dim);
+#define ADD(field, bytes, host) out->state += (bytes);
+  MOCO_STATE(ADD, d)
+#undef ADD
+  const int total = synco_negatives_total(&cfg->neg);
+  out->loss = synco_infonce_bytes(cfg->batch, cfg->K, total);
+  if (total) SYNCO_TRY(synco_negatives_memory_plan(be, &cfg->neg, cfg->batch, (int)d.dim, cfg->K, &out->negatives));
+  return SYNCO_OK;
+}
+
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg) {
   *out = NULL;
   /* A guard: a front end reports the problems of a config before it gets here (ssl/pretrain_config.h). */
@@ -92,51 +146,31 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->be = be;
   m->B = cfg->batch;
   synco_status s = synco_encoder_create(&m->eq, be, &cfg->enc, cfg->batch, cfg->image_size, cfg->seed);
-  /* The key encoder never runs backward: it shares four activation buffers instead of keeping them all. */
-  synco_encoder_config kc = cfg->enc;
-  kc.forward_only = 1;
+  const synco_encoder_config kc = key_config(cfg);
   if (!s) s = synco_encoder_create(&m->ek, be, &kc, cfg->batch, cfg->image_size, cfg->seed);
   if (s) {
     synco_moco_free(m);
     return s;
   }
   m->dim = synco_encoder_out_dim(m->eq);
-  const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim, F = sizeof(float);
+  const size_t P = synco_encoder_num_params(m->eq), F = sizeof(float);
   /* The key encoder starts as a copy of the query encoder (parameters and BN buffers). */
   s = be->copy(be, synco_encoder_params(m->ek), synco_encoder_params(m->eq), P * F, SYNCO_COPY_D2D);
   if (!s) s = be->copy(be, synco_encoder_buffers(m->ek), synco_encoder_buffers(m->eq),
                        synco_encoder_num_buffers(m->eq) * F, SYNCO_COPY_D2D);
-  m->mom = be->alloc(be, P * F);
-  m->queue = be->alloc(be, (size_t)cfg->K * m->dim * F);
-  m->q_raw = be->alloc(be, bd * F);
-  m->k_raw = be->alloc(be, bd * F);
-  m->q = be->alloc(be, bd * F);
-  m->k = be->alloc(be, bd * F);
-  m->dq = be->alloc(be, bd * F);
-  m->dq_raw = be->alloc(be, bd * F);
-  m->qnorm = be->alloc(be, (size_t)m->B * F);
-  m->knorm = be->alloc(be, (size_t)m->B * F);
-  m->keys = be->alloc(be, 2 * bd * F);
-  const size_t G = (size_t)world * m->B; /* the global batch */
-  m->perm = be->alloc(be, G * sizeof(uint32_t));
-  m->perm_host = malloc(G * sizeof(uint32_t));
+  m->mom = be->alloc(be, P * F); /* synco_moco_memory_plan: the query encoder's parameters' bytes */
+  if (!s && !m->mom) s = synco_fail(SYNCO_ERR_NOMEM, "out of memory for the SGD momentum (%zu bytes)", P * F);
+  const moco_dims d = dims_of(cfg, m->dim);
+#define ALLOC(field, bytes, host)                                                                       \
+  if (!s && (bytes) != 0 && !(m->field = (host) ? malloc(bytes) : be->alloc(be, (bytes))))              \
+    s = synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state (%s: %zu bytes)", #field, (size_t)(bytes));
+  MOCO_STATE(ALLOC, d)
+#undef ALLOC
   m->dist = cfg->dist;
   m->rank = synco_dist_rank(m->dist);
   m->world = world;
-  if (world > 1) {
-    m->x_all = be->alloc(be, G * 3 * cfg->image_size * cfg->image_size * F);
-    m->x_shuf = be->alloc(be, (size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
-    m->k_all = be->alloc(be, G * m->dim * F);
-    m->keys_all = be->alloc(be, 2 * G * m->dim * F);
-    m->stats_buf = be->alloc(be, 4 * F);
-    if (!m->x_all || !m->x_shuf || !m->k_all || !m->keys_all || !m->stats_buf) s = SYNCO_ERR_NOMEM;
-  } else if (cfg->enc.bn_splits > 1) {
-    m->x_shuf_host = malloc((size_t)m->B * 3 * cfg->image_size * cfg->image_size * F);
-    if (!m->x_shuf_host) s = SYNCO_ERR_NOMEM;
-  }
   float *queue_host = malloc((size_t)cfg->K * m->dim * F);
-  if (!m->mom || !m->queue || !m->q_raw || !m->k_raw || !m->q || !m->k || !m->dq || !m->dq_raw || !m->qnorm ||
-      !m->knorm || !m->keys || !m->perm || !m->perm_host || !queue_host) {
+  if (s || !queue_host) {
     free(queue_host);
     synco_moco_free(m);
     return s ? s : synco_fail(SYNCO_ERR_NOMEM, "out of memory for the MoCo state");

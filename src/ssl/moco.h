@@ -43,6 +43,18 @@ typedef struct {
 } synco_step_stats;
 
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg);
+
+/* The memory synco_moco_create would take on be for cfg, in bytes, planned without creating anything (the
+ * encoders by synco_encoder_memory_plan, the rest from the same lists of buffers as creation). */
+typedef struct {
+  synco_encoder_memory query, key; /* the key encoder forward-only */
+  synco_plan_bytes plans;          /* both encoders' plans on be, its shared buffers counted once */
+  size_t momentum;                 /* SGD momentum, as the query encoder's parameters */
+  size_t state;                    /* queue, the step's buffers, the key shuffle, world > 1: the gathers */
+  size_t loss;                     /* synco_infonce_init's logits and per-row results */
+  size_t negatives;                /* synco_negatives_init's draws and be's workspace for them */
+} synco_moco_memory;
+synco_status synco_moco_memory_plan(synco_backend *be, const synco_moco_config *cfg, synco_moco_memory *out);
 void synco_moco_free(synco_moco *m);
 synco_encoder *synco_moco_query(synco_moco *m);
 synco_encoder *synco_moco_key(synco_moco *m);

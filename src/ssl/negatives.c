@@ -9,8 +9,6 @@
 
 #include "base/status.h"
 
-#define SEL_BINS 2048 /* histogram bins of the CPU hard-set selection (backend/ref/ref_negatives.c) */
-
 int synco_negatives_total(const synco_negatives_config *cfg) {
   int t = 0;
   for (int i = 0; i < SYNCO_NEG_TYPES; i++) t += cfg->n[i] > 0 ? cfg->n[i] : 0;
@@ -46,18 +44,9 @@ synco_status synco_negatives_check(const synco_negatives_config *cfg, int K) {
   return SYNCO_OK;
 }
 
-void synco_negatives_free(synco_negatives_draws *d) {
-  if (!d || !d->be) return;
-  synco_backend *be = d->be;
-  void *bufs[] = {d->pos[0], d->pos[1], d->pos[2], d->pos[3], d->pos[4], d->pos[5], d->coef[0], d->coef[1],
-                  d->coef[2], d->noise, d->hard, d->inv_norm, d->row_sq, d->sel, d->wpos, d->sgn, d->words};
-  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-    if (bufs[i]) be->free(be, bufs[i]);
-  memset(d, 0, sizeof *d);
-}
-
-synco_status synco_negatives_init(synco_negatives_draws *d, synco_backend *be, const synco_negatives_config *cfg,
-                                  int B, int dim, int K) {
+/* The shape of the draws for B queries of size dim against K queue rows on be, nothing allocated. */
+static synco_status describe(synco_negatives_draws *d, synco_backend *be, const synco_negatives_config *cfg, int B,
+                             int dim, int K) {
   memset(d, 0, sizeof *d);
   if (!be) return synco_fail(SYNCO_ERR_ARG, "negatives: no backend");
   if (B < 1 || dim < 1 || K < 1)
@@ -74,26 +63,70 @@ synco_status synco_negatives_init(synco_negatives_draws *d, synco_backend *be, c
   d->eta = cfg->eta;
   d->nthreads = be->threads(be);
   if (d->nthreads < 1) d->nthreads = 1;
+  return SYNCO_OK;
+}
+
+/* Every array of d with its bytes (0: not allocated), as X(field, bytes): the draws, what the logits keep for the
+ * backward, ‖Q_j‖², and the workspace the backend asks for (ws). One list for init, free and the memory plan. */
+#define NEG_ARRAYS(X, d, ws)                                                                                       \
+  X(pos[0], pos_bytes(d, 0)) X(pos[1], pos_bytes(d, 1)) X(pos[2], pos_bytes(d, 2)) X(pos[3], pos_bytes(d, 3))     \
+  X(pos[4], pos_bytes(d, 4)) X(pos[5], pos_bytes(d, 5)) X(coef[0], coef_bytes(d, 0)) X(coef[1], coef_bytes(d, 1)) \
+  X(coef[2], coef_bytes(d, 2)) X(noise, (size_t)(d)->B * (d)->n[3] * (d)->dim * sizeof(float))                   \
+  X(hard, (size_t)(d)->B * (d)->n_hard * sizeof(int32_t))                                                        \
+  X(inv_norm, (size_t)(d)->B * (d)->total * sizeof(float)) X(row_sq, (size_t)(d)->K * sizeof(float))            \
+  X(sel, (ws)->sel) X(wpos, (ws)->wpos) X(sgn, (ws)->sgn) X(words, (ws)->words)
+
+/* type t's positions: [B, n[t]], type 3 [B, n3, 2]; its coefficients (types 1-3): [B, n[t]] */
+static size_t pos_bytes(const synco_negatives_draws *d, int t) {
+  return (size_t)d->B * (size_t)d->n[t] * (t == 2 ? 2 : 1) * sizeof(int32_t);
+}
+static size_t coef_bytes(const synco_negatives_draws *d, int t) {
+  return (size_t)d->B * (size_t)d->n[t] * sizeof(float);
+}
+
+synco_status synco_negatives_init(synco_negatives_draws *d, synco_backend *be, const synco_negatives_config *cfg,
+                                  int B, int dim, int K) {
+  SYNCO_TRY(describe(d, be, cfg, B, dim, K));
   if (d->total == 0) return SYNCO_OK;
-  const size_t b = (size_t)B, nt = (size_t)d->nthreads;
-  for (int t = 0; t < SYNCO_NEG_TYPES; t++) {
-    if (d->n[t] == 0) continue;
-    d->pos[t] = be->alloc(be, b * (size_t)d->n[t] * (t == 2 ? 2 : 1) * sizeof(int32_t));
-    if (!d->pos[t]) goto nomem;
-    if (t < 3 && !(d->coef[t] = be->alloc(be, b * (size_t)d->n[t] * sizeof(float)))) goto nomem;
+  synco_negatives_workspace ws;
+  const synco_status s = be->neg_workspace(be, d, &ws);
+  if (s) {
+    memset(d, 0, sizeof *d);
+    return s;
   }
-  if (d->n[3] && !(d->noise = be->alloc(be, b * (size_t)d->n[3] * (size_t)dim * sizeof(float)))) goto nomem;
-  if (!(d->hard = be->alloc(be, b * (size_t)d->n_hard * sizeof(int32_t)))) goto nomem;
-  if (!(d->inv_norm = be->alloc(be, b * (size_t)d->total * sizeof(float)))) goto nomem;
-  if (!(d->row_sq = be->alloc(be, (size_t)K * sizeof(float)))) goto nomem;
-  if (!(d->sel = be->alloc(be, nt * (4 * (size_t)K + SEL_BINS) * sizeof(uint32_t)))) goto nomem;
-  if (!(d->wpos = be->alloc(be, nt * (size_t)d->n_hard * sizeof(float)))) goto nomem;
-  if (!(d->sgn = be->alloc(be, nt * (size_t)dim * sizeof(float)))) goto nomem;
-  if (!(d->words = be->alloc(be, nt * (size_t)(dim + 1) * sizeof(uint32_t)))) goto nomem;
+#define ALLOC(field, bytes) \
+  if ((bytes) != 0 && !(d->field = be->alloc(be, (bytes)))) goto nomem;
+  NEG_ARRAYS(ALLOC, d, &ws)
+#undef ALLOC
   return SYNCO_OK;
 nomem:
   synco_negatives_free(d);
   return synco_fail(SYNCO_ERR_NOMEM, "out of memory for the synthetic negatives of %d queries", B);
+}
+
+void synco_negatives_free(synco_negatives_draws *d) {
+  if (!d || !d->be) return;
+  synco_backend *be = d->be;
+#define FREE(field, bytes) \
+  if (d->field) be->free(be, d->field);
+  NEG_ARRAYS(FREE, d, NULL)
+#undef FREE
+  memset(d, 0, sizeof *d);
+}
+
+synco_status synco_negatives_memory_plan(synco_backend *be, const synco_negatives_config *cfg, int B, int dim, int K,
+                                         size_t *bytes) {
+  *bytes = 0;
+  synco_negatives_draws d;
+  SYNCO_TRY(describe(&d, be, cfg, B, dim, K));
+  if (d.total == 0) return SYNCO_OK;
+  synco_negatives_workspace ws;
+  SYNCO_TRY(be->neg_workspace(be, &d, &ws));
+  *bytes = ws.scratch;
+#define ADD(field, size) *bytes += (size);
+  NEG_ARRAYS(ADD, &d, &ws)
+#undef ADD
+  return SYNCO_OK;
 }
 
 /* ---- the backend's ops ------------------------------------------------------------------------------- */

@@ -28,11 +28,14 @@ synco_status synco_negatives_check(const synco_negatives_config *cfg, int K);
 void synco_negatives_scale_defaults(synco_negatives_config *cfg, int K, int n_hard_given, const int given[SYNCO_NEG_TYPES]);
 /* Σ of the counts. */
 int synco_negatives_total(const synco_negatives_config *cfg);
-/* Allocates everything for B queries of size dim against a queue of K rows in be's memory; workspace for the
- * backend's threads. The draws, logits and backward below are be's ops. */
+/* Allocates everything for B queries of size dim against a queue of K rows in be's memory, with the workspace be
+ * asks for (its neg_workspace op). The draws, logits and backward below are be's ops. */
 synco_status synco_negatives_init(synco_negatives_draws *d, synco_backend *be, const synco_negatives_config *cfg,
                                   int B, int dim, int K);
 void synco_negatives_free(synco_negatives_draws *d);
+/* *bytes: what synco_negatives_init would allocate, plus the scratch be keeps for these ops (0 without negatives). */
+synco_status synco_negatives_memory_plan(synco_backend *be, const synco_negatives_config *cfg, int B, int dim, int K,
+                                         size_t *bytes);
 
 /* Fills the draws for queries query0 .. query0+B-1 from the counter RNG keyed by (seed, step, query0 + i,
  * SYNCO_RNG_NEGATIVES), so the draws do not depend on the thread count. Per query, in type order: type 1
