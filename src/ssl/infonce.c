@@ -94,28 +94,3 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
   if (S > 0) SYNCO_TRY(synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T));
   return s->be->gemm(s->be, 0, 0, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
 }
-
-static int cmp_desc(const void *a, const void *b) {
-  const float x = *(const float *)a, y = *(const float *)b;
-  return (x < y) - (x > y);
-}
-
-synco_status synco_neg_softmax_topk(synco_backend *be, double *hist, int n_top, float *tmp, const float *q,
-                                    const float *queue, int B, int K, int dim, float T) {
-  if (n_top < 1 || n_top > K || !(T > 0.f))
-    return synco_fail(SYNCO_ERR_ARG, "infonce: top %d of a queue of %d at temperature %g", n_top, K, (double)T);
-  SYNCO_TRY(be->gemm(be, 0, 1, B, K, dim, 1.0f / T, q, dim, queue, dim, 0.0f, tmp, K));
-  for (int i = 0; i < B; i++) {
-    float *z = tmp + (size_t)i * K;
-    float mx = z[0];
-    for (int j = 1; j < K; j++) mx = z[j] > mx ? z[j] : mx;
-    double sum = 0.0;
-    for (int j = 0; j < K; j++) {
-      z[j] = expf(z[j] - mx);
-      sum += z[j];
-    }
-    qsort(z, (size_t)K, sizeof *z, cmp_desc);
-    for (int j = 0; j < n_top; j++) hist[j] += z[j] / sum;
-  }
-  return SYNCO_OK;
-}

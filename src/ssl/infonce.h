@@ -38,10 +38,4 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
                                     const float *k, const float *queue, int B, int K, int dim, float T,
                                     const synco_negatives_config *cfg, synco_negatives_draws *draws);
 
-/* For the analysis of matching probabilities: adds to hist[0..n_top) the sorted-descending softmax(l_neg/T)
- * over the queue only, of every query (callers divide by the number of queries). Runs its own forward GEMM;
- * tmp must hold B·K floats. n_top ≤ K. */
-synco_status synco_neg_softmax_topk(synco_backend *be, double *hist, int n_top, float *tmp, const float *q,
-                                    const float *queue, int B, int K, int dim, float T);
-
 #endif
