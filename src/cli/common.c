@@ -297,18 +297,24 @@ synco_status synco_cli_run_dir_lock(const char *dir, int *fd_out) {
   *fd_out = -1;
   char path[1100];
   snprintf(path, sizeof path, "%s/.lock", dir);
-  /* never through a link, and only a file of its own: the pid is written into it */
-  const int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
-  if (fd < 0)
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot create the lock file: %s", path,
-                      errno == ELOOP ? "it is a symbolic link (synco writes no file through a link)" : strerror(errno));
+  /* Never through a link, and a regular file. One with other names (a run directory copied with cp -al) is
+   * another run's lock too: this directory gets a lock file of its own. */
+  int fd = -1;
   struct stat lst;
-  if (fstat(fd, &lst) != 0 || !S_ISREG(lst.st_mode) || lst.st_nlink != 1) {
-    const int reg = fstat(fd, &lst) == 0 && S_ISREG(lst.st_mode);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0)
+      return synco_fail(SYNCO_ERR_IO, "%s: cannot create the lock file: %s", path,
+                        errno == ELOOP ? "it is a symbolic link (synco writes no file through a link)" : strerror(errno));
+    if (fstat(fd, &lst) != 0 || !S_ISREG(lst.st_mode)) {
+      close(fd);
+      return synco_fail(SYNCO_ERR_IO, "%s: cannot use it as the lock file: not a regular file", path);
+    }
+    if (lst.st_nlink == 1 || attempt == 1) break;
     close(fd);
-    return synco_fail(SYNCO_ERR_IO, "%s: cannot use it as the lock file: %s", path,
-                      reg ? "it is a hard link of another file" : "not a regular file");
+    unlink(path);
   }
+  const int own = lst.st_nlink == 1; /* the pid goes into no file that other names share */
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int e = errno;
     long pid = 0;
@@ -325,7 +331,7 @@ synco_status synco_cli_run_dir_lock(const char *dir, int *fd_out) {
   }
   char buf[32];
   const int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* the pid is only informative */ }
+  if (own && (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n)) { /* the pid is only informative */ }
   *fd_out = fd;
   return SYNCO_OK;
 }
@@ -362,6 +368,7 @@ synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
                       : fd >= 0          ? "not a regular file"
                                          : strerror(e));
   }
+  const int shared = st.st_nlink > 1; /* a copy made with cp -al: rewritten, so that the appends are its own */
   FILE *in = fdopen(fd, "r");
   if (!in) {
     close(fd);
@@ -388,7 +395,7 @@ synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
   free(line);
   const int read_ok = !ferror(in);
   fclose(in);
-  if (!*dropped && ok && read_ok) { /* nothing to drop: the log stays as it was */
+  if (!*dropped && !shared && ok && read_ok) { /* nothing to drop: the log stays as it was */
     fclose(out);
     unlink(tmp);
     return SYNCO_OK;

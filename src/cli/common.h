@@ -53,11 +53,13 @@ int synco_cli_run_dir_put_back(const char *dir);
  * ("synco CMD: DIR: ..."). 0, or -1 with the error recorded. */
 int synco_cli_run_dir_recover(const char *cmd, const char *dir, int locked);
 /* Takes the advisory lock DIR/.lock (flock, held until unlock or exit); another holder is refused with
- * "DIR is in use by another synco run (pid N)". */
+ * "DIR is in use by another synco run (pid N)". A .lock that is a link or not a regular file is refused; one with
+ * other names (a copy made with cp -al) is replaced by a lock file of DIR's own. */
 synco_status synco_cli_run_dir_lock(const char *dir, int *fd);
 void synco_cli_run_dir_unlock(int fd);
 /* Keeps the rows of a log.jsonl whose "step" is at most step (rows without one count as 0; torn rows are
- * dropped), rewriting the file atomically when any row goes; *dropped = rows removed. A missing file is fine. */
+ * dropped), rewriting the file atomically when any row goes or when it has other names (hard links: the rows
+ * appended next are this run's alone); *dropped = rows removed. A missing file is fine; a link or a FIFO is not. */
 synco_status synco_cli_log_truncate(const char *path, long step, int *dropped);
 /* Do both paths exist and name the same file (st_dev, st_ino)? */
 int synco_cli_same_file(const char *a, const char *b);

@@ -4,7 +4,8 @@
 #     (a non-finite loss at step 0, images whose headers claim 60000x60000) puts it back byte-identical; a --force
 #     run killed before one has it put back by the next start (removed if the new run had saved one).
 #  2. No file is written through a link: links planted in a run directory (log.jsonl, last.safetensors.tmp,
-#     config.json.tmp, .lock) or at an output's name are replaced or refused, never followed.
+#     config.json.tmp, .lock) or at an output's name are replaced or refused, never followed; a run directory
+#     copied with hard links (cp -al) resumes without writing into the original.
 #  3. An output that is an input, or another output, or the same file under another name, is refused in every
 #     command that writes (embed, export, linear, finetune, analyze, plot, pretrain).
 #  4. --resume CKPT --out DIR, where DIR holds another run, is refused as a fresh run is (--force replaces it).
@@ -103,6 +104,13 @@ expect_kept ".lock: cannot create the lock file: it is a symbolic link" "$links"
   "$SYNCO" pretrain --resume "$links" --epochs 2 "${machine[@]}"
 keep "--resume with .lock a link"
 rm "$links/.lock"
+# A copy made with hard links (cp -al) continues without writing into the original's log or lock.
+cp -al "$run" "$tmp/hardcopy"
+snapshot "$run" > "$tmp/old"
+lock=$(cat "$run/.lock")
+expect_ok "$SYNCO" pretrain --resume "$tmp/hardcopy" --epochs 2 "${machine[@]}"
+snapshot "$run" > "$tmp/now"
+cmp -s "$tmp/old" "$tmp/now" && [ "$(cat "$run/.lock")" = "$lock" ] || fail "resuming a cp -al copy wrote into the original"
 mkdir "$tmp/out"
 ln -s ../precious.txt "$tmp/out/f.npy"
 ln -s ../x "$tmp/out/f.npy.tmp"
