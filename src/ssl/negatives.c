@@ -3,6 +3,7 @@
  * implementation is backend/ref/ref_negatives.c). See negatives.h for the contract and SYNCO.md for the method. */
 #include "ssl/negatives.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +11,9 @@
 #include "base/status.h"
 
 int synco_negatives_total(const synco_negatives_config *cfg) {
-  int t = 0;
+  long long t = 0; /* six ints can sum past INT_MAX (--n1 2147483647 once gave S = -2147483621) */
   for (int i = 0; i < SYNCO_NEG_TYPES; i++) t += cfg->n[i] > 0 ? cfg->n[i] : 0;
-  return t;
+  return t > INT_MAX ? INT_MAX : (int)t;
 }
 
 void synco_negatives_scale_defaults(synco_negatives_config *cfg, int K, int n_hard_given, const int given[SYNCO_NEG_TYPES]) {

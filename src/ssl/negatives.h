@@ -26,7 +26,8 @@ synco_status synco_negatives_check(const synco_negatives_config *cfg, int K);
  * min(its preset, n_hard). Counts that were given are kept as they are (synco_negatives_check judges them). */
 #define SYNCO_NEG_HARD_DEFAULT 1024
 void synco_negatives_scale_defaults(synco_negatives_config *cfg, int K, int n_hard_given, const int given[SYNCO_NEG_TYPES]);
-/* Σ of the counts. */
+/* Σ of the (positive) counts, INT_MAX when the sum does not fit an int (synco_pretrain_config_validate refuses a
+ * config whose logits per query, 1 + K + Σ, do not fit one). */
 int synco_negatives_total(const synco_negatives_config *cfg);
 /* Allocates everything for B queries of size dim against a queue of K rows in be's memory, with the workspace be
  * asks for (its neg_workspace op). The draws, logits and backward below are be's ops. */

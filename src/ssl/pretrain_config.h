@@ -17,6 +17,8 @@
 
 /* The smallest crop a pretraining run trains on (the views of smaller images say too little). */
 #define SYNCO_PRETRAIN_MIN_IMAGE 8
+/* The most epochs a run can have (--epochs' range in cli/args.c; a checkpoint's epoch is judged by it too). */
+#define SYNCO_PRETRAIN_MAX_EPOCHS 1000000
 
 typedef struct {
   synco_moco_config moco;   /* the encoders, the queue, the loss, the negatives and SGD (moco.batch per process) */
@@ -28,6 +30,22 @@ typedef struct {
  * that does not fit is counted but left out) one per line, each line ending in '\n', and recorded as the last
  * error in one line, "invalid configuration: PROBLEM; PROBLEM; ...". *count (when not NULL) = the number found. */
 synco_status synco_pretrain_config_validate(const synco_pretrain_config *cfg, char *msg, size_t cap, int *count);
+
+/* Where the settings came from, for the messages. A setting given as a flag is named by the flag ("--moco-t 0 must
+ * be greater than 0"); one read from a file (a resumed run's settings, from its checkpoint's "synco.config") by its
+ * key there, and the problem is the file's ("runs/a/last.safetensors: synco.config: moco_t 0 must be greater than
+ * 0"), so that no message blames a flag the user never gave. */
+typedef struct {
+  /* 1 when the setting of `flag` (a synco pretrain flag without its dashes: "moco-t", "n1", "batch-size") was
+   * read from the file */
+  int (*from_file)(const void *ctx, const char *flag);
+  const void *ctx;
+  const char *file;          /* what such a problem begins with: "PATH: synco.config" */
+} synco_config_origin;
+
+/* synco_pretrain_config_validate, with the settings named by where they came from (origin NULL: all are flags). */
+synco_status synco_pretrain_config_check(const synco_pretrain_config *cfg, const synco_config_origin *origin, char *msg,
+                                         size_t cap, int *count);
 
 /* The part of synco_pretrain_config_validate that synco_moco_create needs (no schedule, and any crop size the
  * encoder takes); the same messages. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ssl/moco.h"
+#include "ssl/negatives.h"
 #include "ssl/pretrain_config.h"
 #include "backend/registry.h"
 #include "test_util.h"
@@ -23,6 +24,12 @@ static synco_pretrain_config good(void) {
   c.moco.wd = 5e-4f;
   c.sched = (synco_lr_schedule){.lr = 0.06f, .epochs = 2, .cos = 1};
   return c;
+}
+
+/* Settings read from a checkpoint in the tests below: moco-k, n1 and n-hard (the rest are flags). */
+static int from_ckpt(const void *ctx, const char *flag) {
+  (void)ctx;
+  return !strcmp(flag, "moco-k") || !strcmp(flag, "n1") || !strcmp(flag, "n-hard");
 }
 
 static int lines(const char *s) {
@@ -76,6 +83,41 @@ int main(void) {
   CHECK(strstr(msg, "--moco-k 72 is not a multiple of the 16 keys enqueued per step") != NULL);
   c.moco.symmetric = 0;
   CHECK_OK(synco_pretrain_config_validate(&c, NULL, 0, NULL));
+
+  /* Counts that overflow an int when summed (--n1 2147483647 once wrapped the total negative, skipping every check of
+   * the negatives, and infonce then refused S = -2147483621): each count is judged against --n-hard ... */
+  c = good();
+  c.moco.neg.n[0] = 2147483647;
+  CHECK(synco_pretrain_config_validate(&c, msg, sizeof msg, &n) == SYNCO_ERR_ARG && n == 2);
+  CHECK(strstr(msg, "--n1 2147483647 must be between 0 and --n-hard 32") != NULL);
+  CHECK(strstr(msg, "--n1..--n6 sum to 2147483675 synthetic negatives per query") != NULL);
+  /* ... and the logits of a query (1 + K + the synthetic ones) must fit an int, reported in flag terms */
+  c = good();
+  c.moco.K = 2147483640;
+  c.moco.batch = 8;
+  c.moco.neg.n_hard = 2147483640;
+  for (int t = 0; t < 6; t++) c.moco.neg.n[t] = 2147483640;
+  CHECK(synco_pretrain_config_validate(&c, msg, sizeof msg, &n) == SYNCO_ERR_ARG && n == 1);
+  CHECK(strstr(msg, "--n1..--n6 sum to 12884901840 synthetic negatives per query: with the 2147483640 of --moco-k "
+                    "that is 15032385481 logits per query (at most 2147483647)") != NULL);
+  CHECK(synco_negatives_total(&c.moco.neg) == 2147483647); /* saturated, never negative */
+
+  /* Settings read from a file are named by their key there, and the problem by the file, never by a flag the user
+   * did not give; flags keep their names. */
+  c = good();
+  c.moco.K = 100;
+  c.moco.neg.n[0] = 40;
+  c.moco.T = 0;
+  const synco_config_origin origin = {from_ckpt, NULL, "run/last.safetensors: synco.config"};
+  CHECK(synco_pretrain_config_check(&c, &origin, msg, sizeof msg, &n) == SYNCO_ERR_ARG && n == 3);
+  CHECK(strstr(msg, "run/last.safetensors: synco.config: moco_k 100 is not a multiple of the batch size 8\n") != NULL);
+  CHECK(strstr(msg, "run/last.safetensors: synco.config: n1 40 must be between 0 and n_hard 32\n") != NULL);
+  CHECK(strstr(msg, "\n--moco-t 0 must be greater than 0\n") != NULL); /* a flag's problem: not the file's */
+  /* at most SYNCO_PRETRAIN_MAX_EPOCHS epochs, as --epochs' range */
+  c = good();
+  c.sched.epochs = 1000000000;
+  CHECK(synco_pretrain_config_validate(&c, msg, sizeof msg, &n) == SYNCO_ERR_ARG && n == 1);
+  CHECK(strstr(msg, "--epochs 1000000000 is more than 1000000") != NULL);
 
   /* A tiny buffer: the problems are still counted and in the last error. */
   c = good();
