@@ -111,6 +111,25 @@ static void range_text(char *buf, size_t n, const synco_arg *a) {
   else snprintf(buf, n, " (%.15g to %.15g)", lo, hi);
 }
 
+int synco_arg_check_value(const synco_arg *args, const char *name, double x, char *why, size_t n) {
+  const synco_arg *a = args;
+  while (a->name && strcmp(a->name, name)) a++;
+  if (!a->name || a->type == SYNCO_ARG_STR) return 0;
+  if (a->type == SYNCO_ARG_FLAG) return x != 0 && x != 1 ? (snprintf(why, n, "not 0 or 1"), 1) : 0;
+  if (!isfinite(x)) return snprintf(why, n, "not a finite number"), 1;
+  if (a->type != SYNCO_ARG_FLOAT && x != floor(x)) return snprintf(why, n, "not an integer"), 1;
+  const int out_of_type = a->type == SYNCO_ARG_INT64 ? fabs(x) >= 9.2e18 : a->type != SYNCO_ARG_FLOAT && (x < INT_MIN || x > INT_MAX);
+  double lo, hi;
+  int lo_open;
+  char rtext[96];
+  if (out_of_type || (range_of(a, &lo, &hi, &lo_open) && ((lo_open ? !(x > lo) : !(x >= lo)) || x > hi))) {
+    range_text(rtext, sizeof rtext, a);
+    snprintf(why, n, "out of range%s", rtext);
+    return 1;
+  }
+  return 0;
+}
+
 /* Checks v (the text as given) for row a, spelled `flag` on the command line; stores it when good. */
 static void set_value(synco_arg *a, const char *flag, const char *v, synco_arg_problems *pr) {
   char *end = NULL, rtext[96];

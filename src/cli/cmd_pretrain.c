@@ -93,13 +93,7 @@ static void apply_demo(pretrain_opts *o, synco_arg *args) {
 #undef DEF
 }
 
-static int parse_arch(const char *arch, int *depth) {
-  if (!strcmp(arch, "resnet18")) *depth = 18;
-  else if (!strcmp(arch, "resnet34")) *depth = 34;
-  else if (!strcmp(arch, "resnet50")) *depth = 50;
-  else return 0;
-  return 1;
-}
+static int parse_arch(const char *arch, int *depth) { return (*depth = pretrain_arch_depth(arch)) != 0; }
 
 /* The flag table: each row points at its option in c->o, whose value before parsing is the default --help shows. */
 static void flag_table(pretrain_ctx *c) {
@@ -209,7 +203,7 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
     return 2;
   }
   if (demo && !synco_args_seen(args, "out")) c->force = 1; /* `make demo` again replaces runs/demo */
-  if (strcmp(o->method, "synco") && strcmp(o->method, "mochi") && strcmp(o->method, "moco"))
+  if (!pretrain_method_known(o->method))
     synco_arg_problem(&c->problems, "--method must be synco, mochi or moco, got '%s'", o->method);
   else
     apply_method(o, args);
@@ -284,8 +278,12 @@ static int configure(pretrain_ctx *c) {
   if (c->world > 1 && o->batch % c->world)
     synco_arg_problem(&c->problems, "-b %d (the global batch) does not divide across %d processes", o->batch, c->world);
   library_config(c, depth);
-  char msg[sizeof c->problems.text];
-  if (synco_pretrain_config_validate(&c->cfg, msg, sizeof msg, NULL) != SYNCO_OK)
+  /* one judge for the flags and a resumed run's settings: those read from its checkpoint are named by the file and
+   * their key there, not by a flag the user never gave */
+  char msg[sizeof c->problems.text], file[sizeof c->resume_path + 32];
+  snprintf(file, sizeof file, "%s: synco.config", c->resume_path);
+  const synco_config_origin origin = {pretrain_config_from_file, c, file};
+  if (synco_pretrain_config_check(&c->cfg, c->resume_json ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
   if (synco_backend_precision(o->precision, NULL) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;

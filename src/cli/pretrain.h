@@ -98,6 +98,12 @@ char *pretrain_config_json(const pretrain_opts *o);
  * line; a given value that cannot work with the checkpoint (another width, K, ...) is refused. o's strings point
  * into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
 synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json);
+/* For synco_config_origin (ctx: the pretrain_ctx): was the setting of this flag taken from the resumed checkpoint? */
+int pretrain_config_from_file(const void *ctx, const char *flag);
+/* --arch's depth (18, 34, 50; 0: not an architecture); is --method one of synco, mochi, moco? The one judge of both,
+ * for the flags and for a checkpoint's settings. */
+int pretrain_arch_depth(const char *arch);
+int pretrain_method_known(const char *method);
 
 /* pretrain_run_dir.c */
 /* --resume: the checkpoint to read (ckpt) and the run directory (--out, or the checkpoint's folder, kept in dir). */

@@ -90,6 +90,56 @@ char *pretrain_config_json(const pretrain_opts *o) {
   return s;
 }
 
+int pretrain_arch_depth(const char *arch) {
+  return !strcmp(arch, "resnet18") ? 18 : !strcmp(arch, "resnet34") ? 34 : !strcmp(arch, "resnet50") ? 50 : 0;
+}
+
+int pretrain_method_known(const char *method) {
+  return !strcmp(method, "synco") || !strcmp(method, "mochi") || !strcmp(method, "moco");
+}
+
+/* The value a resumed run takes from its checkpoint's config j for setting f, or NULL: one the run keeps (not the
+ * machine's settings), given in j, and not given on the command line (a --method given anew brings its own
+ * --n1..--n6 presets, apply_method). */
+static const cJSON *taken(const cfg_field *f, const synco_arg *args, const cJSON *j) {
+  if (!j || f->shaped < 0 || synco_args_seen(args, f->flag)) return NULL;
+  if (f->key[0] == 'n' && f->key[1] >= '1' && f->key[1] <= '6' && !f->key[2] && synco_args_seen(args, "method"))
+    return NULL;
+  return cJSON_GetObjectItemCaseSensitive(j, f->key);
+}
+
+int pretrain_config_from_file(const void *ctx, const char *flag) {
+  const pretrain_ctx *c = (const pretrain_ctx *)ctx;
+  if (!c->resume_json) return 0;
+  if (!strcmp(flag, "schedule"))
+    return !synco_args_seen(c->args, "schedule") && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(c->resume_json, "schedule"));
+  for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++)
+    if (!strcmp(k_fields[i].flag, flag)) return taken(&k_fields[i], c->args, c->resume_json) != NULL;
+  return 0;
+}
+
+/* A setting the checkpoint's config holds for a setting the run takes from it, judged as its flag would be: the
+ * type, the flag's range (args.c), a string not empty and one of its choices. The other settings' ties (K a multiple
+ * of the batch, ...) are judged with the flags', by synco_pretrain_config_check, naming the file and the key. */
+static synco_status judge_taken(const cfg_field *f, const cJSON *v, const synco_arg *args, const char *ckpt) {
+  char why[128];
+  if (f->type == 'i' || f->type == 'd' || f->type == 'l') {
+    if (!cJSON_IsNumber(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a number", ckpt, f->key);
+    if (synco_arg_check_value(args, f->flag, v->valuedouble, why, sizeof why))
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s %.15g is %s", ckpt, f->key, v->valuedouble, why);
+    return SYNCO_OK;
+  }
+  if (f->type == 'S' && cJSON_IsNull(v)) return SYNCO_OK;
+  if (!cJSON_IsString(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a string", ckpt, f->key);
+  if (!v->valuestring[0]) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is empty", ckpt, f->key);
+  if (!strcmp(f->key, "arch") && !pretrain_arch_depth(v->valuestring))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: arch '%s' is not resnet18, resnet34 or resnet50", ckpt,
+                      v->valuestring);
+  if (!strcmp(f->key, "method") && !pretrain_method_known(v->valuestring))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: method '%s' is not synco, mochi or moco", ckpt, v->valuestring);
+  return SYNCO_OK;
+}
+
 /* Takes the settings of a resumed run from the checkpoint's "synco.config", except those given on the command
  * line; a given value that cannot work with the checkpoint (another width, K, batch, ...) is refused. The strings
  * point into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
@@ -115,6 +165,7 @@ synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, con
       continue;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, f->key);
     if (!v) continue;
+    if (taken(f, args, j)) SYNCO_TRY(judge_taken(f, v, args, ckpt));
     char *p = (char *)o + f->off;
     char was[300], given[300];
     if (f->type == 'i' || f->type == 'd' || f->type == 'l') {
@@ -162,6 +213,9 @@ synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, con
     for (int k = 0; k < n; k++) {
       const cJSON *e = cJSON_GetArrayItem(sch, k);
       if (!cJSON_IsNumber(e)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule is not a list of epochs", ckpt);
+      char why[128];
+      if (synco_arg_check_value(args, "schedule", e->valuedouble, why, sizeof why))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule's epoch %.15g is %s", ckpt, e->valuedouble, why);
       o->schedule.v[k] = e->valueint;
     }
     o->schedule.n = n;
