@@ -114,9 +114,55 @@ static synco_status check_config(const synco_safetensors *st, const char *pre, c
   return SYNCO_OK;
 }
 
+/* Ends with ".running_var" (or is "running_var"): a BN running variance. */
+static int is_running_var(const char *name) {
+  const size_t n = strlen(name), k = strlen("running_var");
+  return n >= k && !strcmp(name + n - k, "running_var") && (n == k || name[n - k - 1] == '.');
+}
+
+synco_status synco_weights_check_values(const synco_safetensors *st) {
+  float *v = NULL;
+  size_t cap = 0;
+  synco_status s = SYNCO_OK;
+  for (int t = 0; t < st->count && !s; t++) {
+    const synco_st_entry *e = &st->entries[t];
+    if (e->dtype != SYNCO_ST_F32 && e->dtype != SYNCO_ST_F64 && e->dtype != SYNCO_ST_F16 && e->dtype != SYNCO_ST_BF16) continue;
+    const size_t n = synco_st_numel(e);
+    if (n > cap) {
+      float *g = realloc(v, n * sizeof *v);
+      if (!g) {
+        s = synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory checking tensor '%s' (%zu values)", st->path, e->name, n);
+        break;
+      }
+      v = g;
+      cap = n;
+    }
+    s = synco_st_get_f32(st, e->name, v, n, NULL, 0); /* NaN/inf refused, by name */
+    const int var = is_running_var(e->name);
+    for (size_t i = 0; i < n && !s; i++) {
+      if (var && !(v[i] > 0.f))
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' holds %g at [%zu]: a BN running variance must be greater than "
+                       "0 and finite", st->path, e->name, (double)v[i], i);
+      else if (fabsf(v[i]) > SYNCO_WEIGHTS_MAX_ABS)
+        s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' holds %g at [%zu]: no trained network holds a value beyond "
+                       "%g (a damaged or crafted file)", st->path, e->name, (double)v[i], i, (double)SYNCO_WEIGHTS_MAX_ABS);
+    }
+  }
+  free(v);
+  return s;
+}
+
 synco_status synco_weights_read_config(const char *path, synco_encoder_config *cfg, int *image_size) {
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
+  const synco_status s = synco_weights_read_config_st(&st, cfg, image_size);
+  synco_st_close(&st);
+  return s;
+}
+
+synco_status synco_weights_read_config_st(const synco_safetensors *stp, synco_encoder_config *cfg, int *image_size) {
+  const synco_safetensors st = *stp; /* the functions below take it by address; nothing of it changes */
+  const char *path = st.path;
   memset(cfg, 0, sizeof *cfg);
   cfg->bn_splits = 1;
   const char *meta = synco_st_meta(&st, "synco.encoder");
@@ -163,15 +209,19 @@ synco_status synco_weights_read_config(const char *path, synco_encoder_config *c
     }
   }
   if (!s) s = check_config(&st, pre, cfg, meta != NULL);
-  /* Non-finite weights are refused here, before any caller sizes an encoder and reads data for it. */
-  if (!s) s = synco_st_check_finite(&st);
-  synco_st_close(&st);
+  /* Weights that cannot be right (NaN/inf, beyond SYNCO_WEIGHTS_MAX_ABS, a running variance <= 0) are refused here,
+   * before any caller sizes an encoder and reads data for it. */
+  if (!s) s = synco_weights_check_values(&st);
   return s;
 }
 
 synco_status synco_weights_load(synco_encoder *enc, const char *path, const char *which, int strict) {
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
+  if (synco_weights_check_values(&st) != SYNCO_OK) {
+    synco_st_close(&st);
+    return SYNCO_ERR_FORMAT;
+  }
   const char *pre = prefix_for(&st, which);
   synco_backend *be = synco_encoder_backend(enc);
   int n = 0;
@@ -220,6 +270,10 @@ static const synco_named_buffer *find_buffer(const synco_named_buffer *b, int n,
 synco_status synco_weights_load_report(synco_encoder *enc, const char *path, char *report, size_t n) {
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, path));
+  if (synco_weights_check_values(&st) != SYNCO_OK) {
+    synco_st_close(&st);
+    return SYNCO_ERR_FORMAT;
+  }
   const char *pre = prefix_for(&st, "query");
   const size_t plen = strlen(pre);
   char unexpected[400] = "", missing[400] = "", name[160];

@@ -458,14 +458,35 @@ synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *
              *sg = synco_st_meta(&st, "synco.sgd_started"), *sd = synco_st_meta(&st, "synco.seed");
   long ep_v = 0, sp_v = 0, sg_v = 0;
   if (!s && (!ep || !sp || !sg)) s = synco_fail(SYNCO_ERR_FORMAT, "%s: missing epoch/step metadata", path);
-  if (!s && !parse_meta_long(ep, 0, 1000000000L, &ep_v))
+  if (!s && !parse_meta_long(ep, 0, LONG_MAX, &ep_v))
     s = synco_fail(SYNCO_ERR_FORMAT, "%s: epoch '%s' is not an integer >= 0", path, ep);
+  if (!s && ep_v > SYNCO_PRETRAIN_MAX_EPOCHS)
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: epoch %ld is more than %d, the most epochs a run can have", path, ep_v,
+                   SYNCO_PRETRAIN_MAX_EPOCHS);
   if (!s && !parse_meta_long(sp, 0, LONG_MAX, &sp_v))
     s = synco_fail(SYNCO_ERR_FORMAT, "%s: step '%s' is not an integer >= 0", path, sp);
+  if (!s && sp_v > SYNCO_MOCO_MAX_STEP)
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: step %ld is more than 2^53 = %ld, the most a run can have taken", path, sp_v,
+                   (long)SYNCO_MOCO_MAX_STEP);
   if (!s && !parse_meta_long(sg, 0, 1, &sg_v))
     s = synco_fail(SYNCO_ERR_FORMAT, "%s: sgd_started '%s' is not 0 or 1", path, sg);
   if (!s && sd && strtoull(sd, NULL, 10) != m->cfg.seed)
     s = synco_fail(SYNCO_ERR_ARG, "%s: was trained with --seed %s, not %llu", path, sd, (unsigned long long)m->cfg.seed);
+  /* the architecture metadata ("synco.encoder") and the values, judged by the reader of knn, embed and export */
+  synco_encoder_config fc = {0};
+  int fsize = 0;
+  if (!s) s = synco_weights_read_config_st(&st, &fc, &fsize);
+  const synco_encoder_config *rc = &m->cfg.enc;
+  const int claims = synco_st_meta(&st, "synco.encoder") != NULL; /* else inferred from the tensors, as knn does */
+  if (!s && claims && !fc.head)
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: its metadata 'synco.encoder' says the encoder has no projection head, which a "
+                   "training checkpoint's has", path);
+  else if (!s && claims && (fc.depth != rc->depth || fc.width != rc->width || fc.cifar_stem != rc->cifar_stem ||
+                            fc.mlp != rc->mlp || fc.dim != rc->dim))
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: its metadata 'synco.encoder' says resnet%d width %d%s with a%s head of dim %d; "
+                   "this run has resnet%d width %d%s with a%s head of dim %d", path, fc.depth, fc.width,
+                   fc.cifar_stem ? " (CIFAR stem)" : "", fc.mlp ? "n MLP" : " linear", fc.dim, rc->depth, rc->width,
+                   rc->cifar_stem ? " (CIFAR stem)" : "", rc->mlp ? "n MLP" : " linear", rc->dim);
   if (!s) s = synco_weights_load(m->eq, path, "query", 1);
   if (!s) s = synco_weights_load(m->ek, path, "key", 1);
   /* read into host memory (NaN/inf refused by tensor name), checked, then uploaded through the backend's copy */

@@ -80,5 +80,9 @@ synco_status synco_moco_save(synco_moco *m, const char *path, const char *config
  * (queue shape, pointer, epoch, step, seed, every tensor's shape, finiteness) before use; the batch size may
  * differ from the checkpoint's (the queue pointer continues where it was). On failure m is not usable. */
 synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *step);
+/* The largest step a checkpoint may say it was taken at: 2^53, where log.jsonl's numbers stop being exact, and
+ * 2^63 - 2^53 steps short of where a long wraps (a step of 2^63 - 1 once wrapped negative, and the run then refused
+ * its own checkpoint). Its epoch is at most SYNCO_PRETRAIN_MAX_EPOCHS. */
+#define SYNCO_MOCO_MAX_STEP ((long long)1 << 53)
 
 #endif
