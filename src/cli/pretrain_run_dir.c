@@ -55,7 +55,10 @@ synco_status pretrain_resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, c
       return synco_fail(SYNCO_ERR_ARG, "--resume %s: path too long", o->resume);
     if (stat(ckpt, &st) != 0) {
       ckpt[n] = 0;
-      return synco_fail(SYNCO_ERR_IO, "--resume %s: the folder holds no last.safetensors to continue from", ckpt);
+      return synco_fail(SYNCO_ERR_IO, synco_cli_run_dir_holds_run(ckpt)
+                                          ? "--resume %s: the run there stopped before its first checkpoint (no "
+                                            "last.safetensors to continue from): start it afresh with --force instead"
+                                          : "--resume %s: the folder holds no last.safetensors to continue from", ckpt);
     }
   } else if (!o->out) { /* a checkpoint file: its folder is the run directory */
     folder_of(ckpt, dir, dcap);
@@ -105,6 +108,19 @@ static int resume_same_run(const pretrain_ctx *c, char *differs, size_t cap) {
   return same;
 }
 
+/* "DIR holds a run", with the advice that works: --resume needs the run's last.safetensors, which a run stopped
+ * before its first checkpoint does not have (--resume then failed with "holds no last.safetensors"). */
+static void say_holds_run(const char *dir) {
+  char last[4200];
+  struct stat st;
+  snprintf(last, sizeof last, "%s/last.safetensors", dir);
+  if (stat(last, &st) == 0)
+    fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", dir);
+  else
+    fprintf(stderr, "synco pretrain: %s holds a run that stopped before its first checkpoint (no last.safetensors to "
+                    "resume from): pass --force to start it afresh, or give another --out\n", dir);
+}
+
 int pretrain_run_dir_choose(pretrain_ctx *c) {
   pretrain_opts *o = &c->o;
   /* No --out: a new runs/<date-time>, made (with a suffix if taken) once every check has passed. */
@@ -132,7 +148,7 @@ int pretrain_run_dir_choose(pretrain_ctx *c) {
       fprintf(stderr, "synco pretrain: %s holds another run than %s's%s%s%s: give another --out, or pass --force to "
                       "replace it\n", o->out, o->resume, differs[0] ? " (its " : "", differs, differs[0] ? ")" : "");
     else
-      fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o->out);
+      say_holds_run(o->out);
     return 2;
   }
   return PRETRAIN_GO;
@@ -145,7 +161,7 @@ int pretrain_run_dir_open(pretrain_ctx *c) {
     return synco_cli_error("pretrain");
   if (!c->own_run && synco_cli_run_dir_holds_run(o->out)) { /* again, under the lock: a run may have started since */
     if (!c->force) {
-      fprintf(stderr, "synco pretrain: %s holds a run: --resume it, or pass --force\n", o->out);
+      say_holds_run(o->out);
       return 2;
     }
     /* The earlier run survives until the new one has a checkpoint: set aside now, removed then, put back if the
