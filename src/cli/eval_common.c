@@ -124,14 +124,18 @@ static synco_status fit_batch(synco_eval_model_opts *o, synco_backend *be, int h
                       "a smaller -b or --image-size", o->batch, S, synco_mem_str(p.total, need, sizeof need),
                       synco_mem_str(p.activations, act, sizeof act), synco_mem_str(avail, have, sizeof have), what);
   }
-  /* the plan grows with the batch: the largest batch that fits in half, by bisection */
+  /* What grows with the batch (activations, inputs) may take half of what the fixed part (this process, the model,
+   * its state) leaves: the largest such batch, by bisection. Halving the process's own size too would refuse runs
+   * that fit wherever that size is large (sanitizers, a big dataset in memory). */
+  const size_t fixed = p.base + p.model + p.state;
+  const size_t room = avail > fixed ? (avail - fixed) / 2 : 0;
   int lo = 0, hi = o->batch;
-  if (p.total > avail / 2) {
+  if (p.activations + p.io > room) {
     hi = o->batch - 1;
     while (lo < hi) {
       const int mid = lo + (hi - lo + 1) / 2;
       SYNCO_TRY(plan_for(be, &cfg, head, mid, S, encoders, &p));
-      if (p.total <= avail / 2) lo = mid;
+      if (p.activations + p.io <= room) lo = mid;
       else hi = mid - 1;
     }
     if (lo < 1) {
@@ -140,8 +144,9 @@ static synco_status fit_batch(synco_eval_model_opts *o, synco_backend *be, int h
                         "--image-size", S, synco_mem_str(p.total, need, sizeof need),
                         synco_mem_str(avail, have, sizeof have), what);
     }
-    fprintf(stderr, "synco: batch %d instead of %d: the most images per pass that fit in half of the %s available "
-                    "(%s); -b N chooses\n", lo, o->batch, synco_mem_str(avail, have, sizeof have), what);
+    fprintf(stderr, "synco: batch %d instead of %d: the most images per pass whose activations fit in half of the "
+                    "memory left of the %s available (%s); -b N chooses\n", lo, o->batch,
+                    synco_mem_str(avail, have, sizeof have), what);
     o->batch = lo;
   }
   o->batch_auto = 0;

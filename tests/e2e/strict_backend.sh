@@ -12,10 +12,10 @@ train=$(small_cifar '000?.jpg' "$tmp/data" 10) # 10 per class
 small=(--cifar-stem --width 8 --threads 2)
 pre=("${small[@]}" --recipe cifar -b 48 --moco-k 96 --n-hard 20 --epochs 2 --data "$train" --seed 5 -j 2)
 
-run() { # NAME CMD...: runs it, keeps its output in $tmp/NAME.txt
+run() { # NAME CMD...: runs it, keeps its standard output in $tmp/NAME.txt (stderr apart: a sanitizer reports there)
   local name=$1
   shift
-  "$@" > "$tmp/$name.txt" 2>&1 || { cat "$tmp/$name.txt"; fail "$name exited non-zero"; }
+  "$@" > "$tmp/$name.txt" 2> "$tmp/$name.err" || { cat "$tmp/$name.txt" "$tmp/$name.err"; fail "$name exited non-zero"; }
 }
 
 same_json() { # A B: two --json outputs agree, timings and the backend's name aside
