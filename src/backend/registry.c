@@ -25,18 +25,18 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
   single_threaded_blas();
   if (!name || !strcmp(name, "auto")) {
 #ifdef SYNCO_HAVE_ONEDNN
-    return synco_backend_onednn_create(out);
+    return synco_backend_cpu_create(out);
 #else
     return synco_backend_ref_create(out);
 #endif
   }
   if (!strcmp(name, "ref")) return synco_backend_ref_create(out);
   if (!strcmp(name, "strict")) return synco_backend_strict_create(out);
-  if (!strcmp(name, "onednn")) {
+  if (!strcmp(name, "cpu") || !strcmp(name, "onednn")) { /* onednn: its name until December 2026 */
 #ifdef SYNCO_HAVE_ONEDNN
-    return synco_backend_onednn_create(out);
+    return synco_backend_cpu_create(out);
 #else
-    return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend 'onednn' is not built in (install libdnnl-dev and rebuild)");
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend '%s' is not built in (it needs oneDNN: install libdnnl-dev and rebuild)", name);
 #endif
   }
 #ifdef SYNCO_HAVE_CUDA
@@ -49,7 +49,7 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
   if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':'))
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend '%s' is not built in (rebuild with make CUDA=1)", name);
 #endif
-  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected ref, strict, onednn, cuda or auto)", name);
+  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected cpu, ref, strict, cuda or auto)", name);
 }
 
 void synco_backend_destroy(synco_backend *be) {
@@ -67,7 +67,7 @@ synco_status synco_backend_precision(const char *precision, synco_dtype *dt) {
     return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;
-  SYNCO_TRY(synco_backend_onednn_create(&be));
+  SYNCO_TRY(synco_backend_cpu_create(&be));
   const int runs = synco_backend_supports(be, SYNCO_CAP_BF16);
   const int native = synco_backend_supports(be, SYNCO_CAP_BF16_NATIVE);
   synco_backend_destroy(be);
@@ -86,7 +86,7 @@ synco_status synco_backend_precision(const char *precision, synco_dtype *dt) {
                     "--precision fp32",
                     isa);
 #else
-  return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs the oneDNN backend (this build has none): use "
+  return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs the cpu backend (this build has none): use "
                                            "--precision fp32");
 #endif
 }
@@ -132,12 +132,12 @@ void synco_backend_describe(char *buf, size_t n) {
   if (!n) return;
 #ifdef SYNCO_HAVE_ONEDNN
   const dnnl_version_t *v = dnnl_version();
-  int k = snprintf(buf, n, "backends: ref (plain C + OpenBLAS), onednn %d.%d.%d (default)\ncpu isa (oneDNN): %s\n",
+  int k = snprintf(buf, n, "backends: cpu (oneDNN %d.%d.%d, own kernels; default), ref (plain C + OpenBLAS)\ncpu isa (oneDNN): %s\n",
                    v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()));
   if (k < 0 || (size_t)k >= n) return;
   synco_backend *be = NULL;
-  if (synco_backend_onednn_create(&be) != SYNCO_OK) {
-    snprintf(buf + k, n - (size_t)k, "oneDNN backend: does not start here: %s\n", synco_last_error());
+  if (synco_backend_cpu_create(&be) != SYNCO_OK) {
+    snprintf(buf + k, n - (size_t)k, "cpu backend (oneDNN): does not start here: %s\n", synco_last_error());
     return;
   }
   const int bf16 = synco_backend_supports(be, SYNCO_CAP_BF16);

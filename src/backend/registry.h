@@ -9,7 +9,8 @@
 #include "synco.h"
 #include "tensor/backend.h"
 
-/* By name: "ref", "strict", "onednn", "cuda[:N]", or "auto" (oneDNN when built with it, else ref). */
+/* By name: "cpu" (oneDNN plus the project's own CPU kernels; alias "onednn"), "ref", "strict", "cuda[:N]", or "auto"
+ * (cpu when built with oneDNN, else ref). */
 synco_status synco_backend_create(const char *name, synco_backend **out);
 void synco_backend_destroy(synco_backend *be);
 
@@ -37,7 +38,7 @@ synco_status synco_backend_ref_create(synco_backend **out);
  * backend/strict/strict_backend.c). */
 synco_status synco_backend_strict_create(synco_backend **out);
 #ifdef SYNCO_HAVE_ONEDNN
-synco_status synco_backend_onednn_create(synco_backend **out);
+synco_status synco_backend_cpu_create(synco_backend **out);
 #endif
 
 #endif

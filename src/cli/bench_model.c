@@ -62,7 +62,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"iters", 0, SYNCO_ARG_INT, &o->iters, "timed iterations (median reported)"},
       {"warmup", 0, SYNCO_ARG_INT, &o->warmup, "untimed iterations first"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
-      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn, ref, strict (a test backend), cuda or cuda:N (alias --device)"},
+      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32, tf32 (a GPU's tensor cores for fp32) or bf16 (a CPU with AVX512-BF16)"},
       {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},

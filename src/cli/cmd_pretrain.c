@@ -146,7 +146,7 @@ static void flag_table(pretrain_ctx *c) {
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
       {"workers", 'j', SYNCO_ARG_INT, &o->workers, "data loader threads"},
-      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, onednn, ref, strict (a test backend), cuda or cuda:N (alias --device)"},
+      {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
       {"save-every", 0, SYNCO_ARG_INT, &o->save_every, "keep checkpoint_NNNN every this many epochs (0 = only last)"},
       {"knn-every", 0, SYNCO_ARG_INT, &o->knn_every, "kNN accuracy on --val every this many epochs (0 = never)"},
       {"knn-k", 0, SYNCO_ARG_INT, &o->knn_k, "kNN neighbours"},

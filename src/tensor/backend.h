@@ -238,7 +238,7 @@ typedef synco_status synco_l2norm_bwd_fn(synco_backend *be, synco_tensor *dx, co
 
 /* ---- The table: one pointer per op, in the order of the contracts above ------------------------------------ */
 struct synco_backend {
-  const char *name;        /* "ref", "onednn", "cuda" */
+  const char *name;        /* "ref", "strict", "cpu", "cuda" */
   void *ctx;
   void (*destroy)(synco_backend *be);
   synco_supports_fn *supports;

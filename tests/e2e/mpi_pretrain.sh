@@ -8,7 +8,7 @@
 #     continues from it.
 # One step per epoch (20 images, batch 16): this tiny network (BN over 8 images) is so sensitive that after about
 # six steps a single ReLU that flips on a rounding difference moves BN biases by percents; the same happens
-# between the ref and oneDNN backends of one process. tests/mpi/test_dist_mpi.c compares four steps directly.
+# between the ref and cpu backends of one process. tests/mpi/test_dist_mpi.c compares four steps directly.
 # Skipped when the build has no MPI or mpirun is missing.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"

@@ -164,11 +164,11 @@ int main(void) {
   }
 #ifdef SYNCO_HAVE_ONEDNN
   be = NULL;
-  if (synco_backend_onednn_create(&be) == SYNCO_OK && be) {
+  if (synco_backend_cpu_create(&be) == SYNCO_OK && be) {
     run_backend(be);
     synco_backend_destroy(be);
   } else {
-    printf("oneDNN backend not available: %s\n", synco_last_error());
+    printf("cpu backend (oneDNN) not available: %s\n", synco_last_error());
   }
 #endif
   return synco_test_finish("test_resnet_parity");

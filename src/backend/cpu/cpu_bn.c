@@ -1,4 +1,4 @@
-/* fp32 batch normalization (+ fused ReLU, + Split-BN) for the oneDNN backend, written as OpenMP loops
+/* fp32 batch normalization (+ fused ReLU, + Split-BN) for the cpu backend, written as OpenMP loops
  * instead of oneDNN's bnorm primitive. Why not the primitive: Split-BN ran it once per group (8 small calls
  * per layer, each a parallel region), its JIT kernel synchronizes its threads with a spin barrier that burns a
  * whole time slice whenever the partner thread is descheduled (a shared 2-core machine), and the fused-ReLU
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/onednn_util.h"
+#include "backend/cpu/cpu_onednn_util.h"
 
 /* Pointer to the first element of (image n, channel block cb) and the distance between images. */
 #define SLICE(p, n, cb) ((p) + ((long)(n) * CB + (cb)) * HW * B)

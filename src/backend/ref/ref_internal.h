@@ -71,7 +71,7 @@ synco_neg_logits_fn synco_ref_neg_logits;
 synco_neg_backward_fn synco_ref_neg_backward;
 synco_neg_workspace_fn synco_ref_neg_workspace;
 
-/* ref_memory.c: fills be's memory ops (host memory) and step ops; the oneDNN backend uses them as they are. */
+/* ref_memory.c: fills be's memory ops (host memory) and step ops; the cpu backend uses them as they are. */
 /* The memory and step ops of both CPU backends (host memory), as designated initializers of an op table. */
 synco_alloc_fn synco_ref_host_alloc;
 synco_free_fn synco_ref_host_free;

@@ -1,6 +1,6 @@
 /* The oneDNN CPU backend: engine, stream, the shared scratchpad, the version-neutral helpers of
- * onednn_util.h, layout choice and the plain <-> blocked conversions at the network's edges, and the op
- * table (synco_backend_onednn_create). Activations of C % 8 == 0 channels live in nChw8c (AVX2) or
+ * cpu_onednn_util.h, layout choice and the plain <-> blocked conversions at the network's edges, and the op
+ * table (synco_backend_cpu_create). Activations of C % 8 == 0 channels live in nChw8c (AVX2) or
  * nChw16c (AVX-512) from layer to layer; the network input (C = 3), any other C, and matrices (H = W = 1)
  * stay plain. Because a channel count is blocked only when the block divides it, no layout carries
  * padding, so element-wise ops can run over the raw bytes whatever the layout. The environment variable
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/onednn_util.h"
+#include "backend/cpu/cpu_onednn_util.h"
 #include "backend/ref/ref_internal.h"
 #include "backend/registry.h"
 
@@ -43,12 +43,12 @@ synco_status synco_dnnl_dtype(const synco_dnnl_ctx *c, synco_dtype dt, dnnl_data
   }
   if (dt == SYNCO_BF16) {
     if ((c->isa & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core)
-      return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn: bf16 needs an AVX-512 CPU (this one runs %s)",
+      return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu: bf16 needs an AVX-512 CPU (this one runs %s)",
                         dnnl_cpu_isa2str(c->isa));
     *out = dnnl_bf16;
     return SYNCO_OK;
   }
-  return synco_fail(SYNCO_ERR_ARG, "onednn: unknown dtype %d", (int)dt);
+  return synco_fail(SYNCO_ERR_ARG, "cpu: unknown dtype %d", (int)dt);
 }
 
 int synco_dnnl_layout_block(synco_layout l) {
@@ -133,7 +133,7 @@ synco_status synco_dnnl_reorder_scratch(synco_dnnl_ctx *c, synco_dnnl_cmd src, s
 
 synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, const dnnl_exec_arg_t *args) {
   dnnl_exec_arg_t a[16];
-  if (nargs > 15) return synco_fail(SYNCO_ERR_ARG, "onednn: %d arguments to one primitive", nargs);
+  if (nargs > 15) return synco_fail(SYNCO_ERR_ARG, "cpu: %d arguments to one primitive", nargs);
   memcpy(a, args, sizeof(*a) * (size_t)nargs);
   if (p->scratch) {
     SYNCO_TRY(synco_dnnl_bind(p->scratch, c->scratch));
@@ -147,7 +147,7 @@ synco_status synco_dnnl_exec(synco_dnnl_ctx *c, synco_dnnl_prim *p, int nargs, c
 }
 
 synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, int c, int h, int w, synco_layout l) {
-  return synco_tensor_check(t, "onednn", what, "tensor", n, c, h, w, l, 0);
+  return synco_tensor_check(t, "cpu", what, "tensor", n, c, h, w, l, 0);
 }
 
 /* ---- layouts ------------------------------------------------------------------------------------ */
@@ -168,11 +168,11 @@ static size_t act_bytes(synco_backend *be, int n, int c, int h, int w, synco_dty
 
 /* Checks a tensor for a plain <-> backend conversion and returns its channel block. */
 static synco_status edge_check(const char *what, const synco_tensor *t, int *block) {
-  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "onednn %s: missing tensor", what);
-  if (t->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn %s: only fp32 so far", what);
+  if (!t || !t->data) return synco_fail(SYNCO_ERR_ARG, "cpu %s: missing tensor", what);
+  if (t->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu %s: only fp32 so far", what);
   *block = synco_dnnl_layout_block(t->layout);
   if (t->c % *block)
-    return synco_fail(SYNCO_ERR_ARG, "onednn %s: %d channels do not fill blocks of %d", what, t->c, *block);
+    return synco_fail(SYNCO_ERR_ARG, "cpu %s: %d channels do not fill blocks of %d", what, t->c, *block);
   return SYNCO_OK;
 }
 
@@ -278,7 +278,7 @@ static int supports(synco_backend *be, synco_capability cap) {
 }
 
 static const synco_backend cpu_ops = {
-    .name = "onednn",
+    .name = "cpu",
     .destroy = destroy,
     .supports = supports,
     SYNCO_REF_HOST_OPS, /* host memory; the step ops are BLAS calls and memory-bound loops */
@@ -314,7 +314,7 @@ static const synco_backend cpu_ops = {
     .l2norm_bwd = synco_ref_l2norm_bwd,
 };
 
-synco_status synco_backend_onednn_create(synco_backend **out) {
+synco_status synco_backend_cpu_create(synco_backend **out) {
   *out = NULL;
   synco_backend *be = synco_malloc(sizeof(*be));
   if (!be) return SYNCO_ERR_NOMEM;

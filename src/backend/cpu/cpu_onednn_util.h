@@ -1,5 +1,5 @@
-/* Internals shared by the oneDNN backend's files (onednn_backend.c, onednn_conv.c, onednn_bn.c,
- * onednn_misc.c): the backend context, a checked-call macro carrying file and line, and a thin layer that
+/* Internals shared by the cpu backend's files (cpu_backend.c, cpu_conv.c, cpu_bn_onednn.c,
+ * cpu_misc.c): the backend context, a checked-call macro carrying file and line, and a thin layer that
  * hides the two oneDNN C APIs this backend compiles against. In 2.x a memory descriptor is a struct passed
  * by pointer and primitives are made from op descriptors; in 3.x a memory descriptor is an opaque handle
  * and each primitive has its own primitive_desc_create. `synco_dnnl_cmd` is what both APIs accept as a
@@ -51,7 +51,7 @@ typedef struct {
   dnnl_primitive_attr_t attr_sum; /* user scratchpad + sum post-op: reorders that accumulate (dw +=) */
   void *scratch;               /* one scratchpad shared by every primitive, grown at plan time */
   size_t scratch_bytes;
-  float *wino;                 /* Winograd workspace shared by the conv layers (onednn_conv.c), grown at plan time */
+  float *wino;                 /* Winograd workspace shared by the conv layers (cpu_conv.c), grown at plan time */
   size_t wino_bytes;
 } synco_dnnl_ctx;
 
@@ -101,7 +101,7 @@ synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, in
 
 /* Ops, one family per file, each declared with its signature's type from tensor/backend.h (where its contract
  * is). */
-/* 1 when the 3x3 stride-1 layers of 32 channels and more take Winograd (onednn_conv.c): nChw8c activations on an
+/* 1 when the 3x3 stride-1 layers of 32 channels and more take Winograd (cpu_conv.c): nChw8c activations on an
  * AVX2 CPU, unless SYNCO_CONV_WINOGRAD=0. */
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c);
 synco_conv_plan_fn synco_dnnl_conv_plan;
@@ -118,7 +118,7 @@ synco_bn_fwd_train_fn synco_dnnl_bn_fwd_train;
 synco_bn_fwd_eval_fn synco_dnnl_bn_fwd_eval;
 synco_bn_bwd_fn synco_dnnl_bn_bwd;
 
-/* fp32 batch norm as OpenMP loops (cpu_bn.c); onednn_bn.c dispatches to it for F32 activations. */
+/* fp32 batch norm as OpenMP loops (cpu_bn.c); cpu_bn_onednn.c dispatches to it for F32 activations. */
 typedef struct synco_cpu_bn synco_cpu_bn;
 synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_cpu_bn **out);
 void synco_cpu_bn_release(synco_cpu_bn *k);

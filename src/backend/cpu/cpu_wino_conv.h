@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolution for the oneDNN backend: 3x3, stride 1, padding 1, fp32 activations in the
+/* Winograd F(2x2, 3x3) convolution for the cpu backend: 3x3, stride 1, padding 1, fp32 activations in the
  * nChw8c layout, AVX2. Each 2x2 output tile is computed from its 4x4 input tile in the Winograd domain, where
  * the convolution becomes 16 independent matrix products [tiles x Cin] x [Cin x Cout] (OpenBLAS): 2.25x fewer
  * multiplications than the direct convolution, for a few additions per tile in the input and output transforms.

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/onednn_util.h"
+#include "backend/cpu/cpu_onednn_util.h"
 
 typedef struct {
   synco_cpu_bn *native;     /* fp32: the OpenMP implementation (cpu_bn.c); nothing below is used */
@@ -97,7 +97,7 @@ static synco_status bwd_pd(synco_dnnl_ctx *c, dnnl_primitive_desc_t *pd, synco_d
 static synco_status arg_mem(synco_dnnl_ctx *c, dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, int arg) {
   synco_dnnl_cmd md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
   if (!md || dnnl_memory_desc_get_size(md) == 0)
-    return synco_fail(SYNCO_ERR_BACKEND, "onednn bn: primitive has no argument %d", arg);
+    return synco_fail(SYNCO_ERR_BACKEND, "cpu bn: primitive has no argument %d", arg);
   return synco_dnnl_mem(c, m, md);
 }
 
@@ -176,7 +176,7 @@ static synco_status plan(synco_backend *be, synco_bn_op *op, bn_impl *k) {
 
 synco_status synco_dnnl_bn_plan(synco_backend *be, synco_bn_op *op) {
   if (op->n <= 0 || op->c <= 0 || op->h <= 0 || op->w <= 0 || op->groups <= 0 || op->n % op->groups)
-    return synco_fail(SYNCO_ERR_ARG, "onednn bn: bad shape n%d c%d %dx%d groups %d (n must divide into groups)",
+    return synco_fail(SYNCO_ERR_ARG, "cpu bn: bad shape n%d c%d %dx%d groups %d (n must divide into groups)",
                       op->n, op->c, op->h, op->w, op->groups);
   bn_impl *k = synco_calloc(1, sizeof(*k));
   if (!k) return SYNCO_ERR_NOMEM;
@@ -225,7 +225,7 @@ static synco_status bind_scale_shift(bn_impl *k, int C, const float *gamma, cons
 }
 
 static synco_status ready(const char *what, synco_bn_op *op, const synco_tensor *t) {
-  if (!op->impl) return synco_fail(SYNCO_ERR_ARG, "onednn %s: op used before bn_plan", what);
+  if (!op->impl) return synco_fail(SYNCO_ERR_ARG, "cpu %s: op used before bn_plan", what);
   const bn_impl *k = op->impl;
   return synco_dnnl_check(what, t, op->n, op->c, op->h, op->w, k->l);
 }
@@ -302,7 +302,7 @@ synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
   const int G = op->groups, C = op->c;
   const void *diff_dst = dy->data;
   if (op->relu) {
-    if (dx->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn bn_bwd: fused relu is fp32 only");
+    if (dx->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu bn_bwd: fused relu is fp32 only");
     const float *py = y->data, *pdy = dy->data;
     float *pdx = dx->data;
     const long n = (long)synco_tensor_numel(dx);

@@ -1,9 +1,9 @@
-/* Every op of the oneDNN backend against the reference backend on random shapes and data, forward and
+/* Every op of the cpu backend against the reference backend on random shapes and data, forward and
  * backward: convolutions (3x3 s1/s2, 1x1 s2, 7x7 s2 on a plain 3-channel input, channel counts that stay
  * plain), batch norm (train/eval, Split-BN with 2 groups, fused ReLU), max and average pooling, ReLU, add,
  * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
  * that accumulation (+=) is checked too. The blocked ops run four times: with the ISA's block (nChw8c
- * here; 3x3 stride-1 convolutions through Winograd, wino_conv.c), the same with Winograd off
+ * here; 3x3 stride-1 convolutions through Winograd, cpu_wino_conv.c), the same with Winograd off
  * (SYNCO_CONV_WINOGRAD=0), forced nChw16c, and forced plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 +
  * rtol 1e-4. */
 #include <omp.h>
@@ -381,8 +381,8 @@ int main(void) {
   synco_backend *ref = NULL, *be = NULL;
   CHECK_OK(synco_backend_ref_create(&ref));
   unsetenv("SYNCO_ONEDNN_BLOCK");
-  CHECK_OK(synco_backend_onednn_create(&be));
-  if (!ref || !be) return synco_test_finish("test_onednn_ops");
+  CHECK_OK(synco_backend_cpu_create(&be));
+  if (!ref || !be) return synco_test_finish("test_cpu_ops");
   const int native = be->act_layout(be, 64, 8, 8, SYNCO_F32) == SYNCO_LAYOUT_NCHW16C ? 16 : 8;
   run_all(be, ref, native, 1);
   synco_backend_destroy(be);
@@ -390,7 +390,7 @@ int main(void) {
   /* the direct oneDNN kernels for the 3x3 stride-1 layers that take Winograd by default */
   setenv("SYNCO_CONV_WINOGRAD", "0", 1);
   be = NULL;
-  CHECK_OK(synco_backend_onednn_create(&be));
+  CHECK_OK(synco_backend_cpu_create(&be));
   if (be) {
     run_all(be, ref, native, 1);
     synco_backend_destroy(be);
@@ -404,7 +404,7 @@ int main(void) {
     snprintf(v, sizeof v, "%d", others[i]);
     setenv("SYNCO_ONEDNN_BLOCK", v, 1);
     be = NULL;
-    CHECK_OK(synco_backend_onednn_create(&be));
+    CHECK_OK(synco_backend_cpu_create(&be));
     if (be) {
       run_all(be, ref, others[i], 0);
       synco_backend_destroy(be);
@@ -412,6 +412,6 @@ int main(void) {
   }
   unsetenv("SYNCO_ONEDNN_BLOCK");
   synco_backend_destroy(ref);
-  return synco_test_finish("test_onednn_ops");
+  return synco_test_finish("test_cpu_ops");
 }
 #endif

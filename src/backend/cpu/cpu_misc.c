@@ -1,12 +1,12 @@
-/* The oneDNN backend's pooling and element-wise ops: max pooling (a oneDNN primitive with its argmax
+/* The cpu backend's pooling and element-wise ops: max pooling (a oneDNN primitive with its argmax
  * workspace in op->impl), and the memory-bound ops written as OpenMP loops so that they need no plan and
  * never allocate: ReLU and add (layout-agnostic, because operands share a layout without padding) and
  * global average pooling from any layout to a plain [n, c] matrix. Linear and L2 normalization work on
  * plain matrices, where the reference backend's cblas code is already the fast path: the op table
- * points at it (onednn_backend.c). */
+ * points at it (cpu_backend.c). */
 #include <stdlib.h>
 
-#include "backend/cpu/onednn_util.h"
+#include "backend/cpu/cpu_onednn_util.h"
 
 /* ---- max pooling ------------------------------------------------------------------------------- */
 
@@ -90,7 +90,7 @@ static synco_status pool_plan(synco_backend *be, synco_pool_op *op, pool_impl *k
 synco_status synco_dnnl_pool_plan(synco_backend *be, synco_pool_op *op) {
   if (op->n <= 0 || op->c <= 0 || op->h <= 0 || op->w <= 0 || op->k <= 0 || op->stride <= 0 || op->pad < 0 ||
       op->pad >= op->k)
-    return synco_fail(SYNCO_ERR_ARG, "onednn pool: bad shape n%d c%d %dx%d k%d s%d p%d", op->n, op->c, op->h, op->w,
+    return synco_fail(SYNCO_ERR_ARG, "cpu pool: bad shape n%d c%d %dx%d k%d s%d p%d", op->n, op->c, op->h, op->w,
                       op->k, op->stride, op->pad);
   const int oh = synco_conv_out_size(op->h, op->k, op->stride, op->pad);
   const int ow = synco_conv_out_size(op->w, op->k, op->stride, op->pad);
@@ -99,7 +99,7 @@ synco_status synco_dnnl_pool_plan(synco_backend *be, synco_pool_op *op) {
     op->ow = ow;
   }
   if (op->oh != oh || op->ow != ow || oh <= 0 || ow <= 0)
-    return synco_fail(SYNCO_ERR_ARG, "onednn pool: output %dx%d, expected %dx%d", op->oh, op->ow, oh, ow);
+    return synco_fail(SYNCO_ERR_ARG, "cpu pool: output %dx%d, expected %dx%d", op->oh, op->ow, oh, ow);
   pool_impl *k = synco_calloc(1, sizeof(*k));
   if (!k) return SYNCO_ERR_NOMEM;
   op->impl = k;
@@ -127,7 +127,7 @@ synco_status synco_dnnl_pool_plan_bytes(synco_backend *be, const synco_pool_op *
 synco_status synco_dnnl_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   pool_impl *k = op->impl;
-  if (!k) return synco_fail(SYNCO_ERR_ARG, "onednn maxpool_fwd: op used before pool_plan");
+  if (!k) return synco_fail(SYNCO_ERR_ARG, "cpu maxpool_fwd: op used before pool_plan");
   SYNCO_TRY(synco_dnnl_check("maxpool_fwd x", x, op->n, op->c, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("maxpool_fwd y", y, op->n, op->c, op->oh, op->ow, k->ly));
   SYNCO_TRY(synco_dnnl_bind(k->m_x, x->data));
@@ -144,7 +144,7 @@ synco_status synco_dnnl_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_
 synco_status synco_dnnl_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   pool_impl *k = op->impl;
-  if (!k) return synco_fail(SYNCO_ERR_ARG, "onednn maxpool_bwd: op used before pool_plan");
+  if (!k) return synco_fail(SYNCO_ERR_ARG, "cpu maxpool_bwd: op used before pool_plan");
   SYNCO_TRY(synco_dnnl_check("maxpool_bwd dx", dx, op->n, op->c, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("maxpool_bwd dy", dy, op->n, op->c, op->oh, op->ow, k->ly));
   SYNCO_TRY(synco_dnnl_bind(k->m_x, dx->data));
@@ -161,11 +161,11 @@ synco_status synco_dnnl_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_
 /* ---- element-wise ------------------------------------------------------------------------------ */
 
 static synco_status same(const char *what, const synco_tensor *a, const synco_tensor *b) {
-  if (!a || !b || !a->data || !b->data) return synco_fail(SYNCO_ERR_ARG, "onednn %s: missing tensor", what);
+  if (!a || !b || !a->data || !b->data) return synco_fail(SYNCO_ERR_ARG, "cpu %s: missing tensor", what);
   if (a->n != b->n || a->c != b->c || a->h != b->h || a->w != b->w || a->layout != b->layout || a->dtype != b->dtype)
-    return synco_fail(SYNCO_ERR_ARG, "onednn %s: tensors differ (%dx%dx%dx%d layout %d vs %dx%dx%dx%d layout %d)",
+    return synco_fail(SYNCO_ERR_ARG, "cpu %s: tensors differ (%dx%dx%dx%d layout %d vs %dx%dx%dx%d layout %d)",
                       what, a->n, a->c, a->h, a->w, (int)a->layout, b->n, b->c, b->h, b->w, (int)b->layout);
-  if (a->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn %s: only fp32 so far", what);
+  if (a->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu %s: only fp32 so far", what);
   return SYNCO_OK;
 }
 
@@ -215,14 +215,14 @@ synco_status synco_dnnl_add(synco_backend *be, synco_tensor *y, const synco_tens
 
 /* x in a backend layout (blocks of B channels; plain is B = 1), m the plain [n, c] matrix. */
 static synco_status gap_check(const char *what, const synco_tensor *x, const synco_tensor *m, int *B) {
-  if (!x || !m || !x->data || !m->data) return synco_fail(SYNCO_ERR_ARG, "onednn %s: missing tensor", what);
+  if (!x || !m || !x->data || !m->data) return synco_fail(SYNCO_ERR_ARG, "cpu %s: missing tensor", what);
   if (x->dtype != SYNCO_F32 || m->dtype != SYNCO_F32)
-    return synco_fail(SYNCO_ERR_UNSUPPORTED, "onednn %s: only fp32 so far", what);
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu %s: only fp32 so far", what);
   if (m->n != x->n || m->c != x->c || m->h != 1 || m->w != 1 || m->layout != SYNCO_LAYOUT_PLAIN)
-    return synco_fail(SYNCO_ERR_ARG, "onednn %s: matrix %dx%dx%dx%d (layout %d) does not match %dx%d plain", what,
+    return synco_fail(SYNCO_ERR_ARG, "cpu %s: matrix %dx%dx%dx%d (layout %d) does not match %dx%d plain", what,
                       m->n, m->c, m->h, m->w, (int)m->layout, x->n, x->c);
   *B = synco_dnnl_layout_block(x->layout);
-  if (x->c % *B) return synco_fail(SYNCO_ERR_ARG, "onednn %s: %d channels in blocks of %d", what, x->c, *B);
+  if (x->c % *B) return synco_fail(SYNCO_ERR_ARG, "cpu %s: %d channels in blocks of %d", what, x->c, *B);
   return SYNCO_OK;
 }
 

@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolution on nChw8c activations (see wino_conv.h). With g the 3x3 kernel, d a 4x4
+/* Winograd F(2x2, 3x3) convolution on nChw8c activations (see cpu_wino_conv.h). With g the 3x3 kernel, d a 4x4
  * input tile (the output tile's pixels and a ring of one, zero outside the image) and Y the 2x2 output tile:
  *   Y = A' [ (G g G') . (B' d B) ] A,  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  *   B' = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A' = [1 1 1 0; 0 1 -1 -1].
@@ -8,7 +8,7 @@
  * on x and (adjoint of the output transform) on dy, multiplies V' D per position and maps the 4x4 sums back
  * to 3x3 with G' . G. All coefficients are 0, +-1 or +-1/2, so the results differ from the direct
  * convolution's only by rounding. */
-#include "backend/cpu/wino_conv.h"
+#include "backend/cpu/cpu_wino_conv.h"
 
 #include <cblas.h>
 #include <immintrin.h>

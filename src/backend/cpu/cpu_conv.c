@@ -5,7 +5,7 @@
  * the reordered copies live in op->impl), and the backward-weights result back to OIHW with a sum post-op,
  * which gives the contract's dw += without a temporary.
  *
- * 3x3 stride-1 layers on nChw8c activations (AVX2 machines) run as Winograd F(2x2, 3x3) (wino_conv.c)
+ * 3x3 stride-1 layers on nChw8c activations (AVX2 machines) run as Winograd F(2x2, 3x3) (cpu_wino_conv.c)
  * instead: all three passes from 64 channels, backward weights alone from 32 (plan_wino has the measurements).
  * oneDNN 2.x has Winograd only for AVX-512, and its AVX2 direct kernels already run near the FMA peak, so
  * fewer multiplications is what is left to gain (the ResNet-18 CIFAR step went from 24.6 to 37.4 images/s on
@@ -14,8 +14,8 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#include "backend/cpu/onednn_util.h"
-#include "backend/cpu/wino_conv.h"
+#include "backend/cpu/cpu_onednn_util.h"
+#include "backend/cpu/cpu_wino_conv.h"
 
 typedef struct {
   synco_layout lx, ly;
@@ -24,7 +24,7 @@ typedef struct {
   synco_dnnl_prim fwd, bwd_d, bwd_w, r_wf, r_wb, r_dw;
   dnnl_memory_t m_x, m_y, m_w, m_wf, m_wb, m_dwo; /* m_x / m_y also carry dx / dy; m_w is plain OIHW */
   void *wf, *wb, *dwo;                            /* wb == wf when both passes want the same format */
-  int wino_fb, wino_w; /* forward + backward data / backward weights through wino_conv.c */
+  int wino_fb, wino_w; /* forward + backward data / backward weights through cpu_wino_conv.c */
   synco_wino_plan wp;
 } conv_impl;
 
@@ -206,7 +206,7 @@ synco_status synco_dnnl_conv_plan_bytes(synco_backend *be, const synco_conv_op *
 synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op) {
   if (op->n <= 0 || op->cin <= 0 || op->h <= 0 || op->w <= 0 || op->cout <= 0 || op->kh <= 0 || op->kw <= 0 ||
       op->stride <= 0 || op->pad < 0)
-    return synco_fail(SYNCO_ERR_ARG, "onednn conv: bad shape n%d c%d %dx%d -> %d k%dx%d s%d p%d", op->n, op->cin,
+    return synco_fail(SYNCO_ERR_ARG, "cpu conv: bad shape n%d c%d %dx%d -> %d k%dx%d s%d p%d", op->n, op->cin,
                       op->h, op->w, op->cout, op->kh, op->kw, op->stride, op->pad);
   const int oh = synco_conv_out_size(op->h, op->kh, op->stride, op->pad);
   const int ow = synco_conv_out_size(op->w, op->kw, op->stride, op->pad);
@@ -215,7 +215,7 @@ synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op) {
     op->ow = ow;
   }
   if (op->oh != oh || op->ow != ow || oh <= 0 || ow <= 0)
-    return synco_fail(SYNCO_ERR_ARG, "onednn conv: output %dx%d, expected %dx%d", op->oh, op->ow, oh, ow);
+    return synco_fail(SYNCO_ERR_ARG, "cpu conv: output %dx%d, expected %dx%d", op->oh, op->ow, oh, ow);
   conv_impl *k = synco_calloc(1, sizeof(*k));
   if (!k) return SYNCO_ERR_NOMEM;
   op->impl = k;
@@ -225,7 +225,7 @@ synco_status synco_dnnl_conv_plan(synco_backend *be, synco_conv_op *op) {
 }
 
 static synco_status planned(const synco_conv_op *op) {
-  return op->impl ? SYNCO_OK : synco_fail(SYNCO_ERR_ARG, "onednn conv: op used before conv_plan");
+  return op->impl ? SYNCO_OK : synco_fail(SYNCO_ERR_ARG, "cpu conv: op used before conv_plan");
 }
 
 synco_status synco_dnnl_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
