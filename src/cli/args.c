@@ -82,6 +82,39 @@ static synco_arg *find(synco_arg *args, const char *name, size_t len, char short
   return a;
 }
 
+/* Edit distance of a[0..n) and b, with a swap of two neighbours counting as one edit; capped at 9. */
+static int edit_distance(const char *a, size_t n, const char *b) {
+  const size_t m = strlen(b);
+  if (n > 40 || m > 40) return 9;
+  int d[42][42];
+  for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= n; i++)
+    for (size_t j = 1; j <= m; j++) {
+      int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v) v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[n][m] < 9 ? d[n][m] : 9;
+}
+
+/* The option of args whose name is nearest the unknown `name` (a typo: at most 2 edits, 1 for names of up to 4
+ * letters; or a prefix of one option only), or NULL. */
+static const synco_arg *nearest_option(const synco_arg *args, const char *name, size_t len) {
+  const synco_arg *best = NULL, *prefix = NULL;
+  int best_d = 9, prefixes = 0;
+  for (const synco_arg *a = args; a->name; a++) {
+    const int d = edit_distance(name, len, a->name);
+    if (d < best_d) best_d = d, best = a;
+    if (len >= 3 && !strncmp(a->name, name, len)) prefixes++, prefix = a;
+  }
+  const int limit = len <= 4 ? 1 : 2;
+  if (best && best_d <= limit) return best;
+  return prefixes == 1 ? prefix : NULL;
+}
+
 /* The range of a row: its own, else its name's; 0 when any value of the type will do. */
 static int range_of(const synco_arg *a, double *lo, double *hi, int *lo_open) {
   if (a->ranged) {
@@ -236,6 +269,11 @@ int synco_args_parse_collect(const char *cmd, const char *summary, synco_arg *ar
       if (!pos || !npos || *npos >= max_pos) FATAL("unexpected argument '%s' (see synco %s --help)", s, cmd);
       pos[(*npos)++] = s;
       continue;
+    }
+    if (!a && s[1] == '-') {
+      const char *name = s + 2, *eq = strchr(name, '=');
+      const synco_arg *near = nearest_option(args, name, eq ? (size_t)(eq - name) : strlen(name));
+      if (near) FATAL("unknown option '%s': did you mean --%s? (see synco %s --help)", s, near->name, cmd);
     }
     if (!a) FATAL("unknown option '%s' (see synco %s --help)", s, cmd);
     if (a->type == SYNCO_ARG_FLAG) {

@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "data/data.h"
 
 static double now_s(void) {
@@ -120,9 +121,9 @@ int synco_bench_data(int argc, char **argv) {
            rate, threads, rate / threads, synco_dataset_size(ds), synco_dataset_format(ds), size, aug, blur, batch,
            dt, open_s, store);
   else
-    printf("bench data: %.0f pairs/s with %d threads (%.0f per thread); %zu %s images, size %d, aug %s%s, "
+    printf("bench data: %.0f pairs/s with %d thread%s (%.0f per thread); %zu %s images, size %d, aug %s%s, "
            "batch %d, %.1f s (open %.2f s)\n",
-           rate, threads, rate / threads, synco_dataset_size(ds), synco_dataset_format(ds), size, aug,
+           rate, threads, synco_cli_s(threads), rate / threads, synco_dataset_size(ds), synco_dataset_format(ds), size, aug,
            blur ? " + blur" : "", batch, dt, open_s);
   synco_loader_free(ld);
   synco_dataset_free(ds);

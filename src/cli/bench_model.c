@@ -135,8 +135,9 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     printf("}\n");
   } else {
-    printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d threads, backend %s%s%s\n", kind, o->arch,
-           o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads, be->name,
+    printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d thread%s, backend %s%s%s\n", kind, o->arch,
+           o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads,
+           synco_cli_s(o->threads), be->name,
            strcmp(kind, "step") ? "" : ", method ", strcmp(kind, "step") ? "" : o->method);
     printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n", ips,
            med, n, gflops, rss, planned);

@@ -45,7 +45,7 @@ int synco_cmd_export(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL, *which = "query", *format = "torchvision";
   int head = 0;
   synco_arg args[] = {
-      {"ckpt", 0, SYNCO_ARG_STR, &ckpt, "pretraining checkpoint (or an exported encoder)"},
+      {"ckpt", 0, SYNCO_ARG_STR, &ckpt, "pretraining checkpoint, a run folder (its last.safetensors), or an exported encoder"},
       {"out", 'o', SYNCO_ARG_STR, &out, "output .safetensors file"},
       {"which", 0, SYNCO_ARG_STR, &which, "query or key encoder"},
       {"head", 0, SYNCO_ARG_FLAG, &head, "include the projection head (fc.0, fc.2)"},
@@ -59,6 +59,8 @@ int synco_cmd_export(int argc, char **argv) {
     fprintf(stderr, "synco export: --ckpt and --out are required\n");
     return 2;
   }
+  char ckpt_buf[SYNCO_CLI_PATH_MAX + 32];
+  if (!(ckpt = synco_cli_ckpt_path("--ckpt", ckpt, ckpt_buf, sizeof ckpt_buf))) return synco_cli_error("export");
   if (strcmp(which, "query") && strcmp(which, "key")) {
     fprintf(stderr, "synco export: --which must be query or key, got '%s'\n", which);
     return 2;

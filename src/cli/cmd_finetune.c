@@ -265,8 +265,8 @@ int synco_cmd_finetune(int argc, char **argv) {
     synco_eval_print_json(o);
   } else {
     printf("fine-tuning of %s on %s of the labels (%zu images, %d classes)\n", name, labels, n_sub, C);
-    printf("  %d epochs, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
-           epochs, B, lr_b, lr_c, loss, acc);
+    printf("  %d epoch%s, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
+           epochs, synco_cli_s(epochs), B, lr_b, lr_c, loss, acc);
     printf("  %zu val images%s: top-1 %.2f%%  top-5 %.2f%%\n", sp.n_va, sp.val.ds ? "" : " (held out of train)", top1, top5);
     if (out) printf("  wrote %s (backbone + fc.weight/fc.bias, torchvision names)\n", out);
     printf("  wall time %.1f s\n", wall);

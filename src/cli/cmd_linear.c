@@ -252,7 +252,8 @@ int synco_cmd_linear(int argc, char **argv) {
            sp.val.ds ? "" : " (val held out of train)");
     if (fast) printf("  L2 penalty %g (picked on held-out train features), %d L-BFGS iterations, train top-1 %.2f%%\n",
                      lambda, iters, train_top1);
-    else printf("  %d epochs, lr %g, final train loss %.4f, train top-1 %.2f%%\n", epochs, lr, final_loss, train_top1);
+    else printf("  %d epoch%s, lr %g, final train loss %.4f, train top-1 %.2f%%\n", epochs, synco_cli_s(epochs), lr,
+                final_loss, train_top1);
     printf("  top-1 %.2f%%  top-5 %.2f%%\n", top1, top5);
     if (out) printf("  wrote %s (backbone + fc.weight/fc.bias, torchvision names)\n", out);
     printf("  wall time %.1f s (features %.1f s, fit %.1f s)\n", wall, t_feat, t_fit);

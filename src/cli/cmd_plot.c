@@ -20,19 +20,32 @@ int synco_cmd_plot(int argc, char **argv) {
   const char *out = NULL, *pos[MAX_RUNS];
   int npos = 0, width = 1400, height = 900, svg = 0, json = 0;
   synco_arg args[] = {
-      {"out", 'o', SYNCO_ARG_STR, &out, "output file: .png, .svg or .pdf"},
+      {"out", 'o', SYNCO_ARG_STR, &out, "output file: .png, .svg or .pdf (unset: RUN_DIR/curves.png for one run, ./curves.png for several)"},
       {"width", 0, SYNCO_ARG_INT, &width, "figure width (pixels or points)"},
       {"height", 0, SYNCO_ARG_INT, &height, "figure height"},
       {"svg", 0, SYNCO_ARG_FLAG, &svg, "also write an .svg beside a .png"},
       {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
       {NULL},
   };
-  int rc = synco_args_parse("plot", "Learning curves (loss, proxy accuracy, kNN, lr) of runs: synco plot RUN_DIR... --out F.png",
+  int rc = synco_args_parse("plot", "Learning curves (loss, proxy accuracy, kNN, lr) of runs: synco plot RUN_DIR... [--out F.png]",
                             args, argc, argv, pos, MAX_RUNS, &npos);
   if (rc) return rc == 1 ? 0 : rc;
-  if (!out || npos == 0) {
-    fprintf(stderr, "synco plot: give one or more run folders (or log.jsonl files) and --out FILE.png\n");
+  if (npos == 0) {
+    fprintf(stderr, "synco plot: give one or more run folders (or log.jsonl files)\n");
     return 2;
+  }
+  char default_out[SYNCO_CLI_PATH_MAX + 32];
+  if (!out) { /* one run: beside its log; several: here */
+    struct stat st;
+    char folder[SYNCO_CLI_PATH_MAX + 16];
+    snprintf(folder, sizeof folder, "%s", npos == 1 && strlen(pos[0]) <= SYNCO_CLI_PATH_MAX ? pos[0] : ".");
+    if (npos == 1 && !(stat(folder, &st) == 0 && S_ISDIR(st.st_mode))) {
+      char *slash = strrchr(folder, '/');
+      snprintf(folder, sizeof folder, "%.*s", slash ? (int)(slash - folder) : 1, slash ? pos[0] : ".");
+    }
+    const size_t fl = strlen(folder);
+    snprintf(default_out, sizeof default_out, "%s%scurves.png", folder, fl && folder[fl - 1] == '/' ? "" : "/");
+    out = default_out;
   }
   if (!synco_plot_available()) {
     fprintf(stderr, "synco plot: built without cairo (install libcairo2-dev and rebuild)\n");

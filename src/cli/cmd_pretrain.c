@@ -257,6 +257,8 @@ static int configure(pretrain_ctx *c) {
       return 2;
     }
   }
+  const int rc = pretrain_init_arch(c); /* --init's ResNet, for the flags not given */
+  if (rc != PRETRAIN_GO) return rc;
   int depth = 0;
   if (!parse_arch(o->arch, &depth)) {
     synco_arg_problem(&c->problems, "--arch must be resnet18, resnet34 or resnet50, got '%s'", o->arch);

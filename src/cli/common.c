@@ -18,6 +18,24 @@
 #include "base/files.h"
 #include "base/status.h"
 
+const char *synco_cli_s(long n) { return n == 1 ? "" : "s"; }
+
+const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, size_t cap) {
+  struct stat st;
+  if (!given || stat(given, &st) != 0 || !S_ISDIR(st.st_mode)) return given;
+  const size_t n = strlen(given);
+  if (snprintf(buf, cap, "%s%slast.safetensors", given, n && given[n - 1] == '/' ? "" : "/") >= (int)cap) {
+    synco_fail(SYNCO_ERR_ARG, "%s %s: path too long", flag, given);
+    return NULL;
+  }
+  if (stat(buf, &st) != 0) {
+    synco_fail(SYNCO_ERR_IO, "%s %s: the folder holds no last.safetensors (give a run directory with a checkpoint, "
+                             "or a .safetensors file)", flag, given);
+    return NULL;
+  }
+  return buf;
+}
+
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]) {
   static const float cifar_mean[3] = {0.4914f, 0.4822f, 0.4465f}, cifar_std[3] = {0.2023f, 0.1994f, 0.2010f};
   static const float in_mean[3] = {0.485f, 0.456f, 0.406f}, in_std[3] = {0.229f, 0.224f, 0.225f};

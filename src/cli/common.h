@@ -10,6 +10,8 @@
 #include "tensor/backend.h"
 #include "synco.h"
 
+/* "s" after a count that is not 1, "" after 1: printf("%d epoch%s", n, synco_cli_s(n)). */
+const char *synco_cli_s(long n);
 /* Normalize's mean/std: CIFAR's for images of at most 64 pixels (MoCo's CIFAR demo), ImageNet's otherwise. */
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]);
 /* mkdir -p. */
@@ -85,6 +87,10 @@ int synco_cli_check_files(const char *cmd, const synco_cli_file *files, size_t n
 #define SYNCO_CLI_CHECK_FILES(cmd, ...)                                                                            \
   synco_cli_check_files(cmd, (const synco_cli_file[]){__VA_ARGS__},                                                \
                         sizeof((const synco_cli_file[]){__VA_ARGS__}) / sizeof(synco_cli_file))
+/* A checkpoint given as a run folder (--ckpt RUN_DIR) is the run's last.safetensors, as --resume takes a folder:
+ * returns the file to read (given itself when it is no folder; else buf, of capacity cap), or NULL with the error
+ * recorded ("--ckpt DIR: the folder holds no last.safetensors"). */
+const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, size_t cap);
 /* Prints a dataset's skipped-image count and its warnings (one "synco CMD: warning: ..." line each; cmd NULL:
  * "synco: warning: ..."). */
 void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds);

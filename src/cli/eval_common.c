@@ -29,7 +29,7 @@ void synco_eval_model_defaults(synco_eval_model_opts *o) {
 
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
   synco_arg a[] = {
-      {"ckpt", 0, SYNCO_ARG_STR, &o->ckpt, "pretraining checkpoint or exported encoder (.safetensors)"},
+      {"ckpt", 0, SYNCO_ARG_STR, &o->ckpt, "pretraining checkpoint or exported encoder (.safetensors), or a run folder (its last.safetensors)"},
       {"init", 0, SYNCO_ARG_STR, &o->init, "torchvision-named weights (a converted torchvision model); unmatched keys are listed"},
       {"which", 0, SYNCO_ARG_STR, &o->which, "encoder of a checkpoint: query or key"},
       {"random-init", 0, SYNCO_ARG_FLAG, &o->random_init, "no checkpoint: a randomly initialized encoder (baseline)"},
@@ -53,6 +53,10 @@ int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o) {
   if ((o->ckpt != NULL) + (o->init != NULL) + (o->random_init != 0) != 1) {
     fprintf(stderr, "synco %s: give exactly one of --ckpt FILE, --init FILE or --random-init\n", cmd);
     return 2;
+  }
+  if (o->ckpt && !(o->ckpt = synco_cli_ckpt_path("--ckpt", o->ckpt, o->ckpt_buf, sizeof o->ckpt_buf))) {
+    fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
+    return 1;
   }
   if (strcmp(o->which, "query") && strcmp(o->which, "key")) {
     fprintf(stderr, "synco %s: --which is query or key, got '%s'\n", cmd, o->which);

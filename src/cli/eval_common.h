@@ -26,13 +26,15 @@ typedef struct {
   int batch_auto;        /* no -b given: the most images, up to 256, whose planned memory fits in half the free memory */
   int threads;
   long long seed;
+  char ckpt_buf[1100];   /* --ckpt RUN_DIR: the run's last.safetensors (synco_eval_model_check) */
 } synco_eval_model_opts;
 
 void synco_eval_model_defaults(synco_eval_model_opts *o);
 /* The option rows for those fields (ckpt, which, random-init, arch, width, cifar-stem, image-size, batch-size, backend,
  * precision, threads, seed); copies at most max rows into rows and returns how many. */
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
-/* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. */
+/* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. A --ckpt
+ * that is a run folder becomes its last.safetensors (1 when it has none). */
 int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o);
 /* Sizes o->batch to the memory there is for `encoders` encoders of the model o names (each as
  * synco_eval_open_model makes it, with its input batch): with batch_auto, the largest batch <= o->batch whose

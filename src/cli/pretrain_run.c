@@ -247,9 +247,9 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
 int pretrain_run(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
   const int steps = c->steps;
-  printf("synco pretrain: %s (width %d%s), %s, %d epochs x %d steps of %d, K %d, T %g, lr %g, %d threads, backend %s\n",
-         o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, steps, o->batch, o->moco_k,
-         o->moco_t, o->lr, o->threads, c->be->name);
+  printf("synco pretrain: %s (width %d%s), %s, %d epoch%s x %d step%s of %d, K %d, T %g, lr %g, %d thread%s, backend %s\n",
+         o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, synco_cli_s(o->epochs), steps,
+         synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name);
   printf("data: %s (%zu images)  run directory: %s\n", o->data, synco_dataset_size(c->train), o->out);
   if (c->world > 1)
     printf("processes: %d (%s), each a batch of %d; rank 0 writes the run directory\n", c->world, c->dist->name,

@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "cli/memplan.h"
 #include "cli/pretrain.h"
+#include "io/safetensors.h"
 #include "nn/encoder_weights.h"
 
 /* The crop size follows the data and the stem unless --image-size is given: 32 with the CIFAR stem, else the
@@ -25,6 +26,52 @@ static void choose_image_size(pretrain_opts *o, const synco_arg *args, const syn
   if (side > 0 && o->image_size > 2 * side)
     fprintf(stderr, "synco pretrain: upscaling %dx%d images to %d px crops; pass --image-size %d (and --cifar-stem) for "
                     "small images\n", first->w, first->h, o->image_size, side);
+}
+
+int pretrain_init_arch(pretrain_ctx *c) {
+  pretrain_opts *o = &c->o;
+  if (!o->init || o->resume) return PRETRAIN_GO;
+  synco_safetensors st;
+  synco_encoder_config f;
+  int size = 0;
+  if (synco_st_open(&st, o->init) != SYNCO_OK) return synco_cli_error("pretrain");
+  const int from_meta = synco_st_meta(&st, "synco.encoder") != NULL;
+  const synco_status s = synco_weights_read_config_st(&st, &f, &size);
+  synco_st_close(&st);
+  if (s != SYNCO_OK) return synco_cli_error("pretrain");
+  char what[160];
+  snprintf(what, sizeof what, "a resnet%d, width %d, %s stem%s (%s)", f.depth, f.width,
+           f.cifar_stem ? "CIFAR" : "ImageNet", f.head ? ", with a projection head" : "",
+           from_meta ? "its synco.encoder metadata" : "from its tensors' shapes");
+  const int dim = f.head ? f.dim : o->moco_dim;
+  char arch[16];
+  snprintf(arch, sizeof arch, "resnet%d", f.depth);
+  /* flag, does the run's value differ from the file's, the value given */
+  struct { const char *flag; int differs; char given[48]; } row[4] = {
+      {"arch", strcmp(o->arch, arch) != 0, ""}, {"width", o->width != f.width, ""},
+      {"cifar-stem", o->cifar_stem != f.cifar_stem, ""}, {"moco-dim", o->moco_dim != dim, ""}};
+  snprintf(row[0].given, sizeof row[0].given, "--arch %s", o->arch);
+  snprintf(row[1].given, sizeof row[1].given, "--width %d", o->width);
+  snprintf(row[2].given, sizeof row[2].given, "%s", o->cifar_stem ? "--cifar-stem" : "--no-cifar-stem");
+  snprintf(row[3].given, sizeof row[3].given, "--moco-dim %d", o->moco_dim);
+  int bad = 0, taken = 0;
+  for (int i = 0; i < 4; i++) {
+    if (!row[i].differs) continue;
+    if (synco_args_seen(c->args, row[i].flag)) {
+      synco_arg_problem(&c->problems, "%s does not fit --init %s, %s: drop %s to train the file's", row[i].given,
+                        o->init, what, row[i].given);
+      bad = 1;
+    } else {
+      taken = 1;
+    }
+  }
+  if (bad || !taken) return PRETRAIN_GO;
+  o->arch = f.depth == 18 ? "resnet18" : f.depth == 34 ? "resnet34" : "resnet50";
+  o->width = f.width;
+  o->cifar_stem = f.cifar_stem;
+  o->moco_dim = dim;
+  if (c->rank == 0) fprintf(stderr, "synco pretrain: --init %s is %s: training that\n", o->init, what);
+  return PRETRAIN_GO;
 }
 
 /* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. The
@@ -110,8 +157,8 @@ static int build_model(pretrain_ctx *c) {
   }
   c->end_epoch = o->stop_epoch > 0 && o->stop_epoch < o->epochs ? o->stop_epoch : o->epochs;
   if (o->resume && c->start_epoch >= c->end_epoch) { /* nothing to train: leave the run directory as it is */
-    printf("%s has done %d of %d epochs: nothing to train (--epochs N continues it)\n", o->resume, c->start_epoch,
-           o->epochs);
+    printf("%s has done %d of %d epoch%s: nothing to train (--epochs N continues it)\n", o->resume, c->start_epoch,
+           o->epochs, synco_cli_s(o->epochs));
     return 0;
   }
   return PRETRAIN_GO;
