@@ -122,7 +122,7 @@ int synco_cmd_finetune(int argc, char **argv) {
       {"train", 0, SYNCO_ARG_STR, &train, "labelled training images (the subset is drawn from these)"},
       {"val", 0, SYNCO_ARG_STR, &val, "labelled validation images"},
       {"train-split", 0, SYNCO_ARG_STR, &train_split, "split of --train where the format has several"},
-      {"val-split", 0, SYNCO_ARG_STR, &val_split, "split of --val (e.g. test)"},
+      {"val-split", 0, SYNCO_ARG_STR, &val_split, SYNCO_EVAL_VAL_SPLIT_HELP},
       {"holdout", 0, SYNCO_ARG_INT, &holdout, "without --val: the last N images of each class of --train are the val set"},
       {"labels", 0, SYNCO_ARG_STR, &labels, "labelled subset: 1%, 10% or N images per class"},
       {"epochs", 0, SYNCO_ARG_INT, &epochs, "epochs over the labelled subset"},
@@ -142,6 +142,8 @@ int synco_cmd_finetune(int argc, char **argv) {
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
   if ((rc = synco_eval_model_check("finetune", &mo))) return rc;
+  double val_fraction = 0;
+  if ((rc = synco_eval_val_split_check("finetune", &val_split, &val_fraction, val, holdout))) return rc;
   double frac;
   int per_class;
   if (!train) {
@@ -171,7 +173,7 @@ int synco_cmd_finetune(int argc, char **argv) {
   size_t n_sub = 0;
   double top1 = 0, top5 = 0, loss = NAN, acc = NAN;
   cJSON *curve = cJSON_CreateArray();
-  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, skip_bad)) {
+  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, val_fraction, (uint64_t)mo.seed, skip_bad)) {
     cJSON_Delete(curve);
     return synco_cli_error("finetune");
   }

@@ -24,7 +24,7 @@ int synco_cmd_knn(int argc, char **argv) {
       {"train", 0, SYNCO_ARG_STR, &train, "labelled training images (any format the loader reads)"},
       {"val", 0, SYNCO_ARG_STR, &val, "labelled validation images"},
       {"train-split", 0, SYNCO_ARG_STR, &train_split, "split of --train where the format has several (train, test)"},
-      {"val-split", 0, SYNCO_ARG_STR, &val_split, "split of --val (e.g. test)"},
+      {"val-split", 0, SYNCO_ARG_STR, &val_split, SYNCO_EVAL_VAL_SPLIT_HELP},
       {"holdout", 0, SYNCO_ARG_INT, &holdout, "without --val: the last N images of each class of --train are the val set"},
       {"k", 'k', SYNCO_ARG_INT, &k, "neighbours"},
       {"t", 't', SYNCO_ARG_FLOAT, &t, "temperature of the vote weights exp(sim/t)"},
@@ -38,6 +38,8 @@ int synco_cmd_knn(int argc, char **argv) {
                             argc, argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
   if ((rc = synco_eval_model_check("knn", &mo))) return rc;
+  double val_fraction = 0;
+  if ((rc = synco_eval_val_split_check("knn", &val_split, &val_fraction, val, holdout))) return rc;
   if (!train) {
     fprintf(stderr, "synco knn: --train is required\n");
     return 2;
@@ -52,7 +54,7 @@ int synco_cmd_knn(int argc, char **argv) {
   synco_encoder *enc = NULL;
   float *ftr = NULL, *fva = NULL;
   int *ytr = NULL, *yva = NULL, exit_code = 1;
-  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, skip_bad)) return synco_cli_error("knn");
+  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, val_fraction, (uint64_t)mo.seed, skip_bad)) return synco_cli_error("knn");
   if (synco_eval_open_model(&mo, 0, mo.batch, 1, &be, &enc, NULL)) goto fail;
   const int d = synco_encoder_feature_dim(enc);
   synco_aug_config aug = synco_eval_aug(synco_encoder_image_size(enc), SYNCO_AUG_EVAL);

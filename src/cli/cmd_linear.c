@@ -81,7 +81,7 @@ int synco_cmd_linear(int argc, char **argv) {
       {"train", 0, SYNCO_ARG_STR, &train, "labelled training images"},
       {"val", 0, SYNCO_ARG_STR, &val, "labelled validation images"},
       {"train-split", 0, SYNCO_ARG_STR, &train_split, "split of --train where the format has several"},
-      {"val-split", 0, SYNCO_ARG_STR, &val_split, "split of --val (e.g. test)"},
+      {"val-split", 0, SYNCO_ARG_STR, &val_split, SYNCO_EVAL_VAL_SPLIT_HELP},
       {"holdout", 0, SYNCO_ARG_INT, &holdout, "without --val: the last N images of each class of --train are the val set"},
       {"fast", 0, SYNCO_ARG_FLAG, &fast, "cached features, no augmentation, L-BFGS with a tuned L2 penalty"},
       {"l2-normalize", 0, SYNCO_ARG_FLAG, &l2, "--fast: L2-normalize features instead of standardizing them"},
@@ -103,6 +103,8 @@ int synco_cmd_linear(int argc, char **argv) {
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
   if ((rc = synco_eval_model_check("linear", &mo))) return rc;
+  double val_fraction = 0;
+  if ((rc = synco_eval_val_split_check("linear", &val_split, &val_fraction, val, holdout))) return rc;
   if (!train) {
     fprintf(stderr, "synco linear: --train is required\n");
     return 2;
@@ -134,7 +136,7 @@ int synco_cmd_linear(int argc, char **argv) {
   double top1 = 0, top5 = 0, train_top1 = NAN, t_feat = 0, t_fit = 0, lambda = NAN, final_loss = NAN;
   int iters = 0;
   cJSON *curve = cJSON_CreateArray();
-  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, skip_bad)) {
+  if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, val_fraction, (uint64_t)mo.seed, skip_bad)) {
     cJSON_Delete(curve);
     return synco_cli_error("linear");
   }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backend/registry.h"
 #include "base/progress.h"
@@ -211,7 +212,8 @@ synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const ch
   d->classes = synco_dataset_num_classes(d->ds);
   if (need_labels && d->classes <= 0) {
     synco_eval_data_close(d);
-    return synco_fail(SYNCO_ERR_ARG, "%s: the dataset has no labels", path);
+    return synco_fail(SYNCO_ERR_ARG, "%s: no labels (a folder without class folders, or an unlabelled split): the "
+                      "evaluations need labelled images (<root>/<class>/<image>, or a labelled format)", path);
   }
   if (d->n == 0) {
     synco_eval_data_close(d);
@@ -232,6 +234,20 @@ void synco_eval_data_close(synco_eval_data *d) {
   memset(d, 0, sizeof *d);
 }
 
+/* --val-split F: F of each class of train (synco_subset_balanced, keyed by seed) is the val part, the rest train. */
+static synco_status held_out_fraction(synco_eval_split *s, double f, uint64_t seed) {
+  SYNCO_TRY(synco_subset_balanced(&s->va_idx, &s->n_va, s->train.labels, s->train.n, s->train.classes, f, 0, seed));
+  s->tr_idx = synco_malloc((s->train.n ? s->train.n : 1) * sizeof(uint32_t));
+  if (!s->tr_idx) return SYNCO_ERR_NOMEM;
+  size_t j = 0;
+  for (size_t i = 0, k = 0; i < s->train.n; i++) { /* both lists in increasing order */
+    if (k < s->n_va && s->va_idx[k] == i) k++;
+    else s->tr_idx[j++] = (uint32_t)i;
+  }
+  s->n_tr = j;
+  return SYNCO_OK;
+}
+
 static synco_status iota(uint32_t **idx, size_t n) {
   *idx = synco_malloc((n ? n : 1) * sizeof(uint32_t));
   if (!*idx) return SYNCO_ERR_NOMEM;
@@ -239,23 +255,93 @@ static synco_status iota(uint32_t **idx, size_t n) {
   return SYNCO_OK;
 }
 
+int synco_eval_val_split_check(const char *cmd, const char **val_split, double *val_fraction, const char *val,
+                               int holdout) {
+  *val_fraction = 0;
+  if (!*val_split) return 0;
+  char *end = NULL;
+  const double f = strtod(*val_split, &end);
+  if (end == *val_split || *end) return 0; /* a name: the split of --val */
+  if (!(f > 0 && f < 1)) {
+    fprintf(stderr, "synco %s: --val-split %s: a fraction of --train is between 0 and 1 (e.g. 0.1)\n", cmd, *val_split);
+    return 2;
+  }
+  if (val || holdout > 0) {
+    fprintf(stderr, "synco %s: --val-split %s holds out part of --train: give it without %s\n", cmd, *val_split,
+            val ? "--val" : "--holdout");
+    return 2;
+  }
+  *val_fraction = f;
+  *val_split = NULL;
+  return 0;
+}
+
+/* The identity (st_dev, st_ino) of every file of an ImageFolder, sorted; NULL when ds is another format. */
+typedef struct {
+  unsigned long long dev, ino;
+} file_id;
+
+static int cmp_file_id(const void *a, const void *b) {
+  const file_id *x = a, *y = b;
+  return x->dev != y->dev ? (x->dev < y->dev ? -1 : 1) : x->ino != y->ino ? (x->ino < y->ino ? -1 : 1) : 0;
+}
+
+static int file_id_of(const synco_dataset *ds, size_t i, file_id *id) {
+  char buf[64];
+  struct stat st;
+  if (stat(synco_dataset_item_name(ds, i, buf, sizeof buf), &st) != 0) return 0;
+  *id = (file_id){(unsigned long long)st.st_dev, (unsigned long long)st.st_ino};
+  return 1;
+}
+
+/* How many of val's images are train's: all of them when both name the same file or folder and split; for two
+ * ImageFolders, the val files that are train files (the same file by st_dev/st_ino, whatever the path). */
+static size_t overlap(const synco_eval_split *s, const char *train, const char *train_split, const char *val,
+                      const char *val_split) {
+  const char *ts = train_split ? train_split : "train", *vs = val_split ? val_split : "train";
+  if (synco_cli_same_file(train, val) && !strcmp(ts, vs)) return s->val.n;
+  if (strcmp(synco_dataset_format(s->train.ds), "imagefolder") || strcmp(synco_dataset_format(s->val.ds), "imagefolder"))
+    return 0;
+  file_id *ids = malloc((s->train.n ? s->train.n : 1) * sizeof *ids), id;
+  if (!ids) return 0;
+  size_t n = 0, hits = 0;
+  for (size_t i = 0; i < s->train.n; i++) n += file_id_of(s->train.ds, i, &ids[n]);
+  qsort(ids, n, sizeof *ids, cmp_file_id);
+  for (size_t i = 0; i < s->val.n; i++) hits += file_id_of(s->val.ds, i, &id) && bsearch(&id, ids, n, sizeof *ids, cmp_file_id);
+  free(ids);
+  return hits;
+}
+
 synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const char *train_split, const char *val,
-                                   const char *val_split, int holdout, int skip_bad) {
+                                   const char *val_split, int holdout, double val_fraction, uint64_t seed,
+                                   int skip_bad) {
   memset(s, 0, sizeof *s);
   synco_status st = synco_eval_data_open(&s->train, train, train_split, skip_bad, 1);
   if (!st && val) st = synco_eval_data_open(&s->val, val, val_split, skip_bad, 1);
   if (!st && val && s->val.classes != s->train.classes)
     st = synco_fail(SYNCO_ERR_ARG, "%s has %d classes but %s has %d", train, s->train.classes, val, s->val.classes);
   if (!st && val) {
+    const size_t same = overlap(s, train, train_split, val, val_split);
+    if (same)
+      fprintf(stderr, "synco: warning: %zu of the %zu --val images are --train images (%s): the accuracy is on images "
+                      "the classifier has seen; give --val-split F (a held-out fraction of --train) or --holdout N "
+                      "instead of --val\n", same, s->val.n, same == s->val.n ? "the same images" : "the same files");
     st = iota(&s->tr_idx, s->train.n);
     s->n_tr = s->train.n;
     if (!st) st = iota(&s->va_idx, s->val.n);
     s->n_va = s->val.n;
   } else if (!st) {
-    if (holdout <= 0) st = synco_fail(SYNCO_ERR_ARG, "give --val PATH or --holdout N (images per class held out of --train)");
-    if (!st) st = synco_split_last_per_class(&s->tr_idx, &s->n_tr, &s->va_idx, &s->n_va, s->train.labels, s->train.n,
-                                             s->train.classes, holdout);
-    if (!st && s->n_tr == 0) st = synco_fail(SYNCO_ERR_ARG, "--holdout %d leaves no training images", holdout);
+    if (holdout <= 0 && !(val_fraction > 0))
+      st = synco_fail(SYNCO_ERR_ARG, "give --val PATH, --val-split F (a fraction of --train held out, e.g. 0.1) or "
+                                     "--holdout N (images per class held out of --train)");
+    else if (holdout > 0)
+      st = synco_split_last_per_class(&s->tr_idx, &s->n_tr, &s->va_idx, &s->n_va, s->train.labels, s->train.n,
+                                      s->train.classes, holdout);
+    else
+      st = held_out_fraction(s, val_fraction, seed);
+    if (!st && s->n_tr == 0)
+      st = holdout > 0 ? synco_fail(SYNCO_ERR_ARG, "--holdout %d leaves no training images", holdout)
+                       : synco_fail(SYNCO_ERR_ARG, "--val-split %g leaves no training images", val_fraction);
   }
   if (st) synco_eval_split_close(s);
   return st;

@@ -60,8 +60,11 @@ typedef struct {
 synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels);
 void synco_eval_data_close(synco_eval_data *d);
 
-/* The train / val index lists: with a val set, all of train and all of val; with holdout > 0 and no val set,
- * the last `holdout` images of each class of train are the val part (both lists refer to train). */
+/* The train / val index lists: with a val set, all of train and all of val; without one, a part of train is the
+ * val part (both lists refer to train): with val_fraction in (0, 1), that fraction of each class (at least one
+ * image), drawn by a shuffle keyed by seed (--val-split F); with holdout > 0, the last `holdout` images of each
+ * class (--holdout N). With a val set whose images are train's (the same file or folder and split, or an
+ * ImageFolder's same files), a warning says how many. */
 typedef struct {
   synco_eval_data train, val;   /* val.ds NULL when held out */
   uint32_t *tr_idx, *va_idx;
@@ -69,7 +72,15 @@ typedef struct {
 } synco_eval_split;
 
 synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const char *train_split, const char *val,
-                                   const char *val_split, int holdout, int skip_bad);
+                                   const char *val_split, int holdout, double val_fraction, uint64_t seed, int skip_bad);
+/* The help of --val-split, and its check: a number F (0 < F < 1) holds out that fraction of --train (*val_split
+ * becomes NULL, *val_fraction F; refused beside --val or --holdout); a name is the split of --val. Prints and
+ * returns 2 on misuse. */
+#define SYNCO_EVAL_VAL_SPLIT_HELP                                                                                    \
+  "a fraction F (0 < F < 1): F of each class of --train held out as the val set, drawn with --seed; with --val, a " \
+  "name: the split of --val (test)"
+int synco_eval_val_split_check(const char *cmd, const char **val_split, double *val_fraction, const char *val,
+                               int holdout);
 void synco_eval_split_close(synco_eval_split *s);
 const synco_dataset *synco_eval_split_val_ds(const synco_eval_split *s);
 /* The labels of the split's train and val images, in split order: *ytr [n_tr] (skipped when ytr is NULL) and

@@ -23,6 +23,16 @@ int pretrain_knn_open(pretrain_ctx *c) {
   if (!o->val || o->knn_every <= 0) return PRETRAIN_GO;
   if (synco_dataset_open(&k->train_eval, o->data, &c->dopt) != SYNCO_OK || synco_dataset_open(&k->val, o->val, &c->dopt) != SYNCO_OK)
     return synco_cli_error("pretrain");
+  /* the monitor classifies --val by the labels of the training images: both need them (pretraining does not) */
+  const char *unlabelled = synco_dataset_num_classes(k->train_eval) <= 0 ? o->data
+                           : synco_dataset_num_classes(k->val) <= 0     ? o->val
+                                                                        : NULL;
+  if (unlabelled) {
+    fprintf(stderr, "synco pretrain: the kNN monitor (--knn-every %d with --val) needs labelled images, and %s has no "
+                    "labels (no class folders <root>/<class>/<image>): drop --knn-every (pretraining itself needs no "
+                    "labels), or give labelled --data and --val\n", o->knn_every, unlabelled);
+    return 2;
+  }
   const size_t d = (size_t)synco_encoder_feature_dim(synco_moco_query(c->moco)), nt = synco_dataset_size(k->train_eval),
                nv = synco_dataset_size(k->val);
   k->ftrain = malloc(nt * d * sizeof(float));
@@ -244,13 +254,28 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
   return 0;
 }
 
+/* Which recipe gave the defaults of the flags not given, and why. */
+static const char *recipe_in_force(const pretrain_ctx *c) {
+  if (c->o.resume) return "the resumed run's settings (its checkpoint's synco.config; flags given override)";
+  if (!synco_args_seen(c->args, "data"))
+    return "cifar, at width 16 for twelve epochs (no --data: the bundled demo)";
+  if (!strcmp(c->o.recipe, "cifar")) return "cifar (--recipe cifar: MoCo's CIFAR recipe for every flag not given)";
+  return "imagenet (the default: the authors' ImageNet recipe for every flag not given; --recipe cifar for small "
+         "images)";
+}
+
 int pretrain_run(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
   const int steps = c->steps;
   printf("synco pretrain: %s (width %d%s), %s, %d epoch%s x %d step%s of %d, K %d, T %g, lr %g, %d thread%s, backend %s\n",
          o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, synco_cli_s(o->epochs), steps,
          synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name);
-  printf("data: %s (%zu images)  run directory: %s\n", o->data, synco_dataset_size(c->train), o->out);
+  printf("recipe: %s\n", recipe_in_force(c));
+  const int classes = synco_dataset_num_classes(c->train);
+  char labels[48];
+  if (classes > 0) snprintf(labels, sizeof labels, "%d classes", classes);
+  else snprintf(labels, sizeof labels, "unlabelled");
+  printf("data: %s (%zu images, %s)  run directory: %s\n", o->data, synco_dataset_size(c->train), labels, o->out);
   if (c->world > 1)
     printf("processes: %d (%s), each a batch of %d; rank 0 writes the run directory\n", c->world, c->dist->name,
            c->cfg.moco.batch);

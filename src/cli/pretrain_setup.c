@@ -74,6 +74,27 @@ int pretrain_init_arch(pretrain_ctx *c) {
   return PRETRAIN_GO;
 }
 
+/* Defaults that fit nothing, said before the first step of a new run (a resumed run heard them when it started):
+ * the ImageNet stem (a 7x7 stride-2 convolution and a max-pool) on images of at most 64 px, and a queue of at least
+ * as many keys as there are images (each image's own older keys among its negatives). */
+static void warn_misfits(const pretrain_ctx *c, const synco_image *first) {
+  const pretrain_opts *o = &c->o;
+  const int side = first->w < first->h ? first->w : first->h;
+  if (side > 0 && side <= 64 && !o->cifar_stem)
+    fprintf(stderr, "synco pretrain: %dx%d images with the ImageNet stem (7x7 stride-2 conv and max-pool: %d px crops "
+                    "are %dx%d after layer4); pass --cifar-stem, or --recipe cifar (MoCo's CIFAR recipe), for small "
+                    "images\n", first->w, first->h, o->image_size, (o->image_size + 31) / 32, (o->image_size + 31) / 32);
+  const size_t n = synco_dataset_size(c->train);
+  if (n > 0 && (size_t)o->moco_k >= n) {
+    char hint[96] = "";
+    const long fit = (long)(n / 2) / o->batch * o->batch; /* a multiple of -b, half the images */
+    if (fit >= o->batch) snprintf(hint, sizeof hint, " (e.g. --moco-k %ld, a multiple of -b %d)", fit, o->batch);
+    fprintf(stderr, "synco pretrain: --moco-k %d is at least the %zu images: the queue holds each image's key more "
+                    "than once, a query's own image among its negatives; pass a --moco-k below %zu%s%s\n", o->moco_k,
+            n, n, hint, synco_args_seen(c->args, "moco-k") ? "" : " or --recipe cifar");
+  }
+}
+
 /* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. The
  * run's backend is made first (nothing planned or allocated on it yet), so that it says what its plans take. */
 static int check_memory(pretrain_ctx *c, const synco_image *first) {
@@ -102,6 +123,7 @@ static int open_data(pretrain_ctx *c) {
   synco_image first = {0};
   if (synco_dataset_size(c->train) > 0 && synco_dataset_get(c->train, 0, &first) != SYNCO_OK) first.w = first.h = 0;
   if (!o->resume) choose_image_size(o, c->args, &first); /* a resumed run keeps its checkpoint's crop */
+  if (!o->resume && c->rank == 0) warn_misfits(c, &first);
   c->cfg.moco.image_size = o->image_size;
   const int rc = check_memory(c, &first);
   synco_image_free(&first);

@@ -1,7 +1,9 @@
 /* ImageFolder (torchvision.datasets.ImageFolder): root/<class>/.../<file>, classes are the sorted names of
  * root's sub-folders, files are walked as torchvision walks them (folders in sorted path order, files sorted
  * within each) and kept when their extension is an image one; other files are ignored, as torchvision
- * ignores them. A split is root/<split> when that folder exists ("train" by default). Every file's header is
+ * ignores them. A folder with images directly in it (a flat folder of unlabelled images, or any tree with images
+ * at its top) is unlabelled: every image of the tree, in the same order, without classes (labels -1); when it
+ * also has sub-folders, a warning says that they are not taken as classes. A split is root/<split> when that folder exists ("train" by default). Every file's header is
  * read and judged at open (base/file_read.h refuses a FIFO or a device; decode.c the format and the size).
  * Small images (all at most 64x64, or a decoded set under 2 GB) are decoded once at open by a few threads;
  * larger ones stay as files decoded per sample. Unreadable images fail the open with the file named, or
@@ -349,14 +351,17 @@ synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, c
       root = strdup(path);
     }
   }
-  strvec classes = {0}, files = {0};
-  synco_status st = list_dir(root, &classes, NULL);
+  strvec classes = {0}, files = {0}, top = {0};
+  synco_status st = list_dir(root, &classes, &top);
+  const int unlabelled = top.n > 0;
+  strvec_free(&top);
   if (st != SYNCO_OK) {
+    strvec_free(&classes);
     free(root);
     return st;
   }
-  if (classes.n == 0) {
-    synco_fail(SYNCO_ERR_FORMAT, "%s: no class folders (expected <root>/<class>/<image>)", root);
+  if (classes.n == 0 && !unlabelled) {
+    synco_fail(SYNCO_ERR_FORMAT, "%s: no images (expected <root>/<image> unlabelled, or <root>/<class>/<image>)", root);
     free(root);
     return SYNCO_ERR_FORMAT;
   }
@@ -364,9 +369,18 @@ synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, c
   synco_dataset *ds = synco_ds_new("imagefolder", root);
   int *labels = NULL;
   size_t labels_cap = 0;
-  const char **names = (const char **)calloc(classes.n, sizeof(char *));
+  const char **names = (const char **)calloc(classes.n ? classes.n : 1, sizeof(char *));
   if (!ds || !names) st = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
-  for (size_t c = 0; st == SYNCO_OK && c < classes.n; c++) {
+  if (st == SYNCO_OK && unlabelled) { /* the whole tree, no classes */
+    if (classes.n)
+      synco_ds_warn(ds, "%s: images directly in the folder, so it is read as unlabelled (its %zu sub-folders are not "
+                        "taken as classes; put every image in a class folder for labels)", root, classes.n);
+    st = walk_class(root, &files, ds);
+    labels = (int *)malloc((files.n ? files.n : 1) * sizeof(int));
+    if (st == SYNCO_OK && !labels) st = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == SYNCO_OK && i < files.n; i++) labels[i] = -1;
+  }
+  for (size_t c = 0; st == SYNCO_OK && !unlabelled && c < classes.n; c++) {
     const size_t before = files.n;
     st = walk_class(classes.v[c], &files, ds);
     if (st != SYNCO_OK) break;
@@ -386,7 +400,7 @@ synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, c
     for (size_t i = before; i < files.n; i++) labels[i] = (int)c;
     names[c] = strrchr(classes.v[c], '/') + 1;
   }
-  if (st == SYNCO_OK) st = synco_ds_set_classes(ds, names, (int)classes.n);
+  if (st == SYNCO_OK && !unlabelled) st = synco_ds_set_classes(ds, names, (int)classes.n);
   free(names);
   if (st != SYNCO_OK) {
     strvec_free(&classes);

@@ -188,8 +188,38 @@ int main(void) {
   opt.store = SYNCO_STORE_AUTO;
   expect_fail(synco_dataset_open(&ds, root, &opt), SYNCO_ERR_FORMAT, "b_empty");
   rmdir(path);
-  /* no class folders at all */
-  expect_fail(synco_dataset_open(&ds, cls, &opt), SYNCO_ERR_FORMAT, cls);
+  /* no class folders: a flat folder of images is an unlabelled dataset (notes.txt ignored) */
+  synco_status fst = synco_dataset_open(&ds, cls, &opt);
+  CHECK_OK(fst);
+  if (fst == SYNCO_OK) {
+    CHECK(synco_dataset_size(ds) == 3);
+    CHECK(synco_dataset_num_classes(ds) == 0);
+    CHECK(synco_dataset_label(ds, 0) == -1 && synco_dataset_label(ds, 2) == -1);
+    synco_dataset_free(ds);
+  }
+  /* images at the top and a sub-folder: unlabelled too, the sub-folder's images included, with a warning */
+  snprintf(path, sizeof path, "%s/sub", cls);
+  mkdir(path, 0755);
+  char moved[600];
+  snprintf(moved, sizeof moved, "%s/sub/good0.jpg", cls);
+  snprintf(path, sizeof path, "%s/good0.jpg", cls);
+  CHECK(rename(path, moved) == 0);
+  fst = synco_dataset_open(&ds, cls, &opt);
+  CHECK_OK(fst);
+  if (fst == SYNCO_OK) {
+    CHECK(synco_dataset_size(ds) == 3 && synco_dataset_num_classes(ds) == 0);
+    const char *w = synco_dataset_warnings(ds);
+    CHECK(w && strstr(w, "read as unlabelled"));
+    synco_dataset_free(ds);
+  }
+  CHECK(rename(moved, path) == 0);
+  snprintf(path, sizeof path, "%s/sub", cls);
+  rmdir(path);
+  /* a folder with no images at all */
+  snprintf(path, sizeof path, "%s/nothing", root);
+  mkdir(path, 0755);
+  expect_fail(synco_dataset_open(&ds, path, &opt), SYNCO_ERR_FORMAT, "no images");
+  rmdir(path);
   for (int k = 0; k < 3; k++) {
     snprintf(path, sizeof path, "%s/good%d.jpg", cls, k);
     remove(path);
