@@ -2,7 +2,7 @@
 """PyTorch comparison program for synco's benchmarks (`synco bench fwdbwd|step`).
 
 It does the same work as the C benchmarks, in PyTorch, so `bench/` can print both and their ratio
-(../shared/BENCHMARKS.md). Run it with Debian's /usr/bin/python3 (python3-torch 1.13,
+(README.md, "Performance"). Run it with Debian's /usr/bin/python3 (python3-torch 1.13,
 python3-torchvision 0.14); the `python3` on PATH has no torch.
 
   fwdbwd  forward + backward of one encoder (ResNet backbone + MoCo-v2 MLP head) on random images.

@@ -4,7 +4,7 @@ tests/fixtures/synco_sgd.safetensors) with PyTorch, the way the authors' builder
 synco/builder.py) computes the synthetic negatives: hard set = torch.topk of q·Qᵀ (sorted, so position p is the
 p-th largest), per-type draws of positions in that set, every synthetic built from detached tensors and
 L2-normalized (F.normalize), its logit q·s appended after the queue logits in type order 1..6, all logits / T,
-cross-entropy with label 0. Types 5 and 6 use SYNCO.md's closed forms (s = n + δ·q, s = n + η·sign(q)).
+cross-entropy with label 0. Types 5 and 6 use docs/method.md's closed forms (s = n + δ·q, s = n + η·sign(q)).
 Every random draw is made here and written out, so the C test feeds the same draws to
 synco_negatives_logits(). Run with Debian's /usr/bin/python3 (torch 1.13):
     /usr/bin/python3 tools/make_synco_fixtures.py [out_dir]

@@ -15,8 +15,8 @@ embedded, in eval mode with the same evaluation transform, and compares them wit
 
 --recipe README.md also runs the README's `synco_model(path)` (the ```python block that defines it: the recipe for
 any width) on the export and checks its outputs the same way (features, or with a --head export the head's, then
-against --head-features); when the `safetensors` package is missing, a stand-in built on read_safetensors below
-provides the two calls the recipe makes. It also checks that the recipe and tools/synco_resnet.py's synco_model
+against --head-features). The block runs as written, so it needs the `safetensors` package (README says how to get
+it on Debian 12: a venv with --system-site-packages); without it --recipe stops with exit 2. It also checks that the recipe and tools/synco_resnet.py's synco_model
 (the copy the tools import) build the same model from the file: the same modules in the same order, the same
 state_dict, and bit-identical outputs, transform included. --classifier checks a `synco linear/finetune --out`
 file: torchvision (resnetXX(num_classes=C) at width 64; with --recipe the recipe and tools/synco_resnet.py too)
@@ -118,10 +118,8 @@ def preprocess(meta, size):
 
 
 def load_recipe(readme):
-    """The README's synco_model function (its ```python block), with a stand-in `safetensors` if it is missing."""
+    """The README's synco_model function (its ```python block), run as written (it imports safetensors itself)."""
     import re
-    import types
-    import torch
     text = open(readme, encoding="utf-8").read()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def synco_model(" in b]
     if len(blocks) != 1:
@@ -129,20 +127,9 @@ def load_recipe(readme):
     try:
         import safetensors.torch  # noqa: F401
     except ImportError:
-        class _Open:
-            def __init__(self, path, framework="pt"):
-                self.meta = read_safetensors(path)[1]
-            def __enter__(self):
-                return self
-            def __exit__(self, *a):
-                return False
-            def metadata(self):
-                return self.meta
-        st = types.ModuleType("safetensors")
-        st.safe_open = _Open
-        st.torch = types.ModuleType("safetensors.torch")
-        st.torch.load_file = lambda path: {k: torch.from_numpy(v) for k, v in read_safetensors(path)[0].items()}
-        sys.modules["safetensors"], sys.modules["safetensors.torch"] = st, st.torch
+        print("%s lacks the safetensors package the README block imports; see README (python3 -m venv "
+              "--system-site-packages V, then V/bin/pip install safetensors)" % sys.executable, file=sys.stderr)
+        sys.exit(2)
     ns = {}
     exec(compile(blocks[0], readme + ":synco_model", "exec"), ns)
     return ns["synco_model"]

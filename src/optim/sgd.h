@@ -1,6 +1,6 @@
 /* Stochastic gradient descent with momentum and weight decay, as torch.optim.SGD (dampening 0, no Nesterov),
  * and the key encoder's exponential moving average. Each is one op of the backend over a flat parameter buffer
- * in backend memory, which is how the encoders keep their parameters (DESIGN.md); the element arithmetic is
+ * in backend memory, which is how the encoders keep their parameters (docs/design.md); the element arithmetic is
  * kernels/sgd_kernel.h. */
 #ifndef SYNCO_OPTIM_SGD_H
 #define SYNCO_OPTIM_SGD_H

@@ -1,6 +1,6 @@
 /* The MoCo / SynCo contrastive loss for one direction: logits [q·k | q·Qᵀ | synthetic] / T per query,
  * cross-entropy with the positive at index 0, averaged over the batch; its proxy accuracy; and dL/dq.
- * k, the queue and the synthetic negatives are constants for the backward (SYNCO.md). A symmetric loss is two
+ * k, the queue and the synthetic negatives are constants for the backward (docs/method.md). A symmetric loss is two
  * calls with the views swapped. */
 #ifndef SYNCO_SSL_INFONCE_H
 #define SYNCO_SSL_INFONCE_H

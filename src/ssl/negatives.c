@@ -1,6 +1,6 @@
 /* SynCo synthetic negatives: the configuration's checks and the draws' life cycle in backend memory; the draws,
  * the hard-set selection, the synthetic logits and their backward are the backend's ops (the reference and CPU
- * implementation is backend/ref/ref_negatives.c). See negatives.h for the contract and SYNCO.md for the method. */
+ * implementation is backend/ref/ref_negatives.c). See negatives.h for the contract and docs/method.md for the method. */
 #include "ssl/negatives.h"
 
 #include <limits.h>

@@ -1,4 +1,4 @@
-/* SynCo's six synthetic hard negatives (SYNCO.md), made per query from the hardest queue entries.
+/* SynCo's six synthetic hard negatives (docs/method.md), made per query from the hardest queue entries.
  * The work is split in three so that a test can feed externally made random draws and so that the forward
  * pass allocates nothing: synco_negatives_draw() fills plain arrays of draws (positions inside the hard set,
  * coefficients, type-4 noise) from the counter RNG; synco_negatives_logits() selects each query's hard set,

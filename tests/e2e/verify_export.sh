@@ -6,12 +6,15 @@
 # recipe (any width) runs on both exports, with and without the head; linear --fast / finetune --out files load
 # with strict=True (through torchvision.models.resnet18(num_classes=3) and the recipe at width 64, through the
 # recipe at width 8) and classify as synco reported. Wherever the recipe runs, verify_export.py also checks that
-# tools/synco_resnet.py (the builder the tools share) makes the same model and outputs. Skipped (77) when
-# /usr/bin/python3 has no torch + torchvision.
+# tools/synco_resnet.py (the builder the tools share) makes the same model and outputs. The README block runs as
+# written, with the real safetensors package: from /usr/bin/python3 when it has one, else from the venv README's
+# own instructions make (python3 -m venv --system-site-packages, pip install safetensors). Skipped (77) when
+# /usr/bin/python3 has no torch + torchvision, or lacks safetensors where the package index cannot be reached.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 PY=${SYNCO_TORCH_PYTHON:-/usr/bin/python3}
-"$PY" -c "import torch, torchvision" 2>/dev/null || skip "$PY lacks torch/torchvision"
+PY=$(readme_python "$PY" 2> "$tmp/why") || skip "$(cat "$tmp/why")"
+echo "README block's python: $PY"
 VERIFY="$PY tools/verify_export.py"
 
 # 3 classes x 16 bundled CIFAR-10 images.

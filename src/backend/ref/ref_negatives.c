@@ -1,6 +1,6 @@
 /* The reference (and CPU) implementation of SynCo's synthetic negatives: the draws from the counter RNG, the
  * hard-set selection, the closed-form synthetic logits and their backward (see ssl/negatives.h for the contract
- * and SYNCO.md for the method). Per query the hard set is found by a histogram selection over the K logits and a
+ * and docs/method.md for the method). Per query the hard set is found by a histogram selection over the K logits and a
  * radix sort of the winners, so position p is the p-th largest logit with ties going to the lower queue index.
  * Each synthetic s_raw = a·x + b·y is known only through dot products: q·s_raw and ‖s_raw‖² come from q·n (the
  * caller's l_neg), ‖n‖² (one pass over the queue per call), n·n' (type 3), q·ε, n·ε, ε·ε (type 4) and n·sign(q)
