@@ -148,7 +148,10 @@ void synco_backend_describe(char *buf, size_t n) {
            bf16 ? "yes (AVX512-BF16)"
            : native ? "this CPU has AVX512-BF16, but this build runs fp32 only"
                     : "no (needs AVX512-BF16)",
-           wino ? "Winograd F(2x2,3x3) from 32 channels (SYNCO_CONV_WINOGRAD=0: oneDNN's)" : "oneDNN direct");
+           wino ? "the fastest per layer shape and pass, measured once per process at plan time, of synco's Winograd "
+                  "F(2x2,3x3), oneDNN direct and (AVX-512) oneDNN's Winograd; SYNCO_CONV_ALGO=direct|winograd|"
+                  "onednn-winograd forces one; `bench --json` lists the kernels chosen"
+                : "oneDNN direct (SYNCO_CONV_ALGO forces a kernel; `bench --json` lists the kernels chosen)");
 #else
   snprintf(buf, n, "backends: ref (plain C + OpenBLAS)\n\noneDNN: not built in (install libdnnl-dev and rebuild for the "
                    "fast CPU backend)\n");

@@ -114,8 +114,18 @@ static double torch_images_per_s(const bench_opts *o, const char *mode, double *
 /* conv: seconds the convolutions took in each timed iteration (median reported next to the step's). Timing them
  * synchronizes the backend around every convolution, so on an asynchronous backend (a GPU) the step is timed in
  * one pass without that and the convolutions in a second pass of as many iterations (the conv timing pass). */
+/* The kernels the backend's layers chose (a JSON array, malloc'ed), or NULL when the backend does not say. */
+static char *kernel_list(synco_backend *be) {
+  if (!be->kernels) return NULL;
+  const size_t n = be->kernels(be, NULL, 0) + 1;
+  char *s = malloc(n);
+  if (s) be->kernels(be, s, n);
+  return s;
+}
+
 static int report(const char *kind, const bench_opts *o, double *times, double *conv, int n, double flops_per_image,
                   synco_backend *be) {
+  char *kernels = kernel_list(be);
   qsort(times, (size_t)n, sizeof *times, cmp_double);
   qsort(conv, (size_t)n, sizeof *conv, cmp_double);
   const double med = times[n / 2], ips = o->batch / med, gflops = flops_per_image * ips / 1e9, rss = peak_rss_mb();
@@ -133,6 +143,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     if (o->world > 1)
       printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f", o->world, o->comm_share, o->allreduce_share);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
+    if (kernels) printf(",\"kernels\":%s", kernels);
     printf("}\n");
   } else {
     printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d thread%s, backend %s%s%s\n", kind, o->arch,
@@ -149,7 +160,15 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
       if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
       else printf("  pytorch : failed to run tools/bench_torch.py with %s\n", o->python);
     }
+    if (kernels) {
+      int shapes = 0, refs = 0;
+      for (const char *p = kernels; (p = strstr(p, "{\"conv\":")); p++) shapes++;
+      for (const char *p = kernels; (p = strstr(p, "ref")); p++) refs++;
+      printf("  kernels : %d convolution shapes, %s (--json lists them)\n", shapes,
+             refs ? "SOME ON oneDNN's REFERENCE KERNELS" : "none on a reference kernel");
+    }
   }
+  free(kernels);
   return 0;
 }
 

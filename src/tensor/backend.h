@@ -102,7 +102,7 @@ typedef enum {
   SYNCO_CAP_BF16 = 0,        /* the layer ops run bf16 activations (fp32 master weights, loss and optimizer) */
   SYNCO_CAP_BF16_NATIVE = 1, /* the hardware has bf16 arithmetic (a CPU: AVX512-BF16), whether the ops use it yet
                                 or not */
-  SYNCO_CAP_WINOGRAD = 2,    /* 3x3 stride-1 convolutions of 32 channels and more run as Winograd F(2x2, 3x3) */
+  SYNCO_CAP_WINOGRAD = 2,    /* synco's Winograd F(2x2, 3x3) is a candidate for the 3x3 stride-1 convolutions */
   SYNCO_CAP_ASYNC = 3,       /* ops return before their work is done (a GPU's stream): time with `sync` */
 } synco_capability;
 
@@ -176,6 +176,12 @@ typedef size_t synco_act_bytes_fn(synco_backend *be, int n, int c, int h, int w,
 /* Plain NCHW fp32 <-> backend layout; src and dst shapes must match. */
 typedef synco_status synco_to_backend_fn(synco_backend *be, synco_tensor *dst, const float *src_plain);
 typedef synco_status synco_to_plain_fn(synco_backend *be, float *dst_plain, const synco_tensor *src);
+
+/* The implementations the layers planned so far on this backend chose, as a JSON array written into buf (n bytes,
+ * NUL-terminated, truncated if short): one object per distinct convolution shape, naming the kernel of each pass
+ * (oneDNN's implementation names, or synco's own) and how it was chosen. Returns the length it wanted. A backend
+ * without the op (NULL) has one implementation per op. */
+typedef size_t synco_kernels_fn(synco_backend *be, char *buf, size_t n);
 
 /* Convolution. bwd_data: dx = conv_transpose(dy, w); bwd_weights: dw += corr(x, dy). */
 typedef synco_status synco_conv_plan_fn(synco_backend *be, synco_conv_op *op);
@@ -271,6 +277,7 @@ struct synco_backend {
   synco_to_plain_fn *to_plain;
 
   /* layers */
+  synco_kernels_fn *kernels; /* optional */
   synco_conv_plan_fn *conv_plan;
   synco_conv_plan_bytes_fn *conv_plan_bytes;
   synco_conv_release_fn *conv_release;

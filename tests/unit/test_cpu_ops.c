@@ -1,11 +1,12 @@
 /* Every op of the cpu backend against the reference backend on random shapes and data, forward and
  * backward: convolutions (3x3 s1/s2, 1x1 s2, 7x7 s2 on a plain 3-channel input, channel counts that stay
- * plain), batch norm (train/eval, Split-BN with 2 groups, fused ReLU), max and average pooling, ReLU, add,
+ * plain, 8 and 24 channels next to blocks of 16, where oneDNN's own layouts have only its reference kernel and none
+ * may be chosen), batch norm (train/eval, Split-BN with 2 groups, fused ReLU), max and average pooling, ReLU, add,
  * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
- * that accumulation (+=) is checked too. The blocked ops run four times: with the ISA's block (nChw8c
- * here; 3x3 stride-1 convolutions through Winograd, cpu_wino_conv.c), the same with Winograd off
- * (SYNCO_CONV_WINOGRAD=0), forced nChw16c, and forced plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 +
- * rtol 1e-4. */
+ * that accumulation (+=) is checked too. The blocked ops run with the ISA's block and the 3x3 stride-1 kernels
+ * measured (the default), then with each candidate forced (SYNCO_CONV_ALGO=direct, winograd = synco's
+ * cpu_wino_conv.c, onednn-winograd), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
+ * 1e-4 + rtol 1e-4. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,14 +129,20 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
   free(x), free(wt), free(dy), free(dw0), free(fdw), free(rdw);
 }
 
-/* The Winograd convolutions give the same bits with 1 and 2 threads (the chunking of tiles does not depend on
- * the thread count): a run's results do not depend on --threads. */
+/* synco's Winograd convolutions give the same bits with 1 and 2 threads (the chunking of tiles does not depend on
+ * the thread count, and chunks go to threads dynamically without changing any sum): a run's results do not depend
+ * on --threads or on which thread was slower. Planned with the Winograd forced (SYNCO_CONV_ALGO). */
 static void test_conv_threads_agree(synco_backend *be, int n, int c, int hw) {
   synco_conv_op op = {.n = n, .cin = c, .h = hw, .w = hw, .cout = c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
                       .oh = hw, .ow = hw, .dtype = SYNCO_F32};
   const int threads = omp_get_max_threads();
   omp_set_num_threads(2);
+  char *algo = getenv("SYNCO_CONV_ALGO") ? strdup(getenv("SYNCO_CONV_ALGO")) : NULL;
+  setenv("SYNCO_CONV_ALGO", "winograd", 1);
   CHECK_OK(be->conv_plan(be, &op));
+  if (algo) setenv("SYNCO_CONV_ALGO", algo, 1);
+  else unsetenv("SYNCO_CONV_ALGO");
+  free(algo);
   const size_t na = (size_t)n * c * hw * hw, nw = (size_t)c * c * 9;
   float *x = rnd(na, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(na, -1, 1);
   synco_tensor tx = mk(be, n, c, hw, hw, x), tdy = mk(be, n, c, hw, hw, dy);
@@ -344,8 +351,26 @@ static void test_errors(synco_backend *be) {
   fr(&x), fr(&y);
 }
 
+/* No convolution planned on this backend took one of oneDNN's reference kernels (be->kernels names them). */
+static void test_no_ref_kernels(synco_backend *be) {
+  const size_t n = be->kernels(be, NULL, 0) + 1;
+  char *k = malloc(n);
+  be->kernels(be, k, n);
+  CHECK(k[0] == '[' && strstr(k, "\"fwd\":") != NULL);
+  if (strstr(k, "ref")) fprintf(stderr, "a reference kernel was chosen: %s\n", k);
+  CHECK(strstr(k, "ref") == NULL);
+  free(k);
+}
+
 static void run_all(synco_backend *be, synco_backend *ref, int block, int full) {
   test_layouts(be, block);
+  /* the narrow layers of a --width 8 ResNet: 8 channels (nChw8c, plain with blocks of 16) into 16 (nChw16c), where
+   * oneDNN has only its reference kernel for the layer's own layouts on AVX-512 */
+  test_conv(be, ref, 3, 8, 8, 8, 16, 3, 2, 1);
+  test_conv(be, ref, 3, 8, 8, 8, 16, 1, 2, 0);
+  test_conv(be, ref, 2, 8, 6, 6, 8, 3, 1, 1);
+  test_conv(be, ref, 2, 24, 6, 6, 48, 3, 2, 1);   /* 24 channels: nChw8c, into blocks of 16 */
+  test_conv(be, ref, 2, 16, 8, 6, 16, 3, 1, 1);   /* Winograd on blocks of 16 where the block is 16 */
   test_conv(be, ref, 2, 16, 9, 9, 24, 3, 1, 1);   /* 3x3 s1 p1 */
   test_conv(be, ref, 2, 16, 10, 10, 32, 3, 2, 1); /* 3x3 s2 p1 */
   test_conv(be, ref, 2, 16, 9, 9, 32, 1, 2, 0);   /* 1x1 s2 (downsample shortcut) */
@@ -375,6 +400,7 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_eltwise(be, ref, 2, 12, 4, 4);
   test_matrices(be, ref);
   test_errors(be);
+  test_no_ref_kernels(be);
 }
 
 int main(void) {
@@ -387,17 +413,43 @@ int main(void) {
   run_all(be, ref, native, 1);
   synco_backend_destroy(be);
 
-  /* the direct oneDNN kernels for the 3x3 stride-1 layers that take Winograd by default */
+  /* each candidate kernel of the 3x3 stride-1 layers forced, whichever the measurement picks by default (a forced
+   * one that does not apply to a layer or pass, as oneDNN's Winograd on an AVX2 CPU, leaves it on direct) */
+  const char *algos[] = {"direct", "winograd", "onednn-winograd"};
+  for (int i = 0; i < 3; i++) {
+    setenv("SYNCO_CONV_ALGO", algos[i], 1);
+    be = NULL;
+    CHECK_OK(synco_backend_cpu_create(&be));
+    if (be) {
+      run_all(be, ref, native, 1);
+      synco_backend_destroy(be);
+    }
+  }
+  unsetenv("SYNCO_CONV_ALGO");
+  /* SYNCO_CONV_WINOGRAD=0 (the older switch) is direct; a value not known is refused at plan time */
   setenv("SYNCO_CONV_WINOGRAD", "0", 1);
   be = NULL;
   CHECK_OK(synco_backend_cpu_create(&be));
   if (be) {
-    run_all(be, ref, native, 1);
+    CHECK(!synco_backend_supports(be, SYNCO_CAP_WINOGRAD));
     synco_backend_destroy(be);
   }
   unsetenv("SYNCO_CONV_WINOGRAD");
+  setenv("SYNCO_CONV_ALGO", "fastest", 1);
+  be = NULL;
+  CHECK_OK(synco_backend_cpu_create(&be));
+  if (be) {
+    synco_conv_op op = {.n = 1, .cin = 16, .h = 4, .w = 4, .cout = 16, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                        .dtype = SYNCO_F32};
+    CHECK(be->conv_plan(be, &op) == SYNCO_ERR_ARG);
+    CHECK(op.impl == NULL);
+    synco_backend_destroy(be);
+  }
+  unsetenv("SYNCO_CONV_ALGO");
 
-  /* the other blocked layout and all-plain, on the short list */
+  /* the other blocked layout and all-plain, on the short list, with synco's Winograd forced where it applies (its
+   * nChw8c and nChw16c addressing both checked, whichever block this CPU takes) */
+  setenv("SYNCO_CONV_ALGO", "winograd", 1);
   const int others[] = {native == 16 ? 8 : 16, 1};
   for (int i = 0; i < 2; i++) {
     char v[8];
@@ -411,6 +463,7 @@ int main(void) {
     }
   }
   unsetenv("SYNCO_ONEDNN_BLOCK");
+  unsetenv("SYNCO_CONV_ALGO");
   synco_backend_destroy(ref);
   return synco_test_finish("test_cpu_ops");
 }

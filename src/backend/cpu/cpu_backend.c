@@ -227,6 +227,9 @@ static void destroy(synco_backend *be) {
     if (c->eng) dnnl_engine_destroy(c->eng);
     free(c->scratch);
     free(c->wino);
+    free(c->reo[0]);
+    free(c->reo[1]);
+    free(c->kernels);
     free(c);
   }
   free(be);
@@ -286,6 +289,7 @@ static const synco_backend cpu_ops = {
     .act_bytes = act_bytes,
     .to_backend = to_backend,
     .to_plain = to_plain,
+    .kernels = synco_dnnl_kernels,
     .conv_plan = synco_dnnl_conv_plan,
     .conv_plan_bytes = synco_dnnl_conv_plan_bytes,
     .conv_release = synco_dnnl_conv_release,

@@ -1,49 +1,93 @@
-/* Convolution on oneDNN. At plan time it creates the forward, backward-data and backward-weights
- * primitives with activations fixed to the backend's layout (so layers chain without reorders) and the
- * weights left to the primitive (format_tag any), plus three reorders: plain OIHW weights into the forward
- * and the backward-data formats (each call, since SGD and EMA change the weights in place between calls;
- * the reordered copies live in op->impl), and the backward-weights result back to OIHW with a sum post-op,
- * which gives the contract's dw += without a temporary.
+/* Convolution on oneDNN, or on synco's own Winograd (cpu_wino_conv.c), chosen per layer and per pass at plan time.
  *
- * 3x3 stride-1 layers on nChw8c activations (AVX2 machines) run as Winograd F(2x2, 3x3) (cpu_wino_conv.c)
- * instead: all three passes from 64 channels, backward weights alone from 32 (plan_wino has the measurements).
- * oneDNN 2.x has Winograd only for AVX-512, and its AVX2 direct kernels already run near the FMA peak, so
- * fewer multiplications is what is left to gain (the ResNet-18 CIFAR step went from 24.6 to 37.4 images/s on
- * 2 cores). A layer with all three passes on Winograd creates no oneDNN primitive at all.
- * SYNCO_CONV_WINOGRAD=0 turns it off (to compare, or to rule it out). */
+ * Each pass (forward, backward data, backward weights) gets a kernel of its own:
+ *  - oneDNN. The primitive descriptor is created with the activations in the layer's layout (so layers chain
+ *    without reorders) and the weights left to the primitive (format_tag any). Its implementation name is read
+ *    at once (dnnl_query_impl_info_str), and a reference implementation (`ref:*`, hundreds of times slower) is
+ *    never kept: the next candidate formats for the activations are tried in order (the primitive's own choice
+ *    for x, for y, for both, then nhwc, nChw16c, plain nchw), and the pass reorders its activations into and out
+ *    of the format it takes, through two buffers shared by the layers (ctx->reo, grown at plan time). This is
+ *    what an 8-channel nChw8c layer feeding a 16-channel nChw16c one needs on an AVX-512 CPU, where oneDNN has
+ *    no JIT kernel for the mixed layouts. Weights: plain OIHW fp32 reordered into the pass's format at each call
+ *    (SGD and EMA change them in place between calls; the copies live in op->impl), and backward weights
+ *    reorders its result back to OIHW with a sum post-op, which gives the contract's dw += without a temporary.
+ *  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers on blocked activations: synco's own (cpu_wino_conv.c, AVX2 code,
+ *    nChw8c or nChw16c) or oneDNN's (dnnl_convolution_winograd, where this oneDNN has a non-reference kernel for
+ *    the pass: AVX-512 CPUs).
+ * Which one a 3x3 stride-1 pass takes is measured once per process and shape (as cuDNN's benchmark mode does):
+ * at plan time each candidate runs the pass on scratch data (one untimed run, then the faster of two timed), and
+ * the fastest is kept; the choice is cached in memory for the process (conv_cache below), so the query and key
+ * encoders and repeated blocks measure once. The environment variable SYNCO_CONV_ALGO forces one candidate where
+ * it applies (direct, winograd = synco's, onednn-winograd; auto = measure, the default; SYNCO_CONV_WINOGRAD=0 is
+ * direct): the candidates differ only by rounding, but a run that must be bit-identical across processes
+ * (resuming, comparing exports) forces one. The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
+ * reported by `bench --json`). */
 #include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_onednn_util.h"
 #include "backend/cpu/cpu_wino_conv.h"
+#include "base/progress.h"
+
+enum { P_FWD = 0, P_BWD_DATA = 1, P_BWD_WEIGHTS = 2, NPASS = 3 };
+/* The kernels a pass can take. */
+enum { K_DIRECT = 0, K_DNNL_WINO = 1, K_OWN_WINO = 2, NKIND = 3 };
+static const char *const pass_names[NPASS] = {"fwd", "bwd_data", "bwd_weights"};
+static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "winograd"};
+
+/* One pass on one oneDNN algorithm. */
+typedef struct {
+  dnnl_primitive_desc_t pd;
+  synco_dnnl_prim prim;
+  dnnl_memory_t ma, mb;    /* x side / y side in the format the primitive takes; NULL: the layer's layout */
+  synco_dnnl_prim ra, rb;  /* their reorders from / to the layer's layout (direction by pass) */
+  dnnl_memory_t mw;        /* weights (fwd, bwd data) or diff weights (bwd weights) in the primitive's format */
+  synco_dnnl_prim rw;      /* OIHW -> mw, or mw -> OIHW with a sum */
+  void *wbuf;
+  int wbuf_shared;         /* wbuf is the forward pass's (same format) */
+  const char *impl;        /* oneDNN's implementation name */
+  char fmt[48];            /* the activation formats when reordered, "" otherwise */
+} dnnl_pass;
 
 typedef struct {
   synco_layout lx, ly;
-  synco_dnnl_md md_x, md_y, md_w, md_wany, md_dwany;
-  dnnl_primitive_desc_t pd_f, pd_bd, pd_bw;
-  synco_dnnl_prim fwd, bwd_d, bwd_w, r_wf, r_wb, r_dw;
-  dnnl_memory_t m_x, m_y, m_w, m_wf, m_wb, m_dwo; /* m_x / m_y also carry dx / dy; m_w is plain OIHW */
-  void *wf, *wb, *dwo;                            /* wb == wf when both passes want the same format */
-  int wino_fb, wino_w; /* forward + backward data / backward weights through cpu_wino_conv.c */
+  synco_dnnl_md md_x, md_y, md_w;
+  dnnl_memory_t m_x, m_y, m_w; /* the layer's x / dx, y / dy, and plain OIHW weights, bound per call */
+  dnnl_pass d[NKIND - 1][NPASS]; /* [K_DIRECT or K_DNNL_WINO][pass]; pd NULL where it does not exist */
+  int own_wino;                  /* synco's Winograd applies to the layer */
   synco_wino_plan wp;
+  int kind[NPASS];               /* the chosen kernel of each pass */
 } conv_impl;
+
+static void pass_free(dnnl_pass *p) {
+  synco_dnnl_prim_free(&p->prim);
+  synco_dnnl_prim_free(&p->ra);
+  synco_dnnl_prim_free(&p->rb);
+  synco_dnnl_prim_free(&p->rw);
+  synco_dnnl_mem_free(&p->ma);
+  synco_dnnl_mem_free(&p->mb);
+  synco_dnnl_mem_free(&p->mw);
+  synco_dnnl_pd_free(&p->pd);
+  if (!p->wbuf_shared) free(p->wbuf);
+  memset(p, 0, sizeof(*p));
+}
 
 void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op) {
   conv_impl *k = op->impl;
   (void)be;
   if (!k) return;
-  synco_dnnl_prim *prims[] = {&k->fwd, &k->bwd_d, &k->bwd_w, &k->r_wf, &k->r_wb, &k->r_dw};
-  for (size_t i = 0; i < sizeof(prims) / sizeof(*prims); i++) synco_dnnl_prim_free(prims[i]);
-  dnnl_memory_t *mems[] = {&k->m_x, &k->m_y, &k->m_w, &k->m_wf, &k->m_wb, &k->m_dwo};
-  for (size_t i = 0; i < sizeof(mems) / sizeof(*mems); i++) synco_dnnl_mem_free(mems[i]);
-  synco_dnnl_pd_free(&k->pd_f);
-  synco_dnnl_pd_free(&k->pd_bd);
-  synco_dnnl_pd_free(&k->pd_bw);
-  synco_dnnl_md *mds[] = {&k->md_x, &k->md_y, &k->md_w, &k->md_wany, &k->md_dwany};
-  for (size_t i = 0; i < sizeof(mds) / sizeof(*mds); i++) synco_dnnl_md_free(mds[i]);
-  if (k->wb != k->wf) free(k->wb);
-  free(k->wf);
-  free(k->dwo);
+  for (int a = 0; a < NKIND - 1; a++)
+    for (int p = NPASS - 1; p >= 0; p--) pass_free(&k->d[a][p]); /* bwd data may share the forward's weights */
+  synco_dnnl_mem_free(&k->m_x);
+  synco_dnnl_mem_free(&k->m_y);
+  synco_dnnl_mem_free(&k->m_w);
+  synco_dnnl_md_free(&k->md_x);
+  synco_dnnl_md_free(&k->md_y);
+  synco_dnnl_md_free(&k->md_w);
   free(k);
   op->impl = NULL;
 }
@@ -53,142 +97,546 @@ static size_t alloc_bytes(synco_dnnl_cmd md) {
   return bytes ? bytes : 64;
 }
 
-static synco_status alloc_for(synco_dnnl_cmd md, void **out) {
-  *out = synco_aligned_alloc(alloc_bytes(md));
-  return *out ? SYNCO_OK : SYNCO_ERR_NOMEM;
+/* ---- choosing a oneDNN primitive that is not a reference implementation ------------------------------------------ */
+
+static const char *impl_name(const_dnnl_primitive_desc_t pd) {
+  const char *s = NULL;
+  if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) != dnnl_success || !s) return "?";
+  return s;
 }
 
-static synco_status create_pds(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+static int is_ref(const char *impl) { return strstr(impl, "ref") != NULL; }
+
+/* The primitive descriptor of one pass (hint: the forward one, for the backward passes). */
+static dnnl_status_t pass_pd(synco_dnnl_ctx *c, const synco_conv_op *op, dnnl_alg_kind_t alg, int pass, synco_dnnl_cmd x,
+                             synco_dnnl_cmd w, synco_dnnl_cmd y, const_dnnl_primitive_desc_t hint,
+                             dnnl_primitive_desc_t *out) {
   const dnnl_dims_t strides = {op->stride, op->stride};
   const dnnl_dims_t pad = {op->pad, op->pad};
-  const synco_dnnl_cmd x = SYNCO_DNNL_MD(k->md_x), y = SYNCO_DNNL_MD(k->md_y);
-  const synco_dnnl_cmd wany = SYNCO_DNNL_MD(k->md_wany), dwany = SYNCO_DNNL_MD(k->md_dwany);
+  *out = NULL;
 #if DNNL_VERSION_MAJOR >= 3
   const dnnl_dims_t dil = {0, 0};
-  SYNCO_DNNL(dnnl_convolution_forward_primitive_desc_create(&k->pd_f, c->eng, dnnl_forward_training,
-                                                            dnnl_convolution_direct, x, wany, NULL, y, strides, dil,
-                                                            pad, pad, c->attr));
-  SYNCO_DNNL(dnnl_convolution_backward_data_primitive_desc_create(&k->pd_bd, c->eng, dnnl_convolution_direct, x, wany,
-                                                                  y, strides, dil, pad, pad, k->pd_f, c->attr));
-  SYNCO_DNNL(dnnl_convolution_backward_weights_primitive_desc_create(&k->pd_bw, c->eng, dnnl_convolution_direct, x,
-                                                                     dwany, NULL, y, strides, dil, pad, pad, k->pd_f,
-                                                                     c->attr));
+  if (pass == P_FWD)
+    return dnnl_convolution_forward_primitive_desc_create(out, c->eng, dnnl_forward_training, alg, x, w, NULL, y,
+                                                          strides, dil, pad, pad, c->attr);
+  if (pass == P_BWD_DATA)
+    return dnnl_convolution_backward_data_primitive_desc_create(out, c->eng, alg, x, w, y, strides, dil, pad, pad,
+                                                                hint, c->attr);
+  return dnnl_convolution_backward_weights_primitive_desc_create(out, c->eng, alg, x, w, NULL, y, strides, dil, pad,
+                                                                 pad, hint, c->attr);
 #else
   dnnl_convolution_desc_t d;
-  SYNCO_DNNL(dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, x, wany, NULL, y,
-                                                strides, pad, pad));
-  SYNCO_DNNL(dnnl_primitive_desc_create(&k->pd_f, &d, c->attr, c->eng, NULL));
-  SYNCO_DNNL(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, x, wany, y, strides, pad, pad));
-  SYNCO_DNNL(dnnl_primitive_desc_create(&k->pd_bd, &d, c->attr, c->eng, k->pd_f));
-  SYNCO_DNNL(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, x, dwany, NULL, y, strides, pad,
-                                                         pad));
-  SYNCO_DNNL(dnnl_primitive_desc_create(&k->pd_bw, &d, c->attr, c->eng, k->pd_f));
+  dnnl_status_t st;
+  if (pass == P_FWD)
+    st = dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, x, w, NULL, y, strides, pad, pad);
+  else if (pass == P_BWD_DATA)
+    st = dnnl_convolution_backward_data_desc_init(&d, alg, x, w, y, strides, pad, pad);
+  else
+    st = dnnl_convolution_backward_weights_desc_init(&d, alg, x, w, NULL, y, strides, pad, pad);
+  if (st != dnnl_success) return st;
+  return dnnl_primitive_desc_create(out, &d, c->attr, c->eng, hint);
 #endif
+}
+
+static dnnl_format_tag_t layout_tag(synco_layout l) {
+  return l == SYNCO_LAYOUT_NCHW16C ? dnnl_nChw16c : l == SYNCO_LAYOUT_NCHW8C ? dnnl_nChw8c : dnnl_nchw;
+}
+
+/* A short name of an activation format: its tag when it is one of these, else "blocked". */
+static const char *fmt_name(synco_dnnl_cmd md, const dnnl_dims_t dims, dnnl_data_type_t dt) {
+  static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw8c, dnnl_nChw16c};
+  static const char *const names[] = {"nchw", "nhwc", "nChw8c", "nChw16c"};
+  for (int i = 0; i < 4; i++) {
+    synco_dnnl_md t = {0};
+    if (synco_dnnl_md_tag(&t, 4, dims, dt, tags[i]) != SYNCO_OK) continue;
+    const int eq = dnnl_memory_desc_equal(md, SYNCO_DNNL_MD(t));
+    synco_dnnl_md_free(&t);
+    if (eq) return names[i];
+  }
+  return "blocked";
+}
+
+/* The x-side and y-side memory descriptors a pass's primitive takes. */
+static void pass_mds(const_dnnl_primitive_desc_t pd, int pass, synco_dnnl_cmd *xa, synco_dnnl_cmd *yb) {
+  *xa = dnnl_primitive_desc_query_md(pd, pass == P_BWD_DATA ? dnnl_query_diff_src_md : dnnl_query_src_md, 0);
+  *yb = dnnl_primitive_desc_query_md(pd, pass == P_FWD ? dnnl_query_dst_md : dnnl_query_diff_dst_md, 0);
+}
+
+#define ANY_TAG dnnl_format_tag_any
+/* Finds the primitive descriptor of one pass on algorithm alg: the first candidate pair of activation formats (x, y)
+ * whose implementation is not a reference one (0 = the layer's layouts; see the file comment). Winograd is tried in
+ * the layer's layouts only. No candidate: d->pd stays NULL. */
+static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k, dnnl_alg_kind_t alg,
+                            int pass, dnnl_pass *d) {
+  const dnnl_format_tag_t lx = layout_tag(k->lx), ly = layout_tag(k->ly);
+  const dnnl_format_tag_t cand[][2] = {{lx, ly},         {ANY_TAG, ly},          {lx, ANY_TAG},   {ANY_TAG, ANY_TAG},
+                                       {dnnl_nhwc, dnnl_nhwc}, {dnnl_nChw16c, dnnl_nChw16c}, {dnnl_nchw, dnnl_nchw}};
+  const int ncand = alg == dnnl_convolution_winograd ? 1 : (int)(sizeof(cand) / sizeof(*cand));
+  dnnl_data_type_t dt;
+  SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
+  const dnnl_dims_t xd = {op->n, op->cin, op->h, op->w}, yd = {op->n, op->cout, op->oh, op->ow};
+  const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
+  synco_dnnl_md mx = {0}, my = {0}, mw = {0};
+  SYNCO_TRY(synco_dnnl_md_tag(&mw, 4, wd, pass == P_BWD_WEIGHTS ? dnnl_f32 : dt, ANY_TAG));
+  synco_status s = SYNCO_OK;
+  for (int i = 0; i < ncand && !d->pd; i++) {
+    if ((s = synco_dnnl_md_tag(&mx, 4, xd, dt, cand[i][0])) != SYNCO_OK) break;
+    if ((s = synco_dnnl_md_tag(&my, 4, yd, dt, cand[i][1])) != SYNCO_OK) break;
+    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    synco_dnnl_md fw = {0};
+    /* the backward passes' hint: a forward descriptor of the same formats (its weights in any format) */
+    if (synco_dnnl_md_tag(&fw, 4, wd, dt, ANY_TAG) != SYNCO_OK) break;
+    if (pass_pd(c, op, alg, P_FWD, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(fw), SYNCO_DNNL_MD(my), NULL, &fwd) == dnnl_success) {
+      if (pass == P_FWD) {
+        pd = fwd;
+        fwd = NULL;
+      } else if (pass_pd(c, op, alg, pass, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(mw), SYNCO_DNNL_MD(my), fwd, &pd) !=
+                 dnnl_success) {
+        pd = NULL;
+      }
+    }
+    synco_dnnl_md_free(&fw);
+    if (fwd) dnnl_primitive_desc_destroy(fwd);
+    if (pd && is_ref(impl_name(pd))) {
+      dnnl_primitive_desc_destroy(pd);
+      pd = NULL;
+    }
+    d->pd = pd;
+  }
+  synco_dnnl_md_free(&mx);
+  synco_dnnl_md_free(&my);
+  synco_dnnl_md_free(&mw);
+  if (s != SYNCO_OK || !d->pd) return s;
+  d->impl = impl_name(d->pd);
+  synco_dnnl_cmd xa, yb;
+  pass_mds(d->pd, pass, &xa, &yb);
+  const int rx = !dnnl_memory_desc_equal(xa, SYNCO_DNNL_MD(k->md_x));
+  const int ry = !dnnl_memory_desc_equal(yb, SYNCO_DNNL_MD(k->md_y));
+  if (rx || ry)
+    snprintf(d->fmt, sizeof d->fmt, "%s -> %s", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
   return SYNCO_OK;
 }
 
-/* Which passes of the layer take Winograd (see the file comment), and the workspace shared by the backend's
- * layers for them. Narrow layers keep oneDNN: with few channels the transforms outweigh the saved products.
- * Measured per pass against oneDNN's direct AVX2 kernels (batch 128, 2 threads): 16 channels, 32x32: all
- * three 0.6-0.7x; 32 channels: forward and backward data 0.8x, backward weights 1.15-1.3x; 64 channels and
- * more: forward and backward data 1.0-1.5x, backward weights 1.3-2.4x. */
+/* Bytes of the pass's reordered activations (x side, y side): 0 where it takes the layer's layout. */
+static void pass_reo_bytes(const conv_impl *k, const dnnl_pass *d, int pass, size_t out[2]) {
+  synco_dnnl_cmd xa, yb;
+  pass_mds(d->pd, pass, &xa, &yb);
+  out[0] = dnnl_memory_desc_equal(xa, SYNCO_DNNL_MD(k->md_x)) ? 0 : alloc_bytes(xa);
+  out[1] = dnnl_memory_desc_equal(yb, SYNCO_DNNL_MD(k->md_y)) ? 0 : alloc_bytes(yb);
+}
+
+static synco_status grow(void **buf, size_t *have, size_t need) {
+  if (need <= *have) return SYNCO_OK;
+  void *p = synco_aligned_alloc(need);
+  if (!p) return SYNCO_ERR_NOMEM;
+  free(*buf);
+  *buf = p;
+  *have = need;
+  return SYNCO_OK;
+}
+
+/* Makes the primitive, the activation reorders and the weights of a found pass. fwd: the same algorithm's forward
+ * pass (made first), whose weight buffer backward data shares when the formats agree. */
+static synco_status pass_make(synco_dnnl_ctx *c, conv_impl *k, int pass, dnnl_pass *d, const dnnl_pass *fwd) {
+  SYNCO_TRY(synco_dnnl_prim_make(c, &d->prim, d->pd));
+  synco_dnnl_cmd xa, yb;
+  pass_mds(d->pd, pass, &xa, &yb);
+  const synco_dnnl_cmd lx = SYNCO_DNNL_MD(k->md_x), ly = SYNCO_DNNL_MD(k->md_y);
+  if (!dnnl_memory_desc_equal(xa, lx)) {
+    SYNCO_TRY(synco_dnnl_mem(c, &d->ma, xa));
+    if (pass == P_BWD_DATA) SYNCO_TRY(synco_dnnl_reorder_make(c, &d->ra, xa, lx, c->attr));
+    else SYNCO_TRY(synco_dnnl_reorder_make(c, &d->ra, lx, xa, c->attr));
+    SYNCO_TRY(grow(&c->reo[0], &c->reo_bytes[0], alloc_bytes(xa)));
+  }
+  if (!dnnl_memory_desc_equal(yb, ly)) {
+    SYNCO_TRY(synco_dnnl_mem(c, &d->mb, yb));
+    if (pass == P_FWD) SYNCO_TRY(synco_dnnl_reorder_make(c, &d->rb, yb, ly, c->attr));
+    else SYNCO_TRY(synco_dnnl_reorder_make(c, &d->rb, ly, yb, c->attr));
+    SYNCO_TRY(grow(&c->reo[1], &c->reo_bytes[1], alloc_bytes(yb)));
+  }
+  const synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(
+      d->pd, pass == P_BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
+  SYNCO_TRY(synco_dnnl_mem(c, &d->mw, wmd));
+  if (pass == P_BWD_DATA && fwd && fwd->pd && fwd->wbuf &&
+      dnnl_memory_desc_equal(wmd, dnnl_primitive_desc_query_md(fwd->pd, dnnl_query_weights_md, 0))) {
+    d->wbuf = fwd->wbuf;
+    d->wbuf_shared = 1;
+  } else {
+    d->wbuf = synco_aligned_alloc(alloc_bytes(wmd));
+    if (!d->wbuf) return SYNCO_ERR_NOMEM;
+  }
+  if (pass == P_BWD_WEIGHTS) return synco_dnnl_reorder_make(c, &d->rw, wmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum);
+  return synco_dnnl_reorder_make(c, &d->rw, SYNCO_DNNL_MD(k->md_w), wmd, c->attr);
+}
+
+/* What pass_make would allocate (kept) and share (scratchpads, reorder buffers). */
+static synco_status pass_bytes(synco_dnnl_ctx *c, const conv_impl *k, int pass, const dnnl_pass *d,
+                               synco_plan_bytes *b) {
+  size_t r[2];
+  pass_reo_bytes(k, d, pass, r);
+  synco_plan_share(b, SYNCO_DNNL_SHARED_REO_X, r[0]);
+  synco_plan_share(b, SYNCO_DNNL_SHARED_REO_Y, r[1]);
+  synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(d->pd));
+  const synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(
+      d->pd, pass == P_BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
+  b->kept += alloc_bytes(wmd) + SYNCO_DNNL_CODE_BYTES; /* errs high: backward data may share the forward's copy */
+  size_t s;
+  if (pass == P_BWD_WEIGHTS) SYNCO_TRY(synco_dnnl_reorder_scratch(c, wmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum, &s));
+  else SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wmd, c->attr, &s));
+  synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, s);
+  return SYNCO_OK;
+}
+
+/* ---- running a pass ------------------------------------------------------------------------------------------------ */
+
+/* One pass of the layer through kernel `kind`: xs is x (dx for backward data), ys is y (dy for the backward passes),
+ * w the OIHW weights (dw, accumulated, for backward weights), ws synco's Winograd workspace. */
+static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass, void *xs, void *ys, float *w,
+                             float *ws) {
+  if (kind == K_OWN_WINO) {
+    if (pass == P_FWD) return synco_wino_fwd(&k->wp, ys, xs, w, ws);
+    if (pass == P_BWD_DATA) return synco_wino_bwd_data(&k->wp, xs, ys, w, ws);
+    return synco_wino_bwd_weights(&k->wp, w, ys, xs, ws);
+  }
+  dnnl_pass *d = &k->d[kind][pass];
+  SYNCO_TRY(synco_dnnl_bind(k->m_x, xs));
+  SYNCO_TRY(synco_dnnl_bind(k->m_y, ys));
+  SYNCO_TRY(synco_dnnl_bind(k->m_w, w));
+  SYNCO_TRY(synco_dnnl_bind(d->mw, d->wbuf));
+  if (pass != P_BWD_WEIGHTS) {
+    const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_w}, {DNNL_ARG_DST, d->mw}};
+    SYNCO_TRY(synco_dnnl_exec(c, &d->rw, 2, ra));
+  }
+  if (d->ma) {
+    SYNCO_TRY(synco_dnnl_bind(d->ma, c->reo[0]));
+    if (pass != P_BWD_DATA) {
+      const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_x}, {DNNL_ARG_DST, d->ma}};
+      SYNCO_TRY(synco_dnnl_exec(c, &d->ra, 2, ra));
+    }
+  }
+  if (d->mb) {
+    SYNCO_TRY(synco_dnnl_bind(d->mb, c->reo[1]));
+    if (pass != P_FWD) {
+      const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_y}, {DNNL_ARG_DST, d->mb}};
+      SYNCO_TRY(synco_dnnl_exec(c, &d->rb, 2, ra));
+    }
+  }
+  dnnl_memory_t xm = d->ma ? d->ma : k->m_x, ym = d->mb ? d->mb : k->m_y;
+  if (pass == P_FWD) {
+    const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, d->mw}, {DNNL_ARG_DST, ym}};
+    SYNCO_TRY(synco_dnnl_exec(c, &d->prim, 3, a));
+    if (d->mb) {
+      const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, d->mb}, {DNNL_ARG_DST, k->m_y}};
+      SYNCO_TRY(synco_dnnl_exec(c, &d->rb, 2, ra));
+    }
+    return SYNCO_OK;
+  }
+  if (pass == P_BWD_DATA) {
+    const dnnl_exec_arg_t a[] = {{DNNL_ARG_DIFF_SRC, xm}, {DNNL_ARG_WEIGHTS, d->mw}, {DNNL_ARG_DIFF_DST, ym}};
+    SYNCO_TRY(synco_dnnl_exec(c, &d->prim, 3, a));
+    if (d->ma) {
+      const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, d->ma}, {DNNL_ARG_DST, k->m_x}};
+      SYNCO_TRY(synco_dnnl_exec(c, &d->ra, 2, ra));
+    }
+    return SYNCO_OK;
+  }
+  const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, ym}, {DNNL_ARG_DIFF_WEIGHTS, d->mw}};
+  SYNCO_TRY(synco_dnnl_exec(c, &d->prim, 3, a));
+  const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, d->mw}, {DNNL_ARG_DST, k->m_w}};
+  return synco_dnnl_exec(c, &d->rw, 2, ra);
+}
+
+/* ---- the choice: forced, or measured once per shape and process ---------------------------------------------------- */
+
+/* SYNCO_CONV_ALGO: -1 = auto (measure), else the forced K_* (where it applies to a pass; direct elsewhere). */
+static int forced_kind(void) {
+  const char *w = getenv("SYNCO_CONV_WINOGRAD");
+  if (w && *w == '0') return K_DIRECT;
+  const char *e = getenv("SYNCO_CONV_ALGO");
+  if (!e || !*e || !strcmp(e, "auto")) return -1;
+  for (int i = 0; i < NKIND; i++)
+    if (!strcmp(e, kind_names[i])) return i;
+  return -2;
+}
+
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
-  const char *env = getenv("SYNCO_CONV_WINOGRAD");
-  return !(env && *env == '0') && c->block == 8 && synco_wino_available();
+  const int f = forced_kind();
+  return (f == -1 || f == K_OWN_WINO) && (c->block == 8 || c->block == 16) && synco_wino_available();
 }
 
-/* Decides which passes take Winograd (filling k->wp); returns the shared workspace the layer needs, 0 for none. */
-static size_t plan_wino(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
-  if (!synco_dnnl_winograd_on(c) || op->dtype != SYNCO_F32 || k->lx != SYNCO_LAYOUT_NCHW8C ||
-      k->ly != SYNCO_LAYOUT_NCHW8C ||
-      !synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad))
-    return 0;
-  const int narrow = op->cin < op->cout ? op->cin : op->cout;
-  if (narrow < 32) return 0;
-  k->wino_fb = narrow >= 64;
-  k->wino_w = narrow >= 32;
-  return synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, omp_get_max_threads());
+typedef struct {
+  int n, cin, cout, h, w, lx, ly, threads, dtype;
+  int kind[NPASS];
+  double ms[NPASS][NKIND]; /* measured; 0 = not a candidate */
+} conv_choice;
+
+/* The choices measured so far in this process (a few dozen shapes at most; searched linearly). */
+static struct {
+  pthread_mutex_t lock;
+  conv_choice *v;
+  int n, cap;
+} conv_cache = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+static int same_shape(const conv_choice *a, const conv_choice *b) {
+  return a->n == b->n && a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->lx == b->lx &&
+         a->ly == b->ly && a->threads == b->threads && a->dtype == b->dtype;
 }
 
-/* The decisions of a plan, nothing allocated yet: layouts, Winograd (*wino: the workspace it needs) and, unless all
- * three passes take Winograd, the memory descriptors and the three primitive descriptors. */
+static int cache_find(conv_choice *q) {
+  int hit = 0;
+  pthread_mutex_lock(&conv_cache.lock);
+  for (int i = 0; i < conv_cache.n && !hit; i++)
+    if (same_shape(&conv_cache.v[i], q)) {
+      *q = conv_cache.v[i];
+      hit = 1;
+    }
+  pthread_mutex_unlock(&conv_cache.lock);
+  return hit;
+}
+
+static void cache_put(const conv_choice *q) {
+  pthread_mutex_lock(&conv_cache.lock);
+  if (conv_cache.n == conv_cache.cap) {
+    const int cap = conv_cache.cap ? 2 * conv_cache.cap : 32;
+    conv_choice *v = realloc(conv_cache.v, (size_t)cap * sizeof(*v));
+    if (v) {
+      conv_cache.v = v;
+      conv_cache.cap = cap;
+    }
+  }
+  if (conv_cache.n < conv_cache.cap) conv_cache.v[conv_cache.n++] = *q;
+  pthread_mutex_unlock(&conv_cache.lock);
+}
+
+static int has_kind(const conv_impl *k, int kind, int pass) {
+  return kind == K_OWN_WINO ? k->own_wino : k->d[kind][pass].pd != NULL;
+}
+
+static void fill(float *p, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    p[i] = (float)(seed >> 9) * (1.0f / 8388608.0f) - 0.5f;
+  }
+}
+
+/* Times every candidate of every pass that has more than one on scratch data: one untimed run, then the faster
+ * of two timed ones (none when the untimed run took 3x the best so far); keeps the fastest in q (ties: the earlier
+ * kind). synco's Winograd runs in a workspace of its
+ * own here, so that the shared one grows only for layers that keep it. */
+static synco_status measure(synco_backend *be, const synco_conv_op *op, conv_impl *k, size_t wino, conv_choice *q) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  const size_t nx = (size_t)op->n * op->cin * op->h * op->w, ny = (size_t)op->n * op->cout * op->oh * op->ow;
+  const size_t nw = (size_t)op->cout * op->cin * op->kh * op->kw;
+  float *x = synco_aligned_alloc(nx * sizeof(float)), *y = synco_aligned_alloc(ny * sizeof(float));
+  float *w = synco_aligned_alloc(nw * sizeof(float)), *dw = synco_aligned_alloc(nw * sizeof(float));
+  float *ws = k->own_wino ? synco_aligned_alloc(wino) : NULL;
+  synco_status s = (x && y && w && dw && (ws || !k->own_wino)) ? SYNCO_OK : SYNCO_ERR_NOMEM;
+  if (s == SYNCO_OK) {
+    fill(x, nx, 1);
+    fill(y, ny, 2);
+    fill(w, nw, 3);
+    memset(dw, 0, nw * sizeof(float));
+  }
+  for (int p = 0; p < NPASS && s == SYNCO_OK; p++) {
+    int best = -1;
+    for (int kind = 0; kind < NKIND && s == SYNCO_OK; kind++) {
+      if (!has_kind(k, kind, p)) continue;
+      double t = 1e30;
+      for (int r = 0; r < 3 && s == SYNCO_OK; r++) {
+        const double t0 = synco_now();
+        s = run_pass(c, k, kind, p, x, y, p == P_BWD_WEIGHTS ? dw : w, ws);
+        const double dt = synco_now() - t0;
+        if (r > 0 && dt < t) t = dt;
+        /* a candidate 3x slower than the best so far on its untimed run has lost: not timed further */
+        if (r == 0 && best >= 0 && dt > 3e-3 * q->ms[p][best]) {
+          t = dt;
+          break;
+        }
+      }
+      q->ms[p][kind] = t * 1e3;
+      if (best < 0 || q->ms[p][kind] < q->ms[p][best]) best = kind;
+    }
+    q->kind[p] = best < 0 ? K_DIRECT : best;
+  }
+  free(x);
+  free(y);
+  free(w);
+  free(dw);
+  free(ws);
+  return s;
+}
+
+/* The choice for this layer without measuring: forced by SYNCO_CONV_ALGO, the only candidate, or cached earlier in
+ * the process. Returns 1 when q->kind is set, 0 when it must be measured. */
+static int choice_known(const synco_conv_op *op, const conv_impl *k, conv_choice *q) {
+  const int f = forced_kind();
+  *q = (conv_choice){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w, .lx = k->lx, .ly = k->ly,
+                     .threads = omp_get_max_threads(), .dtype = (int)op->dtype};
+  int candidates = 0;
+  for (int p = 0; p < NPASS; p++) {
+    int m = 0;
+    for (int kind = 0; kind < NKIND; kind++) m += has_kind(k, kind, p);
+    if (m > 1) candidates = 1;
+  }
+  if (f >= 0 || !candidates) {
+    for (int p = 0; p < NPASS; p++) q->kind[p] = f >= 0 && has_kind(k, f, p) ? f : K_DIRECT;
+    return 1;
+  }
+  return cache_find(q);
+}
+
+/* ---- the kernel log ------------------------------------------------------------------------------------------------ */
+
+static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k, const conv_choice *q,
+                        int measured) {
+  char e[1024];
+  int n = snprintf(e, sizeof e, "{\"conv\":\"%dx%dx%d->%dx%dx%d k%d s%d p%d\",\"batch\":%d", op->cin, op->h, op->w,
+                   op->cout, op->oh, op->ow, op->kh, op->stride, op->pad, op->n);
+  for (int p = 0; p < NPASS && n > 0 && (size_t)n < sizeof e; p++) {
+    const int kind = k->kind[p];
+    const dnnl_pass *d = kind == K_OWN_WINO ? NULL : &k->d[kind][p];
+    n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s\"", pass_names[p],
+                  d ? d->impl : k->wp.block == 16 ? "synco:winograd_f2x3:nChw16c" : "synco:winograd_f2x3:nChw8c",
+                  d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "");
+  }
+  if (measured && n > 0 && (size_t)n < sizeof e) {
+    n += snprintf(e + n, sizeof e - (size_t)n, ",\"measured_ms\":{");
+    for (int p = 0; p < NPASS && n > 0 && (size_t)n < sizeof e; p++) {
+      n += snprintf(e + n, sizeof e - (size_t)n, "%s\"%s\":{", p ? "," : "", pass_names[p]);
+      int first = 1;
+      for (int kind = 0; kind < NKIND && n > 0 && (size_t)n < sizeof e; kind++)
+        if (q->ms[p][kind] > 0) {
+          n += snprintf(e + n, sizeof e - (size_t)n, "%s\"%s\":%.3f", first ? "" : ",", kind_names[kind],
+                        q->ms[p][kind]);
+          first = 0;
+        }
+      if (n > 0 && (size_t)n < sizeof e) n += snprintf(e + n, sizeof e - (size_t)n, "}");
+    }
+    if (n > 0 && (size_t)n < sizeof e) n += snprintf(e + n, sizeof e - (size_t)n, "}");
+  }
+  if (n <= 0 || (size_t)n + 2 >= sizeof e) return;
+  memcpy(e + n, "}", 2);
+  if (c->kernels && strstr(c->kernels, e)) return; /* the same shape planned again (the key encoder, a repeated block) */
+  const size_t len = strlen(e);
+  char *p = realloc(c->kernels, c->kernels_len + len + 2);
+  if (!p) return;
+  c->kernels = p;
+  if (c->kernels_len) p[c->kernels_len++] = ',';
+  memcpy(p + c->kernels_len, e, len + 1);
+  c->kernels_len += len;
+}
+
+size_t synco_dnnl_kernels(synco_backend *be, char *buf, size_t n) {
+  const synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  return (size_t)snprintf(buf, n, "[%s]", c->kernels ? c->kernels : "");
+}
+
+/* ---- planning ------------------------------------------------------------------------------------------------------ */
+
+/* The decisions of a plan that need nothing allocated: layouts, the layer's memory descriptors, which oneDNN
+ * descriptors exist for each pass and algorithm, whether synco's Winograd applies (*wino: its workspace). */
 static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_impl *k, size_t *wino) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
   k->lx = synco_dnnl_act_layout(be, op->cin, op->h, op->w, op->dtype);
   k->ly = synco_dnnl_act_layout(be, op->cout, op->oh, op->ow, op->dtype);
-  *wino = plan_wino(c, op, k);
-  if (k->wino_fb && k->wino_w) return SYNCO_OK; /* no oneDNN primitive or weight copy needed */
   SYNCO_TRY(synco_dnnl_md_act(&k->md_x, op->n, op->cin, op->h, op->w, op->dtype, k->lx));
   SYNCO_TRY(synco_dnnl_md_act(&k->md_y, op->n, op->cout, op->oh, op->ow, op->dtype, k->ly));
   const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
   SYNCO_TRY(synco_dnnl_md_tag(&k->md_w, 4, wd, dnnl_f32, dnnl_oihw));
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_wany, 4, wd, dt, dnnl_format_tag_any));
-  SYNCO_TRY(synco_dnnl_md_tag(&k->md_dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
-  return create_pds(c, op, k);
+  const int f = forced_kind();
+  if (f == -2)
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected auto, direct, winograd or onednn-winograd",
+                      getenv("SYNCO_CONV_ALGO"));
+  const int block = synco_dnnl_layout_block(k->lx);
+  const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
+  *wino = 0;
+  if (wino_shape && op->dtype == SYNCO_F32 && synco_dnnl_winograd_on(c) &&
+      synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad, block)) {
+    k->own_wino = 1;
+    *wino = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, block, omp_get_max_threads());
+  }
+  for (int p = 0; p < NPASS; p++) {
+    SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_direct, p, &k->d[K_DIRECT][p]));
+    if (!k->d[K_DIRECT][p].pd)
+      return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: no non-reference %s kernel for %dx%dx%d -> %d k%d s%d",
+                        pass_names[p], op->cin, op->h, op->w, op->cout, op->kh, op->stride);
+    if (wino_shape && (f == -1 || f == K_DNNL_WINO))
+      SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_winograd, p, &k->d[K_DNNL_WINO][p]));
+  }
+  return SYNCO_OK;
+}
+
+/* 1 when some pass takes kind. */
+static int uses(const int kind_of[NPASS], int kind) {
+  return kind_of[P_FWD] == kind || kind_of[P_BWD_DATA] == kind || kind_of[P_BWD_WEIGHTS] == kind;
+}
+
+/* Makes the passes of the oneDNN algorithms: all that exist when `all` (to measure them), else the chosen ones. */
+static synco_status make_passes(synco_dnnl_ctx *c, conv_impl *k, int all) {
+  for (int a = 0; a < NKIND - 1; a++)
+    for (int p = 0; p < NPASS; p++) {
+      dnnl_pass *d = &k->d[a][p];
+      if (d->pd && (all || k->kind[p] == a) && !d->prim.p) SYNCO_TRY(pass_make(c, k, p, d, &k->d[a][P_FWD]));
+    }
+  return SYNCO_OK;
+}
+
+/* Frees the passes the chosen kernels do not use (a kept backward-data pass takes over the weight buffer it shared
+ * with a dropped forward pass). */
+static void drop_losers(conv_impl *k) {
+  for (int a = 0; a < NKIND - 1; a++)
+    for (int p = NPASS - 1; p >= 0; p--) {
+      dnnl_pass *d = &k->d[a][p];
+      if (k->kind[p] == a || !d->pd) continue;
+      if (p == P_FWD && k->d[a][P_BWD_DATA].wbuf_shared) {
+        k->d[a][P_BWD_DATA].wbuf_shared = 0;
+        d->wbuf_shared = 1;
+      }
+      pass_free(d);
+    }
 }
 
 static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
-  size_t need;
-  SYNCO_TRY(describe(be, op, k, &need));
-  if (need > c->wino_bytes) {
-    float *p = synco_aligned_alloc(need);
-    if (!p) return SYNCO_ERR_NOMEM;
-    free(c->wino);
-    c->wino = p;
-    c->wino_bytes = need;
-  }
-  if (k->wino_fb && k->wino_w) return SYNCO_OK;
-
-  const synco_dnnl_cmd wf = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_weights_md, 0);
-  const synco_dnnl_cmd wb = dnnl_primitive_desc_query_md(k->pd_bd, dnnl_query_weights_md, 0);
-  const synco_dnnl_cmd dwo = dnnl_primitive_desc_query_md(k->pd_bw, dnnl_query_diff_weights_md, 0);
+  size_t wino;
+  SYNCO_TRY(describe(be, op, k, &wino));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_x, SYNCO_DNNL_MD(k->md_x)));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_y, SYNCO_DNNL_MD(k->md_y)));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_w, SYNCO_DNNL_MD(k->md_w)));
-  SYNCO_TRY(synco_dnnl_mem(c, &k->m_wf, wf));
-  SYNCO_TRY(synco_dnnl_mem(c, &k->m_wb, wb));
-  SYNCO_TRY(synco_dnnl_mem(c, &k->m_dwo, dwo));
-  SYNCO_TRY(alloc_for(wf, &k->wf));
-  if (dnnl_memory_desc_equal(wf, wb))
-    k->wb = k->wf;
-  else
-    SYNCO_TRY(alloc_for(wb, &k->wb));
-  SYNCO_TRY(alloc_for(dwo, &k->dwo));
-
-  SYNCO_TRY(synco_dnnl_prim_make(c, &k->fwd, k->pd_f));
-  SYNCO_TRY(synco_dnnl_prim_make(c, &k->bwd_d, k->pd_bd));
-  SYNCO_TRY(synco_dnnl_prim_make(c, &k->bwd_w, k->pd_bw));
-  SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_wf, SYNCO_DNNL_MD(k->md_w), wf, c->attr));
-  SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_wb, SYNCO_DNNL_MD(k->md_w), wb, c->attr));
-  SYNCO_TRY(synco_dnnl_reorder_make(c, &k->r_dw, dwo, SYNCO_DNNL_MD(k->md_w), c->attr_sum));
+  conv_choice q;
+  if (!choice_known(op, k, &q)) {
+    SYNCO_TRY(make_passes(c, k, 1));
+    SYNCO_TRY(measure(be, op, k, wino, &q));
+    cache_put(&q);
+  }
+  memcpy(k->kind, q.kind, sizeof k->kind);
+  drop_losers(k);
+  SYNCO_TRY(make_passes(c, k, 0));
+  if (uses(k->kind, K_OWN_WINO)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
+  int measured = 0;
+  for (int p = 0; p < NPASS; p++)
+    for (int kind = 0; kind < NKIND; kind++) measured |= q.ms[p][kind] > 0;
+  log_kernels(c, op, k, &q, measured);
   return SYNCO_OK;
 }
 
 /* What plan() would allocate, from the same decisions and primitive descriptors (no primitive is made, no memory
- * taken): the layer keeps its forward and backward-data weight copies (one when both passes want the same format),
- * its diff-weights buffer and the code of its three convolution primitives; the backend's scratchpad (convolutions
- * and reorders) and Winograd workspace grow to the largest layer's need. */
+ * taken): the chosen passes' weight copies, diff-weights buffers and code; the backend's scratchpad, reorder buffers
+ * and Winograd workspace grow to the largest layer's need. Before a shape's choice is measured (the process's first
+ * plan of it measures) every candidate counts, so the figure errs high. */
 static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_impl *k, synco_plan_bytes *b) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   size_t wino;
   SYNCO_TRY(describe(be, op, k, &wino));
-  synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
-  if (k->wino_fb && k->wino_w) return SYNCO_OK;
-  const synco_dnnl_cmd wf = dnnl_primitive_desc_query_md(k->pd_f, dnnl_query_weights_md, 0);
-  const synco_dnnl_cmd wb = dnnl_primitive_desc_query_md(k->pd_bd, dnnl_query_weights_md, 0);
-  const synco_dnnl_cmd dwo = dnnl_primitive_desc_query_md(k->pd_bw, dnnl_query_diff_weights_md, 0);
-  b->kept += alloc_bytes(wf) + (dnnl_memory_desc_equal(wf, wb) ? 0 : alloc_bytes(wb)) + alloc_bytes(dwo) +
-             3 * SYNCO_DNNL_CODE_BYTES;
-  const_dnnl_primitive_desc_t pds[] = {k->pd_f, k->pd_bd, k->pd_bw};
-  for (int i = 0; i < 3; i++) synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(pds[i]));
-  size_t r[3];
-  SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wf, c->attr, &r[0]));
-  SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wb, c->attr, &r[1]));
-  SYNCO_TRY(synco_dnnl_reorder_scratch(c, dwo, SYNCO_DNNL_MD(k->md_w), c->attr_sum, &r[2]));
-  for (int i = 0; i < 3; i++) synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, r[i]);
+  conv_choice q;
+  const int known = choice_known(op, k, &q);
+  if (!known || uses(q.kind, K_OWN_WINO)) synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
+  for (int a = 0; a < NKIND - 1; a++)
+    for (int p = 0; p < NPASS; p++)
+      if (k->d[a][p].pd && (!known || q.kind[p] == a))
+        SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], b));
   return SYNCO_OK;
 }
 
@@ -230,54 +678,31 @@ static synco_status planned(const synco_conv_op *op) {
 
 synco_status synco_dnnl_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
                                  const float *w) {
-  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   SYNCO_TRY(planned(op));
   conv_impl *k = op->impl;
   SYNCO_TRY(synco_dnnl_check("conv_fwd x", x, op->n, op->cin, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("conv_fwd y", y, op->n, op->cout, op->oh, op->ow, k->ly));
-  if (k->wino_fb) return synco_wino_fwd(&k->wp, y->data, x->data, w, c->wino);
-  SYNCO_TRY(synco_dnnl_bind(k->m_w, w));
-  SYNCO_TRY(synco_dnnl_bind(k->m_wf, k->wf));
-  const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_w}, {DNNL_ARG_DST, k->m_wf}};
-  SYNCO_TRY(synco_dnnl_exec(c, &k->r_wf, 2, ra));
-  SYNCO_TRY(synco_dnnl_bind(k->m_x, x->data));
-  SYNCO_TRY(synco_dnnl_bind(k->m_y, y->data));
-  const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, k->m_x}, {DNNL_ARG_WEIGHTS, k->m_wf}, {DNNL_ARG_DST, k->m_y}};
-  return synco_dnnl_exec(c, &k->fwd, 3, a);
+  /* the kernels never write x or w; run_pass takes them as the buffers of any pass */
+  return run_pass(synco_dnnl_ctx_of(be), k, k->kind[P_FWD], P_FWD, (void *)(uintptr_t)x->data, y->data,
+                  (float *)(uintptr_t)w, synco_dnnl_ctx_of(be)->wino);
 }
 
 synco_status synco_dnnl_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
                                       const float *w) {
-  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   SYNCO_TRY(planned(op));
   conv_impl *k = op->impl;
   SYNCO_TRY(synco_dnnl_check("conv_bwd_data dx", dx, op->n, op->cin, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("conv_bwd_data dy", dy, op->n, op->cout, op->oh, op->ow, k->ly));
-  if (k->wino_fb) return synco_wino_bwd_data(&k->wp, dx->data, dy->data, w, c->wino);
-  SYNCO_TRY(synco_dnnl_bind(k->m_w, w));
-  SYNCO_TRY(synco_dnnl_bind(k->m_wb, k->wb));
-  const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_w}, {DNNL_ARG_DST, k->m_wb}};
-  SYNCO_TRY(synco_dnnl_exec(c, &k->r_wb, 2, ra));
-  SYNCO_TRY(synco_dnnl_bind(k->m_x, dx->data));
-  SYNCO_TRY(synco_dnnl_bind(k->m_y, dy->data));
-  const dnnl_exec_arg_t a[] = {{DNNL_ARG_DIFF_SRC, k->m_x}, {DNNL_ARG_WEIGHTS, k->m_wb}, {DNNL_ARG_DIFF_DST, k->m_y}};
-  return synco_dnnl_exec(c, &k->bwd_d, 3, a);
+  return run_pass(synco_dnnl_ctx_of(be), k, k->kind[P_BWD_DATA], P_BWD_DATA, dx->data, (void *)(uintptr_t)dy->data,
+                  (float *)(uintptr_t)w, synco_dnnl_ctx_of(be)->wino);
 }
 
 synco_status synco_dnnl_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
                                          const synco_tensor *x) {
-  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   SYNCO_TRY(planned(op));
   conv_impl *k = op->impl;
   SYNCO_TRY(synco_dnnl_check("conv_bwd_weights x", x, op->n, op->cin, op->h, op->w, k->lx));
   SYNCO_TRY(synco_dnnl_check("conv_bwd_weights dy", dy, op->n, op->cout, op->oh, op->ow, k->ly));
-  if (k->wino_w) return synco_wino_bwd_weights(&k->wp, dw, dy->data, x->data, c->wino);
-  SYNCO_TRY(synco_dnnl_bind(k->m_x, x->data));
-  SYNCO_TRY(synco_dnnl_bind(k->m_y, dy->data));
-  SYNCO_TRY(synco_dnnl_bind(k->m_dwo, k->dwo));
-  const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, k->m_x}, {DNNL_ARG_DIFF_DST, k->m_y}, {DNNL_ARG_DIFF_WEIGHTS, k->m_dwo}};
-  SYNCO_TRY(synco_dnnl_exec(c, &k->bwd_w, 3, a));
-  SYNCO_TRY(synco_dnnl_bind(k->m_w, dw));
-  const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, k->m_dwo}, {DNNL_ARG_DST, k->m_w}};
-  return synco_dnnl_exec(c, &k->r_dw, 2, ra);
+  return run_pass(synco_dnnl_ctx_of(be), k, k->kind[P_BWD_WEIGHTS], P_BWD_WEIGHTS, (void *)(uintptr_t)x->data,
+                  (void *)(uintptr_t)dy->data, dw, synco_dnnl_ctx_of(be)->wino);
 }

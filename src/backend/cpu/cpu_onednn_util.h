@@ -53,11 +53,15 @@ typedef struct {
   size_t scratch_bytes;
   float *wino;                 /* Winograd workspace shared by the conv layers (cpu_conv.c), grown at plan time */
   size_t wino_bytes;
+  void *reo[2];                /* a convolution's activations (x side, y side) in the format its kernel takes, when */
+  size_t reo_bytes[2];         /* that is not the layer's layout (cpu_conv.c); shared by the layers, grown at plan */
+  char *kernels;               /* the kernels the planned convolutions chose: a JSON array's items, one per shape */
+  size_t kernels_len;
 } synco_dnnl_ctx;
 
 /* The buffers the backend shares among its ops (synco_plan_bytes' shared[i]), and what a primitive's JIT code takes
  * (an estimate: oneDNN does not say; its primitive cache shares the code of identical layers, so it errs high). */
-enum { SYNCO_DNNL_SHARED_SCRATCH = 0, SYNCO_DNNL_SHARED_WINO = 1 };
+enum { SYNCO_DNNL_SHARED_SCRATCH = 0, SYNCO_DNNL_SHARED_WINO = 1, SYNCO_DNNL_SHARED_REO_X = 2, SYNCO_DNNL_SHARED_REO_Y = 3 };
 #define SYNCO_DNNL_CODE_BYTES ((size_t)32 << 10)
 
 /* A primitive with the memory object its scratchpad is bound through. */
@@ -101,9 +105,11 @@ synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, in
 
 /* Ops, one family per file, each declared with its signature's type from tensor/backend.h (where its contract
  * is). */
-/* 1 when the 3x3 stride-1 layers of 32 channels and more take Winograd (cpu_conv.c): nChw8c activations on an
- * AVX2 CPU, unless SYNCO_CONV_WINOGRAD=0. */
+/* 1 when synco's own Winograd is a candidate for the 3x3 stride-1 layers (cpu_conv.c): blocked activations on
+ * an AVX2 (or AVX-512) CPU, unless SYNCO_CONV_ALGO=direct / onednn-winograd or SYNCO_CONV_WINOGRAD=0. */
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c);
+/* The kernels the convolutions planned so far chose (a JSON array; see synco_kernels_fn). */
+synco_kernels_fn synco_dnnl_kernels;
 synco_conv_plan_fn synco_dnnl_conv_plan;
 synco_conv_plan_bytes_fn synco_dnnl_conv_plan_bytes;
 synco_conv_release_fn synco_dnnl_conv_release;

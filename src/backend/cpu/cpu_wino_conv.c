@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolution on nChw8c activations (see cpu_wino_conv.h). With g the 3x3 kernel, d a 4x4
+/* Winograd F(2x2, 3x3) convolution on nChw8c or nChw16c activations (see cpu_wino_conv.h). With g the 3x3 kernel, d a 4x4
  * input tile (the output tile's pixels and a ring of one, zero outside the image) and Y the 2x2 output tile:
  *   Y = A' [ (G g G') . (B' d B) ] A,  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  *   B' = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A' = [1 1 1 0; 0 1 -1 -1].
@@ -24,12 +24,12 @@ int synco_wino_available(void) {
   return avx2;
 }
 
-int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad) {
-  return synco_wino_available() && kh == 3 && kw == 3 && stride == 1 && pad == 1 && cin % 8 == 0 && cout % 8 == 0 && h >= 2 &&
-         w >= 2 && h % 2 == 0 && w % 2 == 0;
+int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad, int block) {
+  return synco_wino_available() && (block == 8 || block == 16) && kh == 3 && kw == 3 && stride == 1 && pad == 1 &&
+         cin % block == 0 && cout % block == 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0;
 }
 
-size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int threads) {
+size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int block, int threads) {
   const long tiles = (long)n * (h / 2) * (w / 2);
   /* 64 tiles per chunk: each chunk reads all of U (16 cin x cout), so fewer tiles make the wide layers
    * memory-bound (12 tiles ran layer4 of ResNet-18 1.4x slower), and more spill V and M out of L2 on the
@@ -39,8 +39,8 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
   long tc = 64;
   if (tc > (tiles + 7) / 8) tc = (tiles + 7) / 8;
   if (tc < 8) tc = 8;
-  *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .tiles_per_chunk = (int)tc,
-                         .threads = threads < 1 ? 1 : threads};
+  *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .block = block == 16 ? 16 : 8,
+                         .tiles_per_chunk = (int)tc, .threads = threads < 1 ? 1 : threads};
   const size_t u = (size_t)NXI * cin * cout;
   const size_t per_thread = (size_t)NXI * tc * (cin + cout);
   /* backward weights shares GRAD_CHUNKS chunks' worth among all threads */
@@ -54,7 +54,7 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
 static void transform_weights(float *U, const float *w, int cin, int cout, int flip) {
   const int rows = flip ? cout : cin, cols = flip ? cin : cout;
   const long xs = (long)rows * cols;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8)
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) {
       const long co = flip ? r : c, ci = flip ? c : r;
@@ -77,15 +77,16 @@ static void transform_weights(float *U, const float *w, int cin, int cout, int f
     }
 }
 
-/* B' d B of one 8-channel 4x4 tile whose top-left input pixel is (r0, c0); pixels outside the image are 0. */
-static AVX2 void input_tile(float *v, long vstride, const float *img, int h, int w, int r0, int c0) {
+/* B' d B of one 8-channel 4x4 tile whose top-left input pixel is (r0, c0); pixels outside the image are 0. A pixel's
+ * 8 channels lie at img + pixel * B (B = 8: nChw8c; B = 16: one half of an nChw16c block). */
+static AVX2 void input_tile(float *v, long vstride, const float *img, int B, int h, int w, int r0, int c0) {
   __m256 d[4][4];
   const __m256 z = _mm256_setzero_ps();
   for (int i = 0; i < 4; i++) {
     const int r = r0 + i;
     for (int j = 0; j < 4; j++) {
       const int c = c0 + j;
-      d[i][j] = (r >= 0 && r < h && c >= 0 && c < w) ? _mm256_loadu_ps(img + ((long)r * w + c) * 8) : z;
+      d[i][j] = (r >= 0 && r < h && c >= 0 && c < w) ? _mm256_loadu_ps(img + ((long)r * w + c) * B) : z;
     }
   }
   __m256 e[4][4];
@@ -103,8 +104,8 @@ static AVX2 void input_tile(float *v, long vstride, const float *img, int h, int
   }
 }
 
-/* A' m A of one 8-channel tile into the 2x2 output pixels at (r0, c0). */
-static AVX2 void output_tile(float *img, int w, int r0, int c0, const float *m, long mstride) {
+/* A' m A of one 8-channel tile into the 2x2 output pixels at (r0, c0) (pixel stride B, as input_tile). */
+static AVX2 void output_tile(float *img, int B, int w, int r0, int c0, const float *m, long mstride) {
   __m256 q[4][4], r[2][4];
   for (int x = 0; x < NXI; x++) q[x / 4][x % 4] = _mm256_loadu_ps(m + x * mstride);
   for (int j = 0; j < 4; j++) {
@@ -112,17 +113,17 @@ static AVX2 void output_tile(float *img, int w, int r0, int c0, const float *m, 
     r[1][j] = _mm256_sub_ps(_mm256_sub_ps(q[1][j], q[2][j]), q[3][j]);
   }
   for (int i = 0; i < 2; i++) {
-    float *o = img + ((long)(r0 + i) * w + c0) * 8;
+    float *o = img + ((long)(r0 + i) * w + c0) * B;
     _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(r[i][0], r[i][1]), r[i][2]));
-    _mm256_storeu_ps(o + 8, _mm256_sub_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]));
+    _mm256_storeu_ps(o + B, _mm256_sub_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]));
   }
 }
 
 /* A dy A' of one 8-channel 2x2 tile of dy at (r0, c0): the gradient of the tile's 16 Winograd products. */
-static AVX2 void grad_tile(float *d, long dstride, const float *img, int w, int r0, int c0) {
+static AVX2 void grad_tile(float *d, long dstride, const float *img, int B, int w, int r0, int c0) {
   __m256 y[2][2], r[4][2];
   for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 2; j++) y[i][j] = _mm256_loadu_ps(img + ((long)(r0 + i) * w + c0 + j) * 8);
+    for (int j = 0; j < 2; j++) y[i][j] = _mm256_loadu_ps(img + ((long)(r0 + i) * w + c0 + j) * B);
   const __m256 z = _mm256_setzero_ps();
   for (int j = 0; j < 2; j++) {
     r[0][j] = y[0][j];
@@ -142,7 +143,7 @@ static AVX2 void grad_tile(float *d, long dstride, const float *img, int w, int 
  * streams of dU contiguously. */
 static void weight_grad(float *dw, const float *dU, int cin, int cout) {
   const long xs = (long)cin * cout;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8)
   for (int ci = 0; ci < cin; ci++)
     for (int co = 0; co < cout; co++) {
       const float *u = dU + (long)ci * cout + co;
@@ -225,17 +226,23 @@ static inline tile_pos tile_at(long g, int tiles_per_image, int tiles_per_row) {
   return (tile_pos){g / tiles_per_image, 2 * (t / tiles_per_row), 2 * (t % tiles_per_row)};
 }
 
-/* B' d B of every 8-channel block of one tile of `in` ([n, c/8, h, w, 8]) into row k of V. */
-static AVX2 void input_row(float *V, long vs, int k, const float *in, int c, int h, int w, tile_pos t) {
-  for (int b = 0; b < c / 8; b++)
-    input_tile(V + (long)k * c + b * 8, vs, in + ((t.img * (c / 8) + b) * h) * (long)w * 8, h, w, t.r - 1, t.c - 1);
+/* Where the 8 channels b*8 .. b*8+7 of image `img` start in [n, c/B, h, w, B]. */
+static inline long block_at(long img, int b, int c, int B, int h, int w) {
+  return ((img * (c / B) + b * 8 / B) * h) * (long)w * B + (b * 8) % B;
 }
 
-/* out = conv(in, U) for in [n, ci/8, h, w, 8], out [n, co/8, h, w, 8], U [16][ci][co]. */
+/* B' d B of every 8 channels of one tile of `in` ([n, c/B, h, w, B]) into row k of V. */
+static AVX2 void input_row(float *V, long vs, int k, const float *in, int B, int c, int h, int w, tile_pos t) {
+  for (int b = 0; b < c / 8; b++)
+    input_tile(V + (long)k * c + b * 8, vs, in + block_at(t.img, b, c, B, h, w), B, h, w, t.r - 1, t.c - 1);
+}
+
+/* out = conv(in, U) for in [n, ci/B, h, w, B], out [n, co/B, h, w, B], U [16][ci][co]. Chunks go to threads
+ * dynamically (a thread slowed by another process takes fewer); each chunk's result depends on nothing else. */
 static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const float *in, const float *U, float *ws) {
   const int h = p->h, w = p->w, th = h / 2, tw = w / 2, tpi = th * tw, tc = p->tiles_per_chunk;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
-  const int ocb = co / 8;
+  const int ocb = co / 8, B = p->block;
   int threads = omp_get_max_threads();
   if (threads > p->threads) threads = p->threads;
 #pragma omp parallel num_threads(threads)
@@ -243,11 +250,11 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
     float *V = ws + (size_t)omp_get_thread_num() * NXI * tc * (p->cin + p->cout);
     float *M = V + (size_t)NXI * tc * ci;
     const long vs = (long)tc * ci, ms = (long)tc * co;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (long ch = 0; ch < chunks; ch++) {
       const long g0 = ch * tc;
       const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
-      for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, ci, h, w, tile_at(g0 + k, tpi, tw));
+      for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, B, ci, h, w, tile_at(g0 + k, tpi, tw));
       for (int x = 0; x < NXI; x++) {
         if (ci <= 256) gemm(cnt, co, ci, V + x * vs, U + (long)x * ci * co, M + x * ms);
         else
@@ -257,7 +264,7 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
       for (int k = 0; k < cnt; k++) {
         const tile_pos t = tile_at(g0 + k, tpi, tw);
         for (int b = 0; b < ocb; b++)
-          output_tile(out + ((t.img * ocb + b) * h) * (long)w * 8, w, t.r, t.c, M + (long)k * co + b * 8, ms);
+          output_tile(out + block_at(t.img, b, co, B, h, w), B, w, t.r, t.c, M + (long)k * co + b * 8, ms);
       }
     }
   }
@@ -272,21 +279,21 @@ static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, c
   if (threads > p->threads) threads = p->threads;
   const int tc = p->tiles_per_chunk * GRAD_CHUNKS;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
-  const int ocb = co / 8;
+  const int ocb = co / 8, B = p->block;
   float *V = ws, *D = ws + (size_t)NXI * tc * ci;
   const long vs = (long)tc * ci, ds = (long)tc * co;
 #pragma omp parallel num_threads(threads)
   for (long ch = 0; ch < chunks; ch++) {
     const long g0 = ch * tc;
     const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int k = 0; k < cnt; k++) {
       const tile_pos t = tile_at(g0 + k, tpi, tw);
-      input_row(V, vs, k, x, ci, h, w, t);
+      input_row(V, vs, k, x, B, ci, h, w, t);
       for (int b = 0; b < ocb; b++)
-        grad_tile(D + (long)k * co + b * 8, ds, dy + ((t.img * ocb + b) * h) * (long)w * 8, w, t.r, t.c);
+        grad_tile(D + (long)k * co + b * 8, ds, dy + block_at(t.img, b, co, B, h, w), B, w, t.r, t.c);
     }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int xi = 0; xi < NXI; xi++)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ci, co, cnt, 1.0f, V + xi * vs, ci, D + xi * ds, co,
                   ch ? 1.0f : 0.0f, dU + (long)xi * ci * co, co);

@@ -1,11 +1,12 @@
 /* Winograd F(2x2, 3x3) convolution for the cpu backend: 3x3, stride 1, padding 1, fp32 activations in the
- * nChw8c layout, AVX2. Each 2x2 output tile is computed from its 4x4 input tile in the Winograd domain, where
+ * nChw8c or nChw16c layout, AVX2 code (which AVX-512 CPUs run too; a 16-channel block is two 8-lane halves). Each 2x2 output tile is computed from its 4x4 input tile in the Winograd domain, where
  * the convolution becomes 16 independent matrix products [tiles x Cin] x [Cin x Cout] (OpenBLAS): 2.25x fewer
  * multiplications than the direct convolution, for a few additions per tile in the input and output transforms.
  * Backward data of such a layer is the same computation on dy with the weights transposed and flipped, and
  * backward weights multiplies the transformed inputs with the transformed output gradients per position.
  * oneDNN 2.x ships Winograd kernels only for AVX-512; on AVX2 its direct kernels run at 80-90 % of the FMA peak,
- * so this is what makes the forward and backward-data passes faster there.
+ * so this is what makes the forward and backward-data passes faster there. Whether it wins over oneDNN on a
+ * given layer and CPU is measured at plan time (cpu_conv.c).
  *
  * The plan owns nothing big: the transformed weights and the per-thread tile buffers live in a workspace shared
  * by every layer of the backend (layers run one at a time), sized with synco_wino_workspace_bytes at plan time. */
@@ -18,18 +19,21 @@
 
 typedef struct {
   int n, cin, cout, h, w; /* output size = input size */
+  int block;              /* channel block of the activations: 8 (nChw8c) or 16 (nChw16c) */
   int tiles_per_chunk;    /* tiles transformed and multiplied together by one thread */
   int threads;
 } synco_wino_plan;
 
 /* 1 when this CPU runs the Winograd kernels (AVX2 + FMA). */
 int synco_wino_available(void);
-/* 1 when F(2x2, 3x3) applies to this layer on this CPU (AVX2 + FMA, 3x3 s1 p1, channels in blocks of 8, even
- * spatial size). */
-int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad);
-/* Fills the plan for `threads` threads and returns the workspace bytes it needs. */
-size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int threads);
-/* y = conv3x3(x, w), x [n, cin/8, h, w, 8], y [n, cout/8, h, w, 8], w plain OIHW [cout, cin, 3, 3]. */
+/* 1 when F(2x2, 3x3) applies to this layer on this CPU (AVX2 + FMA, 3x3 s1 p1, activations in channel blocks
+ * of `block` = 8 or 16 that both channel counts fill, even spatial size). */
+int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad, int block);
+/* Fills the plan for activations in blocks of `block` channels and `threads` threads; returns the workspace
+ * bytes it needs. */
+size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int block, int threads);
+/* y = conv3x3(x, w), x [n, cin/B, h, w, B], y [n, cout/B, h, w, B] (B = the plan's block), w plain OIHW
+ * [cout, cin, 3, 3]. */
 synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, const float *w, float *workspace);
 /* dx = conv_transpose3x3(dy, w), the backward data of synco_wino_fwd (dx overwritten). */
 synco_status synco_wino_bwd_data(const synco_wino_plan *p, float *dx, const float *dy, const float *w,
