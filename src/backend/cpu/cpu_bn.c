@@ -9,7 +9,9 @@
  * per image in float and across images in double; the variance is the mean of squared deviations (two passes,
  * no cancellation). The backward masks dy by y > 0 on the fly when the ReLU is fused, and is safe in place
  * (dx == dy) because every element is read before it is written. dgamma / dbeta are summed per group and
- * added to the caller's arrays in group order after the parallel loop, so results do not depend on threads. */
+ * added to the caller's arrays in group order after the parallel loop, so results do not depend on threads. The
+ * tasks go to the threads one at a time as each finishes (dynamic scheduling), so a thread slowed by another
+ * process takes fewer instead of the others waiting for it; which thread runs a task changes no result. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,7 +308,7 @@ synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, sync
   const int G = op->groups, C = op->c, B = k->B, per = k->per, CB = C / B;
   const float *px = x->data;
   float *py = y->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
   for (int t = 0; t < G * CB; t++)
     fwd_train_task(op, B, per, t / CB, t % CB, k->acc, py, px, save_mean, save_invstd, gamma, beta);
   const double m = (double)per * op->h * op->w;
@@ -332,7 +334,7 @@ synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco
   const long HW = (long)op->h * op->w, N = op->n;
   const float *px = x->data;
   float *py = y->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
   for (long t = 0; t < N * CB; t++) {
     const long n = t / CB, cb = t % CB;
     float scale[16], shift[16];
@@ -489,7 +491,7 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
   const float *pdy = dy->data, *px = x->data, *py = op->relu ? y->data : NULL;
   float *pdx = dx->data;
   double *acc = k->acc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
   for (int t = 0; t < G * CB; t++)
     bwd_task(op, B, per, t / CB, t % CB, acc, pdx, pdy, py, px, gamma, save_mean, save_invstd);
   for (int g = 0; g < G; g++)

@@ -175,7 +175,7 @@ synco_status synco_dnnl_relu_fwd(synco_backend *be, synco_tensor *y, const synco
   const float *px = x->data;
   float *py = y->data;
   const long n = (long)synco_tensor_numel(x);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 16384)
   for (long i = 0; i < n; i++) py[i] = px[i] > 0.f ? px[i] : 0.f;
   return SYNCO_OK;
 }
@@ -187,7 +187,7 @@ synco_status synco_dnnl_relu_bwd(synco_backend *be, synco_tensor *dx, const sync
   const float *pdy = dy->data, *py = y->data;
   float *pdx = dx->data;
   const long n = (long)synco_tensor_numel(dx);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 16384)
   for (long i = 0; i < n; i++) pdx[i] = py[i] > 0.f ? pdy[i] : 0.f;
   return SYNCO_OK;
 }
@@ -200,13 +200,13 @@ synco_status synco_dnnl_add(synco_backend *be, synco_tensor *y, const synco_tens
   float *py = y->data;
   const long n = (long)synco_tensor_numel(y);
   if (accumulate) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 16384)
     for (long i = 0; i < n; i++) py[i] += pa[i];
     return SYNCO_OK;
   }
   SYNCO_TRY(same("add", y, b));
   const float *pb = b->data;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 16384)
   for (long i = 0; i < n; i++) py[i] = pa[i] + pb[i];
   return SYNCO_OK;
 }
@@ -234,7 +234,7 @@ synco_status synco_dnnl_avgpool_fwd(synco_backend *be, synco_tensor *y, const sy
   const float inv = 1.f / (float)HW;
   const float *px = x->data;
   float *py = y->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
   for (long ncb = 0; ncb < N * CB; ncb++) {
     const float *s = px + ncb * HW * B;
     float *o = py + ncb * B; /* [n][cb*B + b] is ncb*B + b */
@@ -260,7 +260,7 @@ synco_status synco_dnnl_avgpool_bwd(synco_backend *be, synco_tensor *dx, const s
   const float inv = 1.f / (float)HW;
   const float *pdy = dy->data;
   float *pdx = dx->data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
   for (long ncb = 0; ncb < N * CB; ncb++) {
     const float *g = pdy + ncb * B;
     float *o = pdx + ncb * HW * B;

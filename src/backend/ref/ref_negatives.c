@@ -42,7 +42,7 @@ synco_status synco_ref_neg_draw(synco_backend *be, synco_negatives_draws *d, con
   if (d->total == 0) return SYNCO_OK;
   const int B = d->B, dim = d->dim;
   const float sigma = cfg->sigma;
-#pragma omp parallel for schedule(static) num_threads(d->nthreads)
+#pragma omp parallel for schedule(dynamic, 2) num_threads(d->nthreads)
   for (int i = 0; i < B; i++)
     synco_k_neg_draw_query(d, i, seed, step, query0, sigma, d->words + (size_t)omp_get_thread_num() * (size_t)(dim + 1),
                            NULL, NULL);
@@ -64,13 +64,13 @@ synco_status synco_ref_neg_logits(synco_backend *be, synco_negatives_draws *d, f
 
 #pragma omp parallel num_threads(nt)
   {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 64)
     for (int j = 0; j < K; j++) d->row_sq[j] = synco_k_dotf(queue + (size_t)j * dim, queue + (size_t)j * dim, dim);
 
     const int tid = omp_get_thread_num();
     uint32_t *ws = d->sel + (size_t)tid * (4 * (size_t)K + SYNCO_K_SEL_BINS);
     float *sg = d->sgn + (size_t)tid * dim;
-#pragma omp for schedule(static) reduction(| : bad)
+#pragma omp for schedule(dynamic, 2) reduction(| : bad)
     for (int i = 0; i < B; i++) {
       synco_k_neg_row r = {.i = i, .q = q + (size_t)i * dim, .l = l_neg + (size_t)i * ld_lneg,
                            .h = d->hard + (size_t)i * nh, .sg = sg};
@@ -100,7 +100,7 @@ synco_status synco_ref_neg_backward(synco_backend *be, synco_negatives_draws *d,
 #pragma omp parallel num_threads(nt)
   {
     float *W = d->wpos + (size_t)omp_get_thread_num() * nh;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
     for (int i = 0; i < B; i++) {
       const float *g = g_syn + (size_t)i * ld_gsyn, *inv = d->inv_norm + (size_t)i * total, *qi = q + (size_t)i * dim;
       float *dqi = dq + (size_t)i * dim, *gr = g_raw + (size_t)i * ld_graw;

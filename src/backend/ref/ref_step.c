@@ -27,13 +27,13 @@ synco_status synco_ref_sgd(synco_backend *be, float *p, float *buf, const float 
   const long nn = (long)n;
   /* Three loops so that each vectorizes without a branch in its body (the kernel's branches are uniform). */
   if (momentum == 0.f) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
     for (long i = 0; i < nn; i++) synco_k_sgd(&p[i], NULL, grad[i], lr, 0.f, wd, 0);
   } else if (first) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
     for (long i = 0; i < nn; i++) synco_k_sgd(&p[i], &buf[i], grad[i], lr, momentum, wd, 1);
   } else {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
     for (long i = 0; i < nn; i++) synco_k_sgd(&p[i], &buf[i], grad[i], lr, momentum, wd, 0);
   }
   return SYNCO_OK;
@@ -44,7 +44,7 @@ synco_status synco_ref_ema(synco_backend *be, float *k, const float *q, size_t n
   if (n && (!k || !q)) return synco_fail(SYNCO_ERR_ARG, "ema: a buffer of %zu values is missing", n);
   const long nn = (long)n;
   const float w = 1.0f - m;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
   for (long i = 0; i < nn; i++) k[i] = synco_k_ema(k[i], q[i], m, w);
   return SYNCO_OK;
 }
@@ -88,7 +88,7 @@ synco_status synco_ref_infonce_fwd(synco_backend *be, float *logits, int ld, dou
     logits[(size_t)i * ld] = d;
   }
   const float invT = 1.0f / T;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
   for (int i = 0; i < B; i++) row_loss[i] = synco_k_infonce_row(logits + (size_t)i * ld, K, ncol, invT, hits + 2 * i);
   return SYNCO_OK;
 }
