@@ -56,35 +56,19 @@ void synco_backend_destroy(synco_backend *be) {
   if (be && be->destroy) be->destroy(be);
 }
 
-/* bf16 here means oneDNN's AVX-512-BF16 kernels (bf16 activations and weights in the convolutions, fp32 master
- * weights, loss and optimizer); the reference backend is fp32 only. The messages name the CPU as oneDNN does. */
-synco_status synco_backend_precision(const char *precision, synco_dtype *dt) {
-  if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) { /* tf32: fp32 tensors */
-    if (dt) *dt = SYNCO_F32;
-    return SYNCO_OK;
-  }
+/* bf16 here means oneDNN's bf16 kernels on a CPU that has them (AVX512-BF16, AMX): bf16 copies of the inputs of the
+ * convolutions and linear layers, fp32 everywhere else; the reference backend is fp32 only. The messages name the
+ * CPU as oneDNN does. */
+synco_status synco_backend_precision(const char *precision) {
+  if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) return SYNCO_OK; /* tf32: fp32 tensors */
   if (strcmp(precision, "bf16"))
     return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;
   SYNCO_TRY(synco_backend_cpu_create(&be));
-  const int runs = synco_backend_supports(be, SYNCO_CAP_BF16);
-  const int native = synco_backend_supports(be, SYNCO_CAP_BF16_NATIVE);
+  const synco_status s = synco_backend_cpu_bf16(be, 1);
   synco_backend_destroy(be);
-  if (runs) {
-    if (dt) *dt = SYNCO_BF16;
-    return SYNCO_OK;
-  }
-  const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
-  if (!native)
-    return synco_fail(SYNCO_ERR_UNSUPPORTED,
-                      "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); this one runs %s: "
-                      "use --precision fp32",
-                      isa);
-  return synco_fail(SYNCO_ERR_UNSUPPORTED,
-                    "--precision bf16: this CPU supports it (%s) but this build runs fp32 only so far: use "
-                    "--precision fp32",
-                    isa);
+  return s;
 #else
   return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs the cpu backend (this build has none): use "
                                            "--precision fp32");
@@ -109,14 +93,20 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
 #endif
 
 synco_status synco_backend_set_precision(synco_backend *be, const char *precision) {
-  if (!be || !precision || !strcmp(precision, "bf16")) return SYNCO_OK; /* bf16 is the ops' dtype */
-  const int tf32 = !strcmp(precision, "tf32");
+  if (!be || !precision) return SYNCO_OK;
+  const int bf16 = !strcmp(precision, "bf16"), tf32 = !strcmp(precision, "tf32");
 #ifdef SYNCO_HAVE_CUDA
-  if (!strcmp(be->name, "cuda")) return synco_cuda_set_tf32(be, tf32);
+  if (!strcmp(be->name, "cuda") && !bf16) return synco_cuda_set_tf32(be, tf32);
 #endif
   if (tf32)
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision tf32 is for GPUs (TF32 tensor cores); backend '%s' has none: "
                       "use --precision fp32", be->name);
+#ifdef SYNCO_HAVE_ONEDNN
+  if (!strcmp(be->name, "cpu")) return synco_backend_cpu_bf16(be, bf16);
+#endif
+  if (bf16)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 runs on the cpu backend (a CPU with AVX512-BF16 or AMX); "
+                      "backend '%s' computes in fp32 only: use --backend cpu or --precision fp32", be->name);
   return SYNCO_OK;
 }
 
@@ -141,13 +131,11 @@ void synco_backend_describe(char *buf, size_t n) {
     return;
   }
   const int bf16 = synco_backend_supports(be, SYNCO_CAP_BF16);
-  const int native = synco_backend_supports(be, SYNCO_CAP_BF16_NATIVE);
   const int wino = synco_backend_supports(be, SYNCO_CAP_WINOGRAD);
   synco_backend_destroy(be);
   snprintf(buf + k, n - (size_t)k, "bf16: %s\n3x3 stride-1 convolutions: %s\n",
-           bf16 ? "yes (AVX512-BF16)"
-           : native ? "this CPU has AVX512-BF16, but this build runs fp32 only"
-                    : "no (needs AVX512-BF16)",
+           bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32)"
+                : "no (needs AVX512-BF16 or AMX; fp32 only)",
            wino ? "the fastest per layer shape and pass, measured once per process at plan time, of synco's Winograd "
                   "F(2x2,3x3), oneDNN direct and (AVX-512) oneDNN's Winograd; SYNCO_CONV_ALGO=direct|winograd|"
                   "onednn-winograd forces one; `bench --json` lists the kernels chosen"

@@ -14,14 +14,18 @@
 synco_status synco_backend_create(const char *name, synco_backend **out);
 void synco_backend_destroy(synco_backend *be);
 
-/* --precision of the commands: "fp32", "tf32" (a GPU's tensor cores for fp32) or "bf16" (NULL = fp32); on success *dt (when dt != NULL) is the
- * activation dtype. bf16 is refused, with the reason and what to use instead, unless a backend built in runs
- * it on this machine (SYNCO_CAP_BF16). Checked before any backend is chosen, so that a command can report it
- * with its other argument problems. */
-synco_status synco_backend_precision(const char *precision, synco_dtype *dt);
-/* Applies --precision to a backend just created, before anything is planned on it: "tf32" turns on a GPU's TF32
- * tensor cores for fp32 convolutions and GEMMs (refused on CPU backends, which have none), "fp32" asks for strict
- * fp32 (a GPU's TF32 off), NULL keeps the backend's own mode (on a GPU: SYNCO_CUDA_TF32=1, else strict). */
+/* --precision of the commands: "fp32" (the default everywhere), "tf32" (a GPU's tensor cores for fp32) or "bf16"
+ * (NULL = fp32). bf16 is refused, with the reason and what to use instead, unless a backend built in runs it on this
+ * machine (SYNCO_CAP_BF16: oneDNN on a CPU with AVX512-BF16 or AMX). Checked before any backend is chosen, so that
+ * a command can report it with its other argument problems. Under every precision the activations between layers,
+ * the parameters, gradients, optimizer state, BN statistics, the loss, the queue and the logits are fp32: bf16
+ * changes only what the convolutions and linear layers multiply (autocast's rule). */
+synco_status synco_backend_precision(const char *precision);
+/* Applies --precision to a backend just created, before anything is planned on it: "bf16" makes the cpu backend's
+ * convolutions and linear layers compute in bf16 with fp32 accumulation (refused on any other backend, and where the
+ * CPU lacks bf16); "tf32" turns on a GPU's TF32 tensor cores for fp32 convolutions and GEMMs (refused on CPU
+ * backends, which have none); "fp32" asks for strict fp32 (a GPU's TF32 off); NULL keeps the backend's own mode (on
+ * a GPU: SYNCO_CUDA_TF32=1, else strict; on a CPU fp32). */
 synco_status synco_backend_set_precision(synco_backend *be, const char *precision);
 
 /* What `synco info` reports about the backends: "backends: ..." (those built in, and the default), then, with
@@ -39,6 +43,8 @@ synco_status synco_backend_ref_create(synco_backend **out);
 synco_status synco_backend_strict_create(synco_backend **out);
 #ifdef SYNCO_HAVE_ONEDNN
 synco_status synco_backend_cpu_create(synco_backend **out);
+/* bf16 on (1) or off (0) for the cpu backend be, before anything is planned (synco_backend_set_precision). */
+synco_status synco_backend_cpu_bf16(synco_backend *be, int on);
 #endif
 
 #endif

@@ -287,7 +287,7 @@ static int configure(pretrain_ctx *c) {
   const synco_config_origin origin = {pretrain_config_from_file, c, file};
   if (synco_pretrain_config_check(&c->cfg, c->resume_json ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
-  if (synco_backend_precision(o->precision, NULL) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
+  if (synco_backend_precision(o->precision) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;
   if (o->threads > 0) omp_set_num_threads(o->threads);
   o->threads = omp_get_max_threads();

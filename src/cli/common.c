@@ -69,7 +69,7 @@ synco_status synco_cli_write_file_atomic(const char *path, const char *text) {
 }
 
 int synco_cli_precision(const char *cmd, const char *precision) {
-  if (synco_backend_precision(precision, NULL) == SYNCO_OK) return 0;
+  if (synco_backend_precision(precision) == SYNCO_OK) return 0;
   fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
   return 2;
 }

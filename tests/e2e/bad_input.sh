@@ -13,14 +13,20 @@ expect_error "does-not-exist" "$SYNCO" pretrain --data "$tmp/does-not-exist" --o
 expect_error "not a multiple" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 1000 -b 64 --out "$tmp/r2"
 expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 512 -b 64 --n-hard 1024 --out "$tmp/r2"
 expect_error "unknown command" "$SYNCO" frobnicate
-# --precision: anything but fp32/bf16 is a usage error; bf16 is refused with the reason (no AVX512-BF16 here, and
-# no bf16 kernels in this build anywhere yet), before anything is written.
+# --precision: anything but fp32/tf32/bf16 is a usage error; tf32 is refused on a CPU; bf16 is refused with the
+# reason where the CPU has no native bf16 (AVX512-BF16, AMX) and on the reference backend everywhere, before anything
+# is written.
 expect_error "expected fp32, tf32 or bf16" "$SYNCO" pretrain --precision fp16 --out "$tmp/p0"
-expect_error "--precision bf16" "$SYNCO" pretrain --precision bf16 --out "$tmp/p1"
-[ ! -e "$tmp/p1" ] || fail "a refused pretrain created its run directory"
-for c in knn linear finetune embed analyze; do
-  expect_error "--precision bf16" "$SYNCO" $c --random-init --precision bf16
-done
+expect_error "--precision bf16" "$SYNCO" pretrain --precision bf16 --backend ref --out "$tmp/p2"
+[ ! -e "$tmp/p2" ] || fail "a refused pretrain created its run directory"
+info=$("$SYNCO" info)
+if [[ $info != *$'\nbf16: yes'* ]]; then
+  expect_error "--precision bf16" "$SYNCO" pretrain --precision bf16 --out "$tmp/p1"
+  [ ! -e "$tmp/p1" ] || fail "a refused pretrain created its run directory"
+  for c in knn linear finetune embed analyze; do
+    expect_error "--precision bf16" "$SYNCO" $c --random-init --precision bf16
+  done
+fi
 # A corrupt checkpoint given to --resume is rejected and the run directory's files stay as they were.
 mkdir -p "$tmp/r3"
 echo '{"keep": true}' > "$tmp/r3/config.json"

@@ -6,8 +6,18 @@
  * that accumulation (+=) is checked too. The blocked ops run with the ISA's block and the 3x3 stride-1 kernels
  * measured (the default), then with each candidate forced (SYNCO_CONV_ALGO=direct, winograd = synco's
  * cpu_wino_conv.c, onednn-winograd), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
- * 1e-4 + rtol 1e-4. */
+ * 1e-4 + rtol 1e-4.
+ *
+ * Where the CPU has bf16 (AVX512-BF16, AMX), everything runs once more under --precision bf16, where the
+ * convolutions and linear layers multiply bf16 copies of their inputs. Their reference is then the reference op on
+ * inputs rounded to bf16 (round to nearest even, written here independently of the backend), which checks that the
+ * backend rounds the right operands and accumulates in fp32: tolerance atol 1e-4 + rtol 4e-3, where 4e-3 is twice
+ * half a bf16 ulp (2^-9), since a convolution's y and dx are bf16 before they are widened back to fp32 (as under
+ * PyTorch's autocast); dw and the linear layer's outputs are fp32 sums. A check that the bf16 outputs differ from the
+ * fp32 reference proves that bf16 ran at all. Elsewhere the bf16 part is skipped with a message. */
+#include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +34,40 @@ int main(void) { SKIP("built without oneDNN"); }
 #define RTOL 1e-4
 
 static unsigned g_seed = 1;
+static int g_bf16; /* the backend computes in bf16: compare with the reference on bf16-rounded inputs */
+#define BF16_ATOL 1e-4
+#define BF16_RTOL 4e-3
+
+static double tol_a(void) { return g_bf16 ? BF16_ATOL : ATOL; }
+static double tol_r(void) { return g_bf16 ? BF16_RTOL : RTOL; }
+
+/* x rounded to bf16 (round to nearest even), as a float. */
+static float bf16_round(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&x, &u, sizeof u);
+  return x;
+}
+
+/* What the reference gets: p itself, or under bf16 a rounded copy (freed with ref_free). */
+static float *ref_in(float *p, size_t n) {
+  if (!g_bf16) return p;
+  float *q = malloc(n * sizeof(float) + 16);
+  for (size_t i = 0; i < n; i++) q[i] = bf16_round(p[i]);
+  return q;
+}
+
+static void ref_free(float *q, float *p) {
+  if (q != p) free(q);
+}
+
+/* Under bf16: the backend's plain result got[n] differs from the unrounded fp32 reference somewhere. */
+static int g_bf16_differs;
+static void note_bf16(const float *got, const float *fp32, size_t n) {
+  for (size_t i = 0; i < n && g_bf16; i++)
+    if (fabsf(got[i] - fp32[i]) > 1e-5f * (1.0f + fabsf(fp32[i]))) g_bf16_differs = 1;
+}
 
 static float *rnd(size_t n, float lo, float hi) {
   float *p = malloc(n * sizeof(float) + 16);
@@ -95,37 +139,48 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
   CHECK_OK(ref->conv_plan(ref, &rop));
   const size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * op.oh * op.ow, nw = (size_t)cout * cin * k * k;
   float *x = rnd(nx, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(ny, -1, 1), *dw0 = rnd(nw, -1, 1);
+  float *rxd = ref_in(x, nx), *rwt = ref_in(wt, nw), *rdyd = ref_in(dy, ny);
   synco_tensor fx = mk(be, n, cin, h, w, x), fy = mk(be, n, cout, op.oh, op.ow, NULL);
   synco_tensor fdy = mk(be, n, cout, op.oh, op.ow, dy), fdx = mk(be, n, cin, h, w, NULL);
-  synco_tensor rx = mk(ref, n, cin, h, w, x), ry = mk(ref, n, cout, op.oh, op.ow, NULL);
-  synco_tensor rdy = mk(ref, n, cout, op.oh, op.ow, dy), rdx = mk(ref, n, cin, h, w, NULL);
+  synco_tensor rx = mk(ref, n, cin, h, w, rxd), ry = mk(ref, n, cout, op.oh, op.ow, NULL);
+  synco_tensor rdy = mk(ref, n, cout, op.oh, op.ow, rdyd), rdx = mk(ref, n, cin, h, w, NULL);
+  const double atol = tol_a(), rtol = tol_r();
 
   CHECK_OK(be->conv_fwd(be, &op, &fy, &fx, wt));
-  CHECK_OK(ref->conv_fwd(ref, &rop, &ry, &rx, wt));
-  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d y", k, k, s, p, cin, cout);
-  cmp(what, be, &fy, &ry, ATOL, RTOL);
+  CHECK_OK(ref->conv_fwd(ref, &rop, &ry, &rx, rwt));
+  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d y%s", k, k, s, p, cin, cout, g_bf16 ? " bf16" : "");
+  cmp(what, be, &fy, &ry, atol, rtol);
+  if (g_bf16) { /* the fp32 result of the unrounded inputs is not what bf16 gives */
+    synco_tensor ux = mk(ref, n, cin, h, w, x), uy = mk(ref, n, cout, op.oh, op.ow, NULL);
+    float *g = malloc(ny * sizeof(float));
+    CHECK_OK(ref->conv_fwd(ref, &rop, &uy, &ux, wt));
+    CHECK_OK(be->to_plain(be, g, &fy));
+    note_bf16(g, uy.data, ny);
+    free(g), fr(&ux), fr(&uy);
+  }
 
   CHECK_OK(be->conv_bwd_data(be, &op, &fdx, &fdy, wt));
-  CHECK_OK(ref->conv_bwd_data(ref, &rop, &rdx, &rdy, wt));
-  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dx", k, k, s, p, cin, cout);
-  cmp(what, be, &fdx, &rdx, ATOL, RTOL);
+  CHECK_OK(ref->conv_bwd_data(ref, &rop, &rdx, &rdy, rwt));
+  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dx%s", k, k, s, p, cin, cout, g_bf16 ? " bf16" : "");
+  cmp(what, be, &fdx, &rdx, atol, rtol);
 
   /* dw += : both start from the same non-zero values */
   float *fdw = dup(dw0, nw), *rdw = dup(dw0, nw);
   CHECK_OK(be->conv_bwd_weights(be, &op, fdw, &fdy, &fx));
   CHECK_OK(ref->conv_bwd_weights(ref, &rop, rdw, &rdy, &rx));
-  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dw", k, k, s, p, cin, cout);
-  CHECK_CLOSE(what, fdw, rdw, nw, ATOL, RTOL);
+  snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dw%s", k, k, s, p, cin, cout, g_bf16 ? " bf16" : "");
+  CHECK_CLOSE(what, fdw, rdw, nw, atol, rtol);
   /* a second call adds the same gradient again */
   CHECK_OK(be->conv_bwd_weights(be, &op, fdw, &fdy, &fx));
   CHECK_OK(ref->conv_bwd_weights(ref, &rop, rdw, &rdy, &rx));
-  CHECK_CLOSE(what, fdw, rdw, nw, ATOL, RTOL);
+  CHECK_CLOSE(what, fdw, rdw, nw, atol, rtol);
 
   be->conv_release(be, &op);
   ref->conv_release(ref, &rop);
   CHECK(op.impl == NULL);
   synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx};
   for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  ref_free(rxd, x), ref_free(rwt, wt), ref_free(rdyd, dy);
   free(x), free(wt), free(dy), free(dw0), free(fdw), free(rdw);
 }
 
@@ -305,22 +360,38 @@ static void test_matrices(synco_backend *be, synco_backend *ref) {
   const int n = 6, in = 24, out = 10;
   float *x = rnd((size_t)n * in, -1, 1), *w = rnd((size_t)out * in, -1, 1), *b = rnd(out, -1, 1);
   float *dy = rnd((size_t)n * out, -1, 1), *dw0 = rnd((size_t)out * in, -1, 1), *db0 = rnd(out, -1, 1);
+  float *rxd = ref_in(x, (size_t)n * in), *rw = ref_in(w, (size_t)out * in), *rdyd = ref_in(dy, (size_t)n * out);
   synco_tensor fx = mk(be, n, in, 1, 1, x), fy = mk(be, n, out, 1, 1, NULL), fdy = mk(be, n, out, 1, 1, dy);
   synco_tensor fdx = mk(be, n, in, 1, 1, NULL), ry = mk(ref, n, out, 1, 1, NULL), rdx = mk(ref, n, in, 1, 1, NULL);
-  synco_tensor rx = mk(ref, n, in, 1, 1, x), rdy = mk(ref, n, out, 1, 1, dy);
+  synco_tensor rx = mk(ref, n, in, 1, 1, rxd), rdy = mk(ref, n, out, 1, 1, rdyd);
+  const double atol = tol_a(), rtol = tol_r();
   CHECK_OK(be->linear_fwd(be, &fy, &fx, w, b));
-  CHECK_OK(ref->linear_fwd(ref, &ry, &rx, w, b));
-  CHECK_CLOSE("linear y", fy.data, ry.data, (size_t)n * out, ATOL, RTOL);
+  CHECK_OK(ref->linear_fwd(ref, &ry, &rx, rw, b));
+  CHECK_CLOSE("linear y", fy.data, ry.data, (size_t)n * out, atol, rtol);
+  if (g_bf16) {
+    synco_tensor ux = mk(ref, n, in, 1, 1, x), uy = mk(ref, n, out, 1, 1, NULL);
+    CHECK_OK(ref->linear_fwd(ref, &uy, &ux, w, b));
+    note_bf16(fy.data, uy.data, (size_t)n * out);
+    fr(&ux), fr(&uy);
+  }
   float *fdw = dup(dw0, (size_t)out * in), *rdw = dup(dw0, (size_t)out * in), *fdb = dup(db0, out),
         *rdb = dup(db0, out);
   CHECK_OK(be->linear_bwd(be, &fdx, fdw, fdb, &fdy, &fx, w));
-  CHECK_OK(ref->linear_bwd(ref, &rdx, rdw, rdb, &rdy, &rx, w));
-  CHECK_CLOSE("linear dx", fdx.data, rdx.data, (size_t)n * in, ATOL, RTOL);
-  CHECK_CLOSE("linear dw", fdw, rdw, (size_t)out * in, ATOL, RTOL);
-  CHECK_CLOSE("linear db", fdb, rdb, out, ATOL, RTOL);
+  CHECK_OK(ref->linear_bwd(ref, &rdx, rdw, rdb, &rdy, &rx, rw));
+  CHECK_CLOSE("linear dx", fdx.data, rdx.data, (size_t)n * in, atol, rtol);
+  CHECK_CLOSE("linear dw", fdw, rdw, (size_t)out * in, atol, rtol);
+  /* db sums dy in fp32 under every precision: the unrounded dy */
+  float *udb = dup(db0, out);
+  synco_tensor udy = mk(ref, n, out, 1, 1, dy);
+  CHECK_OK(ref->linear_bwd(ref, NULL, NULL, udb, &udy, &rx, NULL));
+  CHECK_CLOSE("linear db", fdb, udb, out, ATOL, RTOL);
+  fr(&udy), free(udb);
+  ref_free(rxd, x), ref_free(rw, w), ref_free(rdyd, dy);
   float fn[6], rn[6];
+  synco_tensor ux = mk(ref, n, in, 1, 1, x); /* L2 normalization is fp32 under every precision */
   CHECK_OK(be->l2norm_fwd(be, &fdx, fn, &fx));
-  CHECK_OK(ref->l2norm_fwd(ref, &rdx, rn, &rx));
+  CHECK_OK(ref->l2norm_fwd(ref, &rdx, rn, &ux));
+  fr(&ux);
   CHECK_CLOSE("l2norm y", fdx.data, rdx.data, (size_t)n * in, ATOL, RTOL);
   CHECK_CLOSE("l2norm norms", fn, rn, n, ATOL, RTOL);
   synco_tensor fg = mk(be, n, in, 1, 1, x), fo = mk(be, n, in, 1, 1, NULL), ro = mk(ref, n, in, 1, 1, NULL);
@@ -390,7 +461,7 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 32, 6, 6, 40, 3, 1, 1);   /* Winograd backward weights only (32 channels) */
   test_conv(be, ref, 3, 64, 6, 6, 64, 3, 1, 1);   /* Winograd: chunks of 8 and 3 tiles (GEMM row remainders) */
   test_conv(be, ref, 1, 64, 2, 26, 64, 3, 1, 1);  /* Winograd: one row of tiles, chunks of 8 and 5 */
-  test_conv_threads_agree(be, 6, 64, 12);
+  if (!g_bf16) test_conv_threads_agree(be, 6, 64, 12); /* Winograd's property (fp32 only) */
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
   test_bn(be, ref, 6, 32, 3, 4, 3, 1);
@@ -464,6 +535,21 @@ int main(void) {
   }
   unsetenv("SYNCO_ONEDNN_BLOCK");
   unsetenv("SYNCO_CONV_ALGO");
+
+  /* --precision bf16, where the CPU has it */
+  be = NULL;
+  CHECK_OK(synco_backend_cpu_create(&be));
+  if (be && synco_backend_supports(be, SYNCO_CAP_BF16)) {
+    CHECK_OK(synco_backend_set_precision(be, "bf16"));
+    g_bf16 = 1;
+    run_all(be, ref, native, 1);
+    g_bf16 = 0;
+    CHECK(g_bf16_differs);
+  } else if (be) {
+    printf("SKIP (bf16 part): this CPU has no native bf16 (%s)\n",
+           synco_backend_set_precision(be, "bf16") == SYNCO_OK ? "?" : synco_last_error());
+  }
+  synco_backend_destroy(be);
   synco_backend_destroy(ref);
   return synco_test_finish("test_cpu_ops");
 }

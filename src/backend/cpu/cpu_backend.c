@@ -230,6 +230,7 @@ static void destroy(synco_backend *be) {
     free(c->reo[0]);
     free(c->reo[1]);
     free(c->kernels);
+    synco_dnnl_linear_free(c);
     free(c);
   }
   free(be);
@@ -264,15 +265,12 @@ static synco_status init_ctx(synco_dnnl_ctx *c) {
   return SYNCO_OK;
 }
 
-/* 1 once the encoder runs its convolutions in bf16; until then the backend answers that it does not. */
-#define BF16_WIRED 0
-
 static int supports(synco_backend *be, synco_capability cap) {
   const synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   /* below avx512_core_bf16 oneDNN only emulates bf16, slower than fp32 */
   const int native = (c->isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
   switch (cap) {
-    case SYNCO_CAP_BF16: return native && BF16_WIRED;
+    case SYNCO_CAP_BF16: return native;
     case SYNCO_CAP_BF16_NATIVE: return native;
     case SYNCO_CAP_WINOGRAD: return synco_dnnl_winograd_on(c);
     case SYNCO_CAP_ASYNC: return 0; /* every op has finished when it returns */
@@ -312,11 +310,20 @@ static const synco_backend cpu_ops = {
     .add = synco_dnnl_add,
     .avgpool_fwd = synco_dnnl_avgpool_fwd,
     .avgpool_bwd = synco_dnnl_avgpool_bwd,
-    .linear_fwd = synco_ref_linear_fwd, /* plain matrices: cblas already */
-    .linear_bwd = synco_ref_linear_bwd,
+    .linear_fwd = synco_dnnl_linear_fwd, /* fp32: the reference's cblas; bf16: oneDNN's matmul */
+    .linear_bwd = synco_dnnl_linear_bwd,
     .l2norm_fwd = synco_ref_l2norm_fwd,
     .l2norm_bwd = synco_ref_l2norm_bwd,
 };
+
+synco_status synco_backend_cpu_bf16(synco_backend *be, int on) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  if (on && !supports(be, SYNCO_CAP_BF16))
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); "
+                      "this one runs %s: use --precision fp32", dnnl_cpu_isa2str(c->isa));
+  c->bf16 = on;
+  return SYNCO_OK;
+}
 
 synco_status synco_backend_cpu_create(synco_backend **out) {
   *out = NULL;

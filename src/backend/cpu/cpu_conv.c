@@ -21,7 +21,16 @@
  * it applies (direct, winograd = synco's, onednn-winograd; auto = measure, the default; SYNCO_CONV_WINOGRAD=0 is
  * direct): the candidates differ only by rounding, but a run that must be bit-identical across processes
  * (resuming, comparing exports) forces one. The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
- * reported by `bench --json`). */
+ * reported by `bench --json`).
+ *
+ * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
+ * autocast does: the layer's activations stay fp32 in its layout, and each pass reorders its inputs into bf16 in the
+ * format its kernel chooses (any format is tried first: on AMX that is nhwc, where oneDNN's AMX kernels run, while
+ * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers; y and dx come
+ * out of the kernel in bf16 (autocast's convolution output) and are widened into the layer's fp32 tensors; dw is
+ * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
+ * OIHW master copy into bf16 at each call. Only oneDNN's direct algorithm runs bf16 (no Winograd, nothing to
+ * measure), so a bf16 run's kernels do not depend on timing. */
 #include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -61,6 +70,7 @@ typedef struct {
   int own_wino;                  /* synco's Winograd applies to the layer */
   synco_wino_plan wp;
   int kind[NPASS];               /* the chosen kernel of each pass */
+  int bf16;                      /* the passes multiply bf16 copies (--precision bf16) */
 } conv_impl;
 
 static void pass_free(dnnl_pass *p) {
@@ -171,17 +181,23 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
   const dnnl_format_tag_t lx = layout_tag(k->lx), ly = layout_tag(k->ly);
   const dnnl_format_tag_t cand[][2] = {{lx, ly},         {ANY_TAG, ly},          {lx, ANY_TAG},   {ANY_TAG, ANY_TAG},
                                        {dnnl_nhwc, dnnl_nhwc}, {dnnl_nChw16c, dnnl_nChw16c}, {dnnl_nchw, dnnl_nchw}};
-  const int ncand = alg == dnnl_convolution_winograd ? 1 : (int)(sizeof(cand) / sizeof(*cand));
+  /* bf16: the copies are made anyway, so the kernel's own format comes first */
+  const dnnl_format_tag_t cand_bf16[][2] = {{ANY_TAG, ANY_TAG}, {dnnl_nhwc, dnnl_nhwc}, {lx, ly}, {dnnl_nchw, dnnl_nchw}};
+  const dnnl_format_tag_t(*cands)[2] = k->bf16 ? cand_bf16 : cand;
+  const int ncand = alg == dnnl_convolution_winograd ? 1
+                    : k->bf16                        ? (int)(sizeof(cand_bf16) / sizeof(*cand_bf16))
+                                                     : (int)(sizeof(cand) / sizeof(*cand));
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
+  if (k->bf16) dt = dnnl_bf16; /* the kernel's operands; the layer's tensors stay fp32 */
   const dnnl_dims_t xd = {op->n, op->cin, op->h, op->w}, yd = {op->n, op->cout, op->oh, op->ow};
   const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
   synco_dnnl_md mx = {0}, my = {0}, mw = {0};
   SYNCO_TRY(synco_dnnl_md_tag(&mw, 4, wd, pass == P_BWD_WEIGHTS ? dnnl_f32 : dt, ANY_TAG));
   synco_status s = SYNCO_OK;
   for (int i = 0; i < ncand && !d->pd; i++) {
-    if ((s = synco_dnnl_md_tag(&mx, 4, xd, dt, cand[i][0])) != SYNCO_OK) break;
-    if ((s = synco_dnnl_md_tag(&my, 4, yd, dt, cand[i][1])) != SYNCO_OK) break;
+    if ((s = synco_dnnl_md_tag(&mx, 4, xd, dt, cands[i][0])) != SYNCO_OK) break;
+    if ((s = synco_dnnl_md_tag(&my, 4, yd, dt, cands[i][1])) != SYNCO_OK) break;
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
     synco_dnnl_md fw = {0};
     /* the backward passes' hint: a forward descriptor of the same formats (its weights in any format) */
@@ -213,7 +229,7 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
   const int rx = !dnnl_memory_desc_equal(xa, SYNCO_DNNL_MD(k->md_x));
   const int ry = !dnnl_memory_desc_equal(yb, SYNCO_DNNL_MD(k->md_y));
   if (rx || ry)
-    snprintf(d->fmt, sizeof d->fmt, "%s -> %s", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
+    snprintf(d->fmt, sizeof d->fmt, "%s%s -> %s", k->bf16 ? "bf16 " : "", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
   return SYNCO_OK;
 }
 
@@ -471,7 +487,7 @@ static synco_status measure(synco_backend *be, const synco_conv_op *op, conv_imp
 static int choice_known(const synco_conv_op *op, const conv_impl *k, conv_choice *q) {
   const int f = forced_kind();
   *q = (conv_choice){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w, .lx = k->lx, .ly = k->ly,
-                     .threads = omp_get_max_threads(), .dtype = (int)op->dtype};
+                     .threads = omp_get_max_threads(), .dtype = k->bf16 ? (int)SYNCO_BF16 : (int)op->dtype};
   int candidates = 0;
   for (int p = 0; p < NPASS; p++) {
     int m = 0;
@@ -539,6 +555,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
+  k->bf16 = c->bf16 && op->dtype == SYNCO_F32;
   k->lx = synco_dnnl_act_layout(be, op->cin, op->h, op->w, op->dtype);
   k->ly = synco_dnnl_act_layout(be, op->cout, op->oh, op->ow, op->dtype);
   SYNCO_TRY(synco_dnnl_md_act(&k->md_x, op->n, op->cin, op->h, op->w, op->dtype, k->lx));
@@ -550,7 +567,8 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected auto, direct, winograd or onednn-winograd",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
-  const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
+  const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1 &&
+                         !k->bf16;
   *wino = 0;
   if (wino_shape && op->dtype == SYNCO_F32 && synco_dnnl_winograd_on(c) &&
       synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad, block)) {

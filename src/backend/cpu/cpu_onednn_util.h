@@ -57,6 +57,8 @@ typedef struct {
   size_t reo_bytes[2];         /* that is not the layer's layout (cpu_conv.c); shared by the layers, grown at plan */
   char *kernels;               /* the kernels the planned convolutions chose: a JSON array's items, one per shape */
   size_t kernels_len;
+  int bf16;                    /* --precision bf16: convolutions and linear layers compute in bf16 (set before plans) */
+  struct synco_dnnl_linear *lin; /* the linear layers' bf16 matmuls and copies (cpu_linear.c) */
 } synco_dnnl_ctx;
 
 /* The buffers the backend shares among its ops (synco_plan_bytes' shared[i]), and what a primitive's JIT code takes
@@ -139,6 +141,14 @@ synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco
 synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *dx, float *dgamma, float *dbeta,
                               const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
                               const float *gamma, const float *save_mean, const float *save_invstd);
+
+/* Linear layers (onednn_linear.c): the reference backend's cblas code in fp32, oneDNN's bf16 matmul under
+ * --precision bf16. */
+synco_linear_fwd_fn synco_dnnl_linear_fwd;
+synco_linear_bwd_fn synco_dnnl_linear_bwd;
+void synco_dnnl_linear_free(synco_dnnl_ctx *c);
+/* fp32 -> bf16 (the upper 16 bits), rounded to nearest even. */
+void synco_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 
 synco_pool_plan_fn synco_dnnl_pool_plan;
 synco_pool_plan_bytes_fn synco_dnnl_pool_plan_bytes;

@@ -1,0 +1,34 @@
+/* Whole MoCo-v2 and SynCo steps under --precision bf16 (the cpu backend's convolutions and linear layers on bf16
+ * copies of their inputs) against the fp32 reference backend, one step at a time from the same state
+ * (tests/unit/step_compare.h says what is compared). Each op is checked against the reference on bf16-rounded
+ * inputs in test_onednn_ops; this checks the whole step and states how far bf16 moves it. bf16 keeps 8 bits of
+ * mantissa, so each product is off by up to 2^-8 relative, and this test's network (width 8, Split-BN over 8 images)
+ * amplifies that through 20 layers of batch norms. Every tolerance of the fp32 comparison is scaled by 20: the loss
+ * within 2e-3 + 2e-3·|loss| (measured at most 1.5e-3 relative), dL/dlogits within relative L2 error 0.2 (measured
+ * 0.07), the updated parameters, EMA and BN buffers and the queue within relative L2 error 4e-2 (measured 2.3e-3, 0,
+ * 5e-4, 8e-3; single queue elements, unit keys of 16 values, move by up to 1.1e-2 where 1.2e-2 + 2e-2·|ref| is allowed); the
+ * parameter gradients and the momentum by 40: relative L2 error 0.4 (measured up to 0.32: sums of BN-normalized
+ * terms that cancel). A dropped or mis-scaled gradient, or fp32 weights read as bf16, is off by 1 or more. Skipped
+ * where the CPU has no native bf16 or the build has no oneDNN. */
+#include "backend/registry.h"
+#include "step_compare.h"
+
+int main(void) {
+  synco_backend *ref_be = NULL, *bf16_be = NULL;
+  CHECK_OK(synco_backend_ref_create(&ref_be));
+  if (synco_backend_create("cpu", &bf16_be) != SYNCO_OK) {
+    synco_backend_destroy(ref_be);
+    SKIP("this build has no cpu backend");
+  }
+  if (synco_backend_set_precision(bf16_be, "bf16") != SYNCO_OK) {
+    printf("SKIP: %s\n", synco_last_error());
+    synco_backend_destroy(bf16_be);
+    synco_backend_destroy(ref_be);
+    return 77;
+  }
+  step_compare t = {.ref = ref_be, .other = bf16_be, .loose = 20, .grad_loose = 40};
+  step_compare_all(&t);
+  synco_backend_destroy(bf16_be);
+  synco_backend_destroy(ref_be);
+  return synco_test_finish("step_bf16");
+}
