@@ -8,6 +8,7 @@
  *
  * This file holds the command's first two stages, parse and config, and the sequence of all four (pretrain.h
  * says which file holds which). */
+#include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,16 @@ static void library_config(pretrain_ctx *c, int depth) {
   cfg->warmup_epochs = o->warmup_epochs;
 }
 
+/* A resumed run whose --precision differs from its checkpoint's continues in the new one (checkpoints are fp32 under
+ * every precision); it says so, since its results then differ from an uninterrupted run's. */
+static void resume_precision_note(const pretrain_ctx *c) {
+  const cJSON *was = c->resume_json ? cJSON_GetObjectItemCaseSensitive(c->resume_json, "precision") : NULL;
+  const char *now = c->o.precision ? c->o.precision : "fp32";
+  if (c->rank == 0 && cJSON_IsString(was) && strcmp(was->valuestring, now))
+    fprintf(stderr, "synco pretrain: %s ran in %s; it continues in %s (--precision %s)\n", c->resume_path,
+            was->valuestring, now, now);
+}
+
 /* A resumed run's settings from its checkpoint, the synthetic counts that follow the queue, the library config,
  * and its judgement together with the command line's: every problem is printed at once (exit 2). */
 static int configure(pretrain_ctx *c) {
@@ -287,8 +298,15 @@ static int configure(pretrain_ctx *c) {
   const synco_config_origin origin = {pretrain_config_from_file, c, file};
   if (synco_pretrain_config_check(&c->cfg, c->resume_json ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
-  if (synco_backend_precision(o->precision) != SYNCO_OK) synco_arg_problem(&c->problems, "%s", synco_last_error());
+  if (synco_backend_precision(o->precision) != SYNCO_OK) {
+    if (c->resume_json && pretrain_config_from_file(c, "precision")) /* the run's own, not a flag the user gave */
+      synco_arg_problem(&c->problems, "%s: precision %s: %s (give --precision fp32 to continue the run in fp32)", file,
+                        o->precision, synco_last_error());
+    else
+      synco_arg_problem(&c->problems, "%s", synco_last_error());
+  }
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;
+  resume_precision_note(c);
   if (o->threads > 0) omp_set_num_threads(o->threads);
   o->threads = omp_get_max_threads();
   return PRETRAIN_GO;

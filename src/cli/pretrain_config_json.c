@@ -42,6 +42,7 @@ static const cfg_field k_fields[] = {
     F("seed", "seed", 'l', seed, 1), F("threads", "threads", 'i', threads, -1), F("workers", "workers", 'i', workers, -1),
     F("backend", "backend", 's', backend, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
     F("knn_k", "knn-k", 'i', knn_k, 0), F("knn_t", "knn-t", 'd', knn_t, 0), F("save_every", "save-every", 'i', save_every, 0),
+    F("precision", "precision", 's', precision, 0), /* a resumed run keeps it; --precision may change it (a note) */
 };
 #undef F
 
@@ -134,6 +135,10 @@ static synco_status judge_taken(const cfg_field *f, const cJSON *v, const synco_
   if (!v->valuestring[0]) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is empty", ckpt, f->key);
   if (!strcmp(f->key, "arch") && !pretrain_arch_depth(v->valuestring))
     return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: arch '%s' is not resnet18, resnet34 or resnet50", ckpt,
+                      v->valuestring);
+  if (!strcmp(f->key, "precision") && strcmp(v->valuestring, "fp32") && strcmp(v->valuestring, "tf32") &&
+      strcmp(v->valuestring, "bf16"))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: precision '%s' is not fp32, tf32 or bf16", ckpt,
                       v->valuestring);
   if (!strcmp(f->key, "method") && !pretrain_method_known(v->valuestring))
     return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: method '%s' is not synco, mochi or moco", ckpt, v->valuestring);
