@@ -118,6 +118,19 @@ void synco_backend_profiler(synco_backend *be, int on) {
 #endif
 }
 
+#ifdef SYNCO_HAVE_ONEDNN
+/* The kernels oneDNN gives a bf16 ResNet convolution here (3x3, 64 channels, 32x32, batch 32), as "\nbf16 kernels: "
+ * and the backend's kernel log (its implementation names); nothing when it cannot be planned. */
+static void bf16_probe(synco_backend *be, char *out, size_t n) {
+  synco_conv_op op = {.n = 32, .cin = 64, .h = 32, .w = 32, .cout = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                      .oh = 32, .ow = 32, .dtype = SYNCO_F32};
+  if (synco_backend_set_precision(be, "bf16") != SYNCO_OK || !be->kernels || be->conv_plan(be, &op) != SYNCO_OK) return;
+  const int k = snprintf(out, n, "\nbf16 kernels (a 3x3 convolution of 64 channels, 32x32): ");
+  if (k > 0 && (size_t)k < n) be->kernels(be, out + k, n - (size_t)k);
+  be->conv_release(be, &op);
+}
+#endif
+
 void synco_backend_describe(char *buf, size_t n) {
   if (!n) return;
 #ifdef SYNCO_HAVE_ONEDNN
@@ -132,10 +145,13 @@ void synco_backend_describe(char *buf, size_t n) {
   }
   const int bf16 = synco_backend_supports(be, SYNCO_CAP_BF16);
   const int wino = synco_backend_supports(be, SYNCO_CAP_WINOGRAD);
+  char probe[600] = "";
+  if (bf16) bf16_probe(be, probe, sizeof probe);
   synco_backend_destroy(be);
-  snprintf(buf + k, n - (size_t)k, "bf16: %s\n3x3 stride-1 convolutions: %s\n",
+  snprintf(buf + k, n - (size_t)k, "bf16: %s%s\n3x3 stride-1 convolutions: %s\n",
            bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32)"
                 : "no (needs AVX512-BF16 or AMX; fp32 only)",
+           probe,
            wino ? "the fastest per layer shape and pass, measured once per process at plan time, of synco's Winograd "
                   "F(2x2,3x3), oneDNN direct and (AVX-512) oneDNN's Winograd; SYNCO_CONV_ALGO=direct|winograd|"
                   "onednn-winograd forces one; `bench --json` lists the kernels chosen"

@@ -532,6 +532,10 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
   }
   if (n <= 0 || (size_t)n + 2 >= sizeof e) return;
   memcpy(e + n, "}", 2);
+  synco_dnnl_log_kernel(c, e);
+}
+
+void synco_dnnl_log_kernel(synco_dnnl_ctx *c, const char *e) {
   if (c->kernels && strstr(c->kernels, e)) return; /* the same shape planned again (the key encoder, a repeated block) */
   const size_t len = strlen(e);
   char *p = realloc(c->kernels, c->kernels_len + len + 2);

@@ -7,6 +7,7 @@
  * The layer has no plan of its own (the op table's linear ops take only tensors), so the matmul primitives are
  * made on the first call of each shape and kept in a small cache per backend (a head has two shapes per pass; an
  * evaluation's last, shorter batch adds one); the bf16 copies live in one buffer grown on first use. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +145,12 @@ static synco_status get_prim(synco_dnnl_ctx *c, struct synco_dnnl_linear *l, int
     p->kind = -1;
     return s;
   }
+  static const char *const pass[] = {"fwd", "fwd", "bwd_data", "bwd_weights"};
+  const char *impl = NULL;
+  if (dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl) impl = "?";
+  char e[160];
+  snprintf(e, sizeof e, "{\"linear\":\"[%d x %d] x [%d x %d] bf16\",\"%s\":\"%s\"}", m, k, k, n, pass[kind], impl);
+  synco_dnnl_log_kernel(c, e);
   *out = p;
   return SYNCO_OK;
 }
@@ -210,13 +217,4 @@ synco_status synco_dnnl_linear_bwd(synco_backend *be, synco_tensor *dx, float *d
     SYNCO_TRY(run(c, p, dyb, xb, NULL, dw));
   }
   return db ? synco_ref_linear_bwd(be, NULL, NULL, db, dy, x, NULL) : SYNCO_OK; /* db += Σ dy, fp32 */
-}
-
-const char *synco_dnnl_linear_impl(synco_backend *be) {
-  const synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
-  const struct synco_dnnl_linear *l = c->lin;
-  const char *s = NULL;
-  if (!l || !l->used || dnnl_primitive_desc_query(l->v[0].pd, dnnl_query_impl_info_str, 0, &s) != dnnl_success)
-    return NULL;
-  return s;
 }

@@ -112,6 +112,8 @@ synco_status synco_dnnl_check(const char *what, const synco_tensor *t, int n, in
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c);
 /* The kernels the convolutions planned so far chose (a JSON array; see synco_kernels_fn). */
 synco_kernels_fn synco_dnnl_kernels;
+/* Adds one JSON object (an item of that array) to the log, unless it is there already. */
+void synco_dnnl_log_kernel(synco_dnnl_ctx *c, const char *item);
 synco_conv_plan_fn synco_dnnl_conv_plan;
 synco_conv_plan_bytes_fn synco_dnnl_conv_plan_bytes;
 synco_conv_release_fn synco_dnnl_conv_release;
