@@ -9,6 +9,8 @@
  * This file holds the command's first two stages, parse and config, and the sequence of all four (pretrain.h
  * says which file holds which). */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +120,8 @@ static void flag_table(pretrain_ctx *c) {
       {"cos", 0, SYNCO_ARG_FLAG, &o->cos, "cosine learning-rate schedule by epoch (--no-cos: step schedule)"},
       {"schedule", 0, SYNCO_ARG_INTLIST, &o->schedule, "with --no-cos: epochs at which lr is multiplied by 0.1"},
       {"lr-warmup-epochs", 0, SYNCO_ARG_INT, &o->lr_warmup_epochs, "linear learning-rate warm-up (epochs, per step)"},
+      {"schedule-epochs", 0, SYNCO_ARG_INT, &o->schedule_epochs, "length of the learning-rate schedule in epochs (0: --epochs); epochs past it keep its last rate. "
+       "--resume with more --epochs: --schedule-epochs OLD keeps the run's schedule, else it is stretched", SYNCO_ARG_RANGE(0, SYNCO_PRETRAIN_MAX_EPOCHS)},
       {"moco-dim", 0, SYNCO_ARG_INT, &o->moco_dim, "feature dimension of the projection head"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (a multiple of the batch size)"},
       {"moco-m", 0, SYNCO_ARG_FLOAT, &o->moco_m, "momentum of the key encoder update"},
@@ -140,6 +144,7 @@ static void flag_table(pretrain_ctx *c) {
       {"eta", 0, SYNCO_ARG_FLOAT, &o->eta, "step of type 6"},
       {"warmup-epochs", 0, SYNCO_ARG_INT, &o->warmup_epochs, "epochs without synthetic negatives"},
       {"seed", 0, SYNCO_ARG_INT64, &o->seed, "seed of every random stream"},
+      {"config", 0, SYNCO_ARG_STR, &o->config, "settings of a run's config.json (runs/a/config.json: run it again); flags given beside it override it"},
       {"resume", 0, SYNCO_ARG_STR, &o->resume, "continue a run: its folder or checkpoint (bare --resume: --out's run); settings come from the checkpoint"},
       {"force", 0, SYNCO_ARG_FLAG, &c->force, "start afresh in a run directory that holds a run (it is removed once the new run has a checkpoint, put back if it fails before)"},
       {"init", 0, SYNCO_ARG_STR, &o->init, "start from torchvision-named weights (an export, a converted torchvision model)"},
@@ -193,7 +198,7 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
   int rc = synco_args_parse_collect("pretrain", SUMMARY, args, argc, av, NULL, 0, NULL, &c->problems);
   free(av);
   if (rc) return rc == 1 ? 0 : 2;
-  const int demo = !synco_args_seen(args, "data") && !o->resume;
+  const int demo = !synco_args_seen(args, "data") && !o->resume && !o->config;
   if (!strcmp(o->recipe, "cifar") || demo) apply_cifar_recipe(o, args);
   else if (strcmp(o->recipe, "imagenet") != 0)
     synco_arg_problem(&c->problems, "--recipe must be imagenet or cifar, got '%s'", o->recipe);
@@ -234,7 +239,7 @@ static void library_config(pretrain_ctx *c, int depth) {
   mc->momentum = (float)o->momentum;
   mc->wd = (float)o->wd;
   mc->seed = (uint64_t)o->seed;
-  cfg->sched = (synco_lr_schedule){.lr = (float)o->lr, .epochs = o->epochs, .cos = o->cos,
+  cfg->sched = (synco_lr_schedule){.lr = (float)o->lr, .epochs = o->schedule_epochs > 0 ? o->schedule_epochs : o->epochs, .cos = o->cos,
                                    .warmup_epochs = o->lr_warmup_epochs, .n_milestones = o->schedule.n};
   for (int i = 0; i < o->schedule.n && i < SYNCO_MAX_MILESTONES; i++) cfg->sched.milestones[i] = o->schedule.v[i];
   cfg->warmup_epochs = o->warmup_epochs;
@@ -250,24 +255,86 @@ static void resume_precision_note(const pretrain_ctx *c) {
             was->valuestring, now, now);
 }
 
+/* --data, --val and --init resolved (absolute, links followed), as config.json keeps them: a run copied elsewhere
+ * still finds its data. One read from a file (--resume's checkpoint, --config's) is said to be so, and a missing one
+ * is refused with the flag that overrides it; --val given and missing is refused (not only when the kNN monitor
+ * opens it), one from a file that nothing uses is dropped with a note. Problems go to c->problems. */
+static void resolve_paths(pretrain_ctx *c) {
+  pretrain_opts *o = &c->o;
+  struct {
+    const char *flag, **path, *what;
+    char *buf;
+  } p[3] = {{"data", &o->data, "the training images", c->data_abs},
+            {"val", &o->val, "the kNN monitor's images", c->val_abs},
+            {"init", &o->init, "the initial weights", c->init_abs}};
+  for (int i = 0; i < 3; i++) {
+    if (!*p[i].path) continue;
+    const int from_file = pretrain_config_from_file(c, p[i].flag);
+    if (realpath(*p[i].path, p[i].buf)) {
+      if (from_file)
+        fprintf(stderr, "%s: %s (%s, from %s; --%s overrides it)\n", p[i].flag, p[i].buf, p[i].what, c->settings_file,
+                p[i].flag);
+      *p[i].path = p[i].buf;
+      continue;
+    }
+    const int e = errno;
+    if (i == 2 && o->resume) continue; /* a resumed run's weights come from its checkpoint */
+    if (from_file && i == 1 && o->knn_every == 0) {
+      fprintf(stderr, "val: %s (from %s) is not there; unused without --knn-every, dropped\n", *p[i].path,
+              c->settings_file);
+      *p[i].path = NULL;
+      continue;
+    }
+    if (from_file)
+      synco_arg_problem(&c->problems, "%s: %s %s: %s (%s: the path comes from the run; give --%s PATH where they are "
+                        "now)", c->settings_file, p[i].flag, *p[i].path, strerror(e), p[i].what, p[i].flag);
+    else
+      synco_arg_problem(&c->problems, "--%s %s: %s", p[i].flag, *p[i].path, strerror(e));
+  }
+}
+
 /* A resumed run's settings from its checkpoint, the synthetic counts that follow the queue, the library config,
  * and its judgement together with the command line's: every problem is printed at once (exit 2). */
 static int configure(pretrain_ctx *c) {
   pretrain_opts *o = &c->o;
   synco_arg *args = c->args;
+  if (o->config && o->resume) {
+    fprintf(stderr, "synco pretrain: --config and --resume: a resumed run's settings come from its checkpoint; give "
+                    "one of them\n");
+    return 2;
+  }
+  if (o->config) {
+    if (pretrain_config_file(o, args, o->config, &c->config_json) != SYNCO_OK) {
+      synco_cli_error("pretrain");
+      return 2;
+    }
+    c->settings = c->config_json;
+    snprintf(c->settings_file, sizeof c->settings_file, "%s", o->config);
+  }
   if (o->resume) {
     synco_status s = pretrain_resolve_resume(o, c->resume_path, sizeof c->resume_path, c->resume_dir, sizeof c->resume_dir);
+    const int epochs_given = synco_args_seen(args, "epochs");
     if (!s) s = pretrain_resume_config(o, args, c->resume_path, &c->resume_json);
     if (s) {
       synco_cli_error("pretrain");
       return s == SYNCO_ERR_ARG ? 2 : 1;
     }
     o->resume = c->resume_path;
+    c->settings = c->resume_json;
+    snprintf(c->settings_file, sizeof c->settings_file, "%s: synco.config", c->resume_path);
     if (!o->data) {
       fprintf(stderr, "synco pretrain: %s does not say which data it was trained on: give --data\n", o->resume);
       return 2;
     }
+    /* the run's own length and schedule, for the note on a changed --epochs (pretrain_setup) */
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(c->resume_json, "epochs"),
+                *se = cJSON_GetObjectItemCaseSensitive(c->resume_json, "schedule_epochs");
+    if (epochs_given && cJSON_IsNumber(e)) {
+      c->resume_epochs = e->valueint;
+      c->resume_schedule_epochs = cJSON_IsNumber(se) ? se->valueint : 0;
+    }
   }
+  resolve_paths(c);
   const int rc = pretrain_init_arch(c); /* --init's ResNet, for the flags not given */
   if (rc != PRETRAIN_GO) return rc;
   int depth = 0;
@@ -277,7 +344,7 @@ static int configure(pretrain_ctx *c) {
   }
   /* Synthetic counts not given follow the queue: n_hard = min(1024, K/4), each unset nK at most n_hard. A resumed
    * run's saved counts were resolved when it started: they count as given. */
-  const int saved = c->resume_json != NULL;
+  const int saved = c->settings != NULL;
   int n_given[6];
   for (int t = 0; t < 6; t++) {
     char nm[4] = {'n', (char)('1' + t), 0, 0};
@@ -293,14 +360,13 @@ static int configure(pretrain_ctx *c) {
   library_config(c, depth);
   /* one judge for the flags and a resumed run's settings: those read from its checkpoint are named by the file and
    * their key there, not by a flag the user never gave */
-  char msg[sizeof c->problems.text], file[sizeof c->resume_path + 32];
-  snprintf(file, sizeof file, "%s: synco.config", c->resume_path);
-  const synco_config_origin origin = {pretrain_config_from_file, c, file};
-  if (synco_pretrain_config_check(&c->cfg, c->resume_json ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
+  char msg[sizeof c->problems.text];
+  const synco_config_origin origin = {pretrain_config_from_file, c, c->settings_file};
+  if (synco_pretrain_config_check(&c->cfg, c->settings ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
   if (synco_backend_precision(o->precision) != SYNCO_OK) {
-    if (c->resume_json && pretrain_config_from_file(c, "precision")) /* the run's own, not a flag the user gave */
-      synco_arg_problem(&c->problems, "%s: precision %s: %s (give --precision fp32 to continue the run in fp32)", file,
+    if (c->settings && pretrain_config_from_file(c, "precision")) /* the run's own, not a flag the user gave */
+      synco_arg_problem(&c->problems, "%s: precision %s: %s (give --precision fp32 to run in fp32)", c->settings_file,
                         o->precision, synco_last_error());
     else
       synco_arg_problem(&c->problems, "%s", synco_last_error());
@@ -316,6 +382,7 @@ static int configure(pretrain_ctx *c) {
 
 static void pretrain_free(pretrain_ctx *c) {
   cJSON_Delete(c->resume_json);
+  cJSON_Delete(c->config_json);
   free(c->cfg_json);
   pretrain_knn_free(&c->knn);
   synco_moco_free(c->moco);

@@ -36,13 +36,14 @@
 
 /* Every flag of synco pretrain, resolved: config.json is written from these. */
 typedef struct {
-  const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend, *precision;
+  const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend, *precision, *config;
   int epochs, batch, moco_dim, moco_k, mlp, aug_plus, cos, n_hard, n[6], warmup_epochs, cifar_stem, width,
       image_size, bn_splits, symmetric, threads, workers, save_every, knn_every, knn_k, print_freq, blur, skip_bad,
       stop_epoch;
   long long seed;
   double lr, wd, momentum, moco_m, moco_t, sigma, delta, eta, knn_t;
   int lr_warmup_epochs;
+  int schedule_epochs;           /* the learning-rate schedule's length (0: epochs); later epochs keep its last rate */
   synco_intlist schedule;
   int memory_check;
 } pretrain_opts;
@@ -68,7 +69,13 @@ typedef struct {
   /* config */
   synco_pretrain_config cfg;     /* validated; cfg.moco.image_size follows o.image_size when setup picks the crop */
   cJSON *resume_json;            /* a resumed run's "synco.config": o's strings point into it */
+  cJSON *config_json;            /* --config's file: o's strings point into it */
+  const cJSON *settings;         /* the one of the two settings were taken from, or NULL */
+  char settings_file[1200];      /* where: "CKPT: synco.config" or the --config file */
+  int resume_epochs;             /* a resumed run's --epochs and --schedule-epochs before this command (0: unknown) */
+  int resume_schedule_epochs;
   char resume_path[1100], resume_dir[1100];
+  char data_abs[4096], val_abs[4096], init_abs[4096]; /* --data, --val and --init resolved, as config.json keeps them */
   /* setup */
   int new_dir;                   /* no --out: outbuf is a new runs/<date-time> */
   char outbuf[512];
@@ -98,7 +105,14 @@ char *pretrain_config_json(const pretrain_opts *o);
  * line; a given value that cannot work with the checkpoint (another width, K, ...) is refused. o's strings point
  * into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
 synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json);
-/* For synco_config_origin (ctx: the pretrain_ctx): was the setting of this flag taken from the resumed checkpoint? */
+/* --config FILE: takes the settings of a run's config.json that the command line does not give (flags override
+ * any of them), each judged as its flag would be, naming the file and the key; a key that is no setting is refused.
+ * o's strings point into *json, which the caller frees after the run. */
+synco_status pretrain_config_file(pretrain_opts *o, const synco_arg *args, const char *path, cJSON **json);
+/* A JSON object from a regular file of under 1 MiB (never a link nor a FIFO); *text (when not NULL): its text. */
+synco_status pretrain_read_json(const char *path, cJSON **json, char **text);
+/* For synco_config_origin (ctx: the pretrain_ctx): was the setting of this flag taken from the file (a resumed
+ * checkpoint's settings or --config's)? */
 int pretrain_config_from_file(const void *ctx, const char *flag);
 /* --arch's depth (18, 34, 50; 0: not an architecture); is --method one of synco, mochi, moco? The one judge of both,
  * for the flags and for a checkpoint's settings. */

@@ -1,22 +1,28 @@
 /* The settings table of synco pretrain: config.json and the checkpoint's "synco.config" are written from it, and
  * --resume reads a run's settings back through it (those of the model and the queue refuse another value). */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/pretrain.h"
 #include "io/safetensors.h"
 
-/* One setting of config.json: its key, its flag, its type (i int, d double, s string, S string or null) and where
- * it lives in pretrain_opts. `shaped` settings fix the model or the queue of a checkpoint: a resumed run takes
- * them from the checkpoint and refuses another value. The batch size is not one: a run may resume with another
- * (a divisor of K), and the queue pointer continues where the checkpoint left it. */
+/* One setting of config.json: its key, its flag, its type (i int, d double, l long long, s string, S string or null)
+ * and where it lives in pretrain_opts. `shaped` settings fix the model or the queue of a checkpoint: a resumed run
+ * takes them from the checkpoint and refuses another value. shaped -1: the machine's settings and --init, which a
+ * resumed run does not take (its weights come from the checkpoint) and `--config FILE` does. The batch size is not
+ * shaped: a run may resume with another (a divisor of K), and the queue pointer continues where the checkpoint left
+ * it. */
 typedef struct {
   const char *key, *flag;
   char type;
@@ -31,6 +37,7 @@ static const cfg_field k_fields[] = {
     F("split", "split", 's', split, 0), F("skip_bad", "skip-bad", 'i', skip_bad, 0), F("epochs", "epochs", 'i', epochs, 0),
     F("batch_size", "batch-size", 'i', batch, 0), F("lr", "lr", 'd', lr, 0), F("wd", "wd", 'd', wd, 0),
     F("momentum", "momentum", 'd', momentum, 0), F("cos", "cos", 'i', cos, 0),
+    F("schedule_epochs", "schedule-epochs", 'i', schedule_epochs, 0),
     F("lr_warmup_epochs", "lr-warmup-epochs", 'i', lr_warmup_epochs, 0), F("moco_dim", "moco-dim", 'i', moco_dim, 1),
     F("moco_k", "moco-k", 'i', moco_k, 1), F("moco_m", "moco-m", 'd', moco_m, 0), F("moco_t", "moco-t", 'd', moco_t, 0),
     F("mlp", "mlp", 'i', mlp, 1), F("aug_plus", "aug-plus", 'i', aug_plus, 0), F("blur", "blur", 'i', blur, 0),
@@ -40,7 +47,7 @@ static const cfg_field k_fields[] = {
     F("n6", "n6", 'i', n[5], 0), F("sigma", "sigma", 'd', sigma, 0), F("delta", "delta", 'd', delta, 0),
     F("eta", "eta", 'd', eta, 0), F("warmup_epochs", "warmup-epochs", 'i', warmup_epochs, 0),
     F("seed", "seed", 'l', seed, 1), F("threads", "threads", 'i', threads, -1), F("workers", "workers", 'i', workers, -1),
-    F("backend", "backend", 's', backend, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
+    F("backend", "backend", 's', backend, -1), F("init", "init", 'S', init, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
     F("knn_k", "knn-k", 'i', knn_k, 0), F("knn_t", "knn-t", 'd', knn_t, 0), F("save_every", "save-every", 'i', save_every, 0),
     F("precision", "precision", 's', precision, 0), /* a resumed run keeps it; --precision may change it (a note) */
 };
@@ -99,11 +106,11 @@ int pretrain_method_known(const char *method) {
   return !strcmp(method, "synco") || !strcmp(method, "mochi") || !strcmp(method, "moco");
 }
 
-/* The value a resumed run takes from its checkpoint's config j for setting f, or NULL: one the run keeps (not the
- * machine's settings), given in j, and not given on the command line (a --method given anew brings its own
- * --n1..--n6 presets, apply_method). */
-static const cJSON *taken(const cfg_field *f, const synco_arg *args, const cJSON *j) {
-  if (!j || f->shaped < 0 || synco_args_seen(args, f->flag)) return NULL;
+/* The value settings read from a file (j) give setting f, or NULL: one the file's kind of run takes (a resumed run
+ * does not take the machine's settings, shaped -1; --config takes them), given in j, and not given on the command
+ * line (a --method given anew brings its own --n1..--n6 presets, apply_method). */
+static const cJSON *taken(const cfg_field *f, const synco_arg *args, const cJSON *j, int resumed) {
+  if (!j || (resumed && f->shaped < 0) || synco_args_seen(args, f->flag)) return NULL;
   if (f->key[0] == 'n' && f->key[1] >= '1' && f->key[1] <= '6' && !f->key[2] && synco_args_seen(args, "method"))
     return NULL;
   return cJSON_GetObjectItemCaseSensitive(j, f->key);
@@ -111,37 +118,134 @@ static const cJSON *taken(const cfg_field *f, const synco_arg *args, const cJSON
 
 int pretrain_config_from_file(const void *ctx, const char *flag) {
   const pretrain_ctx *c = (const pretrain_ctx *)ctx;
-  if (!c->resume_json) return 0;
+  if (!c->settings) return 0;
   if (!strcmp(flag, "schedule"))
-    return !synco_args_seen(c->args, "schedule") && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(c->resume_json, "schedule"));
+    return !synco_args_seen(c->args, "schedule") && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(c->settings, "schedule"));
   for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++)
-    if (!strcmp(k_fields[i].flag, flag)) return taken(&k_fields[i], c->args, c->resume_json) != NULL;
+    if (!strcmp(k_fields[i].flag, flag)) return taken(&k_fields[i], c->args, c->settings, c->resume_json != NULL) != NULL;
   return 0;
 }
 
-/* A setting the checkpoint's config holds for a setting the run takes from it, judged as its flag would be: the
- * type, the flag's range (args.c), a string not empty and one of its choices. The other settings' ties (K a multiple
- * of the batch, ...) are judged with the flags', by synco_pretrain_config_check, naming the file and the key. */
-static synco_status judge_taken(const cfg_field *f, const cJSON *v, const synco_arg *args, const char *ckpt) {
+/* A setting the file holds for a setting the run takes from it, judged as its flag would be: the type, the flag's
+ * range (args.c), a string not empty and one of its choices. The other settings' ties (K a multiple of the batch,
+ * ...) are judged with the flags', by synco_pretrain_config_check, naming the file and the key. where: "FILE" or
+ * "CKPT: synco.config". */
+static synco_status judge_taken(const cfg_field *f, const cJSON *v, const synco_arg *args, const char *where) {
   char why[128];
   if (f->type == 'i' || f->type == 'd' || f->type == 'l') {
-    if (!cJSON_IsNumber(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a number", ckpt, f->key);
+    if (!cJSON_IsNumber(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: %s is not a number", where, f->key);
     if (synco_arg_check_value(args, f->flag, v->valuedouble, why, sizeof why))
-      return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s %.15g is %s", ckpt, f->key, v->valuedouble, why);
+      return synco_fail(SYNCO_ERR_FORMAT, "%s: %s %.15g is %s", where, f->key, v->valuedouble, why);
     return SYNCO_OK;
   }
   if (f->type == 'S' && cJSON_IsNull(v)) return SYNCO_OK;
-  if (!cJSON_IsString(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a string", ckpt, f->key);
-  if (!v->valuestring[0]) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is empty", ckpt, f->key);
+  if (!cJSON_IsString(v))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: %s is not a string%s", where, f->key, f->type == 'S' ? " (nor null)" : "");
+  if (!v->valuestring[0]) return synco_fail(SYNCO_ERR_FORMAT, "%s: %s is empty", where, f->key);
   if (!strcmp(f->key, "arch") && !pretrain_arch_depth(v->valuestring))
-    return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: arch '%s' is not resnet18, resnet34 or resnet50", ckpt,
-                      v->valuestring);
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: arch '%s' is not resnet18, resnet34 or resnet50", where, v->valuestring);
   if (!strcmp(f->key, "precision") && strcmp(v->valuestring, "fp32") && strcmp(v->valuestring, "tf32") &&
       strcmp(v->valuestring, "bf16"))
-    return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: precision '%s' is not fp32, tf32 or bf16", ckpt,
-                      v->valuestring);
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: precision '%s' is not fp32, tf32 or bf16", where, v->valuestring);
   if (!strcmp(f->key, "method") && !pretrain_method_known(v->valuestring))
-    return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: method '%s' is not synco, mochi or moco", ckpt, v->valuestring);
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: method '%s' is not synco, mochi or moco", where, v->valuestring);
+  return SYNCO_OK;
+}
+
+/* The digits of a top-level integer "key": N in text, for a value a double would round (the seed beyond 2^53). */
+static int exact_integer(const char *text, const char *key, long long *out) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\"", key);
+  const char *p = text ? strstr(text, pat) : NULL;
+  if (!p) return 0;
+  p += strlen(pat);
+  while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+  if (*p++ != ':') return 0;
+  while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+  char *end;
+  const long long v = strtoll(p, &end, 10);
+  if (end == p || (*end != ',' && *end != '}' && *end != ' ' && *end != '\n' && *end != '\r' && *end != '\t')) return 0;
+  *out = v;
+  return 1;
+}
+
+/* Takes the settings in j (read from `where`) that the command line does not give. resumed: j is a checkpoint's
+ * "synco.config"; a given value that cannot work with its weights and queue (another width, K, ...) is refused,
+ * keys it does not know are passed over, and the machine's settings are not taken. Else j is --config's file: flags
+ * override any of it, and a key that is not a setting is refused. seed_text: the exact seed ("" when unknown). */
+static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const cJSON *j, const char *where,
+                                  int resumed, const char *seed_text) {
+  for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++) {
+    const cfg_field *f = &k_fields[i];
+    if (resumed && f->shaped < 0) continue;
+    const int seen = synco_args_seen(args, f->flag);
+    /* a --method given anew brings its own --n1..--n6 presets (apply_method) */
+    if (!seen && f->key[0] == 'n' && f->key[1] >= '1' && f->key[1] <= '6' && !f->key[2] && synco_args_seen(args, "method"))
+      continue;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, f->key);
+    if (!v) continue;
+    if (taken(f, args, j, resumed)) SYNCO_TRY(judge_taken(f, v, args, where));
+    char *p = (char *)o + f->off;
+    char was[300], given[300];
+    if (f->type == 'i' || f->type == 'd' || f->type == 'l') {
+      if (!cJSON_IsNumber(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: %s is not a number", where, f->key);
+      const double x = v->valuedouble;
+      long long seed_val = (long long)x;
+      if (f->type == 'l' && seed_text[0]) seed_val = (long long)strtoull(seed_text, NULL, 10);
+      if (f->type != 'd' && (x != floor(x) || fabs(x) > 9.2e18))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: %s %g is not an integer", where, f->key, x);
+      if (f->type == 'i' && (x < INT_MIN || x > INT_MAX))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: %s %g is out of range", where, f->key, x);
+      if (!seen) {
+        if (f->type == 'i') *(int *)p = (int)x;
+        else if (f->type == 'd') *(double *)p = x;
+        else *(long long *)p = seed_val;
+        continue;
+      }
+      const int same = f->type == 'i' ? *(int *)p == (int)x : f->type == 'd' ? *(double *)p == x : *(long long *)p == seed_val;
+      if (same || !resumed || f->shaped <= 0) continue;
+      if (f->type == 'i') snprintf(given, sizeof given, "%d", *(int *)p), snprintf(was, sizeof was, "%d", (int)x);
+      else snprintf(given, sizeof given, "%lld", *(long long *)p), snprintf(was, sizeof was, "%lld", seed_val);
+    } else {
+      if (!cJSON_IsString(v) && !(f->type == 'S' && cJSON_IsNull(v)))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: %s is not a string", where, f->key);
+      const char *x = cJSON_IsString(v) ? v->valuestring : NULL;
+      if (!seen) {
+        *(const char **)p = x;
+        continue;
+      }
+      const char *cur = *(const char **)p;
+      if ((cur && x && !strcmp(cur, x)) || (!cur && !x) || !resumed || f->shaped <= 0) continue;
+      snprintf(given, sizeof given, "%s", cur ? cur : "none");
+      snprintf(was, sizeof was, "%s", x ? x : "none");
+    }
+    return synco_fail(SYNCO_ERR_ARG,
+                      "--%s %s does not fit %s, trained with %s %s (its weights and queue are shaped by it): drop "
+                      "--%s to continue that run, or start a new one",
+                      f->flag, given, where, f->key, was, f->flag);
+  }
+  if (!resumed) /* --config: every key is a setting (a misspelt one would otherwise be passed over in silence) */
+    for (const cJSON *e = j->child; e; e = e->next) {
+      int known = !strcmp(e->string, "schedule") || !strcmp(e->string, "version");
+      for (size_t i = 0; !known && i < sizeof k_fields / sizeof k_fields[0]; i++) known = !strcmp(k_fields[i].key, e->string);
+      if (!known) return synco_fail(SYNCO_ERR_FORMAT, "%s: '%s' is not a setting of synco pretrain", where, e->string);
+    }
+  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(j, "schedule");
+  if (!synco_args_seen(args, "schedule") && cJSON_IsArray(sch)) {
+    const int n = cJSON_GetArraySize(sch);
+    if (n > 16) return synco_fail(SYNCO_ERR_FORMAT, "%s: schedule has %d milestones (at most 16)", where, n);
+    for (int k = 0; k < n; k++) {
+      const cJSON *e = cJSON_GetArrayItem(sch, k);
+      if (!cJSON_IsNumber(e)) return synco_fail(SYNCO_ERR_FORMAT, "%s: schedule is not a list of epochs", where);
+      char why[128];
+      if (synco_arg_check_value(args, "schedule", e->valuedouble, why, sizeof why))
+        return synco_fail(SYNCO_ERR_FORMAT, "%s: schedule's epoch %.15g is %s", where, e->valuedouble, why);
+      o->schedule.v[k] = e->valueint;
+    }
+    o->schedule.n = n;
+  } else if (sch && !synco_args_seen(args, "schedule")) {
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: schedule is not a list of epochs", where);
+  }
   return SYNCO_OK;
 }
 
@@ -161,69 +265,44 @@ synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, con
     return synco_fail(SYNCO_ERR_FORMAT, "%s: its synco.config metadata is not a JSON object", ckpt);
   }
   *json = j;
-  for (size_t i = 0; j && i < sizeof k_fields / sizeof k_fields[0]; i++) {
-    const cfg_field *f = &k_fields[i];
-    if (f->shaped < 0) continue;
-    const int seen = synco_args_seen(args, f->flag);
-    /* a --method given anew brings its own --n1..--n6 presets (apply_method) */
-    if (!seen && f->key[0] == 'n' && f->key[1] >= '1' && f->key[1] <= '6' && !f->key[2] && synco_args_seen(args, "method"))
-      continue;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, f->key);
-    if (!v) continue;
-    if (taken(f, args, j)) SYNCO_TRY(judge_taken(f, v, args, ckpt));
-    char *p = (char *)o + f->off;
-    char was[300], given[300];
-    if (f->type == 'i' || f->type == 'd' || f->type == 'l') {
-      if (!cJSON_IsNumber(v)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a number", ckpt, f->key);
-      const double x = v->valuedouble;
-      long long seed_val = (long long)x;
-      if (f->type == 'l' && seedbuf[0]) seed_val = (long long)strtoull(seedbuf, NULL, 10);
-      if (f->type != 'd' && (x != floor(x) || fabs(x) > 9.2e18))
-        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s %g is not an integer", ckpt, f->key, x);
-      if (f->type == 'i' && (x < INT_MIN || x > INT_MAX))
-        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s %g is out of range", ckpt, f->key, x);
-      if (!seen) {
-        if (f->type == 'i') *(int *)p = (int)x;
-        else if (f->type == 'd') *(double *)p = x;
-        else *(long long *)p = seed_val;
-        continue;
-      }
-      const int same = f->type == 'i' ? *(int *)p == (int)x : f->type == 'd' ? *(double *)p == x : *(long long *)p == seed_val;
-      if (same || !f->shaped) continue;
-      if (f->type == 'i') snprintf(given, sizeof given, "%d", *(int *)p), snprintf(was, sizeof was, "%d", (int)x);
-      else snprintf(given, sizeof given, "%lld", *(long long *)p), snprintf(was, sizeof was, "%lld", seed_val);
-    } else {
-      if (!cJSON_IsString(v) && !(f->type == 'S' && cJSON_IsNull(v)))
-        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: %s is not a string", ckpt, f->key);
-      const char *x = cJSON_IsString(v) ? v->valuestring : NULL;
-      if (!seen) {
-        *(const char **)p = x;
-        continue;
-      }
-      const char *cur = *(const char **)p;
-      if ((cur && x && !strcmp(cur, x)) || (!cur && !x) || !f->shaped) continue;
-      snprintf(given, sizeof given, "%s", cur ? cur : "none");
-      snprintf(was, sizeof was, "%s", x ? x : "none");
-    }
-    return synco_fail(SYNCO_ERR_ARG,
-                      "--%s %s does not fit %s, trained with %s %s (its weights and queue are shaped by it): drop "
-                      "--%s to continue that run, or start a new one",
-                      f->flag, given, ckpt, f->key, was, f->flag);
+  if (!j) {
+    if (seedbuf[0] && !synco_args_seen(args, "seed")) o->seed = (long long)strtoull(seedbuf, NULL, 10);
+    return SYNCO_OK;
   }
-  if (!j && seedbuf[0] && !synco_args_seen(args, "seed")) o->seed = (long long)strtoull(seedbuf, NULL, 10);
-  const cJSON *sch = cJSON_GetObjectItemCaseSensitive(j, "schedule");
-  if (!synco_args_seen(args, "schedule") && cJSON_IsArray(sch)) {
-    const int n = cJSON_GetArraySize(sch);
-    if (n > 16) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule has %d milestones (at most 16)", ckpt, n);
-    for (int k = 0; k < n; k++) {
-      const cJSON *e = cJSON_GetArrayItem(sch, k);
-      if (!cJSON_IsNumber(e)) return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule is not a list of epochs", ckpt);
-      char why[128];
-      if (synco_arg_check_value(args, "schedule", e->valuedouble, why, sizeof why))
-        return synco_fail(SYNCO_ERR_FORMAT, "%s: synco.config: schedule's epoch %.15g is %s", ckpt, e->valuedouble, why);
-      o->schedule.v[k] = e->valueint;
-    }
-    o->schedule.n = n;
+  char where[1200];
+  snprintf(where, sizeof where, "%s: synco.config", ckpt);
+  return take_settings(o, args, j, where, 1, seedbuf);
+}
+
+synco_status pretrain_read_json(const char *path, cJSON **json, char **text_out) {
+  *json = NULL;
+  if (text_out) *text_out = NULL;
+  /* a regular file of a sane size: never a FIFO (it would hang) nor a link */
+  const int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return synco_fail(SYNCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  char *text = NULL;
+  synco_status s = SYNCO_OK;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) s = synco_fail(SYNCO_ERR_IO, "%s: not a regular file", path);
+  else if (st.st_size >= (1 << 20)) s = synco_fail(SYNCO_ERR_FORMAT, "%s: %lld bytes, too big for a config", path, (long long)st.st_size);
+  else if (!(text = calloc(1, (size_t)st.st_size + 1))) s = synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  else if (read(fd, text, (size_t)st.st_size) != st.st_size) s = synco_fail(SYNCO_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+  close(fd);
+  if (!s && !cJSON_IsObject(*json = cJSON_Parse(text))) {
+    cJSON_Delete(*json);
+    *json = NULL;
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: not a JSON object (a run's config.json)", path);
   }
-  return SYNCO_OK;
+  if (!s && text_out) *text_out = text;
+  else free(text);
+  return s;
+}
+
+synco_status pretrain_config_file(pretrain_opts *o, const synco_arg *args, const char *path, cJSON **json) {
+  char *text = NULL, seed[32] = "";
+  SYNCO_TRY(pretrain_read_json(path, json, &text));
+  long long v;
+  if (exact_integer(text, "seed", &v)) snprintf(seed, sizeof seed, "%lld", v);
+  free(text);
+  return take_settings(o, args, *json, path, 0, seed);
 }

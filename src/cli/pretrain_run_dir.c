@@ -80,18 +80,8 @@ static int resume_same_run(const pretrain_ctx *c, char *differs, size_t cap) {
   folder_of(o->resume, dir, sizeof dir);
   if (synco_cli_same_file(dir, o->out)) return 1;
   snprintf(path, sizeof path, "%s/config.json", o->out);
-  /* a regular file of a sane size: never a FIFO (it would hang) nor a link */
-  const int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  struct stat st;
-  char *text = NULL;
-  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1 << 20) &&
-      (text = calloc(1, (size_t)st.st_size + 1)) && read(fd, text, (size_t)st.st_size) != st.st_size) {
-    free(text);
-    text = NULL;
-  }
-  if (fd >= 0) close(fd);
-  cJSON *mine = text ? cJSON_Parse(text) : NULL;
-  free(text);
+  cJSON *mine = NULL;
+  if (pretrain_read_json(path, &mine, NULL) != SYNCO_OK) synco_clear_error();
   int same = mine && c->resume_json;
   for (size_t i = 0; same && i < sizeof identity / sizeof *identity; i++) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(mine, identity[i]),

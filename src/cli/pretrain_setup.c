@@ -12,6 +12,7 @@
 #include "cli/pretrain.h"
 #include "io/safetensors.h"
 #include "nn/encoder_weights.h"
+#include "optim/schedule.h"
 
 /* The crop size follows the data and the stem unless --image-size is given: 32 with the CIFAR stem, else the
  * images' own size when they are small (224 px crops of them would upscale more than 2x). Warns when a run
@@ -122,7 +123,8 @@ static int open_data(pretrain_ctx *c) {
   synco_cli_dataset_notes("pretrain", c->train);
   synco_image first = {0};
   if (synco_dataset_size(c->train) > 0 && synco_dataset_get(c->train, 0, &first) != SYNCO_OK) first.w = first.h = 0;
-  if (!o->resume) choose_image_size(o, c->args, &first); /* a resumed run keeps its checkpoint's crop */
+  /* a resumed run keeps its checkpoint's crop, --config its file's */
+  if (!o->resume && !pretrain_config_from_file(c, "image-size")) choose_image_size(o, c->args, &first);
   if (!o->resume && c->rank == 0) warn_misfits(c, &first);
   c->cfg.moco.image_size = o->image_size;
   const int rc = check_memory(c, &first);
@@ -145,6 +147,22 @@ static int open_data(pretrain_ctx *c) {
     return 1;
   }
   return PRETRAIN_GO;
+}
+
+/* A resumed run given another --epochs: its cosine schedule follows the new length unless --schedule-epochs keeps
+ * it; the rate of the next epoch jumps, which is said here, with the flag that keeps the run's schedule. */
+static void say_schedule_change(const pretrain_ctx *c) {
+  const pretrain_opts *o = &c->o;
+  if (!c->resume_epochs || !o->cos || synco_args_seen(c->args, "schedule-epochs")) return;
+  synco_lr_schedule was = c->cfg.sched;
+  was.epochs = c->resume_schedule_epochs > 0 ? c->resume_schedule_epochs : c->resume_epochs;
+  if (was.epochs == c->cfg.sched.epochs) return;
+  const int e = c->start_epoch;
+  fprintf(stderr, "synco pretrain: --epochs %d (the run had %d) %s its cosine learning-rate schedule to %d epochs: epoch "
+                  "%d trains at lr %.4g, where the run's schedule gives %.4g; --schedule-epochs %d keeps the run's "
+                  "schedule (the epochs past its end keep its last rate)\n",
+          o->epochs, c->resume_epochs, c->cfg.sched.epochs > was.epochs ? "stretches" : "shrinks", c->cfg.sched.epochs,
+          e + 1, synco_lr_epoch(&c->cfg.sched, e), synco_lr_epoch(&was, e), was.epochs);
 }
 
 /* The backend (unless the memory check made it) and the model, from --init's weights or --resume's checkpoint; the
@@ -176,6 +194,7 @@ static int build_model(pretrain_ctx *c) {
       return 1;
     }
     fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o->resume, c->start_epoch, c->gstep);
+    say_schedule_change(c);
   }
   c->end_epoch = o->stop_epoch > 0 && o->stop_epoch < o->epochs ? o->stop_epoch : o->epochs;
   if (o->resume && c->start_epoch >= c->end_epoch) { /* nothing to train: leave the run directory as it is */

@@ -17,8 +17,8 @@ synco_status synco_lr_schedule_check(const synco_lr_schedule *s) {
 
 double synco_lr_epoch(const synco_lr_schedule *s, int epoch) {
   double lr = s->lr;
-  if (s->cos) {
-    lr *= 0.5 * (1.0 + cos(M_PI * (double)epoch / (double)s->epochs));
+  if (s->cos) { /* past the schedule's end: its last epoch's rate */
+    lr *= 0.5 * (1.0 + cos(M_PI * (double)(epoch < s->epochs ? epoch : s->epochs - 1) / (double)s->epochs));
   } else {
     for (int i = 0; i < s->n_milestones; i++)
       if (epoch >= s->milestones[i]) lr *= 0.1;

@@ -21,7 +21,8 @@ typedef struct {
 synco_status synco_lr_schedule_check(const synco_lr_schedule *s);
 
 /* Rate of epoch `epoch` (0-based) by the cosine or step rule, without warm-up, in double: what the evaluations'
- * optimizers run at (they have no warm-up) and report. */
+ * optimizers run at (they have no warm-up) and report. An epoch past the cosine schedule's end (epoch >= E: a run
+ * longer than its schedule, pretrain --schedule-epochs) keeps the rate of its last epoch, E - 1. */
 double synco_lr_epoch(const synco_lr_schedule *s, int epoch);
 
 /* Rate for step `step` (0-based) of epoch `epoch` (0-based) with steps_per_epoch steps per epoch. The cosine and

@@ -65,16 +65,17 @@ done
 
 # Problems of the training config itself, judged by the library's validator, come together as well, before the
 # data is read (there is none here): the queue against the keys of a symmetric loss, Split-BN, a synthetic count
-# above n_hard, the crop.
+# above n_hard, the crop; and the data path that is not there, with them.
 rc=0
 "$SYNCO" pretrain "${tiny[@]}" "${neg[@]}" --data "$tmp/no-such-data" --symmetric --moco-k 72 --bn-splits 3 --n1 40 \
   --image-size 4 --out "$tmp/config" > "$tmp/o" 2> "$tmp/e" || rc=$?
 [ "$rc" = 2 ] || { cat "$tmp/e"; fail "config problems: exit $rc"; }
 for m in "--moco-k 72 is not a multiple of the 16 keys enqueued per step" "not a multiple of --bn-splits 3" \
-         "--n1 40 must be between 0 and --n-hard 32" "--image-size 4 is too small (at least 8)"; do
+         "--n1 40 must be between 0 and --n-hard 32" "--image-size 4 is too small (at least 8)" \
+         "--data $tmp/no-such-data: No such file or directory"; do
   grep -qF -- "$m" "$tmp/e" || { cat "$tmp/e"; fail "config problems: '$m' not listed"; }
 done
-[ "$(wc -l < "$tmp/e")" = 4 ] || { cat "$tmp/e"; fail "config problems: not one line each"; }
+[ "$(wc -l < "$tmp/e")" = 5 ] || { cat "$tmp/e"; fail "config problems: not one line each"; }
 [ ! -e "$tmp/config" ] || fail "a refused pretrain created its run directory"
 
 # info --threads

@@ -16,6 +16,9 @@ int main(void) {
   CHECK(near(synco_lr_at(&s, 199, 99, 100), 0.06 * 0.5 * (1 + cos(M_PI * 199 / 200))));
   CHECK(synco_lr_at(&s, 50, 0, 100) == synco_lr_at(&s, 50, 99, 100)); /* per epoch, as the official code */
   CHECK(synco_lr_at(&s, 51, 0, 100) < synco_lr_at(&s, 50, 0, 100));
+  /* past the schedule's end (a run longer than its schedule): the last epoch's rate, not the cosine rising again */
+  CHECK(synco_lr_epoch(&s, 200) == synco_lr_epoch(&s, 199));
+  CHECK(synco_lr_epoch(&s, 350) == synco_lr_epoch(&s, 199));
 
   synco_lr_schedule st = {.lr = 0.03f, .epochs = 200, .cos = 0, .n_milestones = 2, .milestones = {120, 160}};
   CHECK_OK(synco_lr_schedule_check(&st));
