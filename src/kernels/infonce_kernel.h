@@ -9,9 +9,12 @@
 #include "kernels/hd.h"
 
 /* Forward of one row, in place: scales the raw dots, replaces z by its softmax and returns the cross-entropy
- * (in double). hits[0] = the positive is at least every queue logit (the paper's proxy accuracy), hits[1] = at
- * least every logit, synthetic ones included (ties go to the positive, as torch's argmax with index 0 first). */
-SYNCO_HD static inline double synco_k_infonce_row(float *z, int K, int ncol, float invT, int hits[2]) {
+ * (in double). *loss_moco gets the cross-entropy over the positive and the queue alone (columns 0..K: MoCo's loss,
+ * the synthetic negatives left out; equal to the return value without them). hits[0] = the positive is at least
+ * every queue logit (the paper's proxy accuracy), hits[1] = at least every logit, synthetic ones included (ties go
+ * to the positive, as torch's argmax with index 0 first). */
+SYNCO_HD static inline double synco_k_infonce_row(float *z, int K, int ncol, float invT, int hits[2],
+                                                  double *loss_moco) {
   for (int j = 0; j <= K; j++) z[j] *= invT;
   float mx = z[0], mneg = -INFINITY;
   for (int j = 1; j <= K; j++) mneg = z[j] > mneg ? z[j] : mneg;
@@ -20,14 +23,16 @@ SYNCO_HD static inline double synco_k_infonce_row(float *z, int K, int ncol, flo
   hits[1] = z[0] >= mneg;
   if (mneg > mx) mx = mneg;
   const double z0 = (double)z[0] - mx;
-  double sum = 0.0;
+  double sum = 0.0, sum_queue = 0.0;
   for (int j = 0; j < ncol; j++) {
     const float e = expf(z[j] - mx);
     z[j] = e;
     sum += e;
+    if (j == K) sum_queue = sum;
   }
   const float r = (float)(1.0 / sum);
   for (int j = 0; j < ncol; j++) z[j] *= r;
+  *loss_moco = log(sum_queue) - z0;
   return log(sum) - z0;
 }
 

@@ -24,9 +24,9 @@ synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int
   s->S = S;
   s->ld = 1 + K + S;
   s->logits = be->alloc(be, (size_t)B * (size_t)s->ld * sizeof(float));
-  s->row_loss = be->alloc(be, (size_t)B * sizeof(double));
+  s->row_loss = be->alloc(be, (size_t)B * 2 * sizeof(double));
   s->hits = be->alloc(be, (size_t)B * 2 * sizeof(int));
-  s->row_loss_host = malloc((size_t)B * sizeof(double));
+  s->row_loss_host = malloc((size_t)B * 2 * sizeof(double));
   s->hits_host = malloc((size_t)B * 2 * sizeof(int));
   if (!s->logits || !s->row_loss || !s->hits || !s->row_loss_host || !s->hits_host) {
     synco_infonce_free(s);
@@ -37,7 +37,7 @@ synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int
 
 size_t synco_infonce_bytes(int B, int K, int S) {
   const size_t b = (size_t)(B > 0 ? B : 0), ld = 1 + (size_t)(K > 0 ? K : 0) + (size_t)(S > 0 ? S : 0);
-  return b * ld * sizeof(float) + 2 * (b * sizeof(double) + b * 2 * sizeof(int)); /* logits; loss and hits twice */
+  return b * ld * sizeof(float) + 2 * (b * 2 * sizeof(double) + b * 2 * sizeof(int)); /* logits; losses and hits twice */
 }
 
 void synco_infonce_free(synco_infonce_scratch *s) {
@@ -73,19 +73,21 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
 
   synco_backend *be = s->be;
   SYNCO_TRY(be->infonce_fwd(be, L, ld, s->row_loss, s->hits, q, k, B, K, ncol, dim, T));
-  /* The scalars of the step, downloaded: the loss summed in row order, the two proxy accuracies. */
-  SYNCO_TRY(be->copy(be, s->row_loss_host, s->row_loss, (size_t)B * sizeof(double), SYNCO_COPY_D2H));
+  /* The scalars of the step, downloaded: the two losses summed in row order, the two proxy accuracies. */
+  SYNCO_TRY(be->copy(be, s->row_loss_host, s->row_loss, (size_t)B * 2 * sizeof(double), SYNCO_COPY_D2H));
   SYNCO_TRY(be->copy(be, s->hits_host, s->hits, (size_t)B * 2 * sizeof(int), SYNCO_COPY_D2H));
-  double loss_sum = 0.0;
+  double loss_sum = 0.0, loss_queue_sum = 0.0;
   int correct = 0, correct_queue = 0;
   for (int i = 0; i < B; i++) {
     loss_sum += s->row_loss_host[i];
+    loss_queue_sum += s->row_loss_host[B + i];
     correct_queue += s->hits_host[2 * i];
     correct += s->hits_host[2 * i + 1];
   }
   if (loss) *loss = (float)(loss_sum / B);
   if (acc) *acc = (float)correct / (float)B;
   s->acc_queue = (float)correct_queue / (float)B;
+  s->loss_queue = (float)(loss_queue_sum / B);
   if (!dq) return SYNCO_OK;
 
   /* gradients: the softmax rows become dL/dz in place; columns 0..K then hold gradients of the raw dots */

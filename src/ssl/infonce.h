@@ -14,12 +14,15 @@ typedef struct {
   int B, K, dim, S; /* S: synthetic logits per query this scratch has room for */
   int ld;           /* 1 + K + S: row stride of logits */
   float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
-  double *row_loss; /* [B] and [2B], backend memory: each row's loss and proxy hits; then downloaded */
+  double *row_loss; /* [2B] and [2B], backend memory: each row's losses (all logits, then the positive and the
+                       queue alone) and proxy hits; then downloaded */
   int *hits;
   double *row_loss_host;
   int *hits_host;
   float acc_queue;  /* after a call: share of rows whose positive logit is at least every queue logit (the
                        paper's proxy accuracy; *acc of the call also counts the synthetic logits) */
+  float loss_queue; /* after a call: the mean loss over the positive and the queue logits alone (MoCo's loss;
+                       *loss of the call also counts the synthetic logits, which the gradient follows) */
 } synco_infonce_scratch;
 
 /* Allocates for B queries of size dim, a queue of K rows and up to S synthetic logits per query. */

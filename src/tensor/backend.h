@@ -145,7 +145,8 @@ typedef synco_status synco_permute_rows_fn(synco_backend *be, float *dst, const 
                                            int n, size_t cols, int scatter);
 /* InfoNCE rows (kernels/infonce_kernel.h) over logits [B, ld] with ncol = 1 + K + S columns: column 0 gets
  * q_i·k_i, columns 1..K hold q·Qᵀ, K+1.. the synthetic logits (already / T). Each row becomes its softmax;
- * row_loss[i] its cross-entropy, hits[2i] / hits[2i + 1] whether the positive beats every queue logit / every
+ * row_loss [2B]: row_loss[i] its cross-entropy, row_loss[B + i] the cross-entropy over columns 0..K alone (MoCo's,
+ * without the synthetic negatives); hits[2i] / hits[2i + 1] whether the positive beats every queue logit / every
  * logit. q, k: [B, dim]. */
 typedef synco_status synco_infonce_fwd_fn(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,
                                           const float *q, const float *k, int B, int K, int ncol, int dim, float T);

@@ -196,6 +196,18 @@ static void test_negatives(void) {
   omp_set_num_threads(nt);
   CHECK(la == lb && aa == ab);
   CHECK_CLOSE("dq at 1 and 2 threads", dqa, dqb, B * DIM, 1e-7, 1e-6);
+  /* MoCo's loss and accuracy beside them: the same rows without the synthetic logits (a scratch without room for
+   * any) give the loss and proxy accuracy that loss_queue and acc_queue report */
+  const float lq = sc.loss_queue, aq = sc.acc_queue;
+  synco_infonce_scratch plain;
+  CHECK_OK(synco_infonce_init(&plain, test_be(), B, K, DIM, 0));
+  float lp, ap;
+  CHECK_OK(synco_contrastive_loss(&plain, &lp, &ap, NULL, q, k, queue, B, K, DIM, T, NULL, NULL));
+  CHECK_CLOSE("MoCo-only loss beside the SynCo loss", &lq, &lp, 1, 1e-6, 1e-5);
+  CHECK(aq == ap);
+  CHECK(plain.loss_queue == lp && plain.acc_queue == ap); /* without synthetic logits the two are one */
+  CHECK(la > lq);                                           /* more negatives: a larger loss */
+  synco_infonce_free(&plain);
   synco_infonce_free(&sc);
 
   free(syn);

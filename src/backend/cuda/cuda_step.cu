@@ -103,14 +103,14 @@ synco_status synco_cuda_permute_rows(synco_backend *be, float *dst, const float 
 
 /* One block per row: the arithmetic of synco_k_infonce_row (kernels/infonce_kernel.h) spread over the row's
  * columns: scale the raw dots by 1/T, the maxima over the queue and over every negative (for both proxy hits), the
- * exponentials, their sum in double (a tree, not the CPU's left-to-right order), the normalization, and the
- * cross-entropy log Σ − (z0 − max). Rows are a few thousand columns: one thread each would be latency-bound. */
+ * exponentials, their sums in double over every column and over columns 0..K (a tree, not the CPU's left-to-right
+ * order), the normalization, and the cross-entropies log Σ − (z0 − max) with and without the synthetic columns. Rows are a few thousand columns: one thread each would be latency-bound. */
 #define INFONCE_THREADS 256
 
 __global__ void infonce_fwd_kernel(float *logits, int ld, double *row_loss, int *hits, const float *q, const float *k,
-                                   int K, int ncol, int dim, float invT) {
+                                   int B, int K, int ncol, int dim, float invT) {
   __shared__ float fmx[INFONCE_THREADS], fq[INFONCE_THREADS];
-  __shared__ double dsum[INFONCE_THREADS];
+  __shared__ double dsum[INFONCE_THREADS], dsumq[INFONCE_THREADS];
   __shared__ float s_mx, s_r;
   const int i = blockIdx.x, t = threadIdx.x, nt = blockDim.x;
   float *z = logits + (size_t)i * ld;
@@ -153,21 +153,27 @@ __global__ void infonce_fwd_kernel(float *logits, int ld, double *row_loss, int 
   const float mx = s_mx;
   const double z0 = (double)z[0] - mx;
   __syncthreads(); /* every thread has read z[0] before it becomes an exponential */
-  double sum = 0.0;
+  double sum = 0.0, sumq = 0.0; /* over every column, over the positive and the queue (MoCo's loss) */
   for (int j = t; j < ncol; j += nt) {
     const float e = expf(z[j] - mx);
     z[j] = e;
     sum += e;
+    if (j <= K) sumq += e;
   }
   dsum[t] = sum;
+  dsumq[t] = sumq;
   __syncthreads();
   for (int s = nt / 2; s > 0; s /= 2) {
-    if (t < s) dsum[t] += dsum[t + s];
+    if (t < s) {
+      dsum[t] += dsum[t + s];
+      dsumq[t] += dsumq[t + s];
+    }
     __syncthreads();
   }
   if (t == 0) {
     s_r = (float)(1.0 / dsum[0]);
     row_loss[i] = log(dsum[0]) - z0;
+    row_loss[B + i] = log(dsumq[0]) - z0;
   }
   __syncthreads();
   const float r = s_r;
@@ -193,8 +199,8 @@ synco_status synco_cuda_infonce_fwd(synco_backend *be, float *logits, int ld, do
   if (B < 1 || K < 1 || dim < 1 || ncol < 1 + K || ld < ncol || !logits || !row_loss || !hits || !q || !k)
     return synco_fail(SYNCO_ERR_ARG, "infonce_fwd: B %d, K %d, %d columns of %d, dim %d, or a missing buffer", B, K,
                       ncol, ld, dim);
-  infonce_fwd_kernel<<<B, INFONCE_THREADS, 0, synco_cuda_stream(be)>>>(logits, ld, row_loss, hits, q, k, K, ncol, dim,
-                                                                       1.0f / T);
+  infonce_fwd_kernel<<<B, INFONCE_THREADS, 0, synco_cuda_stream(be)>>>(logits, ld, row_loss, hits, q, k, B, K, ncol,
+                                                                       dim, 1.0f / T);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }

@@ -89,7 +89,8 @@ synco_status synco_ref_infonce_fwd(synco_backend *be, float *logits, int ld, dou
   }
   const float invT = 1.0f / T;
 #pragma omp parallel for schedule(dynamic, 4)
-  for (int i = 0; i < B; i++) row_loss[i] = synco_k_infonce_row(logits + (size_t)i * ld, K, ncol, invT, hits + 2 * i);
+  for (int i = 0; i < B; i++)
+    row_loss[i] = synco_k_infonce_row(logits + (size_t)i * ld, K, ncol, invT, hits + 2 * i, row_loss + B + i);
   return SYNCO_OK;
 }
 

@@ -228,7 +228,7 @@ static synco_status strict_infonce_fwd(synco_backend *be, float *logits, int ld,
   const char *op = "infonce_fwd";
   RUN((r->infonce_fwd(r, logits, ld, row_loss, hits, q, k, B, K, ncol, dim, T)),
       NEED(logits, F((size_t)B * ld), "logits");
-      NEED(row_loss, (size_t)B * sizeof(double), "row_loss"); NEED(hits, (size_t)B * 2 * sizeof(int), "hits");
+      NEED(row_loss, (size_t)B * 2 * sizeof(double), "row_loss"); NEED(hits, (size_t)B * 2 * sizeof(int), "hits");
       NEED(q, F((size_t)B * dim), "q"); NEED(k, F((size_t)B * dim), "k"));
 }
 
