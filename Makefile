@@ -17,7 +17,7 @@ endif
 
 # Build and run dependencies; the torch packages are only for the parity tests and the comparison benchmarks.
 DEBIAN_PACKAGES := build-essential cmake pkg-config libopenblas-dev libturbojpeg0-dev libpng-dev zlib1g-dev \
-  libcjson-dev libdnnl-dev libcairo2-dev openmpi-bin libopenmpi-dev
+  libcjson-dev libdnnl-dev libcairo2-dev openmpi-bin libopenmpi-dev libprotobuf-c-dev protobuf-c-compiler
 TEST_PACKAGES := python3 python3-torch python3-torchvision python3-numpy python3-pil python3-venv clang libclang-rt-14-dev
 
 .PHONY: all build deps test-deps demo test fuzz bench clean

@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/dist.h"
+#include "io/tfevents.h"
 #include "synco.h"
 
 int synco_cmd_info(int argc, char **argv) {
@@ -40,5 +41,7 @@ int synco_cmd_info(int argc, char **argv) {
 #else
   printf("plots: not built in (libcairo2-dev)\n");
 #endif
+  printf("tensorboard: %s\n", synco_tfevents_available() ? "event files (protobuf-c)"
+                                                          : "not built in (libprotobuf-c-dev protobuf-c-compiler)");
   return 0;
 }

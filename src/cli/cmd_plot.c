@@ -1,7 +1,9 @@
-/* synco plot: learning curves of one or several pretraining runs side by side, from their log.jsonl — training
- * loss, proxy-task accuracy, kNN top-1 and learning rate against epochs — as one figure of four panels, one
- * line per run (src/eval/plot.c). */
+/* synco plot: learning curves of one or several pretraining runs side by side, from their log.jsonl — the training
+ * loss and proxy-task accuracy, their MoCo-only counterparts, kNN top-1, the online probe, learning rate and
+ * throughput against epochs — as one figure of eight panels, one line per run (src/eval/plot.c), the moment the
+ * synthetic negatives switch on marked. */
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,7 @@
 
 int synco_cmd_plot(int argc, char **argv) {
   const char *out = NULL, *pos[MAX_RUNS];
-  int npos = 0, width = 1400, height = 900, svg = 0, json = 0;
+  int npos = 0, width = 1600, height = 800, svg = 0, json = 0;
   synco_arg args[] = {
       {"out", 'o', SYNCO_ARG_STR, &out, "output file: .png, .svg or .pdf (unset: RUN_DIR/curves.png for one run, ./curves.png for several)"},
       {"width", 0, SYNCO_ARG_INT, &width, "figure width (pixels or points)"},
@@ -27,7 +29,7 @@ int synco_cmd_plot(int argc, char **argv) {
       {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
       {NULL},
   };
-  int rc = synco_args_parse("plot", "Learning curves (loss, proxy accuracy, kNN, lr) of runs: synco plot RUN_DIR... [--out F.png]",
+  int rc = synco_args_parse("plot", "Learning curves (loss, proxy accuracy, MoCo-only, kNN, probe, lr) of runs: synco plot RUN_DIR... [--out F.png]",
                             args, argc, argv, pos, MAX_RUNS, &npos);
   if (rc) return rc == 1 ? 0 : rc;
   if (npos == 0) {
@@ -89,27 +91,49 @@ int synco_cmd_plot(int argc, char **argv) {
     by_step |= logs[nlogs].by_step;
     nlogs++;
   }
-  synco_plot_series loss[MAX_RUNS], acc[MAX_RUNS], knn[MAX_RUNS], lr[MAX_RUNS];
+  /* Eight panels: what the training minimises and its proxy accuracy (synthetic negatives counted once they are on),
+   * the same with the positive against the real queue alone (MoCo-only: comparable across the switch and with
+   * plain MoCo), the kNN monitor, the online probe, the learning rate and the throughput. The moment the synthetic
+   * negatives switch on is a dashed line in the run's colour on the panels of the loss and the accuracies. */
+  enum { STEP_PANELS = 7 };
+  static const char *const titles[STEP_PANELS] = {"Training loss", "Proxy accuracy", "MoCo-only loss",
+                                                   "MoCo-only proxy accuracy", "Online probe (train views)",
+                                                   "Learning rate", "Throughput"};
+  static const char *const ylabels[STEP_PANELS] = {"loss", "accuracy (%)", "loss", "accuracy (%)", "top-1 (%)", "lr",
+                                                    "images/s"};
+  static const int marked[STEP_PANELS] = {1, 1, 1, 1, 0, 0, 0};
+  synco_plot_series series[STEP_PANELS][2 * MAX_RUNS], knn[MAX_RUNS];
+  int ns[STEP_PANELS] = {0};
+  char switch_label[] = "synthetic negatives on";
+  int labelled = 0;
   for (int i = 0; i < nlogs; i++) {
     const synco_runlog *g = &logs[i];
-    /* Interval lines when there are any, else the per-epoch means. */
+    /* Step rows when there are any, else the epoch means (loss and accuracy). */
     const int use_ep = g->n == 0;
-    loss[i] = (synco_plot_series){names[i], use_ep ? g->ex : g->x, use_ep ? g->eloss : g->loss, use_ep ? g->ne : g->n,
-                                  SYNCO_PLOT_LINE};
-    acc[i] = (synco_plot_series){names[i], use_ep ? g->ex : g->x, use_ep ? g->eacc : g->acc, use_ep ? g->ne : g->n,
-                                 SYNCO_PLOT_LINE};
-    knn[i] = (synco_plot_series){names[i], g->ex, g->knn, g->ne, SYNCO_PLOT_LINE_POINTS};
-    lr[i] = (synco_plot_series){names[i], g->x, g->lr, g->n, SYNCO_PLOT_LINE};
+    const double *const ys[STEP_PANELS] = {use_ep ? g->eloss : g->loss, use_ep ? g->eacc : g->acc, g->loss_moco,
+                                           g->acc_moco, g->probe, g->lr, g->ips};
+    for (int p = 0; p < STEP_PANELS; p++) {
+      const int from_ep = use_ep && p < 2;
+      series[p][ns[p]++] = (synco_plot_series){names[i], from_ep ? g->ex : g->x, ys[p], from_ep ? g->ne : g->n,
+                                               SYNCO_PLOT_LINE, i + 1};
+    }
+    knn[i] = (synco_plot_series){names[i], g->kx, g->knn, g->nk, SYNCO_PLOT_LINE_POINTS, i + 1};
   }
+  for (int i = 0; i < nlogs; i++) /* after the runs, so that the legend lists the runs first */
+    if (!isnan(logs[i].switch_epoch) && !by_step) {
+      for (int p = 0; p < STEP_PANELS; p++)
+        if (marked[p])
+          series[p][ns[p]++] = (synco_plot_series){labelled ? NULL : switch_label, &logs[i].switch_epoch, NULL, 1,
+                                                   SYNCO_PLOT_VLINE, i + 1};
+      labelled = 1;
+    }
   const char *xl = by_step ? "step" : "epoch";
-  synco_plot_panel panels[4] = {
-      {"Training loss (InfoNCE)", xl, "loss", loss, nlogs, 0, 0, 0},
-      {"Proxy-task accuracy", xl, "accuracy (%)", acc, nlogs, 0, 0, 1},
-      {"kNN top-1 (k 200, t 0.1)", "epoch", "top-1 (%)", knn, nlogs, 0, 0, 1},
-      {"Learning rate", xl, "lr", lr, nlogs, 0, 0, 0},
-  };
-  if (synco_plot_figure(out, width, height, 2, 2, panels, 4)) goto done;
-  if (svgpath[0] && synco_plot_figure(svgpath, width, height, 2, 2, panels, 4)) goto done;
+  synco_plot_panel panels[8];
+  for (int p = 0; p < STEP_PANELS; p++)
+    panels[p < 4 ? p : p + 1] = (synco_plot_panel){titles[p], xl, ylabels[p], series[p], ns[p], 0, 0, p ? -1 : 0};
+  panels[4] = (synco_plot_panel){"kNN top-1", "epoch", "top-1 (%)", knn, nlogs, 0, 0, -1}; /* one legend: the first */
+  if (synco_plot_figure(out, width, height, 2, 4, panels, 8)) goto done;
+  if (svgpath[0] && synco_plot_figure(svgpath, width, height, 2, 4, panels, 8)) goto done;
   if (json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "command", "plot");
@@ -121,6 +145,8 @@ int synco_cmd_plot(int argc, char **argv) {
       cJSON_AddStringToObject(r, "name", names[i]);
       cJSON_AddNumberToObject(r, "interval_lines", logs[i].n);
       cJSON_AddNumberToObject(r, "epoch_lines", logs[i].ne);
+      cJSON_AddNumberToObject(r, "knn_lines", logs[i].nk);
+      if (!isnan(logs[i].switch_epoch)) cJSON_AddNumberToObject(r, "synthetic_from_epoch", logs[i].switch_epoch + 1);
       cJSON_AddItemToArray(runs, r);
     }
     synco_eval_print_json(o);

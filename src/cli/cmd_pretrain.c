@@ -37,6 +37,7 @@ static const pretrain_opts DEFAULTS = {
     .knn_every = 0, .knn_k = 200, .print_freq = 10, .blur = 1, .skip_bad = 0, .seed = 0,
     .lr = 0.03, .wd = 1e-4, .momentum = 0.9, .moco_m = 0.999, .moco_t = 0.2, .sigma = 0.01, .delta = 0.01,
     .eta = 0.01, .knn_t = 0.1, .lr_warmup_epochs = 0, .schedule = {0, {0}}, .memory_check = 1,
+    .probe = 1, .probe_lr = 0.1, .tensorboard = 1,
 };
 
 static const char SUMMARY[] =
@@ -158,6 +159,9 @@ static void flag_table(pretrain_ctx *c) {
       {"knn-k", 0, SYNCO_ARG_INT, &o->knn_k, "kNN neighbours"},
       {"knn-t", 0, SYNCO_ARG_FLOAT, &o->knn_t, "kNN temperature"},
       {"print-freq", 'p', SYNCO_ARG_INT, &o->print_freq, "steps per log.jsonl line"},
+      {"tensorboard", 0, SYNCO_ARG_FLAG, &o->tensorboard, "TensorBoard event files (scalars) in the run directory, when built with protobuf-c (--no-tensorboard: none)"},
+      {"probe", 0, SYNCO_ARG_FLAG, &o->probe, "online linear probe on the query encoder's detached features, when the data has labels (--no-probe: off)"},
+      {"probe-lr", 0, SYNCO_ARG_FLOAT, &o->probe_lr, "learning rate of the online probe's SGD (momentum 0.9, constant)", .ranged = 1, .lo_open = 1, .lo = 0, .hi = 1e6},
       {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL, 0, 0, NULL, NULL, 0},
   };
@@ -385,6 +389,7 @@ static void pretrain_free(pretrain_ctx *c) {
   cJSON_Delete(c->config_json);
   free(c->cfg_json);
   pretrain_knn_free(&c->knn);
+  pretrain_probe_free(&c->probe);
   synco_moco_free(c->moco);
   synco_backend_destroy(c->be);
   synco_loader_free(c->loader);

@@ -153,7 +153,7 @@ static int is_numbered_checkpoint(const char *name) {
 
 static int is_run_file(const char *name) {
   return !strcmp(name, "config.json") || !strcmp(name, "log.jsonl") || !strcmp(name, "last.safetensors") ||
-         is_numbered_checkpoint(name);
+         is_numbered_checkpoint(name) || !strncmp(name, "events.out.tfevents.", 20); /* TensorBoard's */
 }
 
 /* A temporary file a run writes and renames (a checkpoint, config.json or a rewritten log.jsonl). */
@@ -358,21 +358,24 @@ void synco_cli_run_dir_unlock(int fd) {
   if (fd >= 0) close(fd); /* the file stays: removing it would race with a run that just opened it */
 }
 
-/* "step" of one log.jsonl row (rows without one, like the kNN row before training, count as step 0); -1 when the
- * line is not a JSON object (a row torn by a kill). */
-static long log_row_step(const char *line) {
+/* Does one log.jsonl row belong to a run stopped at (step, epoch)? Rows of kind "epoch" and "knn" are placed by
+ * their epoch, every other row by its "step" (rows without one, like the kNN row before training in logs of
+ * earlier versions, count as step 0); -1 when the line is not a JSON object (a row torn by a kill). */
+static int log_row_kept(const char *line, long step, int epoch) {
   cJSON *j = cJSON_Parse(line);
   if (!cJSON_IsObject(j)) {
     cJSON_Delete(j);
     return -1;
   }
-  const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
-  const long step = cJSON_IsNumber(s) ? (long)s->valuedouble : 0;
+  const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "kind"), *s = cJSON_GetObjectItemCaseSensitive(j, "step"),
+              *e = cJSON_GetObjectItemCaseSensitive(j, "epoch");
+  const int by_epoch = cJSON_IsString(kind) && (!strcmp(kind->valuestring, "epoch") || !strcmp(kind->valuestring, "knn"));
+  const int kept = by_epoch ? !cJSON_IsNumber(e) || e->valuedouble <= epoch : !cJSON_IsNumber(s) || s->valuedouble <= step;
   cJSON_Delete(j);
-  return step;
+  return kept;
 }
 
-synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
+synco_status synco_cli_log_truncate(const char *path, long step, int epoch, int *dropped) {
   *dropped = 0;
   /* the run's own log: a regular file, not a link (it is appended to afterwards) nor a FIFO (it would hang) */
   const int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -403,8 +406,7 @@ synco_status synco_cli_log_truncate(const char *path, long step, int *dropped) {
   ssize_t len;
   int ok = 1;
   while ((len = getline(&line, &cap, in)) > 0) {
-    const long s = log_row_step(line);
-    if (s < 0 || s > step) {
+    if (log_row_kept(line, step, epoch) != 1) {
       (*dropped)++;
       continue;
     }

@@ -59,10 +59,12 @@ int synco_cli_run_dir_recover(const char *cmd, const char *dir, int locked);
  * other names (a copy made with cp -al) is replaced by a lock file of DIR's own. */
 synco_status synco_cli_run_dir_lock(const char *dir, int *fd);
 void synco_cli_run_dir_unlock(int fd);
-/* Keeps the rows of a log.jsonl whose "step" is at most step (rows without one count as 0; torn rows are
- * dropped), rewriting the file atomically when any row goes or when it has other names (hard links: the rows
- * appended next are this run's alone); *dropped = rows removed. A missing file is fine; a link or a FIFO is not. */
-synco_status synco_cli_log_truncate(const char *path, long step, int *dropped);
+/* Keeps the rows of a log.jsonl that a run stopped after global step `step`, epoch `epoch` had written: rows of
+ * kind "epoch" and "knn" whose epoch is at most epoch, the others whose "step" is at most step (rows without one
+ * count as 0; torn rows are dropped), rewriting the file atomically when any row goes or when it has other names
+ * (hard links: the rows appended next are this run's alone); *dropped = rows removed. A missing file is fine; a
+ * link or a FIFO is not. */
+synco_status synco_cli_log_truncate(const char *path, long step, int epoch, int *dropped);
 /* Do both paths exist and name the same file (st_dev, st_ino)? */
 int synco_cli_same_file(const char *a, const char *b);
 

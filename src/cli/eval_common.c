@@ -401,21 +401,54 @@ static double num_or_nan(cJSON *o, const char *k) {
   return cJSON_IsNumber(x) ? x->valuedouble : NAN;
 }
 
-static int grow(double **a, int cap) {
-  double *p = realloc(*a, (size_t)cap * sizeof(double));
-  if (!p) return 0;
-  *a = p;
+/* One growing column of numbers per field a row kind carries. */
+typedef struct {
+  double *v;
+  int n, cap;
+} column;
+
+static int column_push(column *c, double x) {
+  if (c->n == c->cap) {
+    const int cap = c->cap ? 2 * c->cap : 64;
+    double *p = realloc(c->v, (size_t)cap * sizeof(double));
+    if (!p) return 0;
+    c->v = p, c->cap = cap;
+  }
+  c->v[c->n++] = x;
   return 1;
+}
+
+/* Pushes the fields keys[0..n) of row o (NaN where absent) onto cols[0..n). */
+static int push_row(cJSON *o, const char *const *keys, column *cols, int n) {
+  for (int i = 0; i < n; i++)
+    if (!column_push(&cols[i], num_or_nan(o, keys[i]))) return 0;
+  return 1;
+}
+
+/* The row's kind: its "kind", or for a log of an earlier version (no kinds) its shape: epoch rows had
+ * "epoch_time_s", kNN values rode on them or on the row of epoch 0, every other row with a "step" was a step row.
+ * Returns a bit set: 1 step, 2 epoch, 4 knn. */
+static int row_kinds(cJSON *o) {
+  const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "kind");
+  if (cJSON_IsString(k)) return !strcmp(k->valuestring, "step") ? 1 : !strcmp(k->valuestring, "epoch") ? 2 : !strcmp(k->valuestring, "knn") ? 4 : 0;
+  const int knn = cJSON_HasObjectItem(o, "knn_top1") ? 4 : 0;
+  if (cJSON_HasObjectItem(o, "epoch_time_s")) return 2 | knn;
+  if (knn) return knn;
+  return cJSON_HasObjectItem(o, "step") ? 1 : 0;
 }
 
 synco_status synco_runlog_read(synco_runlog *log, const char *path) {
   memset(log, 0, sizeof *log);
+  log->switch_epoch = NAN;
   FILE *f = synco_fopen_read(path, NULL, NULL); /* a FIFO given as a log would hang the read */
   if (!f) return SYNCO_ERR_IO;
+  static const char *const step_keys[] = {"step", "loss", "acc", "loss_moco", "acc_moco", "probe_acc", "lr", "images_per_s"},
+                           *const epoch_keys[] = {"epoch", "loss", "acc", "steps", "step"},
+                           *const knn_keys[] = {"epoch", "knn_top1"};
+  column sc[8] = {{0}}, ec[5] = {{0}}, kc[2] = {{0}};
   char *line = NULL;
   size_t cap_line = 0;
-  int cap = 0, ecap = 0, lineno = 0;
-  double *steps = NULL, *esteps = NULL;
+  int lineno = 0;
   synco_status s = SYNCO_OK;
   while (getline(&line, &cap_line, f) >= 0 && !s) {
     lineno++;
@@ -426,56 +459,42 @@ synco_status synco_runlog_read(synco_runlog *log, const char *path) {
       s = synco_fail(SYNCO_ERR_FORMAT, "%s:%d: not a JSON object", path, lineno);
       break;
     }
-    const int epoch_line = cJSON_HasObjectItem(o, "epoch_time_s") || cJSON_HasObjectItem(o, "knn_top1");
-    if (epoch_line) {
-      if (log->ne == ecap) {
-        ecap = ecap ? 2 * ecap : 64;
-        if (!grow(&log->ex, ecap) || !grow(&log->eloss, ecap) || !grow(&log->eacc, ecap) || !grow(&log->knn, ecap) ||
-            !grow(&esteps, ecap))
-          s = synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
-      }
-      if (!s) {
-        log->ex[log->ne] = num_or_nan(o, "epoch");
-        esteps[log->ne] = num_or_nan(o, "step");
-        log->eloss[log->ne] = num_or_nan(o, "loss");
-        log->eacc[log->ne] = num_or_nan(o, "acc");
-        log->knn[log->ne] = num_or_nan(o, "knn_top1");
-        log->ne++;
-      }
-    } else if (cJSON_HasObjectItem(o, "step")) {
-      if (log->n == cap) {
-        cap = cap ? 2 * cap : 256;
-        if (!grow(&log->x, cap) || !grow(&log->loss, cap) || !grow(&log->acc, cap) || !grow(&log->lr, cap) ||
-            !grow(&steps, cap))
-          s = synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
-      }
-      if (!s) {
-        steps[log->n] = num_or_nan(o, "step");
-        log->loss[log->n] = num_or_nan(o, "loss");
-        log->acc[log->n] = num_or_nan(o, "acc");
-        log->lr[log->n] = num_or_nan(o, "lr");
-        log->n++;
-      }
-    }
+    const int kinds = row_kinds(o);
+    int ok = (!(kinds & 1) || push_row(o, step_keys, sc, 8)) && (!(kinds & 2) || push_row(o, epoch_keys, ec, 5)) &&
+             (!(kinds & 4) || push_row(o, knn_keys, kc, 2));
+    /* the synthetic negatives switch on at the start of the epoch of the first step row that has them */
+    const double syn = num_or_nan(o, "synthetic"), ep = num_or_nan(o, "epoch");
+    if ((kinds & 1) && syn > 0 && ep >= 1 && isnan(log->switch_epoch)) log->switch_epoch = ep - 1;
     cJSON_Delete(o);
+    if (!ok) s = synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
   }
   free(line);
   fclose(f);
-  /* Steps per epoch from the last epoch line with both numbers. */
+  log->n = sc[0].n, log->ne = ec[0].n, log->nk = kc[0].n;
+  double *const steps = sc[0].v;
+  double **const sdst[] = {&log->loss, &log->acc, &log->loss_moco, &log->acc_moco, &log->probe, &log->lr, &log->ips};
+  for (int i = 0; i < 7; i++) *sdst[i] = sc[i + 1].v;
+  log->ex = ec[0].v, log->eloss = ec[1].v, log->eacc = ec[2].v;
+  log->kx = kc[0].v, log->knn = kc[1].v;
+  /* Steps per epoch: the last epoch row's "steps" (or, in logs of earlier versions, its step / epoch). */
   double spe = NAN;
-  for (int i = 0; i < log->ne; i++)
-    if (esteps[i] > 0 && log->ex[i] > 0) spe = esteps[i] / log->ex[i];
+  for (int i = 0; i < log->ne; i++) {
+    const double v = ec[3].v[i] > 0 ? ec[3].v[i] : ec[4].v[i] > 0 && log->ex[i] > 0 ? ec[4].v[i] / log->ex[i] : NAN;
+    if (v > 0) spe = v;
+  }
+  free(ec[3].v), free(ec[4].v);
   log->by_step = !(spe > 0);
+  log->x = steps;
   for (int i = 0; i < log->n; i++) log->x[i] = log->by_step ? steps[i] : steps[i] / spe;
-  free(steps), free(esteps);
-  if (!s && log->n == 0 && log->ne == 0) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no log lines", path);
+  if (!s && log->n == 0 && log->ne == 0 && log->nk == 0) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no log lines", path);
   if (s) synco_runlog_free(log);
   return s;
 }
 
 void synco_runlog_free(synco_runlog *log) {
-  free(log->x), free(log->loss), free(log->acc), free(log->lr);
-  free(log->ex), free(log->eloss), free(log->eacc), free(log->knn);
+  double *a[] = {log->x, log->loss, log->acc, log->loss_moco, log->acc_moco, log->probe, log->lr, log->ips,
+                 log->ex, log->eloss, log->eacc, log->kx, log->knn};
+  for (size_t i = 0; i < sizeof a / sizeof *a; i++) free(a[i]);
   memset(log, 0, sizeof *log);
 }
 

@@ -100,15 +100,19 @@ synco_status synco_eval_encode(float **feats, synco_encoder *enc, const synco_da
 void synco_eval_print_json(cJSON *obj);
 
 
-/* A pretraining run's log.jsonl: interval lines ({"step", "epoch", "lr", "loss", "acc"}) and epoch lines (those
- * with "epoch_time_s" or "knn_top1"). Interval lines are placed on an epoch axis using the steps per epoch seen
- * in the epoch lines (by step number when there are none). Missing values are NaN. */
+/* A pretraining run's log.jsonl (pretrain_log.c): rows of kind step, epoch and knn; logs of earlier versions (no
+ * "kind": epoch rows told by "epoch_time_s", kNN values on them) are read too. Step rows are placed on an epoch
+ * axis using the steps per epoch of the epoch rows (by step number when there are none). Missing values are NaN. */
 typedef struct {
-  int n;                 /* interval lines */
-  double *x, *loss, *acc, *lr;
-  int ne;                /* epoch lines */
-  double *ex, *eloss, *eacc, *knn;
-  int by_step;           /* 1: x is the step number (no epoch lines to convert with) */
+  int n;                 /* step rows */
+  double *x, *loss, *acc, *loss_moco, *acc_moco, *probe, *lr, *ips;
+  int ne;                /* epoch rows */
+  double *ex, *eloss, *eacc;
+  int nk;                /* kNN rows (epoch 0: before training) */
+  double *kx, *knn;
+  double switch_epoch;   /* the epoch (0-based, on the x axis) at whose start the synthetic negatives switched on; NaN
+                            when they did not (or the log does not say) */
+  int by_step;           /* 1: x is the step number (no epoch rows to convert with) */
 } synco_runlog;
 
 synco_status synco_runlog_read(synco_runlog *log, const char *path);

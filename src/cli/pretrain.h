@@ -27,6 +27,9 @@
 #include "cli/args.h"
 #include "cli/common.h"
 #include "data/data.h"
+#include "eval/knn.h"
+#include "eval/linear.h"
+#include "io/tfevents.h"
 #include "ssl/moco.h"
 #include "ssl/pretrain_config.h"
 #include "synco.h"
@@ -46,7 +49,35 @@ typedef struct {
   int schedule_epochs;           /* the learning-rate schedule's length (0: epochs); later epochs keep its last rate */
   synco_intlist schedule;
   int memory_check;
+  int probe;                     /* the online linear probe (default on; off without labels) */
+  int tensorboard;               /* TensorBoard event files in the run directory (default on when built in) */
+  double probe_lr;
 } pretrain_opts;
+
+/* The online linear probe (pretrain_probe.c): a linear classifier on the query encoder's pooled backbone features of
+ * each step's first view, detached, trained by its own SGD on the backend. */
+typedef struct {
+  synco_linear_layer *layer;     /* NULL: off */
+  int classes;
+  synco_named_buffer state[3];   /* probe.weight, probe.bias, probe.momentum: saved with each checkpoint */
+  int shape[3][2];
+} pretrain_probe;
+
+/* What the probe did in one step (n = 0: it did not run). */
+typedef struct {
+  double loss;
+  int hits, n;
+} pretrain_probe_step;
+
+/* Sums of a logging window or of an epoch (pretrain_log.c). */
+typedef struct {
+  double loss, acc, loss_moco, acc_moco;
+  int synthetic;                 /* of the last step */
+  double probe_loss;
+  long probe_hits, probe_seen;
+  int probe_steps;
+  int n;
+} pretrain_sums;
 
 /* The kNN monitor: the training images unaugmented, --val, and their features. */
 typedef struct {
@@ -87,6 +118,7 @@ typedef struct {
   synco_backend *be;
   synco_moco *moco;
   pretrain_knn knn;
+  pretrain_probe probe;
   int start_epoch, end_epoch;    /* epochs [start, end) are trained (end < o.epochs with --stop-epoch) */
   long gstep;                    /* global step (the checkpoint's when resumed) */
   int own_run;                   /* --resume into the run its checkpoint belongs to (the checkpoint's folder) */
@@ -94,6 +126,7 @@ typedef struct {
   int aside;                     /* --force set the earlier run aside (DIR/.replaced-run): it is removed at the new
                                   * run's first checkpoint, and put back if the run ends before one */
   FILE *log;                     /* log.jsonl */
+  synco_tfevents *tb;            /* the TensorBoard event file, or NULL */
   char *cfg_json;                /* config.json's text, stored in every checkpoint */
   char log_path[SYNCO_CLI_PATH_MAX + 100], last_path[SYNCO_CLI_PATH_MAX + 100];
 } pretrain_ctx;
@@ -145,6 +178,21 @@ int pretrain_setup(pretrain_ctx *c);
 /* With several processes: rc if this rank failed, else the first failing rank's status, else PRETRAIN_GO, so that
  * every rank stops at the same stage (one rank's error alone would leave the others waiting in a collective). */
 int pretrain_agree(pretrain_ctx *c, int rc);
+
+/* pretrain_probe.c */
+/* Creates the probe when o.probe is on and the training data has labels (o.probe is then 0 without them), and
+ * tells the model to hand it each step's features; its state joins the checkpoint. */
+int pretrain_probe_open(pretrain_ctx *c);
+void pretrain_probe_free(pretrain_probe *p);
+/* After a step: one SGD step of the probe on the step's features against labels y (host). */
+synco_status pretrain_probe_step_run(pretrain_ctx *c, const int *y, pretrain_probe_step *out);
+
+/* pretrain_log.c */
+void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const pretrain_probe_step *p);
+/* log.jsonl rows of kind step, epoch and knn (epoch 0: before training). */
+void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *w, double seconds);
+void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds);
+void pretrain_log_knn(pretrain_ctx *c, int epoch, const synco_knn_result *r);
 
 /* pretrain_run.c */
 /* Opens the kNN monitor's data (with --val and --knn-every) and its feature buffers. */

@@ -73,45 +73,6 @@ static synco_status knn_eval(pretrain_ctx *c, synco_knn_result *res) {
 
 /* ---- what the loop writes --------------------------------------------------------------------------------- */
 
-/* Sums of a logging window or of an epoch. */
-typedef struct {
-  double loss, acc, acc_all;
-  int n;
-} step_sums;
-
-static void sums_add(step_sums *s, const synco_step_stats *st) {
-  s->loss += st->loss;
-  s->acc += st->acc;
-  s->acc_all += st->acc_all;
-  s->n++;
-}
-
-/* The row of the untrained encoder's kNN accuracy. */
-static void log_knn_before(pretrain_ctx *c, const synco_knn_result *r) {
-  if (!c->log) return; /* a rank other than 0 */
-  fprintf(c->log, "{\"epoch\":0,\"knn_top1\":%.4f,\"knn_top5\":%.4f}\n", r->top1, r->top5);
-  fflush(c->log);
-}
-
-/* One log.jsonl row for a window of steps that ended at the global step c->gstep. */
-static void log_step(pretrain_ctx *c, int epoch, float lr, const step_sums *w, double seconds) {
-  if (!c->log) return;
-  fprintf(c->log, "{\"step\":%ld,\"epoch\":%d,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f}\n",
-          c->gstep, epoch + 1, lr, w->loss / w->n, 100.0 * w->acc / w->n, 100.0 * w->acc_all / w->n,
-          w->n * c->o.batch / seconds);
-  fflush(c->log);
-}
-
-/* The row of a finished epoch; knn_field: its kNN accuracy ("" when not measured). */
-static void log_epoch(pretrain_ctx *c, int epoch, float lr, const step_sums *e, double seconds, const char *knn_field) {
-  if (!c->log) return;
-  const int steps = c->steps;
-  fprintf(c->log, "{\"epoch\":%d,\"step\":%ld,\"lr\":%.6g,\"loss\":%.6f,\"acc\":%.4f,\"acc_all\":%.4f,\"images_per_s\":%.2f,"
-          "\"epoch_time_s\":%.2f%s}\n", epoch + 1, c->gstep, lr, e->loss / steps, 100.0 * e->acc / steps,
-          100.0 * e->acc_all / steps, steps * c->o.batch / seconds, seconds, knn_field);
-  fflush(c->log);
-}
-
 /* A checkpoint that could not be written (no space, a file-size limit): the error names the file, and the last
  * checkpoint is as it was. */
 static int save_failed(const pretrain_ctx *c) {
@@ -162,12 +123,39 @@ static void report_divergence(const pretrain_ctx *c, int epoch, int s) {
                     "was written (the run diverged before its first epoch ended): lower --lr.\n", c->gstep, epoch + 1, s);
 }
 
+/* The numbers of the progress line: the loss and accuracy trained on; once synthetic negatives count in them,
+ * MoCo's beside them (the positive against the real queue alone: comparable with the epochs before); the probe's
+ * accuracy when it runs. */
+static void progress_text(char *text, size_t cap, const pretrain_sums *s) {
+  const double n = s->n > 0 ? s->n : 1;
+  int len = snprintf(text, cap, "loss %.4f  acc %.1f%%", s->loss / n, 100.0 * s->acc / n);
+  if (s->synthetic > 0 && len > 0 && (size_t)len < cap)
+    len += snprintf(text + len, cap - (size_t)len, "  MoCo-only: loss %.4f acc %.1f%%", s->loss_moco / n,
+                    100.0 * s->acc_moco / n);
+  if (s->probe_seen > 0 && len > 0 && (size_t)len < cap)
+    snprintf(text + len, cap - (size_t)len, "  probe %.1f%%", 100.0 * (double)s->probe_hits / (double)s->probe_seen);
+}
+
+/* The line that says when the synthetic negatives switch on (the first epoch after --warmup-epochs, or the first
+ * epoch of a run resumed past it), and what changes in the numbers then. */
+static void say_negatives_on(const pretrain_ctx *c, int epoch) {
+  const synco_negatives_config *nc = &c->cfg.moco.neg;
+  const int total = synco_negatives_total(nc);
+  if (total == 0 || epoch < c->cfg.warmup_epochs || (epoch != c->cfg.warmup_epochs && epoch != c->start_epoch)) return;
+  printf("synthetic negatives %s at epoch %d: %d per query (types 1-6: %d/%d/%d/%d/%d/%d), made from its %d hardest "
+         "of the %d queue negatives\n", epoch == c->cfg.warmup_epochs ? "switch on" : "are on", epoch + 1, total,
+         nc->n[0], nc->n[1], nc->n[2], nc->n[3], nc->n[4], nc->n[5], nc->n_hard, c->cfg.moco.K);
+  printf("  loss and acc now count them (a synthetic logit above the positive is a miss: acc can fall to 0); "
+         "loss_moco and acc_moco (log.jsonl; MoCo-only in the progress line) leave them out\n");
+  fflush(stdout);
+}
+
 /* The steps of one epoch, begun at t_epoch; *lr gets the rate of its last step. */
 static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, synco_progress *prog, double t_epoch,
-                       step_sums *sum, float *lr) {
+                       pretrain_sums *sum, float *lr) {
   const pretrain_opts *o = &c->o;
   const int steps = c->steps;
-  step_sums win = {0};
+  pretrain_sums win = {0};
   double t_win = t_epoch;
   for (int s = 0; s < steps; s++) {
     if (synco_stop_requested()) {
@@ -191,6 +179,8 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
     *lr = synco_lr_at(&c->cfg.sched, epoch, s, steps);
     synco_step_stats st;
     synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep, &st);
+    pretrain_probe_step ps = {0};
+    if (ss == SYNCO_OK) ss = pretrain_probe_step_run(c, b.labels, &ps);
     if (ss == SYNCO_ERR_NUMERIC) {
       report_divergence(c, epoch, s);
       return 1;
@@ -200,16 +190,16 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
       return synco_cli_error("pretrain");
     }
     c->gstep++;
-    sums_add(sum, &st);
-    sums_add(&win, &st);
+    pretrain_sums_add(sum, &st, &ps);
+    pretrain_sums_add(&win, &st, &ps);
     if (win.n == o->print_freq || s == steps - 1) {
       const double now = synco_now();
-      log_step(c, epoch, *lr, &win, now - t_win);
-      win = (step_sums){0};
+      pretrain_log_step(c, epoch, *lr, &win, now - t_win);
+      win = (pretrain_sums){0};
       t_win = now;
     }
-    char text[96];
-    snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", sum->loss / (s + 1), 100.0 * sum->acc / (s + 1));
+    char text[160];
+    progress_text(text, sizeof text, sum);
     synco_progress_update(prog, s + 1, text);
   }
   return PRETRAIN_GO;
@@ -222,31 +212,31 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
   last_checkpoint last = {.path = o->resume, .epoch = c->start_epoch};
   for (int epoch = c->start_epoch; epoch < c->end_epoch; epoch++) {
     if (synco_loader_start_epoch(c->loader, epoch, 0) != SYNCO_OK) return synco_cli_error("pretrain");
+    say_negatives_on(c, epoch);
     char label[64];
     snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o->epochs);
     synco_progress prog;
     synco_progress_begin(&prog, label, steps, o->batch, o->print_freq);
     if (c->rank > 0) prog.out = NULL; /* rank 0 draws the progress line */
     synco_progress_run(&prog, (long)(epoch - c->start_epoch) * steps, (long)(c->end_epoch - c->start_epoch) * steps);
-    step_sums sum = {0};
+    pretrain_sums sum = {0};
     float lr = 0;
     const double t_epoch = synco_now();
     int rc = train_epoch(c, epoch, &last, &prog, t_epoch, &sum, &lr);
     if (rc != PRETRAIN_GO) return rc;
     const double ep_time = synco_now() - t_epoch;
-    char text[96];
-    snprintf(text, sizeof text, "loss %.4f  acc %.1f%%", sum.loss / steps, 100.0 * sum.acc / steps);
+    char text[160];
+    progress_text(text, sizeof text, &sum);
     synco_progress_end(&prog, text);
-    char knn_field[96] = "";
+    pretrain_log_epoch(c, epoch, lr, &sum, ep_time);
     if (c->knn.val && ((epoch + 1) % o->knn_every == 0 || epoch + 1 == c->end_epoch)) {
       synco_knn_result r;
       if (knn_eval(c, &r) != SYNCO_OK) return synco_cli_error("pretrain");
       *knn_last = r.top1;
-      snprintf(knn_field, sizeof knn_field, ",\"knn_top1\":%.4f,\"knn_top5\":%.4f", r.top1, r.top5);
       printf("epoch %d: kNN top-1 %.2f%%  top-5 %.2f%%\n", epoch + 1, r.top1, r.top5);
       fflush(stdout);
+      pretrain_log_knn(c, epoch + 1, &r);
     }
-    log_epoch(c, epoch, lr, &sum, ep_time, knn_field);
     rc = pretrain_save(c, epoch);
     if (rc != PRETRAIN_GO) return rc;
     last = (last_checkpoint){.path = c->last_path, .epoch = epoch + 1};
@@ -287,7 +277,7 @@ int pretrain_run(pretrain_ctx *c) {
     knn_first = r.top1;
     printf("kNN accuracy before training: top-1 %.2f%%  top-5 %.2f%%\n", r.top1, r.top5);
     fflush(stdout);
-    log_knn_before(c, &r);
+    pretrain_log_knn(c, 0, &r);
   }
 
   const double t_start = synco_now();

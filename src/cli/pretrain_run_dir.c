@@ -168,7 +168,7 @@ int pretrain_run_dir_open(pretrain_ctx *c) {
   snprintf(c->last_path, sizeof c->last_path, "%s/last.safetensors", o->out);
   if (o->resume) { /* rows past the checkpoint were logged by the run that was cut off; they are trained again */
     int dropped = 0;
-    if (synco_cli_log_truncate(c->log_path, c->gstep, &dropped) != SYNCO_OK) return synco_cli_error("pretrain");
+    if (synco_cli_log_truncate(c->log_path, c->gstep, c->start_epoch, &dropped) != SYNCO_OK) return synco_cli_error("pretrain");
     if (dropped) fprintf(stderr, "log.jsonl: dropped %d rows past step %ld (they are trained again)\n", dropped, c->gstep);
   }
   c->cfg_json = pretrain_config_json(o);
@@ -178,6 +178,12 @@ int pretrain_run_dir_open(pretrain_ctx *c) {
   /* never through a link: a fresh log replaces whatever bore its name, a resumed run's must be its own file */
   c->log = o->resume ? synco_file_append(c->log_path) : synco_file_create(c->log_path);
   if (!c->log) return synco_cli_error("pretrain");
+  /* TensorBoard: a new event file for each start of the run (TensorBoard reads every file of the folder) */
+  if (o->tensorboard && synco_tfevents_available() && synco_tfevents_open(&c->tb, o->out) != SYNCO_OK)
+    return synco_cli_error("pretrain");
+  if (o->tensorboard && !synco_tfevents_available() && synco_args_seen(c->args, "tensorboard"))
+    fprintf(stderr, "synco pretrain: --tensorboard: this synco was built without protobuf-c (apt-get install "
+                    "libprotobuf-c-dev protobuf-c-compiler, then rebuild); no event files\n");
   return PRETRAIN_GO;
 }
 
@@ -191,8 +197,13 @@ void pretrain_run_dir_committed(pretrain_ctx *c) {
 void pretrain_run_dir_close(pretrain_ctx *c, int rc) {
   if (c->log) fclose(c->log);
   c->log = NULL;
+  char tb_path[1200] = "";
+  if (c->tb) snprintf(tb_path, sizeof tb_path, "%s", synco_tfevents_path(c->tb));
+  synco_tfevents_close(c->tb);
+  c->tb = NULL;
   if (c->aside && rc != 0) {
     c->aside = 0;
+    if (tb_path[0]) unlink(tb_path); /* the new run's events go with it; the earlier run's come back */
     const int n = synco_cli_run_dir_put_back(c->o.out);
     if (n >= 0)
       fprintf(stderr, "%s: the new run stopped before its first checkpoint; the earlier run is put back (%d files)\n",

@@ -172,6 +172,8 @@ static int build_model(pretrain_ctx *c) {
   if ((!c->be && synco_cli_backend(o->backend, o->precision, &c->be) != SYNCO_OK) ||
       synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK)
     return synco_cli_error("pretrain");
+  const int prc = pretrain_probe_open(c); /* before --resume: the checkpoint holds its state */
+  if (prc != PRETRAIN_GO) return prc;
   c->start_epoch = 0;
   c->gstep = 0;
   if (o->init && !o->resume) {
@@ -195,6 +197,10 @@ static int build_model(pretrain_ctx *c) {
     }
     fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o->resume, c->start_epoch, c->gstep);
     say_schedule_change(c);
+    if (c->probe.layer && synco_moco_extra_loaded(c->moco)) c->probe.layer->steps = 1; /* its momentum is in use */
+    else if (c->probe.layer)
+      fprintf(stderr, "%s holds no online probe (it ran with --no-probe or before there was one): the probe starts "
+                      "afresh\n", o->resume);
   }
   c->end_epoch = o->stop_epoch > 0 && o->stop_epoch < o->epochs ? o->stop_epoch : o->epochs;
   if (o->resume && c->start_epoch >= c->end_epoch) { /* nothing to train: leave the run directory as it is */

@@ -93,6 +93,11 @@ static void extent(const synco_plot_panel *p, axis *ax, axis *ay) {
         }
       continue;
     }
+    if (se->style == SYNCO_PLOT_VLINE) { /* marks a moment: within the x range, no say in the y range */
+      for (int i = 0; i < se->n; i++)
+        if (ax_ok(ax, se->x[i])) xl = fmin(xl, ax_fwd(ax, se->x[i])), xh = fmax(xh, ax_fwd(ax, se->x[i]));
+      continue;
+    }
     for (int i = 0; i < se->n; i++) {
       if (!ax_ok(ax, se->x[i]) || !ax_ok(ay, se->y[i])) continue;
       double x = ax_fwd(ax, se->x[i]), y = ax_fwd(ay, se->y[i]);
@@ -200,7 +205,7 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
   cairo_clip(cr);
   for (int s = 0; s < p->nseries; s++) {
     const synco_plot_series *se = &p->series[s];
-    const double *c = palette[s % 10];
+    const double *c = palette[(se->color > 0 ? se->color - 1 : s) % 10];
     if (se->style == SYNCO_PLOT_BARS) {
       double base = ay.log ? ay.lo : fmax(ay.lo, 0);
       for (int i = 0; i < se->n; i++) {
@@ -216,6 +221,19 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
       continue;
     }
     cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+    if (se->style == SYNCO_PLOT_VLINE) {
+      const double dash[] = {6.0, 4.0};
+      cairo_set_dash(cr, dash, 2, 0);
+      cairo_set_line_width(cr, 1.4);
+      for (int i = 0; i < se->n; i++)
+        if (ax_ok(&ax, se->x[i])) {
+          cairo_move_to(cr, PX(ax_fwd(&ax, se->x[i])), Y0);
+          cairo_line_to(cr, PX(ax_fwd(&ax, se->x[i])), Y1);
+        }
+      cairo_stroke(cr);
+      cairo_set_dash(cr, NULL, 0, 0);
+      continue;
+    }
     if (se->style != SYNCO_PLOT_POINTS) {
       cairo_set_line_width(cr, 1.8);
       cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
@@ -285,7 +303,7 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
     int k = 0;
     for (int s = 0; s < p->nseries; s++) {
       if (!p->series[s].label) continue;
-      const double *c = palette[s % 10];
+      const double *c = palette[(p->series[s].color > 0 ? p->series[s].color - 1 : s) % 10];
       double yy = by + fs * 0.3 + row * (k + 0.5);
       cairo_set_source_rgb(cr, c[0], c[1], c[2]);
       if (p->series[s].style == SYNCO_PLOT_BARS) {
@@ -295,9 +313,12 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
         cairo_arc(cr, bx + fs * 1.4, yy, 3.0, 0, 2 * M_PI);
         cairo_fill(cr);
       } else {
+        const double dash[] = {6.0, 4.0};
+        if (p->series[s].style == SYNCO_PLOT_VLINE) cairo_set_dash(cr, dash, 2, 0);
         cairo_set_line_width(cr, 2);
         cairo_move_to(cr, bx + fs * 0.5, yy), cairo_line_to(cr, bx + fs * 2.3, yy);
         cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
       }
       cairo_set_source_rgb(cr, 0, 0, 0);
       text_at(cr, bx + fs * 2.9, yy, p->series[s].label, 0.0, 0.5);
@@ -325,7 +346,8 @@ synco_status synco_plot_figure(const char *path, int width, int height, int rows
                       rows, cols, npanels);
   for (int i = 0; i < npanels; i++)
     for (int s = 0; s < panels[i].nseries; s++)
-      if (panels[i].series[s].n < 0 || (panels[i].series[s].n > 0 && (!panels[i].series[s].x || !panels[i].series[s].y)))
+      if (panels[i].series[s].n < 0 || (panels[i].series[s].n > 0 && (!panels[i].series[s].x ||
+                                             (!panels[i].series[s].y && panels[i].series[s].style != SYNCO_PLOT_VLINE))))
         return synco_fail(SYNCO_ERR_ARG, "%s: series %d of panel %d has no data", path, s, i);
   int png = ends_with(path, ".png"), svg = ends_with(path, ".svg"), pdf = ends_with(path, ".pdf");
   if (!png && !svg && !pdf) return synco_fail(SYNCO_ERR_ARG, "%s: plot files end in .png, .svg or .pdf", path);

@@ -13,6 +13,7 @@ typedef enum {
   SYNCO_PLOT_POINTS,    /* x[n], y[n] as markers */
   SYNCO_PLOT_LINE_POINTS,
   SYNCO_PLOT_BARS,      /* histogram: x[n + 1] bin edges, y[n] heights */
+  SYNCO_PLOT_VLINE,     /* x[n]: dashed vertical lines across the panel, marking moments (y unused) */
 } synco_plot_style;
 
 typedef struct {
@@ -20,6 +21,7 @@ typedef struct {
   const double *x, *y;
   int n;
   synco_plot_style style;
+  int color;            /* 0: the palette's colour of the series' index; k > 0: the palette's colour k - 1 */
 } synco_plot_series;
 
 typedef struct {

@@ -411,6 +411,10 @@ synco_status synco_encoder_backward(synco_encoder *enc, const float *dout) {
   return synco_nn_resnet_backward(enc, dfeat);
 }
 
+synco_status synco_encoder_last_features(synco_encoder *enc, float *feats) {
+  return store_rows(enc, feats, &enc->feat, enc->batch, SYNCO_COPY_D2D);
+}
+
 synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n) {
   enc->saved = 0;
   if (n < 1 || n > enc->batch)

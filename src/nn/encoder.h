@@ -100,6 +100,9 @@ synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *
 synco_status synco_encoder_forward_to_backend(synco_encoder *enc, float *out, const float *x, int n, int train);
 /* Backward of the last train forward: dout [batch, out_dim]; parameter gradients ACCUMULATE into grads. */
 synco_status synco_encoder_backward(synco_encoder *enc, const float *dout);
+/* The backbone features (pooled, before the head) of the last forward, as they were: feats [batch, feature_dim]
+ * backend memory. Reads the encoder's activations only (a backward after it is unchanged). */
+synco_status synco_encoder_last_features(synco_encoder *enc, float *feats);
 /* Backbone features (before the head), eval-mode BN: feats [n, feature_dim] host memory, n <= batch. */
 synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n);
 

@@ -39,12 +39,24 @@ struct synco_moco {
   /* world > 1 only: every process's key images [world·B, 3, S, S], the shuffled keys of all processes
    * [world·B, dim], and each pass's keys of the global batch in its order [2, world·B, dim] (enqueued) */
   float *x_all, *k_all, *keys_all;
-  float *stats_buf;             /* world > 1: [3] loss and accuracies, averaged for the log */
+  float *stats_buf;             /* world > 1: [4] the losses and accuracies, averaged for the log */
   int mom_shape[1], queue_shape[2]; /* the shapes of the named buffers a checkpoint holds */
   synco_infonce_scratch loss;
   synco_negatives_draws draws;
   int neg_total;
+  float *feature_sink;          /* synco_moco_set_feature_sink: backend [B, feature_dim], or NULL */
+  const synco_named_buffer *extra; /* synco_moco_set_extra_state: saved and loaded with the checkpoint */
+  int n_extra, extra_loaded;
 };
+
+void synco_moco_set_feature_sink(synco_moco *m, float *feats) { m->feature_sink = feats; }
+
+void synco_moco_set_extra_state(synco_moco *m, const synco_named_buffer *b, int n) {
+  m->extra = b;
+  m->n_extra = n;
+}
+
+int synco_moco_extra_loaded(const synco_moco *m) { return m->extra_loaded; }
 
 synco_encoder *synco_moco_query(synco_moco *m) { return m->eq; }
 synco_encoder *synco_moco_key(synco_moco *m) { return m->ek; }
@@ -247,11 +259,13 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint6
   return be->copy(be, dst, m->k, (size_t)B * m->dim * F, SYNCO_COPY_D2D);
 }
 
-/* One direction: q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
+/* One direction (pass 0 or 1): q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
 static synco_status direction(synco_moco *m, const float *xq, const float *k, int negatives, uint64_t step,
-                              uint64_t query0, double *loss, double *acc, double *acc_all) {
+                              uint64_t query0, int pass, double sums[4]) {
   synco_backend *be = m->be;
   SYNCO_TRY(synco_encoder_forward_to_backend(m->eq, m->q_raw, xq, m->B, 1));
+  if (m->feature_sink && pass == 0) /* the first direction's view: an online probe's input */
+    SYNCO_TRY(synco_encoder_last_features(m->eq, m->feature_sink));
   synco_tensor qt = matrix(m->q, m->B, m->dim), qr = matrix(m->q_raw, m->B, m->dim);
   SYNCO_TRY(be->l2norm_fwd(be, &qt, m->qnorm, &qr));
   const synco_negatives_config *nc = NULL;
@@ -264,9 +278,10 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   float l = 0, a = 0;
   SYNCO_TRY(synco_contrastive_loss(&m->loss, &l, &a, m->dq, m->q, k, m->queue, m->B, m->cfg.K, m->dim, m->cfg.T, nc, nd));
   if (!isfinite(l)) return synco_fail(SYNCO_ERR_NUMERIC, "non-finite loss at step %llu", (unsigned long long)step);
-  *loss += l;
-  *acc += m->loss.acc_queue;
-  *acc_all += a;
+  sums[0] += l;
+  sums[1] += a;
+  sums[2] += m->loss.loss_queue;
+  sums[3] += m->loss.acc_queue;
   synco_tensor dqt = matrix(m->dq, m->B, m->dim), dqr = matrix(m->dq_raw, m->B, m->dim);
   SYNCO_TRY(be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
   return synco_encoder_backward(m->eq, m->dq_raw);
@@ -280,21 +295,21 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   SYNCO_TRY(be->memset(be, g, 0, P * sizeof(float)));
   /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
   SYNCO_TRY(synco_ema_update(be, pk, pq, P, m->cfg.m));
-  double loss = 0, acc = 0, acc_all = 0;
+  double sums[4] = {0}; /* loss, acc, loss_moco, acc_moco (synco_step_stats) */
   int nkeys = 1;
   /* The negatives' draws are keyed by the query's index in the global batch (both directions counted), so
    * they do not depend on how the batch is split across processes. */
   const uint64_t G = (uint64_t)m->B * m->world, query0 = (uint64_t)m->rank * m->B;
   SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
   if (!m->cfg.symmetric) {
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, &loss, &acc, &acc_all));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0, sums));
   } else {
     /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
     SYNCO_TRY(encode_keys(m, m->keys + bd, x_q, step, 1));
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, &loss, &acc, &acc_all));
-    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, G + query0, &loss, &acc, &acc_all));
-    acc *= 0.5;
-    acc_all *= 0.5;
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0, sums));
+    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, G + query0, 1, sums));
+    sums[1] *= 0.5; /* the losses add up (the symmetric loss is their sum), the accuracies average */
+    sums[3] *= 0.5;
     nkeys = 2;
   }
   /* Where processes meet (no-ops on one process): the key shuffle above (images, permutation and keys), the
@@ -322,18 +337,15 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   }
   if (m->world > 1) {
     /* the log's loss and accuracies: the means over processes (host memory on the CPU backends) */
-    const float local[3] = {(float)loss, (float)acc, (float)acc_all};
-    float mean[3];
+    float local[4], mean[4];
+    for (int i = 0; i < 4; i++) local[i] = (float)sums[i];
     SYNCO_TRY(be->copy(be, m->stats_buf, local, sizeof local, SYNCO_COPY_H2D));
-    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, m->stats_buf, 3));
+    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, m->stats_buf, 4));
     SYNCO_TRY(be->copy(be, mean, m->stats_buf, sizeof mean, SYNCO_COPY_D2H));
-    loss = mean[0], acc = mean[1], acc_all = mean[2];
+    for (int i = 0; i < 4; i++) sums[i] = mean[i];
   }
-  if (stats) {
-    stats->loss = loss;
-    stats->acc = acc;
-    stats->acc_all = acc_all;
-  }
+  if (stats) *stats = (synco_step_stats){.loss = sums[0], .acc = sums[1], .loss_moco = sums[2], .acc_moco = sums[3],
+                                         .synthetic = negatives ? m->neg_total : 0};
   return SYNCO_OK;
 }
 
@@ -356,6 +368,7 @@ synco_status synco_moco_save(synco_moco *m, const char *path, const char *config
   synco_status s = synco_weights_add(w, m->eq, "encoder_q.");
   if (!s) s = synco_weights_add(w, m->ek, "encoder_k.");
   if (!s) s = synco_weights_add_buffers(w, m->be, "", state, 2); /* downloaded through the backend's copy */
+  if (!s && m->n_extra) s = synco_weights_add_buffers(w, m->be, "", m->extra, m->n_extra);
   if (!s) s = synco_st_add(w, "queue_ptr", SYNCO_ST_I64, 1, (int64_t[]){1}, &ptr);
   if (!s) s = synco_st_set_meta(w, "synco.format", "checkpoint");
   if (!s && config_json) s = synco_st_set_meta(w, "synco.config", config_json);
@@ -494,7 +507,13 @@ synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *
   moco_state_buffers(m, state);
   if (!s) s = synco_weights_get_buffer(&st, m->be, state[0].name, &state[0]);
   if (!s) s = synco_weights_get_buffer(&st, m->be, state[1].name, &state[1]);
+  /* the caller's state (an online probe) when the checkpoint has all of it */
+  int extra_all = m->n_extra > 0;
+  for (int i = 0; i < m->n_extra; i++) extra_all = extra_all && synco_st_find(&st, m->extra[i].name) != NULL;
+  for (int i = 0; !s && extra_all && i < m->n_extra; i++)
+    s = synco_weights_get_buffer(&st, m->be, m->extra[i].name, &m->extra[i]);
   if (!s) {
+    m->extra_loaded = extra_all;
     m->ptr = (long)ptr;
     *epoch = (int)ep_v;
     *step = sp_v;

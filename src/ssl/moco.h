@@ -36,10 +36,15 @@ typedef struct {
 
 typedef struct synco_moco synco_moco;
 
+/* What a step reports. Once the synthetic negatives are on, the loss the gradient follows and its proxy accuracy
+ * count them; the MoCo-only numbers leave them out (the positive against the real queue alone), so that they stay
+ * comparable across the switch and with plain MoCo. Without synthetic negatives the two pairs are equal. */
 typedef struct {
-  double loss;                /* mean InfoNCE loss of the step */
-  double acc;                 /* proxy-task accuracy in [0, 1] as the paper's: the positive beats every queue logit */
-  double acc_all;             /* the same against queue and synthetic logits (equals acc without synthetic ones) */
+  double loss;                /* mean InfoNCE loss of the step, over every logit (synthetic ones included) */
+  double acc;                 /* proxy-task accuracy in [0, 1]: the positive beats every logit of the loss */
+  double loss_moco;           /* the InfoNCE loss over the positive and the queue logits alone */
+  double acc_moco;            /* the positive beats every queue logit (MoCo's and the paper's proxy accuracy) */
+  int synthetic;              /* synthetic negatives per query in this step (0: warm-up, or plain MoCo) */
 } synco_step_stats;
 
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg);
@@ -69,6 +74,17 @@ const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld);
  * A non-finite loss returns SYNCO_ERR_NUMERIC before any parameter is changed. */
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
                              uint64_t step, synco_step_stats *stats);
+
+/* feats: backend memory [batch, feature_dim of the query encoder], or NULL (the default). Each step then copies the
+ * query encoder's pooled backbone features of its first view there (detached: read after the forward, nothing
+ * flows back), for an online linear probe. */
+void synco_moco_set_feature_sink(synco_moco *m, float *feats);
+
+/* n named backend buffers of the caller (an online probe's weights and momentum; they must outlive m) that each
+ * checkpoint saves beside the model under their names, and synco_moco_load restores when the checkpoint holds
+ * every one of them (synco_moco_extra_loaded then says 1; else they are left as they are). */
+void synco_moco_set_extra_state(synco_moco *m, const synco_named_buffer *b, int n);
+int synco_moco_extra_loaded(const synco_moco *m);
 
 /* SYNCO_ERR_NUMERIC naming the first tensor (query/key encoder, momentum, queue) that holds NaN or inf. */
 synco_status synco_moco_check_finite(const synco_moco *m);

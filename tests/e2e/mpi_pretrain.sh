@@ -37,10 +37,11 @@ cat "$tmp/two.txt"
 compare_ckpt "$tmp/two/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
 python3 - "$tmp/one/log.jsonl" "$tmp/two/log.jsonl" <<'PY'
 import json, sys
-one, two = ([json.loads(l) for l in open(p) if '"loss"' in l and 'epoch_time_s' not in l] for p in sys.argv[1:])
+one, two = ([r for r in map(json.loads, open(p)) if r['kind'] == 'step'] for p in sys.argv[1:])
 assert len(one) == len(two) == 2, (len(one), len(two))  # rank 0 alone writes the log: 2 step rows, not 4
 for a, b in zip(one, two):
     assert a['step'] == b['step'] and abs(a['loss'] - b['loss']) <= 1e-4 * abs(a['loss']), (a, b)
+    assert abs(a['loss_moco'] - b['loss_moco']) <= 1e-4 * abs(a['loss_moco']), (a, b)
 print('log: one writer, the same losses')
 PY
 

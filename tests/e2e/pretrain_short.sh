@@ -21,15 +21,21 @@ cfg = json.load(open(run + '/config.json'))
 assert cfg['arch'] == 'resnet18' and cfg['width'] == 8 and cfg['moco_k'] == 400, cfg
 assert [cfg['n%d' % i] for i in range(1, 7)] == [16, 16, 16, 8, 8, 8], cfg
 lines = [json.loads(l) for l in open(run + '/log.jsonl')]
-steps = [l for l in lines if 'loss' in l and 'epoch_time_s' not in l]
-epochs = [l for l in lines if 'epoch_time_s' in l]
+assert all(l['kind'] in ('step', 'epoch', 'knn') and l['time'] > 1.6e9 for l in lines), lines
+steps = [l for l in lines if l['kind'] == 'step']
+epochs = [l for l in lines if l['kind'] == 'epoch']
+knn = [l for l in lines if l['kind'] == 'knn']
 assert len(steps) >= 2, lines
 for l in steps:
-    assert set(['step', 'epoch', 'lr', 'loss', 'acc', 'images_per_s']) <= set(l), l
+    assert set(['step', 'epoch', 'lr', 'loss', 'acc', 'loss_moco', 'acc_moco', 'synthetic', 'images_per_s']) <= set(l), l
     assert l['loss'] > 0 and l['loss'] == l['loss'], l
-assert len(epochs) == 1 and 'knn_top1' in epochs[0] and 0 <= epochs[0]['knn_top1'] <= 100, epochs
-assert lines[0].get('epoch') == 0 and 'knn_top1' in lines[0], lines[0]
-print('run directory ok:', len(steps), 'step lines, kNN', epochs[0]['knn_top1'])
+    assert l['synthetic'] == 72 and l['loss'] > l['loss_moco'], l  # --warmup-epochs 0: counted from the first step
+assert len(epochs) == 1 and epochs[0]['steps'] == steps[-1]['step'] and 'step' not in epochs[0], epochs  # no step logged twice
+assert [l['step'] for l in steps] == sorted(set(l['step'] for l in steps)), steps
+assert [k['epoch'] for k in knn] == [0, 1] and all(0 <= k['knn_top1'] <= 100 for k in knn), knn
+assert lines[0]['kind'] == 'knn' and lines[0]['epoch'] == 0, lines[0]
+assert all(l['time'] <= m['time'] for l, m in zip(lines, lines[1:])), 'rows in time order'
+print('run directory ok:', len(steps), 'step lines, kNN', knn[-1]['knn_top1'])
 PY
 keys=$(st_keys "$run/last.safetensors")
 for k in encoder_q.conv1.weight encoder_k.layer4.1.bn2.running_var encoder_q.fc.2.weight queue queue_ptr optimizer.momentum; do

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# TensorBoard's own reader (PyPI's tensorboard: its EventAccumulator, what `tensorboard --logdir` uses) loads the event
+# file of a short run: the scalars of log.jsonl at their steps. Skips where tensorboard is not installed (set
+# SYNCO_TB_PYTHON to a Python that has it, e.g. a venv's) or synco was built without protobuf-c.
+set -euo pipefail
+. "$(dirname "$0")/common.inc"
+py=${SYNCO_TB_PYTHON:-python3}
+"$py" -c "import tensorboard" > /dev/null 2>&1 || skip "no tensorboard in $py (pip install tensorboard in a venv; SYNCO_TB_PYTHON=venv/bin/python3)"
+"$SYNCO" info | grep -q "^tensorboard: event files" || skip "synco built without protobuf-c"
+train=$(small_cifar '000[0-3].jpg' "$tmp/train" 4)
+"$SYNCO" pretrain --data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 1 -b 16 --moco-k 64 \
+  --n-hard 16 --n1 4 --n2 4 --n3 4 --n4 2 --n5 2 --n6 2 --warmup-epochs 0 --print-freq 1 --threads 2 --workers 1 \
+  --out "$tmp/run" > "$tmp/out.txt" 2>&1 || { cat "$tmp/out.txt"; fail "pretrain"; }
+"$py" - "$tmp/run" <<'PY'
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+run = sys.argv[1]
+acc = EventAccumulator(run)
+acc.Reload()
+tags = acc.Tags()['scalars']
+for t in ('train/loss', 'train/acc', 'train/loss_moco', 'train/acc_moco', 'train/lr', 'train/images_per_s', 'probe/acc'):
+    assert t in tags, (t, tags)
+rows = [json.loads(l) for l in open(run + '/log.jsonl') if '"step"' in l]
+loss = acc.Scalars('train/loss')
+assert [e.step for e in loss] == [r['step'] for r in rows], (loss, rows)
+for e, r in zip(loss, rows):
+    assert abs(e.value - r['loss']) <= 1e-5 * r['loss'] + 1e-6, (e, r)
+print('tensorboard reads %d scalar tags, %d train/loss points' % (len(tags), len(loss)))
+PY
+echo "tensorboard_read: ok"
