@@ -103,8 +103,8 @@ static int parse_arch(const char *arch, int *depth) { return (*depth = pretrain_
 static void flag_table(pretrain_ctx *c) {
   pretrain_opts *o = &c->o;
   const synco_arg rows[] = {
-      {"data", 0, SYNCO_ARG_STR, &o->data, "training images (ImageFolder, CIFAR, STL-10, idx); none = bundled data/"},
-      {"val", 0, SYNCO_ARG_STR, &o->val, "labelled images for the kNN monitor (--knn-every)"},
+      {"data", 0, SYNCO_ARG_STR, &o->data, "training images: a folder tree (class folders, or unlabelled images), CIFAR, STL-10, idx; none = bundled data/"},
+      {"val", 0, SYNCO_ARG_STR, &o->val, "labelled images for the kNN monitor (--knn-every; --data must be labelled too)"},
       {"split", 0, SYNCO_ARG_STR, &o->split, "split of --data for formats holding several (train, test, unlabeled)"},
       {"skip-bad", 0, SYNCO_ARG_FLAG, &o->skip_bad, "skip unreadable images of an ImageFolder (and count them)"},
       {"out", 0, SYNCO_ARG_STR, &o->out, "run directory (default runs/<date-time>)"},

@@ -210,10 +210,14 @@ synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const ch
   synco_cli_dataset_notes(NULL, d->ds);
   d->n = synco_dataset_size(d->ds);
   d->classes = synco_dataset_num_classes(d->ds);
-  if (need_labels && d->classes <= 0) {
+  const size_t labelled = synco_dataset_num_labelled(d->ds);
+  if (need_labels && labelled < d->n && d->n) {
+    char what[96];
+    if (labelled) snprintf(what, sizeof what, "%zu of its %zu images have no label", d->n - labelled, d->n);
+    else snprintf(what, sizeof what, "no labels (a folder without class folders, or an unlabelled split)");
     synco_eval_data_close(d);
-    return synco_fail(SYNCO_ERR_ARG, "%s: no labels (a folder without class folders, or an unlabelled split): the "
-                      "evaluations need labelled images (<root>/<class>/<image>, or a labelled format)", path);
+    return synco_fail(SYNCO_ERR_ARG, "%s: %s: the evaluations need labelled images (<root>/<class>/<image>, or a "
+                      "labelled format and split)", path, what);
   }
   if (d->n == 0) {
     synco_eval_data_close(d);

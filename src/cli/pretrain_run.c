@@ -24,13 +24,17 @@ int pretrain_knn_open(pretrain_ctx *c) {
   if (synco_dataset_open(&k->train_eval, o->data, &c->dopt) != SYNCO_OK || synco_dataset_open(&k->val, o->val, &c->dopt) != SYNCO_OK)
     return synco_cli_error("pretrain");
   /* the monitor classifies --val by the labels of the training images: both need them (pretraining does not) */
-  const char *unlabelled = synco_dataset_num_classes(k->train_eval) <= 0 ? o->data
-                           : synco_dataset_num_classes(k->val) <= 0     ? o->val
-                                                                        : NULL;
-  if (unlabelled) {
-    fprintf(stderr, "synco pretrain: the kNN monitor (--knn-every %d with --val) needs labelled images, and %s has no "
-                    "labels (no class folders <root>/<class>/<image>): drop --knn-every (pretraining itself needs no "
-                    "labels), or give labelled --data and --val\n", o->knn_every, unlabelled);
+  const synco_dataset *sets[2] = {k->train_eval, k->val};
+  const char *names[2] = {o->data, o->val};
+  for (int i = 0; i < 2; i++) {
+    const size_t n = synco_dataset_size(sets[i]), have = synco_dataset_num_labelled(sets[i]);
+    if (have == n) continue;
+    char what[96];
+    if (have) snprintf(what, sizeof what, "has %zu images without a label (of %zu)", n - have, n);
+    else snprintf(what, sizeof what, "has no labels (no class folders <root>/<class>/<image>)");
+    fprintf(stderr, "synco pretrain: the kNN monitor (--knn-every %d with --val) needs labelled images, and %s %s: "
+                    "drop --knn-every (pretraining itself needs no labels), or give labelled --data and --val\n",
+            o->knn_every, names[i], what);
     return 2;
   }
   const size_t d = (size_t)synco_encoder_feature_dim(synco_moco_query(c->moco)), nt = synco_dataset_size(k->train_eval),
@@ -261,11 +265,12 @@ int pretrain_run(pretrain_ctx *c) {
          o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, synco_cli_s(o->epochs), steps,
          synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name);
   printf("recipe: %s\n", recipe_in_force(c));
-  const int classes = synco_dataset_num_classes(c->train);
-  char labels[48];
-  if (classes > 0) snprintf(labels, sizeof labels, "%d classes", classes);
-  else snprintf(labels, sizeof labels, "unlabelled");
-  printf("data: %s (%zu images, %s)  run directory: %s\n", o->data, synco_dataset_size(c->train), labels, o->out);
+  const size_t n = synco_dataset_size(c->train), labelled = synco_dataset_num_labelled(c->train);
+  char labels[80];
+  if (!labelled) snprintf(labels, sizeof labels, "unlabelled");
+  else if (labelled < n) snprintf(labels, sizeof labels, "%zu labelled, %d classes", labelled, synco_dataset_num_classes(c->train));
+  else snprintf(labels, sizeof labels, "%d classes", synco_dataset_num_classes(c->train));
+  printf("data: %s (%zu images, %s)  run directory: %s\n", o->data, n, labels, o->out);
   if (c->world > 1)
     printf("processes: %d (%s), each a batch of %d; rank 0 writes the run directory\n", c->world, c->dist->name,
            c->cfg.moco.batch);

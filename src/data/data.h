@@ -39,6 +39,8 @@ size_t synco_dataset_size(const synco_dataset *ds);
 int synco_dataset_num_classes(const synco_dataset *ds);       /* 0 if unlabelled */
 const char *synco_dataset_class_name(const synco_dataset *ds, int c);
 int synco_dataset_label(const synco_dataset *ds, size_t i);   /* -1 if unlabelled */
+/* How many images have a label (0 for an unlabelled folder or STL-10's unlabeled split; some for train+unlabeled). */
+size_t synco_dataset_num_labelled(const synco_dataset *ds);
 const char *synco_dataset_format(const synco_dataset *ds);    /* "imagefolder", "cifar10", ... */
 size_t synco_dataset_skipped(const synco_dataset *ds);        /* images skipped by skip_bad */
 /* A name for image i: its file's path for an ImageFolder, else "<format>:<index>" written to buf (n bytes). */

@@ -175,6 +175,11 @@ const char *synco_dataset_class_name(const synco_dataset *ds, int c) {
   return (ds->class_names && c >= 0 && c < ds->num_classes) ? ds->class_names[c] : NULL;
 }
 int synco_dataset_label(const synco_dataset *ds, size_t i) { return (ds->labels && i < ds->n) ? ds->labels[i] : -1; }
+size_t synco_dataset_num_labelled(const synco_dataset *ds) {
+  size_t k = 0;
+  for (size_t i = 0; ds->labels && i < ds->n; i++) k += ds->labels[i] >= 0 && ds->labels[i] < ds->num_classes;
+  return k;
+}
 const char *synco_dataset_format(const synco_dataset *ds) { return ds->format; }
 size_t synco_dataset_skipped(const synco_dataset *ds) { return ds->skipped; }
 const char *synco_dataset_warnings(const synco_dataset *ds) { return ds->warnings; }

@@ -42,6 +42,12 @@ ok "$SYNCO" pretrain --data "$flat" "${tiny[@]}" --out "$tmp/flat_run2"
 grep -qF "(20 images, unlabelled)" "$tmp/o" || { cat "$tmp/o"; fail "the mixed tree is not 20 unlabelled images"; }
 grep -qF "read as unlabelled (its 1 sub-folders are not taken as classes" "$tmp/e" || { cat "$tmp/e"; fail "no warning on the mixed tree"; }
 
+# STL-10's unlabeled split (made here: 16 random 96x96 images) is unlabelled too, though the format has classes
+mkdir "$tmp/stl"
+python3 -c 'import os; open(os.path.join(os.sys.argv[1], "unlabeled_X.bin"), "wb").write(os.urandom(16 * 3 * 96 * 96))' "$tmp/stl"
+ok "$SYNCO" pretrain --data "$tmp/stl" --split unlabeled "${tiny[@]}" --out "$tmp/stl_run"
+grep -qF "(16 images, unlabelled)" "$tmp/o" || { cat "$tmp/o"; fail "STL-10's unlabeled split is not said to be unlabelled"; }
+
 # --- 3. defaults that fit nothing, and the recipe in force (refused by the memory check: nothing trains) --------
 rc=0; SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" pretrain --data "$img" --out "$tmp/r3" > "$tmp/o" 2> "$tmp/e" || rc=$?
 [ "$rc" = 2 ] || { cat "$tmp/e"; fail "exit $rc, not the memory check's 2"; }

@@ -195,6 +195,7 @@ int main(void) {
     CHECK(synco_dataset_size(ds) == 3);
     CHECK(synco_dataset_num_classes(ds) == 0);
     CHECK(synco_dataset_label(ds, 0) == -1 && synco_dataset_label(ds, 2) == -1);
+    CHECK(synco_dataset_num_labelled(ds) == 0);
     synco_dataset_free(ds);
   }
   /* images at the top and a sub-folder: unlabelled too, the sub-folder's images included, with a warning */

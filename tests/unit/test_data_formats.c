@@ -151,12 +151,13 @@ static void test_stl10(void) {
   synco_dataset_options opt = {0};
   CHECK_OK(synco_dataset_open(&ds, tmp, &opt));
   CHECK(!strcmp(synco_dataset_format(ds), "stl10") && synco_dataset_size(ds) == 2);
-  CHECK(synco_dataset_label(ds, 0) == 0 && synco_dataset_label(ds, 1) == 9);
+  CHECK(synco_dataset_label(ds, 0) == 0 && synco_dataset_label(ds, 1) == 9 && synco_dataset_num_labelled(ds) == 2);
   check_image(ds, 1, 1, 96, 96);
   synco_dataset_free(ds);
   opt.split = "train+unlabeled";
   CHECK_OK(synco_dataset_open(&ds, tmp, &opt));
   CHECK(synco_dataset_size(ds) == 3 && synco_dataset_label(ds, 2) == -1);
+  CHECK(synco_dataset_num_labelled(ds) == 2); /* the unlabeled part has none */
   check_image(ds, 2, 0, 96, 96);
   synco_dataset_free(ds);
   const char *names[] = {"train_X.bin", "train_y.bin", "unlabeled_X.bin"};
