@@ -148,7 +148,7 @@ static void flag_table(pretrain_ctx *c) {
       {"config", 0, SYNCO_ARG_STR, &o->config, "settings of a run's config.json (runs/a/config.json: run it again); flags given beside it override it"},
       {"resume", 0, SYNCO_ARG_STR, &o->resume, "continue a run: its folder or checkpoint (bare --resume: --out's run); settings come from the checkpoint"},
       {"force", 0, SYNCO_ARG_FLAG, &c->force, "start afresh in a run directory that holds a run (it is removed once the new run has a checkpoint, put back if it fails before)"},
-      {"init", 0, SYNCO_ARG_STR, &o->init, "start from torchvision-named weights (an export, a converted torchvision model)"},
+      {"init", 0, SYNCO_ARG_STR, &o->init, "start from torchvision-named weights (an export, a converted torchvision model); its ResNet for --arch, --width, --cifar-stem not given"},
       {"stop-epoch", 0, SYNCO_ARG_INT, &o->stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
