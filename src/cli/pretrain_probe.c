@@ -29,9 +29,11 @@ int pretrain_probe_open(pretrain_ctx *c) {
   memset(p, 0, sizeof *p);
   if (!o->probe) return PRETRAIN_GO;
   p->classes = synco_dataset_num_classes(c->train);
-  if (p->classes < 2) {
+  /* every image labelled: STL-10's unlabeled split has classes, but labels -1 */
+  if (p->classes < 2 || synco_dataset_num_labelled(c->train) < synco_dataset_size(c->train)) {
     if (synco_args_seen(c->args, "probe"))
-      fprintf(stderr, "synco pretrain: --probe needs labelled training images (class folders): the probe is off\n");
+      fprintf(stderr, "synco pretrain: --probe needs labelled training images (class folders, every image with a "
+                      "label): the probe is off\n");
     o->probe = 0; /* config.json says what ran */
     return PRETRAIN_GO;
   }
