@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# What one competing process costs each program: `synco bench step` and tools/bench_torch.py (same sizes, same
+# thread count), each alone and beside one `yes >/dev/null`, alternated for ROUNDS rounds; prints each run, the
+# medians, and the share of its speed each program loses to the competitor (issue 20's acceptance: synco's share
+# no larger than PyTorch's). Static OpenMP splitting makes every thread wait for the one that shares its core.
+# usage: tools/bench_straggler.sh [SYNCO_BINARY] [ROUNDS] [METHOD]   (default build/synco 3 synco)
+# environment: WIDTH (64), BATCH (128), MOCO_K (4096), THREADS (2)
+set -euo pipefail
+bin=${1:-build/synco}; rounds=${2:-3}; method=${3:-synco}
+py=${PYTHON:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+common=(--cifar-stem --width "${WIDTH:-64}" --batch "${BATCH:-128}" --moco-k "${MOCO_K:-4096}" --threads "${THREADS:-2}"
+        --method "$method" --json)
+ips='import json,sys; print(json.load(sys.stdin)["images_per_s"])'
+yes_pid=
+stop_yes() { if [ -n "$yes_pid" ]; then kill "$yes_pid" 2>/dev/null || true; wait "$yes_pid" 2>/dev/null || true; yes_pid=; fi; }
+trap stop_yes EXIT
+run() { # run PROGRAM COMPETE: images/s
+  [ "$2" = 0 ] || { yes > /dev/null & yes_pid=$!; }
+  if [ "$1" = synco ]; then "$bin" bench step "${common[@]}" | grep '^{' | "$py" -c "$ips"
+  else "$py" "$here/bench_torch.py" step "${common[@]}" --no-gemm | grep '^{' | "$py" -c "$ips"; fi
+  stop_yes
+}
+declare -A v
+for r in $(seq 1 "$rounds"); do
+  for prog in synco torch; do
+    for c in 0 1; do
+      x=$(run "$prog" "$c")
+      printf 'round %d %-5s %-10s %8.2f images/s  (load %s)\n' "$r" "$prog" "$([ "$c" = 0 ] && echo alone || echo "beside yes")" \
+        "$x" "$(cut -d' ' -f1 /proc/loadavg)"
+      v[$prog$c]="${v[$prog$c]:-} $x"
+    done
+  done
+done
+"$py" - "${v[synco0]}" "${v[synco1]}" "${v[torch0]}" "${v[torch1]}" <<'PY'
+import statistics, sys
+s0, s1, t0, t1 = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+ms0, ms1, mt0, mt1 = map(statistics.median, (s0, s1, t0, t1))
+print("synco   median alone %.2f, beside yes %.2f images/s: loses %.1f %%" % (ms0, ms1, 100 * (1 - ms1 / ms0)))
+print("pytorch median alone %.2f, beside yes %.2f images/s: loses %.1f %%" % (mt0, mt1, 100 * (1 - mt1 / mt0)))
+PY
