@@ -169,7 +169,8 @@ void pretrain_run_dir_close(pretrain_ctx *c, int rc);
 /* pretrain_setup.c */
 /* --init FILE decides the ResNet (arch, width, stem, and --moco-dim when the file has a head) unless a flag says
  * otherwise: the file's settings are taken for the flags not given (with a line saying what the file is), and a
- * given flag that does not fit the file is a problem naming what the file is and the flag to drop. Config stage. */
+ * given flag (or a --config file's setting) that does not fit the file is a problem naming what the file is and
+ * the flag to drop. Config stage. */
 int pretrain_init_arch(pretrain_ctx *c);
 /* Data, crop size, memory check, loader, model, initial or resumed weights, kNN monitor, run directory. */
 int pretrain_setup(pretrain_ctx *c);

@@ -58,9 +58,11 @@ int pretrain_init_arch(pretrain_ctx *c) {
   int bad = 0, taken = 0;
   for (int i = 0; i < 4; i++) {
     if (!row[i].differs) continue;
-    if (synco_args_seen(c->args, row[i].flag)) {
-      synco_arg_problem(&c->problems, "%s does not fit --init %s, %s: drop %s to train the file's", row[i].given,
-                        o->init, what, row[i].given);
+    const int from_config = pretrain_config_from_file(c, row[i].flag); /* --config FILE's: given too */
+    if (synco_args_seen(c->args, row[i].flag) || from_config) {
+      synco_arg_problem(&c->problems, "%s%s does not fit --init %s, %s: drop %s%s to train the file's", row[i].given,
+                        from_config ? " (--config's)" : "", o->init, what, row[i].given,
+                        from_config ? " from the --config file" : "");
       bad = 1;
     } else {
       taken = 1;
