@@ -13,14 +13,17 @@
  * and alignment are host loops over them, and the pairwise analyses run their dot products as backend gemms tile by
  * tile, downloading each tile for the host's reductions (src/eval/analysis.c).
  * Plus analysis.png, all four panels in one figure. Several models (--ckpt a --ckpt b, or --ckpt a,b): each is
- * analyzed on the same images and views, and every plot draws one series per model (labelled by its file), as the
- * paper's figures compare runs; metrics.json keeps the first model's fields at the top and lists all in "models".
+ * analyzed on the same images and views, and every plot draws one series per model, named by --label or its run
+ * directory, as the paper's figures compare runs: the histograms as small multiples (a strip each), the points and
+ * curves together; models measured differently (space, temperature, negatives, architecture) are warned about.
+ * metrics.json keeps the first model's fields at the top, lists all in "models", and says whether they compare.
  * A pretraining checkpoint whose queue is not yet full (step x batch < K: rows still hold the random
  * initialization) gets a warning, and its "queue_full" is false. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
@@ -93,7 +96,7 @@ static synco_status save_both(const char *dir, const char *stem, int w, int h, c
 
 /* What one model gives on the images. */
 typedef struct {
-  char name[512], label[64];
+  char name[512], label[64], arch[96];
   int has_head;
   double acc, align, unif, T, rmean, rmed, rmin, rmax, mmean, mmed, mmin, mmax;
   size_t n, nq, K, np, nr, filled;
@@ -103,13 +106,41 @@ typedef struct {
 
 static void result_free(model_result *r) { free(r->ratio), free(r->margin), free(r->probs); }
 
-/* A short legend label: the path's last two components ("a/last.safetensors"), at most 63 characters. */
-static void short_label(char *out, size_t n, const char *name) {
-  const char *p = name + strlen(name);
-  int slashes = 0;
-  while (p > name && !(p[-1] == '/' && ++slashes == 2)) p--;
-  const size_t len = strlen(p);
-  snprintf(out, n, "%s%s", len > n - 1 ? "..." : "", len > n - 1 ? p + len - (n - 4) : p);
+/* The file name of path without its folder and ".safetensors", at most n - 1 characters. */
+static void file_stem(char *out, size_t n, const char *path) {
+  const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  const char *ext = strstr(b, ".safetensors");
+  snprintf(out, n, "%.*s", (int)(ext && !ext[12] ? (size_t)(ext - b) : strlen(b)), b);
+}
+
+/* A model's default label: the name of its run directory (the folder given, or the checkpoint's folder when it
+ * holds the run's config.json), else the file's name without .safetensors; at most n - 1 characters. */
+static void default_label(char *out, size_t n, const char *path) {
+  char buf[4096], cfg[4200];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (size_t k = strlen(buf); k > 1 && buf[k - 1] == '/'; k--) buf[k - 1] = 0;
+  struct stat st;
+  const int dir = stat(buf, &st) == 0 && S_ISDIR(st.st_mode);
+  char *slash = strrchr(buf, '/');
+  if (!dir) {
+    if (slash) *slash = 0;
+    snprintf(cfg, sizeof cfg, "%s/config.json", slash ? buf : ".");
+    if (slash) *slash = '/';
+  }
+  const char *name = NULL;
+  char real[4096];
+  if (dir) {
+    name = slash ? slash + 1 : buf;
+  } else if (access(cfg, F_OK) == 0) { /* a run's checkpoint: its folder's name (of the working directory for ./x) */
+    if (slash) *slash = 0;
+    if (realpath(slash ? buf : ".", real)) name = strrchr(real, '/') ? strrchr(real, '/') + 1 : real;
+    else name = slash ? (strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf) : ".";
+  } else {
+    file_stem(real, sizeof real, buf);
+    name = real;
+  }
+  const size_t len = strlen(name);
+  snprintf(out, n, "%s%s", len > n - 1 ? "..." : "", len > n - 1 ? name + len - (n - 4) : name);
 }
 
 /* Analyzes one model on images idx[0..n) of ds (idx NULL: all). T_arg <= 0: the checkpoint's temperature. */
@@ -119,7 +150,6 @@ static synco_status analyze_model(model_result *r, const synco_eval_model_opts *
   memset(r, 0, sizeof *r);
   r->n = n;
   synco_eval_model_name(mo, r->name, sizeof r->name);
-  short_label(r->label, sizeof r->label, r->name);
   synco_backend *be = NULL, *be_k = NULL;
   synco_encoder *enc = NULL, *enc_k = NULL;
   synco_batcher *bv = NULL, *be_ = NULL;
@@ -137,6 +167,8 @@ static synco_status analyze_model(model_result *r, const synco_eval_model_opts *
     if ((s = synco_eval_open_model(&mk, 1, mo->batch, 1, &be_k, &enc_k, NULL))) goto out;
   }
   const int S = synco_encoder_image_size(enc), dz = synco_encoder_out_dim(enc), df = synco_encoder_feature_dim(enc);
+  const synco_encoder_config *ec = synco_encoder_cfg(enc);
+  snprintf(r->arch, sizeof r->arch, "resnet%d width %d%s, %d px", ec->depth, ec->width, ec->cifar_stem ? " CIFAR stem" : "", S);
   double ckpt_T = 0.2;
   size_t K = 0;
   if (mo->ckpt && (s = read_queue(mo->ckpt, dz, &queue, &K, &ckpt_T, &r->filled))) goto out;
@@ -232,6 +264,8 @@ out:
 static cJSON *result_json(const model_result *r) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "model", r->name);
+  cJSON_AddStringToObject(o, "label", r->label);
+  cJSON_AddStringToObject(o, "arch", r->arch);
   cJSON_AddNumberToObject(o, "n", (double)r->n);
   cJSON_AddStringToObject(o, "space", r->has_head ? "head output, L2-normalized" : "backbone features, L2-normalized");
   cJSON_AddNumberToObject(o, "proxy_accuracy", r->acc);
@@ -297,10 +331,55 @@ static int add_paths(const char *v, char **list, int *n) {
   return 0;
 }
 
+/* What the analyses of models r[0..n) measured differently, "" when nothing: the space (head outputs or backbone
+ * features), the temperature, the negatives, the architecture and crop. why: "; "-separated, e.g.
+ * "space: a head output, b backbone features". Returns how many things differ. */
+static int not_comparable(const model_result *r, int n, char *why, size_t cap) {
+  static const char *const what[4] = {"space", "T", "negatives", "arch"};
+  int differ = 0;
+  size_t len = 0;
+  why[0] = 0;
+  for (int a = 0; a < 4; a++) {
+    char v[MAX_MODELS][160];
+    int same = 1;
+    for (int m = 0; m < n; m++) {
+      if (a == 0) snprintf(v[m], sizeof v[m], "%s", r[m].has_head ? "head output" : "backbone features");
+      else if (a == 1) snprintf(v[m], sizeof v[m], "%g", r[m].T);
+      else if (a == 2) snprintf(v[m], sizeof v[m], "%zu %s", r[m].K, r[m].neg_kind && !strncmp(r[m].neg_kind, "keys", 4) ? "stand-in keys" : "queue rows");
+      else snprintf(v[m], sizeof v[m], "%s", r[m].arch);
+      same &= !strcmp(v[m], v[0]);
+    }
+    if (same) continue;
+    differ++;
+    int w = snprintf(why + len, cap - len, "%s%s:", len ? "; " : "", what[a]);
+    for (int m = 0; m <= n && w > 0; m++) {
+      if ((len += (size_t)w) >= cap) break;
+      if (m < n) w = snprintf(why + len, cap - len, "%s %s %s", m ? "," : "", r[m].label, v[m]);
+    }
+    if (len >= cap) {
+      len = cap - 1;
+      break;
+    }
+  }
+  return differ;
+}
+
+/* --label's comma-separated names (empty ones too: each model has one); 1 when there are more than MAX_MODELS. */
+static int add_labels(const char *v, char **list, int *n) {
+  for (const char *p = v;;) {
+    const char *c = strchr(p, ',');
+    const size_t len = c ? (size_t)(c - p) : strlen(p);
+    if (*n == MAX_MODELS) return 1;
+    list[(*n)++] = strndup(p, len);
+    if (!c) return 0;
+    p = c + 1;
+  }
+}
+
 int synco_cmd_analyze(int argc, char **argv) {
   synco_eval_model_opts mo;
   synco_eval_model_defaults(&mo);
-  const char *data = NULL, *split = NULL, *outdir = NULL;
+  const char *data = NULL, *split = NULL, *outdir = NULL, *labels = NULL;
   int json = 0, skip_bad = 0, per_class = 0, bins = 50;
   double T = 0;
   synco_arg args[32] = {
@@ -312,8 +391,9 @@ int synco_cmd_analyze(int argc, char **argv) {
       {"bins", 0, SYNCO_ARG_INT, &bins, "histogram bins"},
       {"skip-bad", 0, SYNCO_ARG_FLAG, &skip_bad, "skip unreadable images"},
       {"json", 0, SYNCO_ARG_FLAG, &json, "print metrics.json's object instead of the summary"},
+      {"label", 0, SYNCO_ARG_STR, &labels, "names of the models in the plots and metrics.json, comma-separated, one per --ckpt (default: their run directories' names)"},
   };
-  int na = 8;
+  int na = 9;
   na += synco_eval_model_args(&mo, args + na, 31 - na);
   args[na].name = NULL;
   for (int i = 0; i < na; i++)
@@ -354,6 +434,48 @@ int synco_cmd_analyze(int argc, char **argv) {
     return 2;
   }
   const int nmodels = mo.ckpt ? npaths : 1;
+  char names[MAX_MODELS][64];
+  if (labels) {
+    char *lp[MAX_MODELS];
+    int nl = 0;
+    const int over = add_labels(labels, lp, &nl);
+    int empty = 0;
+    for (int i = 0; i < nl; i++) {
+      snprintf(names[i], sizeof names[i], "%.63s", lp[i] ? lp[i] : "");
+      empty |= !names[i][0];
+      free(lp[i]);
+    }
+    if (empty && !over && nl == nmodels) {
+      for (int i = 0; i < npaths; i++) free(paths[i]);
+      fprintf(stderr, "synco analyze: --label %s: every model needs a name (one is empty)\n", labels);
+      return 2;
+    }
+    if (over || nl != nmodels) {
+      for (int i = 0; i < npaths; i++) free(paths[i]);
+      fprintf(stderr, "synco analyze: --label names %s%d model%s, and %d %s given (--ckpt)\n", over ? "more than " : "",
+              nl, nl == 1 ? "" : "s", nmodels, nmodels == 1 ? "is" : "are");
+      return 2;
+    }
+  } else {
+    for (int m = 0; m < nmodels; m++) {
+      char buf[512];
+      synco_eval_model_opts mm = mo;
+      if (mo.ckpt) mm.ckpt = paths[m];
+      if (mm.ckpt) default_label(names[m], sizeof names[m], mm.ckpt);
+      else snprintf(names[m], sizeof names[m], "%s", synco_eval_model_name(&mm, buf, sizeof buf));
+    }
+    /* two checkpoints of one run: each is named by its file too */
+    int clash[MAX_MODELS] = {0};
+    for (int m = 0; m < nmodels; m++)
+      for (int k = 0; k < nmodels; k++) clash[m] |= k != m && !strcmp(names[m], names[k]) && mo.ckpt;
+    for (int m = 0; m < nmodels; m++) {
+      if (!clash[m]) continue;
+      char stem[64], both[64];
+      file_stem(stem, sizeof stem, paths[m]);
+      snprintf(both, sizeof both, "%.30s/%.30s", names[m], stem);
+      memcpy(names[m], both, sizeof both);
+    }
+  }
   const int plots = synco_plot_available();
   if (!plots) fprintf(stderr, "synco analyze: built without cairo: metrics.json only, no plots (install libcairo2-dev "
                               "and rebuild for them)\n");
@@ -384,7 +506,14 @@ int synco_cmd_analyze(int argc, char **argv) {
     if (nmodels > 1) fprintf(stderr, "model %d/%d: %s\n", m + 1, nmodels, mm.ckpt);
     done = m + 1;
     if (analyze_model(&res[m], &mm, &ds, idx, n, T)) goto fail;
+    memcpy(res[m].label, names[m], sizeof res[m].label);
   }
+  char differs[2048];
+  const int ndiffer = nmodels > 1 ? not_comparable(res, nmodels, differs, sizeof differs) : 0;
+  if (ndiffer)
+    fprintf(stderr, "synco analyze: warning: these models are not measured alike, so their plots do not compare as the "
+                    "paper's do (%s)%s\n", differs,
+            strstr(differs, "T:") ? "; -t X gives every model one temperature" : "");
 
   /* Plots: one series per model; the histograms of all models share their bins. */
   double rlo = INFINITY, rhi = -INFINITY, mlo = INFINITY, mhi = -INFINITY;
@@ -431,19 +560,22 @@ int synco_cmd_analyze(int argc, char **argv) {
   }
   char title_p[128];
   snprintf(title_p, sizeof title_p, "Mean top-%zu matching probabilities", npmax);
+  /* Several models: the histograms as small multiples (a strip each, on the same axes: none hides another), the
+   * points and curves together, a colour per model; the figures grow with the strips. */
   synco_plot_panel panels[4] = {
-      {"Proxy task: positive margin over the hardest negative", "q.k+ - max q.Q", "queries", ser, nmodels, 0, 0, 0},
-      {"Alignment and uniformity (lower is better)", "uniformity", "alignment", ser + nmodels, nmodels, 0, 0, 0},
-      {"Inter/intra-class distance ratio", "ratio", "images", ser + 2 * nmodels, nmodels, 0, 0, 0},
-      {title_p, "rank", "probability", ser + 3 * nmodels, nmodels, 0, 1, 0},
+      {"Proxy task: positive margin over the hardest negative", "q.k+ - max q.Q", "queries", ser, nmodels, 0, 0, 0, 1},
+      {"Alignment and uniformity (lower is better)", "uniformity", "alignment", ser + nmodels, nmodels, 0, 0, 0, 0},
+      {"Inter/intra-class distance ratio", "ratio", "images", ser + 2 * nmodels, nmodels, 0, 0, 0, 1},
+      {title_p, "rank", "probability", ser + 3 * nmodels, nmodels, 0, 1, 0, 0},
   };
-  if (!s && plots) s = save_both(outdir, "proxy_margin", 800, 560, &panels[0]);
+  const int grow = nmodels > 2 ? nmodels - 2 : 0;
+  if (!s && plots) s = save_both(outdir, "proxy_margin", 800, 560 + 130 * grow, &panels[0]);
   if (!s && plots) s = save_both(outdir, "alignment_uniformity", 800, 560, &panels[1]);
-  if (!s && plots) s = save_both(outdir, "ratio", 800, 560, &panels[2]);
+  if (!s && plots) s = save_both(outdir, "ratio", 800, 560 + 130 * grow, &panels[2]);
   if (!s && plots) s = save_both(outdir, "matching_probs", 800, 560, &panels[3]);
   char fig[1200];
   snprintf(fig, sizeof fig, "%s/analysis.png", outdir);
-  if (!s && plots) s = synco_plot_figure(fig, 1400, 1000, 2, 2, panels, 4);
+  if (!s && plots) s = synco_plot_figure(fig, 1400, 1000 + 260 * grow, 2, 2, panels, 4);
   free(redges), free(medges), free(counts), free(rank), free(ax), free(ay), free(cnt), free(lbl), free(ser);
   if (s) goto fail;
 
@@ -451,6 +583,8 @@ int synco_cmd_analyze(int argc, char **argv) {
   cJSON *o = result_json(&res[0]);
   cJSON_AddStringToObject(o, "command", "analyze");
   cJSON_AddStringToObject(o, "data", data);
+  cJSON_AddBoolToObject(o, "comparable", ndiffer == 0);
+  if (ndiffer) cJSON_AddStringToObject(o, "not_comparable", differs);
   cJSON *ms = cJSON_AddArrayToObject(o, "models");
   for (int m = 0; m < nmodels; m++) cJSON_AddItemToArray(ms, result_json(&res[m]));
   const double wall = synco_now() - t0;
@@ -470,7 +604,8 @@ int synco_cmd_analyze(int argc, char **argv) {
     cJSON_Delete(o);
     for (int m = 0; m < nmodels; m++) {
       const model_result *r = &res[m];
-      printf("analysis of %s on %zu images of %s\n", r->name, n, data);
+      printf("analysis of %s%s%s%s on %zu images of %s\n", r->label, nmodels > 1 || strcmp(r->label, r->name) ? " (" : "",
+             nmodels > 1 || strcmp(r->label, r->name) ? r->name : "", nmodels > 1 || strcmp(r->label, r->name) ? ")" : "", n, data);
       printf("  proxy accuracy %.2f%% (%zu queries, %zu negatives: %s%s)\n", r->acc, r->nq, r->K, r->neg_kind,
              r->filled < r->K ? "; NOT YET FULL" : "");
       printf("  alignment %.4f  uniformity %.4f  (%s)\n", r->align, r->unif, r->has_head ? "head output" : "backbone features");

@@ -41,6 +41,9 @@ static const double palette[10][3] = {
     {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294}, {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498},
     {0.737, 0.741, 0.133}, {0.090, 0.745, 0.812}};
 
+/* The dashes of the second, third, ... of several curves in one panel (the first is solid). */
+static const double dash[3][2] = {{8, 4}, {2, 3}, {10, 3}};
+
 typedef struct {
   double lo, hi;  /* in axis space (log10 of the data on log axes) */
   int log;
@@ -105,17 +108,23 @@ static void extent(const synco_plot_panel *p, axis *ax, axis *ay) {
     }
   }
   if (!isfinite(xl)) xl = 0, xh = 1;
-  int markers = 0;
-  for (int s = 0; s < p->nseries; s++) markers |= p->series[s].style == SYNCO_PLOT_POINTS || p->series[s].style == SYNCO_PLOT_LINE_POINTS;
-  if (markers && xh > xl) { /* keep the end markers inside the frame */
-    double px = 0.02 * (xh - xl);
-    xl -= px, xh += px;
+  int markers = 0, only_points = p->nseries > 0;
+  for (int s = 0; s < p->nseries; s++) {
+    markers |= p->series[s].style == SYNCO_PLOT_POINTS || p->series[s].style == SYNCO_PLOT_LINE_POINTS;
+    only_points &= p->series[s].style == SYNCO_PLOT_POINTS;
   }
   if (!isfinite(yl)) yl = 0, yh = 1;
   if (bars && !ay->log) yl = fmin(yl, 0);
+  /* a scatter keeps its dots well inside the frame, off its corners; one point (or one value) sits in the middle */
+  if (only_points && xh - xl < 1e-12) xl -= fmax(0.5, 0.1 * fabs(xl)), xh += fmax(0.5, 0.1 * fabs(xh));
+  if (only_points && yh - yl < 1e-12) yl -= fmax(0.5, 0.1 * fabs(yl)), yh += fmax(0.5, 0.1 * fabs(yh));
+  if (markers && xh > xl) { /* keep the end markers inside the frame */
+    double px = (only_points ? 0.15 : 0.02) * (xh - xl);
+    xl -= px, xh += px;
+  }
   if (xh - xl < 1e-12) xl -= 0.5, xh += 0.5;
   if (yh - yl < 1e-12) yl -= 0.5, yh += 0.5;
-  double pad = 0.05 * (yh - yl);
+  double pad = (only_points ? 0.15 : 0.05) * (yh - yl);
   ax->lo = xl, ax->hi = xh;
   ay->lo = (bars && !ay->log && yl == 0) ? 0 : yl - pad;
   ay->hi = yh + pad;
@@ -151,124 +160,210 @@ static int make_ticks(const axis *a, double *ticks, int max, double *step_out) {
   return nt;
 }
 
-static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double cy, double cw, double ch) {
-  axis ax = {0, 1, p->logx}, ay = {0, 1, p->logy};
-  extent(p, &ax, &ay);
-  const double fs = fmax(9, fmin(14, ch / 30));
-  double xt[64], yt[64], xstep, ystep;
-  const int nxt = make_ticks(&ax, xt, 64, &xstep), nyt = make_ticks(&ay, yt, 64, &ystep);
+/* A plot rectangle and its axes: data (axis space) to pixels. */
+typedef struct {
+  axis ax, ay;
+  double X0, X1, Y0, Y1;
+} frame;
+
+/* The palette entry (and dash) of series s of a panel: its own colour when it names one, else its index. */
+static int series_index(const synco_plot_series *se, int s) { return se->color > 0 ? se->color - 1 : s; }
+
+static double px(const frame *f, double v) { return f->X0 + (v - f->ax.lo) / (f->ax.hi - f->ax.lo) * (f->X1 - f->X0); }
+static double py(const frame *f, double v) { return f->Y1 - (v - f->ay.lo) / (f->ay.hi - f->ay.lo) * (f->Y1 - f->Y0); }
+
+/* Every k-th tick, k the smallest that keeps the labels gap pixels apart on a span of `pixels`. */
+static int thin_ticks(double *t, int nt, const axis *a, double pixels, double gap) {
+  if (nt < 2 || a->hi <= a->lo) return nt;
+  const double per = fabs(t[1] - t[0]) / (a->hi - a->lo) * pixels;
+  int k = 1;
+  while (per * k < gap && k < nt) k++;
+  int m = 0;
+  for (int i = 0; i < nt; i += k) t[m++] = t[i];
+  return m;
+}
+
+/* The grid, ticks and tick labels of f (x labels when xlabels), then its frame. */
+static void draw_axes(cairo_t *cr, const frame *f, const double *xt, int nxt, double xstep, const double *yt, int nyt,
+                      double ystep, int xlabels) {
   char buf[64];
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, fs);
-  double ytw = 0; /* widest y tick label: the y axis label goes left of it */
-  for (int i = 0; i < nyt; i++) {
-    cairo_text_extents_t e;
-    fmt_tick(buf, sizeof buf, yt[i], ystep, ay.log);
-    cairo_text_extents(cr, buf, &e);
-    ytw = fmax(ytw, e.width);
-  }
-  const double ml = fmax(fs * 4.0, ytw + 8 + fs * 2.2), mr = fs * 1.5, mt = fs * 2.6, mb = fs * 4.0;
-  const double X0 = cx + ml, X1 = cx + cw - mr, Y0 = cy + mt, Y1 = cy + ch - mb;
-  if (X1 - X0 < 10 || Y1 - Y0 < 10) return;
-#define PX(v) (X0 + ((v) - ax.lo) / (ax.hi - ax.lo) * (X1 - X0))
-#define PY(v) (Y1 - ((v) - ay.lo) / (ay.hi - ay.lo) * (Y1 - Y0))
-  /* Grid and ticks. */
   for (int which = 0; which < 2; which++) {
-    const axis *a = which ? &ay : &ax;
+    const axis *a = which ? &f->ay : &f->ax;
     const double *ticks = which ? yt : xt, step = which ? ystep : xstep;
     const int nt = which ? nyt : nxt;
     for (int ti = 0; ti < nt; ti++) {
       const double t = ticks[ti];
       cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
       cairo_set_line_width(cr, 1);
-      if (which) {
-        cairo_move_to(cr, X0, PY(t)), cairo_line_to(cr, X1, PY(t));
-      } else {
-        cairo_move_to(cr, PX(t), Y0), cairo_line_to(cr, PX(t), Y1);
-      }
+      if (which) cairo_move_to(cr, f->X0, py(f, t)), cairo_line_to(cr, f->X1, py(f, t));
+      else cairo_move_to(cr, px(f, t), f->Y0), cairo_line_to(cr, px(f, t), f->Y1);
       cairo_stroke(cr);
       cairo_set_source_rgb(cr, 0, 0, 0);
-      if (which) {
-        cairo_move_to(cr, X0 - 5, PY(t)), cairo_line_to(cr, X0, PY(t));
-      } else {
-        cairo_move_to(cr, PX(t), Y1), cairo_line_to(cr, PX(t), Y1 + 5);
-      }
+      if (which) cairo_move_to(cr, f->X0 - 5, py(f, t)), cairo_line_to(cr, f->X0, py(f, t));
+      else cairo_move_to(cr, px(f, t), f->Y1), cairo_line_to(cr, px(f, t), f->Y1 + 5);
       cairo_stroke(cr);
+      if (!which && !xlabels) continue;
       fmt_tick(buf, sizeof buf, t, step, a->log);
-      if (which) text_at(cr, X0 - 8, PY(t), buf, 1.0, 0.5);
-      else text_at(cr, PX(t), Y1 + 8, buf, 0.5, 0.0);
+      if (which) text_at(cr, f->X0 - 8, py(f, t), buf, 1.0, 0.5);
+      else text_at(cr, px(f, t), f->Y1 + 8, buf, 0.5, 0.0);
     }
   }
-  /* Series, clipped to the plot rectangle. */
-  cairo_save(cr);
-  cairo_rectangle(cr, X0, Y0, X1 - X0, Y1 - Y0);
-  cairo_clip(cr);
-  for (int s = 0; s < p->nseries; s++) {
-    const synco_plot_series *se = &p->series[s];
-    const double *c = palette[(se->color > 0 ? se->color - 1 : s) % 10];
-    if (se->style == SYNCO_PLOT_BARS) {
-      double base = ay.log ? ay.lo : fmax(ay.lo, 0);
-      for (int i = 0; i < se->n; i++) {
-        if (!ax_ok(&ax, se->x[i]) || !ax_ok(&ax, se->x[i + 1]) || !ax_ok(&ay, se->y[i])) continue;
-        double xa = PX(ax_fwd(&ax, se->x[i])), xb = PX(ax_fwd(&ax, se->x[i + 1])), yt = PY(ax_fwd(&ay, se->y[i]));
-        cairo_rectangle(cr, xa, yt, xb - xa, PY(base) - yt);
-        cairo_set_source_rgba(cr, c[0], c[1], c[2], 0.45);
-        cairo_fill_preserve(cr);
-        cairo_set_source_rgb(cr, c[0], c[1], c[2]);
-        cairo_set_line_width(cr, 0.8);
-        cairo_stroke(cr);
-      }
-      continue;
-    }
-    cairo_set_source_rgb(cr, c[0], c[1], c[2]);
-    if (se->style == SYNCO_PLOT_VLINE) {
-      const double dash[] = {6.0, 4.0};
-      cairo_set_dash(cr, dash, 2, 0);
-      cairo_set_line_width(cr, 1.4);
-      for (int i = 0; i < se->n; i++)
-        if (ax_ok(&ax, se->x[i])) {
-          cairo_move_to(cr, PX(ax_fwd(&ax, se->x[i])), Y0);
-          cairo_line_to(cr, PX(ax_fwd(&ax, se->x[i])), Y1);
-        }
-      cairo_stroke(cr);
-      cairo_set_dash(cr, NULL, 0, 0);
-      continue;
-    }
-    if (se->style != SYNCO_PLOT_POINTS) {
-      cairo_set_line_width(cr, 1.8);
-      cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-      int pen = 0;
-      for (int i = 0; i < se->n; i++) {
-        if (!ax_ok(&ax, se->x[i]) || !ax_ok(&ay, se->y[i])) {
-          pen = 0;
-          continue;
-        }
-        double x = PX(ax_fwd(&ax, se->x[i])), y = PY(ax_fwd(&ay, se->y[i]));
-        if (pen) cairo_line_to(cr, x, y);
-        else cairo_move_to(cr, x, y);
-        pen = 1;
-      }
-      cairo_stroke(cr);
-    }
-    if (se->style == SYNCO_PLOT_POINTS || se->style == SYNCO_PLOT_LINE_POINTS) {
-      for (int i = 0; i < se->n; i++) {
-        if (!ax_ok(&ax, se->x[i]) || !ax_ok(&ay, se->y[i])) continue;
-        cairo_new_sub_path(cr);
-        cairo_arc(cr, PX(ax_fwd(&ax, se->x[i])), PY(ax_fwd(&ay, se->y[i])), 2.8, 0, 2 * M_PI);
-      }
-      cairo_fill(cr);
-    }
-  }
-  cairo_restore(cr);
-  /* Frame, labels, title. */
   cairo_set_source_rgb(cr, 0, 0, 0);
   cairo_set_line_width(cr, 1.2);
-  cairo_rectangle(cr, X0, Y0, X1 - X0, Y1 - Y0);
+  cairo_rectangle(cr, f->X0, f->Y0, f->X1 - f->X0, f->Y1 - f->Y0);
   cairo_stroke(cr);
-  if (p->xlabel) text_at(cr, (X0 + X1) / 2, Y1 + fs * 2.3, p->xlabel, 0.5, 0.0);
+}
+
+/* One series in colour c, clipped to f. Bars are filled (lighter when others may lie under them: overlay); with
+ * others (overlay), a curve of index k > 0 is dashed and dots of a later index are smaller. */
+static void draw_series(cairo_t *cr, const frame *f, const synco_plot_series *se, const double *c, int overlay, int k) {
+  const axis *ax = &f->ax, *ay = &f->ay;
+  cairo_save(cr);
+  cairo_rectangle(cr, f->X0, f->Y0, f->X1 - f->X0, f->Y1 - f->Y0);
+  cairo_clip(cr);
+  if (se->style == SYNCO_PLOT_BARS) {
+    const double base = ay->log ? ay->lo : fmax(ay->lo, 0);
+    for (int i = 0; i < se->n; i++) {
+      if (!ax_ok(ax, se->x[i]) || !ax_ok(ax, se->x[i + 1]) || !ax_ok(ay, se->y[i])) continue;
+      const double xa = px(f, ax_fwd(ax, se->x[i])), xb = px(f, ax_fwd(ax, se->x[i + 1])), yt = py(f, ax_fwd(ay, se->y[i]));
+      cairo_rectangle(cr, xa, yt, xb - xa, py(f, base) - yt);
+      cairo_set_source_rgba(cr, c[0], c[1], c[2], overlay ? 0.45 : 0.8);
+      cairo_fill_preserve(cr);
+      cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+      cairo_set_line_width(cr, 0.8);
+      cairo_stroke(cr);
+    }
+    cairo_restore(cr);
+    return;
+  }
+  cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+  if (se->style == SYNCO_PLOT_VLINE) {
+    const double vdash[] = {6.0, 4.0};
+    cairo_set_dash(cr, vdash, 2, 0);
+    cairo_set_line_width(cr, 1.4);
+    for (int i = 0; i < se->n; i++)
+      if (ax_ok(ax, se->x[i])) {
+        cairo_move_to(cr, px(f, ax_fwd(ax, se->x[i])), f->Y0);
+        cairo_line_to(cr, px(f, ax_fwd(ax, se->x[i])), f->Y1);
+      }
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    cairo_restore(cr);
+    return;
+  }
+  if (se->style != SYNCO_PLOT_POINTS) {
+    cairo_set_line_width(cr, 1.8);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    /* overlaid curves differ in dash as well as colour: equal curves stay visible */
+    if (overlay && k > 0 && se->style == SYNCO_PLOT_LINE) cairo_set_dash(cr, dash[(k - 1) % 3], 2, 0);
+    int pen = 0;
+    for (int i = 0; i < se->n; i++) {
+      if (!ax_ok(ax, se->x[i]) || !ax_ok(ay, se->y[i])) {
+        pen = 0;
+        continue;
+      }
+      const double x = px(f, ax_fwd(ax, se->x[i])), y = py(f, ax_fwd(ay, se->y[i]));
+      if (pen) cairo_line_to(cr, x, y);
+      else cairo_move_to(cr, x, y);
+      pen = 1;
+    }
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+  }
+  if (se->style == SYNCO_PLOT_POINTS || se->style == SYNCO_PLOT_LINE_POINTS) {
+    /* overlaid scatters: each later series' dots a size smaller, so that equal points show as rings */
+    const double r = se->style == SYNCO_PLOT_POINTS ? (overlay ? 8.0 - 1.6 * (k % 4) : 5.0) : 2.8;
+    for (int i = 0; i < se->n; i++) {
+      if (!ax_ok(ax, se->x[i]) || !ax_ok(ay, se->y[i])) continue;
+      cairo_new_sub_path(cr);
+      cairo_arc(cr, px(f, ax_fwd(ax, se->x[i])), py(f, ax_fwd(ay, se->y[i])), r, 0, 2 * M_PI);
+    }
+    cairo_fill(cr);
+  }
+  cairo_restore(cr);
+}
+
+/* How many points of p's lines (sampled along each segment) and markers lie in the rectangle (x, y, w, h) of f. */
+static int points_under(const synco_plot_panel *p, const frame *f, double x, double y, double w, double h) {
+  int n = 0;
+  for (int s = 0; s < p->nseries; s++) {
+    const synco_plot_series *se = &p->series[s];
+    if (se->style == SYNCO_PLOT_BARS || se->style == SYNCO_PLOT_VLINE) continue;
+    double pu = 0, pv = 0;
+    int prev = 0;
+    for (int i = 0; i < se->n; i++) {
+      if (!ax_ok(&f->ax, se->x[i]) || !ax_ok(&f->ay, se->y[i])) {
+        prev = 0;
+        continue;
+      }
+      const double u = px(f, ax_fwd(&f->ax, se->x[i])), v = py(f, ax_fwd(&f->ay, se->y[i]));
+      /* a line hides where it passes too: 8 samples of each segment */
+      const int samples = prev && se->style != SYNCO_PLOT_POINTS ? 8 : 1;
+      for (int k = 1; k <= samples; k++) {
+        const double t = (double)k / samples, su = prev ? pu + t * (u - pu) : u, sv = prev ? pv + t * (v - pv) : v;
+        n += su >= x && su <= x + w && sv >= y && sv <= y + h;
+      }
+      pu = u, pv = v, prev = 1;
+    }
+  }
+  return n;
+}
+
+static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double cy, double cw, double ch) {
+  frame f = {.ax = {0, 1, p->logx}, .ay = {0, 1, p->logy}};
+  extent(p, &f.ax, &f.ay);
+  const double fs = fmax(9, fmin(14, ch / 30));
+  double xt[64], yt[64], xstep, ystep;
+  int nxt = make_ticks(&f.ax, xt, 64, &xstep), nyt = make_ticks(&f.ay, yt, 64, &ystep);
+  char buf[64];
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, fs);
+  double ytw = 0; /* widest y tick label: the y axis label goes left of it */
+  for (int i = 0; i < nyt; i++) {
+    cairo_text_extents_t e;
+    fmt_tick(buf, sizeof buf, yt[i], ystep, f.ay.log);
+    cairo_text_extents(cr, buf, &e);
+    ytw = fmax(ytw, e.width);
+  }
+  const double ml = fmax(fs * 4.0, ytw + 8 + fs * 2.2), mr = fs * 1.5, mt = fs * 2.6, mb = fs * 4.0;
+  f.X0 = cx + ml, f.X1 = cx + cw - mr, f.Y0 = cy + mt, f.Y1 = cy + ch - mb;
+  if (f.X1 - f.X0 < 10 || f.Y1 - f.Y0 < 10) return;
+  /* Small multiples: each series in a strip of its own under its label, all on the same axes. */
+  const int strips = p->stacked && p->nseries > 1 ? p->nseries : 1;
+  const double head = strips > 1 ? fs * 1.5 : 0, strip = (f.Y1 - f.Y0 + fs * 0.6) / strips - fs * 0.6;
+  if (strip - head < 10) return;
+  nxt = thin_ticks(xt, nxt, &f.ax, f.X1 - f.X0, fs * 5);
+  nyt = thin_ticks(yt, nyt, &f.ay, strip - head, fs * 1.6);
+  const double Yall0 = f.Y0, Yall1 = f.Y1;
+  for (int k = 0; k < strips; k++) {
+    frame g = f;
+    g.Y0 = Yall0 + k * (strip + fs * 0.6) + head;
+    g.Y1 = g.Y0 + strip - head;
+    draw_axes(cr, &g, xt, nxt, xstep, yt, nyt, ystep, k == strips - 1);
+    if (strips > 1) {
+      const double *c = palette[series_index(&p->series[k], k) % 10];
+      draw_series(cr, &g, &p->series[k], c, 0, 0);
+      if (p->series[k].label) { /* the strip's label: a swatch in its colour, then the text */
+        cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+        cairo_rectangle(cr, g.X0, g.Y0 - fs * 1.15, fs * 1.6, fs * 0.8);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        text_at(cr, g.X0 + fs * 2.1, g.Y0 - fs * 0.75, p->series[k].label, 0.0, 0.5);
+      }
+    } else {
+      for (int s = 0; s < p->nseries; s++) {
+        const int i = series_index(&p->series[s], s);
+        draw_series(cr, &g, &p->series[s], palette[i % 10], p->nseries > 1, i);
+      }
+    }
+  }
+  f.Y0 = Yall0, f.Y1 = Yall1;
+  /* Labels, title. */
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  if (p->xlabel) text_at(cr, (f.X0 + f.X1) / 2, f.Y1 + fs * 2.3, p->xlabel, 0.5, 0.0);
   if (p->ylabel) {
     cairo_save(cr);
-    cairo_translate(cr, cx + fs * 0.6, (Y0 + Y1) / 2);
+    cairo_translate(cr, cx + fs * 0.6, (f.Y0 + f.Y1) / 2);
     cairo_rotate(cr, -M_PI / 2);
     text_at(cr, 0, 0, p->ylabel, 0.5, 0.0);
     cairo_restore(cr);
@@ -276,11 +371,13 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
   if (p->title) {
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
     cairo_set_font_size(cr, fs * 1.15);
-    text_at(cr, (X0 + X1) / 2, cy + fs * 0.7, p->title, 0.5, 0.0);
+    text_at(cr, (f.X0 + f.X1) / 2, cy + fs * 0.7, p->title, 0.5, 0.0);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, fs);
   }
+  if (strips > 1) return; /* the strips are labelled */
   /* Legend. */
+  const double X0 = f.X0, X1 = f.X1, Y0 = f.Y0, Y1 = f.Y1;
   int nl = 0;
   double lw = 0;
   for (int s = 0; s < p->nseries; s++)
@@ -294,6 +391,14 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
     const double row = fs * 1.4, bw = lw + fs * 3.6, bh = nl * row + fs * 0.6;
     double bx = p->legend == 2 ? X0 + fs * 0.6 : X1 - bw - fs * 0.6;
     double by = p->legend == 1 ? Y1 - bh - fs * 0.6 : Y0 + fs * 0.6;
+    if (p->legend == 0) { /* the upper right unless it hides more of the data than another corner */
+      int best = -1;
+      for (int corner = 0; corner < 4; corner++) {
+        const double cx_ = corner & 1 ? X0 + fs * 0.6 : X1 - bw - fs * 0.6, cy_ = corner & 2 ? Y1 - bh - fs * 0.6 : Y0 + fs * 0.6;
+        const int hidden = points_under(p, &f, cx_ - fs, cy_ - fs, bw + 2 * fs, bh + 2 * fs);
+        if (best < 0 || hidden < best) best = hidden, bx = cx_, by = cy_;
+      }
+    }
     cairo_rectangle(cr, bx, by, bw, bh);
     cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
     cairo_fill_preserve(cr);
@@ -303,19 +408,21 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
     int k = 0;
     for (int s = 0; s < p->nseries; s++) {
       if (!p->series[s].label) continue;
-      const double *c = palette[(p->series[s].color > 0 ? p->series[s].color - 1 : s) % 10];
+      const int ci = series_index(&p->series[s], s);
+      const double *c = palette[ci % 10];
       double yy = by + fs * 0.3 + row * (k + 0.5);
       cairo_set_source_rgb(cr, c[0], c[1], c[2]);
       if (p->series[s].style == SYNCO_PLOT_BARS) {
         cairo_rectangle(cr, bx + fs * 0.5, yy - fs * 0.4, fs * 1.8, fs * 0.8);
         cairo_fill(cr);
       } else if (p->series[s].style == SYNCO_PLOT_POINTS) {
-        cairo_arc(cr, bx + fs * 1.4, yy, 3.0, 0, 2 * M_PI);
+        cairo_arc(cr, bx + fs * 1.4, yy, 4.0, 0, 2 * M_PI);
         cairo_fill(cr);
       } else {
-        const double dash[] = {6.0, 4.0};
-        if (p->series[s].style == SYNCO_PLOT_VLINE) cairo_set_dash(cr, dash, 2, 0);
+        const double vdash[] = {6.0, 4.0};
+        if (p->series[s].style == SYNCO_PLOT_VLINE) cairo_set_dash(cr, vdash, 2, 0);
         cairo_set_line_width(cr, 2);
+        if (p->nseries > 1 && ci > 0 && p->series[s].style == SYNCO_PLOT_LINE) cairo_set_dash(cr, dash[(ci - 1) % 3], 2, 0);
         cairo_move_to(cr, bx + fs * 0.5, yy), cairo_line_to(cr, bx + fs * 2.3, yy);
         cairo_stroke(cr);
         cairo_set_dash(cr, NULL, 0, 0);
@@ -325,8 +432,6 @@ static void draw_panel(cairo_t *cr, const synco_plot_panel *p, double cx, double
       k++;
     }
   }
-#undef PX
-#undef PY
 }
 
 static int ends_with(const char *s, const char *suf) {

@@ -2,7 +2,8 @@
  * numbers, axis labels, a title, a legend, and several series drawn as lines, points or histogram bars.
  * The output format follows the file name: .png (raster, width x height pixels), .svg or .pdf (vector, width x
  * height points). Built only with cairo (SYNCO_HAVE_CAIRO); without it every call returns
- * SYNCO_ERR_UNSUPPORTED. Non-finite y values break a line (used for epochs without a kNN value). */
+ * SYNCO_ERR_UNSUPPORTED. Non-finite y values break a line (used for epochs without a kNN value). A panel of points
+ * alone (a scatter) keeps them 15% of the span inside its frame, never on its edges or corners. */
 #ifndef SYNCO_EVAL_PLOT_H
 #define SYNCO_EVAL_PLOT_H
 
@@ -29,7 +30,10 @@ typedef struct {
   const synco_plot_series *series;
   int nseries;
   int logx, logy;       /* logarithmic axis (non-positive values are skipped) */
-  int legend;           /* 0: legend at the upper right, 1: lower right, 2: upper left, -1: none */
+  int legend;           /* 0: legend at the upper right, or the corner where it hides the fewest points; 1: lower
+                         * right, 2: upper left, -1: none */
+  int stacked;          /* 1: small multiples: each series in a strip of its own, one under the other, on the same
+                         * axes, labelled above it (no legend): several histograms stay readable, none under another */
 } synco_plot_panel;
 
 /* Draws npanels panels on a rows x cols grid (row-major) into path (.png, .svg or .pdf). */
