@@ -365,7 +365,7 @@ synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, c
     free(root);
     return SYNCO_ERR_FORMAT;
   }
-  qsort(classes.v, classes.n, sizeof(char *), cmp_str);
+  if (classes.n) qsort(classes.v, classes.n, sizeof(char *), cmp_str); /* a flat folder has none (v NULL) */
   synco_dataset *ds = synco_ds_new("imagefolder", root);
   int *labels = NULL;
   size_t labels_cap = 0;
