@@ -60,11 +60,13 @@ expect_kept "huge/" "$run" "$SYNCO" pretrain --data "$tmp/huge" "${F8[@]}" --for
 # run's config.json and log.jsonl, no checkpoint): the next start puts the earlier run back and resumes it.
 snapshot "$run" > "$tmp/old"
 mkdir "$run/.replaced-run"
-mv "$run/config.json" "$run/log.jsonl" "$ckpt" "$run/.replaced-run/"
+ev=("$run"/events.out.tfevents.*) # TensorBoard's event files are the run's too (with protobuf-c)
+[ -e "${ev[0]}" ] || ev=()
+mv "$run/config.json" "$run/log.jsonl" "$ckpt" "${ev[@]}" "$run/.replaced-run/"
 echo '{"new": 1}' > "$run/config.json"
 : > "$run/log.jsonl"
 expect_ok "$SYNCO" pretrain --resume "$run" --stop-epoch 1 --epochs 2 "${machine[@]}"
-said "put back the earlier run (3 files) that an interrupted --force run had set aside"
+said "put back the earlier run ($((3 + ${#ev[@]})) files) that an interrupted --force run had set aside"
 snapshot "$run" > "$tmp/now"
 cmp -s "$tmp/old" "$tmp/now" || { diff "$tmp/old" "$tmp/now" || true; fail "the earlier run was not put back as it was"; }
 # ... killed after its first checkpoint: the earlier run's files go.
@@ -76,8 +78,10 @@ said "removed the earlier run (1 files) that an interrupted --force run replaced
 # A --force run that reaches its checkpoint removes the earlier run then.
 cp -r "$run" "$tmp/forced"
 echo old > "$tmp/forced/checkpoint_0005.safetensors"
+ev=("$tmp/forced"/events.out.tfevents.*)
+[ -e "${ev[0]}" ] || ev=()
 expect_ok "$SYNCO" pretrain --data "$data" "${F8[@]}" --force --out "$tmp/forced"
-said "the earlier run's 4 files are removed"
+said "the earlier run's $((4 + ${#ev[@]})) files are removed"
 [ ! -e "$tmp/forced/.replaced-run" ] && [ ! -e "$tmp/forced/checkpoint_0005.safetensors" ] || fail "--force kept the earlier run"
 
 # ---- 2. no file is written through a link ----
