@@ -10,11 +10,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 command -v python3 > /dev/null || skip "python3 not installed"
-mkdir -p "$tmp/d"
-for c in airplane bird cat dog; do
-  mkdir -p "$tmp/d/$c"
-  for f in $(first_files "data/cifar10-small/train/$c" 12); do cp "$f" "$tmp/d/$c/"; done
-done
+class_subset "$tmp/d" 12 airplane bird cat dog
 "$SYNCO" pretrain --data "$tmp/d" --arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 32 --n-hard 16 --n1 4 --n2 4 \
   --n3 4 --n4 2 --n5 2 --n6 2 --threads 1 --workers 1 --epochs 2 --save-every 1 --image-size 32 --bn-splits 2 \
   --out "$tmp/runA" > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "pretrain"; }

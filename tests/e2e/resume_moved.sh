@@ -11,20 +11,10 @@ set -euo pipefail
 . "$(dirname "$0")/common.inc"
 command -v python3 > /dev/null || skip "python3 not installed"
 SYNCO=$(realpath "$SYNCO")
-mkdir -p "$tmp/w1/d" "$tmp/w2"
-for c in airplane bird; do
-  mkdir -p "$tmp/w1/d/$c"
-  for f in $(first_files "data/cifar10-small/train/$c" 24); do cp "$f" "$tmp/w1/d/$c/"; done
-done
+mkdir -p "$tmp/w2"
+class_subset "$tmp/w1/d" 24 airplane bird
 F8=(--arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4
     --threads 1 --image-size 32 --bn-splits 2 --workers 1 --lr 0.03)
-expect_refused() { # expect_refused PATTERN CMD...: fails, says PATTERN
-  local pat=$1 rc=0 err; shift
-  timeout 120 "$@" > "$tmp/o" 2> "$tmp/e" < /dev/null || rc=$?
-  [ "$rc" -ne 0 ] || fail "succeeded: $*"
-  err=$(cat "$tmp/e")
-  [[ "$err" == *"$pat"* ]] || { echo "$err"; fail "no '$pat' in the message of: $*"; }
-}
 lr_of_epoch() { # lr_of_epoch RUN EPOCH (1-based): the rate log.jsonl gives that epoch
   python3 - "$1/log.jsonl" "$2" <<'PY'
 import json, sys
@@ -52,7 +42,7 @@ err=$(cat "$tmp/e")
 # the data moved: refused naming the checkpoint, the key and the flag; --data then works
 mv "$tmp/w1/d" "$tmp/w1/moved"
 cp -r "$tmp/w1/run" "$tmp/w2/copy2"
-expect_refused "copy2/last.safetensors: synco.config: data $(realpath "$tmp/w1")/d: No such file or directory (the training images: the path comes from the run; give --data PATH" \
+refused "copy2/last.safetensors: synco.config: data $(realpath "$tmp/w1")/d: No such file or directory (the training images: the path comes from the run; give --data PATH" \
   bash -c "cd '$tmp/w2' && '$SYNCO' pretrain --resume copy2 --threads 1 --workers 1"
 (cd "$tmp/w2" && "$SYNCO" pretrain --resume copy2 --data ../w1/moved --threads 1 --workers 1 > "$tmp/o" 2>&1) \
   || { cat "$tmp/o"; fail "--data given to a run whose data moved"; }
@@ -78,7 +68,7 @@ python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["schedule_epoc
   || fail "config.json does not keep --schedule-epochs"
 
 # --val that is not there is refused before anything is written
-expect_refused "--val null: No such file or directory" "$SYNCO" pretrain "${F8[@]}" --epochs 1 --data "$tmp/w1/moved" \
+refused "--val null: No such file or directory" "$SYNCO" pretrain "${F8[@]}" --epochs 1 --data "$tmp/w1/moved" \
   --val null --out "$tmp/v"
 [ ! -e "$tmp/v" ] || fail "a refused --val created its run directory"
 echo "resume_moved: ok"
