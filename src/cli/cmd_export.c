@@ -96,8 +96,11 @@ int synco_cmd_export(int argc, char **argv) {
   synco_encoder *enc = NULL;
   synco_st_writer *w = NULL;
   int ret = 1;
-  /* Batch 1: the encoder only holds the weights here. */
-  if (synco_backend_create("ref", &be) || synco_encoder_create(&enc, be, &cfg, 1, image_size, 0) ||
+  /* The encoder only holds the weights here: one image of 32 px, forward only, whatever size the checkpoint was
+   * trained at (its weights do not depend on it; a checkpoint of 4096 px would otherwise take gigabytes of
+   * activations to write megabytes). The image size written is the checkpoint's. */
+  cfg.forward_only = 1;
+  if (synco_backend_create("ref", &be) || synco_encoder_create(&enc, be, &cfg, 1, 32, 0) ||
       synco_weights_load(enc, ckpt, which, 1)) {
     synco_cli_error("export");
     goto done;
@@ -105,10 +108,14 @@ int synco_cmd_export(int argc, char **argv) {
   w = synco_st_writer_new();
   if (!w) goto done;
   if (!d2) {
-    if (synco_weights_add(w, enc, "")) {
+    char *meta = NULL;
+    if (synco_weights_add(w, enc, "") || !(meta = synco_weights_config_json_for(synco_encoder_cfg(enc), image_size)) ||
+        synco_st_set_meta(w, "synco.encoder", meta)) {
+      free(meta);
       synco_cli_error("export");
       goto done;
     }
+    free(meta);
   } else {
     int n = 0;
     const synco_named_buffer *b = synco_encoder_named_buffers(enc, &n);

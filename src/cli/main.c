@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/memplan.h"
 #include "synco.h"
 
 typedef struct {
@@ -50,7 +51,14 @@ int main(int argc, char **argv) {
     return 0;
   }
   for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
-    if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], COMMANDS[i].name)) {
+      size_t limit; /* a memory cap that cannot be read is refused, not ignored */
+      if (synco_mem_limit(&limit) != SYNCO_OK) {
+        fprintf(stderr, "synco %s: %s\n", argv[1], synco_last_error());
+        return 2;
+      }
+      return COMMANDS[i].run(argc - 1, argv + 1);
+    }
   fprintf(stderr, "synco: unknown command '%s' (see synco --help)\n", argv[1]);
   return 2;
 }

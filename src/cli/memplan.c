@@ -4,6 +4,8 @@
  * its plans and workspaces take; this file groups them and adds the input batches and the runtime's allowance. */
 #include "cli/memplan.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +83,23 @@ int synco_mem_check_disabled(void) {
   return e && *e && strcmp(e, "0") != 0;
 }
 
+synco_status synco_mem_limit(size_t *bytes) {
+  *bytes = 0;
+  const char *lim = getenv("SYNCO_MEMORY_LIMIT_MB");
+  if (!lim || !*lim) return SYNCO_OK;
+  const char *p = lim;
+  while (*p == ' ') p++;
+  char *end = NULL;
+  errno = 0;
+  const unsigned long long mb = *p >= '0' && *p <= '9' ? strtoull(p, &end, 10) : 0;
+  while (end && *end == ' ') end++;
+  if (!end || *end || errno || mb < 1 || mb > (unsigned long long)(SIZE_MAX / 1000000))
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_MEMORY_LIMIT_MB=%s is not a whole number of megabytes from 1 to %llu (unset "
+                      "it for no cap)", lim, (unsigned long long)(SIZE_MAX / 1000000));
+  *bytes = (size_t)mb * 1000000;
+  return SYNCO_OK;
+}
+
 size_t synco_mem_available(const char **what) {
   const size_t rss = synco_mem_rss();
   const char *w = "MemAvailable";
@@ -109,13 +128,10 @@ size_t synco_mem_available(const char **what) {
     }
   }
   size_t avail = free_b + rss;
-  const char *lim = getenv("SYNCO_MEMORY_LIMIT_MB");
-  if (lim && *lim) {
-    const size_t l = (size_t)strtoull(lim, NULL, 10) * 1000000;
-    if (l > 0 && l < avail) {
-      avail = l;
-      w = "SYNCO_MEMORY_LIMIT_MB";
-    }
+  size_t l = 0;
+  if (synco_mem_limit(&l) == SYNCO_OK && l > 0 && l < avail) { /* a bad value: refused by main before any command */
+    avail = l;
+    w = "SYNCO_MEMORY_LIMIT_MB";
   }
   if (what) *what = w;
   return free_b ? avail : (size_t)-1; /* no /proc: nothing to check against */

@@ -34,6 +34,9 @@ synco_status synco_mem_plan_moco(synco_backend *be, const synco_moco_config *mc,
 synco_status synco_mem_plan_encoders(synco_backend *be, const synco_encoder_config *cfg, int batch, int image_size,
                                      int encoders, synco_mem_plan *p);
 
+/* SYNCO_MEMORY_LIMIT_MB in bytes (0: unset or empty, no cap); a value that is not a whole number of MB >= 1 (-5,
+ * abc, 12x) is SYNCO_ERR_ARG naming it. main refuses such a value before any command runs. */
+synco_status synco_mem_limit(size_t *bytes);
 /* Bytes this process may hold in all (see the top of this file); *what names the limit ("MemAvailable",
  * "cgroup memory.max", "SYNCO_MEMORY_LIMIT_MB"). */
 size_t synco_mem_available(const char **what);

@@ -15,14 +15,17 @@
 #include "base/status.h"
 #include "io/checkpoint.h"
 
-char *synco_weights_config_json(const synco_encoder *enc) {
-  const synco_encoder_config *c = synco_encoder_cfg(enc);
+char *synco_weights_config_json_for(const synco_encoder_config *c, int image_size) {
   char *s = malloc(256);
   if (!s) return NULL;
   snprintf(s, 256,
            "{\"depth\":%d,\"width\":%d,\"cifar_stem\":%d,\"head\":%d,\"mlp\":%d,\"dim\":%d,\"image_size\":%d}",
-           c->depth, c->width, c->cifar_stem, c->head, c->mlp, c->dim, synco_encoder_image_size(enc));
+           c->depth, c->width, c->cifar_stem, c->head, c->mlp, c->dim, image_size);
   return s;
+}
+
+char *synco_weights_config_json(const synco_encoder *enc) {
+  return synco_weights_config_json_for(synco_encoder_cfg(enc), synco_encoder_image_size(enc));
 }
 
 synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix) {

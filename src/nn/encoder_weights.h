@@ -45,7 +45,9 @@ synco_status synco_weights_load_report(synco_encoder *enc, const char *path, cha
  * writer's memory), whatever happens to the encoder before synco_st_write. */
 synco_status synco_weights_add(synco_st_writer *w, synco_encoder *enc, const char *prefix);
 
-/* The "synco.encoder" metadata JSON for an encoder (caller frees). */
+/* The "synco.encoder" metadata JSON for an encoder (caller frees); _for: of a config and an image size (an encoder
+ * made only to hold weights may be built for another size). */
 char *synco_weights_config_json(const synco_encoder *enc);
+char *synco_weights_config_json_for(const synco_encoder_config *cfg, int image_size);
 
 #endif

@@ -9,6 +9,9 @@
 #   that --force would have replaced.
 # - a 6 GB sparse file given as a checkpoint: its header is read first, so it is refused without reading 6 GB
 #   (under a 3 GB address-space limit, where reading it whole cannot even be tried).
+# - memory: an export of a checkpoint whose metadata says 4096 px builds no activations for that size (it runs under
+#   a 1.5 GB address-space limit, and the export keeps the image size); SYNCO_MEMORY_LIMIT_MB=-5, abc, 12x, 0 or
+#   1e3 is refused by name (it was ignored).
 # Needs python3 (to craft the images).
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
@@ -114,4 +117,32 @@ if truncate -s 6G "$tmp/sparse.safetensors" 2> /dev/null; then
   (ulimit -v "$limit"; expect_refused "sparse.safetensors: header is not a JSON object" "$SYNCO" knn --ckpt "$tmp/sparse.safetensors" --train "$tmp/if" --holdout 1)
   rm -f "$tmp/sparse.safetensors"
 fi
+# ---- an export needs the weights, not a forward pass: a checkpoint of 4096 px is written in megabytes ----
+# (an encoder built for the checkpoint's image size took 11 GB of activations to write 2 MB)
+python3 - tests/fixtures/resnet18_w8_cifar_split2.safetensors "$tmp/px4096.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+h['__metadata__'] = {'synco.encoder': json.dumps({'depth': 18, 'width': 8, 'cifar_stem': 1, 'head': 1, 'mlp': 1,
+                                                  'dim': 32, 'image_size': 4096})}
+hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hb)) + hb + b[8 + n:])
+PY
+if [ "${SYNCO_SANITIZED:-0}" = 1 ]; then limit=unlimited; else limit=1500000; fi
+(ulimit -v "$limit"; timeout 60 "$SYNCO" export --ckpt "$tmp/px4096.safetensors" --out "$tmp/x4096.safetensors" \
+  > "$tmp/o" 2> "$tmp/e") || { cat "$tmp/e"; fail "export of a 4096 px checkpoint under a 1.5 GB address-space limit"; }
+meta=$(python3 - "$tmp/x4096.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; m = json.loads(b[8:8 + n])['__metadata__']
+print(json.loads(m['synco.encoder'])['image_size'], json.loads(m['synco.preprocess'])['image_size'])
+PY
+)
+[ "$meta" = "4096 4096" ] || fail "the export does not keep the checkpoint's image size: $meta"
+
+# ---- a memory cap that cannot be read is refused, by every command, before anything runs ----
+for v in -5 abc 12x 0 1e3; do
+  SYNCO_MEMORY_LIMIT_MB=$v expect_refused "SYNCO_MEMORY_LIMIT_MB=$v is not a whole number of megabytes" \
+    "$SYNCO" pretrain --data "$tmp/if" --out "$tmp/memcap" "${F8[@]}"
+  [ ! -e "$tmp/memcap" ] || fail "SYNCO_MEMORY_LIMIT_MB=$v: pretrain wrote its run directory"
+  SYNCO_MEMORY_LIMIT_MB=$v expect_refused "SYNCO_MEMORY_LIMIT_MB=$v is not" "$SYNCO" knn "${model[@]}" --train "$tmp/if" --holdout 1
+done
 echo "special_inputs: ok"
