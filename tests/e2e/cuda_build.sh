@@ -8,7 +8,10 @@ set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }
 # the CPU build names the missing backend instead of calling it unknown
 CPU_BIN=${1:-build/synco}
-if ! "$CPU_BIN" info | grep -q "^cuda: built in"; then
+# (the output is captured first: `cmd | grep -q` under pipefail fails at random when grep exits at its first match and
+# the writer dies of SIGPIPE)
+cpu_info=$("$CPU_BIN" info)
+if ! grep -q "^cuda: built in" <<<"$cpu_info"; then
   rc=0
   out=$("$CPU_BIN" bench step --device cuda:1 --iters 1 2>&1) || rc=$?
   [ $rc -eq 1 ] && grep -q "backend 'cuda:1' is not built in (rebuild with make CUDA=1)" <<<"$out" \
