@@ -359,6 +359,13 @@ static int configure(pretrain_ctx *c) {
   synco_negatives_scale_defaults(&ncfg, o->moco_k, saved || synco_args_seen(args, "n-hard"), n_given);
   o->n_hard = ncfg.n_hard;
   memcpy(o->n, ncfg.n, sizeof o->n);
+  /* the kNN monitor measures on --val: asked for without it, it would silently never run */
+  if (o->knn_every > 0 && !o->val && synco_args_seen(args, "knn-every"))
+    synco_arg_problem(&c->problems, "--knn-every %d needs --val DIR (the labelled images the kNN monitor is measured "
+                      "on)", o->knn_every);
+  if (o->val && o->knn_every <= 0 && synco_args_seen(args, "val") && c->rank == 0)
+    fprintf(stderr, "synco pretrain: --val is read only by the kNN monitor, which is off: --knn-every N measures it "
+                    "every N epochs\n");
   if (c->world > 1 && o->batch % c->world)
     synco_arg_problem(&c->problems, "-b %d (the global batch) does not divide across %d processes", o->batch, c->world);
   library_config(c, depth);

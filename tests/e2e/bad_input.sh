@@ -33,4 +33,17 @@ echo '{"keep": true}' > "$tmp/r3/config.json"
 printf 'garbage' > "$tmp/bad.safetensors"
 expect_error "bad.safetensors" "$SYNCO" pretrain --data data/cifar10-small/train --recipe cifar --width 8 -b 64 --moco-k 512 --n-hard 256 --resume "$tmp/bad.safetensors" --out "$tmp/r3"
 grep -q keep "$tmp/r3/config.json" || fail "config.json of the run directory was overwritten"
+# The kNN monitor (issue 22): --knn-every without --val, or with images that have no labels on either side (an
+# unlabelled --val once reported 0.00 %, an unlabelled --data failed at the first measurement), is refused before
+# the run directory is made.
+F8=(--arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4
+    --threads 1 --epochs 1 --image-size 32 --bn-splits 2 --workers 1)
+train=$(small_cifar '000[0-3].jpg' "$tmp/knn" 4)
+python3 -c "import sys; open(sys.argv[1], 'wb').write(bytes(range(256)) * (4 * 96 * 96 * 3 // 256))" "$tmp/unlabeled_X.bin"
+expect_error "--knn-every 1 needs --val DIR" "$SYNCO" pretrain "${F8[@]}" --data "$train" --knn-every 1 --out "$tmp/k1"
+expect_error "needs labelled images, and $tmp/unlabeled_X.bin has no labels" \
+  "$SYNCO" pretrain "${F8[@]}" --data "$train" --knn-every 1 --val "$tmp/unlabeled_X.bin" --out "$tmp/k1"
+expect_error "needs labelled images, and $tmp/unlabeled_X.bin has no labels" "$SYNCO" pretrain "${F8[@]}" -b 4 --bn-splits 1 \
+  --data "$tmp/unlabeled_X.bin" --knn-every 1 --val "$train" --out "$tmp/k1"
+[ ! -e "$tmp/k1" ] || fail "a refused kNN monitor left a run directory"
 echo "bad_input: ok"
