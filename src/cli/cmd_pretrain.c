@@ -45,7 +45,10 @@ static const char SUMMARY[] =
     "MoCHI or plain MoCo-v2. Defaults are the authors' ImageNet recipe; --recipe cifar switches the defaults of the\n"
     "flags you do not give to MoCo's CIFAR recipe. With no --data: trains a small ResNet-18 on the images bundled\n"
     "under data/ and prints the kNN accuracy of the untrained and the trained encoder. Started by mpirun -np N (or\n"
-    "srun), it trains data-parallel: -b is the global batch, each process takes b/N, rank 0 writes the run directory.";
+    "srun), it trains data-parallel: -b is the global batch, each process takes b/N, rank 0 writes the run directory.\n"
+    "Results are bit-identical for the same seed, settings and --threads when SYNCO_CONV_ALGO fixes the kernels (the\n"
+    "default times them in each process); --resume keeps the run's settings, threads included. Other kernels or\n"
+    "thread counts round differently: the losses agree to about 6 digits at first, then drift apart.";
 
 static void apply_method(pretrain_opts *o, synco_arg *args) {
   static const char *names[6] = {"n1", "n2", "n3", "n4", "n5", "n6"};
@@ -151,7 +154,7 @@ static void flag_table(pretrain_ctx *c) {
       {"init", 0, SYNCO_ARG_STR, &o->init, "start from torchvision-named weights (an export, a converted torchvision model); its ResNet for --arch, --width, --cifar-stem not given"},
       {"stop-epoch", 0, SYNCO_ARG_INT, &o->stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
-      {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
+      {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores; results depend on it, --resume keeps it)"},
       {"workers", 'j', SYNCO_ARG_INT, &o->workers, "data loader threads"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
       {"save-every", 0, SYNCO_ARG_INT, &o->save_every, "keep checkpoint_NNNN every this many epochs (0 = only last)"},
@@ -318,11 +321,14 @@ static int configure(pretrain_ctx *c) {
   if (o->resume) {
     synco_status s = pretrain_resolve_resume(o, c->resume_path, sizeof c->resume_path, c->resume_dir, sizeof c->resume_dir);
     const int epochs_given = synco_args_seen(args, "epochs");
-    if (!s) s = pretrain_resume_config(o, args, c->resume_path, &c->resume_json);
+    char changed[1024];
+    if (!s) s = pretrain_resume_config(o, args, c->resume_path, &c->resume_json, changed, sizeof changed);
     if (s) {
       synco_cli_error("pretrain");
       return s == SYNCO_ERR_ARG ? 2 : 1;
     }
+    /* a resumed run keeps every setting of the run (the thread count too: the sums depend on it) but those given */
+    if (changed[0] && c->rank == 0) fprintf(stderr, "synco pretrain: resuming with %s\n", changed);
     o->resume = c->resume_path;
     c->settings = c->resume_json;
     snprintf(c->settings_file, sizeof c->settings_file, "%s: synco.config", c->resume_path);

@@ -134,10 +134,13 @@ typedef struct {
 /* pretrain_config_json.c */
 /* config.json and the checkpoint's "synco.config": every setting, resolved; NULL when out of memory. */
 char *pretrain_config_json(const pretrain_opts *o);
-/* Takes the settings of a resumed run from the checkpoint's "synco.config", except those given on the command
- * line; a given value that cannot work with the checkpoint (another width, K, ...) is refused. o's strings point
+/* Takes the settings of a resumed run from the checkpoint's "synco.config" (every one: --threads and --workers too),
+ * except those given on the command line; a given value that cannot work with the checkpoint (another width, K,
+ * ...) is refused, and the others that differ from the run's are listed in changed[cap] ("--lr 0.1 (the run had
+ * 0.06), ..."; "" when none; --data, --val, --epochs and --precision have notes of their own). o's strings point
  * into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
-synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json);
+synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json,
+                                    char *changed, size_t cap);
 /* --config FILE: takes the settings of a run's config.json that the command line does not give (flags override
  * any of them), each judged as its flag would be, naming the file and the key; a key that is no setting is refused.
  * o's strings point into *json, which the caller frees after the run. */

@@ -18,22 +18,25 @@
 #include "io/safetensors.h"
 
 /* One setting of config.json: its key, its flag, its type (i int, d double, l long long, s string, S string or null)
- * and where it lives in pretrain_opts. `shaped` settings fix the model or the queue of a checkpoint: a resumed run
- * takes them from the checkpoint and refuses another value. shaped -1: the machine's settings and --init, which a
- * resumed run does not take (its weights come from the checkpoint) and `--config FILE` does. The batch size is not
- * shaped: a run may resume with another (a divisor of K), and the queue pointer continues where the checkpoint left
- * it. */
+ * and where it lives in pretrain_opts. A resumed run takes every setting from its checkpoint (the thread count too:
+ * the sums depend on it) unless a flag gives it anew, and says what a flag changed. `shaped` settings fix the model
+ * or the queue of a checkpoint: a resumed run refuses another value. shaped -1: --init, which a resumed run does not
+ * take (its weights come from the checkpoint) and `--config FILE` does. The batch size is not shaped: a run may
+ * resume with another (a divisor of K), and the queue pointer continues where the checkpoint left it. `local`
+ * settings may differ between the processes of one run (a path to the same data, each machine's threads and
+ * backend); the others must be the same on every rank (pretrain_settings_text). */
 typedef struct {
   const char *key, *flag;
   char type;
   size_t off;
-  int shaped;
+  int shaped, local;
 } cfg_field;
 
-#define F(key, flag, type, field, shaped) {key, flag, type, offsetof(pretrain_opts, field), shaped}
+#define F(key, flag, type, field, shaped) {key, flag, type, offsetof(pretrain_opts, field), shaped, 0}
+#define L(key, flag, type, field) {key, flag, type, offsetof(pretrain_opts, field), 0, 1}
 static const cfg_field k_fields[] = {
     F("arch", "arch", 's', arch, 1), F("width", "width", 'i', width, 1), F("cifar_stem", "cifar-stem", 'i', cifar_stem, 1),
-    F("image_size", "image-size", 'i', image_size, 0), F("data", "data", 's', data, 0), F("val", "val", 'S', val, 0),
+    F("image_size", "image-size", 'i', image_size, 0), L("data", "data", 's', data), L("val", "val", 'S', val),
     F("split", "split", 's', split, 0), F("skip_bad", "skip-bad", 'i', skip_bad, 0), F("epochs", "epochs", 'i', epochs, 0),
     F("batch_size", "batch-size", 'i', batch, 0), F("lr", "lr", 'd', lr, 0), F("wd", "wd", 'd', wd, 0),
     F("momentum", "momentum", 'd', momentum, 0), F("cos", "cos", 'i', cos, 0),
@@ -46,16 +49,17 @@ static const cfg_field k_fields[] = {
     F("n2", "n2", 'i', n[1], 0), F("n3", "n3", 'i', n[2], 0), F("n4", "n4", 'i', n[3], 0), F("n5", "n5", 'i', n[4], 0),
     F("n6", "n6", 'i', n[5], 0), F("sigma", "sigma", 'd', sigma, 0), F("delta", "delta", 'd', delta, 0),
     F("eta", "eta", 'd', eta, 0), F("warmup_epochs", "warmup-epochs", 'i', warmup_epochs, 0),
-    F("seed", "seed", 'l', seed, 1), F("threads", "threads", 'i', threads, -1), F("workers", "workers", 'i', workers, -1),
-    F("backend", "backend", 's', backend, -1), F("init", "init", 'S', init, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
+    F("seed", "seed", 'l', seed, 1), L("threads", "threads", 'i', threads), L("workers", "workers", 'i', workers),
+    L("backend", "backend", 's', backend), F("init", "init", 'S', init, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
     F("knn_k", "knn-k", 'i', knn_k, 0), F("knn_t", "knn-t", 'd', knn_t, 0), F("save_every", "save-every", 'i', save_every, 0),
     F("precision", "precision", 's', precision, 0), /* a resumed run keeps it; --precision may change it (a note) */
     F("probe", "probe", 'i', probe, 0), F("probe_lr", "probe-lr", 'd', probe_lr, 0),
 };
 #undef F
+#undef L
 
-/* config.json and the checkpoint's "synco.config": every setting, resolved (shaped -1: the machine's, not the
- * run's; written, not taken back on resume). */
+/* config.json and the checkpoint's "synco.config": every setting, resolved (shaped -1, --init: written, not taken
+ * back on resume). */
 char *pretrain_config_json(const pretrain_opts *o) {
   cJSON *j = cJSON_CreateObject();
   for (size_t i = 0; j && i < sizeof k_fields / sizeof k_fields[0]; i++) {
@@ -108,7 +112,7 @@ int pretrain_method_known(const char *method) {
 }
 
 /* The value settings read from a file (j) give setting f, or NULL: one the file's kind of run takes (a resumed run
- * does not take the machine's settings, shaped -1; --config takes them), given in j, and not given on the command
+ * does not take --init, shaped -1; --config takes it), given in j, and not given on the command
  * line (a --method given anew brings its own --n1..--n6 presets, apply_method). */
 static const cJSON *taken(const cfg_field *f, const synco_arg *args, const cJSON *j, int resumed) {
   if (!j || (resumed && f->shaped < 0) || synco_args_seen(args, f->flag)) return NULL;
@@ -170,12 +174,22 @@ static int exact_integer(const char *text, const char *key, long long *out) {
   return 1;
 }
 
+/* Appends "--FLAG GIVEN (the run had WAS)" to changed[cap], the settings a flag changes in a resumed run; the data
+ * paths (resolved later, and said then), --epochs and --precision have notes of their own. */
+static void note_change(char *changed, size_t cap, const cfg_field *f, const char *given, const char *was) {
+  if (!changed || !cap || !strcmp(f->key, "data") || !strcmp(f->key, "val") || !strcmp(f->key, "epochs") ||
+      !strcmp(f->key, "precision"))
+    return;
+  const size_t n = strlen(changed);
+  if (n + 1 < cap) snprintf(changed + n, cap - n, "%s--%s %s (the run had %s)", n ? ", " : "", f->flag, given, was);
+}
+
 /* Takes the settings in j (read from `where`) that the command line does not give. resumed: j is a checkpoint's
  * "synco.config"; a given value that cannot work with its weights and queue (another width, K, ...) is refused,
  * keys it does not know are passed over, and the machine's settings are not taken. Else j is --config's file: flags
  * override any of it, and a key that is not a setting is refused. seed_text: the exact seed ("" when unknown). */
 static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const cJSON *j, const char *where,
-                                  int resumed, const char *seed_text) {
+                                  int resumed, const char *seed_text, char *changed, size_t cap) {
   for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++) {
     const cfg_field *f = &k_fields[i];
     if (resumed && f->shaped < 0) continue;
@@ -204,9 +218,14 @@ static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const
         continue;
       }
       const int same = f->type == 'i' ? *(int *)p == (int)x : f->type == 'd' ? *(double *)p == x : *(long long *)p == seed_val;
-      if (same || !resumed || f->shaped <= 0) continue;
+      if (same || !resumed || f->shaped < 0) continue;
       if (f->type == 'i') snprintf(given, sizeof given, "%d", *(int *)p), snprintf(was, sizeof was, "%d", (int)x);
+      else if (f->type == 'd') snprintf(given, sizeof given, "%.15g", *(double *)p), snprintf(was, sizeof was, "%.15g", x);
       else snprintf(given, sizeof given, "%lld", *(long long *)p), snprintf(was, sizeof was, "%lld", seed_val);
+      if (!f->shaped) {
+        note_change(changed, cap, f, given, was);
+        continue;
+      }
     } else {
       if (!cJSON_IsString(v) && !(f->type == 'S' && cJSON_IsNull(v)))
         return synco_fail(SYNCO_ERR_FORMAT, "%s: %s is not a string", where, f->key);
@@ -216,9 +235,13 @@ static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const
         continue;
       }
       const char *cur = *(const char **)p;
-      if ((cur && x && !strcmp(cur, x)) || (!cur && !x) || !resumed || f->shaped <= 0) continue;
+      if ((cur && x && !strcmp(cur, x)) || (!cur && !x) || !resumed || f->shaped < 0) continue;
       snprintf(given, sizeof given, "%s", cur ? cur : "none");
       snprintf(was, sizeof was, "%s", x ? x : "none");
+      if (!f->shaped) {
+        note_change(changed, cap, f, given, was);
+        continue;
+      }
     }
     return synco_fail(SYNCO_ERR_ARG,
                       "--%s %s does not fit %s, trained with %s %s (its weights and queue are shaped by it): drop "
@@ -251,9 +274,12 @@ static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const
 }
 
 /* Takes the settings of a resumed run from the checkpoint's "synco.config", except those given on the command
- * line; a given value that cannot work with the checkpoint (another width, K, batch, ...) is refused. The strings
+ * line; a given value that cannot work with the checkpoint (another width, K, ...) is refused, the other changes
+ * are listed in changed[cap]. The strings
  * point into *json, which the caller frees after the run. A checkpoint without a config changes nothing. */
-synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json) {
+synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, const char *ckpt, cJSON **json,
+                                    char *changed, size_t cap) {
+  if (cap) changed[0] = 0;
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, ckpt));
   const char *text = synco_st_meta(&st, "synco.config"), *seed = synco_st_meta(&st, "synco.seed");
@@ -272,7 +298,7 @@ synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, con
   }
   char where[1200];
   snprintf(where, sizeof where, "%s: synco.config", ckpt);
-  return take_settings(o, args, j, where, 1, seedbuf);
+  return take_settings(o, args, j, where, 1, seedbuf, changed, cap);
 }
 
 synco_status pretrain_read_json(const char *path, cJSON **json, char **text_out) {
@@ -305,5 +331,5 @@ synco_status pretrain_config_file(pretrain_opts *o, const synco_arg *args, const
   long long v;
   if (exact_integer(text, "seed", &v)) snprintf(seed, sizeof seed, "%lld", v);
   free(text);
-  return take_settings(o, args, *json, path, 0, seed);
+  return take_settings(o, args, *json, path, 0, seed, NULL, 0);
 }
