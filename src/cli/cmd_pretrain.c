@@ -409,22 +409,6 @@ static void pretrain_free(pretrain_ctx *c) {
   synco_dataset_free(c->train);
 }
 
-int pretrain_agree(pretrain_ctx *c, int rc) {
-  if (c->world <= 1) return rc;
-  float mine = rc == PRETRAIN_GO ? -1.0f : (float)rc, *all = calloc((size_t)c->world, sizeof *all);
-  if (!all || synco_dist_allgather_rows(c->dist, all, &mine, 1) != SYNCO_OK) {
-    free(all);
-    synco_cli_error("pretrain");
-    synco_dist_abort(c->dist, 1);
-    return 1;
-  }
-  int first = PRETRAIN_GO;
-  for (int r = 0; r < c->world && first == PRETRAIN_GO; r++)
-    if (all[r] >= 0) first = (int)all[r];
-  free(all);
-  return rc != PRETRAIN_GO ? rc : first;
-}
-
 int synco_cmd_pretrain(int argc, char **argv) {
   pretrain_ctx ctx = {.o = DEFAULTS, .lock_fd = -1};
   pretrain_ctx *c = &ctx;
@@ -434,14 +418,15 @@ int synco_cmd_pretrain(int argc, char **argv) {
   if (c->rank > 0 && !freopen("/dev/null", "w", stdout)) /* rank 0 alone prints */
     fprintf(stderr, "synco pretrain: rank %d: cannot silence stdout\n", c->rank);
   flag_table(c);
-  int rc = parse(c, argc, argv);                 /* argv -> options (the same on every rank) */
+  int rc = parse(c, argc, argv);                 /* argv -> options */
   if (rc == PRETRAIN_GO) rc = configure(c);      /* options + a resumed run's settings -> a validated config */
+  rc = pretrain_agree(c, rc);                    /* a rank whose flags were refused stops every rank */
   if (rc == PRETRAIN_GO) rc = pretrain_setup(c); /* data, memory check, model, run directory */
   const int ran = rc == PRETRAIN_GO;
   if (ran) rc = pretrain_run(c);                 /* the epochs, each saved at its end */
   /* a run that stopped before its first checkpoint puts back the earlier run that --force set aside */
   pretrain_run_dir_close(c, rc);
-  if (ran && rc != 0 && c->world > 1) {
+  if (ran && rc != 0 && c->world > 1 && !c->stopped) { /* a stop the ranks agreed on ends each of them alike */
     /* the other ranks wait in this step's collectives: end them now, and the launcher ends the job */
     fprintf(stderr, "synco pretrain: rank %d of %d stopped (exit %d); ending every rank\n", c->rank, c->world, rc);
     synco_dist_abort(c->dist, rc);

@@ -16,7 +16,8 @@
  * -b / world (cfg.moco.batch) and the distribution seam (cfg.moco.dist, which the validator counts in the keys of
  * a step); the loader reads this rank's block of each global batch; rank 0 alone opens the run directory and the
  * kNN monitor, writes the log rows and checkpoints, and prints (the other ranks' stdout is /dev/null, their
- * progress line off); the setup stages agree (pretrain_agree) before the first step. */
+ * progress line off); the stages agree (pretrain_ranks.c) before the first step: on each one's outcome, and on the
+ * settings and the data, which must be the same on every rank; a stop is agreed between two steps. */
 #ifndef SYNCO_CLI_PRETRAIN_H
 #define SYNCO_CLI_PRETRAIN_H
 
@@ -112,6 +113,7 @@ typedef struct {
   char outbuf[512];
   synco_dataset_options dopt;
   synco_dataset *train;
+  int first_w, first_h;          /* the first training image's size (the memory check's augmentation scratch) */
   synco_loader *loader;
   int steps;                     /* per epoch */
   float mean[3], std[3];         /* Normalize of the views and of the kNN monitor */
@@ -121,6 +123,7 @@ typedef struct {
   pretrain_probe probe;
   int start_epoch, end_epoch;    /* epochs [start, end) are trained (end < o.epochs with --stop-epoch) */
   long gstep;                    /* global step (the checkpoint's when resumed) */
+  int stopped;                   /* the ranks agreed to stop between two steps (a signal) */
   int own_run;                   /* --resume into the run its checkpoint belongs to (the checkpoint's folder) */
   int lock_fd;
   int aside;                     /* --force set the earlier run aside (DIR/.replaced-run): it is removed at the new
@@ -150,6 +153,12 @@ synco_status pretrain_read_json(const char *path, cJSON **json, char **text);
 /* For synco_config_origin (ctx: the pretrain_ctx): was the setting of this flag taken from the file (a resumed
  * checkpoint's settings or --config's)? */
 int pretrain_config_from_file(const void *ctx, const char *flag);
+/* The settings every rank of a run must share, one "--FLAG\tVALUE\n" line each (config.json's, but for the paths
+ * and machine settings that may differ between ranks, and the schedule, --stop-epoch and whether --init is given);
+ * NULL when out of memory. Caller frees. */
+char *pretrain_settings_text(const pretrain_opts *o);
+/* Appends "NAME\tVALUE\n" to the text *t of length *n in a buffer of *cap bytes (grown); 0 when out of memory. */
+int pretrain_text_add(char **t, size_t *n, size_t *cap, const char *name, const char *value);
 /* --arch's depth (18, 34, 50; 0: not an architecture); is --method one of synco, mochi, moco? The one judge of both,
  * for the flags and for a checkpoint's settings. */
 int pretrain_arch_depth(const char *arch);
@@ -178,10 +187,19 @@ int pretrain_init_arch(pretrain_ctx *c);
 /* Data, crop size, memory check, loader, model, initial or resumed weights, kNN monitor, run directory. */
 int pretrain_setup(pretrain_ctx *c);
 
-/* cmd_pretrain.c */
-/* With several processes: rc if this rank failed, else the first failing rank's status, else PRETRAIN_GO, so that
- * every rank stops at the same stage (one rank's error alone would leave the others waiting in a collective). */
+/* pretrain_ranks.c: the processes of a run agree (each is a no-op on one process) */
+/* rc if this rank failed, else the first failing rank's status, else PRETRAIN_GO, so that every rank stops at the
+ * same stage (one rank's error alone would leave the others waiting in a collective). */
 int pretrain_agree(pretrain_ctx *c, int rc);
+/* Compares this rank's text (NAME\tVALUE lines: pretrain_settings_text, pretrain_data_text) with rank 0's: the
+ * same on every rank gives PRETRAIN_GO; else every rank prints which rank differs, in which setting, and gets 2. */
+int pretrain_ranks_same(pretrain_ctx *c, const char *text);
+/* What every rank must share of a dataset given by flag: its format, image and class counts, first and last class,
+ * first and last image (the last two parts of a file's path); NULL when out of memory. Caller frees. */
+char *pretrain_data_text(const synco_dataset *ds, const char *flag);
+/* Between two steps: the signal that stops the run (Ctrl-C, SIGTERM) if any rank got one, else 0, the same on
+ * every rank; -1 when the ranks could not agree. */
+int pretrain_ranks_stop(pretrain_ctx *c);
 
 /* pretrain_probe.c */
 /* Creates the probe when o.probe is on and the training data has labels (o.probe is then 0 without them), and

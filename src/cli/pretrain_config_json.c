@@ -103,6 +103,60 @@ char *pretrain_config_json(const pretrain_opts *o) {
   return s;
 }
 
+/* One setting's value as text (doubles exactly), for the ranks' comparison. */
+static void field_text(const cfg_field *f, const pretrain_opts *o, char *buf, size_t cap) {
+  const char *p = (const char *)o + f->off;
+  switch (f->type) {
+    case 'i': snprintf(buf, cap, "%d", *(const int *)p); break;
+    case 'd': snprintf(buf, cap, "%.17g", *(const double *)p); break;
+    case 'l': snprintf(buf, cap, "%lld", *(const long long *)p); break;
+    default: {
+      const char *str = *(const char *const *)p;
+      snprintf(buf, cap, "%s", str ? str : "none");
+    }
+  }
+}
+
+/* Appends "NAME\tVALUE\n" to the growing text *t (length *n, capacity *cap); 0 when out of memory. */
+int pretrain_text_add(char **t, size_t *n, size_t *cap, const char *name, const char *value) {
+  const size_t need = *n + strlen(name) + strlen(value) + 3;
+  if (need > *cap) {
+    size_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    char *g = realloc(*t, c);
+    if (!g) return 0;
+    *t = g;
+    *cap = c;
+  }
+  *n += (size_t)sprintf(*t + *n, "%s\t%s\n", name, value);
+  return 1;
+}
+
+char *pretrain_settings_text(const pretrain_opts *o) {
+  char *t = NULL, v[1200], name[64];
+  size_t n = 0, cap = 0;
+  int ok = 1;
+  for (size_t i = 0; ok && i < sizeof k_fields / sizeof k_fields[0]; i++) {
+    if (k_fields[i].local || k_fields[i].shaped < 0) continue; /* --init: whether given, below */
+    field_text(&k_fields[i], o, v, sizeof v);
+    snprintf(name, sizeof name, "--%s", k_fields[i].flag);
+    ok = pretrain_text_add(&t, &n, &cap, name, v);
+  }
+  /* what config.json does not hold but every rank must share: the epochs it stops at, the milestones, --init */
+  int k = snprintf(v, sizeof v, "%d", o->schedule.n);
+  for (int i = 0; i < o->schedule.n && k > 0 && (size_t)k < sizeof v; i++)
+    k += snprintf(v + k, sizeof v - (size_t)k, " %d", o->schedule.v[i]);
+  if (ok) ok = pretrain_text_add(&t, &n, &cap, "--schedule", v);
+  snprintf(v, sizeof v, "%d", o->stop_epoch);
+  if (ok) ok = pretrain_text_add(&t, &n, &cap, "--stop-epoch", v);
+  if (ok) ok = pretrain_text_add(&t, &n, &cap, "--init", o->init && !o->resume ? "given" : "none");
+  if (!ok) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
 int pretrain_arch_depth(const char *arch) {
   return !strcmp(arch, "resnet18") ? 18 : !strcmp(arch, "resnet34") ? 34 : !strcmp(arch, "resnet50") ? 50 : 0;
 }

@@ -162,14 +162,18 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
   pretrain_sums win = {0};
   double t_win = t_epoch;
   for (int s = 0; s < steps; s++) {
-    if (synco_stop_requested()) {
+    const int sig = pretrain_ranks_stop(c); /* a signal to any rank stops every rank at this step */
+    if (sig < 0) return synco_cli_error("pretrain");
+    if (sig > 0) {
+      c->stopped = 1;
+      if (c->rank > 0) return 128 + sig; /* rank 0 says where the run stands: it alone writes the run directory */
       fprintf(stderr, "%ssynco pretrain: interrupted at epoch %d step %d; ", prog->tty ? "\n" : "", epoch + 1, s);
       if (last->path)
         fprintf(stderr, "the last checkpoint is %s (epoch %d); continue with --resume %s\n", last->path, last->epoch,
                 last->path);
       else
         fprintf(stderr, "no checkpoint was written yet (the first comes at the end of epoch %d)\n", c->start_epoch + 1);
-      return 128 + synco_stop_requested();
+      return 128 + sig;
     }
     synco_batch b;
     if (synco_loader_next(c->loader, &b) != SYNCO_OK) {

@@ -2,6 +2,7 @@
  * the memory check, the loader, the model (from --init's weights or --resume's checkpoint), the kNN monitor's
  * data, and last the run directory. Nothing is written before the run directory is opened. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/registry.h"
@@ -10,6 +11,7 @@
 #include "cli/common.h"
 #include "cli/memplan.h"
 #include "cli/pretrain.h"
+#include "dist/dist.h"
 #include "io/safetensors.h"
 #include "nn/encoder_weights.h"
 #include "optim/schedule.h"
@@ -116,7 +118,7 @@ static int check_memory(pretrain_ctx *c, const synco_image *first) {
                           "Use a smaller -b, --image-size, or --recipe cifar (or --no-memory-check).");
 }
 
-/* The training data, the crop size, the memory check and the loader. */
+/* The training data and the crop size. */
 static int open_data(pretrain_ctx *c) {
   pretrain_opts *o = &c->o;
   c->dopt = (synco_dataset_options){.split = o->split, .skip_bad = o->skip_bad, .store = SYNCO_STORE_AUTO,
@@ -129,8 +131,35 @@ static int open_data(pretrain_ctx *c) {
   if (!o->resume && !pretrain_config_from_file(c, "image-size")) choose_image_size(o, c->args, &first);
   if (!o->resume && c->rank == 0) warn_misfits(c, &first);
   c->cfg.moco.image_size = o->image_size;
-  const int rc = check_memory(c, &first);
+  c->first_w = first.w;
+  c->first_h = first.h;
   synco_image_free(&first);
+  return PRETRAIN_GO;
+}
+
+/* What every rank must share before the first collective: the resolved settings and the training data. */
+static int same_on_every_rank(pretrain_ctx *c) {
+  if (c->world <= 1) return PRETRAIN_GO;
+  char *set = pretrain_settings_text(&c->o), *data = c->train ? pretrain_data_text(c->train, "--data") : NULL;
+  char *all = set && data ? malloc(strlen(set) + strlen(data) + 1) : NULL;
+  if (all) strcat(strcpy(all, set), data);
+  free(set);
+  free(data);
+  if (!all) {
+    fprintf(stderr, "synco pretrain: rank %d: out of memory\n", c->rank);
+    synco_dist_abort(c->dist, 1);
+    return 1;
+  }
+  const int rc = pretrain_ranks_same(c, all);
+  free(all);
+  return rc;
+}
+
+/* The memory check and the loader. */
+static int open_loader(pretrain_ctx *c) {
+  const pretrain_opts *o = &c->o;
+  const synco_image first = {.w = c->first_w, .h = c->first_h};
+  const int rc = check_memory(c, &first);
   if (rc) return rc;
   synco_cli_norm_stats(o->image_size, c->mean, c->std);
   synco_loader_config lc = {.batch = o->batch, .views = 2, .threads = o->workers, .prefetch = 3, .shuffle = 1,
@@ -218,7 +247,14 @@ int pretrain_setup(pretrain_ctx *c) {
   const int writer = c->rank == 0;
   int rc = pretrain_agree(c, writer ? pretrain_run_dir_choose(c) : PRETRAIN_GO);
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, open_data(c));
+  if (rc == PRETRAIN_GO) rc = same_on_every_rank(c); /* before any collective whose size follows them */
+  if (rc == PRETRAIN_GO) rc = pretrain_agree(c, open_loader(c));
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, build_model(c));
+  if (rc == PRETRAIN_GO && c->world > 1) { /* each rank read its own checkpoint: the same epoch and step */
+    char text[96];
+    snprintf(text, sizeof text, "--resume's epoch\t%d\n--resume's step\t%ld\n", c->start_epoch, c->gstep);
+    rc = pretrain_ranks_same(c, text);
+  }
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, writer ? pretrain_knn_open(c) : PRETRAIN_GO);
   /* the run directory: nothing in it changes until every check above has passed */
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, writer ? pretrain_run_dir_open(c) : PRETRAIN_GO);

@@ -1,4 +1,5 @@
-/* The distribution seam: rank, world size and the four collectives a data-parallel MoCo step needs. moco.c
+/* The distribution seam: rank, world size and the four collectives a data-parallel MoCo step needs (and one for the
+ * ranks' agreement on small host values, max_ints). moco.c
  * calls them at three places — the gradient all-reduce before SGD, the key all-gather before the enqueue, and
  * the broadcast of the key shuffle's permutation — and nowhere else. Implementations: single process (here;
  * every collective is a no-op), MPI and NCCL (their own files, when built). All-reduce and all-gather buffers
@@ -26,6 +27,10 @@ struct synco_dist {
   /* buf [bytes] of rank `root` to every rank. */
   synco_status (*broadcast)(synco_dist *d, void *buf, size_t bytes, int root);
   synco_status (*barrier)(synco_dist *d);
+  /* buf [n] (host ints) ← the element-wise maximum over ranks of every rank's buf [n] (in place): the ranks'
+   * agreement on small things (a stage's outcome, a stop, which setting differs), on host memory whatever the
+   * transport of the step's buffers. */
+  synco_status (*max_ints)(synco_dist *d, int *buf, size_t n);
   /* Ends every rank of the job now (after an error on this one); NULL where there is nobody else. */
   void (*abort)(synco_dist *d, int code);
   void (*destroy)(synco_dist *d);
@@ -62,5 +67,6 @@ synco_status synco_dist_allreduce_mean(synco_dist *d, float *buf, size_t n);
 synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *src, size_t n);
 synco_status synco_dist_broadcast(synco_dist *d, void *buf, size_t bytes, int root);
 synco_status synco_dist_barrier(synco_dist *d);
+synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n);
 
 #endif

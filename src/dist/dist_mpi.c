@@ -62,6 +62,12 @@ static synco_status mpi_barrier(synco_dist *d) {
   return rc == MPI_SUCCESS ? SYNCO_OK : mpi_failed(d, "MPI_Barrier", rc);
 }
 
+static synco_status mpi_max_ints(synco_dist *d, int *buf, size_t n) {
+  if (n > INT_MAX) return synco_fail(SYNCO_ERR_ARG, "maximum of %zu ints is too large for MPI", n);
+  const int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT, MPI_MAX, comm_of(d));
+  return rc == MPI_SUCCESS ? SYNCO_OK : mpi_failed(d, "MPI_Allreduce", rc);
+}
+
 static void mpi_abort(synco_dist *d, int code) { MPI_Abort(MPI_COMM_WORLD, code ? code : 1); }
 
 static void mpi_destroy(synco_dist *d) {
@@ -106,7 +112,8 @@ synco_status synco_dist_mpi_create(synco_dist **out) {
   MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
   MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
   *d = (synco_dist){.name = "mpi", .ctx = c, .allreduce_mean = mpi_allreduce_mean, .allgather = mpi_allgather,
-                    .broadcast = mpi_broadcast, .barrier = mpi_barrier, .abort = mpi_abort, .destroy = mpi_destroy};
+                    .broadcast = mpi_broadcast, .barrier = mpi_barrier, .max_ints = mpi_max_ints, .abort = mpi_abort,
+                    .destroy = mpi_destroy};
   MPI_Comm_rank(c->comm, &d->rank);
   MPI_Comm_size(c->comm, &d->world);
   *out = d;

@@ -1,7 +1,7 @@
 /* The distribution seam over NCCL, for the CUDA backend: one GPU per rank, the ranks found through MPI. Rank 0
  * makes the NCCL unique id and broadcasts it over MPI; every rank joins the NCCL communicator on its device.
  * All-reduce (ncclAvg) and all-gather run on the backend's CUDA stream, in order with the step's kernels, on
- * device memory; the key shuffle's permutation (host memory) and barriers go through MPI. A failing NCCL call
+ * device memory; the key shuffle's permutation (host memory), the ranks' host agreements and barriers go through MPI. A failing NCCL call
  * returns a status naming the rank, the call and NCCL's reason; abort tears the communicator down and ends the
  * job through MPI_Abort.
  *
@@ -49,6 +49,10 @@ static synco_status nccl_broadcast(synco_dist *d, void *buf, size_t bytes, int r
 
 static synco_status nccl_barrier(synco_dist *d) { return ctx_of(d)->mpi->barrier(ctx_of(d)->mpi); }
 
+static synco_status nccl_max_ints(synco_dist *d, int *buf, size_t n) {
+  return ctx_of(d)->mpi->max_ints(ctx_of(d)->mpi, buf, n);
+}
+
 static void nccl_abort(synco_dist *d, int code) {
   ncclCommAbort(ctx_of(d)->comm);
   ctx_of(d)->mpi->abort(ctx_of(d)->mpi, code);
@@ -84,7 +88,7 @@ synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int devic
   }
   *d = (synco_dist){.name = "nccl", .rank = mpi->rank, .world = mpi->world, .ctx = c,
                     .allreduce_mean = nccl_allreduce_mean, .allgather = nccl_allgather, .broadcast = nccl_broadcast,
-                    .barrier = nccl_barrier, .abort = nccl_abort, .destroy = nccl_destroy};
+                    .barrier = nccl_barrier, .max_ints = nccl_max_ints, .abort = nccl_abort, .destroy = nccl_destroy};
   c->mpi = mpi;
   c->stream = (cudaStream_t)cuda_stream;
   const ncclResult_t rc = ncclCommInitRank(&c->comm, mpi->world, id, mpi->rank);

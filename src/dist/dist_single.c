@@ -29,6 +29,11 @@ static synco_status single_barrier(synco_dist *d) {
   return SYNCO_OK;
 }
 
+static synco_status single_max_ints(synco_dist *d, int *buf, size_t n) {
+  (void)d, (void)buf, (void)n;
+  return SYNCO_OK;
+}
+
 static void single_destroy(synco_dist *d) { free(d); }
 
 synco_status synco_dist_single_create(synco_dist **out) {
@@ -37,7 +42,7 @@ synco_status synco_dist_single_create(synco_dist **out) {
   if (!d) return SYNCO_ERR_NOMEM;
   *d = (synco_dist){.name = "single", .rank = 0, .world = 1, .allreduce_mean = single_allreduce_mean,
                     .allgather = single_allgather, .broadcast = single_broadcast, .barrier = single_barrier,
-                    .destroy = single_destroy};
+                    .max_ints = single_max_ints, .destroy = single_destroy};
   *out = d;
   return SYNCO_OK;
 }
@@ -84,3 +89,11 @@ synco_status synco_dist_broadcast(synco_dist *d, void *buf, size_t bytes, int ro
 }
 
 synco_status synco_dist_barrier(synco_dist *d) { return d && d->world > 1 ? d->barrier(d) : SYNCO_OK; }
+
+synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n) {
+  if (!d || d->world <= 1) return SYNCO_OK;
+  const double t0 = synco_now();
+  const synco_status s = d->max_ints(d, buf, n);
+  d->seconds += synco_now() - t0;
+  return s;
+}
