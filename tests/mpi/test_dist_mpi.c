@@ -123,6 +123,11 @@ int main(void) {
     synco_dist_free(dist);
     SKIP("needs 2 ranks");
   }
+  { /* the ranks' host agreement: the element-wise maximum, the same on both ranks */
+    int v[3] = {dist->rank ? 7 : -3, dist->rank ? -1 : 5, -2};
+    CHECK_OK(synco_dist_max_ints(dist, v, 3));
+    CHECK(v[0] == 7 && v[1] == 5 && v[2] == -2);
+  }
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_create("auto", &be));
   if (be) {
