@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Resume is exact: 2 epochs straight and 1 epoch + --resume + 1 epoch give bit-identical checkpoints
 # (parameters, BN statistics, SGD momentum, queue and its pointer, metadata).
-# A plain --resume DIR keeps every setting of the run, the thread count too (the oneDNN backend's sums depend on
-# it): resumed where another thread count is the default (OMP_NUM_THREADS=1), it still ends bit-identical; a flag
-# that changes a setting is said (once, 2 threads became the machine's default and 210 of 211 tensors differed).
+# A plain --resume DIR keeps every setting of the run, the thread count too (the CPU backend's sums depend on it):
+# resumed where another thread count is the default (OMP_NUM_THREADS=1), it still ends bit-identical (the kernels
+# fixed by common.inc's SYNCO_CONV_ALGO); a flag that changes a setting is said (once, 2 threads became the
+# machine's default and 210 of 211 tensors differed).
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 train=data/cifar10-small/train
@@ -38,6 +39,6 @@ python3 -c "import json,sys; c=json.load(open(sys.argv[1])); assert c['threads']
   "$tmp/changed/config.json" || fail "config.json does not hold the resumed run's settings"
 # --help states the guarantee these runs measure
 help=$("$SYNCO" pretrain --help)
-[[ $help == *"bit-identical for the same seed, settings and --threads (--resume keeps the run's, threads included)"* ]] \
+[[ $help == *"bit-identical for the same seed, settings and --threads when SYNCO_CONV_ALGO fixes the kernels"* ]] \
   || fail "pretrain --help does not state the determinism guarantee"
 echo "resume: ok (bit-identical after 1 + 1 epochs, also resumed plainly where 1 thread is the default)"
