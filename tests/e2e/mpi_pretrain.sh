@@ -70,7 +70,8 @@ for _ in $(seq 1200); do [ -f "$tmp/kill/last.safetensors" ] && break; sleep 0.2
 victim=
 for p in $(pgrep -x synco || true); do
   env=$(tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null || true)
-  case "$env" in *OMPI_COMM_WORLD_RANK=1*) victim=$p ;; esac
+  # this job's rank 1 (not one of another test's jobs running beside it)
+  case "$env" in *OMPI_COMM_WORLD_RANK=1*) [[ $(tr '\0' ' ' < "/proc/$p/cmdline") == *"$tmp/kill"* ]] && victim=$p ;; esac
 done
 [ -n "$victim" ] || { kill -9 "$job" 2> /dev/null || true; fail "rank 1's process not found"; }
 kill -9 "$victim"
