@@ -6,7 +6,8 @@ set -euo pipefail
 . "$(dirname "$0")/common.inc"
 py=${SYNCO_TB_PYTHON:-python3}
 "$py" -c "import tensorboard" > /dev/null 2>&1 || skip "no tensorboard in $py (pip install tensorboard in a venv; SYNCO_TB_PYTHON=venv/bin/python3)"
-"$SYNCO" info | grep -q "^tensorboard: event files" || skip "synco built without protobuf-c"
+info=$("$SYNCO" info) # captured before grep reads it (see e2e/script_lint)
+grep -q "^tensorboard: event files" <<< "$info" || skip "synco built without protobuf-c"
 train=$(small_cifar '000[0-3].jpg' "$tmp/train" 4)
 "$SYNCO" pretrain --data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 1 -b 16 --moco-k 64 \
   --n-hard 16 --n1 4 --n2 4 --n3 4 --n4 2 --n5 2 --n6 2 --warmup-epochs 0 --print-freq 1 --threads 2 --workers 1 \
