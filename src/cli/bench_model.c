@@ -63,7 +63,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"warmup", 0, SYNCO_ARG_INT, &o->warmup, "untimed iterations first"},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
-      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32, tf32 (a GPU's tensor cores for fp32) or bf16 (a CPU with AVX512-BF16)"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, SYNCO_PRECISION_HELP},
       {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},
       {"bn-splits", 0, SYNCO_ARG_INT, &o->bn_splits, "Split-BN groups"},

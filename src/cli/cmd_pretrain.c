@@ -153,7 +153,7 @@ static void flag_table(pretrain_ctx *c) {
       {"force", 0, SYNCO_ARG_FLAG, &c->force, "start afresh in a run directory that holds a run (it is removed once the new run has a checkpoint, put back if it fails before)"},
       {"init", 0, SYNCO_ARG_STR, &o->init, "start from torchvision-named weights (an export, a converted torchvision model); its ResNet for --arch, --width, --cifar-stem not given"},
       {"stop-epoch", 0, SYNCO_ARG_INT, &o->stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
-      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32 (bf16 needs a CPU with AVX512-BF16)"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, SYNCO_PRECISION_HELP},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores; results depend on it, --resume keeps it)"},
       {"workers", 'j', SYNCO_ARG_INT, &o->workers, "data loader threads"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},

@@ -40,7 +40,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
       {"image-size", 0, SYNCO_ARG_INT, &o->image_size, "input side (default: the checkpoint's; 32 with --cifar-stem, else 224)"},
       {"batch-size", 'b', SYNCO_ARG_INT, &o->batch, "images per forward pass (0: the most, up to 256, that fit in half the free memory)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
-      {"precision", 0, SYNCO_ARG_STR, &o->precision, "fp32, tf32 (a GPU's tensor cores for fp32) or bf16 (a CPU with AVX512-BF16)"},
+      {"precision", 0, SYNCO_ARG_STR, &o->precision, SYNCO_PRECISION_HELP},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores)"},
       {"seed", 0, SYNCO_ARG_INT64, &o->seed, "seed of initializations, subsets and augmentations"},
   };
