@@ -99,7 +99,7 @@ typedef enum { SYNCO_COPY_H2D = 0, SYNCO_COPY_D2H = 1, SYNCO_COPY_D2D = 2 } sync
 /* What a caller may ask a backend through `supports` (as ggml's supports_op): the features that options and
  * reports depend on, so that no code outside backend/ includes a backend's private headers to find out. */
 typedef enum {
-  SYNCO_CAP_BF16 = 0,        /* the layer ops run bf16 activations (fp32 master weights, loss and optimizer) */
+  SYNCO_CAP_BF16 = 0,        /* --precision bf16: convolutions and linear layers multiply bf16 copies (fp32 elsewhere) */
   SYNCO_CAP_BF16_NATIVE = 1, /* the hardware has bf16 arithmetic (a CPU: AVX512-BF16), whether the ops use it yet
                                 or not */
   SYNCO_CAP_WINOGRAD = 2,    /* synco's Winograd F(2x2, 3x3) is a candidate for the 3x3 stride-1 convolutions */
