@@ -46,9 +46,9 @@ static const char SUMMARY[] =
     "flags you do not give to MoCo's CIFAR recipe. With no --data: trains a small ResNet-18 on the images bundled\n"
     "under data/ and prints the kNN accuracy of the untrained and the trained encoder. Started by mpirun -np N (or\n"
     "srun), it trains data-parallel: -b is the global batch, each process takes b/N, rank 0 writes the run directory.\n"
-    "Results are bit-identical for the same seed, settings and --threads when SYNCO_CONV_ALGO fixes the kernels (the\n"
-    "default times them in each process); --resume keeps the run's settings, threads included. Other kernels or\n"
-    "thread counts round differently: the losses agree to about 6 digits at first, then drift apart.";
+    "Results are bit-identical for the same seed, settings and --threads on the same kind of CPU (unless\n"
+    "SYNCO_CONV_ALGO=auto times the kernels in each process); --resume keeps the run's settings, threads included.\n"
+    "Other kernels or thread counts round differently: the losses agree to about 6 digits at first, then drift apart.";
 
 static void apply_method(pretrain_opts *o, synco_arg *args) {
   static const char *names[6] = {"n1", "n2", "n3", "n4", "n5", "n6"};

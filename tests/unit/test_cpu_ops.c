@@ -4,8 +4,8 @@
  * may be chosen), batch norm (train/eval, Split-BN with 2 groups, fused ReLU), max and average pooling, ReLU, add,
  * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
  * that accumulation (+=) is checked too. The blocked ops run with the ISA's block and the 3x3 stride-1 kernels
- * measured (the default), then with each candidate forced (SYNCO_CONV_ALGO=direct, winograd = synco's
- * cpu_wino_conv.c, onednn-winograd), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
+ * of the default rule, then measured (SYNCO_CONV_ALGO=auto), then with each candidate forced (direct, winograd =
+ * synco's cpu_wino_conv.c, onednn-winograd), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
  * 1e-4 + rtol 1e-4.
  *
  * Where the CPU has bf16 (AVX512-BF16, AMX), everything runs once more under --precision bf16, where the
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_wino_conv.h"
 #include "backend/registry.h"
 #include "base/status.h"
 #include "tensor/backend.h"
@@ -433,6 +434,27 @@ static void test_no_ref_kernels(synco_backend *be) {
   free(k);
 }
 
+/* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, and a 64-channel 3x3 stride-1 layer
+ * takes synco's Winograd where the layer is nChw8c (AVX2 machines), oneDNN's direct kernel otherwise. */
+static void test_default_rule(int block) {
+  synco_backend *be = NULL;
+  CHECK_OK(synco_backend_cpu_create(&be));
+  if (!be) return;
+  synco_conv_op op = {.n = 2, .cin = 64, .h = 8, .w = 8, .cout = 64, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
+                      .pad = 1, .dtype = SYNCO_F32};
+  CHECK_OK(be->conv_plan(be, &op));
+  const size_t n = be->kernels(be, NULL, 0) + 1;
+  char *k = malloc(n);
+  be->kernels(be, k, n);
+  CHECK(strstr(k, "measured_ms") == NULL);
+  const int wino = block == 8 && synco_wino_available();
+  CHECK((strstr(k, "\"fwd\":\"synco:winograd") != NULL) == wino);
+  if ((strstr(k, "\"fwd\":\"synco:winograd") != NULL) != wino) fprintf(stderr, "default rule, block %d: %s\n", block, k);
+  free(k);
+  be->conv_release(be, &op);
+  synco_backend_destroy(be);
+}
+
 static void run_all(synco_backend *be, synco_backend *ref, int block, int full) {
   test_layouts(be, block);
   /* the narrow layers of a --width 8 ResNet: 8 channels (nChw8c, plain with blocks of 16) into 16 (nChw16c), where
@@ -484,10 +506,11 @@ int main(void) {
   run_all(be, ref, native, 1);
   synco_backend_destroy(be);
 
-  /* each candidate kernel of the 3x3 stride-1 layers forced, whichever the measurement picks by default (a forced
-   * one that does not apply to a layer or pass, as oneDNN's Winograd on an AVX2 CPU, leaves it on direct) */
-  const char *algos[] = {"direct", "winograd", "onednn-winograd"};
-  for (int i = 0; i < 3; i++) {
+  /* the kernels measured (whichever wins), then each candidate of the 3x3 stride-1 layers forced (a forced one that
+   * does not apply to a layer or pass, as oneDNN's Winograd on an AVX2 CPU, leaves it on direct) */
+  test_default_rule(native);
+  const char *algos[] = {"auto", "direct", "winograd", "onednn-winograd"};
+  for (int i = 0; i < 4; i++) {
     setenv("SYNCO_CONV_ALGO", algos[i], 1);
     be = NULL;
     CHECK_OK(synco_backend_cpu_create(&be));

@@ -14,13 +14,15 @@
  *  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers on blocked activations: synco's own (cpu_wino_conv.c, AVX2 code,
  *    nChw8c or nChw16c) or oneDNN's (dnnl_convolution_winograd, where this oneDNN has a non-reference kernel for
  *    the pass: AVX-512 CPUs).
- * Which one a 3x3 stride-1 pass takes is measured once per process and shape (as cuDNN's benchmark mode does):
- * at plan time each candidate runs the pass on scratch data (one untimed run, then the faster of two timed), and
- * the fastest is kept; the choice is cached in memory for the process (conv_cache below), so the query and key
- * encoders and repeated blocks measure once. The environment variable SYNCO_CONV_ALGO forces one candidate where
- * it applies (direct, winograd = synco's, onednn-winograd; auto = measure, the default; SYNCO_CONV_WINOGRAD=0 is
- * direct): the candidates differ only by rounding, but a run that must be bit-identical across processes
- * (resuming, comparing exports) forces one. The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
+ * Which one a 3x3 stride-1 pass takes is, by default, a fixed rule (rule_kind): the kernels then depend only on
+ * the CPU's ISA and the shapes, so a resumed run, the ranks of a run and a rerun take the same ones and the results
+ * are bit-identical. SYNCO_CONV_ALGO=auto measures instead, once per process and shape (as cuDNN's benchmark mode
+ * does): at plan time each candidate runs the pass on scratch data (one untimed run, then the faster of two
+ * timed), and the fastest is kept, cached in memory for the process (conv_cache below), so the query and key
+ * encoders and repeated blocks measure once; two processes may then choose differently, which changes the
+ * rounding (measured: two identical runs differed in 181 of 211 tensors), and on a loaded machine the timings are
+ * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd;
+ * rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
@@ -364,20 +366,35 @@ static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass
 
 /* ---- the choice: forced, or measured once per shape and process ---------------------------------------------------- */
 
-/* SYNCO_CONV_ALGO: -1 = auto (measure), else the forced K_* (where it applies to a pass; direct elsewhere). */
+/* SYNCO_CONV_ALGO: ALGO_RULE (unset or "rule", the default: a fixed rule, so that every process of a run, and a
+ * resumed run, takes the same kernels), ALGO_MEASURE ("auto": measured per shape), else the forced K_* (where it
+ * applies to a pass; direct elsewhere); ALGO_BAD for a value not known. */
+enum { ALGO_MEASURE = -1, ALGO_BAD = -2, ALGO_RULE = -3 };
 static int forced_kind(void) {
   const char *w = getenv("SYNCO_CONV_WINOGRAD");
   if (w && *w == '0') return K_DIRECT;
   const char *e = getenv("SYNCO_CONV_ALGO");
-  if (!e || !*e || !strcmp(e, "auto")) return -1;
+  if (!e || !*e || !strcmp(e, "rule")) return ALGO_RULE;
+  if (!strcmp(e, "auto")) return ALGO_MEASURE;
   for (int i = 0; i < NKIND; i++)
     if (!strcmp(e, kind_names[i])) return i;
-  return -2;
+  return ALGO_BAD;
+}
+
+/* The default rule, from measurements on 2 cores (see the file's comment): synco's Winograd on nChw8c layers (AVX2
+ * machines, where oneDNN has no Winograd) for all three passes from 64 channels and for backward weights from 32;
+ * oneDNN's direct kernels elsewhere, AVX-512 included, as before measuring existed (no idle-machine measurement
+ * of the Winograds on AVX-512 yet; SYNCO_CONV_ALGO=auto measures on the machine at hand). */
+static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
+  if (!k->own_wino || k->wp.block != 8) return K_DIRECT;
+  const int narrow = op->cin < op->cout ? op->cin : op->cout;
+  return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
 }
 
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
   const int f = forced_kind();
-  return (f == -1 || f == K_OWN_WINO) && (c->block == 8 || c->block == 16) && synco_wino_available();
+  return (f == ALGO_MEASURE || f == ALGO_RULE || f == K_OWN_WINO) && (c->block == 8 || c->block == 16) &&
+         synco_wino_available();
 }
 
 typedef struct {
@@ -494,6 +511,10 @@ static int choice_known(const synco_conv_op *op, const conv_impl *k, conv_choice
     for (int kind = 0; kind < NKIND; kind++) m += has_kind(k, kind, p);
     if (m > 1) candidates = 1;
   }
+  if (f == ALGO_RULE) {
+    for (int p = 0; p < NPASS; p++) q->kind[p] = rule_kind(op, k, p);
+    return 1;
+  }
   if (f >= 0 || !candidates) {
     for (int p = 0; p < NPASS; p++) q->kind[p] = f >= 0 && has_kind(k, f, p) ? f : K_DIRECT;
     return 1;
@@ -567,8 +588,8 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
   SYNCO_TRY(synco_dnnl_md_tag(&k->md_w, 4, wd, dnnl_f32, dnnl_oihw));
   const int f = forced_kind();
-  if (f == -2)
-    return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected auto, direct, winograd or onednn-winograd",
+  if (f == ALGO_BAD)
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd or onednn-winograd",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1 &&
@@ -584,7 +605,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     if (!k->d[K_DIRECT][p].pd)
       return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: no non-reference %s kernel for %dx%dx%d -> %d k%d s%d",
                         pass_names[p], op->cin, op->h, op->w, op->cout, op->kh, op->stride);
-    if (wino_shape && (f == -1 || f == K_DNNL_WINO))
+    if (wino_shape && (f == ALGO_MEASURE || f == K_DNNL_WINO))
       SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_winograd, p, &k->d[K_DNNL_WINO][p]));
   }
   return SYNCO_OK;
