@@ -435,7 +435,7 @@ static void test_no_ref_kernels(synco_backend *be) {
 }
 
 /* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, and a 64-channel 3x3 stride-1 layer
- * takes synco's Winograd where the layer is nChw8c (AVX2 machines), oneDNN's direct kernel otherwise. */
+ * takes synco's Winograd where the layer is nChw8c (AVX2 machines), one of oneDNN's otherwise. */
 static void test_default_rule(int block) {
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_cpu_create(&be));

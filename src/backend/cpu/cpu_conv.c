@@ -383,12 +383,15 @@ static int forced_kind(void) {
 
 /* The default rule, from measurements on 2 cores (see the file's comment): synco's Winograd on nChw8c layers (AVX2
  * machines, where oneDNN has no Winograd) for all three passes from 64 channels and for backward weights from 32;
- * oneDNN's direct kernels elsewhere, AVX-512 included, as before measuring existed (no idle-machine measurement
- * of the Winograds on AVX-512 yet; SYNCO_CONV_ALGO=auto measures on the machine at hand). */
+ * oneDNN's Winograd where it has a kernel for the pass (AVX-512) from 64 channels (measured on the AMX machine,
+ * idle, ResNet-18 CIFAR stem, batch 128: SYNCO_CONV_ALGO=auto chose it for every 3x3 stride-1 layer of 64 channels
+ * and more, 106 images/s against 67 with direct kernels); oneDNN's direct kernels elsewhere. */
+static int has_kind(const conv_impl *k, int kind, int pass);
 static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
-  if (!k->own_wino || k->wp.block != 8) return K_DIRECT;
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
-  return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
+  if (k->own_wino && k->wp.block == 8)
+    return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
+  return narrow >= 64 && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
 }
 
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
@@ -605,7 +608,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     if (!k->d[K_DIRECT][p].pd)
       return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: no non-reference %s kernel for %dx%dx%d -> %d k%d s%d",
                         pass_names[p], op->cin, op->h, op->w, op->cout, op->kh, op->stride);
-    if (wino_shape && (f == ALGO_MEASURE || f == K_DNNL_WINO))
+    if (wino_shape && (f == ALGO_MEASURE || f == ALGO_RULE || f == K_DNNL_WINO))
       SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_winograd, p, &k->d[K_DNNL_WINO][p]));
   }
   return SYNCO_OK;
