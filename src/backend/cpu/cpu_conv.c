@@ -289,7 +289,7 @@ static synco_status pass_make(synco_dnnl_ctx *c, conv_impl *k, int pass, dnnl_pa
 
 /* What pass_make would allocate (kept) and share (scratchpads, reorder buffers). */
 static synco_status pass_bytes(synco_dnnl_ctx *c, const conv_impl *k, int pass, const dnnl_pass *d,
-                               synco_plan_bytes *b) {
+                               const dnnl_pass *fwd, synco_plan_bytes *b) {
   size_t r[2];
   pass_reo_bytes(k, d, pass, r);
   synco_plan_share(b, SYNCO_DNNL_SHARED_REO_X, r[0]);
@@ -297,7 +297,10 @@ static synco_status pass_bytes(synco_dnnl_ctx *c, const conv_impl *k, int pass, 
   synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(d->pd));
   const synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(
       d->pd, pass == P_BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
-  b->kept += alloc_bytes(wmd) + SYNCO_DNNL_CODE_BYTES; /* errs high: backward data may share the forward's copy */
+  /* backward data shares the forward's weight copy when both take the same format (as pass_make does) */
+  const int shared = pass == P_BWD_DATA && fwd && fwd->pd &&
+                     dnnl_memory_desc_equal(wmd, dnnl_primitive_desc_query_md(fwd->pd, dnnl_query_weights_md, 0));
+  b->kept += (shared ? 0 : alloc_bytes(wmd)) + SYNCO_DNNL_CODE_BYTES;
   size_t s;
   if (pass == P_BWD_WEIGHTS) SYNCO_TRY(synco_dnnl_reorder_scratch(c, wmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum, &s));
   else SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wmd, c->attr, &s));
@@ -682,7 +685,7 @@ static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_
   for (int a = 0; a < NKIND - 1; a++)
     for (int p = 0; p < NPASS; p++)
       if (k->d[a][p].pd && (!known || q.kind[p] == a))
-        SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], b));
+        SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], !known || q.kind[P_FWD] == a ? &k->d[a][P_FWD] : NULL, b));
   return SYNCO_OK;
 }
 
