@@ -21,6 +21,8 @@
 #include "nn/encoder.h"
 #include "ssl/moco.h"
 
+#include "tiny_moco.inc"
+
 static synco_backend *g_be;
 static synco_moco *g_moco;
 static char g_path[128];
@@ -47,20 +49,7 @@ static void write_seeds(const char *dir) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  synco_moco_config mc;
-  memset(&mc, 0, sizeof mc);
-  mc.enc = (synco_encoder_config){.depth = 18, .width = 1, .cifar_stem = 1, .head = 1, .mlp = 1, .dim = 4, .bn_splits = 1};
-  mc.image_size = 8;
-  mc.batch = 2;
-  mc.K = 4;
-  mc.m = 0.99f;
-  mc.T = 0.2f;
-  mc.momentum = 0.9f;
-  mc.seed = 1;
-  if (synco_backend_create("ref", &g_be) != SYNCO_OK || synco_moco_create(&g_moco, g_be, &mc) != SYNCO_OK) {
-    fprintf(stderr, "fuzz_checkpoint: cannot build the model: %s\n", synco_last_error());
-    abort();
-  }
+  tiny_moco_create("fuzz_checkpoint", &g_be, &g_moco);
   snprintf(g_path, sizeof g_path, "/dev/shm/synco_fuzz_ckpt_%d.safetensors", (int)getpid());
   FILE *f = fopen(g_path, "wb");
   if (f) fclose(f);

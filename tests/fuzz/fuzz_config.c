@@ -27,6 +27,8 @@
 #include "nn/encoder_weights.h"
 #include "ssl/moco.h"
 
+#include "tiny_moco.inc"
+
 static synco_backend *g_be;
 static synco_moco *g_moco;
 static char g_ckpt[160], g_path[160], g_out[160];
@@ -56,20 +58,7 @@ static void load_template(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  synco_moco_config mc;
-  memset(&mc, 0, sizeof mc);
-  mc.enc = (synco_encoder_config){.depth = 18, .width = 1, .cifar_stem = 1, .head = 1, .mlp = 1, .dim = 4, .bn_splits = 1};
-  mc.image_size = 8;
-  mc.batch = 2;
-  mc.K = 4;
-  mc.m = 0.99f;
-  mc.T = 0.2f;
-  mc.momentum = 0.9f;
-  mc.seed = 1;
-  if (synco_backend_create("ref", &g_be) != SYNCO_OK || synco_moco_create(&g_moco, g_be, &mc) != SYNCO_OK) {
-    fprintf(stderr, "fuzz_config: cannot build the model: %s\n", synco_last_error());
-    abort();
-  }
+  tiny_moco_create("fuzz_config", &g_be, &g_moco);
   const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
   snprintf(g_ckpt, sizeof g_ckpt, "%s/synco_fuzz_config_%d_tiny.safetensors", dir, (int)getpid());
   snprintf(g_path, sizeof g_path, "%s/synco_fuzz_config_%d.safetensors", dir, (int)getpid());
