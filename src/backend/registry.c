@@ -152,8 +152,9 @@ void synco_backend_describe(char *buf, size_t n) {
            bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32)"
                 : "no (needs AVX512-BF16 or AMX; fp32 only)",
            probe,
-           wino ? "the fastest per layer shape and pass, measured once per process at plan time, of synco's Winograd "
-                  "F(2x2,3x3), oneDNN direct and (AVX-512) oneDNN's Winograd; SYNCO_CONV_ALGO=direct|winograd|"
+           wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd F(2x2,3x3) "
+                  "from 64 channels (synco's on AVX2, oneDNN's on AVX-512), oneDNN direct elsewhere; "
+                  "SYNCO_CONV_ALGO=auto measures each shape once per process instead, =direct|winograd|"
                   "onednn-winograd forces one; `bench --json` lists the kernels chosen"
                 : "oneDNN direct (SYNCO_CONV_ALGO forces a kernel; `bench --json` lists the kernels chosen)");
 #else

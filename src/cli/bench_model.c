@@ -286,7 +286,10 @@ int synco_bench_step(int argc, char **argv) {
     fprintf(stderr, "synco bench: --method must be synco, mochi or moco\n");
     return 2;
   }
-  if (mc.neg.n_hard > mc.K) mc.neg.n_hard = mc.K;
+  /* the counts pretrain takes for this queue size (n_hard = min(1024, K/4), each count at most n_hard), so that the
+   * step timed is the step a `pretrain --moco-k K` run takes */
+  const int none_given[SYNCO_NEG_TYPES] = {0};
+  synco_negatives_scale_defaults(&mc.neg, mc.K, 0, none_given);
   synco_backend *be = NULL;
   synco_moco *m = NULL;
   synco_mem_plan mp;

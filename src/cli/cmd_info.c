@@ -6,6 +6,7 @@
 #include "backend/registry.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/wait_policy.h"
 #include "dist/dist.h"
 #include "io/tfevents.h"
 #include "synco.h"
@@ -35,7 +36,8 @@ int synco_cmd_info(int argc, char **argv) {
 #else
   printf("transports: single process (MPI not built in: apt-get install openmpi-bin libopenmpi-dev and rebuild)\n");
 #endif
-  printf("threads: %d (%s)\n", omp_get_max_threads(), threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change");
+  printf("threads: %d (%s); idle threads wait: %s\n", omp_get_max_threads(),
+         threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change", synco_wait_policy_describe());
 #ifdef SYNCO_HAVE_CAIRO
   printf("plots: cairo\n");
 #else

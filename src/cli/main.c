@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/memplan.h"
+#include "cli/wait_policy.h"
 #include "synco.h"
 
 typedef struct {
@@ -35,6 +36,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  synco_wait_policy_init(argv); /* may execute the program again, with libgomp's spin count set */
   /* A file-size limit (ulimit -f) is an error of the write that meets it (EFBIG, reported like ENOSPC, naming the
    * file, the old file intact), not a signal that kills the process mid-checkpoint. */
   signal(SIGXFSZ, SIG_IGN);

@@ -82,6 +82,24 @@ done
 "$SYNCO" info --threads 3 > "$tmp/info"
 grep -q "^threads: 3 " "$tmp/info" || { cat "$tmp/info"; fail "info --threads 3 not reported"; }
 
+# Idle threads: synco sets libgomp's spin count itself (wait_policy.c) unless the user chose a wait policy, and the
+# programs it starts (here a stand-in for --compare-torch's python) see the user's environment, not synco's.
+grep -q "idle threads wait: spin 3000 turns" "$tmp/info" || { cat "$tmp/info"; fail "info: no default spin count"; }
+OMP_WAIT_POLICY=passive "$SYNCO" info > "$tmp/info"
+grep -q "idle threads wait: OMP_WAIT_POLICY, as set" "$tmp/info" || { cat "$tmp/info"; fail "info: user's policy not kept"; }
+cat > "$tmp/fakepy" <<EOF
+#!/bin/sh
+env > "$tmp/child.env"
+echo '{"images_per_s": 1.0, "peak_rss_mb": 1.0}'
+EOF
+chmod +x "$tmp/fakepy"
+bench_tiny=(bench step --cifar-stem --width 8 --batch 8 --moco-k 64 --iters 1 --warmup 0 --threads 1 --compare-torch)
+"$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench --compare-torch failed"; }
+[ -s "$tmp/child.env" ] || fail "the stand-in python did not run"
+! grep -q "SPINCOUNT" "$tmp/child.env" || { grep SPINCOUNT "$tmp/child.env"; fail "synco's spin count leaked to a child"; }
+GOMP_SPINCOUNT=77 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench failed"; }
+grep -qx "GOMP_SPINCOUNT=77" "$tmp/child.env" || fail "the user's GOMP_SPINCOUNT did not reach a child"
+
 # Scaled synthetic counts with --moco-k 256 (no --n-hard/--nK), the long aliases and -j, in a 60-column terminal
 # when script(1) can give the run one: the progress redraws never exceed 59 columns.
 run=(pretrain --data "$img" --arch resnet18 --cifar-stem --width 8 --image-size 32 --threads 1 --bn-splits 2
@@ -127,4 +145,4 @@ wait "$pid" || rc=$?
 [ "$rc" = 130 ] || { cat "$tmp/int.err"; fail "interrupted run: exit $rc, not 130"; }
 grep -qE "^synco pretrain: interrupted at epoch [0-9]+ step [0-9]+; the last checkpoint is $tmp/int/last.safetensors \(epoch [0-9]+\); continue with --resume $tmp/int/last.safetensors$" "$tmp/int.err" \
   || { cat "$tmp/int.err"; fail "interrupted run: no message naming the checkpoint"; }
-echo "cli_args: $n refused values, aliases, info --threads, scaled counts, narrow terminal, Ctrl-C: ok"
+echo "cli_args: $n refused values, aliases, info --threads, wait policy, scaled counts, narrow terminal, Ctrl-C: ok"
