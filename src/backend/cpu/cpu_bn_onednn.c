@@ -307,7 +307,10 @@ synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
     float *pdx = dx->data;
     const long n = (long)synco_tensor_numel(dx);
 #pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) pdx[i] = py[i] > 0.f ? pdy[i] : 0.f;
+    for (long i = 0; i < n; i++) {
+      const float g = pdy[i]; /* loaded whatever the mask, so that the loop vectorizes */
+      pdx[i] = py[i] > 0.f ? g : 0.f;
+    }
     diff_dst = dx->data; /* the backward primitive runs in place on dx */
   }
   dnnl_exec_arg_t a[10] = {{DNNL_ARG_SRC, k->m_s},       {DNNL_ARG_DIFF_DST, k->m_d}, {DNNL_ARG_DIFF_SRC, k->m_ds},
