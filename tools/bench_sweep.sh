@@ -5,13 +5,13 @@
 # (the acceptance of issue 20: no configuration below 0.8x of it). Every run's kernel list (`--json`) is searched for
 # one of oneDNN's reference kernels (ref:*); one found fails the sweep.
 # usage: tools/bench_sweep.sh [SYNCO_BINARY] [OUT.jsonl]   (default build/synco, no file)
-# environment: WIDTHS (default "8 16 24 32 64"), BATCHES ("32 64 128 256"), THREADS (2), MOCO_K (256), ITERS (3),
+# environment: WIDTHS (default "8 16 24 32 64"), BATCHES ("32 64 128 256"), THREADS (2), MOCO_K (256), ITERS (10),
 #              METHOD (synco)
 set -euo pipefail
 bin=${1:-build/synco}; out=${2:-}
 py=${PYTHON:-/usr/bin/python3}
 widths=(${WIDTHS:-8 16 24 32 64}); batches=(${BATCHES:-32 64 128 256})
-common=(--arch resnet18 --cifar-stem --threads "${THREADS:-2}" --moco-k "${MOCO_K:-256}" --iters "${ITERS:-3}"
+common=(--arch resnet18 --cifar-stem --threads "${THREADS:-2}" --moco-k "${MOCO_K:-256}" --iters "${ITERS:-10}"
         --warmup 1 --method "${METHOD:-synco}" --json)
 tmp=$(mktemp); trap 'rm -f "$tmp"' EXIT
 for b in "${batches[@]}"; do
