@@ -12,9 +12,10 @@
  *                         (default), 342-347 (3,000);
  *   OMP_WAIT_POLICY=passive (no spinning) halved the width-8 step alone (1,480 -> 800 images/s).
  * So synco runs with GOMP_SPINCOUNT=3000 unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT. libgomp reads them
- * once, when it loads, before main: setting the variable means executing the program again (/proc/self/exe, same
- * arguments, same pid, so MPI launchers are unaffected). The re-executed process then removes the variable again, so
- * that programs it starts (python for --compare-torch) see the user's environment. */
+ * once, when it loads, before main: setting the variable means executing the program again (the file
+ * /proc/self/exe names, same arguments, same pid and name, so MPI launchers and pgrep are unaffected). The
+ * re-executed process then removes the variable again, so that programs it starts (python for --compare-torch) see
+ * the user's environment. */
 #include "cli/wait_policy.h"
 
 #include <stdio.h>
@@ -39,9 +40,14 @@ void synco_wait_policy_init(char **argv) {
     return;
   }
 #ifdef __linux__
+  /* the file itself, not /proc/self/exe, so that the process keeps its name (ps, top, pgrep -x synco) */
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0 || (size_t)n >= sizeof exe - 1) return;
+  exe[n] = 0;
   if (setenv("GOMP_SPINCOUNT", SYNCO_GOMP_SPINCOUNT, 1) == 0 && setenv(MARK, "1", 1) == 0) {
     fflush(NULL);
-    execv("/proc/self/exe", argv);
+    execv(exe, argv); /* fails for a binary deleted since it started ("... (deleted)"): run on as is */
   }
   unsetenv(MARK); /* the exec failed: run on with libgomp's default */
   unsetenv("GOMP_SPINCOUNT");
