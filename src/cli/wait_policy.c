@@ -20,6 +20,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define MARK "SYNCO_SET_GOMP_SPINCOUNT"
@@ -37,6 +38,13 @@ void synco_wait_policy_init(char **argv) {
   const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
   if (policy || spin) {
     chosen = policy ? "OMP_WAIT_POLICY, as set" : "GOMP_SPINCOUNT, as set";
+    return;
+  }
+  /* valgrind runs the program through its preloads and does not follow an exec: a re-executed synco would run
+   * without it */
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload")) {
+    chosen = "libgomp's default (under valgrind, which an exec to set the spin count would leave)";
     return;
   }
 #ifdef __linux__
