@@ -181,14 +181,14 @@ synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_c
   return SYNCO_OK;
 }
 
-/* ---- forward ------------------------------------------------------------------------------------- */
-
-/* Mean and biased variance of the lanes of one task, B lanes interleaved, per images of HW pixels. */
 /* ReLU's backward for one element: g where the output y is positive, else 0. g is an argument, so it is loaded
  * whatever the mask: the loops then vectorize to a compare and a blend, where `y > 0 ? dy[i] : 0` kept one
  * unpredictable branch per element (half the elements of a ReLU are zero). */
 static inline __attribute__((always_inline)) float relu_mask(float y, float g) { return y > 0.f ? g : 0.f; }
 
+/* ---- forward ------------------------------------------------------------------------------------- */
+
+/* Mean and biased variance of the lanes of one task, B lanes interleaved, per images of HW pixels. */
 static inline __attribute__((always_inline)) void task_stats(const float *x, long img_stride, int per, long HW,
                                                              int B, double *mean, double *var) {
   double s[16] = {0}, v[16] = {0};
