@@ -303,14 +303,7 @@ synco_status synco_dnnl_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
   const void *diff_dst = dy->data;
   if (op->relu) {
     if (dx->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu bn_bwd: fused relu is fp32 only");
-    const float *py = y->data, *pdy = dy->data;
-    float *pdx = dx->data;
-    const long n = (long)synco_tensor_numel(dx);
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) {
-      const float g = pdy[i]; /* loaded whatever the mask, so that the loop vectorizes */
-      pdx[i] = py[i] > 0.f ? g : 0.f;
-    }
+    SYNCO_TRY(synco_dnnl_relu_bwd(be, dx, dy, y));
     diff_dst = dx->data; /* the backward primitive runs in place on dx */
   }
   dnnl_exec_arg_t a[10] = {{DNNL_ARG_SRC, k->m_s},       {DNNL_ARG_DIFF_DST, k->m_d}, {DNNL_ARG_DIFF_SRC, k->m_ds},
