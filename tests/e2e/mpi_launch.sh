@@ -52,11 +52,7 @@ mpirun -np 2 --oversubscribe "$SYNCO" pretrain "${F8[@]}" --data "$train" --epoc
 job=$!
 for _ in $(seq 1200); do [ -f "$tmp/int/last.safetensors" ] && break; sleep 0.25; done
 [ -f "$tmp/int/last.safetensors" ] || { kill -9 "$job" 2> /dev/null || true; cat "$tmp/int.txt"; fail "no checkpoint"; }
-victim=
-for p in $(pgrep -x synco || true); do
-  env=$(tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null || true)
-  case "$env" in *OMPI_COMM_WORLD_RANK=1*) [[ $(tr '\0' ' ' < "/proc/$p/cmdline") == *"$tmp/int"* ]] && victim=$p ;; esac
-done
+victim=$(mpi_rank_pid 1 "$tmp/int")
 [ -n "$victim" ] || { kill -9 "$job" 2> /dev/null || true; fail "rank 1's process not found"; }
 kill -INT "$victim"
 # the job must end by itself; 120 s only tells a hang from an end

@@ -67,12 +67,7 @@ PY
 job=$!
 for _ in $(seq 1200); do [ -f "$tmp/kill/last.safetensors" ] && break; sleep 0.25; done
 [ -f "$tmp/kill/last.safetensors" ] || { kill -9 "$job" 2> /dev/null || true; cat "$tmp/kill.txt"; fail "no checkpoint"; }
-victim=
-for p in $(pgrep -x synco || true); do
-  env=$(tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null || true)
-  # this job's rank 1 (not one of another test's jobs running beside it)
-  case "$env" in *OMPI_COMM_WORLD_RANK=1*) [[ $(tr '\0' ' ' < "/proc/$p/cmdline") == *"$tmp/kill"* ]] && victim=$p ;; esac
-done
+victim=$(mpi_rank_pid 1 "$tmp/kill")
 [ -n "$victim" ] || { kill -9 "$job" 2> /dev/null || true; fail "rank 1's process not found"; }
 kill -9 "$victim"
 # the job must end by itself; 120 s only tells a hang from an end (it takes a second or two)

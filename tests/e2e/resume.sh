@@ -12,10 +12,7 @@ common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 -
         --n1 16 --n2 16 --n3 16 --n4 8 --n5 8 --n6 8 --warmup-epochs 1 --threads 2 --workers 2 --seed 7
         --lr-warmup-epochs 1)
 # A subset keeps it quick: the first 20 images of each class.
-mkdir -p "$tmp/data"
-for d in "$train"/*/; do
-  c=$(basename "$d"); files=("$d"*); mkdir -p "$tmp/data/$c"; cp "${files[@]:0:20}" "$tmp/data/$c/"
-done
+first_per_class "$train" "$tmp/data" 20
 common[1]="$tmp/data"
 "$SYNCO" pretrain "${common[@]}" --out "$tmp/straight" > /dev/null 2>&1 || fail "straight run failed"
 "$SYNCO" pretrain "${common[@]}" --stop-epoch 1 --out "$tmp/split" > /dev/null 2>&1 || fail "first half failed"

@@ -10,10 +10,7 @@ train=data/cifar10-small/train
 common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 2 -b 64 --moco-k 512 --n-hard 64
         --n1 16 --n2 16 --n3 16 --n4 8 --n5 8 --n6 8 --warmup-epochs 1 --threads 2 --workers 2 --seed 7
         --lr-warmup-epochs 1)
-mkdir -p "$tmp/data"
-for d in "$train"/*/; do
-  c=$(basename "$d"); files=("$d"*); mkdir -p "$tmp/data/$c"; cp "${files[@]:0:20}" "$tmp/data/$c/"
-done
+first_per_class "$train" "$tmp/data" 20
 common[1]="$tmp/data"
 "$SYNCO" pretrain "${common[@]}" --precision bf16 --out "$tmp/straight" > /dev/null 2>&1 || fail "straight bf16 run failed"
 "$SYNCO" pretrain "${common[@]}" --precision bf16 --stop-epoch 1 --out "$tmp/split" > /dev/null 2>&1 || fail "first half failed"

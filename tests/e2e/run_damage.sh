@@ -17,9 +17,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.inc"
 SYNCO=$(cd "$(dirname "$SYNCO")" && pwd)/$(basename "$SYNCO")
 data=$tmp/data
-for d in data/cifar10-small/train/*/; do
-  c=$(basename "$d"); files=("$d"*); mkdir -p "$data/$c"; cp "${files[@]:0:2}" "$data/$c/"
-done
+first_per_class data/cifar10-small/train "$data" 2
 F8=(--arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4
     --threads 1 --epochs 1 --image-size 32 --bn-splits 2 --workers 1)
 machine=(--threads 1 --workers 1)
