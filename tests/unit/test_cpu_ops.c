@@ -5,7 +5,7 @@
  * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
  * that accumulation (+=) is checked too. The blocked ops run with the ISA's block and the 3x3 stride-1 kernels
  * of the default rule, then measured (SYNCO_CONV_ALGO=auto), then with each candidate forced (direct, winograd =
- * synco's cpu_wino_conv.c, onednn-winograd), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
+ * synco's cpu_wino_conv.c, onednn-winograd, direct8 = synco's cpu_direct8_conv.c for 8 -> 8 channels on AVX-512), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
  * 1e-4 + rtol 1e-4.
  *
  * Where the CPU has bf16 (AVX512-BF16, AMX), everything runs once more under --precision bf16, where the
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_direct8_conv.h"
 #include "backend/cpu/cpu_wino_conv.h"
 #include "backend/registry.h"
 #include "base/status.h"
@@ -185,16 +186,17 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
   free(x), free(wt), free(dy), free(dw0), free(fdw), free(rdw);
 }
 
-/* synco's Winograd convolutions give the same bits with 1 and 2 threads (the chunking of tiles does not depend on
- * the thread count, and chunks go to threads dynamically without changing any sum): a run's results do not depend
- * on --threads or on which thread was slower. Planned with the Winograd forced (SYNCO_CONV_ALGO). */
-static void test_conv_threads_agree(synco_backend *be, int n, int c, int hw) {
+/* synco's own convolutions give the same bits with 1 and 2 threads: Winograd's chunking of tiles does not depend on
+ * the thread count, and chunks go to threads dynamically without changing any sum; direct8 writes each output from
+ * one thread and sums backward weights per image, then over images in order. So a run's results do not depend on
+ * --threads or on which thread was slower. Planned with the kernel forced (SYNCO_CONV_ALGO=algo). */
+static void test_conv_threads_agree(synco_backend *be, const char *algo_forced, int n, int c, int hw) {
   synco_conv_op op = {.n = n, .cin = c, .h = hw, .w = hw, .cout = c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
                       .oh = hw, .ow = hw, .dtype = SYNCO_F32};
   const int threads = omp_get_max_threads();
   omp_set_num_threads(2);
   char *algo = getenv("SYNCO_CONV_ALGO") ? strdup(getenv("SYNCO_CONV_ALGO")) : NULL;
-  setenv("SYNCO_CONV_ALGO", "winograd", 1);
+  setenv("SYNCO_CONV_ALGO", algo_forced, 1);
   CHECK_OK(be->conv_plan(be, &op));
   if (algo) setenv("SYNCO_CONV_ALGO", algo, 1);
   else unsetenv("SYNCO_CONV_ALGO");
@@ -452,6 +454,19 @@ static void test_default_rule(int block) {
   if ((strstr(k, "\"fwd\":\"synco:winograd") != NULL) != wino) fprintf(stderr, "default rule, block %d: %s\n", block, k);
   free(k);
   be->conv_release(be, &op);
+  /* an 8 -> 8 layer (nChw8c) takes synco's direct8 where the CPU has AVX-512 */
+  synco_conv_op op8 = {.n = 2, .cin = 8, .h = 8, .w = 8, .cout = 8, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
+                       .pad = 1, .dtype = SYNCO_F32};
+  CHECK_OK(be->conv_plan(be, &op8));
+  const size_t n8 = be->kernels(be, NULL, 0) + 1;
+  k = malloc(n8);
+  be->kernels(be, k, n8);
+  const int d8 = synco_direct8_available();
+  CHECK((strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c\"") != NULL) == d8);
+  CHECK((strstr(k, "\"bwd_weights\":\"synco:direct8_avx512:nChw8c\"") != NULL) == d8);
+  if (!d8) printf("SKIP (direct8 part): this CPU has no AVX-512; 8-channel layers stay on oneDNN\n");
+  free(k);
+  be->conv_release(be, &op8);
   synco_backend_destroy(be);
 }
 
@@ -483,7 +498,15 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 32, 6, 6, 40, 3, 1, 1);   /* Winograd backward weights only (32 channels) */
   test_conv(be, ref, 3, 64, 6, 6, 64, 3, 1, 1);   /* Winograd: chunks of 8 and 3 tiles (GEMM row remainders) */
   test_conv(be, ref, 1, 64, 2, 26, 64, 3, 1, 1);  /* Winograd: one row of tiles, chunks of 8 and 5 */
-  if (!g_bf16) test_conv_threads_agree(be, 6, 64, 12); /* Winograd's property (fp32 only) */
+  test_conv(be, ref, 3, 8, 5, 19, 8, 3, 1, 1);    /* direct8 (AVX-512): blocks of 8 columns, inner and at the edges,
+                                                   * then 3 columns one by one */
+  test_conv(be, ref, 1, 8, 3, 32, 8, 3, 1, 1);    /* direct8: two inner blocks */
+  test_conv(be, ref, 2, 8, 1, 9, 8, 3, 1, 1);     /* direct8: one row */
+  test_conv(be, ref, 3, 8, 6, 1, 8, 3, 1, 1);     /* direct8: one column */
+  if (!g_bf16) { /* the own kernels' property (fp32 only) */
+    test_conv_threads_agree(be, "winograd", 6, 64, 12);
+    if (synco_direct8_available()) test_conv_threads_agree(be, "direct8", 5, 8, 17);
+  }
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
   test_bn(be, ref, 6, 32, 3, 4, 3, 1);
@@ -509,8 +532,8 @@ int main(void) {
   /* the kernels measured (whichever wins), then each candidate of the 3x3 stride-1 layers forced (a forced one that
    * does not apply to a layer or pass, as oneDNN's Winograd on an AVX2 CPU, leaves it on direct) */
   test_default_rule(native);
-  const char *algos[] = {"auto", "direct", "winograd", "onednn-winograd"};
-  for (int i = 0; i < 4; i++) {
+  const char *algos[] = {"auto", "direct", "winograd", "onednn-winograd", "direct8"};
+  for (int i = 0; i < 5; i++) {
     setenv("SYNCO_CONV_ALGO", algos[i], 1);
     be = NULL;
     CHECK_OK(synco_backend_cpu_create(&be));

@@ -1,4 +1,5 @@
-/* Convolution on oneDNN, or on synco's own Winograd (cpu_wino_conv.c), chosen per layer and per pass at plan time.
+/* Convolution on oneDNN, or on synco's own kernels (Winograd, cpu_wino_conv.c; 8-channel direct on AVX-512,
+ * cpu_direct8_conv.c), chosen per layer and per pass at plan time.
  *
  * Each pass (forward, backward data, backward weights) gets a kernel of its own:
  *  - oneDNN. The primitive descriptor is created with the activations in the layer's layout (so layers chain
@@ -14,6 +15,8 @@
  *  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers on blocked activations: synco's own (cpu_wino_conv.c, AVX2 code,
  *    nChw8c or nChw16c) or oneDNN's (dnnl_convolution_winograd, where this oneDNN has a non-reference kernel for
  *    the pass: AVX-512 CPUs).
+ *  - synco's direct8 (cpu_direct8_conv.c): 3x3 stride-1 layers of 8 channels into 8 on nChw8c, on AVX-512 CPUs,
+ *    where oneDNN has only AVX2 kernels for an 8-channel block (half of each register idle).
  * Which one a 3x3 stride-1 pass takes is, by default, a fixed rule (rule_kind): the kernels then depend only on
  * the CPU's ISA and the shapes, so a resumed run, the ranks of a run and a rerun take the same ones and the results
  * are bit-identical. SYNCO_CONV_ALGO=auto measures instead, once per process and shape (as cuDNN's benchmark mode
@@ -21,7 +24,7 @@
  * timed), and the fastest is kept, cached in memory for the process (conv_cache below), so the query and key
  * encoders and repeated blocks measure once; two processes may then choose differently, which changes the
  * rounding (measured: two identical runs differed in 181 of 211 tensors), and on a loaded machine the timings are
- * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd;
+ * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd, direct8;
  * rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
@@ -40,15 +43,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_direct8_conv.h"
 #include "backend/cpu/cpu_onednn_util.h"
 #include "backend/cpu/cpu_wino_conv.h"
 #include "base/progress.h"
 
 enum { P_FWD = 0, P_BWD_DATA = 1, P_BWD_WEIGHTS = 2, NPASS = 3 };
 /* The kernels a pass can take. */
-enum { K_DIRECT = 0, K_DNNL_WINO = 1, K_OWN_WINO = 2, NKIND = 3 };
+/* oneDNN's kinds come first (NDNNL of them), then synco's own kernels. */
+enum { K_DIRECT = 0, K_DNNL_WINO = 1, K_OWN_WINO = 2, K_OWN_DIRECT8 = 3, NKIND = 4, NDNNL = 2 };
 static const char *const pass_names[NPASS] = {"fwd", "bwd_data", "bwd_weights"};
-static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "winograd"};
+static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "winograd", "direct8"};
 
 /* One pass on one oneDNN algorithm. */
 typedef struct {
@@ -68,8 +73,10 @@ typedef struct {
   synco_layout lx, ly;
   synco_dnnl_md md_x, md_y, md_w;
   dnnl_memory_t m_x, m_y, m_w; /* the layer's x / dx, y / dy, and plain OIHW weights, bound per call */
-  dnnl_pass d[NKIND - 1][NPASS]; /* [K_DIRECT or K_DNNL_WINO][pass]; pd NULL where it does not exist */
+  dnnl_pass d[NDNNL][NPASS];     /* [K_DIRECT or K_DNNL_WINO][pass]; pd NULL where it does not exist */
   int own_wino;                  /* synco's Winograd applies to the layer */
+  int own_d8;                    /* synco's 8-channel AVX-512 direct kernel applies (cpu_direct8_conv.c) */
+  int n, h, w;                   /* the layer's batch and input size (for the own kernels) */
   synco_wino_plan wp;
   int kind[NPASS];               /* the chosen kernel of each pass */
   int bf16;                      /* the passes multiply bf16 copies (--precision bf16) */
@@ -92,7 +99,7 @@ void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op) {
   conv_impl *k = op->impl;
   (void)be;
   if (!k) return;
-  for (int a = 0; a < NKIND - 1; a++)
+  for (int a = 0; a < NDNNL; a++)
     for (int p = NPASS - 1; p >= 0; p--) pass_free(&k->d[a][p]); /* bwd data may share the forward's weights */
   synco_dnnl_mem_free(&k->m_x);
   synco_dnnl_mem_free(&k->m_y);
@@ -323,6 +330,11 @@ static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass
     if (pass == P_BWD_DATA) return synco_wino_bwd_data(&k->wp, xs, ys, w, ws);
     return synco_wino_bwd_weights(&k->wp, w, ys, xs, ws);
   }
+  if (kind == K_OWN_DIRECT8) {
+    if (pass == P_FWD) return synco_direct8_fwd(k->n, k->h, k->w, ys, xs, w);
+    if (pass == P_BWD_DATA) return synco_direct8_bwd_data(k->n, k->h, k->w, xs, ys, w);
+    return synco_direct8_bwd_weights(k->n, k->h, k->w, w, ys, xs, ws);
+  }
   dnnl_pass *d = &k->d[kind][pass];
   SYNCO_TRY(synco_dnnl_bind(k->m_x, xs));
   SYNCO_TRY(synco_dnnl_bind(k->m_y, ys));
@@ -388,7 +400,10 @@ static int forced_kind(void) {
   return ALGO_BAD;
 }
 
-/* The default rule, from measurements on 2 cores (see the file's comment): synco's Winograd on nChw8c layers (AVX2
+/* The default rule, from measurements on 2 cores (see the file's comment): synco's direct8 wherever it applies (8 ->
+ * 8 channels on AVX-512; measured on the AMX VM, batch 64, 32x32, each pass on scratch data: forward 0.50-0.57 ms
+ * against oneDNN's 1.37-1.63, backward data 0.50-0.63 against 0.95-1.0, backward weights 0.30-0.31 against
+ * 0.60-1.70, synco's Winograd 1.2-3.6); synco's Winograd on nChw8c layers (AVX2
  * machines, where oneDNN has no Winograd) for all three passes from 64 channels and for backward weights from 32;
  * oneDNN's Winograd where it has a kernel for the pass (AVX-512) from 64 channels (measured on the AMX machine,
  * idle, ResNet-18 CIFAR stem, batch 128: SYNCO_CONV_ALGO=auto chose it for every 3x3 stride-1 layer of 64 channels
@@ -396,6 +411,7 @@ static int forced_kind(void) {
 static int has_kind(const conv_impl *k, int kind, int pass);
 static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
+  if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
   return narrow >= 64 && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
@@ -452,7 +468,7 @@ static void cache_put(const conv_choice *q) {
 }
 
 static int has_kind(const conv_impl *k, int kind, int pass) {
-  return kind == K_OWN_WINO ? k->own_wino : k->d[kind][pass].pd != NULL;
+  return kind == K_OWN_WINO ? k->own_wino : kind == K_OWN_DIRECT8 ? k->own_d8 : k->d[kind][pass].pd != NULL;
 }
 
 static void fill(float *p, size_t n, unsigned seed) {
@@ -472,8 +488,9 @@ static synco_status measure(synco_backend *be, const synco_conv_op *op, conv_imp
   const size_t nw = (size_t)op->cout * op->cin * op->kh * op->kw;
   float *x = synco_aligned_alloc(nx * sizeof(float)), *y = synco_aligned_alloc(ny * sizeof(float));
   float *w = synco_aligned_alloc(nw * sizeof(float)), *dw = synco_aligned_alloc(nw * sizeof(float));
-  float *ws = k->own_wino ? synco_aligned_alloc(wino) : NULL;
-  synco_status s = (x && y && w && dw && (ws || !k->own_wino)) ? SYNCO_OK : SYNCO_ERR_NOMEM;
+  const int own = k->own_wino || k->own_d8;
+  float *ws = own ? synco_aligned_alloc(wino) : NULL;
+  synco_status s = (x && y && w && dw && (ws || !own)) ? SYNCO_OK : SYNCO_ERR_NOMEM;
   if (s == SYNCO_OK) {
     fill(x, nx, 1);
     fill(y, ny, 2);
@@ -541,9 +558,11 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
                    op->cout, op->oh, op->ow, op->kh, op->stride, op->pad, op->n);
   for (int p = 0; p < NPASS && n > 0 && (size_t)n < sizeof e; p++) {
     const int kind = k->kind[p];
-    const dnnl_pass *d = kind == K_OWN_WINO ? NULL : &k->d[kind][p];
-    n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s\"", pass_names[p],
-                  d ? d->impl : k->wp.block == 16 ? "synco:winograd_f2x3:nChw16c" : "synco:winograd_f2x3:nChw8c",
+    const dnnl_pass *d = kind >= NDNNL ? NULL : &k->d[kind][p];
+    const char *own = kind == K_OWN_DIRECT8   ? "synco:direct8_avx512:nChw8c"
+                      : k->wp.block == 16 ? "synco:winograd_f2x3:nChw16c"
+                                          : "synco:winograd_f2x3:nChw8c";
+    n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s\"", pass_names[p], d ? d->impl : own,
                   d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "");
   }
   if (measured && n > 0 && (size_t)n < sizeof e) {
@@ -599,7 +618,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   SYNCO_TRY(synco_dnnl_md_tag(&k->md_w, 4, wd, dnnl_f32, dnnl_oihw));
   const int f = forced_kind();
   if (f == ALGO_BAD)
-    return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd or onednn-winograd",
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd or direct8",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1 &&
@@ -609,6 +628,13 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
       synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_wino = 1;
     *wino = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, block, omp_get_max_threads());
+  }
+  k->n = op->n, k->h = op->h, k->w = op->w;
+  if (wino_shape && op->dtype == SYNCO_F32 && (f == ALGO_MEASURE || f == ALGO_RULE || f == K_OWN_DIRECT8) &&
+      synco_direct8_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block)) {
+    k->own_d8 = 1;
+    const size_t d8 = synco_direct8_workspace_bytes(op->n);
+    if (d8 > *wino) *wino = d8;
   }
   for (int p = 0; p < NPASS; p++) {
     SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_direct, p, &k->d[K_DIRECT][p]));
@@ -628,7 +654,7 @@ static int uses(const int kind_of[NPASS], int kind) {
 
 /* Makes the passes of the oneDNN algorithms: all that exist when `all` (to measure them), else the chosen ones. */
 static synco_status make_passes(synco_dnnl_ctx *c, conv_impl *k, int all) {
-  for (int a = 0; a < NKIND - 1; a++)
+  for (int a = 0; a < NDNNL; a++)
     for (int p = 0; p < NPASS; p++) {
       dnnl_pass *d = &k->d[a][p];
       if (d->pd && (all || k->kind[p] == a) && !d->prim.p) SYNCO_TRY(pass_make(c, k, p, d, &k->d[a][P_FWD]));
@@ -639,7 +665,7 @@ static synco_status make_passes(synco_dnnl_ctx *c, conv_impl *k, int all) {
 /* Frees the passes the chosen kernels do not use (a kept backward-data pass takes over the weight buffer it shared
  * with a dropped forward pass). */
 static void drop_losers(conv_impl *k) {
-  for (int a = 0; a < NKIND - 1; a++)
+  for (int a = 0; a < NDNNL; a++)
     for (int p = NPASS - 1; p >= 0; p--) {
       dnnl_pass *d = &k->d[a][p];
       if (k->kind[p] == a || !d->pd) continue;
@@ -667,7 +693,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   memcpy(k->kind, q.kind, sizeof k->kind);
   drop_losers(k);
   SYNCO_TRY(make_passes(c, k, 0));
-  if (uses(k->kind, K_OWN_WINO)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
+  if (uses(k->kind, K_OWN_WINO) || uses(k->kind, K_OWN_DIRECT8)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
   int measured = 0;
   for (int p = 0; p < NPASS; p++)
     for (int kind = 0; kind < NKIND; kind++) measured |= q.ms[p][kind] > 0;
@@ -685,8 +711,8 @@ static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_
   SYNCO_TRY(describe(be, op, k, &wino));
   conv_choice q;
   const int known = choice_known(op, k, &q);
-  if (!known || uses(q.kind, K_OWN_WINO)) synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
-  for (int a = 0; a < NKIND - 1; a++)
+  if (!known || uses(q.kind, K_OWN_WINO) || uses(q.kind, K_OWN_DIRECT8)) synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
+  for (int a = 0; a < NDNNL; a++)
     for (int p = 0; p < NPASS; p++)
       if (k->d[a][p].pd && (!known || q.kind[p] == a))
         SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], !known || q.kind[P_FWD] == a ? &k->d[a][P_FWD] : NULL, b));
