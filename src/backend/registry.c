@@ -153,8 +153,8 @@ void synco_backend_describe(char *buf, size_t n) {
                 : "no (needs AVX512-BF16 or AMX; fp32 only)",
            probe,
            wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd F(2x2,3x3) "
-                  "from 64 channels (synco's on AVX2, oneDNN's on AVX-512), synco's direct8 for 8 -> 8 channels on "
-                  "AVX-512, oneDNN direct elsewhere; SYNCO_CONV_ALGO=auto measures each shape once per process "
+                  "from 64 channels (synco's on AVX2, oneDNN's on AVX-512), synco's direct8 for 8 or 24 channels "
+                  "(nChw8c) on AVX-512, oneDNN direct elsewhere; SYNCO_CONV_ALGO=auto measures each shape once per process "
                   "instead, =direct|winograd|onednn-winograd|direct8 forces one; `bench --json` lists the kernels "
                   "chosen"
                 : "oneDNN direct (SYNCO_CONV_ALGO forces a kernel; `bench --json` lists the kernels chosen)");

@@ -503,9 +503,16 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 1, 8, 3, 32, 8, 3, 1, 1);    /* direct8: two inner blocks */
   test_conv(be, ref, 2, 8, 1, 9, 8, 3, 1, 1);     /* direct8: one row */
   test_conv(be, ref, 3, 8, 6, 1, 8, 3, 1, 1);     /* direct8: one column */
+  test_conv(be, ref, 2, 24, 7, 10, 24, 3, 1, 1);  /* direct8: 3 input and 3 output blocks of 8 channels */
+  test_conv(be, ref, 2, 8, 5, 11, 24, 3, 1, 1);   /* direct8: 1 input block into 3 */
+  test_conv(be, ref, 2, 24, 6, 9, 8, 3, 1, 1);    /* direct8: 3 into 1 */
+  test_conv(be, ref, 1, 40, 4, 5, 40, 3, 1, 1);   /* nChw8c beyond direct8's 32 channels: oneDNN's */
   if (!g_bf16) { /* the own kernels' property (fp32 only) */
     test_conv_threads_agree(be, "winograd", 6, 64, 12);
-    if (synco_direct8_available()) test_conv_threads_agree(be, "direct8", 5, 8, 17);
+    if (synco_direct8_available()) {
+      test_conv_threads_agree(be, "direct8", 5, 8, 17);
+      test_conv_threads_agree(be, "direct8", 3, 24, 9);
+    }
   }
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
@@ -565,20 +572,23 @@ int main(void) {
   unsetenv("SYNCO_CONV_ALGO");
 
   /* the other blocked layout and all-plain, on the short list, with synco's Winograd forced where it applies (its
-   * nChw8c and nChw16c addressing both checked, whichever block this CPU takes) */
-  setenv("SYNCO_CONV_ALGO", "winograd", 1);
+   * nChw8c and nChw16c addressing both checked, whichever block this CPU takes), then direct8 (on AVX-512, blocks of
+   * 8: 16 and 24 channels as 2 and 3 blocks) */
+  const char *own[] = {"winograd", "direct8"};
   const int others[] = {native == 16 ? 8 : 16, 1};
-  for (int i = 0; i < 2; i++) {
-    char v[8];
-    snprintf(v, sizeof v, "%d", others[i]);
-    setenv("SYNCO_ONEDNN_BLOCK", v, 1);
-    be = NULL;
-    CHECK_OK(synco_backend_cpu_create(&be));
-    if (be) {
-      run_all(be, ref, others[i], 0);
-      synco_backend_destroy(be);
+  for (int a = 0; a < 2; a++)
+    for (int i = 0; i < 2; i++) {
+      char v[8];
+      snprintf(v, sizeof v, "%d", others[i]);
+      setenv("SYNCO_CONV_ALGO", own[a], 1);
+      setenv("SYNCO_ONEDNN_BLOCK", v, 1);
+      be = NULL;
+      CHECK_OK(synco_backend_cpu_create(&be));
+      if (be) {
+        run_all(be, ref, others[i], 0);
+        synco_backend_destroy(be);
+      }
     }
-  }
   unsetenv("SYNCO_ONEDNN_BLOCK");
   unsetenv("SYNCO_CONV_ALGO");
 

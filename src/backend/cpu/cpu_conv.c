@@ -15,7 +15,7 @@
  *  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers on blocked activations: synco's own (cpu_wino_conv.c, AVX2 code,
  *    nChw8c or nChw16c) or oneDNN's (dnnl_convolution_winograd, where this oneDNN has a non-reference kernel for
  *    the pass: AVX-512 CPUs).
- *  - synco's direct8 (cpu_direct8_conv.c): 3x3 stride-1 layers of 8 channels into 8 on nChw8c, on AVX-512 CPUs,
+ *  - synco's direct8 (cpu_direct8_conv.c): 3x3 stride-1 layers on nChw8c (8 or 24 channels) on AVX-512 CPUs,
  *    where oneDNN has only AVX2 kernels for an 8-channel block (half of each register idle).
  * Which one a 3x3 stride-1 pass takes is, by default, a fixed rule (rule_kind): the kernels then depend only on
  * the CPU's ISA and the shapes, so a resumed run, the ranks of a run and a rerun take the same ones and the results
@@ -75,8 +75,8 @@ typedef struct {
   dnnl_memory_t m_x, m_y, m_w; /* the layer's x / dx, y / dy, and plain OIHW weights, bound per call */
   dnnl_pass d[NDNNL][NPASS];     /* [K_DIRECT or K_DNNL_WINO][pass]; pd NULL where it does not exist */
   int own_wino;                  /* synco's Winograd applies to the layer */
-  int own_d8;                    /* synco's 8-channel AVX-512 direct kernel applies (cpu_direct8_conv.c) */
-  int n, h, w;                   /* the layer's batch and input size (for the own kernels) */
+  int own_d8;                    /* synco's direct8 (AVX-512, nChw8c) applies (cpu_direct8_conv.c) */
+  synco_direct8_shape d8;
   synco_wino_plan wp;
   int kind[NPASS];               /* the chosen kernel of each pass */
   int bf16;                      /* the passes multiply bf16 copies (--precision bf16) */
@@ -331,9 +331,9 @@ static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass
     return synco_wino_bwd_weights(&k->wp, w, ys, xs, ws);
   }
   if (kind == K_OWN_DIRECT8) {
-    if (pass == P_FWD) return synco_direct8_fwd(k->n, k->h, k->w, ys, xs, w);
-    if (pass == P_BWD_DATA) return synco_direct8_bwd_data(k->n, k->h, k->w, xs, ys, w);
-    return synco_direct8_bwd_weights(k->n, k->h, k->w, w, ys, xs, ws);
+    if (pass == P_FWD) return synco_direct8_fwd(&k->d8, ys, xs, w, ws);
+    if (pass == P_BWD_DATA) return synco_direct8_bwd_data(&k->d8, xs, ys, w, ws);
+    return synco_direct8_bwd_weights(&k->d8, w, ys, xs, ws);
   }
   dnnl_pass *d = &k->d[kind][pass];
   SYNCO_TRY(synco_dnnl_bind(k->m_x, xs));
@@ -400,10 +400,11 @@ static int forced_kind(void) {
   return ALGO_BAD;
 }
 
-/* The default rule, from measurements on 2 cores (see the file's comment): synco's direct8 wherever it applies (8 ->
- * 8 channels on AVX-512; measured on the AMX VM, batch 64, 32x32, each pass on scratch data: forward 0.50-0.57 ms
- * against oneDNN's 1.37-1.63, backward data 0.50-0.63 against 0.95-1.0, backward weights 0.30-0.31 against
- * 0.60-1.70, synco's Winograd 1.2-3.6); synco's Winograd on nChw8c layers (AVX2
+/* The default rule, from measurements on 2 cores (see the file's comment): synco's direct8 wherever it applies
+ * (nChw8c layers up to 32 channels on AVX-512; measured on the AMX VM by SYNCO_CONV_ALGO=auto, batch 64, 32x32:
+ * 8 -> 8 channels, forward 0.50-0.57 ms against oneDNN's 1.37-1.63, backward data 0.50-0.63 against 0.95-1.0,
+ * backward weights 0.30-0.31 against 0.60-1.70, synco's Winograd 1.2-3.6; 24 -> 24, 2.1-4.2 / 2.1 / 2.8 ms against
+ * oneDNN's 7.3 / 6.9 / 3.7 and synco's Winograd 5.6 / 2.9 / 7.8); synco's Winograd on nChw8c layers (AVX2
  * machines, where oneDNN has no Winograd) for all three passes from 64 channels and for backward weights from 32;
  * oneDNN's Winograd where it has a kernel for the pass (AVX-512) from 64 channels (measured on the AMX machine,
  * idle, ResNet-18 CIFAR stem, batch 128: SYNCO_CONV_ALGO=auto chose it for every 3x3 stride-1 layer of 64 channels
@@ -629,11 +630,11 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     k->own_wino = 1;
     *wino = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, block, omp_get_max_threads());
   }
-  k->n = op->n, k->h = op->h, k->w = op->w;
   if (wino_shape && op->dtype == SYNCO_F32 && (f == ALGO_MEASURE || f == ALGO_RULE || f == K_OWN_DIRECT8) &&
       synco_direct8_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_d8 = 1;
-    const size_t d8 = synco_direct8_workspace_bytes(op->n);
+    k->d8 = (synco_direct8_shape){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w};
+    const size_t d8 = synco_direct8_workspace_bytes(&k->d8);
     if (d8 > *wino) *wino = d8;
   }
   for (int p = 0; p < NPASS; p++) {

@@ -22,21 +22,28 @@ int synco_direct8_available(void) {
 }
 
 int synco_direct8_applies(int cin, int cout, int kh, int kw, int stride, int pad, int block) {
-  return synco_direct8_available() && cin == 8 && cout == 8 && kh == 3 && kw == 3 && stride == 1 && pad == 1 &&
-         block == 8;
+  return synco_direct8_available() && cin % 8 == 0 && cout % 8 == 0 && cin <= SYNCO_DIRECT8_MAX_C &&
+         cout <= SYNCO_DIRECT8_MAX_C && kh == 3 && kw == 3 && stride == 1 && pad == 1 && block == 8;
 }
 
-size_t synco_direct8_workspace_bytes(int n) { return (size_t)(n > 0 ? n : 1) * NW * sizeof(float); }
+/* The workspace: the packed weights of every (output block, input block) pair, then backward weights' partial sums
+ * of every image and pair. */
+size_t synco_direct8_workspace_bytes(const synco_direct8_shape *s) {
+  const size_t pairs = (size_t)(s->cin / 8) * (s->cout / 8);
+  return (pairs + (size_t)(s->n > 0 ? s->n : 1) * pairs) * NW * sizeof(float);
+}
 
-/* Packs OIHW weights into the lanes above: the forward's (out = co, in = ci), or for backward data the transposed
- * kernel rotated by 180 degrees (out = ci, in = co, tap 8 - t). */
-static void pack_weights(float *wp, const float *wt, int bwd_data) {
-  for (int t = 0; t < 9; t++)
-    for (int l = 0; l < 64; l++) {
-      const int h = l / 32, b = (l / 16) % 2, g = (l % 16) / 4, j = l % 4;
-      const int o = 4 * h + g, i = 4 * b + j;
-      wp[t * 64 + l] = bwd_data ? wt[(i * 8 + o) * 9 + 8 - t] : wt[(o * 8 + i) * 9 + t];
-    }
+/* Packs OIHW weights into the lanes above, pair by pair ([out block][in block][tap]): the forward's (out = co,
+ * in = ci), or for backward data the transposed kernel rotated by 180 degrees (out = ci, in = co, tap 8 - t). */
+static void pack_weights(float *wp, const float *wt, int cin, int cout, int bwd_data) {
+  const int bo = (bwd_data ? cin : cout) / 8, bi = (bwd_data ? cout : cin) / 8;
+  for (int p = 0; p < bo * bi; p++)
+    for (int t = 0; t < 9; t++)
+      for (int l = 0; l < 64; l++) {
+        const int h = l / 32, b = (l / 16) % 2, g = (l % 16) / 4, j = l % 4;
+        const int o = (p / bi) * 8 + 4 * h + g, i = (p % bi) * 8 + 4 * b + j;
+        wp[(long)p * NW + t * 64 + l] = bwd_data ? wt[(i * cin + o) * 9 + 8 - t] : wt[(o * cin + i) * 9 + t];
+      }
 }
 
 /* Two output pixels (a and b, each as its two accumulators) into 16 floats in nChw8c order: within each group of
@@ -54,39 +61,41 @@ AVX512 INLINE __m512 reduce_pair(__m512 lo_a, __m512 hi_a, __m512 lo_b, __m512 h
   return _mm512_permutexvar_ps(order, s);
 }
 
-/* P output pixels of row `row` from column c0 (P <= 8, a constant where inlined); edge: some tap of theirs falls
- * outside the image's columns. */
-AVX512 INLINE void fwd_pixels(float *yr, const float *x, int row, int H, int W, int c0, const int P, const int edge,
-                              const float *wp) {
+/* P output pixels of row `row` of one output block from column c0 (P <= 8, a constant where inlined), summed over
+ * the bi input blocks of x (one image) with their packed weights wp; edge: some tap of theirs falls outside the
+ * image's columns. */
+AVX512 INLINE void fwd_pixels(float *yr, const float *x, int bi, int row, int H, int W, int c0, const int P,
+                              const int edge, const float *wp) {
   __m512 lo[8], hi[8];
 #pragma GCC unroll 8
   for (int q = 0; q < P; q++) lo[q] = hi[q] = _mm512_setzero_ps();
-  for (int kh = 0; kh < 3; kh++) {
-    const int r = row + kh - 1;
-    if (r < 0 || r >= H) continue;
-    const float *xr = x + (long)r * W * 8;
-    /* the row's 12 weight vectors, 16 accumulators and one input pixel's 2 operands: 30 of the 32 registers; each
-     * input pixel is loaded once and meets the (up to) 3 output pixels it reaches */
-    __m512 wv[12];
+  for (int ib = 0; ib < bi; ib++)
+    for (int kh = 0; kh < 3; kh++) {
+      const int r = row + kh - 1;
+      if (r < 0 || r >= H) continue;
+      const float *xr = x + ((long)ib * H + r) * W * 8;
+      /* the row's 12 weight vectors, 16 accumulators and one input pixel's 2 operands: 30 of the 32 registers;
+       * each input pixel is loaded once and meets the (up to) 3 output pixels it reaches */
+      __m512 wv[12];
 #pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) wv[i] = _mm512_load_ps(wp + (kh * 12 + i) * 16);
+      for (int i = 0; i < 12; i++) wv[i] = _mm512_load_ps(wp + (long)ib * NW + (kh * 12 + i) * 16);
 #pragma GCC unroll 10
-    for (int si = 0; si < P + 2; si++) {
-      const int s = c0 + si - 1;
-      if (edge && (s < 0 || s >= W)) continue;
-      const __m512 x0 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8));
-      const __m512 x1 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8 + 4));
+      for (int si = 0; si < P + 2; si++) {
+        const int s = c0 + si - 1;
+        if (edge && (s < 0 || s >= W)) continue;
+        const __m512 x0 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8));
+        const __m512 x1 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8 + 4));
 #pragma GCC unroll 3
-      for (int kw = 0; kw < 3; kw++) {
-        const int q = si - kw;
-        if (q < 0 || q >= P) continue;
-        lo[q] = _mm512_fmadd_ps(x0, wv[kw * 4 + 0], lo[q]);
-        hi[q] = _mm512_fmadd_ps(x0, wv[kw * 4 + 2], hi[q]);
-        lo[q] = _mm512_fmadd_ps(x1, wv[kw * 4 + 1], lo[q]);
-        hi[q] = _mm512_fmadd_ps(x1, wv[kw * 4 + 3], hi[q]);
+        for (int kw = 0; kw < 3; kw++) {
+          const int q = si - kw;
+          if (q < 0 || q >= P) continue;
+          lo[q] = _mm512_fmadd_ps(x0, wv[kw * 4 + 0], lo[q]);
+          hi[q] = _mm512_fmadd_ps(x0, wv[kw * 4 + 2], hi[q]);
+          lo[q] = _mm512_fmadd_ps(x1, wv[kw * 4 + 1], lo[q]);
+          hi[q] = _mm512_fmadd_ps(x1, wv[kw * 4 + 3], hi[q]);
+        }
       }
     }
-  }
 #pragma GCC unroll 4
   for (int q = 0; q + 1 < P; q += 2)
     _mm512_storeu_ps(yr + (long)(c0 + q) * 8, reduce_pair(lo[q], hi[q], lo[q + 1], hi[q + 1]));
@@ -97,39 +106,50 @@ AVX512 INLINE void fwd_pixels(float *yr, const float *x, int row, int H, int W, 
   }
 }
 
-/* One output row of one image: blocks of 8 pixels, the columns left one by one. */
-AVX512 static void fwd_row(float *yr, const float *x, int row, int H, int W, const float *wp) {
+/* One output row of one output block of one image: blocks of 8 pixels, the columns left one by one. */
+AVX512 static void fwd_row(float *yr, const float *x, int bi, int row, int H, int W, const float *wp) {
   int c0 = 0;
   for (; c0 + 8 <= W; c0 += 8) {
-    if (c0 > 0 && c0 + 8 < W) fwd_pixels(yr, x, row, H, W, c0, 8, 0, wp);
-    else fwd_pixels(yr, x, row, H, W, c0, 8, 1, wp);
+    if (c0 > 0 && c0 + 8 < W) fwd_pixels(yr, x, bi, row, H, W, c0, 8, 0, wp);
+    else fwd_pixels(yr, x, bi, row, H, W, c0, 8, 1, wp);
   }
-  for (; c0 < W; c0++) fwd_pixels(yr, x, row, H, W, c0, 1, 1, wp);
+  for (; c0 < W; c0++) fwd_pixels(yr, x, bi, row, H, W, c0, 1, 1, wp);
 }
 
-/* y = conv(x) with packed weights wp: rows of images go to threads in chunks, each output written by one. */
-static synco_status conv_rows(int n, int h, int w, float *y, const float *x, const float *wp) {
-  const long rows = (long)n * h;
+/* y [n, bo, h, w, 8] = conv(x [n, bi, h, w, 8]) with packed weights wp: the rows of every image and output block go
+ * to threads in chunks, each output written by one. */
+static void conv_rows(int n, int bi, int bo, int h, int w, float *y, const float *x, const float *wp) {
+  const long rows = (long)n * bo * h, plane = (long)h * w * 8;
 #pragma omp parallel for schedule(dynamic, 4)
   for (long r = 0; r < rows; r++) {
-    const long img = r / h;
-    fwd_row(y + r * w * 8, x + img * h * w * 8, (int)(r % h), h, w, wp);
+    const long img = r / ((long)bo * h), ob = r / h % bo;
+    fwd_row(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wp + ob * bi * NW);
   }
+}
+
+static synco_status check(const synco_direct8_shape *s, const float *ws) {
+  if (!synco_direct8_available()) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu direct8 conv: this CPU has no AVX-512");
+  if (!synco_direct8_applies(s->cin, s->cout, 3, 3, 1, 1, 8) || s->n <= 0 || s->h <= 0 || s->w <= 0)
+    return synco_fail(SYNCO_ERR_ARG, "cpu direct8 conv: shape n%d %d -> %d %dx%d not supported", s->n, s->cin,
+                      s->cout, s->h, s->w);
+  if (!ws || (uintptr_t)ws % 64) return synco_fail(SYNCO_ERR_ARG, "cpu direct8 conv: workspace not 64-byte aligned");
   return SYNCO_OK;
 }
 
-synco_status synco_direct8_fwd(int n, int h, int w, float *y, const float *x, const float *wt) {
-  if (!synco_direct8_available()) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu direct8 conv: this CPU has no AVX-512");
-  _Alignas(64) float wp[NW];
-  pack_weights(wp, wt, 0);
-  return conv_rows(n, h, w, y, x, wp);
+synco_status synco_direct8_fwd(const synco_direct8_shape *s, float *y, const float *x, const float *wt,
+                               float *workspace) {
+  SYNCO_TRY(check(s, workspace));
+  pack_weights(workspace, wt, s->cin, s->cout, 0);
+  conv_rows(s->n, s->cin / 8, s->cout / 8, s->h, s->w, y, x, workspace);
+  return SYNCO_OK;
 }
 
-synco_status synco_direct8_bwd_data(int n, int h, int w, float *dx, const float *dy, const float *wt) {
-  if (!synco_direct8_available()) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu direct8 conv: this CPU has no AVX-512");
-  _Alignas(64) float wp[NW];
-  pack_weights(wp, wt, 1);
-  return conv_rows(n, h, w, dx, dy, wp);
+synco_status synco_direct8_bwd_data(const synco_direct8_shape *s, float *dx, const float *dy, const float *wt,
+                                    float *workspace) {
+  SYNCO_TRY(check(s, workspace));
+  pack_weights(workspace, wt, s->cin, s->cout, 1);
+  conv_rows(s->n, s->cout / 8, s->cin / 8, s->h, s->w, dx, dy, workspace);
+  return SYNCO_OK;
 }
 
 /* ---- backward weights ------------------------------------------------------------------------------------------- */
@@ -154,7 +174,8 @@ AVX512 INLINE void bwdw_pixel(__m512 *acc, const float *dr, const float *xr, int
   }
 }
 
-/* One image's 576 partial sums of dw (part, in the packed layout), summed over its pixels in a fixed order. */
+/* The 576 partial sums of one (output block, input block) pair over one image (part, in the packed layout), summed
+ * over its pixels in a fixed order. */
 AVX512 static void bwdw_image(float *part, const float *dy, const float *x, int H, int W) {
   for (int kh = 0; kh < 3; kh++) {
     __m512 acc[12];
@@ -173,23 +194,28 @@ AVX512 static void bwdw_image(float *part, const float *dy, const float *x, int 
   }
 }
 
-synco_status synco_direct8_bwd_weights(int n, int h, int w, float *dw, const float *dy, const float *x,
+synco_status synco_direct8_bwd_weights(const synco_direct8_shape *s, float *dw, const float *dy, const float *x,
                                        float *workspace) {
-  if (!synco_direct8_available()) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu direct8 conv: this CPU has no AVX-512");
-  if ((uintptr_t)workspace % 64) return synco_fail(SYNCO_ERR_ARG, "cpu direct8 conv: workspace not 64-byte aligned");
-  const long img = (long)h * w * 8;
+  SYNCO_TRY(check(s, workspace));
+  const int bi = s->cin / 8, bo = s->cout / 8, pairs = bi * bo, n = s->n;
+  const long plane = (long)s->h * s->w * 8, per_image = (long)pairs * NW;
+  float *part = workspace + per_image; /* after the packed weights' place, unused here */
 #pragma omp parallel
   {
 #pragma omp for schedule(dynamic, 1)
-    for (int i = 0; i < n; i++) bwdw_image(workspace + (long)i * NW, dy + i * img, x + i * img, h, w);
+    for (long t = 0; t < (long)n * pairs; t++) {
+      const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
+      bwdw_image(part + i * per_image + (t % pairs) * NW, dy + (i * bo + ob) * plane, x + (i * bi + ib) * plane,
+                 s->h, s->w);
+    }
     /* each packed sum over the images in image order, into its OIHW place */
 #pragma omp for schedule(static)
-    for (int e = 0; e < NW; e++) {
-      float s = workspace[e];
-      for (int i = 1; i < n; i++) s += workspace[(long)i * NW + e];
-      const int t = e / 64, l = e % 64;
-      const int co = 4 * (l / 32) + (l % 16) / 4, ci = 4 * ((l / 16) % 2) + l % 4;
-      dw[(co * 8 + ci) * 9 + t] += s;
+    for (long e = 0; e < per_image; e++) {
+      float sum = part[e];
+      for (int i = 1; i < n; i++) sum += part[(long)i * per_image + e];
+      const int p = (int)(e / NW), t = (int)(e % NW) / 64, l = (int)(e % 64);
+      const int co = (p / bi) * 8 + 4 * (l / 32) + (l % 16) / 4, ci = (p % bi) * 8 + 4 * ((l / 16) % 2) + l % 4;
+      dw[((long)co * s->cin + ci) * 9 + t] += sum;
     }
   }
   return SYNCO_OK;
