@@ -1,9 +1,10 @@
-/* Direct 3x3 convolution of 8 channels into 8 on nChw8c activations, AVX-512 (see cpu_direct8_conv.h).
+/* Direct 3x3 convolution on nChw8c activations (channels in blocks of 8), AVX-512 (see cpu_direct8_conv.h).
  *
- * Lanes. A 16-lane vector is 4 groups of 4 lanes (its four 128-bit lanes); lane 4g + j stands for output channel
- * 4h + g (h: which half of the output channels the vector covers) and input channel 4b + j (b: which half of the
- * input channels). The packed weights of one tap are 4 vectors, [h][b], lane 4g + j = w[4h + g][4b + j][tap]; so
- * are the partial sums of backward weights. An input operand is x[pixel][4b .. 4b + 3] repeated in each group
+ * Lanes. A 16-lane vector is 4 groups of 4 lanes (its four 128-bit lanes). For one pair of an 8-channel output
+ * block and an 8-channel input block, lane 4g + j stands for output channel 4h + g of the block (h: which half of
+ * its channels the vector covers) and input channel 4b + j of the other (b: which half). The packed weights of one
+ * pair and tap are 4 vectors, [h][b], lane 4g + j = w[4h + g][4b + j][tap] (block offsets added); so are the
+ * partial sums of backward weights. An input operand is x[pixel][4b .. 4b + 3] repeated in each group
  * (vbroadcastf32x4 from memory: one load). */
 #include "backend/cpu/cpu_direct8_conv.h"
 
@@ -13,7 +14,7 @@
 
 #define AVX512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline))
-#define NW (9 * 4 * 16) /* packed weights, or one image's partial sums of dw: 9 taps x [h][b] x 16 lanes */
+#define NW (9 * 4 * 16) /* one block pair's packed weights or partial sums of dw: 9 taps x [h][b] x 16 lanes */
 
 int synco_direct8_available(void) {
   static int avx512 = -1;
