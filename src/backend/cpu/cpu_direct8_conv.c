@@ -137,20 +137,24 @@ static synco_status check(const synco_direct8_shape *s, const float *ws) {
   return SYNCO_OK;
 }
 
+/* The forward (out = y, in = x) or backward data (out = dx, in = dy): the same convolution of other weights. */
+static synco_status conv(const synco_direct8_shape *s, float *out, const float *in, const float *wt, float *ws,
+                         int bwd_data) {
+  SYNCO_TRY(check(s, ws));
+  pack_weights(ws, wt, s->cin, s->cout, bwd_data);
+  const int bi = (bwd_data ? s->cout : s->cin) / 8, bo = (bwd_data ? s->cin : s->cout) / 8;
+  conv_rows(s->n, bi, bo, s->h, s->w, out, in, ws);
+  return SYNCO_OK;
+}
+
 synco_status synco_direct8_fwd(const synco_direct8_shape *s, float *y, const float *x, const float *wt,
                                float *workspace) {
-  SYNCO_TRY(check(s, workspace));
-  pack_weights(workspace, wt, s->cin, s->cout, 0);
-  conv_rows(s->n, s->cin / 8, s->cout / 8, s->h, s->w, y, x, workspace);
-  return SYNCO_OK;
+  return conv(s, y, x, wt, workspace, 0);
 }
 
 synco_status synco_direct8_bwd_data(const synco_direct8_shape *s, float *dx, const float *dy, const float *wt,
                                     float *workspace) {
-  SYNCO_TRY(check(s, workspace));
-  pack_weights(workspace, wt, s->cin, s->cout, 1);
-  conv_rows(s->n, s->cout / 8, s->cin / 8, s->h, s->w, dx, dy, workspace);
-  return SYNCO_OK;
+  return conv(s, dx, dy, wt, workspace, 1);
 }
 
 /* ---- backward weights ------------------------------------------------------------------------------------------- */
