@@ -24,8 +24,8 @@
  * timed), and the fastest is kept, cached in memory for the process (conv_cache below), so the query and key
  * encoders and repeated blocks measure once; two processes may then choose differently, which changes the
  * rounding (measured: two identical runs differed in 181 of 211 tensors), and on a loaded machine the timings are
- * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd, direct8;
- * rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
+ * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd,
+ * direct8; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
@@ -195,9 +195,9 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
    * images/s, against the padded nChw16c */
   const int mixed = lx == dnnl_nChw8c && ly == dnnl_nChw16c;
   const dnnl_format_tag_t x2 = mixed ? dnnl_nchw : ANY_TAG, y3 = mixed ? dnnl_nChw8c : ANY_TAG;
-  const dnnl_format_tag_t cand[][2] = {{lx, ly},         {x2, ly},  {lx, y3},             {ANY_TAG, ly},   {lx, ANY_TAG},
-                                       {ANY_TAG, ANY_TAG}, {dnnl_nhwc, dnnl_nhwc}, {dnnl_nChw16c, dnnl_nChw16c},
-                                       {dnnl_nchw, dnnl_nchw}};
+  const dnnl_format_tag_t cand[][2] = {{lx, ly},           {x2, ly},   {lx, y3},   {ANY_TAG, ly},
+                                       {lx, ANY_TAG},      {ANY_TAG, ANY_TAG},     {dnnl_nhwc, dnnl_nhwc},
+                                       {dnnl_nChw16c, dnnl_nChw16c},               {dnnl_nchw, dnnl_nchw}};
   /* bf16: the copies are made anyway, so the kernel's own format comes first */
   const dnnl_format_tag_t cand_bf16[][2] = {{ANY_TAG, ANY_TAG}, {dnnl_nhwc, dnnl_nhwc}, {lx, ly}, {dnnl_nchw, dnnl_nchw}};
   const dnnl_format_tag_t(*cands)[2] = k->bf16 ? cand_bf16 : cand;
@@ -422,9 +422,12 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   return narrow >= 64 && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
 }
 
+/* 1 when SYNCO_CONV_ALGO's value f lets a layer take kernel `kind`: measured, by the rule, or forced to it. */
+static int algo_allows(int f, int kind) { return f == ALGO_MEASURE || f == ALGO_RULE || f == kind; }
+
 int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
   const int f = forced_kind();
-  return (f == ALGO_MEASURE || f == ALGO_RULE || f == K_OWN_WINO) && (c->block == 8 || c->block == 16) &&
+  return algo_allows(f, K_OWN_WINO) && (c->block == 8 || c->block == 16) &&
          synco_wino_available();
 }
 
@@ -609,7 +612,8 @@ size_t synco_dnnl_kernels(synco_backend *be, char *buf, size_t n) {
 /* ---- planning ------------------------------------------------------------------------------------------------------ */
 
 /* The decisions of a plan that need nothing allocated: layouts, the layer's memory descriptors, which oneDNN
- * descriptors exist for each pass and algorithm, whether synco's Winograd applies (*wino: its workspace). */
+ * descriptors exist for each pass and algorithm, whether synco's Winograd and direct8 apply (*wino: the workspace
+ * of synco's kernels, the larger of the two where both apply; ctx->wino holds it, shared by the layers). */
 static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_impl *k, size_t *wino) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   dnnl_data_type_t dt;
@@ -623,7 +627,8 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   SYNCO_TRY(synco_dnnl_md_tag(&k->md_w, 4, wd, dnnl_f32, dnnl_oihw));
   const int f = forced_kind();
   if (f == ALGO_BAD)
-    return synco_fail(SYNCO_ERR_ARG, "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd or direct8",
+    return synco_fail(SYNCO_ERR_ARG,
+                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd or direct8",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1 &&
@@ -634,7 +639,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     k->own_wino = 1;
     *wino = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, block, omp_get_max_threads());
   }
-  if (wino_shape && op->dtype == SYNCO_F32 && (f == ALGO_MEASURE || f == ALGO_RULE || f == K_OWN_DIRECT8) &&
+  if (wino_shape && op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_DIRECT8) &&
       synco_direct8_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_d8 = 1;
     k->d8 = (synco_direct8_shape){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w};
@@ -646,15 +651,15 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     if (!k->d[K_DIRECT][p].pd)
       return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: no non-reference %s kernel for %dx%dx%d -> %d k%d s%d",
                         pass_names[p], op->cin, op->h, op->w, op->cout, op->kh, op->stride);
-    if (wino_shape && (f == ALGO_MEASURE || f == ALGO_RULE || f == K_DNNL_WINO))
+    if (wino_shape && algo_allows(f, K_DNNL_WINO))
       SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_winograd, p, &k->d[K_DNNL_WINO][p]));
   }
   return SYNCO_OK;
 }
 
-/* 1 when some pass takes kind. */
-static int uses(const int kind_of[NPASS], int kind) {
-  return kind_of[P_FWD] == kind || kind_of[P_BWD_DATA] == kind || kind_of[P_BWD_WEIGHTS] == kind;
+/* 1 when some pass takes one of synco's own kernels (which run in ctx->wino). */
+static int uses_own(const int kind_of[NPASS]) {
+  return kind_of[P_FWD] >= NDNNL || kind_of[P_BWD_DATA] >= NDNNL || kind_of[P_BWD_WEIGHTS] >= NDNNL;
 }
 
 /* Makes the passes of the oneDNN algorithms: all that exist when `all` (to measure them), else the chosen ones. */
@@ -698,7 +703,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   memcpy(k->kind, q.kind, sizeof k->kind);
   drop_losers(k);
   SYNCO_TRY(make_passes(c, k, 0));
-  if (uses(k->kind, K_OWN_WINO) || uses(k->kind, K_OWN_DIRECT8)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
+  if (uses_own(k->kind)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
   int measured = 0;
   for (int p = 0; p < NPASS; p++)
     for (int kind = 0; kind < NKIND; kind++) measured |= q.ms[p][kind] > 0;
@@ -716,7 +721,7 @@ static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_
   SYNCO_TRY(describe(be, op, k, &wino));
   conv_choice q;
   const int known = choice_known(op, k, &q);
-  if (!known || uses(q.kind, K_OWN_WINO) || uses(q.kind, K_OWN_DIRECT8)) synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
+  if (!known || uses_own(q.kind)) synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
   for (int a = 0; a < NDNNL; a++)
     for (int p = 0; p < NPASS; p++)
       if (k->d[a][p].pd && (!known || q.kind[p] == a))
