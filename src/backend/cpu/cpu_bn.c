@@ -181,11 +181,6 @@ synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_c
   return SYNCO_OK;
 }
 
-/* ReLU's backward for one element: g where the output y is positive, else 0. g is an argument, so it is loaded
- * whatever the mask: the loops then vectorize to a compare and a blend, where `y > 0 ? dy[i] : 0` kept one
- * unpredictable branch per element (half the elements of a ReLU are zero). */
-static inline __attribute__((always_inline)) float relu_mask(float y, float g) { return y > 0.f ? g : 0.f; }
-
 /* ---- forward ------------------------------------------------------------------------------------- */
 
 /* Mean and biased variance of the lanes of one task, B lanes interleaved, per images of HW pixels. */
@@ -381,7 +376,7 @@ static inline __attribute__((always_inline)) void task_bwd_sums(const float *dy,
       if (relu) {
 #pragma omp simd reduction(+ : t, u)
         for (long i = 0; i < HW; i++) {
-          const float d = relu_mask(py[i], pd[i]);
+          const float d = synco_relu_mask(py[i], pd[i]);
           t += d;
           u += d * (px[i] - m0);
         }
@@ -397,7 +392,7 @@ static inline __attribute__((always_inline)) void task_bwd_sums(const float *dy,
     } else if (relu) {
       for (long i = 0; i < HW; i++)
         for (int b = 0; b < B; b++) {
-          const float d = relu_mask(py[i * B + b], pd[i * B + b]);
+          const float d = synco_relu_mask(py[i * B + b], pd[i * B + b]);
           a[b] += d;
           c[b] += d * (px[i * B + b] - mean[b]);
         }
@@ -428,7 +423,7 @@ static inline __attribute__((always_inline)) void task_bwd_apply(float *dx, cons
       const float a = ka[0], bb = kb[0], cc = kc[0];
       if (relu) {
 #pragma omp simd
-        for (long i = 0; i < HW; i++) q[i] = a * relu_mask(py[i], pd[i]) + bb * px[i] + cc;
+        for (long i = 0; i < HW; i++) q[i] = a * synco_relu_mask(py[i], pd[i]) + bb * px[i] + cc;
       } else {
 #pragma omp simd
         for (long i = 0; i < HW; i++) q[i] = a * pd[i] + bb * px[i] + cc;
@@ -436,7 +431,7 @@ static inline __attribute__((always_inline)) void task_bwd_apply(float *dx, cons
     } else if (relu) {
       for (long i = 0; i < HW; i++)
         for (int b = 0; b < B; b++) {
-          const float d = relu_mask(py[i * B + b], pd[i * B + b]);
+          const float d = synco_relu_mask(py[i * B + b], pd[i * B + b]);
           q[i * B + b] = ka[b] * d + kb[b] * px[i * B + b] + kc[b];
         }
     } else {

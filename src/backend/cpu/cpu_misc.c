@@ -188,10 +188,7 @@ synco_status synco_dnnl_relu_bwd(synco_backend *be, synco_tensor *dx, const sync
   float *pdx = dx->data;
   const long n = (long)synco_tensor_numel(dx);
 #pragma omp parallel for simd schedule(dynamic, 16384)
-  for (long i = 0; i < n; i++) {
-    const float g = pdy[i]; /* loaded whatever the mask: a blend, not a branch per element */
-    pdx[i] = py[i] > 0.f ? g : 0.f;
-  }
+  for (long i = 0; i < n; i++) pdx[i] = synco_relu_mask(py[i], pdy[i]);
   return SYNCO_OK;
 }
 

@@ -159,6 +159,10 @@ synco_maxpool_fwd_fn synco_dnnl_maxpool_fwd;
 synco_maxpool_bwd_fn synco_dnnl_maxpool_bwd;
 synco_relu_fwd_fn synco_dnnl_relu_fwd;
 synco_relu_bwd_fn synco_dnnl_relu_bwd;
+/* ReLU's backward for one element: g where the output y is positive, else 0. g is an argument, so it is loaded
+ * whatever the mask: the loops then vectorize to a compare and a blend, where `y > 0 ? dy[i] : 0` kept one
+ * unpredictable branch per element (half the elements of a ReLU are zero). Used by relu_bwd and the fused BN+ReLU. */
+static inline __attribute__((always_inline)) float synco_relu_mask(float y, float g) { return y > 0.f ? g : 0.f; }
 synco_add_fn synco_dnnl_add;
 synco_avgpool_fwd_fn synco_dnnl_avgpool_fwd;
 synco_avgpool_bwd_fn synco_dnnl_avgpool_bwd;
