@@ -5,8 +5,9 @@
  * linear, L2 norm, and the plain <-> backend round trip. Parameter gradients start from non-zero values so
  * that accumulation (+=) is checked too. The blocked ops run with the ISA's block and the 3x3 stride-1 kernels
  * of the default rule, then measured (SYNCO_CONV_ALGO=auto), then with each candidate forced (direct, winograd =
- * synco's cpu_wino_conv.c, onednn-winograd, direct8 = synco's cpu_direct8_conv.c for 8 -> 8 channels on AVX-512), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol
- * 1e-4 + rtol 1e-4.
+ * synco's cpu_wino_conv.c, onednn-winograd, direct8 = synco's cpu_direct8_conv.c for nChw8c layers up to 32
+ * channels on AVX-512), then the other block and all-plain (SYNCO_ONEDNN_BLOCK). fp32 tolerance: atol 1e-4 +
+ * rtol 1e-4.
  *
  * Where the CPU has bf16 (AVX512-BF16, AMX), everything runs once more under --precision bf16, where the
  * convolutions and linear layers multiply bf16 copies of their inputs. Their reference is then the reference op on
@@ -436,37 +437,39 @@ static void test_no_ref_kernels(synco_backend *be) {
   free(k);
 }
 
-/* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, and a 64-channel 3x3 stride-1 layer
- * takes synco's Winograd where the layer is nChw8c (AVX2 machines), one of oneDNN's otherwise. */
+/* Plans a 3x3 stride-1 layer of c channels into c (8x8, batch 2) on be and returns be's kernel list (malloc'd). */
+static char *plan_square(synco_backend *be, synco_conv_op *op, int c) {
+  *op = (synco_conv_op){.n = 2, .cin = c, .h = 8, .w = 8, .cout = c, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
+                        .pad = 1, .dtype = SYNCO_F32};
+  CHECK_OK(be->conv_plan(be, op));
+  const size_t n = be->kernels(be, NULL, 0) + 1;
+  char *k = malloc(n);
+  be->kernels(be, k, n);
+  return k;
+}
+
+/* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, a 64-channel 3x3 stride-1 layer takes
+ * synco's Winograd where the layer is nChw8c (AVX2 machines), one of oneDNN's otherwise, and an 8 -> 8 layer
+ * (nChw8c) takes synco's direct8 where the CPU has AVX-512. */
 static void test_default_rule(int block) {
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_cpu_create(&be));
   if (!be) return;
-  synco_conv_op op = {.n = 2, .cin = 64, .h = 8, .w = 8, .cout = 64, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
-                      .pad = 1, .dtype = SYNCO_F32};
-  CHECK_OK(be->conv_plan(be, &op));
-  const size_t n = be->kernels(be, NULL, 0) + 1;
-  char *k = malloc(n);
-  be->kernels(be, k, n);
+  synco_conv_op op;
+  char *k = plan_square(be, &op, 64);
   CHECK(strstr(k, "measured_ms") == NULL);
   const int wino = block == 8 && synco_wino_available();
   CHECK((strstr(k, "\"fwd\":\"synco:winograd") != NULL) == wino);
   if ((strstr(k, "\"fwd\":\"synco:winograd") != NULL) != wino) fprintf(stderr, "default rule, block %d: %s\n", block, k);
   free(k);
   be->conv_release(be, &op);
-  /* an 8 -> 8 layer (nChw8c) takes synco's direct8 where the CPU has AVX-512 */
-  synco_conv_op op8 = {.n = 2, .cin = 8, .h = 8, .w = 8, .cout = 8, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
-                       .pad = 1, .dtype = SYNCO_F32};
-  CHECK_OK(be->conv_plan(be, &op8));
-  const size_t n8 = be->kernels(be, NULL, 0) + 1;
-  k = malloc(n8);
-  be->kernels(be, k, n8);
+  k = plan_square(be, &op, 8);
   const int d8 = synco_direct8_available();
   CHECK((strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c\"") != NULL) == d8);
   CHECK((strstr(k, "\"bwd_weights\":\"synco:direct8_avx512:nChw8c\"") != NULL) == d8);
   if (!d8) printf("SKIP (direct8 part): this CPU has no AVX-512; 8-channel layers stay on oneDNN\n");
   free(k);
-  be->conv_release(be, &op8);
+  be->conv_release(be, &op);
   synco_backend_destroy(be);
 }
 
