@@ -41,6 +41,9 @@ synco_status synco_backend_ref_create(synco_backend **out);
 /* The reference ops over memory the host cannot touch (a test backend that faults where a GPU would:
  * backend/strict/strict_backend.c). */
 synco_status synco_backend_strict_create(synco_backend **out);
+/* What a strict backend has counted since it was created: downloads (copies to host memory) and waits (sync), the
+ * two things that make a GPU's host wait; a step that must not wait for the GPU is tested by them. */
+void synco_backend_strict_counts(synco_backend *be, long *downloads, long *syncs);
 #ifdef SYNCO_HAVE_ONEDNN
 synco_status synco_backend_cpu_create(synco_backend **out);
 /* bf16 on (1) or off (0) for the cpu backend be, before anything is planned (synco_backend_set_precision). */

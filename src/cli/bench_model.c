@@ -332,8 +332,8 @@ int synco_bench_step(int argc, char **argv) {
       synco_encoder_set_timing(ek, 1);
     }
     const double t0 = synco_now(), c0 = dist->seconds, a0 = dist->allreduce_seconds;
-    synco_step_stats st;
-    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, &st) || be->sync(be)) {
+    /* the loss record is read once, after the loop, as pretrain reads it once per log window */
+    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, NULL) || be->sync(be)) {
       synco_dist_abort(dist, synco_cli_error("bench"));
       goto done;
     }
@@ -349,6 +349,10 @@ int synco_bench_step(int argc, char **argv) {
     if (i >= o.warmup + (async ? o.iters : 0)) conv[i - o.warmup - (async ? o.iters : 0)] = dc;
   }
   if (o.profile > 0) synco_backend_profiler(be, 0);
+  if (synco_moco_read_stats(m, NULL)) { /* a non-finite loss in any step is an error, not a speed */
+    synco_dist_abort(dist, synco_cli_error("bench"));
+    goto done;
+  }
   o.comm_share = total > 0 ? comm / total : 0;
   o.allreduce_share = total > 0 ? allreduce / total : 0;
   ret = dist->rank ? 0

@@ -210,7 +210,9 @@ void pretrain_probe_free(pretrain_probe *p);
 synco_status pretrain_probe_step_run(pretrain_ctx *c, const int *y, pretrain_probe_step *out);
 
 /* pretrain_log.c */
-void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const pretrain_probe_step *p);
+/* A read of the loss record (st->steps steps' means) into the sums; a step of the probe. */
+void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st);
+void pretrain_sums_add_probe(pretrain_sums *s, const pretrain_probe_step *p);
 /* log.jsonl rows of kind step, epoch and knn (epoch 0: before training). */
 void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *w, double seconds);
 void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds);

@@ -18,19 +18,21 @@
 #include "base/status.h"
 #include "cli/pretrain.h"
 
-void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const pretrain_probe_step *p) {
-  s->loss += st->loss;
-  s->acc += st->acc;
-  s->loss_moco += st->loss_moco;
-  s->acc_moco += st->acc_moco;
+void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st) {
+  s->loss += st->loss * st->steps;
+  s->acc += st->acc * st->steps;
+  s->loss_moco += st->loss_moco * st->steps;
+  s->acc_moco += st->acc_moco * st->steps;
   s->synthetic = st->synthetic;
-  if (p && p->n > 0) {
-    s->probe_loss += p->loss;
-    s->probe_hits += p->hits;
-    s->probe_seen += p->n;
-    s->probe_steps++;
-  }
-  s->n++;
+  s->n += st->steps;
+}
+
+void pretrain_sums_add_probe(pretrain_sums *s, const pretrain_probe_step *p) {
+  if (!p || p->n <= 0) return;
+  s->probe_loss += p->loss;
+  s->probe_hits += p->hits;
+  s->probe_seen += p->n;
+  s->probe_steps++;
 }
 
 static double wall_time(void) {

@@ -115,16 +115,19 @@ typedef struct {
   int epoch;
 } last_checkpoint;
 
-/* A non-finite loss: stop, naming the last good checkpoint. */
+/* A non-finite loss found at batch s of the epoch: stop, naming the first bad step (a read of the loss record
+ * finds it up to a log interval later; the record is read before every checkpoint) and the last good checkpoint. */
 static void report_divergence(const pretrain_ctx *c, int epoch, int s) {
+  const long bad = synco_moco_bad_step(c->moco), step = bad >= 0 ? bad : c->gstep;
+  const long batch = s - (c->gstep - step);
   struct stat cst;
   const int have = stat(c->last_path, &cst) == 0;
   if (have || c->o.resume)
-    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. The last good "
-                    "checkpoint is %s.\n", c->gstep, epoch + 1, s, have ? c->last_path : c->o.resume);
+    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %ld); stopping. The last good "
+                    "checkpoint is %s.\n", step, epoch + 1, batch, have ? c->last_path : c->o.resume);
   else
-    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %d); stopping. No checkpoint "
-                    "was written (the run diverged before its first epoch ended): lower --lr.\n", c->gstep, epoch + 1, s);
+    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %ld); stopping. No checkpoint "
+                    "was written (the run diverged before its first epoch ended): lower --lr.\n", step, epoch + 1, batch);
 }
 
 /* The numbers of the progress line: the loss and accuracy trained on; once synthetic negatives count in them,
@@ -161,6 +164,7 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
   const int steps = c->steps;
   pretrain_sums win = {0};
   double t_win = t_epoch;
+  int unread = 0; /* steps since the loss record was last read */
   for (int s = 0; s < steps; s++) {
     const int sig = pretrain_ranks_stop(c); /* a signal to any rank stops every rank at this step */
     if (sig < 0) return synco_cli_error("pretrain");
@@ -185,10 +189,16 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
       return 1;
     }
     *lr = synco_lr_at(&c->cfg.sched, epoch, s, steps);
-    synco_step_stats st;
-    synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep, &st);
+    /* the loss and accuracies are read once per log window (and at the epoch's end, before its checkpoint): a
+     * step in between leaves them in backend memory and does not wait for the backend */
+    const int read = unread + 1 == o->print_freq || s == steps - 1;
+    synco_step_stats st = {0};
+    synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep,
+                                      read ? &st : NULL);
     pretrain_probe_step ps = {0};
     if (ss == SYNCO_OK) ss = pretrain_probe_step_run(c, b.labels, &ps);
+    if (ss == SYNCO_ERR_NUMERIC && !read && c->world == 1) /* the probe's: did the loss go first? */
+      (void)synco_moco_read_stats(c->moco, NULL);
     if (ss == SYNCO_ERR_NUMERIC) {
       report_divergence(c, epoch, s);
       return 1;
@@ -198,13 +208,17 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
       return synco_cli_error("pretrain");
     }
     c->gstep++;
-    pretrain_sums_add(sum, &st, &ps);
-    pretrain_sums_add(&win, &st, &ps);
-    if (win.n == o->print_freq || s == steps - 1) {
+    pretrain_sums_add_probe(sum, &ps);
+    pretrain_sums_add_probe(&win, &ps);
+    unread++;
+    if (read) {
+      pretrain_sums_add(sum, &st);
+      pretrain_sums_add(&win, &st);
       const double now = synco_now();
       pretrain_log_step(c, epoch, *lr, &win, now - t_win);
       win = (pretrain_sums){0};
       t_win = now;
+      unread = 0;
     }
     char text[160];
     progress_text(text, sizeof text, sum);

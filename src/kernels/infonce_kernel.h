@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "kernels/hd.h"
+#include "tensor/loss_record.h"
 
 /* Forward of one row, in place: scales the raw dots, replaces z by its softmax and returns the cross-entropy
  * (in double). *loss_moco gets the cross-entropy over the positive and the queue alone (columns 0..K: MoCo's loss,
@@ -42,6 +43,29 @@ SYNCO_HD static inline void synco_k_infonce_grad_row(float *g, int K, int ncol, 
   g[0] = (g[0] - 1.0f) * invB * invT;
   for (int j = 1; j <= K; j++) g[j] *= invB * invT;
   for (int j = K + 1; j < ncol; j++) g[j] *= invB;
+}
+
+/* Adds one call's scalars to rec: the row losses summed in row order (double), the hits counted (see
+ * synco_infonce_fwd_fn for row_loss [2B] and hits [2B]). One thread: the sums' order is the rows'. */
+SYNCO_HD static inline void synco_k_loss_record(double *rec, const double *row_loss, const int *hits, int B,
+                                                double tag) {
+  double l = 0.0, lq = 0.0;
+  long c = 0, cq = 0;
+  for (int i = 0; i < B; i++) {
+    l += row_loss[i];
+    lq += row_loss[B + i];
+    cq += hits[2 * i];
+    c += hits[2 * i + 1];
+  }
+  rec[SYNCO_REC_LOSS] += l / B;
+  rec[SYNCO_REC_ACC] += (double)c / B;
+  rec[SYNCO_REC_LOSS_QUEUE] += lq / B;
+  rec[SYNCO_REC_ACC_QUEUE] += (double)cq / B;
+  rec[SYNCO_REC_CALLS] += 1.0;
+  if (!isfinite(l) && rec[SYNCO_REC_BAD] == 0.0) {
+    rec[SYNCO_REC_BAD] = 1.0;
+    rec[SYNCO_REC_BAD_TAG] = tag;
+  }
 }
 
 #endif

@@ -50,6 +50,27 @@ void synco_infonce_free(synco_infonce_scratch *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* The scalars of the last call, downloaded: the two losses summed in row order, the two proxy accuracies. */
+static synco_status download_scalars(synco_infonce_scratch *s, float *loss, float *acc) {
+  synco_backend *be = s->be;
+  const int B = s->B;
+  SYNCO_TRY(be->copy(be, s->row_loss_host, s->row_loss, (size_t)B * 2 * sizeof(double), SYNCO_COPY_D2H));
+  SYNCO_TRY(be->copy(be, s->hits_host, s->hits, (size_t)B * 2 * sizeof(int), SYNCO_COPY_D2H));
+  double loss_sum = 0.0, loss_queue_sum = 0.0;
+  int correct = 0, correct_queue = 0;
+  for (int i = 0; i < B; i++) {
+    loss_sum += s->row_loss_host[i];
+    loss_queue_sum += s->row_loss_host[B + i];
+    correct_queue += s->hits_host[2 * i];
+    correct += s->hits_host[2 * i + 1];
+  }
+  if (loss) *loss = (float)(loss_sum / B);
+  if (acc) *acc = (float)correct / (float)B;
+  s->acc_queue = (float)correct_queue / (float)B;
+  s->loss_queue = (float)(loss_queue_sum / B);
+  return SYNCO_OK;
+}
+
 synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float *acc, float *dq, const float *q,
                                     const float *k, const float *queue, int B, int K, int dim, float T,
                                     const synco_negatives_config *cfg, synco_negatives_draws *draws) {
@@ -73,21 +94,7 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
 
   synco_backend *be = s->be;
   SYNCO_TRY(be->infonce_fwd(be, L, ld, s->row_loss, s->hits, q, k, B, K, ncol, dim, T));
-  /* The scalars of the step, downloaded: the two losses summed in row order, the two proxy accuracies. */
-  SYNCO_TRY(be->copy(be, s->row_loss_host, s->row_loss, (size_t)B * 2 * sizeof(double), SYNCO_COPY_D2H));
-  SYNCO_TRY(be->copy(be, s->hits_host, s->hits, (size_t)B * 2 * sizeof(int), SYNCO_COPY_D2H));
-  double loss_sum = 0.0, loss_queue_sum = 0.0;
-  int correct = 0, correct_queue = 0;
-  for (int i = 0; i < B; i++) {
-    loss_sum += s->row_loss_host[i];
-    loss_queue_sum += s->row_loss_host[B + i];
-    correct_queue += s->hits_host[2 * i];
-    correct += s->hits_host[2 * i + 1];
-  }
-  if (loss) *loss = (float)(loss_sum / B);
-  if (acc) *acc = (float)correct / (float)B;
-  s->acc_queue = (float)correct_queue / (float)B;
-  s->loss_queue = (float)(loss_queue_sum / B);
+  if (loss || acc) SYNCO_TRY(download_scalars(s, loss, acc));
   if (!dq) return SYNCO_OK;
 
   /* gradients: the softmax rows become dL/dz in place; columns 0..K then hold gradients of the raw dots */
@@ -95,4 +102,8 @@ synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float
   SYNCO_TRY(be->infonce_bwd(be, G, ld, dq, k, B, K, ncol, dim, T));
   if (S > 0) SYNCO_TRY(synco_negatives_backward(draws, dq, G + 1, ld, G + 1 + K, ld, q, T));
   return s->be->gemm(s->be, 0, 0, B, dim, K, 1.0f, G + 1, ld, queue, dim, 1.0f, dq, dim);
+}
+
+synco_status synco_infonce_record(synco_infonce_scratch *s, double *rec, uint64_t step) {
+  return s->be->loss_record(s->be, rec, s->row_loss, s->hits, s->B, (double)step);
 }

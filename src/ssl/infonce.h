@@ -15,7 +15,7 @@ typedef struct {
   int ld;           /* 1 + K + S: row stride of logits */
   float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
   double *row_loss; /* [2B] and [2B], backend memory: each row's losses (all logits, then the positive and the
-                       queue alone) and proxy hits; then downloaded */
+                       queue alone) and proxy hits; downloaded when the call asks for *loss or *acc */
   int *hits;
   double *row_loss_host;
   int *hits_host;
@@ -35,10 +35,15 @@ size_t synco_infonce_bytes(int B, int K, int S);
  * negatives (draws already filled for this step), or both NULL (or a config with all counts 0) for plain
  * MoCo-v2. Outputs: *loss (mean cross-entropy), *acc (share of rows whose positive logit is the largest, ties
  * going to the positive as torch's argmax/topk does with index 0 first), dq [B, dim] = dL/dq (assigned; NULL to
- * skip the backward). Any output pointer may be NULL. The backend's gemm computes q·Qᵀ and the queue part of dq.
- * After the call, s->logits holds the softmax of each row over all its logits. */
+ * skip the backward). Any output pointer may be NULL; with loss and acc both NULL nothing is downloaded (the
+ * backend is not waited for: synco_infonce_record keeps the scalars on the backend). The backend's gemm computes
+ * q·Qᵀ and the queue part of dq. After the call, s->logits holds the softmax of each row over all its logits. */
 synco_status synco_contrastive_loss(synco_infonce_scratch *s, float *loss, float *acc, float *dq, const float *q,
                                     const float *k, const float *queue, int B, int K, int dim, float T,
                                     const synco_negatives_config *cfg, synco_negatives_draws *draws);
+
+/* Adds the last call's loss, accuracies and a non-finite flag (tagged with `step`) to rec [SYNCO_REC_LEN], backend
+ * memory (tensor/loss_record.h), on the backend: no download. */
+synco_status synco_infonce_record(synco_infonce_scratch *s, double *rec, uint64_t step);
 
 #endif

@@ -39,7 +39,11 @@ struct synco_moco {
   /* world > 1 only: every process's key images [world·B, 3, S, S], the shuffled keys of all processes
    * [world·B, dim], and each pass's keys of the global batch in its order [2, world·B, dim] (enqueued) */
   float *x_all, *k_all, *keys_all;
-  float *stats_buf;             /* world > 1: [4] the losses and accuracies, averaged for the log */
+  double *record;               /* [SYNCO_REC_LEN] the loss record of the steps since the last read (loss_record) */
+  long unread;                  /* steps since the last read */
+  int unread_synthetic;         /* synthetic negatives per query in the last of them */
+  long bad_step;                /* the first step whose loss was not finite, as a read found it; else -1 */
+  float *stats_buf;             /* world > 1: [5] the losses, accuracies and the bad flag, averaged at a read */
   int mom_shape[1], queue_shape[2]; /* the shapes of the named buffers a checkpoint holds */
   synco_infonce_scratch loss;
   synco_negatives_draws draws;
@@ -82,6 +86,7 @@ void synco_moco_free(synco_moco *m) {
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
     if (*bufs[i]) m->be->free(m->be, *bufs[i]);
   if (m->perm) m->be->free(m->be, m->perm);
+  if (m->record) m->be->free(m->be, m->record);
   float **dist_bufs[] = {&m->x_all, &m->k_all, &m->keys_all, &m->stats_buf};
   for (size_t i = 0; i < sizeof dist_bufs / sizeof *dist_bufs; i++)
     if (*dist_bufs[i]) m->be->free(m->be, *dist_bufs[i]);
@@ -123,7 +128,8 @@ static moco_dims dims_of(const synco_moco_config *cfg, int dim) {
   X(x_all, (d).world > 1 ? (d).G * (d).img : 0, 0) X(x_shuf, (d).world > 1 ? (d).B * (d).img : 0, 0)             \
   X(k_all, (d).world > 1 ? (d).G * (d).dim * sizeof(float) : 0, 0)                                                 \
   X(keys_all, (d).world > 1 ? 2 * (d).G * (d).dim * sizeof(float) : 0, 0)                                          \
-  X(stats_buf, (d).world > 1 ? 4 * sizeof(float) : 0, 0)                                                            \
+  X(record, SYNCO_REC_LEN * sizeof(double), 0)                                                                      \
+  X(stats_buf, (d).world > 1 ? 5 * sizeof(float) : 0, 0)                                                            \
   X(x_shuf_host, (d).world == 1 && (d).splits > 1 ? (d).B * (d).img : 0, 1)
 
 synco_status synco_moco_memory_plan(synco_backend *be, const synco_moco_config *cfg, synco_moco_memory *out) {
@@ -202,6 +208,8 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   }
   s = be->copy(be, m->queue, queue_host, (size_t)cfg->K * m->dim * F, SYNCO_COPY_H2D);
   free(queue_host);
+  if (!s) s = be->memset(be, m->record, 0, SYNCO_REC_LEN * sizeof(double));
+  m->bad_step = -1;
   if (!s) s = synco_infonce_init(&m->loss, be, m->B, cfg->K, m->dim, total);
   if (!s && total) {
     s = synco_negatives_init(&m->draws, be, &cfg->neg, m->B, m->dim, cfg->K);
@@ -261,7 +269,7 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint6
 
 /* One direction (pass 0 or 1): q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
 static synco_status direction(synco_moco *m, const float *xq, const float *k, int negatives, uint64_t step,
-                              uint64_t query0, int pass, double sums[4]) {
+                              uint64_t query0, int pass) {
   synco_backend *be = m->be;
   SYNCO_TRY(synco_encoder_forward_to_backend(m->eq, m->q_raw, xq, m->B, 1));
   if (m->feature_sink && pass == 0) /* the first direction's view: an online probe's input */
@@ -275,13 +283,10 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
     nc = &m->cfg.neg;
     nd = &m->draws;
   }
-  float l = 0, a = 0;
-  SYNCO_TRY(synco_contrastive_loss(&m->loss, &l, &a, m->dq, m->q, k, m->queue, m->B, m->cfg.K, m->dim, m->cfg.T, nc, nd));
-  if (!isfinite(l)) return synco_fail(SYNCO_ERR_NUMERIC, "non-finite loss at step %llu", (unsigned long long)step);
-  sums[0] += l;
-  sums[1] += a;
-  sums[2] += m->loss.loss_queue;
-  sums[3] += m->loss.acc_queue;
+  /* the loss and accuracies stay in backend memory, added to the record (read by synco_moco_read_stats) */
+  SYNCO_TRY(synco_contrastive_loss(&m->loss, NULL, NULL, m->dq, m->q, k, m->queue, m->B, m->cfg.K, m->dim, m->cfg.T,
+                                   nc, nd));
+  SYNCO_TRY(synco_infonce_record(&m->loss, m->record, step));
   synco_tensor dqt = matrix(m->dq, m->B, m->dim), dqr = matrix(m->dq_raw, m->B, m->dim);
   SYNCO_TRY(be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
   return synco_encoder_backward(m->eq, m->dq_raw);
@@ -295,21 +300,18 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   SYNCO_TRY(be->memset(be, g, 0, P * sizeof(float)));
   /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
   SYNCO_TRY(synco_ema_update(be, pk, pq, P, m->cfg.m));
-  double sums[4] = {0}; /* loss, acc, loss_moco, acc_moco (synco_step_stats) */
   int nkeys = 1;
   /* The negatives' draws are keyed by the query's index in the global batch (both directions counted), so
    * they do not depend on how the batch is split across processes. */
   const uint64_t G = (uint64_t)m->B * m->world, query0 = (uint64_t)m->rank * m->B;
   SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
   if (!m->cfg.symmetric) {
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0, sums));
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0));
   } else {
     /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
     SYNCO_TRY(encode_keys(m, m->keys + bd, x_q, step, 1));
-    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0, sums));
-    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, G + query0, 1, sums));
-    sums[1] *= 0.5; /* the losses add up (the symmetric loss is their sum), the accuracies average */
-    sums[3] *= 0.5;
+    SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0));
+    SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, G + query0, 1));
     nkeys = 2;
   }
   /* Where processes meet (no-ops on one process): the key shuffle above (images, permutation and keys), the
@@ -335,19 +337,44 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
     }
     SYNCO_TRY(be->enqueue(be, m->queue, m->cfg.K, m->dim, &m->ptr, rows, nrows));
   }
-  if (m->world > 1) {
-    /* the log's loss and accuracies: the means over processes (host memory on the CPU backends) */
-    float local[4], mean[4];
-    for (int i = 0; i < 4; i++) local[i] = (float)sums[i];
-    SYNCO_TRY(be->copy(be, m->stats_buf, local, sizeof local, SYNCO_COPY_H2D));
-    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, m->stats_buf, 4));
-    SYNCO_TRY(be->copy(be, mean, m->stats_buf, sizeof mean, SYNCO_COPY_D2H));
-    for (int i = 0; i < 4; i++) sums[i] = mean[i];
+  m->unread++;
+  m->unread_synthetic = negatives ? m->neg_total : 0;
+  return stats ? synco_moco_read_stats(m, stats) : SYNCO_OK;
+}
+
+synco_status synco_moco_read_stats(synco_moco *m, synco_step_stats *stats) {
+  synco_backend *be = m->be;
+  double rec[SYNCO_REC_LEN];
+  SYNCO_TRY(be->copy(be, rec, m->record, sizeof rec, SYNCO_COPY_D2H));
+  SYNCO_TRY(be->memset(be, m->record, 0, sizeof rec));
+  const double steps = m->unread > 0 ? (double)m->unread : 1.0, calls = rec[SYNCO_REC_CALLS] > 0 ? rec[SYNCO_REC_CALLS] : 1.0;
+  /* per step: the losses of a symmetric step's two directions add up (its loss is their sum), the accuracies
+   * average over the directions */
+  double v[5] = {rec[SYNCO_REC_LOSS] / steps, rec[SYNCO_REC_ACC] / calls, rec[SYNCO_REC_LOSS_QUEUE] / steps,
+                 rec[SYNCO_REC_ACC_QUEUE] / calls, rec[SYNCO_REC_BAD]};
+  if (m->world > 1) { /* the means over processes: every process reads at the same steps (a collective) */
+    float f[5];
+    for (int i = 0; i < 5; i++) f[i] = (float)v[i];
+    SYNCO_TRY(be->copy(be, m->stats_buf, f, sizeof f, SYNCO_COPY_H2D));
+    SYNCO_TRY(synco_dist_allreduce_mean(m->dist, m->stats_buf, 5));
+    SYNCO_TRY(be->copy(be, f, m->stats_buf, sizeof f, SYNCO_COPY_D2H));
+    for (int i = 0; i < 5; i++) v[i] = f[i];
   }
-  if (stats) *stats = (synco_step_stats){.loss = sums[0], .acc = sums[1], .loss_moco = sums[2], .acc_moco = sums[3],
-                                         .synthetic = negatives ? m->neg_total : 0};
+  if (stats) *stats = (synco_step_stats){.loss = v[0], .acc = v[1], .loss_moco = v[2], .acc_moco = v[3],
+                                         .synthetic = m->unread_synthetic, .steps = (int)m->unread};
+  m->unread = 0;
+  if (rec[SYNCO_REC_BAD] != 0.0) {
+    m->bad_step = (long)rec[SYNCO_REC_BAD_TAG];
+    return synco_fail(SYNCO_ERR_NUMERIC, "non-finite loss at step %ld", m->bad_step);
+  }
+  if (v[4] != 0.0) { /* another process's */
+    m->bad_step = -1;
+    return synco_fail(SYNCO_ERR_NUMERIC, "non-finite loss on another process");
+  }
   return SYNCO_OK;
 }
+
+long synco_moco_bad_step(const synco_moco *m) { return m->bad_step; }
 
 /* The MoCo state beside the encoders, as named backend buffers: the SGD momentum and the queue. */
 static void moco_state_buffers(synco_moco *m, synco_named_buffer out[2]) {

@@ -36,15 +36,16 @@ typedef struct {
 
 typedef struct synco_moco synco_moco;
 
-/* What a step reports. Once the synthetic negatives are on, the loss the gradient follows and its proxy accuracy
+/* What a read of the steps since the last read reports (their means). Once the synthetic negatives are on, the loss the gradient follows and its proxy accuracy
  * count them; the MoCo-only numbers leave them out (the positive against the real queue alone), so that they stay
  * comparable across the switch and with plain MoCo. Without synthetic negatives the two pairs are equal. */
 typedef struct {
-  double loss;                /* mean InfoNCE loss of the step, over every logit (synthetic ones included) */
+  double loss;                /* mean InfoNCE loss of a step, over every logit (synthetic ones included) */
   double acc;                 /* proxy-task accuracy in [0, 1]: the positive beats every logit of the loss */
   double loss_moco;           /* the InfoNCE loss over the positive and the queue logits alone */
   double acc_moco;            /* the positive beats every queue logit (MoCo's and the paper's proxy accuracy) */
-  int synthetic;              /* synthetic negatives per query in this step (0: warm-up, or plain MoCo) */
+  int synthetic;              /* synthetic negatives per query in the last step (0: warm-up, or plain MoCo) */
+  int steps;                  /* the steps these are the means of */
 } synco_step_stats;
 
 synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_moco_config *cfg);
@@ -71,9 +72,18 @@ const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld);
 
 /* One training step on a batch of two views x_q, x_k ([batch, 3, S, S] plain fp32). `negatives` = 0 turns the
  * synthetic negatives off (warm-up epochs); `step` is the global step (keys the negatives' draws).
- * A non-finite loss returns SYNCO_ERR_NUMERIC before any parameter is changed. */
+ * The step's loss and accuracies stay in backend memory (a record that each step adds to), so a step downloads
+ * nothing and never waits for the backend: with stats NULL it returns as soon as its work is issued. With stats
+ * it then reads the record as synco_moco_read_stats does (this step alone when every step reads). */
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
                              uint64_t step, synco_step_stats *stats);
+/* The means over the steps since the last read (stats may be NULL), and zeroes the record: one download, once per
+ * log interval. A non-finite loss in any of those steps returns SYNCO_ERR_NUMERIC naming the first such step
+ * (synco_moco_bad_step); the steps after it ran on, so the state is not usable (the last checkpoint is: read
+ * before every save). With several processes this is a collective: every process reads at the same steps. */
+synco_status synco_moco_read_stats(synco_moco *m, synco_step_stats *stats);
+/* The step a read found to be the first with a non-finite loss; -1 if none (or it was another process's). */
+long synco_moco_bad_step(const synco_moco *m);
 
 /* feats: backend memory [batch, feature_dim of the query encoder], or NULL (the default). Each step then copies the
  * query encoder's pooled backbone features of its first view there (detached: read after the forward, nothing

@@ -24,6 +24,7 @@
 #define SYNCO_TENSOR_BACKEND_H
 
 #include "synco.h"
+#include "tensor/loss_record.h"
 #include "tensor/negatives_op.h"
 #include "tensor/tensor.h"
 
@@ -154,6 +155,12 @@ typedef synco_status synco_infonce_fwd_fn(synco_backend *be, float *logits, int 
  * dq [B, dim] = g_i0 · k_i (assigned; the queue and synthetic parts are added by the caller). */
 typedef synco_status synco_infonce_bwd_fn(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B,
                                           int K, int ncol, int dim, float T);
+/* Adds one InfoNCE call's scalars (row_loss [2B] and hits [2B] of infonce_fwd) to rec [SYNCO_REC_LEN] doubles, a
+ * record in backend memory that the host reads once per log interval instead of downloading every step
+ * (kernels/infonce_kernel.h: synco_k_loss_record, whose row-order sums every backend runs). tag: the step, kept
+ * with the first call whose loss is not finite. */
+typedef synco_status synco_loss_record_fn(synco_backend *be, double *rec, const double *row_loss, const int *hits,
+                                          int B, double tag);
 /* SynCo's synthetic negatives over the draws d (tensor/negatives_op.h; contract in ssl/negatives.h): the
  * counter-based draws of queries query0.., the hard sets and closed-form synthetic logits, and their backward. */
 typedef synco_status synco_neg_draw_fn(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
@@ -265,6 +272,7 @@ struct synco_backend {
   synco_permute_rows_fn *permute_rows;
   synco_infonce_fwd_fn *infonce_fwd;
   synco_infonce_bwd_fn *infonce_bwd;
+  synco_loss_record_fn *loss_record;
   synco_neg_draw_fn *neg_draw;
   synco_neg_logits_fn *neg_logits;
   synco_neg_backward_fn *neg_backward;

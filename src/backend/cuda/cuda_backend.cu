@@ -97,19 +97,34 @@ static synco_status cuda_memset(synco_backend *be, void *dst, int byte, size_t b
   return SYNCO_OK;
 }
 
+/* After a wait: the flag a kernel raised on bad input since the last wait, as an error (then cleared). */
+static synco_status check_bad_input(synco_backend *be) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  int bad = 0;
+  SYNCO_CU(cudaMemcpyAsync(&bad, c->bad_input, sizeof bad, cudaMemcpyDeviceToHost, c->stream));
+  SYNCO_CU(cudaStreamSynchronize(c->stream));
+  if (!bad) return SYNCO_OK;
+  SYNCO_CU(cudaMemsetAsync(c->bad_input, 0, sizeof(int), c->stream));
+  return synco_fail(SYNCO_ERR_ARG, "cuda: since the last wait a kernel found bad input (negatives: a drawn position "
+                    "outside 0..n_hard-1)");
+}
+
 static synco_status cuda_copy(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir) {
   if (!bytes || dst == src) return SYNCO_OK;
   if (!dst || !src) return synco_fail(SYNCO_ERR_ARG, "cuda copy: %s is missing", dst ? "src" : "dst");
   cudaStream_t s = synco_cuda_stream(be);
   SYNCO_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
   /* the caller reads host memory right after a download */
-  if (dir == SYNCO_COPY_D2H || !synco_cuda_is_device(dst)) SYNCO_CU(cudaStreamSynchronize(s));
+  if (dir == SYNCO_COPY_D2H || !synco_cuda_is_device(dst)) {
+    SYNCO_CU(cudaStreamSynchronize(s));
+    return check_bad_input(be);
+  }
   return SYNCO_OK;
 }
 
 static synco_status cuda_sync(synco_backend *be) {
   SYNCO_CU(cudaStreamSynchronize(synco_cuda_stream(be)));
-  return SYNCO_OK;
+  return check_bad_input(be);
 }
 
 synco_status synco_cuda_ws(synco_backend *be, int slot, size_t bytes, void **out) {
@@ -184,6 +199,7 @@ static void cuda_destroy(synco_backend *be) {
     for (int i = 0; i < SYNCO_CUDA_WS_COUNT; i++)
       if (c->ws[i]) cudaFree(c->ws[i]);
     if (c->conv_ws) cudaFree(c->conv_ws);
+    if (c->bad_input) cudaFree(c->bad_input);
     free(c->conv_cache);
     if (c->dnn) cudnnDestroy(c->dnn);
     if (c->blas) cublasDestroy(c->blas);
@@ -205,6 +221,8 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   c->tf32 = tf && !strcmp(tf, "1");
   SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   SYNCO_CU(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  SYNCO_CU(cudaMalloc((void **)&c->bad_input, sizeof(int)));
+  SYNCO_CU(cudaMemset(c->bad_input, 0, sizeof(int)));
   return SYNCO_OK;
 }
 
@@ -249,6 +267,7 @@ static const synco_backend cuda_ops = {
     .permute_rows = synco_cuda_permute_rows,
     .infonce_fwd = synco_cuda_infonce_fwd,
     .infonce_bwd = synco_cuda_infonce_bwd,
+    .loss_record = synco_cuda_loss_record,
     .neg_draw = synco_cuda_neg_draw,
     .neg_logits = synco_cuda_neg_logits,
     .neg_backward = synco_cuda_neg_backward,

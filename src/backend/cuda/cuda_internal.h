@@ -31,7 +31,6 @@ enum {
   SYNCO_CUDA_WS_NEG_SGN,   /* per query: sign(q) [B, dim] */
   SYNCO_CUDA_WS_NEG_STATS, /* per query: ‖q‖², Σ|q|, non-zeros (double) */
   SYNCO_CUDA_WS_NEG_SEL,   /* per query: selection workspace when it does not fit in shared memory */
-  SYNCO_CUDA_WS_FLAG,      /* one int: a kernel's "bad input" flag */
   SYNCO_CUDA_WS_BN,        /* BN: per (group, channel) partial statistics */
   SYNCO_CUDA_WS_COUNT
 };
@@ -53,6 +52,9 @@ typedef struct {
   int conv_cached, conv_cache_cap;
   void *ws[SYNCO_CUDA_WS_COUNT];
   size_t ws_bytes[SYNCO_CUDA_WS_COUNT];
+  int *bad_input;            /* one device int a kernel sets on bad input (a drawn position outside the hard set):
+                                kept on the device, not read after each op, and checked after every wait (a
+                                download or a sync), which then fails and clears it */
 } synco_cuda_ctx;
 
 static inline synco_cuda_ctx *synco_cuda(synco_backend *be) { return (synco_cuda_ctx *)be->ctx; }
@@ -124,6 +126,8 @@ synco_status synco_cuda_infonce_fwd(synco_backend *be, float *logits, int ld, do
                                     const float *q, const float *k, int B, int K, int ncol, int dim, float T);
 synco_status synco_cuda_infonce_bwd(synco_backend *be, float *logits, int ld, float *dq, const float *k, int B, int K,
                                     int ncol, int dim, float T);
+synco_status synco_cuda_loss_record(synco_backend *be, double *rec, const double *row_loss, const int *hits, int B,
+                                    double tag);
 
 /* cuda_negatives.cu */
 synco_status synco_cuda_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,

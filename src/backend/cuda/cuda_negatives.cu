@@ -120,10 +120,9 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
   if (d->total == 0) return SYNCO_OK;
   cudaStream_t s = synco_cuda_stream(be);
   const int B = d->B, dim = d->dim, K = d->K, nh = d->n_hard;
-  void *sgn, *stats, *flag, *selg = NULL;
+  void *sgn, *stats, *selg = NULL;
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_NEG_SGN, (size_t)B * dim * sizeof(float), &sgn));
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_NEG_STATS, (size_t)B * 3 * sizeof(double), &stats));
-  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_FLAG, sizeof(int), &flag));
   const size_t sel_bytes = (4 * (size_t)K + SYNCO_K_SEL_BINS) * sizeof(uint32_t);
   size_t smem = sel_bytes;
   int fits;
@@ -132,7 +131,6 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
     SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_NEG_SEL, (size_t)B * sel_bytes, &selg));
     smem = 0;
   }
-  SYNCO_CU(cudaMemsetAsync(flag, 0, sizeof(int), s));
   row_sq_kernel<<<synco_cuda_blocks(K, 128), 128, 0, s>>>(d->row_sq, queue, K, dim);
   SYNCO_LAUNCHED();
   neg_select_kernel<<<B, SEL_THREADS, smem, s>>>(d->hard, l_neg, ld_lneg, K, nh, (uint32_t *)selg);
@@ -143,13 +141,10 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
   unsigned blocks = synco_cuda_blocks(total, SYNCO_CUDA_THREADS);
   if (blocks > 65536u) blocks = 65536u;
   neg_logit_kernel<<<blocks, SYNCO_CUDA_THREADS, 0, s>>>(*d, syn, ld_syn, l_neg, ld_lneg, q, queue, 1.0 / T,
-                                                         (const double *)stats, (const float *)sgn, (int *)flag);
+                                                         (const double *)stats, (const float *)sgn,
+                                                         synco_cuda(be)->bad_input);
   SYNCO_LAUNCHED();
-  int bad = 0;
-  SYNCO_CU(cudaMemcpyAsync(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost, s));
-  SYNCO_CU(cudaStreamSynchronize(s));
-  if (bad) return synco_fail(SYNCO_ERR_ARG, "negatives: a drawn position is outside 0..n_hard-1 (n_hard = %d)", nh);
-  return SYNCO_OK;
+  return SYNCO_OK; /* a position outside the hard set raises bad_input, reported at the next wait */
 }
 
 /* ---- backward ----------------------------------------------------------------------------------------- */
@@ -201,6 +196,6 @@ synco_status synco_cuda_neg_workspace(synco_backend *be, const synco_negatives_d
   SYNCO_TRY(synco_cuda_smem_setup(be, neg_select_kernel, sel_bytes, &fits));
   *ws = (synco_negatives_workspace){0};
   ws->scratch = B * n4 * sizeof(uint64_t) + B * sizeof(synco_rng) + B * (size_t)d->dim * sizeof(float) +
-                B * 3 * sizeof(double) + sizeof(int) + (fits ? 0 : B * sel_bytes);
+                B * 3 * sizeof(double) + (fits ? 0 : B * sel_bytes);
   return SYNCO_OK;
 }

@@ -1,9 +1,10 @@
 /* Step ops of the CUDA backend: GEMM through cuBLAS (row-major, as the op table says, by computing the
  * column-major transpose: C^T = op(B)^T·op(A)^T), SGD and EMA as one launch over the whole buffer of the
  * single-source element kernels (kernels/sgd_kernel.h), the queue's FIFO write as at most two device copies, the
- * key shuffle's row gather / scatter, and the InfoNCE rows (kernels/infonce_kernel.h's arithmetic), one block per
- * row. */
+ * key shuffle's row gather / scatter, the InfoNCE rows (kernels/infonce_kernel.h's arithmetic), one block per
+ * row, and the loss record those rows add to on the device. */
 #include "backend/cuda/cuda_internal.h"
+#include "kernels/infonce_kernel.h"
 #include "kernels/sgd_kernel.h"
 
 synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -213,6 +214,23 @@ synco_status synco_cuda_infonce_bwd(synco_backend *be, float *logits, int ld, fl
   /* the same products as synco_k_infonce_grad_row, a block per row */
   infonce_bwd_kernel<<<B, SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(logits, ld, dq, k, B, K, ncol, dim,
                                                                           1.0f / (float)B, 1.0f / T);
+  SYNCO_LAUNCHED();
+  return SYNCO_OK;
+}
+
+/* ---- the loss record ---------------------------------------------------------------------------------- */
+
+/* One thread: the record's sums in row order, the same bits as the CPU backends' (a B-row reduction is a few
+ * microseconds; what it saves is the download and the host synchronization of every step). */
+__global__ void loss_record_kernel(double *rec, const double *row_loss, const int *hits, int B, double tag) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) synco_k_loss_record(rec, row_loss, hits, B, tag);
+}
+
+synco_status synco_cuda_loss_record(synco_backend *be, double *rec, const double *row_loss, const int *hits, int B,
+                                    double tag) {
+  if (B < 1 || !rec || !row_loss || !hits)
+    return synco_fail(SYNCO_ERR_ARG, "loss_record: B %d, or a missing buffer", B);
+  loss_record_kernel<<<1, 1, 0, synco_cuda_stream(be)>>>(rec, row_loss, hits, B, tag);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }

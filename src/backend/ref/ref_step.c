@@ -110,3 +110,12 @@ synco_status synco_ref_infonce_bwd(synco_backend *be, float *logits, int ld, flo
   }
   return SYNCO_OK;
 }
+
+synco_status synco_ref_loss_record(synco_backend *be, double *rec, const double *row_loss, const int *hits, int B,
+                                   double tag) {
+  (void)be;
+  if (B < 1 || !rec || !row_loss || !hits)
+    return synco_fail(SYNCO_ERR_ARG, "loss_record: B %d, or a missing buffer", B);
+  synco_k_loss_record(rec, row_loss, hits, B, tag);
+  return SYNCO_OK;
+}

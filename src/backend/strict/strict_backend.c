@@ -8,6 +8,7 @@
  *    GPU kernel would fault on it). The op structs (synco_conv_op, the negatives' draws descriptor) and the queue
  *    pointer of enqueue are host memory by contract.
  *  - `copy` checks its direction against who owns each pointer (H2D: host source, backend destination, ...).
+ *  - Downloads and syncs are counted (synco_backend_strict_counts): where a GPU's host would wait.
  *  - New allocations are filled with NaN bit patterns, so a read of memory nobody wrote shows in the results.
  * The arithmetic is the reference backend's, so outputs equal `--backend ref`'s bit for bit. Not thread-safe across
  * backends used from several threads at once (no command does that). */
@@ -33,6 +34,7 @@ typedef struct {
   strict_block *blocks;
   int n, cap;
   int open; /* > 0 while an op runs: every block is readable and writable */
+  long downloads, syncs; /* synco_backend_strict_counts */
 } strict_ctx;
 
 /* The live backends, for the SIGSEGV handler (a command has one or two). */
@@ -157,13 +159,23 @@ static synco_status strict_copy(synco_backend *be, void *dst, const void *src, s
   SYNCO_TRY(dir == SYNCO_COPY_H2D ? need_host(be, src, what, "the source") : need(be, src, bytes, what, "the source"));
   SYNCO_TRY(dir == SYNCO_COPY_D2H ? need_host(be, dst, what, "the destination")
                                   : need(be, dst, bytes, what, "the destination"));
+  if (dir == SYNCO_COPY_D2H) ctx(be)->downloads++;
   open_mem(ctx(be));
   const synco_status s = ctx(be)->ref->copy(ctx(be)->ref, dst, src, bytes, dir);
   close_mem(ctx(be));
   return s;
 }
 
-static synco_status strict_sync(synco_backend *be) { return SYNCO_OK; }
+static synco_status strict_sync(synco_backend *be) {
+  ctx(be)->syncs++;
+  return SYNCO_OK;
+}
+
+void synco_backend_strict_counts(synco_backend *be, long *downloads, long *syncs) {
+  const int strict = be && !strcmp(be->name, "strict");
+  *downloads = strict ? ctx(be)->downloads : 0;
+  *syncs = strict ? ctx(be)->syncs : 0;
+}
 static int strict_threads(synco_backend *be) { return ctx(be)->ref->threads(ctx(be)->ref); }
 static int strict_supports(synco_backend *be, synco_capability cap) { return 0; }
 static synco_layout strict_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
@@ -237,6 +249,13 @@ static synco_status strict_infonce_bwd(synco_backend *be, float *logits, int ld,
   const char *op = "infonce_bwd";
   RUN((r->infonce_bwd(r, logits, ld, dq, k, B, K, ncol, dim, T)), NEED(logits, F((size_t)B * ld), "logits");
       NEED(dq, F((size_t)B * dim), "dq"); NEED(k, F((size_t)B * dim), "k"));
+}
+
+static synco_status strict_loss_record(synco_backend *be, double *rec, const double *row_loss, const int *hits, int B,
+                                       double tag) {
+  const char *op = "loss_record";
+  RUN((r->loss_record(r, rec, row_loss, hits, B, tag)), NEED(rec, SYNCO_REC_LEN * sizeof(double), "the record");
+      NEED(row_loss, (size_t)B * 2 * sizeof(double), "row_loss"); NEED(hits, (size_t)B * 2 * sizeof(int), "hits"));
 }
 
 /* The draws descriptor is host memory; the arrays it points to are this backend's. */
@@ -484,6 +503,7 @@ synco_status synco_backend_strict_create(synco_backend **out) {
       .permute_rows = strict_permute_rows,
       .infonce_fwd = strict_infonce_fwd,
       .infonce_bwd = strict_infonce_bwd,
+      .loss_record = strict_loss_record,
       .neg_draw = strict_neg_draw,
       .neg_logits = strict_neg_logits,
       .neg_backward = strict_neg_backward,
