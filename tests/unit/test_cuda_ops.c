@@ -160,6 +160,36 @@ static void test_infonce(void) {
   gpu->free(gpu, ddq);
 }
 
+/* The loss record: two calls added on the device equal the reference's bit for bit (one thread, row order); a
+ * non-finite loss in the second keeps its tag. */
+static void test_loss_record(void) {
+  enum { B = 7 };
+  double loss[2 * B], rec[SYNCO_REC_LEN] = {0};
+  int hits[2 * B];
+  for (int i = 0; i < 2 * B; i++) {
+    loss[i] = 0.37 * i + 1.0 / (i + 3);
+    hits[i] = (i * 5) % 3 == 0;
+  }
+  double *dloss = up(loss, sizeof loss), *drec = up(NULL, sizeof rec);
+  int *dhits = up(hits, sizeof hits);
+  CHECK_OK(gpu->memset(gpu, drec, 0, sizeof rec));
+  CHECK_OK(ref->loss_record(ref, rec, loss, hits, B, 3.0));
+  CHECK_OK(gpu->loss_record(gpu, drec, dloss, dhits, B, 3.0));
+  loss[2] = NAN;
+  CHECK_OK(gpu->copy(gpu, dloss, loss, sizeof loss, SYNCO_COPY_H2D));
+  CHECK_OK(ref->loss_record(ref, rec, loss, hits, B, 4.0));
+  CHECK_OK(gpu->loss_record(gpu, drec, dloss, dhits, B, 4.0));
+  double *g = down(drec, sizeof rec);
+  CHECK(rec[SYNCO_REC_BAD] == 1.0 && rec[SYNCO_REC_BAD_TAG] == 4.0 && rec[SYNCO_REC_CALLS] == 2.0);
+  for (int i = 0; i < SYNCO_REC_LEN; i++)
+    if (!(g[i] == rec[i] || (isnan(g[i]) && isnan(rec[i])))) {
+      fprintf(stderr, "loss record [%d]: gpu %.17g, ref %.17g\n", i, g[i], rec[i]);
+      CHECK(0);
+    }
+  free(g);
+  gpu->free(gpu, dloss), gpu->free(gpu, drec), gpu->free(gpu, dhits);
+}
+
 static void test_negatives(void) {
   synco_negatives_config cfg = {.n_hard = 96, .n = {24, 24, 24, 8, 8, 8}, .sigma = 0.05f, .delta = 0.02f, .eta = 0.03f};
   const int B = 12, K = 640, dim = 33, S = synco_negatives_total(&cfg);
@@ -386,6 +416,7 @@ int main(void) {
   test_sgd_ema();
   test_queue_permute();
   test_infonce();
+  test_loss_record();
   test_negatives();
   test_conv();
   test_bn(1, 0);
