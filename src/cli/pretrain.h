@@ -64,11 +64,6 @@ typedef struct {
   int shape[3][2];
 } pretrain_probe;
 
-/* What the probe did in one step (n = 0: it did not run). */
-typedef struct {
-  double loss;
-  int hits, n;
-} pretrain_probe_step;
 
 /* Sums of a logging window or of an epoch (pretrain_log.c). */
 typedef struct {
@@ -206,13 +201,14 @@ int pretrain_ranks_stop(pretrain_ctx *c);
  * tells the model to hand it each step's features; its state joins the checkpoint. */
 int pretrain_probe_open(pretrain_ctx *c);
 void pretrain_probe_free(pretrain_probe *p);
-/* After a step: one SGD step of the probe on the step's features against labels y (host). */
-synco_status pretrain_probe_step_run(pretrain_ctx *c, const int *y, pretrain_probe_step *out);
+/* After a step: one SGD step of the probe on the step's features against labels y (host); nothing downloaded. */
+synco_status pretrain_probe_step_run(pretrain_ctx *c, const int *y);
+/* What the probe scored since the last read (zeros when it is off); SYNCO_ERR_NUMERIC on a non-finite loss. */
+synco_status pretrain_probe_read(pretrain_ctx *c, synco_xent_stats *out);
 
 /* pretrain_log.c */
-/* A read of the loss record (st->steps steps' means) into the sums; a step of the probe. */
-void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st);
-void pretrain_sums_add_probe(pretrain_sums *s, const pretrain_probe_step *p);
+/* A read of the loss records into the sums: the model's (st->steps steps' means) and the probe's. */
+void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const synco_xent_stats *probe);
 /* log.jsonl rows of kind step, epoch and knn (epoch 0: before training). */
 void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *w, double seconds);
 void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds);

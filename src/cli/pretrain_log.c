@@ -18,21 +18,17 @@
 #include "base/status.h"
 #include "cli/pretrain.h"
 
-void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st) {
+void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const synco_xent_stats *probe) {
   s->loss += st->loss * st->steps;
   s->acc += st->acc * st->steps;
   s->loss_moco += st->loss_moco * st->steps;
   s->acc_moco += st->acc_moco * st->steps;
   s->synthetic = st->synthetic;
   s->n += st->steps;
-}
-
-void pretrain_sums_add_probe(pretrain_sums *s, const pretrain_probe_step *p) {
-  if (!p || p->n <= 0) return;
-  s->probe_loss += p->loss;
-  s->probe_hits += p->hits;
-  s->probe_seen += p->n;
-  s->probe_steps++;
+  s->probe_loss += probe->loss * probe->calls;
+  s->probe_hits += probe->hits;
+  s->probe_seen += probe->rows;
+  s->probe_steps += probe->calls;
 }
 
 static double wall_time(void) {

@@ -58,15 +58,17 @@ void pretrain_probe_free(pretrain_probe *p) {
   memset(p, 0, sizeof *p);
 }
 
-synco_status pretrain_probe_step_run(pretrain_ctx *c, const int *y, pretrain_probe_step *out) {
-  memset(out, 0, sizeof *out);
+synco_status pretrain_probe_step_run(pretrain_ctx *c, const int *y) {
   synco_linear_layer *l = c->probe.layer;
   if (!l) return SYNCO_OK;
-  const int n = c->cfg.moco.batch;
-  SYNCO_TRY(synco_linear_layer_backprop(l, y, n, 0, &out->loss, &out->hits));
+  /* its loss and hits stay in the layer's record on the backend (read with the step's, pretrain_probe_read) */
+  SYNCO_TRY(synco_linear_layer_backprop(l, y, c->cfg.moco.batch, 0, NULL, NULL));
   const size_t P = (size_t)l->dim * l->num_classes + l->num_classes;
   SYNCO_TRY(synco_dist_allreduce_mean(c->dist, l->grads, P));
-  SYNCO_TRY(synco_linear_layer_sgd(l, c->o.probe_lr, PROBE_MOMENTUM, 0.0));
-  out->n = n;
-  return SYNCO_OK;
+  return synco_linear_layer_sgd(l, c->o.probe_lr, PROBE_MOMENTUM, 0.0);
+}
+
+synco_status pretrain_probe_read(pretrain_ctx *c, synco_xent_stats *out) {
+  memset(out, 0, sizeof *out);
+  return c->probe.layer ? synco_linear_layer_read(c->probe.layer, out) : SYNCO_OK;
 }

@@ -189,16 +189,15 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
       return 1;
     }
     *lr = synco_lr_at(&c->cfg.sched, epoch, s, steps);
-    /* the loss and accuracies are read once per log window (and at the epoch's end, before its checkpoint): a
-     * step in between leaves them in backend memory and does not wait for the backend */
+    /* the loss and accuracies (the model's and the probe's) are read once per log window and at the epoch's end,
+     * before its checkpoint: a step in between leaves them in backend memory and does not wait for the backend */
     const int read = unread + 1 == o->print_freq || s == steps - 1;
     synco_step_stats st = {0};
     synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep,
                                       read ? &st : NULL);
-    pretrain_probe_step ps = {0};
-    if (ss == SYNCO_OK) ss = pretrain_probe_step_run(c, b.labels, &ps);
-    if (ss == SYNCO_ERR_NUMERIC && !read && c->world == 1) /* the probe's: did the loss go first? */
-      (void)synco_moco_read_stats(c->moco, NULL);
+    if (ss == SYNCO_OK) ss = pretrain_probe_step_run(c, b.labels);
+    synco_xent_stats ps = {0};
+    if (ss == SYNCO_OK && read) ss = pretrain_probe_read(c, &ps);
     if (ss == SYNCO_ERR_NUMERIC) {
       report_divergence(c, epoch, s);
       return 1;
@@ -208,12 +207,10 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
       return synco_cli_error("pretrain");
     }
     c->gstep++;
-    pretrain_sums_add_probe(sum, &ps);
-    pretrain_sums_add_probe(&win, &ps);
     unread++;
     if (read) {
-      pretrain_sums_add(sum, &st);
-      pretrain_sums_add(&win, &st);
+      pretrain_sums_add(sum, &st, &ps);
+      pretrain_sums_add(&win, &st, &ps);
       const double now = synco_now();
       pretrain_log_step(c, epoch, *lr, &win, now - t_win);
       win = (pretrain_sums){0};

@@ -2,8 +2,8 @@
  * objective and gradient are two sgemms over the whole feature matrix; L-BFGS (two-loop recursion, backtracking
  * Armijo line search, curvature pairs with s.y <= 0 skipped) minimizes it. Going down the lambda grid from the
  * largest value, each fit starts from the previous solution, so the small-lambda fits (the slow ones) start close.
- * The MoCo protocol's layer runs as backend ops; the cross-entropy over its C classes is the host's, on downloaded
- * logits. */
+ * The MoCo protocol's layer runs as backend ops, its cross-entropy too (the xent op, whose loss and hits stay in a
+ * record on the backend until read); only its top-k scoring downloads logits. */
 #include "eval/linear.h"
 
 #include <cblas.h>
@@ -15,6 +15,7 @@
 #include "base/rng.h"
 #include "base/status.h"
 #include "eval/knn.h"
+#include "kernels/xent_kernel.h"
 #include "optim/sgd.h"
 
 double synco_softmax_xent(const float *logits, const int *y, int n, int C, float *dlogits, float scale, int *hits1,
@@ -24,18 +25,8 @@ double synco_softmax_xent(const float *logits, const int *y, int n, int C, float
 #pragma omp parallel for schedule(static) reduction(+ : loss, h1, h5) if ((size_t)n * C >= 65536)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * C;
-    float m = z[0];
-    for (int c = 1; c < C; c++) m = z[c] > m ? z[c] : m;
-    double s = 0;
-    for (int c = 0; c < C; c++) s += exp((double)z[c] - m);
-    const double lse = m + log(s);
-    loss += lse - z[y[i]];
-    if (dlogits) {
-      float *g = dlogits + (size_t)i * C;
-      for (int c = 0; c < C; c++) g[c] = (float)(exp((double)z[c] - lse) * scale);
-      g[y[i]] -= scale;
-    }
     int a, b;
+    loss += synco_k_xent_row(z, C, y[i], dlogits ? dlogits + (size_t)i * C : NULL, scale, &a);
     synco_topk_hits(z, C, y[i], &a, &b);
     h1 += a;
     h5 += b;
@@ -338,12 +329,13 @@ synco_status synco_linear_layer_create(synco_linear_layer **out, synco_backend *
   l->dx = be->alloc(be, (size_t)max_batch * dim * sizeof(float));
   l->logits = be->alloc(be, bc * sizeof(float));
   l->dlogits = be->alloc(be, bc * sizeof(float));
+  l->labels = be->alloc(be, (size_t)max_batch * sizeof(int));
+  l->rec = be->alloc(be, SYNCO_XREC_LEN * sizeof(double));
   l->logits_host = synco_malloc(bc * sizeof(float));
-  l->dlogits_host = synco_malloc(bc * sizeof(float));
   float *init = synco_calloc(P, sizeof(float)); /* host: drawn here, then uploaded */
   synco_status st = SYNCO_OK;
-  if (!l->params || !l->grads || !l->mom || !l->x || !l->dx || !l->logits || !l->dlogits || !l->logits_host ||
-      !l->dlogits_host || !init)
+  if (!l->params || !l->grads || !l->mom || !l->x || !l->dx || !l->logits || !l->dlogits || !l->labels || !l->rec ||
+      !l->logits_host || !init)
     st = synco_fail(SYNCO_ERR_NOMEM, "linear layer: out of memory for a %d x %d classifier, batch %d", num_classes,
                     dim, max_batch);
   if (!st) {
@@ -352,6 +344,7 @@ synco_status synco_linear_layer_create(synco_linear_layer **out, synco_backend *
     st = be->copy(be, l->params, init, P * sizeof(float), SYNCO_COPY_H2D);
   }
   if (!st) st = be->memset(be, l->grads, 0, P * sizeof(float));
+  if (!st) st = be->memset(be, l->rec, 0, SYNCO_XREC_LEN * sizeof(double));
   free(init);
   if (st) {
     synco_linear_layer_free(l);
@@ -364,10 +357,10 @@ synco_status synco_linear_layer_create(synco_linear_layer **out, synco_backend *
 void synco_linear_layer_free(synco_linear_layer *l) {
   if (!l) return;
   synco_backend *be = l->be;
-  float *bufs[] = {l->params, l->grads, l->mom, l->x, l->dx, l->logits, l->dlogits};
+  void *bufs[] = {l->params, l->grads, l->mom, l->x, l->dx, l->logits, l->dlogits, l->labels, l->rec};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
     if (bufs[i]) be->free(be, bufs[i]);
-  free(l->logits_host), free(l->dlogits_host);
+  free(l->logits_host);
   free(l);
 }
 
@@ -403,15 +396,32 @@ synco_status synco_linear_layer_backprop(synco_linear_layer *l, const int *y, in
   const int C = l->num_classes, d = l->dim;
   for (int i = 0; i < n; i++)
     if (y[i] < 0 || y[i] >= C) return synco_fail(SYNCO_ERR_ARG, "linear layer: label %d outside [0, %d)", y[i], C);
-  SYNCO_TRY(forward_download(l, n));
-  const double f = synco_softmax_xent(l->logits_host, y, n, C, l->dlogits_host, 1.0f / n, hits1, NULL);
-  if (!isfinite(f)) return synco_fail(SYNCO_ERR_NUMERIC, "linear layer: the loss became %g (lower the learning rate)", f);
-  /* dL/dlogits goes back up (n x C floats) for the backward on the backend */
   synco_backend *be = l->be;
-  SYNCO_TRY(be->copy(be, l->dlogits, l->dlogits_host, (size_t)n * C * sizeof(float), SYNCO_COPY_H2D));
-  synco_tensor x = matrix(l->x, n, d), dz = matrix(l->dlogits, n, C), dx = matrix(l->dx, n, d);
+  SYNCO_TRY(be->copy(be, l->labels, y, (size_t)n * sizeof(int), SYNCO_COPY_H2D));
+  synco_tensor x = matrix(l->x, n, d), z = matrix(l->logits, n, C), dz = matrix(l->dlogits, n, C),
+               dx = matrix(l->dx, n, d);
+  SYNCO_TRY(be->linear_fwd(be, &z, &x, l->params, l->params + (size_t)C * d));
+  SYNCO_TRY(be->xent(be, l->dlogits, l->logits, l->labels, n, C, 1.0f / n, l->rec, (double)l->steps));
   SYNCO_TRY(be->linear_bwd(be, want_dx ? &dx : NULL, l->grads, l->grads + (size_t)C * d, &dz, &x, l->params));
-  if (loss) *loss = f;
+  if (!loss && !hits1) return SYNCO_OK;
+  synco_xent_stats st;
+  SYNCO_TRY(synco_linear_layer_read(l, &st));
+  if (loss) *loss = st.loss;
+  if (hits1) *hits1 = (int)st.hits;
+  return SYNCO_OK;
+}
+
+synco_status synco_linear_layer_read(synco_linear_layer *l, synco_xent_stats *out) {
+  double rec[SYNCO_XREC_LEN];
+  SYNCO_TRY(l->be->copy(l->be, rec, l->rec, sizeof rec, SYNCO_COPY_D2H));
+  SYNCO_TRY(l->be->memset(l->be, l->rec, 0, sizeof rec));
+  const double calls = rec[SYNCO_XREC_CALLS];
+  if (out)
+    *out = (synco_xent_stats){.loss = calls > 0 ? rec[SYNCO_XREC_LOSS] / calls : 0.0, .hits = (long)rec[SYNCO_XREC_HITS],
+                              .rows = (long)rec[SYNCO_XREC_ROWS], .calls = (int)calls};
+  if (rec[SYNCO_XREC_BAD] != 0.0)
+    return synco_fail(SYNCO_ERR_NUMERIC, "linear layer: the loss became non-finite at its step %.0f (lower the "
+                      "learning rate)", rec[SYNCO_XREC_BAD_TAG]);
   return SYNCO_OK;
 }
 
@@ -484,6 +494,7 @@ synco_status synco_linear_layer_fit(synco_linear_layer *l, const float *x, const
       st = synco_linear_layer_upload(l, xb, nb);
       if (!st) st = synco_linear_layer_train_step(l, yb, nb, lr, c, NULL, NULL);
     }
+    if (!st) st = synco_linear_layer_read(l, NULL); /* once an epoch: a non-finite loss stops the fit */
   }
   free(perm), free(xb), free(yb);
   return st;

@@ -69,10 +69,10 @@ typedef struct {
 /* The MoCo linear-classification recipe: lr 30, momentum 0.9, no weight decay, 100 epochs, x0.1 at 60 and 80. */
 synco_sgd_config synco_sgd_moco_linear_config(void);
 
-/* The layer's parameters, gradients, momentum, features and logits are backend memory, so that an evaluation on a
- * GPU runs there: linear_fwd / linear_bwd and the one SGD op (optim/sgd.h) over one buffer [W | b]. The host sees
- * only the logits of a minibatch (B x C floats, downloaded for the loss and the top-k counts) and uploads their
- * gradient. */
+/* The layer's parameters, gradients, momentum, features, logits and labels are backend memory, so that an
+ * evaluation on a GPU runs there: linear_fwd, the xent op (the cross-entropy, its gradient, and its loss and hits
+ * added to a record on the backend), linear_bwd and the one SGD op (optim/sgd.h) over one buffer [W | b]. A training
+ * step uploads its labels and downloads nothing unless asked for its loss; scoring downloads the logits (top-k). */
 typedef struct {
   synco_backend *be;
   int dim, num_classes, max_batch;
@@ -83,8 +83,9 @@ typedef struct {
                               them here, or synco_linear_layer_upload copies host features in) */
   float *dx;               /* backend [max_batch, dim]: dL/dx of the last backward with want_dx (fine-tuning) */
   float *logits, *dlogits; /* backend [max_batch, C] */
-  float *logits_host;      /* host [max_batch, C]: the download of the logits */
-  float *dlogits_host;     /* host [max_batch, C]: their gradient, computed here, then uploaded */
+  int *labels;             /* backend [max_batch]: a step's labels, uploaded */
+  double *rec;             /* backend [SYNCO_XREC_LEN]: the loss record since the last read (tensor/loss_record.h) */
+  float *logits_host;      /* host [max_batch, C]: the download of the logits (scoring) */
   long steps;              /* SGD steps taken: the first creates the momentum buffer, as torch */
 } synco_linear_layer;
 
@@ -95,10 +96,23 @@ synco_status synco_linear_layer_create(synco_linear_layer **out, synco_backend *
 void synco_linear_layer_free(synco_linear_layer *l);
 /* Copies host features x[n, dim] into l->x (n <= max_batch). */
 synco_status synco_linear_layer_upload(synco_linear_layer *l, const float *x, int n);
-/* On the n features in l->x: forward, mean cross-entropy against y (host labels), backward: grads += dL/d[W | b],
- * and with want_dx l->dx = dL/dx. The loss in *loss and the top-1 hits in *hits1 (either may be NULL). */
+/* On the n features in l->x: forward, mean cross-entropy against y (host labels, uploaded), backward:
+ * grads += dL/d[W | b], and with want_dx l->dx = dL/dx. With loss or hits1 (either may be NULL) the record is read
+ * (synco_linear_layer_read: the mean loss and the hits since the last read; this call's when every call asks), a
+ * non-finite loss returned as SYNCO_ERR_NUMERIC; with both NULL nothing is downloaded and the backend is not
+ * waited for. */
 synco_status synco_linear_layer_backprop(synco_linear_layer *l, const int *y, int n, int want_dx, double *loss,
                                          int *hits1);
+/* What the steps since the last read scored (on their training batches, before each update). */
+typedef struct {
+  double loss; /* mean over the calls of each call's batch-mean loss */
+  long hits;   /* top-1 hits */
+  long rows;   /* rows scored */
+  int calls;
+} synco_xent_stats;
+/* Reads the layer's loss record (one download) into out (may be NULL) and zeroes it; SYNCO_ERR_NUMERIC when a loss
+ * since the last read was not finite. */
+synco_status synco_linear_layer_read(synco_linear_layer *l, synco_xent_stats *out);
 /* One SGD step over [W | b] at learning rate lr (torch.optim.SGD: kernels/sgd_kernel.h), then zeroes the grads. */
 synco_status synco_linear_layer_sgd(synco_linear_layer *l, double lr, double momentum, double weight_decay);
 /* Backprop and SGD on the n features in l->x. */

@@ -161,6 +161,11 @@ typedef synco_status synco_infonce_bwd_fn(synco_backend *be, float *logits, int 
  * with the first call whose loss is not finite. */
 typedef synco_status synco_loss_record_fn(synco_backend *be, double *rec, const double *row_loss, const int *hits,
                                           int B, double tag);
+/* A classifier's softmax cross-entropy over logits z [n, C] (plain) against labels [n] (backend memory, each in
+ * 0..C-1): dz [n, C] = (softmax − onehot)·scale (dz may be NULL), and the call's mean loss, top-1 hits and rows
+ * added to rec [SYNCO_XREC_LEN] on the backend (kernels/xent_kernel.h), tag kept with a first non-finite loss. */
+typedef synco_status synco_xent_fn(synco_backend *be, float *dz, const float *z, const int *labels, int n, int C,
+                                   float scale, double *rec, double tag);
 /* SynCo's synthetic negatives over the draws d (tensor/negatives_op.h; contract in ssl/negatives.h): the
  * counter-based draws of queries query0.., the hard sets and closed-form synthetic logits, and their backward. */
 typedef synco_status synco_neg_draw_fn(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
@@ -273,6 +278,7 @@ struct synco_backend {
   synco_infonce_fwd_fn *infonce_fwd;
   synco_infonce_bwd_fn *infonce_bwd;
   synco_loss_record_fn *loss_record;
+  synco_xent_fn *xent;
   synco_neg_draw_fn *neg_draw;
   synco_neg_logits_fn *neg_logits;
   synco_neg_backward_fn *neg_backward;

@@ -190,6 +190,28 @@ static void test_loss_record(void) {
   gpu->free(gpu, dloss), gpu->free(gpu, drec), gpu->free(gpu, dhits);
 }
 
+/* A classifier's cross-entropy: dz and the record against the reference (libm's exp and log against CUDA's). */
+static void test_xent(void) {
+  enum { n = 37, C = 11 };
+  float *z = rnd((size_t)n * C, 40, -4, 4), dz[n * C];
+  int y[n];
+  for (int i = 0; i < n; i++) y[i] = (i * 7) % C;
+  double rec[SYNCO_XREC_LEN] = {0};
+  float *dzd = up(NULL, sizeof dz), *zd = up(z, (size_t)n * C * sizeof(float));
+  int *yd = up(y, sizeof y);
+  double *recd = up(NULL, sizeof rec);
+  CHECK_OK(gpu->memset(gpu, recd, 0, sizeof rec));
+  CHECK_OK(ref->xent(ref, dz, z, y, n, C, 1.0f / n, rec, 2.0));
+  CHECK_OK(gpu->xent(gpu, dzd, zd, yd, n, C, 1.0f / n, recd, 2.0));
+  cmp_dev("xent dz", dzd, dz, (size_t)n * C, 1e-7, 1e-5);
+  double *g = down(recd, sizeof rec);
+  CHECK(fabs(g[SYNCO_XREC_LOSS] - rec[SYNCO_XREC_LOSS]) <= 1e-6 * fabs(rec[SYNCO_XREC_LOSS]));
+  CHECK(g[SYNCO_XREC_HITS] == rec[SYNCO_XREC_HITS] && g[SYNCO_XREC_ROWS] == n && g[SYNCO_XREC_CALLS] == 1.0 &&
+        g[SYNCO_XREC_BAD] == 0.0);
+  free(g), free(z);
+  gpu->free(gpu, dzd), gpu->free(gpu, zd), gpu->free(gpu, yd), gpu->free(gpu, recd);
+}
+
 static void test_negatives(void) {
   synco_negatives_config cfg = {.n_hard = 96, .n = {24, 24, 24, 8, 8, 8}, .sigma = 0.05f, .delta = 0.02f, .eta = 0.03f};
   const int B = 12, K = 640, dim = 33, S = synco_negatives_total(&cfg);
@@ -417,6 +439,7 @@ int main(void) {
   test_queue_permute();
   test_infonce();
   test_loss_record();
+  test_xent();
   test_negatives();
   test_conv();
   test_bn(1, 0);

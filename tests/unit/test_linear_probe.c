@@ -2,7 +2,8 @@
  * noisy isotropic Gaussian blobs (where the nearest-class-mean rule is Bayes-optimal) comes within a few points
  * of that optimum; it is deterministic. The SGD layer does the same on the blobs, its gradients match finite
  * differences, and the MoCo schedule steps at 60 and 80. The layer runs on the strict backend: its buffers are
- * reached only through copies. */
+ * reached only through copies. A training step that does not ask for its loss downloads nothing and does not sync;
+ * the read after several steps reports what a read after each would (mean loss, hits), and a non-finite loss. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,47 @@ int main(void) {
     CHECK_CLOSE("db", g + C * d, num + C * d, C, 2e-4, 1e-2);
     CHECK_CLOSE("dx", dx, num_x, n * d, 2e-4, 1e-2);
     synco_linear_layer_free(l);
+  }
+  /* No download in a step; one read for three steps. */
+  {
+    enum { d = 6, C = 4, n = 8, STEPS = 3 };
+    synco_linear_layer *each = NULL, *once = NULL;
+    CHECK_OK(synco_linear_layer_create(&each, be, d, C, n, 2));
+    CHECK_OK(synco_linear_layer_create(&once, be, d, C, n, 2));
+    float x[n * d];
+    int y[n];
+    for (int i = 0; i < n; i++) y[i] = (i * 3) % C;
+    double mean = 0;
+    long hits = 0;
+    for (int s = 0; s < STEPS; s++) {
+      synco_test_fill(x, n * d, 20 + s, -2, 2);
+      double f;
+      int h;
+      CHECK_OK(synco_linear_layer_upload(each, x, n));
+      CHECK_OK(synco_linear_layer_backprop(each, y, n, 0, &f, &h));
+      CHECK_OK(synco_linear_layer_sgd(each, 0.5, 0.9, 0));
+      mean += f / STEPS;
+      hits += h;
+      long d0, s0, d1, s1;
+      synco_backend_strict_counts(be, &d0, &s0);
+      CHECK_OK(synco_linear_layer_upload(once, x, n));
+      CHECK_OK(synco_linear_layer_backprop(once, y, n, 0, NULL, NULL));
+      CHECK_OK(synco_linear_layer_sgd(once, 0.5, 0.9, 0));
+      synco_backend_strict_counts(be, &d1, &s1);
+      CHECK(d1 == d0 && s1 == s0);
+    }
+    synco_xent_stats st;
+    CHECK_OK(synco_linear_layer_read(once, &st));
+    CHECK(st.calls == STEPS && st.rows == STEPS * n && st.hits == hits);
+    CHECK(fabs(st.loss - mean) <= 1e-12 * (1 + fabs(mean)));
+    x[5] = NAN;
+    CHECK_OK(synco_linear_layer_upload(once, x, n));
+    CHECK_OK(synco_linear_layer_backprop(once, y, n, 0, NULL, NULL));
+    CHECK(synco_linear_layer_read(once, &st) == SYNCO_ERR_NUMERIC);
+    CHECK_OK(synco_linear_layer_read(once, &st)); /* zeroed by the read */
+    CHECK(st.calls == 0);
+    synco_linear_layer_free(each);
+    synco_linear_layer_free(once);
   }
   /* The MoCo schedule (optim/schedule.h). */
   {

@@ -106,7 +106,7 @@ static synco_status check_bad_input(synco_backend *be) {
   if (!bad) return SYNCO_OK;
   SYNCO_CU(cudaMemsetAsync(c->bad_input, 0, sizeof(int), c->stream));
   return synco_fail(SYNCO_ERR_ARG, "cuda: since the last wait a kernel found bad input (negatives: a drawn position "
-                    "outside 0..n_hard-1)");
+                    "outside 0..n_hard-1; xent: a label outside 0..C-1)");
 }
 
 static synco_status cuda_copy(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir) {
@@ -268,6 +268,7 @@ static const synco_backend cuda_ops = {
     .infonce_fwd = synco_cuda_infonce_fwd,
     .infonce_bwd = synco_cuda_infonce_bwd,
     .loss_record = synco_cuda_loss_record,
+    .xent = synco_cuda_xent,
     .neg_draw = synco_cuda_neg_draw,
     .neg_logits = synco_cuda_neg_logits,
     .neg_backward = synco_cuda_neg_backward,

@@ -32,6 +32,7 @@ enum {
   SYNCO_CUDA_WS_NEG_STATS, /* per query: ‖q‖², Σ|q|, non-zeros (double) */
   SYNCO_CUDA_WS_NEG_SEL,   /* per query: selection workspace when it does not fit in shared memory */
   SYNCO_CUDA_WS_BN,        /* BN: per (group, channel) partial statistics */
+  SYNCO_CUDA_WS_XENT,      /* xent: each row's loss (double) and hit (int) */
   SYNCO_CUDA_WS_COUNT
 };
 
@@ -52,7 +53,8 @@ typedef struct {
   int conv_cached, conv_cache_cap;
   void *ws[SYNCO_CUDA_WS_COUNT];
   size_t ws_bytes[SYNCO_CUDA_WS_COUNT];
-  int *bad_input;            /* one device int a kernel sets on bad input (a drawn position outside the hard set):
+  int *bad_input;            /* one device int a kernel sets on bad input (a drawn position outside the hard set, a
+                                label outside the classes):
                                 kept on the device, not read after each op, and checked after every wait (a
                                 download or a sync), which then fails and clears it */
 } synco_cuda_ctx;
@@ -128,6 +130,8 @@ synco_status synco_cuda_infonce_bwd(synco_backend *be, float *logits, int ld, fl
                                     int ncol, int dim, float T);
 synco_status synco_cuda_loss_record(synco_backend *be, double *rec, const double *row_loss, const int *hits, int B,
                                     double tag);
+synco_status synco_cuda_xent(synco_backend *be, float *dz, const float *z, const int *labels, int n, int C, float scale,
+                             double *rec, double tag);
 
 /* cuda_negatives.cu */
 synco_status synco_cuda_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,

@@ -2,10 +2,12 @@
  * column-major transpose: C^T = op(B)^T·op(A)^T), SGD and EMA as one launch over the whole buffer of the
  * single-source element kernels (kernels/sgd_kernel.h), the queue's FIFO write as at most two device copies, the
  * key shuffle's row gather / scatter, the InfoNCE rows (kernels/infonce_kernel.h's arithmetic), one block per
- * row, and the loss record those rows add to on the device. */
+ * row, and the loss record those rows add to on the device; a classifier's cross-entropy (a thread per row, then
+ * one thread adding the rows in order to its record). */
 #include "backend/cuda/cuda_internal.h"
 #include "kernels/infonce_kernel.h"
 #include "kernels/sgd_kernel.h"
+#include "kernels/xent_kernel.h"
 
 synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
                              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
@@ -231,6 +233,50 @@ synco_status synco_cuda_loss_record(synco_backend *be, double *rec, const double
   if (B < 1 || !rec || !row_loss || !hits)
     return synco_fail(SYNCO_ERR_ARG, "loss_record: B %d, or a missing buffer", B);
   loss_record_kernel<<<1, 1, 0, synco_cuda_stream(be)>>>(rec, row_loss, hits, B, tag);
+  SYNCO_LAUNCHED();
+  return SYNCO_OK;
+}
+
+/* ---- a classifier's cross-entropy ------------------------------------------------------------------------- */
+
+/* A thread per row: dz and the row's loss and hit (a label outside 0..C-1 raises bad_input, its row scores 0). */
+__global__ void xent_rows_kernel(float *dz, const float *z, const int *labels, int n, int C, float scale,
+                                 double *row_loss, int *row_hit, int *bad) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int y = labels[i];
+  if (y < 0 || y >= C) {
+    *bad = 1;
+    row_loss[i] = 0.0;
+    row_hit[i] = 0;
+    return;
+  }
+  row_loss[i] = synco_k_xent_row(z + (size_t)i * C, C, y, dz ? dz + (size_t)i * C : NULL, scale, &row_hit[i]);
+}
+
+__global__ void xent_add_kernel(double *rec, const double *row_loss, const int *row_hit, int n, double tag) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double loss = 0.0;
+  long hits = 0;
+  for (int i = 0; i < n; i++) {
+    loss += row_loss[i];
+    hits += row_hit[i];
+  }
+  synco_k_xent_add(rec, loss, hits, n, tag);
+}
+
+synco_status synco_cuda_xent(synco_backend *be, float *dz, const float *z, const int *labels, int n, int C, float scale,
+                             double *rec, double tag) {
+  if (n < 1 || C < 1 || !z || !labels || !rec) return synco_fail(SYNCO_ERR_ARG, "xent: %d x %d, or a missing buffer", n, C);
+  void *ws;
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_XENT, (size_t)n * (sizeof(double) + sizeof(int)), &ws));
+  double *row_loss = (double *)ws;
+  int *row_hit = (int *)(row_loss + n);
+  cudaStream_t s = synco_cuda_stream(be);
+  xent_rows_kernel<<<synco_cuda_blocks(n, 128), 128, 0, s>>>(dz, z, labels, n, C, scale, row_loss, row_hit,
+                                                             synco_cuda(be)->bad_input);
+  SYNCO_LAUNCHED();
+  xent_add_kernel<<<1, 1, 0, s>>>(rec, row_loss, row_hit, n, tag);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }

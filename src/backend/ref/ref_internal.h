@@ -65,6 +65,7 @@ synco_permute_rows_fn synco_ref_permute_rows;
 synco_infonce_fwd_fn synco_ref_infonce_fwd;
 synco_infonce_bwd_fn synco_ref_infonce_bwd;
 synco_loss_record_fn synco_ref_loss_record;
+synco_xent_fn synco_ref_xent;
 
 /* ref_negatives.c */
 synco_neg_draw_fn synco_ref_neg_draw;
@@ -85,8 +86,8 @@ synco_threads_fn synco_ref_host_threads;
   .copy = synco_ref_host_copy, .sync = synco_ref_host_sync, .gemm = synco_ref_gemm, .sgd = synco_ref_sgd,      \
   .ema = synco_ref_ema, .enqueue = synco_ref_enqueue, .permute_rows = synco_ref_permute_rows,                  \
   .infonce_fwd = synco_ref_infonce_fwd, .infonce_bwd = synco_ref_infonce_bwd,                                 \
-  .loss_record = synco_ref_loss_record, .neg_draw = synco_ref_neg_draw, .neg_logits = synco_ref_neg_logits,    \
-  .neg_backward = synco_ref_neg_backward,                                                                      \
+  .loss_record = synco_ref_loss_record, .xent = synco_ref_xent, .neg_draw = synco_ref_neg_draw,              \
+  .neg_logits = synco_ref_neg_logits, .neg_backward = synco_ref_neg_backward,                                  \
   .neg_workspace = synco_ref_neg_workspace, .threads = synco_ref_host_threads
 
 #endif

@@ -7,6 +7,7 @@
 #include "backend/ref/ref_internal.h"
 #include "kernels/infonce_kernel.h"
 #include "kernels/sgd_kernel.h"
+#include "kernels/xent_kernel.h"
 
 synco_status synco_ref_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
@@ -117,5 +118,21 @@ synco_status synco_ref_loss_record(synco_backend *be, double *rec, const double 
   if (B < 1 || !rec || !row_loss || !hits)
     return synco_fail(SYNCO_ERR_ARG, "loss_record: B %d, or a missing buffer", B);
   synco_k_loss_record(rec, row_loss, hits, B, tag);
+  return SYNCO_OK;
+}
+
+synco_status synco_ref_xent(synco_backend *be, float *dz, const float *z, const int *labels, int n, int C, float scale,
+                            double *rec, double tag) {
+  (void)be;
+  if (n < 1 || C < 1 || !z || !labels || !rec) return synco_fail(SYNCO_ERR_ARG, "xent: %d x %d, or a missing buffer", n, C);
+  double loss = 0.0;
+  long hits = 0;
+  for (int i = 0; i < n; i++) { /* in row order: the sum the CUDA backend's one-thread pass makes */
+    if (labels[i] < 0 || labels[i] >= C) return synco_fail(SYNCO_ERR_ARG, "xent: label %d outside [0, %d)", labels[i], C);
+    int h;
+    loss += synco_k_xent_row(z + (size_t)i * C, C, labels[i], dz ? dz + (size_t)i * C : NULL, scale, &h);
+    hits += h;
+  }
+  synco_k_xent_add(rec, loss, hits, n, tag);
   return SYNCO_OK;
 }

@@ -258,6 +258,14 @@ static synco_status strict_loss_record(synco_backend *be, double *rec, const dou
       NEED(row_loss, (size_t)B * 2 * sizeof(double), "row_loss"); NEED(hits, (size_t)B * 2 * sizeof(int), "hits"));
 }
 
+static synco_status strict_xent(synco_backend *be, float *dz, const float *z, const int *labels, int n, int C,
+                                float scale, double *rec, double tag) {
+  const char *op = "xent";
+  RUN((r->xent(r, dz, z, labels, n, C, scale, rec, tag)), NEED(z, F((size_t)n * C), "z");
+      if (dz) NEED(dz, F((size_t)n * C), "dz"); NEED(labels, (size_t)n * sizeof(int), "labels");
+      NEED(rec, SYNCO_XREC_LEN * sizeof(double), "the record"));
+}
+
 /* The draws descriptor is host memory; the arrays it points to are this backend's. */
 static synco_status need_draws(synco_backend *be, const synco_negatives_draws *d, const char *op) {
   SYNCO_TRY(need_host(be, d, op, "the draws descriptor"));
@@ -504,6 +512,7 @@ synco_status synco_backend_strict_create(synco_backend **out) {
       .infonce_fwd = strict_infonce_fwd,
       .infonce_bwd = strict_infonce_bwd,
       .loss_record = strict_loss_record,
+      .xent = strict_xent,
       .neg_draw = strict_neg_draw,
       .neg_logits = strict_neg_logits,
       .neg_backward = strict_neg_backward,
