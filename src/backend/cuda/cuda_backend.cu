@@ -217,6 +217,8 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   SYNCO_CUBLAS(cublasSetStream(c->blas, c->stream));
   SYNCO_CUDNN(cudnnCreate(&c->dnn));
   SYNCO_CUDNN(cudnnSetStream(c->dnn, c->stream));
+  const char *bn = getenv("SYNCO_CUDA_BN");
+  c->bn_block = bn && !strcmp(bn, "block");
   const char *tf = getenv("SYNCO_CUDA_TF32");
   c->tf32 = tf && !strcmp(tf, "1");
   SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));

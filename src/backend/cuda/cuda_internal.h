@@ -46,6 +46,7 @@ typedef struct {
   cublasHandle_t blas;
   cudnnHandle_t dnn;
   int tf32;                  /* SYNCO_CUDA_TF32=1: TF32 tensor cores for fp32 convs and GEMMs */
+  int bn_block;              /* SYNCO_CUDA_BN=block: BN as one block per (group, channel), the first kernels */
   int smem_optin;            /* bytes of shared memory a block may opt in to */
   void *conv_ws;             /* the cuDNN workspace: planned once, the largest any planned conv needs */
   size_t conv_ws_bytes;

@@ -1,8 +1,13 @@
 /* The CUDA backend's layers other than convolution, on PLAIN NCHW fp32, each written to compute what the
  * reference backend computes (backend/ref) in the same precision:
- *  - batch norm (+ReLU) with Split-BN groups: one block per (group, channel), statistics in double by a two-pass
- *    (mean, then centred squares) block reduction, normalization in double as the reference; the running
- *    statistics and dgamma / dbeta are combined over groups in group order by a second, per-channel kernel;
+ *  - batch norm (+ReLU) with Split-BN groups, as split reductions that fill the GPU: each (group, channel) slice is
+ *    cut into S runs of whole images (S from the shape alone, so results do not depend on the GPU), one block per
+ *    run sums x − p and (x − p)² in float per thread and in double across the block (p: the slice's first value,
+ *    so the variance does not cancel); a thread per slice adds its S runs in order and makes the statistics and
+ *    the per-slice scale and shift; one elementwise pass (float4 where rows allow) normalizes. The backward is the
+ *    same shape (Σ dy', Σ dy'·(x − mean), then dx = a·dy' + b·x + c). The running statistics and dgamma / dbeta
+ *    are combined over groups in group order by a per-channel kernel. SYNCO_CUDA_BN=block selects the first
+ *    kernels instead (one block per slice, three passes, double throughout);
  *  - max pooling with the reference's argmax rules (first maximum, NaN wins, padding never wins) and a backward
  *    that gathers, per input pixel, the gradients of the windows it won in output order, so it needs no atomics
  *    and sums in the reference's order;
@@ -11,7 +16,10 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <stdint.h>
+
 #include "backend/cuda/cuda_internal.h"
+#include "kernels/bn_kernel.h"
 #include "kernels/l2norm_kernel.h"
 #include "kernels/pool_kernel.h"
 
@@ -40,6 +48,18 @@ __device__ static double block_sum(double v, double *sh) {
 
 /* ---- batch norm --------------------------------------------------------------------------------------- */
 
+static int bn_split_fits(const synco_bn_op *op);
+static size_t bn_split_bytes(const synco_bn_op *op);
+
+/* The split kernels unless SYNCO_CUDA_BN=block or the tensor is too large for their 32-bit indices. */
+static int bn_split(synco_backend *be, const synco_bn_op *op) {
+  return !synco_cuda(be)->bn_block && bn_split_fits(op);
+}
+
+static size_t bn_ws_bytes(synco_backend *be, const synco_bn_op *op) {
+  return bn_split(be, op) ? bn_split_bytes(op) : (size_t)op->groups * op->c * 2 * sizeof(double);
+}
+
 synco_status synco_cuda_bn_plan(synco_backend *be, synco_bn_op *op) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "cuda bn_plan: op is NULL");
   op->impl = NULL;
@@ -52,8 +72,8 @@ synco_status synco_cuda_bn_plan(synco_backend *be, synco_bn_op *op) {
   if ((double)(op->n / op->groups) * op->h * op->w >= 2147483648.0)
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda bn_plan: %d images of %dx%d per group is too many for one block",
                       op->n / op->groups, op->h, op->w);
-  void *ws; /* the per-(group, channel) partials, shared by every BN of the backend */
-  return synco_cuda_ws(be, SYNCO_CUDA_WS_BN, (size_t)op->groups * op->c * 2 * sizeof(double), &ws);
+  void *ws; /* the partials, shared by every BN of the backend */
+  return synco_cuda_ws(be, SYNCO_CUDA_WS_BN, bn_ws_bytes(be, op), &ws);
 }
 
 void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op) {
@@ -62,7 +82,7 @@ void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op) {
 
 /* bn_plan keeps nothing per op; it grows the shared partials to its layer's need. */
 synco_status synco_cuda_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, synco_plan_bytes *b) {
-  synco_plan_share(b, SYNCO_CUDA_SHARED_BN, (size_t)op->groups * op->c * 2 * sizeof(double));
+  synco_plan_share(b, SYNCO_CUDA_SHARED_BN, bn_ws_bytes(be, op));
   return SYNCO_OK;
 }
 
@@ -71,6 +91,107 @@ synco_status synco_cuda_bn_plan_bytes(synco_backend *be, const synco_bn_op *op, 
 __device__ static inline size_t bn_at(int g, int ng, int C, int c, unsigned hw, unsigned e) {
   return ((size_t)(g * ng + (int)(e / hw)) * C + c) * hw + e % hw;
 }
+
+/* ---- split reductions (the arithmetic: kernels/bn_kernel.h) ---- */
+
+#define BN_SPLIT_THREADS 256
+
+static int bn_runs(const synco_bn_op *op) {
+  return synco_k_bn_runs(op->groups * op->c, op->n / op->groups, (long)op->h * op->w);
+}
+
+/* The split kernels index with 32-bit arithmetic: the whole tensor below 2^31 values. */
+static int bn_split_fits(const synco_bn_op *op) {
+  return (double)op->n * op->c * op->h * op->w < 2147483648.0;
+}
+
+/* Workspace of the split path: per run 2 doubles, per slice 2 doubles (the `part` the per-channel kernels read)
+ * and the coefficients. */
+static size_t bn_split_bytes(const synco_bn_op *op) {
+  const size_t gc = (size_t)op->groups * op->c;
+  return gc * bn_runs(op) * 2 * sizeof(double) + gc * 2 * sizeof(double) + gc * SYNCO_K_BN_COEF * sizeof(float);
+}
+
+/* A block per run: Σ (x − p) and Σ (x − p)², p the slice's first value. */
+__global__ void bn_stats_kernel(double *runs, const float *x, int C, int ng, unsigned hw, int S) {
+  __shared__ double sh[BN_SPLIT_THREADS];
+  const int gc = blockIdx.x / S, s = blockIdx.x % S, g = gc / C, c = gc % C;
+  unsigned first, count;
+  synco_k_bn_run(ng, S, s, hw, &first, &count);
+  float a, q;
+  synco_k_bn_thread_stats(x, g, ng, C, c, hw, first, count, x[synco_k_bn_at(g, ng, C, c, hw, 0)], threadIdx.x,
+                          blockDim.x, &a, &q);
+  const double sa = block_sum(a, sh), sq = block_sum(q, sh);
+  if (threadIdx.x == 0) {
+    runs[2 * blockIdx.x] = sa;
+    runs[2 * blockIdx.x + 1] = sq;
+  }
+}
+
+/* A thread per slice: its statistics, the running statistics' part and the normalization's scale and shift. */
+__global__ void bn_stats_finish_kernel(float *save_mean, float *save_invstd, double *part, float *coef,
+                                       const double *runs, const float *x, const float *gamma, const float *beta,
+                                       int C, int G, int ng, unsigned hw, int S, float eps) {
+  const int gc = blockIdx.x * blockDim.x + threadIdx.x;
+  if (gc >= G * C) return;
+  const int g = gc / C, c = gc % C;
+  synco_k_bn_stats_finish(runs + (size_t)gc * S * 2, S, x[synco_k_bn_at(g, ng, C, c, hw, 0)], (double)ng * hw, eps,
+                          gamma[c], beta[c], &save_mean[gc], &save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
+}
+
+/* y = x·scale + shift of its slice (then ReLU); with vec (rows a multiple of 4 long, x and y 16-byte aligned) four
+ * values at a time. */
+__global__ void bn_apply_kernel(float *y, const float *x, const float *coef, int C, int ng, unsigned hw,
+                                unsigned total, int relu, int vec) {
+  if (vec) {
+    const unsigned total4 = total / 4, hw4 = hw / 4;
+    for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total4; e += gridDim.x * blockDim.x) {
+      const float *k = coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw4, C, ng);
+      float4 v = reinterpret_cast<const float4 *>(x)[e];
+      v.x = synco_k_bn_apply(v.x, k, relu), v.y = synco_k_bn_apply(v.y, k, relu);
+      v.z = synco_k_bn_apply(v.z, k, relu), v.w = synco_k_bn_apply(v.w, k, relu);
+      reinterpret_cast<float4 *>(y)[e] = v;
+    }
+    return;
+  }
+  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)
+    y[e] = synco_k_bn_apply(x[e], coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng), relu);
+}
+
+/* A block per run of the backward: Σ dy' and Σ dy'·(x − mean). */
+__global__ void bn_bwd_stats_kernel(double *runs, const float *dy, const float *y, const float *x,
+                                    const float *save_mean, int C, int ng, unsigned hw, int S) {
+  __shared__ double sh[BN_SPLIT_THREADS];
+  const int gc = blockIdx.x / S, s = blockIdx.x % S, g = gc / C, c = gc % C;
+  unsigned first, count;
+  synco_k_bn_run(ng, S, s, hw, &first, &count);
+  float a, b;
+  synco_k_bn_thread_bwd(dy, y, x, g, ng, C, c, hw, first, count, save_mean[gc], threadIdx.x, blockDim.x, &a, &b);
+  const double sa = block_sum(a, sh), sb = block_sum(b, sh);
+  if (threadIdx.x == 0) {
+    runs[2 * blockIdx.x] = sa;
+    runs[2 * blockIdx.x + 1] = sb;
+  }
+}
+
+/* A thread per slice: dgamma, dbeta of the slice (part) and dx's coefficients. */
+__global__ void bn_bwd_finish_kernel(double *part, float *coef, const double *runs, const float *gamma,
+                                     const float *save_mean, const float *save_invstd, int C, int G, int ng,
+                                     unsigned hw, int S) {
+  const int gc = blockIdx.x * blockDim.x + threadIdx.x;
+  if (gc >= G * C) return;
+  synco_k_bn_bwd_finish(runs + (size_t)gc * S * 2, S, (double)ng * hw, gamma[gc % C], save_mean[gc],
+                        save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
+}
+
+/* dx = a·dy' + b·x + c of its slice; in place (dx == dy) is safe: each value is read before it is written. */
+__global__ void bn_bwd_apply_kernel(float *dx, const float *dy, const float *y, const float *x, const float *coef,
+                                    int C, int ng, unsigned hw, unsigned total) {
+  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)
+    dx[e] = synco_k_bn_bwd_apply(dy[e], y ? y[e] : 0.f, y != NULL, x[e], coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng));
+}
+
+/* ---- one block per (group, channel): SYNCO_CUDA_BN=block ---- */
 
 __global__ void bn_fwd_train_kernel(float *y, float *save_mean, float *save_invstd, double *part, const float *x,
                                     const float *gamma, const float *beta, int C, int ng, unsigned hw, float eps,
@@ -127,11 +248,28 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
   const unsigned hw = (unsigned)op->h * op->w;
   if ((size_t)ng * hw < 2)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train: expected more than 1 value per channel per group");
-  void *part;
-  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_BN, (size_t)G * C * 2 * sizeof(double), &part));
+  void *ws;
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_BN, bn_ws_bytes(be, op), &ws));
   cudaStream_t s = synco_cuda_stream(be);
-  bn_fwd_train_kernel<<<G * C, BN_THREADS, 0, s>>>((float *)y->data, save_mean, save_invstd, (double *)part,
-                                                   (const float *)x->data, gamma, beta, C, ng, hw, op->eps, op->relu);
+  double *part = (double *)ws;
+  if (bn_split(be, op)) {
+    const int S = bn_runs(op);
+    double *runs = part + (size_t)G * C * 2;
+    float *coef = (float *)(runs + (size_t)G * C * S * 2);
+    const float *px = (const float *)x->data;
+    bn_stats_kernel<<<G * C * S, BN_SPLIT_THREADS, 0, s>>>(runs, px, C, ng, hw, S);
+    SYNCO_LAUNCHED();
+    bn_stats_finish_kernel<<<synco_cuda_blocks((size_t)G * C, 128), 128, 0, s>>>(
+        save_mean, save_invstd, part, coef, runs, px, gamma, beta, C, G, ng, hw, S, op->eps);
+    SYNCO_LAUNCHED();
+    const unsigned total = (unsigned)synco_tensor_numel(x);
+    const int vec = hw % 4 == 0 && (uintptr_t)px % 16 == 0 && (uintptr_t)y->data % 16 == 0;
+    bn_apply_kernel<<<grid_for(vec ? total / 4 : total), SYNCO_CUDA_THREADS, 0, s>>>((float *)y->data, px, coef, C, ng,
+                                                                                    hw, total, op->relu, vec);
+  } else {
+    bn_fwd_train_kernel<<<G * C, BN_THREADS, 0, s>>>((float *)y->data, save_mean, save_invstd, part,
+                                                     (const float *)x->data, gamma, beta, C, ng, hw, op->eps, op->relu);
+  }
   SYNCO_LAUNCHED();
   bn_running_kernel<<<synco_cuda_blocks(C, 128), 128, 0, s>>>(running_mean, running_var, (const double *)part, C, G,
                                                               op->momentum);
@@ -217,12 +355,28 @@ synco_status synco_cuda_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_bwd: a statistics or parameter pointer is NULL");
   const int C = op->c, G = op->groups, ng = op->n / G;
   const unsigned hw = (unsigned)op->h * op->w;
-  void *part;
-  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_BN, (size_t)G * C * 2 * sizeof(double), &part));
+  void *ws;
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_BN, bn_ws_bytes(be, op), &ws));
   cudaStream_t s = synco_cuda_stream(be);
-  bn_bwd_kernel<<<G * C, BN_THREADS, 0, s>>>((float *)dx->data, (double *)part, (const float *)dy->data,
-                                             op->relu ? (const float *)y->data : NULL, (const float *)x->data, gamma,
-                                             save_mean, save_invstd, C, ng, hw);
+  double *part = (double *)ws;
+  const float *py = op->relu ? (const float *)y->data : NULL;
+  if (bn_split(be, op)) {
+    const int S = bn_runs(op);
+    double *runs = part + (size_t)G * C * 2;
+    float *coef = (float *)(runs + (size_t)G * C * S * 2);
+    const float *pdy = (const float *)dy->data, *px = (const float *)x->data;
+    bn_bwd_stats_kernel<<<G * C * S, BN_SPLIT_THREADS, 0, s>>>(runs, pdy, py, px, save_mean, C, ng, hw, S);
+    SYNCO_LAUNCHED();
+    bn_bwd_finish_kernel<<<synco_cuda_blocks((size_t)G * C, 128), 128, 0, s>>>(part, coef, runs, gamma, save_mean,
+                                                                              save_invstd, C, G, ng, hw, S);
+    SYNCO_LAUNCHED();
+    const unsigned total = (unsigned)synco_tensor_numel(x);
+    bn_bwd_apply_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, s>>>((float *)dx->data, pdy, py, px, coef, C, ng,
+                                                                       hw, total);
+  } else {
+    bn_bwd_kernel<<<G * C, BN_THREADS, 0, s>>>((float *)dx->data, part, (const float *)dy->data, py,
+                                               (const float *)x->data, gamma, save_mean, save_invstd, C, ng, hw);
+  }
   SYNCO_LAUNCHED();
   bn_param_grad_kernel<<<synco_cuda_blocks(C, 128), 128, 0, s>>>(dgamma, dbeta, (const double *)part, C, G);
   SYNCO_LAUNCHED();
