@@ -21,6 +21,7 @@
 #include "dist/dist.h"
 #include "ssl/moco.h"
 #include "tensor/backend.h"
+#include "test_moco.h"
 #include "test_util.h"
 
 enum { B = 8, S = 32, K = 64, STEPS = 4 };
@@ -54,19 +55,8 @@ static void same_on_all_ranks(const char *what, int step, const float *x, size_t
 static void run_case(synco_backend *be, int symmetric, int negatives) {
   case_name = negatives ? symmetric ? "SynCo symmetric" : "SynCo" : "MoCo-v2";
   const int world = dist->world, rank = dist->rank, G = B * world;
-  synco_moco_config cfg = {0};
-  cfg.enc = (synco_encoder_config){.depth = 18, .width = 8, .cifar_stem = 1, .head = 1, .mlp = 1, .dim = 16,
-                                   .bn_splits = 1};
-  cfg.image_size = S;
-  cfg.K = K * (symmetric ? 2 : 1);
-  cfg.m = 0.99f;
-  cfg.T = 0.2f;
-  cfg.symmetric = symmetric;
-  if (negatives) cfg.neg = (synco_negatives_config){.n_hard = cfg.K, .n = {8, 8, 8, 4, 4, 4}, .sigma = 0.01f,
-                                                     .delta = 0.01f, .eta = 0.01f};
-  cfg.momentum = 0.9f;
-  cfg.wd = 5e-4f;
-  cfg.seed = 11;
+  const int Kc = K * (symmetric ? 2 : 1);
+  const synco_moco_config cfg = synco_test_moco_config(S, B, Kc, 1, symmetric, negatives, Kc, 11);
   synco_moco_config one = cfg, many = cfg;
   one.batch = G;
   one.enc.bn_splits = world;

@@ -19,6 +19,7 @@
 
 #include "ssl/moco.h"
 #include "tensor/backend.h"
+#include "test_moco.h"
 #include "test_util.h"
 
 enum { STEP_B = 16, STEP_S = 32, STEP_K = 32 };
@@ -58,20 +59,8 @@ static void step_check(step_compare *t, const char *what, int step, const float 
 static void step_compare_case(step_compare *t, int symmetric, int negatives) {
   enum { B = STEP_B, S = STEP_S };
   t->case_name = negatives ? symmetric ? "SynCo symmetric" : "SynCo" : "MoCo-v2";
-  synco_moco_config cfg = {0};
-  cfg.enc = (synco_encoder_config){.depth = 18, .width = 8, .cifar_stem = 1, .head = 1, .mlp = 1, .dim = 16,
-                                   .bn_splits = 2};
-  cfg.image_size = S;
-  cfg.batch = B;
-  cfg.K = STEP_K * (symmetric ? 2 : 1);
-  cfg.m = 0.99f;
-  cfg.T = 0.2f;
-  cfg.symmetric = symmetric;
-  if (negatives) cfg.neg = (synco_negatives_config){.n_hard = 16, .n = {8, 8, 8, 4, 4, 4}, .sigma = 0.01f,
-                                                     .delta = 0.01f, .eta = 0.01f};
-  cfg.momentum = 0.9f;
-  cfg.wd = 5e-4f;
-  cfg.seed = 11;
+  const synco_moco_config cfg = synco_test_moco_config(S, B, STEP_K * (symmetric ? 2 : 1), 2, symmetric, negatives,
+                                                       16, 11);
   synco_moco *a = NULL, *b = NULL;
   CHECK_OK(synco_moco_create(&a, t->ref, &cfg));
   CHECK_OK(synco_moco_create(&b, t->other, &cfg));

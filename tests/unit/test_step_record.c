@@ -13,27 +13,10 @@
 #include "backend/registry.h"
 #include "base/status.h"
 #include "ssl/moco.h"
+#include "test_moco.h"
 #include "test_util.h"
 
 enum { B = 8, S = 16, STEPS = 3 };
-
-static synco_moco_config config(int symmetric, int negatives) {
-  synco_moco_config cfg = {0};
-  cfg.enc = (synco_encoder_config){.depth = 18, .width = 8, .cifar_stem = 1, .head = 1, .mlp = 1, .dim = 16,
-                                   .bn_splits = 2};
-  cfg.image_size = S;
-  cfg.batch = B;
-  cfg.K = 32;
-  cfg.m = 0.99f;
-  cfg.T = 0.2f;
-  cfg.symmetric = symmetric;
-  if (negatives) cfg.neg = (synco_negatives_config){.n_hard = 16, .n = {8, 8, 8, 4, 4, 4}, .sigma = 0.01f,
-                                                     .delta = 0.01f, .eta = 0.01f};
-  cfg.momentum = 0.9f;
-  cfg.wd = 5e-4f;
-  cfg.seed = 5;
-  return cfg;
-}
 
 static void images(float *xq, float *xk, int step, int nan) {
   const size_t n = (size_t)B * 3 * S * S;
@@ -50,7 +33,7 @@ static void close_to(const char *what, double got, double want) {
 }
 
 static void one_case(int symmetric, int negatives) {
-  const synco_moco_config cfg = config(symmetric, negatives);
+  const synco_moco_config cfg = synco_test_moco_config(S, B, 32, 2, symmetric, negatives, 16, 5);
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_strict_create(&be));
   synco_moco *each = NULL, *once = NULL;
