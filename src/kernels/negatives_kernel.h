@@ -276,6 +276,136 @@ SYNCO_HD static inline void synco_k_sel_finish(int32_t *h, const float *x, int K
   synco_k_sel_sort(h, k0, i0, k1, i1, c, nh, cnt);
 }
 
+/* Phase 4 in parallel (the CUDA kernel; synco_k_sel_finish is its one-thread form, and test_neg_kernels checks that
+ * both give the same hard set bit for bit). part[nthr] is the block's per-thread scratch; between the steps, a
+ * barrier:
+ *   a. synco_k_sel_cut_part (each thread), synco_k_sel_cut_find (one thread): the cut of synco_k_sel_cut;
+ *   b. synco_k_sel_keep_count (each), synco_k_sel_scan (one), synco_k_sel_keep_write (each): the candidates in index
+ *      order into k0 / i0, each thread a contiguous range of the row;
+ *   c. SYNCO_K_SEL_PASSES stable passes of SYNCO_K_SEL_RADIX_BITS bits, largest digit first, each: synco_k_sel_rhist
+ *      (lanes < SYNCO_K_SEL_LANES, each a contiguous range of the candidates), synco_k_sel_rsum (each),
+ *      synco_k_sel_scan (one), synco_k_sel_roffsets (each), synco_k_sel_rscatter (lanes): an even number of
+ *      passes, so the sorted candidates end in k0 / i0;
+ *   d. synco_k_sel_emit (each): the first nh indices into h.
+ * A stable sort on the whole 32-bit key has one result, so the digits' width does not change it. */
+#define SYNCO_K_SEL_RADIX_BITS 4
+#define SYNCO_K_SEL_DIGITS (1 << SYNCO_K_SEL_RADIX_BITS)
+#define SYNCO_K_SEL_PASSES (32 / SYNCO_K_SEL_RADIX_BITS)
+#define SYNCO_K_SEL_LANES 128 /* SYNCO_K_SEL_DIGITS · lanes counters fit in the histogram's SYNCO_K_SEL_BINS words */
+
+/* [lo, hi) of part t of n split into nthr contiguous parts. */
+SYNCO_HD static inline void synco_k_sel_range(int n, int t, int nthr, int *lo, int *hi) {
+  *lo = (int)((long)n * t / nthr);
+  *hi = (int)((long)n * (t + 1) / nthr);
+}
+
+SYNCO_HD static inline void synco_k_sel_cut_part(uint32_t *part, const uint32_t *cnt, int t, int nthr) {
+  int lo, hi;
+  synco_k_sel_range(SYNCO_K_SEL_BINS, t, nthr, &lo, &hi);
+  uint32_t s = 0;
+  for (int b = lo; b < hi; b++) s += cnt[b];
+  part[t] = s;
+}
+
+/* synco_k_sel_cut from the parts: the chunk where the count from the top reaches nh, then its bins. */
+SYNCO_HD static inline uint32_t synco_k_sel_cut_find(const uint32_t *part, const uint32_t *cnt, int nthr, int nh) {
+  uint32_t run = 0;
+  for (int u = nthr - 1; u >= 0; u--) {
+    if (run + part[u] < (uint32_t)nh) {
+      run += part[u];
+      continue;
+    }
+    int lo, hi;
+    synco_k_sel_range(SYNCO_K_SEL_BINS, u, nthr, &lo, &hi);
+    for (int b = hi - 1; b >= lo; b--) {
+      run += cnt[b];
+      if (run >= (uint32_t)nh) return (uint32_t)b;
+    }
+  }
+  return 0;
+}
+
+SYNCO_HD static inline void synco_k_sel_keep_count(uint32_t *part, const uint32_t *bin, int K, uint32_t cut, int t,
+                                                   int nthr) {
+  int lo, hi;
+  synco_k_sel_range(K, t, nthr, &lo, &hi);
+  uint32_t c = 0;
+  for (int j = lo; j < hi; j++) c += bin[j] >= cut;
+  part[t] = c;
+}
+
+/* In place: part[0..n) becomes its exclusive prefix sums; returns the total. */
+SYNCO_HD static inline uint32_t synco_k_sel_scan(uint32_t *part, int n) {
+  uint32_t run = 0;
+  for (int u = 0; u < n; u++) {
+    const uint32_t v = part[u];
+    part[u] = run;
+    run += v;
+  }
+  return run;
+}
+
+SYNCO_HD static inline void synco_k_sel_keep_write(uint32_t *k0, int32_t *i0, const float *x, const uint32_t *bin,
+                                                   int K, uint32_t cut, const uint32_t *part, int t, int nthr) {
+  int lo, hi;
+  synco_k_sel_range(K, t, nthr, &lo, &hi);
+  uint32_t at = part[t];
+  for (int j = lo; j < hi; j++)
+    if (bin[j] >= cut) {
+      k0[at] = synco_k_order_bits(x[j]);
+      i0[at++] = j;
+    }
+}
+
+/* The counters of a radix pass, in the order of the scan: digit from the largest down, then lane. */
+SYNCO_HD static inline int synco_k_sel_rslot(int q) {
+  const int digit = SYNCO_K_SEL_DIGITS - 1 - q / SYNCO_K_SEL_LANES, lane = q % SYNCO_K_SEL_LANES;
+  return digit * SYNCO_K_SEL_LANES + lane;
+}
+
+SYNCO_HD static inline void synco_k_sel_rhist(uint32_t *hist, const uint32_t *kin, int c, int shift, int u) {
+  for (int d = 0; d < SYNCO_K_SEL_DIGITS; d++) hist[d * SYNCO_K_SEL_LANES + u] = 0;
+  int lo, hi;
+  synco_k_sel_range(c, u, SYNCO_K_SEL_LANES, &lo, &hi);
+  for (int j = lo; j < hi; j++) hist[((kin[j] >> shift) & (SYNCO_K_SEL_DIGITS - 1)) * SYNCO_K_SEL_LANES + u]++;
+}
+
+SYNCO_HD static inline void synco_k_sel_rsum(uint32_t *part, const uint32_t *hist, int t, int nthr) {
+  int lo, hi;
+  synco_k_sel_range(SYNCO_K_SEL_DIGITS * SYNCO_K_SEL_LANES, t, nthr, &lo, &hi);
+  uint32_t s = 0;
+  for (int q = lo; q < hi; q++) s += hist[synco_k_sel_rslot(q)];
+  part[t] = s;
+}
+
+/* The counters become each (digit, lane)'s first output position. */
+SYNCO_HD static inline void synco_k_sel_roffsets(uint32_t *hist, const uint32_t *part, int t, int nthr) {
+  int lo, hi;
+  synco_k_sel_range(SYNCO_K_SEL_DIGITS * SYNCO_K_SEL_LANES, t, nthr, &lo, &hi);
+  uint32_t run = part[t];
+  for (int q = lo; q < hi; q++) {
+    const int s = synco_k_sel_rslot(q);
+    const uint32_t v = hist[s];
+    hist[s] = run;
+    run += v;
+  }
+}
+
+SYNCO_HD static inline void synco_k_sel_rscatter(uint32_t *kout, int32_t *iout, const uint32_t *kin, const int32_t *iin,
+                                                 int c, int shift, uint32_t *hist, int u) {
+  int lo, hi;
+  synco_k_sel_range(c, u, SYNCO_K_SEL_LANES, &lo, &hi);
+  for (int j = lo; j < hi; j++) {
+    const uint32_t at = hist[((kin[j] >> shift) & (SYNCO_K_SEL_DIGITS - 1)) * SYNCO_K_SEL_LANES + u]++;
+    kout[at] = kin[j];
+    iout[at] = iin[j];
+  }
+}
+
+SYNCO_HD static inline void synco_k_sel_emit(int32_t *h, const int32_t *i0, int nh, int t, int nthr) {
+  for (int p = t; p < nh; p += nthr) h[p] = i0[p];
+}
+
 /* ---- forward --------------------------------------------------------------------------------------------- */
 
 SYNCO_HD static inline float synco_k_dotf(const float *a, const float *b, int n) {

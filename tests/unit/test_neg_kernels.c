@@ -5,8 +5,9 @@
  *  - the draws made as the GPU makes them (one pass per query that skips the noise and records where its words
  *    start, then every noise pair from its word index) equal synco_ref_neg_draw's, for odd and even dim and an
  *    n_hard that is not a power of two (so rejection in synco_rng_below happens);
- *  - the hard-set selection split as the GPU's block does it (strided min/max, histogram, cut, ordered compaction,
- *    the radix sort) equals synco_k_select_hard on rows with ties;
+ *  - the hard-set selection split as the GPU's block does it (strided min/max, histogram, then the cut, ordered
+ *    compaction and radix sort on one thread, or by the block's threads and lanes, with 128 and 256 threads)
+ *    equals synco_k_select_hard on rows with ties;
  *  - the backward as the GPU's block does it (weights first, then each dq element over the noise vectors in
  *    order, then the scatter) equals synco_ref_neg_backward. */
 #include <math.h>
@@ -75,14 +76,37 @@ static void test_draws(int dim, int n_hard) {
 }
 
 /* The GPU block's selection (the phases of kernels/negatives_kernel.h the CUDA kernel runs), with `nthr` threads
- * run one after the other between the barriers. */
-static void gpu_style_select(int32_t *h, const float *x, int K, int nh, uint32_t *ws, int nthr) {
+ * run one after the other between the barriers; the last phase by one thread (synco_k_sel_finish) or, with
+ * `parallel`, as the block's threads and lanes run it (cut, compaction, radix passes, emit). */
+static void gpu_style_select(int32_t *h, const float *x, int K, int nh, uint32_t *ws, int nthr, int parallel) {
   float mns[256], mxs[256], mn, scale;
   for (int t = 0; t < nthr; t++) synco_k_sel_minmax(x, K, t, nthr, &mns[t], &mxs[t]);
   for (int b = 0; b < SYNCO_K_SEL_BINS; b++) ws[4 * (size_t)K + b] = 0;
   synco_k_sel_reduce(mns, mxs, nthr, x[0], &mn, &scale);
   for (int t = nthr - 1; t >= 0; t--) synco_k_sel_bins(ws, x, K, t, nthr, mn, scale); /* any order */
-  synco_k_sel_finish(h, x, K, nh, ws);
+  if (!parallel) {
+    synco_k_sel_finish(h, x, K, nh, ws);
+    return;
+  }
+  uint32_t part[256], *k0 = ws, *k1 = ws + K, *cnt = ws + 4 * (size_t)K;
+  int32_t *i0 = (int32_t *)(ws + 2 * (size_t)K), *i1 = (int32_t *)(ws + 3 * (size_t)K);
+  for (int t = 0; t < nthr; t++) synco_k_sel_cut_part(part, cnt, t, nthr);
+  const uint32_t cut = synco_k_sel_cut_find(part, cnt, nthr, nh);
+  CHECK(cut == synco_k_sel_cut(cnt, nh));
+  for (int t = 0; t < nthr; t++) synco_k_sel_keep_count(part, k1, K, cut, t, nthr);
+  const int c = (int)synco_k_sel_scan(part, nthr);
+  for (int t = nthr - 1; t >= 0; t--) synco_k_sel_keep_write(k0, i0, x, k1, K, cut, part, t, nthr);
+  for (int pass = 0; pass < SYNCO_K_SEL_PASSES; pass++) {
+    const int shift = pass * SYNCO_K_SEL_RADIX_BITS;
+    uint32_t *kin = pass % 2 ? k1 : k0, *kout = pass % 2 ? k0 : k1;
+    int32_t *iin = pass % 2 ? i1 : i0, *iout = pass % 2 ? i0 : i1;
+    for (int u = SYNCO_K_SEL_LANES - 1; u >= 0; u--) synco_k_sel_rhist(cnt, kin, c, shift, u);
+    for (int t = 0; t < nthr; t++) synco_k_sel_rsum(part, cnt, t, nthr);
+    synco_k_sel_scan(part, nthr);
+    for (int t = nthr - 1; t >= 0; t--) synco_k_sel_roffsets(cnt, part, t, nthr);
+    for (int u = SYNCO_K_SEL_LANES - 1; u >= 0; u--) synco_k_sel_rscatter(kout, iout, kin, iin, c, shift, cnt, u);
+  }
+  for (int t = 0; t < nthr; t++) synco_k_sel_emit(h, i0, nh, t, nthr);
 }
 
 static void test_select(void) {
@@ -98,8 +122,13 @@ static void test_select(void) {
       for (int j = 0; j < K; j++) x[j] = 0.25f;
     const int nh = trial == 1 ? 1 : 300;
     synco_k_select_hard(h1, x, K, nh, ws);
-    gpu_style_select(h2, x, K, nh, ws, 256);
+    gpu_style_select(h2, x, K, nh, ws, 256, 0);
     CHECK(!memcmp(h1, h2, nh * sizeof *h1));
+    for (int nthr = 128; nthr <= 256; nthr += 128) { /* the parallel finish, with as many threads as lanes and more */
+      memset(h2, 0xff, sizeof h2);
+      gpu_style_select(h2, x, K, nh, ws, nthr, 1);
+      CHECK(!memcmp(h1, h2, nh * sizeof *h1));
+    }
     for (int p = 1; p < nh; p++)
       CHECK(x[h1[p - 1]] > x[h1[p]] || (x[h1[p - 1]] == x[h1[p]] && h1[p - 1] < h1[p]));
   }

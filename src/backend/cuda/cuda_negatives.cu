@@ -59,7 +59,7 @@ synco_status synco_cuda_neg_draw(synco_backend *be, synco_negatives_draws *d, co
 
 /* ---- selection ---------------------------------------------------------------------------------------- */
 
-#define SEL_THREADS 256
+#define SEL_THREADS 256 /* at least SYNCO_K_SEL_LANES */
 
 /* ws: 4·K + SYNCO_K_SEL_BINS words (shared memory when sel_global is NULL). */
 __global__ void neg_select_kernel(int32_t *hard, const float *l_neg, int ld_lneg, int K, int nh, uint32_t *sel_global) {
@@ -76,7 +76,39 @@ __global__ void neg_select_kernel(int32_t *hard, const float *l_neg, int ld_lneg
   __syncthreads();
   synco_k_sel_bins(ws, x, K, t, blockDim.x, s_mn, s_scale);
   __syncthreads();
-  if (t == 0) synco_k_sel_finish(hard + (size_t)i * nh, x, K, nh, ws);
+  /* the cut, the ordered compaction and the stable radix sort, by the whole block (kernels/negatives_kernel.h) */
+  const int nthr = blockDim.x;
+  __shared__ uint32_t part[SEL_THREADS];
+  __shared__ uint32_t s_cut, s_c;
+  uint32_t *k0 = ws, *k1 = ws + K, *cnt = ws + 4 * (size_t)K;
+  int32_t *i0 = (int32_t *)(ws + 2 * (size_t)K), *i1 = (int32_t *)(ws + 3 * (size_t)K);
+  synco_k_sel_cut_part(part, cnt, t, nthr);
+  __syncthreads();
+  if (t == 0) s_cut = synco_k_sel_cut_find(part, cnt, nthr, nh);
+  __syncthreads();
+  synco_k_sel_keep_count(part, k1, K, s_cut, t, nthr);
+  __syncthreads();
+  if (t == 0) s_c = synco_k_sel_scan(part, nthr);
+  __syncthreads();
+  synco_k_sel_keep_write(k0, i0, x, k1, K, s_cut, part, t, nthr);
+  const int c = (int)s_c;
+  for (int pass = 0; pass < SYNCO_K_SEL_PASSES; pass++) {
+    const int shift = pass * SYNCO_K_SEL_RADIX_BITS;
+    uint32_t *kin = pass % 2 ? k1 : k0, *kout = pass % 2 ? k0 : k1;
+    int32_t *iin = pass % 2 ? i1 : i0, *iout = pass % 2 ? i0 : i1;
+    __syncthreads();
+    if (t < SYNCO_K_SEL_LANES) synco_k_sel_rhist(cnt, kin, c, shift, t);
+    __syncthreads();
+    synco_k_sel_rsum(part, cnt, t, nthr);
+    __syncthreads();
+    if (t == 0) synco_k_sel_scan(part, nthr);
+    __syncthreads();
+    synco_k_sel_roffsets(cnt, part, t, nthr);
+    __syncthreads();
+    if (t < SYNCO_K_SEL_LANES) synco_k_sel_rscatter(kout, iout, kin, iin, c, shift, cnt, t);
+  }
+  __syncthreads();
+  synco_k_sel_emit(hard + (size_t)i * nh, i0, nh, t, nthr);
 }
 
 /* ---- logits ------------------------------------------------------------------------------------------- */
