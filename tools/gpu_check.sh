@@ -233,10 +233,11 @@ for run in moco:tf32 synco:tf32 moco:fp32 synco:fp32; do
     --json --no-memory-check
   v=$(ips "bench_${method}_${prec}") && [ -n "$v" ] && figure "synco_${method}_${prec}_images_per_s" "$v"
 done
-# the first BN kernels (one block per slice), against the split reductions above: the same step, SYNCO_CUDA_BN=block
-part bench_synco_tf32_bn_block 40 env SYNCO_CUDA_BN=block "$BIN/synco" bench step --precision tf32 --device cuda \
+# the first BN kernels (one block per slice) and selection (its last phase on one thread), against the split BN and
+# the block's selection above: the same step, SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread
+part bench_synco_tf32_first_kernels 40 env SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread "$BIN/synco" bench step --precision tf32 --device cuda \
   --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 --json --no-memory-check
-v=$(ips bench_synco_tf32_bn_block) && [ -n "$v" ] && figure synco_synco_tf32_bn_block_images_per_s "$v"
+v=$(ips bench_synco_tf32_first_kernels) && [ -n "$v" ] && figure synco_synco_tf32_first_kernels_images_per_s "$v"
 if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   for run in moco:"" synco:--authors-loop; do
     method=${run%%:*} extra=${run#*:}

@@ -116,25 +116,34 @@ typedef struct {
 } last_checkpoint;
 
 /* A non-finite loss found at batch s of the epoch: stop, naming the first bad step (a read of the loss record
- * finds it up to a log interval later; the record is read before every checkpoint) and the last good checkpoint. */
+ * finds it up to a log interval later; the record is read before every checkpoint) and the last good checkpoint.
+ * When the model's own record was clean (another process's loss, or the online probe's), the error says whose. */
 static void report_divergence(const pretrain_ctx *c, int epoch, int s) {
-  const long bad = synco_moco_bad_step(c->moco), step = bad >= 0 ? bad : c->gstep;
-  const long batch = s - (c->gstep - step);
+  const long bad = synco_moco_bad_step(c->moco);
+  char what[320];
+  if (bad >= 0)
+    snprintf(what, sizeof what, "non-finite loss at step %ld (epoch %d, batch %ld)", bad, epoch + 1,
+             s - (c->gstep - bad));
+  else
+    snprintf(what, sizeof what, "%s (found at step %ld, epoch %d, batch %d)", synco_last_error(), c->gstep, epoch + 1,
+             s);
   struct stat cst;
   const int have = stat(c->last_path, &cst) == 0;
   if (have || c->o.resume)
-    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %ld); stopping. The last good "
-                    "checkpoint is %s.\n", step, epoch + 1, batch, have ? c->last_path : c->o.resume);
+    fprintf(stderr, "\nsynco pretrain: %s; stopping. The last good checkpoint is %s.\n", what,
+            have ? c->last_path : c->o.resume);
   else
-    fprintf(stderr, "\nsynco pretrain: non-finite loss at step %ld (epoch %d, batch %ld); stopping. No checkpoint "
-                    "was written (the run diverged before its first epoch ended): lower --lr.\n", step, epoch + 1, batch);
+    fprintf(stderr, "\nsynco pretrain: %s; stopping. No checkpoint was written (the run diverged before its first "
+                    "epoch ended): lower --lr.\n", what);
 }
 
 /* The numbers of the progress line: the loss and accuracy trained on; once synthetic negatives count in them,
  * MoCo's beside them (the positive against the real queue alone: comparable with the epochs before); the probe's
  * accuracy when it runs. */
 static void progress_text(char *text, size_t cap, const pretrain_sums *s) {
-  const double n = s->n > 0 ? s->n : 1;
+  text[0] = 0;
+  if (s->n == 0) return; /* nothing read yet (the first log window is still running) */
+  const double n = s->n;
   int len = snprintf(text, cap, "loss %.4f  acc %.1f%%", s->loss / n, 100.0 * s->acc / n);
   if (s->synthetic > 0 && len > 0 && (size_t)len < cap)
     len += snprintf(text + len, cap - (size_t)len, "  MoCo-only: loss %.4f acc %.1f%%", s->loss_moco / n,

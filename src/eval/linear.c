@@ -380,8 +380,8 @@ synco_status synco_linear_layer_upload(synco_linear_layer *l, const float *x, in
   return l->be->copy(l->be, l->x, x, (size_t)n * l->dim * sizeof(float), SYNCO_COPY_H2D);
 }
 
-/* logits of the n features in l->x, on the backend, then downloaded into l->logits_host: n x C floats, the one
- * host read of the layer's work (the loss and the top-k counts over C classes are host loops). */
+/* logits of the n features in l->x, on the backend, then downloaded into l->logits_host: n x C floats, for the
+ * top-k counts of scoring (host loops over C classes; training reads only its loss record). */
 static synco_status forward_download(synco_linear_layer *l, int n) {
   synco_backend *be = l->be;
   const int C = l->num_classes;

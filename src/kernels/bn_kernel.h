@@ -128,7 +128,7 @@ SYNCO_HD static inline void synco_k_bn_bwd_finish(const double *runs, int S, dou
 /* One value of the forward's normalization (then ReLU) and of the backward's dx. */
 SYNCO_HD static inline float synco_k_bn_apply(float x, const float *coef, int relu) {
   const float v = fmaf(synco_k_bn_centre(x, coef), coef[2], coef[3]);
-  return relu ? fmaxf(v, 0.f) : v;
+  return relu && v < 0.f ? 0.f : v; /* NaN stays NaN, as torch's ReLU (fmaxf would make it 0) */
 }
 SYNCO_HD static inline float synco_k_bn_bwd_apply(float dy, float y, int relu, float x, const float *coef) {
   const float gr = (relu && !(y > 0.f)) ? 0.f : dy;

@@ -3,7 +3,8 @@
  * ranges, indices, per-thread float sums, the per-slice statistics and coefficients, the elementwise passes) in
  * plain loops, and the result is compared with the reference backend's BN (forward with the running statistics,
  * backward with dgamma and dbeta; plain and Split-BN, with and without the fused ReLU; slices cut into several runs,
- * uneven runs, rows not a multiple of 4, and values far from 0, where a variance of raw sums would cancel). The
+ * uneven runs, rows not a multiple of 4, and values far from 0, where a variance of raw sums would cancel); a NaN
+ * stays in its slice's outputs through the fused ReLU, as the reference's and torch's. The
  * block's double reduction is a sum in thread order here and a tree on the GPU: equal to rounding. Tolerances:
  * atol 2e-5 + rtol 2e-5 on y and the saved statistics, 1e-4 + 1e-3 on dx and the parameter gradients (sums). */
 #include <math.h>
@@ -44,6 +45,43 @@ static void run_sums(double *runs, const shape *s, int S, int bwd, const float *
   }
 }
 
+/* The forward's statistics and coefficients and y, as the GPU's kernels make them (part [gc][2], coef [gc][COEF]). */
+static void split_forward(float *y, float *sm, float *si, double *part, float *coef, const shape *s, const float *x,
+                          const float *gamma, const float *beta, float eps) {
+  const int C = s->c, ng = s->n / s->groups, gcs = s->groups * C;
+  const unsigned hw = (unsigned)(s->h * s->w), total = (unsigned)(s->n * C) * hw;
+  const int S = synco_k_bn_runs(gcs, ng, hw);
+  double *runs = malloc((size_t)gcs * S * 2 * sizeof(double));
+  run_sums(runs, s, S, 0, x, NULL, NULL, NULL);
+  for (int gc = 0; gc < gcs; gc++) {
+    const int g = gc / C, c = gc % C;
+    synco_k_bn_stats_finish(runs + (size_t)gc * S * 2, S, x[synco_k_bn_at(g, ng, C, c, hw, 0)], (double)ng * hw, eps,
+                            gamma[c], beta[c], &sm[gc], &si[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
+  }
+  for (unsigned e = 0; e < total; e++)
+    y[e] = synco_k_bn_apply(x[e], coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng), s->relu);
+  free(runs);
+}
+
+/* A NaN in one slice makes that slice's y NaN (the fused ReLU keeps it, as the reference and torch do) and leaves
+ * the other slices finite. */
+static void nan_slice(void) {
+  const shape s = {16, 2, 8, 8, 2, 1, 0.f};
+  const unsigned hw = 64, total = 16 * 2 * 64;
+  float x[16 * 2 * 64], y[16 * 2 * 64], gamma[2] = {1, 1}, beta[2] = {0.1f, -0.1f}, sm[4], si[4], coef[4 * SYNCO_K_BN_COEF];
+  double part[8];
+  synco_test_fill(x, total, 3, -1, 1);
+  x[hw + 5] = NAN; /* image 0, channel 1: slice (group 0, channel 1) */
+  split_forward(y, sm, si, part, coef, &s, x, gamma, beta, 1e-5f);
+  int nan_in = 0, nan_out = 0;
+  for (unsigned e = 0; e < total; e++) {
+    const int slice = synco_k_bn_slice(e / hw, 2, 8);
+    if (slice == 1) nan_in += isnan(y[e]) != 0;
+    else nan_out += !isfinite(y[e]);
+  }
+  CHECK(nan_in == 8 * 64 && nan_out == 0);
+}
+
 static void one_shape(synco_backend *ref, const shape *s) {
   const int C = s->c, G = s->groups, ng = s->n / G, gcs = G * C;
   const unsigned hw = (unsigned)(s->h * s->w), total = (unsigned)(s->n * C) * hw;
@@ -78,19 +116,13 @@ static void one_shape(synco_backend *ref, const shape *s) {
   ref->bn_release(ref, &op);
 
   /* forward: the runs, a thread per slice, the running statistics over groups in order, the elementwise pass */
-  run_sums(runs, s, S, 0, x, NULL, NULL, NULL);
-  for (int gc = 0; gc < gcs; gc++) {
-    const int g = gc / C, c = gc % C;
-    synco_k_bn_stats_finish(runs + (size_t)gc * S * 2, S, x[synco_k_bn_at(g, ng, C, c, hw, 0)], (double)ng * hw,
-                            op.eps, gamma[c], beta[c], &sm[gc], &si[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
-  }
+  split_forward(y, sm, si, part, coef, s, x, gamma, beta, op.eps);
   for (int c = 0; c < C; c++) {
     double ms = 0, vs = 0;
     for (int g = 0; g < G; g++) ms += part[2 * (g * C + c)], vs += part[2 * (g * C + c) + 1];
     rm[c] = (float)((1.0 - op.momentum) * rm[c] + op.momentum * (ms / G));
     rv[c] = (float)((1.0 - op.momentum) * rv[c] + op.momentum * (vs / G));
   }
-  for (unsigned e = 0; e < total; e++) y[e] = synco_k_bn_apply(x[e], coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng), s->relu);
   CHECK_CLOSE("save_mean", sm, sm_ref, gcs, 2e-5, 2e-5);
   CHECK_CLOSE("save_invstd", si, si_ref, gcs, 2e-5, 2e-5);
   CHECK_CLOSE("running_mean", rm, rm_ref, C, 2e-5, 2e-5);
@@ -130,6 +162,7 @@ int main(void) {
   };
   CHECK(synco_k_bn_runs(2, 64, 256) == 8);
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) one_shape(ref, &shapes[i]);
+  nan_slice();
   synco_backend_destroy(ref);
   return synco_test_finish("bn_split");
 }

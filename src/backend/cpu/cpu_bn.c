@@ -93,7 +93,8 @@ static AVX2 void avx_affine(float *y, const float *x, long stride, int per, long
       float *q = y + n * stride + k * 8;
       if (relu)
         for (long i = 0; i < HW; i++)
-          _mm256_storeu_ps(q + i * NV * 8, _mm256_max_ps(_mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh), z));
+          /* max(0, v): maxps returns its second operand when one is NaN, so NaN stays NaN, as torch's ReLU */
+          _mm256_storeu_ps(q + i * NV * 8, _mm256_max_ps(z, _mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh)));
       else
         for (long i = 0; i < HW; i++)
           _mm256_storeu_ps(q + i * NV * 8, _mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh));
@@ -241,7 +242,7 @@ static inline __attribute__((always_inline)) void task_affine(float *y, const fl
 #pragma omp simd
         for (long i = 0; i < HW; i++) {
           const float t = p[i] * sc + sh;
-          q[i] = t > 0.f ? t : 0.f;
+          q[i] = t < 0.f ? 0.f : t; /* NaN stays NaN */
         }
       } else {
 #pragma omp simd
@@ -253,7 +254,7 @@ static inline __attribute__((always_inline)) void task_affine(float *y, const fl
       for (long i = 0; i < HW; i++)
         for (int b = 0; b < B; b++) {
           const float t = p[i * B + b] * scale[b] + shift[b];
-          q[i * B + b] = t > 0.f ? t : 0.f;
+          q[i * B + b] = t < 0.f ? 0.f : t;
         }
     } else {
       for (long i = 0; i < HW; i++)

@@ -176,7 +176,7 @@ synco_status synco_dnnl_relu_fwd(synco_backend *be, synco_tensor *y, const synco
   float *py = y->data;
   const long n = (long)synco_tensor_numel(x);
 #pragma omp parallel for simd schedule(dynamic, 16384)
-  for (long i = 0; i < n; i++) py[i] = px[i] > 0.f ? px[i] : 0.f;
+  for (long i = 0; i < n; i++) py[i] = px[i] < 0.f ? 0.f : px[i]; /* NaN stays NaN, as torch's ReLU */
   return SYNCO_OK;
 }
 

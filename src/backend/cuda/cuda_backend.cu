@@ -97,9 +97,12 @@ static synco_status cuda_memset(synco_backend *be, void *dst, int byte, size_t b
   return SYNCO_OK;
 }
 
-/* After a wait: the flag a kernel raised on bad input since the last wait, as an error (then cleared). */
+/* After a wait: the flag a kernel raised on bad input since the last check, as an error (then cleared); read only
+ * when a kernel that can raise it ran since (one more small download otherwise spent at every wait). */
 static synco_status check_bad_input(synco_backend *be) {
   synco_cuda_ctx *c = synco_cuda(be);
+  if (!c->bad_input_armed) return SYNCO_OK;
+  c->bad_input_armed = 0;
   int bad = 0;
   SYNCO_CU(cudaMemcpyAsync(&bad, c->bad_input, sizeof bad, cudaMemcpyDeviceToHost, c->stream));
   SYNCO_CU(cudaStreamSynchronize(c->stream));
@@ -219,6 +222,8 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   SYNCO_CUDNN(cudnnSetStream(c->dnn, c->stream));
   const char *bn = getenv("SYNCO_CUDA_BN");
   c->bn_block = bn && !strcmp(bn, "block");
+  const char *sel = getenv("SYNCO_CUDA_SEL");
+  c->sel_thread = sel && !strcmp(sel, "thread");
   const char *tf = getenv("SYNCO_CUDA_TF32");
   c->tf32 = tf && !strcmp(tf, "1");
   SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));

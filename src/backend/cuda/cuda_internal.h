@@ -47,6 +47,7 @@ typedef struct {
   cudnnHandle_t dnn;
   int tf32;                  /* SYNCO_CUDA_TF32=1: TF32 tensor cores for fp32 convs and GEMMs */
   int bn_block;              /* SYNCO_CUDA_BN=block: BN as one block per (group, channel), the first kernels */
+  int sel_thread;            /* SYNCO_CUDA_SEL=thread: the selection's last phase on one thread, the first kernel */
   int smem_optin;            /* bytes of shared memory a block may opt in to */
   void *conv_ws;             /* the cuDNN workspace: planned once, the largest any planned conv needs */
   size_t conv_ws_bytes;
@@ -56,8 +57,10 @@ typedef struct {
   size_t ws_bytes[SYNCO_CUDA_WS_COUNT];
   int *bad_input;            /* one device int a kernel sets on bad input (a drawn position outside the hard set, a
                                 label outside the classes):
-                                kept on the device, not read after each op, and checked after every wait (a
-                                download or a sync), which then fails and clears it */
+                                kept on the device, not read after each op, and checked after the next wait (a
+                                download or a sync) when such a kernel ran since the last check (bad_input_armed),
+                                which then fails and clears it */
+  int bad_input_armed;
 } synco_cuda_ctx;
 
 static inline synco_cuda_ctx *synco_cuda(synco_backend *be) { return (synco_cuda_ctx *)be->ctx; }

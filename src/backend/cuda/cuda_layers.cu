@@ -5,8 +5,8 @@
  *    run sums x − p and (x − p)² in float per thread and in double across the block (p: the slice's first value,
  *    so the variance does not cancel); a thread per slice adds its S runs in order and makes the statistics and
  *    the per-slice scale and shift; one elementwise pass (float4 where rows allow) normalizes. The backward is the
- *    same shape (Σ dy', Σ dy'·(x − mean), then dx = a·dy' + b·x + c). The running statistics and dgamma / dbeta
- *    are combined over groups in group order by a per-channel kernel. SYNCO_CUDA_BN=block selects the first
+ *    same shape (Σ dy', Σ dy'·(x − mean), then dx = a·dy' + b·(x − mean) + c). The running statistics and
+ *    dgamma / dbeta are combined over groups in group order by a per-channel kernel. SYNCO_CUDA_BN=block selects the first
  *    kernels instead (one block per slice, three passes, double throughout);
  *  - max pooling with the reference's argmax rules (first maximum, NaN wins, padding never wins) and a backward
  *    that gathers, per input pixel, the gradients of the windows it won in output order, so it needs no atomics
@@ -139,7 +139,7 @@ __global__ void bn_stats_finish_kernel(float *save_mean, float *save_invstd, dou
                           gamma[c], beta[c], &save_mean[gc], &save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
 }
 
-/* y = x·scale + shift of its slice (then ReLU); with vec (rows a multiple of 4 long, x and y 16-byte aligned) four
+/* y = (x − mean)·scale + shift of its slice (then ReLU; kernels/bn_kernel.h); with vec (rows a multiple of 4 long, x and y 16-byte aligned) four
  * values at a time. */
 __global__ void bn_apply_kernel(float *y, const float *x, const float *coef, int C, int ng, unsigned hw,
                                 unsigned total, int relu, int vec) {
@@ -184,7 +184,7 @@ __global__ void bn_bwd_finish_kernel(double *part, float *coef, const double *ru
                         save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
 }
 
-/* dx = a·dy' + b·x + c of its slice; in place (dx == dy) is safe: each value is read before it is written. */
+/* dx = a·dy' + b·(x − mean) + c of its slice; in place (dx == dy) is safe: each value is read before it is written. */
 __global__ void bn_bwd_apply_kernel(float *dx, const float *dy, const float *y, const float *x, const float *coef,
                                     int C, int ng, unsigned hw, unsigned total) {
   for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)

@@ -4,8 +4,9 @@
  *  - draws: one thread per query walks its stream, skipping the noise words and recording where they start; then
  *    one thread per (query, type-4 synthetic, pair of normals) makes its two words from their stream index;
  *  - selection: one block per query; min/max, bins and the histogram in parallel (shared-memory atomics, exact
- *    integer counts), then one thread finds the cut, compacts the candidates in index order and radix-sorts them,
- *    in shared memory when 4·K + 2048 words fit (K up to ~14000 on an H100), else in global scratch;
+ *    integer counts), then the cut, the candidates compacted in index order and a stable radix sort by the whole
+ *    block (4-bit digits, 128 lanes), in shared memory when 4·K + 2048 words fit (K up to ~14000 on an H100), else
+ *    in global scratch;
  *  - logits: ‖Q_j‖² one thread per queue row, the query's statistics one thread per query, then one thread per
  *    (query, synthetic) logit;
  *  - backward: one block per query: one thread accumulates the weights per hard position and the q- and sign(q)-
@@ -59,10 +60,12 @@ synco_status synco_cuda_neg_draw(synco_backend *be, synco_negatives_draws *d, co
 
 /* ---- selection ---------------------------------------------------------------------------------------- */
 
-#define SEL_THREADS 256 /* at least SYNCO_K_SEL_LANES */
+#define SEL_THREADS 256
+static_assert(SEL_THREADS >= SYNCO_K_SEL_LANES, "the selection's radix passes need a thread per lane");
 
 /* ws: 4·K + SYNCO_K_SEL_BINS words (shared memory when sel_global is NULL). */
-__global__ void neg_select_kernel(int32_t *hard, const float *l_neg, int ld_lneg, int K, int nh, uint32_t *sel_global) {
+__global__ void neg_select_kernel(int32_t *hard, const float *l_neg, int ld_lneg, int K, int nh, uint32_t *sel_global,
+                                  int one_thread) {
   extern __shared__ uint32_t sh[];
   const int i = blockIdx.x, t = threadIdx.x;
   uint32_t *ws = sel_global ? sel_global + (size_t)i * (4 * (size_t)K + SYNCO_K_SEL_BINS) : sh;
@@ -76,6 +79,10 @@ __global__ void neg_select_kernel(int32_t *hard, const float *l_neg, int ld_lneg
   __syncthreads();
   synco_k_sel_bins(ws, x, K, t, blockDim.x, s_mn, s_scale);
   __syncthreads();
+  if (one_thread) { /* SYNCO_CUDA_SEL=thread: the first kernel's last phase */
+    if (t == 0) synco_k_sel_finish(hard + (size_t)i * nh, x, K, nh, ws);
+    return;
+  }
   /* the cut, the ordered compaction and the stable radix sort, by the whole block (kernels/negatives_kernel.h) */
   const int nthr = blockDim.x;
   __shared__ uint32_t part[SEL_THREADS];
@@ -165,7 +172,8 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
   }
   row_sq_kernel<<<synco_cuda_blocks(K, 128), 128, 0, s>>>(d->row_sq, queue, K, dim);
   SYNCO_LAUNCHED();
-  neg_select_kernel<<<B, SEL_THREADS, smem, s>>>(d->hard, l_neg, ld_lneg, K, nh, (uint32_t *)selg);
+  neg_select_kernel<<<B, SEL_THREADS, smem, s>>>(d->hard, l_neg, ld_lneg, K, nh, (uint32_t *)selg,
+                                                 synco_cuda(be)->sel_thread);
   SYNCO_LAUNCHED();
   query_stats_kernel<<<synco_cuda_blocks(B, 128), 128, 0, s>>>((double *)stats, (float *)sgn, q, B, dim);
   SYNCO_LAUNCHED();
@@ -176,6 +184,7 @@ synco_status synco_cuda_neg_logits(synco_backend *be, synco_negatives_draws *d, 
                                                          (const double *)stats, (const float *)sgn,
                                                          synco_cuda(be)->bad_input);
   SYNCO_LAUNCHED();
+  synco_cuda(be)->bad_input_armed = 1;
   return SYNCO_OK; /* a position outside the hard set raises bad_input, reported at the next wait */
 }
 

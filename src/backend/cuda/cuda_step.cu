@@ -276,6 +276,7 @@ synco_status synco_cuda_xent(synco_backend *be, float *dz, const float *z, const
   xent_rows_kernel<<<synco_cuda_blocks(n, 128), 128, 0, s>>>(dz, z, labels, n, C, scale, row_loss, row_hit,
                                                              synco_cuda(be)->bad_input);
   SYNCO_LAUNCHED();
+  synco_cuda(be)->bad_input_armed = 1;
   xent_add_kernel<<<1, 1, 0, s>>>(rec, row_loss, row_hit, n, tag);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
