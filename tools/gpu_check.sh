@@ -219,8 +219,13 @@ BIN=$WORK/bin
 part info 20 "$BIN/synco" info
 part test_neg_kernels 30 "$BIN/test_neg_kernels"
 part test_cuda_smem 10 "$BIN/test_cuda_smem"
-part test_cuda_ops 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_ops"
-part test_cuda_step 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_step"
+# a failure is run again on the first BN and selection kernels (SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread, run on
+# the H200 before the split BN and the block's selection were written): which of the two is at fault
+FIRST_KERNELS="SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread"
+part test_cuda_ops 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_ops" ||
+  part test_cuda_ops_first_kernels 60 env -u SYNCO_CUDA_TF32 $FIRST_KERNELS "$BIN/test_cuda_ops"
+part test_cuda_step 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_step" ||
+  part test_cuda_step_first_kernels 60 env -u SYNCO_CUDA_TF32 $FIRST_KERNELS "$BIN/test_cuda_step"
 part test_cuda_step_tf32 45 env SYNCO_CUDA_TF32=1 "$BIN/test_cuda_step"
 
 # ---- 4. benchmarks: ResNet-18 CIFAR stem, batch 512, K 4096, default counts, next to PyTorch in the same call ----
@@ -235,7 +240,7 @@ for run in moco:tf32 synco:tf32 moco:fp32 synco:fp32; do
 done
 # the first BN kernels (one block per slice) and selection (its last phase on one thread), against the split BN and
 # the block's selection above: the same step, SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread
-part bench_synco_tf32_first_kernels 40 env SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread "$BIN/synco" bench step --precision tf32 --device cuda \
+part bench_synco_tf32_first_kernels 40 env $FIRST_KERNELS "$BIN/synco" bench step --precision tf32 --device cuda \
   --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 --json --no-memory-check
 v=$(ips bench_synco_tf32_first_kernels) && [ -n "$v" ] && figure synco_synco_tf32_first_kernels_images_per_s "$v"
 if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
