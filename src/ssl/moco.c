@@ -26,7 +26,7 @@ struct synco_moco {
   float *mom;                   /* SGD momentum buffer, mirrors eq's parameters */
   int sgd_started;              /* PyTorch's SGD sets buf = grad on its first step */
   float *queue;                 /* [K, dim] */
-  long ptr;
+  int64_t *ptr;                 /* [1]: the queue's next row (backend memory: the step never reads it on the host) */
   float *q_raw, *k_raw, *q, *k, *dq, *dq_raw, *qnorm, *knorm; /* [B, dim] / [B] */
   float *keys;                  /* [2B, dim]: keys to enqueue (two with a symmetric loss) */
   float *x_shuf;                /* world > 1: [B, 3, S, S] this process's key images of the shuffled global batch */
@@ -65,7 +65,11 @@ int synco_moco_extra_loaded(const synco_moco *m) { return m->extra_loaded; }
 synco_encoder *synco_moco_query(synco_moco *m) { return m->eq; }
 synco_encoder *synco_moco_key(synco_moco *m) { return m->ek; }
 const float *synco_moco_queue(const synco_moco *m) { return m->queue; }
-long synco_moco_queue_ptr(const synco_moco *m) { return m->ptr; }
+long synco_moco_queue_ptr(const synco_moco *m) {
+  int64_t p = -1;
+  if (m->be->copy(m->be, &p, m->ptr, sizeof p, SYNCO_COPY_D2H) != SYNCO_OK) return -1;
+  return (long)p;
+}
 const float *synco_moco_momentum(const synco_moco *m) { return m->mom; }
 const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld) {
   *rows = m->loss.B;
@@ -87,6 +91,7 @@ void synco_moco_free(synco_moco *m) {
     if (*bufs[i]) m->be->free(m->be, *bufs[i]);
   if (m->perm) m->be->free(m->be, m->perm);
   if (m->record) m->be->free(m->be, m->record);
+  if (m->ptr) m->be->free(m->be, m->ptr);
   float **dist_bufs[] = {&m->x_all, &m->k_all, &m->keys_all, &m->stats_buf};
   for (size_t i = 0; i < sizeof dist_bufs / sizeof *dist_bufs; i++)
     if (*dist_bufs[i]) m->be->free(m->be, *dist_bufs[i]);
@@ -128,7 +133,7 @@ static moco_dims dims_of(const synco_moco_config *cfg, int dim) {
   X(x_all, (d).world > 1 ? (d).G * (d).img : 0, 0) X(x_shuf, (d).world > 1 ? (d).B * (d).img : 0, 0)             \
   X(k_all, (d).world > 1 ? (d).G * (d).dim * sizeof(float) : 0, 0)                                                 \
   X(keys_all, (d).world > 1 ? 2 * (d).G * (d).dim * sizeof(float) : 0, 0)                                          \
-  X(record, SYNCO_REC_LEN * sizeof(double), 0)                                                                      \
+  X(record, SYNCO_REC_LEN * sizeof(double), 0) X(ptr, sizeof(int64_t), 0)                                        \
   X(stats_buf, (d).world > 1 ? 5 * sizeof(float) : 0, 0)                                                            \
   X(x_shuf_host, (d).world == 1 && (d).splits > 1 ? (d).B * (d).img : 0, 1)
 
@@ -209,6 +214,7 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   s = be->copy(be, m->queue, queue_host, (size_t)cfg->K * m->dim * F, SYNCO_COPY_H2D);
   free(queue_host);
   if (!s) s = be->memset(be, m->record, 0, SYNCO_REC_LEN * sizeof(double));
+  if (!s) s = be->memset(be, m->ptr, 0, sizeof(int64_t));
   m->bad_step = -1;
   if (!s) s = synco_infonce_init(&m->loss, be, m->B, cfg->K, m->dim, total);
   if (!s && total) {
@@ -335,7 +341,7 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
       rows = m->keys_all + (size_t)i * G * m->dim;
       nrows = (int)G;
     }
-    SYNCO_TRY(be->enqueue(be, m->queue, m->cfg.K, m->dim, &m->ptr, rows, nrows));
+    SYNCO_TRY(be->enqueue(be, m->queue, m->cfg.K, m->dim, m->ptr, rows, nrows));
   }
   m->unread++;
   m->unread_synthetic = negatives ? m->neg_total : 0;
@@ -386,10 +392,11 @@ static void moco_state_buffers(synco_moco *m, synco_named_buffer out[2]) {
 }
 
 synco_status synco_moco_save(synco_moco *m, const char *path, const char *config_json, int epoch, long step) {
+  int64_t ptr;
+  SYNCO_TRY(m->be->copy(m->be, &ptr, m->ptr, sizeof ptr, SYNCO_COPY_D2H));
   synco_st_writer *w = synco_st_writer_new();
   if (!w) return SYNCO_ERR_NOMEM;
   char buf[64];
-  int64_t ptr = m->ptr;
   synco_named_buffer state[2];
   moco_state_buffers(m, state);
   synco_status s = synco_weights_add(w, m->eq, "encoder_q.");
@@ -539,9 +546,9 @@ synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *
   for (int i = 0; i < m->n_extra; i++) extra_all = extra_all && synco_st_find(&st, m->extra[i].name) != NULL;
   for (int i = 0; !s && extra_all && i < m->n_extra; i++)
     s = synco_weights_get_buffer(&st, m->be, m->extra[i].name, &m->extra[i]);
+  if (!s) s = m->be->copy(m->be, m->ptr, &ptr, sizeof ptr, SYNCO_COPY_H2D);
   if (!s) {
     m->extra_loaded = extra_all;
-    m->ptr = (long)ptr;
     *epoch = (int)ep_v;
     *step = sp_v;
     m->sgd_started = (int)sg_v;

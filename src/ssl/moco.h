@@ -65,7 +65,7 @@ void synco_moco_free(synco_moco *m);
 synco_encoder *synco_moco_query(synco_moco *m);
 synco_encoder *synco_moco_key(synco_moco *m);
 const float *synco_moco_queue(const synco_moco *m); /* [K, dim] unit rows */
-long synco_moco_queue_ptr(const synco_moco *m);
+long synco_moco_queue_ptr(const synco_moco *m); /* downloaded (-1 if that fails) */
 /* SGD momentum [num_params of the query encoder]; after a step, dL/d(logits) of its last direction [B, ld]. */
 const float *synco_moco_momentum(const synco_moco *m);
 const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld);

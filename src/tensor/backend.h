@@ -137,8 +137,10 @@ typedef synco_status synco_sgd_fn(synco_backend *be, float *p, float *buf, const
                                   float momentum, float wd, int first);
 /* Key encoder: k = m·k + (1 − m)·q over n values. */
 typedef synco_status synco_ema_fn(synco_backend *be, float *k, const float *q, size_t n, float m);
-/* n rows of dim floats into queue [K, dim] from row *ptr on, wrapping at K; *ptr (a host integer) advances. */
-typedef synco_status synco_enqueue_fn(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows,
+/* n <= K rows of dim floats into queue [K, dim] from row *ptr on, wrapping at K; *ptr advances by n (mod K). ptr is
+ * backend memory (one int64), so that a step neither reads it on the host nor waits for the backend (and a captured
+ * step, a CUDA graph, can replay it). */
+typedef synco_status synco_enqueue_fn(synco_backend *be, float *queue, int K, int dim, int64_t *ptr, const float *rows,
                                       int n);
 /* Rows of `cols` floats: dst[i] = src[idx[i]] (gather), or with scatter = 1 dst[idx[i]] = src[i]; idx [n] is
  * backend memory holding a permutation or selection of row indices. */

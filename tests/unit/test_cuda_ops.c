@@ -115,11 +115,14 @@ static void test_queue_permute(void) {
   const int K = 50, dim = 7, n = 20;
   float *q = rnd((size_t)K * dim, 20, -1, 1), *rows = rnd((size_t)n * dim, 21, -1, 1);
   float *dq = up(q, (size_t)K * dim * 4), *drows = up(rows, (size_t)n * dim * 4);
-  long pa = 41, pb = 41;
+  int64_t pa = 41, pb;
+  int64_t *dp = up(&pa, sizeof pa); /* the pointer is device memory */
   CHECK_OK(ref->enqueue(ref, q, K, dim, &pa, rows, n));
-  CHECK_OK(gpu->enqueue(gpu, dq, K, dim, &pb, drows, n));
+  CHECK_OK(gpu->enqueue(gpu, dq, K, dim, dp, drows, n));
+  CHECK_OK(gpu->copy(gpu, &pb, dp, sizeof pb, SYNCO_COPY_D2H));
   CHECK(pa == pb && pa == (41 + n) % K);
   cmp_dev("enqueue (wraps)", dq, q, (size_t)K * dim, 0, 0);
+  gpu->free(gpu, dp);
   uint32_t idx[20];
   for (int i = 0; i < n; i++) idx[i] = (uint32_t)((i * 7 + 3) % n);
   uint32_t *didx = up(idx, sizeof idx);

@@ -109,7 +109,7 @@ static synco_status check_bad_input(synco_backend *be) {
   if (!bad) return SYNCO_OK;
   SYNCO_CU(cudaMemsetAsync(c->bad_input, 0, sizeof(int), c->stream));
   return synco_fail(SYNCO_ERR_ARG, "cuda: since the last wait a kernel found bad input (negatives: a drawn position "
-                    "outside 0..n_hard-1; xent: a label outside 0..C-1)");
+                    "outside 0..n_hard-1; xent: a label outside 0..C-1; enqueue: a queue pointer outside 0..K-1)");
 }
 
 static synco_status cuda_copy(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir) {

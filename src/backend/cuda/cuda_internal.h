@@ -56,7 +56,7 @@ typedef struct {
   void *ws[SYNCO_CUDA_WS_COUNT];
   size_t ws_bytes[SYNCO_CUDA_WS_COUNT];
   int *bad_input;            /* one device int a kernel sets on bad input (a drawn position outside the hard set, a
-                                label outside the classes):
+                                label outside the classes, a queue pointer outside the queue):
                                 kept on the device, not read after each op, and checked after the next wait (a
                                 download or a sync) when such a kernel ran since the last check (bad_input_armed),
                                 which then fails and clears it */
@@ -125,7 +125,7 @@ synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m,
 synco_status synco_cuda_sgd(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
                             float momentum, float wd, int first);
 synco_status synco_cuda_ema(synco_backend *be, float *k, const float *q, size_t n, float m);
-synco_status synco_cuda_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n);
+synco_status synco_cuda_enqueue(synco_backend *be, float *queue, int K, int dim, int64_t *ptr, const float *rows, int n);
 synco_status synco_cuda_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
                                      size_t cols, int scatter);
 synco_status synco_cuda_infonce_fwd(synco_backend *be, float *logits, int ld, double *row_loss, int *hits,

@@ -1,6 +1,6 @@
 /* Step ops of the CUDA backend: GEMM through cuBLAS (row-major, as the op table says, by computing the
  * column-major transpose: C^T = op(B)^T·op(A)^T), SGD and EMA as one launch over the whole buffer of the
- * single-source element kernels (kernels/sgd_kernel.h), the queue's FIFO write as at most two device copies, the
+ * single-source element kernels (kernels/sgd_kernel.h), the queue's FIFO write (its pointer in device memory), the
  * key shuffle's row gather / scatter, the InfoNCE rows (kernels/infonce_kernel.h's arithmetic), one block per
  * row, and the loss record those rows add to on the device; a classifier's cross-entropy (a thread per row, then
  * one thread adding the rows in order to its record). */
@@ -59,18 +59,37 @@ synco_status synco_cuda_ema(synco_backend *be, float *k, const float *q, size_t 
 
 /* ---- queue and shuffle -------------------------------------------------------------------------------- */
 
-synco_status synco_cuda_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n) {
-  if (K < 1 || dim < 1 || n < 0 || !ptr || *ptr < 0 || *ptr >= K || (n && (!queue || !rows)))
-    return synco_fail(SYNCO_ERR_ARG, "enqueue: %d rows into a queue of %d at %ld", n, K, ptr ? *ptr : -1L);
-  cudaStream_t s = synco_cuda_stream(be);
-  while (n > 0) { /* at most two pieces per wrap */
-    const long take = n < K - *ptr ? n : K - *ptr;
-    SYNCO_CU(cudaMemcpyAsync(queue + (size_t)*ptr * dim, rows, (size_t)take * dim * sizeof(float), cudaMemcpyDefault,
-                             s));
-    rows += (size_t)take * dim;
-    n -= (int)take;
-    *ptr = (*ptr + take) % K;
+/* Row r of rows to queue row (*ptr + r) mod K: every thread reads the pointer, which only the next kernel moves (a
+ * pointer outside 0..K-1 raises bad_input and writes nothing). */
+__global__ void enqueue_kernel(float *queue, int K, int dim, const int64_t *ptr, const float *rows, int n, int *bad) {
+  const int64_t p = *ptr;
+  if (p < 0 || p >= K) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *bad = 1;
+    return;
   }
+  const size_t total = (size_t)n * dim;
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = e / dim, c = e % dim;
+    queue[((size_t)(p + (int64_t)r) % (size_t)K) * dim + c] = rows[e];
+  }
+}
+
+__global__ void enqueue_advance_kernel(int64_t *ptr, int K, int n) {
+  if (blockIdx.x == 0 && threadIdx.x == 0 && *ptr >= 0 && *ptr < K) *ptr = (*ptr + n) % K;
+}
+
+synco_status synco_cuda_enqueue(synco_backend *be, float *queue, int K, int dim, int64_t *ptr, const float *rows,
+                                int n) {
+  if (K < 1 || dim < 1 || n < 0 || n > K || !ptr || (n && (!queue || !rows)))
+    return synco_fail(SYNCO_ERR_ARG, "enqueue: %d rows into a queue of %d, or a missing buffer", n, K);
+  if (!n) return SYNCO_OK;
+  cudaStream_t s = synco_cuda_stream(be);
+  enqueue_kernel<<<stride_blocks((size_t)n * dim), SYNCO_CUDA_THREADS, 0, s>>>(queue, K, dim, ptr, rows, n,
+                                                                              synco_cuda(be)->bad_input);
+  SYNCO_LAUNCHED();
+  enqueue_advance_kernel<<<1, 1, 0, s>>>(ptr, K, n);
+  SYNCO_LAUNCHED();
+  synco_cuda(be)->bad_input_armed = 1;
   return SYNCO_OK;
 }
 

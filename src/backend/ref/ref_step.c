@@ -50,12 +50,13 @@ synco_status synco_ref_ema(synco_backend *be, float *k, const float *q, size_t n
   return SYNCO_OK;
 }
 
-synco_status synco_ref_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows, int n) {
+synco_status synco_ref_enqueue(synco_backend *be, float *queue, int K, int dim, int64_t *ptr, const float *rows,
+                               int n) {
   (void)be;
-  if (K < 1 || dim < 1 || n < 0 || !ptr || *ptr < 0 || *ptr >= K || (n && (!queue || !rows)))
-    return synco_fail(SYNCO_ERR_ARG, "enqueue: %d rows into a queue of %d at %ld", n, K, ptr ? *ptr : -1L);
-  while (n > 0) { /* at most two pieces per wrap: the rows before the end of the queue, then from row 0 */
-    const long take = n < K - *ptr ? n : K - *ptr;
+  if (K < 1 || dim < 1 || n < 0 || n > K || !ptr || *ptr < 0 || *ptr >= K || (n && (!queue || !rows)))
+    return synco_fail(SYNCO_ERR_ARG, "enqueue: %d rows into a queue of %d at %lld", n, K, ptr ? (long long)*ptr : -1LL);
+  while (n > 0) { /* at most two pieces: the rows before the end of the queue, then from row 0 */
+    const int64_t take = n < K - *ptr ? n : K - *ptr;
     memcpy(queue + (size_t)*ptr * dim, rows, (size_t)take * dim * sizeof(float));
     rows += (size_t)take * dim;
     n -= (int)take;

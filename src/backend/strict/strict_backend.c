@@ -5,8 +5,8 @@
  *    allocation and prints the stack before the process dies.
  *  - Every pointer an op takes as backend memory (tensor data, weights, statistics, buffers) must lie in a live
  *    allocation of this backend: host memory handed to an op is refused with the op and the argument named (a
- *    GPU kernel would fault on it). The op structs (synco_conv_op, the negatives' draws descriptor) and the queue
- *    pointer of enqueue are host memory by contract.
+ *    GPU kernel would fault on it). The op structs (synco_conv_op, the negatives' draws descriptor) are host memory
+ *    by contract.
  *  - `copy` checks its direction against who owns each pointer (H2D: host source, backend destination, ...).
  *  - Downloads and syncs are counted (synco_backend_strict_counts): where a GPU's host would wait.
  *  - New allocations are filled with NaN bit patterns, so a read of memory nobody wrote shows in the results.
@@ -221,11 +221,11 @@ static synco_status strict_ema(synco_backend *be, float *k, const float *q, size
   RUN((r->ema(r, k, q, n, m)), NEED(k, F(n), "key params"); NEED(q, F(n), "query params"));
 }
 
-static synco_status strict_enqueue(synco_backend *be, float *queue, int K, int dim, long *ptr, const float *rows,
+static synco_status strict_enqueue(synco_backend *be, float *queue, int K, int dim, int64_t *ptr, const float *rows,
                                    int n) {
   const char *op = "enqueue";
   RUN((r->enqueue(r, queue, K, dim, ptr, rows, n)), NEED(queue, F((size_t)K * dim), "queue");
-      NEED(rows, F((size_t)n * dim), "rows"); SYNCO_TRY(need_host(be, ptr, op, "ptr")));
+      NEED(rows, F((size_t)n * dim), "rows"); NEED(ptr, sizeof(int64_t), "the queue pointer"));
 }
 
 static synco_status strict_permute_rows(synco_backend *be, float *dst, const float *src, const uint32_t *idx, int n,
