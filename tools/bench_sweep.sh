@@ -4,29 +4,50 @@
 # achieved, the direct convolution's operation count), and its ratio to the width-16 configuration of the same batch
 # (the acceptance of issue 20: no configuration below 0.8x of it). Every run's kernel list (`--json`) is searched for
 # one of oneDNN's reference kernels (ref:*); one found fails the sweep.
+# With TORCH=1 each configuration is also run by tools/bench_torch.py (the same model, step and synthetic counts:
+# n_hard = min(1024, K/4), each count at most n_hard, as `synco bench step` scales them), right after synco's, and
+# PyTorch's GFLOP/s and its own ratio to its width-16 neighbour are printed beside synco's: how much of a narrow
+# network's lower rate is the network's (memory-bound layers, per-layer costs) and not synco's.
 # usage: tools/bench_sweep.sh [SYNCO_BINARY] [OUT.jsonl]   (default build/synco, no file)
 # environment: WIDTHS (default "8 16 24 32 64"), BATCHES ("32 64 128 256"), THREADS (2), MOCO_K (256), ITERS (10),
-#              METHOD (synco)
+#              METHOD (synco), TORCH (0), PYTHON (/usr/bin/python3: a python with torch)
 set -euo pipefail
 bin=${1:-build/synco}; out=${2:-}
 py=${PYTHON:-/usr/bin/python3}
 widths=(${WIDTHS:-8 16 24 32 64}); batches=(${BATCHES:-32 64 128 256})
 common=(--arch resnet18 --cifar-stem --threads "${THREADS:-2}" --moco-k "${MOCO_K:-256}" --iters "${ITERS:-10}"
         --warmup 1 --method "${METHOD:-synco}" --json)
-tmp=$(mktemp); trap 'rm -f "$tmp"' EXIT
+tmp=$(mktemp); ttmp=$(mktemp); trap 'rm -f "$tmp" "$ttmp"' EXIT
+K=${MOCO_K:-256}
+nh=$(( K / 4 > 1 ? K / 4 : 1 )); nh=$(( nh < 1024 ? nh : 1024 ))
+counts=(); i=1
+for d in 256 256 256 64 64 64; do counts+=(--n$i $(( d < nh ? d : nh ))); i=$((i + 1)); done
 for b in "${batches[@]}"; do
   for w in "${widths[@]}"; do
     line=$("$bin" bench step "${common[@]}" --width "$w" --batch "$b" | grep '^{')
     printf '%s\n' "$line" >> "$tmp"
+    if [ "${TORCH:-0}" = 1 ]; then
+      "$py" "$(dirname "$0")/bench_torch.py" step --arch resnet18 --cifar-stem --width "$w" --batch "$b" \
+        --threads "${THREADS:-2}" --moco-k "$K" --n-hard "$nh" "${counts[@]}" --method "${METHOD:-synco}" \
+        --iters "${ITERS:-10}" --warmup 2 --no-gemm --json 2>/dev/null | grep '^{' | tail -1 >> "$ttmp" || true
+    fi
   done
 done
 [ -z "$out" ] || cp "$tmp" "$out"
-"$py" - "$tmp" <<'PY'
+"$py" - "$tmp" "$ttmp" <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {(r["width"], r["batch"]): r for r in runs}
+torch = {}
+for l in open(sys.argv[2]):
+    try:
+        t = json.loads(l)
+        torch[(t["width"], t["batch"])] = t
+    except (ValueError, KeyError):
+        pass
 bad, refs = [], []
-print("%5s %5s %10s %12s %9s  %s" % ("width", "batch", "images/s", "GFLOP/s", "vs w16", "kernels"))
+print("%5s %5s %10s %12s %9s  %s" % ("width", "batch", "images/s", "GFLOP/s", "vs w16", "kernels") +
+      ("   pytorch GFLOP/s  vs its w16" if torch else ""))
 for r in runs:
     w, b = r["width"], r["batch"]
     eff = r["gflops_per_s"]  # images/s x GFLOP per image
@@ -37,8 +58,14 @@ for r in runs:
     refs += ref
     if base and rel < 0.8:
         bad.append((w, b, rel))
-    print("%5d %5d %10.2f %12.2f %8.2fx  %d shapes%s" % (w, b, r["images_per_s"], eff, rel, len(ks),
-                                                      ", REFERENCE KERNELS" if ref else ""))
+    t, t16 = torch.get((w, b)), torch.get((16, b))
+    tcol = ""
+    if t and t16:
+        tcol = "   %15.2f  %10.2fx" % (t["gflops_per_s"], t["gflops_per_s"] / t16["gflops_per_s"])
+    elif torch:
+        tcol = "   %15s" % "failed"
+    print("%5d %5d %10.2f %12.2f %8.2fx  %d shapes%s%s" % (w, b, r["images_per_s"], eff, rel, len(ks),
+                                                        ", REFERENCE KERNELS" if ref else "", tcol))
 print("below 0.8x of the width-16 neighbour: %s" % (", ".join("w%d b%d (%.2fx)" % x for x in bad) or "none"))
 print("reference (ref:*) kernels: %s" % (json.dumps(refs) if refs else "none"))
 sys.exit(1 if refs else 0)
