@@ -353,7 +353,8 @@ synco_status synco_moco_read_stats(synco_moco *m, synco_step_stats *stats) {
   double rec[SYNCO_REC_LEN];
   SYNCO_TRY(be->copy(be, rec, m->record, sizeof rec, SYNCO_COPY_D2H));
   SYNCO_TRY(be->memset(be, m->record, 0, sizeof rec));
-  const double steps = m->unread > 0 ? (double)m->unread : 1.0, calls = rec[SYNCO_REC_CALLS] > 0 ? rec[SYNCO_REC_CALLS] : 1.0;
+  const double steps = m->unread > 0 ? (double)m->unread : 1.0;
+  const double calls = rec[SYNCO_REC_CALLS] > 0 ? rec[SYNCO_REC_CALLS] : 1.0;
   /* per step: the losses of a symmetric step's two directions add up (its loss is their sum), the accuracies
    * average over the directions */
   double v[5] = {rec[SYNCO_REC_LOSS] / steps, rec[SYNCO_REC_ACC] / calls, rec[SYNCO_REC_LOSS_QUEUE] / steps,

@@ -139,8 +139,8 @@ __global__ void bn_stats_finish_kernel(float *save_mean, float *save_invstd, dou
                           gamma[c], beta[c], &save_mean[gc], &save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
 }
 
-/* y = (x − mean)·scale + shift of its slice (then ReLU; kernels/bn_kernel.h); with vec (rows a multiple of 4 long, x and y 16-byte aligned) four
- * values at a time. */
+/* y = (x − mean)·scale + shift of its slice (then ReLU; kernels/bn_kernel.h); with vec (rows a multiple of 4 long,
+ * x and y 16-byte aligned) four values at a time. */
 __global__ void bn_apply_kernel(float *y, const float *x, const float *coef, int C, int ng, unsigned hw,
                                 unsigned total, int relu, int vec) {
   if (vec) {
@@ -188,7 +188,8 @@ __global__ void bn_bwd_finish_kernel(double *part, float *coef, const double *ru
 __global__ void bn_bwd_apply_kernel(float *dx, const float *dy, const float *y, const float *x, const float *coef,
                                     int C, int ng, unsigned hw, unsigned total) {
   for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)
-    dx[e] = synco_k_bn_bwd_apply(dy[e], y ? y[e] : 0.f, y != NULL, x[e], coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng));
+    dx[e] = synco_k_bn_bwd_apply(dy[e], y ? y[e] : 0.f, y != NULL, x[e],
+                                 coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng));
 }
 
 /* ---- one block per (group, channel): SYNCO_CUDA_BN=block ---- */
