@@ -211,7 +211,9 @@ synco_status pretrain_probe_read(pretrain_ctx *c, synco_xent_stats *out);
 void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const synco_xent_stats *probe);
 /* log.jsonl rows of kind step, epoch and knn (epoch 0: before training). */
 void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *w, double seconds);
-void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds);
+/* data_wait: seconds the epoch's steps waited for the loader (synco_loader_wait_seconds). */
+void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds,
+                        double data_wait);
 void pretrain_log_knn(pretrain_ctx *c, int epoch, const synco_knn_result *r);
 
 /* pretrain_run.c */

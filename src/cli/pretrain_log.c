@@ -2,7 +2,8 @@
  * time it was written ("time", Unix seconds):
  *
  *   step   a window of --print-freq steps ending at global step "step": its means of the loss and accuracies
- *   epoch  a finished epoch ("epoch", its "steps"): its means, its time; no "step", so no step is logged twice
+ *   epoch  a finished epoch ("epoch", its "steps"): its means, its time, the time its steps waited for data; no
+ *          "step", so no step is logged twice
  *   knn    the kNN monitor after epoch "epoch" (0: the untrained encoder)
  *
  * "loss" and "acc" are what the training minimises and its proxy accuracy: once the synthetic negatives are on
@@ -11,7 +12,7 @@
  * The online linear probe adds "probe_loss" and "probe_acc" (its training views, before each step's update).
  * The same scalars go to the TensorBoard event file (io/tfevents.h) when there is one, at the global step: train/
  * (loss, acc, loss_moco, acc_moco, lr, images_per_s, synthetic), probe/ (loss, acc), knn/ (top1, top5) and epoch/
- * (epoch, time_s). Rank 0 alone writes (c->log is NULL on the others). */
+ * (epoch, time_s, data_wait_s). Rank 0 alone writes (c->log is NULL on the others). */
 #include <stdio.h>
 #include <time.h>
 
@@ -82,15 +83,16 @@ void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums
   tb_scalars(c, t, tags, v, w->probe_seen > 0 ? 9 : 7);
 }
 
-void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds) {
+void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds,
+                        double data_wait) {
   if (!c->log) return;
   const double t = row_begin(c->log, "epoch");
   fprintf(c->log, ",\"epoch\":%d,\"steps\":%d", epoch + 1, e->n);
   row_means(c->log, e, lr, e->n * c->o.batch / seconds);
-  fprintf(c->log, ",\"epoch_time_s\":%.2f}\n", seconds);
+  fprintf(c->log, ",\"epoch_time_s\":%.2f,\"data_wait_s\":%.3f}\n", seconds, data_wait);
   fflush(c->log);
-  static const char *const tags[] = {"epoch/epoch", "epoch/time_s"};
-  tb_scalars(c, t, tags, (const float[]){(float)(epoch + 1), (float)seconds}, 2);
+  static const char *const tags[] = {"epoch/epoch", "epoch/time_s", "epoch/data_wait_s"};
+  tb_scalars(c, t, tags, (const float[]){(float)(epoch + 1), (float)seconds, (float)data_wait}, 3);
 }
 
 void pretrain_log_knn(pretrain_ctx *c, int epoch, const synco_knn_result *r) {

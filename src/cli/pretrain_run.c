@@ -238,6 +238,7 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
   const pretrain_opts *o = &c->o;
   const int steps = c->steps;
   last_checkpoint last = {.path = o->resume, .epoch = c->start_epoch};
+  int said_data = 0; /* the hint that the loader is too slow: once a run */
   for (int epoch = c->start_epoch; epoch < c->end_epoch; epoch++) {
     if (synco_loader_start_epoch(c->loader, epoch, 0) != SYNCO_OK) return synco_cli_error("pretrain");
     say_negatives_on(c, epoch);
@@ -256,7 +257,15 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
     char text[160];
     progress_text(text, sizeof text, &sum);
     synco_progress_end(&prog, text);
-    pretrain_log_epoch(c, epoch, lr, &sum, ep_time);
+    const double data_wait = synco_loader_wait_seconds(c->loader);
+    pretrain_log_epoch(c, epoch, lr, &sum, ep_time, data_wait);
+    if (c->rank == 0 && !said_data && data_wait > 0.5 && data_wait > 0.1 * ep_time) {
+      printf("epoch %d: the steps waited %.1f s of %.1f s for data: the loader's %d thread%s do not keep up (more "
+             "--workers feed it faster; synco bench data measures its rate)\n", epoch + 1, data_wait, ep_time,
+             o->workers, synco_cli_s(o->workers));
+      fflush(stdout);
+      said_data = 1;
+    }
     if (c->knn.val && ((epoch + 1) % o->knn_every == 0 || epoch + 1 == c->end_epoch)) {
       synco_knn_result r;
       if (knn_eval(c, &r) != SYNCO_OK) return synco_cli_error("pretrain");

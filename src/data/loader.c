@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/progress.h" /* synco_now */
 #include "base/status.h"
 #include "data/internal.h"
 
@@ -47,6 +48,7 @@ struct synco_loader {
   pthread_mutex_t mu;
   pthread_cond_t cv_work, cv_done;
   int epoch, started, next_claim, consume, busy, quit, held;
+  double wait_s; /* seconds synco_loader_next waited for a batch this epoch (the consumer's alone) */
 };
 
 static synco_status fill(worker *wk, slot *sl, int step) {
@@ -217,6 +219,7 @@ synco_status synco_loader_start_epoch(synco_loader *ld, int epoch, int first_ste
     ld->order[k] = ld->perm[j < whole ? (j * world + r) * b + k % b : whole * b * world + (k - whole * b) * world + r];
   }
   ld->epoch = epoch;
+  ld->wait_s = 0;
   ld->next_claim = ld->consume = first_step < ld->steps ? first_step : ld->steps;
   ld->started = 1;
   pthread_cond_broadcast(&ld->cv_work);
@@ -242,8 +245,12 @@ synco_status synco_loader_next(synco_loader *ld, synco_batch *b) {
     return SYNCO_OK;
   }
   const int s = ld->consume % ld->nslots;
-  while (ld->slots[s].state != SLOT_READY || ld->slots[s].b.step != ld->consume)
-    pthread_cond_wait(&ld->cv_done, &ld->mu);
+  if (ld->slots[s].state != SLOT_READY || ld->slots[s].b.step != ld->consume) { /* the consumer waits: timed */
+    const double t0 = synco_now();
+    while (ld->slots[s].state != SLOT_READY || ld->slots[s].b.step != ld->consume)
+      pthread_cond_wait(&ld->cv_done, &ld->mu);
+    ld->wait_s += synco_now() - t0;
+  }
   ld->consume++;
   ld->held = s;
   slot *sl = &ld->slots[s];
@@ -252,3 +259,5 @@ synco_status synco_loader_next(synco_loader *ld, synco_batch *b) {
   *b = sl->b;
   return SYNCO_OK;
 }
+
+double synco_loader_wait_seconds(const synco_loader *ld) { return ld->wait_s; }

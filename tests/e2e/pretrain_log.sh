@@ -42,7 +42,8 @@ for r in rows:
     assert 0 <= r['probe_acc'] <= 100 and r['probe_loss'] > 0, r
 ep = [r for r in rows if r['kind'] == 'epoch']
 assert [e['steps'] for e in ep] == [2, 2] and [e['epoch'] for e in ep] == [1, 2], ep
-print('log.jsonl: kinds, times, one row per step, MoCo-only beside SynCo, probe logged')
+assert all(0 <= e['data_wait_s'] <= e['epoch_time_s'] for e in ep), ep  # the steps' wait for the loader
+print('log.jsonl: kinds, times, one row per step, MoCo-only beside SynCo, probe logged, data wait')
 PY
 cfg_probe=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['probe'], c['probe_lr'])" "$tmp/a/config.json")
 [ "$cfg_probe" = "1 0.1" ] || fail "config.json probe settings: $cfg_probe"
