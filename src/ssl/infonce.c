@@ -26,9 +26,8 @@ synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int
   s->logits = be->alloc(be, (size_t)B * (size_t)s->ld * sizeof(float));
   s->row_loss = be->alloc(be, (size_t)B * 2 * sizeof(double));
   s->hits = be->alloc(be, (size_t)B * 2 * sizeof(int));
-  s->row_loss_host = malloc((size_t)B * 2 * sizeof(double));
-  s->hits_host = malloc((size_t)B * 2 * sizeof(int));
-  if (!s->logits || !s->row_loss || !s->hits || !s->row_loss_host || !s->hits_host) {
+  s->rec = be->alloc(be, SYNCO_REC_LEN * sizeof(double));
+  if (!s->logits || !s->row_loss || !s->hits || !s->rec) {
     synco_infonce_free(s);
     return synco_fail(SYNCO_ERR_NOMEM, "out of memory for the logits of %d x %d", B, s->ld);
   }
@@ -37,7 +36,8 @@ synco_status synco_infonce_init(synco_infonce_scratch *s, synco_backend *be, int
 
 size_t synco_infonce_bytes(int B, int K, int S) {
   const size_t b = (size_t)(B > 0 ? B : 0), ld = 1 + (size_t)(K > 0 ? K : 0) + (size_t)(S > 0 ? S : 0);
-  return b * ld * sizeof(float) + 2 * (b * 2 * sizeof(double) + b * 2 * sizeof(int)); /* logits; losses and hits twice */
+  /* logits; each row's losses and hits; a call's record */
+  return b * ld * sizeof(float) + b * 2 * sizeof(double) + b * 2 * sizeof(int) + SYNCO_REC_LEN * sizeof(double);
 }
 
 void synco_infonce_free(synco_infonce_scratch *s) {
@@ -45,29 +45,22 @@ void synco_infonce_free(synco_infonce_scratch *s) {
   if (s->logits) s->be->free(s->be, s->logits);
   if (s->row_loss) s->be->free(s->be, s->row_loss);
   if (s->hits) s->be->free(s->be, s->hits);
-  free(s->row_loss_host);
-  free(s->hits_host);
+  if (s->rec) s->be->free(s->be, s->rec);
   memset(s, 0, sizeof *s);
 }
 
-/* The scalars of the last call, downloaded: the two losses summed in row order, the two proxy accuracies. */
+/* The scalars of the last call, downloaded: its record (the two losses summed in row order, the two proxy
+ * accuracies), made by the backend as a run's record is. */
 static synco_status download_scalars(synco_infonce_scratch *s, float *loss, float *acc) {
   synco_backend *be = s->be;
-  const int B = s->B;
-  SYNCO_TRY(be->copy(be, s->row_loss_host, s->row_loss, (size_t)B * 2 * sizeof(double), SYNCO_COPY_D2H));
-  SYNCO_TRY(be->copy(be, s->hits_host, s->hits, (size_t)B * 2 * sizeof(int), SYNCO_COPY_D2H));
-  double loss_sum = 0.0, loss_queue_sum = 0.0;
-  int correct = 0, correct_queue = 0;
-  for (int i = 0; i < B; i++) {
-    loss_sum += s->row_loss_host[i];
-    loss_queue_sum += s->row_loss_host[B + i];
-    correct_queue += s->hits_host[2 * i];
-    correct += s->hits_host[2 * i + 1];
-  }
-  if (loss) *loss = (float)(loss_sum / B);
-  if (acc) *acc = (float)correct / (float)B;
-  s->acc_queue = (float)correct_queue / (float)B;
-  s->loss_queue = (float)(loss_queue_sum / B);
+  double rec[SYNCO_REC_LEN];
+  SYNCO_TRY(be->memset(be, s->rec, 0, sizeof rec));
+  SYNCO_TRY(synco_infonce_record(s, s->rec, 0));
+  SYNCO_TRY(be->copy(be, rec, s->rec, sizeof rec, SYNCO_COPY_D2H));
+  if (loss) *loss = (float)rec[SYNCO_REC_LOSS];
+  if (acc) *acc = (float)rec[SYNCO_REC_ACC];
+  s->loss_queue = (float)rec[SYNCO_REC_LOSS_QUEUE];
+  s->acc_queue = (float)rec[SYNCO_REC_ACC_QUEUE];
   return SYNCO_OK;
 }
 

@@ -15,10 +15,10 @@ typedef struct {
   int ld;           /* 1 + K + S: row stride of logits */
   float *logits;    /* [B, ld]: after a call, the softmax probabilities of each row */
   double *row_loss; /* [2B] and [2B], backend memory: each row's losses (all logits, then the positive and the
-                       queue alone) and proxy hits; downloaded when the call asks for *loss or *acc */
+                       queue alone) and proxy hits */
   int *hits;
-  double *row_loss_host;
-  int *hits_host;
+  double *rec;      /* [SYNCO_REC_LEN], backend memory: the record of one call, downloaded when it asks for *loss or
+                       *acc (the row sums made by the backend's loss_record, as for a run's record) */
   float acc_queue;  /* after a call: share of rows whose positive logit is at least every queue logit (the
                        paper's proxy accuracy; *acc of the call also counts the synthetic logits) */
   float loss_queue; /* after a call: the mean loss over the positive and the queue logits alone (MoCo's loss;
