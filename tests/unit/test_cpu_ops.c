@@ -510,6 +510,11 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 8, 5, 11, 24, 3, 1, 1);   /* direct8: 1 input block into 3 */
   test_conv(be, ref, 2, 24, 6, 9, 8, 3, 1, 1);    /* direct8: 3 into 1 */
   test_conv(be, ref, 1, 40, 4, 5, 40, 3, 1, 1);   /* nChw8c beyond direct8's 32 channels: oneDNN's */
+  /* at most 16 output pixels: under bf16 on AMX, backward weights by im2col + matmul (cpu_conv_gemm.c); the 8 -> 16,
+   * 24 -> 48 and 64 -> 72 layers above take it too */
+  test_conv(be, ref, 2, 12, 4, 4, 20, 3, 1, 1);   /* plain in and out */
+  test_conv(be, ref, 2, 16, 4, 3, 12, 3, 1, 1);   /* blocked in, plain out, not square */
+  test_conv(be, ref, 3, 32, 7, 7, 48, 3, 2, 1);   /* stride 2, padding read on one side only */
   if (!g_bf16) { /* the own kernels' property (fp32 only) */
     test_conv_threads_agree(be, "winograd", 6, 64, 12);
     if (synco_direct8_available()) {

@@ -17,6 +17,8 @@
  *    the pass: AVX-512 CPUs).
  *  - synco's direct8 (cpu_direct8_conv.c): 3x3 stride-1 layers on nChw8c (8 or 24 channels) on AVX-512 CPUs,
  *    where oneDNN has only AVX2 kernels for an 8-channel block (half of each register idle).
+ *  - im2col + oneDNN's matmul (cpu_conv_gemm.c), "gemm": under --precision bf16 on AMX CPUs, the passes of layers
+ *    with few output pixels, where oneDNN's AMX convolution kernels are slow (synco_conv_gemm_passes).
  * Which one a 3x3 stride-1 pass takes is, by default, a fixed rule (rule_kind): the kernels then depend only on
  * the CPU's ISA and the shapes, so a resumed run, the ranks of a run and a rerun take the same ones and the results
  * are bit-identical. SYNCO_CONV_ALGO=auto measures instead, once per process and shape (as cuDNN's benchmark mode
@@ -25,7 +27,7 @@
  * encoders and repeated blocks measure once; two processes may then choose differently, which changes the
  * rounding (measured: two identical runs differed in 181 of 211 tensors), and on a loaded machine the timings are
  * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd,
- * direct8; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
+ * direct8, gemm; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
@@ -34,8 +36,9 @@
  * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers; y and dx come
  * out of the kernel in bf16 (autocast's convolution output) and are widened into the layer's fp32 tensors; dw is
  * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
- * OIHW master copy into bf16 at each call. Only oneDNN's direct algorithm runs bf16 (no Winograd, nothing to
- * measure), so a bf16 run's kernels do not depend on timing. */
+ * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm and, where
+ * synco_conv_gemm_passes says so, im2col + matmul (no Winograd); the rule takes the latter wherever it applies, so a
+ * bf16 run's kernels do not depend on timing either. */
 #include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -43,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_conv_gemm.h"
 #include "backend/cpu/cpu_direct8_conv.h"
 #include "backend/cpu/cpu_onednn_util.h"
 #include "backend/cpu/cpu_wino_conv.h"
@@ -51,9 +55,12 @@
 enum { P_FWD = 0, P_BWD_DATA = 1, P_BWD_WEIGHTS = 2, NPASS = 3 };
 /* The kernels a pass can take. */
 /* oneDNN's kinds come first (NDNNL of them), then synco's own kernels. */
-enum { K_DIRECT = 0, K_DNNL_WINO = 1, K_OWN_WINO = 2, K_OWN_DIRECT8 = 3, NKIND = 4, NDNNL = 2 };
+enum { K_DIRECT = 0, K_DNNL_WINO = 1, K_OWN_WINO = 2, K_OWN_DIRECT8 = 3, K_GEMM = 4, NKIND = 5, NDNNL = 2 };
 static const char *const pass_names[NPASS] = {"fwd", "bwd_data", "bwd_weights"};
-static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "winograd", "direct8"};
+_Static_assert(SYNCO_GEMM_FWD == 1 << P_FWD && SYNCO_GEMM_BWD_DATA == 1 << P_BWD_DATA &&
+                   SYNCO_GEMM_BWD_WEIGHTS == 1 << P_BWD_WEIGHTS,
+               "a pass's bit in cpu_conv_gemm.h is 1 << its index here");
+static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "winograd", "direct8", "gemm"};
 
 /* One pass on one oneDNN algorithm. */
 typedef struct {
@@ -77,6 +84,8 @@ typedef struct {
   int own_wino;                  /* synco's Winograd applies to the layer */
   int own_d8;                    /* synco's direct8 (AVX-512, nChw8c) applies (cpu_direct8_conv.c) */
   synco_direct8_shape d8;
+  int own_gemm;                  /* the passes (SYNCO_GEMM_* bits) im2col + matmul applies to (bf16, cpu_conv_gemm.c) */
+  synco_conv_gemm *gemm;         /* made when chosen (or measured) */
   synco_wino_plan wp;
   int kind[NPASS];               /* the chosen kernel of each pass */
   int bf16;                      /* the passes multiply bf16 copies (--precision bf16) */
@@ -101,6 +110,7 @@ void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op) {
   if (!k) return;
   for (int a = 0; a < NDNNL; a++)
     for (int p = NPASS - 1; p >= 0; p--) pass_free(&k->d[a][p]); /* bwd data may share the forward's weights */
+  synco_conv_gemm_free(&k->gemm);
   synco_dnnl_mem_free(&k->m_x);
   synco_dnnl_mem_free(&k->m_y);
   synco_dnnl_mem_free(&k->m_w);
@@ -334,6 +344,12 @@ static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass
     if (pass == P_BWD_DATA) return synco_wino_bwd_data(&k->wp, xs, ys, w, ws);
     return synco_wino_bwd_weights(&k->wp, w, ys, xs, ws);
   }
+  if (kind == K_GEMM) {
+    if (!k->gemm) return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: gemm kernel not planned");
+    if (pass == P_FWD) return synco_conv_gemm_fwd(c, k->gemm, ys, xs, w, ws);
+    if (pass == P_BWD_DATA) return synco_conv_gemm_bwd_data(c, k->gemm, xs, ys, w, ws);
+    return synco_conv_gemm_bwd_weights(c, k->gemm, w, ys, xs, ws);
+  }
   if (kind == K_OWN_DIRECT8) {
     if (pass == P_FWD) return synco_direct8_fwd(&k->d8, ys, xs, w, ws);
     if (pass == P_BWD_DATA) return synco_direct8_bwd_data(&k->d8, xs, ys, w, ws);
@@ -404,7 +420,8 @@ static int forced_kind(void) {
   return ALGO_BAD;
 }
 
-/* The default rule, from measurements on 2 cores (see the file's comment): synco's direct8 wherever it applies
+/* The default rule, from measurements on 2 cores (see the file's comment): bf16's im2col + matmul wherever it
+ * applies (cpu_conv_gemm.h has the measurements); synco's direct8 wherever it applies
  * (nChw8c layers up to 32 channels on AVX-512; measured on the AMX VM by SYNCO_CONV_ALGO=auto, batch 64, 32x32:
  * 8 -> 8 channels, forward 0.50-0.57 ms against oneDNN's 1.37-1.63, backward data 0.50-0.63 against 0.95-1.0,
  * backward weights 0.30-0.31 against 0.60-1.70, synco's Winograd 1.2-3.6; 24 -> 24, 2.1-4.2 / 2.1 / 2.8 ms against
@@ -416,6 +433,7 @@ static int forced_kind(void) {
 static int has_kind(const conv_impl *k, int kind, int pass);
 static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
+  if (k->own_gemm >> pass & 1) return K_GEMM;
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
@@ -432,7 +450,7 @@ int synco_dnnl_winograd_on(const synco_dnnl_ctx *c) {
 }
 
 typedef struct {
-  int n, cin, cout, h, w, lx, ly, threads, dtype;
+  int n, cin, cout, h, w, kh, kw, stride, pad, lx, ly, threads, dtype;
   int kind[NPASS];
   double ms[NPASS][NKIND]; /* measured; 0 = not a candidate */
 } conv_choice;
@@ -445,8 +463,9 @@ static struct {
 } conv_cache = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
 
 static int same_shape(const conv_choice *a, const conv_choice *b) {
-  return a->n == b->n && a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->lx == b->lx &&
-         a->ly == b->ly && a->threads == b->threads && a->dtype == b->dtype;
+  return a->n == b->n && a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->kh == b->kh &&
+         a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->lx == b->lx && a->ly == b->ly &&
+         a->threads == b->threads && a->dtype == b->dtype;
 }
 
 static int cache_find(conv_choice *q) {
@@ -476,6 +495,7 @@ static void cache_put(const conv_choice *q) {
 }
 
 static int has_kind(const conv_impl *k, int kind, int pass) {
+  if (kind == K_GEMM) return k->own_gemm >> pass & 1; /* P_* and SYNCO_GEMM_* bits agree */
   return kind == K_OWN_WINO ? k->own_wino : kind == K_OWN_DIRECT8 ? k->own_d8 : k->d[kind][pass].pd != NULL;
 }
 
@@ -496,7 +516,7 @@ static synco_status measure(synco_backend *be, const synco_conv_op *op, conv_imp
   const size_t nw = (size_t)op->cout * op->cin * op->kh * op->kw;
   float *x = synco_aligned_alloc(nx * sizeof(float)), *y = synco_aligned_alloc(ny * sizeof(float));
   float *w = synco_aligned_alloc(nw * sizeof(float)), *dw = synco_aligned_alloc(nw * sizeof(float));
-  const int own = k->own_wino || k->own_d8;
+  const int own = k->own_wino || k->own_d8 || k->own_gemm;
   float *ws = own ? synco_aligned_alloc(wino) : NULL;
   synco_status s = (x && y && w && dw && (ws || !own)) ? SYNCO_OK : SYNCO_ERR_NOMEM;
   if (s == SYNCO_OK) {
@@ -538,7 +558,8 @@ static synco_status measure(synco_backend *be, const synco_conv_op *op, conv_imp
  * the process. Returns 1 when q->kind is set, 0 when it must be measured. */
 static int choice_known(const synco_conv_op *op, const conv_impl *k, conv_choice *q) {
   const int f = forced_kind();
-  *q = (conv_choice){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w, .lx = k->lx, .ly = k->ly,
+  *q = (conv_choice){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w, .kh = op->kh, .kw = op->kw,
+                     .stride = op->stride, .pad = op->pad, .lx = k->lx, .ly = k->ly,
                      .threads = omp_get_max_threads(), .dtype = k->bf16 ? (int)SYNCO_BF16 : (int)op->dtype};
   int candidates = 0;
   for (int p = 0; p < NPASS; p++) {
@@ -567,9 +588,12 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
   for (int p = 0; p < NPASS && n > 0 && (size_t)n < sizeof e; p++) {
     const int kind = k->kind[p];
     const dnnl_pass *d = kind >= NDNNL ? NULL : &k->d[kind][p];
-    const char *own = kind == K_OWN_DIRECT8   ? "synco:direct8_avx512:nChw8c"
-                      : k->wp.block == 16 ? "synco:winograd_f2x3:nChw16c"
-                                          : "synco:winograd_f2x3:nChw8c";
+    char gemm[96];
+    snprintf(gemm, sizeof gemm, "synco:im2col+matmul:%s", synco_conv_gemm_impl(k->gemm));
+    const char *own = kind == K_GEMM          ? gemm
+                      : kind == K_OWN_DIRECT8 ? "synco:direct8_avx512:nChw8c"
+                      : k->wp.block == 16     ? "synco:winograd_f2x3:nChw16c"
+                                              : "synco:winograd_f2x3:nChw8c";
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s\"", pass_names[p], d ? d->impl : own,
                   d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "");
   }
@@ -628,7 +652,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   const int f = forced_kind();
   if (f == ALGO_BAD)
     return synco_fail(SYNCO_ERR_ARG,
-                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd or direct8",
+                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct8 or gemm",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1 &&
@@ -654,7 +678,17 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     if (wino_shape && algo_allows(f, K_DNNL_WINO))
       SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_winograd, p, &k->d[K_DNNL_WINO][p]));
   }
+  if (algo_allows(f, K_GEMM)) k->own_gemm = synco_conv_gemm_passes(op, k->bf16, k->d[K_DIRECT][P_BWD_WEIGHTS].impl);
+  if (k->own_gemm) {
+    const size_t g = synco_conv_gemm_workspace_bytes(op, k->own_gemm);
+    if (g > *wino) *wino = g;
+  }
   return SYNCO_OK;
+}
+
+/* 1 when some pass takes the im2col + matmul kernel (cpu_conv_gemm.c). */
+static int uses_gemm(const int kind_of[NPASS]) {
+  return kind_of[P_FWD] == K_GEMM || kind_of[P_BWD_DATA] == K_GEMM || kind_of[P_BWD_WEIGHTS] == K_GEMM;
 }
 
 /* 1 when some pass takes one of synco's own kernels (which run in ctx->wino). */
@@ -695,13 +729,18 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_y, SYNCO_DNNL_MD(k->md_y)));
   SYNCO_TRY(synco_dnnl_mem(c, &k->m_w, SYNCO_DNNL_MD(k->md_w)));
   conv_choice q;
-  if (!choice_known(op, k, &q)) {
+  const int known = choice_known(op, k, &q);
+  if (k->own_gemm && (!known || uses_gemm(q.kind)))
+    SYNCO_TRY(synco_conv_gemm_plan(c, op, k->own_gemm, SYNCO_DNNL_MD(k->md_x), SYNCO_DNNL_MD(k->md_y),
+                                   SYNCO_DNNL_MD(k->md_w), &k->gemm));
+  if (!known) {
     SYNCO_TRY(make_passes(c, k, 1));
     SYNCO_TRY(measure(be, op, k, wino, &q));
     cache_put(&q);
   }
   memcpy(k->kind, q.kind, sizeof k->kind);
   drop_losers(k);
+  if (!uses_gemm(k->kind)) synco_conv_gemm_free(&k->gemm);
   SYNCO_TRY(make_passes(c, k, 0));
   if (uses_own(k->kind)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
   int measured = 0;
@@ -726,6 +765,9 @@ static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_
     for (int p = 0; p < NPASS; p++)
       if (k->d[a][p].pd && (!known || q.kind[p] == a))
         SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], !known || q.kind[P_FWD] == a ? &k->d[a][P_FWD] : NULL, b));
+  if (k->own_gemm && (!known || uses_gemm(q.kind)))
+    SYNCO_TRY(synco_conv_gemm_plan_bytes(c, op, k->own_gemm, SYNCO_DNNL_MD(k->md_x), SYNCO_DNNL_MD(k->md_y),
+                                         SYNCO_DNNL_MD(k->md_w), b));
   return SYNCO_OK;
 }
 

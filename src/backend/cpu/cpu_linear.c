@@ -48,17 +48,9 @@ void synco_dnnl_linear_free(synco_dnnl_ctx *c) {
   c->lin = NULL;
 }
 
-/* fp32 -> bf16, round to nearest even (as oneDNN's reorders and AVX512-BF16's vcvtneps2bf16); NaN stays NaN. */
 void synco_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &src[i], sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-      dst[i] = (uint16_t)((u >> 16) | 0x40u);
-    else
-      dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
+  for (size_t i = 0; i < n; i++) dst[i] = synco_bf16_of(src[i]);
 }
 
 /* A 2-D memory descriptor: rows x cols, row-major (trans 0) or its transpose read in place (trans 1). */

@@ -7,6 +7,9 @@
 #ifndef SYNCO_BACKEND_CPU_ONEDNN_UTIL_H
 #define SYNCO_BACKEND_CPU_ONEDNN_UTIL_H
 
+#include <stdint.h>
+#include <string.h>
+
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
@@ -149,7 +152,14 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
 synco_linear_fwd_fn synco_dnnl_linear_fwd;
 synco_linear_bwd_fn synco_dnnl_linear_bwd;
 void synco_dnnl_linear_free(synco_dnnl_ctx *c);
-/* fp32 -> bf16 (the upper 16 bits), rounded to nearest even. */
+/* fp32 -> bf16 (the upper 16 bits), rounded to nearest even (as oneDNN's reorders and AVX512-BF16's
+ * vcvtneps2bf16); NaN stays NaN. One value, and n of them. */
+static inline uint16_t synco_bf16_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 void synco_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 
 synco_pool_plan_fn synco_dnnl_pool_plan;
