@@ -36,9 +36,13 @@
  * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers; y and dx come
  * out of the kernel in bf16 (autocast's convolution output) and are widened into the layer's fp32 tensors; dw is
  * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
- * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm and, where
- * synco_conv_gemm_passes says so, im2col + matmul (no Winograd); the rule takes the latter wherever it applies, so a
- * bf16 run's kernels do not depend on timing either. */
+ * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm, where
+ * synco_conv_gemm_passes says so im2col + matmul, and for 3x3 stride-1 layers oneDNN's Winograd, which has no bf16
+ * kernel and runs in fp32 on the layer's own tensors (no copies; the kernel log says "(fp32)"): where the CPU has
+ * AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about the speed of its fp32 ones, and
+ * Winograd's 2.25x fewer multiplications win (rule_kind has the measurements). fp32 products are at least as exact as
+ * bf16 ones, so a pass that takes Winograd is no less accurate than the bf16 the user asked for. The rule takes gemm
+ * wherever it applies and Winograd where rule_kind says, so a bf16 run's kernels do not depend on timing either. */
 #include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -210,13 +214,15 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
                                        {dnnl_nChw16c, dnnl_nChw16c},               {dnnl_nchw, dnnl_nchw}};
   /* bf16: the copies are made anyway, so the kernel's own format comes first */
   const dnnl_format_tag_t cand_bf16[][2] = {{ANY_TAG, ANY_TAG}, {dnnl_nhwc, dnnl_nhwc}, {lx, ly}, {dnnl_nchw, dnnl_nchw}};
-  const dnnl_format_tag_t(*cands)[2] = k->bf16 ? cand_bf16 : cand;
-  const int ncand = alg == dnnl_convolution_winograd ? 1
-                    : k->bf16                        ? (int)(sizeof(cand_bf16) / sizeof(*cand_bf16))
-                                                     : (int)(sizeof(cand) / sizeof(*cand));
+  /* oneDNN's Winograd has no bf16 kernel: in a bf16 layer it runs in fp32 on the layer's own tensors */
+  const int wino = alg == dnnl_convolution_winograd, bf16 = k->bf16 && !wino;
+  const dnnl_format_tag_t(*cands)[2] = bf16 ? cand_bf16 : cand;
+  const int ncand = wino   ? 1
+                    : bf16 ? (int)(sizeof(cand_bf16) / sizeof(*cand_bf16))
+                           : (int)(sizeof(cand) / sizeof(*cand));
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
-  if (k->bf16) dt = dnnl_bf16; /* the kernel's operands; the layer's tensors stay fp32 */
+  if (bf16) dt = dnnl_bf16; /* the kernel's operands; the layer's tensors stay fp32 */
   const dnnl_dims_t xd = {op->n, op->cin, op->h, op->w}, yd = {op->n, op->cout, op->oh, op->ow};
   const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
   synco_dnnl_md mx = {0}, my = {0}, mw = {0};
@@ -256,7 +262,9 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
   const int rx = !dnnl_memory_desc_equal(xa, SYNCO_DNNL_MD(k->md_x));
   const int ry = !dnnl_memory_desc_equal(yb, SYNCO_DNNL_MD(k->md_y));
   if (rx || ry)
-    snprintf(d->fmt, sizeof d->fmt, "%s%s -> %s", k->bf16 ? "bf16 " : "", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
+    snprintf(d->fmt, sizeof d->fmt, "%s%s -> %s", bf16 ? "bf16 " : "", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
+  else if (k->bf16)
+    snprintf(d->fmt, sizeof d->fmt, "fp32"); /* a bf16 layer's pass that multiplies in fp32 (Winograd) */
   return SYNCO_OK;
 }
 
@@ -434,6 +442,16 @@ static int has_kind(const conv_impl *k, int kind, int pass);
 static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
   if (k->own_gemm >> pass & 1) return K_GEMM;
+  if (k->bf16) {
+    /* a bf16 layer: oneDNN's fp32 Winograd from 64 channels where its bf16 kernels are not AMX ones (AVX512-BF16
+     * alone, a Zen 4), but for the forward and backward data passes of layers of at most 16 output pixels (Zen 4,
+     * idle, batch 128, SYNCO_CONV_ALGO=auto, ms of bf16 direct / Winograd: 64 channels at 32x32 26.0/20.4, 25.7/19.9,
+     * 32.6/27.8 for the three passes; 256 at 8x8 22.1/17.2, 21.6/16.5, 22.7/15.9; 512 at 4x4 15.6/17.6, 15.9/17.1,
+     * 22.7/19.0); bf16 direct elsewhere */
+    const int amx = strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
+    const int pays = pass == P_BWD_WEIGHTS || op->oh * op->ow > 16;
+    return !amx && narrow >= 64 && pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
+  }
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
@@ -655,15 +673,15 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
                       "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct8 or gemm",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
-  const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1 &&
-                         !k->bf16;
+  const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
   *wino = 0;
-  if (wino_shape && op->dtype == SYNCO_F32 && synco_dnnl_winograd_on(c) &&
+  /* synco's own kernels are fp32 kernels for fp32 layers; a bf16 layer may take oneDNN's Winograd (below) */
+  if (wino_shape && !k->bf16 && op->dtype == SYNCO_F32 && synco_dnnl_winograd_on(c) &&
       synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_wino = 1;
     *wino = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, block, omp_get_max_threads());
   }
-  if (wino_shape && op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_DIRECT8) &&
+  if (wino_shape && !k->bf16 && op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_DIRECT8) &&
       synco_direct8_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_d8 = 1;
     k->d8 = (synco_direct8_shape){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w};
