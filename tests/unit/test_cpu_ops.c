@@ -53,9 +53,9 @@ static float bf16_round(float x) {
   return x;
 }
 
-/* What the reference gets: p itself, or under bf16 a rounded copy (freed with ref_free). */
-static float *ref_in(float *p, size_t n) {
-  if (!g_bf16) return p;
+/* What the reference gets: p itself, or where `round` (under bf16) a rounded copy (freed with ref_free). */
+static float *ref_in(float *p, size_t n, int round) {
+  if (!round) return p;
   float *q = malloc(n * sizeof(float) + 16);
   for (size_t i = 0; i < n; i++) q[i] = bf16_round(p[i]);
   return q;
@@ -63,11 +63,6 @@ static float *ref_in(float *p, size_t n) {
 
 static void ref_free(float *q, float *p) {
   if (q != p) free(q);
-}
-
-/* The reference's weights r: w, rounded to bf16 where `round` (r == w outside bf16, where nothing rounds). */
-static void ref_weights(float *r, const float *w, size_t n, int round) {
-  for (size_t i = 0; i < n && r != w; i++) r[i] = round ? bf16_round(w[i]) : w[i];
 }
 
 /* Under bf16: the backend's plain result got[n] differs from the unrounded fp32 reference somewhere. */
@@ -155,10 +150,10 @@ static int pass_in_fp32(synco_backend *be, const synco_conv_op *op, const char *
 }
 
 /* A reference tensor of plain data p: rounded to bf16 first where `round` (a copy, freed by fr). */
-static synco_tensor mk_ref(synco_backend *ref, int n, int c, int h, int w, const float *p, int round) {
-  synco_tensor t = mk(ref, n, c, h, w, p);
-  if (p && round)
-    for (size_t i = 0; i < synco_tensor_numel(&t); i++) ((float *)t.data)[i] = bf16_round(((float *)t.data)[i]);
+static synco_tensor mk_ref(synco_backend *ref, int n, int c, int h, int w, float *p, int round) {
+  float *q = ref_in(p, (size_t)n * c * h * w, round);
+  synco_tensor t = mk(ref, n, c, h, w, q);
+  ref_free(q, p);
   return t;
 }
 
@@ -179,7 +174,6 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
   for (int i = 0; i < 3; i++) rnd16[i] = g_bf16 && !pass_in_fp32(be, &op, pass[i]);
   const size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * op.oh * op.ow, nw = (size_t)cout * cin * k * k;
   float *x = rnd(nx, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(ny, -1, 1), *dw0 = rnd(nw, -1, 1);
-  float *rwt = g_bf16 ? malloc(nw * sizeof(float)) : wt;
   synco_tensor fx = mk(be, n, cin, h, w, x), fy = mk(be, n, cout, op.oh, op.ow, NULL);
   synco_tensor fdy = mk(be, n, cout, op.oh, op.ow, dy), fdx = mk(be, n, cin, h, w, NULL);
   synco_tensor ry = mk(ref, n, cout, op.oh, op.ow, NULL), rdx = mk(ref, n, cin, h, w, NULL);
@@ -188,7 +182,7 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
 
   /* forward */
   synco_tensor rx = mk_ref(ref, n, cin, h, w, x, rnd16[0]);
-  ref_weights(rwt, wt, nw, rnd16[0]);
+  float *rwt = ref_in(wt, nw, rnd16[0]);
   CHECK_OK(be->conv_fwd(be, &op, &fy, &fx, wt));
   CHECK_OK(ref->conv_fwd(ref, &rop, &ry, &rx, rwt));
   snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d y%s", k, k, s, p, cin, cout, rnd16[0] ? " bf16" : "");
@@ -202,15 +196,17 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
     free(g), fr(&ux), fr(&uy);
   }
   fr(&rx);
+  ref_free(rwt, wt);
 
   /* backward data */
   synco_tensor rdy = mk_ref(ref, n, cout, op.oh, op.ow, dy, rnd16[1]);
-  ref_weights(rwt, wt, nw, rnd16[1]);
+  rwt = ref_in(wt, nw, rnd16[1]);
   CHECK_OK(be->conv_bwd_data(be, &op, &fdx, &fdy, wt));
   CHECK_OK(ref->conv_bwd_data(ref, &rop, &rdx, &rdy, rwt));
   snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d dx%s", k, k, s, p, cin, cout, rnd16[1] ? " bf16" : "");
   cmp(what, be, &fdx, &rdx, atol[1], rtol[1]);
   fr(&rdy);
+  ref_free(rwt, wt);
 
   /* backward weights, dw += : both start from the same non-zero values */
   rx = mk_ref(ref, n, cin, h, w, x, rnd16[2]);
@@ -230,7 +226,6 @@ static void test_conv(synco_backend *be, synco_backend *ref, int n, int cin, int
   CHECK(op.impl == NULL);
   synco_tensor *ts[] = {&fx, &fy, &fdy, &fdx, &rx, &ry, &rdy, &rdx};
   for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
-  if (rwt != wt) free(rwt);
   free(x), free(wt), free(dy), free(dw0), free(fdw), free(rdw);
 }
 
@@ -411,7 +406,8 @@ static void test_matrices(synco_backend *be, synco_backend *ref) {
   const int n = 6, in = 24, out = 10;
   float *x = rnd((size_t)n * in, -1, 1), *w = rnd((size_t)out * in, -1, 1), *b = rnd(out, -1, 1);
   float *dy = rnd((size_t)n * out, -1, 1), *dw0 = rnd((size_t)out * in, -1, 1), *db0 = rnd(out, -1, 1);
-  float *rxd = ref_in(x, (size_t)n * in), *rw = ref_in(w, (size_t)out * in), *rdyd = ref_in(dy, (size_t)n * out);
+  float *rxd = ref_in(x, (size_t)n * in, g_bf16), *rw = ref_in(w, (size_t)out * in, g_bf16);
+  float *rdyd = ref_in(dy, (size_t)n * out, g_bf16);
   synco_tensor fx = mk(be, n, in, 1, 1, x), fy = mk(be, n, out, 1, 1, NULL), fdy = mk(be, n, out, 1, 1, dy);
   synco_tensor fdx = mk(be, n, in, 1, 1, NULL), ry = mk(ref, n, out, 1, 1, NULL), rdx = mk(ref, n, in, 1, 1, NULL);
   synco_tensor rx = mk(ref, n, in, 1, 1, rxd), rdy = mk(ref, n, out, 1, 1, rdyd);
