@@ -119,15 +119,24 @@ void synco_backend_profiler(synco_backend *be, int on) {
 }
 
 #ifdef SYNCO_HAVE_ONEDNN
-/* The kernels oneDNN gives a bf16 ResNet convolution here (3x3, 64 channels, 32x32, batch 32), as "\nbf16 kernels: "
- * and the backend's kernel log (its implementation names); nothing when it cannot be planned. */
+/* The kernels a bf16 ResNet-18 takes here for two of its convolutions (batch 32): a 3x3 of 64 channels at 32x32
+ * (oneDNN's fp32 Winograd without AMX) and the 1x1 stride-2 shortcut from 128 to 256 channels (bf16 kernels on
+ * every bf16 CPU), as "\nbf16 kernels: " and the backend's kernel log (their implementation names); nothing when
+ * they cannot be planned. */
 static void bf16_probe(synco_backend *be, char *out, size_t n) {
-  synco_conv_op op = {.n = 32, .cin = 64, .h = 32, .w = 32, .cout = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
-                      .oh = 32, .ow = 32, .dtype = SYNCO_F32};
-  if (synco_backend_set_precision(be, "bf16") != SYNCO_OK || !be->kernels || be->conv_plan(be, &op) != SYNCO_OK) return;
-  const int k = snprintf(out, n, "\nbf16 kernels (a 3x3 convolution of 64 channels, 32x32): ");
-  if (k > 0 && (size_t)k < n) be->kernels(be, out + k, n - (size_t)k);
-  be->conv_release(be, &op);
+  synco_conv_op op[2] = {{.n = 32, .cin = 64, .h = 32, .w = 32, .cout = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                          .oh = 32, .ow = 32, .dtype = SYNCO_F32},
+                         {.n = 32, .cin = 128, .h = 16, .w = 16, .cout = 256, .kh = 1, .kw = 1, .stride = 2,
+                          .pad = 0, .oh = 8, .ow = 8, .dtype = SYNCO_F32}};
+  if (synco_backend_set_precision(be, "bf16") != SYNCO_OK || !be->kernels) return;
+  int planned = 0;
+  while (planned < 2 && be->conv_plan(be, &op[planned]) == SYNCO_OK) planned++;
+  if (planned == 2) {
+    const int k = snprintf(out, n, "\nbf16 kernels (ResNet-18's 3x3 of 64 channels at 32x32 and 1x1 stride-2 shortcut "
+                                   "from 128 to 256 channels): ");
+    if (k > 0 && (size_t)k < n) be->kernels(be, out + k, n - (size_t)k);
+  }
+  while (planned > 0) be->conv_release(be, &op[--planned]);
 }
 #endif
 
@@ -145,7 +154,7 @@ void synco_backend_describe(char *buf, size_t n) {
   }
   const int bf16 = synco_backend_supports(be, SYNCO_CAP_BF16);
   const int wino = synco_backend_supports(be, SYNCO_CAP_WINOGRAD);
-  char probe[600] = "";
+  char probe[1024] = "";
   if (bf16) bf16_probe(be, probe, sizeof probe);
   synco_backend_destroy(be);
   snprintf(buf + k, n - (size_t)k, "bf16: %s%s\n3x3 stride-1 convolutions: %s\n",

@@ -22,7 +22,7 @@ int synco_cmd_info(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : 2;
   if (threads > 0) omp_set_num_threads(threads);
   printf("synco %s\n", synco_version());
-  char backends[4096]; /* the bf16 kernel probe alone takes ~400 characters */
+  char backends[4096]; /* the bf16 kernel probe alone takes ~600 characters */
   synco_backend_describe(backends, sizeof backends);
   fputs(backends, stdout);
   /* how processes of one run talk (src/dist): always the single process; MPI when built with it */
