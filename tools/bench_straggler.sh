@@ -4,13 +4,14 @@
 # medians, and the share of its speed each program loses to the competitor (issue 20's acceptance: synco's share
 # no larger than PyTorch's). Static OpenMP splitting makes every thread wait for the one that shares its core.
 # usage: tools/bench_straggler.sh [SYNCO_BINARY] [ROUNDS] [METHOD]   (default build/synco 3 synco)
-# environment: WIDTH (64), BATCH (128), MOCO_K (4096), THREADS (2)
+# environment: WIDTH (64), BATCH (128), MOCO_K (4096), THREADS (2), PRECISION (fp32; bf16: synco --precision bf16 and
+# PyTorch under bf16 autocast, as in tools/bench_step_pairs.sh)
 set -euo pipefail
 bin=${1:-build/synco}; rounds=${2:-3}; method=${3:-synco}
 py=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 common=(--cifar-stem --width "${WIDTH:-64}" --batch "${BATCH:-128}" --moco-k "${MOCO_K:-4096}" --threads "${THREADS:-2}"
-        --method "$method" --json)
+        --method "$method" --precision "${PRECISION:-fp32}" --json)
 ips='import json,sys; print(json.load(sys.stdin)["images_per_s"])'
 yes_pid=
 stop_yes() { if [ -n "$yes_pid" ]; then kill "$yes_pid" 2>/dev/null || true; wait "$yes_pid" 2>/dev/null || true; yes_pid=; fi; }
@@ -21,6 +22,7 @@ run() { # run PROGRAM COMPETE: images/s
   else "$py" "$here/bench_torch.py" step "${common[@]}" --no-gemm | grep '^{' | "$py" -c "$ips"; fi
   stop_yes
 }
+echo "precision ${PRECISION:-fp32}; $(sed -n 's/^model name.*: //p' /proc/cpuinfo | head -1); oneDNN ISA $("$bin" info | sed -n 's/^cpu isa (oneDNN): //p')"
 declare -A v
 for r in $(seq 1 "$rounds"); do
   for prog in synco torch; do

@@ -10,13 +10,14 @@
 # network's lower rate is the network's (memory-bound layers, per-layer costs) and not synco's.
 # usage: tools/bench_sweep.sh [SYNCO_BINARY] [OUT.jsonl]   (default build/synco, no file)
 # environment: WIDTHS (default "8 16 24 32 64"), BATCHES ("32 64 128 256"), THREADS (2), MOCO_K (256), ITERS (10),
-#              METHOD (synco), TORCH (0), PYTHON (/usr/bin/python3: a python with torch)
+#              METHOD (synco), PRECISION (fp32; bf16: synco --precision bf16, PyTorch under bf16 autocast), TORCH (0),
+#              PYTHON (/usr/bin/python3: a python with torch)
 set -euo pipefail
 bin=${1:-build/synco}; out=${2:-}
 py=${PYTHON:-/usr/bin/python3}
 widths=(${WIDTHS:-8 16 24 32 64}); batches=(${BATCHES:-32 64 128 256})
 common=(--arch resnet18 --cifar-stem --threads "${THREADS:-2}" --moco-k "${MOCO_K:-256}" --iters "${ITERS:-10}"
-        --warmup 1 --method "${METHOD:-synco}" --json)
+        --warmup 1 --method "${METHOD:-synco}" --precision "${PRECISION:-fp32}" --json)
 tmp=$(mktemp); ttmp=$(mktemp); trap 'rm -f "$tmp" "$ttmp"' EXIT
 K=${MOCO_K:-256}
 nh=$(( K / 4 > 1 ? K / 4 : 1 )); nh=$(( nh < 1024 ? nh : 1024 ))
@@ -29,7 +30,7 @@ for b in "${batches[@]}"; do
     if [ "${TORCH:-0}" = 1 ]; then
       "$py" "$(dirname "$0")/bench_torch.py" step --arch resnet18 --cifar-stem --width "$w" --batch "$b" \
         --threads "${THREADS:-2}" --moco-k "$K" --n-hard "$nh" "${counts[@]}" --method "${METHOD:-synco}" \
-        --iters "${ITERS:-10}" --warmup 2 --no-gemm --json 2>/dev/null | grep '^{' | tail -1 >> "$ttmp" || true
+        --precision "${PRECISION:-fp32}" --iters "${ITERS:-10}" --warmup 2 --no-gemm --json 2>/dev/null | grep '^{' | tail -1 >> "$ttmp" || true
     fi
   done
 done
