@@ -38,9 +38,10 @@
  * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
  * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm, where
  * synco_conv_gemm_passes says so im2col + matmul, and for 3x3 stride-1 layers oneDNN's Winograd, which has no bf16
- * kernel and runs in fp32 on the layer's own tensors (no copies; the kernel log says "(fp32)"): where the CPU has
- * AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about the speed of its fp32 ones, and
- * Winograd's 2.25x fewer multiplications win (rule_kind has the measurements). fp32 products are at least as exact as
+ * kernel, and synco's direct8 (nChw8c layers), both running in fp32 on the layer's own tensors (no copies; the kernel
+ * log says "(fp32)"): where the CPU has AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about
+ * the speed of its fp32 ones, Winograd's 2.25x fewer multiplications win, and on 8 or 24 channels its bf16 kernels
+ * run nchw copies, slower than direct8 (rule_kind has the measurements). fp32 products are at least as exact as
  * bf16 ones, so a pass that takes Winograd is no less accurate than the bf16 the user asked for. The rule takes gemm
  * wherever it applies and Winograd where rule_kind says, so a bf16 run's kernels do not depend on timing either. */
 #include <omp.h>
@@ -447,9 +448,13 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
      * alone, a Zen 4), but for the forward and backward data passes of layers of at most 16 output pixels (Zen 4,
      * idle, batch 128, SYNCO_CONV_ALGO=auto, ms of bf16 direct / Winograd: 64 channels at 32x32 26.0/20.4, 25.7/19.9,
      * 32.6/27.8 for the three passes; 256 at 8x8 22.1/17.2, 21.6/16.5, 22.7/15.9; 512 at 4x4 15.6/17.6, 15.9/17.1,
-     * 22.7/19.0); bf16 direct elsewhere */
+     * 22.7/19.0); synco's direct8 (fp32) where it applies and the bf16 kernel is not an AMX one (Zen 4, idle,
+     * batch 64, 32x32, ms of bf16 direct / direct8: 8 channels 1.88/0.73, 2.68/0.73, 18.1/0.35; 24 channels
+     * 7.32/6.31, 6.69/5.92, 3.59/3.14: a --width 8 step went from 45-47 to 28 ms, as fast as fp32's); bf16 direct
+     * elsewhere */
     const int amx = strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
     const int pays = pass == P_BWD_WEIGHTS || op->oh * op->ow > 16;
+    if (!amx && k->own_d8) return K_OWN_DIRECT8;
     return !amx && narrow >= 64 && pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
   }
   if (k->own_d8) return K_OWN_DIRECT8;
@@ -613,7 +618,8 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
                       : k->wp.block == 16     ? "synco:winograd_f2x3:nChw16c"
                                               : "synco:winograd_f2x3:nChw8c";
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s\"", pass_names[p], d ? d->impl : own,
-                  d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "");
+                  d && d->fmt[0] ? " (" : "", d ? d->fmt : k->bf16 && kind != K_GEMM ? " (fp32)" : "",
+                  d && d->fmt[0] ? ")" : "");
   }
   if (measured && n > 0 && (size_t)n < sizeof e) {
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"measured_ms\":{");
@@ -675,13 +681,14 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
   *wino = 0;
-  /* synco's own kernels are fp32 kernels for fp32 layers; a bf16 layer may take oneDNN's Winograd (below) */
+  /* synco's own kernels are fp32 kernels: its Winograd for fp32 layers only; a bf16 layer may take its direct8 and
+   * oneDNN's Winograd (below), in fp32 on the layer's own tensors */
   if (wino_shape && !k->bf16 && op->dtype == SYNCO_F32 && synco_dnnl_winograd_on(c) &&
       synco_wino_applies(op->cin, op->cout, op->h, op->w, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_wino = 1;
     *wino = synco_wino_plan_make(&k->wp, op->n, op->cin, op->cout, op->h, op->w, block, omp_get_max_threads());
   }
-  if (wino_shape && !k->bf16 && op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_DIRECT8) &&
+  if (wino_shape && op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_DIRECT8) &&
       synco_direct8_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block)) {
     k->own_d8 = 1;
     k->d8 = (synco_direct8_shape){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w};
