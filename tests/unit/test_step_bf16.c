@@ -9,8 +9,9 @@
  * 5e-4, 8e-3; single queue elements, unit keys of 16 values, move by up to 1.1e-2 where 1.2e-2 + 2e-2·|ref| is allowed); the
  * parameter gradients and the momentum by 40: relative L2 error 0.4 (measured up to 0.32: sums of BN-normalized
  * terms that cancel). A dropped or mis-scaled gradient, or fp32 weights read as bf16, is off by 1 or more. The steps
- * run twice: by the default rule, and with oneDNN's fp32 Winograd forced where it has a kernel (the fp32 passes a
- * CPU without AMX runs inside bf16 steps). Skipped where the CPU has no native bf16 or the build has no oneDNN. */
+ * run twice: by the default rule (which, on a CPU without AMX, runs this network's 8-channel layers on synco's fp32
+ * direct8), and with oneDNN's fp32 Winograd forced where it has a kernel (the other fp32 passes such a CPU runs inside
+ * bf16 steps). Skipped where the CPU has no native bf16 or the build has no oneDNN. */
 #include "backend/registry.h"
 #include "step_compare.h"
 
