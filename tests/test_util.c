@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "base/rng.h"
+#include "tensor/backend.h"
 
 int synco_test_failures = 0;
 
@@ -30,6 +31,13 @@ int synco_test_allclose(const char *what, const float *got, const float *ref, si
 void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi) {
   synco_rng r = synco_rng_make(seed, 0, 0, SYNCO_RNG_TEST);
   for (size_t i = 0; i < n; i++) x[i] = synco_rng_range(&r, lo, hi);
+}
+
+char *synco_test_kernel_log(synco_backend *be) {
+  const size_t n = be->kernels(be, NULL, 0) + 1;
+  char *log = malloc(n);
+  if (log) be->kernels(be, log, n);
+  return log;
 }
 
 int synco_test_finish(const char *name) {

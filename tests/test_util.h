@@ -48,6 +48,10 @@ void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi);
 /* Skip the test (CTest: skipped) with a reason. */
 #define SKIP(...) do { printf("SKIP: "); printf(__VA_ARGS__); printf("\n"); exit(77); } while (0)
 
+/* The backend's kernel log (be->kernels: the implementation of each pass of every layer planned), malloc'd. */
+typedef struct synco_backend synco_backend;
+char *synco_test_kernel_log(synco_backend *be);
+
 /* Prints a summary line and returns the exit status for main. */
 int synco_test_finish(const char *name);
 

@@ -134,9 +134,7 @@ static void test_layouts(synco_backend *be, int block) {
  * to multiply in fp32 (oneDNN's Winograd, which has no bf16 kernel: "(fp32)" after its name). */
 static int pass_in_fp32(synco_backend *be, const synco_conv_op *op, const char *pass) {
   if (!g_bf16) return 0;
-  const size_t n = be->kernels(be, NULL, 0) + 1;
-  char *log = malloc(n), sig[96], key[32];
-  be->kernels(be, log, n);
+  char *log = synco_test_kernel_log(be), sig[96], key[32];
   snprintf(sig, sizeof sig, "\"conv\":\"%dx%dx%d->%dx%dx%d k%d s%d p%d\",\"batch\":%d,", op->cin, op->h, op->w,
            op->cout, op->oh, op->ow, op->kh, op->stride, op->pad, op->n);
   snprintf(key, sizeof key, "\"%s\":\"", pass);
@@ -471,9 +469,7 @@ static void test_errors(synco_backend *be) {
 
 /* No convolution planned on this backend took one of oneDNN's reference kernels (be->kernels names them). */
 static void test_no_ref_kernels(synco_backend *be) {
-  const size_t n = be->kernels(be, NULL, 0) + 1;
-  char *k = malloc(n);
-  be->kernels(be, k, n);
+  char *k = synco_test_kernel_log(be);
   CHECK(k[0] == '[' && strstr(k, "\"fwd\":") != NULL);
   if (strstr(k, "ref")) fprintf(stderr, "a reference kernel was chosen: %s\n", k);
   CHECK(strstr(k, "ref") == NULL);
@@ -485,10 +481,7 @@ static char *plan_square(synco_backend *be, synco_conv_op *op, int c) {
   *op = (synco_conv_op){.n = 2, .cin = c, .h = 8, .w = 8, .cout = c, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
                         .pad = 1, .dtype = SYNCO_F32};
   CHECK_OK(be->conv_plan(be, op));
-  const size_t n = be->kernels(be, NULL, 0) + 1;
-  char *k = malloc(n);
-  be->kernels(be, k, n);
-  return k;
+  return synco_test_kernel_log(be);
 }
 
 /* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, a 64-channel 3x3 stride-1 layer takes

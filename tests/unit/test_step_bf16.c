@@ -27,9 +27,7 @@ static int compare_bf16(synco_backend *ref_be, int *wino_passes) {
   }
   step_compare t = {.ref = ref_be, .other = bf16_be, .loose = 20, .grad_loose = 40};
   step_compare_all(&t);
-  const size_t n = bf16_be->kernels(bf16_be, NULL, 0) + 1;
-  char *log = malloc(n);
-  bf16_be->kernels(bf16_be, log, n);
+  char *log = synco_test_kernel_log(bf16_be);
   *wino_passes = 0;
   for (const char *q = strstr(log, "jit_wino"); q; q = strstr(q + 1, "jit_wino")) ++*wino_passes;
   free(log);
