@@ -131,7 +131,7 @@ static void test_layouts(synco_backend *be, int block) {
 /* ---- convolution ------------------------------------------------------------------------------ */
 
 /* Under bf16: 1 when the kernel log says pass `pass` ("fwd", "bwd_data", "bwd_weights") of the layer op was planned
- * to multiply in fp32 (oneDNN's Winograd, which has no bf16 kernel: "(fp32)" after its name). */
+ * to multiply in fp32 (oneDNN's Winograd, which has no bf16 kernel, or synco's direct8: "(fp32)" after its name). */
 static int pass_in_fp32(synco_backend *be, const synco_conv_op *op, const char *pass) {
   if (!g_bf16) return 0;
   char *log = synco_test_kernel_log(be), sig[96], key[32];

@@ -264,8 +264,6 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
   const int ry = !dnnl_memory_desc_equal(yb, SYNCO_DNNL_MD(k->md_y));
   if (rx || ry)
     snprintf(d->fmt, sizeof d->fmt, "%s%s -> %s", bf16 ? "bf16 " : "", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
-  else if (k->bf16)
-    snprintf(d->fmt, sizeof d->fmt, "fp32"); /* a bf16 layer's pass that multiplies in fp32 (Winograd) */
   return SYNCO_OK;
 }
 
@@ -617,9 +615,10 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
                       : kind == K_OWN_DIRECT8 ? "synco:direct8_avx512:nChw8c"
                       : k->wp.block == 16     ? "synco:winograd_f2x3:nChw16c"
                                               : "synco:winograd_f2x3:nChw8c";
-    n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s\"", pass_names[p], d ? d->impl : own,
-                  d && d->fmt[0] ? " (" : "", d ? d->fmt : k->bf16 && kind != K_GEMM ? " (fp32)" : "",
-                  d && d->fmt[0] ? ")" : "");
+    /* a bf16 layer's pass that multiplies in fp32 (oneDNN's Winograd, synco's direct8) says so */
+    const int fp32 = k->bf16 && kind != K_DIRECT && kind != K_GEMM;
+    n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s%s\"", pass_names[p], d ? d->impl : own,
+                  d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "", fp32 ? " (fp32)" : "");
   }
   if (measured && n > 0 && (size_t)n < sizeof e) {
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"measured_ms\":{");
