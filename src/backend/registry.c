@@ -160,14 +160,15 @@ void synco_backend_describe(char *buf, size_t n) {
   snprintf(buf + k, n - (size_t)k, "bf16: %s%s\n3x3 stride-1 convolutions: %s\n",
            bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32; on AMX, the "
                   "layers of at most 16 output pixels, and backward weights up to 64, as im2col + matmul; without AMX, "
-                  "3x3 stride-1 layers from 64 channels on oneDNN's fp32 Winograd and of 8 or 24 channels on synco's "
-                  "direct8, in fp32, which are faster there)"
+                  "3x3 stride-1 layers from 64 channels on oneDNN's fp32 Winograd, of 8 or 24 channels on synco's "
+                  "direct8, and, under 64 channels, 1x1 layers and the stem's and stride-2 layers' backward weights on "
+                  "oneDNN's fp32 direct kernels, in fp32, which are faster there)"
                 : "no (needs AVX512-BF16 or AMX; fp32 only)",
            probe,
            wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd F(2x2,3x3) "
                   "from 64 channels (synco's on AVX2, oneDNN's on AVX-512), synco's direct8 for 8 or 24 channels "
                   "(nChw8c) on AVX-512, oneDNN direct elsewhere; SYNCO_CONV_ALGO=auto measures each shape once per process "
-                  "instead, =direct|winograd|onednn-winograd|direct8|gemm forces one; `bench --json` lists the kernels "
+                  "instead, =direct|winograd|onednn-winograd|direct-fp32|direct8|gemm forces one; `bench --json` lists the kernels "
                   "chosen"
                 : "oneDNN direct (SYNCO_CONV_ALGO forces a kernel; `bench --json` lists the kernels chosen)");
 #else

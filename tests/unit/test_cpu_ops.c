@@ -512,6 +512,20 @@ static void test_default_rule(int block) {
 /* Under bf16 the rule runs an 8 -> 8 layer (nChw8c) on synco's direct8, in fp32 on the layer's own tensors, unless
  * oneDNN's bf16 kernel for it is an AMX one (Zen 4, idle, batch 64, 32x32, ms of oneDNN's bf16 kernel / direct8:
  * forward 1.88 / 0.73, backward data 2.68 / 0.73, backward weights 18.1 / 0.35). */
+/* 1 when the kernel log entry e names a kernel for `pass` ("fwd", "bwd_data", "bwd_weights") that ends in "(fp32)". */
+static int pass_fp32(const char *e, const char *pass) {
+  char key[32];
+  snprintf(key, sizeof key, "\"%s\":\"", pass);
+  const char *v = strstr(e, key);
+  if (!v) return 0;
+  v += strlen(key);
+  const char *end = strchr(v, '"');
+  return end && end - v >= 6 && !strncmp(end - 6, "(fp32)", 6);
+}
+
+/* Under bf16 without AMX the rule takes fp32 kernels where oneDNN's bf16 ones are slower (rule_kind): direct8 for an
+ * 8 -> 8 layer; oneDNN's fp32 direct for every pass of a 1x1 layer under 64 channels and for the backward weights of
+ * a 3x3 stride-2 one, whose forward stays bf16. On AMX none of these. */
 static void test_bf16_rule(void) {
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_cpu_create(&be));
@@ -519,10 +533,24 @@ static void test_bf16_rule(void) {
   CHECK_OK(synco_backend_set_precision(be, "bf16"));
   synco_conv_op op;
   char *k = plan_square(be, &op, 8);
-  CHECK(strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c (fp32)\"") != NULL || strstr(k, "amx") != NULL);
-  if (strstr(k, "amx") == NULL && strstr(k, "direct8") == NULL) fprintf(stderr, "bf16 rule, 8 channels: %s\n", k);
+  const int amx = strstr(k, "amx") != NULL;
+  CHECK(strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c (fp32)\"") != NULL || amx);
+  if (!amx && strstr(k, "direct8") == NULL) fprintf(stderr, "bf16 rule, 8 channels: %s\n", k);
   free(k);
   be->conv_release(be, &op);
+  const int shapes[2][2] = {{1, 0}, {3, 1}}; /* kernel, padding: a 1x1 and a 3x3 layer, stride 2, 16 -> 32 */
+  for (int i = 0; i < 2 && !amx; i++) {
+    op = (synco_conv_op){.n = 2, .cin = 16, .h = 8, .w = 8, .cout = 32, .kh = shapes[i][0], .kw = shapes[i][0],
+                         .stride = 2, .pad = shapes[i][1], .dtype = SYNCO_F32};
+    CHECK_OK(be->conv_plan(be, &op));
+    k = synco_test_kernel_log(be);
+    const char *e = strrchr(k, '{'); /* this layer's entry, the log's last */
+    CHECK(e && pass_fp32(e, "bwd_weights"));
+    CHECK(e && pass_fp32(e, "fwd") == (i == 0) && pass_fp32(e, "bwd_data") == (i == 0));
+    if (!e || !pass_fp32(e, "bwd_weights")) fprintf(stderr, "bf16 rule, %dx%d stride 2: %s\n", shapes[i][0], shapes[i][0], k);
+    free(k);
+    be->conv_release(be, &op);
+  }
   synco_backend_destroy(be);
 }
 
@@ -662,10 +690,12 @@ int main(void) {
     run_all(be, ref, native, 1);
     test_bf16_rule();
     /* the fp32 kernels bf16 layers take where the rule says (without AMX): oneDNN's Winograd from 64 channels, synco's
-     * direct8 for nChw8c layers; each forced, on every bf16 CPU (all have AVX-512) */
-    const char *fp32_in_bf16[2][2] = {{"onednn-winograd", "\"fwd\":\"jit_wino"},
-                                      {"direct8", "\"fwd\":\"synco:direct8_avx512:nChw8c (fp32)\""}};
-    for (int a = 0; a < 2; a++) {
+     * direct8 for nChw8c layers, oneDNN's fp32 direct (1x1 and stride-2 layers under 64 channels); each forced, on
+     * every bf16 CPU (all have AVX-512) */
+    const char *fp32_in_bf16[3][2] = {{"onednn-winograd", "\"fwd\":\"jit_wino"},
+                                      {"direct8", "\"fwd\":\"synco:direct8_avx512:nChw8c (fp32)\""},
+                                      {"direct-fp32", "(fp32)\",\"bwd_data\":"}};
+    for (int a = 0; a < 3; a++) {
       setenv("SYNCO_CONV_ALGO", fp32_in_bf16[a][0], 1);
       synco_backend *bw = NULL;
       CHECK_OK(synco_backend_cpu_create(&bw));
@@ -673,7 +703,7 @@ int main(void) {
       CHECK_OK(synco_backend_set_precision(bw, "bf16"));
       run_all(bw, ref, native, 0);
       synco_conv_op op;
-      char *k = plan_square(bw, &op, a == 0 ? 64 : 8);
+      char *k = plan_square(bw, &op, a == 1 ? 8 : 64);
       const char *e = strrchr(k, '{'); /* the square layer's entry, the log's last */
       CHECK(e && strstr(e, fp32_in_bf16[a][1]) != NULL && strstr(e, "(fp32)") != NULL);
       free(k);

@@ -27,7 +27,7 @@
  * encoders and repeated blocks measure once; two processes may then choose differently, which changes the
  * rounding (measured: two identical runs differed in 181 of 211 tensors), and on a loaded machine the timings are
  * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd,
- * direct8, gemm; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
+ * direct-fp32, direct8, gemm; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
@@ -37,11 +37,12 @@
  * out of the kernel in bf16 (autocast's convolution output) and are widened into the layer's fp32 tensors; dw is
  * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
  * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm, where
- * synco_conv_gemm_passes says so im2col + matmul, and for 3x3 stride-1 layers oneDNN's Winograd, which has no bf16
- * kernel, and synco's direct8 (nChw8c layers), both running in fp32 on the layer's own tensors (no copies; the kernel
- * log says "(fp32)"): where the CPU has AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about
+ * synco_conv_gemm_passes says so im2col + matmul, oneDNN's direct algorithm in fp32 (direct-fp32), and for 3x3
+ * stride-1 layers oneDNN's Winograd, which has no bf16 kernel, and synco's direct8 (nChw8c layers), the fp32 ones
+ * running on the layer's own tensors (no copies; the kernel log says "(fp32)"): where the CPU has AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about
  * the speed of its fp32 ones, Winograd's 2.25x fewer multiplications win, and on 8 or 24 channels its bf16 kernels
- * run nchw copies, slower than direct8 (rule_kind has the measurements). fp32 products are at least as exact as
+ * run nchw copies, slower than direct8, and under 64 channels its bf16 kernels for 1x1 layers and for the backward
+ * weights of the stem and the stride-2 layers are slower than its fp32 ones (rule_kind has the measurements). fp32 products are at least as exact as
  * bf16 ones, so a pass that takes Winograd is no less accurate than the bf16 the user asked for. The rule takes gemm
  * wherever it applies and Winograd where rule_kind says, so a bf16 run's kernels do not depend on timing either. */
 #include <omp.h>
@@ -60,12 +61,23 @@
 enum { P_FWD = 0, P_BWD_DATA = 1, P_BWD_WEIGHTS = 2, NPASS = 3 };
 /* The kernels a pass can take. */
 /* oneDNN's kinds come first (NDNNL of them), then synco's own kernels. */
-enum { K_DIRECT = 0, K_DNNL_WINO = 1, K_OWN_WINO = 2, K_OWN_DIRECT8 = 3, K_GEMM = 4, NKIND = 5, NDNNL = 2 };
+/* K_DIRECT_F32: oneDNN's direct algorithm in fp32 on the layer's own tensors, a candidate of bf16 layers only (in an
+ * fp32 layer it is K_DIRECT). */
+enum {
+  K_DIRECT = 0,
+  K_DNNL_WINO = 1,
+  K_DIRECT_F32 = 2,
+  K_OWN_WINO = 3,
+  K_OWN_DIRECT8 = 4,
+  K_GEMM = 5,
+  NKIND = 6,
+  NDNNL = 3
+};
 static const char *const pass_names[NPASS] = {"fwd", "bwd_data", "bwd_weights"};
 _Static_assert(SYNCO_GEMM_FWD == 1 << P_FWD && SYNCO_GEMM_BWD_DATA == 1 << P_BWD_DATA &&
                    SYNCO_GEMM_BWD_WEIGHTS == 1 << P_BWD_WEIGHTS,
                "a pass's bit in cpu_conv_gemm.h is 1 << its index here");
-static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "winograd", "direct8", "gemm"};
+static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "direct-fp32", "winograd", "direct8", "gemm"};
 
 /* One pass on one oneDNN algorithm. */
 typedef struct {
@@ -85,7 +97,7 @@ typedef struct {
   synco_layout lx, ly;
   synco_dnnl_md md_x, md_y, md_w;
   dnnl_memory_t m_x, m_y, m_w; /* the layer's x / dx, y / dy, and plain OIHW weights, bound per call */
-  dnnl_pass d[NDNNL][NPASS];     /* [K_DIRECT or K_DNNL_WINO][pass]; pd NULL where it does not exist */
+  dnnl_pass d[NDNNL][NPASS];     /* [K_DIRECT, K_DNNL_WINO or K_DIRECT_F32][pass]; pd NULL where it does not exist */
   int own_wino;                  /* synco's Winograd applies to the layer */
   int own_d8;                    /* synco's direct8 (AVX-512, nChw8c) applies (cpu_direct8_conv.c) */
   synco_direct8_shape d8;
@@ -197,11 +209,11 @@ static void pass_mds(const_dnnl_primitive_desc_t pd, int pass, synco_dnnl_cmd *x
 }
 
 #define ANY_TAG dnnl_format_tag_any
-/* Finds the primitive descriptor of one pass on algorithm alg: the first candidate pair of activation formats (x, y)
- * whose implementation is not a reference one (0 = the layer's layouts; see the file comment). Winograd is tried in
- * the layer's layouts only. No candidate: d->pd stays NULL. */
-static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k, dnnl_alg_kind_t alg,
-                            int pass, dnnl_pass *d) {
+/* Finds the primitive descriptor of one pass of oneDNN kernel `kind` (K_DIRECT, K_DNNL_WINO, K_DIRECT_F32): the first
+ * candidate pair of activation formats (x, y) whose implementation is not a reference one (0 = the layer's layouts;
+ * see the file comment). Winograd is tried in the layer's layouts only. No candidate: d->pd stays NULL. */
+static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k, int kind, int pass,
+                            dnnl_pass *d) {
   const dnnl_format_tag_t lx = layout_tag(k->lx), ly = layout_tag(k->ly);
   /* an 8-channel nChw8c input of a 16-channel nChw16c layer (width 8 on AVX-512): plain nchw comes before the
    * kernel's own choice, which pads the 8 channels to a 16-channel block with a reorder 4.5x as slow as nchw's;
@@ -215,8 +227,10 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
                                        {dnnl_nChw16c, dnnl_nChw16c},               {dnnl_nchw, dnnl_nchw}};
   /* bf16: the copies are made anyway, so the kernel's own format comes first */
   const dnnl_format_tag_t cand_bf16[][2] = {{ANY_TAG, ANY_TAG}, {dnnl_nhwc, dnnl_nhwc}, {lx, ly}, {dnnl_nchw, dnnl_nchw}};
-  /* oneDNN's Winograd has no bf16 kernel: in a bf16 layer it runs in fp32 on the layer's own tensors */
-  const int wino = alg == dnnl_convolution_winograd, bf16 = k->bf16 && !wino;
+  /* oneDNN's Winograd has no bf16 kernel: in a bf16 layer it runs in fp32 on the layer's own tensors, as
+   * K_DIRECT_F32 does */
+  const int wino = kind == K_DNNL_WINO, bf16 = k->bf16 && kind == K_DIRECT;
+  const dnnl_alg_kind_t alg = wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
   const dnnl_format_tag_t(*cands)[2] = bf16 ? cand_bf16 : cand;
   const int ncand = wino   ? 1
                     : bf16 ? (int)(sizeof(cand_bf16) / sizeof(*cand_bf16))
@@ -448,12 +462,23 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
      * 32.6/27.8 for the three passes; 256 at 8x8 22.1/17.2, 21.6/16.5, 22.7/15.9; 512 at 4x4 15.6/17.6, 15.9/17.1,
      * 22.7/19.0); synco's direct8 (fp32) where it applies and the bf16 kernel is not an AMX one (Zen 4, idle,
      * batch 64, 32x32, ms of bf16 direct / direct8: 8 channels 1.88/0.73, 2.68/0.73, 18.1/0.35; 24 channels
-     * 7.32/6.31, 6.69/5.92, 3.59/3.14: a --width 8 step went from 45-47 to 28 ms, as fast as fp32's); bf16 direct
-     * elsewhere */
+     * 7.32/6.31, 6.69/5.92, 3.59/3.14: a --width 8 step went from 45-47 to 28 ms, as fast as fp32's); oneDNN's
+     * fp32 direct kernel, without AMX, for the backward weights of the layers of under 64 channels that are not
+     * 3x3 stride 1 (the stem, the 3x3 stride-2 and 1x1 layers) and for every pass of such 1x1 layers: there the
+     * bf16 kernels are slower (Zen 4, idle, batch 64, SYNCO_CONV_ALGO=auto, ms of bf16 / fp32 direct: the stem's
+     * backward weights 3->8 channels 23.0/0.15 and 3->16 3.7/0.9 (bf16's is x64:gemm:jit); 3x3 stride-2 backward
+     * weights 16->32 at 16x16 0.44/0.18, 32->64 at 8x8 0.39/0.21, 16->32 at 32x32 0.94-0.99/0.70; 1x1 stride-2
+     * 8->16 at 32x32 0.27/0.08, 0.09/0.06, 0.27/0.05 for the three passes, 16->32 at 32x32 0.21/0.11 each), and
+     * beside a competing process the bf16 stride-2 backward weights, which wait in a spin barrier, took 51 of the
+     * 116 ms of a --width 8 step; bf16 direct elsewhere */
     const int amx = strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
     const int pays = pass == P_BWD_WEIGHTS || op->oh * op->ow > 16;
     if (!amx && k->own_d8) return K_OWN_DIRECT8;
-    return !amx && narrow >= 64 && pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
+    if (amx) return K_DIRECT;
+    if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
+    const int s1_3x3 = op->kh == 3 && op->kw == 3 && op->stride == 1;
+    const int f32 = !s1_3x3 && (pass == P_BWD_WEIGHTS || (op->kh == 1 && op->kw == 1));
+    return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
@@ -675,7 +700,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   const int f = forced_kind();
   if (f == ALGO_BAD)
     return synco_fail(SYNCO_ERR_ARG,
-                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct8 or gemm",
+                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct-fp32, direct8 or gemm",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
@@ -695,12 +720,13 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
     if (d8 > *wino) *wino = d8;
   }
   for (int p = 0; p < NPASS; p++) {
-    SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_direct, p, &k->d[K_DIRECT][p]));
+    SYNCO_TRY(find_pd(c, op, k, K_DIRECT, p, &k->d[K_DIRECT][p]));
     if (!k->d[K_DIRECT][p].pd)
       return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: no non-reference %s kernel for %dx%dx%d -> %d k%d s%d",
                         pass_names[p], op->cin, op->h, op->w, op->cout, op->kh, op->stride);
     if (wino_shape && algo_allows(f, K_DNNL_WINO))
-      SYNCO_TRY(find_pd(c, op, k, dnnl_convolution_winograd, p, &k->d[K_DNNL_WINO][p]));
+      SYNCO_TRY(find_pd(c, op, k, K_DNNL_WINO, p, &k->d[K_DNNL_WINO][p]));
+    if (k->bf16 && algo_allows(f, K_DIRECT_F32)) SYNCO_TRY(find_pd(c, op, k, K_DIRECT_F32, p, &k->d[K_DIRECT_F32][p]));
   }
   if (algo_allows(f, K_GEMM)) k->own_gemm = synco_conv_gemm_passes(op, k->bf16, k->d[K_DIRECT][P_BWD_WEIGHTS].impl);
   if (k->own_gemm) {
