@@ -42,7 +42,7 @@
  * running on the layer's own tensors (no copies; the kernel log says "(fp32)"): where the CPU has AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about
  * the speed of its fp32 ones, Winograd's 2.25x fewer multiplications win, and on 8 or 24 channels its bf16 kernels
  * run nchw copies, slower than direct8, and under 64 channels its bf16 kernels for 1x1 layers and for the backward
- * weights of the stem and the stride-2 layers are slower than its fp32 ones (rule_kind has the measurements). fp32 products are at least as exact as
+ * weights of the stride-2 layers and of the CIFAR stem are slower than its fp32 ones (rule_kind has the measurements). fp32 products are at least as exact as
  * bf16 ones, so a pass that takes Winograd is no less accurate than the bf16 the user asked for. The rule takes gemm
  * wherever it applies and Winograd where rule_kind says, so a bf16 run's kernels do not depend on timing either. */
 #include <omp.h>
@@ -463,10 +463,11 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
      * 22.7/19.0); synco's direct8 (fp32) where it applies and the bf16 kernel is not an AMX one (Zen 4, idle,
      * batch 64, 32x32, ms of bf16 direct / direct8: 8 channels 1.88/0.73, 2.68/0.73, 18.1/0.35; 24 channels
      * 7.32/6.31, 6.69/5.92, 3.59/3.14: a --width 8 step went from 45-47 to 28 ms, as fast as fp32's); oneDNN's
-     * fp32 direct kernel, without AMX, for the backward weights of the layers of under 64 channels that are not
-     * 3x3 stride 1 (the stem, the 3x3 stride-2 and 1x1 layers) and for every pass of such 1x1 layers: there the
-     * bf16 kernels are slower (Zen 4, idle, batch 64, SYNCO_CONV_ALGO=auto, ms of bf16 / fp32 direct: the stem's
-     * backward weights 3->8 channels 23.0/0.15 and 3->16 3.7/0.9 (bf16's is x64:gemm:jit); 3x3 stride-2 backward
+     * fp32 direct kernel, without AMX, in layers of under 64 channels, for every pass of 1x1 layers and for the
+     * backward weights of 3x3 stride-2 layers and of those whose bf16 kernel is x64:gemm:jit (the CIFAR stem): there
+     * the bf16 kernels are slower (Zen 4, idle, batch 64, SYNCO_CONV_ALGO=auto, ms of bf16 / fp32 direct: the CIFAR
+     * stem's backward weights 3->8 channels 23.0/0.15, 3->16 3.7/0.9, 3->64 1.5/1.1; but the 7x7 stride-2 stem's at
+     * 224x224, batch 16, 13.4/18.6, on jit_bf16, which it keeps); 3x3 stride-2 backward
      * weights 16->32 at 16x16 0.44/0.18, 32->64 at 8x8 0.39/0.21, 16->32 at 32x32 0.94-0.99/0.70; 1x1 stride-2
      * 8->16 at 32x32 0.27/0.08, 0.09/0.06, 0.27/0.05 for the three passes, 16->32 at 32x32 0.21/0.11 each), and
      * beside a competing process the bf16 stride-2 backward weights, which wait in a spin barrier, took 51 of the
@@ -476,8 +477,9 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     if (!amx && k->own_d8) return K_OWN_DIRECT8;
     if (amx) return K_DIRECT;
     if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
-    const int s1_3x3 = op->kh == 3 && op->kw == 3 && op->stride == 1;
-    const int f32 = !s1_3x3 && (pass == P_BWD_WEIGHTS || (op->kh == 1 && op->kw == 1));
+    const int gemm = strstr(k->d[K_DIRECT][pass].impl, "gemm") != NULL; /* x64:gemm:jit, the CIFAR stem's */
+    const int s2_3x3 = op->kh == 3 && op->kw == 3 && op->stride == 2;
+    const int f32 = (op->kh == 1 && op->kw == 1) || (pass == P_BWD_WEIGHTS && (s2_3x3 || gemm));
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
   if (k->own_d8) return K_OWN_DIRECT8;
