@@ -130,19 +130,32 @@ static void test_layouts(synco_backend *be, int block) {
 
 /* ---- convolution ------------------------------------------------------------------------------ */
 
-/* Under bf16: 1 when the kernel log says pass `pass` ("fwd", "bwd_data", "bwd_weights") of the layer op was planned
- * to multiply in fp32 (oneDNN's Winograd, which has no bf16 kernel, or synco's direct8: "(fp32)" after its name). */
+/* The kernel name of pass `pass` ("fwd", "bwd_data", "bwd_weights") in the kernel log entry e (up to its closing
+ * quote), or NULL. */
+static const char *pass_kernel(const char *e, const char *pass) {
+  char key[32];
+  snprintf(key, sizeof key, "\"%s\":\"", pass);
+  const char *v = e ? strstr(e, key) : NULL;
+  return v && strchr(v + strlen(key), '"') ? v + strlen(key) : NULL;
+}
+
+/* 1 when the entry e says pass `pass` multiplies in fp32 in a bf16 layer ("(fp32)" after the kernel's name). */
+static int pass_fp32(const char *e, const char *pass) {
+  const char *v = pass_kernel(e, pass), *end = v ? strchr(v, '"') : NULL;
+  return end && end - v >= 6 && !strncmp(end - 6, "(fp32)", 6);
+}
+
+/* Under bf16: 1 when the kernel log says pass `pass` of the layer op was planned to multiply in fp32 (oneDNN's
+ * Winograd, which has no bf16 kernel, its fp32 direct kernel, or synco's direct8). */
 static int pass_in_fp32(synco_backend *be, const synco_conv_op *op, const char *pass) {
   if (!g_bf16) return 0;
-  char *log = synco_test_kernel_log(be), sig[96], key[32];
+  char *log = synco_test_kernel_log(be), sig[96];
   snprintf(sig, sizeof sig, "\"conv\":\"%dx%dx%d->%dx%dx%d k%d s%d p%d\",\"batch\":%d,", op->cin, op->h, op->w,
            op->cout, op->oh, op->ow, op->kh, op->stride, op->pad, op->n);
-  snprintf(key, sizeof key, "\"%s\":\"", pass);
   const char *e = NULL;
   for (const char *q = strstr(log, sig); q; q = strstr(q + 1, sig)) e = q; /* the latest plan of the shape */
-  const char *v = e ? strstr(e, key) : NULL, *end = v ? strchr(v + strlen(key), '"') : NULL;
-  const int fp32 = end && end - v >= 6 && !strncmp(end - 6, "(fp32)", 6);
-  CHECK(e != NULL && end != NULL);
+  CHECK(pass_kernel(e, pass) != NULL);
+  const int fp32 = pass_fp32(e, pass);
   free(log);
   return fp32;
 }
@@ -477,11 +490,16 @@ static void test_no_ref_kernels(synco_backend *be) {
 }
 
 /* Plans a 3x3 stride-1 layer of c channels into c (8x8, batch 2) on be and returns be's kernel list (malloc'd). */
+/* Plans op; the backend's kernel log, whose last entry is op's (malloc'd). */
+static char *plan_log(synco_backend *be, synco_conv_op *op) {
+  CHECK_OK(be->conv_plan(be, op));
+  return synco_test_kernel_log(be);
+}
+
 static char *plan_square(synco_backend *be, synco_conv_op *op, int c) {
   *op = (synco_conv_op){.n = 2, .cin = c, .h = 8, .w = 8, .cout = c, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
                         .pad = 1, .dtype = SYNCO_F32};
-  CHECK_OK(be->conv_plan(be, op));
-  return synco_test_kernel_log(be);
+  return plan_log(be, op);
 }
 
 /* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, a 64-channel 3x3 stride-1 layer takes
@@ -509,22 +527,9 @@ static void test_default_rule(int block) {
   synco_backend_destroy(be);
 }
 
-/* Under bf16 the rule runs an 8 -> 8 layer (nChw8c) on synco's direct8, in fp32 on the layer's own tensors, unless
- * oneDNN's bf16 kernel for it is an AMX one (Zen 4, idle, batch 64, 32x32, ms of oneDNN's bf16 kernel / direct8:
- * forward 1.88 / 0.73, backward data 2.68 / 0.73, backward weights 18.1 / 0.35). */
-/* 1 when the kernel log entry e names a kernel for `pass` ("fwd", "bwd_data", "bwd_weights") that ends in "(fp32)". */
-static int pass_fp32(const char *e, const char *pass) {
-  char key[32];
-  snprintf(key, sizeof key, "\"%s\":\"", pass);
-  const char *v = strstr(e, key);
-  if (!v) return 0;
-  v += strlen(key);
-  const char *end = strchr(v, '"');
-  return end && end - v >= 6 && !strncmp(end - 6, "(fp32)", 6);
-}
-
 /* Under bf16 without AMX the rule takes fp32 kernels where oneDNN's bf16 ones are slower (rule_kind): direct8 for an
- * 8 -> 8 layer; oneDNN's fp32 direct for every pass of a 1x1 layer under 64 channels and for the backward weights of
+ * 8 -> 8 layer (nChw8c; Zen 4, idle, batch 64, 32x32, ms of oneDNN's bf16 kernel / direct8: forward 1.88 / 0.73,
+ * backward data 2.68 / 0.73, backward weights 18.1 / 0.35); oneDNN's fp32 direct for every pass of a 1x1 layer under 64 channels and for the backward weights of
  * a 3x3 stride-2 one, whose forward stays bf16; no backward weights on oneDNN's x64:gemm:jit (a CIFAR stem into 8
  * channels). On AMX none of these. */
 static void test_bf16_rule(void) {
@@ -543,8 +548,7 @@ static void test_bf16_rule(void) {
   for (int i = 0; i < 2 && !amx; i++) {
     op = (synco_conv_op){.n = 2, .cin = 16, .h = 8, .w = 8, .cout = 32, .kh = shapes[i][0], .kw = shapes[i][0],
                          .stride = 2, .pad = shapes[i][1], .dtype = SYNCO_F32};
-    CHECK_OK(be->conv_plan(be, &op));
-    k = synco_test_kernel_log(be);
+    k = plan_log(be, &op);
     const char *e = strrchr(k, '{'); /* this layer's entry, the log's last */
     CHECK(e && pass_fp32(e, "bwd_weights"));
     CHECK(e && pass_fp32(e, "fwd") == (i == 0) && pass_fp32(e, "bwd_data") == (i == 0));
@@ -555,12 +559,10 @@ static void test_bf16_rule(void) {
   if (!amx) {
     op = (synco_conv_op){.n = 2, .cin = 3, .h = 8, .w = 8, .cout = 8, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
                          .dtype = SYNCO_F32};
-    CHECK_OK(be->conv_plan(be, &op));
-    k = synco_test_kernel_log(be);
-    const char *e = strrchr(k, '{');
-    const char *w = e ? strstr(e, "\"bwd_weights\":\"") : NULL;
-    CHECK(w && strncmp(w + 15, "x64:gemm", 8) != 0);
-    if (!w || !strncmp(w + 15, "x64:gemm", 8)) fprintf(stderr, "bf16 rule, stem 3 -> 8: %s\n", k);
+    k = plan_log(be, &op);
+    const char *w = pass_kernel(strrchr(k, '{'), "bwd_weights");
+    CHECK(w && strncmp(w, "x64:gemm", 8) != 0);
+    if (!w || !strncmp(w, "x64:gemm", 8)) fprintf(stderr, "bf16 rule, stem 3 -> 8: %s\n", k);
     free(k);
     be->conv_release(be, &op);
   }

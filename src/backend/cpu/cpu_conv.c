@@ -474,8 +474,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
      * 116 ms of a --width 8 step; bf16 direct elsewhere */
     const int amx = strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
     const int pays = pass == P_BWD_WEIGHTS || op->oh * op->ow > 16;
-    if (!amx && k->own_d8) return K_OWN_DIRECT8;
     if (amx) return K_DIRECT;
+    if (k->own_d8) return K_OWN_DIRECT8;
     if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
     const int gemm = strstr(k->d[K_DIRECT][pass].impl, "gemm") != NULL; /* x64:gemm:jit, the CIFAR stem's */
     const int s2_3x3 = op->kh == 3 && op->kw == 3 && op->stride == 2;
