@@ -291,6 +291,8 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
   return SYNCO_OK;
 }
 
+synco_status synco_encoder_replan(synco_encoder *enc) { return synco_nn_resnet_replan(enc); }
+
 void synco_encoder_free(synco_encoder *enc) {
   if (!enc) return;
   synco_nn_resnet_release(enc);

@@ -106,6 +106,12 @@ synco_status synco_encoder_last_features(synco_encoder *enc, float *feats);
 /* Backbone features (before the head), eval-mode BN: feats [n, feature_dim] host memory, n <= batch. */
 synco_status synco_encoder_features(synco_encoder *enc, float *feats, const float *x, int n);
 
+/* Plans every layer again on its backend, for the number of threads now in effect (omp_set_num_threads): the
+ * parameters, activations and gradients stay as they are. A CPU plan is made for the threads there are at plan time
+ * (oneDNN's kernels split their work into that many shares), so a process that changes its thread count between
+ * steps (synco's --adapt-threads) replans. Allocates; call between steps. */
+synco_status synco_encoder_replan(synco_encoder *enc);
+
 /* Benchmark instrumentation: with on = 1, the wall time of every convolution call (forward, backward data,
  * backward weights) is added to a counter that synco_encoder_conv_seconds reads (and, with reset = 1, zeroes).
  * Off by default; costs two clock reads per convolution when on. */

@@ -136,6 +136,8 @@ void *synco_nn_alloc(synco_encoder *enc, size_t bytes);
 /* resnet.c */
 synco_status synco_nn_resnet_build(synco_encoder *enc);
 void synco_nn_resnet_release(synco_encoder *enc);
+/* Plans every layer again (the parameters, activations and gradients stay): for a new thread count. */
+synco_status synco_nn_resnet_replan(synco_encoder *enc);
 void synco_nn_resnet_bind(synco_encoder *enc);   /* points the downsample scratch at the buffer S */
 synco_status synco_nn_resnet_forward(synco_encoder *enc, int train);
 synco_status synco_nn_resnet_backward(synco_encoder *enc, const synco_tensor *dfeat);

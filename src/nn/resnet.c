@@ -229,34 +229,55 @@ void synco_nn_resnet_bind(synco_encoder *enc) {
     if (enc->blocks[k].has_down) enc->blocks[k].sc.data = enc->gS;
 }
 
-static void release_conv(synco_backend *be, synco_nn_conv *l) {
-  if (l->planned && be->conv_release) be->conv_release(be, &l->op);
+/* Releases a planned layer's plan and, with replan, plans it again from the op descriptor it keeps. */
+static synco_status redo_conv(synco_backend *be, synco_nn_conv *l, int replan) {
+  if (!l->planned) return SYNCO_OK;
+  if (be->conv_release) be->conv_release(be, &l->op);
   l->planned = 0;
+  if (!replan) return SYNCO_OK;
+  SYNCO_TRY(be->conv_plan(be, &l->op));
+  l->planned = 1;
+  return SYNCO_OK;
 }
 
-static void release_bn(synco_backend *be, synco_nn_bn *l) {
-  if (l->planned && be->bn_release) be->bn_release(be, &l->op);
+static synco_status redo_bn(synco_backend *be, synco_nn_bn *l, int replan) {
+  if (!l->planned) return SYNCO_OK;
+  if (be->bn_release) be->bn_release(be, &l->op);
   l->planned = 0;
+  if (!replan) return SYNCO_OK;
+  SYNCO_TRY(be->bn_plan(be, &l->op));
+  l->planned = 1;
+  return SYNCO_OK;
 }
 
-void synco_nn_resnet_release(synco_encoder *enc) {
+/* Every planned layer through redo_*: release (replan 0, which cannot fail) or release and plan again. */
+static synco_status redo_plans(synco_encoder *enc, int replan) {
   synco_backend *be = enc->be;
-  release_conv(be, &enc->conv1);
-  release_bn(be, &enc->bn1);
-  if (enc->pool_planned && be->pool_release) be->pool_release(be, &enc->pool);
-  enc->pool_planned = 0;
+  SYNCO_TRY(redo_conv(be, &enc->conv1, replan));
+  SYNCO_TRY(redo_bn(be, &enc->bn1, replan));
+  if (enc->pool_planned) {
+    if (be->pool_release) be->pool_release(be, &enc->pool);
+    enc->pool_planned = 0;
+    if (replan) {
+      SYNCO_TRY(be->pool_plan(be, &enc->pool));
+      enc->pool_planned = 1;
+    }
+  }
   for (int k = 0; enc->blocks && k < enc->nblocks; k++) {
     synco_nn_block *b = &enc->blocks[k];
-    release_conv(be, &b->conv1);
-    release_conv(be, &b->conv2);
-    release_conv(be, &b->conv3);
-    release_conv(be, &b->down);
-    release_bn(be, &b->bn1);
-    release_bn(be, &b->bn2);
-    release_bn(be, &b->bn3);
-    release_bn(be, &b->down_bn);
+    synco_nn_conv *convs[] = {&b->conv1, &b->conv2, &b->conv3, &b->down};
+    synco_nn_bn *bns[] = {&b->bn1, &b->bn2, &b->bn3, &b->down_bn};
+    for (int i = 0; i < 4; i++) {
+      SYNCO_TRY(redo_conv(be, convs[i], replan));
+      SYNCO_TRY(redo_bn(be, bns[i], replan));
+    }
   }
+  return SYNCO_OK;
 }
+
+void synco_nn_resnet_release(synco_encoder *enc) { (void)redo_plans(enc, 0); }
+
+synco_status synco_nn_resnet_replan(synco_encoder *enc) { return redo_plans(enc, 1); }
 
 static synco_status block_fwd(synco_encoder *enc, synco_nn_block *b, int train) {
   synco_backend *be = enc->be;

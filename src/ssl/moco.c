@@ -62,6 +62,11 @@ void synco_moco_set_extra_state(synco_moco *m, const synco_named_buffer *b, int 
 
 int synco_moco_extra_loaded(const synco_moco *m) { return m->extra_loaded; }
 
+synco_status synco_moco_replan(synco_moco *m) {
+  SYNCO_TRY(synco_encoder_replan(m->eq));
+  return synco_encoder_replan(m->ek);
+}
+
 synco_encoder *synco_moco_query(synco_moco *m) { return m->eq; }
 synco_encoder *synco_moco_key(synco_moco *m) { return m->ek; }
 const float *synco_moco_queue(const synco_moco *m) { return m->queue; }

@@ -62,6 +62,8 @@ typedef struct {
 } synco_moco_memory;
 synco_status synco_moco_memory_plan(synco_backend *be, const synco_moco_config *cfg, synco_moco_memory *out);
 void synco_moco_free(synco_moco *m);
+/* Both encoders planned again for the thread count now in effect (synco_encoder_replan). */
+synco_status synco_moco_replan(synco_moco *m);
 synco_encoder *synco_moco_query(synco_moco *m);
 synco_encoder *synco_moco_key(synco_moco *m);
 const float *synco_moco_queue(const synco_moco *m); /* [K, dim] unit rows */

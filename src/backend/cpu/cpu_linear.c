@@ -5,8 +5,9 @@
  * accumulates into the fp32 master gradient (the matmul's sum post-op).
  *
  * The layer has no plan of its own (the op table's linear ops take only tensors), so the matmul primitives are
- * made on the first call of each shape and kept in a small cache per backend (a head has two shapes per pass; an
- * evaluation's last, shorter batch adds one); the bf16 copies live in one buffer grown on first use. */
+ * made on the first call of each shape and thread count and kept in a small cache per backend (a head has two shapes
+ * per pass; an evaluation's last, shorter batch adds one; --adapt-threads a second thread count); the bf16 copies live in one buffer grown on first use. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,11 @@
 #include "backend/ref/ref_internal.h"
 
 enum { L_FWD = 0, L_FWD_NO_BIAS = 1, L_BWD_DATA = 2, L_BWD_WEIGHTS = 3 };
-#define LIN_CACHE 16
+#define LIN_CACHE 32
 
 typedef struct {
   int kind, m, n, k; /* dst [m, n] = src [m, k] x wei [k, n] */
+  int threads;       /* the threads the primitive was made for (oneDNN splits its work into that many shares) */
   dnnl_primitive_desc_t pd;
   synco_dnnl_prim prim;
   dnnl_memory_t src, wei, bias, dst;
@@ -121,16 +123,17 @@ static synco_status linear_state(synco_dnnl_ctx *c, size_t elems, struct synco_d
 /* The cached matmul of one pass and shape, made on first use. */
 static synco_status get_prim(synco_dnnl_ctx *c, struct synco_dnnl_linear *l, int kind, int m, int n, int k,
                              lin_prim **out) {
+  const int threads = omp_get_max_threads();
   for (int i = 0; i < l->used; i++) {
     lin_prim *p = &l->v[i];
-    if (p->kind == kind && p->m == m && p->n == n && p->k == k) {
+    if (p->kind == kind && p->m == m && p->n == n && p->k == k && p->threads == threads) {
       *out = p;
       return SYNCO_OK;
     }
   }
   lin_prim *p = l->used < LIN_CACHE ? &l->v[l->used++] : &l->v[l->next++ % LIN_CACHE];
   prim_clear(p);
-  *p = (lin_prim){.kind = kind, .m = m, .n = n, .k = k};
+  *p = (lin_prim){.kind = kind, .m = m, .n = n, .k = k, .threads = threads};
   const synco_status s = prim_make(c, p);
   if (s != SYNCO_OK) {
     prim_clear(p);

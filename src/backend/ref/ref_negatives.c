@@ -42,7 +42,9 @@ synco_status synco_ref_neg_draw(synco_backend *be, synco_negatives_draws *d, con
   if (d->total == 0) return SYNCO_OK;
   const int B = d->B, dim = d->dim;
   const float sigma = cfg->sigma;
-#pragma omp parallel for schedule(dynamic, 2) num_threads(d->nthreads)
+  /* the workspace has d->nthreads shares (the threads at plan time); fewer run after a process lowers its count */
+  const int nt = omp_get_max_threads() < d->nthreads ? omp_get_max_threads() : d->nthreads;
+#pragma omp parallel for schedule(dynamic, 2) num_threads(nt)
   for (int i = 0; i < B; i++)
     synco_k_neg_draw_query(d, i, seed, step, query0, sigma, d->words + (size_t)omp_get_thread_num() * (size_t)(dim + 1),
                            NULL, NULL);
