@@ -28,6 +28,8 @@ typedef struct {
   const char *arch, *method, *backend, *precision, *python;
   int cifar_stem, width, batch, image_size, iters, warmup, threads, json, moco_k, compare, mlp, dim, bn_splits;
   int memory_check;
+  int adapt;              /* --adapt-threads (step): the thread governor (thread_governor.c) */
+  int threads_end;        /* the threads the governor ended on */
   int profile;            /* --profile N: the last N timed iterations are marked for an external profiler */
   size_t planned;         /* the memory plan's total (memplan.h), printed beside the measured peak */
   int world;              /* processes of a `mpirun -np N synco bench step` (0 or 1: one) */
@@ -70,6 +72,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
+      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (results then depend on when)" : "(step only)"},
       {"profile", 0, SYNCO_ARG_INT, &o->profile, "mark the last N timed iterations for a profiler (ncu --profile-from-start off)"},
       {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL},
@@ -142,6 +145,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
     if (o->world > 1)
       printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f", o->world, o->comm_share, o->allreduce_share);
+    if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     if (kernels) printf(",\"kernels\":%s", kernels);
     printf("}\n");
@@ -153,6 +157,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n", ips,
            med, n, gflops, rss, planned);
     printf("  convs   : median %.3f s of the same iterations; %s / convs = %.3fx\n", cmed, kind, over);
+    if (o->adapt) printf("  threads : --adapt-threads ended on %d\n", o->threads_end);
     if (o->world > 1)
       printf("  ranks   : %d processes x batch %d; collectives %.1f %% of a step (the all-reduces %.1f %%)\n", o->world,
              o->batch / o->world, 100 * o->comm_share, 100 * o->allreduce_share);
@@ -325,6 +330,8 @@ int synco_bench_step(int argc, char **argv) {
   synco_encoder_set_timing(eq, !async);
   synco_encoder_set_timing(ek, !async);
   double comm = 0, allreduce = 0, total = 0;
+  synco_thread_governor gov;
+  synco_governor_init(&gov, o.adapt && !async ? o.threads : 1);
   for (int i = 0; i < o.warmup + (async ? 2 : 1) * o.iters; i++) {
     profile_mark(be, &o, i);
     if (async && i == o.warmup + o.iters) { /* the conv timing pass */
@@ -347,7 +354,14 @@ int synco_bench_step(int argc, char **argv) {
     }
     const double dc = synco_encoder_conv_seconds(eq, 1) + synco_encoder_conv_seconds(ek, 1);
     if (i >= o.warmup + (async ? o.iters : 0)) conv[i - o.warmup - (async ? o.iters : 0)] = dc;
+    const char *note;
+    if (synco_cli_adapt_threads(&gov, m, dt, &note)) {
+      synco_dist_abort(dist, synco_cli_error("bench"));
+      goto done;
+    }
+    if (note && !o.json) printf("%s\n", note);
   }
+  o.threads_end = gov.now;
   if (o.profile > 0) synco_backend_profiler(be, 0);
   if (synco_moco_read_stats(m, NULL)) { /* a non-finite loss in any step is an error, not a speed */
     synco_dist_abort(dist, synco_cli_error("bench"));

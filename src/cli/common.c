@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -502,4 +503,17 @@ void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds) {
     fprintf(stderr, "synco%s%s: warning: %.*s\n", sp, cmd, (int)n, p);
     p += n + (p[n] == '\n');
   }
+}
+
+synco_status synco_cli_adapt_threads(synco_thread_governor *g, synco_moco *m, double step_s, const char **note) {
+  *note = NULL;
+  if (g->full < 2) return SYNCO_OK; /* off (or one thread): the count stays the user's */
+  const int n = synco_governor_step(g, step_s);
+  if (g->noted) {
+    g->noted = 0;
+    *note = g->note;
+  }
+  if (n == omp_get_max_threads()) return SYNCO_OK;
+  omp_set_num_threads(n);
+  return synco_moco_replan(m);
 }

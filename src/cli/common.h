@@ -4,9 +4,11 @@
 
 #include <stddef.h>
 
+#include "base/thread_governor.h"
 #include "data/data.h"
 #include "eval/features.h"
 #include "eval/knn.h"
+#include "ssl/moco.h"
 #include "tensor/backend.h"
 #include "synco.h"
 
@@ -100,5 +102,10 @@ const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, 
 /* Prints a dataset's skipped-image count and its warnings (one "synco CMD: warning: ..." line each; cmd NULL:
  * "synco: warning: ..."). */
 void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds);
+
+/* --adapt-threads, after each step of m (step_s: its compute seconds): the governor's thread count
+ * (base/thread_governor.h) set with omp_set_num_threads, and both encoders planned again where it changed. *note:
+ * the governor's line when a switch was kept, else NULL. */
+synco_status synco_cli_adapt_threads(synco_thread_governor *g, synco_moco *m, double step_s, const char **note);
 
 #endif

@@ -44,6 +44,7 @@ typedef struct {
   int epochs, batch, moco_dim, moco_k, mlp, aug_plus, cos, n_hard, n[6], warmup_epochs, cifar_stem, width,
       image_size, bn_splits, symmetric, threads, workers, save_every, knn_every, knn_k, print_freq, blur, skip_bad,
       stop_epoch;
+  int adapt_threads;             /* --adapt-threads: fewer compute threads while other processes take cores */
   long long seed;
   double lr, wd, momentum, moco_m, moco_t, sigma, delta, eta, knn_t;
   int lr_warmup_epochs;
@@ -123,6 +124,7 @@ typedef struct {
   int lock_fd;
   int aside;                     /* --force set the earlier run aside (DIR/.replaced-run): it is removed at the new
                                   * run's first checkpoint, and put back if the run ends before one */
+  synco_thread_governor gov;     /* --adapt-threads (off: full 1, never called) */
   FILE *log;                     /* log.jsonl */
   synco_tfevents *tb;            /* the TensorBoard event file, or NULL */
   char *cfg_json;                /* config.json's text, stored in every checkpoint */

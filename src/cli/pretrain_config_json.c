@@ -50,6 +50,7 @@ static const cfg_field k_fields[] = {
     F("n6", "n6", 'i', n[5], 0), F("sigma", "sigma", 'd', sigma, 0), F("delta", "delta", 'd', delta, 0),
     F("eta", "eta", 'd', eta, 0), F("warmup_epochs", "warmup-epochs", 'i', warmup_epochs, 0),
     F("seed", "seed", 'l', seed, 1), L("threads", "threads", 'i', threads), L("workers", "workers", 'i', workers),
+    L("adapt_threads", "adapt-threads", 'i', adapt_threads),
     L("backend", "backend", 's', backend), F("init", "init", 'S', init, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
     F("knn_k", "knn-k", 'i', knn_k, 0), F("knn_t", "knn-t", 'd', knn_t, 0), F("save_every", "save-every", 'i', save_every, 0),
     F("precision", "precision", 's', precision, 0), /* a resumed run keeps it; --precision may change it (a note) */

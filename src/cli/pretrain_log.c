@@ -72,6 +72,7 @@ void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums
   const double t = row_begin(c->log, "step"), ips = w->n * c->o.batch / seconds, n = w->n > 0 ? w->n : 1;
   fprintf(c->log, ",\"step\":%ld,\"epoch\":%d", c->gstep, epoch + 1);
   row_means(c->log, w, lr, ips);
+  if (c->o.adapt_threads) fprintf(c->log, ",\"threads\":%d", c->gov.now);
   fputs("}\n", c->log);
   fflush(c->log);
   static const char *const tags[] = {"train/loss", "train/acc", "train/loss_moco", "train/acc_moco", "train/lr",

@@ -202,9 +202,17 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
      * before its checkpoint: a step in between leaves them in backend memory and does not wait for the backend */
     const int read = unread + 1 == o->print_freq || s == steps - 1;
     synco_step_stats st = {0};
+    const double t_step = synco_now();
     synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep,
                                       read ? &st : NULL);
     if (ss == SYNCO_OK) ss = pretrain_probe_step_run(c, b.labels);
+    const char *note = NULL;
+    if (ss == SYNCO_OK && c->gov.full > 1) ss = synco_cli_adapt_threads(&c->gov, c->moco, synco_now() - t_step, &note);
+    if (note && c->rank == 0) {
+      if (prog->tty && prog->out) fprintf(prog->out, "\r\033[K"); /* the note on a line of its own */
+      printf("%s (epoch %d, step %d)\n", note, epoch + 1, s + 1);
+      fflush(stdout);
+    }
     synco_xent_stats ps = {0};
     if (ss == SYNCO_OK && read) ss = pretrain_probe_read(c, &ps);
     if (ss == SYNCO_ERR_NUMERIC) {
@@ -318,6 +326,12 @@ int pretrain_run(pretrain_ctx *c) {
     pretrain_log_knn(c, 0, &r);
   }
 
+  /* --adapt-threads on the CPU (a GPU's steps are not the CPU threads') */
+  synco_governor_init(&c->gov, o->adapt_threads && !synco_backend_supports(c->be, SYNCO_CAP_ASYNC) ? o->threads : 1);
+  if (o->adapt_threads && c->gov.full > 1)
+    printf("threads: %d, fewer while other processes take cores (--adapt-threads)\n", o->threads);
+  else if (o->adapt_threads)
+    printf("--adapt-threads: nothing to adapt (%s)\n", o->threads < 2 ? "one compute thread" : "a GPU runs the steps");
   const double t_start = synco_now();
   /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */
   synco_stop_install(1);
