@@ -7,11 +7,7 @@
 # - bench step reports the threads it ended on.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
-mkdir -p "$tmp/d"
-for c in airplane bird; do
-  mkdir -p "$tmp/d/$c"
-  for f in $(first_files "data/cifar10-small/train/$c" 16); do cp "$f" "$tmp/d/$c/"; done
-done
+two_classes "$tmp/d" 16
 F8=(--arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4
     --image-size 32 --bn-splits 2 --workers 1 --print-freq 2 --knn-every 0)
 "$SYNCO" pretrain "${F8[@]}" --threads 2 --epochs 1 --adapt-threads --data "$tmp/d" --out "$tmp/a" > "$tmp/o" 2>&1 ||

@@ -6,11 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 command -v python3 > /dev/null || skip "python3 not installed"
-mkdir -p "$tmp/d"
-for c in airplane bird; do
-  mkdir -p "$tmp/d/$c"
-  for f in $(first_files "data/cifar10-small/train/$c" 48); do cp "$f" "$tmp/d/$c/"; done
-done
+two_classes "$tmp/d" 48
 common=(--data "$tmp/d" --arch resnet18 --cifar-stem --image-size 32 --width 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8
         --n3 8 --n4 4 --n5 4 --n6 4 --threads 1 --bn-splits 2 --warmup-epochs 0 --workers 1)
 "$SYNCO" pretrain "${common[@]}" -b 8 --epochs 1 --out "$tmp/a" > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "first run"; }

@@ -13,11 +13,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
 command -v python3 > /dev/null || skip "python3 not installed"
-mkdir -p "$tmp/d"
-for c in airplane bird; do
-  mkdir -p "$tmp/d/$c"
-  for f in $(first_files "data/cifar10-small/train/$c" 24); do cp "$f" "$tmp/d/$c/"; done
-done
+two_classes "$tmp/d" 24
 F8=(--arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4
     --threads 1 --epochs 1 --image-size 32 --bn-splits 2 --workers 1)
 "$SYNCO" pretrain "${F8[@]}" --data "$tmp/d" --out "$tmp/a" > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "first run"; }
