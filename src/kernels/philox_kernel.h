@@ -18,27 +18,35 @@ typedef struct {
   float spare;
 } synco_rng;
 
-SYNCO_HD static inline void synco_k_philox_round(uint32_t ctr[4], const uint32_t key[2]) {
-  const uint64_t p0 = (uint64_t)0xD2511F53u * ctr[0];
-  const uint64_t p1 = (uint64_t)0xCD9E8D57u * ctr[2];
-  const uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-  const uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-  const uint32_t c0 = hi1 ^ ctr[1] ^ key[0], c2 = hi0 ^ ctr[3] ^ key[1];
-  ctr[0] = c0;
-  ctr[1] = lo1;
-  ctr[2] = c2;
-  ctr[3] = lo0;
+/* Ten rounds on the counter (x0, x1, x2, x3) under the key (k0, k1), in place. Scalars rather than an array, so
+ * that a loop over many counters vectorizes (backend/ref/ref_negatives.c's philox_blocks). */
+SYNCO_HD static inline void synco_k_philox10_x(uint32_t *x0, uint32_t *x1, uint32_t *x2, uint32_t *x3, uint32_t k0,
+                                               uint32_t k1) {
+  uint32_t c0 = *x0, c1 = *x1, c2 = *x2, c3 = *x3;
+  for (int i = 0; i < 10; i++) {
+    const uint64_t p0 = (uint64_t)0xD2511F53u * c0;
+    const uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+    const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    c1 = (uint32_t)p1;
+    c3 = (uint32_t)p0;
+    c0 = n0;
+    c2 = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  *x0 = c0;
+  *x1 = c1;
+  *x2 = c2;
+  *x3 = c3;
 }
 
-SYNCO_HD static inline void synco_k_philox10(uint32_t out[4], const uint32_t in[4], const uint32_t key_in[2]) {
-  uint32_t c[4] = {in[0], in[1], in[2], in[3]};
-  uint32_t k[2] = {key_in[0], key_in[1]};
-  for (int i = 0; i < 10; i++) {
-    synco_k_philox_round(c, k);
-    k[0] += 0x9E3779B9u;
-    k[1] += 0xBB67AE85u;
-  }
-  for (int i = 0; i < 4; i++) out[i] = c[i];
+SYNCO_HD static inline void synco_k_philox10(uint32_t out[4], const uint32_t in[4], const uint32_t key[2]) {
+  uint32_t c0 = in[0], c1 = in[1], c2 = in[2], c3 = in[3];
+  synco_k_philox10_x(&c0, &c1, &c2, &c3, key[0], key[1]);
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
 }
 
 SYNCO_HD static inline uint64_t synco_k_mix64(uint64_t x) { /* splitmix64 finalizer */

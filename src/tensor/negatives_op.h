@@ -41,7 +41,7 @@ typedef struct {
   uint32_t *sel;              /* [nthreads, 4·K + 2048] selection workspace */
   float *wpos;                /* [nthreads, n_hard] backward weights per hard position */
   float *sgn;                 /* [nthreads, dim] sign(q) */
-  uint32_t *words;            /* [nthreads, dim + 1] random words for the noise */
+  uint32_t *words;            /* per thread: where the noise words start, and the noise's random words */
   int nthreads;
 } synco_negatives_draws;
 

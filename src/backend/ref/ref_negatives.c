@@ -20,6 +20,13 @@
 
 /* ---- workspace -------------------------------------------------------------------------------------- */
 
+/* A thread's share of the draws' `words` workspace, in 32-bit words: the stream index of each type-4 synthetic's first
+ * noise word (n4 64-bit words), then the Philox blocks that cover one synthetic's noise words (at most dim + 1 words
+ * from any position: dim + 8). Even, so that every share's 64-bit words stay aligned. */
+static size_t words_share(const synco_negatives_draws *d) {
+  return 2 * (size_t)d->n[3] + 2 * (((size_t)d->dim + 9) / 2);
+}
+
 /* Per thread (d->nthreads, the backend's threads): the hard-set selection's 4·K + bins words, the backward's weight
  * per hard position, sign(q), and the noise's random words. Nothing kept by the backend itself. */
 synco_status synco_ref_neg_workspace(synco_backend *be, const synco_negatives_draws *d, synco_negatives_workspace *ws) {
@@ -29,25 +36,69 @@ synco_status synco_ref_neg_workspace(synco_backend *be, const synco_negatives_dr
       .sel = nt * (4 * (size_t)d->K + SYNCO_K_SEL_BINS) * sizeof(uint32_t),
       .wpos = nt * (size_t)d->n_hard * sizeof(float),
       .sgn = nt * (size_t)d->dim * sizeof(float),
-      .words = nt * (size_t)(d->dim + 1) * sizeof(uint32_t),
+      .words = nt * words_share(d) * sizeof(uint32_t),
   };
   return SYNCO_OK;
 }
 
 /* ---- draws ------------------------------------------------------------------------------------------ */
 
+/* Philox blocks block0 .. block0 + nb - 1 of r's stream (its key and counter words 1..3) into out[4·nb]. The blocks
+ * do not depend on each other, so the loop runs several in vector lanes; the clones let a CPU with AVX2 or AVX-512
+ * use its wider lanes. Integer arithmetic only: every clone makes the same words, those synco_rng_u32 hands out. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NEG_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NEG_ISA_CLONES
+#endif
+NEG_ISA_CLONES static void philox_blocks(uint32_t *restrict out, const synco_rng *r, uint32_t block0, int nb) {
+  const uint32_t k0 = r->key[0], k1 = r->key[1], c1 = r->ctr[1], c2 = r->ctr[2], c3 = r->ctr[3];
+#pragma omp simd
+  for (int j = 0; j < nb; j++) {
+    uint32_t x0 = block0 + (uint32_t)j, x1 = c1, x2 = c2, x3 = c3;
+    synco_k_philox10_x(&x0, &x1, &x2, &x3, k0, k1);
+    out[4 * j] = x0;
+    out[4 * j + 1] = x1;
+    out[4 * j + 2] = x2;
+    out[4 * j + 3] = x3;
+  }
+}
+
+/* synco_k_neg_normals in the clones' wider lanes, with no fused multiply-adds (the default build has none to use),
+ * so that every clone rounds as the default does and gives the same floats. */
+NEG_ISA_CLONES __attribute__((optimize("fp-contract=off"))) static void normals(float *out, const uint32_t *w, int dim,
+                                                                                 float sigma) {
+  synco_k_neg_normals(out, w, dim, sigma);
+}
+
+/* Query i's draws as the GPU composes them (kernels/negatives_kernel.h): one walk of its stream that skips the noise
+ * and records where each type-4 synthetic's words start, then each synthetic's words made block by block from that
+ * index and turned into normals: the floats the serial stream gives (test_neg_kernels checks it). */
+static void draw_query(synco_negatives_draws *d, int i, uint64_t seed, uint64_t step, uint64_t query0, float sigma,
+                       uint32_t *share) {
+  const int n4 = d->n[3], dim = d->dim, nw = synco_k_neg_noise_words(dim);
+  uint64_t *word0 = (uint64_t *)share;
+  uint32_t *blocks = share + 2 * (size_t)n4;
+  synco_rng r;
+  synco_k_neg_draw_query(d, i, seed, step, query0, sigma, NULL, word0, &r);
+  for (int s = 0; s < n4; s++) {
+    const uint64_t first = word0[s] / 4u, last = (word0[s] + (uint64_t)nw - 1u) / 4u;
+    philox_blocks(blocks, &r, (uint32_t)first, (int)(last - first + 1u));
+    normals(d->noise + ((size_t)i * n4 + s) * (size_t)dim, blocks + word0[s] % 4u, dim, sigma);
+  }
+}
+
 synco_status synco_ref_neg_draw(synco_backend *be, synco_negatives_draws *d, const synco_negatives_config *cfg,
                                 uint64_t seed, uint64_t step, uint64_t query0) {
   (void)be;
   if (d->total == 0) return SYNCO_OK;
-  const int B = d->B, dim = d->dim;
-  const float sigma = cfg->sigma;
+  const int B = d->B;
+  const size_t share = words_share(d);
   /* the workspace has d->nthreads shares (the threads at plan time); fewer run after a process lowers its count */
   const int nt = omp_get_max_threads() < d->nthreads ? omp_get_max_threads() : d->nthreads;
 #pragma omp parallel for schedule(dynamic, 2) num_threads(nt)
   for (int i = 0; i < B; i++)
-    synco_k_neg_draw_query(d, i, seed, step, query0, sigma, d->words + (size_t)omp_get_thread_num() * (size_t)(dim + 1),
-                           NULL, NULL);
+    draw_query(d, i, seed, step, query0, cfg->sigma, d->words + (size_t)omp_get_thread_num() * share);
   return SYNCO_OK;
 }
 
