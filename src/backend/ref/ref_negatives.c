@@ -48,8 +48,10 @@ synco_status synco_ref_neg_workspace(synco_backend *be, const synco_negatives_dr
  * use its wider lanes. Integer arithmetic only: every clone makes the same words, those synco_rng_u32 hands out. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define NEG_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define NEG_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
 #else
 #define NEG_ISA_CLONES
+#define NEG_NO_CONTRACT
 #endif
 NEG_ISA_CLONES static void philox_blocks(uint32_t *restrict out, const synco_rng *r, uint32_t block0, int nb) {
   const uint32_t k0 = r->key[0], k1 = r->key[1], c1 = r->ctr[1], c2 = r->ctr[2], c3 = r->ctr[3];
@@ -66,8 +68,7 @@ NEG_ISA_CLONES static void philox_blocks(uint32_t *restrict out, const synco_rng
 
 /* synco_k_neg_normals in the clones' wider lanes, with no fused multiply-adds (the default build has none to use),
  * so that every clone rounds as the default does and gives the same floats. */
-NEG_ISA_CLONES __attribute__((optimize("fp-contract=off"))) static void normals(float *out, const uint32_t *w, int dim,
-                                                                                 float sigma) {
+NEG_ISA_CLONES NEG_NO_CONTRACT static void normals(float *out, const uint32_t *w, int dim, float sigma) {
   synco_k_neg_normals(out, w, dim, sigma);
 }
 
