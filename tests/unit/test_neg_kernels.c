@@ -2,9 +2,11 @@
  * run here on the CPU and compared bit for bit with the reference backend's ops, so that the GPU's arithmetic is
  * tested on every machine:
  *  - the stream seek and the word at an index give the serial stream's words (any position, any count);
- *  - the draws made as the GPU makes them (one pass per query that skips the noise and records where its words
- *    start, then every noise pair from its word index) equal synco_ref_neg_draw's, for odd and even dim and an
- *    n_hard that is not a power of two (so rejection in synco_rng_below happens);
+ *  - the draws made from the serial stream (each query's words in order, the noise's as they come), as the GPU
+ *    makes them (one pass per query that skips the noise and records where its words start, then every noise pair
+ *    from its word index) and as synco_ref_neg_draw makes them (that pass, then each synthetic's Philox blocks in
+ *    vector lanes) are the same, for odd and even dim and an n_hard that is not a power of two (so rejection in
+ *    synco_rng_below happens);
  *  - the hard-set selection split as the GPU's block does it (strided min/max, histogram, then the cut, ordered
  *    compaction and radix sort on one thread, or by the block's threads and lanes, with 128 and 256 threads)
  *    equals synco_k_select_hard on rows with ties;
@@ -58,21 +60,37 @@ static void gpu_style_draw(synco_negatives_draws *d, const synco_negatives_confi
   free(rs);
 }
 
+/* The definition: each query's stream drawn word after word, the noise made as its words come. */
+static void serial_draw(synco_negatives_draws *d, const synco_negatives_config *cfg, uint64_t seed, uint64_t step,
+                        uint64_t query0) {
+  uint32_t *words = malloc((size_t)(d->dim + 1) * sizeof *words);
+  for (int i = 0; i < d->B; i++) synco_k_neg_draw_query(d, i, seed, step, query0, cfg->sigma, words, NULL, NULL);
+  free(words);
+}
+
 static size_t pos_len(const synco_negatives_draws *d, int t) { return (size_t)d->B * d->n[t] * (t == 2 ? 2 : 1); }
+
+static void same_draws(const synco_negatives_draws *a, const synco_negatives_draws *b) {
+  for (int t = 0; t < SYNCO_NEG_TYPES; t++) CHECK(!memcmp(a->pos[t], b->pos[t], pos_len(a, t) * sizeof(int32_t)));
+  for (int t = 0; t < 3; t++) CHECK(!memcmp(a->coef[t], b->coef[t], (size_t)a->B * a->n[t] * sizeof(float)));
+  CHECK(!memcmp(a->noise, b->noise, (size_t)a->B * a->n[3] * a->dim * sizeof(float)));
+}
 
 static void test_draws(int dim, int n_hard) {
   synco_negatives_config cfg = {.n_hard = n_hard, .n = {5, 4, 3, 6, 2, 2}, .sigma = 0.3f, .delta = 0.01f, .eta = 0.01f};
   const int B = 7, K = 64;
-  synco_negatives_draws a, b;
+  synco_negatives_draws a, b, c;
   CHECK_OK(synco_negatives_init(&a, test_be(), &cfg, B, dim, K));
   CHECK_OK(synco_negatives_init(&b, test_be(), &cfg, B, dim, K));
+  CHECK_OK(synco_negatives_init(&c, test_be(), &cfg, B, dim, K));
   CHECK_OK(synco_negatives_draw_at(&a, &cfg, 42, 9, 100));
   gpu_style_draw(&b, &cfg, 42, 9, 100);
-  for (int t = 0; t < SYNCO_NEG_TYPES; t++) CHECK(!memcmp(a.pos[t], b.pos[t], pos_len(&a, t) * sizeof(int32_t)));
-  for (int t = 0; t < 3; t++) CHECK(!memcmp(a.coef[t], b.coef[t], (size_t)B * a.n[t] * sizeof(float)));
-  CHECK(!memcmp(a.noise, b.noise, (size_t)B * a.n[3] * dim * sizeof(float)));
+  serial_draw(&c, &cfg, 42, 9, 100);
+  same_draws(&c, &a);
+  same_draws(&c, &b);
   synco_negatives_free(&a);
   synco_negatives_free(&b);
+  synco_negatives_free(&c);
 }
 
 /* The GPU block's selection (the phases of kernels/negatives_kernel.h the CUDA kernel runs), with `nthr` threads
