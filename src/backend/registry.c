@@ -110,6 +110,15 @@ synco_status synco_backend_set_precision(synco_backend *be, const char *precisio
   return SYNCO_OK;
 }
 
+synco_status synco_backend_fixed_sums(synco_backend *be, int n) {
+#ifdef SYNCO_HAVE_ONEDNN
+  if (be && !strcmp(be->name, "cpu")) return synco_backend_cpu_sum_threads(be, n);
+#else
+  (void)be, (void)n;
+#endif
+  return SYNCO_OK;
+}
+
 void synco_backend_profiler(synco_backend *be, int on) {
 #ifdef SYNCO_HAVE_CUDA
   if (be && !strcmp(be->name, "cuda")) synco_cuda_profiler(on);

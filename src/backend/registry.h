@@ -27,6 +27,11 @@ synco_status synco_backend_precision(const char *precision);
  * backends, which have none); "fp32" asks for strict fp32 (a GPU's TF32 off); NULL keeps the backend's own mode (on
  * a GPU: SYNCO_CUDA_TF32=1, else strict; on a CPU fp32). */
 synco_status synco_backend_set_precision(synco_backend *be, const char *precision);
+/* Before anything is planned, for a run whose thread count changes between steps (--adapt-threads): the sums that
+ * would otherwise be split by thread count are split as n threads would split them, whatever count runs them, so the
+ * results do not depend on the count (on the cpu backend: the convolutions' weight gradients, summed in n fixed batch
+ * chunks). n < 2: off. Other backends: nothing to do. */
+synco_status synco_backend_fixed_sums(synco_backend *be, int n);
 
 /* What `synco info` reports about the backends: "backends: ..." (those built in, and the default), then, with
  * oneDNN, the CPU it runs on and what that gives (bf16, the convolution path): whole lines into buf. */
@@ -48,6 +53,8 @@ void synco_backend_strict_counts(synco_backend *be, long *downloads, long *syncs
 synco_status synco_backend_cpu_create(synco_backend **out);
 /* bf16 on (1) or off (0) for the cpu backend be, before anything is planned (synco_backend_set_precision). */
 synco_status synco_backend_cpu_bf16(synco_backend *be, int on);
+/* See synco_backend_fixed_sums. */
+synco_status synco_backend_cpu_sum_threads(synco_backend *be, int n);
 #endif
 
 #endif

@@ -1,4 +1,5 @@
-/* --adapt-threads: the compute threads follow the cores other processes leave free.
+/* --adapt-threads (on by default in pretrain and bench step): the compute threads follow the cores other processes
+ * leave free.
  *
  * A step is hundreds of short parallel regions (oneDNN's kernels split their work statically, one share per thread),
  * and each waits for its slowest thread. When another process takes a core, the thread that shares it runs at a
@@ -18,9 +19,10 @@
  *    omp_set_num_threads(1) did not get 1 thread's speed beside `yes`). Planning takes milliseconds, and the first
  *    step on new plans is not measured.
  * Alone the governor reads /proc/stat twice a second and does nothing else. SYNCO_GOVERNOR_TRACE=1 prints each
- * window's figures and decision on stderr. It is off by default: oneDNN's sums
- * depend on the thread count, so a run whose threads changed is not bit-identical to one whose did not, and when it
- * changes depends on the machine's other work. */
+ * window's figures and decision on stderr. A switch changes no result: oneDNN splits a weight gradient's batch sum
+ * by the thread count it plans for, so the run's backend fixes its sums for the full count
+ * (synco_backend_fixed_sums: fixed batch chunks, cpu_conv.c), and a run whose threads changed is bit-identical to one
+ * whose did not (tests/unit/test_fixed_sums.c). */
 #include "base/thread_governor.h"
 
 #include <sched.h>

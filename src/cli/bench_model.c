@@ -72,7 +72,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
-      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (results then depend on when)" : "(step only)"},
+      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (sums fixed for --threads, so results do not depend on when)" : "(step only)"},
       {"profile", 0, SYNCO_ARG_INT, &o->profile, "mark the last N timed iterations for a profiler (ncu --profile-from-start off)"},
       {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL},
@@ -298,8 +298,10 @@ int synco_bench_step(int argc, char **argv) {
   synco_backend *be = NULL;
   synco_moco *m = NULL;
   synco_mem_plan mp;
-  /* the backend first (nothing planned on it yet): the memory plan asks it what its plans take */
-  if (!synco_cli_backend(o.backend, o.precision, &be) && synco_mem_plan_moco(be, &mc, 0, 0, 0, &mp) == SYNCO_OK) {
+  /* the backend first (nothing planned on it yet): the memory plan asks it what its plans take; with --adapt-threads
+   * its sums fixed for the full thread count, as pretrain has them (synco_backend_fixed_sums) */
+  if (!synco_cli_backend(o.backend, o.precision, &be) && !synco_backend_fixed_sums(be, o.adapt ? o.threads : 0) &&
+      synco_mem_plan_moco(be, &mc, 0, 0, 0, &mp) == SYNCO_OK) {
     const size_t inputs = 2 * (size_t)o.batch * 3 * o.image_size * o.image_size * sizeof(float); /* xq, xk */
     mp.io += inputs;
     mp.total += inputs;

@@ -100,12 +100,24 @@ static void warn_misfits(const pretrain_ctx *c, const synco_image *first) {
   }
 }
 
+/* The run's backend, once (0; else the error's exit code): with --adapt-threads its sums are fixed for the run's
+ * thread count, so that the governor's changes of the count change no result (synco_backend_fixed_sums). */
+static int make_backend(pretrain_ctx *c) {
+  const pretrain_opts *o = &c->o;
+  if (c->be) return 0;
+  if (synco_cli_backend(o->backend, o->precision, &c->be) != SYNCO_OK ||
+      synco_backend_fixed_sums(c->be, o->adapt_threads ? o->threads : 0) != SYNCO_OK)
+    return synco_cli_error("pretrain");
+  return 0;
+}
+
 /* Refuses (returns 2) a run whose planned memory exceeds what the machine has, before anything big exists. The
  * run's backend is made first (nothing planned or allocated on it yet), so that it says what its plans take. */
 static int check_memory(pretrain_ctx *c, const synco_image *first) {
   const pretrain_opts *o = &c->o;
   if (!o->memory_check) return 0;
-  if (!c->be && synco_cli_backend(o->backend, o->precision, &c->be) != SYNCO_OK) return synco_cli_error("pretrain");
+  const int brc = make_backend(c);
+  if (brc) return brc;
   /* the loader's slots: max(prefetch 3, workers) + 1 (synco_loader_create) */
   const int workers = o->workers > 0 ? o->workers : o->threads;
   const int slots = (workers > 3 ? workers : 3) + 1;
@@ -200,9 +212,9 @@ static void say_schedule_change(const pretrain_ctx *c) {
  * epochs left to train. */
 static int build_model(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
-  if ((!c->be && synco_cli_backend(o->backend, o->precision, &c->be) != SYNCO_OK) ||
-      synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK)
-    return synco_cli_error("pretrain");
+  const int brc = make_backend(c);
+  if (brc) return brc;
+  if (synco_moco_create(&c->moco, c->be, &c->cfg.moco) != SYNCO_OK) return synco_cli_error("pretrain");
   const int prc = pretrain_probe_open(c); /* before --resume: the checkpoint holds its state */
   if (prc != PRETRAIN_GO) return prc;
   c->start_epoch = 0;

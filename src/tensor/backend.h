@@ -72,7 +72,7 @@ typedef struct {
  * per-op statistics, code). shared[i] is a buffer the backend grows once and shares among its ops (a
  * scratchpad, a workspace): an op raises it to its own need, so the largest need counts, once per backend however
  * many encoders it holds. Which i is which buffer is the backend's own business. */
-#define SYNCO_PLAN_SHARED 4
+#define SYNCO_PLAN_SHARED 5
 typedef struct {
   size_t kept;
   size_t shared[SYNCO_PLAN_SHARED];

@@ -27,6 +27,26 @@ synco_status synco_dnnl_md_tag(synco_dnnl_md *m, int ndims, const dnnl_dims_t di
   return SYNCO_OK;
 }
 
+synco_status synco_dnnl_md_batch(synco_dnnl_md *m, synco_dnnl_cmd full, int n) {
+#if DNNL_VERSION_MAJOR >= 3
+  const dnnl_dims_t *fd = NULL;
+  int nd = 0;
+  SYNCO_DNNL(dnnl_memory_desc_query(full, dnnl_query_ndims_s32, &nd));
+  SYNCO_DNNL(dnnl_memory_desc_query(full, dnnl_query_dims, &fd));
+  dnnl_dims_t dims, offs = {0};
+  for (int i = 0; i < nd; i++) dims[i] = (*fd)[i];
+  dims[0] = n;
+  synco_dnnl_md_free(m);
+  SYNCO_DNNL(dnnl_memory_desc_create_submemory(&m->h, full, dims, offs));
+#else
+  if (full->format_kind != dnnl_blocked || full->offset0 || full->padded_offsets[0])
+    return synco_fail(SYNCO_ERR_BACKEND, "cpu: a batch chunk of a tensor that is not plainly blocked");
+  m->d = *full;
+  m->d.dims[0] = m->d.padded_dims[0] = n;
+#endif
+  return SYNCO_OK;
+}
+
 void synco_dnnl_md_free(synco_dnnl_md *m) {
 #if DNNL_VERSION_MAJOR >= 3
   if (m->h) dnnl_memory_desc_destroy(m->h);
@@ -224,6 +244,9 @@ static void destroy(synco_backend *be) {
     if (c->attr) dnnl_primitive_attr_destroy(c->attr);
     if (c->attr_sum) dnnl_primitive_attr_destroy(c->attr_sum);
     if (c->strm) dnnl_stream_destroy(c->strm);
+    for (int i = 0; i < SYNCO_DNNL_SPLIT_MAX; i++)
+      if (c->split_strm[i]) dnnl_stream_destroy(c->split_strm[i]);
+    free(c->split_buf);
     if (c->eng) dnnl_engine_destroy(c->eng);
     free(c->scratch);
     free(c->wino);
@@ -322,6 +345,12 @@ synco_status synco_backend_cpu_bf16(synco_backend *be, int on) {
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); "
                       "this one runs %s: use --precision fp32", dnnl_cpu_isa2str(c->isa));
   c->bf16 = on;
+  return SYNCO_OK;
+}
+
+synco_status synco_backend_cpu_sum_threads(synco_backend *be, int n) {
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  c->sum_threads = n < 2 ? 0 : n > SYNCO_DNNL_SPLIT_MAX ? SYNCO_DNNL_SPLIT_MAX : n;
   return SYNCO_OK;
 }
 

@@ -93,6 +93,24 @@ typedef struct {
   char fmt[48];            /* the activation formats when reordered, "" otherwise */
 } dnnl_pass;
 
+/* A oneDNN backward-weights pass in fixed batch chunks (ctx->sum_threads > 1, --adapt-threads). oneDNN's kernels split
+ * the batch sum of a weight gradient by the number of threads they are planned for, so a run whose thread count
+ * changes would round differently after each change. Here chunk g of the batch (images g*n/chunks up to
+ * (g+1)*n/chunks) goes to a primitive planned for one thread, the chunks run on whatever threads there are (dynamic
+ * schedule: a thread slowed by another process takes fewer), and their partial gradients are added in chunk order.
+ * The result is the same at any thread count. Measured on the Zen 4 (2 threads, batch 64 or 128): two chunks take
+ * 0.80-1.14x the time of oneDNN's own two-thread pass, 1.00x on most of ResNet-18's layers. */
+typedef struct {
+  int n;                                  /* chunks; 0: the pass is not split */
+  dnnl_primitive_desc_t pd[2];            /* a chunk of n_small images, and of n_small + 1 (NULL when none is) */
+  int n_small;
+  dnnl_primitive_t prim[SYNCO_DNNL_SPLIT_MAX]; /* a primitive per chunk, so that chunks may run at once */
+  dnnl_memory_t x[SYNCO_DNNL_SPLIT_MAX], y[SYNCO_DNNL_SPLIT_MAX], dw[SYNCO_DNNL_SPLIT_MAX], sp[SYNCO_DNNL_SPLIT_MAX];
+  synco_dnnl_prim rw;                     /* the sum of the chunks -> OIHW, accumulating (dw +=) */
+  size_t x_img, y_img;                    /* bytes of one image of x / dy in the pass's formats */
+  size_t dw_bytes, sp_bytes;              /* one chunk's diff weights and scratchpad in ctx->split_buf */
+} split_pass;
+
 typedef struct {
   synco_layout lx, ly;
   synco_dnnl_md md_x, md_y, md_w;
@@ -106,6 +124,8 @@ typedef struct {
   synco_wino_plan wp;
   int kind[NPASS];               /* the chosen kernel of each pass */
   int bf16;                      /* the passes multiply bf16 copies (--precision bf16) */
+  int n;                         /* the batch */
+  split_pass split;              /* oneDNN's backward weights in fixed batch chunks (ctx->sum_threads) */
 } conv_impl;
 
 static void pass_free(dnnl_pass *p) {
@@ -121,12 +141,27 @@ static void pass_free(dnnl_pass *p) {
   memset(p, 0, sizeof(*p));
 }
 
+static void split_free(split_pass *s) {
+  for (int g = 0; g < SYNCO_DNNL_SPLIT_MAX; g++) {
+    if (s->prim[g]) dnnl_primitive_destroy(s->prim[g]);
+    synco_dnnl_mem_free(&s->x[g]);
+    synco_dnnl_mem_free(&s->y[g]);
+    synco_dnnl_mem_free(&s->dw[g]);
+    synco_dnnl_mem_free(&s->sp[g]);
+  }
+  synco_dnnl_prim_free(&s->rw);
+  synco_dnnl_pd_free(&s->pd[0]);
+  synco_dnnl_pd_free(&s->pd[1]);
+  memset(s, 0, sizeof(*s));
+}
+
 void synco_dnnl_conv_release(synco_backend *be, synco_conv_op *op) {
   conv_impl *k = op->impl;
   (void)be;
   if (!k) return;
   for (int a = 0; a < NDNNL; a++)
     for (int p = NPASS - 1; p >= 0; p--) pass_free(&k->d[a][p]); /* bwd data may share the forward's weights */
+  split_free(&k->split);
   synco_conv_gemm_free(&k->gemm);
   synco_dnnl_mem_free(&k->m_x);
   synco_dnnl_mem_free(&k->m_y);
@@ -152,6 +187,12 @@ static const char *impl_name(const_dnnl_primitive_desc_t pd) {
 }
 
 static int is_ref(const char *impl) { return strstr(impl, "ref") != NULL; }
+
+#define threads_set synco_dnnl_threads_set
+
+/* The thread count a pass is planned for (0: the count in force): backward weights under fixed sums are planned for
+ * ctx->sum_threads (where split_plan does not split them into chunks, they run whole for that count). */
+static int pass_threads(const synco_dnnl_ctx *c, int pass) { return pass == P_BWD_WEIGHTS ? synco_dnnl_sum_threads(c) : 0; }
 
 /* The primitive descriptor of one pass (hint: the forward one, for the backward passes). */
 static dnnl_status_t pass_pd(synco_dnnl_ctx *c, const synco_conv_op *op, dnnl_alg_kind_t alg, int pass, synco_dnnl_cmd x,
@@ -254,9 +295,11 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
       if (pass == P_FWD) {
         pd = fwd;
         fwd = NULL;
-      } else if (pass_pd(c, op, alg, pass, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(mw), SYNCO_DNNL_MD(my), fwd, &pd) !=
-                 dnnl_success) {
-        pd = NULL;
+      } else {
+        const int was = threads_set(pass_threads(c, pass));
+        if (pass_pd(c, op, alg, pass, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(mw), SYNCO_DNNL_MD(my), fwd, &pd) != dnnl_success)
+          pd = NULL;
+        threads_set(was);
       }
     }
     synco_dnnl_md_free(&fw);
@@ -302,7 +345,10 @@ static synco_status grow(void **buf, size_t *have, size_t need) {
 /* Makes the primitive, the activation reorders and the weights of a found pass. fwd: the same algorithm's forward
  * pass (made first), whose weight buffer backward data shares when the formats agree. */
 static synco_status pass_make(synco_dnnl_ctx *c, conv_impl *k, int pass, dnnl_pass *d, const dnnl_pass *fwd) {
-  SYNCO_TRY(synco_dnnl_prim_make(c, &d->prim, d->pd));
+  const int was = threads_set(pass_threads(c, pass));
+  const synco_status made = synco_dnnl_prim_make(c, &d->prim, d->pd);
+  threads_set(was);
+  SYNCO_TRY(made);
   synco_dnnl_cmd xa, yb;
   pass_mds(d->pd, pass, &xa, &yb);
   const synco_dnnl_cmd lx = SYNCO_DNNL_MD(k->md_x), ly = SYNCO_DNNL_MD(k->md_y);
@@ -352,6 +398,138 @@ static synco_status pass_bytes(synco_dnnl_ctx *c, const conv_impl *k, int pass, 
   else SYNCO_TRY(synco_dnnl_reorder_scratch(c, SYNCO_DNNL_MD(k->md_w), wmd, c->attr, &s));
   synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, s);
   return SYNCO_OK;
+}
+
+/* ---- backward weights in fixed batch chunks (split_pass) ------------------------------------------------------------ */
+
+/* Images g*n/chunks up to (g+1)*n/chunks: chunk g's first image and count. */
+static int chunk_first(int g, int n, int chunks) { return (int)((long)g * n / chunks); }
+static int chunk_images(int g, int n, int chunks) { return chunk_first(g + 1, n, chunks) - chunk_first(g, n, chunks); }
+
+static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+/* A chunk's pass for `imgs` images, in the full pass's formats xa / yb, planned for the thread count in force (the
+ * caller's one). *out stays NULL where oneDNN has none or only a reference one. */
+static synco_status split_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k, int kind, synco_dnnl_cmd xa,
+                             synco_dnnl_cmd yb, int imgs, dnnl_primitive_desc_t *out) {
+  *out = NULL;
+  dnnl_data_type_t dt;
+  SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
+  if (k->bf16 && kind == K_DIRECT) dt = dnnl_bf16;
+  const dnnl_alg_kind_t alg = kind == K_DNNL_WINO ? dnnl_convolution_winograd : dnnl_convolution_direct;
+  const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
+  synco_dnnl_md mx = {0}, my = {0}, fw = {0}, mw = {0};
+  synco_status s = synco_dnnl_md_batch(&mx, xa, imgs);
+  if (s == SYNCO_OK) s = synco_dnnl_md_batch(&my, yb, imgs);
+  if (s == SYNCO_OK) s = synco_dnnl_md_tag(&fw, 4, wd, dt, ANY_TAG);
+  if (s == SYNCO_OK) s = synco_dnnl_md_tag(&mw, 4, wd, dnnl_f32, ANY_TAG);
+  dnnl_primitive_desc_t fwd = NULL;
+  if (s == SYNCO_OK &&
+      pass_pd(c, op, alg, P_FWD, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(fw), SYNCO_DNNL_MD(my), NULL, &fwd) == dnnl_success &&
+      pass_pd(c, op, alg, P_BWD_WEIGHTS, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(mw), SYNCO_DNNL_MD(my), fwd, out) ==
+          dnnl_success &&
+      is_ref(impl_name(*out)))
+    synco_dnnl_pd_free(out);
+  if (fwd) dnnl_primitive_desc_destroy(fwd);
+  synco_dnnl_md_free(&mx);
+  synco_dnnl_md_free(&my);
+  synco_dnnl_md_free(&fw);
+  synco_dnnl_md_free(&mw);
+  return s;
+}
+
+/* Plans k->split for the layer's chosen oneDNN backward-weights pass when ctx->sum_threads asks for fixed sums. It
+ * stays off (the pass then runs whole, planned for sum_threads threads: the same sums, but a slowed thread holds
+ * the others up) where the batch is smaller than the chunks, a chunk has no kernel of the same weight format, or
+ * the chunks' partial gradients would outweigh the pass's inputs: their sum reads them all, which made the split
+ * 1.14x as slow as oneDNN's own pass on ResNet-18's 512-channel 4x4 layers (2 chunks, batch 128, Zen 4; 2 x 9.4 MB
+ * of partials against 8.4 MB of x and dy), and would grow with the chunks on a machine of many threads. */
+static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+  const int kind = k->kind[P_BWD_WEIGHTS], chunks = c->sum_threads;
+  if (chunks < 2 || kind >= NDNNL || op->n < chunks) return SYNCO_OK;
+  split_pass *s = &k->split;
+  synco_dnnl_cmd xa, yb;
+  const_dnnl_primitive_desc_t whole = k->d[kind][P_BWD_WEIGHTS].pd;
+  pass_mds(whole, P_BWD_WEIGHTS, &xa, &yb);
+  if ((size_t)chunks * alloc_bytes(dnnl_primitive_desc_query_md(whole, dnnl_query_diff_weights_md, 0)) >
+      alloc_bytes(xa) + alloc_bytes(yb))
+    return SYNCO_OK;
+  s->x_img = alloc_bytes(xa) / (size_t)op->n;
+  s->y_img = alloc_bytes(yb) / (size_t)op->n;
+  if (s->x_img * (size_t)op->n != alloc_bytes(xa) || s->y_img * (size_t)op->n != alloc_bytes(yb)) return SYNCO_OK;
+  s->n_small = op->n / chunks;
+  /* chunks of n_small images, and of n_small + 1 where the batch does not divide: each planned for one thread */
+  const int was = threads_set(1);
+  synco_status st = split_pd(c, op, k, kind, xa, yb, s->n_small, &s->pd[0]);
+  if (st == SYNCO_OK && op->n % chunks) st = split_pd(c, op, k, kind, xa, yb, s->n_small + 1, &s->pd[1]);
+  synco_dnnl_cmd dwmd = s->pd[0] ? dnnl_primitive_desc_query_md(s->pd[0], dnnl_query_diff_weights_md, 0) : NULL;
+  const int ok = dwmd && (!(op->n % chunks) ||
+                          (s->pd[1] && dnnl_memory_desc_equal(
+                                           dwmd, dnnl_primitive_desc_query_md(s->pd[1], dnnl_query_diff_weights_md, 0))));
+  size_t sp = 0;
+  for (int g = 0; g < chunks && st == SYNCO_OK && ok; g++) {
+    const_dnnl_primitive_desc_t pd = s->pd[chunk_images(g, op->n, chunks) > s->n_small];
+    if (synco_dnnl_scratch_bytes(pd) > sp) sp = synco_dnnl_scratch_bytes(pd);
+    synco_dnnl_cmd cx, cy;
+    pass_mds(pd, P_BWD_WEIGHTS, &cx, &cy);
+    if (dnnl_primitive_create(&s->prim[g], pd) != dnnl_success) st = synco_fail(SYNCO_ERR_BACKEND, "cpu conv: a batch chunk's backward weights");
+    if (st == SYNCO_OK) st = synco_dnnl_mem(c, &s->x[g], cx);
+    if (st == SYNCO_OK) st = synco_dnnl_mem(c, &s->y[g], cy);
+    if (st == SYNCO_OK) st = synco_dnnl_mem(c, &s->dw[g], dwmd);
+    if (st == SYNCO_OK && synco_dnnl_scratch_bytes(pd))
+      st = synco_dnnl_mem(c, &s->sp[g], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+    if (st == SYNCO_OK && !c->split_strm[g] &&
+        dnnl_stream_create(&c->split_strm[g], c->eng, dnnl_stream_default_flags) != dnnl_success)
+      st = synco_fail(SYNCO_ERR_BACKEND, "cpu conv: a stream for a batch chunk");
+  }
+  threads_set(was);
+  if (st != SYNCO_OK || !ok) {
+    split_free(s);
+    return st;
+  }
+  s->dw_bytes = round64(alloc_bytes(dwmd));
+  s->sp_bytes = round64(sp);
+  SYNCO_TRY(synco_dnnl_reorder_make(c, &s->rw, dwmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum));
+  SYNCO_TRY(grow(&c->split_buf, &c->split_bytes, (size_t)chunks * (s->dw_bytes + s->sp_bytes)));
+  s->n = chunks;
+  return SYNCO_OK;
+}
+
+/* dw += the layer's weight gradient from x and dy (in the pass's formats, n images): each chunk's partial gradient
+ * into its slot of ctx->split_buf, on the threads there are, then their sum in chunk order (each element's adds in
+ * the same order whatever the threads), reordered into OIHW and added to dw. */
+static synco_status split_run(synco_dnnl_ctx *c, const split_pass *s, int n, const char *x, const char *y, float *dw,
+                              dnnl_memory_t m_w) {
+  char *buf = c->split_buf;
+  const size_t slot = s->dw_bytes + s->sp_bytes;
+  int threads = omp_get_max_threads(), bad = 0;
+  if (threads > s->n) threads = s->n;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(| : bad)
+  for (int g = 0; g < s->n; g++) {
+    const size_t i0 = (size_t)chunk_first(g, n, s->n);
+    char *part = buf + (size_t)g * slot;
+    bad |= dnnl_memory_set_data_handle(s->x[g], (void *)(uintptr_t)(x + i0 * s->x_img)) != dnnl_success;
+    bad |= dnnl_memory_set_data_handle(s->y[g], (void *)(uintptr_t)(y + i0 * s->y_img)) != dnnl_success;
+    bad |= dnnl_memory_set_data_handle(s->dw[g], part) != dnnl_success;
+    if (s->sp[g]) bad |= dnnl_memory_set_data_handle(s->sp[g], part + s->dw_bytes) != dnnl_success;
+    const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, s->x[g]}, {DNNL_ARG_DIFF_DST, s->y[g]},
+                                 {DNNL_ARG_DIFF_WEIGHTS, s->dw[g]}, {DNNL_ARG_SCRATCHPAD, s->sp[g]}};
+    bad |= dnnl_primitive_execute(s->prim[g], c->split_strm[g], s->sp[g] ? 4 : 3, a) != dnnl_success;
+    bad |= dnnl_stream_wait(c->split_strm[g]) != dnnl_success;
+  }
+  if (bad) return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: backward weights of a batch chunk failed");
+  float *sum = (float *)buf;
+  const size_t m = s->dw_bytes / sizeof(float), step = slot / sizeof(float);
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < m; i++) {
+    float a = sum[i];
+    for (int g = 1; g < s->n; g++) a += sum[(size_t)g * step + i];
+    sum[i] = a;
+  }
+  SYNCO_TRY(synco_dnnl_bind(s->dw[0], sum));
+  SYNCO_TRY(synco_dnnl_bind(m_w, dw));
+  const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, s->dw[0]}, {DNNL_ARG_DST, m_w}};
+  return synco_dnnl_exec(c, (synco_dnnl_prim *)&s->rw, 2, ra);
 }
 
 /* ---- running a pass ------------------------------------------------------------------------------------------------ */
@@ -418,6 +596,8 @@ static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass
     }
     return SYNCO_OK;
   }
+  if (k->split.n && kind == k->kind[P_BWD_WEIGHTS])
+    return split_run(c, &k->split, k->n, d->ma ? c->reo[0] : xs, d->mb ? c->reo[1] : ys, w, k->m_w);
   const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, ym}, {DNNL_ARG_DIFF_WEIGHTS, d->mw}};
   SYNCO_TRY(synco_dnnl_exec(c, &d->prim, 3, a));
   const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, d->mw}, {DNNL_ARG_DST, k->m_w}};
@@ -647,6 +827,10 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s%s\"", pass_names[p], d ? d->impl : own,
                   d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "", fp32 ? " (fp32)" : "");
   }
+  /* fixed sums (--adapt-threads): the batch chunks of backward weights, or the threads it is planned for */
+  if (c->sum_threads > 1 && k->kind[P_BWD_WEIGHTS] < NDNNL && n > 0 && (size_t)n < sizeof e)
+    n += snprintf(e + n, sizeof e - (size_t)n, k->split.n ? ",\"bwd_weights_chunks\":%d" : ",\"bwd_weights_threads\":%d",
+                  c->sum_threads);
   if (measured && n > 0 && (size_t)n < sizeof e) {
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"measured_ms\":{");
     for (int p = 0; p < NPASS && n > 0 && (size_t)n < sizeof e; p++) {
@@ -693,6 +877,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
   k->bf16 = c->bf16 && op->dtype == SYNCO_F32;
+  k->n = op->n;
   k->lx = synco_dnnl_act_layout(be, op->cin, op->h, op->w, op->dtype);
   k->ly = synco_dnnl_act_layout(be, op->cout, op->oh, op->ow, op->dtype);
   SYNCO_TRY(synco_dnnl_md_act(&k->md_x, op->n, op->cin, op->h, op->w, op->dtype, k->lx));
@@ -794,6 +979,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   drop_losers(k);
   if (!uses_gemm(k->kind)) synco_conv_gemm_free(&k->gemm);
   SYNCO_TRY(make_passes(c, k, 0));
+  SYNCO_TRY(split_plan(c, op, k));
   if (uses_own(k->kind)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
   int measured = 0;
   for (int p = 0; p < NPASS; p++)
@@ -817,6 +1003,15 @@ static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_
     for (int p = 0; p < NPASS; p++)
       if (k->d[a][p].pd && (!known || q.kind[p] == a))
         SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], !known || q.kind[P_FWD] == a ? &k->d[a][P_FWD] : NULL, b));
+  /* fixed sums: each batch chunk's partial weight gradient and scratchpad (a one-thread kernel's scratchpad is
+   * taken to be no larger than the whole pass's) */
+  const int bww = known ? q.kind[P_BWD_WEIGHTS] : K_DIRECT;
+  if (c->sum_threads > 1 && bww < NDNNL && k->d[bww][P_BWD_WEIGHTS].pd) {
+    const_dnnl_primitive_desc_t pd = k->d[bww][P_BWD_WEIGHTS].pd;
+    synco_plan_share(b, SYNCO_DNNL_SHARED_SPLIT,
+                     (size_t)c->sum_threads * (round64(alloc_bytes(dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0))) +
+                                               round64(synco_dnnl_scratch_bytes(pd))));
+  }
   if (k->own_gemm && (!known || uses_gemm(q.kind)))
     SYNCO_TRY(synco_conv_gemm_plan_bytes(c, op, k->own_gemm, SYNCO_DNNL_MD(k->md_x), SYNCO_DNNL_MD(k->md_y),
                                          SYNCO_DNNL_MD(k->md_w), b));

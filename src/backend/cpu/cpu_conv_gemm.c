@@ -144,8 +144,11 @@ static synco_status plan(synco_dnnl_ctx *c, synco_conv_gemm *g, const gemm_mds *
   for (int i = 0; i < NPRIM; i++) {
     if (!(prim_passes[i] & g->passes)) continue;
     dnnl_primitive_desc_t pd = NULL;
+    /* the weight gradient's matmul sums over the batch: under fixed sums planned for ctx->sum_threads */
+    const int was = synco_dnnl_threads_set(i == P_MM_WEIGHTS ? synco_dnnl_sum_threads(c) : 0);
     synco_status s = prim_pd(c, d, i, x, y, w, &pd);
     if (s == SYNCO_OK) s = synco_dnnl_prim_make(c, &g->prim[i], pd);
+    synco_dnnl_threads_set(was);
     if (s == SYNCO_OK && !g->mm_pd && (i == P_MM_FWD || i == P_MM_WEIGHTS)) g->mm_pd = pd;
     else synco_dnnl_pd_free(&pd);
     SYNCO_TRY(s);

@@ -80,6 +80,7 @@ static synco_status prim_make(synco_dnnl_ctx *c, lin_prim *p) {
   const_dnnl_primitive_attr_t attr = p->kind == L_BWD_WEIGHTS ? c->attr_sum : c->attr;
   const synco_dnnl_cmd bias = p->kind == L_FWD ? SYNCO_DNNL_MD(b) : NULL;
   dnnl_status_t ds = dnnl_success;
+  const int was = synco_dnnl_threads_set(p->threads); /* oneDNN splits the work for this count */
   if (st == SYNCO_OK) {
 #if DNNL_VERSION_MAJOR >= 3
     ds = dnnl_matmul_primitive_desc_create(&p->pd, c->eng, SYNCO_DNNL_MD(s), SYNCO_DNNL_MD(w), bias, SYNCO_DNNL_MD(d),
@@ -94,6 +95,7 @@ static synco_status prim_make(synco_dnnl_ctx *c, lin_prim *p) {
                       p->k, p->n, dnnl_status2str(ds));
   }
   if (st == SYNCO_OK) st = synco_dnnl_prim_make(c, &p->prim, p->pd);
+  synco_dnnl_threads_set(was);
   if (st == SYNCO_OK) st = synco_dnnl_mem(c, &p->src, SYNCO_DNNL_MD(s));
   if (st == SYNCO_OK) st = synco_dnnl_mem(c, &p->wei, SYNCO_DNNL_MD(w));
   if (st == SYNCO_OK && bias) st = synco_dnnl_mem(c, &p->bias, bias);
@@ -123,7 +125,8 @@ static synco_status linear_state(synco_dnnl_ctx *c, size_t elems, struct synco_d
 /* The cached matmul of one pass and shape, made on first use. */
 static synco_status get_prim(synco_dnnl_ctx *c, struct synco_dnnl_linear *l, int kind, int m, int n, int k,
                              lin_prim **out) {
-  const int threads = omp_get_max_threads();
+  /* backward weights sums over the batch: under fixed sums planned for ctx->sum_threads */
+  const int threads = kind == L_BWD_WEIGHTS && synco_dnnl_sum_threads(c) ? synco_dnnl_sum_threads(c) : omp_get_max_threads();
   for (int i = 0; i < l->used; i++) {
     lin_prim *p = &l->v[i];
     if (p->kind == kind && p->m == m && p->n == n && p->k == k && p->threads == threads) {

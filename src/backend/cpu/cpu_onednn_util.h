@@ -7,6 +7,7 @@
 #ifndef SYNCO_BACKEND_CPU_ONEDNN_UTIL_H
 #define SYNCO_BACKEND_CPU_ONEDNN_UTIL_H
 
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ typedef struct { dnnl_memory_desc_t d; } synco_dnnl_md;
       return synco_fail(SYNCO_ERR_BACKEND, "%s:%d: %s: %s", __FILE__, __LINE__, #call, dnnl_status2str(_dst)); \
   } while (0)
 
+#define SYNCO_DNNL_SPLIT_MAX 64 /* most batch chunks of a weight gradient (sum_threads) */
+
 typedef struct {
   dnnl_engine_t eng;
   dnnl_stream_t strm;
@@ -62,11 +65,23 @@ typedef struct {
   size_t kernels_len;
   int bf16;                    /* --precision bf16: convolutions and linear layers compute in bf16 (set before plans) */
   struct synco_dnnl_linear *lin; /* the linear layers' bf16 matmuls and copies (cpu_linear.c) */
+  /* --adapt-threads (synco_backend_cpu_sum_threads): the convolutions' weight gradients are summed in sum_threads
+   * fixed batch chunks, so that no sum depends on how many threads run them (cpu_conv.c, split_*) */
+  int sum_threads;
+  dnnl_stream_t split_strm[SYNCO_DNNL_SPLIT_MAX]; /* a stream per chunk (chunks run at once), made when first needed */
+  void *split_buf;             /* the chunks' partial weight gradients and scratchpads, shared, grown at plan time */
+  size_t split_bytes;
 } synco_dnnl_ctx;
 
 /* The buffers the backend shares among its ops (synco_plan_bytes' shared[i]), and what a primitive's JIT code takes
  * (an estimate: oneDNN does not say; its primitive cache shares the code of identical layers, so it errs high). */
-enum { SYNCO_DNNL_SHARED_SCRATCH = 0, SYNCO_DNNL_SHARED_WINO = 1, SYNCO_DNNL_SHARED_REO_X = 2, SYNCO_DNNL_SHARED_REO_Y = 3 };
+enum {
+  SYNCO_DNNL_SHARED_SCRATCH = 0,
+  SYNCO_DNNL_SHARED_WINO = 1,
+  SYNCO_DNNL_SHARED_REO_X = 2,
+  SYNCO_DNNL_SHARED_REO_Y = 3,
+  SYNCO_DNNL_SHARED_SPLIT = 4
+};
 #define SYNCO_DNNL_CODE_BYTES ((size_t)32 << 10)
 
 /* A primitive with the memory object its scratchpad is bound through. */
@@ -77,11 +92,26 @@ typedef struct {
 
 static inline synco_dnnl_ctx *synco_dnnl_ctx_of(synco_backend *be) { return (synco_dnnl_ctx *)be->ctx; }
 
+/* Sets OpenMP's thread count to n (n > 0; else leaves it) and returns the count it was. oneDNN splits a primitive's
+ * work for the count in force when its descriptor and primitive are made, whatever count later runs it. */
+static inline int synco_dnnl_threads_set(int n) {
+  const int was = omp_get_max_threads();
+  if (n > 0) omp_set_num_threads(n);
+  return was;
+}
+
+/* The thread count to plan a weight gradient (a sum over the batch) for: ctx->sum_threads with fixed sums, so that
+ * its split does not change with the count that runs it; 0 (the count in force) otherwise. */
+static inline int synco_dnnl_sum_threads(const synco_dnnl_ctx *c) { return c->sum_threads > 1 ? c->sum_threads : 0; }
+
 /* Memory descriptor of an activation in `layout` (nchw, nChw8c, nChw16c) or of any rank with `tag`. */
 synco_status synco_dnnl_md_act(synco_dnnl_md *m, int n, int c, int h, int w, synco_dtype dt, synco_layout layout);
 synco_status synco_dnnl_md_tag(synco_dnnl_md *m, int ndims, const dnnl_dims_t dims, dnnl_data_type_t dt,
                                dnnl_format_tag_t tag);
 void synco_dnnl_md_free(synco_dnnl_md *m);
+/* The descriptor of `full` with n images (its first n: the batch is the outermost dimension of every activation
+ * format synco uses). */
+synco_status synco_dnnl_md_batch(synco_dnnl_md *m, synco_dnnl_cmd full, int n);
 /* F32 always; BF16 only where the ISA runs it (AVX-512 core and up). */
 synco_status synco_dnnl_dtype(const synco_dnnl_ctx *c, synco_dtype dt, dnnl_data_type_t *out);
 /* A memory object without a buffer (bound per call with synco_dnnl_bind). */
