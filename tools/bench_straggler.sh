@@ -6,8 +6,9 @@
 # usage: tools/bench_straggler.sh [SYNCO_BINARY] [ROUNDS] [METHOD]   (default build/synco 3 synco)
 # environment: WIDTH (64), BATCH (128), MOCO_K (4096), THREADS (2), PRECISION (fp32; bf16: synco --precision bf16 and
 # PyTorch under bf16 autocast, as in tools/bench_step_pairs.sh), ITERS and WARMUP (both programs' --iters and
-# --warmup; their defaults 5 and 2), SYNCO_ALSO (flags of a second synco run in each round, e.g. --adapt-threads,
-# whose governor needs a few windows of half a second: give WARMUP 20 or more at width 8; printed as "synco+")
+# --warmup; their defaults 5 and 2), SYNCO_ALSO (flags of a second synco run in each round, e.g. --no-adapt-threads
+# for the static split; the default's governor needs a few windows of half a second: give WARMUP 20 or more at width
+# 8; printed as "synco+")
 set -euo pipefail
 bin=${1:-build/synco}; rounds=${2:-3}; method=${3:-synco}
 py=${PYTHON:-/usr/bin/python3}

@@ -72,7 +72,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
-      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (sums fixed for --threads, so results do not depend on when)" : "(step only)"},
+      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (on by default in step, as in pretrain; sums fixed for --threads; --no-adapt-threads: off)" : "(step only)"},
       {"profile", 0, SYNCO_ARG_INT, &o->profile, "mark the last N timed iterations for a profiler (ncu --profile-from-start off)"},
       {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL},
@@ -252,7 +252,7 @@ done:
 int synco_bench_step(int argc, char **argv) {
   bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
                   .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 8,
-                  .memory_check = 1};
+                  .memory_check = 1, .adapt = 1};
   int rc = parse("step", &o, argc, argv, 1);
   if (rc) return rc == 1 ? 0 : rc;
   const int depth = depth_of(o.arch);

@@ -36,8 +36,10 @@ int synco_cmd_info(int argc, char **argv) {
 #else
   printf("transports: single process (MPI not built in: apt-get install openmpi-bin libopenmpi-dev and rebuild)\n");
 #endif
-  printf("threads: %d (%s); idle threads wait: %s\n", omp_get_max_threads(),
-         threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change", synco_wait_policy_describe());
+  printf("threads: %d (%s); idle threads wait: %s; pretrain and bench step run fewer while other processes take "
+         "cores, with the same results (--no-adapt-threads: always all)\n",
+         omp_get_max_threads(), threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change",
+         synco_wait_policy_describe());
 #ifdef SYNCO_HAVE_CAIRO
   printf("plots: cairo\n");
 #else

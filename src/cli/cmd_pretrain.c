@@ -37,7 +37,7 @@ static const pretrain_opts DEFAULTS = {
     .knn_every = 0, .knn_k = 200, .print_freq = 10, .blur = 1, .skip_bad = 0, .seed = 0,
     .lr = 0.03, .wd = 1e-4, .momentum = 0.9, .moco_m = 0.999, .moco_t = 0.2, .sigma = 0.01, .delta = 0.01,
     .eta = 0.01, .knn_t = 0.1, .lr_warmup_epochs = 0, .schedule = {0, {0}}, .memory_check = 1,
-    .probe = 1, .probe_lr = 0.1, .tensorboard = 1,
+    .probe = 1, .probe_lr = 0.1, .tensorboard = 1, .adapt_threads = 1,
 };
 
 static const char SUMMARY[] =
@@ -156,7 +156,7 @@ static void flag_table(pretrain_ctx *c) {
       {"precision", 0, SYNCO_ARG_STR, &o->precision, SYNCO_PRECISION_HELP},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores; results depend on it, --resume keeps it)"},
       {"workers", 'j', SYNCO_ARG_INT, &o->workers, "data loader threads"},
-      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt_threads, "fewer compute threads while other processes take cores, all again when they leave (results then depend on when; --resume keeps it)"},
+      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt_threads, "fewer compute threads while other processes take cores, all again when they leave (on by default; sums fixed for --threads, so results do not depend on when; --no-adapt-threads: off; --resume keeps it)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
       {"save-every", 0, SYNCO_ARG_INT, &o->save_every, "keep checkpoint_NNNN every this many epochs (0 = only last)"},
       {"knn-every", 0, SYNCO_ARG_INT, &o->knn_every, "kNN accuracy on --val every this many epochs (0 = never)"},
@@ -217,6 +217,7 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
     return 2;
   }
   if (demo && !synco_args_seen(args, "out")) c->force = 1; /* `make demo` again replaces runs/demo */
+  c->adapt_said = synco_args_seen(args, "adapt-threads");
   if (!pretrain_method_known(o->method))
     synco_arg_problem(&c->problems, "--method must be synco, mochi or moco, got '%s'", o->method);
   else

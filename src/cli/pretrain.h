@@ -125,6 +125,7 @@ typedef struct {
   int aside;                     /* --force set the earlier run aside (DIR/.replaced-run): it is removed at the new
                                   * run's first checkpoint, and put back if the run ends before one */
   synco_thread_governor gov;     /* --adapt-threads (off: full 1, never called) */
+  int adapt_said;                /* --adapt-threads or --no-adapt-threads was on the command line */
   FILE *log;                     /* log.jsonl */
   synco_tfevents *tb;            /* the TensorBoard event file, or NULL */
   char *cfg_json;                /* config.json's text, stored in every checkpoint */

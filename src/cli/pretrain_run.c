@@ -329,8 +329,9 @@ int pretrain_run(pretrain_ctx *c) {
   /* --adapt-threads on the CPU (a GPU's steps are not the CPU threads') */
   synco_governor_init(&c->gov, o->adapt_threads && !synco_backend_supports(c->be, SYNCO_CAP_ASYNC) ? o->threads : 1);
   if (o->adapt_threads && c->gov.full > 1)
-    printf("threads: %d, fewer while other processes take cores (--adapt-threads)\n", o->threads);
-  else if (o->adapt_threads)
+    printf("threads: %d, fewer while other processes take cores (--no-adapt-threads: always %d)\n", o->threads,
+           o->threads);
+  else if (o->adapt_threads && c->adapt_said)
     printf("--adapt-threads: nothing to adapt (%s)\n", o->threads < 2 ? "one compute thread" : "a GPU runs the steps");
   const double t_start = synco_now();
   /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */

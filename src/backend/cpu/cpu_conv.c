@@ -19,6 +19,9 @@
  *    where oneDNN has only AVX2 kernels for an 8-channel block (half of each register idle).
  *  - im2col + oneDNN's matmul (cpu_conv_gemm.c), "gemm": under --precision bf16 on AMX CPUs, the passes of layers
  *    with few output pixels, where oneDNN's AMX convolution kernels are slow (synco_conv_gemm_passes).
+ *  - Fixed sums (--adapt-threads, on by default in pretrain: ctx->sum_threads): oneDNN's backward weights in fixed
+ *    batch chunks on one-thread kernels (split_pass), so that a weight gradient does not change with the number of
+ *    threads that runs it.
  * Which one a 3x3 stride-1 pass takes is, by default, a fixed rule (rule_kind): the kernels then depend only on
  * the CPU's ISA and the shapes, so a resumed run, the ranks of a run and a rerun take the same ones and the results
  * are bit-identical. SYNCO_CONV_ALGO=auto measures instead, once per process and shape (as cuDNN's benchmark mode
