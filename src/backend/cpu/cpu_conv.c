@@ -348,10 +348,12 @@ static synco_status grow(void **buf, size_t *have, size_t need) {
 /* Makes the primitive, the activation reorders and the weights of a found pass. fwd: the same algorithm's forward
  * pass (made first), whose weight buffer backward data shares when the formats agree. */
 static synco_status pass_make(synco_dnnl_ctx *c, conv_impl *k, int pass, dnnl_pass *d, const dnnl_pass *fwd) {
-  const int was = threads_set(pass_threads(c, pass));
-  const synco_status made = synco_dnnl_prim_make(c, &d->prim, d->pd);
-  threads_set(was);
-  SYNCO_TRY(made);
+  if (!(pass == P_BWD_WEIGHTS && k->split.n)) { /* a split pass runs its chunks' primitives (split_plan) */
+    const int was = threads_set(pass_threads(c, pass));
+    const synco_status made = synco_dnnl_prim_make(c, &d->prim, d->pd);
+    threads_set(was);
+    SYNCO_TRY(made);
+  }
   synco_dnnl_cmd xa, yb;
   pass_mds(d->pd, pass, &xa, &yb);
   const synco_dnnl_cmd lx = SYNCO_DNNL_MD(k->md_x), ly = SYNCO_DNNL_MD(k->md_y);
@@ -382,14 +384,15 @@ static synco_status pass_make(synco_dnnl_ctx *c, conv_impl *k, int pass, dnnl_pa
   return synco_dnnl_reorder_make(c, &d->rw, SYNCO_DNNL_MD(k->md_w), wmd, c->attr);
 }
 
-/* What pass_make would allocate (kept) and share (scratchpads, reorder buffers). */
+/* What pass_make would allocate (kept) and share (scratchpads, reorder buffers); split: the pass runs in batch chunks
+ * (split_plan: their primitives and slots are counted by plan_bytes). */
 static synco_status pass_bytes(synco_dnnl_ctx *c, const conv_impl *k, int pass, const dnnl_pass *d,
-                               const dnnl_pass *fwd, synco_plan_bytes *b) {
+                               const dnnl_pass *fwd, int split, synco_plan_bytes *b) {
   size_t r[2];
   pass_reo_bytes(k, d, pass, r);
   synco_plan_share(b, SYNCO_DNNL_SHARED_REO_X, r[0]);
   synco_plan_share(b, SYNCO_DNNL_SHARED_REO_Y, r[1]);
-  synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(d->pd));
+  if (!split) synco_plan_share(b, SYNCO_DNNL_SHARED_SCRATCH, synco_dnnl_scratch_bytes(d->pd)); /* no whole primitive */
   const synco_dnnl_cmd wmd = dnnl_primitive_desc_query_md(
       d->pd, pass == P_BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
   /* backward data shares the forward's weight copy when both take the same format (as pass_make does) */
@@ -447,10 +450,13 @@ static synco_status split_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const c
  * the chunks' partial gradients would outweigh the pass's inputs: their sum reads them all, which made the split
  * 1.14x as slow as oneDNN's own pass on ResNet-18's 512-channel 4x4 layers (2 chunks, batch 128, Zen 4; 2 x 9.4 MB
  * of partials against 8.4 MB of x and dy), and would grow with the chunks on a machine of many threads. */
-static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+/* Decides whether the layer's chosen oneDNN backward-weights pass is split and, if so, describes the chunks: their
+ * descriptors (each planned for one thread), image sizes, and slot sizes in ctx->split_buf; s->n = the chunks, 0
+ * where it is not split (nothing then kept). Makes no primitive: plan_bytes asks it too. */
+static synco_status split_describe(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k, split_pass *s) {
   const int kind = k->kind[P_BWD_WEIGHTS], chunks = c->sum_threads;
-  if (chunks < 2 || kind >= NDNNL || op->n < chunks) return SYNCO_OK;
-  split_pass *s = &k->split;
+  memset(s, 0, sizeof(*s));
+  if (chunks < 2 || kind >= NDNNL || op->n < chunks || !k->d[kind][P_BWD_WEIGHTS].pd) return SYNCO_OK;
   synco_dnnl_cmd xa, yb;
   const_dnnl_primitive_desc_t whole = k->d[kind][P_BWD_WEIGHTS].pd;
   pass_mds(whole, P_BWD_WEIGHTS, &xa, &yb);
@@ -461,21 +467,43 @@ static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_
   s->y_img = alloc_bytes(yb) / (size_t)op->n;
   if (s->x_img * (size_t)op->n != alloc_bytes(xa) || s->y_img * (size_t)op->n != alloc_bytes(yb)) return SYNCO_OK;
   s->n_small = op->n / chunks;
-  /* chunks of n_small images, and of n_small + 1 where the batch does not divide: each planned for one thread */
+  /* chunks of n_small images, and of n_small + 1 where the batch does not divide */
   const int was = threads_set(1);
   synco_status st = split_pd(c, op, k, kind, xa, yb, s->n_small, &s->pd[0]);
   if (st == SYNCO_OK && op->n % chunks) st = split_pd(c, op, k, kind, xa, yb, s->n_small + 1, &s->pd[1]);
+  threads_set(was);
   synco_dnnl_cmd dwmd = s->pd[0] ? dnnl_primitive_desc_query_md(s->pd[0], dnnl_query_diff_weights_md, 0) : NULL;
   const int ok = dwmd && (!(op->n % chunks) ||
                           (s->pd[1] && dnnl_memory_desc_equal(
                                            dwmd, dnnl_primitive_desc_query_md(s->pd[1], dnnl_query_diff_weights_md, 0))));
-  size_t sp = 0;
-  for (int g = 0; g < chunks && st == SYNCO_OK && ok; g++) {
-    const_dnnl_primitive_desc_t pd = s->pd[chunk_images(g, op->n, chunks) > s->n_small];
-    if (synco_dnnl_scratch_bytes(pd) > sp) sp = synco_dnnl_scratch_bytes(pd);
+  if (st != SYNCO_OK || !ok) {
+    split_free(s);
+    return st;
+  }
+  size_t sp = synco_dnnl_scratch_bytes(s->pd[0]);
+  if (s->pd[1] && synco_dnnl_scratch_bytes(s->pd[1]) > sp) sp = synco_dnnl_scratch_bytes(s->pd[1]);
+  s->dw_bytes = round64(alloc_bytes(dwmd));
+  s->sp_bytes = round64(sp);
+  s->n = chunks;
+  return SYNCO_OK;
+}
+
+/* Plans k->split when ctx->sum_threads asks for fixed sums (split_describe decides): a primitive per chunk, planned
+ * for one thread, its memory objects and stream, the chunks' sum into OIHW, and ctx->split_buf grown. Before the
+ * passes are made: a split pass's whole primitive is not made (its scratchpad would only take memory). */
+static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_impl *k) {
+  split_pass *s = &k->split;
+  SYNCO_TRY(split_describe(c, op, k, s));
+  if (!s->n) return SYNCO_OK;
+  synco_dnnl_cmd dwmd = dnnl_primitive_desc_query_md(s->pd[0], dnnl_query_diff_weights_md, 0);
+  const int was = threads_set(1);
+  synco_status st = SYNCO_OK;
+  for (int g = 0; g < s->n && st == SYNCO_OK; g++) {
+    const_dnnl_primitive_desc_t pd = s->pd[chunk_images(g, op->n, s->n) > s->n_small];
     synco_dnnl_cmd cx, cy;
     pass_mds(pd, P_BWD_WEIGHTS, &cx, &cy);
-    if (dnnl_primitive_create(&s->prim[g], pd) != dnnl_success) st = synco_fail(SYNCO_ERR_BACKEND, "cpu conv: a batch chunk's backward weights");
+    if (dnnl_primitive_create(&s->prim[g], pd) != dnnl_success)
+      st = synco_fail(SYNCO_ERR_BACKEND, "cpu conv: a batch chunk's backward weights");
     if (st == SYNCO_OK) st = synco_dnnl_mem(c, &s->x[g], cx);
     if (st == SYNCO_OK) st = synco_dnnl_mem(c, &s->y[g], cy);
     if (st == SYNCO_OK) st = synco_dnnl_mem(c, &s->dw[g], dwmd);
@@ -486,16 +514,10 @@ static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_
       st = synco_fail(SYNCO_ERR_BACKEND, "cpu conv: a stream for a batch chunk");
   }
   threads_set(was);
-  if (st != SYNCO_OK || !ok) {
-    split_free(s);
-    return st;
-  }
-  s->dw_bytes = round64(alloc_bytes(dwmd));
-  s->sp_bytes = round64(sp);
-  SYNCO_TRY(synco_dnnl_reorder_make(c, &s->rw, dwmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum));
-  SYNCO_TRY(grow(&c->split_buf, &c->split_bytes, (size_t)chunks * (s->dw_bytes + s->sp_bytes)));
-  s->n = chunks;
-  return SYNCO_OK;
+  if (st == SYNCO_OK) st = synco_dnnl_reorder_make(c, &s->rw, dwmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum);
+  if (st == SYNCO_OK) st = grow(&c->split_buf, &c->split_bytes, (size_t)s->n * (s->dw_bytes + s->sp_bytes));
+  if (st != SYNCO_OK) split_free(s);
+  return st;
 }
 
 /* dw += the layer's weight gradient from x and dy (in the pass's formats, n images): each chunk's partial gradient
@@ -981,8 +1003,8 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, conv_impl *k) {
   memcpy(k->kind, q.kind, sizeof k->kind);
   drop_losers(k);
   if (!uses_gemm(k->kind)) synco_conv_gemm_free(&k->gemm);
-  SYNCO_TRY(make_passes(c, k, 0));
   SYNCO_TRY(split_plan(c, op, k));
+  SYNCO_TRY(make_passes(c, k, 0));
   if (uses_own(k->kind)) SYNCO_TRY(grow((void **)&c->wino, &c->wino_bytes, wino));
   int measured = 0;
   for (int p = 0; p < NPASS; p++)
@@ -1002,19 +1024,23 @@ static synco_status plan_bytes(synco_backend *be, const synco_conv_op *op, conv_
   conv_choice q;
   const int known = choice_known(op, k, &q);
   if (!known || uses_own(q.kind)) synco_plan_share(b, SYNCO_DNNL_SHARED_WINO, wino);
+  /* fixed sums: a split backward-weights pass's chunks, each its partial gradient and scratchpad, and their code */
+  split_pass sp = {0};
+  if (known) {
+    memcpy(k->kind, q.kind, sizeof k->kind);
+    SYNCO_TRY(split_describe(c, op, k, &sp));
+  }
+  const int chunks = sp.n;
+  if (chunks) {
+    synco_plan_share(b, SYNCO_DNNL_SHARED_SPLIT, (size_t)chunks * (sp.dw_bytes + sp.sp_bytes));
+    b->kept += (size_t)chunks * SYNCO_DNNL_CODE_BYTES;
+  }
+  split_free(&sp);
   for (int a = 0; a < NDNNL; a++)
     for (int p = 0; p < NPASS; p++)
       if (k->d[a][p].pd && (!known || q.kind[p] == a))
-        SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], !known || q.kind[P_FWD] == a ? &k->d[a][P_FWD] : NULL, b));
-  /* fixed sums: each batch chunk's partial weight gradient and scratchpad (a one-thread kernel's scratchpad is
-   * taken to be no larger than the whole pass's) */
-  const int bww = known ? q.kind[P_BWD_WEIGHTS] : K_DIRECT;
-  if (c->sum_threads > 1 && bww < NDNNL && k->d[bww][P_BWD_WEIGHTS].pd) {
-    const_dnnl_primitive_desc_t pd = k->d[bww][P_BWD_WEIGHTS].pd;
-    synco_plan_share(b, SYNCO_DNNL_SHARED_SPLIT,
-                     (size_t)c->sum_threads * (round64(alloc_bytes(dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0))) +
-                                               round64(synco_dnnl_scratch_bytes(pd))));
-  }
+        SYNCO_TRY(pass_bytes(c, k, p, &k->d[a][p], !known || q.kind[P_FWD] == a ? &k->d[a][P_FWD] : NULL,
+                             p == P_BWD_WEIGHTS && chunks, b));
   if (k->own_gemm && (!known || uses_gemm(q.kind)))
     SYNCO_TRY(synco_conv_gemm_plan_bytes(c, op, k->own_gemm, SYNCO_DNNL_MD(k->md_x), SYNCO_DNNL_MD(k->md_y),
                                          SYNCO_DNNL_MD(k->md_w), b));
