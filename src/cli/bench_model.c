@@ -72,7 +72,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
-      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (on by default in step, as in pretrain; sums fixed for --threads; --no-adapt-threads: off)" : "(step only)"},
+      {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt, step ? "fewer compute threads while other processes take cores (as in pretrain; sums fixed for --threads; --no-adapt-threads: off)" : "(step only)"},
       {"profile", 0, SYNCO_ARG_INT, &o->profile, "mark the last N timed iterations for a profiler (ncu --profile-from-start off)"},
       {"memory-check", 0, SYNCO_ARG_FLAG, &o->memory_check, "refuse a run planned to need more memory than is free (--no-memory-check: run anyway)"},
       {NULL},
