@@ -191,8 +191,6 @@ static const char *impl_name(const_dnnl_primitive_desc_t pd) {
 
 static int is_ref(const char *impl) { return strstr(impl, "ref") != NULL; }
 
-#define threads_set synco_dnnl_threads_set
-
 /* The thread count a pass is planned for (0: the count in force): backward weights under fixed sums are planned for
  * ctx->sum_threads (where split_plan does not split them into chunks, they run whole for that count). */
 static int pass_threads(const synco_dnnl_ctx *c, int pass) { return pass == P_BWD_WEIGHTS ? synco_dnnl_sum_threads(c) : 0; }
@@ -299,10 +297,10 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
         pd = fwd;
         fwd = NULL;
       } else {
-        const int was = threads_set(pass_threads(c, pass));
+        const int was = synco_dnnl_threads_set(pass_threads(c, pass));
         if (pass_pd(c, op, alg, pass, SYNCO_DNNL_MD(mx), SYNCO_DNNL_MD(mw), SYNCO_DNNL_MD(my), fwd, &pd) != dnnl_success)
           pd = NULL;
-        threads_set(was);
+        synco_dnnl_threads_set(was);
       }
     }
     synco_dnnl_md_free(&fw);
@@ -349,9 +347,9 @@ static synco_status grow(void **buf, size_t *have, size_t need) {
  * pass (made first), whose weight buffer backward data shares when the formats agree. */
 static synco_status pass_make(synco_dnnl_ctx *c, conv_impl *k, int pass, dnnl_pass *d, const dnnl_pass *fwd) {
   if (!(pass == P_BWD_WEIGHTS && k->split.n)) { /* a split pass runs its chunks' primitives (split_plan) */
-    const int was = threads_set(pass_threads(c, pass));
+    const int was = synco_dnnl_threads_set(pass_threads(c, pass));
     const synco_status made = synco_dnnl_prim_make(c, &d->prim, d->pd);
-    threads_set(was);
+    synco_dnnl_threads_set(was);
     SYNCO_TRY(made);
   }
   synco_dnnl_cmd xa, yb;
@@ -468,10 +466,10 @@ static synco_status split_describe(synco_dnnl_ctx *c, const synco_conv_op *op, c
   if (s->x_img * (size_t)op->n != alloc_bytes(xa) || s->y_img * (size_t)op->n != alloc_bytes(yb)) return SYNCO_OK;
   s->n_small = op->n / chunks;
   /* chunks of n_small images, and of n_small + 1 where the batch does not divide */
-  const int was = threads_set(1);
+  const int was = synco_dnnl_threads_set(1);
   synco_status st = split_pd(c, op, k, kind, xa, yb, s->n_small, &s->pd[0]);
   if (st == SYNCO_OK && op->n % chunks) st = split_pd(c, op, k, kind, xa, yb, s->n_small + 1, &s->pd[1]);
-  threads_set(was);
+  synco_dnnl_threads_set(was);
   synco_dnnl_cmd dwmd = s->pd[0] ? dnnl_primitive_desc_query_md(s->pd[0], dnnl_query_diff_weights_md, 0) : NULL;
   const int ok = dwmd && (!(op->n % chunks) ||
                           (s->pd[1] && dnnl_memory_desc_equal(
@@ -496,7 +494,7 @@ static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_
   SYNCO_TRY(split_describe(c, op, k, s));
   if (!s->n) return SYNCO_OK;
   synco_dnnl_cmd dwmd = dnnl_primitive_desc_query_md(s->pd[0], dnnl_query_diff_weights_md, 0);
-  const int was = threads_set(1);
+  const int was = synco_dnnl_threads_set(1);
   synco_status st = SYNCO_OK;
   for (int g = 0; g < s->n && st == SYNCO_OK; g++) {
     const_dnnl_primitive_desc_t pd = s->pd[chunk_images(g, op->n, s->n) > s->n_small];
@@ -513,7 +511,7 @@ static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_
         dnnl_stream_create(&c->split_strm[g], c->eng, dnnl_stream_default_flags) != dnnl_success)
       st = synco_fail(SYNCO_ERR_BACKEND, "cpu conv: a stream for a batch chunk");
   }
-  threads_set(was);
+  synco_dnnl_threads_set(was);
   if (st == SYNCO_OK) st = synco_dnnl_reorder_make(c, &s->rw, dwmd, SYNCO_DNNL_MD(k->md_w), c->attr_sum);
   if (st == SYNCO_OK) st = grow(&c->split_buf, &c->split_bytes, (size_t)s->n * (s->dw_bytes + s->sp_bytes));
   if (st != SYNCO_OK) split_free(s);
@@ -523,7 +521,7 @@ static synco_status split_plan(synco_dnnl_ctx *c, const synco_conv_op *op, conv_
 /* dw += the layer's weight gradient from x and dy (in the pass's formats, n images): each chunk's partial gradient
  * into its slot of ctx->split_buf, on the threads there are, then their sum in chunk order (each element's adds in
  * the same order whatever the threads), reordered into OIHW and added to dw. */
-static synco_status split_run(synco_dnnl_ctx *c, const split_pass *s, int n, const char *x, const char *y, float *dw,
+static synco_status split_run(synco_dnnl_ctx *c, split_pass *s, int n, const char *x, const char *y, float *dw,
                               dnnl_memory_t m_w) {
   char *buf = c->split_buf;
   const size_t slot = s->dw_bytes + s->sp_bytes;
@@ -554,7 +552,7 @@ static synco_status split_run(synco_dnnl_ctx *c, const split_pass *s, int n, con
   SYNCO_TRY(synco_dnnl_bind(s->dw[0], sum));
   SYNCO_TRY(synco_dnnl_bind(m_w, dw));
   const dnnl_exec_arg_t ra[] = {{DNNL_ARG_SRC, s->dw[0]}, {DNNL_ARG_DST, m_w}};
-  return synco_dnnl_exec(c, (synco_dnnl_prim *)&s->rw, 2, ra);
+  return synco_dnnl_exec(c, &s->rw, 2, ra);
 }
 
 /* ---- running a pass ------------------------------------------------------------------------------------------------ */
