@@ -1,6 +1,8 @@
 /* Whole MoCo-v2 and SynCo steps through the reference backend and through the cpu backend on the same inputs
  * and weights, one step at a time from the same state (tests/unit/step_compare.h says what is compared and
- * within what). Skipped in a build without oneDNN. */
+ * within what), by the cpu backend's default kernels and again with fixed sums (2 and 3 batch chunks, as
+ * --adapt-threads runs them: test_fixed_sums.c shows they do not depend on the thread count, this that they are
+ * right). Skipped in a build without oneDNN. */
 #include "backend/registry.h"
 #include "step_compare.h"
 
@@ -14,6 +16,18 @@ int main(void) {
   step_compare t = {.ref = ref_be, .other = fast_be, .loose = 1};
   step_compare_all(&t);
   synco_backend_destroy(fast_be);
+  /* again with fixed sums (--adapt-threads, the default of pretrain): the weight gradients summed in 2 and in 3
+   * batch chunks (16 images: 8 + 8, and 5 + 5 + 6) must meet the same tolerances */
+  for (int chunks = 2; chunks <= 3; chunks++) {
+    CHECK_OK(synco_backend_create("cpu", &fast_be));
+    CHECK_OK(synco_backend_fixed_sums(fast_be, chunks));
+    step_compare f = {.ref = ref_be, .other = fast_be, .loose = 1};
+    step_compare_all(&f);
+    char *log = synco_test_kernel_log(fast_be);
+    CHECK(strstr(log, "bwd_weights_chunks") != NULL);
+    free(log);
+    synco_backend_destroy(fast_be);
+  }
   synco_backend_destroy(ref_be);
   return synco_test_finish("step_backends");
 }
