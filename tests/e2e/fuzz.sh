@@ -9,4 +9,5 @@ trap 'rm -rf "$probe"' EXIT
 printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' >"$probe/p.c"
 "$CC_BIN" -fsanitize=fuzzer,address "$probe/p.c" -o "$probe/p" >/dev/null 2>&1 \
   || { echo "SKIP: libFuzzer runtime missing (apt-get install libclang-rt-14-dev)"; exit 77; }
+rm -rf "$probe" # exec below replaces this shell, so the EXIT trap would not run
 exec bash "$ROOT/tests/fuzz/run_fuzz.sh"
