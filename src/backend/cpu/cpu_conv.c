@@ -36,8 +36,10 @@
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
  * autocast does: the layer's activations stay fp32 in its layout, and each pass reorders its inputs into bf16 in the
  * format its kernel chooses (any format is tried first: on AMX that is nhwc, where oneDNN's AMX kernels run, while
- * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers; y and dx come
- * out of the kernel in bf16 (autocast's convolution output) and are widened into the layer's fp32 tensors; dw is
+ * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers; y and dx are
+ * stored by the kernel in fp32 straight into the layer's tensors where the same kernel takes that (bf16_f32_output:
+ * no rounding of the fp32 sum to bf16, as autocast's bf16 output has, and no copy to widen), else they come out in
+ * bf16 and are widened into the layer's fp32 tensors; dw is
  * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
  * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm, where
  * synco_conv_gemm_passes says so im2col + matmul, oneDNN's direct algorithm in fp32 (direct-fp32), and for 3x3
@@ -251,6 +253,51 @@ static void pass_mds(const_dnnl_primitive_desc_t pd, int pass, synco_dnnl_cmd *x
 }
 
 #define ANY_TAG dnnl_format_tag_any
+
+static dnnl_data_type_t md_dtype(synco_dnnl_cmd md) {
+#if DNNL_VERSION_MAJOR >= 3
+  dnnl_data_type_t t = dnnl_data_type_undef;
+  dnnl_memory_desc_query(md, dnnl_query_data_type, &t);
+  return t;
+#else
+  return md->data_type;
+#endif
+}
+
+/* A bf16 pass's output (the forward's y, backward data's dx) stored by the kernel in fp32 straight into the layer's
+ * tensor, where the same implementation takes it (oneDNN's bf16 kernels sum in fp32 and can store either): no bf16
+ * copy to widen afterwards, and the output keeps the fp32 sum instead of its bf16 rounding. The pass keeps the kernel
+ * it found with a bf16 output (the implementation names must match), so no CPU's choice of kernel changes; where the
+ * kernel does not take the layer's layout in fp32 (AMX's nhwc, an 8-channel layer's padded nChw16c) nothing
+ * changes. *done: 1 when d now outputs fp32. */
+static synco_status bf16_f32_output(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_impl *k,
+                                    dnnl_alg_kind_t alg, int pass, dnnl_pass *d, int *done) {
+  *done = 0;
+  synco_dnnl_cmd xa, yb;
+  pass_mds(d->pd, pass, &xa, &yb);
+  const dnnl_dims_t wd = {op->cout, op->cin, op->kh, op->kw};
+  synco_dnnl_md w = {0};
+  SYNCO_TRY(synco_dnnl_md_tag(&w, 4, wd, dnnl_bf16, ANY_TAG));
+  dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+  if (pass == P_FWD) {
+    if (pass_pd(c, op, alg, P_FWD, xa, SYNCO_DNNL_MD(w), SYNCO_DNNL_MD(k->md_y), NULL, &pd) != dnnl_success) pd = NULL;
+  } else if (pass_pd(c, op, alg, P_FWD, xa, SYNCO_DNNL_MD(w), yb, NULL, &fwd) == dnnl_success &&
+             pass_pd(c, op, alg, P_BWD_DATA, SYNCO_DNNL_MD(k->md_x), SYNCO_DNNL_MD(w), yb, fwd, &pd) != dnnl_success) {
+    pd = NULL;
+  }
+  if (fwd) dnnl_primitive_desc_destroy(fwd);
+  synco_dnnl_md_free(&w);
+  if (!pd) return SYNCO_OK;
+  if (strcmp(impl_name(pd), d->impl) != 0) {
+    dnnl_primitive_desc_destroy(pd);
+    return SYNCO_OK;
+  }
+  dnnl_primitive_desc_destroy(d->pd);
+  d->pd = pd;
+  d->impl = impl_name(pd);
+  *done = 1;
+  return SYNCO_OK;
+}
 /* Finds the primitive descriptor of one pass of oneDNN kernel `kind` (K_DIRECT, K_DNNL_WINO, K_DIRECT_F32): the first
  * candidate pair of activation formats (x, y) whose implementation is not a reference one (0 = the layer's layouts;
  * see the file comment). Winograd is tried in the layer's layouts only. No candidate: d->pd stays NULL. */
@@ -316,12 +363,15 @@ static synco_status find_pd(synco_dnnl_ctx *c, const synco_conv_op *op, const co
   synco_dnnl_md_free(&mw);
   if (s != SYNCO_OK || !d->pd) return s;
   d->impl = impl_name(d->pd);
+  int f32_out = 0;
+  if (bf16 && pass != P_BWD_WEIGHTS) SYNCO_TRY(bf16_f32_output(c, op, k, alg, pass, d, &f32_out));
   synco_dnnl_cmd xa, yb;
   pass_mds(d->pd, pass, &xa, &yb);
   const int rx = !dnnl_memory_desc_equal(xa, SYNCO_DNNL_MD(k->md_x));
   const int ry = !dnnl_memory_desc_equal(yb, SYNCO_DNNL_MD(k->md_y));
   if (rx || ry)
-    snprintf(d->fmt, sizeof d->fmt, "%s%s -> %s", bf16 ? "bf16 " : "", fmt_name(xa, xd, dt), fmt_name(yb, yd, dt));
+    snprintf(d->fmt, sizeof d->fmt, "%s%s -> %s%s", bf16 ? "bf16 " : "", fmt_name(xa, xd, md_dtype(xa)),
+             fmt_name(yb, yd, md_dtype(yb)), f32_out ? ", fp32 out" : "");
   return SYNCO_OK;
 }
 
