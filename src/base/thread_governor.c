@@ -105,7 +105,8 @@ int synco_governor_window(synco_thread_governor *g, double median_s, int cores, 
   }
   /* the cores the threads could have: all but those the others kept busy */
   const int free_cores = round_cores((double)cores - others);
-  if (others >= 0.5 && free_cores < g->now) return probe(g, free_cores < 1 ? 1 : free_cores, median_s);
+  const int down = free_cores < 1 ? 1 : free_cores; /* at least 1: at 1 already, there is nothing to probe */
+  if (others >= 0.5 && down < g->now) return probe(g, down, median_s);
   if (g->now < g->full && (idle >= 0.5 || g->since_probe >= 64)) {
     const int up = g->now + (idle >= 0.5 ? round_cores(idle) : 1);
     return probe(g, up > g->full ? g->full : up, median_s);

@@ -35,6 +35,13 @@ static void decisions(void) {
   CHECK(synco_governor_window(&g, 0.057, 2, 1.0, 0.0) == 1);
   CHECK(g.noted && strstr(g.note, "1 thread"));
   for (int i = 0; i < 10; i++) CHECK(synco_governor_window(&g, 0.057, 2, 1.0, 0.0) == 1); /* no core free */
+  /* at 1 thread with the others on more than 1.5 of the 2 cores: no probe of "1 thread", so a window that happens to
+   * be faster says nothing (it printed "1 thread from now on (... 674.2 ms on 1, 568.8 ms on 1)") */
+  g.noted = 0;
+  CHECK(synco_governor_window(&g, 0.057, 2, 1.6, 0.0) == 1);
+  CHECK(!g.probing);
+  CHECK(synco_governor_window(&g, 0.040, 2, 1.6, 0.0) == 1);
+  CHECK(!g.noted);
   /* the competitor leaves: probe 2, faster, kept */
   g.noted = 0;
   CHECK(synco_governor_window(&g, 0.057, 2, 0.0, 1.0) == 2);
