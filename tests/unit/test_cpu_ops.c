@@ -540,7 +540,10 @@ static void test_bf16_rule(void) {
   synco_conv_op op;
   char *k = plan_square(be, &op, 8);
   const int amx = strstr(k, "amx") != NULL;
-  CHECK(strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c (fp32)\"") != NULL || amx);
+  /* direct8 in bf16 for forward and backward data (every bf16 CPU has AVX512-BF16), fp32 for backward weights */
+  CHECK(strstr(k, "\"fwd\":\"synco:direct8_avx512_bf16:nChw8c\"") != NULL || amx);
+  CHECK(strstr(k, "\"bwd_data\":\"synco:direct8_avx512_bf16:nChw8c\"") != NULL || amx);
+  CHECK(strstr(k, "\"bwd_weights\":\"synco:direct8_avx512:nChw8c (fp32)\"") != NULL || amx);
   if (!amx && strstr(k, "direct8") == NULL) fprintf(stderr, "bf16 rule, 8 channels: %s\n", k);
   free(k);
   be->conv_release(be, &op);
@@ -705,10 +708,10 @@ int main(void) {
     run_all(be, ref, native, 1);
     test_bf16_rule();
     /* the fp32 kernels bf16 layers take where the rule says (without AMX): oneDNN's Winograd from 64 channels, synco's
-     * direct8 for nChw8c layers, oneDNN's fp32 direct (1x1 and stride-2 layers under 64 channels); each forced, on
-     * every bf16 CPU (all have AVX-512) */
+     * direct8 for the backward weights of nChw8c layers (its forward and backward data run bf16), oneDNN's fp32
+     * direct (1x1 and stride-2 layers under 64 channels); each forced, on every bf16 CPU (all have AVX-512) */
     const char *fp32_in_bf16[3][2] = {{"onednn-winograd", "\"fwd\":\"jit_wino"},
-                                      {"direct8", "\"fwd\":\"synco:direct8_avx512:nChw8c (fp32)\""},
+                                      {"direct8", "\"bwd_weights\":\"synco:direct8_avx512:nChw8c (fp32)\""},
                                       {"direct-fp32", "(fp32)\",\"bwd_data\":"}};
     for (int a = 0; a < 3; a++) {
       setenv("SYNCO_CONV_ALGO", fp32_in_bf16[a][0], 1);

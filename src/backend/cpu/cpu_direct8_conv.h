@@ -16,6 +16,10 @@
  *    over the 4 lanes of each (one permute per pixel and half), x's come by the same broadcast. Each image sums into
  *    its own partial sums (the workspace); the images' sums are then added in image order, so the result does not
  *    depend on the thread count or on which thread took which image.
+ *  - bf16 (--precision bf16, AVX512-BF16): forward and backward data with vdpbf16ps, each lane a pair of input
+ *    channels (2 products per lane and instruction, half the fp32 kernel's instructions); the inputs are rounded to
+ *    bf16 as they are loaded, so the layer's tensors stay fp32 and nothing is copied. Zen 4, 2 threads, batch 64,
+ *    32x32, 8 -> 8 channels, a forward: 0.235 ms against fp32's 0.37 (medians of 41).
  * The forward and backward-data outputs are sums in a fixed order too (input blocks, taps, then input channels per
  * lane, then the 4 lanes). Results differ from oneDNN's only by rounding. Up to 32 channels on each side: the
  * workspace grows with the product of the channel blocks and the batch. */
@@ -30,10 +34,13 @@
 
 typedef struct {
   int n, cin, cout, h, w; /* batch, channels (multiples of 8), image size (the output's too) */
+  int bf16;               /* forward and backward data multiply bf16 roundings of their inputs and weights (fp32
+                           * sums; AVX512-BF16); backward weights stays fp32 */
 } synco_direct8_shape;
 
-/* 1 when this CPU runs the kernels (AVX-512F). */
+/* 1 when this CPU runs the kernels (AVX-512F); _bf16: also their bf16 forward and backward data (AVX512-BF16). */
 int synco_direct8_available(void);
+int synco_direct8_bf16_available(void);
 /* 1 when they apply to the layer: multiples of 8 channels up to SYNCO_DIRECT8_MAX_C on each side, 3x3, stride 1,
  * padding 1, nChw8c activations (block 8), on this CPU. */
 int synco_direct8_applies(int cin, int cout, int kh, int kw, int stride, int pad, int block);
