@@ -69,6 +69,30 @@ AVX512 INLINE __m512 reduce_pair(__m512 lo_a, __m512 hi_a, __m512 lo_b, __m512 h
   return _mm512_permutexvar_ps(order, s);
 }
 
+/* The P output pixels from column c0 of an output row, from their accumulators (lo, hi: channels 0-3 and 4-7). */
+AVX512 INLINE void store_pixels(float *yr, int c0, const int P, const __m512 *lo, const __m512 *hi) {
+#pragma GCC unroll 4
+  for (int q = 0; q + 1 < P; q += 2)
+    _mm512_storeu_ps(yr + (long)(c0 + q) * 8, reduce_pair(lo[q], hi[q], lo[q + 1], hi[q + 1]));
+  if (P % 2) {
+    const __m512 z = _mm512_setzero_ps();
+    _mm256_storeu_ps(yr + (long)(c0 + P - 1) * 8,
+                     _mm512_castps512_ps256(reduce_pair(lo[P - 1], hi[P - 1], z, z)));
+  }
+}
+
+/* An output row (yr) of one output block of one image through `pixels` (fwd_pixels or fwd_pixels_bf16, inlined with a
+ * constant P): blocks of 8 pixels, the columns left one by one. */
+#define ROW_OF_PIXELS(pixels, yr, x, bi, row, H, W, w)                                                 \
+  do {                                                                                                \
+    int c0_ = 0;                                                                                      \
+    for (; c0_ + 8 <= (W); c0_ += 8) {                                                                \
+      if (c0_ > 0 && c0_ + 8 < (W)) pixels(yr, x, bi, row, H, W, c0_, 8, 0, w);                       \
+      else pixels(yr, x, bi, row, H, W, c0_, 8, 1, w);                                                \
+    }                                                                                                 \
+    for (; c0_ < (W); c0_++) pixels(yr, x, bi, row, H, W, c0_, 1, 1, w);                              \
+  } while (0)
+
 /* P output pixels of row `row` of one output block from column c0 (P <= 8, a constant where inlined), summed over
  * the bi input blocks of x (one image) with their packed weights wp; edge: some tap of theirs falls outside the
  * image's columns. */
@@ -104,24 +128,11 @@ AVX512 INLINE void fwd_pixels(float *yr, const float *x, int bi, int row, int H,
         }
       }
     }
-#pragma GCC unroll 4
-  for (int q = 0; q + 1 < P; q += 2)
-    _mm512_storeu_ps(yr + (long)(c0 + q) * 8, reduce_pair(lo[q], hi[q], lo[q + 1], hi[q + 1]));
-  if (P % 2) {
-    const __m512 z = _mm512_setzero_ps();
-    _mm256_storeu_ps(yr + (long)(c0 + P - 1) * 8,
-                     _mm512_castps512_ps256(reduce_pair(lo[P - 1], hi[P - 1], z, z)));
-  }
+  store_pixels(yr, c0, P, lo, hi);
 }
 
-/* One output row of one output block of one image: blocks of 8 pixels, the columns left one by one. */
 AVX512 static void fwd_row(float *yr, const float *x, int bi, int row, int H, int W, const float *wp) {
-  int c0 = 0;
-  for (; c0 + 8 <= W; c0 += 8) {
-    if (c0 > 0 && c0 + 8 < W) fwd_pixels(yr, x, bi, row, H, W, c0, 8, 0, wp);
-    else fwd_pixels(yr, x, bi, row, H, W, c0, 8, 1, wp);
-  }
-  for (; c0 < W; c0++) fwd_pixels(yr, x, bi, row, H, W, c0, 1, 1, wp);
+  ROW_OF_PIXELS(fwd_pixels, yr, x, bi, row, H, W, wp);
 }
 
 /* ---- the same in bf16 (AVX512-BF16: vdpbf16ps) --------------------------------------------------------------------
@@ -181,23 +192,11 @@ BF16 INLINE void fwd_pixels_bf16(float *yr, const float *x, int bi, int row, int
         }
       }
     }
-#pragma GCC unroll 4
-  for (int q = 0; q + 1 < P; q += 2)
-    _mm512_storeu_ps(yr + (long)(c0 + q) * 8, reduce_pair(lo[q], hi[q], lo[q + 1], hi[q + 1]));
-  if (P % 2) {
-    const __m512 z = _mm512_setzero_ps();
-    _mm256_storeu_ps(yr + (long)(c0 + P - 1) * 8,
-                     _mm512_castps512_ps256(reduce_pair(lo[P - 1], hi[P - 1], z, z)));
-  }
+  store_pixels(yr, c0, P, lo, hi);
 }
 
 BF16 static void fwd_row_bf16(float *yr, const float *x, int bi, int row, int H, int W, const uint16_t *wb) {
-  int c0 = 0;
-  for (; c0 + 8 <= W; c0 += 8) {
-    if (c0 > 0 && c0 + 8 < W) fwd_pixels_bf16(yr, x, bi, row, H, W, c0, 8, 0, wb);
-    else fwd_pixels_bf16(yr, x, bi, row, H, W, c0, 8, 1, wb);
-  }
-  for (; c0 < W; c0++) fwd_pixels_bf16(yr, x, bi, row, H, W, c0, 1, 1, wb);
+  ROW_OF_PIXELS(fwd_pixels_bf16, yr, x, bi, row, H, W, wb);
 }
 
 /* y [n, bo, h, w, 8] = conv(x [n, bi, h, w, 8]) with packed weights (wp fp32, or wb bf16 where not NULL): the rows of
