@@ -169,9 +169,9 @@ void synco_backend_describe(char *buf, size_t n) {
   snprintf(buf + k, n - (size_t)k, "bf16: %s%s\n3x3 stride-1 convolutions: %s\n",
            bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32; on AMX, the "
                   "layers of at most 16 output pixels, and backward weights up to 64, as im2col + matmul; without AMX, "
-                  "3x3 stride-1 layers from 64 channels on oneDNN's fp32 Winograd, of 8 or 24 channels on synco's "
-                  "direct8, and, under 64 channels, 1x1 layers and backward weights of stride-2 layers and the CIFAR stem on "
-                  "oneDNN's fp32 direct kernels, in fp32, which are faster there)"
+                  "layers of 8 or 24 channels on synco's direct8 (bf16, its backward weights fp32), and, in fp32, which "
+                  "is faster there, 3x3 stride-1 layers from 64 channels on oneDNN's Winograd and, under 64 channels, "
+                  "1x1 layers and backward weights of stride-2 layers and the CIFAR stem on oneDNN's direct kernels)"
                 : "no (needs AVX512-BF16 or AMX; fp32 only)",
            probe,
            wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd F(2x2,3x3) "

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_direct8_conv.h"
+#include "backend/cpu/cpu_onednn_util.h"
 #include "backend/cpu/cpu_wino_conv.h"
 #include "backend/registry.h"
 #include "base/status.h"
@@ -572,6 +573,64 @@ static void test_bf16_rule(void) {
   synco_backend_destroy(be);
 }
 
+/* synco_dnnl_round_bf16, which bf16 convolution passes use for their inputs in the layer's own layout, against the
+ * oneDNN reorder it stands for (f32 -> bf16 in nChw16c or nChw8c), bit for bit: random values over a wide range of
+ * exponents, rounding ties, denormals (flushed to zero by both), infinities and NaNs; lengths with a tail of 8 or 16
+ * values and over several of its chunks. */
+static void test_round_bf16(synco_backend *be) {
+  if (!synco_dnnl_round_bf16_available()) {
+    printf("SKIP (bf16 rounding): this CPU has no AVX512-BF16\n");
+    return;
+  }
+  synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
+  static const uint32_t special[] = {0x00000001u, 0x007fffffu, 0x80400000u, 0x3f808000u, 0x3f818000u, 0x3f80ffffu,
+                                     0x7f7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00001u, 0xff800001u, 0x80000000u};
+  const int shapes[][3] = {{1, 16, 1}, {1, 16, 9}, {3, 16, 899}, {1, 8, 1}, {2, 8, 77}}; /* n, c, h*w */
+  for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+    const int n = shapes[t][0], ch = shapes[t][1], hw = shapes[t][2];
+    const size_t len = (size_t)n * ch * hw;
+    float *in = rnd(len, -1, 1);
+    for (size_t i = 0; i < len; i++) {
+      const int e = (int)(i * 2654435761u % 240u) - 130; /* 2^-130 .. 2^109 */
+      in[i] = ldexpf(in[i], e);
+      if (i % 7 == 3) memcpy(&in[i], &special[i / 7 % (sizeof special / sizeof *special)], sizeof(float));
+    }
+    uint16_t *ours = calloc(len, sizeof *ours), *theirs = calloc(len, sizeof *theirs);
+    synco_dnnl_round_bf16(ours, in, len);
+    synco_dnnl_md ms = {0}, md = {0};
+    synco_dnnl_prim r = {0};
+    dnnl_memory_t m1 = NULL, m2 = NULL;
+    const synco_layout l = ch == 16 ? SYNCO_LAYOUT_NCHW16C : SYNCO_LAYOUT_NCHW8C;
+    CHECK_OK(synco_dnnl_md_act(&ms, n, ch, 1, hw, SYNCO_F32, l));
+    CHECK_OK(synco_dnnl_md_act(&md, n, ch, 1, hw, SYNCO_BF16, l));
+    CHECK_OK(synco_dnnl_reorder_make(c, &r, SYNCO_DNNL_MD(ms), SYNCO_DNNL_MD(md), c->attr));
+    CHECK_OK(synco_dnnl_mem(c, &m1, SYNCO_DNNL_MD(ms)));
+    CHECK_OK(synco_dnnl_mem(c, &m2, SYNCO_DNNL_MD(md)));
+    CHECK_OK(synco_dnnl_bind(m1, in));
+    CHECK_OK(synco_dnnl_bind(m2, theirs));
+    const dnnl_exec_arg_t a[] = {{DNNL_ARG_SRC, m1}, {DNNL_ARG_DST, m2}};
+    CHECK_OK(synco_dnnl_exec(c, &r, 2, a));
+    size_t diff = 0, first = len;
+    for (size_t i = 0; i < len; i++)
+      if (ours[i] != theirs[i] && diff++ == 0) first = i;
+    CHECK(diff == 0);
+    if (diff) {
+      uint32_t u;
+      memcpy(&u, &in[first], sizeof u);
+      fprintf(stderr, "round_bf16, %zu values: %zu differ from oneDNN's reorder, first [%zu] %08x: %04x vs %04x\n", len,
+              diff, first, u, ours[first], theirs[first]);
+    }
+    synco_dnnl_mem_free(&m1);
+    synco_dnnl_mem_free(&m2);
+    synco_dnnl_prim_free(&r);
+    synco_dnnl_md_free(&ms);
+    synco_dnnl_md_free(&md);
+    free(in);
+    free(ours);
+    free(theirs);
+  }
+}
+
 static void run_all(synco_backend *be, synco_backend *ref, int block, int full) {
   test_layouts(be, block);
   /* the narrow layers of a --width 8 ResNet: 8 channels (nChw8c, plain with blocks of 16) into 16 (nChw16c), where
@@ -704,6 +763,7 @@ int main(void) {
   CHECK_OK(synco_backend_cpu_create(&be));
   if (be && synco_backend_supports(be, SYNCO_CAP_BF16)) {
     CHECK_OK(synco_backend_set_precision(be, "bf16"));
+    test_round_bf16(be);
     g_bf16 = 1;
     run_all(be, ref, native, 1);
     test_bf16_rule();

@@ -7,6 +7,7 @@
  * SYNCO_ONEDNN_BLOCK (16, 8 or 1 = all plain) overrides the choice, for tests and debugging. Linear and L2
  * normalization take plain matrices, where the reference backend's cblas code is the fast path already,
  * so the op table points at it. */
+#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,32 @@ synco_status synco_dnnl_md_act(synco_dnnl_md *m, int n, int c, int h, int w, syn
                                                                 : dnnl_nchw;
   const dnnl_dims_t dims = {n, c, h, w};
   return synco_dnnl_md_tag(m, 4, dims, ddt, tag);
+}
+
+int synco_dnnl_round_bf16_available(void) {
+  static int have = -1;
+  if (have < 0)
+    have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bf16");
+  return have;
+}
+
+#define ROUND_CHUNK 16384
+__attribute__((target("avx512f,avx512vl,avx512bf16"))) void synco_dnnl_round_bf16(uint16_t *out, const float *in,
+                                                                                  size_t n) {
+  const long chunks = (long)((n + ROUND_CHUNK - 1) / ROUND_CHUNK);
+#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1)
+  for (long c = 0; c < chunks; c++) {
+    const size_t a = (size_t)c * ROUND_CHUNK, b = a + ROUND_CHUNK < n ? a + ROUND_CHUNK : n;
+    size_t i = a;
+    for (; i + 32 <= b; i += 32)
+      _mm512_storeu_si512((void *)(out + i),
+                          (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(in + i + 16), _mm512_loadu_ps(in + i)));
+    for (; i < b; i += 16) { /* the last 1-31 values, 16 at a time under a mask */
+      const __mmask16 m = (__mmask16)(b - i >= 16 ? 0xffffu : (1u << (b - i)) - 1u);
+      _mm256_mask_storeu_epi16(out + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, in + i)));
+    }
+  }
 }
 
 synco_status synco_dnnl_mem(synco_dnnl_ctx *c, dnnl_memory_t *out, synco_dnnl_cmd md) {
