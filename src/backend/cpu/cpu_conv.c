@@ -36,7 +36,8 @@
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
  * autocast does: the layer's activations stay fp32 in its layout, and each pass reorders its inputs into bf16 in the
  * format its kernel chooses (any format is tried first: on AMX that is nhwc, where oneDNN's AMX kernels run, while
- * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers; y and dx are
+ * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers (by
+ * synco_dnnl_round_bf16 where that format is the layer's own: dnnl_pass.round_a / round_b); y and dx are
  * stored by the kernel in fp32 straight into the layer's tensors where the same kernel takes that (bf16_f32_output:
  * no rounding of the fp32 sum to bf16, as autocast's bf16 output has, and no copy to widen), else they come out in
  * bf16 and are widened into the layer's fp32 tensors; dw is
