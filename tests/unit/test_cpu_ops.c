@@ -673,12 +673,12 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 12, 4, 4, 20, 3, 1, 1);   /* plain in and out */
   test_conv(be, ref, 2, 16, 4, 3, 12, 3, 1, 1);   /* blocked in, plain out, not square */
   test_conv(be, ref, 3, 32, 7, 7, 48, 3, 2, 1);   /* stride 2, padding read on one side only */
-  if (!g_bf16) { /* the own kernels' property (fp32 only) */
-    test_conv_threads_agree(be, "winograd", 6, 64, 12);
-    if (synco_direct8_available()) {
-      test_conv_threads_agree(be, "direct8", 5, 8, 17);
-      test_conv_threads_agree(be, "direct8", 3, 24, 9);
-    }
+  /* the own kernels' property: synco's Winograd (fp32 layers only), direct8 (in bf16 too, where its forward and
+   * backward data run bf16) */
+  if (!g_bf16) test_conv_threads_agree(be, "winograd", 6, 64, 12);
+  if (synco_direct8_available()) {
+    test_conv_threads_agree(be, "direct8", 5, 8, 17);
+    test_conv_threads_agree(be, "direct8", 3, 24, 9);
   }
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
