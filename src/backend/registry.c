@@ -170,12 +170,13 @@ void synco_backend_describe(char *buf, size_t n) {
            bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32; on AMX, the "
                   "layers of at most 16 output pixels, and backward weights up to 64, as im2col + matmul; without AMX, "
                   "layers of 8 or 24 channels on synco's direct8 (bf16, its backward weights fp32), and, in fp32, which "
-                  "is faster there, 3x3 stride-1 layers from 64 channels on oneDNN's Winograd and, under 64 channels, "
+                  "is faster there, 3x3 stride-1 layers from 64 channels (backward weights from 32 up to 16x16 outputs) on "
+                  "oneDNN's Winograd and, under 64 channels, "
                   "1x1 layers and backward weights of stride-2 layers and the CIFAR stem on oneDNN's direct kernels)"
                 : "no (needs AVX512-BF16 or AMX; fp32 only)",
            probe,
            wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd F(2x2,3x3) "
-                  "from 64 channels (synco's on AVX2, oneDNN's on AVX-512), synco's direct8 for 8 or 24 channels "
+                  "from 64 channels on AVX2 (synco's), from 32 on AVX-512 (oneDNN's; backward weights from 16), synco's direct8 for 8 or 24 channels "
                   "(nChw8c) on AVX-512, oneDNN direct elsewhere; SYNCO_CONV_ALGO=auto measures each shape once per process "
                   "instead, =direct|winograd|onednn-winograd|direct-fp32|direct8|gemm forces one; `bench --json` lists the kernels "
                   "chosen"

@@ -516,8 +516,21 @@ static void test_default_rule(int block) {
   const int wino = block == 8 && synco_wino_available();
   CHECK((strstr(k, "\"fwd\":\"synco:winograd") != NULL) == wino);
   if ((strstr(k, "\"fwd\":\"synco:winograd") != NULL) != wino) fprintf(stderr, "default rule, block %d: %s\n", block, k);
+  const int dnnl_wino = strstr(k, "\"fwd\":\"jit_wino") != NULL; /* oneDNN has a Winograd kernel (AVX-512) */
   free(k);
   be->conv_release(be, &op);
+  /* where oneDNN has one, its Winograd also takes every pass of a 32-channel layer and the backward weights of a
+   * 16-channel one (rule_kind's measurements) */
+  for (int c = 16; c <= 32 && dnnl_wino; c += 16) {
+    k = plan_square(be, &op, c);
+    const char *e = strrchr(k, '{'), *f = pass_kernel(e, "fwd"), *w = pass_kernel(e, "bwd_weights");
+    CHECK(f && (strncmp(f, "jit_wino", 8) == 0) == (c == 32));
+    CHECK(w && strncmp(w, "jit_wino", 8) == 0);
+    if (!f || (strncmp(f, "jit_wino", 8) == 0) != (c == 32) || !w || strncmp(w, "jit_wino", 8))
+      fprintf(stderr, "default rule, %d channels: %s\n", c, e ? e : k);
+    free(k);
+    be->conv_release(be, &op);
+  }
   k = plan_square(be, &op, 8);
   const int d8 = synco_direct8_available();
   CHECK((strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c\"") != NULL) == d8);
@@ -560,6 +573,20 @@ static void test_bf16_rule(void) {
     free(k);
     be->conv_release(be, &op);
   }
+  /* a 32-channel layer of at most 16x16 outputs: oneDNN's fp32 Winograd for the backward weights, where it has one;
+   * the forward stays bf16 */
+  k = plan_square(be, &op, 64); /* oneDNN has a Winograd kernel here when a 64-channel layer's backward weights take it */
+  const char *w = pass_kernel(strrchr(k, '{'), "bwd_weights");
+  const int dnnl_wino = w && !strncmp(w, "jit_wino", 8);
+  free(k);
+  be->conv_release(be, &op);
+  k = plan_square(be, &op, 32);
+  const char *e = strrchr(k, '{');
+  w = pass_kernel(e, "bwd_weights");
+  CHECK(amx || !dnnl_wino || (w && !strncmp(w, "jit_wino", 8) && pass_fp32(e, "bwd_weights") && !pass_fp32(e, "fwd")));
+  if (!amx && !dnnl_wino) printf("SKIP (bf16 Winograd part): oneDNN has no Winograd kernel on this CPU\n");
+  free(k);
+  be->conv_release(be, &op);
   if (!amx) {
     op = (synco_conv_op){.n = 2, .cin = 3, .h = 8, .w = 8, .cout = 8, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
                          .dtype = SYNCO_F32};

@@ -47,8 +47,8 @@ int main(void) {
     return 77;
   }
   /* Again with oneDNN's fp32 Winograd forced wherever it has a kernel. Without AMX the rule runs it inside bf16 steps
-   * from 64 channels, but this network's 64-channel stage has 4x4 outputs, where the rule keeps it to backward
-   * weights: forcing it runs the forward and backward-data passes of fp32 layers among bf16 ones in a whole step. */
+   * from 64 channels, and for backward weights from 32, but this network's 64-channel stage has 4x4 outputs, where
+   * the rule keeps it to backward weights: forcing it runs the forward and backward-data passes of fp32 layers among bf16 ones in a whole step. */
   setenv("SYNCO_CONV_ALGO", "onednn-winograd", 1);
   CHECK(compare_bf16(ref_be, &wino, 0) == 0);
   unsetenv("SYNCO_CONV_ALGO");

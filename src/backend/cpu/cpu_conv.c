@@ -727,7 +727,15 @@ static int forced_kind(void) {
  * machines, where oneDNN has no Winograd) for all three passes from 64 channels and for backward weights from 32;
  * oneDNN's Winograd where it has a kernel for the pass (AVX-512) from 64 channels (measured on the AMX machine,
  * idle, ResNet-18 CIFAR stem, batch 128: SYNCO_CONV_ALGO=auto chose it for every 3x3 stride-1 layer of 64 channels
- * and more, 106 images/s against 67 with direct kernels); oneDNN's direct kernels elsewhere. */
+ * and more, 106 images/s against 67 with direct kernels; that network has no narrower layer), and on the Zen 4 from
+ * 32 channels, and for the backward weights from 16 (2026-12-06, idle, 2 threads, SYNCO_CONV_ALGO=auto, medians of
+ * 3, batches 32 / 64 / 128 / 256, ms of direct / Winograd: 32 channels at 8x8 forward 0.15/0.12, 0.29/0.22,
+ * 0.57/0.38, 1.15/0.80, backward data and weights alike; at 16x16 forward 1.52/1.20, 1.35/0.92, 2.71/1.64,
+ * 5.47/4.01; at 32x32 5.45/3.72, 9.57/6.91, 14.8/7.39, 22.4/14.2; 48 channels at 16x16, batch 128, 5.7-5.9/3.2 for
+ * forward and backward data; 16 channels: backward weights at 16x16 0.38/0.31, 0.77/0.62, 1.35/1.16, at 32x32
+ * 3.99/2.13, 3.57/1.67, 3.23/3.05, 6.55/6.63, but forward 0.31/3.5 at 16x16, batch 64; a --width 8 step 1.08x as
+ * fast, --width 16 1.06x, paired medians of 5 alternated rounds). The same kernels run fp32 layers on AMX
+ * machines, where the narrower layers have not been measured. oneDNN's direct kernels elsewhere. */
 static int has_kind(const conv_impl *k, int kind, int pass);
 static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
@@ -755,6 +763,13 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     if (amx) return K_DIRECT;
     if (k->own_d8) return K_OWN_DIRECT8;
     if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
+    /* and its Winograd for the backward weights from 32 channels up to 16x16 outputs (Zen 4, measured with the fp32 rule's
+     * numbers above, ms of bf16 direct / Winograd: 32 channels at 8x8 0.17/0.23, 0.35/0.21, 0.51/0.35,
+     * 1.27/0.75 at batches 32 / 64 / 128 / 256, at 16x16 0.53/0.39, 1.00/0.76, 1.81/1.62, 4.77/5.36, at 32x32
+     * 2.08/2.06, 4.73/4.79, 9.66/11.0; its forward and backward data stay bf16: 0.17/0.21 at 8x8, batch 64; a
+     * --width 8 step 1.10x as fast, --width 16 1.02x) */
+    if (pass == P_BWD_WEIGHTS && narrow >= 32 && op->oh * op->ow <= 256 && has_kind(k, K_DNNL_WINO, pass))
+      return K_DNNL_WINO;
     const int gemm = strstr(k->d[K_DIRECT][pass].impl, "gemm") != NULL; /* x64:gemm:jit, the CIFAR stem's */
     const int s2_3x3 = op->kh == 3 && op->kw == 3 && op->stride == 2;
     const int f32 = (op->kh == 1 && op->kw == 1) || (pass == P_BWD_WEIGHTS && (s2_3x3 || gemm));
@@ -763,7 +778,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
-  return narrow >= 64 && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
+  const int wino = narrow >= 32 || (narrow >= 16 && pass == P_BWD_WEIGHTS);
+  return wino && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
 }
 
 /* 1 when SYNCO_CONV_ALGO's value f lets a layer take kernel `kind`: measured, by the rule, or forced to it. */
