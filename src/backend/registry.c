@@ -169,7 +169,7 @@ void synco_backend_describe(char *buf, size_t n) {
   snprintf(buf + k, n - (size_t)k, "bf16: %s%s\n3x3 stride-1 convolutions: %s\n",
            bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32; on AMX, the "
                   "layers of at most 16 output pixels, and backward weights up to 64, as im2col + matmul; without AMX, "
-                  "layers of 8 or 24 channels on synco's direct8 (bf16, its backward weights fp32), and, in fp32, which "
+                  "layers of 8 or 24 channels on synco's direct8 (bf16), and, in fp32, which "
                   "is faster there, 3x3 stride-1 layers from 64 channels (backward weights from 32 up to 16x16 outputs) on "
                   "oneDNN's Winograd and, under 64 channels, "
                   "1x1 layers and backward weights of stride-2 layers and the CIFAR stem on oneDNN's direct kernels)"

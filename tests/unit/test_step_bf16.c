@@ -10,7 +10,7 @@
  * parameter gradients and the momentum by 40: relative L2 error 0.4 (measured up to 0.32: sums of BN-normalized
  * terms that cancel). A dropped or mis-scaled gradient, or fp32 weights read as bf16, is off by 1 or more. The steps
  * run three times: by the default rule (which, on a CPU without AMX, runs this network's 8-channel layers on synco's
- * fp32 direct8), with oneDNN's fp32 Winograd forced where it has a kernel (the other fp32 passes such a CPU runs
+ * direct8 in bf16), with oneDNN's fp32 Winograd forced where it has a kernel (the other fp32 passes such a CPU runs
  * inside bf16 steps), and with fixed sums (pretrain's default: the weight gradients in 2 batch chunks). Skipped where
  * the CPU has no native bf16 or the build has no oneDNN. */
 #include "backend/registry.h"

@@ -25,7 +25,8 @@ int synco_direct8_available(void) {
 int synco_direct8_bf16_available(void) {
   static int bf16 = -1;
   if (bf16 < 0)
-    bf16 = synco_direct8_available() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+    bf16 = synco_direct8_available() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw");
   return bf16;
 }
 
@@ -291,9 +292,87 @@ AVX512 static void bwdw_image(float *part, const float *dy, const float *x, int 
   }
 }
 
+/* ---- backward weights in bf16 -----------------------------------------------------------------------------------
+ * The lanes of bwdw_image (4g + j: output channel 4h + g, input channel 4b + j, the packed partial sums unchanged),
+ * each now summing two products per vdpbf16ps: those of two neighbouring output pixels q and q + 1. dy's operand
+ * for half h: element 2(4g + j) + k = dy[q + k][4h + g]; x's for half b and tap kw: element 2(4g + j) + k =
+ * x[q + k + kw - 1][4b + j] (0 outside the row). Each is 16 fp32 values loaded at once (two pixels' 8 channels),
+ * rounded to bf16 (vcvtneps2bf16) and spread over the lanes by one vpermw (AVX512BW). The operand of x at column
+ * q + 1 serves tap 2 of pixels (q, q + 1) and tap 0 of (q + 2, q + 3): 2 of them are made per pair of pixels. */
+#define BF16W __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* The vpermw indices that spread two pixels' 16 bf16 (pixel k's 8 channels at k*8 + c) over the lanes: [0], [1]:
+ * dy's halves h; [2], [3]: x's halves b. */
+BF16W static void spread_indices(__m512i sp[4]) {
+  for (int v = 0; v < 4; v++) {
+    short idx[32];
+    for (int e = 0; e < 32; e++) idx[e] = (short)((e % 2) * 8 + 4 * (v % 2) + (v < 2 ? e / 8 : (e / 2) % 4));
+    sp[v] = _mm512_loadu_si512((const void *)idx);
+  }
+}
+
+/* Columns s and s + 1 of a row (8 channels each) rounded to bf16, 0 where a column is outside [0, W). */
+BF16W INLINE __m512i pair_bf16(const float *row, int s, int W, const int edge) {
+  __m512 v;
+  if (!edge) v = _mm512_loadu_ps(row + (long)s * 8);
+  else if (s >= W || s + 1 < 0) v = _mm512_setzero_ps();
+  else if (s < 0) /* column 0 into the upper half */
+    v = _mm512_shuffle_f32x4(_mm512_setzero_ps(), _mm512_castps256_ps512(_mm256_loadu_ps(row)), _MM_SHUFFLE(1, 0, 0, 0));
+  else v = _mm512_maskz_loadu_ps(s + 1 < W ? 0xFFFF : 0x00FF, row + (long)s * 8);
+  return _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(v));
+}
+
+/* Output pixels q and q + 1 of one kernel row: acc[kw * 4 + h * 2 + b]; xc: in, the x operands (halves 0, 1) at
+ * column q - 1, out: at column q + 1. */
+BF16W INLINE void bwdw_pair_bf16(__m512 *acc, __m512i *xc, const __m512i *sp, const float *dr, const float *xr, int q,
+                                 int W, const int edge) {
+  const __m512i d = pair_bf16(dr, q, W, edge);
+  const __m512bh e[2] = {(__m512bh)_mm512_permutexvar_epi16(sp[0], d), (__m512bh)_mm512_permutexvar_epi16(sp[1], d)};
+  const __m512i x1 = pair_bf16(xr, q, W, edge), x2 = pair_bf16(xr, q + 1, W, edge);
+  const __m512bh xs[3][2] = {
+      {(__m512bh)xc[0], (__m512bh)xc[1]},
+      {(__m512bh)_mm512_permutexvar_epi16(sp[2], x1), (__m512bh)_mm512_permutexvar_epi16(sp[3], x1)},
+      {(__m512bh)_mm512_permutexvar_epi16(sp[2], x2), (__m512bh)_mm512_permutexvar_epi16(sp[3], x2)}};
+#pragma GCC unroll 3
+  for (int kw = 0; kw < 3; kw++)
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+      acc[kw * 4 + h * 2 + 0] = _mm512_dpbf16_ps(acc[kw * 4 + h * 2 + 0], e[h], xs[kw][0]);
+      acc[kw * 4 + h * 2 + 1] = _mm512_dpbf16_ps(acc[kw * 4 + h * 2 + 1], e[h], xs[kw][1]);
+    }
+  xc[0] = (__m512i)xs[2][0];
+  xc[1] = (__m512i)xs[2][1];
+}
+
+/* bwdw_image with bf16 products (the same packed partial sums, pixels taken two at a time). */
+BF16W static void bwdw_image_bf16(float *part, const float *dy, const float *x, int H, int W) {
+  __m512i sp[4];
+  spread_indices(sp);
+  for (int kh = 0; kh < 3; kh++) {
+    __m512 acc[12];
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps();
+    for (int row = 0; row < H; row++) {
+      const int r = row + kh - 1;
+      if (r < 0 || r >= H) continue;
+      const float *dr = dy + (long)row * W * 8, *xr = x + (long)r * W * 8;
+      const __m512i xm = pair_bf16(xr, -1, W, 1);
+      __m512i xc[2] = {_mm512_permutexvar_epi16(sp[2], xm), _mm512_permutexvar_epi16(sp[3], xm)};
+      bwdw_pair_bf16(acc, xc, sp, dr, xr, 0, W, 1);
+      int q = 2;
+      for (; q + 2 < W; q += 2) bwdw_pair_bf16(acc, xc, sp, dr, xr, q, W, 0); /* columns up to q + 2 inside */
+      for (; q < W; q += 2) bwdw_pair_bf16(acc, xc, sp, dr, xr, q, W, 1);
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) _mm512_store_ps(part + (kh * 12 + i) * 16, acc[i]);
+  }
+}
+
 synco_status synco_direct8_bwd_weights(const synco_direct8_shape *s, float *dw, const float *dy, const float *x,
                                        float *workspace) {
   SYNCO_TRY(check(s, workspace));
+  if (s->bf16 && !synco_direct8_bf16_available())
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cpu direct8 conv: this CPU has no AVX512-BF16");
   const int bi = s->cin / 8, bo = s->cout / 8, pairs = bi * bo, n = s->n;
   const long plane = (long)s->h * s->w * 8, per_image = (long)pairs * NW;
   float *part = workspace + per_image; /* after the packed weights' place, unused here */
@@ -302,8 +381,10 @@ synco_status synco_direct8_bwd_weights(const synco_direct8_shape *s, float *dw, 
 #pragma omp for schedule(dynamic, 1)
     for (long t = 0; t < (long)n * pairs; t++) {
       const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
-      bwdw_image(part + i * per_image + (t % pairs) * NW, dy + (i * bo + ob) * plane, x + (i * bi + ib) * plane,
-                 s->h, s->w);
+      float *pi = part + i * per_image + (t % pairs) * NW;
+      const float *di = dy + (i * bo + ob) * plane, *xi = x + (i * bi + ib) * plane;
+      if (s->bf16) bwdw_image_bf16(pi, di, xi, s->h, s->w);
+      else bwdw_image(pi, di, xi, s->h, s->w);
     }
     /* each packed sum over the images in image order, into its OIHW place */
 #pragma omp for schedule(static)
