@@ -272,24 +272,31 @@ AVX512 INLINE void bwdw_pixel(__m512 *acc, const float *dr, const float *xr, int
   }
 }
 
+/* The loops of one image's backward weights (bwdw_image, bwdw_image_bf16) around the statements given last, which
+ * add one kernel row's partial sums acc[12] from an output row of dy (dr) and the row of x it meets (xr): kernel
+ * rows, then output rows. */
+#define BWDW_IMAGE_ROWS(part, dy, x, H, W, ...)                                      \
+  for (int kh = 0; kh < 3; kh++) {                                                   \
+    __m512 acc[12];                                                                  \
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps(); \
+    for (int row = 0; row < (H); row++) {                                            \
+      const int r = row + kh - 1;                                                    \
+      if (r < 0 || r >= (H)) continue;                                               \
+      const float *dr = (dy) + (long)row * (W) * 8, *xr = (x) + (long)r * (W) * 8;   \
+      __VA_ARGS__;                                                                   \
+    }                                                                                \
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)                            \
+        _mm512_store_ps((part) + (kh * 12 + i) * 16, acc[i]);                        \
+  }
+
 /* The 576 partial sums of one (output block, input block) pair over one image (part, in the packed layout), summed
  * over its pixels in a fixed order. */
 AVX512 static void bwdw_image(float *part, const float *dy, const float *x, int H, int W) {
-  for (int kh = 0; kh < 3; kh++) {
-    __m512 acc[12];
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps();
-    for (int row = 0; row < H; row++) {
-      const int r = row + kh - 1;
-      if (r < 0 || r >= H) continue;
-      const float *dr = dy + (long)row * W * 8, *xr = x + (long)r * W * 8;
-      bwdw_pixel(acc, dr, xr, 0, W, 1);
-      for (int q = 1; q < W - 1; q++) bwdw_pixel(acc, dr, xr, q, W, 0);
-      if (W > 1) bwdw_pixel(acc, dr, xr, W - 1, W, 1);
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) _mm512_store_ps(part + (kh * 12 + i) * 16, acc[i]);
-  }
+  BWDW_IMAGE_ROWS(part, dy, x, H, W, {
+    bwdw_pixel(acc, dr, xr, 0, W, 1);
+    for (int q = 1; q < W - 1; q++) bwdw_pixel(acc, dr, xr, q, W, 0);
+    if (W > 1) bwdw_pixel(acc, dr, xr, W - 1, W, 1);
+  });
 }
 
 /* ---- backward weights in bf16 -----------------------------------------------------------------------------------
@@ -348,24 +355,14 @@ BF16W INLINE void bwdw_pair_bf16(__m512 *acc, __m512i *xc, const __m512i *sp, co
 BF16W static void bwdw_image_bf16(float *part, const float *dy, const float *x, int H, int W) {
   __m512i sp[4];
   spread_indices(sp);
-  for (int kh = 0; kh < 3; kh++) {
-    __m512 acc[12];
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps();
-    for (int row = 0; row < H; row++) {
-      const int r = row + kh - 1;
-      if (r < 0 || r >= H) continue;
-      const float *dr = dy + (long)row * W * 8, *xr = x + (long)r * W * 8;
-      const __m512i xm = pair_bf16(xr, -1, W, 1);
-      __m512i xc[2] = {_mm512_permutexvar_epi16(sp[2], xm), _mm512_permutexvar_epi16(sp[3], xm)};
-      bwdw_pair_bf16(acc, xc, sp, dr, xr, 0, W, 1);
-      int q = 2;
-      for (; q + 2 < W; q += 2) bwdw_pair_bf16(acc, xc, sp, dr, xr, q, W, 0); /* columns up to q + 2 inside */
-      for (; q < W; q += 2) bwdw_pair_bf16(acc, xc, sp, dr, xr, q, W, 1);
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; i++) _mm512_store_ps(part + (kh * 12 + i) * 16, acc[i]);
-  }
+  BWDW_IMAGE_ROWS(part, dy, x, H, W, {
+    const __m512i xm = pair_bf16(xr, -1, W, 1);
+    __m512i xc[2] = {_mm512_permutexvar_epi16(sp[2], xm), _mm512_permutexvar_epi16(sp[3], xm)};
+    bwdw_pair_bf16(acc, xc, sp, dr, xr, 0, W, 1);
+    int q = 2;
+    for (; q + 2 < W; q += 2) bwdw_pair_bf16(acc, xc, sp, dr, xr, q, W, 0); /* columns up to q + 2 inside */
+    for (; q < W; q += 2) bwdw_pair_bf16(acc, xc, sp, dr, xr, q, W, 1);
+  });
 }
 
 synco_status synco_direct8_bwd_weights(const synco_direct8_shape *s, float *dw, const float *dy, const float *x,
