@@ -28,6 +28,7 @@ typedef struct {
   synco_backend *ref, *other;
   double loose;          /* scales every tolerance (1: strict) */
   double grad_loose;     /* scales the parameter gradients' and the momentum's instead, when non-zero */
+  double grad_l2;        /* their relative L2 bound before scaling, when non-zero (else 1e-2) */
   const char *case_name;
   float *host[2];        /* downloads of the other backend's tensors (two may be compared at once) */
   int which;
@@ -95,9 +96,10 @@ static void step_compare_case(step_compare *t, int symmetric, int negatives) {
     const float *ga = synco_moco_logit_grads(a, &ra, &lda), *gb = synco_moco_logit_grads(b, &rb, &ldb);
     CHECK(ra == rb && lda == ldb);
     step_check(t, "dL/dlogits", step, gb, ga, (size_t)ra * lda, 1e-6, 1e-2, 1e-2);
-    step_check(t, "parameter gradients", step, synco_encoder_grads(qb), synco_encoder_grads(qa), P, 1e-4, 0.1, 1e-2);
+    const double gl2 = t->grad_l2 > 0 ? t->grad_l2 : 1e-2;
+    step_check(t, "parameter gradients", step, synco_encoder_grads(qb), synco_encoder_grads(qa), P, 1e-4, 0.1, gl2);
     step_check(t, "query parameters", step, synco_encoder_params(qb), synco_encoder_params(qa), P, 1e-5, 1e-3, 2e-3);
-    step_check(t, "SGD momentum", step, synco_moco_momentum(b), synco_moco_momentum(a), P, 1e-4, 0.1, 1e-2);
+    step_check(t, "SGD momentum", step, synco_moco_momentum(b), synco_moco_momentum(a), P, 1e-4, 0.1, gl2);
     step_check(t, "key parameters (EMA)", step, synco_encoder_params(kb), synco_encoder_params(ka), P, 1e-5, 1e-3, 2e-3);
     step_check(t, "key BN buffers", step, synco_encoder_buffers(kb), synco_encoder_buffers(ka), NB, 1e-4, 1e-3, 2e-3);
     step_check(t, "queue", step, synco_moco_queue(b), synco_moco_queue(a), Q, 1e-4, 1e-3, 2e-3);

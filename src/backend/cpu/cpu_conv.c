@@ -44,9 +44,8 @@
  * accumulated in fp32 by the kernel and added to the fp32 master gradient. The weights are reordered from the fp32
  * OIHW master copy into bf16 at each call. In bf16 the candidates are oneDNN's direct algorithm, where
  * synco_conv_gemm_passes says so im2col + matmul, oneDNN's direct algorithm in fp32 (direct-fp32), and for 3x3
- * stride-1 layers oneDNN's Winograd, which has no bf16 kernel, and synco's direct8 (nChw8c layers; bf16 in all three passes,
- * rounding its fp32 inputs as it reads them), the fp32 ones running on the
- * layer's own tensors (no copies; the kernel log says "(fp32)"): where the CPU has AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about
+ * stride-1 layers oneDNN's Winograd, which has no bf16 kernel, and synco's direct8 (nChw8c layers; bf16 in all three
+ * passes, rounding its fp32 inputs as it reads them), the fp32 ones running on the layer's own tensors (no copies; the kernel log says "(fp32)"): where the CPU has AVX512-BF16 but no AMX (a Zen 4), its bf16 direct kernels reach only about
  * the speed of its fp32 ones, Winograd's 2.25x fewer multiplications win, and on 8 or 24 channels its bf16 kernels
  * run nchw copies, slower than direct8, and under 64 channels its bf16 kernels for 1x1 layers and for the backward
  * weights of the stride-2 layers and of the CIFAR stem are slower than its fp32 ones (rule_kind has the measurements). fp32 products are at least as exact as
@@ -746,8 +745,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
      * idle, batch 128, SYNCO_CONV_ALGO=auto, ms of bf16 direct / Winograd: 64 channels at 32x32 26.0/20.4, 25.7/19.9,
      * 32.6/27.8 for the three passes; 256 at 8x8 22.1/17.2, 21.6/16.5, 22.7/15.9; 512 at 4x4 15.6/17.6, 15.9/17.1,
      * 22.7/19.0); synco's direct8 (bf16 since 2026-12-06: forward 0.235 ms against its fp32 0.37, backward
-     * weights 0.25-0.28 against 0.36-0.48, for the first row's layer) where it applies and the bf16 kernel is not an AMX one (Zen 4, idle,
-     * batch 64, 32x32, ms of bf16 direct / direct8: 8 channels 1.88/0.73, 2.68/0.73, 18.1/0.35; 24 channels
+     * weights 0.25-0.28 against 0.36-0.48, for the first row's layer) where it applies and the bf16 kernel is not
+     * an AMX one (Zen 4, idle, batch 64, 32x32, ms of bf16 direct / direct8: 8 channels 1.88/0.73, 2.68/0.73, 18.1/0.35; 24 channels
      * 7.32/6.31, 6.69/5.92, 3.59/3.14: a --width 8 step went from 45-47 to 28 ms, as fast as fp32's); oneDNN's
      * fp32 direct kernel, without AMX, in layers of under 64 channels, for every pass of 1x1 layers and for the
      * backward weights of 3x3 stride-2 layers and of those whose bf16 kernel is x64:gemm:jit (the CIFAR stem): there
@@ -763,8 +762,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     if (amx) return K_DIRECT;
     if (k->own_d8) return K_OWN_DIRECT8;
     if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
-    /* and its Winograd for the backward weights from 32 channels up to 16x16 outputs (Zen 4, measured with the fp32 rule's
-     * numbers above, ms of bf16 direct / Winograd: 32 channels at 8x8 0.17/0.23, 0.35/0.21, 0.51/0.35,
+    /* and its Winograd for the backward weights from 32 channels up to 16x16 outputs (Zen 4, measured with the
+     * fp32 rule's numbers above, ms of bf16 direct / Winograd: 32 channels at 8x8 0.17/0.23, 0.35/0.21, 0.51/0.35,
      * 1.27/0.75 at batches 32 / 64 / 128 / 256, at 16x16 0.53/0.39, 1.00/0.76, 1.81/1.62, 4.77/5.36, at 32x32
      * 2.08/2.06, 4.73/4.79, 9.66/11.0; its forward and backward data stay bf16: 0.17/0.21 at 8x8, batch 64; a
      * --width 8 step 1.10x as fast, --width 16 1.02x) */
