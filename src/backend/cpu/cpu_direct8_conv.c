@@ -94,32 +94,41 @@ AVX512 INLINE void store_pixels(float *yr, int c0, const int P, const __m512 *lo
     for (; c0_ < (W); c0_++) pixels(yr, x, bi, row, H, W, c0_, 1, 1, w);                              \
   } while (0)
 
+/* The loops of P output pixels of one output row (fwd_pixels, fwd_pixels_bf16) around the statements given last,
+ * which add to the accumulators lo[q], hi[q] (channels 0-3 and 4-7 of pixel q) what input row xr of input block ib
+ * gives through kernel row kh; then the pixels are stored from column c0 of yr. */
+#define FWD_PIXEL_ROWS(yr, x, bi, row, H, W, c0, P, ...)                  \
+  do {                                                                    \
+    __m512 lo[8], hi[8];                                                  \
+    _Pragma("GCC unroll 8") for (int q = 0; q < (P); q++) lo[q] = hi[q] = \
+        _mm512_setzero_ps();                                              \
+    for (int ib = 0; ib < (bi); ib++)                                     \
+      for (int kh = 0; kh < 3; kh++) {                                    \
+        const int r = (row) + kh - 1;                                     \
+        if (r < 0 || r >= (H)) continue;                                  \
+        const float *xr = (x) + ((long)ib * (H) + r) * (W) * 8;           \
+        __VA_ARGS__;                                                      \
+      }                                                                   \
+    store_pixels(yr, c0, P, lo, hi);                                      \
+  } while (0)
+
 /* P output pixels of row `row` of one output block from column c0 (P <= 8, a constant where inlined), summed over
  * the bi input blocks of x (one image) with their packed weights wp; edge: some tap of theirs falls outside the
  * image's columns. */
 AVX512 INLINE void fwd_pixels(float *yr, const float *x, int bi, int row, int H, int W, int c0, const int P,
                               const int edge, const float *wp) {
-  __m512 lo[8], hi[8];
-#pragma GCC unroll 8
-  for (int q = 0; q < P; q++) lo[q] = hi[q] = _mm512_setzero_ps();
-  for (int ib = 0; ib < bi; ib++)
-    for (int kh = 0; kh < 3; kh++) {
-      const int r = row + kh - 1;
-      if (r < 0 || r >= H) continue;
-      const float *xr = x + ((long)ib * H + r) * W * 8;
+  FWD_PIXEL_ROWS(yr, x, bi, row, H, W, c0, P, {
       /* the row's 12 weight vectors, 16 accumulators and one input pixel's 2 operands: 30 of the 32 registers;
        * each input pixel is loaded once and meets the (up to) 3 output pixels it reaches */
       __m512 wv[12];
-#pragma GCC unroll 12
-      for (int i = 0; i < 12; i++) wv[i] = _mm512_load_ps(wp + (long)ib * NW + (kh * 12 + i) * 16);
-#pragma GCC unroll 10
-      for (int si = 0; si < P + 2; si++) {
+      _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
+          wv[i] = _mm512_load_ps(wp + (long)ib * NW + (kh * 12 + i) * 16);
+      _Pragma("GCC unroll 10") for (int si = 0; si < P + 2; si++) {
         const int s = c0 + si - 1;
         if (edge && (s < 0 || s >= W)) continue;
         const __m512 x0 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8));
         const __m512 x1 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8 + 4));
-#pragma GCC unroll 3
-        for (int kw = 0; kw < 3; kw++) {
+        _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) {
           const int q = si - kw;
           if (q < 0 || q >= P) continue;
           lo[q] = _mm512_fmadd_ps(x0, wv[kw * 4 + 0], lo[q]);
@@ -128,8 +137,7 @@ AVX512 INLINE void fwd_pixels(float *yr, const float *x, int bi, int row, int H,
           hi[q] = _mm512_fmadd_ps(x1, wv[kw * 4 + 3], hi[q]);
         }
       }
-    }
-  store_pixels(yr, c0, P, lo, hi);
+  });
 }
 
 AVX512 static void fwd_row(float *yr, const float *x, int bi, int row, int H, int W, const float *wp) {
@@ -167,33 +175,23 @@ BF16 static void pack_weights_bf16(uint16_t *wb, float *stage, const float *wt, 
 /* fwd_pixels in bf16 (wb: one output block's packed bf16 weights, NW per input block). */
 BF16 INLINE void fwd_pixels_bf16(float *yr, const float *x, int bi, int row, int H, int W, int c0, const int P,
                                  const int edge, const uint16_t *wb) {
-  __m512 lo[8], hi[8];
-#pragma GCC unroll 8
-  for (int q = 0; q < P; q++) lo[q] = hi[q] = _mm512_setzero_ps();
-  for (int ib = 0; ib < bi; ib++)
-    for (int kh = 0; kh < 3; kh++) {
-      const int r = row + kh - 1;
-      if (r < 0 || r >= H) continue;
-      const float *xr = x + ((long)ib * H + r) * W * 8;
+  FWD_PIXEL_ROWS(yr, x, bi, row, H, W, c0, P, {
       __m512bh wv[6]; /* [kw][h] */
-#pragma GCC unroll 6
-      for (int i = 0; i < 6; i++) wv[i] = (__m512bh)_mm512_load_si512((const void *)(wb + (long)ib * NW + (kh * 6 + i) * 32));
-#pragma GCC unroll 10
-      for (int si = 0; si < P + 2; si++) {
+      _Pragma("GCC unroll 6") for (int i = 0; i < 6; i++)
+          wv[i] = (__m512bh)_mm512_load_si512((const void *)(wb + (long)ib * NW + (kh * 6 + i) * 32));
+      _Pragma("GCC unroll 10") for (int si = 0; si < P + 2; si++) {
         const int s = c0 + si - 1;
         if (edge && (s < 0 || s >= W)) continue;
         const __m128bh xb = _mm256_cvtneps_pbh(_mm256_loadu_ps(xr + (long)s * 8));
         const __m512bh xv = (__m512bh)_mm512_broadcast_i32x4((__m128i)xb);
-#pragma GCC unroll 3
-        for (int kw = 0; kw < 3; kw++) {
+        _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) {
           const int q = si - kw;
           if (q < 0 || q >= P) continue;
           lo[q] = _mm512_dpbf16_ps(lo[q], xv, wv[kw * 2 + 0]);
           hi[q] = _mm512_dpbf16_ps(hi[q], xv, wv[kw * 2 + 1]);
         }
       }
-    }
-  store_pixels(yr, c0, P, lo, hi);
+  });
 }
 
 BF16 static void fwd_row_bf16(float *yr, const float *x, int bi, int row, int H, int W, const uint16_t *wb) {
@@ -324,7 +322,8 @@ BF16W INLINE __m512i pair_bf16(const float *row, int s, int W, const int edge) {
   if (!edge) v = _mm512_loadu_ps(row + (long)s * 8);
   else if (s >= W || s + 1 < 0) v = _mm512_setzero_ps();
   else if (s < 0) /* column 0 into the upper half */
-    v = _mm512_shuffle_f32x4(_mm512_setzero_ps(), _mm512_castps256_ps512(_mm256_loadu_ps(row)), _MM_SHUFFLE(1, 0, 0, 0));
+    v = _mm512_shuffle_f32x4(_mm512_setzero_ps(), _mm512_castps256_ps512(_mm256_loadu_ps(row)),
+                             _MM_SHUFFLE(1, 0, 0, 0));
   else v = _mm512_maskz_loadu_ps(s + 1 < W ? 0xFFFF : 0x00FF, row + (long)s * 8);
   return _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(v));
 }
