@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_direct8_conv.h"
+#include "backend/cpu/cpu_stem_conv.h"
+#include "backend/cpu/cpu_stride2_conv.h"
 #include "backend/cpu/cpu_onednn_util.h"
 #include "backend/cpu/cpu_wino_conv.h"
 #include "backend/registry.h"
@@ -538,7 +540,76 @@ static void test_default_rule(int block) {
   if (!d8) printf("SKIP (direct8 part): this CPU has no AVX-512; 8-channel layers stay on oneDNN\n");
   free(k);
   be->conv_release(be, &op);
+  /* the 8 -> 16 stride-2 layers where 16 channels are nChw16c (AVX-512): synco's stride2 kernels for the forwards and
+   * for the 1x1 layer's backward passes; oneDNN's for the 3x3 layer's backward passes */
+  for (int kk = 1; kk <= 3 && block == 16; kk += 2) {
+    op = (synco_conv_op){.n = 2, .cin = 8, .h = 16, .w = 16, .cout = 16, .kh = kk, .kw = kk, .stride = 2,
+                         .pad = kk / 2, .dtype = SYNCO_F32};
+    k = plan_log(be, &op);
+    const char *e = strrchr(k, '{'), *s2 = "synco:stride2_avx512:nChw8c->nChw16c";
+    const int s2_ok = synco_stride2_available();
+    CHECK(e && (strncmp(pass_kernel(e, "fwd"), s2, strlen(s2)) == 0) == s2_ok);
+    CHECK(e && (strncmp(pass_kernel(e, "bwd_data"), s2, strlen(s2)) == 0) == (s2_ok && kk == 1));
+    CHECK(e && (strncmp(pass_kernel(e, "bwd_weights"), s2, strlen(s2)) == 0) == (s2_ok && kk == 1));
+    free(k);
+    be->conv_release(be, &op);
+  }
+  /* the CIFAR stem's forward takes synco's stem kernel on AVX-512, into 8 channels and into 64 */
+  for (int c = 8; c <= 64; c *= 8) {
+    op = (synco_conv_op){.n = 2, .cin = 3, .h = 8, .w = 8, .cout = c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                         .dtype = SYNCO_F32};
+    k = plan_log(be, &op);
+    const char *f = pass_kernel(strrchr(k, '{'), "fwd");
+    CHECK(f && (strncmp(f, "synco:stem_avx512:", 18) == 0) == synco_stem_available());
+    if (!synco_stem_available()) printf("SKIP (stem part): this CPU has no AVX-512; the stem stays on oneDNN\n");
+    free(k);
+    be->conv_release(be, &op);
+  }
   synco_backend_destroy(be);
+}
+
+/* synco's stem and stride-2 kernels give the same bits with 1 and 2 threads (each output from one thread, its sums
+ * in a fixed order; backward weights per image, then over images in order): the layer planned with the kernel
+ * forced (SYNCO_CONV_ALGO=algo), the passes it has (the stem: forward only) run at 1 and at 2 threads. */
+static void test_own_threads_agree(synco_backend *be, const char *algo_forced, int n, int cin, int cout, int h, int w,
+                                   int k, int s) {
+  synco_conv_op op = {.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = k, .kw = k, .stride = s, .pad = k / 2,
+                      .dtype = SYNCO_F32};
+  op.oh = synco_conv_out_size(h, k, s, k / 2);
+  op.ow = synco_conv_out_size(w, k, s, k / 2);
+  const int threads = omp_get_max_threads(), all = strcmp(algo_forced, "stem") != 0;
+  char *algo = getenv("SYNCO_CONV_ALGO") ? strdup(getenv("SYNCO_CONV_ALGO")) : NULL;
+  setenv("SYNCO_CONV_ALGO", algo_forced, 1);
+  char *log = plan_log(be, &op), name[48];
+  if (algo) setenv("SYNCO_CONV_ALGO", algo, 1);
+  else unsetenv("SYNCO_CONV_ALGO");
+  free(algo);
+  snprintf(name, sizeof name, "\"synco:%s_avx512:", algo_forced);
+  const char *e = strrchr(log, '{');
+  CHECK(e && strstr(e, name) == pass_kernel(e, "fwd") - 1);
+  if (all) CHECK(e && strstr(pass_kernel(e, "bwd_weights"), name + 1) == pass_kernel(e, "bwd_weights"));
+  free(log);
+  const size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * op.oh * op.ow, nw = (size_t)cout * cin * k * k;
+  float *x = rnd(nx, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(ny, -1, 1);
+  synco_tensor tx = mk(be, n, cin, h, w, x), tdy = mk(be, n, cout, op.oh, op.ow, dy);
+  synco_tensor ty[2] = {mk(be, n, cout, op.oh, op.ow, NULL), mk(be, n, cout, op.oh, op.ow, NULL)};
+  synco_tensor tdx[2] = {mk(be, n, cin, h, w, NULL), mk(be, n, cin, h, w, NULL)};
+  float *dw[2] = {calloc(nw, sizeof(float)), calloc(nw, sizeof(float))};
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(t + 1);
+    CHECK_OK(be->conv_fwd(be, &op, &ty[t], &tx, wt));
+    if (!all) continue;
+    CHECK_OK(be->conv_bwd_data(be, &op, &tdx[t], &tdy, wt));
+    CHECK_OK(be->conv_bwd_weights(be, &op, dw[t], &tdy, &tx));
+  }
+  omp_set_num_threads(threads);
+  CHECK(!memcmp(ty[0].data, ty[1].data, ny * sizeof(float)));
+  CHECK(!memcmp(tdx[0].data, tdx[1].data, nx * sizeof(float)));
+  CHECK(!memcmp(dw[0], dw[1], nw * sizeof(float)));
+  be->conv_release(be, &op);
+  synco_tensor *ts[] = {&tx, &tdy, &ty[0], &ty[1], &tdx[0], &tdx[1]};
+  for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
+  free(x), free(wt), free(dy), free(dw[0]), free(dw[1]);
 }
 
 /* Under bf16 without AMX the rule takes fp32 kernels where oneDNN's bf16 ones are slower (rule_kind): direct8 for an
@@ -561,6 +632,16 @@ static void test_bf16_rule(void) {
   if (!amx && strstr(k, "direct8") == NULL) fprintf(stderr, "bf16 rule, 8 channels: %s\n", k);
   free(k);
   be->conv_release(be, &op);
+  /* the CIFAR stem's forward into 8 channels on synco's stem kernel, in fp32; into 64 on oneDNN's bf16 kernel */
+  for (int c = 8; c <= 64 && !amx; c *= 8) {
+    op = (synco_conv_op){.n = 2, .cin = 3, .h = 8, .w = 8, .cout = c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                         .dtype = SYNCO_F32};
+    k = plan_log(be, &op);
+    const char *e = strrchr(k, '{'), *f = pass_kernel(e, "fwd");
+    CHECK(f && (strncmp(f, "synco:stem_avx512:nChw8c", 24) == 0) == (c == 8) && pass_fp32(e, "fwd") == (c == 8));
+    free(k);
+    be->conv_release(be, &op);
+  }
   const int shapes[2][2] = {{1, 0}, {3, 1}}; /* kernel, padding: a 1x1 and a 3x3 layer, stride 2, 16 -> 32 */
   for (int i = 0; i < 2 && !amx; i++) {
     op = (synco_conv_op){.n = 2, .cin = 16, .h = 8, .w = 8, .cout = 32, .kh = shapes[i][0], .kw = shapes[i][0],
@@ -671,6 +752,9 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 16, 10, 10, 32, 3, 2, 1); /* 3x3 s2 p1 */
   test_conv(be, ref, 2, 16, 9, 9, 32, 1, 2, 0);   /* 1x1 s2 (downsample shortcut) */
   test_conv(be, ref, 2, 3, 20, 18, 16, 7, 2, 3);  /* stem: plain 3-channel input */
+  test_conv(be, ref, 2, 3, 9, 21, 8, 3, 1, 1);    /* CIFAR stem into 8 channels (synco's stem kernel on AVX-512):
+                                                   * 21 columns, a second vector of 5 */
+  test_conv(be, ref, 2, 3, 5, 37, 16, 3, 1, 1);   /* into 16: 37 columns, 2 vectors and 5 */
   test_bn(be, ref, 4, 16, 5, 5, 1, 0);
   test_bn(be, ref, 4, 16, 5, 5, 2, 1);
   test_maxpool(be, ref, 2, 16, 11, 10);
@@ -695,6 +779,16 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 8, 5, 11, 24, 3, 1, 1);   /* direct8: 1 input block into 3 */
   test_conv(be, ref, 2, 24, 6, 9, 8, 3, 1, 1);    /* direct8: 3 into 1 */
   test_conv(be, ref, 1, 40, 4, 5, 40, 3, 1, 1);   /* nChw8c beyond direct8's 32 channels: oneDNN's */
+  test_conv(be, ref, 3, 1, 6, 7, 8, 3, 1, 1);     /* stem kernel: one (grayscale) input channel */
+  test_conv(be, ref, 1, 3, 1, 1, 8, 3, 1, 1);     /* stem kernel: a 1x1 image */
+  test_conv(be, ref, 2, 3, 3, 33, 24, 3, 1, 1);   /* stem kernel: 3 blocks of 8, 33 columns */
+  test_conv(be, ref, 2, 4, 4, 16, 32, 3, 1, 1);   /* stem kernel: 4 input channels, 2 blocks of 16, one vector */
+  /* stride-2 layers from nChw8c into nChw16c (synco's stride2 kernels where the block is 16 on AVX-512): inner pixels
+   * in strips of 8 (the last moved back), the edges one by one */
+  test_conv(be, ref, 2, 8, 11, 33, 16, 3, 2, 1);  /* 17 output columns: the last reads the padding */
+  test_conv(be, ref, 2, 8, 9, 36, 32, 1, 2, 0);   /* 1x1, 2 output blocks, 18 columns */
+  test_conv(be, ref, 2, 24, 5, 34, 48, 3, 2, 1);  /* 3 input blocks into 3 */
+  test_conv(be, ref, 1, 8, 2, 1, 16, 3, 2, 1);    /* one column */
   /* at most 16 output pixels: under bf16 on AMX, backward weights by im2col + matmul (cpu_conv_gemm.c); the 8 -> 16,
    * 24 -> 48 and 64 -> 72 layers above take it too */
   test_conv(be, ref, 2, 12, 4, 4, 20, 3, 1, 1);   /* plain in and out */
@@ -706,6 +800,14 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   if (synco_direct8_available()) {
     test_conv_threads_agree(be, "direct8", 5, 8, 17);
     test_conv_threads_agree(be, "direct8", 3, 24, 9);
+  }
+  if (synco_stem_available() && block > 1) { /* blocked outputs */
+    test_own_threads_agree(be, "stem", 5, 3, 8, 7, 35, 3, 1);
+    test_own_threads_agree(be, "stem", 3, 3, 16, 6, 18, 3, 1);
+  }
+  if (synco_stride2_available() && block == 16) { /* nChw8c into nChw16c */
+    test_own_threads_agree(be, "stride2", 5, 8, 16, 9, 34, 3, 2);
+    test_own_threads_agree(be, "stride2", 3, 24, 48, 6, 35, 1, 2);
   }
   test_bn(be, ref, 4, 16, 5, 5, 1, 1);
   test_bn(be, ref, 4, 16, 5, 5, 2, 0);
@@ -732,8 +834,8 @@ int main(void) {
   /* the kernels measured (whichever wins), then each candidate of the 3x3 stride-1 layers forced (a forced one that
    * does not apply to a layer or pass, as oneDNN's Winograd on an AVX2 CPU, leaves it on direct) */
   test_default_rule(native);
-  const char *algos[] = {"auto", "direct", "winograd", "onednn-winograd", "direct8"};
-  for (int i = 0; i < 5; i++) {
+  const char *algos[] = {"auto", "direct", "winograd", "onednn-winograd", "direct8", "stem", "stride2"};
+  for (int i = 0; i < 7; i++) {
     setenv("SYNCO_CONV_ALGO", algos[i], 1);
     be = NULL;
     CHECK_OK(synco_backend_cpu_create(&be));

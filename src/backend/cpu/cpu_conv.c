@@ -1,5 +1,6 @@
-/* Convolution on oneDNN, or on synco's own kernels (Winograd, cpu_wino_conv.c; 8-channel direct on AVX-512,
- * cpu_direct8_conv.c), chosen per layer and per pass at plan time.
+/* Convolution on oneDNN, or on synco's own kernels (Winograd, cpu_wino_conv.c; on AVX-512 8-channel direct,
+ * cpu_direct8_conv.c, the CIFAR stem's forward, cpu_stem_conv.c, and stride-2 layers from nChw8c into nChw16c,
+ * cpu_stride2_conv.c), chosen per layer and per pass at plan time.
  *
  * Each pass (forward, backward data, backward weights) gets a kernel of its own:
  *  - oneDNN. The primitive descriptor is created with the activations in the layer's layout (so layers chain
@@ -17,6 +18,11 @@
  *    the pass: AVX-512 CPUs).
  *  - synco's direct8 (cpu_direct8_conv.c): 3x3 stride-1 layers on nChw8c (8 or 24 channels) on AVX-512 CPUs,
  *    where oneDNN has only AVX2 kernels for an 8-channel block (half of each register idle).
+ *  - synco's stem (cpu_stem_conv.c): the forward of a 3x3 stride-1 layer from a plain image (at most 4 channels) into
+ *    nChw8c or nChw16c on AVX-512 CPUs, where oneDNN's fp32 kernel into 8-channel blocks is an AVX2 one and its bf16
+ *    kernel writes 16-channel blocks cut down by a reorder. fp32 under bf16 too.
+ *  - synco's stride2 (cpu_stride2_conv.c): 3x3 and 1x1 stride-2 layers from nChw8c into nChw16c on AVX-512 CPUs,
+ *    for which oneDNN has no kernel on the layers' own layouts (it reorders x or dy first). fp32 under bf16 too.
  *  - im2col + oneDNN's matmul (cpu_conv_gemm.c), "gemm": under --precision bf16 on AMX CPUs, the passes of layers
  *    with few output pixels, where oneDNN's AMX convolution kernels are slow (synco_conv_gemm_passes).
  *  - Fixed sums (--adapt-threads, on by default in pretrain: ctx->sum_threads): oneDNN's backward weights in fixed
@@ -30,7 +36,7 @@
  * encoders and repeated blocks measure once; two processes may then choose differently, which changes the
  * rounding (measured: two identical runs differed in 181 of 211 tensors), and on a loaded machine the timings are
  * noise. SYNCO_CONV_ALGO also forces one candidate where it applies (direct, winograd = synco's, onednn-winograd,
- * direct-fp32, direct8, gemm; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
+ * direct-fp32, direct8, gemm, stem, stride2; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
  * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
@@ -61,6 +67,8 @@
 #include "backend/cpu/cpu_conv_gemm.h"
 #include "backend/cpu/cpu_direct8_conv.h"
 #include "backend/cpu/cpu_onednn_util.h"
+#include "backend/cpu/cpu_stem_conv.h"
+#include "backend/cpu/cpu_stride2_conv.h"
 #include "backend/cpu/cpu_wino_conv.h"
 #include "base/progress.h"
 
@@ -76,14 +84,17 @@ enum {
   K_OWN_WINO = 3,
   K_OWN_DIRECT8 = 4,
   K_GEMM = 5,
-  NKIND = 6,
+  K_OWN_STEM = 6,
+  K_OWN_STRIDE2 = 7,
+  NKIND = 8,
   NDNNL = 3
 };
 static const char *const pass_names[NPASS] = {"fwd", "bwd_data", "bwd_weights"};
 _Static_assert(SYNCO_GEMM_FWD == 1 << P_FWD && SYNCO_GEMM_BWD_DATA == 1 << P_BWD_DATA &&
                    SYNCO_GEMM_BWD_WEIGHTS == 1 << P_BWD_WEIGHTS,
                "a pass's bit in cpu_conv_gemm.h is 1 << its index here");
-static const char *const kind_names[NKIND] = {"direct", "onednn-winograd", "direct-fp32", "winograd", "direct8", "gemm"};
+static const char *const kind_names[NKIND] = {"direct",  "onednn-winograd", "direct-fp32", "winograd",
+                                              "direct8", "gemm",            "stem",        "stride2"};
 
 /* One pass on one oneDNN algorithm. */
 typedef struct {
@@ -130,6 +141,10 @@ typedef struct {
   int own_wino;                  /* synco's Winograd applies to the layer */
   int own_d8;                    /* synco's direct8 (AVX-512, nChw8c) applies (cpu_direct8_conv.c) */
   synco_direct8_shape d8;
+  int own_stem;                  /* synco's stem kernel (AVX-512: the image into blocks) applies to the forward */
+  synco_stem_shape stem;
+  int own_s2;                    /* synco's stride-2 kernels (AVX-512, nChw8c -> nChw16c) apply */
+  synco_stride2_shape s2;
   int own_gemm;                  /* the passes (SYNCO_GEMM_* bits) im2col + matmul applies to (bf16, cpu_conv_gemm.c) */
   synco_conv_gemm *gemm;         /* made when chosen (or measured) */
   synco_wino_plan wp;
@@ -643,6 +658,15 @@ static synco_status run_pass(synco_dnnl_ctx *c, conv_impl *k, int kind, int pass
     if (pass == P_BWD_DATA) return synco_conv_gemm_bwd_data(c, k->gemm, xs, ys, w, ws);
     return synco_conv_gemm_bwd_weights(c, k->gemm, w, ys, xs, ws);
   }
+  if (kind == K_OWN_STEM) {
+    if (pass != P_FWD) return synco_fail(SYNCO_ERR_BACKEND, "cpu conv: the stem kernel has only a forward pass");
+    return synco_stem_fwd(&k->stem, ys, xs, w, ws);
+  }
+  if (kind == K_OWN_STRIDE2) {
+    if (pass == P_FWD) return synco_stride2_fwd(&k->s2, ys, xs, w, ws);
+    if (pass == P_BWD_DATA) return synco_stride2_bwd_data(&k->s2, xs, ys, w, ws);
+    return synco_stride2_bwd_weights(&k->s2, w, ys, xs, ws);
+  }
   if (kind == K_OWN_DIRECT8) {
     if (pass == P_FWD) return synco_direct8_fwd(&k->d8, ys, xs, w, ws);
     if (pass == P_BWD_DATA) return synco_direct8_bwd_data(&k->d8, xs, ys, w, ws);
@@ -760,6 +784,13 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     const int amx = strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
     const int pays = pass == P_BWD_WEIGHTS || op->oh * op->ow > 16;
     if (amx) return K_DIRECT;
+    /* synco's stem kernel (fp32) for the forward of the CIFAR stem into 8-channel blocks: oneDNN's bf16 kernel
+     * writes 16-channel blocks that a reorder cuts down (Zen 4, idle, 2 threads, batch 64, 32x32, ms of oneDNN /
+     * stem: 3 -> 8 0.30 + 0.14 / 0.21; 3 -> 16 0.30 / 0.30, 3 -> 32 0.51 / 0.57, 3 -> 64 1.13 / 1.22, which keep
+     * oneDNN's) */
+    if (k->own_stem && pass == P_FWD && k->stem.block == 8) return K_OWN_STEM;
+    /* synco's stride-2 kernels (fp32) for the nChw8c -> nChw16c layers, as in fp32 below */
+    if (k->own_s2 && (pass == P_FWD || op->kh == 1)) return K_OWN_STRIDE2;
     if (k->own_d8) return K_OWN_DIRECT8;
     if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
     /* and its Winograd for the backward weights from 32 channels up to 16x16 outputs (Zen 4, measured with the
@@ -774,6 +805,17 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     const int f32 = (op->kh == 1 && op->kw == 1) || (pass == P_BWD_WEIGHTS && (s2_3x3 || gemm));
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
+  /* synco's stem kernel for the CIFAR stem's forward (Zen 4, idle, 2 threads, batch 64, 32x32, ms of oneDNN / stem:
+   * 3 -> 8 channels 0.49 / 0.21 (oneDNN's AVX2 kernel), 3 -> 16 0.41 / 0.30, 3 -> 32 0.62 / 0.57, 3 -> 64 1.37 /
+   * 1.22) */
+  if (k->own_stem && pass == P_FWD) return K_OWN_STEM;
+  /* synco's stride-2 kernels for the nChw8c -> nChw16c layers (the 8 -> 16 and 24 -> 48 ones), where oneDNN reorders
+   * x or dy first: the forwards and the 1x1 layer's backward passes; the 3x3 layer's backward passes keep oneDNN's
+   * (Zen 4, idle, 2 threads, --width 8 -b 64 steps, medians of 3 runs, ms of oneDNN / stride2 per call: fp32 3x3
+   * forward 0.42 / 0.24, backward weights 0.27 / 0.32, backward data 0.32 / 0.31; 1x1 0.12-0.16 / 0.06-0.09,
+   * 0.20 / 0.14, 0.13 / 0.10; bf16 3x3 0.33 / 0.24-0.25, 0.31 / 0.32, 0.33 / 0.33; 1x1 0.19 / 0.06-0.08, 0.21 /
+   * 0.15, 0.16 / 0.11) */
+  if (k->own_s2 && (pass == P_FWD || op->kh == 1)) return K_OWN_STRIDE2;
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
@@ -837,6 +879,8 @@ static void cache_put(const conv_choice *q) {
 
 static int has_kind(const conv_impl *k, int kind, int pass) {
   if (kind == K_GEMM) return k->own_gemm >> pass & 1; /* P_* and SYNCO_GEMM_* bits agree */
+  if (kind == K_OWN_STEM) return k->own_stem && pass == P_FWD;
+  if (kind == K_OWN_STRIDE2) return k->own_s2;
   return kind == K_OWN_WINO ? k->own_wino : kind == K_OWN_DIRECT8 ? k->own_d8 : k->d[kind][pass].pd != NULL;
 }
 
@@ -857,7 +901,7 @@ static synco_status measure(synco_backend *be, const synco_conv_op *op, conv_imp
   const size_t nw = (size_t)op->cout * op->cin * op->kh * op->kw;
   float *x = synco_aligned_alloc(nx * sizeof(float)), *y = synco_aligned_alloc(ny * sizeof(float));
   float *w = synco_aligned_alloc(nw * sizeof(float)), *dw = synco_aligned_alloc(nw * sizeof(float));
-  const int own = k->own_wino || k->own_d8 || k->own_gemm;
+  const int own = k->own_wino || k->own_d8 || k->own_gemm || k->own_stem || k->own_s2;
   float *ws = own ? synco_aligned_alloc(wino) : NULL;
   synco_status s = (x && y && w && dw && (ws || !own)) ? SYNCO_OK : SYNCO_ERR_NOMEM;
   if (s == SYNCO_OK) {
@@ -933,6 +977,8 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
     snprintf(gemm, sizeof gemm, "synco:im2col+matmul:%s", synco_conv_gemm_impl(k->gemm));
     const int d8_bf16 = kind == K_OWN_DIRECT8 && k->d8.bf16;
     const char *own = kind == K_GEMM          ? gemm
+                      : kind == K_OWN_STEM    ? (k->stem.block == 16 ? "synco:stem_avx512:nChw16c" : "synco:stem_avx512:nChw8c")
+                      : kind == K_OWN_STRIDE2 ? "synco:stride2_avx512:nChw8c->nChw16c"
                       : d8_bf16               ? "synco:direct8_avx512_bf16:nChw8c"
                       : kind == K_OWN_DIRECT8 ? "synco:direct8_avx512:nChw8c"
                       : k->wp.block == 16     ? "synco:winograd_f2x3:nChw16c"
@@ -1008,7 +1054,8 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   const int f = forced_kind();
   if (f == ALGO_BAD)
     return synco_fail(SYNCO_ERR_ARG,
-                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct-fp32, direct8 or gemm",
+                      "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct-fp32, direct8, gemm, "
+                      "stem or stride2",
                       getenv("SYNCO_CONV_ALGO"));
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
@@ -1027,6 +1074,24 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
                                   .bf16 = k->bf16 && synco_direct8_bf16_available()};
     const size_t d8 = synco_direct8_workspace_bytes(&k->d8);
     if (d8 > *wino) *wino = d8;
+  }
+  if (op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_STEM) &&
+      synco_stem_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block,
+                         synco_dnnl_layout_block(k->ly))) {
+    k->own_stem = 1;
+    k->stem = (synco_stem_shape){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w,
+                                 .block = synco_dnnl_layout_block(k->ly)};
+    const size_t st = synco_stem_workspace_bytes(&k->stem);
+    if (st > *wino) *wino = st;
+  }
+  if (op->dtype == SYNCO_F32 && algo_allows(f, K_OWN_STRIDE2) &&
+      synco_stride2_applies(op->cin, op->cout, op->kh, op->kw, op->stride, op->pad, block,
+                            synco_dnnl_layout_block(k->ly))) {
+    k->own_s2 = 1;
+    k->s2 = (synco_stride2_shape){.n = op->n, .cin = op->cin, .cout = op->cout, .h = op->h, .w = op->w, .k = op->kh,
+                                  .pad = op->pad};
+    const size_t s2 = synco_stride2_workspace_bytes(&k->s2);
+    if (s2 > *wino) *wino = s2;
   }
   for (int p = 0; p < NPASS; p++) {
     SYNCO_TRY(find_pd(c, op, k, K_DIRECT, p, &k->d[K_DIRECT][p]));
