@@ -3,7 +3,7 @@
  * (ResNet-50, expansion 4, the stride on the 3x3 conv as in torchvision v1.5), a 1x1-conv + BN downsample where
  * the stride or the channel count changes, and global average pooling. Every layer runs through the backend
  * op table; BN is fused with the ReLU wherever torchvision has BN -> ReLU, and each block's residual is
- * be->add(accumulate) followed by an in-place ReLU.
+ * be->add(accumulate) followed by an in-place ReLU, or both in the last BN's pass (bn_fwd_train_add_relu).
  *
  * Gradients: parameter gradients accumulate into the encoder's gradient buffer. Activation gradients assign,
  * alternating between the buffers A and B; a block's shortcut gradient is formed in S and added to the
@@ -21,8 +21,8 @@ static synco_tensor like(void *buf, const synco_tensor *t) {
 }
 
 /* Slots of a forward-only encoder (synco_nn_act_slot): block inputs and outputs alternate between IO0 and IO1;
- * a block's intermediates alternate between T0 and T1 (each conv reads one and writes the other, and the
- * downsample conv runs after the main path, when T0 is free again). */
+ * a block's intermediates alternate between T0 and T1 (each conv reads one and writes the other; the main path's
+ * last conv writes T0, and the downsample conv runs after it, before the block's last BN, into T1, free again). */
 enum { SLOT_IO0 = 0, SLOT_IO1 = 1, SLOT_T0 = 2, SLOT_T1 = 3 };
 
 /* Adds "<name>.weight" and plans a bias-free convolution of x into a newly allocated y (slot: see above). */
@@ -165,7 +165,7 @@ static synco_status block_make(synco_encoder *enc, synco_nn_block *b, int layer,
     SYNCO_TRY(bn_make(enc, &b->bn3, NAME("bn3"), &b->t3, &b->out, 0));
   }
   if (b->has_down) {
-    SYNCO_TRY(conv_make(enc, &b->down, NAME("downsample.0"), in, &b->td, outc, 1, stride, 0, SLOT_T0));
+    SYNCO_TRY(conv_make(enc, &b->down, NAME("downsample.0"), in, &b->td, outc, 1, stride, 0, SLOT_T1));
     b->sc = b->out;
     b->sc.data = NULL; /* the buffer S, bound after creation */
     SYNCO_TRY(bn_make(enc, &b->down_bn, NAME("downsample.1"), &b->td, &b->sc, 0));
@@ -279,24 +279,34 @@ void synco_nn_resnet_release(synco_encoder *enc) { (void)redo_plans(enc, 0); }
 
 synco_status synco_nn_resnet_replan(synco_encoder *enc) { return redo_plans(enc, 1); }
 
-static synco_status block_fwd(synco_encoder *enc, synco_nn_block *b, int train) {
+/* out = relu(bn(last conv) + shortcut): in one pass where the backend has bn_fwd_train_add_relu (training), else BN,
+ * add and ReLU; the same values either way. */
+static synco_status block_end(synco_encoder *enc, synco_nn_bn *last, const synco_tensor *shortcut, int train) {
   synco_backend *be = enc->be;
+  if (train && be->bn_fwd_train_add_relu) {
+    const float *g = enc->params + last->gamma, *bt = enc->params + last->beta;
+    float *rm = enc->buffers + last->mean, *rv = enc->buffers + last->var;
+    return be->bn_fwd_train_add_relu(be, &last->op, last->y, last->save_mean, last->save_invstd, rm, rv, last->x, g,
+                                     bt, shortcut);
+  }
+  SYNCO_TRY(bn_fwd(enc, last, train));
+  SYNCO_TRY(be->add(be, last->y, shortcut, shortcut, 1));
+  return be->relu_fwd(be, last->y, last->y);
+}
+
+static synco_status block_fwd(synco_encoder *enc, synco_nn_block *b, int train) {
   SYNCO_TRY(conv_fwd(enc, &b->conv1));
   SYNCO_TRY(bn_fwd(enc, &b->bn1, train));
   SYNCO_TRY(conv_fwd(enc, &b->conv2));
-  SYNCO_TRY(bn_fwd(enc, &b->bn2, train));
   if (b->bottleneck) {
+    SYNCO_TRY(bn_fwd(enc, &b->bn2, train));
     SYNCO_TRY(conv_fwd(enc, &b->conv3));
-    SYNCO_TRY(bn_fwd(enc, &b->bn3, train));
   }
-  if (b->has_down) {
+  if (b->has_down) { /* the shortcut's conv and BN first, so that the block's last BN can add it */
     SYNCO_TRY(conv_fwd(enc, &b->down));
     SYNCO_TRY(bn_fwd(enc, &b->down_bn, train));
-    SYNCO_TRY(be->add(be, &b->out, &b->sc, &b->sc, 1));
-  } else {
-    SYNCO_TRY(be->add(be, &b->out, b->in, b->in, 1));
   }
-  return be->relu_fwd(be, &b->out, &b->out);
+  return block_end(enc, b->bottleneck ? &b->bn3 : &b->bn2, b->has_down ? &b->sc : b->in, train);
 }
 
 synco_status synco_nn_resnet_forward(synco_encoder *enc, int train) {

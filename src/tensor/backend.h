@@ -218,6 +218,13 @@ typedef void synco_bn_release_fn(synco_backend *be, synco_bn_op *op);
 typedef synco_status synco_bn_fwd_train_fn(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
                                            float *save_invstd, float *running_mean, float *running_var,
                                            const synco_tensor *x, const float *gamma, const float *beta);
+/* bn_fwd_train of a BN without fused ReLU (op->relu 0), then y = relu(y + res) in the same pass: the end of a residual
+ * block (res: its shortcut, the layout of y). Optional: a backend without it leaves it NULL and the encoder runs
+ * bn_fwd_train, add and relu_fwd, which give the same values. */
+typedef synco_status synco_bn_fwd_train_add_relu_fn(synco_backend *be, synco_bn_op *op, synco_tensor *y,
+                                                    float *save_mean, float *save_invstd, float *running_mean,
+                                                    float *running_var, const synco_tensor *x, const float *gamma,
+                                                    const float *beta, const synco_tensor *res);
 typedef synco_status synco_bn_fwd_eval_fn(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
                                           const float *gamma, const float *beta, const float *running_mean,
                                           const float *running_var);
@@ -305,6 +312,7 @@ struct synco_backend {
   synco_bn_plan_bytes_fn *bn_plan_bytes;
   synco_bn_release_fn *bn_release;
   synco_bn_fwd_train_fn *bn_fwd_train;
+  synco_bn_fwd_train_add_relu_fn *bn_fwd_train_add_relu; /* optional (NULL) */
   synco_bn_fwd_eval_fn *bn_fwd_eval;
   synco_bn_bwd_fn *bn_bwd;
   synco_pool_plan_fn *pool_plan;

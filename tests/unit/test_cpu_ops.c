@@ -282,6 +282,39 @@ static void test_conv_threads_agree(synco_backend *be, const char *algo_forced, 
 
 /* ---- batch norm ------------------------------------------------------------------------------- */
 
+/* The residual block's end in one pass (bn_fwd_train_add_relu) gives the bits of bn_fwd_train, add and relu_fwd:
+ * y, the saved statistics and the running ones; a shortcut in x's or y's memory is refused. */
+static void test_bn_add_relu(synco_backend *be, int n, int c, int h, int w, int groups) {
+  synco_bn_op op = {.n = n, .c = c, .h = h, .w = w, .groups = groups, .relu = 0, .eps = 1e-5f, .momentum = 0.1f,
+                    .dtype = SYNCO_F32};
+  CHECK(be->bn_fwd_train_add_relu != NULL);
+  if (!be->bn_fwd_train_add_relu) return;
+  CHECK_OK(be->bn_plan(be, &op));
+  const size_t nx = (size_t)n * c * h * w, ns = (size_t)groups * c;
+  float *x = rnd(nx, -2, 3), *r = rnd(nx, -1, 1), *gamma = rnd(c, 0.5f, 1.5f), *beta = rnd(c, -0.5f, 0.5f);
+  float *rm[2] = {rnd(c, -0.2f, 0.2f), NULL}, *rv[2] = {rnd(c, 0.8f, 1.2f), NULL};
+  rm[1] = dup(rm[0], c), rv[1] = dup(rv[0], c);
+  float *mean[2] = {malloc(ns * 4), malloc(ns * 4)}, *inv[2] = {malloc(ns * 4), malloc(ns * 4)};
+  synco_tensor tx = mk(be, n, c, h, w, x), tr = mk(be, n, c, h, w, r);
+  synco_tensor ty[2] = {mk(be, n, c, h, w, NULL), mk(be, n, c, h, w, NULL)};
+  CHECK_OK(be->bn_fwd_train(be, &op, &ty[0], mean[0], inv[0], rm[0], rv[0], &tx, gamma, beta));
+  CHECK_OK(be->add(be, &ty[0], &tr, &tr, 1));
+  CHECK_OK(be->relu_fwd(be, &ty[0], &ty[0]));
+  CHECK_OK(be->bn_fwd_train_add_relu(be, &op, &ty[1], mean[1], inv[1], rm[1], rv[1], &tx, gamma, beta, &tr));
+  CHECK(!memcmp(ty[0].data, ty[1].data, nx * sizeof(float)));
+  CHECK(!memcmp(mean[0], mean[1], ns * 4) && !memcmp(inv[0], inv[1], ns * 4));
+  CHECK(!memcmp(rm[0], rm[1], (size_t)c * 4) && !memcmp(rv[0], rv[1], (size_t)c * 4));
+  int zeros = 0; /* the ReLU did cut something */
+  for (size_t i = 0; i < nx; i++) zeros += ((float *)ty[1].data)[i] == 0.f;
+  CHECK(zeros > 0 && (size_t)zeros < nx);
+  CHECK(be->bn_fwd_train_add_relu(be, &op, &ty[1], mean[1], inv[1], rm[1], rv[1], &tx, gamma, beta, &ty[1]) ==
+        SYNCO_ERR_ARG);
+  be->bn_release(be, &op);
+  fr(&tx), fr(&tr), fr(&ty[0]), fr(&ty[1]);
+  float *fs[] = {x, r, gamma, beta, rm[0], rm[1], rv[0], rv[1], mean[0], mean[1], inv[0], inv[1]};
+  for (size_t i = 0; i < sizeof(fs) / sizeof(*fs); i++) free(fs[i]);
+}
+
 static void test_bn(synco_backend *be, synco_backend *ref, int n, int c, int h, int w, int groups, int relu) {
   char what[96];
   synco_bn_op op = {.n = n, .c = c, .h = h, .w = w, .groups = groups, .relu = relu, .eps = 1e-5f, .momentum = 0.1f,
@@ -757,6 +790,9 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 3, 5, 37, 16, 3, 1, 1);   /* into 16: 37 columns, 2 vectors and 5 */
   test_bn(be, ref, 4, 16, 5, 5, 1, 0);
   test_bn(be, ref, 4, 16, 5, 5, 2, 1);
+  test_bn_add_relu(be, 4, 16, 5, 5, 2);
+  test_bn_add_relu(be, 8, 8, 3, 7, 4);            /* blocks of 8 where the CPU takes them */
+  test_bn_add_relu(be, 3, 12, 4, 4, 1);           /* plain layout */
   test_maxpool(be, ref, 2, 16, 11, 10);
   test_avgpool(be, ref, 3, 32, 4, 3);
   test_eltwise(be, ref, 2, 16, 5, 3);

@@ -348,6 +348,7 @@ static const synco_backend cpu_ops = {
     .bn_plan_bytes = synco_dnnl_bn_plan_bytes,
     .bn_release = synco_dnnl_bn_release,
     .bn_fwd_train = synco_dnnl_bn_fwd_train,
+    .bn_fwd_train_add_relu = synco_dnnl_bn_fwd_train_add_relu,
     .bn_fwd_eval = synco_dnnl_bn_fwd_eval,
     .bn_bwd = synco_dnnl_bn_bwd,
     .pool_plan = synco_dnnl_pool_plan,

@@ -83,15 +83,21 @@ static AVX2 void avx_stats(const float *x, long stride, int per, long HW, int NV
   for (int b = 0; b < NV * 8; b++) var[b] = v[b] / m;
 }
 
-static AVX2 void avx_affine(float *y, const float *x, long stride, int per, long HW, int NV, const float *scale,
-                            const float *shift, int relu) {
+static AVX2 void avx_affine(float *y, const float *x, const float *res, long stride, int per, long HW, int NV,
+                            const float *scale, const float *shift, int relu) {
   const __m256 z = _mm256_setzero_ps();
   for (int k = 0; k < NV; k++) {
     const __m256 sc = _mm256_loadu_ps(scale + k * 8), sh = _mm256_loadu_ps(shift + k * 8);
     for (int n = 0; n < per; n++) {
       const float *p = x + n * stride + k * 8;
       float *q = y + n * stride + k * 8;
-      if (relu)
+      if (res) { /* the residual block's end: relu(bn + shortcut), the values add then relu_fwd give */
+        const float *r = res + n * stride + k * 8;
+        for (long i = 0; i < HW; i++) {
+          const __m256 t = _mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh);
+          _mm256_storeu_ps(q + i * NV * 8, _mm256_max_ps(z, _mm256_add_ps(t, _mm256_loadu_ps(r + i * NV * 8))));
+        }
+      } else if (relu)
         for (long i = 0; i < HW; i++)
           /* max(0, v): maxps returns its second operand when one is NaN, so NaN stays NaN, as torch's ReLU */
           _mm256_storeu_ps(q + i * NV * 8, _mm256_max_ps(z, _mm256_fmadd_ps(_mm256_loadu_ps(p + i * NV * 8), sc, sh)));
@@ -230,12 +236,21 @@ static inline __attribute__((always_inline)) void task_stats(const float *x, lon
 }
 
 /* y = x * scale + shift (then ReLU) over one task's images. */
-static inline __attribute__((always_inline)) void task_affine(float *y, const float *x, long img_stride, int per,
-                                                              long HW, int B, const float *scale, const float *shift,
-                                                              int relu) {
+static inline __attribute__((always_inline)) void task_affine(float *y, const float *x, const float *res,
+                                                              long img_stride, int per, long HW, int B,
+                                                              const float *scale, const float *shift, int relu) {
   for (int n = 0; n < per; n++) {
     const float *p = x + n * img_stride;
     float *q = y + n * img_stride;
+    if (res) { /* the residual block's end: relu(bn + shortcut), the values add then relu_fwd give */
+      const float *r = res + n * img_stride;
+      for (long i = 0; i < HW * B; i++) {
+        const float t = p[i] * scale[i % B] + shift[i % B];
+        const float u = t + r[i];
+        q[i] = u < 0.f ? 0.f : u;
+      }
+      continue;
+    }
     if (B == 1) {
       const float sc = scale[0], sh = shift[0];
       if (relu) {
@@ -264,9 +279,10 @@ static inline __attribute__((always_inline)) void task_affine(float *y, const fl
 }
 
 static void fwd_train_task(const synco_bn_op *op, int B, int per, int g, int cb, double *acc, float *y,
-                           const float *x, float *save_mean, float *save_invstd, const float *gamma,
+                           const float *x, const float *res, float *save_mean, float *save_invstd, const float *gamma,
                            const float *beta) {
   const long HW = (long)op->h * op->w, CB = op->c / B;
+  const float *rs = res ? SLICE(res, (long)g * per, cb) : NULL;
   double mean[16], var[16];
   float scale[16], shift[16];
   const float *xs = SLICE(x, (long)g * per, cb);
@@ -293,25 +309,26 @@ static void fwd_train_task(const synco_bn_op *op, int B, int per, int g, int cb,
     shift[b] = (float)(beta[c] - mean[b] * gamma[c] * is);
   }
 #ifdef SYNCO_BN_AVX2
-  if (avx) avx_affine(ys, xs, stride, per, HW, B / 8, scale, shift, op->relu);
+  if (avx) avx_affine(ys, xs, rs, stride, per, HW, B / 8, scale, shift, op->relu);
   else
 #endif
   switch (B) {
-    case 8: task_affine(ys, xs, stride, per, HW, 8, scale, shift, op->relu); break;
-    case 16: task_affine(ys, xs, stride, per, HW, 16, scale, shift, op->relu); break;
-    default: task_affine(ys, xs, stride, per, HW, 1, scale, shift, op->relu); break;
+    case 8: task_affine(ys, xs, rs, stride, per, HW, 8, scale, shift, op->relu); break;
+    case 16: task_affine(ys, xs, rs, stride, per, HW, 16, scale, shift, op->relu); break;
+    default: task_affine(ys, xs, rs, stride, per, HW, 1, scale, shift, op->relu); break;
   }
 }
 
 synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, float *save_mean,
                                     float *save_invstd, float *running_mean, float *running_var,
-                                    const synco_tensor *x, const float *gamma, const float *beta) {
+                                    const synco_tensor *x, const float *gamma, const float *beta,
+                                    const synco_tensor *res) {
   const int G = op->groups, C = op->c, B = k->B, per = k->per, CB = C / B;
-  const float *px = x->data;
+  const float *px = x->data, *pr = res ? res->data : NULL;
   float *py = y->data;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int t = 0; t < G * CB; t++)
-    fwd_train_task(op, B, per, t / CB, t % CB, k->acc, py, px, save_mean, save_invstd, gamma, beta);
+    fwd_train_task(op, B, per, t / CB, t % CB, k->acc, py, px, pr, save_mean, save_invstd, gamma, beta);
   const double m = (double)per * op->h * op->w;
   const double unbias = m > 1 ? m / (m - 1) : 1.0;
   const float mom = op->momentum;
@@ -348,13 +365,13 @@ synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco
     const float *xs = SLICE(px, n, cb);
     float *ys = SLICE(py, n, cb);
 #ifdef SYNCO_BN_AVX2
-    if (B % 8 == 0 && have_avx2()) avx_affine(ys, xs, 0, 1, HW, B / 8, scale, shift, op->relu);
+    if (B % 8 == 0 && have_avx2()) avx_affine(ys, xs, NULL, 0, 1, HW, B / 8, scale, shift, op->relu);
     else
 #endif
     switch (B) {
-      case 8: task_affine(ys, xs, 0, 1, HW, 8, scale, shift, op->relu); break;
-      case 16: task_affine(ys, xs, 0, 1, HW, 16, scale, shift, op->relu); break;
-      default: task_affine(ys, xs, 0, 1, HW, 1, scale, shift, op->relu); break;
+      case 8: task_affine(ys, xs, NULL, 0, 1, HW, 8, scale, shift, op->relu); break;
+      case 16: task_affine(ys, xs, NULL, 0, 1, HW, 16, scale, shift, op->relu); break;
+      default: task_affine(ys, xs, NULL, 0, 1, HW, 1, scale, shift, op->relu); break;
     }
   }
   return SYNCO_OK;

@@ -230,6 +230,26 @@ static synco_status ready(const char *what, synco_bn_op *op, const synco_tensor 
   return synco_dnnl_check(what, t, op->n, op->c, op->h, op->w, k->l);
 }
 
+/* The residual block's end in one pass where synco's own BN runs the layer (fp32), else the three ops. */
+synco_status synco_dnnl_bn_fwd_train_add_relu(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                              float *save_invstd, float *running_mean, float *running_var,
+                                              const synco_tensor *x, const float *gamma, const float *beta,
+                                              const synco_tensor *res) {
+  if (op->relu) return synco_fail(SYNCO_ERR_ARG, "cpu bn_fwd_train_add_relu: the BN has a fused ReLU already");
+  SYNCO_TRY(ready("bn_fwd_train_add_relu x", op, x));
+  SYNCO_TRY(ready("bn_fwd_train_add_relu y", op, y));
+  SYNCO_TRY(ready("bn_fwd_train_add_relu res", op, res));
+  if (res->data == y->data || res->data == x->data)
+    return synco_fail(SYNCO_ERR_ARG, "cpu bn_fwd_train_add_relu: the shortcut shares memory with x or y");
+  bn_impl *k = op->impl;
+  if (k->native)
+    return synco_cpu_bn_fwd_train(k->native, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta,
+                                  res);
+  SYNCO_TRY(synco_dnnl_bn_fwd_train(be, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta));
+  SYNCO_TRY(synco_dnnl_add(be, y, res, res, 1));
+  return synco_dnnl_relu_fwd(be, y, y);
+}
+
 synco_status synco_dnnl_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
                                      float *save_invstd, float *running_mean, float *running_var,
                                      const synco_tensor *x, const float *gamma, const float *beta) {
@@ -238,7 +258,8 @@ synco_status synco_dnnl_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
   SYNCO_TRY(ready("bn_fwd_train y", op, y));
   bn_impl *k = op->impl;
   if (k->native)
-    return synco_cpu_bn_fwd_train(k->native, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta);
+    return synco_cpu_bn_fwd_train(k->native, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta,
+                                  NULL);
   const int G = op->groups, C = op->c;
   dnnl_exec_arg_t a[8] = {{DNNL_ARG_SRC, k->m_s}, {DNNL_ARG_DST, k->m_d}, {DNNL_ARG_MEAN, k->m_mean},
                           {DNNL_ARG_VARIANCE, k->m_var}};

@@ -158,6 +158,7 @@ synco_bn_plan_fn synco_dnnl_bn_plan;
 synco_bn_plan_bytes_fn synco_dnnl_bn_plan_bytes;
 synco_bn_release_fn synco_dnnl_bn_release;
 synco_bn_fwd_train_fn synco_dnnl_bn_fwd_train;
+synco_bn_fwd_train_add_relu_fn synco_dnnl_bn_fwd_train_add_relu;
 synco_bn_fwd_eval_fn synco_dnnl_bn_fwd_eval;
 synco_bn_bwd_fn synco_dnnl_bn_bwd;
 
@@ -167,9 +168,11 @@ synco_status synco_cpu_bn_plan(synco_backend *be, const synco_bn_op *op, synco_c
 void synco_cpu_bn_release(synco_cpu_bn *k);
 /* The bytes synco_cpu_bn_plan keeps for op. */
 size_t synco_cpu_bn_plan_bytes(const synco_bn_op *op);
+/* res non-NULL: then y = relu(y + res) in the same pass (op->relu is 0; bn_fwd_train_add_relu). */
 synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, float *save_mean,
                                     float *save_invstd, float *running_mean, float *running_var,
-                                    const synco_tensor *x, const float *gamma, const float *beta);
+                                    const synco_tensor *x, const float *gamma, const float *beta,
+                                    const synco_tensor *res);
 synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
                                    const float *gamma, const float *beta, const float *running_mean,
                                    const float *running_var);
