@@ -318,17 +318,22 @@ synco_status synco_nn_resnet_forward(synco_encoder *enc, int train) {
   return be->avgpool_fwd(be, &enc->feat, &enc->blocks[enc->nblocks - 1].out);
 }
 
-/* On entry A holds d(out); on return A holds d(in). */
-static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b) {
+/* On entry A holds d(out), or, when `masked`, d(out) masked by the block's ReLU where the block after it put it (S
+ * without a downsample, A with one). On return A holds d(in); or, with prev (the block before, whose output is this
+ * block's input) and a backend that has add_relu_bwd, d(in) already masked by prev's ReLU, where prev wants it
+ * (*masked_out = 1). */
+static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b, int masked, const synco_nn_block *prev,
+                              int *masked_out) {
   synco_backend *be = enc->be;
   synco_tensor dA = like(enc->gA, &b->out), dB, dS;
+  *masked_out = 0;
   if (!b->has_down) {
     /* The masked gradient is both the shortcut's and the last BN's: mask once into S, which the last BN
      * then reads, so A is free for the main path. */
     dS = like(enc->gS, &b->out);
-    SYNCO_TRY(be->relu_bwd(be, &dS, &dA, &b->out));
+    if (!masked) SYNCO_TRY(be->relu_bwd(be, &dS, &dA, &b->out));
     dA = dS;
-  } else {
+  } else if (!masked) {
     SYNCO_TRY(be->relu_bwd(be, &dA, &dA, &b->out));
   }
   if (b->has_down) {
@@ -351,6 +356,11 @@ static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b) {
   SYNCO_TRY(bn_bwd(enc, &b->bn1, &dB, &dA));
   dA = like(enc->gA, b->in);
   SYNCO_TRY(conv_bwd(enc, &b->conv1, &dA, &dB));
+  if (prev && be->add_relu_bwd) { /* the two paths' sum and prev's ReLU mask in one pass */
+    synco_tensor to = prev->has_down ? dA : like(enc->gS, b->in);
+    *masked_out = 1;
+    return be->add_relu_bwd(be, &to, &dA, &dS, b->in);
+  }
   return be->add(be, &dA, &dS, &dS, 1);
 }
 
@@ -358,7 +368,9 @@ synco_status synco_nn_resnet_backward(synco_encoder *enc, const synco_tensor *df
   synco_backend *be = enc->be;
   synco_tensor dA = like(enc->gA, &enc->blocks[enc->nblocks - 1].out);
   SYNCO_TRY(be->avgpool_bwd(be, &dA, dfeat));
-  for (int k = enc->nblocks - 1; k >= 0; k--) SYNCO_TRY(block_bwd(enc, &enc->blocks[k]));
+  int masked = 0;
+  for (int k = enc->nblocks - 1; k >= 0; k--)
+    SYNCO_TRY(block_bwd(enc, &enc->blocks[k], masked, k ? &enc->blocks[k - 1] : NULL, &masked));
   synco_tensor dB;
   if (enc->pool_planned) {
     dA = like(enc->gA, &enc->p0);

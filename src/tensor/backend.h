@@ -246,6 +246,10 @@ typedef synco_status synco_maxpool_bwd_fn(synco_backend *be, synco_pool_op *op, 
 typedef synco_status synco_relu_fwd_fn(synco_backend *be, synco_tensor *y, const synco_tensor *x);
 typedef synco_status synco_relu_bwd_fn(synco_backend *be, synco_tensor *dx, const synco_tensor *dy,
                                        const synco_tensor *y);
+/* dx = (a + b) * (y > 0) (dx may be a or b): a block's input gradient, the sum of its two paths', masked by the
+ * previous block's ReLU in one pass. Optional (NULL: add, then relu_bwd, which give the same values). */
+typedef synco_status synco_add_relu_bwd_fn(synco_backend *be, synco_tensor *dx, const synco_tensor *a,
+                                           const synco_tensor *b, const synco_tensor *y);
 /* y = a + b, or with accumulate = 1: y += a (b ignored). Same shapes and layouts. */
 typedef synco_status synco_add_fn(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
                                   int accumulate);
@@ -323,6 +327,7 @@ struct synco_backend {
   synco_relu_fwd_fn *relu_fwd;
   synco_relu_bwd_fn *relu_bwd;
   synco_add_fn *add;
+  synco_add_relu_bwd_fn *add_relu_bwd; /* optional (NULL) */
   synco_avgpool_fwd_fn *avgpool_fwd;
   synco_avgpool_bwd_fn *avgpool_bwd;
   synco_linear_fwd_fn *linear_fwd;

@@ -444,6 +444,20 @@ static void test_eltwise(synco_backend *be, synco_backend *ref, int n, int c, in
   CHECK_OK(be->add(be, &fy, &fg, NULL, 1));
   CHECK_OK(ref->add(ref, &ry, &rg, NULL, 1));
   cmp("add accumulate", be, &fy, &ry, 0, 0);
+  /* add_relu_bwd: the reference's add, then its relu_bwd by a ReLU output (ry, zeros included), bit for bit, into a
+   * third tensor and in place on either operand */
+  CHECK(be->add_relu_bwd != NULL);
+  CHECK_OK(ref->relu_fwd(ref, &ry, &ra));
+  CHECK_OK(ref->add(ref, &rd, &rg, &rb, 0));
+  CHECK_OK(ref->relu_bwd(ref, &rd, &rd, &ry));
+  synco_tensor fr_y = mk(be, n, c, h, w, ry.data);
+  for (int where = 0; where < 3 && be->add_relu_bwd; where++) {
+    synco_tensor fg2 = mk(be, n, c, h, w, g), fb2 = mk(be, n, c, h, w, b), *to = where == 1 ? &fg2 : where == 2 ? &fb2 : &fd;
+    CHECK_OK(be->add_relu_bwd(be, to, &fg2, &fb2, &fr_y));
+    cmp(where ? "add_relu_bwd in place" : "add_relu_bwd", be, to, &rd, 0, 0);
+    fr(&fg2), fr(&fb2);
+  }
+  fr(&fr_y);
   synco_tensor *ts[] = {&fa, &fb, &fg, &fy, &fd, &ra, &rb, &rg, &ry, &rd};
   for (size_t i = 0; i < sizeof(ts) / sizeof(*ts); i++) fr(ts[i]);
   free(a), free(b), free(g);

@@ -359,6 +359,7 @@ static const synco_backend cpu_ops = {
     .relu_fwd = synco_dnnl_relu_fwd,
     .relu_bwd = synco_dnnl_relu_bwd,
     .add = synco_dnnl_add,
+    .add_relu_bwd = synco_dnnl_add_relu_bwd,
     .avgpool_fwd = synco_dnnl_avgpool_fwd,
     .avgpool_bwd = synco_dnnl_avgpool_bwd,
     .linear_fwd = synco_dnnl_linear_fwd, /* fp32: the reference's cblas; bf16: oneDNN's matmul */

@@ -213,6 +213,7 @@ synco_relu_bwd_fn synco_dnnl_relu_bwd;
  * unpredictable branch per element (half the elements of a ReLU are zero). Used by relu_bwd and the fused BN+ReLU. */
 static inline __attribute__((always_inline)) float synco_relu_mask(float y, float g) { return y > 0.f ? g : 0.f; }
 synco_add_fn synco_dnnl_add;
+synco_add_relu_bwd_fn synco_dnnl_add_relu_bwd;
 synco_avgpool_fwd_fn synco_dnnl_avgpool_fwd;
 synco_avgpool_bwd_fn synco_dnnl_avgpool_bwd;
 
