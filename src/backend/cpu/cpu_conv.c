@@ -805,10 +805,12 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     const int f32 = (op->kh == 1 && op->kw == 1) || (pass == P_BWD_WEIGHTS && (s2_3x3 || gemm));
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
-  /* synco's stem kernel for the CIFAR stem's forward (Zen 4, idle, 2 threads, batch 64, 32x32, ms of oneDNN / stem:
-   * 3 -> 8 channels 0.49 / 0.21 (oneDNN's AVX2 kernel), 3 -> 16 0.41 / 0.30, 3 -> 32 0.62 / 0.57, 3 -> 64 1.37 /
-   * 1.22) */
-  if (k->own_stem && pass == P_FWD) return K_OWN_STEM;
+  /* synco's stem kernel for the CIFAR stem's forward into 8 channels (Zen 4, idle, 2 threads, batch 64, 32x32, ms
+   * of oneDNN / stem: 3 -> 8 channels 0.49 / 0.21, oneDNN's AVX2 kernel). Into 16 or more it is faster too (3 -> 16
+   * 0.41 / 0.30, 3 -> 32 0.62 / 0.57, 3 -> 64 1.37 / 1.22), but by 0.3 % of a step or less, while its rounding moved
+   * a --width 16 run's results (the make-demo recipe, seed 1: kNN 33.60 -> 35.30 %, seed-to-seed noise): those
+   * layers keep oneDNN's kernel and their results. */
+  if (k->own_stem && pass == P_FWD && k->stem.block == 8) return K_OWN_STEM;
   /* synco's stride-2 kernels for the nChw8c -> nChw16c layers (the 8 -> 16 and 24 -> 48 ones), where oneDNN reorders
    * x or dy first: the forwards and the 1x1 layer's backward passes; the 3x3 layer's backward passes keep oneDNN's
    * (Zen 4, idle, 2 threads, --width 8 -b 64 steps, medians of 3 runs, ms of oneDNN / stride2 per call: fp32 3x3
