@@ -763,6 +763,21 @@ static int has_kind(const conv_impl *k, int kind, int pass);
 static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   const int narrow = op->cin < op->cout ? op->cin : op->cout;
   if (k->own_gemm >> pass & 1) return K_GEMM;
+  /* In fp32 and, where the bf16 kernels are not AMX ones, in bf16 (the kernels multiply in fp32 there): synco's stem
+   * kernel for the CIFAR stem's forward into 8 channels (Zen 4, idle, 2 threads, batch 64, 32x32, ms of oneDNN /
+   * stem: fp32 0.49 / 0.21, oneDNN's AVX2 kernel; bf16 0.30 + 0.14 / 0.21, oneDNN's kernel writing 16-channel blocks
+   * that a reorder cuts down). Into 16 or more channels it is faster in fp32 too (3 -> 16 0.41 / 0.30, 3 -> 32 0.62 /
+   * 0.57, 3 -> 64 1.37 / 1.22; bf16 0.30 / 0.30, 0.51 / 0.57, 1.13 / 1.22), but by 0.3 % of a step or less, while
+   * its rounding moved a --width 16 run's results (the make-demo recipe, seed 1: kNN 33.60 -> 35.30 %, seed-to-seed
+   * noise): those layers keep oneDNN's kernel and their results. And synco's stride-2 kernels for the nChw8c ->
+   * nChw16c layers (the 8 -> 16 and 24 -> 48 ones), where oneDNN reorders x or dy first: the forwards and the 1x1
+   * layer's backward passes; the 3x3 layer's backward passes keep oneDNN's (Zen 4, idle, 2 threads, --width 8 -b 64
+   * steps, medians of 3 runs, ms of oneDNN / stride2 per call: fp32 3x3 forward 0.42 / 0.24, backward weights
+   * 0.27 / 0.32, backward data 0.32 / 0.31; 1x1 0.12-0.16 / 0.06-0.09, 0.20 / 0.14, 0.13 / 0.10; bf16 3x3 0.33 /
+   * 0.24-0.25, 0.31 / 0.32, 0.33 / 0.33; 1x1 0.19 / 0.06-0.08, 0.21 / 0.15, 0.16 / 0.11). */
+  const int bf16_amx = k->bf16 && strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
+  if (!bf16_amx && k->own_stem && pass == P_FWD && k->stem.block == 8) return K_OWN_STEM;
+  if (!bf16_amx && k->own_s2 && (pass == P_FWD || op->kh == 1)) return K_OWN_STRIDE2;
   if (k->bf16) {
     /* a bf16 layer: oneDNN's fp32 Winograd from 64 channels where its bf16 kernels are not AMX ones (AVX512-BF16
      * alone, a Zen 4), but for the forward and backward data passes of layers of at most 16 output pixels (Zen 4,
@@ -781,16 +796,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
      * 8->16 at 32x32 0.27/0.08, 0.09/0.06, 0.27/0.05 for the three passes, 16->32 at 32x32 0.21/0.11 each), and
      * beside a competing process the bf16 stride-2 backward weights, which wait in a spin barrier, took 51 of the
      * 116 ms of a --width 8 step; bf16 direct elsewhere */
-    const int amx = strstr(k->d[K_DIRECT][pass].impl, "amx") != NULL;
     const int pays = pass == P_BWD_WEIGHTS || op->oh * op->ow > 16;
-    if (amx) return K_DIRECT;
-    /* synco's stem kernel (fp32) for the forward of the CIFAR stem into 8-channel blocks: oneDNN's bf16 kernel
-     * writes 16-channel blocks that a reorder cuts down (Zen 4, idle, 2 threads, batch 64, 32x32, ms of oneDNN /
-     * stem: 3 -> 8 0.30 + 0.14 / 0.21; 3 -> 16 0.30 / 0.30, 3 -> 32 0.51 / 0.57, 3 -> 64 1.13 / 1.22, which keep
-     * oneDNN's) */
-    if (k->own_stem && pass == P_FWD && k->stem.block == 8) return K_OWN_STEM;
-    /* synco's stride-2 kernels (fp32) for the nChw8c -> nChw16c layers, as in fp32 below */
-    if (k->own_s2 && (pass == P_FWD || op->kh == 1)) return K_OWN_STRIDE2;
+    if (bf16_amx) return K_DIRECT;
     if (k->own_d8) return K_OWN_DIRECT8;
     if (narrow >= 64) return pays && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
     /* and its Winograd for the backward weights from 32 channels up to 16x16 outputs (Zen 4, measured with the
@@ -805,19 +812,6 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     const int f32 = (op->kh == 1 && op->kw == 1) || (pass == P_BWD_WEIGHTS && (s2_3x3 || gemm));
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
-  /* synco's stem kernel for the CIFAR stem's forward into 8 channels (Zen 4, idle, 2 threads, batch 64, 32x32, ms
-   * of oneDNN / stem: 3 -> 8 channels 0.49 / 0.21, oneDNN's AVX2 kernel). Into 16 or more it is faster too (3 -> 16
-   * 0.41 / 0.30, 3 -> 32 0.62 / 0.57, 3 -> 64 1.37 / 1.22), but by 0.3 % of a step or less, while its rounding moved
-   * a --width 16 run's results (the make-demo recipe, seed 1: kNN 33.60 -> 35.30 %, seed-to-seed noise): those
-   * layers keep oneDNN's kernel and their results. */
-  if (k->own_stem && pass == P_FWD && k->stem.block == 8) return K_OWN_STEM;
-  /* synco's stride-2 kernels for the nChw8c -> nChw16c layers (the 8 -> 16 and 24 -> 48 ones), where oneDNN reorders
-   * x or dy first: the forwards and the 1x1 layer's backward passes; the 3x3 layer's backward passes keep oneDNN's
-   * (Zen 4, idle, 2 threads, --width 8 -b 64 steps, medians of 3 runs, ms of oneDNN / stride2 per call: fp32 3x3
-   * forward 0.42 / 0.24, backward weights 0.27 / 0.32, backward data 0.32 / 0.31; 1x1 0.12-0.16 / 0.06-0.09,
-   * 0.20 / 0.14, 0.13 / 0.10; bf16 3x3 0.33 / 0.24-0.25, 0.31 / 0.32, 0.33 / 0.33; 1x1 0.19 / 0.06-0.08, 0.21 /
-   * 0.15, 0.16 / 0.11) */
-  if (k->own_s2 && (pass == P_FWD || op->kh == 1)) return K_OWN_STRIDE2;
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
