@@ -165,15 +165,21 @@ void synco_backend_describe(char *buf, size_t n) {
   const int wino = synco_backend_supports(be, SYNCO_CAP_WINOGRAD);
   char probe[1024] = "";
   if (bf16) bf16_probe(be, probe, sizeof probe);
+  const int bf16_conv = bf16 && synco_backend_cpu_bf16_conv(be);
   synco_backend_destroy(be);
   snprintf(buf + k, n - (size_t)k, "bf16: %s%s\n3x3 stride-1 convolutions: %s\n",
-           bf16 ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32; on AMX, the "
-                  "layers of at most 16 output pixels, and backward weights up to 64, as im2col + matmul; without AMX, "
-                  "layers of 8 or 24 channels on synco's direct8 (bf16), and, in fp32, which "
-                  "is faster there, 3x3 stride-1 layers from 64 channels (backward weights from 32 up to 16x16 outputs) on "
-                  "oneDNN's Winograd and, under 64 channels, "
-                  "1x1 layers and backward weights of stride-2 layers and the CIFAR stem on oneDNN's direct kernels)"
-                : "no (needs AVX512-BF16 or AMX; fp32 only)",
+           !bf16       ? "no (needs AVX512-BF16 or AMX; fp32 only)"
+           : bf16_conv ? "yes, with --precision bf16 (convolutions and linear layers; the default is fp32; on AMX, the "
+                         "layers of at most 16 output pixels, and backward weights up to 64, as im2col + matmul; without "
+                         "AMX, layers of 8 or 24 channels on synco's direct8 (bf16), and, in fp32, which "
+                         "is faster there, 3x3 stride-1 layers from 64 channels (backward weights from 32 up to 16x16 "
+                         "outputs) on oneDNN's Winograd and, under 64 channels, "
+                         "1x1 layers and backward weights of stride-2 layers and the CIFAR stem on oneDNN's direct "
+                         "kernels; SYNCO_BF16_CONV=fp32: every convolution in fp32)"
+                       : "yes, with --precision bf16 (the default is fp32), for the linear layers; the convolutions run "
+                         "the fp32 kernels of an fp32 run, since on this CPU (Intel with AVX512-BF16, no AMX) oneDNN's bf16 "
+                         "convolution kernels are 1.4-2.8x slower than its fp32 ones (SYNCO_BF16_CONV=bf16 runs them "
+                         "anyway)",
            probe,
            wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd F(2x2,3x3) "
                   "from 64 channels on AVX2 (synco's), from 32 on AVX-512 (oneDNN's; backward weights from 16), synco's direct8 for 8 or 24 channels "

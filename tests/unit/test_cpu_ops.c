@@ -502,13 +502,13 @@ static void test_no_ref_kernels(synco_backend *be) {
   free(k);
 }
 
-/* Plans a 3x3 stride-1 layer of c channels into c (8x8, batch 2) on be and returns be's kernel list (malloc'd). */
 /* Plans op; the backend's kernel log, whose last entry is op's (malloc'd). */
 static char *plan_log(synco_backend *be, synco_conv_op *op) {
   CHECK_OK(be->conv_plan(be, op));
   return synco_test_kernel_log(be);
 }
 
+/* Plans a 3x3 stride-1 layer of c channels into c (8x8, batch 2) on be and returns be's kernel list (malloc'd). */
 static char *plan_square(synco_backend *be, synco_conv_op *op, int c) {
   *op = (synco_conv_op){.n = 2, .cin = c, .h = 8, .w = 8, .cout = c, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
                         .pad = 1, .dtype = SYNCO_F32};
@@ -694,6 +694,81 @@ static void test_bf16_rule(void) {
     be->conv_release(be, &op);
   }
   synco_backend_destroy(be);
+}
+
+/* op's three passes on be from plain x, wt and dy (planned here, released after): y and dx in plain order, dw. */
+static void conv_passes(synco_backend *be, synco_conv_op *op, const float *x, const float *wt, const float *dy,
+                        float *y, float *dx, float *dw) {
+  CHECK_OK(be->conv_plan(be, op));
+  synco_tensor tx = mk(be, op->n, op->cin, op->h, op->w, x), tdy = mk(be, op->n, op->cout, op->oh, op->ow, dy);
+  synco_tensor ty = mk(be, op->n, op->cout, op->oh, op->ow, NULL), tdx = mk(be, op->n, op->cin, op->h, op->w, NULL);
+  CHECK_OK(be->conv_fwd(be, op, &ty, &tx, wt));
+  CHECK_OK(be->conv_bwd_data(be, op, &tdx, &tdy, wt));
+  CHECK_OK(be->conv_bwd_weights(be, op, dw, &tdy, &tx));
+  CHECK_OK(be->to_plain(be, y, &ty));
+  CHECK_OK(be->to_plain(be, dx, &tdx));
+  be->conv_release(be, op);
+  fr(&tx), fr(&tdy), fr(&ty), fr(&tdx);
+}
+
+/* Whether the convolutions multiply in bf16 under --precision bf16: by default yes, but on an Intel CPU with
+ * AVX512-BF16 and no AMX, whose bf16 convolution kernels are the slower (synco_dnnl_bf16_conv_pays); SYNCO_BF16_CONV
+ * chooses on any bf16 CPU. Where they do not, every pass says "(fp32)" in the kernel log, and a bf16 backend's
+ * convolutions give an fp32 backend's bits (the same kernels on the same tensors): checked on direct8's 8-channel
+ * layer, a 64-channel 3x3 and a 1x1 stride-2 layer, with SYNCO_BF16_CONV=fp32 so that it runs on every bf16 CPU. */
+static void test_bf16_conv_choice(void) {
+  const int intel_no_amx = __builtin_cpu_is("intel") && (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_amx) !=
+                                                            dnnl_cpu_isa_avx512_core_amx;
+  const char *set[] = {NULL, "bf16", "fp32"};
+  for (int i = 0; i < 3; i++) {
+    if (set[i]) setenv("SYNCO_BF16_CONV", set[i], 1);
+    else unsetenv("SYNCO_BF16_CONV");
+    synco_backend *be = NULL;
+    CHECK_OK(synco_backend_cpu_create(&be));
+    if (!be) continue;
+    CHECK_OK(synco_backend_set_precision(be, "bf16"));
+    const int want = i == 0 ? !intel_no_amx : i == 1;
+    CHECK(synco_backend_cpu_bf16_conv(be) == want);
+    synco_conv_op op;
+    char *k = plan_square(be, &op, 8);
+    const char *e = strrchr(k, '{');
+    CHECK(e && (pass_fp32(e, "fwd") && pass_fp32(e, "bwd_data") && pass_fp32(e, "bwd_weights")) == !want);
+    free(k);
+    be->conv_release(be, &op);
+    synco_backend_destroy(be);
+  }
+  setenv("SYNCO_BF16_CONV", "invalid", 1);
+  synco_backend *be = NULL;
+  CHECK_OK(synco_backend_cpu_create(&be));
+  CHECK(be && synco_backend_set_precision(be, "bf16") == SYNCO_ERR_ARG);
+  CHECK(strstr(synco_last_error(), "SYNCO_BF16_CONV=invalid") != NULL);
+  synco_backend_destroy(be);
+
+  setenv("SYNCO_BF16_CONV", "fp32", 1);
+  const int shapes[3][5] = {{8, 8, 16, 3, 1}, {64, 64, 8, 3, 1}, {16, 32, 8, 1, 2}}; /* cin, cout, h = w, k, stride */
+  for (int s = 0; s < 3; s++) {
+    const int *d = shapes[s], oh = synco_conv_out_size(d[2], d[3], d[4], d[3] / 2);
+    synco_conv_op op = {.n = 3, .cin = d[0], .h = d[2], .w = d[2], .cout = d[1], .oh = oh, .ow = oh, .kh = d[3],
+                        .kw = d[3], .stride = d[4], .pad = d[3] / 2, .dtype = SYNCO_F32};
+    const size_t nx = (size_t)op.n * d[0] * d[2] * d[2], ny = (size_t)op.n * d[1] * oh * oh,
+                 nw = (size_t)d[1] * d[0] * d[3] * d[3];
+    float *x = rnd(nx, -1, 1), *wt = rnd(nw, -0.5f, 0.5f), *dy = rnd(ny, -1, 1);
+    float *y[2], *dx[2], *dw[2];
+    for (int b = 0; b < 2; b++) {
+      y[b] = malloc(ny * sizeof(float)), dx[b] = malloc(nx * sizeof(float)), dw[b] = calloc(nw, sizeof(float));
+      synco_backend *bb = NULL;
+      CHECK_OK(synco_backend_cpu_create(&bb));
+      if (!bb) continue;
+      CHECK_OK(synco_backend_set_precision(bb, b ? "bf16" : "fp32"));
+      conv_passes(bb, &op, x, wt, dy, y[b], dx[b], dw[b]);
+      synco_backend_destroy(bb);
+    }
+    CHECK(!memcmp(y[0], y[1], ny * sizeof(float)) && !memcmp(dx[0], dx[1], nx * sizeof(float)) &&
+          !memcmp(dw[0], dw[1], nw * sizeof(float)));
+    for (int b = 0; b < 2; b++) free(y[b]), free(dx[b]), free(dw[b]);
+    free(x), free(wt), free(dy);
+  }
+  unsetenv("SYNCO_BF16_CONV");
 }
 
 /* synco_dnnl_round_bf16, which bf16 convolution passes use for their inputs in the layer's own layout, against the
@@ -909,6 +984,9 @@ int main(void) {
   be = NULL;
   CHECK_OK(synco_backend_cpu_create(&be));
   if (be && synco_backend_supports(be, SYNCO_CAP_BF16)) {
+    test_bf16_conv_choice();
+    /* the bf16 kernels and the rule for bf16 layers, on every bf16 CPU: also where the default runs fp32 kernels */
+    setenv("SYNCO_BF16_CONV", "bf16", 1);
     CHECK_OK(synco_backend_set_precision(be, "bf16"));
     test_round_bf16(be);
     g_bf16 = 1;
@@ -936,6 +1014,7 @@ int main(void) {
       synco_backend_destroy(bw);
     }
     unsetenv("SYNCO_CONV_ALGO");
+    unsetenv("SYNCO_BF16_CONV");
     g_bf16 = 0;
     CHECK(g_bf16_differs);
   } else if (be) {

@@ -94,6 +94,25 @@ int synco_dnnl_round_bf16_available(void) {
   return have;
 }
 
+/* Intel CPUs with AVX512-BF16 but no AMX run every bf16 convolution kernel of oneDNN's slower than its fp32 one, and
+ * --precision bf16 then runs the convolutions as an fp32 run does (fp32 products are no less exact than the bf16 ones
+ * asked for; the linear layers stay bf16). Measured on an Intel Xeon with AVX512-BF16 and AVX512-FP16, AMX not
+ * exposed (oneDNN avx512_core_bf16), 2 threads, idle, 2026-12-06: SYNCO_CONV_ALGO=auto in a `bench step --precision
+ * bf16` at batch 128, ms of oneDNN's bf16 direct / fp32 direct kernel for the forward, backward data and backward
+ * weights: the 3x3 of 64 channels at 32x32 61.5/36.0, 63.1/47.5, 70.5/47.7 (fp32 Winograd 18.6, 19.0, 19.3); 3x3
+ * stride 2 64 -> 128 32.8/20.2, 33.1/23.6, 38.1/26.4, 128 -> 256 30.1/15.1, 28.8/17.0, 32.9/18.9; 1x1 stride 2 64 ->
+ * 128 5.7/2.6, 5.8/3.3, 6.8/2.8; 512 at 4x4 46.3/32.4, 46.4/32.4, 68.2/49.5; the CIFAR stem 4.1/1.6, 19.0/13.3,
+ * 5.6/2.0. Whole steps, 3 rounds alternated with PyTorch's: bf16 64.5 images/s against fp32's 84.4. The same held
+ * on the AMX Intel capped at AVX512_CORE_BF16 (README: bf16 45 against fp32 113). On the Zen 4 (AMD) oneDNN's bf16
+ * kernels run about as fast as its fp32 ones, several passes faster (cpu_conv.c's rule_kind): it keeps them. */
+int synco_dnnl_bf16_conv_pays(dnnl_cpu_isa_t isa) {
+  const char *e = getenv("SYNCO_BF16_CONV");
+  if (e && !strcmp(e, "bf16")) return 1;
+  if (e && !strcmp(e, "fp32")) return 0;
+  if ((isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx) return 1;
+  return !__builtin_cpu_is("intel");
+}
+
 #define ROUND_CHUNK 16384
 __attribute__((target("avx512f,avx512vl,avx512bf16"))) void synco_dnnl_round_bf16(uint16_t *out, const float *in,
                                                                                   size_t n) {
@@ -373,8 +392,16 @@ synco_status synco_backend_cpu_bf16(synco_backend *be, int on) {
   if (on && !supports(be, SYNCO_CAP_BF16))
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); "
                       "this one runs %s: use --precision fp32", dnnl_cpu_isa2str(c->isa));
+  const char *e = getenv("SYNCO_BF16_CONV");
+  if (e && *e && strcmp(e, "bf16") && strcmp(e, "fp32"))
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_BF16_CONV=%s: expected bf16 or fp32 (unset: by CPU)", e);
   c->bf16 = on;
+  c->bf16_conv = on && synco_dnnl_bf16_conv_pays(c->isa);
   return SYNCO_OK;
+}
+
+int synco_backend_cpu_bf16_conv(const synco_backend *be) {
+  return ((const synco_dnnl_ctx *)be->ctx)->bf16_conv;
 }
 
 synco_status synco_backend_cpu_sum_threads(synco_backend *be, int n) {

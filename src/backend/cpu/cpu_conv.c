@@ -39,7 +39,9 @@
  * direct-fp32, direct8, gemm, stem, stride2; rule, the default; SYNCO_CONV_WINOGRAD=0 is direct). The kernels chosen are logged in ctx->kernels (synco_dnnl_kernels,
  * reported by `bench --json`).
  *
- * Under --precision bf16 (ctx->bf16 when the layer is planned) every pass multiplies bf16 copies, as PyTorch's
+ * Under --precision bf16 (ctx->bf16_conv when the layer is planned; ctx->bf16 alone, on an Intel CPU with AVX512-BF16
+ * but no AMX, where every bf16 kernel is the slower, plans the layer as an fp32 one: synco_dnnl_bf16_conv_pays) every
+ * pass multiplies bf16 copies, as PyTorch's
  * autocast does: the layer's activations stay fp32 in its layout, and each pass reorders its inputs into bf16 in the
  * format its kernel chooses (any format is tried first: on AMX that is nhwc, where oneDNN's AMX kernels run, while
  * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers (by
@@ -979,8 +981,9 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
                       : kind == K_OWN_DIRECT8 ? "synco:direct8_avx512:nChw8c"
                       : k->wp.block == 16     ? "synco:winograd_f2x3:nChw16c"
                                               : "synco:winograd_f2x3:nChw8c";
-    /* a bf16 layer's pass that multiplies in fp32 (oneDNN's Winograd, synco's fp32 kernels) says so */
-    const int fp32 = k->bf16 && kind != K_DIRECT && kind != K_GEMM && !d8_bf16;
+    /* a pass that multiplies in fp32 under --precision bf16 says so: a bf16 layer's (oneDNN's Winograd, synco's fp32
+     * kernels), and every pass where this CPU's bf16 convolutions are the slower (k->bf16 is 0 there) */
+    const int fp32 = c->bf16 && (!k->bf16 || (kind != K_DIRECT && kind != K_GEMM && !d8_bf16));
     n += snprintf(e + n, sizeof e - (size_t)n, ",\"%s\":\"%s%s%s%s%s\"", pass_names[p], d ? d->impl : own,
                   d && d->fmt[0] ? " (" : "", d ? d->fmt : "", d && d->fmt[0] ? ")" : "", fp32 ? " (fp32)" : "");
   }
@@ -1033,7 +1036,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
   dnnl_data_type_t dt;
   SYNCO_TRY(synco_dnnl_dtype(c, op->dtype, &dt));
-  k->bf16 = c->bf16 && op->dtype == SYNCO_F32;
+  k->bf16 = c->bf16_conv && op->dtype == SYNCO_F32; /* not on CPUs whose bf16 kernels are the slower: fp32 layers */
   k->n = op->n;
   k->lx = synco_dnnl_act_layout(be, op->cin, op->h, op->w, op->dtype);
   k->ly = synco_dnnl_act_layout(be, op->cout, op->oh, op->ow, op->dtype);
