@@ -110,6 +110,17 @@ synco_status synco_backend_set_precision(synco_backend *be, const char *precisio
   return SYNCO_OK;
 }
 
+const char *synco_backend_precision_label(const synco_backend *be, const char *precision) {
+  if (!precision) return "fp32";
+#ifdef SYNCO_HAVE_ONEDNN
+  if (be && !strcmp(precision, "bf16") && !strcmp(be->name, "cpu") && !synco_backend_cpu_bf16_conv(be))
+    return "bf16 (the linear layers; the convolutions in fp32, faster on this CPU)";
+#else
+  (void)be;
+#endif
+  return precision;
+}
+
 synco_status synco_backend_fixed_sums(synco_backend *be, int n) {
 #ifdef SYNCO_HAVE_ONEDNN
   if (be && !strcmp(be->name, "cpu")) return synco_backend_cpu_sum_threads(be, n);

@@ -27,6 +27,9 @@ synco_status synco_backend_precision(const char *precision);
  * backends, which have none); "fp32" asks for strict fp32 (a GPU's TF32 off); NULL keeps the backend's own mode (on
  * a GPU: SYNCO_CUDA_TF32=1, else strict; on a CPU fp32). */
 synco_status synco_backend_set_precision(synco_backend *be, const char *precision);
+/* The precision a run's header line names (NULL: fp32): the name itself, but for bf16 on a cpu backend that runs its
+ * convolutions in fp32 (this CPU's bf16 kernels the slower) a note that says so. */
+const char *synco_backend_precision_label(const synco_backend *be, const char *precision);
 /* Before anything is planned, for a run whose thread count changes between steps (--adapt-threads): the sums that
  * would otherwise be split by thread count are split as n threads would split them, whatever count runs them, so the
  * results do not depend on the count (on the cpu backend: the convolutions' weight gradients, summed in n fixed batch

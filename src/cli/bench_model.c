@@ -150,9 +150,9 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     if (kernels) printf(",\"kernels\":%s", kernels);
     printf("}\n");
   } else {
-    printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d thread%s, backend %s%s%s\n", kind, o->arch,
+    printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d thread%s, backend %s, %s%s%s\n", kind, o->arch,
            o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads,
-           synco_cli_s(o->threads), be->name,
+           synco_cli_s(o->threads), be->name, synco_backend_precision_label(be, o->precision),
            strcmp(kind, "step") ? "" : ", method ", strcmp(kind, "step") ? "" : o->method);
     printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n", ips,
            med, n, gflops, rss, planned);

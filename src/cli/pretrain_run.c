@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/registry.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "cli/commands.h"
@@ -302,9 +303,11 @@ static const char *recipe_in_force(const pretrain_ctx *c) {
 int pretrain_run(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
   const int steps = c->steps;
-  printf("synco pretrain: %s (width %d%s), %s, %d epoch%s x %d step%s of %d, K %d, T %g, lr %g, %d thread%s, backend %s\n",
+  printf("synco pretrain: %s (width %d%s), %s, %d epoch%s x %d step%s of %d, K %d, T %g, lr %g, %d thread%s, backend %s, "
+         "%s\n",
          o->arch, o->width, o->cifar_stem ? ", CIFAR stem" : "", o->method, o->epochs, synco_cli_s(o->epochs), steps,
-         synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name);
+         synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name,
+         synco_backend_precision_label(c->be, o->precision));
   printf("recipe: %s\n", recipe_in_force(c));
   const size_t n = synco_dataset_size(c->train), labelled = synco_dataset_num_labelled(c->train);
   char labels[80];

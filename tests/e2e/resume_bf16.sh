@@ -28,12 +28,17 @@ PY
 "$SYNCO" pretrain "${common[@]}" --resume "$tmp/half.safetensors" --out "$tmp/split" > "$tmp/o1" 2> "$tmp/e1" ||
   { cat "$tmp/e1"; fail "resumed bf16 half failed"; }
 if grep -q "continues in" "$tmp/e1"; then cat "$tmp/e1"; fail "a note about a precision change that did not happen"; fi
+# the header line names the precision in force (with a note where this CPU runs the convolutions in fp32)
+header=$(head -n 1 "$tmp/o1")
+[[ $header == *", backend cpu, bf16"* ]] || fail "the resumed run's header does not say bf16: $header"
 cmp "$tmp/straight/last.safetensors" "$tmp/split/last.safetensors" || fail "resumed bf16 checkpoint differs from the straight run"
 cmp -s "$tmp/half.safetensors" "$tmp/split/last.safetensors" && fail "the resumed run did not train"
 # resumed with --precision fp32: continues in fp32 and says so
 "$SYNCO" pretrain "${common[@]}" --resume "$tmp/half.safetensors" --precision fp32 --out "$tmp/fp32" > "$tmp/o2" 2> "$tmp/e2" ||
   { cat "$tmp/e2"; fail "resuming a bf16 run in fp32 failed"; }
 grep -q "ran in bf16; it continues in fp32" "$tmp/e2" || { cat "$tmp/e2"; fail "no note that the run changed precision"; }
+header=$(head -n 1 "$tmp/o2")
+[[ $header == *", backend cpu, fp32" ]] || fail "the fp32 continuation's header does not end in fp32: $header"
 grep -q '"precision":"fp32"' "$tmp/fp32/config.json" || fail "config.json of the fp32 continuation does not say fp32"
 cmp -s "$tmp/straight/last.safetensors" "$tmp/fp32/last.safetensors" && fail "the fp32 continuation equals the bf16 run"
 compare_ckpt "$tmp/fp32/last.safetensors" "$tmp/straight/last.safetensors" 0.5 0.5 ||

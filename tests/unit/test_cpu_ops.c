@@ -729,6 +729,8 @@ static void test_bf16_conv_choice(void) {
     CHECK_OK(synco_backend_set_precision(be, "bf16"));
     const int want = i == 0 ? !intel_no_amx : i == 1;
     CHECK(synco_backend_cpu_bf16_conv(be) == want);
+    /* a run's header line says where the convolutions run fp32 under bf16 */
+    CHECK((strstr(synco_backend_precision_label(be, "bf16"), "convolutions in fp32") != NULL) == !want);
     synco_conv_op op;
     char *k = plan_square(be, &op, 8);
     const char *e = strrchr(k, '{');
