@@ -148,7 +148,11 @@ static void bf16_probe(synco_backend *be, char *out, size_t n) {
                           .oh = 32, .ow = 32, .dtype = SYNCO_F32},
                          {.n = 32, .cin = 128, .h = 16, .w = 16, .cout = 256, .kh = 1, .kw = 1, .stride = 2,
                           .pad = 0, .oh = 8, .ow = 8, .dtype = SYNCO_F32}};
-  if (synco_backend_set_precision(be, "bf16") != SYNCO_OK || !be->kernels) return;
+  if (synco_backend_set_precision(be, "bf16") != SYNCO_OK) {
+    snprintf(out, n, "\nbf16 kernels: none planned: %s", synco_last_error());
+    return;
+  }
+  if (!be->kernels) return;
   int planned = 0;
   while (planned < 2 && be->conv_plan(be, &op[planned]) == SYNCO_OK) planned++;
   if (planned == 2) {

@@ -713,9 +713,10 @@ static void conv_passes(synco_backend *be, synco_conv_op *op, const float *x, co
 
 /* Whether the convolutions multiply in bf16 under --precision bf16: by default yes, but on an Intel CPU with
  * AVX512-BF16 and no AMX, whose bf16 convolution kernels are the slower (synco_dnnl_bf16_conv_pays); SYNCO_BF16_CONV
- * chooses on any bf16 CPU. Where they do not, every pass says "(fp32)" in the kernel log, and a bf16 backend's
- * convolutions give an fp32 backend's bits (the same kernels on the same tensors): checked on direct8's 8-channel
- * layer, a 64-channel 3x3 and a 1x1 stride-2 layer, with SYNCO_BF16_CONV=fp32 so that it runs on every bf16 CPU. */
+ * chooses on any bf16 CPU (a bad value fails a bf16 run, not an fp32 one). Where they do not, every pass says
+ * "(fp32)" in the kernel log, and a bf16 backend's convolutions give an fp32 backend's bits (the same kernels on the
+ * same tensors): checked on direct8's 8-channel layer, a 64-channel 3x3 and a 1x1 stride-2 layer, with
+ * SYNCO_BF16_CONV=fp32 so that it runs on every bf16 CPU. */
 static void test_bf16_conv_choice(void) {
   const int intel_no_amx = __builtin_cpu_is("intel") && (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_amx) !=
                                                             dnnl_cpu_isa_avx512_core_amx;
@@ -744,6 +745,7 @@ static void test_bf16_conv_choice(void) {
   CHECK_OK(synco_backend_cpu_create(&be));
   CHECK(be && synco_backend_set_precision(be, "bf16") == SYNCO_ERR_ARG);
   CHECK(strstr(synco_last_error(), "SYNCO_BF16_CONV=invalid") != NULL);
+  CHECK(be && synco_backend_set_precision(be, "fp32") == SYNCO_OK); /* means nothing to an fp32 run */
   synco_backend_destroy(be);
 
   setenv("SYNCO_BF16_CONV", "fp32", 1);

@@ -392,8 +392,8 @@ synco_status synco_backend_cpu_bf16(synco_backend *be, int on) {
   if (on && !supports(be, SYNCO_CAP_BF16))
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); "
                       "this one runs %s: use --precision fp32", dnnl_cpu_isa2str(c->isa));
-  const char *e = getenv("SYNCO_BF16_CONV");
-  if (e && *e && strcmp(e, "bf16") && strcmp(e, "fp32"))
+  const char *e = getenv("SYNCO_BF16_CONV"); /* read under bf16 only: it means nothing to an fp32 run */
+  if (on && e && *e && strcmp(e, "bf16") && strcmp(e, "fp32"))
     return synco_fail(SYNCO_ERR_ARG, "SYNCO_BF16_CONV=%s: expected bf16 or fp32 (unset: by CPU)", e);
   c->bf16 = on;
   c->bf16_conv = on && synco_dnnl_bf16_conv_pays(c->isa);
