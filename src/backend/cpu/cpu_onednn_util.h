@@ -201,11 +201,11 @@ void synco_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
  * such a CPU (bit-identical, test_cpu_ops checks; denormals flushed to zero), in chunks that go to the threads as each
  * finishes: 2.7-3.0x as fast as that reorder (Zen 4, 2 threads, 0.13-1M values, medians of 101). Only where synco_dnnl_round_bf16_available(). */
 int synco_dnnl_round_bf16_available(void);
+void synco_dnnl_round_bf16(uint16_t *out, const float *in, size_t n);
 /* 1 when, under --precision bf16, the convolutions should multiply in bf16 on this CPU (isa: oneDNN's), 0 when they
  * run fp32 kernels instead: on an Intel CPU with AVX512-BF16 but no AMX, where every bf16 convolution kernel oneDNN has
  * measured slower than its fp32 one (cpu_backend.c has the numbers). SYNCO_BF16_CONV=bf16 or =fp32 overrides it. */
 int synco_dnnl_bf16_conv_pays(dnnl_cpu_isa_t isa);
-void synco_dnnl_round_bf16(uint16_t *out, const float *in, size_t n);
 
 synco_pool_plan_fn synco_dnnl_pool_plan;
 synco_pool_plan_bytes_fn synco_dnnl_pool_plan_bytes;
