@@ -57,7 +57,7 @@ synco_status synco_backend_cpu_create(synco_backend **out);
 /* bf16 on (1) or off (0) for the cpu backend be, before anything is planned (synco_backend_set_precision). */
 synco_status synco_backend_cpu_bf16(synco_backend *be, int on);
 /* After bf16 is on: 1 when the convolutions multiply in bf16 too, 0 when they run fp32 kernels, this CPU's bf16 ones
- * being the slower (synco_dnnl_bf16_conv_pays; SYNCO_BF16_CONV=bf16|fp32 chooses). */
+ * being the slower (cpu_backend.c's bf16_conv_pays; SYNCO_BF16_CONV=bf16|fp32 chooses). */
 int synco_backend_cpu_bf16_conv(const synco_backend *be);
 /* See synco_backend_fixed_sums. */
 synco_status synco_backend_cpu_sum_threads(synco_backend *be, int n);

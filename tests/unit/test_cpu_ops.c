@@ -712,10 +712,10 @@ static void conv_passes(synco_backend *be, synco_conv_op *op, const float *x, co
 }
 
 /* Whether the convolutions multiply in bf16 under --precision bf16: by default yes, but on an Intel CPU with
- * AVX512-BF16 and no AMX, whose bf16 convolution kernels are the slower (synco_dnnl_bf16_conv_pays); SYNCO_BF16_CONV
- * chooses on any bf16 CPU (a bad value fails a bf16 run, not an fp32 one). Where they do not, every pass says
- * "(fp32)" in the kernel log, and a bf16 backend's convolutions give an fp32 backend's bits (the same kernels on the
- * same tensors): checked on direct8's 8-channel layer, a 64-channel 3x3 and a 1x1 stride-2 layer, with
+ * AVX512-BF16 and no AMX, whose bf16 convolution kernels are the slower (bf16_conv_pays in cpu_backend.c);
+ * SYNCO_BF16_CONV chooses on any bf16 CPU (a bad value fails a bf16 run, not an fp32 one). Where they do not, every
+ * pass says "(fp32)" in the kernel log, and a bf16 backend's convolutions give an fp32 backend's bits (the same kernels
+ * on the same tensors): checked on direct8's 8-channel layer, a 64-channel 3x3 and a 1x1 stride-2 layer, with
  * SYNCO_BF16_CONV=fp32 so that it runs on every bf16 CPU. */
 static void test_bf16_conv_choice(void) {
   const int intel_no_amx = __builtin_cpu_is("intel") && (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_amx) !=

@@ -105,10 +105,11 @@ int synco_dnnl_round_bf16_available(void) {
  * 5.6/2.0. Whole steps, 3 rounds alternated with PyTorch's: bf16 64.5 images/s against fp32's 84.4. The same held
  * on the AMX Intel capped at AVX512_CORE_BF16 (README: bf16 45 against fp32 113). On the Zen 4 (AMD) oneDNN's bf16
  * kernels run about as fast as its fp32 ones, several passes faster (cpu_conv.c's rule_kind): it keeps them. */
-int synco_dnnl_bf16_conv_pays(dnnl_cpu_isa_t isa) {
+/* 1 when the convolutions multiply in bf16 under --precision bf16 on this CPU (isa: oneDNN's), 0 when they run fp32
+ * kernels; SYNCO_BF16_CONV=bf16 or =fp32 chooses instead (unset or empty: by CPU), -1 for another value. */
+static int bf16_conv_pays(dnnl_cpu_isa_t isa) {
   const char *e = getenv("SYNCO_BF16_CONV");
-  if (e && !strcmp(e, "bf16")) return 1;
-  if (e && !strcmp(e, "fp32")) return 0;
+  if (e && *e) return !strcmp(e, "bf16") ? 1 : !strcmp(e, "fp32") ? 0 : -1;
   if ((isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx) return 1;
   return !__builtin_cpu_is("intel");
 }
@@ -392,11 +393,12 @@ synco_status synco_backend_cpu_bf16(synco_backend *be, int on) {
   if (on && !supports(be, SYNCO_CAP_BF16))
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs a CPU with AVX512-BF16 (oneDNN avx512_core_bf16); "
                       "this one runs %s: use --precision fp32", dnnl_cpu_isa2str(c->isa));
-  const char *e = getenv("SYNCO_BF16_CONV"); /* read under bf16 only: it means nothing to an fp32 run */
-  if (on && e && *e && strcmp(e, "bf16") && strcmp(e, "fp32"))
-    return synco_fail(SYNCO_ERR_ARG, "SYNCO_BF16_CONV=%s: expected bf16 or fp32 (unset: by CPU)", e);
+  const int conv = on ? bf16_conv_pays(c->isa) : 0; /* read under bf16 only: it means nothing to an fp32 run */
+  if (conv < 0)
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_BF16_CONV=%s: expected bf16 or fp32 (unset: by CPU)",
+                      getenv("SYNCO_BF16_CONV"));
   c->bf16 = on;
-  c->bf16_conv = on && synco_dnnl_bf16_conv_pays(c->isa);
+  c->bf16_conv = conv;
   return SYNCO_OK;
 }
 

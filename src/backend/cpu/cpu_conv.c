@@ -40,8 +40,8 @@
  * reported by `bench --json`).
  *
  * Under --precision bf16 (ctx->bf16_conv when the layer is planned; ctx->bf16 alone, on an Intel CPU with AVX512-BF16
- * but no AMX, where every bf16 kernel is the slower, plans the layer as an fp32 one: synco_dnnl_bf16_conv_pays) every
- * pass multiplies bf16 copies, as PyTorch's
+ * but no AMX, where every bf16 kernel is the slower, plans the layer as an fp32 one: bf16_conv_pays in cpu_backend.c)
+ * every pass multiplies bf16 copies, as PyTorch's
  * autocast does: the layer's activations stay fp32 in its layout, and each pass reorders its inputs into bf16 in the
  * format its kernel chooses (any format is tried first: on AMX that is nhwc, where oneDNN's AMX kernels run, while
  * its bf16 kernels on the blocked layouts run slower than fp32) through the shared ctx->reo buffers (by

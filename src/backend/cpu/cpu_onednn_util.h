@@ -64,8 +64,8 @@ typedef struct {
   char *kernels;               /* the kernels the planned convolutions chose: a JSON array's items, one per shape */
   size_t kernels_len;
   int bf16;                    /* --precision bf16: convolutions and linear layers compute in bf16 (set before plans) */
-  int bf16_conv;               /* under bf16, the convolutions too (synco_dnnl_bf16_conv_pays: not where this CPU's
-                                * bf16 convolution kernels are the slower) */
+  int bf16_conv;               /* under bf16, the convolutions too (not where this CPU's bf16 convolution kernels are
+                                * the slower: bf16_conv_pays in cpu_backend.c) */
   struct synco_dnnl_linear *lin; /* the linear layers' bf16 matmuls and copies (cpu_linear.c) */
   /* --adapt-threads (synco_backend_cpu_sum_threads): the convolutions' weight gradients are summed in sum_threads
    * fixed batch chunks, so that no sum depends on how many threads run them (cpu_conv.c, split_*) */
@@ -202,10 +202,6 @@ void synco_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
  * finishes: 2.7-3.0x as fast as that reorder (Zen 4, 2 threads, 0.13-1M values, medians of 101). Only where synco_dnnl_round_bf16_available(). */
 int synco_dnnl_round_bf16_available(void);
 void synco_dnnl_round_bf16(uint16_t *out, const float *in, size_t n);
-/* 1 when, under --precision bf16, the convolutions should multiply in bf16 on this CPU (isa: oneDNN's), 0 when they
- * run fp32 kernels instead: on an Intel CPU with AVX512-BF16 but no AMX, where every bf16 convolution kernel oneDNN has
- * measured slower than its fp32 one (cpu_backend.c has the numbers). SYNCO_BF16_CONV=bf16 or =fp32 overrides it. */
-int synco_dnnl_bf16_conv_pays(dnnl_cpu_isa_t isa);
 
 synco_pool_plan_fn synco_dnnl_pool_plan;
 synco_pool_plan_bytes_fn synco_dnnl_pool_plan_bytes;
