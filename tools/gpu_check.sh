@@ -14,11 +14,12 @@
 #                                  that the script, the bundle and the summary work before spending device time.
 #
 # Parts, in order of value: 1 info; 2 op tests (test_neg_kernels, test_cuda_smem, test_cuda_ops); 3 whole steps
-# against the CPU (test_cuda_step in fp32 and TF32); 4 bench step MoCo-v2 / SynCo (fp32, TF32) next to PyTorch
+# against the CPU (test_cuda_step in fp32, TF32 and bf16); 4 bench step MoCo-v2 / SynCo (TF32, bf16, fp32) next to PyTorch
 # (bf16 autocast + channels_last MoCo-v2, and the authors' SynCo step) in the same call; 5 a CIFAR-10 pretraining
 # on the GPU with the kNN monitor, checkpoints and resume (GPU -> CPU too), and every evaluation command with
-# --device cuda; 6 the learning runs (GPU_CHECK_LEARN: MoCo-v2 / SynCo, 15 epochs, 45,000 / 5,000 split) with what
-# is left of the budget.
+# --device cuda (and a bf16 run resumed in fp32); 6 the learning runs (GPU_CHECK_LEARN, pairs
+# method:precision, default MoCo-v2 and SynCo in bf16, then in TF32; 15 epochs, 45,000 / 5,000 split) with what is
+# left of the budget.
 #
 # Output: a summary of at most ~8,000 characters on stdout (every part's status and seconds, the first error lines
 # of each failure, every figure), and under $OUT at most 8 files: summary.json and logs.tar.gz (every log).
@@ -227,11 +228,12 @@ part test_cuda_ops 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_ops" ||
 part test_cuda_step 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_step" ||
   part test_cuda_step_first_kernels 60 env -u SYNCO_CUDA_TF32 $FIRST_KERNELS "$BIN/test_cuda_step"
 part test_cuda_step_tf32 45 env SYNCO_CUDA_TF32=1 "$BIN/test_cuda_step"
+part test_cuda_step_bf16 45 env -u SYNCO_CUDA_TF32 SYNCO_CUDA_BF16=1 "$BIN/test_cuda_step"
 
 # ---- 4. benchmarks: ResNet-18 CIFAR stem, batch 512, K 4096, default counts, next to PyTorch in the same call ----
 bench_json() { grep -m1 '^{' "$LOGS/$1.log" 2>/dev/null; }
 ips() { bench_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null; }
-for run in moco:tf32 synco:tf32 moco:fp32 synco:fp32; do
+for run in moco:tf32 synco:tf32 moco:bf16 synco:bf16 moco:fp32 synco:fp32; do
   method=${run%:*} prec=${run#*:}
   part "bench_${method}_${prec}" 40 "$BIN/synco" bench step --precision "$prec" \
     --device cuda --method "$method" --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 \
@@ -299,6 +301,8 @@ R=$WORK/runs
 TINY="--recipe cifar --width 16 -b 128 --moco-k 512 --epochs 2 --knn-every 1 --val $SMALL/val -j $J --seed 3"
 part pretrain_gpu 60 "$S" pretrain --device cuda --data "$SMALL/train" $TINY --stop-epoch 1 --out "$R/g"
 part resume_gpu 40 "$S" pretrain --device cuda --resume "$R/g"
+part pretrain_gpu_bf16 60 bash -c "'$S' pretrain --device cuda --precision bf16 --data '$SMALL/train' $TINY --stop-epoch 1 --out '$R/b' &&
+  '$S' pretrain --device cuda --precision fp32 --resume '$R/b'"
 part pretrain_cpu_to_gpu 90 bash -c "'$S' pretrain --backend ref --data '$SMALL/train' $TINY --stop-epoch 1 --out '$R/c' &&
   '$S' pretrain --device cuda --resume '$R/c'"
 part resume_gpu_on_cpu 90 bash -c "'$S' pretrain --device cuda --data '$SMALL/train' $TINY --stop-epoch 1 --out '$R/gc' &&
@@ -327,12 +331,14 @@ if [ -f "$BUNDLE/cifar10-train.tar.gz" ] && [ "$(left)" -gt 60 ]; then
     mkdir -p "$C10/val/$c"
     ls "$d" | sort | tail -500 | while read -r f; do mv "$d$f" "$C10/val/$c/"; done
   done
-  for method in ${GPU_CHECK_LEARN:-moco synco}; do
-    part "learn_${method}" 400 "$S" pretrain --device cuda --precision tf32 --data "$C10/train" --val "$C10/val" \
-      --recipe cifar --method "$method" --epochs 15 --knn-every 5 -j "$J" --out "$R/learn_$method"
-    k=$(grep -oE '"knn_top1":[0-9.]+' "$R/learn_$method/log.jsonl" 2>/dev/null | cut -d: -f2 | paste -sd, -)
-    figure "learn_${method}_knn_top1" "[${k}]"
-    cp "$R/learn_$method/log.jsonl" "$LOGS/learn_${method}.jsonl" 2>/dev/null
+  # method:precision; bf16 first (never run yet; the TF32 figures are on record: 46.5 / 50.7 / 52.3 for MoCo-v2)
+  for run in ${GPU_CHECK_LEARN:-moco:bf16 synco:bf16 moco:tf32 synco:tf32}; do
+    method=${run%:*} prec=${run#*:} name=${run/:/_}
+    part "learn_${name}" 400 "$S" pretrain --device cuda --precision "$prec" --data "$C10/train" --val "$C10/val" \
+      --recipe cifar --method "$method" --epochs 15 --knn-every 5 -j "$J" --out "$R/learn_$name"
+    k=$(grep -oE '"knn_top1":[0-9.]+' "$R/learn_$name/log.jsonl" 2>/dev/null | cut -d: -f2 | paste -sd, -)
+    figure "learn_${name}_knn_top1" "[${k}]"
+    cp "$R/learn_$name/log.jsonl" "$LOGS/learn_${name}.jsonl" 2>/dev/null
   done
 else
   skip_part learning "$([ -f "$BUNDLE/cifar10-train.tar.gz" ] && echo "under 60 s of the budget left" || echo "no CIFAR-10 tarball in gpu-bundle")"

@@ -56,13 +56,19 @@ void synco_backend_destroy(synco_backend *be) {
   if (be && be->destroy) be->destroy(be);
 }
 
-/* bf16 here means oneDNN's bf16 kernels on a CPU that has them (AVX512-BF16, AMX): bf16 copies of the inputs of the
- * convolutions and linear layers, fp32 everywhere else; the reference backend is fp32 only. The messages name the
- * CPU as oneDNN does. */
-synco_status synco_backend_precision(const char *precision) {
+/* bf16 here means oneDNN's bf16 kernels on a CPU that has them (AVX512-BF16, AMX), or a GPU's bf16 tensor cores:
+ * bf16 copies of the inputs of the convolutions and linear layers, fp32 everywhere else; the reference backend is fp32
+ * only. The messages name the CPU as oneDNN does. */
+synco_status synco_backend_precision(const char *backend, const char *precision) {
   if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) return SYNCO_OK; /* tf32: fp32 tensors */
   if (strcmp(precision, "bf16"))
     return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);
+#ifdef SYNCO_HAVE_CUDA
+  int cuda_device;
+  if (backend && synco_cuda_device_name(backend, &cuda_device)) return SYNCO_OK; /* the GPU's own check, when made */
+#else
+  (void)backend;
+#endif
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;
   SYNCO_TRY(synco_backend_cpu_create(&be));
@@ -96,7 +102,8 @@ synco_status synco_backend_set_precision(synco_backend *be, const char *precisio
   if (!be || !precision) return SYNCO_OK;
   const int bf16 = !strcmp(precision, "bf16"), tf32 = !strcmp(precision, "tf32");
 #ifdef SYNCO_HAVE_CUDA
-  if (!strcmp(be->name, "cuda") && !bf16) return synco_cuda_set_tf32(be, tf32);
+  if (!strcmp(be->name, "cuda"))
+    return synco_cuda_set_precision(be, bf16 ? SYNCO_CUDA_BF16 : tf32 ? SYNCO_CUDA_TF32 : SYNCO_CUDA_FP32);
 #endif
   if (tf32)
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision tf32 is for GPUs (TF32 tensor cores); backend '%s' has none: "
@@ -105,8 +112,8 @@ synco_status synco_backend_set_precision(synco_backend *be, const char *precisio
   if (!strcmp(be->name, "cpu")) return synco_backend_cpu_bf16(be, bf16);
 #endif
   if (bf16)
-    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 runs on the cpu backend (a CPU with AVX512-BF16 or AMX); "
-                      "backend '%s' computes in fp32 only: use --backend cpu or --precision fp32", be->name);
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 runs on the cpu backend (a CPU with AVX512-BF16 or AMX) "
+                      "and on cuda; backend '%s' computes in fp32 only: use --backend cpu or --precision fp32", be->name);
   return SYNCO_OK;
 }
 

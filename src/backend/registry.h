@@ -15,15 +15,16 @@ synco_status synco_backend_create(const char *name, synco_backend **out);
 void synco_backend_destroy(synco_backend *be);
 
 /* --precision of the commands: "fp32" (the default everywhere), "tf32" (a GPU's tensor cores for fp32) or "bf16"
- * (NULL = fp32). bf16 is refused, with the reason and what to use instead, unless a backend built in runs it on this
- * machine (SYNCO_CAP_BF16: oneDNN on a CPU with AVX512-BF16 or AMX). Checked before any backend is chosen, so that
- * a command can report it with its other argument problems. Under every precision the activations between layers,
+ * (NULL = fp32), for the backend named `backend` (--backend; NULL: the default). bf16 is refused, with the reason and
+ * what to use instead, unless a backend built in runs it on this machine (SYNCO_CAP_BF16: oneDNN on a CPU with
+ * AVX512-BF16 or AMX); for a cuda backend the GPU is asked when the backend is made (compute capability 8.0 and up).
+ * Checked before any backend is made, so that a command can report it with its other argument problems. Under every precision the activations between layers,
  * the parameters, gradients, optimizer state, BN statistics, the loss, the queue and the logits are fp32: bf16
  * changes only what the convolutions and linear layers multiply (autocast's rule). */
-synco_status synco_backend_precision(const char *precision);
-/* Applies --precision to a backend just created, before anything is planned on it: "bf16" makes the cpu backend's
- * convolutions and linear layers compute in bf16 with fp32 accumulation (refused on any other backend, and where the
- * CPU lacks bf16); "tf32" turns on a GPU's TF32 tensor cores for fp32 convolutions and GEMMs (refused on CPU
+synco_status synco_backend_precision(const char *backend, const char *precision);
+/* Applies --precision to a backend just created, before anything is planned on it: "bf16" makes the cpu or cuda
+ * backend's convolutions and linear layers compute in bf16 with fp32 accumulation (refused on any other backend, and
+ * where the CPU or GPU lacks bf16); "tf32" turns on a GPU's TF32 tensor cores for fp32 convolutions and GEMMs (refused on CPU
  * backends, which have none); "fp32" asks for strict fp32 (a GPU's TF32 off); NULL keeps the backend's own mode (on
  * a GPU: SYNCO_CUDA_TF32=1, else strict; on a CPU fp32). */
 synco_status synco_backend_set_precision(synco_backend *be, const char *precision);

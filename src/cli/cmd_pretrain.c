@@ -383,7 +383,7 @@ static int configure(pretrain_ctx *c) {
   const synco_config_origin origin = {pretrain_config_from_file, c, c->settings_file};
   if (synco_pretrain_config_check(&c->cfg, c->settings ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
-  if (synco_backend_precision(o->precision) != SYNCO_OK) {
+  if (synco_backend_precision(o->backend, o->precision) != SYNCO_OK) {
     if (c->settings && pretrain_config_from_file(c, "precision")) /* the run's own, not a flag the user gave */
       synco_arg_problem(&c->problems, "%s: precision %s: %s (give --precision fp32 to run in fp32)", c->settings_file,
                         o->precision, synco_last_error());

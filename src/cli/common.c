@@ -69,8 +69,8 @@ synco_status synco_cli_write_file_atomic(const char *path, const char *text) {
   return synco_file_commit(f, tmp, path, fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF);
 }
 
-int synco_cli_precision(const char *cmd, const char *precision) {
-  if (synco_backend_precision(precision) == SYNCO_OK) return 0;
+int synco_cli_precision(const char *cmd, const char *backend, const char *precision) {
+  if (synco_backend_precision(backend, precision) == SYNCO_OK) return 0;
   fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
   return 2;
 }

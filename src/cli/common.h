@@ -22,10 +22,11 @@ synco_status synco_cli_mkdirs(const char *path);
 synco_status synco_cli_write_file_atomic(const char *path, const char *text);
 /* The help of --precision, the same in every command. */
 #define SYNCO_PRECISION_HELP                                                                                       \
-  "fp32; bf16 (convolutions and linear layers in bf16, fp32 accumulation, on a CPU with AVX512-BF16 or AMX); tf32 " \
-  "(a GPU's tensor cores for fp32)"
-/* --precision of command cmd: 0 when this build and CPU run it; else prints "synco CMD: reason" and returns 2. */
-int synco_cli_precision(const char *cmd, const char *precision);
+  "fp32; bf16 (convolutions and linear layers in bf16, fp32 accumulation, on a CPU with AVX512-BF16 or AMX, or " \
+  "a GPU from compute capability 8.0); tf32 (a GPU's tensor cores for fp32)"
+/* --precision of command cmd on --backend `backend`: 0 when this build and machine run it; else prints
+ * "synco CMD: reason" and returns 2. */
+int synco_cli_precision(const char *cmd, const char *backend, const char *precision);
 /* The backend a command runs on: created by name, --precision applied (synco_backend_set_precision), before anything
  * is planned on it. */
 synco_status synco_cli_backend(const char *name, const char *precision, synco_backend **out);

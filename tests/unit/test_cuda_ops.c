@@ -4,7 +4,8 @@
  * host memory and the scatter, the InfoNCE rows forward and backward, SynCo's draws (bit for bit), hard sets (the
  * same sets from the same logits), synthetic logits and their backward, convolutions (3x3/1, 1x1/2, 7x7/2 and the
  * accumulation of bwd_weights), batch norm with and without Split-BN and ReLU (train, eval, backward), max pooling,
- * ReLU, add, average pooling, linear and L2 normalization. Skipped (exit 77) in a build without CUDA or on a
+ * ReLU, add, average pooling, linear and L2 normalization; then under --precision bf16 the convolutions and linear
+ * layers against the reference on bf16-rounded inputs (test_bf16 states its tolerances). Skipped (exit 77) in a build without CUDA or on a
  * machine without a GPU. Tolerances: 1e-5 + 1e-4·|ref| where both sides sum in the same order or in double,
  * 1e-4 + 1e-3·|ref| for cuBLAS / cuDNN reductions and the synthetic logits' float dot products. */
 #include <math.h>
@@ -12,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ssl/negatives.h"
 #include "backend/registry.h"
+#include "kernels/bf16_kernel.h"
+#include "ssl/negatives.h"
 #include "tensor/backend.h"
 #include "test_util.h"
 #ifdef SYNCO_HAVE_CUDA
@@ -386,6 +388,94 @@ static void test_pool_elementwise(void) {
   gpu->free(gpu, gx), gpu->free(gpu, gy), gpu->free(gpu, gdy), gpu->free(gpu, gdx), gpu->free(gpu, gb), gpu->free(gpu, gm);
 }
 
+static float *bf16_rounded(const float *x, size_t n) {
+  float *r = malloc((n ? n : 1) * sizeof *r);
+  for (size_t i = 0; i < n; i++) r[i] = synco_k_f32_of_bf16(synco_k_bf16_of(x[i]));
+  return r;
+}
+
+/* --precision bf16 (a second backend; skipped before compute capability 8.0): the convolutions on NHWC bf16 copies
+ * against the reference on bf16-rounded inputs, within 1e-3 + 8e-3·|ref| (cuDNN's output is bf16: one rounding of
+ * 2^-8 relative, twice that where the sum's order tips it); the weight gradient from zero, added twice (each call
+ * rounds its sum, then adds it). The linear layers' bf16 GEMMs likewise, their output fp32: 1e-4 + 2e-3·|ref|. The
+ * step's GEMM (the logits) stays fp32: 1e-5 + 1e-4·|ref| against the unrounded reference. */
+static void test_bf16(void) {
+  synco_backend *g16 = NULL;
+  CHECK_OK(synco_backend_create("cuda", &g16));
+  if (!g16) return;
+  if (!synco_backend_supports(g16, SYNCO_CAP_BF16)) {
+    CHECK(synco_backend_set_precision(g16, "bf16") == SYNCO_ERR_UNSUPPORTED);
+    printf("bf16: not checked, this GPU has no bf16 tensor cores (%s)\n", synco_last_error());
+    synco_backend_destroy(g16);
+    return;
+  }
+  CHECK_OK(synco_backend_set_precision(g16, "bf16"));
+  synco_backend *keep = gpu;
+  gpu = g16; /* up() and down() */
+  const int shapes[][7] = {/* n, cin, h, cout, k, stride, pad */ {4, 64, 16, 64, 3, 1, 1}, {3, 16, 9, 40, 1, 2, 0},
+                           {2, 3, 20, 8, 3, 1, 1}, {2, 24, 10, 48, 3, 2, 1}};
+  for (int s = 0; s < 4; s++) {
+    synco_conv_op oa = {.n = shapes[s][0], .cin = shapes[s][1], .h = shapes[s][2], .w = shapes[s][2],
+                        .cout = shapes[s][3], .kh = shapes[s][4], .kw = shapes[s][4], .stride = shapes[s][5],
+                        .pad = shapes[s][6], .dtype = SYNCO_F32};
+    synco_conv_op ob = oa;
+    CHECK_OK(ref->conv_plan(ref, &oa));
+    CHECK_OK(g16->conv_plan(g16, &ob));
+    const size_t nx = (size_t)oa.n * oa.cin * oa.h * oa.w, ny = (size_t)oa.n * oa.cout * oa.oh * oa.ow,
+                 nw = (size_t)oa.cout * oa.cin * oa.kh * oa.kw;
+    float *x = rnd(nx, 150 + s, -1, 1), *w = rnd(nw, 160 + s, -0.3f, 0.3f), *dy = rnd(ny, 170 + s, -1, 1);
+    float *xr = bf16_rounded(x, nx), *wr = bf16_rounded(w, nw), *dyr = bf16_rounded(dy, ny);
+    float *y = malloc(ny * 4), *dx = malloc(nx * 4), *dw = calloc(nw, 4);
+    float *gx = up(x, nx * 4), *gw = up(w, nw * 4), *gy = up(NULL, ny * 4), *gdy = up(dy, ny * 4), *gdx = up(NULL, nx * 4);
+    float *gdw = up(dw, nw * 4);
+    synco_tensor tx = tens(oa.n, oa.cin, oa.h, oa.w, xr), ty = tens(oa.n, oa.cout, oa.oh, oa.ow, y);
+    synco_tensor tdy = tens(oa.n, oa.cout, oa.oh, oa.ow, dyr), tdx = tens(oa.n, oa.cin, oa.h, oa.w, dx);
+    synco_tensor ux = tens(oa.n, oa.cin, oa.h, oa.w, gx), uy = tens(oa.n, oa.cout, oa.oh, oa.ow, gy);
+    synco_tensor udy = tens(oa.n, oa.cout, oa.oh, oa.ow, gdy), udx = tens(oa.n, oa.cin, oa.h, oa.w, gdx);
+    CHECK_OK(ref->conv_fwd(ref, &oa, &ty, &tx, wr));
+    CHECK_OK(g16->conv_fwd(g16, &ob, &uy, &ux, gw));
+    cmp_dev("bf16 conv fwd", gy, y, ny, 1e-3, 8e-3);
+    CHECK_OK(ref->conv_bwd_data(ref, &oa, &tdx, &tdy, wr));
+    CHECK_OK(g16->conv_bwd_data(g16, &ob, &udx, &udy, gw));
+    cmp_dev("bf16 conv bwd_data", gdx, dx, nx, 1e-3, 8e-3);
+    for (int twice = 0; twice < 2; twice++) {
+      CHECK_OK(ref->conv_bwd_weights(ref, &oa, dw, &tdy, &tx));
+      CHECK_OK(g16->conv_bwd_weights(g16, &ob, gdw, &udy, &ux));
+    }
+    cmp_dev("bf16 conv bwd_weights (added twice)", gdw, dw, nw, 1e-3, 8e-3);
+    ref->conv_release(ref, &oa);
+    g16->conv_release(g16, &ob);
+    free(x), free(w), free(dy), free(xr), free(wr), free(dyr), free(y), free(dx), free(dw);
+    float *ds[] = {gx, gw, gy, gdy, gdx, gdw};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) g16->free(g16, ds[i]);
+  }
+  /* the linear layers in bf16, the step's GEMM in fp32 */
+  const int n = 12, in = 40, out = 24;
+  float *x = rnd((size_t)n * in, 180, -1, 1), *w = rnd((size_t)out * in, 181, -0.5f, 0.5f), *dy = rnd((size_t)n * out, 182, -1, 1);
+  float *xr = bf16_rounded(x, (size_t)n * in), *wr = bf16_rounded(w, (size_t)out * in), *dyr = bf16_rounded(dy, (size_t)n * out);
+  float *y = malloc((size_t)n * out * 4), *dx = malloc((size_t)n * in * 4), *dw = calloc((size_t)out * in, 4);
+  float *gx = up(x, (size_t)n * in * 4), *gw = up(w, (size_t)out * in * 4), *gy = up(NULL, (size_t)n * out * 4);
+  float *gdy = up(dy, (size_t)n * out * 4), *gdx = up(NULL, (size_t)n * in * 4), *gdw = up(dw, (size_t)out * in * 4);
+  synco_tensor tx = tens(n, in, 1, 1, xr), ty = tens(n, out, 1, 1, y), tdy = tens(n, out, 1, 1, dyr), tdx = tens(n, in, 1, 1, dx);
+  synco_tensor ux = tens(n, in, 1, 1, gx), uy = tens(n, out, 1, 1, gy), udy = tens(n, out, 1, 1, gdy), udx = tens(n, in, 1, 1, gdx);
+  CHECK_OK(ref->linear_fwd(ref, &ty, &tx, wr, NULL));
+  CHECK_OK(g16->linear_fwd(g16, &uy, &ux, gw, NULL));
+  cmp_dev("bf16 linear fwd", gy, y, (size_t)n * out, 1e-4, 2e-3);
+  CHECK_OK(ref->linear_bwd(ref, &tdx, dw, NULL, &tdy, &tx, wr));
+  CHECK_OK(g16->linear_bwd(g16, &udx, gdw, NULL, &udy, &ux, gw));
+  cmp_dev("bf16 linear bwd dx", gdx, dx, (size_t)n * in, 1e-4, 2e-3);
+  cmp_dev("bf16 linear bwd dw", gdw, dw, (size_t)out * in, 1e-4, 2e-3);
+  CHECK_OK(ref->gemm(ref, 0, 1, n, out, in, 1.f, x, in, w, in, 0.f, y, out)); /* unrounded */
+  CHECK_OK(g16->gemm(g16, 0, 1, n, out, in, 1.f, gx, in, gw, in, 0.f, gy, out));
+  cmp_dev("gemm under bf16 (fp32)", gy, y, (size_t)n * out, 1e-5, 1e-4);
+  free(x), free(w), free(dy), free(xr), free(wr), free(dyr), free(y), free(dx), free(dw);
+  float *ds[] = {gx, gw, gy, gdy, gdx, gdw};
+  for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) g16->free(g16, ds[i]);
+  CHECK_OK(g16->sync(g16));
+  gpu = keep;
+  synco_backend_destroy(g16);
+}
+
 static void test_matrices(void) {
   const int n = 10, in = 24, out = 13;
   float *x = rnd((size_t)n * in, 110, -1, 1), *w = rnd((size_t)out * in, 111, -0.5f, 0.5f), *b = rnd(out, 112, -1, 1);
@@ -434,6 +524,7 @@ int main(void) {
     SKIP("no GPU on this machine (the device names and the missing-GPU error were checked)");
   }
   unsetenv("SYNCO_CUDA_TF32");
+  unsetenv("SYNCO_CUDA_BF16");
   CHECK_OK(synco_backend_ref_create(&ref));
   CHECK_OK(synco_backend_create("cuda", &gpu));
   if (!ref || !gpu) return synco_test_finish("cuda_ops");
@@ -450,6 +541,7 @@ int main(void) {
   test_bn(4, 0);
   test_pool_elementwise();
   test_matrices();
+  test_bf16();
   CHECK_OK(gpu->sync(gpu));
   synco_backend_destroy(gpu);
   synco_backend_destroy(ref);

@@ -65,9 +65,9 @@ static void test_capabilities(void) {
 }
 
 static void test_precision(void) {
-  CHECK_OK(synco_backend_precision(NULL));
-  CHECK_OK(synco_backend_precision("fp32"));
-  CHECK(synco_backend_precision("fp16") == SYNCO_ERR_ARG);
+  CHECK_OK(synco_backend_precision(NULL, NULL));
+  CHECK_OK(synco_backend_precision("ref", "fp32"));
+  CHECK(synco_backend_precision(NULL, "fp16") == SYNCO_ERR_ARG);
   CHECK(!strcmp(synco_last_error(), "--precision fp16: expected fp32, tf32 or bf16"));
   int runs = 0;
   synco_backend *ref = NULL;
@@ -87,12 +87,18 @@ static void test_precision(void) {
   CHECK(synco_backend_set_precision(be, "tf32") == SYNCO_ERR_UNSUPPORTED);
   synco_backend_destroy(be);
 #endif
-  const synco_status s = synco_backend_precision("bf16");
+  const synco_status s = synco_backend_precision("cpu", "bf16");
   CHECK(runs ? s == SYNCO_OK : s == SYNCO_ERR_UNSUPPORTED);
   if (!runs) {
     CHECK(!strncmp(synco_last_error(), "--precision bf16", 16));
     CHECK(strstr(synco_last_error(), "use --precision fp32") != NULL);
   }
+#ifdef SYNCO_HAVE_CUDA
+  /* a cuda backend is asked when it is made (test_cuda_ops), whatever this CPU has */
+  CHECK_OK(synco_backend_precision("cuda:1", "bf16"));
+#else
+  CHECK(synco_backend_precision("cuda", "bf16") == s); /* no GPU backend: the CPU's answer */
+#endif
 }
 
 static void test_describe(void) {

@@ -15,6 +15,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include "base/status.h"
+#include "kernels/bf16_kernel.h"
 #include "tensor/backend.h"
 
 #if DNNL_VERSION_MAJOR >= 3
@@ -187,15 +188,10 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
 synco_linear_fwd_fn synco_dnnl_linear_fwd;
 synco_linear_bwd_fn synco_dnnl_linear_bwd;
 void synco_dnnl_linear_free(synco_dnnl_ctx *c);
-/* fp32 -> bf16 (the upper 16 bits), rounded to nearest even; NaN stays NaN. One value, and n of them. Denormal
- * inputs keep their rounding here, where AVX512-BF16's vcvtneps2bf16 (and so oneDNN's reorders on such a CPU, and
- * synco_dnnl_round_bf16) flush them to zero. */
-static inline uint16_t synco_bf16_of(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
+/* fp32 -> bf16 (the upper 16 bits), rounded to nearest even; NaN stays NaN (kernels/bf16_kernel.h, the same bits as
+ * the CUDA backend's conversions). One value, and n of them. Denormal inputs keep their rounding here, where
+ * AVX512-BF16's vcvtneps2bf16 (and so oneDNN's reorders on such a CPU, and synco_dnnl_round_bf16) flush them to zero. */
+static inline uint16_t synco_bf16_of(float x) { return synco_k_bf16_of(x); }
 void synco_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 /* out[i] = bf16(in[i]) with AVX512-BF16's vcvtneps2bf16, as oneDNN's reorder from f32 to bf16 in one layout does on
  * such a CPU (bit-identical, test_cpu_ops checks; denormals flushed to zero), in chunks that go to the threads as each

@@ -156,7 +156,13 @@ synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes) {
   return SYNCO_OK;
 }
 
-static int cuda_supports(synco_backend *be, synco_capability cap) { return cap == SYNCO_CAP_ASYNC; }
+/* bf16 tensor-core convolutions from compute capability 8.0 (Ampere). */
+static int bf16_capable(const synco_cuda_ctx *c) { return c->cc_major >= 8; }
+
+static int cuda_supports(synco_backend *be, synco_capability cap) {
+  if (cap == SYNCO_CAP_BF16 || cap == SYNCO_CAP_BF16_NATIVE) return bf16_capable(synco_cuda(be));
+  return cap == SYNCO_CAP_ASYNC;
+}
 
 static int cuda_threads(synco_backend *be) {
   (void)be;
@@ -212,6 +218,20 @@ static void cuda_destroy(synco_backend *be) {
   free(be);
 }
 
+/* The mode of the convolutions and GEMMs planned from now on. Under bf16 cuBLAS's math mode is its default (fp32
+ * for cublasSgemm: the step's GEMMs, the logits among them), the linear layers ask for bf16 themselves. */
+static synco_status set_precision(synco_cuda_ctx *c, synco_cuda_precision p) {
+  if (p == SYNCO_CUDA_BF16 && !bf16_capable(c))
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 on cuda:%d needs a GPU of compute capability 8.0 or "
+                      "newer (this one: %d.x): use --precision tf32 or fp32", c->device, c->cc_major);
+  c->tf32 = p == SYNCO_CUDA_TF32;
+  c->bf16 = p == SYNCO_CUDA_BF16;
+  SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32   ? CUBLAS_TF32_TENSOR_OP_MATH
+                                          : c->bf16 ? CUBLAS_DEFAULT_MATH
+                                                    : CUBLAS_PEDANTIC_MATH));
+  return SYNCO_OK;
+}
+
 static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   c->device = device;
   SYNCO_CU(cudaSetDevice(device));
@@ -224,10 +244,11 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   c->bn_block = bn && !strcmp(bn, "block");
   const char *sel = getenv("SYNCO_CUDA_SEL");
   c->sel_thread = sel && !strcmp(sel, "thread");
-  const char *tf = getenv("SYNCO_CUDA_TF32");
-  c->tf32 = tf && !strcmp(tf, "1");
-  SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   SYNCO_CU(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  SYNCO_CU(cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  const char *tf = getenv("SYNCO_CUDA_TF32"), *bf = getenv("SYNCO_CUDA_BF16");
+  SYNCO_TRY(set_precision(c, bf && !strcmp(bf, "1") ? SYNCO_CUDA_BF16 : tf && !strcmp(tf, "1") ? SYNCO_CUDA_TF32
+                                                                                             : SYNCO_CUDA_FP32));
   SYNCO_CU(cudaMalloc((void **)&c->bad_input, sizeof(int)));
   SYNCO_CU(cudaMemset(c->bad_input, 0, sizeof(int)));
   return SYNCO_OK;
@@ -392,9 +413,6 @@ extern "C" void synco_cuda_profiler(int on) {
   cudaGetLastError(); /* without a profiler attached these are no-ops; never blame a later launch */
 }
 
-extern "C" synco_status synco_cuda_set_tf32(synco_backend *be, int on) {
-  synco_cuda_ctx *c = synco_cuda(be);
-  c->tf32 = on != 0;
-  SYNCO_CUBLAS(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
-  return SYNCO_OK;
+extern "C" synco_status synco_cuda_set_precision(synco_backend *be, synco_cuda_precision p) {
+  return set_precision(synco_cuda(be), p);
 }

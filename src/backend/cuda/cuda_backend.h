@@ -1,5 +1,5 @@
 /* The CUDA backend (built with -DSYNCO_WITH_CUDA=ON / make CUDA=1; SYNCO_HAVE_CUDA is then defined): the op
- * table of tensor/backend.h on one NVIDIA GPU, fp32, cuDNN convolutions, cuBLAS GEMMs and the project's own
+ * table of tensor/backend.h on one NVIDIA GPU, fp32 (bf16 or TF32 convolutions by choice), cuDNN convolutions, cuBLAS GEMMs and the project's own
  * kernels, whose per-element and per-row bodies are the single-source headers of src/kernels/. C interface. */
 #ifndef SYNCO_BACKEND_CUDA_BACKEND_H
 #define SYNCO_BACKEND_CUDA_BACKEND_H
@@ -23,9 +23,15 @@ int synco_cuda_device_count(void);
 /* Appends to buf (size n, NUL-terminated) one line per GPU (name, compute capability, memory) and the versions
  * of the CUDA runtime and driver, cuDNN and cuBLAS; with no GPU, says so. */
 void synco_cuda_describe(char *buf, size_t n);
-/* TF32 tensor cores for fp32 convolutions and GEMMs (on = 1), or strict fp32 (0); the initial mode is
- * SYNCO_CUDA_TF32=1 or strict. Affects convolutions planned after the call. */
-synco_status synco_cuda_set_tf32(struct synco_backend *be, int on);
+/* The arithmetic of the convolutions and GEMMs planned after the call (--precision):
+ *  - FP32: strict fp32 (CUDNN_FMA_MATH, CUBLAS_PEDANTIC_MATH), the CPU's arithmetic to rounding;
+ *  - TF32: TF32 tensor cores for the fp32 convolutions and GEMMs;
+ *  - BF16: the convolutions on NHWC bf16 copies of their operands (fp32 accumulation; y, dx and dw converted back to
+ *    fp32) and the linear layers' GEMMs in bf16 (CUBLAS_COMPUTE_32F_FAST_16BF); the step's GEMMs (the logits), BN,
+ *    the loss, the queue and every activation between layers stay fp32. Refused before compute capability 8.0.
+ * The initial mode: SYNCO_CUDA_BF16=1, else SYNCO_CUDA_TF32=1, else strict fp32. */
+typedef enum { SYNCO_CUDA_FP32 = 0, SYNCO_CUDA_TF32 = 1, SYNCO_CUDA_BF16 = 2 } synco_cuda_precision;
+synco_status synco_cuda_set_precision(struct synco_backend *be, synco_cuda_precision p);
 /* cudaProfilerStart (on = 1) / cudaProfilerStop (on = 0): the part of a run that Nsight Compute records when started
  * with --profile-from-start off. */
 void synco_cuda_profiler(int on);

@@ -1,5 +1,10 @@
 /* Convolutions through cuDNN 9's convolution API (cudnnConvolutionForward / BackwardData / BackwardFilter), NCHW
- * fp32. At plan time the descriptors are made and the three algorithms chosen once by benchmarking them on
+ * fp32, or under bf16 NHWC bf16 with fp32 accumulation (PSEUDO_BFLOAT16_CONFIG: tensors and filter bf16, the
+ * convolution's compute type float, tensor-op math). The bf16 form keeps the backend's activations fp32 NCHW: each
+ * pass converts its operands into grow-once NHWC bf16 scratch (x or dy, and the weights OIHW -> KRSC), runs cuDNN
+ * there and converts the result back (y and dx assigned, dw added: the weight gradient is rounded to bf16 once per
+ * call, as autocast's cast backward does), each conversion one tiled transpose through shared memory, rounding as
+ * kernels/bf16_kernel.h does. At plan time the descriptors are made and the three algorithms chosen once by benchmarking them on
  * scratch buffers (cudnnFind*AlgorithmEx, as torch's cudnn.benchmark): the fastest deterministic one that fits
  * the workspace cap (SYNCO_CUDA_WORKSPACE_MB, default 512), else the fastest that fits. The backend keeps one
  * workspace, the largest any plan chose, so the step allocates nothing. Strict fp32 by default; SYNCO_CUDA_TF32=1
@@ -10,6 +15,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "kernels/bf16_kernel.h"
 
 typedef struct {
   cudnnTensorDescriptor_t x, y;
@@ -19,11 +25,13 @@ typedef struct {
   cudnnConvolutionBwdDataAlgo_t bwd_data;
   cudnnConvolutionBwdFilterAlgo_t bwd_filter;
   cudnnMathType_t math[3]; /* per direction (fwd, bwd_data, bwd_filter): the math type its algorithm was timed with */
+  int bf16;                /* planned under bf16: the descriptors are NHWC bf16 and the passes convert */
 } cuda_conv_impl;
 
 /* Algorithms chosen for a shape, so that the query and key encoders and repeated blocks benchmark once. */
+#define KEY_LEN 10
 typedef struct {
-  int key[9];
+  int key[KEY_LEN];
   cudnnConvolutionFwdAlgo_t fwd;
   cudnnConvolutionBwdDataAlgo_t bwd_data;
   cudnnConvolutionBwdFilterAlgo_t bwd_filter;
@@ -31,14 +39,16 @@ typedef struct {
   size_t need;
 } conv_cached;
 
-static void shape_key(const synco_conv_op *op, int key[9]) {
-  const int k[9] = {op->n, op->cin, op->h, op->w, op->cout, op->kh, op->kw, op->stride, op->pad};
+/* The shape and the arithmetic it was planned for (0 strict fp32, 1 TF32, 2 bf16). */
+static void shape_key(const synco_cuda_ctx *c, const synco_conv_op *op, int key[KEY_LEN]) {
+  const int k[KEY_LEN] = {op->n,  op->cin, op->h,      op->w,   op->cout,
+                          op->kh, op->kw,  op->stride, op->pad, c->bf16 ? 2 : c->tf32};
   memcpy(key, k, sizeof k);
 }
 
 static const conv_cached *cache_find(synco_cuda_ctx *c, const synco_conv_op *op) {
-  int key[9];
-  shape_key(op, key);
+  int key[KEY_LEN];
+  shape_key(c, op, key);
   const conv_cached *e = (const conv_cached *)c->conv_cache;
   for (int i = 0; i < c->conv_cached; i++)
     if (!memcmp(e[i].key, key, sizeof key)) return &e[i];
@@ -54,7 +64,7 @@ static void cache_add(synco_cuda_ctx *c, const synco_conv_op *op, const cuda_con
     c->conv_cache_cap = cap;
   }
   conv_cached *e = (conv_cached *)c->conv_cache + c->conv_cached++;
-  shape_key(op, e->key);
+  shape_key(c, op, e->key);
   e->fwd = im->fwd;
   e->bwd_data = im->bwd_data;
   e->bwd_filter = im->bwd_filter;
@@ -71,9 +81,91 @@ static size_t workspace_cap(void) {
 /* The algorithms are chosen by running them, so before planning only the cap is known: each conv's descriptors
  * (host memory) and the shared workspace, bounded by the cap. (While it plans, a layer also holds its benchmark's
  * tensors and up to the cap again for the search; they are freed before the next layer.) */
+/* The bf16 scratch of a convolution: its input side, output side and weights, 2 bytes a value. */
+static size_t x16_bytes(const synco_conv_op *op) { return (size_t)op->n * op->cin * op->h * op->w * 2; }
+static size_t y16_bytes(const synco_conv_op *op) {
+  return (size_t)op->n * op->cout * synco_conv_out_size(op->h, op->kh, op->stride, op->pad) *
+         synco_conv_out_size(op->w, op->kw, op->stride, op->pad) * 2;
+}
+static size_t w16_bytes(const synco_conv_op *op) { return (size_t)op->cout * op->cin * op->kh * op->kw * 2; }
+
 synco_status synco_cuda_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b) {
   b->kept += sizeof(cuda_conv_impl);
   synco_plan_share(b, SYNCO_CUDA_SHARED_CONV, workspace_cap());
+  if (synco_cuda(be)->bf16) {
+    synco_plan_share(b, SYNCO_CUDA_SHARED_X16, x16_bytes(op));
+    synco_plan_share(b, SYNCO_CUDA_SHARED_Y16, y16_bytes(op));
+    synco_plan_share(b, SYNCO_CUDA_SHARED_W16, w16_bytes(op));
+  }
+  return SYNCO_OK;
+}
+
+/* ---- NCHW fp32 <-> NHWC bf16 ---------------------------------------------------------------------------- */
+
+#define TILE 32
+#define TILE_ROWS 8
+
+/* src [N][C][HW] fp32 -> dst [N][HW][C] bf16: a block moves a 32 x 32 tile of (channel, pixel) through shared memory,
+ * reading along pixels and writing along channels, so both sides are coalesced. Weights OIHW -> KRSC are the same
+ * with N = cout, C = cin, HW = kh·kw. */
+__global__ void to_nhwc16_kernel(uint16_t *dst, const float *src, int C, int HW) {
+  __shared__ float tile[TILE][TILE + 1];
+  const size_t n = blockIdx.z;
+  const int p0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
+  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
+    const int c = c0 + i, p = p0 + threadIdx.x;
+    if (c < C && p < HW) tile[i][threadIdx.x] = src[synco_k_nchw_at(n, c, p, C, HW)];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
+    const int p = p0 + i, c = c0 + threadIdx.x;
+    if (c < C && p < HW) dst[synco_k_nhwc_at(n, c, p, C, HW)] = synco_k_bf16_of(tile[threadIdx.x][i]);
+  }
+}
+
+/* The reverse: src [N][HW][C] bf16 -> dst [N][C][HW] fp32, assigned, or added with accumulate (a weight gradient). */
+__global__ void from_nhwc16_kernel(float *dst, const uint16_t *src, int C, int HW, int accumulate) {
+  __shared__ float tile[TILE][TILE + 1];
+  const size_t n = blockIdx.z;
+  const int p0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
+  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
+    const int p = p0 + i, c = c0 + threadIdx.x;
+    if (c < C && p < HW) tile[i][threadIdx.x] = synco_k_f32_of_bf16(src[synco_k_nhwc_at(n, c, p, C, HW)]);
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
+    const int c = c0 + i, p = p0 + threadIdx.x;
+    if (c < C && p < HW) {
+      float *d = &dst[synco_k_nchw_at(n, c, p, C, HW)];
+      *d = accumulate ? *d + tile[threadIdx.x][i] : tile[threadIdx.x][i];
+    }
+  }
+}
+
+static dim3 tile_grid(int n, int c, int hw) { return dim3((unsigned)((hw + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)n); }
+
+static synco_status to_nhwc16(synco_backend *be, uint16_t *dst, const float *src, int n, int c, int hw) {
+  to_nhwc16_kernel<<<tile_grid(n, c, hw), dim3(TILE, TILE_ROWS), 0, synco_cuda_stream(be)>>>(dst, src, c, hw);
+  SYNCO_LAUNCHED();
+  return SYNCO_OK;
+}
+
+static synco_status from_nhwc16(synco_backend *be, float *dst, const uint16_t *src, int n, int c, int hw, int accumulate) {
+  from_nhwc16_kernel<<<tile_grid(n, c, hw), dim3(TILE, TILE_ROWS), 0, synco_cuda_stream(be)>>>(dst, src, c, hw,
+                                                                                               accumulate);
+  SYNCO_LAUNCHED();
+  return SYNCO_OK;
+}
+
+/* The bf16 scratch (planned, so these only look the buffers up). */
+static synco_status scratch16(synco_backend *be, const synco_conv_op *op, uint16_t **x, uint16_t **y, uint16_t **w) {
+  void *p;
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_X16, x16_bytes(op), &p));
+  *x = (uint16_t *)p;
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_Y16, y16_bytes(op), &p));
+  *y = (uint16_t *)p;
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_W16, w16_bytes(op), &p));
+  *w = (uint16_t *)p;
   return SYNCO_OK;
 }
 
@@ -111,12 +203,23 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
   SYNCO_CUDNN(cudnnCreateTensorDescriptor(&im->y));
   SYNCO_CUDNN(cudnnCreateFilterDescriptor(&im->w));
   SYNCO_CUDNN(cudnnCreateConvolutionDescriptor(&im->conv));
-  SYNCO_CUDNN(cudnnSetTensor4dDescriptor(im->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, op->n, op->cin, op->h, op->w));
-  SYNCO_CUDNN(cudnnSetTensor4dDescriptor(im->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, op->n, op->cout, op->oh, op->ow));
-  SYNCO_CUDNN(cudnnSetFilter4dDescriptor(im->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, op->cout, op->cin, op->kh, op->kw));
+  im->bf16 = c->bf16;
+  const cudnnTensorFormat_t fmt = im->bf16 ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  const cudnnDataType_t dt = im->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+  const size_t esize = im->bf16 ? 2 : 4;
+  SYNCO_CUDNN(cudnnSetTensor4dDescriptor(im->x, fmt, dt, op->n, op->cin, op->h, op->w));
+  SYNCO_CUDNN(cudnnSetTensor4dDescriptor(im->y, fmt, dt, op->n, op->cout, op->oh, op->ow));
+  SYNCO_CUDNN(cudnnSetFilter4dDescriptor(im->w, dt, fmt, op->cout, op->cin, op->kh, op->kw));
   SYNCO_CUDNN(cudnnSetConvolution2dDescriptor(im->conv, op->pad, op->pad, op->stride, op->stride, 1, 1,
                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, c->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  SYNCO_CUDNN(cudnnSetConvolutionMathType(
+      im->conv, im->bf16 ? CUDNN_TENSOR_OP_MATH : c->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  if (im->bf16) { /* the conversions' scratch, grown once here so that a step allocates nothing */
+    uint16_t *x16, *y16, *w16;
+    SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
+    if (op->n > 65535 || op->cout > 65535)
+      return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda conv_plan: bf16 converts at most 65535 images or channels a call");
+  }
   int n, on, oc, oh, ow;
   SYNCO_CUDNN(cudnnGetConvolution2dForwardOutputDim(im->conv, im->x, im->w, &on, &oc, &oh, &ow));
   if (on != op->n || oc != op->cout || oh != op->oh || ow != op->ow)
@@ -132,8 +235,9 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     return synco_cuda_reserve_conv_ws(be, hit->need);
   }
   /* scratch tensors for the benchmark (freed at the end of the plan) */
-  const size_t xb = (size_t)op->n * op->cin * op->h * op->w * 4, yb = (size_t)op->n * op->cout * op->oh * op->ow * 4,
-               wb = (size_t)op->cout * op->cin * op->kh * op->kw * 4, cap = workspace_cap();
+  const size_t xb = (size_t)op->n * op->cin * op->h * op->w * esize,
+               yb = (size_t)op->n * op->cout * op->oh * op->ow * esize,
+               wb = (size_t)op->cout * op->cin * op->kh * op->kw * esize, cap = workspace_cap();
   void *x = NULL, *y = NULL, *w = NULL, *ws = NULL;
   synco_status s = synco_cuda_malloc(be, &x, xb, "a convolution benchmark");
   if (!s) s = synco_cuda_malloc(be, &y, yb, "a convolution benchmark");
@@ -206,7 +310,8 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
 synco_status synco_cuda_conv_plan(synco_backend *be, synco_conv_op *op) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "cuda conv_plan: op is NULL");
   op->impl = NULL;
-  if (op->dtype != SYNCO_F32) return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda conv_plan: only f32 is implemented");
+  if (op->dtype != SYNCO_F32)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda conv_plan: activations are f32 (bf16 is the backend's precision)");
   if (op->n <= 0 || op->cin <= 0 || op->h <= 0 || op->w <= 0 || op->cout <= 0 || op->kh <= 0 || op->kw <= 0 ||
       op->stride <= 0 || op->pad < 0)
     return synco_fail(SYNCO_ERR_ARG, "cuda conv_plan: bad shape");
@@ -240,9 +345,18 @@ synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_ten
   const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[0]));
-  SYNCO_CUDNN(cudnnConvolutionForward(c->dnn, &one, im->x, x->data, im->w, w, im->conv, im->fwd, c->conv_ws,
-                                      c->conv_ws_bytes, &zero, im->y, y->data));
-  return SYNCO_OK;
+  if (!im->bf16) {
+    SYNCO_CUDNN(cudnnConvolutionForward(c->dnn, &one, im->x, x->data, im->w, w, im->conv, im->fwd, c->conv_ws,
+                                        c->conv_ws_bytes, &zero, im->y, y->data));
+    return SYNCO_OK;
+  }
+  uint16_t *x16, *y16, *w16;
+  SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
+  SYNCO_TRY(to_nhwc16(be, x16, (const float *)x->data, op->n, op->cin, op->h * op->w));
+  SYNCO_TRY(to_nhwc16(be, w16, w, op->cout, op->cin, op->kh * op->kw));
+  SYNCO_CUDNN(cudnnConvolutionForward(c->dnn, &one, im->x, x16, im->w, w16, im->conv, im->fwd, c->conv_ws,
+                                      c->conv_ws_bytes, &zero, im->y, y16));
+  return from_nhwc16(be, (float *)y->data, y16, op->n, op->cout, op->oh * op->ow, 0);
 }
 
 synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
@@ -255,9 +369,18 @@ synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, sync
   const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[1]));
-  SYNCO_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, im->w, w, im->y, dy->data, im->conv, im->bwd_data, c->conv_ws,
-                                           c->conv_ws_bytes, &zero, im->x, dx->data));
-  return SYNCO_OK;
+  if (!im->bf16) {
+    SYNCO_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, im->w, w, im->y, dy->data, im->conv, im->bwd_data,
+                                             c->conv_ws, c->conv_ws_bytes, &zero, im->x, dx->data));
+    return SYNCO_OK;
+  }
+  uint16_t *x16, *y16, *w16;
+  SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
+  SYNCO_TRY(to_nhwc16(be, y16, (const float *)dy->data, op->n, op->cout, op->oh * op->ow));
+  SYNCO_TRY(to_nhwc16(be, w16, w, op->cout, op->cin, op->kh * op->kw));
+  SYNCO_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, im->w, w16, im->y, y16, im->conv, im->bwd_data, c->conv_ws,
+                                           c->conv_ws_bytes, &zero, im->x, x16));
+  return from_nhwc16(be, (float *)dx->data, x16, op->n, op->cin, op->h * op->w, 0);
 }
 
 synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
@@ -268,9 +391,18 @@ synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, f
   if (!dw) return synco_fail(SYNCO_ERR_ARG, "cuda conv_bwd_weights: dw is missing");
   synco_cuda_ctx *c = synco_cuda(be);
   const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
-  const float one = 1.f;
+  const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[2]));
-  SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, x->data, im->y, dy->data, im->conv, im->bwd_filter,
-                                             c->conv_ws, c->conv_ws_bytes, &one, im->w, dw));
-  return SYNCO_OK;
+  if (!im->bf16) {
+    SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, x->data, im->y, dy->data, im->conv,
+                                               im->bwd_filter, c->conv_ws, c->conv_ws_bytes, &one, im->w, dw));
+    return SYNCO_OK;
+  }
+  uint16_t *x16, *y16, *w16;
+  SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
+  SYNCO_TRY(to_nhwc16(be, x16, (const float *)x->data, op->n, op->cin, op->h * op->w));
+  SYNCO_TRY(to_nhwc16(be, y16, (const float *)dy->data, op->n, op->cout, op->oh * op->ow));
+  SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, x16, im->y, y16, im->conv, im->bwd_filter, c->conv_ws,
+                                             c->conv_ws_bytes, &zero, im->w, w16));
+  return from_nhwc16(be, dw, w16, op->cout, op->cin, op->kh * op->kw, 1);
 }

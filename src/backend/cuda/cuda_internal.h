@@ -5,7 +5,8 @@
  *
  * Every op is asynchronous on the context's stream; `sync` waits for it, and a copy into host memory waits for
  * its own data. Activations are PLAIN NCHW fp32 (like the reference backend), parameters plain fp32, so
- * to_backend / to_plain are copies and checkpoints see the same layout as on the CPU. */
+ * to_backend / to_plain are copies and checkpoints see the same layout as on the CPU; under bf16 the convolutions
+ * convert their operands to NHWC bf16 and back (cuda_conv.cu). */
 #ifndef SYNCO_BACKEND_CUDA_INTERNAL_H
 #define SYNCO_BACKEND_CUDA_INTERNAL_H
 
@@ -33,12 +34,18 @@ enum {
   SYNCO_CUDA_WS_NEG_SEL,   /* per query: selection workspace when it does not fit in shared memory */
   SYNCO_CUDA_WS_BN,        /* BN: per (group, channel) partial statistics */
   SYNCO_CUDA_WS_XENT,      /* xent: each row's loss (double) and hit (int) */
+  SYNCO_CUDA_WS_CONV_X16,  /* bf16 convolutions: the input side (x or dx) in NHWC bf16 */
+  SYNCO_CUDA_WS_CONV_Y16,  /* bf16 convolutions: the output side (y or dy) in NHWC bf16 */
+  SYNCO_CUDA_WS_CONV_W16,  /* bf16 convolutions: the weights (or their gradient) in KRSC bf16 */
   SYNCO_CUDA_WS_COUNT
 };
 
 /* The buffers shared by the ops of a backend, as its *_plan_bytes report them (synco_plan_bytes' shared[i]). */
 enum { SYNCO_CUDA_SHARED_CONV = 0, /* the cuDNN workspace (conv_ws) */
-       SYNCO_CUDA_SHARED_BN = 1 }; /* SYNCO_CUDA_WS_BN */
+       SYNCO_CUDA_SHARED_BN = 1,   /* SYNCO_CUDA_WS_BN */
+       SYNCO_CUDA_SHARED_X16 = 2,  /* SYNCO_CUDA_WS_CONV_X16 */
+       SYNCO_CUDA_SHARED_Y16 = 3,  /* SYNCO_CUDA_WS_CONV_Y16 */
+       SYNCO_CUDA_SHARED_W16 = 4 }; /* SYNCO_CUDA_WS_CONV_W16 */
 
 typedef struct {
   int device;
@@ -46,9 +53,12 @@ typedef struct {
   cublasHandle_t blas;
   cudnnHandle_t dnn;
   int tf32;                  /* SYNCO_CUDA_TF32=1: TF32 tensor cores for fp32 convs and GEMMs */
+  int bf16;                  /* SYNCO_CUDA_BF16=1 / --precision bf16: convolutions on bf16 NHWC copies (cuda_conv.cu),
+                                the linear layers' GEMMs in bf16; activations between layers stay fp32 NCHW */
   int bn_block;              /* SYNCO_CUDA_BN=block: BN as one block per (group, channel), the first kernels */
   int sel_thread;            /* SYNCO_CUDA_SEL=thread: the selection's last phase on one thread, the first kernel */
   int smem_optin;            /* bytes of shared memory a block may opt in to */
+  int cc_major;              /* compute capability (8 and up: bf16 tensor cores) */
   void *conv_ws;             /* the cuDNN workspace: planned once, the largest any planned conv needs */
   size_t conv_ws_bytes;
   void *conv_cache;          /* cuda_conv.cu: algorithms already chosen, by shape */
@@ -122,6 +132,9 @@ synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char 
 /* cuda_step.cu */
 synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
                              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* The linear layers' GEMM: synco_cuda_gemm, but multiplying in bf16 (fp32 matrices and accumulation) under bf16. */
+synco_status synco_cuda_gemm_layer(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 synco_status synco_cuda_sgd(synco_backend *be, float *p, float *buf, const float *grad, size_t n, float lr,
                             float momentum, float wd, int first);
 synco_status synco_cuda_ema(synco_backend *be, float *k, const float *q, size_t n, float m);

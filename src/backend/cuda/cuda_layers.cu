@@ -574,7 +574,7 @@ synco_status synco_cuda_linear_fwd(synco_backend *be, synco_tensor *y, const syn
   SYNCO_TRY(synco_cuda_check(y, "linear_fwd", "y", x->n, y->c, 1, 1));
   if (!w) return synco_fail(SYNCO_ERR_ARG, "cuda linear_fwd: weights are missing");
   const int n = x->n, in = x->c, out = y->c;
-  SYNCO_TRY(synco_cuda_gemm(be, 0, 1, n, out, in, 1.f, (const float *)x->data, in, w, in, 0.f, (float *)y->data, out));
+  SYNCO_TRY(synco_cuda_gemm_layer(be, 0, 1, n, out, in, 1.f, (const float *)x->data, in, w, in, 0.f, (float *)y->data, out));
   if (b) {
     const size_t total = (size_t)n * out;
     bias_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>((float *)y->data, b, out, total);
@@ -593,9 +593,9 @@ synco_status synco_cuda_linear_bwd(synco_backend *be, synco_tensor *dx, float *d
   if (dx) {
     SYNCO_TRY(synco_cuda_check(dx, "linear_bwd", "dx", n, in, 1, 1));
     if (!w) return synco_fail(SYNCO_ERR_ARG, "cuda linear_bwd: weights are missing (needed for dx)");
-    SYNCO_TRY(synco_cuda_gemm(be, 0, 0, n, in, out, 1.f, dyd, out, w, in, 0.f, (float *)dx->data, in));
+    SYNCO_TRY(synco_cuda_gemm_layer(be, 0, 0, n, in, out, 1.f, dyd, out, w, in, 0.f, (float *)dx->data, in));
   }
-  if (dw) SYNCO_TRY(synco_cuda_gemm(be, 1, 0, out, in, n, 1.f, dyd, out, (const float *)x->data, in, 1.f, dw, in));
+  if (dw) SYNCO_TRY(synco_cuda_gemm_layer(be, 1, 0, out, in, n, 1.f, dyd, out, (const float *)x->data, in, 1.f, dw, in));
   if (db) {
     bias_grad_kernel<<<synco_cuda_blocks(out, 128), 128, 0, synco_cuda_stream(be)>>>(db, dyd, n, out);
     SYNCO_LAUNCHED();

@@ -1,5 +1,6 @@
 /* Step ops of the CUDA backend: GEMM through cuBLAS (row-major, as the op table says, by computing the
- * column-major transpose: C^T = op(B)^T·op(A)^T), SGD and EMA as one launch over the whole buffer of the
+ * column-major transpose: C^T = op(B)^T·op(A)^T; the linear layers' under --precision bf16 multiply in bf16,
+ * cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF on fp32 matrices), SGD and EMA as one launch over the whole buffer of the
  * single-source element kernels (kernels/sgd_kernel.h), the queue's FIFO write (its pointer in device memory), the
  * key shuffle's row gather / scatter, the InfoNCE rows (kernels/infonce_kernel.h's arithmetic), one block per
  * row, and the loss record those rows add to on the device; a classifier's cross-entropy (a thread per row, then
@@ -9,14 +10,28 @@
 #include "kernels/sgd_kernel.h"
 #include "kernels/xent_kernel.h"
 
-synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+static synco_status gemm(synco_backend *be, int lowp, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
   if (m < 0 || n < 0 || k < 0 || (m && n && (!c || (k && (!a || !b)))))
     return synco_fail(SYNCO_ERR_ARG, "gemm: %d x %d x %d with a missing matrix", m, n, k);
   if (!m || !n) return SYNCO_OK;
-  SYNCO_CUBLAS(cublasSgemm(synco_cuda(be)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                           n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
+  const cublasOperation_t ob = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, oa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (lowp)
+    SYNCO_CUBLAS(cublasGemmEx(synco_cuda(be)->blas, ob, oa, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda,
+                              &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+  else
+    SYNCO_CUBLAS(cublasSgemm(synco_cuda(be)->blas, ob, oa, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
   return SYNCO_OK;
+}
+
+synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  return gemm(be, 0, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+synco_status synco_cuda_gemm_layer(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  return gemm(be, synco_cuda(be)->bf16, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* ---- SGD, EMA ----------------------------------------------------------------------------------------- */

@@ -1,0 +1,37 @@
+/* bf16 <-> fp32 of one value, the same bits on every backend: the CPU's own kernels (cpu_onednn_util.h's
+ * synco_bf16_of) and the CUDA backend's layout conversions around its bf16 convolutions (cuda_conv.cu). bf16 is the
+ * upper 16 bits of an fp32; rounding is to nearest, ties to even; a NaN stays a (quiet) NaN; denormals keep their
+ * rounding (AVX512-BF16's vcvtneps2bf16 flushes them to zero; CUDA's __float2bfloat16_rn does not). */
+#ifndef SYNCO_KERNELS_BF16_KERNEL_H
+#define SYNCO_KERNELS_BF16_KERNEL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/hd.h"
+
+SYNCO_HD static inline uint16_t synco_k_bf16_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+SYNCO_HD static inline float synco_k_f32_of_bf16(uint16_t b) {
+  const uint32_t u = (uint32_t)b << 16;
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+/* The layout conversions of a bf16 convolution, as index maps: an activation's element (n, c, p) (p the pixel,
+ * y·W + x, of HW) is at (n·C + c)·HW + p in plain NCHW and at (n·HW + p)·C + c in NHWC; a weight OIHW is the same
+ * map with n the output channel, C the input channels and HW = kh·kw (so its NHWC is cuDNN's KRSC). */
+SYNCO_HD static inline size_t synco_k_nchw_at(size_t n, size_t c, size_t p, size_t C, size_t HW) {
+  return (n * C + c) * HW + p;
+}
+SYNCO_HD static inline size_t synco_k_nhwc_at(size_t n, size_t c, size_t p, size_t C, size_t HW) {
+  return (n * HW + p) * C + c;
+}
+
+#endif
