@@ -289,6 +289,13 @@ static void test_conv(void) {
     CHECK_OK(ref->conv_bwd_weights(ref, &oa, dw, &tdy, &tx));
     CHECK_OK(gpu->conv_bwd_weights(gpu, &ob, gdw, &udy, &ux));
     cmp_dev("conv bwd_weights (accumulated)", gdw, dw, nw, 1e-3, 1e-3);
+    if (s == 2) { /* the kernel list names every shape planned, with cuDNN's algorithms */
+      char list[8192];
+      const size_t want = gpu->kernels(gpu, NULL, 0);
+      CHECK(want > 0 && want < sizeof list && gpu->kernels(gpu, list, sizeof list) == want);
+      CHECK(list[0] == '[' && list[want - 1] == ']' && strstr(list, "\"fwd\":\"cudnn ") != NULL);
+      CHECK(strstr(list, "\"conv\":\"3x20x20->8x10x10 k7 s2 p3\"") != NULL);
+    }
     ref->conv_release(ref, &oa);
     gpu->conv_release(gpu, &ob);
     free(x), free(w), free(y), free(dy), free(dx), free(dw);
@@ -443,6 +450,8 @@ static void test_bf16(void) {
       CHECK_OK(g16->conv_bwd_weights(g16, &ob, gdw, &udy, &ux));
     }
     cmp_dev("bf16 conv bwd_weights (added twice)", gdw, dw, nw, 1e-3, 8e-3);
+    char list[8192];
+    CHECK(g16->kernels(g16, list, sizeof list) < sizeof list && strstr(list, "bf16 NHWC") != NULL);
     ref->conv_release(ref, &oa);
     g16->conv_release(g16, &ob);
     free(x), free(w), free(dy), free(xr), free(wr), free(dyr), free(y), free(dx), free(dw);

@@ -306,6 +306,7 @@ static const synco_backend cuda_ops = {
     .act_bytes = cuda_act_bytes,
     .to_backend = cuda_to_backend,
     .to_plain = cuda_to_plain,
+    .kernels = synco_cuda_kernels,
     .conv_plan = synco_cuda_conv_plan,
     .conv_plan_bytes = synco_cuda_conv_plan_bytes,
     .conv_release = synco_cuda_conv_release,

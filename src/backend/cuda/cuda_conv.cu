@@ -11,6 +11,8 @@
  * lets cuDNN use TF32 tensor cores. The search reports the math type each algorithm was timed with (under the
  * default math it may be a tensor-op one); each direction runs with its own, set on the descriptor before the
  * call, so the algorithm runs as it was measured. bwd_weights accumulates (beta = 1), the others assign. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,7 @@ typedef struct {
   cudnnConvolutionBwdDataAlgo_t bwd_data;
   cudnnConvolutionBwdFilterAlgo_t bwd_filter;
   cudnnMathType_t math[3];
+  float ms[3]; /* each pass's time in the search (cudnnFind*'s, on zero-filled scratch) */
   size_t need;
 } conv_cached;
 
@@ -55,7 +58,8 @@ static const conv_cached *cache_find(synco_cuda_ctx *c, const synco_conv_op *op)
   return NULL;
 }
 
-static void cache_add(synco_cuda_ctx *c, const synco_conv_op *op, const cuda_conv_impl *im, size_t need) {
+static void cache_add(synco_cuda_ctx *c, const synco_conv_op *op, const cuda_conv_impl *im, const float ms[3],
+                      size_t need) {
   if (c->conv_cached == c->conv_cache_cap) {
     const int cap = c->conv_cache_cap ? 2 * c->conv_cache_cap : 32;
     void *p = realloc(c->conv_cache, (size_t)cap * sizeof(conv_cached));
@@ -69,6 +73,7 @@ static void cache_add(synco_cuda_ctx *c, const synco_conv_op *op, const cuda_con
   e->bwd_data = im->bwd_data;
   e->bwd_filter = im->bwd_filter;
   memcpy(e->math, im->math, sizeof e->math);
+  memcpy(e->ms, ms, sizeof e->ms);
   e->need = need;
 }
 
@@ -253,6 +258,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
              cudaMemsetAsync(w, 0, wb, c->stream) != cudaSuccess))
     s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: cudaMemsetAsync of the benchmark tensors failed");
   size_t need = 0;
+  float ms[3] = {0, 0, 0};
   if (!s) {
     cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     const cudnnStatus_t e = cudnnFindConvolutionForwardAlgorithmEx(c->dnn, im->x, x, im->w, w, im->conv, im->y, y,
@@ -263,6 +269,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     else {
       im->fwd = p[k].algo;
       im->math[0] = p[k].mathType;
+      ms[0] = p[k].time;
       need = p[k].memory > need ? p[k].memory : need;
     }
   }
@@ -277,6 +284,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     else {
       im->bwd_data = p[k].algo;
       im->math[1] = p[k].mathType;
+      ms[1] = p[k].time;
       need = p[k].memory > need ? p[k].memory : need;
     }
   }
@@ -291,6 +299,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
     else {
       im->bwd_filter = p[k].algo;
       im->math[2] = p[k].mathType;
+      ms[2] = p[k].time;
       need = p[k].memory > need ? p[k].memory : need;
     }
   }
@@ -303,7 +312,7 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
    * the launch checks (SYNCO_LAUNCHED) must not see them */
   cudaGetLastError();
   if (!s) s = synco_cuda_reserve_conv_ws(be, need);
-  if (!s) cache_add(c, op, im, need);
+  if (!s) cache_add(c, op, im, ms, need);
   return s;
 }
 
@@ -405,4 +414,87 @@ synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, f
   SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, x16, im->y, y16, im->conv, im->bwd_filter, c->conv_ws,
                                              c->conv_ws_bytes, &zero, im->w, w16));
   return from_nhwc16(be, dw, w16, op->cout, op->cin, op->kh * op->kw, 1);
+}
+
+/* ---- what was chosen ------------------------------------------------------------------------------------ */
+
+static const char *fwd_name(cudnnConvolutionFwdAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "implicit_gemm";
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return "implicit_precomp_gemm";
+    case CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return "gemm";
+    case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT: return "direct";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT: return "fft";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING: return "fft_tiling";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD: return "winograd";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED: return "winograd_nonfused";
+    default: return "other";
+  }
+}
+
+static const char *bwd_data_name(cudnnConvolutionBwdDataAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return "algo_0";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_1: return "algo_1";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT: return "fft";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING: return "fft_tiling";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD: return "winograd";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED: return "winograd_nonfused";
+    default: return "other";
+  }
+}
+
+static const char *bwd_filter_name(cudnnConvolutionBwdFilterAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0: return "algo_0";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1: return "algo_1";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT: return "fft";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3: return "algo_3";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED: return "winograd_nonfused";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING: return "fft_tiling";
+    default: return "other";
+  }
+}
+
+static const char *math_name(cudnnMathType_t m) {
+  switch (m) {
+    case CUDNN_DEFAULT_MATH: return "default math";
+    case CUDNN_TENSOR_OP_MATH: return "tensor op";
+    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return "tensor op, conversion allowed";
+    case CUDNN_FMA_MATH: return "fma";
+    default: return "other math";
+  }
+}
+
+/* Appends to buf (n bytes) at *len, as snprintf would; *len counts what was wanted, so a first call with n = 0 sizes. */
+static void put(char *buf, size_t n, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const int w = vsnprintf(buf && *len < n ? buf + *len : NULL, *len < n ? n - *len : 0, fmt, ap);
+  va_end(ap);
+  if (w > 0) *len += (size_t)w;
+}
+
+/* One object per shape and precision planned, as the cpu backend's list: cuDNN's algorithm of each pass, its math
+ * type and the time the search measured for it, with the precision the layer runs in. */
+size_t synco_cuda_kernels(synco_backend *be, char *buf, size_t n) {
+  const synco_cuda_ctx *c = synco_cuda(be);
+  const conv_cached *e = (const conv_cached *)c->conv_cache;
+  size_t len = 0;
+  put(buf, n, &len, "[");
+  for (int i = 0; i < c->conv_cached; i++) {
+    const int *k = e[i].key; /* n, cin, h, w, cout, kh, kw, stride, pad, precision */
+    const int oh = synco_conv_out_size(k[2], k[5], k[7], k[8]), ow = synco_conv_out_size(k[3], k[6], k[7], k[8]);
+    const char *prec = k[9] == 2 ? "bf16 NHWC" : k[9] == 1 ? "tf32" : "fp32";
+    put(buf, n, &len, "%s{\"conv\":\"%dx%dx%d->%dx%dx%d k%d s%d p%d\",\"batch\":%d,", i ? "," : "", k[1], k[2], k[3],
+        k[4], oh, ow, k[5], k[7], k[8], k[0]);
+    put(buf, n, &len, "\"fwd\":\"cudnn %s (%s, %s)\",", fwd_name(e[i].fwd), math_name(e[i].math[0]), prec);
+    put(buf, n, &len, "\"bwd_data\":\"cudnn %s (%s, %s)\",", bwd_data_name(e[i].bwd_data), math_name(e[i].math[1]), prec);
+    put(buf, n, &len, "\"bwd_weights\":\"cudnn %s (%s, %s)\",", bwd_filter_name(e[i].bwd_filter),
+        math_name(e[i].math[2]), prec);
+    put(buf, n, &len, "\"search_ms\":[%.4f,%.4f,%.4f],\"workspace_bytes\":%zu}", e[i].ms[0], e[i].ms[1], e[i].ms[2],
+        e[i].need);
+  }
+  put(buf, n, &len, "]");
+  return len;
 }

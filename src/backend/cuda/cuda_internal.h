@@ -162,6 +162,8 @@ synco_status synco_cuda_neg_workspace(synco_backend *be, const synco_negatives_d
 
 /* cuda_conv.cu */
 synco_status synco_cuda_conv_plan(synco_backend *be, synco_conv_op *op);
+/* The convolutions planned so far (synco_kernels_fn): cuDNN's algorithms by shape and precision. */
+size_t synco_cuda_kernels(synco_backend *be, char *buf, size_t n);
 synco_status synco_cuda_conv_plan_bytes(synco_backend *be, const synco_conv_op *op, synco_plan_bytes *b);
 void synco_cuda_conv_release(synco_backend *be, synco_conv_op *op);
 synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
