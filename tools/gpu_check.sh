@@ -229,6 +229,7 @@ part test_cuda_step 60 env -u SYNCO_CUDA_TF32 "$BIN/test_cuda_step" ||
   part test_cuda_step_first_kernels 60 env -u SYNCO_CUDA_TF32 $FIRST_KERNELS "$BIN/test_cuda_step"
 part test_cuda_step_tf32 45 env SYNCO_CUDA_TF32=1 "$BIN/test_cuda_step"
 part test_cuda_step_bf16 45 env -u SYNCO_CUDA_TF32 SYNCO_CUDA_BF16=1 "$BIN/test_cuda_step"
+part test_cuda_step_bf16_nchw 45 env -u SYNCO_CUDA_TF32 SYNCO_CUDA_BF16=1 SYNCO_CUDA_NHWC=0 "$BIN/test_cuda_step"
 
 # ---- 4. benchmarks: ResNet-18 CIFAR stem, batch 512, K 4096, default counts, next to PyTorch in the same call ----
 bench_json() { grep -m1 '^{' "$LOGS/$1.log" 2>/dev/null; }
@@ -240,6 +241,10 @@ for run in moco:tf32 synco:tf32 moco:bf16 synco:bf16 moco:fp32 synco:fp32; do
     --json --no-memory-check
   v=$(ips "bench_${method}_${prec}") && [ -n "$v" ] && figure "synco_${method}_${prec}_images_per_s" "$v"
 done
+# bf16 with fp32 NCHW activations (each convolution converting its operands), against the NHWC bf16 ones above
+part bench_synco_bf16_nchw 40 env SYNCO_CUDA_NHWC=0 "$BIN/synco" bench step --precision bf16 --device cuda \
+  --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 --json --no-memory-check
+v=$(ips bench_synco_bf16_nchw) && [ -n "$v" ] && figure synco_synco_bf16_nchw_images_per_s "$v"
 # the first BN kernels (one block per slice) and selection (its last phase on one thread), against the split BN and
 # the block's selection above: the same step, SYNCO_CUDA_BN=block SYNCO_CUDA_SEL=thread
 part bench_synco_tf32_first_kernels 40 env $FIRST_KERNELS "$BIN/synco" bench step --precision tf32 --device cuda \

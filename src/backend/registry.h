@@ -18,9 +18,10 @@ void synco_backend_destroy(synco_backend *be);
  * (NULL = fp32), for the backend named `backend` (--backend; NULL: the default). bf16 is refused, with the reason and
  * what to use instead, unless a backend built in runs it on this machine (SYNCO_CAP_BF16: oneDNN on a CPU with
  * AVX512-BF16 or AMX); for a cuda backend the GPU is asked when the backend is made (compute capability 8.0 and up).
- * Checked before any backend is made, so that a command can report it with its other argument problems. Under every precision the activations between layers,
- * the parameters, gradients, optimizer state, BN statistics, the loss, the queue and the logits are fp32: bf16
- * changes only what the convolutions and linear layers multiply (autocast's rule). */
+ * Checked before any backend is made, so that a command can report it with its other argument problems. Under every precision the parameters, gradients, optimizer
+ * state, BN statistics, the loss, the queue and the logits are fp32; on a CPU bf16 changes only what the convolutions
+ * and linear layers multiply (autocast's rule), on a GPU the activations between layers are bf16 too (NHWC, as
+ * autocast with channels_last keeps them). */
 synco_status synco_backend_precision(const char *backend, const char *precision);
 /* Applies --precision to a backend just created, before anything is planned on it: "bf16" makes the cpu or cuda
  * backend's convolutions and linear layers compute in bf16 with fp32 accumulation (refused on any other backend, and

@@ -7,7 +7,10 @@
 #define SYNCO_KERNELS_BN_KERNEL_H
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 
+#include "kernels/bf16_kernel.h"
 #include "kernels/hd.h"
 
 #define SYNCO_K_BN_TARGET_BLOCKS 1024 /* the split stops once the runs make this many blocks (8 per SM of an H200) */
@@ -133,6 +136,57 @@ SYNCO_HD static inline float synco_k_bn_apply(float x, const float *coef, int re
 SYNCO_HD static inline float synco_k_bn_bwd_apply(float dy, float y, int relu, float x, const float *coef) {
   const float gr = (relu && !(y > 0.f)) ? 0.f : dy;
   return fmaf(coef[2], gr, fmaf(coef[3], synco_k_bn_centre(x, coef), coef[4]));
+}
+
+/* ---- channels last, bf16 values (the cuda backend's NHWC bf16 activations) ----
+ * A slice (g, c) is channel c of the rows (pixels) g·ng·hw .. (g + 1)·ng·hw − 1; a run is a range of whole images
+ * of it as above (synco_k_bn_run, in rows). A block covers one run of up to 32 channels side by side (a thread per
+ * channel and row lane), so the runs per slice come from the groups times the blocks of 32 channels. Statistics,
+ * coefficients and the elementwise formulas are the ones above: only the indices and the bf16 loads differ. */
+#define SYNCO_K_BN_NHWC_CH 32  /* channels of a block */
+#define SYNCO_K_BN_NHWC_ROWS 8 /* row lanes of a block */
+
+SYNCO_HD static inline int synco_k_bn_nhwc_runs(int groups, int C, int ng, long hw) {
+  return synco_k_bn_runs(groups * ((C + SYNCO_K_BN_NHWC_CH - 1) / SYNCO_K_BN_NHWC_CH), ng, hw);
+}
+
+/* The value of row `row`, channel c of an NHWC bf16 tensor of C channels. */
+SYNCO_HD static inline float synco_k_bn_nhwc_at(const uint16_t *x, size_t row, int C, int c) {
+  return synco_k_f32_of_bf16(x[row * (size_t)C + c]);
+}
+
+/* Row lane t of nt over a run of count rows from row0: Σ (x − p) and Σ (x − p)² of channel c, in float. */
+SYNCO_HD static inline void synco_k_bn_nhwc_thread_stats(const uint16_t *x, size_t row0, unsigned count, int C, int c,
+                                                         float p, unsigned t, unsigned nt, float *a, float *q) {
+  float sa = 0.f, sq = 0.f;
+  for (unsigned e = t; e < count; e += nt) {
+    const float d = synco_k_bn_nhwc_at(x, row0 + e, C, c) - p;
+    sa += d;
+    sq = fmaf(d, d, sq);
+  }
+  *a = sa;
+  *q = sq;
+}
+
+/* Row lane t of nt over a run of the backward: Σ dy' and Σ dy'·(x − mean) of channel c (y non-NULL: the ReLU). */
+SYNCO_HD static inline void synco_k_bn_nhwc_thread_bwd(const uint16_t *dy, const uint16_t *y, const uint16_t *x,
+                                                       size_t row0, unsigned count, int C, int c, float mean,
+                                                       unsigned t, unsigned nt, float *a, float *b) {
+  float sa = 0.f, sb = 0.f;
+  for (unsigned e = t; e < count; e += nt) {
+    const size_t r = row0 + e;
+    const float gr = (y && !(synco_k_bn_nhwc_at(y, r, C, c) > 0.f)) ? 0.f : synco_k_bn_nhwc_at(dy, r, C, c);
+    sa += gr;
+    sb = fmaf(gr, synco_k_bn_nhwc_at(x, r, C, c) - mean, sb);
+  }
+  *a = sa;
+  *b = sb;
+}
+
+/* The slice (g·C + c) of NHWC element e (C channels, ng·hw rows a group). */
+SYNCO_HD static inline int synco_k_bn_nhwc_slice(size_t e, int C, int ng, unsigned hw) {
+  const size_t row = e / (size_t)C;
+  return (int)(row / ((size_t)ng * hw)) * C + (int)(e % (size_t)C);
 }
 
 #endif

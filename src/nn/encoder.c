@@ -88,9 +88,9 @@ synco_status synco_nn_act(synco_encoder *enc, synco_tensor *t, int c, int h, int
   t->c = c;
   t->h = h;
   t->w = w;
-  t->dtype = SYNCO_F32;
   t->layout = be->act_layout(be, c, h, w, SYNCO_F32);
-  const size_t bytes = be->act_bytes(be, enc->batch, c, h, w, SYNCO_F32);
+  t->dtype = synco_layout_dtype(t->layout); /* fp32, but a GPU's bf16 layout */
+  const size_t bytes = be->act_bytes(be, enc->batch, c, h, w, t->dtype);
   t->data = synco_nn_alloc(enc, bytes);
   if (!t->data) return SYNCO_ERR_NOMEM;
   if (bytes > enc->max_act_bytes) enc->max_act_bytes = bytes;
@@ -104,10 +104,10 @@ synco_status synco_nn_act_slot(synco_encoder *enc, synco_tensor *t, int c, int h
   t->c = c;
   t->h = h;
   t->w = w;
-  t->dtype = SYNCO_F32;
   t->layout = be->act_layout(be, c, h, w, SYNCO_F32);
+  t->dtype = synco_layout_dtype(t->layout);
   t->data = NULL;
-  const size_t bytes = be->act_bytes(be, enc->batch, c, h, w, SYNCO_F32);
+  const size_t bytes = be->act_bytes(be, enc->batch, c, h, w, t->dtype);
   if (bytes > enc->max_act_bytes) enc->max_act_bytes = bytes;
   int cap = enc->slot_cap;
   SYNCO_TRY(grow((void **)&enc->slot_t, &cap, enc->nslot_t + 1, sizeof *enc->slot_t));

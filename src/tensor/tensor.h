@@ -19,6 +19,7 @@ typedef enum {
   SYNCO_LAYOUT_PLAIN = 0,
   SYNCO_LAYOUT_NCHW16C = 1, /* oneDNN nChw16c: channels in blocks of 16, padded with zeros */
   SYNCO_LAYOUT_NCHW8C = 2,  /* oneDNN nChw8c (AVX2 machines) */
+  SYNCO_LAYOUT_NHWC_BF16 = 3, /* channels last, bf16 values: the cuda backend's activations under --precision bf16 */
 } synco_layout;
 
 typedef struct {
@@ -44,6 +45,11 @@ static inline size_t synco_tensor_numel(const synco_tensor *t) {
 }
 
 static inline size_t synco_dtype_size(synco_dtype d) { return d == SYNCO_BF16 ? 2 : 4; }
+
+/* The element type an activation in layout l holds: bf16 in SYNCO_LAYOUT_NHWC_BF16, fp32 in every other. */
+static inline synco_dtype synco_layout_dtype(synco_layout l) {
+  return l == SYNCO_LAYOUT_NHWC_BF16 ? SYNCO_BF16 : SYNCO_F32;
+}
 
 const char *synco_layout_name(synco_layout l);
 

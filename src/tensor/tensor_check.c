@@ -8,6 +8,7 @@ const char *synco_layout_name(synco_layout l) {
     case SYNCO_LAYOUT_PLAIN: return "plain";
     case SYNCO_LAYOUT_NCHW16C: return "nChw16c";
     case SYNCO_LAYOUT_NCHW8C: return "nChw8c";
+    case SYNCO_LAYOUT_NHWC_BF16: return "nhwc bf16";
   }
   return "unknown";
 }

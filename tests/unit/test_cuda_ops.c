@@ -395,20 +395,136 @@ static void test_pool_elementwise(void) {
   gpu->free(gpu, gx), gpu->free(gpu, gy), gpu->free(gpu, gdy), gpu->free(gpu, gdx), gpu->free(gpu, gb), gpu->free(gpu, gm);
 }
 
+/* An activation of backend b (its layout for the shape: NHWC bf16 under bf16 where the channels allow), filled from
+ * plain host values, and read back as plain host values. */
+static synco_tensor act(synco_backend *b, int n, int c, int h, int w, const float *host) {
+  synco_tensor t = {n, c, h, w, SYNCO_F32, b->act_layout(b, c, h, w, SYNCO_F32), NULL};
+  t.dtype = synco_layout_dtype(t.layout);
+  t.data = b->alloc(b, b->act_bytes(b, n, c, h, w, t.dtype));
+  CHECK(t.data != NULL);
+  if (host) CHECK_OK(b->to_backend(b, &t, host));
+  return t;
+}
+
+static float *plain_of(synco_backend *b, const synco_tensor *t) {
+  const size_t bytes = synco_tensor_numel(t) * 4;
+  float *d = b->alloc(b, bytes), *h = malloc(bytes);
+  CHECK_OK(b->to_plain(b, d, t));
+  CHECK_OK(b->copy(b, h, d, bytes, SYNCO_COPY_D2H));
+  b->free(b, d);
+  return h;
+}
+
+static void cmp_act(const char *what, synco_backend *b, const synco_tensor *t, const float *ref_host, double atol,
+                    double rtol) {
+  float *h = plain_of(b, t);
+  CHECK_CLOSE(what, h, ref_host, synco_tensor_numel(t), atol, rtol);
+  free(h);
+}
+
 static float *bf16_rounded(const float *x, size_t n) {
   float *r = malloc((n ? n : 1) * sizeof *r);
   for (size_t i = 0; i < n; i++) r[i] = synco_k_f32_of_bf16(synco_k_bf16_of(x[i]));
   return r;
 }
 
-/* --precision bf16 (a second backend; skipped before compute capability 8.0): the convolutions on NHWC bf16 copies
- * against the reference on bf16-rounded inputs, within 1e-3 + 8e-3·|ref| (cuDNN's output is bf16: one rounding of
- * 2^-8 relative, twice that where the sum's order tips it); the weight gradient from zero, added twice (each call
- * rounds its sum, then adds it). The linear layers' bf16 GEMMs likewise, their output fp32: 1e-4 + 2e-3·|ref|. The
- * step's GEMM (the logits) stays fp32: 1e-5 + 1e-4·|ref| against the unrounded reference. */
-static void test_bf16(void) {
+/* The layer ops under bf16 against the reference on the same bf16-rounded inputs: with NHWC bf16 activations (the
+ * default) each result is rounded to bf16 once, so within one bf16 step (1e-5 + 2^-7·|ref|); BN's dx, a sum that
+ * cancels, 1e-3 + 2e-2·|ref|; with SYNCO_CUDA_NHWC=0 the same ops on fp32 NCHW pass the same bounds. */
+static void test_bf16_layers(synco_backend *g16) {
+  /* batch norm with Split-BN and the fused ReLU, on 40 channels (a block and a part) */
+  synco_bn_op oa = {.n = 8, .c = 40, .h = 5, .w = 6, .groups = 2, .relu = 1, .eps = 1e-5f, .momentum = 0.1f,
+                    .dtype = SYNCO_F32};
+  synco_bn_op ob = oa;
+  CHECK_OK(ref->bn_plan(ref, &oa));
+  CHECK_OK(g16->bn_plan(g16, &ob));
+  const int C = oa.c, G = oa.groups;
+  const size_t n = (size_t)oa.n * C * oa.h * oa.w;
+  float *x0 = rnd(n, 190, -1, 3), *x = bf16_rounded(x0, n), *dy0 = rnd(n, 191, -1, 1), *dy = bf16_rounded(dy0, n);
+  float *gam = rnd(C, 192, 0.5f, 1.5f), *bet = rnd(C, 193, -0.5f, 0.5f), *rm = rnd(C, 194, -1, 1);
+  float *rv = rnd(C, 195, 0.5f, 2);
+  float *y = malloc(n * 4), *dx = malloc(n * 4), *sm = malloc(G * C * 4), *si = malloc(G * C * 4);
+  float *dga = calloc(C, 4), *dbe = calloc(C, 4);
+  float *ggam = up(gam, C * 4), *gbet = up(bet, C * 4), *grm = up(rm, C * 4), *grv = up(rv, C * 4);
+  float *gsm = up(NULL, G * C * 4), *gsi = up(NULL, G * C * 4), *gdga = up(dga, C * 4), *gdbe = up(dbe, C * 4);
+  synco_tensor tx = tens(oa.n, C, oa.h, oa.w, x), ty = tens(oa.n, C, oa.h, oa.w, y);
+  synco_tensor tdy = tens(oa.n, C, oa.h, oa.w, dy), tdx = tens(oa.n, C, oa.h, oa.w, dx);
+  synco_tensor ux = act(g16, oa.n, C, oa.h, oa.w, x), uy = act(g16, oa.n, C, oa.h, oa.w, NULL);
+  synco_tensor udy = act(g16, oa.n, C, oa.h, oa.w, dy), udx = act(g16, oa.n, C, oa.h, oa.w, NULL);
+  CHECK_OK(ref->bn_fwd_train(ref, &oa, &ty, sm, si, rm, rv, &tx, gam, bet));
+  CHECK_OK(g16->bn_fwd_train(g16, &ob, &uy, gsm, gsi, grm, grv, &ux, ggam, gbet));
+  cmp_act("bf16 bn fwd_train y", g16, &uy, y, 1e-5, 1.0 / 128);
+  cmp_dev("bf16 bn saved mean", gsm, sm, G * C, 1e-5, 1e-4);
+  cmp_dev("bf16 bn saved invstd", gsi, si, G * C, 1e-5, 1e-4);
+  cmp_dev("bf16 bn running var", grv, rv, C, 1e-5, 1e-4);
+  CHECK_OK(ref->bn_bwd(ref, &oa, &tdx, dga, dbe, &tdy, &ty, &tx, gam, sm, si));
+  CHECK_OK(g16->bn_bwd(g16, &ob, &udx, gdga, gdbe, &udy, &uy, &ux, ggam, gsm, gsi));
+  cmp_act("bf16 bn bwd dx", g16, &udx, dx, 1e-3, 2e-2);
+  cmp_dev("bf16 bn bwd dgamma", gdga, dga, C, 1e-3, 1e-2);
+  cmp_dev("bf16 bn bwd dbeta", gdbe, dbe, C, 1e-3, 1e-2);
+  CHECK_OK(ref->bn_fwd_eval(ref, &oa, &ty, &tx, gam, bet, rm, rv));
+  CHECK_OK(g16->bn_fwd_eval(g16, &ob, &uy, &ux, ggam, gbet, grm, grv));
+  cmp_act("bf16 bn fwd_eval", g16, &uy, y, 1e-5, 1.0 / 128);
+  /* ReLU, add, average pooling, on the same tensors */
+  CHECK_OK(ref->add(ref, &ty, &tx, &tdy, 0));
+  CHECK_OK(g16->add(g16, &uy, &ux, &udy, 0));
+  cmp_act("bf16 add", g16, &uy, y, 1e-5, 1.0 / 128);
+  CHECK_OK(ref->relu_fwd(ref, &tdx, &tx));
+  CHECK_OK(g16->relu_fwd(g16, &udx, &ux));
+  cmp_act("bf16 relu fwd", g16, &udx, dx, 0, 0);
+  CHECK_OK(ref->relu_bwd(ref, &tdx, &tdy, &tx));
+  CHECK_OK(g16->relu_bwd(g16, &udx, &udy, &ux));
+  cmp_act("bf16 relu bwd", g16, &udx, dx, 0, 0);
+  float *m = malloc((size_t)oa.n * C * 4), *gm = up(NULL, (size_t)oa.n * C * 4);
+  synco_tensor tm = tens(oa.n, C, 1, 1, m), um = tens(oa.n, C, 1, 1, gm);
+  CHECK_OK(ref->avgpool_fwd(ref, &tm, &tx));
+  CHECK_OK(g16->avgpool_fwd(g16, &um, &ux));
+  cmp_dev("bf16 avgpool fwd", gm, m, (size_t)oa.n * C, 1e-6, 1e-6);
+  CHECK_OK(ref->avgpool_bwd(ref, &tdx, &tm));
+  CHECK_OK(g16->avgpool_bwd(g16, &udx, &um));
+  cmp_act("bf16 avgpool bwd", g16, &udx, dx, 1e-6, 1.0 / 128);
+  ref->bn_release(ref, &oa);
+  g16->bn_release(g16, &ob);
+  /* max pooling (the ImageNet stem's), with ties */
+  synco_pool_op pa = {.n = 3, .c = 16, .h = 11, .w = 10, .k = 3, .stride = 2, .pad = 1, .dtype = SYNCO_F32};
+  synco_pool_op pb = pa;
+  CHECK_OK(ref->pool_plan(ref, &pa));
+  CHECK_OK(g16->pool_plan(g16, &pb));
+  const size_t px = (size_t)pa.n * pa.c * pa.h * pa.w, py = (size_t)pa.n * pa.c * pa.oh * pa.ow;
+  float *p0 = rnd(px, 196, -1, 1), *pd0 = rnd(py, 197, -1, 1);
+  for (size_t i = 0; i < px; i += 7) p0[i] = p0[i > 0 ? i - 1 : 0];
+  float *pxr = bf16_rounded(p0, px), *pdr = bf16_rounded(pd0, py), *pyo = malloc(py * 4), *pdx = malloc(px * 4);
+  synco_tensor tpx = tens(pa.n, pa.c, pa.h, pa.w, pxr), tpy = tens(pa.n, pa.c, pa.oh, pa.ow, pyo);
+  synco_tensor tpd = tens(pa.n, pa.c, pa.oh, pa.ow, pdr), tpdx = tens(pa.n, pa.c, pa.h, pa.w, pdx);
+  synco_tensor upx = act(g16, pa.n, pa.c, pa.h, pa.w, pxr), upy = act(g16, pa.n, pa.c, pa.oh, pa.ow, NULL);
+  synco_tensor upd = act(g16, pa.n, pa.c, pa.oh, pa.ow, pdr), updx = act(g16, pa.n, pa.c, pa.h, pa.w, NULL);
+  CHECK_OK(ref->maxpool_fwd(ref, &pa, &tpy, &tpx));
+  CHECK_OK(g16->maxpool_fwd(g16, &pb, &upy, &upx));
+  cmp_act("bf16 maxpool fwd", g16, &upy, pyo, 0, 0);
+  CHECK_OK(ref->maxpool_bwd(ref, &pa, &tpdx, &tpd));
+  CHECK_OK(g16->maxpool_bwd(g16, &pb, &updx, &upd));
+  cmp_act("bf16 maxpool bwd", g16, &updx, pdx, 1e-6, 1.0 / 128);
+  ref->pool_release(ref, &pa);
+  g16->pool_release(g16, &pb);
+  free(x0), free(x), free(dy0), free(dy), free(gam), free(bet), free(rm), free(rv), free(y), free(dx), free(sm), free(si);
+  free(dga), free(dbe), free(m), free(p0), free(pd0), free(pxr), free(pdr), free(pyo), free(pdx);
+  void *ds[] = {ggam, gbet, grm,     grv,     gsm,      gsi,      gdga,     gdbe,    gm,
+                ux.data, uy.data, udy.data, udx.data, upx.data, upy.data, upd.data, updx.data};
+  for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) g16->free(g16, ds[i]);
+}
+
+/* --precision bf16 (a second backend; skipped before compute capability 8.0), with NHWC bf16 activations (nhwc = 1,
+ * the default) and with fp32 NCHW ones (SYNCO_CUDA_NHWC=0): the convolutions against the reference on bf16-rounded
+ * inputs, within 1e-3 + 8e-3·|ref| (cuDNN's output is bf16: one rounding, twice that where the sum's order tips
+ * it); the weight gradient from zero, added twice (each call rounds its sum, then adds it); a 3-channel input (the
+ * stem's: plain fp32 in either mode). The linear layers' bf16 GEMMs likewise, their output fp32: 1e-4 + 2e-3·|ref|.
+ * The step's GEMM (the logits) stays fp32: 1e-5 + 1e-4·|ref| against the unrounded reference. Then the other layer
+ * ops (test_bf16_layers). */
+static void test_bf16(int nhwc) {
   synco_backend *g16 = NULL;
+  if (!nhwc) setenv("SYNCO_CUDA_NHWC", "0", 1);
   CHECK_OK(synco_backend_create("cuda", &g16));
+  unsetenv("SYNCO_CUDA_NHWC");
   if (!g16) return;
   if (!synco_backend_supports(g16, SYNCO_CAP_BF16)) {
     CHECK(synco_backend_set_precision(g16, "bf16") == SYNCO_ERR_UNSUPPORTED);
@@ -417,6 +533,8 @@ static void test_bf16(void) {
     return;
   }
   CHECK_OK(synco_backend_set_precision(g16, "bf16"));
+  CHECK((g16->act_layout(g16, 64, 8, 8, SYNCO_F32) == SYNCO_LAYOUT_NHWC_BF16) == nhwc);
+  CHECK(g16->act_layout(g16, 3, 8, 8, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
   synco_backend *keep = gpu;
   gpu = g16; /* up() and down() */
   const int shapes[][7] = {/* n, cin, h, cout, k, stride, pad */ {4, 64, 16, 64, 3, 1, 1}, {3, 16, 9, 40, 1, 2, 0},
@@ -433,18 +551,17 @@ static void test_bf16(void) {
     float *x = rnd(nx, 150 + s, -1, 1), *w = rnd(nw, 160 + s, -0.3f, 0.3f), *dy = rnd(ny, 170 + s, -1, 1);
     float *xr = bf16_rounded(x, nx), *wr = bf16_rounded(w, nw), *dyr = bf16_rounded(dy, ny);
     float *y = malloc(ny * 4), *dx = malloc(nx * 4), *dw = calloc(nw, 4);
-    float *gx = up(x, nx * 4), *gw = up(w, nw * 4), *gy = up(NULL, ny * 4), *gdy = up(dy, ny * 4), *gdx = up(NULL, nx * 4);
-    float *gdw = up(dw, nw * 4);
+    float *gw = up(w, nw * 4), *gdw = up(dw, nw * 4);
     synco_tensor tx = tens(oa.n, oa.cin, oa.h, oa.w, xr), ty = tens(oa.n, oa.cout, oa.oh, oa.ow, y);
     synco_tensor tdy = tens(oa.n, oa.cout, oa.oh, oa.ow, dyr), tdx = tens(oa.n, oa.cin, oa.h, oa.w, dx);
-    synco_tensor ux = tens(oa.n, oa.cin, oa.h, oa.w, gx), uy = tens(oa.n, oa.cout, oa.oh, oa.ow, gy);
-    synco_tensor udy = tens(oa.n, oa.cout, oa.oh, oa.ow, gdy), udx = tens(oa.n, oa.cin, oa.h, oa.w, gdx);
+    synco_tensor ux = act(g16, oa.n, oa.cin, oa.h, oa.w, x), uy = act(g16, oa.n, oa.cout, oa.oh, oa.ow, NULL);
+    synco_tensor udy = act(g16, oa.n, oa.cout, oa.oh, oa.ow, dy), udx = act(g16, oa.n, oa.cin, oa.h, oa.w, NULL);
     CHECK_OK(ref->conv_fwd(ref, &oa, &ty, &tx, wr));
     CHECK_OK(g16->conv_fwd(g16, &ob, &uy, &ux, gw));
-    cmp_dev("bf16 conv fwd", gy, y, ny, 1e-3, 8e-3);
+    cmp_act("bf16 conv fwd", g16, &uy, y, 1e-3, 8e-3);
     CHECK_OK(ref->conv_bwd_data(ref, &oa, &tdx, &tdy, wr));
     CHECK_OK(g16->conv_bwd_data(g16, &ob, &udx, &udy, gw));
-    cmp_dev("bf16 conv bwd_data", gdx, dx, nx, 1e-3, 8e-3);
+    cmp_act("bf16 conv bwd_data", g16, &udx, dx, 1e-3, 8e-3);
     for (int twice = 0; twice < 2; twice++) {
       CHECK_OK(ref->conv_bwd_weights(ref, &oa, dw, &tdy, &tx));
       CHECK_OK(g16->conv_bwd_weights(g16, &ob, gdw, &udy, &ux));
@@ -455,18 +572,21 @@ static void test_bf16(void) {
     ref->conv_release(ref, &oa);
     g16->conv_release(g16, &ob);
     free(x), free(w), free(dy), free(xr), free(wr), free(dyr), free(y), free(dx), free(dw);
-    float *ds[] = {gx, gw, gy, gdy, gdx, gdw};
+    void *ds[] = {gw, gdw, ux.data, uy.data, udy.data, udx.data};
     for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) g16->free(g16, ds[i]);
   }
   /* the linear layers in bf16, the step's GEMM in fp32 */
   const int n = 12, in = 40, out = 24;
-  float *x = rnd((size_t)n * in, 180, -1, 1), *w = rnd((size_t)out * in, 181, -0.5f, 0.5f), *dy = rnd((size_t)n * out, 182, -1, 1);
-  float *xr = bf16_rounded(x, (size_t)n * in), *wr = bf16_rounded(w, (size_t)out * in), *dyr = bf16_rounded(dy, (size_t)n * out);
+  float *x = rnd((size_t)n * in, 180, -1, 1), *w = rnd((size_t)out * in, 181, -0.5f, 0.5f);
+  float *dy = rnd((size_t)n * out, 182, -1, 1);
+  float *xr = bf16_rounded(x, (size_t)n * in), *wr = bf16_rounded(w, (size_t)out * in);
+  float *dyr = bf16_rounded(dy, (size_t)n * out);
   float *y = malloc((size_t)n * out * 4), *dx = malloc((size_t)n * in * 4), *dw = calloc((size_t)out * in, 4);
   float *gx = up(x, (size_t)n * in * 4), *gw = up(w, (size_t)out * in * 4), *gy = up(NULL, (size_t)n * out * 4);
   float *gdy = up(dy, (size_t)n * out * 4), *gdx = up(NULL, (size_t)n * in * 4), *gdw = up(dw, (size_t)out * in * 4);
-  synco_tensor tx = tens(n, in, 1, 1, xr), ty = tens(n, out, 1, 1, y), tdy = tens(n, out, 1, 1, dyr), tdx = tens(n, in, 1, 1, dx);
-  synco_tensor ux = tens(n, in, 1, 1, gx), uy = tens(n, out, 1, 1, gy), udy = tens(n, out, 1, 1, gdy), udx = tens(n, in, 1, 1, gdx);
+  synco_tensor tx = tens(n, in, 1, 1, xr), ty = tens(n, out, 1, 1, y), tdy = tens(n, out, 1, 1, dyr);
+  synco_tensor tdx = tens(n, in, 1, 1, dx), ux = tens(n, in, 1, 1, gx), uy = tens(n, out, 1, 1, gy);
+  synco_tensor udy = tens(n, out, 1, 1, gdy), udx = tens(n, in, 1, 1, gdx);
   CHECK_OK(ref->linear_fwd(ref, &ty, &tx, wr, NULL));
   CHECK_OK(g16->linear_fwd(g16, &uy, &ux, gw, NULL));
   cmp_dev("bf16 linear fwd", gy, y, (size_t)n * out, 1e-4, 2e-3);
@@ -480,6 +600,7 @@ static void test_bf16(void) {
   free(x), free(w), free(dy), free(xr), free(wr), free(dyr), free(y), free(dx), free(dw);
   float *ds[] = {gx, gw, gy, gdy, gdx, gdw};
   for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) g16->free(g16, ds[i]);
+  test_bf16_layers(g16);
   CHECK_OK(g16->sync(g16));
   gpu = keep;
   synco_backend_destroy(g16);
@@ -550,7 +671,8 @@ int main(void) {
   test_bn(4, 0);
   test_pool_elementwise();
   test_matrices();
-  test_bf16();
+  test_bf16(1);
+  test_bf16(0);
   CHECK_OK(gpu->sync(gpu));
   synco_backend_destroy(gpu);
   synco_backend_destroy(ref);

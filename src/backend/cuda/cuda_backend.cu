@@ -175,25 +175,55 @@ synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char 
   return synco_tensor_check(t, "cuda", op, what, n, c, h, w, SYNCO_LAYOUT_PLAIN, 1);
 }
 
+synco_layout synco_cuda_act_layout(synco_backend *be, int c, int h, int w) {
+  const synco_cuda_ctx *x = synco_cuda(be);
+  return x->bf16 && x->nhwc && c % 8 == 0 && h * w > 1 ? SYNCO_LAYOUT_NHWC_BF16 : SYNCO_LAYOUT_PLAIN;
+}
+
+synco_status synco_cuda_check_act(synco_backend *be, const synco_tensor *t, const char *op, const char *what, int n,
+                                  int c, int h, int w) {
+  const synco_layout l = synco_cuda_act_layout(be, c, h, w);
+  SYNCO_TRY(synco_tensor_check(t, "cuda", op, what, n, c, h, w, l, l != SYNCO_LAYOUT_NHWC_BF16));
+  if (t->dtype != synco_layout_dtype(l))
+    return synco_fail(SYNCO_ERR_ARG, "cuda %s: %s is %s in layout %s", op, what, t->dtype == SYNCO_BF16 ? "bf16" : "f32",
+                      synco_layout_name(l));
+  return SYNCO_OK;
+}
+
 static synco_layout cuda_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
-  return SYNCO_LAYOUT_PLAIN;
+  (void)dt;
+  return synco_cuda_act_layout(be, c, h, w);
 }
 
 static size_t cuda_act_bytes(synco_backend *be, int n, int c, int h, int w, synco_dtype dt) {
   return (size_t)n * c * h * w * synco_dtype_size(dt);
 }
 
+/* Plain fp32 (host or device memory) into the backend's layout: a copy, or for NHWC bf16 a copy to the device (where
+ * the source is host memory, through the staging buffer) and the conversion. */
 static synco_status cuda_to_backend(synco_backend *be, synco_tensor *dst, const float *src_plain) {
   if (!dst) return synco_fail(SYNCO_ERR_ARG, "cuda to_backend: dst is missing");
-  SYNCO_TRY(synco_cuda_check(dst, "to_backend", "dst", dst->n, dst->c, dst->h, dst->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dst, "to_backend", "dst", dst->n, dst->c, dst->h, dst->w));
   if (!src_plain) return synco_fail(SYNCO_ERR_ARG, "cuda to_backend: src is missing");
-  return cuda_copy(be, dst->data, src_plain, synco_tensor_numel(dst) * sizeof(float), SYNCO_COPY_H2D);
+  const size_t bytes = synco_tensor_numel(dst) * sizeof(float);
+  if (!synco_cuda_is_nhwc(dst)) return cuda_copy(be, dst->data, src_plain, bytes, SYNCO_COPY_H2D);
+  const float *src = src_plain;
+  if (!synco_cuda_is_device(src_plain)) {
+    void *stage;
+    SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_STAGE, bytes, &stage));
+    SYNCO_TRY(cuda_copy(be, stage, src_plain, bytes, SYNCO_COPY_H2D));
+    src = (const float *)stage;
+  }
+  return synco_cuda_to_nhwc16(be, (uint16_t *)dst->data, src, dst->n, dst->c, dst->h * dst->w);
 }
 
+/* The backend's layout into plain fp32 (backend memory). */
 static synco_status cuda_to_plain(synco_backend *be, float *dst_plain, const synco_tensor *src) {
   if (!src) return synco_fail(SYNCO_ERR_ARG, "cuda to_plain: src is missing");
-  SYNCO_TRY(synco_cuda_check(src, "to_plain", "src", src->n, src->c, src->h, src->w));
+  SYNCO_TRY(synco_cuda_check_act(be, src, "to_plain", "src", src->n, src->c, src->h, src->w));
   if (!dst_plain) return synco_fail(SYNCO_ERR_ARG, "cuda to_plain: dst is missing");
+  if (synco_cuda_is_nhwc(src))
+    return synco_cuda_from_nhwc16(be, dst_plain, (const uint16_t *)src->data, src->n, src->c, src->h * src->w, 0);
   return cuda_copy(be, dst_plain, src->data, synco_tensor_numel(src) * sizeof(float), SYNCO_COPY_D2D);
 }
 
@@ -246,7 +276,8 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   c->sel_thread = sel && !strcmp(sel, "thread");
   SYNCO_CU(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   SYNCO_CU(cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, device));
-  const char *tf = getenv("SYNCO_CUDA_TF32"), *bf = getenv("SYNCO_CUDA_BF16");
+  const char *tf = getenv("SYNCO_CUDA_TF32"), *bf = getenv("SYNCO_CUDA_BF16"), *nhwc = getenv("SYNCO_CUDA_NHWC");
+  c->nhwc = !(nhwc && !strcmp(nhwc, "0"));
   SYNCO_TRY(set_precision(c, bf && !strcmp(bf, "1") ? SYNCO_CUDA_BF16 : tf && !strcmp(tf, "1") ? SYNCO_CUDA_TF32
                                                                                              : SYNCO_CUDA_FP32));
   SYNCO_CU(cudaMalloc((void **)&c->bad_input, sizeof(int)));

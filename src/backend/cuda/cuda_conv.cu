@@ -1,10 +1,11 @@
 /* Convolutions through cuDNN 9's convolution API (cudnnConvolutionForward / BackwardData / BackwardFilter), NCHW
  * fp32, or under bf16 NHWC bf16 with fp32 accumulation (PSEUDO_BFLOAT16_CONFIG: tensors and filter bf16, the
- * convolution's compute type float, tensor-op math). The bf16 form keeps the backend's activations fp32 NCHW: each
- * pass converts its operands into grow-once NHWC bf16 scratch (x or dy, and the weights OIHW -> KRSC), runs cuDNN
- * there and converts the result back (y and dx assigned, dw added: the weight gradient is rounded to bf16 once per
- * call, as autocast's cast backward does), each conversion one tiled transpose through shared memory, rounding as
- * kernels/bf16_kernel.h does. At plan time the descriptors are made and the three algorithms chosen once by benchmarking them on
+ * convolution's compute type float, tensor-op math). Under bf16 the activations are NHWC bf16 (cuda_backend.cu), read
+ * and written by cuDNN in place; an operand that is not (the network's 3-channel input, or every activation with
+ * SYNCO_CUDA_NHWC=0) is converted into grow-once NHWC bf16 scratch and its result converted back (cuda_bf16.cu: a
+ * tiled transpose, rounding as kernels/bf16_kernel.h does). The weights are converted OIHW fp32 -> KRSC bf16 at
+ * each pass, and dw comes back the same way and is added (the weight gradient is rounded to bf16 once per call, as
+ * autocast's cast backward does). At plan time the descriptors are made and the three algorithms chosen once by benchmarking them on
  * scratch buffers (cudnnFind*AlgorithmEx, as torch's cudnn.benchmark): the fastest deterministic one that fits
  * the workspace cap (SYNCO_CUDA_WORKSPACE_MB, default 512), else the fastest that fits. The backend keeps one
  * workspace, the largest any plan chose, so the step allocates nothing. Strict fp32 by default; SYNCO_CUDA_TF32=1
@@ -86,11 +87,17 @@ static size_t workspace_cap(void) {
 /* The algorithms are chosen by running them, so before planning only the cap is known: each conv's descriptors
  * (host memory) and the shared workspace, bounded by the cap. (While it plans, a layer also holds its benchmark's
  * tensors and up to the cap again for the search; they are freed before the next layer.) */
-/* The bf16 scratch of a convolution: its input side, output side and weights, 2 bytes a value. */
-static size_t x16_bytes(const synco_conv_op *op) { return (size_t)op->n * op->cin * op->h * op->w * 2; }
-static size_t y16_bytes(const synco_conv_op *op) {
-  return (size_t)op->n * op->cout * synco_conv_out_size(op->h, op->kh, op->stride, op->pad) *
-         synco_conv_out_size(op->w, op->kw, op->stride, op->pad) * 2;
+/* The bf16 scratch of a convolution: its input side and output side where those are not NHWC bf16 already (2 bytes
+ * a value), and its weights. */
+static size_t x16_bytes(synco_backend *be, const synco_conv_op *op) {
+  if (synco_cuda_act_layout(be, op->cin, op->h, op->w) == SYNCO_LAYOUT_NHWC_BF16) return 0;
+  return (size_t)op->n * op->cin * op->h * op->w * 2;
+}
+static size_t y16_bytes(synco_backend *be, const synco_conv_op *op) {
+  const int oh = synco_conv_out_size(op->h, op->kh, op->stride, op->pad);
+  const int ow = synco_conv_out_size(op->w, op->kw, op->stride, op->pad);
+  if (synco_cuda_act_layout(be, op->cout, oh, ow) == SYNCO_LAYOUT_NHWC_BF16) return 0;
+  return (size_t)op->n * op->cout * oh * ow * 2;
 }
 static size_t w16_bytes(const synco_conv_op *op) { return (size_t)op->cout * op->cin * op->kh * op->kw * 2; }
 
@@ -98,76 +105,19 @@ synco_status synco_cuda_conv_plan_bytes(synco_backend *be, const synco_conv_op *
   b->kept += sizeof(cuda_conv_impl);
   synco_plan_share(b, SYNCO_CUDA_SHARED_CONV, workspace_cap());
   if (synco_cuda(be)->bf16) {
-    synco_plan_share(b, SYNCO_CUDA_SHARED_X16, x16_bytes(op));
-    synco_plan_share(b, SYNCO_CUDA_SHARED_Y16, y16_bytes(op));
+    synco_plan_share(b, SYNCO_CUDA_SHARED_X16, x16_bytes(be, op));
+    synco_plan_share(b, SYNCO_CUDA_SHARED_Y16, y16_bytes(be, op));
     synco_plan_share(b, SYNCO_CUDA_SHARED_W16, w16_bytes(op));
   }
-  return SYNCO_OK;
-}
-
-/* ---- NCHW fp32 <-> NHWC bf16 ---------------------------------------------------------------------------- */
-
-#define TILE 32
-#define TILE_ROWS 8
-
-/* src [N][C][HW] fp32 -> dst [N][HW][C] bf16: a block moves a 32 x 32 tile of (channel, pixel) through shared memory,
- * reading along pixels and writing along channels, so both sides are coalesced. Weights OIHW -> KRSC are the same
- * with N = cout, C = cin, HW = kh·kw. */
-__global__ void to_nhwc16_kernel(uint16_t *dst, const float *src, int C, int HW) {
-  __shared__ float tile[TILE][TILE + 1];
-  const size_t n = blockIdx.z;
-  const int p0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
-  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
-    const int c = c0 + i, p = p0 + threadIdx.x;
-    if (c < C && p < HW) tile[i][threadIdx.x] = src[synco_k_nchw_at(n, c, p, C, HW)];
-  }
-  __syncthreads();
-  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
-    const int p = p0 + i, c = c0 + threadIdx.x;
-    if (c < C && p < HW) dst[synco_k_nhwc_at(n, c, p, C, HW)] = synco_k_bf16_of(tile[threadIdx.x][i]);
-  }
-}
-
-/* The reverse: src [N][HW][C] bf16 -> dst [N][C][HW] fp32, assigned, or added with accumulate (a weight gradient). */
-__global__ void from_nhwc16_kernel(float *dst, const uint16_t *src, int C, int HW, int accumulate) {
-  __shared__ float tile[TILE][TILE + 1];
-  const size_t n = blockIdx.z;
-  const int p0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
-  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
-    const int p = p0 + i, c = c0 + threadIdx.x;
-    if (c < C && p < HW) tile[i][threadIdx.x] = synco_k_f32_of_bf16(src[synco_k_nhwc_at(n, c, p, C, HW)]);
-  }
-  __syncthreads();
-  for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
-    const int c = c0 + i, p = p0 + threadIdx.x;
-    if (c < C && p < HW) {
-      float *d = &dst[synco_k_nchw_at(n, c, p, C, HW)];
-      *d = accumulate ? *d + tile[threadIdx.x][i] : tile[threadIdx.x][i];
-    }
-  }
-}
-
-static dim3 tile_grid(int n, int c, int hw) { return dim3((unsigned)((hw + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)n); }
-
-static synco_status to_nhwc16(synco_backend *be, uint16_t *dst, const float *src, int n, int c, int hw) {
-  to_nhwc16_kernel<<<tile_grid(n, c, hw), dim3(TILE, TILE_ROWS), 0, synco_cuda_stream(be)>>>(dst, src, c, hw);
-  SYNCO_LAUNCHED();
-  return SYNCO_OK;
-}
-
-static synco_status from_nhwc16(synco_backend *be, float *dst, const uint16_t *src, int n, int c, int hw, int accumulate) {
-  from_nhwc16_kernel<<<tile_grid(n, c, hw), dim3(TILE, TILE_ROWS), 0, synco_cuda_stream(be)>>>(dst, src, c, hw,
-                                                                                               accumulate);
-  SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
 
 /* The bf16 scratch (planned, so these only look the buffers up). */
 static synco_status scratch16(synco_backend *be, const synco_conv_op *op, uint16_t **x, uint16_t **y, uint16_t **w) {
   void *p;
-  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_X16, x16_bytes(op), &p));
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_X16, x16_bytes(be, op), &p));
   *x = (uint16_t *)p;
-  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_Y16, y16_bytes(op), &p));
+  SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_Y16, y16_bytes(be, op), &p));
   *y = (uint16_t *)p;
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_CONV_W16, w16_bytes(op), &p));
   *w = (uint16_t *)p;
@@ -344,14 +294,43 @@ synco_status synco_cuda_conv_plan(synco_backend *be, synco_conv_op *op) {
   return SYNCO_OK;
 }
 
+/* The NHWC bf16 form of an activation operand: the tensor itself where it is NHWC bf16, else converted into scratch. */
+static synco_status operand16(synco_backend *be, const synco_tensor *t, uint16_t *scratch, const uint16_t **out) {
+  if (synco_cuda_is_nhwc(t)) {
+    *out = (const uint16_t *)t->data;
+    return SYNCO_OK;
+  }
+  SYNCO_TRY(synco_cuda_to_nhwc16(be, scratch, (const float *)t->data, t->n, t->c, t->h * t->w));
+  *out = scratch;
+  return SYNCO_OK;
+}
+
+/* Where a pass writes an activation result in NHWC bf16: the tensor itself, or scratch that finish16 converts. */
+static uint16_t *result16(synco_tensor *t, uint16_t *scratch) {
+  return synco_cuda_is_nhwc(t) ? (uint16_t *)t->data : scratch;
+}
+static synco_status finish16(synco_backend *be, synco_tensor *t, const uint16_t *r) {
+  if (synco_cuda_is_nhwc(t)) return SYNCO_OK;
+  return synco_cuda_from_nhwc16(be, (float *)t->data, r, t->n, t->c, t->h * t->w, 0);
+}
+
+/* The plan of op, made under the precision the backend has now (the layouts of its tensors follow from it). */
+static synco_status planned(synco_backend *be, const synco_conv_op *op, const char *pass, const cuda_conv_impl **im) {
+  if (!op || !op->impl) return synco_fail(SYNCO_ERR_ARG, "cuda %s: the op was not planned", pass);
+  *im = (const cuda_conv_impl *)op->impl;
+  if ((*im)->bf16 != synco_cuda(be)->bf16)
+    return synco_fail(SYNCO_ERR_ARG, "cuda %s: planned under another precision than the backend's now", pass);
+  return SYNCO_OK;
+}
+
 synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
                                  const float *w) {
-  if (!op || !op->impl) return synco_fail(SYNCO_ERR_ARG, "cuda conv_fwd: the op was not planned");
-  SYNCO_TRY(synco_cuda_check(x, "conv_fwd", "x", op->n, op->cin, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(y, "conv_fwd", "y", op->n, op->cout, op->oh, op->ow));
+  const cuda_conv_impl *im = NULL;
+  SYNCO_TRY(planned(be, op, "conv_fwd", &im));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "conv_fwd", "x", op->n, op->cin, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "conv_fwd", "y", op->n, op->cout, op->oh, op->ow));
   if (!w) return synco_fail(SYNCO_ERR_ARG, "cuda conv_fwd: weights are missing");
   synco_cuda_ctx *c = synco_cuda(be);
-  const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[0]));
   if (!im->bf16) {
@@ -360,22 +339,24 @@ synco_status synco_cuda_conv_fwd(synco_backend *be, synco_conv_op *op, synco_ten
     return SYNCO_OK;
   }
   uint16_t *x16, *y16, *w16;
+  const uint16_t *xs;
   SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
-  SYNCO_TRY(to_nhwc16(be, x16, (const float *)x->data, op->n, op->cin, op->h * op->w));
-  SYNCO_TRY(to_nhwc16(be, w16, w, op->cout, op->cin, op->kh * op->kw));
-  SYNCO_CUDNN(cudnnConvolutionForward(c->dnn, &one, im->x, x16, im->w, w16, im->conv, im->fwd, c->conv_ws,
-                                      c->conv_ws_bytes, &zero, im->y, y16));
-  return from_nhwc16(be, (float *)y->data, y16, op->n, op->cout, op->oh * op->ow, 0);
+  SYNCO_TRY(operand16(be, x, x16, &xs));
+  SYNCO_TRY(synco_cuda_to_nhwc16(be, w16, w, op->cout, op->cin, op->kh * op->kw));
+  uint16_t *ys = result16(y, y16);
+  SYNCO_CUDNN(cudnnConvolutionForward(c->dnn, &one, im->x, xs, im->w, w16, im->conv, im->fwd, c->conv_ws,
+                                      c->conv_ws_bytes, &zero, im->y, ys));
+  return finish16(be, y, ys);
 }
 
 synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
                                       const float *w) {
-  if (!op || !op->impl) return synco_fail(SYNCO_ERR_ARG, "cuda conv_bwd_data: the op was not planned");
-  SYNCO_TRY(synco_cuda_check(dx, "conv_bwd_data", "dx", op->n, op->cin, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(dy, "conv_bwd_data", "dy", op->n, op->cout, op->oh, op->ow));
+  const cuda_conv_impl *im = NULL;
+  SYNCO_TRY(planned(be, op, "conv_bwd_data", &im));
+  SYNCO_TRY(synco_cuda_check_act(be, dx, "conv_bwd_data", "dx", op->n, op->cin, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dy, "conv_bwd_data", "dy", op->n, op->cout, op->oh, op->ow));
   if (!w) return synco_fail(SYNCO_ERR_ARG, "cuda conv_bwd_data: weights are missing");
   synco_cuda_ctx *c = synco_cuda(be);
-  const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[1]));
   if (!im->bf16) {
@@ -384,22 +365,24 @@ synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, sync
     return SYNCO_OK;
   }
   uint16_t *x16, *y16, *w16;
+  const uint16_t *dys;
   SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
-  SYNCO_TRY(to_nhwc16(be, y16, (const float *)dy->data, op->n, op->cout, op->oh * op->ow));
-  SYNCO_TRY(to_nhwc16(be, w16, w, op->cout, op->cin, op->kh * op->kw));
-  SYNCO_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, im->w, w16, im->y, y16, im->conv, im->bwd_data, c->conv_ws,
-                                           c->conv_ws_bytes, &zero, im->x, x16));
-  return from_nhwc16(be, (float *)dx->data, x16, op->n, op->cin, op->h * op->w, 0);
+  SYNCO_TRY(operand16(be, dy, y16, &dys));
+  SYNCO_TRY(synco_cuda_to_nhwc16(be, w16, w, op->cout, op->cin, op->kh * op->kw));
+  uint16_t *dxs = result16(dx, x16);
+  SYNCO_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, im->w, w16, im->y, dys, im->conv, im->bwd_data, c->conv_ws,
+                                           c->conv_ws_bytes, &zero, im->x, dxs));
+  return finish16(be, dx, dxs);
 }
 
 synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, float *dw, const synco_tensor *dy,
                                          const synco_tensor *x) {
-  if (!op || !op->impl) return synco_fail(SYNCO_ERR_ARG, "cuda conv_bwd_weights: the op was not planned");
-  SYNCO_TRY(synco_cuda_check(x, "conv_bwd_weights", "x", op->n, op->cin, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(dy, "conv_bwd_weights", "dy", op->n, op->cout, op->oh, op->ow));
+  const cuda_conv_impl *im = NULL;
+  SYNCO_TRY(planned(be, op, "conv_bwd_weights", &im));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "conv_bwd_weights", "x", op->n, op->cin, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dy, "conv_bwd_weights", "dy", op->n, op->cout, op->oh, op->ow));
   if (!dw) return synco_fail(SYNCO_ERR_ARG, "cuda conv_bwd_weights: dw is missing");
   synco_cuda_ctx *c = synco_cuda(be);
-  const cuda_conv_impl *im = (const cuda_conv_impl *)op->impl;
   const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[2]));
   if (!im->bf16) {
@@ -408,12 +391,13 @@ synco_status synco_cuda_conv_bwd_weights(synco_backend *be, synco_conv_op *op, f
     return SYNCO_OK;
   }
   uint16_t *x16, *y16, *w16;
+  const uint16_t *xs, *dys;
   SYNCO_TRY(scratch16(be, op, &x16, &y16, &w16));
-  SYNCO_TRY(to_nhwc16(be, x16, (const float *)x->data, op->n, op->cin, op->h * op->w));
-  SYNCO_TRY(to_nhwc16(be, y16, (const float *)dy->data, op->n, op->cout, op->oh * op->ow));
-  SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, x16, im->y, y16, im->conv, im->bwd_filter, c->conv_ws,
+  SYNCO_TRY(operand16(be, x, x16, &xs));
+  SYNCO_TRY(operand16(be, dy, y16, &dys));
+  SYNCO_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, im->x, xs, im->y, dys, im->conv, im->bwd_filter, c->conv_ws,
                                              c->conv_ws_bytes, &zero, im->w, w16));
-  return from_nhwc16(be, dw, w16, op->cout, op->cin, op->kh * op->kw, 1);
+  return synco_cuda_from_nhwc16(be, dw, w16, op->cout, op->cin, op->kh * op->kw, 1);
 }
 
 /* ---- what was chosen ------------------------------------------------------------------------------------ */

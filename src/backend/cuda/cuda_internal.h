@@ -5,8 +5,10 @@
  *
  * Every op is asynchronous on the context's stream; `sync` waits for it, and a copy into host memory waits for
  * its own data. Activations are PLAIN NCHW fp32 (like the reference backend), parameters plain fp32, so
- * to_backend / to_plain are copies and checkpoints see the same layout as on the CPU; under bf16 the convolutions
- * convert their operands to NHWC bf16 and back (cuda_conv.cu). */
+ * to_backend / to_plain are copies and checkpoints see the same layout as on the CPU. Under bf16 activations of 8k
+ * channels are NHWC bf16 (SYNCO_LAYOUT_NHWC_BF16: cuDNN's tensor-core layout, half the bytes), every layer op takes
+ * both layouts, and a convolution converts what is not NHWC bf16 (the network's 3-channel input; everything with
+ * SYNCO_CUDA_NHWC=0). Parameters stay plain fp32 under every precision. */
 #ifndef SYNCO_BACKEND_CUDA_INTERNAL_H
 #define SYNCO_BACKEND_CUDA_INTERNAL_H
 
@@ -53,8 +55,10 @@ typedef struct {
   cublasHandle_t blas;
   cudnnHandle_t dnn;
   int tf32;                  /* SYNCO_CUDA_TF32=1: TF32 tensor cores for fp32 convs and GEMMs */
-  int bf16;                  /* SYNCO_CUDA_BF16=1 / --precision bf16: convolutions on bf16 NHWC copies (cuda_conv.cu),
-                                the linear layers' GEMMs in bf16; activations between layers stay fp32 NCHW */
+  int bf16;                  /* SYNCO_CUDA_BF16=1 / --precision bf16: convolutions in bf16 NHWC (cuda_conv.cu), the
+                                linear layers' GEMMs in bf16 */
+  int nhwc;                  /* under bf16, activations NHWC bf16 (SYNCO_LAYOUT_NHWC_BF16) where they have 8k channels
+                                and more than one pixel; SYNCO_CUDA_NHWC=0: fp32 NCHW, each convolution converting */
   int bn_block;              /* SYNCO_CUDA_BN=block: BN as one block per (group, channel), the first kernels */
   int sel_thread;            /* SYNCO_CUDA_SEL=thread: the selection's last phase on one thread, the first kernel */
   int smem_optin;            /* bytes of shared memory a block may opt in to */
@@ -128,6 +132,17 @@ synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes);
 
 /* Checks like the reference backend's: PLAIN fp32 of exactly n×c×h×w with data. */
 synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char *what, int n, int c, int h, int w);
+/* The layout of an activation of c channels and h×w pixels on this backend (PLAIN, or NHWC_BF16 under bf16). */
+synco_layout synco_cuda_act_layout(synco_backend *be, int c, int h, int w);
+/* An activation: n×c×h×w with data, in this backend's layout for its shape (fp32 PLAIN or bf16 NHWC). */
+synco_status synco_cuda_check_act(synco_backend *be, const synco_tensor *t, const char *op, const char *what, int n,
+                                  int c, int h, int w);
+static inline int synco_cuda_is_nhwc(const synco_tensor *t) { return t->layout == SYNCO_LAYOUT_NHWC_BF16; }
+
+/* cuda_bf16.cu: src [n][c][hw] fp32 -> dst [n][hw][c] bf16, and back (assigned, or added with accumulate). */
+synco_status synco_cuda_to_nhwc16(synco_backend *be, uint16_t *dst, const float *src, int n, int c, int hw);
+synco_status synco_cuda_from_nhwc16(synco_backend *be, float *dst, const uint16_t *src, int n, int c, int hw,
+                                    int accumulate);
 
 /* cuda_step.cu */
 synco_status synco_cuda_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,

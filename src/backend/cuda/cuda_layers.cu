@@ -12,13 +12,18 @@
  *    that gathers, per input pixel, the gradients of the windows it won in output order, so it needs no atomics
  *    and sums in the reference's order;
  *  - ReLU, add, global average pooling (double per row), linear (cuBLAS + bias / bias-gradient kernels), row-wise
- *    L2 normalization (double per row). */
+ *    L2 normalization (double per row).
+ * Under bf16 the activations of 8k channels are NHWC bf16 (cuda_backend.cu), and every op here takes them too: BN as
+ * the same split reductions with a block over a run of rows and 32 channels side by side (kernels/bn_kernel.h's NHWC
+ * pieces, which tests/unit/test_bn_nhwc.c runs on the CPU), the elementwise passes eight values (16 bytes) at a time,
+ * pooling per channel; every value read as fp32 and every result rounded to bf16 once (kernels/bf16_kernel.h). */
 #include <math.h>
 #include <stdlib.h>
 
 #include <stdint.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "kernels/bf16_kernel.h"
 #include "kernels/bn_kernel.h"
 #include "kernels/l2norm_kernel.h"
 #include "kernels/pool_kernel.h"
@@ -46,18 +51,56 @@ __device__ static double block_sum(double v, double *sh) {
   return r;
 }
 
+/* An element of an activation as fp32, and a result stored: fp32 tensors as they are, bf16 ones rounded. */
+__device__ static inline float ld(const float *p, size_t i) { return p[i]; }
+__device__ static inline float ld(const uint16_t *p, size_t i) { return synco_k_f32_of_bf16(p[i]); }
+__device__ static inline void st(float *p, size_t i, float v) { p[i] = v; }
+__device__ static inline void st(uint16_t *p, size_t i, float v) { p[i] = synco_k_bf16_of(v); }
+
+/* Eight bf16 values (16 bytes) as fp32, and back. */
+__device__ static inline void ld8(const uint16_t *p, size_t v, float *f) {
+  const uint4 u = reinterpret_cast<const uint4 *>(p)[v];
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+  for (int j = 0; j < 4; j++) {
+    f[2 * j] = synco_k_f32_of_bf16((uint16_t)(w[j] & 0xffffu));
+    f[2 * j + 1] = synco_k_f32_of_bf16((uint16_t)(w[j] >> 16));
+  }
+}
+__device__ static inline void st8(uint16_t *p, size_t v, const float *f) {
+  uint32_t w[4];
+  for (int j = 0; j < 4; j++) w[j] = (uint32_t)synco_k_bf16_of(f[2 * j]) | (uint32_t)synco_k_bf16_of(f[2 * j + 1]) << 16;
+  reinterpret_cast<uint4 *>(p)[v] = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+/* Whether pointers allow the 16-byte passes (cudaMalloc'ed activations do). */
+static int aligned16(const void *a, const void *b, const void *c) {
+  return ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
+}
+
 /* ---- batch norm --------------------------------------------------------------------------------------- */
 
 static int bn_split_fits(const synco_bn_op *op);
-static size_t bn_split_bytes(const synco_bn_op *op);
+static size_t bn_split_bytes(const synco_bn_op *op, int S);
 
-/* The split kernels unless SYNCO_CUDA_BN=block or the tensor is too large for their 32-bit indices. */
+/* Whether the layer's activations are NHWC bf16 on this backend. */
+static int bn_nhwc(synco_backend *be, const synco_bn_op *op) {
+  return synco_cuda_act_layout(be, op->c, op->h, op->w) == SYNCO_LAYOUT_NHWC_BF16;
+}
+
+/* The split kernels unless SYNCO_CUDA_BN=block or the tensor is too large for their 32-bit indices; NHWC always. */
 static int bn_split(synco_backend *be, const synco_bn_op *op) {
-  return !synco_cuda(be)->bn_block && bn_split_fits(op);
+  return bn_nhwc(be, op) || (!synco_cuda(be)->bn_block && bn_split_fits(op));
+}
+
+/* Runs per slice of the split kernels, by layout. */
+static int bn_runs(synco_backend *be, const synco_bn_op *op) {
+  const int ng = op->n / op->groups;
+  const long hw = (long)op->h * op->w;
+  return bn_nhwc(be, op) ? synco_k_bn_nhwc_runs(op->groups, op->c, ng, hw) : synco_k_bn_runs(op->groups * op->c, ng, hw);
 }
 
 static size_t bn_ws_bytes(synco_backend *be, const synco_bn_op *op) {
-  return bn_split(be, op) ? bn_split_bytes(op) : (size_t)op->groups * op->c * 2 * sizeof(double);
+  return bn_split(be, op) ? bn_split_bytes(op, bn_runs(be, op)) : (size_t)op->groups * op->c * 2 * sizeof(double);
 }
 
 synco_status synco_cuda_bn_plan(synco_backend *be, synco_bn_op *op) {
@@ -96,10 +139,6 @@ __device__ static inline size_t bn_at(int g, int ng, int C, int c, unsigned hw, 
 
 #define BN_SPLIT_THREADS 256
 
-static int bn_runs(const synco_bn_op *op) {
-  return synco_k_bn_runs(op->groups * op->c, op->n / op->groups, (long)op->h * op->w);
-}
-
 /* The split kernels index with 32-bit arithmetic: the whole tensor below 2^31 values. */
 static int bn_split_fits(const synco_bn_op *op) {
   return (double)op->n * op->c * op->h * op->w < 2147483648.0;
@@ -107,9 +146,9 @@ static int bn_split_fits(const synco_bn_op *op) {
 
 /* Workspace of the split path: per run 2 doubles, per slice 2 doubles (the `part` the per-channel kernels read)
  * and the coefficients. */
-static size_t bn_split_bytes(const synco_bn_op *op) {
+static size_t bn_split_bytes(const synco_bn_op *op, int S) {
   const size_t gc = (size_t)op->groups * op->c;
-  return gc * bn_runs(op) * 2 * sizeof(double) + gc * 2 * sizeof(double) + gc * SYNCO_K_BN_COEF * sizeof(float);
+  return gc * S * 2 * sizeof(double) + gc * 2 * sizeof(double) + gc * SYNCO_K_BN_COEF * sizeof(float);
 }
 
 /* A block per run: Σ (x − p) and Σ (x − p)², p the slice's first value. */
@@ -129,14 +168,16 @@ __global__ void bn_stats_kernel(double *runs, const float *x, int C, int ng, uns
 }
 
 /* A thread per slice: its statistics, the running statistics' part and the normalization's scale and shift. */
+/* (x: NCHW fp32, or x16: NHWC bf16, whose first value of the slice is p) */
 __global__ void bn_stats_finish_kernel(float *save_mean, float *save_invstd, double *part, float *coef,
-                                       const double *runs, const float *x, const float *gamma, const float *beta,
-                                       int C, int G, int ng, unsigned hw, int S, float eps) {
+                                       const double *runs, const float *x, const uint16_t *x16, const float *gamma,
+                                       const float *beta, int C, int G, int ng, unsigned hw, int S, float eps) {
   const int gc = blockIdx.x * blockDim.x + threadIdx.x;
   if (gc >= G * C) return;
   const int g = gc / C, c = gc % C;
-  synco_k_bn_stats_finish(runs + (size_t)gc * S * 2, S, x[synco_k_bn_at(g, ng, C, c, hw, 0)], (double)ng * hw, eps,
-                          gamma[c], beta[c], &save_mean[gc], &save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
+  const float p = x16 ? synco_k_bn_nhwc_at(x16, (size_t)g * ng * hw, C, c) : x[synco_k_bn_at(g, ng, C, c, hw, 0)];
+  synco_k_bn_stats_finish(runs + (size_t)gc * S * 2, S, p, (double)ng * hw, eps, gamma[c], beta[c], &save_mean[gc],
+                          &save_invstd[gc], &part[2 * gc], &coef[SYNCO_K_BN_COEF * gc]);
 }
 
 /* y = (x − mean)·scale + shift of its slice (then ReLU; kernels/bn_kernel.h); with vec (rows a multiple of 4 long,
@@ -192,6 +233,89 @@ __global__ void bn_bwd_apply_kernel(float *dx, const float *dy, const float *y, 
                                  coef + SYNCO_K_BN_COEF * synco_k_bn_slice(e / hw, C, ng));
 }
 
+/* ---- NHWC bf16: a block per (run, group, 32 channels), a thread per channel and row lane ---- */
+
+/* The 8 row lanes of each channel added in lane order by the first lane, into the run's slot of its slice. */
+__device__ static void bn_nhwc_block_store(double *runs, float a, float b, int C, int S) {
+  __shared__ double sh[2][SYNCO_K_BN_NHWC_ROWS][SYNCO_K_BN_NHWC_CH];
+  const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.z * SYNCO_K_BN_NHWC_CH + tx;
+  sh[0][ty][tx] = a;
+  sh[1][ty][tx] = b;
+  __syncthreads();
+  if (ty != 0 || c >= C) return;
+  double sa = 0.0, sb = 0.0;
+  for (int r = 0; r < SYNCO_K_BN_NHWC_ROWS; r++) sa += sh[0][r][tx], sb += sh[1][r][tx];
+  const size_t at = ((size_t)(blockIdx.y * C + c) * S + blockIdx.x) * 2;
+  runs[at] = sa;
+  runs[at + 1] = sb;
+}
+
+__global__ void bn_nhwc_stats_kernel(double *runs, const uint16_t *x, int C, int ng, unsigned hw, int S) {
+  const int g = blockIdx.y, c = blockIdx.z * SYNCO_K_BN_NHWC_CH + threadIdx.x;
+  unsigned first, count;
+  synco_k_bn_run(ng, S, blockIdx.x, hw, &first, &count);
+  const size_t row0 = (size_t)g * ng * hw;
+  float a = 0.f, q = 0.f;
+  if (c < C)
+    synco_k_bn_nhwc_thread_stats(x, row0 + first, count, C, c, synco_k_bn_nhwc_at(x, row0, C, c), threadIdx.y,
+                                 SYNCO_K_BN_NHWC_ROWS, &a, &q);
+  bn_nhwc_block_store(runs, a, q, C, S);
+}
+
+__global__ void bn_nhwc_bwd_stats_kernel(double *runs, const uint16_t *dy, const uint16_t *y, const uint16_t *x,
+                                         const float *save_mean, int C, int ng, unsigned hw, int S) {
+  const int g = blockIdx.y, c = blockIdx.z * SYNCO_K_BN_NHWC_CH + threadIdx.x;
+  unsigned first, count;
+  synco_k_bn_run(ng, S, blockIdx.x, hw, &first, &count);
+  float a = 0.f, b = 0.f;
+  if (c < C)
+    synco_k_bn_nhwc_thread_bwd(dy, y, x, (size_t)g * ng * hw + first, count, C, c, save_mean[g * C + c], threadIdx.y,
+                               SYNCO_K_BN_NHWC_ROWS, &a, &b);
+  bn_nhwc_block_store(runs, a, b, C, S);
+}
+
+static dim3 bn_nhwc_grid(const synco_bn_op *op, int S) {
+  return dim3((unsigned)S, (unsigned)op->groups, (unsigned)((op->c + SYNCO_K_BN_NHWC_CH - 1) / SYNCO_K_BN_NHWC_CH));
+}
+static dim3 bn_nhwc_block(void) { return dim3(SYNCO_K_BN_NHWC_CH, SYNCO_K_BN_NHWC_ROWS); }
+
+/* y = bn(x) (then ReLU) per value, eight at a time (C is a multiple of 8, so eight never cross a pixel). */
+__global__ void bn_nhwc_apply_kernel(uint16_t *y, const uint16_t *x, const float *coef, int C, int ng, unsigned hw,
+                                     size_t total, int relu, int vec) {
+  if (vec) {
+    GRID_STRIDE(v, total / 8) {
+      float f[8];
+      ld8(x, v, f);
+      const float *k = coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(v * 8, C, ng, hw);
+      for (int j = 0; j < 8; j++) f[j] = synco_k_bn_apply(f[j], k + SYNCO_K_BN_COEF * j, relu);
+      st8(y, v, f);
+    }
+    return;
+  }
+  GRID_STRIDE(e, total)
+  st(y, e, synco_k_bn_apply(ld(x, e), coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(e, C, ng, hw), relu));
+}
+
+/* dx = a·dy' + b·(x − mean) + c per value, eight at a time; in place (dx == dy) is safe. */
+__global__ void bn_nhwc_bwd_apply_kernel(uint16_t *dx, const uint16_t *dy, const uint16_t *y, const uint16_t *x,
+                                         const float *coef, int C, int ng, unsigned hw, size_t total, int vec) {
+  if (vec) {
+    GRID_STRIDE(v, total / 8) {
+      float g[8], yv[8], xv[8];
+      ld8(dy, v, g);
+      ld8(x, v, xv);
+      if (y) ld8(y, v, yv);
+      const float *k = coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(v * 8, C, ng, hw);
+      for (int j = 0; j < 8; j++) g[j] = synco_k_bn_bwd_apply(g[j], y ? yv[j] : 0.f, y != NULL, xv[j], k + SYNCO_K_BN_COEF * j);
+      st8(dx, v, g);
+    }
+    return;
+  }
+  GRID_STRIDE(e, total)
+  st(dx, e, synco_k_bn_bwd_apply(ld(dy, e), y ? ld(y, e) : 0.f, y != NULL, ld(x, e),
+                                 coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(e, C, ng, hw)));
+}
+
 /* ---- one block per (group, channel): SYNCO_CUDA_BN=block ---- */
 
 __global__ void bn_fwd_train_kernel(float *y, float *save_mean, float *save_invstd, double *part, const float *x,
@@ -241,8 +365,8 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
                                      float *save_invstd, float *running_mean, float *running_var,
                                      const synco_tensor *x, const float *gamma, const float *beta) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train: op is NULL");
-  SYNCO_TRY(synco_cuda_check(x, "bn_fwd_train", "x", op->n, op->c, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(y, "bn_fwd_train", "y", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "bn_fwd_train", "x", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "bn_fwd_train", "y", op->n, op->c, op->h, op->w));
   if (!save_mean || !save_invstd || !running_mean || !running_var || !gamma || !beta)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train: a statistics or parameter pointer is NULL");
   const int C = op->c, G = op->groups, ng = op->n / G;
@@ -253,15 +377,29 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
   SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_BN, bn_ws_bytes(be, op), &ws));
   cudaStream_t s = synco_cuda_stream(be);
   double *part = (double *)ws;
-  if (bn_split(be, op)) {
-    const int S = bn_runs(op);
+  if (synco_cuda_is_nhwc(x)) {
+    const int S = bn_runs(be, op);
+    double *runs = part + (size_t)G * C * 2;
+    float *coef = (float *)(runs + (size_t)G * C * S * 2);
+    const uint16_t *px = (const uint16_t *)x->data;
+    bn_nhwc_stats_kernel<<<bn_nhwc_grid(op, S), bn_nhwc_block(), 0, s>>>(runs, px, C, ng, hw, S);
+    SYNCO_LAUNCHED();
+    bn_stats_finish_kernel<<<synco_cuda_blocks((size_t)G * C, 128), 128, 0, s>>>(
+        save_mean, save_invstd, part, coef, runs, NULL, px, gamma, beta, C, G, ng, hw, S, op->eps);
+    SYNCO_LAUNCHED();
+    const size_t total = synco_tensor_numel(x);
+    const int vec = C % 8 == 0 && aligned16(px, y->data, px);
+    bn_nhwc_apply_kernel<<<grid_for(vec ? total / 8 : total), SYNCO_CUDA_THREADS, 0, s>>>((uint16_t *)y->data, px, coef,
+                                                                                         C, ng, hw, total, op->relu, vec);
+  } else if (bn_split(be, op)) {
+    const int S = bn_runs(be, op);
     double *runs = part + (size_t)G * C * 2;
     float *coef = (float *)(runs + (size_t)G * C * S * 2);
     const float *px = (const float *)x->data;
     bn_stats_kernel<<<G * C * S, BN_SPLIT_THREADS, 0, s>>>(runs, px, C, ng, hw, S);
     SYNCO_LAUNCHED();
     bn_stats_finish_kernel<<<synco_cuda_blocks((size_t)G * C, 128), 128, 0, s>>>(
-        save_mean, save_invstd, part, coef, runs, px, gamma, beta, C, G, ng, hw, S, op->eps);
+        save_mean, save_invstd, part, coef, runs, px, NULL, gamma, beta, C, G, ng, hw, S, op->eps);
     SYNCO_LAUNCHED();
     const unsigned total = (unsigned)synco_tensor_numel(x);
     const int vec = hw % 4 == 0 && (uintptr_t)px % 16 == 0 && (uintptr_t)y->data % 16 == 0;
@@ -278,13 +416,15 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
   return SYNCO_OK;
 }
 
-__global__ void bn_fwd_eval_kernel(float *y, const float *x, const float *gamma, const float *beta, const float *rm,
-                                   const float *rv, int C, size_t hw, size_t total, float eps, int relu) {
+/* (T: float in NCHW, uint16_t for NHWC bf16, where the channel is the fastest index) */
+template <typename T>
+__global__ void bn_fwd_eval_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *rm,
+                                   const float *rv, int C, size_t hw, size_t total, float eps, int relu, int nhwc) {
   GRID_STRIDE(e, total) {
-    const int c = (int)((e / hw) % C);
+    const int c = nhwc ? (int)(e % C) : (int)((e / hw) % C);
     const double mean = rm[c], scale = gamma[c] / sqrt((double)rv[c] + eps), shift = beta[c];
-    const float v = (float)((x[e] - mean) * scale + shift);
-    y[e] = relu && v < 0.f ? 0.f : v;
+    const float v = (float)((ld(x, e) - mean) * scale + shift);
+    st(y, e, relu && v < 0.f ? 0.f : v);
   }
 }
 
@@ -292,14 +432,19 @@ synco_status synco_cuda_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_te
                                     const float *gamma, const float *beta, const float *running_mean,
                                     const float *running_var) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_eval: op is NULL");
-  SYNCO_TRY(synco_cuda_check(x, "bn_fwd_eval", "x", op->n, op->c, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(y, "bn_fwd_eval", "y", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "bn_fwd_eval", "x", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "bn_fwd_eval", "y", op->n, op->c, op->h, op->w));
   if (!running_mean || !running_var || !gamma || !beta)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_eval: a statistics or parameter pointer is NULL");
   const size_t total = synco_tensor_numel(x), hw = (size_t)op->h * op->w;
-  bn_fwd_eval_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)y->data, (const float *)x->data, gamma, beta, running_mean, running_var, op->c, hw, total, op->eps,
-      op->relu);
+  if (synco_cuda_is_nhwc(x))
+    bn_fwd_eval_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (uint16_t *)y->data, (const uint16_t *)x->data, gamma, beta, running_mean, running_var, op->c, hw, total,
+        op->eps, op->relu, 1);
+  else
+    bn_fwd_eval_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)y->data, (const float *)x->data, gamma, beta, running_mean, running_var, op->c, hw, total, op->eps,
+        op->relu, 0);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
@@ -348,10 +493,11 @@ synco_status synco_cuda_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
                                const synco_tensor *dy, const synco_tensor *y, const synco_tensor *x,
                                const float *gamma, const float *save_mean, const float *save_invstd) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "cuda bn_bwd: op is NULL");
-  SYNCO_TRY(synco_cuda_check(dx, "bn_bwd", "dx", op->n, op->c, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(dy, "bn_bwd", "dy", op->n, op->c, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(x, "bn_bwd", "x", op->n, op->c, op->h, op->w));
-  if (op->relu) SYNCO_TRY(synco_cuda_check(y, "bn_bwd", "y (needed with the fused ReLU)", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dx, "bn_bwd", "dx", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dy, "bn_bwd", "dy", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "bn_bwd", "x", op->n, op->c, op->h, op->w));
+  if (op->relu)
+    SYNCO_TRY(synco_cuda_check_act(be, y, "bn_bwd", "y (needed with the fused ReLU)", op->n, op->c, op->h, op->w));
   if (!dgamma || !dbeta || !gamma || !save_mean || !save_invstd)
     return synco_fail(SYNCO_ERR_ARG, "cuda bn_bwd: a statistics or parameter pointer is NULL");
   const int C = op->c, G = op->groups, ng = op->n / G;
@@ -361,8 +507,23 @@ synco_status synco_cuda_bn_bwd(synco_backend *be, synco_bn_op *op, synco_tensor 
   cudaStream_t s = synco_cuda_stream(be);
   double *part = (double *)ws;
   const float *py = op->relu ? (const float *)y->data : NULL;
-  if (bn_split(be, op)) {
-    const int S = bn_runs(op);
+  if (synco_cuda_is_nhwc(x)) {
+    const int S = bn_runs(be, op);
+    double *runs = part + (size_t)G * C * 2;
+    float *coef = (float *)(runs + (size_t)G * C * S * 2);
+    const uint16_t *pdy = (const uint16_t *)dy->data, *px = (const uint16_t *)x->data, *py16 = (const uint16_t *)py;
+    bn_nhwc_bwd_stats_kernel<<<bn_nhwc_grid(op, S), bn_nhwc_block(), 0, s>>>(runs, pdy, py16, px, save_mean, C, ng, hw,
+                                                                             S);
+    SYNCO_LAUNCHED();
+    bn_bwd_finish_kernel<<<synco_cuda_blocks((size_t)G * C, 128), 128, 0, s>>>(part, coef, runs, gamma, save_mean,
+                                                                              save_invstd, C, G, ng, hw, S);
+    SYNCO_LAUNCHED();
+    const size_t total = synco_tensor_numel(x);
+    const int vec = C % 8 == 0 && aligned16(dx->data, pdy, px) && aligned16(py16, px, px);
+    bn_nhwc_bwd_apply_kernel<<<grid_for(vec ? total / 8 : total), SYNCO_CUDA_THREADS, 0, s>>>(
+        (uint16_t *)dx->data, pdy, py16, px, coef, C, ng, hw, total, vec);
+  } else if (bn_split(be, op)) {
+    const int S = bn_runs(be, op);
     double *runs = part + (size_t)G * C * 2;
     float *coef = (float *)(runs + (size_t)G * C * S * 2);
     const float *pdy = (const float *)dy->data, *px = (const float *)x->data;
@@ -447,26 +608,82 @@ __global__ void maxpool_bwd_kernel(float *dx, const float *dy, const int32_t *ar
   }
 }
 
+/* NHWC bf16: output e = ((n·OH + oy)·OW + ox)·C + c over the same window and rules as synco_k_maxpool_window (the
+ * first maximum in row-major order, a NaN winning and ending the scan, padding never); the argmax is the plane
+ * index iy·W + ix, kept at e. */
+__global__ void maxpool_nhwc_fwd_kernel(uint16_t *y, int32_t *argmax, const uint16_t *x, int C, int H, int W, int OH,
+                                        int OW, int k, int stride, int pad, size_t total) {
+  GRID_STRIDE(e, total) {
+    const int c = (int)(e % C), ox = (int)(e / C % OW), oy = (int)(e / C / OW % OH);
+    const size_t n = e / C / OW / OH;
+    const int y0 = oy * stride - pad, x0 = ox * stride - pad;
+    float best = -INFINITY;
+    int32_t arg = -1;
+    for (int iy = y0; iy < y0 + k && !(arg >= 0 && isnan(best)); iy++) {
+      if (iy < 0 || iy >= H) continue;
+      for (int ix = x0; ix < x0 + k; ix++) {
+        if (ix < 0 || ix >= W) continue;
+        const float v = ld(x, ((n * H + iy) * W + ix) * C + c);
+        if (arg < 0 || v > best || isnan(v)) {
+          best = v;
+          arg = iy * W + ix;
+          if (isnan(v)) break;
+        }
+      }
+    }
+    st(y, e, best);
+    argmax[e] = arg;
+  }
+}
+
+/* Input e = ((n·H + iy)·W + ix)·C + c gathers the gradients of the windows it won, in output order. */
+__global__ void maxpool_nhwc_bwd_kernel(uint16_t *dx, const uint16_t *dy, const int32_t *argmax, int C, int H, int W,
+                                        int OH, int OW, int k, int stride, int pad, size_t total) {
+  GRID_STRIDE(e, total) {
+    const int c = (int)(e % C), ix = (int)(e / C % W), iy = (int)(e / C / W % H), me = iy * W + ix;
+    const size_t n = e / C / W / H;
+    int oy0, oy1, ox0, ox1;
+    synco_k_pool_windows_of(iy, ix, k, stride, pad, OH, OW, &oy0, &oy1, &ox0, &ox1);
+    float acc = 0.f;
+    for (int oy = oy0; oy <= oy1; oy++)
+      for (int ox = ox0; ox <= ox1; ox++) {
+        const size_t o = ((n * OH + oy) * OW + ox) * C + c;
+        if (argmax[o] == me) acc += ld(dy, o);
+      }
+    st(dx, e, acc);
+  }
+}
+
 synco_status synco_cuda_maxpool_fwd(synco_backend *be, synco_pool_op *op, synco_tensor *y, const synco_tensor *x) {
   if (!op || !op->impl) return synco_fail(SYNCO_ERR_ARG, "cuda maxpool_fwd: the op was not planned");
-  SYNCO_TRY(synco_cuda_check(x, "maxpool_fwd", "x", op->n, op->c, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(y, "maxpool_fwd", "y", op->n, op->c, op->oh, op->ow));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "maxpool_fwd", "x", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "maxpool_fwd", "y", op->n, op->c, op->oh, op->ow));
   const size_t total = synco_tensor_numel(y);
-  maxpool_fwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)y->data, (int32_t *)op->impl, (const float *)x->data, op->h, op->w, op->oh, op->ow, op->k, op->stride,
-      op->pad, total);
+  if (synco_cuda_is_nhwc(x))
+    maxpool_nhwc_fwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (uint16_t *)y->data, (int32_t *)op->impl, (const uint16_t *)x->data, op->c, op->h, op->w, op->oh, op->ow, op->k,
+        op->stride, op->pad, total);
+  else
+    maxpool_fwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)y->data, (int32_t *)op->impl, (const float *)x->data, op->h, op->w, op->oh, op->ow, op->k, op->stride,
+        op->pad, total);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
 
 synco_status synco_cuda_maxpool_bwd(synco_backend *be, synco_pool_op *op, synco_tensor *dx, const synco_tensor *dy) {
   if (!op || !op->impl) return synco_fail(SYNCO_ERR_ARG, "cuda maxpool_bwd: the op was not planned");
-  SYNCO_TRY(synco_cuda_check(dx, "maxpool_bwd", "dx", op->n, op->c, op->h, op->w));
-  SYNCO_TRY(synco_cuda_check(dy, "maxpool_bwd", "dy", op->n, op->c, op->oh, op->ow));
+  SYNCO_TRY(synco_cuda_check_act(be, dx, "maxpool_bwd", "dx", op->n, op->c, op->h, op->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dy, "maxpool_bwd", "dy", op->n, op->c, op->oh, op->ow));
   const size_t total = synco_tensor_numel(dx);
-  maxpool_bwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)dx->data, (const float *)dy->data, (const int32_t *)op->impl, op->h, op->w, op->oh, op->ow, op->k,
-      op->stride, op->pad, total);
+  if (synco_cuda_is_nhwc(dx))
+    maxpool_nhwc_bwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (uint16_t *)dx->data, (const uint16_t *)dy->data, (const int32_t *)op->impl, op->c, op->h, op->w, op->oh,
+        op->ow, op->k, op->stride, op->pad, total);
+  else
+    maxpool_bwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)dx->data, (const float *)dy->data, (const int32_t *)op->impl, op->h, op->w, op->oh, op->ow, op->k,
+        op->stride, op->pad, total);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
@@ -483,59 +700,94 @@ __global__ void avgpool_bwd_kernel(float *dx, const float *dy, size_t hw, size_t
   GRID_STRIDE(e, total) dx[e] = (float)(dy[e / hw] / (double)hw);
 }
 
+/* NHWC bf16: output row r = n·C + c sums its channel over the image's pixels (threads of a warp: neighbouring
+ * channels, so the loads coalesce); the backward spreads dy[n·C + c] / hw over them. */
+__global__ void avgpool_nhwc_fwd_kernel(float *y, const uint16_t *x, int C, size_t rows, size_t hw) {
+  GRID_STRIDE(r, rows) {
+    const size_t n = r / C, c = r % C;
+    double s = 0.0;
+    for (size_t j = 0; j < hw; j++) s += ld(x, (n * hw + j) * C + c);
+    y[r] = (float)(s / (double)hw);
+  }
+}
+
+__global__ void avgpool_nhwc_bwd_kernel(uint16_t *dx, const float *dy, int C, size_t hw, size_t total) {
+  GRID_STRIDE(e, total) st(dx, e, (float)(dy[e / ((size_t)C * hw) * C + e % C] / (double)hw));
+}
+
 synco_status synco_cuda_avgpool_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x) {
   if (!x || !y) return synco_fail(SYNCO_ERR_ARG, "cuda avgpool_fwd: a tensor is missing");
-  SYNCO_TRY(synco_cuda_check(x, "avgpool_fwd", "x", x->n, x->c, x->h, x->w));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "avgpool_fwd", "x", x->n, x->c, x->h, x->w));
   SYNCO_TRY(synco_cuda_check(y, "avgpool_fwd", "y", x->n, x->c, 1, 1));
   const size_t rows = (size_t)x->n * x->c;
-  avgpool_fwd_kernel<<<grid_for(rows), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)y->data, (const float *)x->data, rows, (size_t)x->h * x->w);
+  if (synco_cuda_is_nhwc(x))
+    avgpool_nhwc_fwd_kernel<<<grid_for(rows), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)y->data, (const uint16_t *)x->data, x->c, rows, (size_t)x->h * x->w);
+  else
+    avgpool_fwd_kernel<<<grid_for(rows), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)y->data, (const float *)x->data, rows, (size_t)x->h * x->w);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
 
 synco_status synco_cuda_avgpool_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy) {
   if (!dx || !dy) return synco_fail(SYNCO_ERR_ARG, "cuda avgpool_bwd: a tensor is missing");
-  SYNCO_TRY(synco_cuda_check(dx, "avgpool_bwd", "dx", dx->n, dx->c, dx->h, dx->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dx, "avgpool_bwd", "dx", dx->n, dx->c, dx->h, dx->w));
   SYNCO_TRY(synco_cuda_check(dy, "avgpool_bwd", "dy", dx->n, dx->c, 1, 1));
   const size_t total = synco_tensor_numel(dx);
-  avgpool_bwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)dx->data, (const float *)dy->data, (size_t)dx->h * dx->w, total);
+  if (synco_cuda_is_nhwc(dx))
+    avgpool_nhwc_bwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (uint16_t *)dx->data, (const float *)dy->data, dx->c, (size_t)dx->h * dx->w, total);
+  else
+    avgpool_bwd_kernel<<<grid_for(total), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)dx->data, (const float *)dy->data, (size_t)dx->h * dx->w, total);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
 
 /* ---- element-wise ------------------------------------------------------------------------------------- */
 
-__global__ void relu_fwd_kernel(float *y, const float *x, size_t n) {
-  GRID_STRIDE(i, n) y[i] = x[i] < 0.f ? 0.f : x[i];
+/* (T: float, or uint16_t for NHWC bf16: each value read as fp32 and the result rounded once) */
+template <typename T> __global__ void relu_fwd_kernel(T *y, const T *x, size_t n) {
+  GRID_STRIDE(i, n) {
+    const float v = ld(x, i);
+    st(y, i, v < 0.f ? 0.f : v);
+  }
 }
-__global__ void relu_bwd_kernel(float *dx, const float *dy, const float *y, size_t n) {
-  GRID_STRIDE(i, n) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+template <typename T> __global__ void relu_bwd_kernel(T *dx, const T *dy, const T *y, size_t n) {
+  GRID_STRIDE(i, n) st(dx, i, ld(y, i) > 0.f ? ld(dy, i) : 0.f);
 }
-__global__ void add_kernel(float *y, const float *a, const float *b, size_t n) {
-  GRID_STRIDE(i, n) y[i] = b ? a[i] + b[i] : y[i] + a[i];
+template <typename T> __global__ void add_kernel(T *y, const T *a, const T *b, size_t n) {
+  GRID_STRIDE(i, n) st(y, i, b ? ld(a, i) + ld(b, i) : ld(y, i) + ld(a, i));
 }
 
 synco_status synco_cuda_relu_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x) {
   if (!x) return synco_fail(SYNCO_ERR_ARG, "cuda relu_fwd: x is missing");
-  SYNCO_TRY(synco_cuda_check(x, "relu_fwd", "x", x->n, x->c, x->h, x->w));
-  SYNCO_TRY(synco_cuda_check(y, "relu_fwd", "y", x->n, x->c, x->h, x->w));
+  SYNCO_TRY(synco_cuda_check_act(be, x, "relu_fwd", "x", x->n, x->c, x->h, x->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "relu_fwd", "y", x->n, x->c, x->h, x->w));
   const size_t n = synco_tensor_numel(x);
-  relu_fwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>((float *)y->data,
-                                                                                (const float *)x->data, n);
+  if (synco_cuda_is_nhwc(x))
+    relu_fwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>((uint16_t *)y->data,
+                                                                                  (const uint16_t *)x->data, n);
+  else
+    relu_fwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>((float *)y->data,
+                                                                                  (const float *)x->data, n);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
 
 synco_status synco_cuda_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *dy, const synco_tensor *y) {
   if (!y) return synco_fail(SYNCO_ERR_ARG, "cuda relu_bwd: y is missing");
-  SYNCO_TRY(synco_cuda_check(y, "relu_bwd", "y", y->n, y->c, y->h, y->w));
-  SYNCO_TRY(synco_cuda_check(dy, "relu_bwd", "dy", y->n, y->c, y->h, y->w));
-  SYNCO_TRY(synco_cuda_check(dx, "relu_bwd", "dx", y->n, y->c, y->h, y->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "relu_bwd", "y", y->n, y->c, y->h, y->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dy, "relu_bwd", "dy", y->n, y->c, y->h, y->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dx, "relu_bwd", "dx", y->n, y->c, y->h, y->w));
   const size_t n = synco_tensor_numel(y);
-  relu_bwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)dx->data, (const float *)dy->data, (const float *)y->data, n);
+  if (synco_cuda_is_nhwc(y))
+    relu_bwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (uint16_t *)dx->data, (const uint16_t *)dy->data, (const uint16_t *)y->data, n);
+  else
+    relu_bwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)dx->data, (const float *)dy->data, (const float *)y->data, n);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
@@ -543,12 +795,16 @@ synco_status synco_cuda_relu_bwd(synco_backend *be, synco_tensor *dx, const sync
 synco_status synco_cuda_add(synco_backend *be, synco_tensor *y, const synco_tensor *a, const synco_tensor *b,
                             int accumulate) {
   if (!a) return synco_fail(SYNCO_ERR_ARG, "cuda add: a is missing");
-  SYNCO_TRY(synco_cuda_check(a, "add", "a", a->n, a->c, a->h, a->w));
-  SYNCO_TRY(synco_cuda_check(y, "add", "y", a->n, a->c, a->h, a->w));
-  if (!accumulate) SYNCO_TRY(synco_cuda_check(b, "add", "b", a->n, a->c, a->h, a->w));
+  SYNCO_TRY(synco_cuda_check_act(be, a, "add", "a", a->n, a->c, a->h, a->w));
+  SYNCO_TRY(synco_cuda_check_act(be, y, "add", "y", a->n, a->c, a->h, a->w));
+  if (!accumulate) SYNCO_TRY(synco_cuda_check_act(be, b, "add", "b", a->n, a->c, a->h, a->w));
   const size_t n = synco_tensor_numel(a);
-  add_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
-      (float *)y->data, (const float *)a->data, accumulate ? NULL : (const float *)b->data, n);
+  if (synco_cuda_is_nhwc(a))
+    add_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (uint16_t *)y->data, (const uint16_t *)a->data, accumulate ? NULL : (const uint16_t *)b->data, n);
+  else
+    add_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, synco_cuda_stream(be)>>>(
+        (float *)y->data, (const float *)a->data, accumulate ? NULL : (const float *)b->data, n);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }
