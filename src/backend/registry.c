@@ -63,11 +63,10 @@ synco_status synco_backend_precision(const char *backend, const char *precision)
   if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) return SYNCO_OK; /* tf32: fp32 tensors */
   if (strcmp(precision, "bf16"))
     return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);
+  if (backend && !strcmp(backend, "strict")) return SYNCO_OK; /* the GPU's bf16, emulated */
 #ifdef SYNCO_HAVE_CUDA
   int cuda_device;
   if (backend && synco_cuda_device_name(backend, &cuda_device)) return SYNCO_OK; /* the GPU's own check, when made */
-#else
-  (void)backend;
 #endif
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;
@@ -111,9 +110,11 @@ synco_status synco_backend_set_precision(synco_backend *be, const char *precisio
 #ifdef SYNCO_HAVE_ONEDNN
   if (!strcmp(be->name, "cpu")) return synco_backend_cpu_bf16(be, bf16);
 #endif
+  if (!strcmp(be->name, "strict")) return synco_backend_strict_bf16(be, bf16);
   if (bf16)
-    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 runs on the cpu backend (a CPU with AVX512-BF16 or AMX) "
-                      "and on cuda; backend '%s' computes in fp32 only: use --backend cpu or --precision fp32", be->name);
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 runs on the cpu backend (a CPU with AVX512-BF16 or AMX), "
+                      "on cuda, and emulated on strict; backend '%s' computes in fp32 only: use --backend cpu or "
+                      "--precision fp32", be->name);
   return SYNCO_OK;
 }
 

@@ -54,6 +54,11 @@ synco_status synco_backend_strict_create(synco_backend **out);
 /* What a strict backend has counted since it was created: downloads (copies to host memory) and waits (sync), the
  * two things that make a GPU's host wait; a step that must not wait for the GPU is tested by them. */
 void synco_backend_strict_counts(synco_backend *be, long *downloads, long *syncs);
+/* bf16 on (1) or off (0) for a strict backend, before anything is planned: the cuda backend's bf16 arithmetic emulated
+ * over the reference ops (synco_backend_bf16_emul_create), so the CPU runs what a GPU runs under --precision bf16. */
+synco_status synco_backend_strict_bf16(synco_backend *be, int on);
+/* That emulation as a backend of its own, over host memory (backend/strict/bf16_emul.c). */
+synco_status synco_backend_bf16_emul_create(synco_backend **out);
 #ifdef SYNCO_HAVE_ONEDNN
 synco_status synco_backend_cpu_create(synco_backend **out);
 /* bf16 on (1) or off (0) for the cpu backend be, before anything is planned (synco_backend_set_precision). */

@@ -46,6 +46,11 @@ static inline size_t synco_tensor_numel(const synco_tensor *t) {
 
 static inline size_t synco_dtype_size(synco_dtype d) { return d == SYNCO_BF16 ? 2 : 4; }
 
+/* Whether a backend with NHWC bf16 activations (cuda under --precision bf16, and its emulation on the strict backend)
+ * keeps an activation of c channels and h×w pixels in that layout: a multiple of 8 channels (16-byte rows, as
+ * tensor cores want them) and more than one pixel; the network's 3-channel input and the matrices stay plain fp32. */
+static inline int synco_nhwc_bf16_applies(int c, int h, int w) { return c % 8 == 0 && h * w > 1; }
+
 /* The element type an activation in layout l holds: bf16 in SYNCO_LAYOUT_NHWC_BF16, fp32 in every other. */
 static inline synco_dtype synco_layout_dtype(synco_layout l) {
   return l == SYNCO_LAYOUT_NHWC_BF16 ? SYNCO_BF16 : SYNCO_F32;

@@ -4,9 +4,10 @@
  * test_step_backends.c). Strict fp32 (SYNCO_CUDA_TF32 unset), and with SYNCO_CUDA_TF32=1 in the environment of a
  * second run (tools/gpu_check.sh) at 10x the tolerances; with SYNCO_CUDA_BF16=1 (the convolutions and linear layers
  * in bf16) at test_step_bf16.c's tolerances for the CPU's bf16, 20x and 40x for the parameter gradients, whose
- * reasons hold here too, when the activations stay fp32 (SYNCO_CUDA_NHWC=0), and twice those with the default NHWC
- * bf16 activations, which round every BN output, sum and gradient to bf16 as well (a first bound, not yet measured on
- * a GPU: the failure lines give the errors seen). Skipped (77) in a build without CUDA or on a machine
+ * reasons hold here too, when the activations stay fp32 (SYNCO_CUDA_NHWC=0), and 40x and 80x with the default NHWC
+ * bf16 activations, which round every BN output, sum and gradient to bf16 as well: twice what the same arithmetic
+ * emulated on the CPU passes with (test_step_bf16_emul.c, which measures it), for the GPU's own order of sums. Not
+ * yet run on a GPU: the failure lines give the errors seen. Skipped (77) in a build without CUDA or on a machine
  * without a GPU. */
 #include <string.h>
 

@@ -76,6 +76,19 @@ static void test_precision(void) {
   CHECK(synco_backend_set_precision(ref, "bf16") == SYNCO_ERR_UNSUPPORTED); /* the reference is fp32 only */
   CHECK(strstr(synco_last_error(), "backend 'ref' computes in fp32 only") != NULL);
   synco_backend_destroy(ref);
+  /* the strict backend emulates a GPU's bf16 (test_step_bf16_emul), on any CPU */
+  synco_backend *st = NULL;
+  CHECK_OK(synco_backend_precision("strict", "bf16"));
+  CHECK_OK(synco_backend_create("strict", &st));
+  CHECK(!synco_backend_supports(st, SYNCO_CAP_BF16));
+  CHECK_OK(synco_backend_set_precision(st, "bf16"));
+  CHECK(synco_backend_supports(st, SYNCO_CAP_BF16));
+  CHECK(st->act_layout(st, 16, 4, 4, SYNCO_F32) == SYNCO_LAYOUT_NHWC_BF16);
+  CHECK(st->act_layout(st, 3, 4, 4, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
+  CHECK(st->act_layout(st, 16, 1, 1, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
+  CHECK_OK(synco_backend_set_precision(st, "fp32"));
+  CHECK(st->act_layout(st, 16, 4, 4, SYNCO_F32) == SYNCO_LAYOUT_PLAIN);
+  synco_backend_destroy(st);
 #ifdef SYNCO_HAVE_ONEDNN
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_create("cpu", &be));

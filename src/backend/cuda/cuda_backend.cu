@@ -177,7 +177,7 @@ synco_status synco_cuda_check(const synco_tensor *t, const char *op, const char 
 
 synco_layout synco_cuda_act_layout(synco_backend *be, int c, int h, int w) {
   const synco_cuda_ctx *x = synco_cuda(be);
-  return x->bf16 && x->nhwc && c % 8 == 0 && h * w > 1 ? SYNCO_LAYOUT_NHWC_BF16 : SYNCO_LAYOUT_PLAIN;
+  return x->bf16 && x->nhwc && synco_nhwc_bf16_applies(c, h, w) ? SYNCO_LAYOUT_NHWC_BF16 : SYNCO_LAYOUT_PLAIN;
 }
 
 synco_status synco_cuda_check_act(synco_backend *be, const synco_tensor *t, const char *op, const char *what, int n,

@@ -10,8 +10,10 @@
  *  - `copy` checks its direction against who owns each pointer (H2D: host source, backend destination, ...).
  *  - Downloads and syncs are counted (synco_backend_strict_counts): where a GPU's host would wait.
  *  - New allocations are filled with NaN bit patterns, so a read of memory nobody wrote shows in the results.
- * The arithmetic is the reference backend's, so outputs equal `--backend ref`'s bit for bit. Not thread-safe across
- * backends used from several threads at once (no command does that). */
+ * The arithmetic is the reference backend's, so outputs equal `--backend ref`'s bit for bit; under --precision bf16
+ * it is the cuda backend's bf16 arithmetic emulated over the reference ops (bf16_emul.c: NHWC bf16 activations,
+ * bf16 products), so that the CPU runs every command as a GPU's bf16 does. Not thread-safe across backends used from
+ * several threads at once (no command does that). */
 #include <execinfo.h>
 #include <signal.h>
 #include <stdint.h>
@@ -171,13 +173,25 @@ static synco_status strict_sync(synco_backend *be) {
   return SYNCO_OK;
 }
 
+synco_status synco_backend_strict_bf16(synco_backend *be, int on) {
+  strict_ctx *c = ctx(be);
+  if (on == synco_backend_supports(c->ref, SYNCO_CAP_BF16)) return SYNCO_OK;
+  synco_backend *r = NULL;
+  SYNCO_TRY(on ? synco_backend_bf16_emul_create(&r) : synco_backend_ref_create(&r));
+  synco_backend_destroy(c->ref);
+  c->ref = r;
+  return SYNCO_OK;
+}
+
 void synco_backend_strict_counts(synco_backend *be, long *downloads, long *syncs) {
   const int strict = be && !strcmp(be->name, "strict");
   *downloads = strict ? ctx(be)->downloads : 0;
   *syncs = strict ? ctx(be)->syncs : 0;
 }
 static int strict_threads(synco_backend *be) { return ctx(be)->ref->threads(ctx(be)->ref); }
-static int strict_supports(synco_backend *be, synco_capability cap) { return 0; }
+static int strict_supports(synco_backend *be, synco_capability cap) {
+  return cap == SYNCO_CAP_BF16 || cap == SYNCO_CAP_ASYNC ? synco_backend_supports(ctx(be)->ref, cap) : 0;
+}
 static synco_layout strict_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
   return ctx(be)->ref->act_layout(ctx(be)->ref, c, h, w, dt);
 }
