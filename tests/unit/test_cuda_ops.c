@@ -77,6 +77,30 @@ static void test_names(void) {
   }
 }
 
+/* Uploads from pageable memory go through a ring of pinned buffers: more uploads than the ring has slots, each from
+ * the same host buffer rewritten right after its copy returns, and sizes that grow, must each land intact. */
+static void test_uploads(void) {
+  enum { N = 10, MAXN = 1 << 16 };
+  float *h = malloc(MAXN * sizeof *h), *d[N];
+  size_t n[N];
+  for (int i = 0; i < N; i++) {
+    n[i] = (size_t)(i % 3 + 1) * (MAXN / 3) + (size_t)i;
+    d[i] = up(NULL, n[i] * sizeof(float));
+    for (size_t j = 0; j < n[i]; j++) h[j] = (float)(i * 100000 + (int)j);
+    CHECK_OK(gpu->copy(gpu, d[i], h, n[i] * sizeof(float), SYNCO_COPY_H2D));
+    for (size_t j = 0; j < n[i]; j++) h[j] = -1.f; /* reused at once */
+  }
+  for (int i = 0; i < N; i++) {
+    float *g = down(d[i], n[i] * sizeof(float));
+    int ok = 1;
+    for (size_t j = 0; j < n[i]; j++) ok &= g[j] == (float)(i * 100000 + (int)j);
+    CHECK(ok);
+    free(g);
+    gpu->free(gpu, d[i]);
+  }
+  free(h);
+}
+
 static void test_gemm(void) {
   const int m = 37, n = 29, k = 53, pad = 3;
   for (int ta = 0; ta < 2; ta++)
@@ -658,6 +682,7 @@ int main(void) {
   CHECK_OK(synco_backend_ref_create(&ref));
   CHECK_OK(synco_backend_create("cuda", &gpu));
   if (!ref || !gpu) return synco_test_finish("cuda_ops");
+  test_uploads();
   test_gemm();
   test_sgd_ema();
   test_queue_permute();

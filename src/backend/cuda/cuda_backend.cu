@@ -81,13 +81,45 @@ static void cuda_free(synco_backend *be, void *p) {
   if (p) cudaFree(p); /* implicitly synchronizing */
 }
 
-int synco_cuda_is_device(const void *p) {
+static cudaMemoryType memory_type(const void *p) {
   cudaPointerAttributes a;
   if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
     cudaGetLastError();
-    return 0;
+    return cudaMemoryTypeUnregistered;
   }
-  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+  return a.type;
+}
+
+int synco_cuda_is_device(const void *p) {
+  const cudaMemoryType t = memory_type(p);
+  return t == cudaMemoryTypeDevice || t == cudaMemoryTypeManaged;
+}
+
+synco_status synco_cuda_upload(synco_backend *be, void *dst, const void *src, size_t bytes) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  if (memory_type(src) != cudaMemoryTypeUnregistered) { /* pinned already: asynchronous as it is */
+    SYNCO_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    return SYNCO_OK;
+  }
+  const int k = c->pin_next;
+  c->pin_next = (k + 1) % SYNCO_CUDA_PIN_SLOTS;
+  SYNCO_CU(cudaEventSynchronize(c->pin_done[k])); /* the slot's previous copy has left it (at once if none) */
+  if (c->pin_bytes[k] < bytes) {
+    if (c->pin[k]) cudaFreeHost(c->pin[k]);
+    c->pin[k] = NULL;
+    c->pin_bytes[k] = 0;
+    if (cudaHostAlloc(&c->pin[k], bytes, cudaHostAllocDefault) != cudaSuccess) { /* pageable, as before */
+      cudaGetLastError();
+      c->pin[k] = NULL;
+      SYNCO_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+      return SYNCO_OK;
+    }
+    c->pin_bytes[k] = bytes;
+  }
+  memcpy(c->pin[k], src, bytes);
+  SYNCO_CU(cudaMemcpyAsync(dst, c->pin[k], bytes, cudaMemcpyHostToDevice, c->stream));
+  SYNCO_CU(cudaEventRecord(c->pin_done[k], c->stream));
+  return SYNCO_OK;
 }
 
 static synco_status cuda_memset(synco_backend *be, void *dst, int byte, size_t bytes) {
@@ -116,9 +148,11 @@ static synco_status cuda_copy(synco_backend *be, void *dst, const void *src, siz
   if (!bytes || dst == src) return SYNCO_OK;
   if (!dst || !src) return synco_fail(SYNCO_ERR_ARG, "cuda copy: %s is missing", dst ? "src" : "dst");
   cudaStream_t s = synco_cuda_stream(be);
+  const int to_device = synco_cuda_is_device(dst);
+  if (to_device && !synco_cuda_is_device(src)) return synco_cuda_upload(be, dst, src, bytes);
   SYNCO_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
   /* the caller reads host memory right after a download */
-  if (dir == SYNCO_COPY_D2H || !synco_cuda_is_device(dst)) {
+  if (dir == SYNCO_COPY_D2H || !to_device) {
     SYNCO_CU(cudaStreamSynchronize(s));
     return check_bad_input(be);
   }
@@ -239,6 +273,10 @@ static void cuda_destroy(synco_backend *be) {
       if (c->ws[i]) cudaFree(c->ws[i]);
     if (c->conv_ws) cudaFree(c->conv_ws);
     if (c->bad_input) cudaFree(c->bad_input);
+    for (int k = 0; k < SYNCO_CUDA_PIN_SLOTS; k++) {
+      if (c->pin[k]) cudaFreeHost(c->pin[k]);
+      if (c->pin_done[k]) cudaEventDestroy(c->pin_done[k]);
+    }
     free(c->conv_cache);
     if (c->dnn) cudnnDestroy(c->dnn);
     if (c->blas) cublasDestroy(c->blas);
@@ -280,6 +318,8 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   c->nhwc = !(nhwc && !strcmp(nhwc, "0"));
   SYNCO_TRY(set_precision(c, bf && !strcmp(bf, "1") ? SYNCO_CUDA_BF16 : tf && !strcmp(tf, "1") ? SYNCO_CUDA_TF32
                                                                                              : SYNCO_CUDA_FP32));
+  for (int k = 0; k < SYNCO_CUDA_PIN_SLOTS; k++)
+    SYNCO_CU(cudaEventCreateWithFlags(&c->pin_done[k], cudaEventDisableTiming));
   SYNCO_CU(cudaMalloc((void **)&c->bad_input, sizeof(int)));
   SYNCO_CU(cudaMemset(c->bad_input, 0, sizeof(int)));
   return SYNCO_OK;

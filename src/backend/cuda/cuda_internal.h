@@ -25,6 +25,7 @@ extern "C" {
 #include "backend/cuda/smem_plan.h"
 
 #define SYNCO_CUDA_THREADS 256
+#define SYNCO_CUDA_PIN_SLOTS 4 /* pinned staging buffers of uploads in flight (a step uploads 2-3) */
 
 /* Grow-once scratch buffers of the context (device memory), each for one purpose. */
 enum {
@@ -75,6 +76,12 @@ typedef struct {
                                 download or a sync) when such a kernel ran since the last check (bad_input_armed),
                                 which then fails and clears it */
   int bad_input_armed;
+  /* uploads from pageable host memory: a ring of pinned buffers (synco_cuda_upload), each with the event of its last
+     copy, so that an upload neither waits for the stream nor lets the caller's buffer be read after it returns */
+  void *pin[SYNCO_CUDA_PIN_SLOTS];
+  size_t pin_bytes[SYNCO_CUDA_PIN_SLOTS];
+  cudaEvent_t pin_done[SYNCO_CUDA_PIN_SLOTS];
+  int pin_next;
 } synco_cuda_ctx;
 
 static inline synco_cuda_ctx *synco_cuda(synco_backend *be) { return (synco_cuda_ctx *)be->ctx; }
@@ -127,6 +134,11 @@ synco_status synco_cuda_ws(synco_backend *be, int slot, size_t bytes, void **out
 synco_status synco_cuda_malloc(synco_backend *be, void **out, size_t bytes, const char *what);
 /* 1 when p is device (or managed) memory, 0 when host memory. */
 int synco_cuda_is_device(const void *p);
+/* Host memory src (pageable or pinned) into device memory dst, in stream order, returning without waiting for the
+ * stream: a pageable source is first copied into the next pinned staging buffer of the ring (once that buffer's
+ * previous copy has left it), so the caller may reuse src at once. (cudaMemcpyAsync from pageable memory may
+ * synchronize with the stream, which would stop the host from running ahead of the GPU at every step's upload.) */
+synco_status synco_cuda_upload(synco_backend *be, void *dst, const void *src, size_t bytes);
 /* Makes the conv workspace at least `bytes` (plan time). */
 synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes);
 

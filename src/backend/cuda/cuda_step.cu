@@ -125,7 +125,7 @@ synco_status synco_cuda_permute_rows(synco_backend *be, float *dst, const float 
   if (!synco_cuda_is_device(src)) { /* the loader's batch in host memory: upload it once, then permute */
     void *stage;
     SYNCO_TRY(synco_cuda_ws(be, SYNCO_CUDA_WS_STAGE, bytes, &stage));
-    SYNCO_CU(cudaMemcpyAsync(stage, src, bytes, cudaMemcpyDefault, synco_cuda_stream(be)));
+    SYNCO_TRY(synco_cuda_upload(be, stage, src, bytes));
     src = (const float *)stage;
   }
   if (!synco_cuda_is_device(dst) || !synco_cuda_is_device(idx))
