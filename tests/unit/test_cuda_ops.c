@@ -507,8 +507,26 @@ static void test_bf16_layers(synco_backend *g16) {
   CHECK_OK(ref->avgpool_bwd(ref, &tdx, &tm));
   CHECK_OK(g16->avgpool_bwd(g16, &udx, &um));
   cmp_act("bf16 avgpool bwd", g16, &udx, dx, 1e-6, 1.0 / 128);
+  /* a residual block's end, relu(bn(x) + res), in one pass (BN planned without its own ReLU), and the backward's
+   * (a + b)·(y > 0) */
+  synco_bn_op fa = oa, fb = ob;
+  fa.relu = fb.relu = 0;
   ref->bn_release(ref, &oa);
   g16->bn_release(g16, &ob);
+  CHECK_OK(ref->bn_plan(ref, &fa));
+  CHECK_OK(g16->bn_plan(g16, &fb));
+  CHECK(g16->bn_fwd_train_add_relu != NULL && g16->add_relu_bwd != NULL);
+  CHECK_OK(ref->bn_fwd_train(ref, &fa, &ty, sm, si, rm, rv, &tx, gam, bet));
+  CHECK_OK(ref->add(ref, &ty, &tdy, NULL, 1)); /* res: the dy tensor */
+  CHECK_OK(ref->relu_fwd(ref, &ty, &ty));
+  CHECK_OK(g16->bn_fwd_train_add_relu(g16, &fb, &uy, gsm, gsi, grm, grv, &ux, ggam, gbet, &udy));
+  cmp_act("bf16 bn_fwd_train_add_relu", g16, &uy, y, 1e-5, 1.0 / 64);
+  CHECK_OK(ref->add(ref, &tdx, &tx, &tdy, 0));
+  CHECK_OK(ref->relu_bwd(ref, &tdx, &tdx, &ty));
+  CHECK_OK(g16->add_relu_bwd(g16, &udx, &ux, &udy, &uy));
+  cmp_act("bf16 add_relu_bwd", g16, &udx, dx, 1e-5, 1.0 / 128);
+  ref->bn_release(ref, &fa);
+  g16->bn_release(g16, &fb);
   /* max pooling (the ImageNet stem's), with ties */
   synco_pool_op pa = {.n = 3, .c = 16, .h = 11, .w = 10, .k = 3, .stride = 2, .pad = 1, .dtype = SYNCO_F32};
   synco_pool_op pb = pa;

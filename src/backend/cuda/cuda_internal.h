@@ -207,6 +207,12 @@ void synco_cuda_bn_release(synco_backend *be, synco_bn_op *op);
 synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
                                      float *save_invstd, float *running_mean, float *running_var,
                                      const synco_tensor *x, const float *gamma, const float *beta);
+synco_status synco_cuda_bn_fwd_train_add_relu(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                              float *save_invstd, float *running_mean, float *running_var,
+                                              const synco_tensor *x, const float *gamma, const float *beta,
+                                              const synco_tensor *res);
+synco_status synco_cuda_add_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *a, const synco_tensor *b,
+                                     const synco_tensor *y);
 synco_status synco_cuda_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
                                     const float *gamma, const float *beta, const float *running_mean,
                                     const float *running_var);

@@ -279,21 +279,33 @@ static dim3 bn_nhwc_grid(const synco_bn_op *op, int S) {
 }
 static dim3 bn_nhwc_block(void) { return dim3(SYNCO_K_BN_NHWC_CH, SYNCO_K_BN_NHWC_ROWS); }
 
-/* y = bn(x) (then ReLU) per value, eight at a time (C is a multiple of 8, so eight never cross a pixel). */
-__global__ void bn_nhwc_apply_kernel(uint16_t *y, const uint16_t *x, const float *coef, int C, int ng, unsigned hw,
-                                     size_t total, int relu, int vec) {
+/* y = bn(x) (then ReLU), or with res y = relu(bn(x) + res) (a block's end: bn_fwd_train_add_relu, rounded once), per
+ * value, eight at a time (C is a multiple of 8, so eight never cross a pixel). */
+__device__ static inline float bn_res_relu(float v, float r) {
+  const float u = v + r;
+  return u < 0.f ? 0.f : u; /* NaN stays NaN */
+}
+
+__global__ void bn_nhwc_apply_kernel(uint16_t *y, const uint16_t *x, const uint16_t *res, const float *coef, int C,
+                                     int ng, unsigned hw, size_t total, int relu, int vec) {
   if (vec) {
     GRID_STRIDE(v, total / 8) {
-      float f[8];
+      float f[8], r[8];
       ld8(x, v, f);
+      if (res) ld8(res, v, r);
       const float *k = coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(v * 8, C, ng, hw);
-      for (int j = 0; j < 8; j++) f[j] = synco_k_bn_apply(f[j], k + SYNCO_K_BN_COEF * j, relu);
+      for (int j = 0; j < 8; j++) {
+        f[j] = synco_k_bn_apply(f[j], k + SYNCO_K_BN_COEF * j, relu);
+        if (res) f[j] = bn_res_relu(f[j], r[j]);
+      }
       st8(y, v, f);
     }
     return;
   }
-  GRID_STRIDE(e, total)
-  st(y, e, synco_k_bn_apply(ld(x, e), coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(e, C, ng, hw), relu));
+  GRID_STRIDE(e, total) {
+    const float v = synco_k_bn_apply(ld(x, e), coef + SYNCO_K_BN_COEF * synco_k_bn_nhwc_slice(e, C, ng, hw), relu);
+    st(y, e, res ? bn_res_relu(v, ld(res, e)) : v);
+  }
 }
 
 /* dx = a·dy' + b·(x − mean) + c per value, eight at a time; in place (dx == dy) is safe. */
@@ -361,9 +373,10 @@ __global__ void bn_running_kernel(float *running_mean, float *running_var, const
   running_var[c] = (float)((1.0 - mom) * running_var[c] + mom * (vs / G));
 }
 
-synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
-                                     float *save_invstd, float *running_mean, float *running_var,
-                                     const synco_tensor *x, const float *gamma, const float *beta) {
+/* bn_fwd_train, and with res (NHWC bf16 only) the block end relu(bn(x) + res) in the same elementwise pass. */
+static synco_status bn_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean, float *save_invstd,
+                             float *running_mean, float *running_var, const synco_tensor *x, const float *gamma,
+                             const float *beta, const synco_tensor *res) {
   if (!op) return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train: op is NULL");
   SYNCO_TRY(synco_cuda_check_act(be, x, "bn_fwd_train", "x", op->n, op->c, op->h, op->w));
   SYNCO_TRY(synco_cuda_check_act(be, y, "bn_fwd_train", "y", op->n, op->c, op->h, op->w));
@@ -388,9 +401,10 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
         save_mean, save_invstd, part, coef, runs, NULL, px, gamma, beta, C, G, ng, hw, S, op->eps);
     SYNCO_LAUNCHED();
     const size_t total = synco_tensor_numel(x);
-    const int vec = C % 8 == 0 && aligned16(px, y->data, px);
-    bn_nhwc_apply_kernel<<<grid_for(vec ? total / 8 : total), SYNCO_CUDA_THREADS, 0, s>>>((uint16_t *)y->data, px, coef,
-                                                                                         C, ng, hw, total, op->relu, vec);
+    const uint16_t *pr = res ? (const uint16_t *)res->data : NULL;
+    const int vec = C % 8 == 0 && aligned16(px, y->data, pr ? pr : px);
+    bn_nhwc_apply_kernel<<<grid_for(vec ? total / 8 : total), SYNCO_CUDA_THREADS, 0, s>>>(
+        (uint16_t *)y->data, px, pr, coef, C, ng, hw, total, op->relu, vec);
   } else if (bn_split(be, op)) {
     const int S = bn_runs(be, op);
     double *runs = part + (size_t)G * C * 2;
@@ -414,6 +428,29 @@ synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_t
                                                               op->momentum);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
+}
+
+synco_status synco_cuda_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                     float *save_invstd, float *running_mean, float *running_var,
+                                     const synco_tensor *x, const float *gamma, const float *beta) {
+  return bn_train(be, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, NULL);
+}
+
+/* A block's end: on NHWC bf16 in BN's elementwise pass (the sum rounded once, where BN, add and ReLU one by one
+ * round three times); on fp32 NCHW as those three ops, which give the same values there. */
+synco_status synco_cuda_bn_fwd_train_add_relu(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                              float *save_invstd, float *running_mean, float *running_var,
+                                              const synco_tensor *x, const float *gamma, const float *beta,
+                                              const synco_tensor *res) {
+  if (!op || op->relu)
+    return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train_add_relu: the BN must be planned without its own ReLU");
+  if (!y) return synco_fail(SYNCO_ERR_ARG, "cuda bn_fwd_train_add_relu: y is missing");
+  SYNCO_TRY(synco_cuda_check_act(be, res, "bn_fwd_train_add_relu", "res", op->n, op->c, op->h, op->w));
+  if (synco_cuda_is_nhwc(y))
+    return bn_train(be, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, res);
+  SYNCO_TRY(bn_train(be, op, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, NULL));
+  SYNCO_TRY(synco_cuda_add(be, y, res, res, 1));
+  return synco_cuda_relu_fwd(be, y, y);
 }
 
 /* (T: float in NCHW, uint16_t for NHWC bf16, where the channel is the fastest index) */
@@ -789,6 +826,21 @@ __global__ void add8_kernel(uint16_t *y, const uint16_t *a, const uint16_t *b, s
   }
 }
 
+/* dx = (a + b)·(y > 0): a block's input gradient, its two paths' sum masked by the previous block's ReLU. */
+template <typename T> __global__ void add_relu_bwd_kernel(T *dx, const T *a, const T *b, const T *y, size_t n) {
+  GRID_STRIDE(i, n) st(dx, i, ld(y, i) > 0.f ? ld(a, i) + ld(b, i) : 0.f);
+}
+__global__ void add_relu_bwd8_kernel(uint16_t *dx, const uint16_t *a, const uint16_t *b, const uint16_t *y, size_t n8) {
+  GRID_STRIDE(v, n8) {
+    float f[8], g[8], m[8];
+    ld8(a, v, f);
+    ld8(b, v, g);
+    ld8(y, v, m);
+    for (int j = 0; j < 8; j++) f[j] = m[j] > 0.f ? f[j] + g[j] : 0.f;
+    st8(dx, v, f);
+  }
+}
+
 /* Whether an NHWC bf16 op of n values can take the 16-byte kernels. */
 static int vec8(size_t n, const void *a, const void *b, const void *c) { return n % 8 == 0 && aligned16(a, b, c); }
 
@@ -930,6 +982,28 @@ synco_status synco_cuda_l2norm_bwd(synco_backend *be, synco_tensor *dx, const sy
   if (!norms) return synco_fail(SYNCO_ERR_ARG, "cuda l2norm_bwd: norms is missing");
   l2norm_bwd_kernel<<<synco_cuda_blocks(y->n, 64), 64, 0, synco_cuda_stream(be)>>>(
       (float *)dx->data, (const float *)dy->data, (const float *)y->data, norms, y->n, y->c);
+  SYNCO_LAUNCHED();
+  return SYNCO_OK;
+}
+
+synco_status synco_cuda_add_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *a, const synco_tensor *b,
+                                     const synco_tensor *y) {
+  if (!y) return synco_fail(SYNCO_ERR_ARG, "cuda add_relu_bwd: y is missing");
+  SYNCO_TRY(synco_cuda_check_act(be, y, "add_relu_bwd", "y", y->n, y->c, y->h, y->w));
+  SYNCO_TRY(synco_cuda_check_act(be, a, "add_relu_bwd", "a", y->n, y->c, y->h, y->w));
+  SYNCO_TRY(synco_cuda_check_act(be, b, "add_relu_bwd", "b", y->n, y->c, y->h, y->w));
+  SYNCO_TRY(synco_cuda_check_act(be, dx, "add_relu_bwd", "dx", y->n, y->c, y->h, y->w));
+  const size_t n = synco_tensor_numel(y);
+  cudaStream_t s = synco_cuda_stream(be);
+  if (synco_cuda_is_nhwc(y) && vec8(n, dx->data, a->data, b->data) && vec8(n, y->data, y->data, y->data))
+    add_relu_bwd8_kernel<<<grid_for(n / 8), SYNCO_CUDA_THREADS, 0, s>>>(
+        (uint16_t *)dx->data, (const uint16_t *)a->data, (const uint16_t *)b->data, (const uint16_t *)y->data, n / 8);
+  else if (synco_cuda_is_nhwc(y))
+    add_relu_bwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, s>>>(
+        (uint16_t *)dx->data, (const uint16_t *)a->data, (const uint16_t *)b->data, (const uint16_t *)y->data, n);
+  else
+    add_relu_bwd_kernel<<<grid_for(n), SYNCO_CUDA_THREADS, 0, s>>>(
+        (float *)dx->data, (const float *)a->data, (const float *)b->data, (const float *)y->data, n);
   SYNCO_LAUNCHED();
   return SYNCO_OK;
 }

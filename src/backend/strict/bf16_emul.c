@@ -9,6 +9,8 @@
  *    (plain fp32 ones too: the stem's input, the matrices of the head), and a convolution's result is rounded to bf16
  *    whatever its layout (cuDNN writes bf16); a convolution's weight gradient is summed from zero, rounded to bf16
  *    and then added to the fp32 gradient, as the GPU's does;
+ *  - a residual block's end, relu(bn(x) + shortcut), and its backward's masked sum are one pass each, rounded once,
+ *    as the GPU's bn_fwd_train_add_relu and add_relu_bwd;
  *  - everything else (the step ops, BN statistics, parameters) is the reference's fp32.
  * What differs from the GPU is the order of sums (so rounding, not formulas). Host memory, allocating scratch per
  * call: a test backend. */
@@ -222,6 +224,29 @@ static synco_status e_bn_fwd_train(synco_backend *be, synco_bn_op *op, synco_ten
       1u, 0);
 }
 
+/* A block's end as the GPU's one pass: relu(bn(x) + res) in fp32, rounded once. */
+static synco_status e_bn_fwd_train_add_relu(synco_backend *be, synco_bn_op *op, synco_tensor *y, float *save_mean,
+                                            float *save_invstd, float *running_mean, float *running_var,
+                                            const synco_tensor *x, const float *gamma, const float *beta,
+                                            const synco_tensor *res) {
+  if (!op || op->relu)
+    return synco_fail(SYNCO_ERR_ARG, "bf16-emul bn_fwd_train_add_relu: the BN must be planned without its own ReLU");
+  BEGIN;
+  synco_tensor *py = IN(y), *px = IN(x), *pr = IN(res);
+  synco_status s = RUN_OP(R(be)->bn_fwd_train(R(be), op, py, save_mean, save_invstd, running_mean, running_var, px,
+                                              gamma, beta));
+  if (!s && !pr) s = synco_fail(SYNCO_ERR_ARG, "bf16-emul bn_fwd_train_add_relu: res is missing");
+  if (!s) {
+    float *yv = py->data;
+    const float *rv = pr->data;
+    for (size_t i = 0, n = synco_tensor_numel(y); i < n; i++) {
+      const float u = yv[i] + rv[i];
+      yv[i] = u < 0.f ? 0.f : u;
+    }
+  }
+  END(s, 1u, 0);
+}
+
 static synco_status e_bn_fwd_eval(synco_backend *be, synco_bn_op *op, synco_tensor *y, const synco_tensor *x,
                                   const float *gamma, const float *beta, const float *running_mean,
                                   const float *running_var) {
@@ -267,6 +292,23 @@ static synco_status e_add(synco_backend *be, synco_tensor *y, const synco_tensor
   BEGIN;
   synco_tensor *py = IN(y), *pa = IN(a), *pb = IN(accumulate ? NULL : b);
   END(RUN_OP(R(be)->add(R(be), py, pa, pb, accumulate)), 1u, 0);
+}
+
+/* dx = (a + b)·(y > 0) in one pass, rounded once (the GPU's add_relu_bwd). */
+static synco_status e_add_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *a, const synco_tensor *b,
+                                   const synco_tensor *y) {
+  (void)be;
+  if (!dx || !a || !b || !y || synco_tensor_numel(a) != synco_tensor_numel(dx) ||
+      synco_tensor_numel(b) != synco_tensor_numel(dx) || synco_tensor_numel(y) != synco_tensor_numel(dx))
+    return synco_fail(SYNCO_ERR_ARG, "bf16-emul add_relu_bwd: a tensor is missing or of another size");
+  BEGIN;
+  synco_tensor *pdx = IN(dx), *pa = IN(a), *pb = IN(b), *py = IN(y);
+  if (!vs_.s) {
+    float *d = pdx->data;
+    const float *av = pa->data, *bv = pb->data, *yv = py->data;
+    for (size_t i = 0, n = synco_tensor_numel(dx); i < n; i++) d[i] = yv[i] > 0.f ? av[i] + bv[i] : 0.f;
+  }
+  END(SYNCO_OK, 1u, 0);
 }
 
 static synco_status e_avgpool_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x) {
@@ -318,7 +360,7 @@ synco_status synco_backend_bf16_emul_create(synco_backend **out) {
   be->conv_bwd_data = e_conv_bwd_data;
   be->conv_bwd_weights = e_conv_bwd_weights;
   be->bn_fwd_train = e_bn_fwd_train;
-  be->bn_fwd_train_add_relu = NULL; /* bn, add and relu one by one, each rounding as the GPU's */
+  be->bn_fwd_train_add_relu = e_bn_fwd_train_add_relu;
   be->bn_fwd_eval = e_bn_fwd_eval;
   be->bn_bwd = e_bn_bwd;
   be->maxpool_fwd = e_maxpool_fwd;
@@ -326,7 +368,7 @@ synco_status synco_backend_bf16_emul_create(synco_backend **out) {
   be->relu_fwd = e_relu_fwd;
   be->relu_bwd = e_relu_bwd;
   be->add = e_add;
-  be->add_relu_bwd = NULL;
+  be->add_relu_bwd = e_add_relu_bwd;
   be->avgpool_fwd = e_avgpool_fwd;
   be->avgpool_bwd = e_avgpool_bwd;
   be->linear_fwd = e_linear_fwd;

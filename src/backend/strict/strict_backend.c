@@ -173,6 +173,9 @@ static synco_status strict_sync(synco_backend *be) {
   return SYNCO_OK;
 }
 
+static synco_bn_fwd_train_add_relu_fn strict_bn_fwd_train_add_relu;
+static synco_add_relu_bwd_fn strict_add_relu_bwd;
+
 synco_status synco_backend_strict_bf16(synco_backend *be, int on) {
   strict_ctx *c = ctx(be);
   if (on == synco_backend_supports(c->ref, SYNCO_CAP_BF16)) return SYNCO_OK;
@@ -180,6 +183,8 @@ synco_status synco_backend_strict_bf16(synco_backend *be, int on) {
   SYNCO_TRY(on ? synco_backend_bf16_emul_create(&r) : synco_backend_ref_create(&r));
   synco_backend_destroy(c->ref);
   c->ref = r;
+  be->bn_fwd_train_add_relu = r->bn_fwd_train_add_relu ? strict_bn_fwd_train_add_relu : NULL;
+  be->add_relu_bwd = r->add_relu_bwd ? strict_add_relu_bwd : NULL;
   return SYNCO_OK;
 }
 
@@ -377,6 +382,24 @@ static synco_status strict_bn_fwd_train(synco_backend *be, synco_bn_op *o, synco
       NEED_T(x, "x"); NEED(save_mean, 0, "save_mean"); NEED(save_invstd, 0, "save_invstd");
       NEED(running_mean, 0, "running_mean"); NEED(running_var, 0, "running_var"); NEED(gamma, 0, "gamma");
       NEED(beta, 0, "beta"));
+}
+
+/* The fused ops exist where the arithmetic behind has them (the bf16 emulation; the reference has none). */
+static synco_status strict_bn_fwd_train_add_relu(synco_backend *be, synco_bn_op *o, synco_tensor *y, float *save_mean,
+                                                 float *save_invstd, float *running_mean, float *running_var,
+                                                 const synco_tensor *x, const float *gamma, const float *beta,
+                                                 const synco_tensor *res) {
+  const char *op = "bn_fwd_train_add_relu";
+  RUN((r->bn_fwd_train_add_relu(r, o, y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, res)),
+      NEED_T(y, "y"); NEED_T(x, "x"); NEED_T(res, "res"); NEED(save_mean, 0, "save_mean");
+      NEED(save_invstd, 0, "save_invstd"); NEED(running_mean, 0, "running_mean"); NEED(running_var, 0, "running_var");
+      NEED(gamma, 0, "gamma"); NEED(beta, 0, "beta"));
+}
+
+static synco_status strict_add_relu_bwd(synco_backend *be, synco_tensor *dx, const synco_tensor *a,
+                                        const synco_tensor *b, const synco_tensor *y) {
+  const char *op = "add_relu_bwd";
+  RUN((r->add_relu_bwd(r, dx, a, b, y)), NEED_T(dx, "dx"); NEED_T(a, "a"); NEED_T(b, "b"); NEED_T(y, "y"));
 }
 
 static synco_status strict_bn_fwd_eval(synco_backend *be, synco_bn_op *o, synco_tensor *y, const synco_tensor *x,
