@@ -13,6 +13,7 @@
 #include "synco.h"
 
 typedef struct synco_dist synco_dist;
+struct synco_backend;
 
 struct synco_dist {
   const char *name; /* "single", "mpi", "nccl" */
@@ -34,6 +35,10 @@ struct synco_dist {
   /* Ends every rank of the job now (after an error on this one); NULL where there is nobody else. */
   void (*abort)(synco_dist *d, int code);
   void (*destroy)(synco_dist *d);
+  /* synco_dist_stage_through: the backend whose memory the collectives reach through host buffers, and those */
+  struct synco_backend *stage_be;
+  float *stage;
+  size_t stage_n;
 };
 
 /* One process: rank 0 of 1. */
@@ -62,6 +67,11 @@ void synco_dist_abort(synco_dist *d, int code);
 
 static inline int synco_dist_rank(const synco_dist *d) { return d ? d->rank : 0; }
 static inline int synco_dist_world(const synco_dist *d) { return d ? d->world : 1; }
+/* Where a transport cannot touch the step's buffers (MPI's on a GPU's memory, or on the strict backend's), its
+ * all-reduces and all-gathers stage them through host memory: be's copy down, the collective on the host copy, be's
+ * copy back up (a wait for the backend at each). NCCL, which reads GPU memory itself, needs none. be = NULL: none. */
+void synco_dist_stage_through(synco_dist *d, struct synco_backend *be);
+
 /* The collectives through d; d = NULL is the single process. */
 synco_status synco_dist_allreduce_mean(synco_dist *d, float *buf, size_t n);
 synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *src, size_t n);

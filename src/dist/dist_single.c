@@ -7,6 +7,7 @@
 
 #include "base/progress.h"
 #include "base/status.h"
+#include "tensor/backend.h"
 
 static synco_status single_allreduce_mean(synco_dist *d, float *buf, size_t n) {
   (void)d, (void)buf, (void)n;
@@ -59,13 +60,52 @@ void synco_dist_abort(synco_dist *d, int code) {
 }
 
 void synco_dist_free(synco_dist *d) {
-  if (d && d->destroy) d->destroy(d);
+  if (!d) return;
+  float *stage = d->stage; /* the transports free their own struct */
+  d->stage = NULL;
+  if (d->destroy) d->destroy(d);
+  free(stage);
+}
+
+void synco_dist_stage_through(synco_dist *d, synco_backend *be) {
+  if (d) d->stage_be = be;
+}
+
+/* The host staging buffer, at least n floats. */
+static synco_status stage_of(synco_dist *d, size_t n, float **out) {
+  if (d->stage_n < n) {
+    float *p = realloc(d->stage, n * sizeof(float));
+    if (!p) return synco_fail(SYNCO_ERR_NOMEM, "dist: no host memory to stage %zu floats of a collective", n);
+    d->stage = p;
+    d->stage_n = n;
+  }
+  *out = d->stage;
+  return SYNCO_OK;
+}
+
+static synco_status staged_allreduce(synco_dist *d, float *buf, size_t n) {
+  synco_backend *be = d->stage_be;
+  float *h = NULL;
+  SYNCO_TRY(stage_of(d, n, &h));
+  SYNCO_TRY(be->copy(be, h, buf, n * sizeof(float), SYNCO_COPY_D2H));
+  SYNCO_TRY(d->allreduce_mean(d, h, n));
+  return be->copy(be, buf, h, n * sizeof(float), SYNCO_COPY_H2D);
+}
+
+static synco_status staged_allgather(synco_dist *d, float *dst, const float *src, size_t n) {
+  synco_backend *be = d->stage_be;
+  const size_t all = (size_t)d->world * n;
+  float *h = NULL;
+  SYNCO_TRY(stage_of(d, all + n, &h));
+  SYNCO_TRY(be->copy(be, h + all, src, n * sizeof(float), SYNCO_COPY_D2H));
+  SYNCO_TRY(d->allgather(d, h, h + all, n));
+  return be->copy(be, dst, h, all * sizeof(float), SYNCO_COPY_H2D);
 }
 
 synco_status synco_dist_allreduce_mean(synco_dist *d, float *buf, size_t n) {
   if (!d || d->world <= 1) return SYNCO_OK;
   const double t0 = synco_now();
-  const synco_status s = d->allreduce_mean(d, buf, n);
+  const synco_status s = d->stage_be ? staged_allreduce(d, buf, n) : d->allreduce_mean(d, buf, n);
   const double dt = synco_now() - t0;
   d->seconds += dt;
   d->allreduce_seconds += dt;
@@ -75,7 +115,7 @@ synco_status synco_dist_allreduce_mean(synco_dist *d, float *buf, size_t n) {
 synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *src, size_t n) {
   if (!d || d->world <= 1) return SYNCO_OK;
   const double t0 = synco_now();
-  const synco_status s = d->allgather(d, dst, src, n);
+  const synco_status s = d->stage_be ? staged_allgather(d, dst, src, n) : d->allgather(d, dst, src, n);
   d->seconds += synco_now() - t0;
   return s;
 }

@@ -197,6 +197,9 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   m->dist = cfg->dist;
   m->rank = synco_dist_rank(m->dist);
   m->world = world;
+  /* a transport that reads host memory reaches a GPU's buffers (or the strict backend's) through host copies */
+  if (world > 1 && synco_backend_supports(be, SYNCO_CAP_DEVICE_MEMORY) && strcmp(m->dist->name, "nccl"))
+    synco_dist_stage_through(m->dist, be);
   float *queue_host = malloc((size_t)cfg->K * m->dim * F);
   if (s || !queue_host) {
     free(queue_host);
@@ -254,8 +257,10 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint6
     synco_rng_shuffle(&r, m->perm_host, (uint32_t)G);
     SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)G * sizeof(uint32_t), 0));
     SYNCO_TRY(be->copy(be, m->perm, m->perm_host, (size_t)G * sizeof(uint32_t), SYNCO_COPY_H2D));
-    if (m->world > 1) { /* the global batch in backend memory, gathered there */
-      SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->x_all, x, (size_t)B * img));
+    if (m->world > 1) { /* the global batch in backend memory, gathered there (from this rank's, uploaded first:
+                           the collectives take backend memory) */
+      SYNCO_TRY(be->copy(be, m->x_shuf, x, (size_t)B * img * F, SYNCO_COPY_H2D));
+      SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->x_all, m->x_shuf, (size_t)B * img));
       SYNCO_TRY(be->permute_rows(be, m->x_shuf, m->x_all, m->perm + (size_t)m->rank * B, B, img, 0));
       x = m->x_shuf;
     } else { /* the loader's batch is host memory: shuffled there, then uploaded like any batch */

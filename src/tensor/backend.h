@@ -105,6 +105,8 @@ typedef enum {
                                 or not */
   SYNCO_CAP_WINOGRAD = 2,    /* synco's Winograd F(2x2, 3x3) is a candidate for the 3x3 stride-1 convolutions */
   SYNCO_CAP_ASYNC = 3,       /* ops return before their work is done (a GPU's stream): time with `sync` */
+  SYNCO_CAP_DEVICE_MEMORY = 4, /* backend memory the host cannot touch (a GPU's; the strict backend's by design): a
+                                  transport that reads host memory (MPI) stages it through copy */
 } synco_capability;
 
 /* ---- The ops' signatures and contracts ----------------------------------------------------------------------

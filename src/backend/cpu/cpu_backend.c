@@ -344,6 +344,7 @@ static int supports(synco_backend *be, synco_capability cap) {
     case SYNCO_CAP_BF16_NATIVE: return native;
     case SYNCO_CAP_WINOGRAD: return synco_dnnl_winograd_on(c);
     case SYNCO_CAP_ASYNC: return 0; /* every op has finished when it returns */
+    case SYNCO_CAP_DEVICE_MEMORY: return 0; /* host memory */
   }
   return 0;
 }

@@ -195,7 +195,7 @@ static int bf16_capable(const synco_cuda_ctx *c) { return c->cc_major >= 8; }
 
 static int cuda_supports(synco_backend *be, synco_capability cap) {
   if (cap == SYNCO_CAP_BF16 || cap == SYNCO_CAP_BF16_NATIVE) return bf16_capable(synco_cuda(be));
-  return cap == SYNCO_CAP_ASYNC;
+  return cap == SYNCO_CAP_ASYNC || cap == SYNCO_CAP_DEVICE_MEMORY;
 }
 
 static int cuda_threads(synco_backend *be) {

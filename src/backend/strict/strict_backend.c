@@ -195,6 +195,7 @@ void synco_backend_strict_counts(synco_backend *be, long *downloads, long *syncs
 }
 static int strict_threads(synco_backend *be) { return ctx(be)->ref->threads(ctx(be)->ref); }
 static int strict_supports(synco_backend *be, synco_capability cap) {
+  if (cap == SYNCO_CAP_DEVICE_MEMORY) return 1; /* PROT_NONE to the host: what a GPU's memory is */
   return cap == SYNCO_CAP_BF16 || cap == SYNCO_CAP_ASYNC ? synco_backend_supports(ctx(be)->ref, cap) : 0;
 }
 static synco_layout strict_act_layout(synco_backend *be, int c, int h, int w, synco_dtype dt) {
