@@ -52,6 +52,20 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
   return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected cpu, ref, strict, cuda or auto)", name);
 }
 
+const char *synco_backend_rank_name(const char *name, int local_rank, int gpus, char *buf, size_t n) {
+  if (!name || strcmp(name, "cuda") || local_rank < 0 || gpus <= 0) return name;
+  snprintf(buf, n, "cuda:%d", local_rank % gpus);
+  return buf;
+}
+
+int synco_backend_gpu_count(void) {
+#ifdef SYNCO_HAVE_CUDA
+  return synco_cuda_device_count();
+#else
+  return 0;
+#endif
+}
+
 void synco_backend_destroy(synco_backend *be) {
   if (be && be->destroy) be->destroy(be);
 }

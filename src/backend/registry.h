@@ -13,6 +13,12 @@
  * (cpu when built with oneDNN, else ref). */
 synco_status synco_backend_create(const char *name, synco_backend **out);
 void synco_backend_destroy(synco_backend *be);
+/* The backend name a rank uses: "cuda" (no index) on a rank whose launcher gives it local rank r (r >= 0) on a node
+ * with `gpus` GPUs becomes "cuda:<r mod gpus>" in buf, so that the ranks of a node spread over its GPUs; every other
+ * name, or no local rank or no GPU, stays as it is. */
+const char *synco_backend_rank_name(const char *name, int local_rank, int gpus, char *buf, size_t n);
+/* GPUs this build can use on this machine (0 without CUDA). */
+int synco_backend_gpu_count(void);
 
 /* --precision of the commands: "fp32" (the default everywhere), "tf32" (a GPU's tensor cores for fp32) or "bf16"
  * (NULL = fp32), for the backend named `backend` (--backend; NULL: the default). bf16 is refused, with the reason and

@@ -18,6 +18,7 @@
 #include "backend/registry.h"
 #include "base/files.h"
 #include "base/status.h"
+#include "dist/dist.h"
 
 const char *synco_cli_s(long n) { return n == 1 ? "" : "s"; }
 
@@ -76,6 +77,10 @@ int synco_cli_precision(const char *cmd, const char *backend, const char *precis
 }
 
 synco_status synco_cli_backend(const char *name, const char *precision, synco_backend **out) {
+  char rank_name[32]; /* under an MPI launcher, --device cuda is this rank's GPU of its node */
+  if (name && !strcmp(name, "cuda"))
+    name = synco_backend_rank_name(name, synco_dist_local_rank(), synco_backend_gpu_count(), rank_name,
+                                   sizeof rank_name);
   SYNCO_TRY(synco_backend_create(name, out));
   const synco_status s = synco_backend_set_precision(*out, precision);
   if (s) {

@@ -28,7 +28,7 @@ synco_status synco_cli_write_file_atomic(const char *path, const char *text);
  * "synco CMD: reason" and returns 2. */
 int synco_cli_precision(const char *cmd, const char *backend, const char *precision);
 /* The backend a command runs on: created by name, --precision applied (synco_backend_set_precision), before anything
- * is planned on it. */
+ * is planned on it. Under an MPI launcher "cuda" is the rank's GPU of its node (synco_backend_rank_name). */
 synco_status synco_cli_backend(const char *name, const char *precision, synco_backend **out);
 
 /* "synco.preprocess" metadata of exported models (JSON, at most n bytes): what an image needs before the encoder

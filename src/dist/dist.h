@@ -59,6 +59,10 @@ const char *synco_dist_mpi_version(void);
 synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int device, void *cuda_stream);
 int synco_dist_nccl_version(void); /* e.g. 22803 for 2.28.3 */
 #endif
+/* This process's rank among the ranks of its node, as the launcher says (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK,
+ * Slurm's SLURM_LOCALID, MPICH's MPI_LOCALRANKID), or -1 when no launcher says. */
+int synco_dist_local_rank(void);
+
 /* The processes this one belongs to: MPI when built with it and started by an MPI launcher, else the single
  * process. Never NULL on success. */
 synco_status synco_dist_create(synco_dist **out);

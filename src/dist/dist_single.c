@@ -55,6 +55,17 @@ synco_status synco_dist_create(synco_dist **out) {
   return synco_dist_single_create(out);
 }
 
+int synco_dist_local_rank(void) {
+  static const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    char *end = NULL;
+    const long r = v ? strtol(v, &end, 10) : -1;
+    if (v && *v && !*end && r >= 0 && r < 1000000) return (int)r;
+  }
+  return -1;
+}
+
 void synco_dist_abort(synco_dist *d, int code) {
   if (d && d->world > 1 && d->abort) d->abort(d, code);
 }

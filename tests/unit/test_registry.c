@@ -7,6 +7,7 @@
 
 #include "backend/registry.h"
 #include "base/status.h"
+#include "dist/dist.h"
 #include "tensor/backend.h"
 #include "test_util.h"
 
@@ -114,6 +115,38 @@ static void test_precision(void) {
 #endif
 }
 
+/* Under an MPI launcher, --device cuda spreads the ranks of a node over its GPUs. */
+static void test_rank_name(void) {
+  char buf[32];
+  CHECK(!strcmp(synco_backend_rank_name("cuda", 3, 2, buf, sizeof buf), "cuda:1"));
+  CHECK(!strcmp(synco_backend_rank_name("cuda", 0, 8, buf, sizeof buf), "cuda:0"));
+  CHECK(!strcmp(synco_backend_rank_name("cuda:5", 3, 8, buf, sizeof buf), "cuda:5")); /* an explicit GPU stays */
+  CHECK(!strcmp(synco_backend_rank_name("cuda", -1, 8, buf, sizeof buf), "cuda"));   /* no launcher */
+  CHECK(!strcmp(synco_backend_rank_name("cuda", 2, 0, buf, sizeof buf), "cuda"));    /* no GPU: its own error */
+  CHECK(!strcmp(synco_backend_rank_name("cpu", 2, 8, buf, sizeof buf), "cpu"));
+  CHECK(synco_backend_rank_name(NULL, 2, 8, buf, sizeof buf) == NULL);
+  /* the local rank, as the launchers say it */
+  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+  char *saved[3];
+  for (int i = 0; i < 3; i++) {
+    const char *v = getenv(vars[i]);
+    saved[i] = v ? strdup(v) : NULL;
+    unsetenv(vars[i]);
+  }
+  CHECK(synco_dist_local_rank() == -1);
+  setenv("SLURM_LOCALID", "2", 1);
+  CHECK(synco_dist_local_rank() == 2);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "5", 1); /* Open MPI's first */
+  CHECK(synco_dist_local_rank() == 5);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "x1", 1); /* not a number: the next launcher's */
+  CHECK(synco_dist_local_rank() == 2);
+  for (int i = 0; i < 3; i++) {
+    if (saved[i]) setenv(vars[i], saved[i], 1);
+    else unsetenv(vars[i]);
+    free(saved[i]);
+  }
+}
+
 static void test_describe(void) {
   char buf[4096]; /* as synco info's buffer: the whole description fits, ending in a newline */
   synco_backend_describe(buf, sizeof buf);
@@ -132,6 +165,7 @@ int main(void) {
   test_names();
   test_capabilities();
   test_precision();
+  test_rank_name();
   test_describe();
   return synco_test_finish("test_registry");
 }
