@@ -11,11 +11,7 @@
 # Skipped when the build has no MPI or mpirun is missing.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
-command -v mpirun > /dev/null || skip "no mpirun (apt-get install openmpi-bin libopenmpi-dev)"
-info=$("$SYNCO" info)
-case "$info" in *"transports: single process, MPI"*) ;; *) skip "this build has no MPI" ;; esac
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 # Open MPI's plugins (see mpi_pretrain.sh)
+require_mpi
 MPIRUN=(mpirun -np 2 --oversubscribe)
 train=$(small_cifar '000[0-2].jpg' "$tmp/train" 3) # 3 per class: 30 images
 common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --moco-k 64 -b 16 --n-hard 16

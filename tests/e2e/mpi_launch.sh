@@ -11,12 +11,7 @@
 # Skipped when the build has no MPI or mpirun is missing.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
-command -v mpirun > /dev/null || skip "no mpirun (apt-get install openmpi-bin libopenmpi-dev)"
-info=$("$SYNCO" info)
-case "$info" in *"transports: single process, MPI"*) ;; *) skip "this build has no MPI" ;; esac
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-# Open MPI keeps allocations to exit (see mpi_pretrain.sh)
-export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+require_mpi
 train=$(small_cifar '000[01].jpg' "$tmp/train" 2) # 2 per class: 20 images
 more=$(small_cifar '000[0-2].jpg' "$tmp/more" 3)  # 3 per class: 30 images
 F8=(--arch resnet18 --cifar-stem --width 8 -b 8 --moco-k 64 --n-hard 32 --n1 8 --n2 8 --n3 8 --n4 4 --n5 4 --n6 4

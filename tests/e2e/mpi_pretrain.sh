@@ -12,13 +12,7 @@
 # Skipped when the build has no MPI or mpirun is missing.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
-command -v mpirun > /dev/null || skip "no mpirun (apt-get install openmpi-bin libopenmpi-dev)"
-info=$("$SYNCO" info)
-case "$info" in *"transports: single process, MPI"*) ;; *) skip "this build has no MPI" ;; esac
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-# In a sanitizer build: Open MPI keeps allocations to exit and unloads its plugins first, which LeakSanitizer
-# reports as leaks in "<unknown module>" (the single-process runs are leak-checked by the other tests).
-export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+require_mpi
 MPIRUN=(mpirun -np 2 --oversubscribe)
 train=$(small_cifar '000[01].jpg' "$tmp/train" 2) # 2 per class: 20 images, one step of 16 per epoch
 common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --method moco --moco-k 64 -b 16
