@@ -191,7 +191,8 @@ synco_status synco_cuda_reserve_conv_ws(synco_backend *be, size_t bytes) {
 }
 
 /* bf16 tensor-core convolutions from compute capability 8.0 (Ampere). */
-static int bf16_capable(const synco_cuda_ctx *c) { return c->cc_major >= 8; }
+static int bf16_capable_cc(int major) { return major >= 8; }
+static int bf16_capable(const synco_cuda_ctx *c) { return bf16_capable_cc(c->cc_major); }
 
 static int cuda_supports(synco_backend *be, synco_capability cap) {
   if (cap == SYNCO_CAP_BF16 || cap == SYNCO_CAP_BF16_NATIVE) return bf16_capable(synco_cuda(be));
@@ -476,8 +477,9 @@ extern "C" void synco_cuda_describe(char *buf, size_t n) {
       appendf(buf, n, "cuda:%d: properties unavailable\n", d);
       continue;
     }
-    appendf(buf, n, "cuda:%d: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", d, p.name, p.major, p.minor,
-            p.totalGlobalMem / 1073741824.0, p.multiProcessorCount);
+    appendf(buf, n, "cuda:%d: %s, compute capability %d.%d, %.1f GiB, %d SMs, --precision bf16 %s\n", d, p.name,
+            p.major, p.minor, p.totalGlobalMem / 1073741824.0, p.multiProcessorCount,
+            bf16_capable_cc(p.major) ? "yes (NHWC bf16 activations)" : "no (before compute capability 8.0)");
   }
 }
 
