@@ -157,24 +157,26 @@ static synco_status e_to_plain(synco_backend *be, float *dst_plain, const synco_
 
 /* ---- convolutions and linear layers: bf16 products ---- */
 
-static synco_status e_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
-                               const float *w) {
+/* A pass from one activation to another through the weights (forward: y from x; backward data: dx from dy, the two
+ * signatures alike): its input and the weights rounded to bf16, its result rounded as cuDNN writes it. */
+static synco_status e_conv_pass(synco_backend *be, synco_conv_op *op, synco_tensor *out, const synco_tensor *in,
+                                const float *w, synco_conv_fwd_fn *pass) {
   BEGIN;
-  synco_tensor *py = IN(y), *px = IN_ROUNDED(x);
+  synco_tensor *po = IN(out), *pi = IN_ROUNDED(in);
   float *wr = rounded(w, (size_t)op->cout * op->cin * op->kh * op->kw);
-  const synco_status s = w && !wr ? SYNCO_ERR_NOMEM : RUN_OP(R(be)->conv_fwd(R(be), op, py, px, wr));
+  const synco_status s = w && !wr ? SYNCO_ERR_NOMEM : RUN_OP(pass(R(be), op, po, pi, wr));
   free(wr);
   END(s, 1u, 1);
 }
 
+static synco_status e_conv_fwd(synco_backend *be, synco_conv_op *op, synco_tensor *y, const synco_tensor *x,
+                               const float *w) {
+  return e_conv_pass(be, op, y, x, w, R(be)->conv_fwd);
+}
+
 static synco_status e_conv_bwd_data(synco_backend *be, synco_conv_op *op, synco_tensor *dx, const synco_tensor *dy,
                                     const float *w) {
-  BEGIN;
-  synco_tensor *pdx = IN(dx), *pdy = IN_ROUNDED(dy);
-  float *wr = rounded(w, (size_t)op->cout * op->cin * op->kh * op->kw);
-  const synco_status s = w && !wr ? SYNCO_ERR_NOMEM : RUN_OP(R(be)->conv_bwd_data(R(be), op, pdx, pdy, wr));
-  free(wr);
-  END(s, 1u, 1);
+  return e_conv_pass(be, op, dx, dy, w, R(be)->conv_bwd_data);
 }
 
 /* The sum from zero, rounded to bf16, then added (the GPU's: cuDNN writes a bf16 dw, converted and added). */
