@@ -34,4 +34,23 @@ SYNCO_HD static inline size_t synco_k_nhwc_at(size_t n, size_t c, size_t p, size
   return (n * HW + p) * C + c;
 }
 
+/* A whole tensor of N images, element by element through those maps, as the GPU's tiled conversions move it (they
+ * only order the moves for coalescing): plain fp32 -> NHWC bf16 rounded, and back (exact; added with accumulate). The
+ * host's form, for the strict backend's emulation of the GPU's bf16 and for the tests. */
+static inline void synco_k_to_nhwc16(uint16_t *dst, const float *src, size_t N, size_t C, size_t HW) {
+  for (size_t n = 0; n < N; n++)
+    for (size_t c = 0; c < C; c++)
+      for (size_t p = 0; p < HW; p++) dst[synco_k_nhwc_at(n, c, p, C, HW)] = synco_k_bf16_of(src[synco_k_nchw_at(n, c, p, C, HW)]);
+}
+
+static inline void synco_k_from_nhwc16(float *dst, const uint16_t *src, size_t N, size_t C, size_t HW, int accumulate) {
+  for (size_t n = 0; n < N; n++)
+    for (size_t c = 0; c < C; c++)
+      for (size_t p = 0; p < HW; p++) {
+        float *d = &dst[synco_k_nchw_at(n, c, p, C, HW)];
+        const float v = synco_k_f32_of_bf16(src[synco_k_nhwc_at(n, c, p, C, HW)]);
+        *d = accumulate ? *d + v : v;
+      }
+}
+
 #endif

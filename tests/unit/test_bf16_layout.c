@@ -59,23 +59,6 @@ static void test_rounding(void) {
   }
 }
 
-/* x [n][c][hw] fp32 -> dst [n][hw][c] bf16 and back, through the maps, as cuda_conv.cu's kernels move each element. */
-static void to_nhwc16(uint16_t *dst, const float *x, int n, int c, int hw) {
-  for (int i = 0; i < n; i++)
-    for (int ch = 0; ch < c; ch++)
-      for (int p = 0; p < hw; p++) dst[synco_k_nhwc_at(i, ch, p, c, hw)] = synco_k_bf16_of(x[synco_k_nchw_at(i, ch, p, c, hw)]);
-}
-
-static void from_nhwc16(float *dst, const uint16_t *src, int n, int c, int hw, int accumulate) {
-  for (int i = 0; i < n; i++)
-    for (int ch = 0; ch < c; ch++)
-      for (int p = 0; p < hw; p++) {
-        float *d = &dst[synco_k_nchw_at(i, ch, p, c, hw)];
-        const float v = synco_k_f32_of_bf16(src[synco_k_nhwc_at(i, ch, p, c, hw)]);
-        *d = accumulate ? *d + v : v;
-      }
-}
-
 static void test_maps(void) {
   const int n = 3, c = 37, hw = 5 * 7;
   const size_t total = (size_t)n * c * hw;
@@ -94,13 +77,13 @@ static void test_maps(void) {
   float *x = malloc(total * 4), *back = malloc(total * 4), *acc = malloc(total * 4);
   uint16_t *h = malloc(total * 2);
   synco_test_fill(x, total, 3, -100, 100);
-  to_nhwc16(h, x, n, c, hw);
-  from_nhwc16(back, h, n, c, hw, 0);
+  synco_k_to_nhwc16(h, x, n, c, hw);
+  synco_k_from_nhwc16(back, h, n, c, hw, 0);
   int rounded = 1;
   for (size_t i = 0; i < total; i++) rounded &= bits(back[i]) == (uint32_t)synco_k_bf16_of(x[i]) << 16;
   CHECK(rounded);
   for (size_t i = 0; i < total; i++) acc[i] = 1.f;
-  from_nhwc16(acc, h, n, c, hw, 1);
+  synco_k_from_nhwc16(acc, h, n, c, hw, 1);
   int added = 1;
   for (size_t i = 0; i < total; i++) added &= acc[i] == 1.f + back[i];
   CHECK(added);
@@ -146,13 +129,13 @@ static void test_conv(void) {
     for (size_t i = 0; i < nx; i++) xr[i] = synco_k_f32_of_bf16(synco_k_bf16_of(x[i]));
     for (size_t i = 0; i < nw; i++) wr[i] = synco_k_f32_of_bf16(synco_k_bf16_of(w[i]));
     /* the GPU's way: convert, convolve in NHWC, convert back (cuDNN writes bf16: round the output too) */
-    to_nhwc16(x16, x, op.n, op.cin, hw);
-    to_nhwc16(w16, w, op.cout, op.cin, rs);
+    synco_k_to_nhwc16(x16, x, op.n, op.cin, hw);
+    synco_k_to_nhwc16(w16, w, op.cout, op.cin, rs);
     for (size_t i = 0; i < nx; i++) x16f[i] = synco_k_f32_of_bf16(x16[i]);
     for (size_t i = 0; i < nw; i++) w16f[i] = synco_k_f32_of_bf16(w16[i]);
     conv_nhwc(ynhwc, x16f, w16f, &op);
     for (size_t i = 0; i < ny; i++) y16[i] = synco_k_bf16_of(ynhwc[i]);
-    from_nhwc16(y, y16, op.n, op.cout, ohw, 0);
+    synco_k_from_nhwc16(y, y16, op.n, op.cout, ohw, 0);
     /* the reference of the rounded inputs, its output rounded as cuDNN's bf16 output is */
     synco_tensor tx = {op.n, op.cin, op.h, op.w, SYNCO_F32, SYNCO_LAYOUT_PLAIN, xr};
     synco_tensor ty = {op.n, op.cout, op.oh, op.ow, SYNCO_F32, SYNCO_LAYOUT_PLAIN, yref};

@@ -58,17 +58,13 @@ static void run_sums(double *runs, const shape *s, int S, int bwd, const uint16_
 
 static uint16_t *to_nhwc16(const float *x, int n, int c, int hw) {
   uint16_t *d = malloc((size_t)n * c * hw * 2);
-  for (int i = 0; i < n; i++)
-    for (int ch = 0; ch < c; ch++)
-      for (int p = 0; p < hw; p++) d[synco_k_nhwc_at(i, ch, p, c, hw)] = synco_k_bf16_of(x[synco_k_nchw_at(i, ch, p, c, hw)]);
+  synco_k_to_nhwc16(d, x, n, c, hw);
   return d;
 }
 
 static float *from_nhwc16(const uint16_t *x, int n, int c, int hw) {
   float *d = malloc((size_t)n * c * hw * 4);
-  for (int i = 0; i < n; i++)
-    for (int ch = 0; ch < c; ch++)
-      for (int p = 0; p < hw; p++) d[synco_k_nchw_at(i, ch, p, c, hw)] = synco_k_f32_of_bf16(x[synco_k_nhwc_at(i, ch, p, c, hw)]);
+  synco_k_from_nhwc16(d, x, n, c, hw, 0);
   return d;
 }
 

@@ -43,21 +43,11 @@ static float bf16_round(float x) { return synco_k_f32_of_bf16(synco_k_bf16_of(x)
 
 /* NHWC bf16 t <-> plain fp32 (its values exactly, and rounded to nearest even back). */
 static void nhwc_to_plain(float *d, const synco_tensor *t) {
-  const size_t hw = (size_t)t->h * t->w;
-  const uint16_t *s = t->data;
-  for (size_t i = 0; i < (size_t)t->n; i++)
-    for (size_t c = 0; c < (size_t)t->c; c++)
-      for (size_t q = 0; q < hw; q++)
-        d[synco_k_nchw_at(i, c, q, t->c, hw)] = synco_k_f32_of_bf16(s[synco_k_nhwc_at(i, c, q, t->c, hw)]);
+  synco_k_from_nhwc16(d, t->data, t->n, t->c, (size_t)t->h * t->w, 0);
 }
 
 static void plain_to_nhwc(const synco_tensor *t, const float *s) {
-  const size_t hw = (size_t)t->h * t->w;
-  uint16_t *d = t->data;
-  for (size_t i = 0; i < (size_t)t->n; i++)
-    for (size_t c = 0; c < (size_t)t->c; c++)
-      for (size_t q = 0; q < hw; q++)
-        d[synco_k_nhwc_at(i, c, q, t->c, hw)] = synco_k_bf16_of(s[synco_k_nchw_at(i, c, q, t->c, hw)]);
+  synco_k_to_nhwc16(t->data, s, t->n, t->c, (size_t)t->h * t->w);
 }
 
 /* The plain fp32 form an op of the reference runs on: the tensor itself where it is plain and needs no rounding, else
