@@ -10,12 +10,15 @@
  * no cancellation). The backward masks dy by y > 0 on the fly when the ReLU is fused, and is safe in place
  * (dx == dy) because every element is read before it is written. dgamma / dbeta are summed per group and
  * added to the caller's arrays in group order after the parallel loop, so results do not depend on threads. The
- * tasks go to the threads one at a time as each finishes (dynamic scheduling), so a thread slowed by another
- * process takes fewer instead of the others waiting for it; which thread runs a task changes no result. */
+ * tasks go to the threads by affinity scheduling (cpu_affinity.h): each thread first takes the groups of its own
+ * share of the batch, whose images it wrote in the layer before, then any a slower thread has not reached, so a
+ * thread slowed by another process takes fewer instead of the others waiting for it; which thread runs a task
+ * changes no result. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_affinity.h"
 #include "backend/cpu/cpu_onednn_util.h"
 
 /* Pointer to the first element of (image n, channel block cb) and the distance between images. */
@@ -326,9 +329,13 @@ synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, sync
   const int G = op->groups, C = op->c, B = k->B, per = k->per, CB = C / B;
   const float *px = x->data, *pr = res ? res->data : NULL;
   float *py = y->data;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int t = 0; t < G * CB; t++)
-    fwd_train_task(op, B, per, t / CB, t % CB, k->acc, py, px, pr, save_mean, save_invstd, gamma, beta);
+  synco_affinity a;
+  synco_affinity_init(&a, (long)G * CB, 1);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+    for (long t = c.i0; t < c.i1; t++)
+      fwd_train_task(op, B, per, (int)(t / CB), (int)(t % CB), k->acc, py, px, pr, save_mean, save_invstd, gamma,
+                     beta);
   const double m = (double)per * op->h * op->w;
   const double unbias = m > 1 ? m / (m - 1) : 1.0;
   const float mom = op->momentum;
@@ -352,8 +359,11 @@ synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco
   const long HW = (long)op->h * op->w, N = op->n;
   const float *px = x->data;
   float *py = y->data;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (long t = 0; t < N * CB; t++) {
+  synco_affinity a;
+  synco_affinity_init(&a, N * CB, 1);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+  for (long t = c.i0; t < c.i1; t++) {
     const long n = t / CB, cb = t % CB;
     float scale[16], shift[16];
     for (int b = 0; b < B; b++) {
@@ -509,9 +519,12 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
   const float *pdy = dy->data, *px = x->data, *py = op->relu ? y->data : NULL;
   float *pdx = dx->data;
   double *acc = k->acc;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int t = 0; t < G * CB; t++)
-    bwd_task(op, B, per, t / CB, t % CB, acc, pdx, pdy, py, px, gamma, save_mean, save_invstd);
+  synco_affinity a;
+  synco_affinity_init(&a, (long)G * CB, 1);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+    for (long t = c.i0; t < c.i1; t++)
+      bwd_task(op, B, per, (int)(t / CB), (int)(t % CB), acc, pdx, pdy, py, px, gamma, save_mean, save_invstd);
   for (int g = 0; g < G; g++)
     for (int c = 0; c < C; c++) {
       dgamma[c] += (float)acc[((size_t)g * C + c) * 2];

@@ -66,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_affinity.h"
 #include "backend/cpu/cpu_conv_gemm.h"
 #include "backend/cpu/cpu_direct8_conv.h"
 #include "backend/cpu/cpu_onednn_util.h"
@@ -613,10 +614,12 @@ static synco_status split_run(synco_dnnl_ctx *c, split_pass *s, int n, const cha
                               dnnl_memory_t m_w) {
   char *buf = c->split_buf;
   const size_t slot = s->dw_bytes + s->sp_bytes;
-  int threads = omp_get_max_threads(), bad = 0;
-  if (threads > s->n) threads = s->n;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(| : bad)
-  for (int g = 0; g < s->n; g++) {
+  int bad = 0;
+  synco_affinity a; /* chunk g in part g: its images are those the thread of part g took in the layer before */
+  synco_affinity_init(&a, s->n, 1);
+#pragma omp parallel num_threads(a.parts) reduction(| : bad)
+  for (synco_affinity_cursor cur = synco_affinity_start(&a); synco_affinity_next(&a, &cur);) {
+    const int g = (int)cur.i0;
     const size_t i0 = (size_t)chunk_first(g, n, s->n);
     char *part = buf + (size_t)g * slot;
     bad |= dnnl_memory_set_data_handle(s->x[g], (void *)(uintptr_t)(x + i0 * s->x_img)) != dnnl_success;

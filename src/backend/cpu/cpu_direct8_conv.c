@@ -12,6 +12,8 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "backend/cpu/cpu_affinity.h"
+
 #define AVX512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline))
 #define NW (9 * 4 * 16) /* one block pair's packed weights or partial sums of dw: 9 taps x [h][b] x 16 lanes */
@@ -199,16 +201,20 @@ BF16 static void fwd_row_bf16(float *yr, const float *x, int bi, int row, int H,
 }
 
 /* y [n, bo, h, w, 8] = conv(x [n, bi, h, w, 8]) with packed weights (wp fp32, or wb bf16 where not NULL): the rows of
- * every image and output block go to threads in chunks, each output written by one. */
+ * every image and output block go to threads in chunks (affinity scheduling: a thread's own images first), each
+ * output written by one. */
 static void conv_rows(int n, int bi, int bo, int h, int w, float *y, const float *x, const float *wp,
                       const uint16_t *wb) {
   const long rows = (long)n * bo * h, plane = (long)h * w * 8;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (long r = 0; r < rows; r++) {
-    const long img = r / ((long)bo * h), ob = r / h % bo;
-    if (wb) fwd_row_bf16(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wb + ob * bi * NW);
-    else fwd_row(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wp + ob * bi * NW);
-  }
+  synco_affinity a;
+  synco_affinity_init(&a, rows, 4);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+    for (long r = c.i0; r < c.i1; r++) {
+      const long img = r / ((long)bo * h), ob = r / h % bo;
+      if (wb) fwd_row_bf16(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wb + ob * bi * NW);
+      else fwd_row(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wp + ob * bi * NW);
+    }
 }
 
 static synco_status check(const synco_direct8_shape *s, const float *ws) {
@@ -372,16 +378,19 @@ synco_status synco_direct8_bwd_weights(const synco_direct8_shape *s, float *dw, 
   const int bi = s->cin / 8, bo = s->cout / 8, pairs = bi * bo, n = s->n;
   const long plane = (long)s->h * s->w * 8, per_image = (long)pairs * NW;
   float *part = workspace + per_image; /* after the packed weights' place, unused here */
-#pragma omp parallel
+  synco_affinity a;
+  synco_affinity_init(&a, (long)n * pairs, 1);
+#pragma omp parallel num_threads(a.parts)
   {
-#pragma omp for schedule(dynamic, 1)
-    for (long t = 0; t < (long)n * pairs; t++) {
-      const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
-      float *pi = part + i * per_image + (t % pairs) * NW;
-      const float *di = dy + (i * bo + ob) * plane, *xi = x + (i * bi + ib) * plane;
-      if (s->bf16) bwdw_image_bf16(pi, di, xi, s->h, s->w);
-      else bwdw_image(pi, di, xi, s->h, s->w);
-    }
+    for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+      for (long t = c.i0; t < c.i1; t++) {
+        const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
+        float *pi = part + i * per_image + (t % pairs) * NW;
+        const float *di = dy + (i * bo + ob) * plane, *xi = x + (i * bi + ib) * plane;
+        if (s->bf16) bwdw_image_bf16(pi, di, xi, s->h, s->w);
+        else bwdw_image(pi, di, xi, s->h, s->w);
+      }
+#pragma omp barrier
     /* each packed sum over the images in image order, into its OIHW place */
 #pragma omp for schedule(static)
     for (long e = 0; e < per_image; e++) {

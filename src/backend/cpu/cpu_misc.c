@@ -9,7 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_affinity.h"
 #include "backend/cpu/cpu_onednn_util.h"
+
+/* The statements given last for each element i of 0 .. n-1, in chunks of 16384 under affinity scheduling
+ * (cpu_affinity.h: a thread takes the images it took in the layers before), each chunk a simd loop. */
+#define ELEMENTWISE(n, ...)                                                                          \
+  do {                                                                                               \
+    synco_affinity a_;                                                                               \
+    synco_affinity_init(&a_, (n), 16384);                                                            \
+    _Pragma("omp parallel num_threads(a_.parts)")                                                    \
+    for (synco_affinity_cursor c_ = synco_affinity_start(&a_); synco_affinity_next(&a_, &c_);)        \
+      _Pragma("omp simd") for (long i = c_.i0; i < c_.i1; i++) __VA_ARGS__                          \
+  } while (0)
 
 /* ---- max pooling ------------------------------------------------------------------------------- */
 
@@ -178,8 +190,7 @@ synco_status synco_dnnl_relu_fwd(synco_backend *be, synco_tensor *y, const synco
   const float *px = x->data;
   float *py = y->data;
   const long n = (long)synco_tensor_numel(x);
-#pragma omp parallel for simd schedule(dynamic, 16384)
-  for (long i = 0; i < n; i++) py[i] = px[i] < 0.f ? 0.f : px[i]; /* NaN stays NaN, as torch's ReLU */
+  ELEMENTWISE(n, { py[i] = px[i] < 0.f ? 0.f : px[i]; }); /* NaN stays NaN, as torch's ReLU */
   return SYNCO_OK;
 }
 
@@ -190,8 +201,7 @@ synco_status synco_dnnl_relu_bwd(synco_backend *be, synco_tensor *dx, const sync
   const float *pdy = dy->data, *py = y->data;
   float *pdx = dx->data;
   const long n = (long)synco_tensor_numel(dx);
-#pragma omp parallel for simd schedule(dynamic, 16384)
-  for (long i = 0; i < n; i++) pdx[i] = synco_relu_mask(py[i], pdy[i]);
+  ELEMENTWISE(n, { pdx[i] = synco_relu_mask(py[i], pdy[i]); });
   return SYNCO_OK;
 }
 
@@ -204,8 +214,7 @@ synco_status synco_dnnl_add_relu_bwd(synco_backend *be, synco_tensor *dx, const 
   const float *pa = a->data, *pb = b->data, *py = y->data;
   float *pdx = dx->data;
   const long n = (long)synco_tensor_numel(dx);
-#pragma omp parallel for simd schedule(dynamic, 16384)
-  for (long i = 0; i < n; i++) {
+  ELEMENTWISE(n, {
     /* add's sum, then relu_bwd's mask (sum where y > 0, else +0), as bits: written as synco_relu_mask, the compiler
      * moved the add into the taken branch and left scalar code with an unpredictable branch (0.6 ms a call at width
      * 8, 6x the two passes it replaces) */
@@ -214,7 +223,7 @@ synco_status synco_dnnl_add_relu_bwd(synco_backend *be, synco_tensor *dx, const 
     memcpy(&bits, &sum, sizeof bits);
     bits &= py[i] > 0.f ? 0xFFFFFFFFu : 0u;
     memcpy(&pdx[i], &bits, sizeof bits);
-  }
+  });
   return SYNCO_OK;
 }
 
@@ -226,14 +235,12 @@ synco_status synco_dnnl_add(synco_backend *be, synco_tensor *y, const synco_tens
   float *py = y->data;
   const long n = (long)synco_tensor_numel(y);
   if (accumulate) {
-#pragma omp parallel for simd schedule(dynamic, 16384)
-    for (long i = 0; i < n; i++) py[i] += pa[i];
+    ELEMENTWISE(n, { py[i] += pa[i]; });
     return SYNCO_OK;
   }
   SYNCO_TRY(same("add", y, b));
   const float *pb = b->data;
-#pragma omp parallel for simd schedule(dynamic, 16384)
-  for (long i = 0; i < n; i++) py[i] = pa[i] + pb[i];
+  ELEMENTWISE(n, { py[i] = pa[i] + pb[i]; });
   return SYNCO_OK;
 }
 
@@ -260,8 +267,11 @@ synco_status synco_dnnl_avgpool_fwd(synco_backend *be, synco_tensor *y, const sy
   const float inv = 1.f / (float)HW;
   const float *px = x->data;
   float *py = y->data;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (long ncb = 0; ncb < N * CB; ncb++) {
+  synco_affinity a;
+  synco_affinity_init(&a, N * CB, 4);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+  for (long ncb = c.i0; ncb < c.i1; ncb++) {
     const float *s = px + ncb * HW * B;
     float *o = py + ncb * B; /* [n][cb*B + b] is ncb*B + b */
     float acc[16] = {0};
@@ -286,8 +296,11 @@ synco_status synco_dnnl_avgpool_bwd(synco_backend *be, synco_tensor *dx, const s
   const float inv = 1.f / (float)HW;
   const float *pdy = dy->data;
   float *pdx = dx->data;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (long ncb = 0; ncb < N * CB; ncb++) {
+  synco_affinity a;
+  synco_affinity_init(&a, N * CB, 4);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+  for (long ncb = c.i0; ncb < c.i1; ncb++) {
     const float *g = pdy + ncb * B;
     float *o = pdx + ncb * HW * B;
     for (long p = 0; p < HW; p++)

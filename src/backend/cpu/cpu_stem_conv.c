@@ -8,6 +8,8 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "backend/cpu/cpu_affinity.h"
+
 #define AVX512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -144,10 +146,13 @@ synco_status synco_stem_fwd(const synco_stem_shape *s, float *y, const float *x,
   const int B = s->block, nb = s->cout / B;
   pack_weights(workspace, wt, s->cin, s->cout, B);
   const long plane = (long)s->h * s->w;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (long t = 0; t < (long)s->n * nb; t++) {
-    const long i = t / nb, ob = t % nb;
-    stem_plane(y + t * plane * B, x + i * s->cin * plane, workspace + ob * s->cin * 9 * B, s->cin, s->h, s->w, B);
-  }
+  synco_affinity a;
+  synco_affinity_init(&a, (long)s->n * nb, 1);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+    for (long t = c.i0; t < c.i1; t++) {
+      const long i = t / nb, ob = t % nb;
+      stem_plane(y + t * plane * B, x + i * s->cin * plane, workspace + ob * s->cin * 9 * B, s->cin, s->h, s->w, B);
+    }
   return SYNCO_OK;
 }

@@ -13,6 +13,8 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "backend/cpu/cpu_affinity.h"
+
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define INLINE static inline __attribute__((always_inline))
 #define S 8 /* pixels per strip: output pixels (forward), input pixels of one column parity (backward data) */
@@ -114,9 +116,12 @@ synco_status synco_stride2_fwd(const synco_stride2_shape *s, float *y, const flo
       for (int t = 0; t < T; t++)
         ws[(((long)(co / 16) * s->cin + ci) * T + t) * 16 + co % 16] = wt[((long)co * s->cin + ci) * T + t];
   const long xplane = (long)s->cin * s->h * s->w, yplane = (long)OH * OW * 16;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (long t = 0; t < (long)s->n * bo; t++)
-    fwd_plane(s, y + t * yplane, x + t / bo * xplane, ws + t % bo * (long)s->cin * T * 16, OH, OW);
+  synco_affinity a;
+  synco_affinity_init(&a, (long)s->n * bo, 1);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+    for (long t = c.i0; t < c.i1; t++)
+      fwd_plane(s, y + t * yplane, x + t / bo * xplane, ws + t % bo * (long)s->cin * T * 16, OH, OW);
   return SYNCO_OK;
 }
 
@@ -197,9 +202,12 @@ synco_status synco_stride2_bwd_data(const synco_stride2_shape *s, float *dx, con
       for (int t = 0; t < T; t++)
         wq[(((long)(ci / 8) * s->cout + co) * T + t) * 8 + ci % 8] = wt[((long)co * s->cin + ci) * T + t];
   const long xplane = (long)s->h * s->w * 8, yplane = (long)s->cout * OH * OW;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (long t = 0; t < (long)s->n * bi; t++)
-    bwdd_plane(s, dx + t * xplane, dy + t / bi * yplane, wq + t % bi * (long)s->cout * T * 8, OH, OW);
+  synco_affinity a;
+  synco_affinity_init(&a, (long)s->n * bi, 1);
+#pragma omp parallel num_threads(a.parts)
+  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+    for (long t = c.i0; t < c.i1; t++)
+      bwdd_plane(s, dx + t * xplane, dy + t / bi * yplane, wq + t % bi * (long)s->cout * T * 8, OH, OW);
   return SYNCO_OK;
 }
 
@@ -259,14 +267,17 @@ synco_status synco_stride2_bwd_weights(const synco_stride2_shape *s, float *dw, 
   const int bi = s->cin / 8, bo = s->cout / 16, pairs = bi * bo, n = s->n;
   const long pair = 8L * T * 16, per_image = (long)weights(s); /* = pairs * pair */
   float *part = ws + 2 * weights(s);
-#pragma omp parallel
+  synco_affinity a;
+  synco_affinity_init(&a, (long)n * pairs, 1);
+#pragma omp parallel num_threads(a.parts)
   {
-#pragma omp for schedule(dynamic, 1)
-    for (long t = 0; t < (long)n * pairs; t++) {
-      const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
-      bwdw_image(s, part + i * per_image + (t % pairs) * pair, dy + (i * bo + ob) * (long)OH * OW * 16,
-                 x + (i * bi + ib) * (long)s->h * s->w * 8, OH, OW);
-    }
+    for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
+      for (long t = c.i0; t < c.i1; t++) {
+        const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
+        bwdw_image(s, part + i * per_image + (t % pairs) * pair, dy + (i * bo + ob) * (long)OH * OW * 16,
+                   x + (i * bi + ib) * (long)s->h * s->w * 8, OH, OW);
+      }
+#pragma omp barrier
     /* each sum over the images in image order, into its OIHW place */
 #pragma omp for schedule(static)
     for (long e = 0; e < per_image; e++) {

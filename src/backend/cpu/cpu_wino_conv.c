@@ -14,6 +14,8 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include "backend/cpu/cpu_affinity.h"
+
 #define AVX2 __attribute__((target("avx2,fma")))
 #define NXI 16
 #define GRAD_CHUNKS 2 /* backward weights takes this many forward chunks of tiles at a time */
@@ -238,20 +240,21 @@ static AVX2 void input_row(float *V, long vs, int k, const float *in, int B, int
 }
 
 /* out = conv(in, U) for in [n, ci/B, h, w, B], out [n, co/B, h, w, B], U [16][ci][co]. Chunks go to threads
- * dynamically (a thread slowed by another process takes fewer); each chunk's result depends on nothing else. */
+ * by affinity scheduling (cpu_affinity.h: a thread's own images first, then those a slower thread has not reached);
+ * each chunk's result depends on nothing else. */
 static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const float *in, const float *U, float *ws) {
   const int h = p->h, w = p->w, th = h / 2, tw = w / 2, tpi = th * tw, tc = p->tiles_per_chunk;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
   const int ocb = co / 8, B = p->block;
-  int threads = omp_get_max_threads();
-  if (threads > p->threads) threads = p->threads;
-#pragma omp parallel num_threads(threads)
+  synco_affinity a; /* at most a part per thread slot of the workspace */
+  synco_affinity_init_parts(&a, chunks, 1, omp_get_max_threads() < p->threads ? omp_get_max_threads() : p->threads);
+#pragma omp parallel num_threads(a.parts)
   {
     float *V = ws + (size_t)omp_get_thread_num() * NXI * tc * (p->cin + p->cout);
     float *M = V + (size_t)NXI * tc * ci;
     const long vs = (long)tc * ci, ms = (long)tc * co;
-#pragma omp for schedule(dynamic, 1)
-    for (long ch = 0; ch < chunks; ch++) {
+    for (synco_affinity_cursor cur = synco_affinity_start(&a); synco_affinity_next(&a, &cur);) {
+      const long ch = cur.i0;
       const long g0 = ch * tc;
       const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
       for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, B, ci, h, w, tile_at(g0 + k, tpi, tw));
