@@ -849,8 +849,19 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 2, 3, 9, 21, 8, 3, 1, 1);    /* CIFAR stem into 8 channels (synco's stem kernel on AVX-512):
                                                    * 21 columns, a second vector of 5 */
   test_conv(be, ref, 2, 3, 5, 37, 16, 3, 1, 1);   /* into 16: 37 columns, 2 vectors and 5 */
-  test_bn(be, ref, 4, 16, 5, 5, 1, 0);
-  test_bn(be, ref, 4, 16, 5, 5, 2, 1);
+  /* every BN kernel set this CPU has (SYNCO_BN_ISA: avx512, avx2, c; one the CPU lacks falls back to one it has):
+   * blocks of 16 and of 8, a slice of an odd pixel count (the AVX-512 kernels' half vector at the end), a group of
+   * several images (their statistics merged) */
+  const char *bn_isas[] = {"avx512", "avx2", "c"};
+  for (int i = 0; i < 3; i++) {
+    setenv("SYNCO_BN_ISA", bn_isas[i], 1);
+    test_bn(be, ref, 4, 16, 5, 5, 1, 0);
+    test_bn(be, ref, 4, 16, 5, 5, 2, 1);
+    test_bn(be, ref, 8, 8, 3, 7, 2, 1);
+    test_bn(be, ref, 6, 24, 4, 4, 1, 0);
+    test_bn(be, ref, 16, 8, 16, 16, 2, 0);
+  }
+  unsetenv("SYNCO_BN_ISA");
   test_bn_add_relu(be, 4, 16, 5, 5, 2);
   test_bn_add_relu(be, 8, 8, 3, 7, 4);            /* blocks of 8 where the CPU takes them */
   test_bn_add_relu(be, 3, 12, 4, 4, 1);           /* plain layout */
