@@ -52,8 +52,7 @@ static void each_item_once(void) {
         synco_affinity_init(&a, n, chunks[b_]);
         CHECK(a.parts <= threads);
 #pragma omp parallel num_threads(a.parts)
-        for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-          for (long i = c.i0; i < c.i1; i++) atomic_fetch_add(&seen[i], 1);
+        SYNCO_AFFINITY_FOR(a, i) atomic_fetch_add(&seen[i], 1);
         int bad = 0;
         for (long i = 0; i < n; i++) bad += atomic_load(&seen[i]) != 1;
         CHECK(bad == 0);

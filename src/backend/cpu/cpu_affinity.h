@@ -20,8 +20,7 @@
  *   synco_affinity a;
  *   synco_affinity_init(&a, n, chunk);
  *   #pragma omp parallel num_threads(a.parts)
- *   for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
- *     for (long t = c.i0; t < c.i1; t++) body(t);
+ *   SYNCO_AFFINITY_FOR(a, t) body(t);
  *
  * A loop inside a larger parallel region that continues with work needing all items done ends with
  * `#pragma omp barrier` (the stealing loop has none of its own). */
@@ -92,5 +91,10 @@ static inline int synco_affinity_next(synco_affinity *a, synco_affinity_cursor *
   }
   return 0;
 }
+
+/* Inside the parallel region: the items t this thread takes, chunk by chunk (a `for` statement: a body follows). */
+#define SYNCO_AFFINITY_FOR(a, t)                                                                       \
+  for (synco_affinity_cursor t##_chunk = synco_affinity_start(&(a)); synco_affinity_next(&(a), &t##_chunk);) \
+    for (long t = t##_chunk.i0; t < t##_chunk.i1; t++)
 
 #endif

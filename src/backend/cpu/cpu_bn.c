@@ -305,7 +305,8 @@ static AVX512 void z_bwd_apply(float *dx, const float *dy, const float *y, const
       const __mmask16 k = i < full ? 0xFFFF : Z_TAIL(L);
       __m512 d = _mm512_maskz_loadu_ps(k, pd + i);
       if (relu) d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(k, py + i), z, _CMP_GT_OQ), d);
-      _mm512_mask_storeu_ps(q + i, k, _mm512_fmadd_ps(va, d, _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, px + i), vc)));
+      const __m512 t = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, px + i), vc);
+      _mm512_mask_storeu_ps(q + i, k, _mm512_fmadd_ps(va, d, t));
     }
   }
 }
@@ -504,10 +505,9 @@ synco_status synco_cpu_bn_fwd_train(synco_cpu_bn *k, const synco_bn_op *op, sync
   synco_affinity a;
   synco_affinity_init(&a, (long)G * CB, 1);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-    for (long t = c.i0; t < c.i1; t++)
-      fwd_train_task(op, B, per, (int)(t / CB), (int)(t % CB), k->acc, py, px, pr, save_mean, save_invstd, gamma,
-                     beta);
+  SYNCO_AFFINITY_FOR(a, t)
+    fwd_train_task(op, B, per, (int)(t / CB), (int)(t % CB), k->acc, py, px, pr, save_mean, save_invstd, gamma,
+                   beta);
   const double m = (double)per * op->h * op->w;
   const double unbias = m > 1 ? m / (m - 1) : 1.0;
   const float mom = op->momentum;
@@ -534,8 +534,7 @@ synco_status synco_cpu_bn_fwd_eval(synco_cpu_bn *k, const synco_bn_op *op, synco
   synco_affinity a;
   synco_affinity_init(&a, N * CB, 1);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-  for (long t = c.i0; t < c.i1; t++) {
+  SYNCO_AFFINITY_FOR(a, t) {
     const long n = t / CB, cb = t % CB;
     float scale[16], shift[16];
     for (int b = 0; b < B; b++) {
@@ -698,9 +697,8 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
   synco_affinity a;
   synco_affinity_init(&a, (long)G * CB, 1);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-    for (long t = c.i0; t < c.i1; t++)
-      bwd_task(op, B, per, (int)(t / CB), (int)(t % CB), acc, pdx, pdy, py, px, gamma, save_mean, save_invstd);
+  SYNCO_AFFINITY_FOR(a, t)
+    bwd_task(op, B, per, (int)(t / CB), (int)(t % CB), acc, pdx, pdy, py, px, gamma, save_mean, save_invstd);
   for (int g = 0; g < G; g++)
     for (int c = 0; c < C; c++) {
       dgamma[c] += (float)acc[((size_t)g * C + c) * 2];

@@ -618,8 +618,8 @@ static synco_status split_run(synco_dnnl_ctx *c, split_pass *s, int n, const cha
   synco_affinity a; /* chunk g in part g: its images are those the thread of part g took in the layer before */
   synco_affinity_init(&a, s->n, 1);
 #pragma omp parallel num_threads(a.parts) reduction(| : bad)
-  for (synco_affinity_cursor cur = synco_affinity_start(&a); synco_affinity_next(&a, &cur);) {
-    const int g = (int)cur.i0;
+  SYNCO_AFFINITY_FOR(a, gi) {
+    const int g = (int)gi;
     const size_t i0 = (size_t)chunk_first(g, n, s->n);
     char *part = buf + (size_t)g * slot;
     bad |= dnnl_memory_set_data_handle(s->x[g], (void *)(uintptr_t)(x + i0 * s->x_img)) != dnnl_success;

@@ -209,12 +209,11 @@ static void conv_rows(int n, int bi, int bo, int h, int w, float *y, const float
   synco_affinity a;
   synco_affinity_init(&a, rows, 4);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-    for (long r = c.i0; r < c.i1; r++) {
-      const long img = r / ((long)bo * h), ob = r / h % bo;
-      if (wb) fwd_row_bf16(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wb + ob * bi * NW);
-      else fwd_row(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wp + ob * bi * NW);
-    }
+  SYNCO_AFFINITY_FOR(a, r) {
+    const long img = r / ((long)bo * h), ob = r / h % bo;
+    if (wb) fwd_row_bf16(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wb + ob * bi * NW);
+    else fwd_row(y + r * w * 8, x + img * bi * plane, bi, (int)(r % h), h, w, wp + ob * bi * NW);
+  }
 }
 
 static synco_status check(const synco_direct8_shape *s, const float *ws) {
@@ -382,14 +381,13 @@ synco_status synco_direct8_bwd_weights(const synco_direct8_shape *s, float *dw, 
   synco_affinity_init(&a, (long)n * pairs, 1);
 #pragma omp parallel num_threads(a.parts)
   {
-    for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-      for (long t = c.i0; t < c.i1; t++) {
-        const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
-        float *pi = part + i * per_image + (t % pairs) * NW;
-        const float *di = dy + (i * bo + ob) * plane, *xi = x + (i * bi + ib) * plane;
-        if (s->bf16) bwdw_image_bf16(pi, di, xi, s->h, s->w);
-        else bwdw_image(pi, di, xi, s->h, s->w);
-      }
+    SYNCO_AFFINITY_FOR(a, t) {
+      const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
+      float *pi = part + i * per_image + (t % pairs) * NW;
+      const float *di = dy + (i * bo + ob) * plane, *xi = x + (i * bi + ib) * plane;
+      if (s->bf16) bwdw_image_bf16(pi, di, xi, s->h, s->w);
+      else bwdw_image(pi, di, xi, s->h, s->w);
+    }
 #pragma omp barrier
     /* each packed sum over the images in image order, into its OIHW place */
 #pragma omp for schedule(static)

@@ -21,7 +21,7 @@
     _Pragma("omp parallel num_threads(a_.parts)")                                                    \
     for (synco_affinity_cursor c_ = synco_affinity_start(&a_); synco_affinity_next(&a_, &c_);)        \
       _Pragma("omp simd") for (long i = c_.i0; i < c_.i1; i++) __VA_ARGS__                          \
-  } while (0)
+  } while (0) /* (not SYNCO_AFFINITY_FOR: the simd pragma goes on the inner loop) */
 
 /* ---- max pooling ------------------------------------------------------------------------------- */
 
@@ -270,8 +270,7 @@ synco_status synco_dnnl_avgpool_fwd(synco_backend *be, synco_tensor *y, const sy
   synco_affinity a;
   synco_affinity_init(&a, N * CB, 4);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-  for (long ncb = c.i0; ncb < c.i1; ncb++) {
+  SYNCO_AFFINITY_FOR(a, ncb) {
     const float *s = px + ncb * HW * B;
     float *o = py + ncb * B; /* [n][cb*B + b] is ncb*B + b */
     float acc[16] = {0};
@@ -299,8 +298,7 @@ synco_status synco_dnnl_avgpool_bwd(synco_backend *be, synco_tensor *dx, const s
   synco_affinity a;
   synco_affinity_init(&a, N * CB, 4);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-  for (long ncb = c.i0; ncb < c.i1; ncb++) {
+  SYNCO_AFFINITY_FOR(a, ncb) {
     const float *g = pdy + ncb * B;
     float *o = pdx + ncb * HW * B;
     for (long p = 0; p < HW; p++)

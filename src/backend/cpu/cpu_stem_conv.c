@@ -149,10 +149,9 @@ synco_status synco_stem_fwd(const synco_stem_shape *s, float *y, const float *x,
   synco_affinity a;
   synco_affinity_init(&a, (long)s->n * nb, 1);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-    for (long t = c.i0; t < c.i1; t++) {
-      const long i = t / nb, ob = t % nb;
-      stem_plane(y + t * plane * B, x + i * s->cin * plane, workspace + ob * s->cin * 9 * B, s->cin, s->h, s->w, B);
-    }
+  SYNCO_AFFINITY_FOR(a, t) {
+    const long i = t / nb, ob = t % nb;
+    stem_plane(y + t * plane * B, x + i * s->cin * plane, workspace + ob * s->cin * 9 * B, s->cin, s->h, s->w, B);
+  }
   return SYNCO_OK;
 }

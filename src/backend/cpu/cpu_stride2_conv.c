@@ -119,9 +119,8 @@ synco_status synco_stride2_fwd(const synco_stride2_shape *s, float *y, const flo
   synco_affinity a;
   synco_affinity_init(&a, (long)s->n * bo, 1);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-    for (long t = c.i0; t < c.i1; t++)
-      fwd_plane(s, y + t * yplane, x + t / bo * xplane, ws + t % bo * (long)s->cin * T * 16, OH, OW);
+  SYNCO_AFFINITY_FOR(a, t)
+    fwd_plane(s, y + t * yplane, x + t / bo * xplane, ws + t % bo * (long)s->cin * T * 16, OH, OW);
   return SYNCO_OK;
 }
 
@@ -205,9 +204,8 @@ synco_status synco_stride2_bwd_data(const synco_stride2_shape *s, float *dx, con
   synco_affinity a;
   synco_affinity_init(&a, (long)s->n * bi, 1);
 #pragma omp parallel num_threads(a.parts)
-  for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-    for (long t = c.i0; t < c.i1; t++)
-      bwdd_plane(s, dx + t * xplane, dy + t / bi * yplane, wq + t % bi * (long)s->cout * T * 8, OH, OW);
+  SYNCO_AFFINITY_FOR(a, t)
+    bwdd_plane(s, dx + t * xplane, dy + t / bi * yplane, wq + t % bi * (long)s->cout * T * 8, OH, OW);
   return SYNCO_OK;
 }
 
@@ -271,12 +269,11 @@ synco_status synco_stride2_bwd_weights(const synco_stride2_shape *s, float *dw, 
   synco_affinity_init(&a, (long)n * pairs, 1);
 #pragma omp parallel num_threads(a.parts)
   {
-    for (synco_affinity_cursor c = synco_affinity_start(&a); synco_affinity_next(&a, &c);)
-      for (long t = c.i0; t < c.i1; t++) {
-        const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
-        bwdw_image(s, part + i * per_image + (t % pairs) * pair, dy + (i * bo + ob) * (long)OH * OW * 16,
-                   x + (i * bi + ib) * (long)s->h * s->w * 8, OH, OW);
-      }
+    SYNCO_AFFINITY_FOR(a, t) {
+      const long i = t / pairs, ob = t % pairs / bi, ib = t % bi;
+      bwdw_image(s, part + i * per_image + (t % pairs) * pair, dy + (i * bo + ob) * (long)OH * OW * 16,
+                 x + (i * bi + ib) * (long)s->h * s->w * 8, OH, OW);
+    }
 #pragma omp barrier
     /* each sum over the images in image order, into its OIHW place */
 #pragma omp for schedule(static)

@@ -253,8 +253,7 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
     float *V = ws + (size_t)omp_get_thread_num() * NXI * tc * (p->cin + p->cout);
     float *M = V + (size_t)NXI * tc * ci;
     const long vs = (long)tc * ci, ms = (long)tc * co;
-    for (synco_affinity_cursor cur = synco_affinity_start(&a); synco_affinity_next(&a, &cur);) {
-      const long ch = cur.i0;
+    SYNCO_AFFINITY_FOR(a, ch) {
       const long g0 = ch * tc;
       const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
       for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, B, ci, h, w, tile_at(g0 + k, tpi, tw));
