@@ -255,23 +255,42 @@ synco_status synco_direct8_bwd_data(const synco_direct8_shape *s, float *dx, con
 
 /* ---- backward weights ------------------------------------------------------------------------------------------- */
 
-/* The 12 partial sums of one kernel row (kh) from output pixel q: acc[kw * 4 + h * 2 + b] += dy[q][4h + g] *
- * x[q + kw - 1][4b + j] in lane 4g + j. */
-AVX512 INLINE void bwdw_pixel(__m512 *acc, const float *dr, const float *xr, int q, int W, const int edge) {
-  const __m512i spread_lo = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-  const __m512i spread_hi = _mm512_add_epi32(spread_lo, _mm512_set1_epi32(4));
+/* The 12 partial sums of one kernel row (kh) from a row of dy (dr) and the row of x it meets (xr):
+ * acc[kw * 4 + h * 2 + b] += dy[q][4h + g] * x[q + kw - 1][4b + j] in lane 4g + j, over the output pixels q in
+ * order. The loop walks x's columns s: each is broadcast once (2 loads) and meets the 3 output pixels q = s + 1 - kw
+ * it reaches, whose dy is spread over the lanes (2 permutes) once, as column s + 1 comes in, and kept for the next
+ * two columns: 12 FMAs per pixel and kernel row beside 2 permutes, where a pixel-by-pixel walk broadcast each of its
+ * 3 columns again (GCC made those register shuffles, on the port the FMAs need: 45 % slower than the forward). Each
+ * accumulator still takes its pixels in ascending order, so the sums are those of that walk, bit for bit. */
+AVX512 INLINE void spread_dy(const float *dr, int q, __m512 *e0, __m512 *e1) {
+  const __m512i lo = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
   const __m512 d = _mm512_castps256_ps512(_mm256_loadu_ps(dr + (long)q * 8));
-  const __m512 e0 = _mm512_permutexvar_ps(spread_lo, d), e1 = _mm512_permutexvar_ps(spread_hi, d);
-#pragma GCC unroll 3
-  for (int kw = 0; kw < 3; kw++) {
-    const int s = q + kw - 1;
-    if (edge && (s < 0 || s >= W)) continue;
+  *e0 = _mm512_permutexvar_ps(lo, d);
+  *e1 = _mm512_permutexvar_ps(hi, d);
+}
+
+/* acc[k * 4 .. k * 4 + 3] += the products of one pixel's spread dy (e0, e1) and one column's x halves (x0, x1) */
+AVX512 INLINE void bwdw_fma(__m512 *acc, int k, __m512 e0, __m512 e1, __m512 x0, __m512 x1) {
+  acc[k * 4 + 0] = _mm512_fmadd_ps(e0, x0, acc[k * 4 + 0]);
+  acc[k * 4 + 1] = _mm512_fmadd_ps(e0, x1, acc[k * 4 + 1]);
+  acc[k * 4 + 2] = _mm512_fmadd_ps(e1, x0, acc[k * 4 + 2]);
+  acc[k * 4 + 3] = _mm512_fmadd_ps(e1, x1, acc[k * 4 + 3]);
+}
+
+AVX512 INLINE void bwdw_row(__m512 *acc, const float *dr, const float *xr, int W) {
+  __m512 p0 = _mm512_setzero_ps(), p1 = p0, c0, c1, n0 = p0, n1 = p0; /* dy spread: pixels s - 1, s, s + 1 */
+  spread_dy(dr, 0, &c0, &c1);
+  for (int s = 0; s < W; s++) {
     const __m512 x0 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8));
     const __m512 x1 = _mm512_broadcast_f32x4(_mm_loadu_ps(xr + (long)s * 8 + 4));
-    acc[kw * 4 + 0] = _mm512_fmadd_ps(e0, x0, acc[kw * 4 + 0]);
-    acc[kw * 4 + 1] = _mm512_fmadd_ps(e0, x1, acc[kw * 4 + 1]);
-    acc[kw * 4 + 2] = _mm512_fmadd_ps(e1, x0, acc[kw * 4 + 2]);
-    acc[kw * 4 + 3] = _mm512_fmadd_ps(e1, x1, acc[kw * 4 + 3]);
+    if (s + 1 < W) { /* kw = 0: pixel s + 1 */
+      spread_dy(dr, s + 1, &n0, &n1);
+      bwdw_fma(acc, 0, n0, n1, x0, x1);
+    }
+    bwdw_fma(acc, 1, c0, c1, x0, x1); /* kw = 1: pixel s */
+    if (s > 0) bwdw_fma(acc, 2, p0, p1, x0, x1); /* kw = 2: pixel s - 1 */
+    p0 = c0, p1 = c1, c0 = n0, c1 = n1;
   }
 }
 
@@ -295,11 +314,7 @@ AVX512 INLINE void bwdw_pixel(__m512 *acc, const float *dr, const float *xr, int
 /* The 576 partial sums of one (output block, input block) pair over one image (part, in the packed layout), summed
  * over its pixels in a fixed order. */
 AVX512 static void bwdw_image(float *part, const float *dy, const float *x, int H, int W) {
-  BWDW_IMAGE_ROWS(part, dy, x, H, W, {
-    bwdw_pixel(acc, dr, xr, 0, W, 1);
-    for (int q = 1; q < W - 1; q++) bwdw_pixel(acc, dr, xr, q, W, 0);
-    if (W > 1) bwdw_pixel(acc, dr, xr, W - 1, W, 1);
-  });
+  BWDW_IMAGE_ROWS(part, dy, x, H, W, bwdw_row(acc, dr, xr, W));
 }
 
 /* ---- backward weights in bf16 -----------------------------------------------------------------------------------
