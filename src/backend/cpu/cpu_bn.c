@@ -32,12 +32,6 @@
 #define SYNCO_BN_AVX2 1
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/* Set by synco_cpu_bn_plan (single-threaded) before any kernel runs. */
-static int g_avx2 = -1;
-static int have_avx2(void) {
-  if (g_avx2 < 0) g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return g_avx2;
-}
 
 static AVX2 void avx_stats(const float *x, long stride, int per, long HW, int NV, double *mean, double *var) {
   double s[16] = {0}, v[16] = {0};
@@ -166,13 +160,6 @@ static AVX2 void avx_bwd_apply(float *dx, const float *dy, const float *y, const
  * the default): the four BN kernels 18.5 % of the step's CPU samples against 15.6 %; memory, not arithmetic, bounds
  * them now. */
 #define AVX512 __attribute__((target("avx512f")))
-#define SYNCO_BN_AVX512 1
-
-static int g_avx512 = -1;
-static int have_avx512(void) {
-  if (g_avx512 < 0) g_avx512 = __builtin_cpu_supports("avx512f") != 0;
-  return g_avx512;
-}
 
 /* v[l % B] in lane l */
 static AVX512 __m512 z_lanes(const float *v, int B) {
@@ -320,7 +307,8 @@ static int g_isa = -1;
 static int pick_isa(void) {
   int best = ISA_C;
 #ifdef SYNCO_BN_AVX2
-  best = have_avx512() && have_avx2() ? ISA_AVX512 : have_avx2() ? ISA_AVX2 : ISA_C;
+  const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  best = avx2 && __builtin_cpu_supports("avx512f") ? ISA_AVX512 : avx2 ? ISA_AVX2 : ISA_C;
 #endif
   const char *e = getenv("SYNCO_BN_ISA");
   if (e && !strcmp(e, "c")) return ISA_C;
