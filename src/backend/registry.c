@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 #endif
 
+#include "backend/host_gemm.h"
 #include "base/status.h"
 #ifdef SYNCO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -230,7 +231,13 @@ void synco_backend_describe(char *buf, size_t n) {
   snprintf(buf, n, "backends: ref (plain C + OpenBLAS)\n\noneDNN: not built in (install libdnnl-dev and rebuild for the "
                    "fast CPU backend)\n");
 #endif
-  const size_t used = strlen(buf);
+  size_t used = strlen(buf);
+  if (used < n)
+    snprintf(buf + used, n - used,
+             "matrix products outside the convolutions (the head, logits against the queue, kNN, linear probe): %s; "
+             "the ref backend's: OpenBLAS (its %s kernels on this CPU)\n",
+             synco_host_sgemm_name(), openblas_get_corename());
+  used = strlen(buf);
 #ifdef SYNCO_HAVE_CUDA
   int k2 = snprintf(buf + used, n - used, "cuda: built in (--backend cuda or cuda:N)\n");
   if (k2 > 0 && used + (size_t)k2 < n) synco_cuda_describe(buf + used + k2, n - used - (size_t)k2);

@@ -5,11 +5,11 @@
  * asc), take k", independent of the tile sizes. */
 #include "eval/knn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/host_gemm.h"
 #include "base/status.h"
 
 typedef struct {
@@ -119,8 +119,12 @@ synco_status synco_knn_classify(synco_knn_result *res, int *pred, float *scores,
     for (int i = 0; i < nv; i++) heap_n[i] = 0;
     for (size_t t0 = 0; t0 < n_train; t0 += ct) {
       const int nt = (int)(n_train - t0 < (size_t)ct ? n_train - t0 : (size_t)ct);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nv, nt, d, 1.0f, val + v0 * d, d, train + t0 * d, d, 0.0f,
-                  sim, nt);
+      const synco_status st =
+          synco_host_sgemm(0, 1, nv, nt, d, 1.0f, val + v0 * d, d, train + t0 * d, d, 0.0f, sim, nt);
+      if (st != SYNCO_OK) {
+        free(sim), free(heaps), free(heap_n), free(cls);
+        return st;
+      }
 #pragma omp parallel for schedule(static) if ((size_t)nv * nt >= 65536)
       for (int i = 0; i < nv; i++) {
         knn_entry *h = heaps + (size_t)i * k;

@@ -3,7 +3,7 @@
  * (ties broken towards the lower train index), each neighbour votes for its class with weight exp(sim / t),
  * and classes are ranked by their summed weight (ties towards the lower class index). Features must be
  * L2-normalized rows (synco_rows_l2_normalize), so the dot product is the cosine similarity.
- * Similarities are computed tile by tile (query rows x train rows) with cblas_sgemm while a bounded
+ * Similarities are computed tile by tile (query rows x train rows) with one SGEMM (backend/host_gemm.h) while a bounded
  * min-heap per query keeps the k best, so memory is O(chunk_val * chunk_train + n_val * k) whatever the
  * size of the train set. Used by `synco knn` and by pretraining's --knn-every. */
 #ifndef SYNCO_EVAL_KNN_H

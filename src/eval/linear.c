@@ -6,12 +6,12 @@
  * record on the backend until read); only its top-k scoring downloads logits. */
 #include "eval/linear.h"
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/host_gemm.h"
 #include "base/rng.h"
 #include "base/status.h"
 #include "eval/knn.h"
@@ -51,16 +51,17 @@ typedef struct {
   float *logits, *dlogits; /* [n, C] */
 } probe_problem;
 
-/* f and g at theta = [W (C x d) | b (C)]. */
+/* f and g at theta = [W (C x d) | b (C)]; NaN if a GEMM fails (the fit then ends as non-finite; the GEMMs' shapes are
+ * consistent, so only oneDNN running out of memory could). */
 static double probe_eval(const probe_problem *p, const float *theta, float *g) {
   const int d = p->d, C = p->C, n = p->n;
   const float *W = theta, *b = theta + (size_t)C * d;
   for (int i = 0; i < n; i++) memcpy(p->logits + (size_t)i * C, b, C * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, d, 1.0f, p->x, d, W, d, 1.0f, p->logits, C);
+  if (synco_host_sgemm(0, 1, n, C, d, 1.0f, p->x, d, W, d, 1.0f, p->logits, C) != SYNCO_OK) return NAN;
   double f = synco_softmax_xent(p->logits, p->y, n, C, p->dlogits, 1.0f / n, NULL, NULL);
   /* gW = dlogits^T X + lambda W; gb = column sums of dlogits. */
   memcpy(g, W, (size_t)C * d * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, 1.0f, p->dlogits, C, p->x, d, (float)p->lambda, g, d);
+  if (synco_host_sgemm(1, 0, C, d, n, 1.0f, p->dlogits, C, p->x, d, (float)p->lambda, g, d) != SYNCO_OK) return NAN;
   double reg = 0;
   for (size_t i = 0; i < (size_t)C * d; i++) reg += (double)W[i] * W[i];
   float *gb = g + (size_t)C * d;
@@ -161,16 +162,18 @@ out:
   return it;
 }
 
-static void score(const float *theta, const float *x, const int *y, size_t n, int d, int C, size_t *h1, size_t *h5) {
+static synco_status score(const float *theta, const float *x, const int *y, size_t n, int d, int C, size_t *h1,
+                          size_t *h5) {
   *h1 = *h5 = 0;
   float z[64 * 16];
-  float *zz = C <= 16 ? z : malloc((size_t)64 * C * sizeof(float));
-  if (!zz) return;
-  for (size_t i0 = 0; i0 < n; i0 += 64) {
+  float *zz = C <= 16 ? z : synco_malloc((size_t)64 * C * sizeof(float));
+  if (!zz) return SYNCO_ERR_NOMEM;
+  synco_status st = SYNCO_OK;
+  for (size_t i0 = 0; i0 < n && st == SYNCO_OK; i0 += 64) {
     int nb = (int)(n - i0 < 64 ? n - i0 : 64);
     for (int i = 0; i < nb; i++) memcpy(zz + (size_t)i * C, theta + (size_t)C * d, C * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, C, d, 1.0f, x + i0 * d, d, theta, d, 1.0f, zz, C);
-    for (int i = 0; i < nb; i++) {
+    st = synco_host_sgemm(0, 1, nb, C, d, 1.0f, x + i0 * d, d, theta, d, 1.0f, zz, C);
+    for (int i = 0; i < nb && st == SYNCO_OK; i++) {
       int a, b;
       synco_topk_hits(zz + (size_t)i * C, C, y[i0 + i], &a, &b);
       *h1 += a;
@@ -178,6 +181,7 @@ static void score(const float *theta, const float *x, const int *y, size_t n, in
     }
   }
   if (zz != z) free(zz);
+  return st;
 }
 
 synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train, const int *train_labels,
@@ -258,7 +262,7 @@ synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train
         goto out;
       }
       size_t h1, h5;
-      score(theta, xt + nf * d, yt + nf, nh, d, C, &h1, &h5);
+      if ((st = score(theta, xt + nf * d, yt + nf, nh, d, C, &h1, &h5)) != SYNCO_OK) goto out;
       res->holdout_top1[li] = 100.0 * h1 / nh;
       if (res->holdout_top1[li] > best_acc) { /* strict: ties keep the larger lambda */
         best_acc = res->holdout_top1[li];
@@ -293,10 +297,10 @@ synco_status synco_linear_probe_fast(synco_probe_result *res, const float *train
   }
   res->loss = f;
   size_t h1, h5;
-  score(theta, xt, yt, n_train, d, C, &h1, &h5);
+  if ((st = score(theta, xt, yt, n_train, d, C, &h1, &h5)) != SYNCO_OK) goto out;
   res->train_top1 = 100.0 * h1 / n_train;
   if (n_val) {
-    score(theta, xv, val_labels, n_val, d, C, &h1, &h5);
+    if ((st = score(theta, xv, val_labels, n_val, d, C, &h1, &h5)) != SYNCO_OK) goto out;
     res->top1 = 100.0 * h1 / n_val;
     res->top5 = 100.0 * h5 / n_val;
   }

@@ -353,7 +353,8 @@ static const synco_backend cpu_ops = {
     .name = "cpu",
     .destroy = destroy,
     .supports = supports,
-    SYNCO_REF_HOST_OPS, /* host memory; the step ops are BLAS calls and memory-bound loops */
+    SYNCO_REF_HOST_OPS, /* host memory; the step ops are memory-bound loops */
+    .gemm = synco_dnnl_gemm,
     .act_layout = synco_dnnl_act_layout,
     .act_bytes = act_bytes,
     .to_backend = to_backend,
@@ -383,7 +384,7 @@ static const synco_backend cpu_ops = {
     .add_relu_bwd = synco_dnnl_add_relu_bwd,
     .avgpool_fwd = synco_dnnl_avgpool_fwd,
     .avgpool_bwd = synco_dnnl_avgpool_bwd,
-    .linear_fwd = synco_dnnl_linear_fwd, /* fp32: the reference's cblas; bf16: oneDNN's matmul */
+    .linear_fwd = synco_dnnl_linear_fwd, /* fp32: the reference's code on host_gemm.h; bf16: oneDNN's matmul */
     .linear_bwd = synco_dnnl_linear_bwd,
     .l2norm_fwd = synco_ref_l2norm_fwd,
     .l2norm_bwd = synco_ref_l2norm_bwd,

@@ -1,5 +1,6 @@
-/* The linear layer of the oneDNN backend. In fp32 (the default) it is the reference backend's cblas code: plain
- * matrices, where OpenBLAS is already the fast path. Under --precision bf16 (ctx->bf16) it computes as PyTorch's
+/* The linear layer and the gemm op of the oneDNN backend. In fp32 (the default) the layer is the reference backend's
+ * code on plain matrices, run on backend/host_gemm.h's SGEMM (oneDNN's, in blocks whose sums do not depend on the
+ * thread count), as the gemm op is. Under --precision bf16 (ctx->bf16) it computes as PyTorch's
  * autocast does: x, W and dy are rounded to bf16 (round to nearest even) and multiplied by oneDNN's matmul with
  * fp32 accumulation into fp32 outputs; the bias, db and everything outside the products stay fp32, and dw
  * accumulates into the fp32 master gradient (the matmul's sum post-op).
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_onednn_util.h"
+#include "backend/host_gemm.h"
 #include "backend/ref/ref_internal.h"
 
 enum { L_FWD = 0, L_FWD_NO_BIAS = 1, L_BWD_DATA = 2, L_BWD_WEIGHTS = 3 };
@@ -174,7 +176,7 @@ static synco_status check_plain(const synco_tensor *t, const char *op, const cha
 synco_status synco_dnnl_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
                                    const float *b) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
-  if (!c->bf16) return synco_ref_linear_fwd(be, y, x, w, b);
+  if (!c->bf16) return synco_ref_linear_fwd_on(synco_host_sgemm, y, x, w, b);
   if (!x || !y || !w) return synco_fail(SYNCO_ERR_ARG, "cpu linear_fwd: a tensor or the weights are missing");
   SYNCO_TRY(check_plain(x, "linear_fwd", "x", x->n, x->c));
   SYNCO_TRY(check_plain(y, "linear_fwd", "y", x->n, y->c));
@@ -192,7 +194,7 @@ synco_status synco_dnnl_linear_fwd(synco_backend *be, synco_tensor *y, const syn
 synco_status synco_dnnl_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
                                    const synco_tensor *x, const float *w) {
   synco_dnnl_ctx *c = synco_dnnl_ctx_of(be);
-  if (!c->bf16) return synco_ref_linear_bwd(be, dx, dw, db, dy, x, w);
+  if (!c->bf16) return synco_ref_linear_bwd_on(synco_host_sgemm, dx, dw, db, dy, x, w);
   if (!x || !dy) return synco_fail(SYNCO_ERR_ARG, "cpu linear_bwd: a tensor is missing");
   SYNCO_TRY(check_plain(x, "linear_bwd", "x", x->n, x->c));
   SYNCO_TRY(check_plain(dy, "linear_bwd", "dy", x->n, dy->c));
@@ -215,4 +217,10 @@ synco_status synco_dnnl_linear_bwd(synco_backend *be, synco_tensor *dx, float *d
     SYNCO_TRY(run(c, p, dyb, xb, NULL, dw));
   }
   return db ? synco_ref_linear_bwd(be, NULL, NULL, db, dy, x, NULL) : SYNCO_OK; /* db += Σ dy, fp32 */
+}
+
+synco_status synco_dnnl_gemm(synco_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  (void)be;
+  return synco_host_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

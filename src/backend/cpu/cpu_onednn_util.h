@@ -185,6 +185,7 @@ synco_status synco_cpu_bn_bwd(synco_cpu_bn *k, const synco_bn_op *op, synco_tens
 
 /* Linear layers (onednn_linear.c): the reference backend's cblas code in fp32, oneDNN's bf16 matmul under
  * --precision bf16. */
+synco_gemm_fn synco_dnnl_gemm; /* backend/host_gemm.h's */
 synco_linear_fwd_fn synco_dnnl_linear_fwd;
 synco_linear_bwd_fn synco_dnnl_linear_bwd;
 void synco_dnnl_linear_free(synco_dnnl_ctx *c);

@@ -50,6 +50,7 @@ static const synco_backend ref_ops = {
     .destroy = ref_destroy,
     .supports = ref_supports,
     SYNCO_REF_HOST_OPS,
+    .gemm = synco_ref_gemm,
     .act_layout = ref_act_layout,
     .act_bytes = ref_act_bytes,
     .to_backend = ref_to_backend,

@@ -53,10 +53,18 @@ synco_add_fn synco_ref_add;
 /* ref_linear.c */
 synco_linear_fwd_fn synco_ref_linear_fwd;
 synco_linear_bwd_fn synco_ref_linear_bwd;
+/* The same layers on another SGEMM (row-major, C = alpha op(A) op(B) + beta C): the cpu backend's fp32 path runs them
+ * on backend/host_gemm.h's, the reference on OpenBLAS's (synco_ref_gemm). */
+typedef synco_status synco_ref_sgemm_fn(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                                        int lda, const float *b, int ldb, float beta, float *c, int ldc);
+synco_status synco_ref_linear_fwd_on(synco_ref_sgemm_fn *gemm, synco_tensor *y, const synco_tensor *x, const float *w,
+                                     const float *b);
+synco_status synco_ref_linear_bwd_on(synco_ref_sgemm_fn *gemm, synco_tensor *dx, float *dw, float *db,
+                                     const synco_tensor *dy, const synco_tensor *x, const float *w);
 synco_l2norm_fwd_fn synco_ref_l2norm_fwd;
 synco_l2norm_bwd_fn synco_ref_l2norm_bwd;
 
-/* ref_step.c: the step ops outside the network layers (tensor/backend.h) */
+/* ref_step.c: the step ops outside the network layers (tensor/backend.h); gemm is OpenBLAS's (be may be NULL) */
 synco_gemm_fn synco_ref_gemm;
 synco_sgd_fn synco_ref_sgd;
 synco_ema_fn synco_ref_ema;
@@ -74,7 +82,8 @@ synco_neg_backward_fn synco_ref_neg_backward;
 synco_neg_workspace_fn synco_ref_neg_workspace;
 
 /* ref_memory.c: fills be's memory ops (host memory) and step ops; the cpu backend uses them as they are. */
-/* The memory and step ops of both CPU backends (host memory), as designated initializers of an op table. */
+/* The memory and step ops of both CPU backends (host memory), as designated initializers of an op table; each sets
+ * its own gemm (the reference OpenBLAS's, the cpu backend backend/host_gemm.h's). */
 synco_alloc_fn synco_ref_host_alloc;
 synco_free_fn synco_ref_host_free;
 synco_memset_fn synco_ref_host_memset;
@@ -83,7 +92,7 @@ synco_sync_fn synco_ref_host_sync;
 synco_threads_fn synco_ref_host_threads;
 #define SYNCO_REF_HOST_OPS                                                                                       \
   .alloc = synco_ref_host_alloc, .free = synco_ref_host_free, .memset = synco_ref_host_memset,                 \
-  .copy = synco_ref_host_copy, .sync = synco_ref_host_sync, .gemm = synco_ref_gemm, .sgd = synco_ref_sgd,      \
+  .copy = synco_ref_host_copy, .sync = synco_ref_host_sync, .sgd = synco_ref_sgd,                             \
   .ema = synco_ref_ema, .enqueue = synco_ref_enqueue, .permute_rows = synco_ref_permute_rows,                  \
   .infonce_fwd = synco_ref_infonce_fwd, .infonce_bwd = synco_ref_infonce_bwd,                                 \
   .loss_record = synco_ref_loss_record, .xent = synco_ref_xent, .neg_draw = synco_ref_neg_draw,              \

@@ -1,24 +1,29 @@
-/* Reference matrix ops on PLAIN N×C matrices: the linear layer (OpenBLAS SGEMM) and row-wise L2
+/* Reference matrix ops on PLAIN N×C matrices: the linear layer (OpenBLAS SGEMM; the cpu backend runs the same code
+ * on its own SGEMM, synco_ref_linear_*_on) and row-wise L2
  * normalization exactly as torch.nn.functional.normalize (y = x / max(|x|, 1e-12)).
  * Linear backward: dx is assigned (skipped when NULL), dw and db accumulate (db skipped when NULL).
  * l2norm saves the raw row norms |x|; its backward is the exact gradient of x / max(|x|, eps): the
  * projection (dy - y (y·dy)) / |x| when |x| > eps, and dy / eps below it, where the denominator is the
  * constant eps. Norms and dot products are accumulated in double. */
-#include <cblas.h>
 #include <math.h>
 
 #include "backend/ref/ref_internal.h"
 #include "kernels/l2norm_kernel.h"
 
-synco_status synco_ref_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
-                                  const float *b) {
+static synco_status blas_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                               const float *b, int ldb, float beta, float *c, int ldc) {
+  return synco_ref_gemm(NULL, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+synco_status synco_ref_linear_fwd_on(synco_ref_sgemm_fn *gemm, synco_tensor *y, const synco_tensor *x,
+                                     const float *w, const float *b) {
   if (!x || !y) return synco_fail(SYNCO_ERR_ARG, "ref linear_fwd: a tensor is missing");
   SYNCO_TRY(synco_ref_check(x, "linear_fwd", "x", x->n, x->c, 1, 1));
   SYNCO_TRY(synco_ref_check(y, "linear_fwd", "y", x->n, y->c, 1, 1));
   if (!w) return synco_fail(SYNCO_ERR_ARG, "ref linear_fwd: weights are missing");
   const int n = x->n, in = x->c, out = y->c;
   float *yd = y->data;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x->data, in, w, in, 0.f, yd, out);
+  SYNCO_TRY(gemm(0, 1, n, out, in, 1.f, x->data, in, w, in, 0.f, yd, out));
   if (b) {
     for (int i = 0; i < n; i++)
       for (int o = 0; o < out; o++) yd[(size_t)i * out + o] += b[o];
@@ -26,8 +31,14 @@ synco_status synco_ref_linear_fwd(synco_backend *be, synco_tensor *y, const sync
   return SYNCO_OK;
 }
 
-synco_status synco_ref_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
-                                  const synco_tensor *x, const float *w) {
+synco_status synco_ref_linear_fwd(synco_backend *be, synco_tensor *y, const synco_tensor *x, const float *w,
+                                  const float *b) {
+  (void)be;
+  return synco_ref_linear_fwd_on(blas_sgemm, y, x, w, b);
+}
+
+synco_status synco_ref_linear_bwd_on(synco_ref_sgemm_fn *gemm, synco_tensor *dx, float *dw, float *db,
+                                     const synco_tensor *dy, const synco_tensor *x, const float *w) {
   if (!x || !dy) return synco_fail(SYNCO_ERR_ARG, "ref linear_bwd: a tensor is missing");
   SYNCO_TRY(synco_ref_check(x, "linear_bwd", "x", x->n, x->c, 1, 1));
   SYNCO_TRY(synco_ref_check(dy, "linear_bwd", "dy", x->n, dy->c, 1, 1));
@@ -36,9 +47,9 @@ synco_status synco_ref_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw
   if (dx) {
     SYNCO_TRY(synco_ref_check(dx, "linear_bwd", "dx", n, in, 1, 1));
     if (!w) return synco_fail(SYNCO_ERR_ARG, "ref linear_bwd: weights are missing (needed for dx)");
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.f, dyd, out, w, in, 0.f, dx->data, in);
+    SYNCO_TRY(gemm(0, 0, n, in, out, 1.f, dyd, out, w, in, 0.f, dx->data, in));
   }
-  if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.f, dyd, out, x->data, in, 1.f, dw, in);
+  if (dw) SYNCO_TRY(gemm(1, 0, out, in, n, 1.f, dyd, out, x->data, in, 1.f, dw, in));
   if (db) {
     for (int o = 0; o < out; o++) {
       double sum = 0.0;
@@ -47,6 +58,12 @@ synco_status synco_ref_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw
     }
   }
   return SYNCO_OK;
+}
+
+synco_status synco_ref_linear_bwd(synco_backend *be, synco_tensor *dx, float *dw, float *db, const synco_tensor *dy,
+                                  const synco_tensor *x, const float *w) {
+  (void)be;
+  return synco_ref_linear_bwd_on(blas_sgemm, dx, dw, db, dy, x, w);
 }
 
 synco_status synco_ref_l2norm_fwd(synco_backend *be, synco_tensor *y, float *norms, const synco_tensor *x) {

@@ -1,5 +1,5 @@
-/* Step ops of the reference backend (also the CPU backends' fast path: they are memory-bound loops or one BLAS
- * call): GEMM through OpenBLAS, SGD and EMA as parallel loops over the single-source element kernels, the
+/* Step ops of the reference backend (also the cpu backend's, but for the GEMM: they are memory-bound loops): GEMM
+ * through OpenBLAS (the cpu backend's is backend/host_gemm.h's), SGD and EMA as parallel loops over the single-source element kernels, the
  * queue's FIFO write, the row permutation of the key shuffle, and the rows of the InfoNCE loss. */
 #include <cblas.h>
 #include <string.h>
