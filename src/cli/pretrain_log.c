@@ -12,7 +12,7 @@
  * The online linear probe adds "probe_loss" and "probe_acc" (its training views, before each step's update).
  * The same scalars go to the TensorBoard event file (io/tfevents.h) when there is one, at the global step: train/
  * (loss, acc, loss_moco, acc_moco, lr, images_per_s, synthetic), probe/ (loss, acc), knn/ (top1, top5) and epoch/
- * (epoch, time_s, data_wait_s). Rank 0 alone writes (c->log is NULL on the others). */
+ * (epoch, time_s, data_wait_s, loader_pairs_per_s_per_thread, loader_threads_needed). Rank 0 alone writes (c->log is NULL on the others). */
 #include <stdio.h>
 #include <time.h>
 
@@ -85,15 +85,20 @@ void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums
 }
 
 void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds,
-                        double data_wait) {
+                        double data_wait, double loader_per_thread, int loader_needed) {
   if (!c->log) return;
   const double t = row_begin(c->log, "epoch");
   fprintf(c->log, ",\"epoch\":%d,\"steps\":%d", epoch + 1, e->n);
   row_means(c->log, e, lr, e->n * c->o.batch / seconds);
-  fprintf(c->log, ",\"epoch_time_s\":%.2f,\"data_wait_s\":%.3f}\n", seconds, data_wait);
+  fprintf(c->log, ",\"epoch_time_s\":%.2f,\"data_wait_s\":%.3f,\"loader_pairs_per_s_per_thread\":%.1f,"
+          "\"loader_threads_needed\":%d}\n", seconds, data_wait, loader_per_thread, loader_needed);
   fflush(c->log);
-  static const char *const tags[] = {"epoch/epoch", "epoch/time_s", "epoch/data_wait_s"};
-  tb_scalars(c, t, tags, (const float[]){(float)(epoch + 1), (float)seconds, (float)data_wait}, 3);
+  static const char *const tags[] = {"epoch/epoch", "epoch/time_s", "epoch/data_wait_s",
+                                     "epoch/loader_pairs_per_s_per_thread", "epoch/loader_threads_needed"};
+  tb_scalars(c, t, tags,
+             (const float[]){(float)(epoch + 1), (float)seconds, (float)data_wait, (float)loader_per_thread,
+                             (float)loader_needed},
+             5);
 }
 
 void pretrain_log_knn(pretrain_ctx *c, int epoch, const synco_knn_result *r) {

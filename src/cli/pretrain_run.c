@@ -266,12 +266,18 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
     char text[160];
     progress_text(text, sizeof text, &sum);
     synco_progress_end(&prog, text);
-    const double data_wait = synco_loader_wait_seconds(c->loader);
-    pretrain_log_epoch(c, epoch, lr, &sum, ep_time, data_wait);
-    if (c->rank == 0 && !said_data && data_wait > 0.5 && data_wait > 0.1 * ep_time) {
-      printf("epoch %d: the steps waited %.1f s of %.1f s for data: the loader's %d thread%s do not keep up (more "
-             "--workers feed it faster; synco bench data measures its rate)\n", epoch + 1, data_wait, ep_time,
-             o->workers, synco_cli_s(o->workers));
+    synco_loader_stats ls;
+    synco_loader_stats_get(c->loader, &ls);
+    /* the loader's rate per thread, and the threads that would feed the steps at the rate they run when not waiting */
+    const double per_thread = synco_loader_rate_per_thread(&ls);
+    const double demand = ep_time > ls.wait_s ? (double)sum.n * o->batch / (ep_time - ls.wait_s) : 0.0;
+    const int needed = synco_loader_threads_needed(demand, per_thread);
+    pretrain_log_epoch(c, epoch, lr, &sum, ep_time, ls.wait_s, per_thread, needed);
+    if (c->rank == 0 && !said_data && ls.wait_s > 0.5 && ls.wait_s > 0.1 * ep_time) {
+      printf("epoch %d: the steps waited %.1f s of %.1f s for data: the loader makes %.0f pairs/s per thread on %d "
+             "thread%s and the steps take %.0f/s, so about %d would keep up (--workers; synco bench data measures the "
+             "rate alone)\n", epoch + 1, ls.wait_s, ep_time, per_thread, ls.threads, synco_cli_s(ls.threads), demand,
+             needed);
       fflush(stdout);
       said_data = 1;
     }

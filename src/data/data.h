@@ -115,4 +115,19 @@ synco_status synco_loader_next(synco_loader *ld, synco_batch *b);
  * sat idle for want of data, which more loader threads would shorten. Read by the consumer's thread. */
 double synco_loader_wait_seconds(const synco_loader *ld);
 
+/* What the loader did since the epoch started, read by the consumer's thread between batches. */
+typedef struct {
+  double wait_s;   /* synco_loader_wait_seconds */
+  double fill_s;   /* seconds the worker threads spent filling batches (decode + augment), summed over threads */
+  long images;     /* images those batches held (each augmented into every view) */
+  int threads;     /* worker threads */
+} synco_loader_stats;
+void synco_loader_stats_get(synco_loader *ld, synco_loader_stats *out);
+/* Images per second one worker thread augments (images / fill_s; 0 before any batch): "pairs/s per thread" for two
+ * views, measured on the machine as loaded during the run (compute threads competing included). */
+double synco_loader_rate_per_thread(const synco_loader_stats *s);
+/* Worker threads that would keep up with a consumer taking `demand` images per second when each makes `per_thread`
+ * (at least 1; 0 when either is unknown, <= 0). */
+int synco_loader_threads_needed(double demand, double per_thread);
+
 #endif

@@ -8,6 +8,7 @@
  * batch is the same images in the same order whatever the number of ranks, and the BN groups of N ranks are
  * those of one process with --bn-splits N. The tail after the last whole global batch is dealt round-robin.
  * With world > 1 every rank gets floor(N/world) samples, so that all ranks run the same number of steps. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,8 @@ struct synco_loader {
   pthread_cond_t cv_work, cv_done;
   int epoch, started, next_claim, consume, busy, quit, held;
   double wait_s; /* seconds synco_loader_next waited for a batch this epoch (the consumer's alone) */
+  double fill_s; /* seconds the workers spent in fill() this epoch, summed over threads (under mu) */
+  long filled;   /* images in the batches filled this epoch (under mu) */
 };
 
 static synco_status fill(worker *wk, slot *sl, int step) {
@@ -95,9 +98,13 @@ static void *worker_main(void *arg) {
     ld->busy++;
     pthread_mutex_unlock(&ld->mu);
     synco_clear_error();
+    const double t0 = synco_now();
     sl->st = fill(wk, sl, step);
+    const double took = synco_now() - t0;
     if (sl->st != SYNCO_OK) snprintf(sl->err, sizeof sl->err, "%s", synco_last_error());
     pthread_mutex_lock(&ld->mu);
+    ld->fill_s += took;
+    ld->filled += sl->b.n;
     ld->busy--;
     sl->state = SLOT_READY;
     pthread_cond_broadcast(&ld->cv_done);
@@ -220,6 +227,8 @@ synco_status synco_loader_start_epoch(synco_loader *ld, int epoch, int first_ste
   }
   ld->epoch = epoch;
   ld->wait_s = 0;
+  ld->fill_s = 0;
+  ld->filled = 0;
   ld->next_claim = ld->consume = first_step < ld->steps ? first_step : ld->steps;
   ld->started = 1;
   pthread_cond_broadcast(&ld->cv_work);
@@ -261,3 +270,20 @@ synco_status synco_loader_next(synco_loader *ld, synco_batch *b) {
 }
 
 double synco_loader_wait_seconds(const synco_loader *ld) { return ld->wait_s; }
+
+void synco_loader_stats_get(synco_loader *ld, synco_loader_stats *out) {
+  pthread_mutex_lock(&ld->mu);
+  *out = (synco_loader_stats){.wait_s = ld->wait_s, .fill_s = ld->fill_s, .images = ld->filled,
+                              .threads = ld->nthreads};
+  pthread_mutex_unlock(&ld->mu);
+}
+
+double synco_loader_rate_per_thread(const synco_loader_stats *s) {
+  return s->fill_s > 0 && s->images > 0 ? (double)s->images / s->fill_s : 0.0;
+}
+
+int synco_loader_threads_needed(double demand, double per_thread) {
+  if (!(demand > 0) || !(per_thread > 0)) return 0;
+  const double n = ceil(demand / per_thread);
+  return n < 1 ? 1 : n > 1e6 ? 1000000 : (int)n;
+}

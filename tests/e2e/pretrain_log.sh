@@ -43,7 +43,8 @@ for r in rows:
 ep = [r for r in rows if r['kind'] == 'epoch']
 assert [e['steps'] for e in ep] == [2, 2] and [e['epoch'] for e in ep] == [1, 2], ep
 assert all(0 <= e['data_wait_s'] <= e['epoch_time_s'] for e in ep), ep  # the steps' wait for the loader
-print('log.jsonl: kinds, times, one row per step, MoCo-only beside SynCo, probe logged, data wait')
+assert all(e['loader_pairs_per_s_per_thread'] > 0 and e['loader_threads_needed'] >= 1 for e in ep), ep
+print('log.jsonl: kinds, times, one row per step, MoCo-only beside SynCo, probe logged, data wait, loader rate')
 PY
 cfg_probe=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['probe'], c['probe_lr'])" "$tmp/a/config.json")
 [ "$cfg_probe" = "1 0.1" ] || fail "config.json probe settings: $cfg_probe"

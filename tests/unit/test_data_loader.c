@@ -1,6 +1,7 @@
 /* The loader: identical bytes for 1, 2 and 3 threads; each epoch a permutation (all samples once, without
  * drop_last); drop_last step counts; shards of two ranks partition the epoch; a resumed epoch
- * (start_epoch(e, k)) repeats the batches of an uninterrupted one; labels follow the dataset. */
+ * (start_epoch(e, k)) repeats the batches of an uninterrupted one; labels follow the dataset; each epoch's statistics
+ * count its images, and the threads a consumer needs follow from the rates. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,13 @@ static float *run(const synco_dataset *ds, int threads, int epochs, int drop_las
   for (int e = 0; e < epochs; e++) {
     CHECK_OK(synco_loader_start_epoch(ld, e, 0));
     synco_batch b;
+    long images = 0;
     for (;;) {
       CHECK_OK(synco_loader_next(ld, &b));
       if (b.n == 0) break;
       CHECK(b.step == steps % synco_loader_steps_per_epoch(ld));
       steps++;
+      images += b.n;
       for (int i = 0; i < b.n; i++, k++) {
         CHECK(b.labels[i] == synco_dataset_label(ds, b.indices[i]));
         memcpy(all + k * 2 * per, b.x[0] + i * per, per * sizeof(float));
@@ -50,13 +53,30 @@ static float *run(const synco_dataset *ds, int threads, int epochs, int drop_las
         if (idx_out) idx_out[k] = b.indices[i];
       }
     }
+    /* the epoch's statistics: every image it handed out filled once, in time spent, by the threads asked for */
+    synco_loader_stats st;
+    synco_loader_stats_get(ld, &st);
+    CHECK(st.images == images && st.threads == threads);
+    CHECK(st.fill_s > 0 && st.wait_s >= 0 && synco_loader_rate_per_thread(&st) > 0);
   }
   if (steps_out) *steps_out = steps;
   synco_loader_free(ld);
   return all;
 }
 
+/* The threads that keep up with a consumer: the demand over one thread's rate, rounded up; 0 when either is unknown. */
+static void threads_needed(void) {
+  CHECK(synco_loader_threads_needed(33000, 16900) == 2);
+  CHECK(synco_loader_threads_needed(33800, 16900) == 2);
+  CHECK(synco_loader_threads_needed(33801, 16900) == 3);
+  CHECK(synco_loader_threads_needed(700, 16900) == 1);
+  CHECK(synco_loader_threads_needed(0, 16900) == 0 && synco_loader_threads_needed(700, 0) == 0);
+  synco_loader_stats none = {0};
+  CHECK(synco_loader_rate_per_thread(&none) == 0);
+}
+
 int main(void) {
+  threads_needed();
   /* a CIFAR-10 file of N random images */
   char dir[128], path[200];
   snprintf(dir, sizeof dir, "/tmp/synco_test_loader_%d", (int)getpid());
