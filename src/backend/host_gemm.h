@@ -9,9 +9,11 @@
  * with OpenMP. The reference backend keeps OpenBLAS, so that the two stay independent of each other in the tests.
  *
  * The sums do not depend on the thread count: C is cut into blocks of rows (or of columns, where C has fewer rows
- * than columns) whose size depends on the shape alone, and each block is one single-threaded oneDNN call, whichever
- * thread runs it. So a run whose thread count changes (--adapt-threads) gives the same bits as one whose count does
- * not (test_fixed_sums), and 1, 2 or 16 threads give the same kNN similarities. */
+ * than columns) whose size depends on the shape alone, and each block is one single-threaded call, whichever thread
+ * runs it. So a run whose thread count changes (--adapt-threads) gives the same bits as one whose count does not
+ * (test_fixed_sums), and 1, 2 or 16 threads give the same kNN similarities. A build without oneDNN (the GPU bundle)
+ * runs OpenBLAS's sgemm in the same blocks, so its host GEMMs (the kNN monitor of a GPU run) use every core too.
+ * SYNCO_HOST_GEMM=openblas chooses OpenBLAS in a build with oneDNN as well (=onednn: the default there). */
 #ifndef SYNCO_BACKEND_HOST_GEMM_H
 #define SYNCO_BACKEND_HOST_GEMM_H
 

@@ -3,9 +3,12 @@
  *    columns into several blocks with a shorter last one, a single block, k = 0 (C = beta·C) and empty C;
  *  - the same bits at 1, 2 and 3 threads and from inside a parallel region (each block is one single-threaded
  *    call whatever the team: what --adapt-threads relies on), and the caller's thread count left as it was;
- *  - a negative size, a missing matrix or a leading dimension below a row's length refused with SYNCO_ERR_ARG. */
+ *  - a negative size, a missing matrix or a leading dimension below a row's length refused with SYNCO_ERR_ARG;
+ *  - all of it with the build's default GEMM and with OpenBLAS's (SYNCO_HOST_GEMM=openblas), and a GEMM this build
+ *    lacks refused. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/host_gemm.h"
@@ -101,8 +104,17 @@ static void errors(void) {
 }
 
 int main(void) {
-  results();
-  errors();
-  printf("host gemm: %s\n", synco_host_sgemm_name());
+  /* the build's default (oneDNN where built in), then OpenBLAS in the same blocks (a build without oneDNN's) */
+  const char *gemms[] = {NULL, "openblas"};
+  for (int g = 0; g < 2; g++) {
+    if (gemms[g]) setenv("SYNCO_HOST_GEMM", gemms[g], 1);
+    printf("host gemm: %s\n", synco_host_sgemm_name());
+    results();
+    errors();
+  }
+  float a[4] = {0}, b[4] = {0}, c[4] = {0};
+  setenv("SYNCO_HOST_GEMM", "mkl", 1);
+  CHECK(synco_host_sgemm(0, 0, 2, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2) == SYNCO_ERR_ARG);
+  unsetenv("SYNCO_HOST_GEMM");
   return synco_test_finish("host_gemm");
 }
