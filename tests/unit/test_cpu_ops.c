@@ -509,11 +509,14 @@ static char *plan_log(synco_backend *be, synco_conv_op *op) {
 }
 
 /* Plans a 3x3 stride-1 layer of c channels into c (8x8, batch 2) on be and returns be's kernel list (malloc'd). */
-static char *plan_square(synco_backend *be, synco_conv_op *op, int c) {
-  *op = (synco_conv_op){.n = 2, .cin = c, .h = 8, .w = 8, .cout = c, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
-                        .pad = 1, .dtype = SYNCO_F32};
+/* A c -> c 3x3 stride-1 layer of n images of side x side (plan_square: 2 of 8x8). */
+static char *plan_square_n(synco_backend *be, synco_conv_op *op, int c, int n, int side) {
+  *op = (synco_conv_op){.n = n, .cin = c, .h = side, .w = side, .cout = c, .oh = side, .ow = side, .kh = 3, .kw = 3,
+                        .stride = 1, .pad = 1, .dtype = SYNCO_F32};
   return plan_log(be, op);
 }
+
+static char *plan_square(synco_backend *be, synco_conv_op *op, int c) { return plan_square_n(be, op, c, 2, 8); }
 
 /* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, a 64-channel 3x3 stride-1 layer takes
  * synco's Winograd where the layer is nChw8c (AVX2 machines), one of oneDNN's otherwise, and an 8 -> 8 layer
@@ -523,7 +526,7 @@ static void test_default_rule(int block) {
   CHECK_OK(synco_backend_cpu_create(&be));
   if (!be) return;
   synco_conv_op op;
-  char *k = plan_square(be, &op, 64);
+  char *k = plan_square_n(be, &op, 64, 32, 8);
   CHECK(strstr(k, "measured_ms") == NULL);
   const int wino = block == 8 && synco_wino_available();
   CHECK((strstr(k, "\"fwd\":\"synco:winograd") != NULL) == wino);
@@ -532,17 +535,20 @@ static void test_default_rule(int block) {
   free(k);
   be->conv_release(be, &op);
   /* where oneDNN has one, its Winograd also takes every pass of a 32-channel layer and the backward weights of a
-   * 16-channel one (rule_kind's measurements) */
-  for (int c = 16; c <= 32 && dnnl_wino; c += 16) {
-    k = plan_square(be, &op, c);
-    const char *e = strrchr(k, '{'), *f = pass_kernel(e, "fwd"), *w = pass_kernel(e, "bwd_weights");
-    CHECK(f && (strncmp(f, "jit_wino", 8) == 0) == (c == 32));
-    CHECK(w && strncmp(w, "jit_wino", 8) == 0);
-    if (!f || (strncmp(f, "jit_wino", 8) == 0) != (c == 32) || !w || strncmp(w, "jit_wino", 8))
-      fprintf(stderr, "default rule, %d channels: %s\n", c, e ? e : k);
-    free(k);
-    be->conv_release(be, &op);
-  }
+   * 16-channel one, where the batch has enough output pixels (rule_kind's measurements): 32 images of 32x32 do, 2 of
+   * 8x8 do not (direct for those passes) */
+  for (int c = 16; c <= 32 && dnnl_wino; c += 16)
+    for (int big = 0; big <= 1; big++) {
+      k = big ? plan_square_n(be, &op, c, 32, 32) : plan_square(be, &op, c);
+      const char *e = strrchr(k, '{'), *f = pass_kernel(e, "fwd"), *w = pass_kernel(e, "bwd_weights");
+      const int f_wino = f && strncmp(f, "jit_wino", 8) == 0, w_wino = w && strncmp(w, "jit_wino", 8) == 0;
+      CHECK(f && f_wino == (big && c == 32));
+      CHECK(w && w_wino == (big || c == 32));
+      if (!f || f_wino != (big && c == 32) || !w || w_wino != (big || c == 32))
+        fprintf(stderr, "default rule, %d channels, %s batch: %s\n", c, big ? "a large" : "a small", e ? e : k);
+      free(k);
+      be->conv_release(be, &op);
+    }
   k = plan_square(be, &op, 8);
   const int d8 = synco_direct8_available();
   CHECK((strstr(k, "\"fwd\":\"synco:direct8_avx512:nChw8c\"") != NULL) == d8);

@@ -820,7 +820,19 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
   if (k->own_d8) return K_OWN_DIRECT8;
   if (k->own_wino && k->wp.block == 8)
     return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
-  const int wino = narrow >= 32 || (narrow >= 16 && pass == P_BWD_WEIGHTS);
+  /* oneDNN's Winograd (AVX-512) from 32 channels, and for the backward weights from 16, where the pass has enough
+   * output pixels over the batch for its transforms to pay: direct for the forward and backward data under 1,024
+   * (batch 32 at 4x4) and for 16 channels' backward weights under 32,768 (batch 128 at 16x16, 32 at 32x32). Intel Xeon
+   * model 207 (AVX-512, no AMX), 2 threads, 2026-12-07, ms per call inside `bench step` steps of --width 8 / 16
+   * (2 runs each, Winograd / direct): 64 channels at 4x4, batch 32, forward 0.18-0.19 / 0.13, backward data
+   * 0.20-0.21 / 0.11, backward weights 0.18 / 0.18; batch 64 0.22 / 0.23, 0.24 / 0.19-0.21, 0.27-0.28 / 0.33-0.36;
+   * batch 128 0.34 / 0.45, 0.34-0.38 / 0.36, 0.44 / 0.63; 128 channels at 4x4, batch 32, 0.51-0.52 / 0.46-0.47,
+   * 0.55-0.60 / 0.42-0.43, 0.50-0.52 / 0.63-0.65; batch 64 0.78-0.79 / 0.89-0.90, 0.78-0.81 / 0.81-0.82; 16
+   * channels' backward weights at 16x16, batch 32 0.25-0.26 / 0.16, 64 0.45-0.47 / 0.34-0.35, 128 0.57-0.58 /
+   * 0.69-0.70, 256 1.11-1.22 / 1.29-1.33, at 32x32, batch 32 0.54 / 0.59-0.61, 64 1.09-1.13 / 1.25-1.28. */
+  const long pixels = (long)op->n * op->oh * op->ow;
+  const int wino = pass == P_BWD_WEIGHTS ? narrow >= 32 || (narrow >= 16 && pixels >= 32768)
+                                         : narrow >= 32 && pixels >= 1024;
   return wino && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
 }
 
