@@ -214,7 +214,7 @@ synco_status pretrain_probe_read(pretrain_ctx *c, synco_xent_stats *out);
 void pretrain_sums_add(pretrain_sums *s, const synco_step_stats *st, const synco_xent_stats *probe);
 /* log.jsonl rows of kind step, epoch and knn (epoch 0: before training). */
 void pretrain_log_step(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *w, double seconds);
-/* data_wait: seconds the epoch's steps waited for the loader (synco_loader_wait_seconds); loader_per_thread: pairs
+/* data_wait: seconds the epoch's steps waited for the loader (synco_loader_stats_get); loader_per_thread: pairs
  * one loader thread made per second (synco_loader_rate_per_thread); loader_needed: the threads that would keep up
  * with the steps (synco_loader_threads_needed). */
 void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sums *e, double seconds,

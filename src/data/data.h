@@ -111,13 +111,10 @@ synco_status synco_loader_start_epoch(synco_loader *ld, int epoch, int first_ste
 /* Next batch of the epoch, in order; returns SYNCO_OK with b->n == 0 at the end of the epoch. The batch's
  * memory stays valid until the next call. Decode errors surface here with the file named. */
 synco_status synco_loader_next(synco_loader *ld, synco_batch *b);
-/* Seconds synco_loader_next has waited for a batch since the epoch started: how long the consumer (a training step)
- * sat idle for want of data, which more loader threads would shorten. Read by the consumer's thread. */
-double synco_loader_wait_seconds(const synco_loader *ld);
-
 /* What the loader did since the epoch started, read by the consumer's thread between batches. */
 typedef struct {
-  double wait_s;   /* synco_loader_wait_seconds */
+  double wait_s;   /* seconds synco_loader_next waited for a batch: how long the consumer (a training step) sat idle
+                    * for want of data, which more loader threads would shorten */
   double fill_s;   /* seconds the worker threads spent filling batches (decode + augment), summed over threads */
   long images;     /* images those batches held (each augmented into every view) */
   int threads;     /* worker threads */

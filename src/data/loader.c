@@ -269,7 +269,6 @@ synco_status synco_loader_next(synco_loader *ld, synco_batch *b) {
   return SYNCO_OK;
 }
 
-double synco_loader_wait_seconds(const synco_loader *ld) { return ld->wait_s; }
 
 void synco_loader_stats_get(synco_loader *ld, synco_loader_stats *out) {
   pthread_mutex_lock(&ld->mu);
