@@ -79,14 +79,19 @@ static block_fn *chosen(const char **name) {
   return !strcmp(e, "openblas") ? openblas_block : NULL;
 }
 
+synco_status synco_host_sgemm_check_env(void) {
+  const char *name;
+  if (chosen(&name)) return SYNCO_OK;
+  return synco_fail(SYNCO_ERR_ARG, "SYNCO_HOST_GEMM=%s: expected onednn (where built in) or openblas",
+                    getenv("SYNCO_HOST_GEMM"));
+}
+
 synco_status synco_host_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                               const float *b, int ldb, float beta, float *c, int ldc) {
   SYNCO_TRY(check(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc));
+  SYNCO_TRY(synco_host_sgemm_check_env());
   const char *name;
   block_fn *gemm = chosen(&name);
-  if (!gemm)
-    return synco_fail(SYNCO_ERR_ARG, "SYNCO_HOST_GEMM=%s: expected onednn (where built in) or openblas",
-                      getenv("SYNCO_HOST_GEMM"));
   if (!m || !n) return SYNCO_OK;
   if (!k) { /* no products: C = beta C (oneDNN refuses k = 0), with beta = 0 writing zeros, as BLAS does */
     for (int i = 0; i < m; i++)

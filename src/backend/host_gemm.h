@@ -24,6 +24,10 @@
 synco_status synco_host_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                               const float *b, int ldb, float beta, float *c, int ldc);
 
+/* SYNCO_OK when SYNCO_HOST_GEMM is unset or names a GEMM of this build, else the error synco_host_sgemm would give:
+ * checked when a backend is made, before a command writes anything. */
+synco_status synco_host_sgemm_check_env(void);
+
 /* What runs synco_host_sgemm in this build, for `synco info`: "oneDNN <version>" or "OpenBLAS (<its core>)". */
 const char *synco_host_sgemm_name(void);
 

@@ -24,6 +24,7 @@ static void single_threaded_blas(void) { openblas_set_num_threads(1); }
 synco_status synco_backend_create(const char *name, synco_backend **out) {
   *out = NULL;
   single_threaded_blas();
+  SYNCO_TRY(synco_host_sgemm_check_env());
   if (!name || !strcmp(name, "auto")) {
 #ifdef SYNCO_HAVE_ONEDNN
     return synco_backend_cpu_create(out);

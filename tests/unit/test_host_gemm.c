@@ -5,13 +5,14 @@
  *    call whatever the team: what --adapt-threads relies on), and the caller's thread count left as it was;
  *  - a negative size, a missing matrix or a leading dimension below a row's length refused with SYNCO_ERR_ARG;
  *  - all of it with the build's default GEMM and with OpenBLAS's (SYNCO_HOST_GEMM=openblas), and a GEMM this build
- *    lacks refused. */
+ *    lacks refused, by the GEMM and when a backend is made. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/host_gemm.h"
+#include "backend/registry.h"
 #include "base/rng.h"
 #include "test_util.h"
 
@@ -115,6 +116,8 @@ int main(void) {
   float a[4] = {0}, b[4] = {0}, c[4] = {0};
   setenv("SYNCO_HOST_GEMM", "mkl", 1);
   CHECK(synco_host_sgemm(0, 0, 2, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2) == SYNCO_ERR_ARG);
+  synco_backend *be = NULL; /* refused when the backend is made, before a command writes anything */
+  CHECK(synco_backend_create("ref", &be) == SYNCO_ERR_ARG && be == NULL);
   unsetenv("SYNCO_HOST_GEMM");
   return synco_test_finish("host_gemm");
 }
