@@ -103,7 +103,7 @@ typedef enum {
   SYNCO_CAP_BF16 = 0,        /* --precision bf16: convolutions and linear layers multiply bf16 copies (fp32 elsewhere) */
   SYNCO_CAP_BF16_NATIVE = 1, /* the hardware has bf16 arithmetic (a CPU: AVX512-BF16), whether the ops use it yet
                                 or not */
-  SYNCO_CAP_WINOGRAD = 2,    /* synco's Winograd F(2x2, 3x3) is a candidate for the 3x3 stride-1 convolutions */
+  SYNCO_CAP_WINOGRAD = 2,    /* synco's Winograd (F(2x2, 3x3), F(4x4, 3x3)) is a candidate for the 3x3 stride-1 convolutions */
   SYNCO_CAP_ASYNC = 3,       /* ops return before their work is done (a GPU's stream): time with `sync` */
   SYNCO_CAP_DEVICE_MEMORY = 4, /* backend memory the host cannot touch (a GPU's; the strict backend's by design): a
                                   transport that reads host memory (MPI) stages it through copy */

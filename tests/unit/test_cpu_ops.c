@@ -519,8 +519,9 @@ static char *plan_square_n(synco_backend *be, synco_conv_op *op, int c, int n, i
 static char *plan_square(synco_backend *be, synco_conv_op *op, int c) { return plan_square_n(be, op, c, 2, 8); }
 
 /* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, a 64-channel 3x3 stride-1 layer takes
- * synco's Winograd where the layer is nChw8c (AVX2 machines), one of oneDNN's otherwise, and an 8 -> 8 layer
- * (nChw8c) takes synco's direct8 where the CPU has AVX-512. */
+ * synco's Winograd where the layer is nChw8c (AVX2 machines; F(4x4, 3x3) in the forward and backward-data passes of
+ * an 8x8 image, F(2x2, 3x3) for backward weights and for 6x6 and 512-channel layers), one of oneDNN's otherwise, and
+ * an 8 -> 8 layer (nChw8c) takes synco's direct8 where the CPU has AVX-512. */
 static void test_default_rule(int block) {
   synco_backend *be = NULL;
   CHECK_OK(synco_backend_cpu_create(&be));
@@ -532,8 +533,29 @@ static void test_default_rule(int block) {
   CHECK((strstr(k, "\"fwd\":\"synco:winograd") != NULL) == wino);
   if ((strstr(k, "\"fwd\":\"synco:winograd") != NULL) != wino) fprintf(stderr, "default rule, block %d: %s\n", block, k);
   const int dnnl_wino = strstr(k, "\"fwd\":\"jit_wino") != NULL; /* oneDNN has a Winograd kernel (AVX-512) */
+  if (wino && !getenv("SYNCO_WINO_TILE")) {
+    CHECK(strstr(k, "\"fwd\":\"synco:winograd_f4x3:nChw8c\"") && strstr(k, "\"bwd_data\":\"synco:winograd_f4x3:nChw8c\"") &&
+          strstr(k, "\"bwd_weights\":\"synco:winograd_f2x3:nChw8c\""));
+    const int tiles[3][3] = {{64, 6, 2}, {512, 4, 2}, {256, 8, 4}}; /* channels, side: the forward's tile */
+    for (int i = 0; i < 3; i++) {
+      synco_conv_op o;
+      char *e = plan_square_n(be, &o, tiles[i][0], 2, tiles[i][1]), want[64];
+      snprintf(want, sizeof want, "\"fwd\":\"synco:winograd_f%dx3:nChw8c\"", tiles[i][2]);
+      CHECK(strstr(e, want) != NULL);
+      if (!strstr(e, want)) fprintf(stderr, "default rule, %d channels of %dx%d: %s\n", tiles[i][0], tiles[i][1], tiles[i][1], e);
+      free(e);
+      be->conv_release(be, &o);
+    }
+  }
   free(k);
   be->conv_release(be, &op);
+  /* a bad SYNCO_WINO_TILE is refused when a layer is planned */
+  setenv("SYNCO_WINO_TILE", "3", 1);
+  op = (synco_conv_op){.n = 2, .cin = 64, .h = 8, .w = 8, .cout = 64, .oh = 8, .ow = 8, .kh = 3, .kw = 3, .stride = 1,
+                       .pad = 1, .dtype = SYNCO_F32};
+  CHECK(be->conv_plan(be, &op) == SYNCO_ERR_ARG);
+  CHECK(strstr(synco_last_error(), "SYNCO_WINO_TILE=3") != NULL);
+  unsetenv("SYNCO_WINO_TILE");
   /* where oneDNN has one, its Winograd also takes every pass of a 32-channel layer and the backward weights of a
    * 16-channel one, where the batch has enough output pixels (rule_kind's measurements): 32 images of 32x32 do, 2 of
    * 8x8 do not (direct for those passes) */
@@ -878,9 +900,11 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
   test_conv(be, ref, 3, 32, 8, 8, 32, 3, 1, 1);   /* equal widths, as in a basic block */
   test_conv(be, ref, 2, 12, 7, 7, 20, 3, 1, 1);   /* channel counts that stay plain */
   test_conv(be, ref, 2, 16, 6, 6, 12, 3, 1, 1);   /* blocked in, plain out */
-  test_conv(be, ref, 5, 64, 4, 4, 72, 3, 1, 1);   /* Winograd: 2x2 tiles, chunks that cross images */
+  test_conv(be, ref, 5, 64, 4, 4, 72, 3, 1, 1);   /* Winograd: 4x4 tiles (F(4x4, 3x3) forward and backward data, 2x2
+                                                   * backward weights), chunks that cross images */
   test_conv(be, ref, 2, 80, 6, 10, 64, 3, 1, 1);  /* Winograd: not square, more inputs than outputs */
-  test_conv(be, ref, 3, 64, 16, 16, 64, 3, 1, 1); /* Winograd: several chunks per thread */
+  test_conv(be, ref, 3, 64, 16, 16, 64, 3, 1, 1); /* Winograd: several chunks per thread (F(4x4, 3x3) and F(2x2, 3x3)) */
+  test_conv(be, ref, 2, 64, 12, 8, 64, 3, 1, 1);  /* Winograd: F(4x4, 3x3), not square */
   test_conv(be, ref, 2, 32, 6, 6, 40, 3, 1, 1);   /* Winograd backward weights only (32 channels) */
   test_conv(be, ref, 3, 64, 6, 6, 64, 3, 1, 1);   /* Winograd: chunks of 8 and 3 tiles (GEMM row remainders) */
   test_conv(be, ref, 1, 64, 2, 26, 64, 3, 1, 1);  /* Winograd: one row of tiles, chunks of 8 and 5 */

@@ -13,8 +13,9 @@
  *    no JIT kernel for the mixed layouts. Weights: plain OIHW fp32 reordered into the pass's format at each call
  *    (SGD and EMA change them in place between calls; the copies live in op->impl), and backward weights
  *    reorders its result back to OIHW with a sum post-op, which gives the contract's dw += without a temporary.
- *  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers on blocked activations: synco's own (cpu_wino_conv.c, AVX2 code,
- *    nChw8c or nChw16c) or oneDNN's (dnnl_convolution_winograd, where this oneDNN has a non-reference kernel for
+ *  - Winograd for 3x3 stride-1 layers on blocked activations: synco's own (cpu_wino_conv.c, AVX2 code, nChw8c or
+ *    nChw16c; F(4x4, 3x3) or F(2x2, 3x3) by the layer's sides and channels, F(2x2, 3x3) for backward weights) or
+ *    oneDNN's (dnnl_convolution_winograd, where this oneDNN has a non-reference kernel for
  *    the pass: AVX-512 CPUs).
  *  - synco's direct8 (cpu_direct8_conv.c): 3x3 stride-1 layers on nChw8c (8 or 24 channels) on AVX-512 CPUs,
  *    where oneDNN has only AVX2 kernels for an 8-channel block (half of each register idle).
@@ -992,8 +993,9 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
                       : kind == K_OWN_STRIDE2 ? "synco:stride2_avx512:nChw8c->nChw16c"
                       : d8_bf16               ? "synco:direct8_avx512_bf16:nChw8c"
                       : kind == K_OWN_DIRECT8 ? "synco:direct8_avx512:nChw8c"
-                      : k->wp.block == 16     ? "synco:winograd_f2x3:nChw16c"
-                                              : "synco:winograd_f2x3:nChw8c";
+                      : k->wp.m == 4 && p != P_BWD_WEIGHTS /* backward weights keeps 2x2 tiles */
+                          ? (k->wp.block == 16 ? "synco:winograd_f4x3:nChw16c" : "synco:winograd_f4x3:nChw8c")
+                                              : (k->wp.block == 16 ? "synco:winograd_f2x3:nChw16c" : "synco:winograd_f2x3:nChw8c");
     /* a pass that multiplies in fp32 under --precision bf16 says so: a bf16 layer's (oneDNN's Winograd, synco's fp32
      * kernels), and every pass where this CPU's bf16 convolutions are the slower (k->bf16 is 0 there) */
     const int fp32 = c->bf16 && (!k->bf16 || (kind != K_DIRECT && kind != K_GEMM && !d8_bf16));
@@ -1069,6 +1071,7 @@ static synco_status describe(synco_backend *be, const synco_conv_op *op, conv_im
                       "SYNCO_CONV_ALGO=%s: expected rule, auto, direct, winograd, onednn-winograd, direct-fp32, direct8, gemm, "
                       "stem or stride2",
                       getenv("SYNCO_CONV_ALGO"));
+  SYNCO_TRY(synco_wino_check_env());
   const int block = synco_dnnl_layout_block(k->lx);
   const int wino_shape = op->kh == 3 && op->kw == 3 && op->stride == 1 && op->pad == 1 && k->lx == k->ly && block > 1;
   *wino = 0;

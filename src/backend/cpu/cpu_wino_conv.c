@@ -1,5 +1,7 @@
-/* Winograd F(2x2, 3x3) convolution on nChw8c or nChw16c activations (see cpu_wino_conv.h). With g the 3x3 kernel, d a 4x4
- * input tile (the output tile's pixels and a ring of one, zero outside the image) and Y the 2x2 output tile:
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution on nChw8c or nChw16c activations (see cpu_wino_conv.h).
+ *
+ * F(2x2, 3x3): with g the 3x3 kernel, d a 4x4 input tile (the output tile's pixels and a ring of one, zero outside
+ * the image) and Y the 2x2 output tile:
  *   Y = A' [ (G g G') . (B' d B) ] A,  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  *   B' = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A' = [1 1 1 0; 0 1 -1 -1].
  * Summed over input channels, the elementwise product becomes, for each of the 16 Winograd positions xi,
@@ -7,17 +9,30 @@
  * a chunk's V and M stay in the thread's part of the workspace. Backward weights runs the same transforms
  * on x and (adjoint of the output transform) on dy, multiplies V' D per position and maps the 4x4 sums back
  * to 3x3 with G' . G. All coefficients are 0, +-1 or +-1/2, so the results differ from the direct
- * convolution's only by rounding. */
+ * convolution's only by rounding.
+ *
+ * F(4x4, 3x3) is the same with a 6x6 input tile, a 4x4 output tile and 36 positions (Lavin and Gray's points 0,
+ * +-1, +-2 and infinity):
+ *   B' = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *   A' = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+ * It multiplies 36/16 = 2.25 times per output pixel where F(2x2, 3x3) multiplies 4 times and the direct
+ * convolution 9, for larger coefficients and so more rounding (within the tests' fp32 tolerance in the forward and
+ * backward-data passes). The plan takes it for those two passes where the image's sides are multiples of 4 and
+ * the layer has at most 256 channels a side (data_tile); backward weights keeps F(2x2, 3x3) (cpu_wino_conv.h
+ * says why). */
 #include "backend/cpu/cpu_wino_conv.h"
 
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_affinity.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
-#define NXI 16
+#define NXI2 16      /* Winograd positions of F(2x2, 3x3) */
 #define GRAD_CHUNKS 2 /* backward weights takes this many forward chunks of tiles at a time */
 
 int synco_wino_available(void) {
@@ -26,36 +41,166 @@ int synco_wino_available(void) {
   return avx2;
 }
 
+/* Winograd positions of an m x m output tile: (m + 2)^2. */
+static int nxi_of(int m) { return (m + 2) * (m + 2); }
+
 int synco_wino_applies(int cin, int cout, int h, int w, int kh, int kw, int stride, int pad, int block) {
   return synco_wino_available() && (block == 8 || block == 16) && kh == 3 && kw == 3 && stride == 1 && pad == 1 &&
          cin % block == 0 && cout % block == 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0;
 }
 
-size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int block, int threads) {
-  const long tiles = (long)n * (h / 2) * (w / 2);
-  /* 64 tiles per chunk: each chunk reads all of U (16 cin x cout), so fewer tiles make the wide layers
-   * memory-bound (12 tiles ran layer4 of ResNet-18 1.4x slower), and more spill V and M out of L2 on the
-   * narrow ones (measured 32 / 64 / 128 / 256 on 2 AVX2 cores: 64 was best or tied on every layer). Small
-   * batches get at least 8 chunks. The chunk size does not depend on the thread count, so neither do the
-   * results (backward weights sums its chunks in order). */
-  long tc = 64;
+synco_status synco_wino_check_env(void) {
+  const char *e = getenv("SYNCO_WINO_TILE");
+  if (e && *e && strcmp(e, "2") && strcmp(e, "4") && strcmp(e, "rule"))
+    return synco_fail(SYNCO_ERR_ARG, "SYNCO_WINO_TILE=%s: expected 2, 4 or rule", e);
+  return SYNCO_OK;
+}
+
+/* The output tile of the forward and backward-data passes. F(4x4, 3x3) where both sides are multiples of 4 and
+ * neither side of the layer has over 256 channels: each chunk of tiles reads all of U, 2.25x larger than F(2x2,
+ * 3x3)'s, and at 512 channels (4x4 images, so at most 16 tiles a chunk) that made the pass memory-bound: on 2
+ * AVX2 cores (Zen 3, batch 128, ms a pass, forward / backward data) F(4x4) against F(2x2) ran 31-34 / 29-35
+ * against 50-54 / 48-54 at 64 channels on 32x32, 28-31 / 27-30 against 43-48 / 44-48 at 128 on 16x16, 32-34 /
+ * 32-34 against 44-52 / 43-51 at 256 on 8x8, and 62 / 63 against 52-55 / 51-53 at 512 on 4x4.
+ * SYNCO_WINO_TILE=2 takes F(2x2, 3x3) everywhere, =4 F(4x4, 3x3) wherever the sides allow. */
+static int data_tile(int cin, int cout, int h, int w) {
+  const char *e = getenv("SYNCO_WINO_TILE");
+  const int four = h % 4 == 0 && w % 4 == 0;
+  if (e && !strcmp(e, "2")) return 2;
+  if (e && !strcmp(e, "4")) return four ? 4 : 2;
+  return four && cin <= 256 && cout <= 256 ? 4 : 2;
+}
+
+/* Tiles per chunk for `tiles` tiles of m x m. 64 tiles for F(2x2, 3x3): each chunk reads all of U (16 cin x
+ * cout), so fewer tiles make the wide layers memory-bound (12 tiles ran layer4 of ResNet-18 1.4x slower), and
+ * more spill V and M out of L2 on the narrow ones (measured 32 / 64 / 128 / 256 on 2 AVX2 cores: 64 was best or
+ * tied on every layer). 32 for F(4x4, 3x3), whose tiles hold 36 positions (16, 32 and 64 measured on Zen 3: 16
+ * ran 1.1-1.4x slower, 32 and 64 tied). Small batches get at least 8 chunks. The chunk size does not depend on
+ * the thread count, so neither do the results (backward weights sums its chunks in order). */
+static int chunk_tiles(int m, long tiles) {
+  long tc = m == 4 ? 32 : 64;
   if (tc > (tiles + 7) / 8) tc = (tiles + 7) / 8;
   if (tc < 8) tc = 8;
-  *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .block = block == 16 ? 16 : 8,
-                         .tiles_per_chunk = (int)tc, .threads = threads < 1 ? 1 : threads};
-  const size_t u = (size_t)NXI * cin * cout;
-  const size_t per_thread = (size_t)NXI * tc * (cin + cout);
-  /* backward weights shares GRAD_CHUNKS chunks' worth among all threads */
-  const int slots = p->threads > GRAD_CHUNKS ? p->threads : GRAD_CHUNKS;
-  return (u + per_thread * slots) * sizeof(float);
+  return (int)tc;
+}
+
+size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int block, int threads) {
+  const int m = data_tile(cin, cout, h, w);
+  *p = (synco_wino_plan){.n = n, .cin = cin, .cout = cout, .h = h, .w = w, .m = m, .block = block == 16 ? 16 : 8,
+                         .tiles_per_chunk = chunk_tiles(m, (long)n * (h / m) * (w / m)),
+                         .grad_tiles_per_chunk = GRAD_CHUNKS * chunk_tiles(2, (long)n * (h / 2) * (w / 2)),
+                         .threads = threads < 1 ? 1 : threads};
+  /* U (or dU) first, then each thread's V and M, or backward weights' shared V and D */
+  const size_t u = (size_t)nxi_of(m) * cin * cout;
+  const size_t data = (size_t)nxi_of(m) * p->tiles_per_chunk * (cin + cout) * p->threads;
+  const size_t grad = (size_t)nxi_of(2) * p->grad_tiles_per_chunk * (cin + cout);
+  return (u + (data > grad ? data : grad)) * sizeof(float);
+}
+
+/* U = G g G' of F(4x4, 3x3) for the kernel g of every (r, c), as transform_weights. */
+static void transform_weights4(float *U, const float *w, int cin, int cout, int flip) {
+  const int rows = flip ? cout : cin, cols = flip ? cin : cout;
+  const long xs = (long)rows * cols;
+#pragma omp parallel for schedule(dynamic, 8)
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      const long co = flip ? r : c, ci = flip ? c : r;
+      const float *k = w + (co * cin + ci) * 9;
+      float g[9], t[6][3];
+      for (int i = 0; i < 9; i++) g[i] = flip ? k[8 - i] : k[i];
+      for (int j = 0; j < 3; j++) {
+        const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+        t[0][j] = 0.25f * g0;
+        t[1][j] = -(g0 + g1 + g2) / 6;
+        t[2][j] = -(g0 - g1 + g2) / 6;
+        t[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
+        t[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
+        t[5][j] = g2;
+      }
+      float *u = U + (long)r * cols + c;
+      for (int i = 0; i < 6; i++) {
+        const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+        u[(i * 6 + 0) * xs] = 0.25f * g0;
+        u[(i * 6 + 1) * xs] = -(g0 + g1 + g2) / 6;
+        u[(i * 6 + 2) * xs] = -(g0 - g1 + g2) / 6;
+        u[(i * 6 + 3) * xs] = g0 / 24 + g1 / 12 + g2 / 6;
+        u[(i * 6 + 4) * xs] = g0 / 24 - g1 / 12 + g2 / 6;
+        u[(i * 6 + 5) * xs] = g2;
+      }
+    }
+}
+
+/* B' of 6 values of F(4x4, 3x3) (one column or row of a tile). */
+static inline __attribute__((always_inline, target("avx2,fma"))) void bt6(const __m256 d[6], __m256 v[6]) {
+  const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+  const __m256 t1 = _mm256_fnmadd_ps(four, d[2], d[4]), t2 = _mm256_fnmadd_ps(four, d[1], d[3]);
+  const __m256 t3 = _mm256_sub_ps(d[4], d[2]), t4 = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
+  v[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+  v[1] = _mm256_add_ps(t1, t2);
+  v[2] = _mm256_sub_ps(t1, t2);
+  v[3] = _mm256_add_ps(t3, t4);
+  v[4] = _mm256_sub_ps(t3, t4);
+  v[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+}
+
+/* B' d B of one 8-channel 6x6 tile whose top-left input pixel is (r0, c0), as input_tile. */
+static AVX2 void input_tile4(float *v, long vstride, const float *img, int B, int h, int w, int r0, int c0) {
+  __m256 e[6][6];
+  const __m256 z = _mm256_setzero_ps();
+  for (int j = 0; j < 6; j++) {
+    const int c = c0 + j;
+    __m256 d[6], t[6];
+    for (int i = 0; i < 6; i++) {
+      const int r = r0 + i;
+      d[i] = (r >= 0 && r < h && c >= 0 && c < w) ? _mm256_loadu_ps(img + ((long)r * w + c) * B) : z;
+    }
+    bt6(d, t);
+    for (int i = 0; i < 6; i++) e[i][j] = t[i];
+  }
+  for (int i = 0; i < 6; i++) {
+    __m256 t[6];
+    bt6(e[i], t);
+    for (int j = 0; j < 6; j++) _mm256_storeu_ps(v + (i * 6 + j) * vstride, t[j]);
+  }
+}
+
+/* A' of 6 values of F(4x4, 3x3) into 4. */
+static inline __attribute__((always_inline, target("avx2,fma"))) void at6(const __m256 q[6], __m256 y[4]) {
+  const __m256 s12 = _mm256_add_ps(q[1], q[2]), d12 = _mm256_sub_ps(q[1], q[2]);
+  const __m256 s34 = _mm256_add_ps(q[3], q[4]), d34 = _mm256_sub_ps(q[3], q[4]);
+  y[0] = _mm256_add_ps(_mm256_add_ps(q[0], s12), s34);
+  y[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+  y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+  y[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), q[5]);
+}
+
+/* A' m A of one 8-channel tile into the 4x4 output pixels at (r0, c0), as output_tile. */
+static AVX2 void output_tile4(float *img, int B, int w, int r0, int c0, const float *m, long mstride) {
+  __m256 r[4][6];
+  for (int j = 0; j < 6; j++) {
+    __m256 q[6], y[4];
+    for (int i = 0; i < 6; i++) q[i] = _mm256_loadu_ps(m + (i * 6 + j) * mstride);
+    at6(q, y);
+    for (int i = 0; i < 4; i++) r[i][j] = y[i];
+  }
+  for (int i = 0; i < 4; i++) {
+    __m256 y[4];
+    at6(r[i], y);
+    float *o = img + ((long)(r0 + i) * w + c0) * B;
+    for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + j * B, y[j]);
+  }
 }
 
 /* U[xi][r][c] = (G g G')[xi] for the kernel g of every (r, c): forward r = ci, c = co, g = w[co][ci];
  * backward data r = co, c = ci, g = w[co][ci] rotated by 180 degrees. Walks U row by row (c innermost) so
  * that its 16 output streams are written contiguously; the 9-float reads of w are the strided side. */
-static void transform_weights(float *U, const float *w, int cin, int cout, int flip) {
+static void transform_weights(float *U, const float *w, int cin, int cout, int flip, int m) {
   const int rows = flip ? cout : cin, cols = flip ? cin : cout;
   const long xs = (long)rows * cols;
+  if (m == 4) {
+    transform_weights4(U, w, cin, cout, flip);
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 8)
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) {
@@ -109,7 +254,7 @@ static AVX2 void input_tile(float *v, long vstride, const float *img, int B, int
 /* A' m A of one 8-channel tile into the 2x2 output pixels at (r0, c0) (pixel stride B, as input_tile). */
 static AVX2 void output_tile(float *img, int B, int w, int r0, int c0, const float *m, long mstride) {
   __m256 q[4][4], r[2][4];
-  for (int x = 0; x < NXI; x++) q[x / 4][x % 4] = _mm256_loadu_ps(m + x * mstride);
+  for (int x = 0; x < 16; x++) q[x / 4][x % 4] = _mm256_loadu_ps(m + x * mstride);
   for (int j = 0; j < 4; j++) {
     r[0][j] = _mm256_add_ps(_mm256_add_ps(q[0][j], q[1][j]), q[2][j]);
     r[1][j] = _mm256_sub_ps(_mm256_sub_ps(q[1][j], q[2][j]), q[3][j]);
@@ -150,7 +295,7 @@ static void weight_grad(float *dw, const float *dU, int cin, int cout) {
     for (int co = 0; co < cout; co++) {
       const float *u = dU + (long)ci * cout + co;
       float x[4][4], t[3][4];
-      for (int i = 0; i < NXI; i++) x[i / 4][i % 4] = u[i * xs];
+      for (int i = 0; i < 16; i++) x[i / 4][i % 4] = u[i * xs];
       for (int j = 0; j < 4; j++) {
         t[0][j] = x[0][j] + 0.5f * (x[1][j] + x[2][j]);
         t[1][j] = 0.5f * (x[1][j] - x[2][j]);
@@ -217,15 +362,16 @@ static AVX2 void gemm(int m, int n, int K, const float *a, const float *b, float
   }
 }
 
-/* Tile g of the batch (tiles numbered image by image, row by row): its image and top-left output pixel. */
+/* Tile g of the batch (tiles numbered image by image, row by row, m x m output pixels each): its image and
+ * top-left output pixel. */
 typedef struct {
   long img;
   int r, c;
 } tile_pos;
 
-static inline tile_pos tile_at(long g, int tiles_per_image, int tiles_per_row) {
+static inline tile_pos tile_at(long g, int tiles_per_image, int tiles_per_row, int m) {
   const int t = (int)(g % tiles_per_image);
-  return (tile_pos){g / tiles_per_image, 2 * (t / tiles_per_row), 2 * (t % tiles_per_row)};
+  return (tile_pos){g / tiles_per_image, m * (t / tiles_per_row), m * (t % tiles_per_row)};
 }
 
 /* Where the 8 channels b*8 .. b*8+7 of image `img` start in [n, c/B, h, w, B]. */
@@ -234,39 +380,47 @@ static inline long block_at(long img, int b, int c, int B, int h, int w) {
 }
 
 /* B' d B of every 8 channels of one tile of `in` ([n, c/B, h, w, B]) into row k of V. */
-static AVX2 void input_row(float *V, long vs, int k, const float *in, int B, int c, int h, int w, tile_pos t) {
-  for (int b = 0; b < c / 8; b++)
-    input_tile(V + (long)k * c + b * 8, vs, in + block_at(t.img, b, c, B, h, w), B, h, w, t.r - 1, t.c - 1);
+static AVX2 void input_row(float *V, long vs, int k, const float *in, int B, int c, int h, int w, tile_pos t, int m) {
+  for (int b = 0; b < c / 8; b++) {
+    float *v = V + (long)k * c + b * 8;
+    const float *img = in + block_at(t.img, b, c, B, h, w);
+    if (m == 4) input_tile4(v, vs, img, B, h, w, t.r - 1, t.c - 1);
+    else input_tile(v, vs, img, B, h, w, t.r - 1, t.c - 1);
+  }
 }
 
 /* out = conv(in, U) for in [n, ci/B, h, w, B], out [n, co/B, h, w, B], U [16][ci][co]. Chunks go to threads
  * by affinity scheduling (cpu_affinity.h: a thread's own images first, then those a slower thread has not reached);
  * each chunk's result depends on nothing else. */
 static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const float *in, const float *U, float *ws) {
-  const int h = p->h, w = p->w, th = h / 2, tw = w / 2, tpi = th * tw, tc = p->tiles_per_chunk;
+  const int h = p->h, w = p->w, m = p->m, nxi = nxi_of(m), tw = w / m, tpi = (h / m) * tw;
+  const int tc = p->tiles_per_chunk;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
   const int ocb = co / 8, B = p->block;
   synco_affinity a; /* at most a part per thread slot of the workspace */
   synco_affinity_init_parts(&a, chunks, 1, omp_get_max_threads() < p->threads ? omp_get_max_threads() : p->threads);
 #pragma omp parallel num_threads(a.parts)
   {
-    float *V = ws + (size_t)omp_get_thread_num() * NXI * tc * (p->cin + p->cout);
-    float *M = V + (size_t)NXI * tc * ci;
+    float *V = ws + (size_t)omp_get_thread_num() * nxi * tc * (p->cin + p->cout);
+    float *M = V + (size_t)nxi * tc * ci;
     const long vs = (long)tc * ci, ms = (long)tc * co;
     SYNCO_AFFINITY_FOR(a, ch) {
       const long g0 = ch * tc;
       const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
-      for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, B, ci, h, w, tile_at(g0 + k, tpi, tw));
-      for (int x = 0; x < NXI; x++) {
+      for (int k = 0; k < cnt; k++) input_row(V, vs, k, in, B, ci, h, w, tile_at(g0 + k, tpi, tw, m), m);
+      for (int x = 0; x < nxi; x++) {
         if (ci <= 256) gemm(cnt, co, ci, V + x * vs, U + (long)x * ci * co, M + x * ms);
         else
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cnt, co, ci, 1.0f, V + x * vs, ci,
                       U + (long)x * ci * co, co, 0.0f, M + x * ms, co);
       }
       for (int k = 0; k < cnt; k++) {
-        const tile_pos t = tile_at(g0 + k, tpi, tw);
-        for (int b = 0; b < ocb; b++)
-          output_tile(out + block_at(t.img, b, co, B, h, w), B, w, t.r, t.c, M + (long)k * co + b * 8, ms);
+        const tile_pos t = tile_at(g0 + k, tpi, tw, m);
+        for (int b = 0; b < ocb; b++) {
+          float *o = out + block_at(t.img, b, co, B, h, w);
+          if (m == 4) output_tile4(o, B, w, t.r, t.c, M + (long)k * co + b * 8, ms);
+          else output_tile(o, B, w, t.r, t.c, M + (long)k * co + b * 8, ms);
+        }
       }
     }
   }
@@ -279,10 +433,10 @@ static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, c
   const int ci = p->cin, co = p->cout, h = p->h, w = p->w, tw = w / 2, tpi = (h / 2) * tw;
   int threads = omp_get_max_threads();
   if (threads > p->threads) threads = p->threads;
-  const int tc = p->tiles_per_chunk * GRAD_CHUNKS;
+  const int tc = p->grad_tiles_per_chunk;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
   const int ocb = co / 8, B = p->block;
-  float *V = ws, *D = ws + (size_t)NXI * tc * ci;
+  float *V = ws, *D = ws + (size_t)NXI2 * tc * ci;
   const long vs = (long)tc * ci, ds = (long)tc * co;
 #pragma omp parallel num_threads(threads)
   for (long ch = 0; ch < chunks; ch++) {
@@ -290,13 +444,13 @@ static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, c
     const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
 #pragma omp for schedule(dynamic, 8)
     for (int k = 0; k < cnt; k++) {
-      const tile_pos t = tile_at(g0 + k, tpi, tw);
-      input_row(V, vs, k, x, B, ci, h, w, t);
+      const tile_pos t = tile_at(g0 + k, tpi, tw, 2);
+      input_row(V, vs, k, x, B, ci, h, w, t, 2);
       for (int b = 0; b < ocb; b++)
         grad_tile(D + (long)k * co + b * 8, ds, dy + block_at(t.img, b, co, B, h, w), B, w, t.r, t.c);
     }
 #pragma omp for schedule(dynamic, 1)
-    for (int xi = 0; xi < NXI; xi++)
+    for (int xi = 0; xi < NXI2; xi++)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ci, co, cnt, 1.0f, V + xi * vs, ci, D + xi * ds, co,
                   ch ? 1.0f : 0.0f, dU + (long)xi * ci * co, co);
   }
@@ -309,8 +463,8 @@ static synco_status check(const synco_wino_plan *p, const void *a, const void *b
 
 synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, const float *w, float *workspace) {
   SYNCO_TRY(check(p, y, x, w, workspace));
-  float *U = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
-  transform_weights(U, w, p->cin, p->cout, 0);
+  float *U = workspace, *ws = workspace + (size_t)nxi_of(p->m) * p->cin * p->cout;
+  transform_weights(U, w, p->cin, p->cout, 0, p->m);
   run(p, p->cin, p->cout, y, x, U, ws);
   return SYNCO_OK;
 }
@@ -318,7 +472,7 @@ synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, 
 synco_status synco_wino_bwd_weights(const synco_wino_plan *p, float *dw, const float *dy, const float *x,
                                     float *workspace) {
   SYNCO_TRY(check(p, dw, dy, x, workspace));
-  float *dU = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
+  float *dU = workspace, *ws = workspace + (size_t)NXI2 * p->cin * p->cout;
   run_grad(p, dU, x, dy, ws);
   weight_grad(dw, dU, p->cin, p->cout);
   return SYNCO_OK;
@@ -327,8 +481,8 @@ synco_status synco_wino_bwd_weights(const synco_wino_plan *p, float *dw, const f
 synco_status synco_wino_bwd_data(const synco_wino_plan *p, float *dx, const float *dy, const float *w,
                                  float *workspace) {
   SYNCO_TRY(check(p, dx, dy, w, workspace));
-  float *U = workspace, *ws = workspace + (size_t)NXI * p->cin * p->cout;
-  transform_weights(U, w, p->cin, p->cout, 1);
+  float *U = workspace, *ws = workspace + (size_t)nxi_of(p->m) * p->cin * p->cout;
+  transform_weights(U, w, p->cin, p->cout, 1, p->m);
   run(p, p->cout, p->cin, dx, dy, U, ws);
   return SYNCO_OK;
 }
