@@ -220,9 +220,10 @@ void synco_backend_describe(char *buf, size_t n) {
                          "convolution kernels are 1.4-2.8x slower than its fp32 ones (SYNCO_BF16_CONV=bf16 runs them "
                          "anyway)",
            probe,
-           wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): Winograd from 64 channels "
-                  "on AVX2 (synco's: F(4x4,3x3) forward and backward data where the sides are multiples of 4 and at most 256 "
-                  "channels, else F(2x2,3x3), and F(2x2,3x3) backward weights; SYNCO_WINO_TILE=2|4 chooses), from 32 on AVX-512 (oneDNN's; backward weights from 16; where a batch has few output pixels, direct), synco's direct8 for 8 or 24 channels "
+           wino ? "a fixed rule by ISA and channels (the default, so runs are reproducible): on AVX2 synco's Winograd, "
+                  "F(4x4,3x3) for forward and backward data where the sides are multiples of 4, the layer has at most 256 "
+                  "channels and the batch 1,024 output pixels, else F(2x2,3x3) from 64 channels, and F(2x2,3x3) backward "
+                  "weights from 32 (SYNCO_WINO_TILE=2|4 chooses the tile); Winograd from 32 channels on AVX-512 (oneDNN's; backward weights from 16; where a batch has few output pixels, direct), synco's direct8 for 8 or 24 channels "
                   "(nChw8c) on AVX-512, oneDNN direct elsewhere; on AVX-512 also synco's stem kernel for the CIFAR "
                   "stem's forward into 8 channels and synco's stride2 kernels for stride-2 layers from nChw8c into nChw16c (forwards, "
                   "and the 1x1 layer's backward passes), in fp32; SYNCO_CONV_ALGO=auto measures each shape once per "

@@ -519,8 +519,7 @@ static char *plan_square_n(synco_backend *be, synco_conv_op *op, int c, int n, i
 static char *plan_square(synco_backend *be, synco_conv_op *op, int c) { return plan_square_n(be, op, c, 2, 8); }
 
 /* The default (SYNCO_CONV_ALGO unset) is the fixed rule: nothing is measured, a 64-channel 3x3 stride-1 layer takes
- * synco's Winograd where the layer is nChw8c (AVX2 machines; F(4x4, 3x3) in the forward and backward-data passes of
- * an 8x8 image, F(2x2, 3x3) for backward weights and for 6x6 and 512-channel layers), one of oneDNN's otherwise, and
+ * synco's Winograd where the layer is nChw8c (AVX2 machines: rule_kind's cases below), one of oneDNN's otherwise, and
  * an 8 -> 8 layer (nChw8c) takes synco's direct8 where the CPU has AVX-512. */
 static void test_default_rule(int block) {
   synco_backend *be = NULL;
@@ -536,13 +535,24 @@ static void test_default_rule(int block) {
   if (wino && !getenv("SYNCO_WINO_TILE")) {
     CHECK(strstr(k, "\"fwd\":\"synco:winograd_f4x3:nChw8c\"") && strstr(k, "\"bwd_data\":\"synco:winograd_f4x3:nChw8c\"") &&
           strstr(k, "\"bwd_weights\":\"synco:winograd_f2x3:nChw8c\""));
-    const int tiles[3][3] = {{64, 6, 2}, {512, 4, 2}, {256, 8, 4}}; /* channels, side: the forward's tile */
-    for (int i = 0; i < 3; i++) {
+    /* channels, side, batch: the forward's kernel and backward weights' (0: oneDNN's direct) */
+    const int cases[6][5] = {{64, 6, 2, 2, 2},    /* 6x6: F(2x2, 3x3) from 64 channels */
+                             {512, 4, 2, 2, 2},   /* over 256 channels: F(2x2, 3x3) */
+                             {256, 8, 16, 4, 2},  /* 1,024 output pixels */
+                             {64, 4, 32, 0, 2},   /* 512 output pixels: direct for the data passes */
+                             {8, 32, 2, 4, 0},    /* 8 channels: F(4x4, 3x3) forward, direct backward weights */
+                             {16, 16, 4, 4, 0}};
+    for (int i = 0; i < 6; i++) {
       synco_conv_op o;
-      char *e = plan_square_n(be, &o, tiles[i][0], 2, tiles[i][1]), want[64];
-      snprintf(want, sizeof want, "\"fwd\":\"synco:winograd_f%dx3:nChw8c\"", tiles[i][2]);
-      CHECK(strstr(e, want) != NULL);
-      if (!strstr(e, want)) fprintf(stderr, "default rule, %d channels of %dx%d: %s\n", tiles[i][0], tiles[i][1], tiles[i][1], e);
+      char *e = plan_square_n(be, &o, cases[i][0], cases[i][2], cases[i][1]), fwd[64], bww[64];
+      if (cases[i][3]) snprintf(fwd, sizeof fwd, "\"fwd\":\"synco:winograd_f%dx3:nChw8c\"", cases[i][3]);
+      else snprintf(fwd, sizeof fwd, "\"fwd\":\"jit:");
+      if (cases[i][4]) snprintf(bww, sizeof bww, "\"bwd_weights\":\"synco:winograd_f2x3:nChw8c\"");
+      else snprintf(bww, sizeof bww, "\"bwd_weights\":\"jit:");
+      CHECK(strstr(e, fwd) != NULL && strstr(e, bww) != NULL);
+      if (!strstr(e, fwd) || !strstr(e, bww))
+        fprintf(stderr, "default rule, %d channels of %dx%d, batch %d: %s\n", cases[i][0], cases[i][1], cases[i][1],
+                cases[i][2], e);
       free(e);
       be->conv_release(be, &o);
     }

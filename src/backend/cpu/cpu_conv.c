@@ -753,7 +753,9 @@ static int forced_kind(void) {
  * 8 -> 8 channels, forward 0.50-0.57 ms against oneDNN's 1.37-1.63, backward data 0.50-0.63 against 0.95-1.0,
  * backward weights 0.30-0.31 against 0.60-1.70, synco's Winograd 1.2-3.6; 24 -> 24, 2.1-4.2 / 2.1 / 2.8 ms against
  * oneDNN's 7.3 / 6.9 / 3.7 and synco's Winograd 5.6 / 2.9 / 7.8); synco's Winograd on nChw8c layers (AVX2
- * machines, where oneDNN has no Winograd) for all three passes from 64 channels and for backward weights from 32;
+ * machines, where oneDNN has no Winograd): F(4x4, 3x3) forward and backward data wherever the plan takes that tile
+ * and the batch has 1,024 output pixels, F(2x2, 3x3) from 64 channels, backward weights from 32 (measurements
+ * below);
  * oneDNN's Winograd where it has a kernel for the pass (AVX-512) from 64 channels (measured on the AMX machine,
  * idle, ResNet-18 CIFAR stem, batch 128: SYNCO_CONV_ALGO=auto chose it for every 3x3 stride-1 layer of 64 channels
  * and more, 106 images/s against 67 with direct kernels; that network has no narrower layer), and on the Zen 4 from
@@ -819,8 +821,20 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
   if (k->own_d8) return K_OWN_DIRECT8;
-  if (k->own_wino && k->wp.block == 8)
-    return narrow >= 64 || (pass == P_BWD_WEIGHTS && narrow >= 32) ? K_OWN_WINO : K_DIRECT;
+  /* synco's Winograd on nChw8c (AVX2 machines): F(4x4, 3x3)'s forward and backward data (the plan's tile 4) at any
+   * width where the pass has at least 1,024 output pixels over the batch; F(2x2, 3x3)'s from 64 channels; backward
+   * weights (always F(2x2, 3x3)) from 32. Zen 3 (AVX2), 2 threads, 2026-12-07, SYNCO_CONV_ALGO=auto inside `bench step`
+   * of --width 8 and 16 at batches 32 and 128, ms of direct / F(4x4, 3x3), forward and backward data: 8 channels at
+   * 32x32 1.49/1.14, 1.08/1.08 (b32), 3.51/2.24, 3.29/1.95 (b128); 16 at 16x16 1.16/0.85, 1.11/0.77 (b32), 3.36/2.64,
+   * 2.99/2.42 (b128); 16 at 32x32 3.12/2.59, 2.82/2.81 (b32), 12.0/9.0, 10.6/4.7 (b128); 32 at 8x8 1.10/0.90,
+   * 0.84/0.83 (b32), 1.67/0.89, 1.26/0.85 (b128); 64 at 4x4 1.07/1.31, 0.98/1.24 (b32: 512 pixels), 1.71/0.90,
+   * 1.27/0.89 (b128); 128 at 4x4, b32, 1.68/1.85, 1.38/1.83. Backward weights of 8 channels: 3.4/18.6 and 2.3/13.6 on
+   * F(2x2, 3x3), so those stay direct. */
+  if (k->own_wino && k->wp.block == 8) {
+    const long pixels = (long)op->n * op->oh * op->ow;
+    if (pass == P_BWD_WEIGHTS) return narrow >= 32 ? K_OWN_WINO : K_DIRECT;
+    return (k->wp.m == 4 ? pixels >= 1024 : narrow >= 64) ? K_OWN_WINO : K_DIRECT;
+  }
   /* oneDNN's Winograd (AVX-512) from 32 channels, and for the backward weights from 16, where the pass has enough
    * output pixels over the batch for its transforms to pay: direct for the forward and backward data under 1,024
    * (batch 32 at 4x4) and for 16 channels' backward weights under 32,768 (batch 128 at 16x16, 32 at 32x32). Intel Xeon
