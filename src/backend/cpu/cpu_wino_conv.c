@@ -97,37 +97,44 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
   return (u + (data > grad ? data : grad)) * sizeof(float);
 }
 
-/* U = G g G' of F(4x4, 3x3) for the kernel g of every (r, c), as transform_weights. */
-static void transform_weights4(float *U, const float *w, int cin, int cout, int flip) {
-  const int rows = flip ? cout : cin, cols = flip ? cin : cout;
-  const long xs = (long)rows * cols;
-#pragma omp parallel for schedule(dynamic, 8)
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      const long co = flip ? r : c, ci = flip ? c : r;
-      const float *k = w + (co * cin + ci) * 9;
-      float g[9], t[6][3];
-      for (int i = 0; i < 9; i++) g[i] = flip ? k[8 - i] : k[i];
-      for (int j = 0; j < 3; j++) {
-        const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-        t[0][j] = 0.25f * g0;
-        t[1][j] = -(g0 + g1 + g2) / 6;
-        t[2][j] = -(g0 - g1 + g2) / 6;
-        t[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
-        t[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
-        t[5][j] = g2;
-      }
-      float *u = U + (long)r * cols + c;
-      for (int i = 0; i < 6; i++) {
-        const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
-        u[(i * 6 + 0) * xs] = 0.25f * g0;
-        u[(i * 6 + 1) * xs] = -(g0 + g1 + g2) / 6;
-        u[(i * 6 + 2) * xs] = -(g0 - g1 + g2) / 6;
-        u[(i * 6 + 3) * xs] = g0 / 24 + g1 / 12 + g2 / 6;
-        u[(i * 6 + 4) * xs] = g0 / 24 - g1 / 12 + g2 / 6;
-        u[(i * 6 + 5) * xs] = g2;
-      }
-    }
+/* G g G' of one 3x3 kernel g into the 36 streams u[x * xs] of F(4x4, 3x3). */
+static void kernel_f4(const float g[9], float *u, long xs) {
+  float t[6][3];
+  for (int j = 0; j < 3; j++) {
+    const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+    t[0][j] = 0.25f * g0;
+    t[1][j] = -(g0 + g1 + g2) / 6;
+    t[2][j] = -(g0 - g1 + g2) / 6;
+    t[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
+    t[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
+    t[5][j] = g2;
+  }
+  for (int i = 0; i < 6; i++) {
+    const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+    u[(i * 6 + 0) * xs] = 0.25f * g0;
+    u[(i * 6 + 1) * xs] = -(g0 + g1 + g2) / 6;
+    u[(i * 6 + 2) * xs] = -(g0 - g1 + g2) / 6;
+    u[(i * 6 + 3) * xs] = g0 / 24 + g1 / 12 + g2 / 6;
+    u[(i * 6 + 4) * xs] = g0 / 24 - g1 / 12 + g2 / 6;
+    u[(i * 6 + 5) * xs] = g2;
+  }
+}
+
+/* G g G' of one 3x3 kernel g into the 16 streams u[x * xs] of F(2x2, 3x3). */
+static void kernel_f2(const float g[9], float *u, long xs) {
+  float t[4][3];
+  for (int j = 0; j < 3; j++) {
+    t[0][j] = g[j];
+    t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+    t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+    t[3][j] = g[6 + j];
+  }
+  for (int i = 0; i < 4; i++) {
+    u[(i * 4 + 0) * xs] = t[i][0];
+    u[(i * 4 + 1) * xs] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+    u[(i * 4 + 2) * xs] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+    u[(i * 4 + 3) * xs] = t[i][2];
+  }
 }
 
 /* B' of 6 values of F(4x4, 3x3) (one column or row of a tile). */
@@ -192,35 +199,22 @@ static AVX2 void output_tile4(float *img, int B, int w, int r0, int c0, const fl
 }
 
 /* U[xi][r][c] = (G g G')[xi] for the kernel g of every (r, c): forward r = ci, c = co, g = w[co][ci];
- * backward data r = co, c = ci, g = w[co][ci] rotated by 180 degrees. Walks U row by row (c innermost) so
- * that its 16 output streams are written contiguously; the 9-float reads of w are the strided side. */
+ * backward data r = co, c = ci, g = w[co][ci] rotated by 180 degrees; the plan's tile m picks F(2x2, 3x3)'s 16
+ * positions or F(4x4, 3x3)'s 36. Walks U row by row (c innermost) so that its output streams are written
+ * contiguously; the 9-float reads of w are the strided side. */
 static void transform_weights(float *U, const float *w, int cin, int cout, int flip, int m) {
   const int rows = flip ? cout : cin, cols = flip ? cin : cout;
   const long xs = (long)rows * cols;
-  if (m == 4) {
-    transform_weights4(U, w, cin, cout, flip);
-    return;
-  }
 #pragma omp parallel for schedule(dynamic, 8)
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) {
       const long co = flip ? r : c, ci = flip ? c : r;
       const float *k = w + (co * cin + ci) * 9;
-      float g[9], t[4][3];
+      float g[9];
       for (int i = 0; i < 9; i++) g[i] = flip ? k[8 - i] : k[i];
-      for (int j = 0; j < 3; j++) {
-        t[0][j] = g[j];
-        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        t[3][j] = g[6 + j];
-      }
       float *u = U + (long)r * cols + c;
-      for (int i = 0; i < 4; i++) {
-        u[(i * 4 + 0) * xs] = t[i][0];
-        u[(i * 4 + 1) * xs] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-        u[(i * 4 + 2) * xs] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-        u[(i * 4 + 3) * xs] = t[i][2];
-      }
+      if (m == 4) kernel_f4(g, u, xs);
+      else kernel_f2(g, u, xs);
     }
 }
 
