@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "backend/host_gemm.h"
 #include "backend/registry.h"
 #include "base/progress.h"
 #include "base/rng.h"
@@ -147,6 +148,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
       printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f", o->world, o->comm_share, o->allreduce_share);
     if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
+    if (!strcmp(be->name, "cpu")) printf(",\"host_gemm\":\"%s\"", synco_host_sgemm_name()); /* the head, logits, loss */
     if (kernels) printf(",\"kernels\":%s", kernels);
     printf("}\n");
   } else {

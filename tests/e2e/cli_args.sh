@@ -99,6 +99,17 @@ bench_tiny=(bench step --cifar-stem --width 8 --batch 8 --moco-k 64 --iters 1 --
 ! grep -q "SPINCOUNT" "$tmp/child.env" || { grep SPINCOUNT "$tmp/child.env"; fail "synco's spin count leaked to a child"; }
 GOMP_SPINCOUNT=77 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench failed"; }
 grep -qx "GOMP_SPINCOUNT=77" "$tmp/child.env" || fail "the user's GOMP_SPINCOUNT did not reach a child"
+# bench --json names the matrix products outside the convolutions as synco info does, and which one
+# SYNCO_HOST_GEMM chose
+"$SYNCO" bench step --cifar-stem --width 8 --batch 8 --moco-k 64 --iters 1 --warmup 0 --threads 1 --json > "$tmp/o"
+python3 - "$tmp/o" "$("$SYNCO" info)" <<'PY' || fail "bench --json: no host_gemm, or not synco info's"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert d["host_gemm"] and "): " + d["host_gemm"] + ";" in sys.argv[2], (d.get("host_gemm"), sys.argv[2])
+PY
+SYNCO_HOST_GEMM=openblas "$SYNCO" bench step --cifar-stem --width 8 --batch 8 --moco-k 64 --iters 1 --warmup 0 \
+  --threads 1 --json > "$tmp/o"
+grep -q '"host_gemm":"OpenBLAS' "$tmp/o" || { cat "$tmp/o"; fail "bench --json with SYNCO_HOST_GEMM=openblas"; }
 
 # Scaled synthetic counts with --moco-k 256 (no --n-hard/--nK), the long aliases and -j, in a 60-column terminal
 # when script(1) can give the run one: the progress redraws never exceed 59 columns.
