@@ -97,26 +97,23 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
   return (u + (data > grad ? data : grad)) * sizeof(float);
 }
 
+/* G of F(4x4, 3x3) applied to 3 values (one column or row of a kernel) into 6. */
+static void g6(float g0, float g1, float g2, float u[6]) {
+  u[0] = 0.25f * g0;
+  u[1] = -(g0 + g1 + g2) / 6;
+  u[2] = -(g0 - g1 + g2) / 6;
+  u[3] = g0 / 24 + g1 / 12 + g2 / 6;
+  u[4] = g0 / 24 - g1 / 12 + g2 / 6;
+  u[5] = g2;
+}
+
 /* G g G' of one 3x3 kernel g into the 36 streams u[x * xs] of F(4x4, 3x3). */
 static void kernel_f4(const float g[9], float *u, long xs) {
-  float t[6][3];
-  for (int j = 0; j < 3; j++) {
-    const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-    t[0][j] = 0.25f * g0;
-    t[1][j] = -(g0 + g1 + g2) / 6;
-    t[2][j] = -(g0 - g1 + g2) / 6;
-    t[3][j] = g0 / 24 + g1 / 12 + g2 / 6;
-    t[4][j] = g0 / 24 - g1 / 12 + g2 / 6;
-    t[5][j] = g2;
-  }
+  float t[3][6], r[6]; /* t[j]: G of the kernel's column j */
+  for (int j = 0; j < 3; j++) g6(g[j], g[3 + j], g[6 + j], t[j]);
   for (int i = 0; i < 6; i++) {
-    const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
-    u[(i * 6 + 0) * xs] = 0.25f * g0;
-    u[(i * 6 + 1) * xs] = -(g0 + g1 + g2) / 6;
-    u[(i * 6 + 2) * xs] = -(g0 - g1 + g2) / 6;
-    u[(i * 6 + 3) * xs] = g0 / 24 + g1 / 12 + g2 / 6;
-    u[(i * 6 + 4) * xs] = g0 / 24 - g1 / 12 + g2 / 6;
-    u[(i * 6 + 5) * xs] = g2;
+    g6(t[0][i], t[1][i], t[2][i], r);
+    for (int l = 0; l < 6; l++) u[(i * 6 + l) * xs] = r[l];
   }
 }
 
