@@ -830,8 +830,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
    * 0.84/0.83 (b32), 1.67/0.89, 1.26/0.85 (b128); 64 at 4x4 1.07/1.31, 0.98/1.24 (b32: 512 pixels), 1.71/0.90,
    * 1.27/0.89 (b128); 128 at 4x4, b32, 1.68/1.85, 1.38/1.83. Backward weights of 8 channels: 3.4/18.6 and 2.3/13.6 on
    * F(2x2, 3x3), so those stay direct. */
+  const long pixels = (long)op->n * op->oh * op->ow;
   if (k->own_wino && k->wp.block == 8) {
-    const long pixels = (long)op->n * op->oh * op->ow;
     if (pass == P_BWD_WEIGHTS) return narrow >= 32 ? K_OWN_WINO : K_DIRECT;
     return (k->wp.m == 4 ? pixels >= 1024 : narrow >= 64) ? K_OWN_WINO : K_DIRECT;
   }
@@ -845,7 +845,6 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
    * 0.55-0.60 / 0.42-0.43, 0.50-0.52 / 0.63-0.65; batch 64 0.78-0.79 / 0.89-0.90, 0.78-0.81 / 0.81-0.82; 16
    * channels' backward weights at 16x16, batch 32 0.25-0.26 / 0.16, 64 0.45-0.47 / 0.34-0.35, 128 0.57-0.58 /
    * 0.69-0.70, 256 1.11-1.22 / 1.29-1.33, at 32x32, batch 32 0.54 / 0.59-0.61, 64 1.09-1.13 / 1.25-1.28. */
-  const long pixels = (long)op->n * op->oh * op->ow;
   const int wino = pass == P_BWD_WEIGHTS ? narrow >= 32 || (narrow >= 16 && pixels >= 32768)
                                          : narrow >= 32 && pixels >= 1024;
   return wino && has_kind(k, K_DNNL_WINO, pass) ? K_DNNL_WINO : K_DIRECT;
@@ -1007,9 +1006,7 @@ static void log_kernels(synco_dnnl_ctx *c, const synco_conv_op *op, const conv_i
                       : kind == K_OWN_STRIDE2 ? "synco:stride2_avx512:nChw8c->nChw16c"
                       : d8_bf16               ? "synco:direct8_avx512_bf16:nChw8c"
                       : kind == K_OWN_DIRECT8 ? "synco:direct8_avx512:nChw8c"
-                      : k->wp.m == 4 && p != P_BWD_WEIGHTS /* backward weights keeps 2x2 tiles */
-                          ? (k->wp.block == 16 ? "synco:winograd_f4x3:nChw16c" : "synco:winograd_f4x3:nChw8c")
-                                              : (k->wp.block == 16 ? "synco:winograd_f2x3:nChw16c" : "synco:winograd_f2x3:nChw8c");
+                                              : synco_wino_impl(&k->wp, p == P_BWD_WEIGHTS);
     /* a pass that multiplies in fp32 under --precision bf16 says so: a bf16 layer's (oneDNN's Winograd, synco's fp32
      * kernels), and every pass where this CPU's bf16 convolutions are the slower (k->bf16 is 0 there) */
     const int fp32 = c->bf16 && (!k->bf16 || (kind != K_DIRECT && kind != K_GEMM && !d8_bf16));

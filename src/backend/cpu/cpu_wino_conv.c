@@ -97,6 +97,11 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
   return (u + (data > grad ? data : grad)) * sizeof(float);
 }
 
+const char *synco_wino_impl(const synco_wino_plan *p, int bwd_weights) {
+  if (p->m == 4 && !bwd_weights) return p->block == 16 ? "synco:winograd_f4x3:nChw16c" : "synco:winograd_f4x3:nChw8c";
+  return p->block == 16 ? "synco:winograd_f2x3:nChw16c" : "synco:winograd_f2x3:nChw8c";
+}
+
 /* G of F(4x4, 3x3) applied to 3 values (one column or row of a kernel) into 6. */
 static void g6(float g0, float g1, float g2, float u[6]) {
   u[0] = 0.25f * g0;

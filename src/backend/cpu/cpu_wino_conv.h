@@ -41,6 +41,9 @@ synco_status synco_wino_check_env(void);
 /* Fills the plan for activations in blocks of `block` channels and `threads` threads; returns the workspace
  * bytes it needs. */
 size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h, int w, int block, int threads);
+/* The kernel's name in the kernel list ("synco:winograd_f4x3:nChw8c", ...): the plan's tile for the forward and
+ * backward data, 2x2 for backward weights (bwd_weights 1). */
+const char *synco_wino_impl(const synco_wino_plan *p, int bwd_weights);
 /* y = conv3x3(x, w), x [n, cin/B, h, w, B], y [n, cout/B, h, w, B] (B = the plan's block), w plain OIHW
  * [cout, cin, 3, 3]. */
 synco_status synco_wino_fwd(const synco_wino_plan *p, float *y, const float *x, const float *w, float *workspace);
