@@ -41,6 +41,10 @@ header=$(head -n 1 "$tmp/o2")
 [[ $header == *", backend cpu, fp32" ]] || fail "the fp32 continuation's header does not end in fp32: $header"
 grep -q '"precision":"fp32"' "$tmp/fp32/config.json" || fail "config.json of the fp32 continuation does not say fp32"
 cmp -s "$tmp/straight/last.safetensors" "$tmp/fp32/last.safetensors" && fail "the fp32 continuation equals the bf16 run"
-compare_ckpt "$tmp/fp32/last.safetensors" "$tmp/straight/last.safetensors" 0.5 0.5 ||
+# Weights, BN buffers and the queue stay near the bf16 run's. The SGD momentum is a sum of recent gradients, which
+# the precision moves by up to their own size (test_step_bf16: relative L2 error up to 0.32 in one step, sums of
+# BN-normalized terms that cancel; here, on a Zen 4, the CIFAR stem's momentum read -0.56 against -0.0006 after the
+# second epoch): it need only be finite.
+compare_ckpt "$tmp/fp32/last.safetensors" "$tmp/straight/last.safetensors" 0.5 0.5 optimizer.momentum,probe.momentum ||
   fail "the fp32 continuation is far from the bf16 run"
 echo "resume_bf16: ok (bf16 resumes bit-identically; continues in fp32 with a note)"
