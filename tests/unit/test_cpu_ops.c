@@ -568,7 +568,7 @@ static void test_default_rule(int block) {
   unsetenv("SYNCO_WINO_TILE");
   /* where oneDNN has one, its Winograd also takes every pass of a 32-channel layer and the backward weights of a
    * 16-channel one, where the batch has enough output pixels (rule_kind's measurements): 32 images of 32x32 do, 2 of
-   * 8x8 do not (direct for those passes) */
+   * 8x8 do not (direct for those passes, or synco's F(4x4, 3x3) below) */
   for (int c = 16; c <= 32 && dnnl_wino; c += 16)
     for (int big = 0; big <= 1; big++) {
       k = big ? plan_square_n(be, &op, c, 32, 32) : plan_square(be, &op, c);
@@ -576,7 +576,14 @@ static void test_default_rule(int block) {
       const int f_wino = f && strncmp(f, "jit_wino", 8) == 0, w_wino = w && strncmp(w, "jit_wino", 8) == 0;
       CHECK(f && f_wino == (big && c == 32));
       CHECK(w && w_wino == (big || c == 32));
-      if (!f || f_wino != (big && c == 32) || !w || w_wino != (big || c == 32))
+      /* and on AMD's AVX-512 (Zen 4) synco's F(4x4, 3x3) takes the 16-channel layer's forward and backward data
+       * from 8,192 output pixels over the batch */
+      const char *f4 = "synco:winograd_f4x3:nChw16c", *d = pass_kernel(e, "bwd_data");
+      const int own = c == 16 && big && synco_wino_available() && __builtin_cpu_is("amd");
+      CHECK(f && (strncmp(f, f4, strlen(f4)) == 0) == own);
+      CHECK(d && (strncmp(d, f4, strlen(f4)) == 0) == own);
+      if (!f || f_wino != (big && c == 32) || !w || w_wino != (big || c == 32) ||
+          (strncmp(f, f4, strlen(f4)) == 0) != own || !d || (strncmp(d, f4, strlen(f4)) == 0) != own)
         fprintf(stderr, "default rule, %d channels, %s batch: %s\n", c, big ? "a large" : "a small", e ? e : k);
       free(k);
       be->conv_release(be, &op);
