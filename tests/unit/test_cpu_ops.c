@@ -595,6 +595,20 @@ static void test_default_rule(int block) {
   if (!d8) printf("SKIP (direct8 part): this CPU has no AVX-512; 8-channel layers stay on oneDNN\n");
   free(k);
   be->conv_release(be, &op);
+  /* 24 channels (nChw8c on AVX-512) take direct8 too, but on AMD's AVX-512 synco's F(4x4, 3x3) for the forward and
+   * backward data where the batch has 8,192 output pixels (32 images of 32x32 do, 2 of 8x8 do not) */
+  for (int big = 0; big <= 1 && d8; big++) {
+    k = big ? plan_square_n(be, &op, 24, 32, 32) : plan_square(be, &op, 24);
+    const char *e = strrchr(k, '{'), *f4 = "synco:winograd_f4x3:nChw8c", *d8k = "synco:direct8_avx512:nChw8c";
+    const char *want = big && synco_wino_available() && __builtin_cpu_is("amd") ? f4 : d8k;
+    const char *f = pass_kernel(e, "fwd"), *d = pass_kernel(e, "bwd_data"), *w = pass_kernel(e, "bwd_weights");
+    const int ok = f && d && w && !strncmp(f, want, strlen(want)) && !strncmp(d, want, strlen(want)) &&
+                   !strncmp(w, d8k, strlen(d8k));
+    CHECK(ok);
+    if (!ok) fprintf(stderr, "default rule, 24 channels, %s batch: %s\n", big ? "a large" : "a small", e ? e : k);
+    free(k);
+    be->conv_release(be, &op);
+  }
   /* the 8 -> 16 stride-2 layers where 16 channels are nChw16c (AVX-512): synco's stride2 kernels for the forwards and
    * for the 1x1 layer's backward passes; oneDNN's for the 3x3 layer's backward passes */
   for (int kk = 1; kk <= 3 && block == 16; kk += 2) {
