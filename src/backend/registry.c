@@ -224,7 +224,7 @@ void synco_backend_describe(char *buf, size_t n) {
                   "F(4x4,3x3) for forward and backward data where the sides are multiples of 4, the layer has at most 256 "
                   "channels and the batch 1,024 output pixels, else F(2x2,3x3) from 64 channels, and F(2x2,3x3) backward "
                   "weights from 32 (SYNCO_WINO_TILE=2|4 chooses the tile); Winograd from 32 channels on AVX-512 (oneDNN's; backward weights from 16; where a batch has few output pixels, direct), "
-                  "and on AMD's AVX-512 (Zen 4) synco's F(4x4,3x3) for forward and backward data of 16 or 24 channels from 8,192 "
+                  "and on a Zen 4 (AMD family 19h with AVX-512) synco's F(4x4,3x3) for forward and backward data of 16 or 24 channels from 8,192 "
                   "output pixels, synco's direct8 for 8 or 24 channels "
                   "(nChw8c) on AVX-512, oneDNN direct elsewhere; on AVX-512 also synco's stem kernel for the CIFAR "
                   "stem's forward into 8 channels and synco's stride2 kernels for stride-2 layers from nChw8c into nChw16c (forwards, "

@@ -576,10 +576,10 @@ static void test_default_rule(int block) {
       const int f_wino = f && strncmp(f, "jit_wino", 8) == 0, w_wino = w && strncmp(w, "jit_wino", 8) == 0;
       CHECK(f && f_wino == (big && c == 32));
       CHECK(w && w_wino == (big || c == 32));
-      /* and on AMD's AVX-512 (Zen 4) synco's F(4x4, 3x3) takes the 16-channel layer's forward and backward data
+      /* and on a Zen 4 (AMD family 19h, AVX-512) synco's F(4x4, 3x3) takes the 16-channel layer's forward and backward data
        * from 8,192 output pixels over the batch */
       const char *f4 = "synco:winograd_f4x3:nChw16c", *d = pass_kernel(e, "bwd_data");
-      const int own = c == 16 && big && synco_wino_available() && __builtin_cpu_is("amd");
+      const int own = c == 16 && big && synco_wino_available() && __builtin_cpu_is("amdfam19h");
       CHECK(f && (strncmp(f, f4, strlen(f4)) == 0) == own);
       CHECK(d && (strncmp(d, f4, strlen(f4)) == 0) == own);
       if (!f || f_wino != (big && c == 32) || !w || w_wino != (big || c == 32) ||
@@ -595,12 +595,12 @@ static void test_default_rule(int block) {
   if (!d8) printf("SKIP (direct8 part): this CPU has no AVX-512; 8-channel layers stay on oneDNN\n");
   free(k);
   be->conv_release(be, &op);
-  /* 24 channels (nChw8c on AVX-512) take direct8 too, but on AMD's AVX-512 synco's F(4x4, 3x3) for the forward and
+  /* 24 channels (nChw8c on AVX-512) take direct8 too, but on a Zen 4 synco's F(4x4, 3x3) for the forward and
    * backward data where the batch has 8,192 output pixels (32 images of 32x32 do, 2 of 8x8 do not) */
   for (int big = 0; big <= 1 && d8; big++) {
     k = big ? plan_square_n(be, &op, 24, 32, 32) : plan_square(be, &op, 24);
     const char *e = strrchr(k, '{'), *f4 = "synco:winograd_f4x3:nChw8c", *d8k = "synco:direct8_avx512:nChw8c";
-    const char *want = big && synco_wino_available() && __builtin_cpu_is("amd") ? f4 : d8k;
+    const char *want = big && synco_wino_available() && __builtin_cpu_is("amdfam19h") ? f4 : d8k;
     const char *f = pass_kernel(e, "fwd"), *d = pass_kernel(e, "bwd_data"), *w = pass_kernel(e, "bwd_weights");
     const int ok = f && d && w && !strncmp(f, want, strlen(want)) && !strncmp(d, want, strlen(want)) &&
                    !strncmp(w, d8k, strlen(d8k));

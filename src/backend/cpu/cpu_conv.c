@@ -821,8 +821,8 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
   const long pixels = (long)op->n * op->oh * op->ow;
-  /* On AMD's AVX-512 (Zen 4, which runs a 512-bit instruction as two 256-bit halves, so that synco's AVX2 code
-   * multiplies as fast as oneDNN's AVX-512 kernels and synco's direct8), synco's F(4x4, 3x3) for the forward and
+  /* On a Zen 4 (AMD family 19h with AVX-512, which runs a 512-bit instruction as two 256-bit halves, so that synco's
+   * AVX2 code multiplies as fast as oneDNN's AVX-512 kernels and synco's direct8), synco's F(4x4, 3x3) for the forward and
    * backward data of layers of 16 channels (nChw16c) or 24 (nChw8c) from 8,192 output pixels over the batch. Zen 4,
    * 2 threads, 2026-12-07, ms per call inside `bench step` steps (2 runs each, the kernel before / F(4x4, 3x3),
    * forward and backward data): 16 channels at 32x32 (--width 16, oneDNN's direct) 0.89-0.93 / 0.52-0.56 and
@@ -836,10 +836,10 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
    * where direct8 is the faster (0.69-0.71 / 1.08-1.22 forward at batch 128, 1.33-1.42 / 1.93-2.30 at 256), nor
    * from 32, where oneDNN's Winograd is (batch 64 and 128, forward: 32 channels at 32x32 3.3-7.3 against 3.8-9.1, 48
    * at 16x16 1.5-2.9 against 1.5-3.3, 64 at 32x32 9.1-19.1 against 10.8-22.0, 256 at 4x4 2.7-5.1 against 7.3-10.8).
-   * Not on Intel's AVX-512, whose two 512-bit FMA units give oneDNN's direct kernels twice the rate of AVX2 code
-   * (not measured there). */
+   * Not on Intel's AVX-512 or a Zen 5 (family 1Ah), whose full-width 512-bit FMA units give oneDNN's direct kernels
+   * twice the rate of AVX2 code (not measured there). */
   if (k->own_wino && k->wp.m == 4 && (narrow == 16 || narrow == 24) && pass != P_BWD_WEIGHTS && pixels >= 8192 &&
-      synco_direct8_available() && __builtin_cpu_is("amd"))
+      synco_direct8_available() && __builtin_cpu_is("amdfam19h"))
     return K_OWN_WINO;
   if (k->own_d8) return K_OWN_DIRECT8;
   /* synco's Winograd on nChw8c (AVX2 machines): F(4x4, 3x3)'s forward and backward data (the plan's tile 4) at any
