@@ -576,8 +576,8 @@ static void test_default_rule(int block) {
       const int f_wino = f && strncmp(f, "jit_wino", 8) == 0, w_wino = w && strncmp(w, "jit_wino", 8) == 0;
       CHECK(f && f_wino == (big && c == 32));
       CHECK(w && w_wino == (big || c == 32));
-      /* and on a Zen 4 (AMD family 19h, AVX-512) synco's F(4x4, 3x3) takes the 16-channel layer's forward and backward data
-       * from 8,192 output pixels over the batch */
+      /* and on a Zen 4 (AMD family 19h, AVX-512) synco's F(4x4, 3x3) takes the 16-channel layer's forward and
+       * backward data from 8,192 output pixels over the batch */
       const char *f4 = "synco:winograd_f4x3:nChw16c", *d = pass_kernel(e, "bwd_data");
       const int own = c == 16 && big && synco_wino_available() && __builtin_cpu_is("amdfam19h");
       CHECK(f && (strncmp(f, f4, strlen(f4)) == 0) == own);

@@ -821,11 +821,11 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
   const long pixels = (long)op->n * op->oh * op->ow;
-  /* On a Zen 4 (AMD family 19h with AVX-512, which runs a 512-bit instruction as two 256-bit halves, so that synco's
-   * AVX2 code multiplies as fast as oneDNN's AVX-512 kernels and synco's direct8), synco's F(4x4, 3x3) for the forward and
-   * backward data of layers of 16 channels (nChw16c) or 24 (nChw8c) from 8,192 output pixels over the batch. Zen 4,
-   * 2 threads, 2026-12-07, ms per call inside `bench step` steps (2 runs each, the kernel before / F(4x4, 3x3),
-   * forward and backward data): 16 channels at 32x32 (--width 16, oneDNN's direct) 0.89-0.93 / 0.52-0.56 and
+  /* On a Zen 4 (AMD family 19h with AVX-512, which runs a 512-bit instruction as two 256-bit halves, so that
+   * synco's AVX2 code multiplies as fast as oneDNN's AVX-512 kernels and synco's direct8), synco's F(4x4, 3x3) for
+   * the forward and backward data of layers of 16 channels (nChw16c) or 24 (nChw8c) from 8,192 output pixels over
+   * the batch. Zen 4, 2 threads, 2026-12-07, ms per call inside `bench step` steps (2 runs each, the kernel before
+   * / F(4x4, 3x3), forward and backward data): 16 channels at 32x32 (--width 16, oneDNN's direct) 0.89-0.93 / 0.52-0.56 and
    * 0.64-0.67 / 0.49-0.52 at batch 32, 1.80-1.84 / 1.07-1.14 and 1.33-1.37 / 1.08-1.26 at 64, 3.74-3.79 / 2.20-2.58
    * and 2.77-2.94 / 2.32-2.76 at 128, 7.66-8.09 / 4.62-4.65 and 5.78-5.92 / 4.69-4.78 at 256; at 16x16 (--width 8)
    * 0.18-0.21 / 0.15-0.19 and 0.16-0.17 / 0.13-0.20 at batch 32, 0.34-0.36 / 0.29-0.33 and 0.31-0.32 / 0.25-0.30 at
