@@ -580,10 +580,10 @@ static void test_default_rule(int block) {
        * backward data from 8,192 output pixels over the batch */
       const char *f4 = "synco:winograd_f4x3:nChw16c", *d = pass_kernel(e, "bwd_data");
       const int own = c == 16 && big && synco_wino_available() && __builtin_cpu_is("amdfam19h");
-      CHECK(f && (strncmp(f, f4, strlen(f4)) == 0) == own);
-      CHECK(d && (strncmp(d, f4, strlen(f4)) == 0) == own);
-      if (!f || f_wino != (big && c == 32) || !w || w_wino != (big || c == 32) ||
-          (strncmp(f, f4, strlen(f4)) == 0) != own || !d || (strncmp(d, f4, strlen(f4)) == 0) != own)
+      const int f_own = f && !strncmp(f, f4, strlen(f4)), d_own = d && !strncmp(d, f4, strlen(f4));
+      CHECK(f && f_own == own);
+      CHECK(d && d_own == own);
+      if (!f || f_wino != (big && c == 32) || !w || w_wino != (big || c == 32) || f_own != own || !d || d_own != own)
         fprintf(stderr, "default rule, %d channels, %s batch: %s\n", c, big ? "a large" : "a small", e ? e : k);
       free(k);
       be->conv_release(be, &op);

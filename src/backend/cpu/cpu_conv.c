@@ -821,23 +821,23 @@ static int rule_kind(const synco_conv_op *op, const conv_impl *k, int pass) {
     return f32 && has_kind(k, K_DIRECT_F32, pass) ? K_DIRECT_F32 : K_DIRECT;
   }
   const long pixels = (long)op->n * op->oh * op->ow;
-  /* On a Zen 4 (AMD family 19h with AVX-512, which runs a 512-bit instruction as two 256-bit halves, so that
-   * synco's AVX2 code multiplies as fast as oneDNN's AVX-512 kernels and synco's direct8), synco's F(4x4, 3x3) for
-   * the forward and backward data of layers of 16 channels (nChw16c) or 24 (nChw8c) from 8,192 output pixels over
-   * the batch. Zen 4, 2 threads, 2026-12-07, ms per call inside `bench step` steps (2 runs each, the kernel before
-   * / F(4x4, 3x3), forward and backward data): 16 channels at 32x32 (--width 16, oneDNN's direct) 0.89-0.93 / 0.52-0.56 and
-   * 0.64-0.67 / 0.49-0.52 at batch 32, 1.80-1.84 / 1.07-1.14 and 1.33-1.37 / 1.08-1.26 at 64, 3.74-3.79 / 2.20-2.58
-   * and 2.77-2.94 / 2.32-2.76 at 128, 7.66-8.09 / 4.62-4.65 and 5.78-5.92 / 4.69-4.78 at 256; at 16x16 (--width 8)
-   * 0.18-0.21 / 0.15-0.19 and 0.16-0.17 / 0.13-0.20 at batch 32, 0.34-0.36 / 0.29-0.33 and 0.31-0.32 / 0.25-0.30 at
-   * 64, 0.65-0.66 / 0.52-0.56 and 0.62-0.68 / 0.50-0.56 at 128, 1.25-1.39 / 1.14-1.15 and 1.23-1.33 / 1.18-1.24 at
-   * 256; 24 channels at 32x32 (--width 24, direct8) 1.46-1.49 / 0.88-0.90 and 1.45-1.50 / 0.81-0.88 at batch 32,
-   * 3.07-3.73 / 1.86-2.07 and 3.06-3.46 / 2.04-2.33 at 64, 5.81-5.93 / 3.90-4.52 and 5.85-5.92 / 4.17-4.53 at 128,
-   * 11.8-11.9 / 9.0-9.8 and 11.8-12.1 / 8.5-9.5 at 256 (not measured under 32,768 pixels). Not for 8 channels,
-   * where direct8 is the faster (0.69-0.71 / 1.08-1.22 forward at batch 128, 1.33-1.42 / 1.93-2.30 at 256), nor
-   * from 32, where oneDNN's Winograd is (batch 64 and 128, forward: 32 channels at 32x32 3.3-7.3 against 3.8-9.1, 48
-   * at 16x16 1.5-2.9 against 1.5-3.3, 64 at 32x32 9.1-19.1 against 10.8-22.0, 256 at 4x4 2.7-5.1 against 7.3-10.8).
-   * Not on Intel's AVX-512 or a Zen 5 (family 1Ah), whose full-width 512-bit FMA units give oneDNN's direct kernels
-   * twice the rate of AVX2 code (not measured there). */
+  /* On a Zen 4 (AMD family 19h with AVX-512, which runs a 512-bit instruction as two 256-bit halves, so that synco's
+   * AVX2 code multiplies as fast as oneDNN's AVX-512 kernels and synco's direct8), synco's F(4x4, 3x3) for the forward
+   * and backward data of layers of 16 channels (nChw16c) or 24 (nChw8c) from 8,192 output pixels over the batch. Zen 4,
+   * 2 threads, 2026-12-07, ms per call inside `bench step` steps (2 runs each, the kernel before / F(4x4, 3x3), forward
+   * and backward data): 16 channels at 32x32 (--width 16, oneDNN's direct) 0.89-0.93 / 0.52-0.56 and 0.64-0.67 /
+   * 0.49-0.52 at batch 32, 1.80-1.84 / 1.07-1.14 and 1.33-1.37 / 1.08-1.26 at 64, 3.74-3.79 / 2.20-2.58 and 2.77-2.94 /
+   * 2.32-2.76 at 128, 7.66-8.09 / 4.62-4.65 and 5.78-5.92 / 4.69-4.78 at 256; at 16x16 (--width 8) 0.18-0.21 /
+   * 0.15-0.19 and 0.16-0.17 / 0.13-0.20 at batch 32, 0.34-0.36 / 0.29-0.33 and 0.31-0.32 / 0.25-0.30 at 64, 0.65-0.66 /
+   * 0.52-0.56 and 0.62-0.68 / 0.50-0.56 at 128, 1.25-1.39 / 1.14-1.15 and 1.23-1.33 / 1.18-1.24 at 256; 24 channels at
+   * 32x32 (--width 24, direct8) 1.46-1.49 / 0.88-0.90 and 1.45-1.50 / 0.81-0.88 at batch 32, 3.07-3.73 / 1.86-2.07 and
+   * 3.06-3.46 / 2.04-2.33 at 64, 5.81-5.93 / 3.90-4.52 and 5.85-5.92 / 4.17-4.53 at 128, 11.8-11.9 / 9.0-9.8 and
+   * 11.8-12.1 / 8.5-9.5 at 256 (not measured under 32,768 pixels). Not for 8 channels, where direct8 is the faster
+   * (0.69-0.71 / 1.08-1.22 forward at batch 128, 1.33-1.42 / 1.93-2.30 at 256), nor from 32, where oneDNN's Winograd is
+   * (batch 64 and 128, forward: 32 channels at 32x32 3.3-7.3 against 3.8-9.1, 48 at 16x16 1.5-2.9 against 1.5-3.3, 64
+   * at 32x32 9.1-19.1 against 10.8-22.0, 256 at 4x4 2.7-5.1 against 7.3-10.8). Not on Intel's AVX-512 or a Zen 5
+   * (family 1Ah), whose full-width 512-bit FMA units give oneDNN's direct kernels twice the rate of AVX2 code (not
+   * measured there). */
   if (k->own_wino && k->wp.m == 4 && (narrow == 16 || narrow == 24) && pass != P_BWD_WEIGHTS && pixels >= 8192 &&
       synco_direct8_available() && __builtin_cpu_is("amdfam19h"))
     return K_OWN_WINO;
