@@ -30,7 +30,7 @@
 
 static const pretrain_opts DEFAULTS = {
     .arch = "resnet50", .data = NULL, .val = NULL, .out = NULL, .resume = NULL, .method = "synco",
-    .recipe = "imagenet", .split = "train", .backend = "auto", .precision = "fp32",
+    .recipe = "imagenet", .split = "train", .backend = "auto", .precision = "fp32", .key_shuffle = "images",
     .epochs = 200, .batch = 256, .moco_dim = 128, .moco_k = 65536, .mlp = 1, .aug_plus = 1, .cos = 1,
     .n_hard = 1024, .n = {256, 256, 256, 64, 64, 64}, .warmup_epochs = 10, .cifar_stem = 0, .width = 64,
     .image_size = 224, .bn_splits = 8, .symmetric = 0, .threads = 0, .workers = 2, .save_every = 10,
@@ -135,6 +135,10 @@ static void flag_table(pretrain_ctx *c) {
       {"blur", 0, SYNCO_ARG_FLAG, &o->blur, "Gaussian blur in the augmentation (p 0.5)"},
       {"bn-splits", 0, SYNCO_ARG_INT, &o->bn_splits, "Split-BN groups on one process (1 = plain BN)"},
       {"symmetric", 0, SYNCO_ARG_FLAG, &o->symmetric, "symmetric loss (both views as queries)"},
+      {"key-shuffle", 0, SYNCO_ARG_STR, &o->key_shuffle, "under mpirun, how the key images reach the process that "
+       "encodes them (MoCo's shuffle-BN): images (every process's are gathered) or indices (each process decodes and "
+       "augments its shuffled key images itself: no image crosses, a decode more per key image; with --symmetric "
+       "both views' too); the same results"},
       {"method", 0, SYNCO_ARG_STR, &o->method, "synco, mochi or moco: presets of --n1..--n6"},
       {"n-hard", 0, SYNCO_ARG_INT, &o->n_hard, "hardest queue negatives the synthetic ones are made from (unset: min(1024, --moco-k/4); unset --nK: at most this)"},
       {"n1", 0, SYNCO_ARG_INT, &o->n[0], "type 1, interpolated: a*q + (1-a)*n, a ~ U(0, 0.5)"},
@@ -218,6 +222,8 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
   }
   if (demo && !synco_args_seen(args, "out")) c->force = 1; /* `make demo` again replaces runs/demo */
   c->adapt_said = synco_args_seen(args, "adapt-threads");
+  if (!pretrain_key_shuffle_known(o->key_shuffle))
+    synco_arg_problem(&c->problems, "--key-shuffle must be images or indices, got '%s'", o->key_shuffle);
   if (!pretrain_method_known(o->method))
     synco_arg_problem(&c->problems, "--method must be synco, mochi or moco, got '%s'", o->method);
   else
@@ -242,6 +248,8 @@ static void library_config(pretrain_ctx *c, int depth) {
   mc->m = (float)o->moco_m;
   mc->T = (float)o->moco_t;
   mc->symmetric = o->symmetric;
+  /* with one process Split-BN shuffles the loader's batch on the host: nothing to gather either way */
+  mc->keys_preshuffled = c->world > 1 && !strcmp(o->key_shuffle, "indices");
   mc->neg = (synco_negatives_config){.n_hard = o->n_hard, .sigma = (float)o->sigma, .delta = (float)o->delta,
                                      .eta = (float)o->eta};
   for (int t = 0; t < 6; t++) mc->neg.n[t] = o->n[t];

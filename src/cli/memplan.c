@@ -30,7 +30,10 @@ synco_status synco_mem_plan_moco(synco_backend *be, const synco_moco_config *mc,
   p->model = encoder_weights(&m.query) + encoder_weights(&m.key) + m.momentum + synco_plan_total(&m.plans);
   p->state = m.state + m.loss + m.negatives;
   const size_t B = (size_t)mc->batch, img = 3 * (size_t)mc->image_size * mc->image_size * sizeof(float);
-  p->io = (size_t)(loader_slots > 0 ? loader_slots : 0) * (2 * B * img + 8 * B) +
+  /* a slot's images: two views; with the key images shuffled by the loader (pretrain_setup.c's open_loader), the
+   * queries' views and each direction's key images */
+  const size_t images = mc->keys_preshuffled ? (mc->symmetric ? 4 : 2) : 2;
+  p->io = (size_t)(loader_slots > 0 ? loader_slots : 0) * (images * B * img + 8 * B) +
           (size_t)(workers > 0 ? workers : 0) * aug_scratch;
   p->base = base_bytes();
   p->total = p->activations + p->model + p->state + p->io + p->base;

@@ -41,6 +41,7 @@
 /* Every flag of synco pretrain, resolved: config.json is written from these. */
 typedef struct {
   const char *arch, *data, *val, *out, *resume, *init, *method, *recipe, *split, *backend, *precision, *config;
+  const char *key_shuffle;       /* --key-shuffle: images (gathered) or indices (each process loads its key images) */
   int epochs, batch, moco_dim, moco_k, mlp, aug_plus, cos, n_hard, n[6], warmup_epochs, cifar_stem, width,
       image_size, bn_splits, symmetric, threads, workers, save_every, knn_every, knn_k, print_freq, blur, skip_bad,
       stop_epoch;
@@ -119,6 +120,7 @@ typedef struct {
   pretrain_probe probe;
   int start_epoch, end_epoch;    /* epochs [start, end) are trained (end < o.epochs with --stop-epoch) */
   long gstep;                    /* global step (the checkpoint's when resumed) */
+  long gstep_first;              /* the global step of epoch start_epoch's first batch (the loader's key order) */
   int stopped;                   /* the ranks agreed to stop between two steps (a signal) */
   int own_run;                   /* --resume into the run its checkpoint belongs to (the checkpoint's folder) */
   int lock_fd;
@@ -157,10 +159,11 @@ int pretrain_config_from_file(const void *ctx, const char *flag);
 char *pretrain_settings_text(const pretrain_opts *o);
 /* Appends "NAME\tVALUE\n" to the text *t of length *n in a buffer of *cap bytes (grown); 0 when out of memory. */
 int pretrain_text_add(char **t, size_t *n, size_t *cap, const char *name, const char *value);
-/* --arch's depth (18, 34, 50; 0: not an architecture); is --method one of synco, mochi, moco? The one judge of both,
- * for the flags and for a checkpoint's settings. */
+/* --arch's depth (18, 34, 50; 0: not an architecture); is --method one of synco, mochi, moco, --key-shuffle images or
+ * indices? The one judge of each, for the flags and for a checkpoint's settings. */
 int pretrain_arch_depth(const char *arch);
 int pretrain_method_known(const char *method);
+int pretrain_key_shuffle_known(const char *how);
 
 /* pretrain_run_dir.c */
 /* --resume: the checkpoint to read (ckpt) and the run directory (--out, or the checkpoint's folder, kept in dir). */

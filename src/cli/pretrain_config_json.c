@@ -45,6 +45,7 @@ static const cfg_field k_fields[] = {
     F("moco_k", "moco-k", 'i', moco_k, 1), F("moco_m", "moco-m", 'd', moco_m, 0), F("moco_t", "moco-t", 'd', moco_t, 0),
     F("mlp", "mlp", 'i', mlp, 1), F("aug_plus", "aug-plus", 'i', aug_plus, 0), F("blur", "blur", 'i', blur, 0),
     F("bn_splits", "bn-splits", 'i', bn_splits, 0), F("symmetric", "symmetric", 'i', symmetric, 0),
+    F("key_shuffle", "key-shuffle", 's', key_shuffle, 0),
     F("method", "method", 's', method, 0), F("n_hard", "n-hard", 'i', n_hard, 0), F("n1", "n1", 'i', n[0], 0),
     F("n2", "n2", 'i', n[1], 0), F("n3", "n3", 'i', n[2], 0), F("n4", "n4", 'i', n[3], 0), F("n5", "n5", 'i', n[4], 0),
     F("n6", "n6", 'i', n[5], 0), F("sigma", "sigma", 'd', sigma, 0), F("delta", "delta", 'd', delta, 0),
@@ -162,6 +163,8 @@ int pretrain_arch_depth(const char *arch) {
   return !strcmp(arch, "resnet18") ? 18 : !strcmp(arch, "resnet34") ? 34 : !strcmp(arch, "resnet50") ? 50 : 0;
 }
 
+int pretrain_key_shuffle_known(const char *how) { return !strcmp(how, "images") || !strcmp(how, "indices"); }
+
 int pretrain_method_known(const char *method) {
   return !strcmp(method, "synco") || !strcmp(method, "mochi") || !strcmp(method, "moco");
 }
@@ -207,6 +210,8 @@ static synco_status judge_taken(const cfg_field *f, const cJSON *v, const synco_
   if (!strcmp(f->key, "precision") && strcmp(v->valuestring, "fp32") && strcmp(v->valuestring, "tf32") &&
       strcmp(v->valuestring, "bf16"))
     return synco_fail(SYNCO_ERR_FORMAT, "%s: precision '%s' is not fp32, tf32 or bf16", where, v->valuestring);
+  if (!strcmp(f->key, "key_shuffle") && !pretrain_key_shuffle_known(v->valuestring))
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: key_shuffle '%s' is not images or indices", where, v->valuestring);
   if (!strcmp(f->key, "method") && !pretrain_method_known(v->valuestring))
     return synco_fail(SYNCO_ERR_FORMAT, "%s: method '%s' is not synco, mochi or moco", where, v->valuestring);
   return SYNCO_OK;

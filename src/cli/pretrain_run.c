@@ -204,8 +204,12 @@ static int train_epoch(pretrain_ctx *c, int epoch, const last_checkpoint *last, 
     const int read = unread + 1 == o->print_freq || s == steps - 1;
     synco_step_stats st = {0};
     const double t_step = synco_now();
-    synco_status ss = synco_moco_step(c->moco, b.x[0], b.x[1], *lr, epoch >= c->cfg.warmup_epochs, (uint64_t)c->gstep,
-                                      read ? &st : NULL);
+    const int negatives = epoch >= c->cfg.warmup_epochs;
+    synco_status ss = c->cfg.moco.keys_preshuffled
+                          ? synco_moco_step_shuffled(c->moco, b.x[0], b.x[1], (const float *const *)b.xk, *lr, negatives,
+                                                     (uint64_t)c->gstep, read ? &st : NULL)
+                          : synco_moco_step(c->moco, b.x[0], b.x[1], *lr, negatives, (uint64_t)c->gstep,
+                                            read ? &st : NULL);
     if (ss == SYNCO_OK) ss = pretrain_probe_step_run(c, b.labels);
     const char *note = NULL;
     if (ss == SYNCO_OK && c->gov.full > 1) ss = synco_cli_adapt_threads(&c->gov, c->moco, synco_now() - t_step, &note);
@@ -248,6 +252,7 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
   const int steps = c->steps;
   last_checkpoint last = {.path = o->resume, .epoch = c->start_epoch};
   int said_data = 0; /* the hint that the loader is too slow: once a run */
+  c->gstep_first = c->gstep;
   for (int epoch = c->start_epoch; epoch < c->end_epoch; epoch++) {
     if (synco_loader_start_epoch(c->loader, epoch, 0) != SYNCO_OK) return synco_cli_error("pretrain");
     say_negatives_on(c, epoch);

@@ -167,6 +167,15 @@ static int same_on_every_rank(pretrain_ctx *c) {
   return rc;
 }
 
+/* The loader's key order (--key-shuffle indices): the step's, as synco_moco_step_shuffled will take it. Every epoch
+ * from start_epoch has c->steps steps, so batch `step` of epoch `epoch` is global step gstep_first + ... (called from
+ * the loader's threads: it reads values fixed before the first epoch starts). */
+static void key_order(void *ctx, int epoch, int step, int pass, uint32_t *perm) {
+  const pretrain_ctx *c = (const pretrain_ctx *)ctx;
+  const long gstep = c->gstep_first + (long)(epoch - c->start_epoch) * c->steps + step;
+  synco_moco_key_order(c->cfg.moco.seed, (uint64_t)gstep, pass, c->cfg.moco.batch * c->world, perm);
+}
+
 /* The memory check and the loader. */
 static int open_loader(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
@@ -177,6 +186,12 @@ static int open_loader(pretrain_ctx *c) {
   synco_loader_config lc = {.batch = o->batch, .views = 2, .threads = o->workers, .prefetch = 3, .shuffle = 1,
                             .drop_last = 1, .seed = (uint64_t)o->seed, .rank = c->rank, .world = c->world};
   lc.batch = c->cfg.moco.batch; /* this process's block of each global batch */
+  if (c->cfg.moco.keys_preshuffled) { /* the key images come shuffled; the own ones only as queries */
+    lc.key_passes = c->cfg.moco.symmetric ? 2 : 1;
+    lc.views = c->cfg.moco.symmetric ? 2 : 1;
+    lc.key_order = key_order;
+    lc.key_ctx = c;
+  }
   lc.aug.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1;
   lc.aug.size = o->image_size;
   lc.aug.blur = o->blur;

@@ -90,11 +90,21 @@ typedef struct {
   uint64_t seed;
   int rank, world;        /* sharding for distributed runs: rank takes every world-th sample of the order */
   synco_aug_config aug;
+  /* MoCo's shuffle-BN by indices (ssl/moco.h, synco_moco_step_shuffled): with key_passes 1 or 2 (and drop_last),
+   * each batch also holds xk[p], this rank's rows of the global batch shuffled into key_order's order for pass p:
+   * for pass 0 view 1 (AUG_K) of each image, for pass 1 view 0 (AUG_Q). Every rank decodes and augments those
+   * images itself, bit for bit as their own rank does for its views, so no image crosses between ranks (which costs
+   * a decode per key image that is another rank's). key_order (called from the worker threads) fills perm
+   * [world·batch] for the batch `step` of epoch `epoch`. */
+  int key_passes;
+  void (*key_order)(void *ctx, int epoch, int step, int pass, uint32_t *perm);
+  void *key_ctx;
 } synco_loader_config;
 
 typedef struct {
   int n;                  /* images in this batch (== batch unless the last, short one) */
   float *x[2];            /* views: [n, 3, size, size] plain fp32; x[1] NULL with one view */
+  float *xk[2];           /* key_passes > 0: the shuffled key images of pass 0 and 1 (see above); else NULL */
   int *labels;            /* [n], -1 if unlabelled */
   uint32_t *indices;      /* [n] dataset indices */
   int step;               /* index of this batch within the epoch */

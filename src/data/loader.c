@@ -7,7 +7,9 @@
  * permutation; rank r takes block r of each global batch (world · batch consecutive elements), so a global
  * batch is the same images in the same order whatever the number of ranks, and the BN groups of N ranks are
  * those of one process with --bn-splits N. The tail after the last whole global batch is dealt round-robin.
- * With world > 1 every rank gets floor(N/world) samples, so that all ranks run the same number of steps. */
+ * With world > 1 every rank gets floor(N/world) samples, so that all ranks run the same number of steps. With a key
+ * shuffle (key_passes) a batch also holds this rank's rows of the shuffled global batch of key images, each made from
+ * its dataset index as its own rank makes that view. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@ typedef struct {
   synco_image img;
   void *scratch;
   size_t scratch_cap;
+  uint32_t *kperm; /* [world·batch]: a key pass's order (key_passes > 0) */
 } worker;
 
 struct synco_loader {
@@ -54,6 +57,27 @@ struct synco_loader {
   long filled;   /* images in the batches filled this epoch (under mu) */
 };
 
+/* Decodes dataset image idx into the worker's image, with augmentation scratch for it. */
+static synco_status decode(worker *wk, uint32_t idx) {
+  SYNCO_TRY(synco_dataset_get(wk->ld->ds, idx, &wk->img));
+  const size_t need = synco_augment_scratch_bytes(wk->img.w, wk->img.h, &wk->ld->cfg.aug);
+  if (need > wk->scratch_cap) {
+    free(wk->scratch);
+    wk->scratch = synco_aligned_alloc(need);
+    wk->scratch_cap = wk->scratch ? need : 0;
+    if (!wk->scratch) return SYNCO_ERR_NOMEM;
+  }
+  return SYNCO_OK;
+}
+
+/* View v (0: AUG_Q, 1: AUG_K) of dataset image idx, decoded into the worker's image, to out [3, size, size]: the
+ * same bytes whichever rank, thread or batch slot makes it. */
+static synco_status view(worker *wk, float *out, uint32_t idx, int v) {
+  const synco_loader_config *cfg = &wk->ld->cfg;
+  synco_rng r = synco_rng_make(cfg->seed, (uint64_t)wk->ld->epoch, idx, v == 0 ? SYNCO_RNG_AUG_Q : SYNCO_RNG_AUG_K);
+  return synco_augment(out, &wk->img, &cfg->aug, &r, wk->scratch);
+}
+
 static synco_status fill(worker *wk, slot *sl, int step) {
   struct synco_loader *ld = wk->ld;
   const synco_loader_config *cfg = &ld->cfg;
@@ -67,17 +91,19 @@ static synco_status fill(worker *wk, slot *sl, int step) {
     const uint32_t idx = ld->order[first + k];
     sl->b.indices[k] = idx;
     sl->b.labels[k] = synco_dataset_label(ld->ds, idx);
-    SYNCO_TRY(synco_dataset_get(ld->ds, idx, &wk->img));
-    const size_t need = synco_augment_scratch_bytes(wk->img.w, wk->img.h, &cfg->aug);
-    if (need > wk->scratch_cap) {
-      free(wk->scratch);
-      wk->scratch = synco_aligned_alloc(need);
-      wk->scratch_cap = wk->scratch ? need : 0;
-      if (!wk->scratch) return SYNCO_ERR_NOMEM;
-    }
-    for (int v = 0; v < cfg->views; v++) {
-      synco_rng r = synco_rng_make(cfg->seed, (uint64_t)ld->epoch, idx, v == 0 ? SYNCO_RNG_AUG_Q : SYNCO_RNG_AUG_K);
-      SYNCO_TRY(synco_augment(sl->b.x[v] + k * per, &wk->img, &cfg->aug, &r, wk->scratch));
+    SYNCO_TRY(decode(wk, idx));
+    for (int v = 0; v < cfg->views; v++) SYNCO_TRY(view(wk, sl->b.x[v] + k * per, idx, v));
+  }
+  /* The key images: row k of pass p is image kperm[rank·b + k] of the global batch, which is sample g % b of rank
+   * g / b's block (synco_loader_start_epoch's order; every step is a whole global batch with drop_last). */
+  const size_t b = (size_t)cfg->batch, world = (size_t)cfg->world;
+  for (int p = 0; p < cfg->key_passes; p++) {
+    cfg->key_order(cfg->key_ctx, ld->epoch, step, p, wk->kperm);
+    for (size_t k = 0; k < n; k++) {
+      const size_t g = wk->kperm[(size_t)cfg->rank * b + k];
+      const uint32_t idx = ld->perm[((size_t)step * world + g / b) * b + g % b];
+      SYNCO_TRY(decode(wk, idx));
+      SYNCO_TRY(view(wk, sl->b.xk[p] + k * per, idx, p == 0 ? 1 : 0));
     }
   }
   return SYNCO_OK;
@@ -125,10 +151,13 @@ void synco_loader_free(synco_loader *ld) {
   for (int t = 0; ld->workers && t < ld->nthreads; t++) {
     synco_image_free(&ld->workers[t].img);
     free(ld->workers[t].scratch);
+    free(ld->workers[t].kperm);
   }
   for (int s = 0; ld->slots && s < ld->nslots; s++) {
     free(ld->slots[s].b.x[0]);
     free(ld->slots[s].b.x[1]);
+    free(ld->slots[s].b.xk[0]);
+    free(ld->slots[s].b.xk[1]);
     free(ld->slots[s].b.labels);
     free(ld->slots[s].b.indices);
   }
@@ -150,6 +179,9 @@ synco_status synco_loader_create(synco_loader **out, const synco_dataset *ds, co
       cfg->rank < 0 || cfg->rank >= cfg->world)
     return synco_fail(SYNCO_ERR_ARG, "loader: bad config (batch %d, views %d, size %d, rank %d of %d)", cfg->batch,
                       cfg->views, cfg->aug.size, cfg->rank, cfg->world);
+  if (cfg->key_passes < 0 || cfg->key_passes > 2 || (cfg->key_passes && (!cfg->key_order || !cfg->drop_last)))
+    return synco_fail(SYNCO_ERR_ARG, "loader: a key shuffle takes 1 or 2 passes, an order and whole batches "
+                                     "(drop_last) (passes %d)", cfg->key_passes);
   const size_t N = synco_dataset_size(ds);
   if (N > 0xFFFFFFFFu) return synco_fail(SYNCO_ERR_ARG, "loader: dataset too large (%zu samples)", N);
   synco_loader *ld = (synco_loader *)synco_calloc(1, sizeof *ld);
@@ -175,9 +207,12 @@ synco_status synco_loader_create(synco_loader **out, const synco_dataset *ds, co
   ld->workers = (worker *)calloc((size_t)nt, sizeof(worker));
   ld->th = (pthread_t *)calloc((size_t)nt, sizeof(pthread_t));
   int ok = ld->perm && ld->order && ld->slots && ld->workers && ld->th;
+  for (int t = 0; ok && cfg->key_passes && t < nt; t++)
+    ok = (ld->workers[t].kperm = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)cfg->world * cfg->batch)) != NULL;
   for (int s = 0; ok && s < ld->nslots; s++) {
     synco_batch *b = &ld->slots[s].b;
     for (int v = 0; v < cfg->views; v++) ok = ok && (b->x[v] = (float *)synco_aligned_alloc(per)) != NULL;
+    for (int p = 0; p < cfg->key_passes; p++) ok = ok && (b->xk[p] = (float *)synco_aligned_alloc(per)) != NULL;
     b->labels = (int *)malloc(sizeof(int) * cfg->batch);
     b->indices = (uint32_t *)malloc(sizeof(uint32_t) * cfg->batch);
     ok = ok && b->labels && b->indices;

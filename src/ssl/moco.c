@@ -117,30 +117,32 @@ static synco_encoder_config key_config(const synco_moco_config *cfg) {
 /* The sizes the state's buffers follow from. */
 typedef struct {
   size_t B, dim, bd, G, img, K; /* bd: B·dim floats' bytes; G: the global batch (world·B); img: one image's bytes */
-  int world, splits;
+  int world, splits, pre;        /* pre: the key images come shuffled (cfg.keys_preshuffled) */
 } moco_dims;
 
 static moco_dims dims_of(const synco_moco_config *cfg, int dim) {
   const size_t B = (size_t)cfg->batch, world = (size_t)synco_dist_world(cfg->dist);
   return (moco_dims){.B = B, .dim = (size_t)dim, .bd = B * dim * sizeof(float), .G = world * B,
                      .img = 3 * (size_t)cfg->image_size * cfg->image_size * sizeof(float), .K = (size_t)cfg->K,
-                     .world = (int)world, .splits = cfg->enc.bn_splits};
+                     .world = (int)world, .splits = cfg->enc.bn_splits, .pre = cfg->keys_preshuffled};
 }
 
 /* The state besides the encoders and the SGD momentum, as X(field, bytes, on the host) (0 bytes: not allocated):
  * one list for synco_moco_create and synco_moco_memory_plan. With one process and Split-BN the shuffled key images
- * stay on the host; with several, every process's key images, keys and both passes' keys are gathered. */
+ * stay on the host; with several, every process's key images (unless they come shuffled), keys and both passes' keys
+ * are gathered. */
 #define MOCO_STATE(X, d)                                                                                            \
   X(queue, (d).K * (d).dim * sizeof(float), 0)                                                                      \
   X(q_raw, (d).bd, 0) X(k_raw, (d).bd, 0) X(q, (d).bd, 0) X(k, (d).bd, 0) X(dq, (d).bd, 0) X(dq_raw, (d).bd, 0)    \
   X(qnorm, (d).B * sizeof(float), 0) X(knorm, (d).B * sizeof(float), 0) X(keys, 2 * (d).bd, 0)                    \
   X(perm, (d).G * sizeof(uint32_t), 0) X(perm_host, (d).G * sizeof(uint32_t), 1)                                  \
-  X(x_all, (d).world > 1 ? (d).G * (d).img : 0, 0) X(x_shuf, (d).world > 1 ? (d).B * (d).img : 0, 0)             \
+  X(x_all, (d).world > 1 && !(d).pre ? (d).G * (d).img : 0, 0)                                                     \
+  X(x_shuf, (d).world > 1 && !(d).pre ? (d).B * (d).img : 0, 0)                                                    \
   X(k_all, (d).world > 1 ? (d).G * (d).dim * sizeof(float) : 0, 0)                                                 \
   X(keys_all, (d).world > 1 ? 2 * (d).G * (d).dim * sizeof(float) : 0, 0)                                          \
   X(record, SYNCO_REC_LEN * sizeof(double), 0) X(ptr, sizeof(int64_t), 0)                                        \
   X(stats_buf, (d).world > 1 ? 5 * sizeof(float) : 0, 0)                                                            \
-  X(x_shuf_host, (d).world == 1 && (d).splits > 1 ? (d).B * (d).img : 0, 1)
+  X(x_shuf_host, (d).world == 1 && (d).splits > 1 && !(d).pre ? (d).B * (d).img : 0, 1)
 
 synco_status synco_moco_memory_plan(synco_backend *be, const synco_moco_config *cfg, synco_moco_memory *out) {
   memset(out, 0, sizeof *out);
@@ -246,19 +248,28 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
  * process's key images are gathered, process r encodes rows r·B.. of the shuffled global batch, the keys of
  * all processes are gathered and unshuffled, and r keeps its own rows; the whole unshuffled block is what
  * every process enqueues. */
-static synco_status encode_keys(synco_moco *m, float *dst, const float *x, uint64_t step, int pass) {
+void synco_moco_key_order(uint64_t seed, uint64_t step, int pass, int G, uint32_t *perm) {
+  synco_rng r = synco_rng_make(seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
+  for (int i = 0; i < G; i++) perm[i] = (uint32_t)i;
+  synco_rng_shuffle(&r, perm, (uint32_t)G);
+}
+
+/* x: this process's key images in batch order; or, with shuffled, already its rows of the shuffled global batch
+ * (synco_moco_step_shuffled: the loader assembled them, so no image is gathered or permuted here). */
+static synco_status encode_keys(synco_moco *m, float *dst, const float *x, int shuffled, uint64_t step, int pass) {
   synco_backend *be = m->be;
   const int B = m->B, G = B * m->world;
   const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size, F = sizeof(float);
   const int shuffle = m->cfg.enc.bn_splits > 1 || m->world > 1;
   if (shuffle) {
-    synco_rng r = synco_rng_make(m->cfg.seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
-    for (int i = 0; i < G; i++) m->perm_host[i] = (uint32_t)i;
-    synco_rng_shuffle(&r, m->perm_host, (uint32_t)G);
-    SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)G * sizeof(uint32_t), 0));
+    synco_moco_key_order(m->cfg.seed, step, pass, G, m->perm_host);
+    /* rank 0's order for all (the same by construction); a loader that shuffled the images drew it itself */
+    if (!shuffled) SYNCO_TRY(synco_dist_broadcast(m->dist, m->perm_host, (size_t)G * sizeof(uint32_t), 0));
     SYNCO_TRY(be->copy(be, m->perm, m->perm_host, (size_t)G * sizeof(uint32_t), SYNCO_COPY_H2D));
-    if (m->world > 1) { /* the global batch in backend memory, gathered there (from this rank's, uploaded first:
-                           the collectives take backend memory) */
+    if (shuffled) {
+      /* x is this process's rows of the shuffled global batch already */
+    } else if (m->world > 1) { /* the global batch in backend memory, gathered there (from this rank's, uploaded
+                                  first: the collectives take backend memory) */
       SYNCO_TRY(be->copy(be, m->x_shuf, x, (size_t)B * img * F, SYNCO_COPY_H2D));
       SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->x_all, m->x_shuf, (size_t)B * img));
       SYNCO_TRY(be->permute_rows(be, m->x_shuf, m->x_all, m->perm + (size_t)m->rank * B, B, img, 0));
@@ -308,11 +319,12 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   return synco_encoder_backward(m->eq, m->dq_raw);
 }
 
-synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
-                             uint64_t step, synco_step_stats *stats) {
+static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k, const float *const xk_shuf[2],
+                              float lr, int negatives, uint64_t step) {
   synco_backend *be = m->be;
   const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim;
   float *pq = synco_encoder_params(m->eq), *pk = synco_encoder_params(m->ek), *g = synco_encoder_grads(m->eq);
+  const int pre = xk_shuf != NULL;
   SYNCO_TRY(be->memset(be, g, 0, P * sizeof(float)));
   /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
   SYNCO_TRY(synco_ema_update(be, pk, pq, P, m->cfg.m));
@@ -320,12 +332,12 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   /* The negatives' draws are keyed by the query's index in the global batch (both directions counted), so
    * they do not depend on how the batch is split across processes. */
   const uint64_t G = (uint64_t)m->B * m->world, query0 = (uint64_t)m->rank * m->B;
-  SYNCO_TRY(encode_keys(m, m->keys, x_k, step, 0));
+  SYNCO_TRY(encode_keys(m, m->keys, pre ? xk_shuf[0] : x_k, pre, step, 0));
   if (!m->cfg.symmetric) {
     SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0));
   } else {
     /* loss = loss(q1, k2) + loss(q2, k1), both keys enqueued (MoCo's CIFAR demo). */
-    SYNCO_TRY(encode_keys(m, m->keys + bd, x_q, step, 1));
+    SYNCO_TRY(encode_keys(m, m->keys + bd, pre ? xk_shuf[1] : x_q, pre, step, 1));
     SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0));
     SYNCO_TRY(direction(m, x_k, m->keys + bd, negatives, step, G + query0, 1));
     nkeys = 2;
@@ -355,6 +367,26 @@ synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, 
   }
   m->unread++;
   m->unread_synthetic = negatives ? m->neg_total : 0;
+  return SYNCO_OK;
+}
+
+synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
+                             uint64_t step, synco_step_stats *stats) {
+  if (m->cfg.keys_preshuffled && (m->world > 1 || m->cfg.enc.bn_splits > 1))
+    return synco_fail(SYNCO_ERR_ARG, "moco step: this state takes its key images shuffled "
+                                     "(synco_moco_step_shuffled)");
+  SYNCO_TRY(step_impl(m, x_q, x_k, NULL, lr, negatives, step));
+  return stats ? synco_moco_read_stats(m, stats) : SYNCO_OK;
+}
+
+synco_status synco_moco_step_shuffled(synco_moco *m, const float *x_q, const float *x_k, const float *const xk_shuf[2],
+                                      float lr, int negatives, uint64_t step, synco_step_stats *stats) {
+  if (!xk_shuf || !xk_shuf[0] || (m->cfg.symmetric && (!xk_shuf[1] || !x_k)))
+    return synco_fail(SYNCO_ERR_ARG, "moco step: shuffled key images missing (%s)",
+                      m->cfg.symmetric ? "a symmetric loss takes both views and both directions' keys" : "xk_shuf[0]");
+  if (m->world == 1 && m->cfg.enc.bn_splits == 1)
+    return synco_fail(SYNCO_ERR_ARG, "moco step: one process with one BN group shuffles no keys (synco_moco_step)");
+  SYNCO_TRY(step_impl(m, x_q, x_k, xk_shuf, lr, negatives, step));
   return stats ? synco_moco_read_stats(m, stats) : SYNCO_OK;
 }
 

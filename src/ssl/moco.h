@@ -32,6 +32,8 @@ typedef struct {
   float momentum, wd;         /* SGD */
   uint64_t seed;
   synco_dist *dist;           /* the processes of a data-parallel run; NULL = one process */
+  int keys_preshuffled;       /* 1: every step's key images come already shuffled (synco_moco_step_shuffled), so
+                                 no process's images are ever gathered and no room is taken for them */
 } synco_moco_config;
 
 typedef struct synco_moco synco_moco;
@@ -79,6 +81,20 @@ const float *synco_moco_logit_grads(const synco_moco *m, int *rows, int *ld);
  * it then reads the record as synco_moco_read_stats does (this step alone when every step reads). */
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
                              uint64_t step, synco_step_stats *stats);
+/* The order MoCo's shuffle-BN gives the keys of a global batch of G images at step `step`, direction `pass` (0; 1:
+ * a symmetric loss's second): row j of the shuffled batch is image perm[j] of the global batch, and process r
+ * encodes rows r·batch .. r·batch + batch - 1. A function of (seed, step, pass) alone, so a loader can assemble a
+ * process's shuffled key images itself (synco_moco_step_shuffled). */
+void synco_moco_key_order(uint64_t seed, uint64_t step, int pass, int G, uint32_t *perm);
+
+/* synco_moco_step with the key images already in their shuffled order, where the key shuffle applies (several
+ * processes, or Split-BN; else it is refused): xk_shuf[p] [batch, 3, S, S] (host memory) holds this process's rows of the global batch
+ * of direction p's key images in synco_moco_key_order's order: the images of x_k's view for p = 0, of x_q's view for
+ * p = 1 (a symmetric loss; else xk_shuf[1] is not read, and neither is x_k). Only the keys cross between processes
+ * (MoCo's shuffle-BN by indices: where every process reads the data, no image is gathered); the state after it is
+ * bit for bit that of synco_moco_step on the same images. */
+synco_status synco_moco_step_shuffled(synco_moco *m, const float *x_q, const float *x_k, const float *const xk_shuf[2],
+                                      float lr, int negatives, uint64_t step, synco_step_stats *stats);
 /* The means over the steps since the last read (stats may be NULL), and zeroes the record: one download, once per
  * log interval. A non-finite loss in any of those steps returns SYNCO_ERR_NUMERIC naming the first such step
  * (synco_moco_bad_step); the steps after it ran on, so the state is not usable (the last checkpoint is: read

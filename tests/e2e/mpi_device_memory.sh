@@ -6,7 +6,9 @@
 #  1. 2 ranks on strict equal 2 ranks on ref bit for bit (the same arithmetic, the same collectives), with SynCo's
 #     negatives and Split-BN's key shuffle across ranks (the images gathered in backend memory), and the symmetric
 #     loss (two key sets enqueued).
-#  2. 2 ranks on strict under --precision bf16 (the GPU's bf16 arithmetic, emulated) run and stay finite, and a run
+#  2. --key-shuffle indices (each rank decodes and augments its shuffled key images itself, so no image is
+#     gathered) on strict equals those runs bit for bit, SynCo and the symmetric loss.
+#  3. 2 ranks on strict under --precision bf16 (the GPU's bf16 arithmetic, emulated) run and stay finite, and a run
 #     they saved resumes on 1 process with --bn-splits 2 (the global batch unchanged).
 # Skipped when the build has no MPI or mpirun is missing.
 set -euo pipefail
@@ -28,6 +30,11 @@ for be in ref strict; do
 done
 compare_ckpt "$tmp/synco_strict/last.safetensors" "$tmp/synco_ref/last.safetensors" 0 0
 compare_ckpt "$tmp/sym_strict/last.safetensors" "$tmp/sym_ref/last.safetensors" 0 0
+run synco_ix "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" --backend strict --key-shuffle indices --out "$tmp/synco_ix"
+run sym_ix "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" --method moco --symmetric --backend strict \
+  --key-shuffle indices --out "$tmp/sym_ix"
+compare_ckpt "$tmp/synco_ix/last.safetensors" "$tmp/synco_ref/last.safetensors" 0 0
+compare_ckpt "$tmp/sym_ix/last.safetensors" "$tmp/sym_ref/last.safetensors" 0 0
 
 run bf16 "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" --backend strict --precision bf16 --stop-epoch 1 \
   --out "$tmp/bf16"

@@ -4,7 +4,9 @@
 #     the same key shuffle), two steps: the checkpoints agree to fp32 tolerance, and only rank 0 wrote the log.
 #  2. A run saved by 2 ranks resumes on 1 process, and one saved by 1 process on 2 ranks (the global batch
 #     unchanged): both end where the uninterrupted 1-process run ends.
-#  3. A rank killed mid-run ends the whole job with the rank named; the last checkpoint is intact and --resume
+#  3. --key-shuffle indices (no image gathered: each rank loads its shuffled key images) gives the run of 1. bit for
+#     bit, and so does a run that switches to it on --resume.
+#  4. A rank killed mid-run ends the whole job with the rank named; the last checkpoint is intact and --resume
 #     continues from it.
 # One step per epoch (20 images, batch 16): this tiny network (BN over 8 images) is so sensitive that after about
 # six steps a single ReLU that flips on a rounding difference moves BN biases by percents; the same happens
@@ -46,6 +48,13 @@ compare_ckpt "$tmp/two_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1
 run one_half "$SYNCO" pretrain "${common[@]}" "${one[@]}" --stop-epoch 1 --out "$tmp/one_half"
 run one_to_two "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/one_half" "${two[@]}"
 compare_ckpt "$tmp/one_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
+
+# MoCo's shuffle-BN by indices: the same run, whole or switched to it halfway
+run two_ix "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --key-shuffle indices --out "$tmp/two_ix"
+compare_ckpt "$tmp/two_ix/last.safetensors" "$tmp/two/last.safetensors" 0 0
+run images_half "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --stop-epoch 1 --out "$tmp/switch"
+run switch_ix "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/switch" --key-shuffle indices
+compare_ckpt "$tmp/switch/last.safetensors" "$tmp/two/last.safetensors" 0 0
 
 # The completed epochs a checkpoint records.
 ckpt_epoch() { python3 - "$1" <<'PY'

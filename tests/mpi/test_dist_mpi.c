@@ -7,7 +7,9 @@
  *  - the queue (the keys) and its pointer, the query parameters, the SGD momentum, the key encoder's EMA
  *    weights and both encoders' BN running statistics agree within atol + rtol·|ref| (fp32 rounding: the
  *    gradient is summed in another order);
- *  - both processes hold bit-identical state.
+ *  - both processes hold bit-identical state;
+ *  - a third state that takes its key images already shuffled (synco_moco_step_shuffled: MoCo's shuffle-BN by
+ *    indices, as `--key-shuffle indices` loads them) holds the gathering state's bits.
  * The hard set is the whole queue (n_hard = K): with a smaller one, a query whose n_hard-th and next logits
  * differ by less than rounding may pick another hard negative on one side (measured: from step 1 on, 6 of
  * 181k parameters then differ by 0.5 %, and the difference grows), which is selection, not distribution. The
@@ -62,12 +64,17 @@ static void run_case(synco_backend *be, int symmetric, int negatives) {
   one.enc.bn_splits = world;
   many.batch = B;
   many.dist = dist;
-  synco_moco *ref = NULL, *m = NULL;
+  synco_moco_config pre = many;
+  pre.keys_preshuffled = 1;
+  synco_moco *ref = NULL, *m = NULL, *mp = NULL;
   CHECK_OK(synco_moco_create(&ref, be, &one));
   CHECK_OK(synco_moco_create(&m, be, &many));
+  CHECK_OK(synco_moco_create(&mp, be, &pre));
   const size_t img = (size_t)3 * S * S;
   float *xq = malloc((size_t)G * img * sizeof *xq), *xk = malloc((size_t)G * img * sizeof *xk);
-  if (!ref || !m || !xq || !xk) goto done;
+  float *shuf = malloc(2 * (size_t)B * img * sizeof *shuf);
+  uint32_t *perm = malloc((size_t)G * sizeof *perm);
+  if (!ref || !m || !mp || !xq || !xk || !shuf || !perm) goto done;
   synco_encoder *qr = synco_moco_query(ref), *qm = synco_moco_query(m), *kr = synco_moco_key(ref),
                 *km = synco_moco_key(m);
   const size_t P = synco_encoder_num_params(qr), NB = synco_encoder_num_buffers(qr), Q = (size_t)cfg.K * cfg.enc.dim;
@@ -78,6 +85,23 @@ static void run_case(synco_backend *be, int symmetric, int negatives) {
     CHECK_OK(synco_moco_step(ref, xq, xk, 0.03f, negatives, (uint64_t)step, &sr));
     CHECK_OK(synco_moco_step(m, xq + (size_t)rank * B * img, xk + (size_t)rank * B * img, 0.03f, negatives,
                              (uint64_t)step, &sm));
+    /* the key images shuffled as a loader does (--key-shuffle indices): this rank's rows of each direction's key
+     * order, taken from the global batch here; no image crosses, and the state is the gathering one's bit for bit */
+    for (int p = 0; p < (symmetric ? 2 : 1); p++) {
+      synco_moco_key_order(cfg.seed, (uint64_t)step, p, G, perm);
+      for (int k = 0; k < B; k++)
+        memcpy(shuf + ((size_t)p * B + k) * img, (p ? xq : xk) + perm[rank * B + k] * img, img * sizeof *shuf);
+    }
+    const float *const xs[2] = {shuf, shuf + (size_t)B * img};
+    synco_step_stats sp;
+    CHECK(synco_moco_step(mp, xq, xk, 0.03f, negatives, (uint64_t)step, NULL) == SYNCO_ERR_ARG); /* takes them shuffled */
+    CHECK_OK(synco_moco_step_shuffled(mp, xq + (size_t)rank * B * img, symmetric ? xk + (size_t)rank * B * img : NULL,
+                                      xs, 0.03f, negatives, (uint64_t)step, &sp));
+    CHECK(sp.loss == sm.loss && sp.acc == sm.acc);
+    CHECK(!memcmp(synco_encoder_params(synco_moco_query(mp)), synco_encoder_params(qm), P * sizeof(float)));
+    CHECK(!memcmp(synco_moco_momentum(mp), synco_moco_momentum(m), P * sizeof(float)));
+    CHECK(!memcmp(synco_encoder_buffers(synco_moco_key(mp)), synco_encoder_buffers(km), NB * sizeof(float)));
+    CHECK(!memcmp(synco_moco_queue(mp), synco_moco_queue(m), Q * sizeof(float)));
     const float lr_ = (float)sr.loss, lm = (float)sm.loss;
     close_to("loss (mean over processes)", step, &lm, &lr_, 1, 1e-4, 1e-4, 1e-4);
     CHECK(fabs(sr.acc - sm.acc) <= 1e-6 || fabs(sr.acc - sm.acc) <= 1.0 / G); /* a near-tie may flip a query */
@@ -98,8 +122,11 @@ static void run_case(synco_backend *be, int symmetric, int negatives) {
 done:
   free(xq);
   free(xk);
+  free(shuf);
+  free(perm);
   synco_moco_free(ref);
   synco_moco_free(m);
+  synco_moco_free(mp);
 }
 
 int main(void) {

@@ -1,7 +1,8 @@
 /* The loader: identical bytes for 1, 2 and 3 threads; each epoch a permutation (all samples once, without
  * drop_last); drop_last step counts; shards of two ranks partition the epoch; a resumed epoch
  * (start_epoch(e, k)) repeats the batches of an uninterrupted one; labels follow the dataset; each epoch's statistics
- * count its images, and the threads a consumer needs follow from the rates. */
+ * count its images, and the threads a consumer needs follow from the rates; the key images of MoCo's shuffle-BN by
+ * indices are the owning ranks' views in the key order. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,80 @@ static float *run(const synco_dataset *ds, int threads, int epochs, int drop_las
   return all;
 }
 
+/* A key order for the key-shuffle test: a shuffle keyed by (epoch, step, pass), as MoCo's is by its step. */
+static void test_key_order(void *ctx, int epoch, int step, int pass, uint32_t *perm) {
+  const int G = *(const int *)ctx;
+  synco_rng r = synco_rng_make(77, (uint64_t)epoch * 1000 + (uint64_t)step, (uint64_t)pass, SYNCO_RNG_TEST);
+  for (int i = 0; i < G; i++) perm[i] = (uint32_t)i;
+  synco_rng_shuffle(&r, perm, (uint32_t)G);
+}
+
+/* Epoch 1 of rank `rank` of 2 (drop_last) with key_passes passes: every batch's views into views[step][v][B, per]
+ * and its key images into keys[step][p][B, per] (each [steps][2][B·per]). Returns the steps. */
+static int key_run(const synco_dataset *ds, int rank, int views, int key_passes, int threads, float *vout,
+                   float *kout) {
+  static int G = 2 * B;
+  synco_loader_config cfg = {.batch = B, .views = views, .threads = threads, .prefetch = 2, .shuffle = 1,
+                             .drop_last = 1, .seed = 5, .rank = rank, .world = 2, .key_passes = key_passes,
+                             .key_order = test_key_order, .key_ctx = &G};
+  cfg.aug = (synco_aug_config){SYNCO_AUG_MOCO_V2, S, 1, {0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
+  synco_loader *ld;
+  CHECK_OK(synco_loader_create(&ld, ds, &cfg));
+  if (!ld) return 0;
+  const size_t per = 3 * S * S, blk = (size_t)B * per;
+  int steps = 0;
+  CHECK_OK(synco_loader_start_epoch(ld, 1, 0));
+  for (synco_batch b; synco_loader_next(ld, &b) == SYNCO_OK && b.n > 0; steps++) {
+    CHECK(b.n == B && (views == 2) == (b.x[1] != NULL) && (key_passes == 2) == (b.xk[1] != NULL) && b.xk[0]);
+    for (int v = 0; v < views; v++) memcpy(vout + ((size_t)steps * 2 + v) * blk, b.x[v], blk * sizeof(float));
+    for (int p = 0; p < key_passes; p++) memcpy(kout + ((size_t)steps * 2 + p) * blk, b.xk[p], blk * sizeof(float));
+  }
+  synco_loader_free(ld);
+  return steps;
+}
+
+/* MoCo's shuffle-BN by indices (key_passes): each rank's key images of pass p are its rows of the global batch of
+ * view 1 (p = 0) or view 0 (p = 1) in the key order, bit for bit the images the owning rank made for its views; the
+ * same with one view and one pass (the asymmetric loss), and with another thread count. */
+static void key_shuffle(const synco_dataset *ds) {
+  const size_t per = 3 * S * S, blk = (size_t)B * per, cap = (size_t)(N / (2 * B)) * 2 * blk;
+  float *v0 = calloc(cap, sizeof(float)), *v1 = calloc(cap, sizeof(float)), *k0 = calloc(cap, sizeof(float)),
+        *k1 = calloc(cap, sizeof(float)), *a = calloc(cap, sizeof(float)), *ka = calloc(cap, sizeof(float));
+  const int steps = key_run(ds, 0, 2, 2, 2, v0, k0);
+  CHECK(steps == N / (2 * B) && key_run(ds, 1, 2, 2, 1, v1, k1) == steps);
+  const int G = 2 * B;
+  uint32_t perm[2 * B];
+  int bad = 0;
+  for (int j = 0; j < steps && !bad; j++)
+    for (int p = 0; p < 2; p++) {
+      test_key_order((void *)&G, 1, j, p, perm);
+      for (int r = 0; r < 2; r++)
+        for (int k = 0; k < B; k++) {
+          const int g = (int)perm[r * B + k], v = p == 0 ? 1 : 0;
+          const float *want = (g / B ? v1 : v0) + ((size_t)j * 2 + v) * blk + (size_t)(g % B) * per;
+          const float *got = (r ? k1 : k0) + ((size_t)j * 2 + p) * blk + (size_t)k * per;
+          bad += memcmp(got, want, per * sizeof(float)) != 0;
+        }
+    }
+  CHECK(bad == 0);
+  /* one view and one pass (the asymmetric loss): the same view 0 and pass-0 keys */
+  CHECK(key_run(ds, 1, 1, 1, 3, a, ka) == steps);
+  for (int j = 0; j < steps; j++) {
+    CHECK(!memcmp(a + (size_t)j * 2 * blk, v1 + (size_t)j * 2 * blk, blk * sizeof(float)));
+    CHECK(!memcmp(ka + (size_t)j * 2 * blk, k1 + (size_t)j * 2 * blk, blk * sizeof(float)));
+  }
+  /* refused: a key shuffle without drop_last, or without an order */
+  synco_loader_config cfg = {.batch = B, .views = 1, .threads = 1, .prefetch = 2, .world = 1, .key_passes = 1,
+                             .key_order = test_key_order, .key_ctx = (void *)&G};
+  cfg.aug = (synco_aug_config){SYNCO_AUG_MOCO_V2, S, 1, {0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
+  synco_loader *ld = NULL;
+  CHECK(synco_loader_create(&ld, ds, &cfg) == SYNCO_ERR_ARG && !ld);
+  cfg.drop_last = 1;
+  cfg.key_order = NULL;
+  CHECK(synco_loader_create(&ld, ds, &cfg) == SYNCO_ERR_ARG && !ld);
+  free(v0), free(v1), free(k0), free(k1), free(a), free(ka);
+}
+
 /* The threads that keep up with a consumer: the demand over one thread's rate, rounded up; 0 when either is unknown. */
 static void threads_needed(void) {
   CHECK(synco_loader_threads_needed(33000, 16900) == 2);
@@ -94,6 +169,7 @@ int main(void) {
   synco_dataset_options opt = {0};
   CHECK_OK(synco_dataset_open(&ds, dir, &opt));
   if (!ds) return synco_test_finish("test_data_loader");
+  key_shuffle(ds);
 
   const size_t per = 3 * S * S, bytes = 2 * (size_t)N * 2 * per * sizeof(float);
   uint32_t idx[2 * N];
