@@ -35,6 +35,7 @@ typedef struct {
   size_t planned;         /* the memory plan's total (memplan.h), printed beside the measured peak */
   int world;              /* processes of a `mpirun -np N synco bench step` (0 or 1: one) */
   double comm_share, allreduce_share; /* world > 1: the collectives' and the gradient all-reduce's share of a step */
+  double bucket_mb;       /* --bucket-mb (step, world > 1) */
 } bench_opts;
 
 /* --profile N: the profiler records the last N timed iterations (called at the top of iteration i). */
@@ -70,6 +71,9 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},
       {"bn-splits", 0, SYNCO_ARG_INT, &o->bn_splits, "Split-BN groups"},
+      {"bucket-mb", 0, SYNCO_ARG_FLOAT, &o->bucket_mb, step ? "under mpirun, the gradient all-reduce in buckets of "
+       "this many MB, each started as the backward finishes it (0: one all-reduce after the backward)" : "(step only)",
+       SYNCO_ARG_RANGE(0, 1e6)},
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
@@ -145,7 +149,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
            strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
     if (o->world > 1)
-      printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f", o->world, o->comm_share, o->allreduce_share);
+      printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g", o->world, o->comm_share,
+             o->allreduce_share, o->bucket_mb);
     if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     if (!strcmp(be->name, "cpu")) printf(",\"host_gemm\":\"%s\"", synco_host_sgemm_name()); /* the head, logits, loss */
@@ -254,7 +259,7 @@ done:
 int synco_bench_step(int argc, char **argv) {
   bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
                   .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 8,
-                  .memory_check = 1, .adapt = 1};
+                  .memory_check = 1, .adapt = 1, .bucket_mb = SYNCO_MOCO_BUCKET_MB};
   int rc = parse("step", &o, argc, argv, 1);
   if (rc) return rc == 1 ? 0 : rc;
   const int depth = depth_of(o.arch);
@@ -278,6 +283,7 @@ int synco_bench_step(int argc, char **argv) {
   mc.image_size = o.image_size;
   mc.batch = o.batch / o.world;
   mc.dist = dist;
+  mc.grad_bucket = synco_moco_bucket_floats(o.bucket_mb);
   mc.K = o.moco_k;
   mc.m = 0.99f;
   mc.T = 0.1f;

@@ -37,7 +37,7 @@ static const pretrain_opts DEFAULTS = {
     .knn_every = 0, .knn_k = 200, .print_freq = 10, .blur = 1, .skip_bad = 0, .seed = 0,
     .lr = 0.03, .wd = 1e-4, .momentum = 0.9, .moco_m = 0.999, .moco_t = 0.2, .sigma = 0.01, .delta = 0.01,
     .eta = 0.01, .knn_t = 0.1, .lr_warmup_epochs = 0, .schedule = {0, {0}}, .memory_check = 1,
-    .probe = 1, .probe_lr = 0.1, .tensorboard = 1, .adapt_threads = 1,
+    .probe = 1, .probe_lr = 0.1, .bucket_mb = SYNCO_MOCO_BUCKET_MB, .tensorboard = 1, .adapt_threads = 1,
 };
 
 static const char SUMMARY[] =
@@ -139,6 +139,9 @@ static void flag_table(pretrain_ctx *c) {
        "encodes them (MoCo's shuffle-BN): images (every process's are gathered) or indices (each process decodes and "
        "augments its shuffled key images itself: no image crosses, a decode more per key image; with --symmetric "
        "both views' too); the same results"},
+      {"bucket-mb", 0, SYNCO_ARG_FLOAT, &o->bucket_mb, "under mpirun, the gradient all-reduce in buckets of this many "
+       "MB, each started as the backward finishes it (0: one all-reduce after the backward); the same results",
+       SYNCO_ARG_RANGE(0, 1e6)},
       {"method", 0, SYNCO_ARG_STR, &o->method, "synco, mochi or moco: presets of --n1..--n6"},
       {"n-hard", 0, SYNCO_ARG_INT, &o->n_hard, "hardest queue negatives the synthetic ones are made from (unset: min(1024, --moco-k/4); unset --nK: at most this)"},
       {"n1", 0, SYNCO_ARG_INT, &o->n[0], "type 1, interpolated: a*q + (1-a)*n, a ~ U(0, 0.5)"},
@@ -250,6 +253,7 @@ static void library_config(pretrain_ctx *c, int depth) {
   mc->symmetric = o->symmetric;
   /* with one process Split-BN shuffles the loader's batch on the host: nothing to gather either way */
   mc->keys_preshuffled = c->world > 1 && !strcmp(o->key_shuffle, "indices");
+  mc->grad_bucket = synco_moco_bucket_floats(o->bucket_mb);
   mc->neg = (synco_negatives_config){.n_hard = o->n_hard, .sigma = (float)o->sigma, .delta = (float)o->delta,
                                      .eta = (float)o->eta};
   for (int t = 0; t < 6; t++) mc->neg.n[t] = o->n[t];

@@ -55,6 +55,7 @@ typedef struct {
   int probe;                     /* the online linear probe (default on; off without labels) */
   int tensorboard;               /* TensorBoard event files in the run directory (default on when built in) */
   double probe_lr;
+  double bucket_mb;              /* --bucket-mb: the gradient all-reduce's buckets (world > 1) */
 } pretrain_opts;
 
 /* The online linear probe (pretrain_probe.c): a linear classifier on the query encoder's pooled backbone features of

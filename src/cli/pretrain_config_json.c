@@ -45,7 +45,7 @@ static const cfg_field k_fields[] = {
     F("moco_k", "moco-k", 'i', moco_k, 1), F("moco_m", "moco-m", 'd', moco_m, 0), F("moco_t", "moco-t", 'd', moco_t, 0),
     F("mlp", "mlp", 'i', mlp, 1), F("aug_plus", "aug-plus", 'i', aug_plus, 0), F("blur", "blur", 'i', blur, 0),
     F("bn_splits", "bn-splits", 'i', bn_splits, 0), F("symmetric", "symmetric", 'i', symmetric, 0),
-    F("key_shuffle", "key-shuffle", 's', key_shuffle, 0),
+    F("key_shuffle", "key-shuffle", 's', key_shuffle, 0), F("bucket_mb", "bucket-mb", 'd', bucket_mb, 0),
     F("method", "method", 's', method, 0), F("n_hard", "n-hard", 'i', n_hard, 0), F("n1", "n1", 'i', n[0], 0),
     F("n2", "n2", 'i', n[1], 0), F("n3", "n3", 'i', n[2], 0), F("n4", "n4", 'i', n[3], 0), F("n5", "n5", 'i', n[4], 0),
     F("n6", "n6", 'i', n[5], 0), F("sigma", "sigma", 'd', sigma, 0), F("delta", "delta", 'd', delta, 0),

@@ -32,9 +32,20 @@ struct synco_dist {
    * agreement on small things (a stage's outcome, a stop, which setting differs), on host memory whatever the
    * transport of the step's buffers. */
   synco_status (*max_ints)(synco_dist *d, int *buf, size_t n);
+  /* A non-blocking all-reduce (mean) where the transport has one (MPI): start buf [n] (it must stay untouched until
+   * finished), let the started ones progress (MPI moves data only inside its calls), and finish every started one
+   * (the mean in place). NULL: the buckets below fall back to one blocking all-reduce. */
+  synco_status (*iallreduce_start)(synco_dist *d, float *buf, size_t n);
+  synco_status (*iallreduce_progress)(synco_dist *d);
+  synco_status (*iallreduce_finish)(synco_dist *d);
   /* Ends every rank of the job now (after an error on this one); NULL where there is nobody else. */
   void (*abort)(synco_dist *d, int code);
   void (*destroy)(synco_dist *d);
+  /* synco_dist_buckets_*: the buffer being all-reduced, its length, the bucket (floats), and where the started part
+   * begins ([done, n) started); on: between begin and finish */
+  float *bk_buf;
+  size_t bk_n, bk_size, bk_done;
+  int bk_on;
   /* synco_dist_stage_through: the backend whose memory the collectives reach through host buffers, and those */
   struct synco_backend *stage_be;
   float *stage;
@@ -82,5 +93,16 @@ synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *s
 synco_status synco_dist_broadcast(synco_dist *d, void *buf, size_t bytes, int root);
 synco_status synco_dist_barrier(synco_dist *d);
 synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n);
+
+/* The gradients' all-reduce (mean) in buckets, as the backward finishes them (DDP's buckets): begin before the
+ * backward, ready(first) each time the elements [first, n) of buf are final (synco_encoder_on_grads_ready), finish
+ * before the optimizer reads buf. Each ready starts an all-reduce of every whole bucket of `bucket` floats below the
+ * started part, from the end down, and lets the started ones progress; finish starts the rest and waits for all.
+ * The cuts depend only on n, bucket and the ready calls, so every rank makes the same ones, and each element's
+ * mean is the one a single all-reduce gives (the same sum of the same values). bucket 0, one process, or a transport
+ * without a non-blocking all-reduce (staged through host copies, NCCL): one blocking all-reduce at finish. */
+synco_status synco_dist_buckets_begin(synco_dist *d, float *buf, size_t n, size_t bucket);
+synco_status synco_dist_buckets_ready(synco_dist *d, size_t first);
+synco_status synco_dist_buckets_finish(synco_dist *d);
 
 #endif

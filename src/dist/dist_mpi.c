@@ -14,9 +14,18 @@
 
 #include "base/status.h"
 
+/* A started non-blocking all-reduce (sum): its request and the floats it sums, scaled to the mean at its finish. */
+typedef struct {
+  MPI_Request req;
+  float *buf;
+  int n;
+} mpi_pending;
+
 typedef struct {
   MPI_Comm comm;
   int initialized_here; /* 1: MPI_Init ran in synco_dist_mpi_create, so destroy finalizes */
+  mpi_pending *pend;    /* the started all-reduces, in order */
+  int npend, cap;
 } mpi_ctx;
 
 static MPI_Comm comm_of(synco_dist *d) { return ((mpi_ctx *)d->ctx)->comm; }
@@ -39,6 +48,53 @@ static synco_status mpi_allreduce_mean(synco_dist *d, float *buf, size_t n) {
   const float inv = 1.0f / (float)d->world;
   for (size_t i = 0; i < n; i++) buf[i] *= inv;
   return SYNCO_OK;
+}
+
+static synco_status mpi_iallreduce_start(synco_dist *d, float *buf, size_t n) {
+  mpi_ctx *c = d->ctx;
+  for (size_t off = 0; off < n; off += CHUNK) {
+    if (c->npend == c->cap) {
+      const int cap = c->cap ? 2 * c->cap : 16;
+      mpi_pending *p = realloc(c->pend, (size_t)cap * sizeof *p);
+      if (!p) return synco_fail(SYNCO_ERR_NOMEM, "dist: out of memory for %d pending all-reduces", cap);
+      c->pend = p;
+      c->cap = cap;
+    }
+    mpi_pending *p = &c->pend[c->npend];
+    p->buf = buf + off;
+    p->n = (int)(n - off < CHUNK ? n - off : CHUNK);
+    const int rc = MPI_Iallreduce(MPI_IN_PLACE, p->buf, p->n, MPI_FLOAT, MPI_SUM, c->comm, &p->req);
+    if (rc != MPI_SUCCESS) return mpi_failed(d, "MPI_Iallreduce", rc);
+    c->npend++;
+  }
+  return SYNCO_OK;
+}
+
+static synco_status mpi_iallreduce_progress(synco_dist *d) {
+  mpi_ctx *c = d->ctx;
+  /* a test of the oldest one not yet complete drives the progress engine for every pending request (a completed
+   * request becomes MPI_REQUEST_NULL, which a test no longer progresses on) */
+  for (int i = 0; i < c->npend; i++) {
+    if (c->pend[i].req == MPI_REQUEST_NULL) continue;
+    int flag = 0;
+    const int rc = MPI_Test(&c->pend[i].req, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_failed(d, "MPI_Test", rc);
+    if (!flag) break;
+  }
+  return SYNCO_OK;
+}
+
+static synco_status mpi_iallreduce_finish(synco_dist *d) {
+  mpi_ctx *c = d->ctx;
+  synco_status s = SYNCO_OK;
+  const float inv = 1.0f / (float)d->world; /* as mpi_allreduce_mean: the same mean, element for element */
+  for (int i = 0; i < c->npend; i++) {
+    const int rc = MPI_Wait(&c->pend[i].req, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS && s == SYNCO_OK) s = mpi_failed(d, "MPI_Wait", rc);
+    for (int j = 0; j < c->pend[i].n; j++) c->pend[i].buf[j] *= inv;
+  }
+  c->npend = 0;
+  return s;
 }
 
 static synco_status mpi_allgather(synco_dist *d, float *dst, const float *src, size_t n) {
@@ -78,6 +134,7 @@ static void mpi_destroy(synco_dist *d) {
     MPI_Comm_free(&c->comm);
     if (c->initialized_here) MPI_Finalize();
   }
+  free(c->pend);
   free(c);
   free(d);
 }
@@ -112,8 +169,9 @@ synco_status synco_dist_mpi_create(synco_dist **out) {
   MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
   MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
   *d = (synco_dist){.name = "mpi", .ctx = c, .allreduce_mean = mpi_allreduce_mean, .allgather = mpi_allgather,
-                    .broadcast = mpi_broadcast, .barrier = mpi_barrier, .max_ints = mpi_max_ints, .abort = mpi_abort,
-                    .destroy = mpi_destroy};
+                    .broadcast = mpi_broadcast, .barrier = mpi_barrier, .max_ints = mpi_max_ints,
+                    .iallreduce_start = mpi_iallreduce_start, .iallreduce_progress = mpi_iallreduce_progress,
+                    .iallreduce_finish = mpi_iallreduce_finish, .abort = mpi_abort, .destroy = mpi_destroy};
   MPI_Comm_rank(c->comm, &d->rank);
   MPI_Comm_size(c->comm, &d->world);
   *out = d;

@@ -148,3 +148,40 @@ synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n) {
   d->seconds += synco_now() - t0;
   return s;
 }
+
+synco_status synco_dist_buckets_begin(synco_dist *d, float *buf, size_t n, size_t bucket) {
+  if (!d || d->world <= 1) return SYNCO_OK;
+  d->bk_buf = buf;
+  d->bk_n = d->bk_done = n;
+  d->bk_size = d->iallreduce_start && !d->stage_be ? bucket : 0;
+  d->bk_on = 1;
+  return SYNCO_OK;
+}
+
+synco_status synco_dist_buckets_ready(synco_dist *d, size_t first) {
+  if (!d || !d->bk_on || !d->bk_size) return SYNCO_OK;
+  const double t0 = synco_now();
+  synco_status s = SYNCO_OK;
+  while (s == SYNCO_OK && first <= d->bk_done && d->bk_done - first >= d->bk_size) {
+    d->bk_done -= d->bk_size;
+    s = d->iallreduce_start(d, d->bk_buf + d->bk_done, d->bk_size);
+  }
+  if (s == SYNCO_OK && d->bk_done < d->bk_n) s = d->iallreduce_progress(d);
+  const double dt = synco_now() - t0;
+  d->seconds += dt;
+  d->allreduce_seconds += dt;
+  return s;
+}
+
+synco_status synco_dist_buckets_finish(synco_dist *d) {
+  if (!d || !d->bk_on) return SYNCO_OK;
+  d->bk_on = 0;
+  if (!d->bk_size) return synco_dist_allreduce_mean(d, d->bk_buf, d->bk_n);
+  const double t0 = synco_now();
+  synco_status s = d->bk_done ? d->iallreduce_start(d, d->bk_buf, d->bk_done) : SYNCO_OK;
+  const synco_status f = d->iallreduce_finish(d); /* also after a failed start: nothing stays in flight */
+  const double dt = synco_now() - t0;
+  d->seconds += dt;
+  d->allreduce_seconds += dt;
+  return s != SYNCO_OK ? s : f;
+}

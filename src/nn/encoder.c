@@ -272,6 +272,7 @@ synco_status synco_encoder_create(synco_encoder **out, synco_backend *be, const 
   enc->batch = batch;
   enc->image_size = image_size;
   synco_status st = synco_nn_resnet_build(enc);
+  enc->backbone_params = enc->n_params;
   if (st == SYNCO_OK) st = synco_nn_head_build(enc);
   if (st == SYNCO_OK) st = alloc_params(enc);
   if (st == SYNCO_OK) st = alloc_work(enc);
@@ -411,6 +412,11 @@ synco_status synco_encoder_backward(synco_encoder *enc, const float *dout) {
   const synco_tensor *dfeat = NULL;
   SYNCO_TRY(synco_nn_head_backward(enc, &dfeat));
   return synco_nn_resnet_backward(enc, dfeat);
+}
+
+void synco_encoder_on_grads_ready(synco_encoder *enc, synco_grads_ready_fn fn, void *ctx) {
+  enc->grads_ready = fn;
+  enc->grads_ready_ctx = ctx;
 }
 
 synco_status synco_encoder_last_features(synco_encoder *enc, float *feats) {

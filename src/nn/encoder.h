@@ -100,6 +100,12 @@ synco_status synco_encoder_forward(synco_encoder *enc, float *out, const float *
 synco_status synco_encoder_forward_to_backend(synco_encoder *enc, float *out, const float *x, int n, int train);
 /* Backward of the last train forward: dout [batch, out_dim]; parameter gradients ACCUMULATE into grads. */
 synco_status synco_encoder_backward(synco_encoder *enc, const float *dout);
+/* While set, synco_encoder_backward calls fn(ctx, first) each time it has finished the gradients of the parameters
+ * from index `first` to the last (the parameters are laid out in the forward's order: the head's last, then each
+ * stage's blocks backwards), down to first = 0 at its end: a data-parallel step starts each bucket's all-reduce
+ * there (synco_dist_buckets_ready). An error from fn ends the backward with it. fn NULL: none. */
+typedef synco_status (*synco_grads_ready_fn)(void *ctx, size_t first);
+void synco_encoder_on_grads_ready(synco_encoder *enc, synco_grads_ready_fn fn, void *ctx);
 /* The backbone features (pooled, before the head) of the last forward, as they were: feats [batch, feature_dim]
  * backend memory. Reads the encoder's activations only (a backward after it is unchanged). */
 synco_status synco_encoder_last_features(synco_encoder *enc, float *feats);

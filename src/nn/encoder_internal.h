@@ -112,6 +112,9 @@ struct synco_encoder {
   int nslot_t, slot_cap;
   void *slots[SYNCO_NN_SLOTS];
   int timing;              /* synco_encoder_set_timing */
+  synco_grads_ready_fn grads_ready; /* synco_encoder_on_grads_ready */
+  void *grads_ready_ctx;
+  size_t backbone_params;  /* the parameters before the head's (resnet's; the head's follow) */
   double conv_s;           /* seconds spent in convolution calls while timing */
   /* synco_encoder_memory: a dry build counts what synco_nn_alloc would allocate and allocates nothing, and asks
    * the backend what the layers' plans would take (its *_plan_bytes) instead of planning them */

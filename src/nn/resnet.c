@@ -364,13 +364,22 @@ static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b, int masked,
   return be->add(be, &dA, &dS, &dS, 1);
 }
 
+/* The gradients of the parameters from `first` on are final (synco_encoder_on_grads_ready). */
+static synco_status grads_ready(synco_encoder *enc, size_t first) {
+  return enc->grads_ready ? enc->grads_ready(enc->grads_ready_ctx, first) : SYNCO_OK;
+}
+
+/* The parameters are laid out as built: the stem, the blocks in order (each from its conv1's weight), the head. */
 synco_status synco_nn_resnet_backward(synco_encoder *enc, const synco_tensor *dfeat) {
   synco_backend *be = enc->be;
+  SYNCO_TRY(grads_ready(enc, enc->backbone_params)); /* the head's, before this */
   synco_tensor dA = like(enc->gA, &enc->blocks[enc->nblocks - 1].out);
   SYNCO_TRY(be->avgpool_bwd(be, &dA, dfeat));
   int masked = 0;
-  for (int k = enc->nblocks - 1; k >= 0; k--)
+  for (int k = enc->nblocks - 1; k >= 0; k--) {
     SYNCO_TRY(block_bwd(enc, &enc->blocks[k], masked, k ? &enc->blocks[k - 1] : NULL, &masked));
+    SYNCO_TRY(grads_ready(enc, enc->blocks[k].conv1.w));
+  }
   synco_tensor dB;
   if (enc->pool_planned) {
     dA = like(enc->gA, &enc->p0);
@@ -378,10 +387,12 @@ synco_status synco_nn_resnet_backward(synco_encoder *enc, const synco_tensor *df
     SYNCO_TRY(be->maxpool_bwd(be, &enc->pool, &dB, &dA));
     dA = like(enc->gA, &enc->t0);
     SYNCO_TRY(bn_bwd(enc, &enc->bn1, &dA, &dB));
-    return conv_bwd(enc, &enc->conv1, NULL, &dA);
+    SYNCO_TRY(conv_bwd(enc, &enc->conv1, NULL, &dA));
+    return grads_ready(enc, 0);
   }
   dA = like(enc->gA, &enc->a0);
   dB = like(enc->gB, &enc->t0);
   SYNCO_TRY(bn_bwd(enc, &enc->bn1, &dB, &dA));
-  return conv_bwd(enc, &enc->conv1, NULL, &dB);
+  SYNCO_TRY(conv_bwd(enc, &enc->conv1, NULL, &dB));
+  return grads_ready(enc, 0);
 }

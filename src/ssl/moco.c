@@ -294,6 +294,8 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, int s
   return be->copy(be, dst, m->k, (size_t)B * m->dim * F, SYNCO_COPY_D2D);
 }
 
+static synco_status grads_ready(void *dist, size_t first) { return synco_dist_buckets_ready(dist, first); }
+
 /* One direction (pass 0 or 1): q = normalize(f_q(xq)) against keys k; backward into eq's gradients. */
 static synco_status direction(synco_moco *m, const float *xq, const float *k, int negatives, uint64_t step,
                               uint64_t query0, int pass) {
@@ -316,7 +318,12 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   SYNCO_TRY(synco_infonce_record(&m->loss, m->record, step));
   synco_tensor dqt = matrix(m->dq, m->B, m->dim), dqr = matrix(m->dq_raw, m->B, m->dim);
   SYNCO_TRY(be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
-  return synco_encoder_backward(m->eq, m->dq_raw);
+  /* the step's last backward finishes the gradients: their buckets' all-reduces start as it goes */
+  const int last = !m->cfg.symmetric || pass == 1;
+  if (last && m->world > 1) synco_encoder_on_grads_ready(m->eq, grads_ready, m->dist);
+  const synco_status s = synco_encoder_backward(m->eq, m->dq_raw);
+  synco_encoder_on_grads_ready(m->eq, NULL, NULL);
+  return s;
 }
 
 static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k, const float *const xk_shuf[2],
@@ -332,6 +339,8 @@ static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k,
   /* The negatives' draws are keyed by the query's index in the global batch (both directions counted), so
    * they do not depend on how the batch is split across processes. */
   const uint64_t G = (uint64_t)m->B * m->world, query0 = (uint64_t)m->rank * m->B;
+  /* the gradient all-reduce, in buckets started by the last backward (direction) and finished below */
+  SYNCO_TRY(synco_dist_buckets_begin(m->dist, g, P, m->cfg.grad_bucket));
   SYNCO_TRY(encode_keys(m, m->keys, pre ? xk_shuf[0] : x_k, pre, step, 0));
   if (!m->cfg.symmetric) {
     SYNCO_TRY(direction(m, x_q, m->keys, negatives, step, query0, 0));
@@ -343,11 +352,11 @@ static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k,
     nkeys = 2;
   }
   /* Where processes meet (no-ops on one process): the key shuffle above (images, permutation and keys), the
-   * gradients averaged before SGD, and the BN running statistics averaged after it. Each process normalizes
-   * its own part of the batch (its own BN group), and its running statistics move with that group's
-   * statistics; their mean over processes is exactly what one process with --bn-splits world computes, so
-   * every process keeps identical buffers (DDP instead copies rank 0's). */
-  SYNCO_TRY(synco_dist_allreduce_mean(m->dist, g, P));
+   * gradients averaged before SGD (in buckets, from the last backward on), and the BN running statistics averaged
+   * after it. Each process normalizes its own part of the batch (its own BN group), and its running statistics move
+   * with that group's statistics; their mean over processes is exactly what one process with --bn-splits world
+   * computes, so every process keeps identical buffers (DDP instead copies rank 0's). */
+  SYNCO_TRY(synco_dist_buckets_finish(m->dist));
   SYNCO_TRY(synco_sgd_step(be, pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started));
   m->sgd_started = 1;
   if (m->world > 1) {

@@ -32,6 +32,8 @@ typedef struct {
   float momentum, wd;         /* SGD */
   uint64_t seed;
   synco_dist *dist;           /* the processes of a data-parallel run; NULL = one process */
+  size_t grad_bucket;         /* world > 1: floats per bucket of the gradient all-reduce, started as the backward
+                                 finishes each (synco_dist_buckets_*); 0: one all-reduce after the backward */
   int keys_preshuffled;       /* 1: every step's key images come already shuffled (synco_moco_step_shuffled), so
                                  no process's images are ever gathered and no room is taken for them */
 } synco_moco_config;
@@ -127,6 +129,13 @@ synco_status synco_moco_load(synco_moco *m, const char *path, int *epoch, long *
 /* The largest step a checkpoint may say it was taken at: 2^53, where log.jsonl's numbers stop being exact, and
  * 2^63 - 2^53 steps short of where a long wraps (a step of 2^63 - 1 once wrapped negative, and the run then refused
  * its own checkpoint). Its epoch is at most SYNCO_PRETRAIN_MAX_EPOCHS. */
+/* The gradient all-reduce's bucket a front end takes by default (--bucket-mb): PyTorch DDP's 25 MB. */
+#define SYNCO_MOCO_BUCKET_MB 25.0
+/* floats of a bucket of mb megabytes (2^20 bytes); 0 for mb <= 0 (one all-reduce after the backward) */
+static inline size_t synco_moco_bucket_floats(double mb) {
+  return mb > 0 ? (size_t)(mb * 1048576.0 / sizeof(float)) : 0;
+}
+
 #define SYNCO_MOCO_MAX_STEP ((long long)1 << 53)
 
 #endif

@@ -9,7 +9,8 @@
  *    gradient is summed in another order);
  *  - both processes hold bit-identical state;
  *  - a third state that takes its key images already shuffled (synco_moco_step_shuffled: MoCo's shuffle-BN by
- *    indices, as `--key-shuffle indices` loads them) holds the gathering state's bits.
+ *    indices, as `--key-shuffle indices` loads them) holds the gathering state's bits, and so does one whose
+ *    gradient all-reduce runs in buckets started during the backward (synco_dist_buckets_*).
  * The hard set is the whole queue (n_hard = K): with a smaller one, a query whose n_hard-th and next logits
  * differ by less than rounding may pick another hard negative on one side (measured: from step 1 on, 6 of
  * 181k parameters then differ by 0.5 %, and the difference grows), which is selection, not distribution. The
@@ -64,17 +65,19 @@ static void run_case(synco_backend *be, int symmetric, int negatives) {
   one.enc.bn_splits = world;
   many.batch = B;
   many.dist = dist;
-  synco_moco_config pre = many;
+  synco_moco_config pre = many, buckets = many;
   pre.keys_preshuffled = 1;
-  synco_moco *ref = NULL, *m = NULL, *mp = NULL;
+  buckets.grad_bucket = 4099; /* ~44 buckets of the ~181k gradients, the last one short */
+  synco_moco *ref = NULL, *m = NULL, *mp = NULL, *mb = NULL;
   CHECK_OK(synco_moco_create(&ref, be, &one));
   CHECK_OK(synco_moco_create(&m, be, &many));
   CHECK_OK(synco_moco_create(&mp, be, &pre));
+  CHECK_OK(synco_moco_create(&mb, be, &buckets));
   const size_t img = (size_t)3 * S * S;
   float *xq = malloc((size_t)G * img * sizeof *xq), *xk = malloc((size_t)G * img * sizeof *xk);
   float *shuf = malloc(2 * (size_t)B * img * sizeof *shuf);
   uint32_t *perm = malloc((size_t)G * sizeof *perm);
-  if (!ref || !m || !mp || !xq || !xk || !shuf || !perm) goto done;
+  if (!ref || !m || !mp || !mb || !xq || !xk || !shuf || !perm) goto done;
   synco_encoder *qr = synco_moco_query(ref), *qm = synco_moco_query(m), *kr = synco_moco_key(ref),
                 *km = synco_moco_key(m);
   const size_t P = synco_encoder_num_params(qr), NB = synco_encoder_num_buffers(qr), Q = (size_t)cfg.K * cfg.enc.dim;
@@ -97,11 +100,17 @@ static void run_case(synco_backend *be, int symmetric, int negatives) {
     CHECK(synco_moco_step(mp, xq, xk, 0.03f, negatives, (uint64_t)step, NULL) == SYNCO_ERR_ARG); /* takes them shuffled */
     CHECK_OK(synco_moco_step_shuffled(mp, xq + (size_t)rank * B * img, symmetric ? xk + (size_t)rank * B * img : NULL,
                                       xs, 0.03f, negatives, (uint64_t)step, &sp));
+    /* the gradient all-reduce in buckets started during the backward: the same means, so the same bits */
+    CHECK_OK(synco_moco_step(mb, xq + (size_t)rank * B * img, xk + (size_t)rank * B * img, 0.03f, negatives,
+                             (uint64_t)step, NULL));
     CHECK(sp.loss == sm.loss && sp.acc == sm.acc);
-    CHECK(!memcmp(synco_encoder_params(synco_moco_query(mp)), synco_encoder_params(qm), P * sizeof(float)));
-    CHECK(!memcmp(synco_moco_momentum(mp), synco_moco_momentum(m), P * sizeof(float)));
-    CHECK(!memcmp(synco_encoder_buffers(synco_moco_key(mp)), synco_encoder_buffers(km), NB * sizeof(float)));
-    CHECK(!memcmp(synco_moco_queue(mp), synco_moco_queue(m), Q * sizeof(float)));
+    synco_moco *same[2] = {mp, mb};
+    for (int i = 0; i < 2; i++) {
+      CHECK(!memcmp(synco_encoder_params(synco_moco_query(same[i])), synco_encoder_params(qm), P * sizeof(float)));
+      CHECK(!memcmp(synco_moco_momentum(same[i]), synco_moco_momentum(m), P * sizeof(float)));
+      CHECK(!memcmp(synco_encoder_buffers(synco_moco_key(same[i])), synco_encoder_buffers(km), NB * sizeof(float)));
+      CHECK(!memcmp(synco_moco_queue(same[i]), synco_moco_queue(m), Q * sizeof(float)));
+    }
     const float lr_ = (float)sr.loss, lm = (float)sm.loss;
     close_to("loss (mean over processes)", step, &lm, &lr_, 1, 1e-4, 1e-4, 1e-4);
     CHECK(fabs(sr.acc - sm.acc) <= 1e-6 || fabs(sr.acc - sm.acc) <= 1.0 / G); /* a near-tie may flip a query */
@@ -127,6 +136,7 @@ done:
   synco_moco_free(ref);
   synco_moco_free(m);
   synco_moco_free(mp);
+  synco_moco_free(mb);
 }
 
 int main(void) {
