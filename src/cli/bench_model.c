@@ -36,6 +36,7 @@ typedef struct {
   int world;              /* processes of a `mpirun -np N synco bench step` (0 or 1: one) */
   double comm_share, allreduce_share; /* world > 1: the collectives' and the gradient all-reduce's share of a step */
   double bucket_mb;       /* --bucket-mb (step, world > 1) */
+  const char *transport;  /* world > 1: the collectives' ("mpi", "nccl") */
 } bench_opts;
 
 /* --profile N: the profiler records the last N timed iterations (called at the top of iteration i). */
@@ -149,8 +150,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
            strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
     if (o->world > 1)
-      printf(",\"ranks\":%d,\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g", o->world, o->comm_share,
-             o->allreduce_share, o->bucket_mb);
+      printf(",\"ranks\":%d,\"transport\":\"%s\",\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g", o->world,
+             o->transport, o->comm_share, o->allreduce_share, o->bucket_mb);
     if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     if (!strcmp(be->name, "cpu")) printf(",\"host_gemm\":\"%s\"", synco_host_sgemm_name()); /* the head, logits, loss */
@@ -166,8 +167,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     printf("  convs   : median %.3f s of the same iterations; %s / convs = %.3fx\n", cmed, kind, over);
     if (o->adapt) printf("  threads : --adapt-threads ended on %d\n", o->threads_end);
     if (o->world > 1)
-      printf("  ranks   : %d processes x batch %d; collectives %.1f %% of a step (the all-reduces %.1f %%)\n", o->world,
-             o->batch / o->world, 100 * o->comm_share, 100 * o->allreduce_share);
+      printf("  ranks   : %d processes x batch %d over %s; collectives %.1f %% of a step (the all-reduces %.1f %%)\n",
+             o->world, o->batch / o->world, o->transport, 100 * o->comm_share, 100 * o->allreduce_share);
     if (o->compare) {
       if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
       else printf("  pytorch : failed to run tools/bench_torch.py with %s\n", o->python);
@@ -320,6 +321,14 @@ int synco_bench_step(int argc, char **argv) {
       return 2;
     }
   }
+  char note[320] = "";
+  if (be && synco_cli_gpu_transport(&dist, be, note, sizeof note) != SYNCO_OK) {
+    synco_backend_destroy(be);
+    be = NULL;
+  }
+  mc.dist = dist;
+  o.transport = dist->name;
+  if (note[0] && dist->rank == 0 && !o.json) printf("%s\n", note);
   if (!be || synco_moco_create(&m, be, &mc)) {
     synco_backend_destroy(be);
     const int code = synco_cli_error("bench");

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include <unistd.h>
 
 #include "backend/registry.h"
+#ifdef SYNCO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "base/files.h"
 #include "base/status.h"
 #include "dist/dist.h"
@@ -88,6 +92,50 @@ synco_status synco_cli_backend(const char *name, const char *precision, synco_ba
     *out = NULL;
   }
   return s;
+}
+
+synco_status synco_cli_gpu_transport(synco_dist **dist, synco_backend *be, char *note, size_t n) {
+  note[0] = 0;
+  synco_dist *d = *dist;
+  if (!d || d->world <= 1 || !be || strcmp(be->name, "cuda") || strcmp(d->name, "mpi")) return SYNCO_OK;
+#if defined(SYNCO_HAVE_NCCL) && defined(SYNCO_HAVE_CUDA)
+  /* this rank's (host, GPU) as one int: a hash of the host name and the device; equal keys share a GPU */
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  uint32_t h = 2166136261u;
+  for (const char *p = host; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  const int dev = synco_cuda_backend_device(be);
+  const int key = (int)(((h & 0xFFFFFFu) << 6) | (uint32_t)(dev & 63));
+  int *all = malloc((size_t)d->world * sizeof *all);
+  if (!all) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
+  for (int r = 0; r < d->world; r++) all[r] = INT_MIN; /* every rank's key, by their maximum */
+  all[d->rank] = key;
+  synco_status s = synco_dist_max_ints(d, all, (size_t)d->world);
+  int shared = 0;
+  for (int i = 0; s == SYNCO_OK && i < d->world && !shared; i++)
+    for (int j = i + 1; j < d->world && !shared; j++) shared = all[i] == all[j];
+  free(all);
+  const char *env = getenv("SYNCO_NCCL");
+  int off[1] = {env && !strcmp(env, "0")};
+  if (s == SYNCO_OK) s = synco_dist_max_ints(d, off, 1);
+  if (s != SYNCO_OK) return s;
+  if (shared || off[0]) {
+    snprintf(note, n, "collectives: MPI through host copies (%s)",
+             shared ? "two ranks share a GPU, which NCCL refuses" : "SYNCO_NCCL=0 on a rank");
+    return SYNCO_OK;
+  }
+  synco_dist *nc = NULL;
+  if (synco_dist_nccl_create(&nc, d, dev, synco_cuda_backend_stream(be)) != SYNCO_OK) {
+    snprintf(note, n, "collectives: MPI through host copies (NCCL did not start: %s)", synco_last_error());
+    return SYNCO_OK;
+  }
+  *dist = nc;
+  const int v = synco_dist_nccl_version();
+  snprintf(note, n, "collectives: NCCL %d.%d.%d on each rank's GPU", v / 10000, v / 100 % 100, v % 100);
+#else
+  snprintf(note, n, "collectives: MPI through host copies (this build has no NCCL)");
+#endif
+  return SYNCO_OK;
 }
 
 void synco_cli_preprocess_json(char *out, size_t n, int image_size) {

@@ -30,6 +30,13 @@ int synco_cli_precision(const char *cmd, const char *backend, const char *precis
 /* The backend a command runs on: created by name, --precision applied (synco_backend_set_precision), before anything
  * is planned on it. Under an MPI launcher "cuda" is the rank's GPU of its node (synco_backend_rank_name). */
 synco_status synco_cli_backend(const char *name, const char *precision, synco_backend **out);
+/* Under an MPI launcher with the CUDA backend, the transport of the step's collectives: NCCL on the backend's stream
+ * where the build has NCCL and every rank has a GPU of its own (no two ranks on one host share a device), unless a
+ * rank's SYNCO_NCCL=0 says otherwise; else MPI through host copies (two ranks on one GPU, which NCCL refuses: the
+ * lent test machine). Every rank calls it (a collective); on success *dist may be the NCCL seam, which owns the MPI one.
+ * NCCL that does not start on every rank leaves MPI on all, said in *note: what runs and why ("" where nothing was
+ * chosen: one process, or another backend), for rank 0 to print. */
+synco_status synco_cli_gpu_transport(synco_dist **dist, synco_backend *be, char *note, size_t n);
 
 /* "synco.preprocess" metadata of exported models (JSON, at most n bytes): what an image needs before the encoder
  * sees it, exactly as synco's evaluation transform does: RGB in [0, 1]; when it is not image_size x image_size,

@@ -176,6 +176,17 @@ static void key_order(void *ctx, int epoch, int step, int pass, uint32_t *perm) 
   synco_moco_key_order(c->cfg.moco.seed, (uint64_t)gstep, pass, c->cfg.moco.batch * c->world, perm);
 }
 
+/* Under an MPI launcher with the CUDA backend: NCCL where every rank has a GPU of its own (synco_cli_gpu_transport;
+ * a collective, so its stage begins after the backend's own, agreed). */
+static int choose_transport(pretrain_ctx *c) {
+  if (c->world <= 1) return PRETRAIN_GO;
+  char note[320];
+  if (synco_cli_gpu_transport(&c->dist, c->be, note, sizeof note) != SYNCO_OK) return synco_cli_error("pretrain");
+  c->cfg.moco.dist = c->dist;
+  if (note[0] && c->rank == 0) printf("%s\n", note);
+  return PRETRAIN_GO;
+}
+
 /* The memory check and the loader. */
 static int open_loader(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
@@ -276,6 +287,11 @@ int pretrain_setup(pretrain_ctx *c) {
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, open_data(c));
   if (rc == PRETRAIN_GO) rc = same_on_every_rank(c); /* before any collective whose size follows them */
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, open_loader(c));
+  if (rc == PRETRAIN_GO) { /* make_backend: 0 when made */
+    const int brc = make_backend(c);
+    rc = pretrain_agree(c, brc ? brc : PRETRAIN_GO);
+  }
+  if (rc == PRETRAIN_GO) rc = pretrain_agree(c, choose_transport(c));
   if (rc == PRETRAIN_GO) rc = pretrain_agree(c, build_model(c));
   if (rc == PRETRAIN_GO && c->world > 1) { /* each rank read its own checkpoint: the same epoch and step */
     char text[96];

@@ -65,8 +65,9 @@ synco_status synco_dist_mpi_create(synco_dist **out);
 const char *synco_dist_mpi_version(void);
 #endif
 #ifdef SYNCO_HAVE_NCCL
-/* NCCL over the MPI seam `mpi` (which it then owns): collectives on device memory of GPU `device`, on the CUDA
- * stream `cuda_stream` (a cudaStream_t) of that rank's backend. Not yet run on a GPU. */
+/* NCCL over the MPI seam `mpi` (which it then owns; on failure it stays the caller's): collectives on device memory
+ * of GPU `device`, on the CUDA stream `cuda_stream` (a cudaStream_t) of that rank's backend. A collective over mpi:
+ * every rank succeeds or every rank fails. Not yet run on a GPU. */
 synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int device, void *cuda_stream);
 int synco_dist_nccl_version(void); /* e.g. 22803 for 2.28.3 */
 #endif

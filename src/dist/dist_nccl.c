@@ -5,9 +5,12 @@
  * returns a status naming the rank, the call and NCCL's reason; abort tears the communicator down and ends the
  * job through MPI_Abort.
  *
+ * synco pretrain and bench step take it where every rank has a GPU of its own (cli/common.c, synco_cli_gpu_transport).
+ *
  * NOT RUN YET: this file has been compiled and linked only; no session so far had GPUs to run it on. */
 #include "dist/dist.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,33 +73,52 @@ synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int devic
   *out = NULL;
   if (!mpi || strcmp(mpi->name, "mpi"))
     return synco_fail(SYNCO_ERR_ARG, "NCCL needs the MPI seam to find its ranks");
-  ncclUniqueId id;
+  /* Every rank learns whether the id and its own device are ready before any rank enters ncclCommInitRank, which
+   * waits for all of them: one rank's failure fails every rank, none is left waiting. */
+  struct {
+    int ok;
+    ncclUniqueId id;
+  } hello = {0};
+  char why[160] = "";
   if (mpi->rank == 0) {
-    const ncclResult_t rc = ncclGetUniqueId(&id);
-    if (rc != ncclSuccess) return synco_fail(SYNCO_ERR_IO, "ncclGetUniqueId failed: %s", ncclGetErrorString(rc));
+    const ncclResult_t rc = ncclGetUniqueId(&hello.id);
+    hello.ok = rc == ncclSuccess;
+    if (!hello.ok) snprintf(why, sizeof why, "ncclGetUniqueId failed on rank 0: %s", ncclGetErrorString(rc));
   }
-  SYNCO_TRY(mpi->broadcast(mpi, &id, sizeof id, 0));
+  SYNCO_TRY(mpi->broadcast(mpi, &hello, sizeof hello, 0));
+  if (!hello.ok && !why[0]) snprintf(why, sizeof why, "rank 0 could not make NCCL's unique id");
   const cudaError_t ce = cudaSetDevice(device);
-  if (ce != cudaSuccess)
-    return synco_fail(SYNCO_ERR_IO, "rank %d: cudaSetDevice(%d) failed: %s", mpi->rank, device, cudaGetErrorString(ce));
+  if (ce != cudaSuccess && !why[0])
+    snprintf(why, sizeof why, "rank %d: cudaSetDevice(%d) failed: %s", mpi->rank, device, cudaGetErrorString(ce));
   nccl_ctx *c = synco_calloc(1, sizeof *c);
   synco_dist *d = synco_calloc(1, sizeof *d);
-  if (!c || !d) {
+  if ((!c || !d) && !why[0]) snprintf(why, sizeof why, "rank %d: out of memory", mpi->rank);
+  int bad[1] = {why[0] != 0};
+  const synco_status s = mpi->max_ints(mpi, bad, 1);
+  if (s != SYNCO_OK || bad[0]) {
     free(c);
     free(d);
-    return SYNCO_ERR_NOMEM;
+    if (s != SYNCO_OK) return s;
+    return synco_fail(SYNCO_ERR_IO, "%s", why[0] ? why : "NCCL could not start on another rank");
   }
   *d = (synco_dist){.name = "nccl", .rank = mpi->rank, .world = mpi->world, .ctx = c,
                     .allreduce_mean = nccl_allreduce_mean, .allgather = nccl_allgather, .broadcast = nccl_broadcast,
                     .barrier = nccl_barrier, .max_ints = nccl_max_ints, .abort = nccl_abort, .destroy = nccl_destroy};
   c->mpi = mpi;
   c->stream = (cudaStream_t)cuda_stream;
-  const ncclResult_t rc = ncclCommInitRank(&c->comm, mpi->world, id, mpi->rank);
-  if (rc != ncclSuccess) {
+  const ncclResult_t rc = ncclCommInitRank(&c->comm, mpi->world, hello.id, mpi->rank);
+  /* all ranks or none: a rank whose communicator came up tears it down when another's did not */
+  bad[0] = rc != ncclSuccess;
+  const synco_status agreed = mpi->max_ints(mpi, bad, 1);
+  if (agreed != SYNCO_OK || bad[0]) {
+    if (rc == ncclSuccess) ncclCommDestroy(c->comm);
     free(c);
     free(d);
-    return synco_fail(SYNCO_ERR_IO, "rank %d of %d: ncclCommInitRank failed: %s", mpi->rank, mpi->world,
-                      ncclGetErrorString(rc));
+    if (agreed != SYNCO_OK) return agreed;
+    if (rc != ncclSuccess)
+      return synco_fail(SYNCO_ERR_IO, "rank %d of %d: ncclCommInitRank failed: %s", mpi->rank, mpi->world,
+                        ncclGetErrorString(rc));
+    return synco_fail(SYNCO_ERR_IO, "ncclCommInitRank failed on another rank");
   }
   *out = d;
   return SYNCO_OK;

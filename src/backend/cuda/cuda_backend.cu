@@ -326,6 +326,10 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   return SYNCO_OK;
 }
 
+extern "C" int synco_cuda_backend_device(synco_backend *be) { return synco_cuda(be)->device; }
+
+extern "C" void *synco_cuda_backend_stream(synco_backend *be) { return (void *)synco_cuda(be)->stream; }
+
 extern "C" int synco_cuda_device_count(void) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

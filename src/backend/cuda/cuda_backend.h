@@ -16,6 +16,10 @@ struct synco_backend;
 
 /* The backend on GPU `device` (0..count-1). Fails with SYNCO_ERR_UNSUPPORTED when there is no usable GPU. */
 synco_status synco_backend_cuda_create(int device, struct synco_backend **out);
+/* The GPU a CUDA backend runs on, and its CUDA stream (a cudaStream_t): an NCCL transport's collectives go there, in
+ * order with the step's kernels (dist/dist.h, synco_dist_nccl_create). */
+int synco_cuda_backend_device(struct synco_backend *be);
+void *synco_cuda_backend_stream(struct synco_backend *be);
 /* "cuda" → 0, "cuda:N" → N; returns 1 when name is a CUDA device name (even a bad one: *device = -1). */
 int synco_cuda_device_name(const char *name, int *device);
 /* Number of GPUs the runtime sees (0 without a GPU or driver). */
