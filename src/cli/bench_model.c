@@ -37,6 +37,7 @@ typedef struct {
   double comm_share, allreduce_share; /* world > 1: the collectives' and the gradient all-reduce's share of a step */
   double bucket_mb;       /* --bucket-mb (step, world > 1) */
   const char *transport;  /* world > 1: the collectives' ("mpi", "nccl") */
+  const char *timer;      /* what timed the steps: "host clock" or "device events" (step) */
 } bench_opts;
 
 /* --profile N: the profiler records the last N timed iterations (called at the top of iteration i). */
@@ -152,6 +153,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     if (o->world > 1)
       printf(",\"ranks\":%d,\"transport\":\"%s\",\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g", o->world,
              o->transport, o->comm_share, o->allreduce_share, o->bucket_mb);
+    if (o->timer) printf(",\"timer\":\"%s\"", o->timer);
     if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     if (!strcmp(be->name, "cpu")) printf(",\"host_gemm\":\"%s\"", synco_host_sgemm_name()); /* the head, logits, loss */
@@ -162,8 +164,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            o->cifar_stem ? " (CIFAR stem)" : "", o->width, o->batch, o->image_size, o->image_size, o->threads,
            synco_cli_s(o->threads), be->name, synco_backend_precision_label(be, o->precision),
            strcmp(kind, "step") ? "" : ", method ", strcmp(kind, "step") ? "" : o->method);
-    printf("  synco   : %8.2f images/s  (median %.3f s of %d)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n", ips,
-           med, n, gflops, rss, planned);
+    printf("  synco   : %8.2f images/s  (median %.3f s of %d%s%s)  %.1f GFLOP/s  peak RSS %.0f MB (planned %.0f MB)\n",
+           ips, med, n, o->timer ? ", " : "", o->timer ? o->timer : "", gflops, rss, planned);
     printf("  convs   : median %.3f s of the same iterations; %s / convs = %.3fx\n", cmed, kind, over);
     if (o->adapt) printf("  threads : --adapt-threads ended on %d\n", o->threads_end);
     if (o->world > 1)
@@ -351,25 +353,46 @@ int synco_bench_step(int argc, char **argv) {
   double comm = 0, allreduce = 0, total = 0;
   synco_thread_governor gov;
   synco_governor_init(&gov, o.adapt && !async ? o.threads : 1);
+  /* On a GPU the timed steps run back to back, as in a run, each between two of the device's timing marks (CUDA
+   * events), and its time is the device's from one mark to the next; elsewhere (and in the conv timing pass) a
+   * host clock times each step and a wait for the backend. */
+  const int marks = async && be->timer_mark && be->timer_seconds;
+  o.timer = marks ? "device events" : "host clock";
+  double t_first = 0;
   for (int i = 0; i < o.warmup + (async ? 2 : 1) * o.iters; i++) {
     profile_mark(be, &o, i);
     if (async && i == o.warmup + o.iters) { /* the conv timing pass */
       synco_encoder_set_timing(eq, 1);
       synco_encoder_set_timing(ek, 1);
     }
+    const int timed = i >= o.warmup && i < o.warmup + o.iters, marked = marks && timed;
+    if (marked && i == o.warmup) t_first = synco_now();
     const double t0 = synco_now(), c0 = dist->seconds, a0 = dist->allreduce_seconds;
     /* the loss record is read once, after the loop, as pretrain reads it once per log window */
-    if (synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, NULL) || be->sync(be)) {
+    if ((marked && be->timer_mark(be, i - o.warmup)) || synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, NULL) ||
+        (!marked && be->sync(be))) {
       synco_dist_abort(dist, synco_cli_error("bench"));
       goto done;
     }
-    const double dt = synco_now() - t0;
-    const int timed = i >= o.warmup && i < o.warmup + o.iters;
+    double dt = synco_now() - t0;
     if (timed) {
       total += dt;
       comm += dist->seconds - c0;
       allreduce += dist->allreduce_seconds - a0;
       times[i - o.warmup] = dt;
+    }
+    if (marked && i == o.warmup + o.iters - 1) { /* the last timed step: every step's device time */
+      if (be->timer_mark(be, o.iters) || be->sync(be)) {
+        synco_dist_abort(dist, synco_cli_error("bench"));
+        goto done;
+      }
+      total = synco_now() - t_first; /* the collectives' share: of the host's wall time for the steps */
+      for (int k = 0; k < o.iters; k++)
+        if (be->timer_seconds(be, k, k + 1, &times[k])) {
+          synco_dist_abort(dist, synco_cli_error("bench"));
+          goto done;
+        }
+      dt = times[o.iters - 1];
     }
     const double dc = synco_encoder_conv_seconds(eq, 1) + synco_encoder_conv_seconds(ek, 1);
     if (i >= o.warmup + (async ? o.iters : 0)) conv[i - o.warmup - (async ? o.iters : 0)] = dc;

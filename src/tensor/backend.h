@@ -129,6 +129,11 @@ typedef synco_status synco_memset_fn(synco_backend *be, void *dst, int byte, siz
 typedef synco_status synco_copy_fn(synco_backend *be, void *dst, const void *src, size_t bytes, synco_copy_dir dir);
 /* Waits until every op issued so far has finished (a no-op where ops are synchronous). */
 typedef synco_status synco_sync_fn(synco_backend *be);
+/* Device-side timing where ops are asynchronous (a GPU's events; NULL elsewhere, where a host clock around a sync
+ * times the same): timer_mark records mark `slot` (0, 1, ...; marks are reused by slot) in the order of the ops
+ * issued, without waiting; timer_seconds waits for mark b and gives the device time from mark a to mark b. */
+typedef synco_status synco_timer_mark_fn(synco_backend *be, int slot);
+typedef synco_status synco_timer_seconds_fn(synco_backend *be, int a, int b, double *seconds);
 
 /* Step ops on plain fp32 backend buffers (the training step outside the network layers). */
 /* C[m, n] = alpha·op(A)·op(B) + beta·C, row-major, op(X) = Xᵀ when trans_X. */
@@ -283,6 +288,8 @@ struct synco_backend {
   synco_memset_fn *memset;
   synco_copy_fn *copy;
   synco_sync_fn *sync;
+  synco_timer_mark_fn *timer_mark;       /* NULL: no device timer */
+  synco_timer_seconds_fn *timer_seconds;
 
   /* step ops */
   synco_gemm_fn *gemm;

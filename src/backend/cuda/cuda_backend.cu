@@ -264,6 +264,34 @@ static synco_status cuda_to_plain(synco_backend *be, float *dst_plain, const syn
 
 /* ---- life cycle --------------------------------------------------------------------------------------- */
 
+/* Timing marks: an event per slot, recorded on the stream (bench's GPU time of a step, from CUDA events). */
+static synco_status cuda_timer_mark(synco_backend *be, int slot) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  if (slot < 0) return synco_fail(SYNCO_ERR_ARG, "timer mark %d", slot);
+  if (slot >= c->nmarks) {
+    const int n = slot + 1 > 2 * c->nmarks ? slot + 1 : 2 * c->nmarks;
+    cudaEvent_t *m = (cudaEvent_t *)realloc(c->marks, (size_t)n * sizeof *m);
+    if (!m) return synco_fail(SYNCO_ERR_NOMEM, "out of memory for %d timer marks", n);
+    for (int k = c->nmarks; k < n; k++) m[k] = NULL;
+    c->marks = m;
+    c->nmarks = n;
+  }
+  if (!c->marks[slot]) SYNCO_CU(cudaEventCreate(&c->marks[slot]));
+  SYNCO_CU(cudaEventRecord(c->marks[slot], c->stream));
+  return SYNCO_OK;
+}
+
+static synco_status cuda_timer_seconds(synco_backend *be, int a, int b, double *seconds) {
+  synco_cuda_ctx *c = synco_cuda(be);
+  if (a < 0 || b < 0 || a >= c->nmarks || b >= c->nmarks || !c->marks[a] || !c->marks[b])
+    return synco_fail(SYNCO_ERR_ARG, "timer marks %d and %d were not both recorded", a, b);
+  SYNCO_CU(cudaEventSynchronize(c->marks[b]));
+  float ms = 0;
+  SYNCO_CU(cudaEventElapsedTime(&ms, c->marks[a], c->marks[b]));
+  *seconds = ms * 1e-3;
+  return SYNCO_OK;
+}
+
 static void cuda_destroy(synco_backend *be) {
   if (!be) return;
   synco_cuda_ctx *c = synco_cuda(be);
@@ -279,6 +307,9 @@ static void cuda_destroy(synco_backend *be) {
       if (c->pin_done[k]) cudaEventDestroy(c->pin_done[k]);
     }
     free(c->conv_cache);
+    for (int k = 0; k < c->nmarks; k++)
+      if (c->marks[k]) cudaEventDestroy(c->marks[k]);
+    free(c->marks);
     if (c->dnn) cudnnDestroy(c->dnn);
     if (c->blas) cublasDestroy(c->blas);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -364,6 +395,8 @@ static const synco_backend cuda_ops = {
     .memset = cuda_memset,
     .copy = cuda_copy,
     .sync = cuda_sync,
+    .timer_mark = cuda_timer_mark,
+    .timer_seconds = cuda_timer_seconds,
     .gemm = synco_cuda_gemm,
     .sgd = synco_cuda_sgd,
     .ema = synco_cuda_ema,

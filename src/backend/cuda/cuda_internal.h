@@ -82,6 +82,8 @@ typedef struct {
   size_t pin_bytes[SYNCO_CUDA_PIN_SLOTS];
   cudaEvent_t pin_done[SYNCO_CUDA_PIN_SLOTS];
   int pin_next;
+  cudaEvent_t *marks;        /* timer_mark's events, made as slots are first used */
+  int nmarks;
 } synco_cuda_ctx;
 
 static inline synco_cuda_ctx *synco_cuda(synco_backend *be) { return (synco_cuda_ctx *)be->ctx; }
