@@ -326,9 +326,17 @@ int pretrain_run(pretrain_ctx *c) {
   else if (labelled < n) snprintf(labels, sizeof labels, "%zu labelled, %d classes", labelled, synco_dataset_num_classes(c->train));
   else snprintf(labels, sizeof labels, "%d classes", synco_dataset_num_classes(c->train));
   printf("data: %s (%zu images, %s)  run directory: %s\n", o->data, n, labels, o->out);
-  if (c->world > 1)
-    printf("processes: %d (%s), each a batch of %d; rank 0 writes the run directory\n", c->world, c->dist->name,
-           c->cfg.moco.batch);
+  if (c->world > 1) {
+    /* the buckets synco_dist_buckets_* will cut (none over NCCL or staged MPI, which take one all-reduce) */
+    const size_t P = synco_encoder_num_params(synco_moco_query(c->moco)), bk = c->cfg.moco.grad_bucket;
+    const size_t buckets = bk && c->dist->iallreduce_start && !c->dist->stage_be ? (P + bk - 1) / bk : 1;
+    char grads[96] = "after the backward";
+    if (buckets > 1) snprintf(grads, sizeof grads, "in %zu buckets as the backward finishes them", buckets);
+    printf("processes: %d (%s), each a batch of %d; key images %s; gradients all-reduced %s; rank 0 writes the run "
+           "directory\n", c->world, c->dist->name, c->cfg.moco.batch,
+           c->cfg.moco.keys_preshuffled ? "loaded by each rank in the shuffled order (--key-shuffle indices)"
+                                        : "gathered for the shuffle (--key-shuffle images)", grads);
+  }
   fflush(stdout);
   double knn_first = -1, knn_last = -1;
   if (c->knn.val && c->start_epoch == 0) {
