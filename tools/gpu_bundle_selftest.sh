@@ -7,7 +7,7 @@
 # dynamic loader and the C runtime libraries that match gpu_check.sh's SYSTEM_LIBS (copied from this machine, as
 # ldd resolves them for the bundle's binaries), and /selftest/env (this machine's env, which needs libc alone) to
 # give the programs there an environment of their own. The binaries run there through chroot, with env -i (none of
-# this machine's variables), no shell, no /proc, /sys or /dev (nothing is mounted or created; none was needed):
+# this machine's variables), no shell, no /proc or /sys, and before C no /dev (nothing is mounted; none was needed):
 #   A. missing libraries: with LD_TRACE_LOADED_OBJECTS=1 and LD_LIBRARY_PATH=/opt/synco-gpu/lib the loader lists each
 #      binary's dependencies (as ldd does); every name it does not find must match gpu_check.sh's CUDA_LIBS (what
 #      the GPU machine provides). Any other missing name fails, named.
@@ -17,6 +17,14 @@
 #      /usr/local/cuda-stack: `synco info` reports the CUDA backend, test_neg_kernels and test_cuda_smem pass,
 #      test_cuda_ops and test_cuda_step skip (77, no GPU), and `synco pretrain --device cuda` fails with a one-line
 #      "no usable GPU" message, not a crash.
+#   C. the bundled Open MPI: the words of gpu_check.sh's bundle_mpi_argv (the environment that relocates Open MPI and
+#      PMIx to /opt/synco-gpu/mpi, then mpirun --allow-run-as-root --oversubscribe) run `-np 2 synco pretrain
+#      --backend strict` on 70 images: it exits 0, its log says "processes: 2 (mpi)" and it leaves a checkpoint, so
+#      the relocated mpirun starts, both ranks join and the collectives (staged through host copies, as on the GPU)
+#      work where no MPI is installed. The root gets what a machine has and Open MPI uses: /tmp (its session folder),
+#      /dev/shm (a plain folder: the shared-memory transport's segments) and /dev/null (a device node, made with
+#      mknod where allowed: rank 1's silenced output), and HOME=/tmp (PMIx looks up the home folder, which without
+#      HOME or /etc/passwd crashes it).
 #
 # Usage: tools/gpu_bundle_selftest.sh [--prepare]
 #   runs tools/gpu_check.sh --prepare first when --prepare is given or gpu-bundle/bundle.tar.gz is missing (that
@@ -42,6 +50,7 @@ fi
 
 # ---- 1. the bundle ---------------------------------------------------------------------------------------------
 if [ "${1:-}" = "--prepare" ] || [ ! -f "$TARBALL" ]; then
+  command -v orterun > /dev/null || skip "no Open MPI here (orterun), which the bundle carries"
   if [ -z "${CUDACXX:-}" ] && ! command -v nvcc > /dev/null; then # CMake takes the CUDA compiler from CUDACXX
     [ -x /usr/local/cuda/bin/nvcc ] || skip "no nvcc"
     export CUDACXX=/usr/local/cuda/bin/nvcc
@@ -56,7 +65,7 @@ R=$T/root
 mkdir -p "$R/opt" "$R/usr/local/cuda-stack"
 tar -C "$R/opt" -xzf "$TARBALL"
 OPT=$R/opt/synco-gpu
-for b in $BINS; do
+for b in $BINS mpi/bin/mpirun; do
   [ -x "$OPT/$b" ] || { echo "FAIL: the bundle has no synco-gpu/$b"; exit 1; }
 done
 
@@ -85,6 +94,9 @@ place() {
 HOST_LDP=$OPT/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin_paths=()
 for b in $BINS; do bin_paths+=("$OPT/$b"); done
+components=("$OPT"/mpi/lib/openmpi/*.so "$OPT"/mpi/lib/pmix/*.so)
+[ -e "${components[0]}" ] || components=()
+bin_paths+=("$OPT/mpi/bin/mpirun" "${components[@]}")
 bin_deps=$(LD_LIBRARY_PATH=$HOST_LDP deps "${bin_paths[@]}" | sort -u)
 
 # The CUDA stack the binaries need, and what it needs beyond the C runtime (ldd lists dependencies transitively).
@@ -128,24 +140,46 @@ echo "bare root: $(awk '{ print $1 }' <<< "$runtime" | paste -sd' ' -) + /opt/sy
 
 # ---- A. missing libraries --------------------------------------------------------------------------------------
 # With LD_TRACE_LOADED_OBJECTS=1 the loader lists the dependencies (as ldd does) instead of running the program,
-# and prints "NAME => not found" for each one it cannot find.
-for b in $BINS; do
-  rc=0
-  out=$(inroot LD_TRACE_LOADED_OBJECTS=1 LD_LIBRARY_PATH=/opt/synco-gpu/lib "/opt/synco-gpu/$b" 2>&1) || rc=$?
+# and prints "NAME => not found" for each one it cannot find. A shared object (Open MPI's and PMIx's components, which
+# mpirun and libmpi dlopen) is given to the loader as its program, as ldd does.
+# traced PATH...: sets problem to what is wrong with PATH's libraries in the bare root ('' when nothing), missing to
+# the CUDA libraries it does not find there
+traced() {
+  local rc=0 out m other='' versions
+  out=$(inroot LD_TRACE_LOADED_OBJECTS=1 LD_LIBRARY_PATH=/opt/synco-gpu/lib "$@" 2>&1) || rc=$?
   missing=$(awk '$2 == "=>" && $3 == "not" { print $1 }' <<< "$out" | sort -u | paste -sd' ' -)
-  other=''
   for m in $missing; do [[ $m =~ $CUDA_LIBS ]] || other="$other $m"; done
   versions=$(grep -E "version .* not found|error while loading" <<< "$out" || true)
+  problem=''
   if [ -n "$other" ]; then
-    bad "A $b: the bundle misses$other (not in CUDA_LIBS; found nowhere in the bare root)"
+    problem="the bundle misses$other (not in CUDA_LIBS; found nowhere in the bare root)"
   elif [ -n "$versions" ]; then
-    bad "A $b: $(head -1 <<< "$versions")"
+    problem=$(head -1 <<< "$versions")
   elif [ $rc -ne 0 ] && [ -z "$missing" ]; then
-    bad "A $b: the loader exited $rc: $(head -3 <<< "$out" | paste -sd' ' -)"
+    problem="the loader exited $rc: $(head -3 <<< "$out" | paste -sd' ' -)"
+  fi
+}
+for b in $BINS mpi/bin/mpirun; do
+  traced "/opt/synco-gpu/$b"
+  if [ -n "$problem" ]; then
+    bad "A $b: $problem"
   else
     ok "A $b: every library found in the bare root but CUDA's (${missing:-none})"
   fi
 done
+n=0 first_bad=''
+for f in "${components[@]}"; do
+  traced "$LOADER" "${f#"$R"}"
+  n=$((n + 1))
+  if [ -n "$problem" ] && [ -z "$first_bad" ]; then first_bad="${f#"$OPT"/}: $problem"; fi
+done
+if [ $n -eq 0 ]; then
+  bad "A mpi: no MCA components in synco-gpu/mpi/lib/openmpi or pmix"
+elif [ -n "$first_bad" ]; then
+  bad "A mpi components: $first_bad"
+else
+  ok "A mpi components: $n of Open MPI and PMIx, every library found in the bare root"
+fi
 
 # ---- B. start and stop at the missing GPU ------------------------------------------------------------------------
 if [ -z "$cuda_pairs" ]; then
@@ -193,6 +227,39 @@ else
     ok "B synco pretrain --device cuda: exit $rc, $msg"
   else
     bad "B synco pretrain --device cuda: exit $rc (expected 1-123 and one 'no usable GPU' line): $(first)"
+  fi
+
+  # ---- C. the bundled Open MPI: 2 ranks, their collectives staged through host copies ----------------------------
+  # What gpu_check.sh's bundle_mpirun runs (the words of bundle_mpi_argv), in the bare root: mpirun, PMIx and the
+  # ranks' libmpi find their parts through the environment alone (this machine's /usr/lib/.../openmpi and
+  # /etc/openmpi are not there), the ranks join, and the strict backend (memory the host and MPI must not touch, as
+  # a GPU's) stages every collective through host copies, as --device cuda does on the one GPU. (/tmp, /dev/shm,
+  # /dev/null, HOME: above)
+  mkdir -p "$R/tmp" "$R/dev/shm" "$R/data/mpi"
+  chmod 1777 "$R/tmp" "$R/dev/shm"
+  mknod -m 666 "$R/dev/null" c 1 3 2> /dev/null || true
+  for d in "$ROOT"/data/cifar10-small/train/*/; do # 7 images of each class: 70 (above K), 4 steps of 16
+    files=("$d"*)
+    mkdir -p "$R/data/mpi/$(basename "$d")"
+    cp "${files[@]:0:7}" "$R/data/mpi/$(basename "$d")/"
+  done
+  eval "$(sed -n '/^bundle_mpi_argv() {$/,/^}$/p' tools/gpu_check.sh)"
+  if ! declare -F bundle_mpi_argv > /dev/null; then
+    bad "C: no bundle_mpi_argv in tools/gpu_check.sh"
+  else
+    mapfile -t mpirun < <(bundle_mpi_argv /opt/synco-gpu /opt/synco-gpu/lib:/usr/local/cuda-stack)
+    rc=0
+    out=$(chroot "$R" /selftest/env -i HOME=/tmp "${mpirun[@]}" -np 2 /opt/synco-gpu/synco pretrain \
+      --backend strict --data /data/mpi --arch resnet18 --width 8 --cifar-stem --image-size 32 --moco-k 64 -b 16 \
+      --n-hard 16 --epochs 1 --warmup-epochs 0 --knn-every 0 --threads 1 --workers 1 --bn-splits 1 --seed 4 \
+      --out /runs/mpi 2>&1) || rc=$?
+    procs=$(grep -m1 '^processes: ' <<< "$out" || true)
+    if [ $rc -eq 0 ] && [[ $procs == "processes: 2 (mpi)"* ]] && [ -f "$R/runs/mpi/last.safetensors" ]; then
+      ok "C bundle_mpirun -np 2 synco pretrain --backend strict: exit 0, ${procs%%,*}, a checkpoint"
+    else
+      bad "C bundle_mpirun -np 2 synco pretrain --backend strict: exit $rc, '${procs:-no processes: line}': $(first)"
+      echo "$out" | tail -30 | sed 's/^/    | /'
+    fi
   fi
 fi
 

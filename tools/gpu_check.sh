@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check of the CUDA backend, in one device call that always reports. Three modes:
 #
-#   tools/gpu_check.sh --prepare   here (the CPU machine, which has nvcc, cuDNN and cuBLAS): builds gpu-bundle/:
-#                                  bundle.tar.gz (the CLI and the GPU tests for sm_90, without oneDNN, MPI or NCCL,
-#                                  the CUDA runtime linked in, every other non-system library beside them), TREE (the
-#                                  sources' content hash) and, when ../shared has it, the CIFAR-10 training tarball.
+#   tools/gpu_check.sh --prepare   here (the CPU machine, which has nvcc, cuDNN, cuBLAS and Open MPI): builds
+#                                  gpu-bundle/: bundle.tar.gz (the CLI and the GPU tests for sm_90, with MPI, without
+#                                  oneDNN or NCCL, the CUDA runtime linked in, every other non-system library beside
+#                                  them, and Open MPI's mpirun with what it loads at run time, in synco-gpu/mpi: the
+#                                  GPU machine has no MPI), TREE (the sources' content hash) and, when ../shared has
+#                                  it, the CIFAR-10 training tarball.
 #                                  Name gpu-bundle in the device call's `carry` (.gitignore ignores it).
 #   tools/gpu_check.sh             on the GPU machine: unpacks the bundle (refused when built from other sources),
 #                                  finds cuBLAS and cuDNN there (system CUDA, then PyTorch's nvidia/*/lib) and runs
@@ -17,9 +19,10 @@
 # against the CPU (test_cuda_step in fp32, TF32 and bf16); 4 bench step MoCo-v2 / SynCo (TF32, bf16, fp32) next to PyTorch
 # (bf16 autocast + channels_last MoCo-v2, and the authors' SynCo step) in the same call; 5 a CIFAR-10 pretraining
 # on the GPU with the kNN monitor, checkpoints and resume (GPU -> CPU too), and every evaluation command with
-# --device cuda (and a bf16 run resumed in fp32); 6 the learning runs (GPU_CHECK_LEARN, pairs
-# method:precision, default MoCo-v2 and SynCo in bf16, then in TF32; 15 epochs, 45,000 / 5,000 split) with what is
-# left of the budget.
+# --device cuda (and a bf16 run resumed in fp32); 5b data-parallel with the bundled Open MPI, 2 ranks on the one GPU
+# (collectives through host copies) against 1 process, and --key-shuffle indices and --bucket-mb 0 against them bit
+# for bit; 6 the learning runs (GPU_CHECK_LEARN, pairs method:precision, default MoCo-v2 and SynCo in bf16, then in
+# TF32; 15 epochs, 45,000 / 5,000 split) with what is left of the budget.
 #
 # Output: a summary of at most ~8,000 characters on stdout (every part's status and seconds, the first error lines
 # of each failure, every figure), and under $OUT at most 8 files: summary.json and logs.tar.gz (every log).
@@ -42,26 +45,78 @@ tree_id() { tree_files | sha256sum | cut -c1-32; }
 # Libraries a bundle may leave to the machine: the C runtime, and the CUDA libraries found there at run time.
 SYSTEM_LIBS='^(linux-vdso|libc|libm|libdl|librt|libpthread|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so'
 CUDA_LIBS='^(libcuda|libcublas|libcublasLt|libcudnn[a-z_]*|libnvrtc[a-z_.-]*)\.so'
+# Open MPI's MCA components a single node never loads (other networks, OpenSHMEM, the debugger's message queues).
+MCA_LEFT_OUT='_(ucx|ofi|openib|psm|psm2)\.so$|^mca_(atomic|memheap|scoll|spml|sshmem|reachable_netlink)|^libompi_dbg'
+# PMIx as Debian's Open MPI 4.1 uses it (libpmix2): its components and help texts
+PMIX_HOME=${PMIX_HOME:-/usr/lib/x86_64-linux-gnu/pmix2}
+
+# bundle_mpi_argv DIR LIBPATH: one a line, the arguments of env(1) that run the Open MPI of the bundle unpacked in DIR
+# (DIR/mpi, its libraries in DIR/lib) where no MPI is installed: the variables that point Open MPI (OPAL_*) and PMIx
+# (PMIX_*) to their folders there (both compiled in absolute paths of the build machine: Debian's
+# /usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3, /usr/share/openmpi, /etc/openmpi, .../pmix2/lib/pmix), the library
+# path LIBPATH (the bundle's, then CUDA's), then mpirun and its flags: root is allowed (the GPU machine runs as
+# root), and more ranks than cores. tools/gpu_bundle_selftest.sh runs the same words in its bare root.
+bundle_mpi_argv() {
+  local m=$1/mpi
+  printf '%s\n' "LD_LIBRARY_PATH=$2" "OPAL_PREFIX=$m" "OPAL_EXEC_PREFIX=$m" "OPAL_BINDIR=$m/bin" "OPAL_LIBDIR=$1/lib" \
+    "OPAL_PKGLIBDIR=$m/lib/openmpi" "OPAL_DATAROOTDIR=$m/share" "OPAL_DATADIR=$m/share" \
+    "OPAL_PKGDATADIR=$m/share/openmpi" "OPAL_SYSCONFDIR=$m/etc" "PMIX_PREFIX=$m" "PMIX_LIBDIR=$1/lib" \
+    "PMIX_PKGLIBDIR=$m/lib/pmix" "PMIX_PKGDATADIR=$m/share/pmix" "PMIX_SYSCONFDIR=$m/etc" \
+    "PMIX_MCA_mca_base_component_path=$m/lib/pmix" "OMPI_MCA_plm=isolated" \
+    "$m/bin/mpirun" --allow-run-as-root --oversubscribe
+}
 
 if [ "${1:-}" = "--prepare" ]; then
   set -e
   B=$ROOT/build-gpu-bundle
+  # Open MPI: mpirun (orterun) and what it loads at run time travel in synco-gpu/mpi (bundle_mpi_argv above).
+  MPI_PKGLIB=$(ompi_info --parsable --path pkglibdir 2>/dev/null | cut -d: -f3-) || true
+  if ! command -v orterun >/dev/null || [ ! -d "$MPI_PKGLIB" ] || [ ! -d "$PMIX_HOME/lib/pmix" ]; then
+    echo "gpu-bundle: needs Open MPI here (orterun, ompi_info, PMIx in $PMIX_HOME): apt-get install openmpi-bin" \
+      "libopenmpi-dev" >&2
+    exit 1
+  fi
+  # MPI on, NCCL off: libnccl (218 MB) cannot travel, and two ranks on the one GPU take MPI through host copies
+  # anyway. CMakeLists.txt has no switch for NCCL: its find results, set to OFF (typed, so CMake keeps them), make
+  # `if(NCCL_INCLUDE_DIR AND NCCL_LIB)` false.
   cmake -S . -B "$B" -DSYNCO_WITH_CUDA=ON -DSYNCO_CUDA_STATIC_RUNTIME=ON -DSYNCO_WITH_ONEDNN=OFF \
-    -DSYNCO_WITH_CAIRO=OFF -DSYNCO_WITH_MPI=OFF -DSYNCO_CUDA_ARCHS="90" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    -DSYNCO_WITH_CAIRO=OFF -DSYNCO_WITH_MPI=ON -DNCCL_INCLUDE_DIR:PATH=OFF -DNCCL_LIB:FILEPATH=OFF \
+    -DSYNCO_CUDA_ARCHS="90" -DCMAKE_BUILD_TYPE=Release >/dev/null
   # shellcheck disable=SC2086
   cmake --build "$B" -j "${JOBS:-$(nproc)}" --target $BIN_TARGETS
   STAGE=$(mktemp -d)
   trap 'rm -rf "$STAGE"' EXIT
-  mkdir -p "$STAGE/synco-gpu/lib"
-  for t in $BIN_TARGETS; do cp "$B/$t" "$STAGE/synco-gpu/"; done
+  G=$STAGE/synco-gpu M=$STAGE/synco-gpu/mpi
+  mkdir -p "$G/lib" "$M/bin" "$M/lib/openmpi" "$M/lib/pmix" "$M/share/openmpi" "$M/share/pmix" "$M/etc"
+  for t in $BIN_TARGETS; do cp "$B/$t" "$G/"; done
+  info=$("$G/synco" info)
+  if [[ $info != *"transports: single process, MPI"* ]]; then
+    echo "gpu-bundle: the build has no MPI (CMake did not find it)" >&2
+    exit 1
+  fi
+  # Open MPI's mpirun, the MCA components that it and libmpi dlopen (from their pkglibdir), PMIx's components, the
+  # help texts both print from, and Open MPI's MCA parameter file. Left out: the components for networks a single
+  # node never uses (UCX, libfabric/OFI, InfiniBand verbs, PSM/PSM2, netlink), OpenSHMEM's and the debugger's
+  # message-queue library: 19 files, with the 20 libraries they alone need (UCX, libfabric, rdma-core, PSM, libnl,
+  # liboshmem): 7.2 MB, 2.8 MB compressed. tools/gpu_bundle_selftest.sh runs 2 ranks without them.
+  # PMIx's own parameter file is not taken: it names its component folder by absolute path.
+  cp "$(readlink -f "$(command -v orterun)")" "$M/bin/mpirun"
+  for f in "$MPI_PKGLIB"/*.so; do
+    [[ $(basename "$f") =~ $MCA_LEFT_OUT ]] || cp "$f" "$M/lib/openmpi/"
+  done
+  cp "$PMIX_HOME"/lib/pmix/*.so "$M/lib/pmix/"
+  cp "$(ompi_info --parsable --path pkgdatadir | cut -d: -f3-)"/help-*.txt "$M/share/openmpi/"
+  cp "$PMIX_HOME"/share/pmix/help-*.txt "$M/share/pmix/"
+  cp "$(ompi_info --parsable --path sysconfdir | cut -d: -f3-)/openmpi-mca-params.conf" "$M/etc/"
   # every library outside the C runtime and the CUDA stack travels, and so do their own dependencies; one that this
   # machine cannot resolve stops the bundle (it would be missing there too)
-  unresolved=$(for bin in "$STAGE"/synco-gpu/synco "$STAGE"/synco-gpu/test_*; do ldd "$bin"; done |
+  objs=("$G"/synco "$G"/test_* "$M"/bin/mpirun "$M"/lib/openmpi/*.so "$M"/lib/pmix/*.so)
+  unresolved=$(for bin in "${objs[@]}"; do ldd "$bin"; done |
     awk '/not found/ {print $1}' | sort -u | grep -vE "$CUDA_LIBS" || true)
   if [ -n "$unresolved" ]; then echo "gpu-bundle: libraries not found here: $unresolved" >&2; exit 1; fi
-  for bin in "$STAGE"/synco-gpu/synco "$STAGE"/synco-gpu/test_*; do ldd "$bin"; done | awk '/=> \// {print $1, $3}' |
+  for bin in "${objs[@]}"; do ldd "$bin"; done | awk '/=> \// {print $1, $3}' |
     sort -u | while read -r name path; do
-      if ! [[ $name =~ $SYSTEM_LIBS ]] && ! [[ $name =~ $CUDA_LIBS ]]; then cp -L "$path" "$STAGE/synco-gpu/lib/$name"; fi
+      if ! [[ $name =~ $SYSTEM_LIBS ]] && ! [[ $name =~ $CUDA_LIBS ]]; then cp -L "$path" "$G/lib/$name"; fi
     done
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE"
@@ -214,6 +269,12 @@ for t in $BIN_TARGETS; do
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$LDP" "$BIN/$t" > "$WORK/bin/$t"
   chmod +x "$WORK/bin/$t"
 done
+# The bundled Open MPI (synco-gpu/mpi), relocated by the environment bundle_mpi_argv gives: bundle_mpirun runs it, and
+# so does the wrapper $WORK/bin/bundle_mpirun (for part, whose timeout runs programs, not shell functions).
+mapfile -t MPIRUN < <(bundle_mpi_argv "$BIN" "$LDP")
+bundle_mpirun() { env "${MPIRUN[@]}" "$@"; }
+{ echo '#!/bin/sh'; printf 'exec env'; printf " '%s'" "${MPIRUN[@]}"; echo ' "$@"'; } > "$WORK/bin/bundle_mpirun"
+chmod +x "$WORK/bin/bundle_mpirun"
 BIN=$WORK/bin
 
 # ---- 1. info, 2. op tests, 3. whole steps ------------------------------------------------------------------------
@@ -325,6 +386,52 @@ part finetune_cuda 40 "$S" finetune --device cuda --ckpt "$CK" $EV --labels 10% 
 part embed_cuda 20 "$S" embed --device cuda --ckpt "$CK" --data "$SMALL/val" --out "$WORK/emb.npy"
 part analyze_cuda 40 "$S" analyze --device cuda --ckpt "$CK" --data "$SMALL/val" --out "$WORK/report"
 part export 20 "$S" export --ckpt "$CK" --out "$WORK/export.safetensors"
+
+# ---- 5b. data-parallel on the one GPU: the bundled Open MPI, 2 ranks sharing GPU 0 -------------------------------
+# Under mpirun each rank takes GPU local_rank % GPUs, so both take GPU 0, and their collectives go through host
+# copies (NCCL refuses two ranks on one GPU; the bundle has none). As tests/e2e/mpi_pretrain.sh, on 20 images (one
+# step of 16 an epoch: this tiny network drifts apart on rounding after a few steps; K 16, below the 20), fp32 and
+# MoCo-v2 (SynCo's hardest negatives would switch on a rounding difference): 2 ranks x 8 (--bn-splits 1) against
+# 1 process x 16 with --bn-splits 2 (the same BN groups and key shuffle), within 1e-4 + 1e-3*|ref|; --key-shuffle
+# indices and --bucket-mb 0 bit for bit against the 2 ranks (a difference is then checked within the tolerance, to
+# tell cuDNN's per-run algorithm choice, timed, from a fault). The same runs on the strict backend (host-staged
+# collectives as here) pass these checks on the CPU.
+DP_DATA=$WORK/dp_train
+for d in data/cifar10-small/train/*/; do
+  files=("$d"*)
+  mkdir -p "$DP_DATA/$(basename "$d")"
+  cp "${files[@]:0:2}" "$DP_DATA/$(basename "$d")/"
+done
+# compare_ckpt's python (tests/e2e/common.inc): A B ATOL RTOL NAMES
+sed -n '/^compare_ckpt() {/,/^PY$/p' tests/e2e/common.inc | sed '1d;$d' > "$WORK/compare_ckpt.py"
+dp_compare() { # NAME RUN_A RUN_B ATOL RTOL: the last checkpoints of two runs agree; skipped when one left none
+  local a=$R/$2/last.safetensors b=$R/$3/last.safetensors
+  if [ ! -f "$a" ] || [ ! -f "$b" ]; then
+    skip_part "$1" "no checkpoint from $([ -f "$a" ] && echo "$3" || echo "$2")"
+    return 0
+  fi
+  part "$1" 30 python3 "$WORK/compare_ckpt.py" "$a" "$b" "$4" "$5" ""
+}
+DP=(--device cuda --precision fp32 --data "$DP_DATA" --arch resnet18 --width 8 --cifar-stem --image-size 32
+  --method moco --moco-k 16 -b 16 --epochs 2 --warmup-epochs 0 --knn-every 0 --threads 1 --workers 1 --seed 9
+  --print-freq 1)
+v=$(bundle_mpirun --version 2>&1) || true
+v=${v%%$'\n'*}
+say "    bundled mpirun: ${v:-no output}"
+part dp_one_bn2 60 "$S" pretrain "${DP[@]}" --bn-splits 2 --out "$R/dp_one"
+part dp_mpi2 90 "$BIN/bundle_mpirun" -np 2 "$S" pretrain "${DP[@]}" --bn-splits 1 --out "$R/dp_two"
+for l in processes collectives; do # what the ranks took: their number and transport, and the collectives' path
+  line=$(grep -m1 "^$l: " "$LOGS/dp_mpi2.log" 2>/dev/null || true)
+  say "$(printf '    %s' "${line:-no \"$l:\" line in dp_mpi2.log}" | cut -c1-220)"
+  if [ -n "$line" ]; then figure "dp_mpi2_$l" "$(json_str "${line#*: }")"; fi
+done
+dp_compare dp_mpi2_vs_one dp_two dp_one 1e-4 1e-3
+part dp_mpi2_ix 90 "$BIN/bundle_mpirun" -np 2 "$S" pretrain "${DP[@]}" --bn-splits 1 --key-shuffle indices \
+  --out "$R/dp_ix"
+dp_compare dp_mpi2_ix_bitwise dp_ix dp_two 0 0 || dp_compare dp_mpi2_ix_within_tol dp_ix dp_two 1e-4 1e-3
+part dp_mpi2_bucket0 90 "$BIN/bundle_mpirun" -np 2 "$S" pretrain "${DP[@]}" --bn-splits 1 --bucket-mb 0 \
+  --out "$R/dp_b0"
+dp_compare dp_mpi2_bucket0_bitwise dp_b0 dp_two 0 0 || dp_compare dp_mpi2_bucket0_within_tol dp_b0 dp_two 1e-4 1e-3
 
 # ---- 6. learning: MoCo's CIFAR recipe on 45,000 / 5,000 images, kNN every 5 epochs ------------------------------
 if [ -f "$BUNDLE/cifar10-train.tar.gz" ] && [ "$(left)" -gt 60 ]; then
