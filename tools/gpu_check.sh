@@ -394,8 +394,10 @@ part export 20 "$S" export --ckpt "$CK" --out "$WORK/export.safetensors"
 # MoCo-v2 (SynCo's hardest negatives would switch on a rounding difference): 2 ranks x 8 (--bn-splits 1) against
 # 1 process x 16 with --bn-splits 2 (the same BN groups and key shuffle), within 1e-4 + 1e-3*|ref|; --key-shuffle
 # indices and --bucket-mb 0 bit for bit against the 2 ranks (a difference is then checked within the tolerance, to
-# tell cuDNN's per-run algorithm choice, timed, from a fault). The same runs on the strict backend (host-staged
-# collectives as here) pass these checks on the CPU.
+# tell an algorithm choice from a fault). cuDNN's algorithms come from its heuristics here
+# (SYNCO_CUDA_CONV_SEARCH=heuristic), not from timing them, which two ranks timing on one GPU at once, or two runs,
+# could settle differently. The same runs on the strict backend (host-staged collectives as here) pass these checks
+# on the CPU.
 DP_DATA=$WORK/dp_train
 for d in data/cifar10-small/train/*/; do
   files=("$d"*)
@@ -418,6 +420,7 @@ DP=(--device cuda --precision fp32 --data "$DP_DATA" --arch resnet18 --width 8 -
 v=$(bundle_mpirun --version 2>&1) || true
 v=${v%%$'\n'*}
 say "    bundled mpirun: ${v:-no output}"
+export SYNCO_CUDA_CONV_SEARCH=heuristic # mpirun's ranks inherit it
 part dp_one_bn2 60 "$S" pretrain "${DP[@]}" --bn-splits 2 --out "$R/dp_one"
 part dp_mpi2 90 "$BIN/bundle_mpirun" -np 2 "$S" pretrain "${DP[@]}" --bn-splits 1 --out "$R/dp_two"
 for l in processes collectives; do # what the ranks took: their number and transport, and the collectives' path
@@ -432,6 +435,7 @@ dp_compare dp_mpi2_ix_bitwise dp_ix dp_two 0 0 || dp_compare dp_mpi2_ix_within_t
 part dp_mpi2_bucket0 90 "$BIN/bundle_mpirun" -np 2 "$S" pretrain "${DP[@]}" --bn-splits 1 --bucket-mb 0 \
   --out "$R/dp_b0"
 dp_compare dp_mpi2_bucket0_bitwise dp_b0 dp_two 0 0 || dp_compare dp_mpi2_bucket0_within_tol dp_b0 dp_two 1e-4 1e-3
+unset SYNCO_CUDA_CONV_SEARCH
 
 # ---- 6. learning: MoCo's CIFAR recipe on 45,000 / 5,000 images, kNN every 5 epochs ------------------------------
 if [ -f "$BUNDLE/cifar10-train.tar.gz" ] && [ "$(left)" -gt 60 ]; then

@@ -6,7 +6,8 @@
  * tiled transpose, rounding as kernels/bf16_kernel.h does). The weights are converted OIHW fp32 -> KRSC bf16 at
  * each pass, and dw comes back the same way and is added (the weight gradient is rounded to bf16 once per call, as
  * autocast's cast backward does). At plan time the descriptors are made and the three algorithms chosen once by benchmarking them on
- * scratch buffers (cudnnFind*AlgorithmEx, as torch's cudnn.benchmark): the fastest deterministic one that fits
+ * scratch buffers (cudnnFind*AlgorithmEx, as torch's cudnn.benchmark; SYNCO_CUDA_CONV_SEARCH=heuristic: cuDNN's
+ * heuristics, the same in every process): the fastest deterministic one that fits
  * the workspace cap (SYNCO_CUDA_WORKSPACE_MB, default 512), else the fastest that fits. The backend keeps one
  * workspace, the largest any plan chose, so the step allocates nothing. Strict fp32 by default; SYNCO_CUDA_TF32=1
  * lets cuDNN use TF32 tensor cores. The search reports the math type each algorithm was timed with (under the
@@ -139,6 +140,15 @@ void synco_cuda_conv_release(synco_backend *be, synco_conv_op *op) {
   op->impl = NULL;
 }
 
+/* SYNCO_CUDA_CONV_SEARCH=heuristic: each algorithm from cuDNN's heuristics (cudnnGet*Algorithm_v7, in its order of
+ * expected speed) instead of timing them (cudnnFind*AlgorithmEx): the same choice in every process and run on the same
+ * GPU, as torch.backends.cudnn.benchmark = False, where timing lets two processes on one GPU, or two runs, choose
+ * differently and so differ in their last bits. */
+static int conv_search_heuristic(void) {
+  const char *e = getenv("SYNCO_CUDA_CONV_SEARCH");
+  return e && !strcmp(e, "heuristic");
+}
+
 /* Index of the result to use: fastest deterministic that fits, else fastest that fits; -1 when none ran. */
 template <typename Perf> static int pick(const Perf *p, int n, size_t cap) {
   int best = -1;
@@ -208,11 +218,15 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
              cudaMemsetAsync(w, 0, wb, c->stream) != cudaSuccess))
     s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: cudaMemsetAsync of the benchmark tensors failed");
   size_t need = 0;
-  float ms[3] = {0, 0, 0};
+  float ms[3] = {0, 0, 0}; /* heuristic: -1, none timed */
+  const int heuristic = conv_search_heuristic();
   if (!s) {
     cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    const cudnnStatus_t e = cudnnFindConvolutionForwardAlgorithmEx(c->dnn, im->x, x, im->w, w, im->conv, im->y, y,
-                                                                   CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, p, ws, ws_bytes);
+    const cudnnStatus_t e =
+        heuristic ? cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, im->x, im->w, im->conv, im->y,
+                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, p)
+                  : cudnnFindConvolutionForwardAlgorithmEx(c->dnn, im->x, x, im->w, w, im->conv, im->y, y,
+                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, p, ws, ws_bytes);
     const int k = e == CUDNN_STATUS_SUCCESS ? pick(p, n, ws_bytes) : -1;
     if (e != CUDNN_STATUS_SUCCESS) s = synco_cudnn_fail(e, "cudnnFindConvolutionForwardAlgorithmEx", __FILE__, __LINE__);
     else if (k < 0) s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: no forward algorithm for this convolution");
@@ -225,8 +239,11 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
   }
   if (!s) {
     cudnnConvolutionBwdDataAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    const cudnnStatus_t e = cudnnFindConvolutionBackwardDataAlgorithmEx(
-        c->dnn, im->w, w, im->y, y, im->conv, im->x, x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p, ws, ws_bytes);
+    const cudnnStatus_t e =
+        heuristic ? cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, im->w, im->y, im->conv, im->x,
+                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p)
+                  : cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, im->w, w, im->y, y, im->conv, im->x, x,
+                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p, ws, ws_bytes);
     const int k = e == CUDNN_STATUS_SUCCESS ? pick(p, n, ws_bytes) : -1;
     if (e != CUDNN_STATUS_SUCCESS)
       s = synco_cudnn_fail(e, "cudnnFindConvolutionBackwardDataAlgorithmEx", __FILE__, __LINE__);
@@ -240,8 +257,12 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
   }
   if (!s) {
     cudnnConvolutionBwdFilterAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    const cudnnStatus_t e = cudnnFindConvolutionBackwardFilterAlgorithmEx(
-        c->dnn, im->x, x, im->y, y, im->conv, im->w, w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, p, ws, ws_bytes);
+    const cudnnStatus_t e =
+        heuristic ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, im->x, im->y, im->conv, im->w,
+                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, p)
+                  : cudnnFindConvolutionBackwardFilterAlgorithmEx(c->dnn, im->x, x, im->y, y, im->conv, im->w, w,
+                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, p, ws,
+                                                                  ws_bytes);
     const int k = e == CUDNN_STATUS_SUCCESS ? pick(p, n, ws_bytes) : -1;
     if (e != CUDNN_STATUS_SUCCESS)
       s = synco_cudnn_fail(e, "cudnnFindConvolutionBackwardFilterAlgorithmEx", __FILE__, __LINE__);
