@@ -32,9 +32,10 @@ struct synco_dist {
    * agreement on small things (a stage's outcome, a stop, which setting differs), on host memory whatever the
    * transport of the step's buffers. */
   synco_status (*max_ints)(synco_dist *d, int *buf, size_t n);
-  /* A non-blocking all-reduce (mean) where the transport has one (MPI): start buf [n] (it must stay untouched until
-   * finished), let the started ones progress (MPI moves data only inside its calls), and finish every started one
-   * (the mean in place). NULL: the buckets below fall back to one blocking all-reduce. */
+  /* A non-blocking all-reduce (mean) where the transport has one (MPI; NCCL on a side stream): start buf [n] (it
+   * must stay untouched until finished), let the started ones progress (MPI moves data only inside its calls), and
+   * finish every started one (the mean in place; NCCL: the backend's stream waits for it). NULL: the buckets below
+   * fall back to one blocking all-reduce. */
   synco_status (*iallreduce_start)(synco_dist *d, float *buf, size_t n);
   synco_status (*iallreduce_progress)(synco_dist *d);
   synco_status (*iallreduce_finish)(synco_dist *d);
@@ -101,7 +102,7 @@ synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n);
  * started part, from the end down, and lets the started ones progress; finish starts the rest and waits for all.
  * The cuts depend only on n, bucket and the ready calls, so every rank makes the same ones, and each element's
  * mean is the one a single all-reduce gives (the same sum of the same values). bucket 0, one process, or a transport
- * without a non-blocking all-reduce (staged through host copies, NCCL): one blocking all-reduce at finish. */
+ * without a non-blocking all-reduce (MPI staged through host copies): one blocking all-reduce at finish. */
 synco_status synco_dist_buckets_begin(synco_dist *d, float *buf, size_t n, size_t bucket);
 synco_status synco_dist_buckets_ready(synco_dist *d, size_t first);
 synco_status synco_dist_buckets_finish(synco_dist *d);

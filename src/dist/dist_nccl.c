@@ -1,9 +1,10 @@
 /* The distribution seam over NCCL, for the CUDA backend: one GPU per rank, the ranks found through MPI. Rank 0
  * makes the NCCL unique id and broadcasts it over MPI; every rank joins the NCCL communicator on its device.
- * All-reduce (ncclAvg) and all-gather run on the backend's CUDA stream, in order with the step's kernels, on
- * device memory; the key shuffle's permutation (host memory), the ranks' host agreements and barriers go through MPI. A failing NCCL call
- * returns a status naming the rank, the call and NCCL's reason; abort tears the communicator down and ends the
- * job through MPI_Abort.
+ * All-reduce (ncclAvg) and all-gather run on the backend's CUDA stream, in order with the step's kernels, on device
+ * memory; the gradient buckets' all-reduces run on a side stream beside the backward (an event orders each after its
+ * gradients, and the backend's stream waits for them all before SGD). The key shuffle's permutation (host memory),
+ * the ranks' host agreements and barriers go through MPI. A failing NCCL call returns a status naming the rank, the
+ * call and NCCL's reason; abort tears the communicator down and ends the job through MPI_Abort.
  *
  * synco pretrain and bench step take it where every rank has a GPU of its own (cli/common.c, synco_cli_gpu_transport).
  *
@@ -23,7 +24,9 @@
 typedef struct {
   synco_dist *mpi; /* the MPI seam this one stands on (ranks, host broadcasts, barrier, abort) */
   ncclComm_t comm;
-  cudaStream_t stream;
+  cudaStream_t stream;      /* the backend's: the step's kernels and the other collectives */
+  cudaStream_t side;        /* the gradient buckets' all-reduces, beside the backward (synco_dist_buckets_*) */
+  cudaEvent_t ready, done;  /* a bucket's gradients are final (on stream) / every bucket is reduced (on side) */
 } nccl_ctx;
 
 static nccl_ctx *ctx_of(synco_dist *d) { return (nccl_ctx *)d->ctx; }
@@ -38,6 +41,37 @@ static nccl_ctx *ctx_of(synco_dist *d) { return (nccl_ctx *)d->ctx; }
 
 static synco_status nccl_allreduce_mean(synco_dist *d, float *buf, size_t n) {
   NCCL_TRY(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, ctx_of(d)->comm, ctx_of(d)->stream));
+  return SYNCO_OK;
+}
+
+#define CUDA_TRY_D(d, call)                                                                                    \
+  do {                                                                                                         \
+    const cudaError_t e_ = (call);                                                                             \
+    if (e_ != cudaSuccess)                                                                                     \
+      return synco_fail(SYNCO_ERR_IO, "%s:%d: %s failed on rank %d of %d: %s", __FILE__, __LINE__, #call,      \
+                        (d)->rank, (d)->world, cudaGetErrorString(e_));                                        \
+  } while (0)
+
+/* A bucket of the gradients, all-reduced on the side stream once the backend's stream has finished it (an event
+ * between the two), while the backward goes on on the backend's stream: DDP's overlap. */
+static synco_status nccl_iallreduce_start(synco_dist *d, float *buf, size_t n) {
+  nccl_ctx *c = ctx_of(d);
+  CUDA_TRY_D(d, cudaEventRecord(c->ready, c->stream));
+  CUDA_TRY_D(d, cudaStreamWaitEvent(c->side, c->ready, 0));
+  NCCL_TRY(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, c->comm, c->side));
+  return SYNCO_OK;
+}
+
+static synco_status nccl_iallreduce_progress(synco_dist *d) { /* NCCL's kernels progress by themselves */
+  (void)d;
+  return SYNCO_OK;
+}
+
+/* The backend's stream waits for every bucket (nothing on the host waits). */
+static synco_status nccl_iallreduce_finish(synco_dist *d) {
+  nccl_ctx *c = ctx_of(d);
+  CUDA_TRY_D(d, cudaEventRecord(c->done, c->side));
+  CUDA_TRY_D(d, cudaStreamWaitEvent(c->stream, c->done, 0));
   return SYNCO_OK;
 }
 
@@ -61,9 +95,19 @@ static void nccl_abort(synco_dist *d, int code) {
   ctx_of(d)->mpi->abort(ctx_of(d)->mpi, code);
 }
 
+/* The side stream and its events, where made (c may be NULL). */
+static void release_side(nccl_ctx *c) {
+  if (!c) return;
+  if (c->ready) cudaEventDestroy(c->ready);
+  if (c->done) cudaEventDestroy(c->done);
+  if (c->side) cudaStreamDestroy(c->side);
+}
+
 static void nccl_destroy(synco_dist *d) {
   nccl_ctx *c = ctx_of(d);
+  if (c->side) cudaStreamSynchronize(c->side);
   ncclCommDestroy(c->comm);
+  release_side(c);
   synco_dist_free(c->mpi);
   free(c);
   free(d);
@@ -93,9 +137,18 @@ synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int devic
   nccl_ctx *c = synco_calloc(1, sizeof *c);
   synco_dist *d = synco_calloc(1, sizeof *d);
   if ((!c || !d) && !why[0]) snprintf(why, sizeof why, "rank %d: out of memory", mpi->rank);
+  if (c && !why[0]) {
+    cudaError_t e = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
+    if (e != cudaSuccess)
+      snprintf(why, sizeof why, "rank %d: a stream or event for the gradient buckets: %s", mpi->rank,
+               cudaGetErrorString(e));
+  }
   int bad[1] = {why[0] != 0};
   const synco_status s = mpi->max_ints(mpi, bad, 1);
   if (s != SYNCO_OK || bad[0]) {
+    release_side(c);
     free(c);
     free(d);
     if (s != SYNCO_OK) return s;
@@ -103,7 +156,9 @@ synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int devic
   }
   *d = (synco_dist){.name = "nccl", .rank = mpi->rank, .world = mpi->world, .ctx = c,
                     .allreduce_mean = nccl_allreduce_mean, .allgather = nccl_allgather, .broadcast = nccl_broadcast,
-                    .barrier = nccl_barrier, .max_ints = nccl_max_ints, .abort = nccl_abort, .destroy = nccl_destroy};
+                    .barrier = nccl_barrier, .max_ints = nccl_max_ints, .iallreduce_start = nccl_iallreduce_start,
+                    .iallreduce_progress = nccl_iallreduce_progress, .iallreduce_finish = nccl_iallreduce_finish,
+                    .abort = nccl_abort, .destroy = nccl_destroy};
   c->mpi = mpi;
   c->stream = (cudaStream_t)cuda_stream;
   const ncclResult_t rc = ncclCommInitRank(&c->comm, mpi->world, hello.id, mpi->rank);
@@ -112,6 +167,7 @@ synco_status synco_dist_nccl_create(synco_dist **out, synco_dist *mpi, int devic
   const synco_status agreed = mpi->max_ints(mpi, bad, 1);
   if (agreed != SYNCO_OK || bad[0]) {
     if (rc == ncclSuccess) ncclCommDestroy(c->comm);
+    release_side(c);
     free(c);
     free(d);
     if (agreed != SYNCO_OK) return agreed;
