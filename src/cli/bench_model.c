@@ -38,6 +38,7 @@ typedef struct {
   double bucket_mb;       /* --bucket-mb (step, world > 1) */
   const char *transport;  /* world > 1: the collectives' ("mpi", "nccl") */
   const char *timer;      /* what timed the steps: "host clock" or "device events" (step) */
+  const char *key_shuffle; /* --key-shuffle (step, world > 1): images or indices */
 } bench_opts;
 
 /* --profile N: the profiler records the last N timed iterations (called at the top of iteration i). */
@@ -73,6 +74,8 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"method", 0, SYNCO_ARG_STR, &o->method, step ? "synco, mochi or moco" : "(step only)"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (step)"},
       {"bn-splits", 0, SYNCO_ARG_INT, &o->bn_splits, "Split-BN groups"},
+      {"key-shuffle", 0, SYNCO_ARG_STR, &o->key_shuffle, step ? "under mpirun, images (the key images gathered) or "
+       "indices (each process's shuffled key images made beforehand, as pretrain's loader does)" : "(step only)"},
       {"bucket-mb", 0, SYNCO_ARG_FLOAT, &o->bucket_mb, step ? "under mpirun, the gradient all-reduce in buckets of "
        "this many MB, each started as the backward finishes it (0: one all-reduce after the backward)" : "(step only)",
        SYNCO_ARG_RANGE(0, 1e6)},
@@ -151,8 +154,9 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
            strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
     if (o->world > 1)
-      printf(",\"ranks\":%d,\"transport\":\"%s\",\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g", o->world,
-             o->transport, o->comm_share, o->allreduce_share, o->bucket_mb);
+      printf(",\"ranks\":%d,\"transport\":\"%s\",\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g,"
+             "\"key_shuffle\":\"%s\"", o->world, o->transport, o->comm_share, o->allreduce_share, o->bucket_mb,
+             o->key_shuffle);
     if (o->timer) printf(",\"timer\":\"%s\"", o->timer);
     if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
@@ -262,7 +266,7 @@ done:
 int synco_bench_step(int argc, char **argv) {
   bench_opts o = {.arch = "resnet18", .method = "synco", .backend = "auto", .precision = "fp32", .python = "/usr/bin/python3",
                   .width = 64, .batch = 128, .iters = 5, .warmup = 2, .moco_k = 4096, .mlp = 1, .dim = 128, .bn_splits = 8,
-                  .memory_check = 1, .adapt = 1, .bucket_mb = SYNCO_MOCO_BUCKET_MB};
+                  .memory_check = 1, .adapt = 1, .bucket_mb = SYNCO_MOCO_BUCKET_MB, .key_shuffle = "images"};
   int rc = parse("step", &o, argc, argv, 1);
   if (rc) return rc == 1 ? 0 : rc;
   const int depth = depth_of(o.arch);
@@ -287,6 +291,12 @@ int synco_bench_step(int argc, char **argv) {
   mc.batch = o.batch / o.world;
   mc.dist = dist;
   mc.grad_bucket = synco_moco_bucket_floats(o.bucket_mb);
+  if (strcmp(o.key_shuffle, "images") && strcmp(o.key_shuffle, "indices")) {
+    fprintf(stderr, "synco bench: --key-shuffle must be images or indices, got '%s'\n", o.key_shuffle);
+    synco_dist_free(dist);
+    return 2;
+  }
+  mc.keys_preshuffled = o.world > 1 && !strcmp(o.key_shuffle, "indices");
   mc.K = o.moco_k;
   mc.m = 0.99f;
   mc.T = 0.1f;
@@ -342,8 +352,11 @@ int synco_bench_step(int argc, char **argv) {
   float *xq = malloc(nx * sizeof(float)), *xk = malloc(nx * sizeof(float));
   double *times = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
   double *conv = malloc((size_t)(o.iters > 0 ? o.iters : 1) * sizeof(double));
+  /* --key-shuffle indices: each pass's key images in the shuffled order, made before each step (a loader's work) */
+  float *shuf = mc.keys_preshuffled ? malloc(2 * nx * sizeof(float)) : NULL;
+  uint32_t *perm = mc.keys_preshuffled ? malloc((size_t)o.batch * sizeof(uint32_t)) : NULL;
   int ret = 1;
-  if (!xq || !xk || !times || !conv) goto done;
+  if (!xq || !xk || !times || !conv || (mc.keys_preshuffled && (!shuf || !perm))) goto done;
   fill_input(xq, nx, 1);
   fill_input(xk, nx, 2);
   synco_encoder *eq = synco_moco_query(m), *ek = synco_moco_key(m);
@@ -374,11 +387,24 @@ int synco_bench_step(int argc, char **argv) {
       synco_encoder_set_timing(eq, 1);
       synco_encoder_set_timing(ek, 1);
     }
+    if (shuf) { /* every rank holds the same images, so image g of the global batch is row g % batch of its own */
+      const size_t img = nx / (size_t)mc.batch;
+      for (int p = 0; p < (mc.symmetric ? 2 : 1); p++) {
+        synco_moco_key_order(mc.seed, (uint64_t)i, p, o.batch, perm);
+        for (int k = 0; k < mc.batch; k++)
+          memcpy(shuf + (size_t)p * nx + (size_t)k * img,
+                 (p ? xq : xk) + (size_t)(perm[dist->rank * mc.batch + k] % (uint32_t)mc.batch) * img,
+                 img * sizeof(float));
+      }
+    }
+    const float *const xs[2] = {shuf, shuf ? shuf + nx : NULL};
     const int timed = i >= o.warmup && i < o.warmup + o.iters, marked = marks && timed;
     if (marked && i == o.warmup) t_first = synco_now();
     const double t0 = synco_now(), c0 = dist->seconds, a0 = dist->allreduce_seconds;
     /* the loss record is read once, after the loop, as pretrain reads it once per log window */
-    if ((marked && be->timer_mark(be, i - o.warmup)) || synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, NULL) ||
+    if ((marked && be->timer_mark(be, i - o.warmup)) ||
+        (shuf ? synco_moco_step_shuffled(m, xq, xk, xs, 0.06f, 1, (uint64_t)i, NULL)
+              : synco_moco_step(m, xq, xk, 0.06f, 1, (uint64_t)i, NULL)) ||
         (!marked && be->sync(be))) {
       synco_dist_abort(dist, synco_cli_error("bench"));
       goto done;
@@ -425,6 +451,8 @@ int synco_bench_step(int argc, char **argv) {
 done:
   free(xq);
   free(xk);
+  free(shuf);
+  free(perm);
   free(times);
   free(conv);
   synco_moco_free(m);

@@ -5,7 +5,7 @@
 #  2. A run saved by 2 ranks resumes on 1 process, and one saved by 1 process on 2 ranks (the global batch
 #     unchanged): both end where the uninterrupted 1-process run ends.
 #  3. --key-shuffle indices (no image gathered: each rank loads its shuffled key images) gives the run of 1. bit for
-#     bit, and so does a run that switches to it on --resume.
+#     bit, and so does a run that switches to it on --resume; `bench step --key-shuffle indices` runs.
 #  4. A rank killed mid-run ends the whole job with the rank named; the last checkpoint is intact and --resume
 #     continues from it.
 # One step per epoch (20 images, batch 16): this tiny network (BN over 8 images) is so sensitive that after about
@@ -55,6 +55,11 @@ compare_ckpt "$tmp/two_ix/last.safetensors" "$tmp/two/last.safetensors" 0 0
 run images_half "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --stop-epoch 1 --out "$tmp/switch"
 run switch_ix "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/switch" --key-shuffle indices
 compare_ckpt "$tmp/switch/last.safetensors" "$tmp/two/last.safetensors" 0 0
+
+# bench step times the same step under mpirun (the key images made beforehand, as the loader makes them)
+bench=$("${MPIRUN[@]}" "$SYNCO" bench step --arch resnet18 --width 8 --cifar-stem -b 16 --moco-k 64 --iters 2 \
+  --warmup 1 --threads 1 --key-shuffle indices --json 2>&1) || { echo "$bench"; fail "bench step --key-shuffle indices"; }
+case "$bench" in *'"ranks":2'*'"key_shuffle":"indices"'*) ;; *) echo "$bench"; fail "bench step: no indices run" ;; esac
 
 # The completed epochs a checkpoint records.
 ckpt_epoch() { python3 - "$1" <<'PY'
