@@ -108,9 +108,7 @@ synco_status synco_cli_gpu_transport(synco_dist **dist, synco_backend *be, char 
   const int key = (int)(((h & 0xFFFFFFu) << 6) | (uint32_t)(dev & 63));
   int *all = malloc((size_t)d->world * sizeof *all);
   if (!all) return synco_fail(SYNCO_ERR_NOMEM, "out of memory");
-  for (int r = 0; r < d->world; r++) all[r] = INT_MIN; /* every rank's key, by their maximum */
-  all[d->rank] = key;
-  synco_status s = synco_dist_max_ints(d, all, (size_t)d->world);
+  synco_status s = synco_dist_gather_int(d, key, all);
   int shared = 0;
   for (int i = 0; s == SYNCO_OK && i < d->world && !shared; i++)
     for (int j = i + 1; j < d->world && !shared; j++) shared = all[i] == all[j];

@@ -15,13 +15,6 @@
 #include "cli/pretrain.h"
 #include "dist/dist.h"
 
-/* every rank's value v in all[world] (all ranks call it with their own v) */
-static synco_status gather_ints(pretrain_ctx *c, int v, int *all) {
-  for (int r = 0; r < c->world; r++) all[r] = INT_MIN;
-  all[c->rank] = v;
-  return synco_dist_max_ints(c->dist, all, (size_t)c->world);
-}
-
 /* A collective of this file failed: the job cannot agree on anything more; end it. */
 static int lost(pretrain_ctx *c) {
   synco_cli_error("pretrain");
@@ -32,7 +25,7 @@ static int lost(pretrain_ctx *c) {
 int pretrain_agree(pretrain_ctx *c, int rc) {
   if (c->world <= 1) return rc;
   int *all = calloc((size_t)c->world, sizeof *all);
-  if (!all || gather_ints(c, rc, all) != SYNCO_OK) {
+  if (!all || synco_dist_gather_int(c->dist, rc, all) != SYNCO_OK) {
     free(all);
     return lost(c);
   }
@@ -92,7 +85,7 @@ int pretrain_ranks_same(pretrain_ctx *c, const char *text) {
   }
   zero[len - 1] = 0;
   int *all = calloc((size_t)c->world, sizeof *all);
-  if (!all || gather_ints(c, first_difference(text, zero), all) != SYNCO_OK) {
+  if (!all || synco_dist_gather_int(c->dist, first_difference(text, zero), all) != SYNCO_OK) {
     free(all);
     if (zero != text) free(zero);
     return lost(c);

@@ -95,6 +95,8 @@ synco_status synco_dist_allgather_rows(synco_dist *d, float *dst, const float *s
 synco_status synco_dist_broadcast(synco_dist *d, void *buf, size_t bytes, int root);
 synco_status synco_dist_barrier(synco_dist *d);
 synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n);
+/* all [world] ← every rank's v, in rank order (every rank calls it; by synco_dist_max_ints). */
+synco_status synco_dist_gather_int(synco_dist *d, int v, int *all);
 
 /* The gradients' all-reduce (mean) in buckets, as the backward finishes them (DDP's buckets): begin before the
  * backward, ready(first) each time the elements [first, n) of buf are final (synco_encoder_on_grads_ready), finish

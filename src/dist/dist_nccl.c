@@ -31,33 +31,28 @@ typedef struct {
 
 static nccl_ctx *ctx_of(synco_dist *d) { return (nccl_ctx *)d->ctx; }
 
-#define NCCL_TRY(d, call)                                                                                      \
+/* A failing NCCL or CUDA call returns a status naming the call, the rank and the library's reason. */
+#define DIST_TRY(d, type, ok, reason, call)                                                                    \
   do {                                                                                                         \
-    const ncclResult_t rc_ = (call);                                                                           \
-    if (rc_ != ncclSuccess)                                                                                    \
+    const type rc_ = (call);                                                                                   \
+    if (rc_ != (ok))                                                                                           \
       return synco_fail(SYNCO_ERR_IO, "%s:%d: %s failed on rank %d of %d: %s", __FILE__, __LINE__, #call,      \
-                        (d)->rank, (d)->world, ncclGetErrorString(rc_));                                       \
+                        (d)->rank, (d)->world, reason(rc_));                                                   \
   } while (0)
+#define NCCL_TRY(d, call) DIST_TRY(d, ncclResult_t, ncclSuccess, ncclGetErrorString, call)
+#define CUDA_TRY(d, call) DIST_TRY(d, cudaError_t, cudaSuccess, cudaGetErrorString, call)
 
 static synco_status nccl_allreduce_mean(synco_dist *d, float *buf, size_t n) {
   NCCL_TRY(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, ctx_of(d)->comm, ctx_of(d)->stream));
   return SYNCO_OK;
 }
 
-#define CUDA_TRY_D(d, call)                                                                                    \
-  do {                                                                                                         \
-    const cudaError_t e_ = (call);                                                                             \
-    if (e_ != cudaSuccess)                                                                                     \
-      return synco_fail(SYNCO_ERR_IO, "%s:%d: %s failed on rank %d of %d: %s", __FILE__, __LINE__, #call,      \
-                        (d)->rank, (d)->world, cudaGetErrorString(e_));                                        \
-  } while (0)
-
 /* A bucket of the gradients, all-reduced on the side stream once the backend's stream has finished it (an event
  * between the two), while the backward goes on on the backend's stream: DDP's overlap. */
 static synco_status nccl_iallreduce_start(synco_dist *d, float *buf, size_t n) {
   nccl_ctx *c = ctx_of(d);
-  CUDA_TRY_D(d, cudaEventRecord(c->ready, c->stream));
-  CUDA_TRY_D(d, cudaStreamWaitEvent(c->side, c->ready, 0));
+  CUDA_TRY(d, cudaEventRecord(c->ready, c->stream));
+  CUDA_TRY(d, cudaStreamWaitEvent(c->side, c->ready, 0));
   NCCL_TRY(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, c->comm, c->side));
   return SYNCO_OK;
 }
@@ -70,8 +65,8 @@ static synco_status nccl_iallreduce_progress(synco_dist *d) { /* NCCL's kernels 
 /* The backend's stream waits for every bucket (nothing on the host waits). */
 static synco_status nccl_iallreduce_finish(synco_dist *d) {
   nccl_ctx *c = ctx_of(d);
-  CUDA_TRY_D(d, cudaEventRecord(c->done, c->side));
-  CUDA_TRY_D(d, cudaStreamWaitEvent(c->stream, c->done, 0));
+  CUDA_TRY(d, cudaEventRecord(c->done, c->side));
+  CUDA_TRY(d, cudaStreamWaitEvent(c->stream, c->done, 0));
   return SYNCO_OK;
 }
 

@@ -3,6 +3,8 @@
  * its own buffer, so nothing is copied), and broadcast and barrier have nobody to wait for. */
 #include "dist/dist.h"
 
+#include <limits.h>
+
 #include <stdlib.h>
 
 #include "base/progress.h"
@@ -147,6 +149,13 @@ synco_status synco_dist_max_ints(synco_dist *d, int *buf, size_t n) {
   const synco_status s = d->max_ints(d, buf, n);
   d->seconds += synco_now() - t0;
   return s;
+}
+
+synco_status synco_dist_gather_int(synco_dist *d, int v, int *all) {
+  const int world = synco_dist_world(d);
+  for (int r = 0; r < world; r++) all[r] = INT_MIN; /* each rank's own value, by the maximum over ranks */
+  all[synco_dist_rank(d)] = v;
+  return synco_dist_max_ints(d, all, (size_t)world);
 }
 
 synco_status synco_dist_buckets_begin(synco_dist *d, float *buf, size_t n, size_t bucket) {

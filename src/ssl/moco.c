@@ -239,6 +239,15 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
   return SYNCO_OK;
 }
 
+void synco_moco_key_order(uint64_t seed, uint64_t step, int pass, int G, uint32_t *perm) {
+  synco_rng r = synco_rng_make(seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
+  for (int i = 0; i < G; i++) perm[i] = (uint32_t)i;
+  synco_rng_shuffle(&r, perm, (uint32_t)G);
+}
+
+/* Whether the key shuffle applies: more than one BN group over the global batch (Split-BN, or several processes). */
+static int keys_shuffle(const synco_moco *m) { return m->cfg.enc.bn_splits > 1 || m->world > 1; }
+
 /* k = normalize(f_k(x)) into dst (no gradient). With more than one BN group over the global batch (Split-BN,
  * or several processes, each its own group) the key images are shuffled before the key encoder and the keys
  * unshuffled after, as MoCo's shuffle-BN: otherwise each BN group of the key encoder would hold the same
@@ -247,20 +256,14 @@ synco_status synco_moco_create(synco_moco **out, synco_backend *be, const synco_
  * shuffle exactly as one process with batch world·B. Across processes (MoCo's batch_shuffle_ddp): every
  * process's key images are gathered, process r encodes rows r·B.. of the shuffled global batch, the keys of
  * all processes are gathered and unshuffled, and r keeps its own rows; the whole unshuffled block is what
- * every process enqueues. */
-void synco_moco_key_order(uint64_t seed, uint64_t step, int pass, int G, uint32_t *perm) {
-  synco_rng r = synco_rng_make(seed, step, (uint64_t)pass, SYNCO_RNG_KEY_SHUFFLE);
-  for (int i = 0; i < G; i++) perm[i] = (uint32_t)i;
-  synco_rng_shuffle(&r, perm, (uint32_t)G);
-}
-
-/* x: this process's key images in batch order; or, with shuffled, already its rows of the shuffled global batch
+ * every process enqueues.
+ * x: this process's key images in batch order; or, with shuffled, already its rows of the shuffled global batch
  * (synco_moco_step_shuffled: the loader assembled them, so no image is gathered or permuted here). */
 static synco_status encode_keys(synco_moco *m, float *dst, const float *x, int shuffled, uint64_t step, int pass) {
   synco_backend *be = m->be;
   const int B = m->B, G = B * m->world;
   const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size, F = sizeof(float);
-  const int shuffle = m->cfg.enc.bn_splits > 1 || m->world > 1;
+  const int shuffle = keys_shuffle(m);
   if (shuffle) {
     synco_moco_key_order(m->cfg.seed, step, pass, G, m->perm_host);
     /* rank 0's order for all (the same by construction); a loader that shuffled the images drew it itself */
@@ -381,7 +384,7 @@ static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k,
 
 synco_status synco_moco_step(synco_moco *m, const float *x_q, const float *x_k, float lr, int negatives,
                              uint64_t step, synco_step_stats *stats) {
-  if (m->cfg.keys_preshuffled && (m->world > 1 || m->cfg.enc.bn_splits > 1))
+  if (m->cfg.keys_preshuffled && keys_shuffle(m))
     return synco_fail(SYNCO_ERR_ARG, "moco step: this state takes its key images shuffled "
                                      "(synco_moco_step_shuffled)");
   SYNCO_TRY(step_impl(m, x_q, x_k, NULL, lr, negatives, step));
@@ -393,7 +396,7 @@ synco_status synco_moco_step_shuffled(synco_moco *m, const float *x_q, const flo
   if (!xk_shuf || !xk_shuf[0] || (m->cfg.symmetric && (!xk_shuf[1] || !x_k)))
     return synco_fail(SYNCO_ERR_ARG, "moco step: shuffled key images missing (%s)",
                       m->cfg.symmetric ? "a symmetric loss takes both views and both directions' keys" : "xk_shuf[0]");
-  if (m->world == 1 && m->cfg.enc.bn_splits == 1)
+  if (!keys_shuffle(m))
     return synco_fail(SYNCO_ERR_ARG, "moco step: one process with one BN group shuffles no keys (synco_moco_step)");
   SYNCO_TRY(step_impl(m, x_q, x_k, xk_shuf, lr, negatives, step));
   return stats ? synco_moco_read_stats(m, stats) : SYNCO_OK;
