@@ -18,6 +18,7 @@
 #include "base/rng.h"
 #include "base/status.h"
 #include "cli/args.h"
+#include "cli/bench_layers.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/memplan.h"
@@ -39,6 +40,8 @@ typedef struct {
   const char *transport;  /* world > 1: the collectives' ("mpi", "nccl") */
   const char *timer;      /* what timed the steps: "host clock" or "device events" (step) */
   const char *key_shuffle; /* --key-shuffle (step, world > 1): images or indices */
+  int layers;             /* --layers: the per-op table (lt) of the timed iterations */
+  synco_bench_layers lt;
 } bench_opts;
 
 /* --profile N: the profiler records the last N timed iterations (called at the top of iteration i). */
@@ -79,6 +82,9 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
       {"bucket-mb", 0, SYNCO_ARG_FLOAT, &o->bucket_mb, step ? "under mpirun, the gradient all-reduce in buckets of "
        "this many MB, each started as the backward finishes it (0: one all-reduce after the backward)" : "(step only)",
        SYNCO_ARG_RANGE(0, 1e6)},
+      {"layers", 0, SYNCO_ARG_FLAG, &o->layers, "also the time of every layer's forward and backward passes (and, in "
+       "a step, of its other pieces: loss, negatives, SGD ...), ms per iteration, each op between two waits for the "
+       "backend"},
       {"json", 0, SYNCO_ARG_FLAG, &o->json, "print one JSON object"},
       {"compare-torch", 0, SYNCO_ARG_FLAG, &o->compare, "also run tools/bench_torch.py and print the ratio"},
       {"python", 0, SYNCO_ARG_STR, &o->python, "python with torch for --compare-torch"},
@@ -162,6 +168,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
     if (!strcmp(be->name, "cpu")) printf(",\"host_gemm\":\"%s\"", synco_host_sgemm_name()); /* the head, logits, loss */
     if (kernels) printf(",\"kernels\":%s", kernels);
+    if (o->layers) synco_bench_layers_json(&o->lt, stdout);
     printf("}\n");
   } else {
     printf("synco bench %s: %s%s width %d, batch %d, %dx%d, %d thread%s, backend %s, %s%s%s\n", kind, o->arch,
@@ -186,6 +193,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
       printf("  kernels : %d convolution shapes, %s (--json lists them)\n", shapes,
              refs ? "SOME ON oneDNN's REFERENCE KERNELS" : "none on a reference kernel");
     }
+    if (o->layers) synco_bench_layers_print(&o->lt, med, stdout);
   }
   free(kernels);
   return 0;
@@ -240,6 +248,7 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   for (int i = 0; i < o.warmup + (async ? 2 : 1) * o.iters; i++) {
     profile_mark(be, &o, i);
     if (async && i == o.warmup + o.iters) synco_encoder_set_timing(enc, 1); /* the conv timing pass */
+    if (i == o.warmup + (async ? o.iters : 0)) synco_encoder_op_times_reset(enc); /* the op table's iterations */
     const double t0 = synco_now();
     /* sync: a GPU backend's ops are asynchronous, so the time is the work's, not its launches' */
     if (synco_encoder_forward(enc, out, x, o.batch, 1) || synco_encoder_backward(enc, dout) || be->sync(be)) {
@@ -251,6 +260,9 @@ int synco_bench_fwdbwd(int argc, char **argv) {
     if (i >= o.warmup + (async ? o.iters : 0)) conv[i - o.warmup - (async ? o.iters : 0)] = dc;
   }
   if (o.profile > 0) synco_backend_profiler(be, 0); /* a synchronous backend has no second pass */
+  int nt;
+  const synco_op_time *ot = synco_encoder_op_times(enc, &nt);
+  if (o.layers && synco_bench_layers_add(&o.lt, ot, nt, o.iters, 0)) goto done;
   ret = report("fwdbwd", &o, times, conv, o.iters, 3.0 * 2.0 * synco_encoder_macs_per_image(enc), be);
 done:
   free(x);
@@ -258,6 +270,7 @@ done:
   free(dout);
   free(times);
   free(conv);
+  synco_bench_layers_free(&o.lt);
   synco_encoder_free(enc);
   synco_backend_destroy(be);
   return ret;
@@ -361,8 +374,7 @@ int synco_bench_step(int argc, char **argv) {
   fill_input(xk, nx, 2);
   synco_encoder *eq = synco_moco_query(m), *ek = synco_moco_key(m);
   const int async = synco_backend_supports(be, SYNCO_CAP_ASYNC);
-  synco_encoder_set_timing(eq, !async);
-  synco_encoder_set_timing(ek, !async);
+  synco_moco_set_timing(m, !async);
   double comm = 0, allreduce = 0, total = 0;
   synco_thread_governor gov;
   synco_governor_init(&gov, o.adapt && !async ? o.threads : 1);
@@ -383,10 +395,8 @@ int synco_bench_step(int argc, char **argv) {
   double t_first = 0;
   for (int i = 0; i < o.warmup + (async ? 2 : 1) * o.iters; i++) {
     profile_mark(be, &o, i);
-    if (async && i == o.warmup + o.iters) { /* the conv timing pass */
-      synco_encoder_set_timing(eq, 1);
-      synco_encoder_set_timing(ek, 1);
-    }
+    if (async && i == o.warmup + o.iters) synco_moco_set_timing(m, 1); /* the conv timing pass */
+    if (i == o.warmup + (async ? o.iters : 0)) synco_moco_op_times_reset(m); /* the op tables' iterations */
     if (shuf) { /* every rank holds the same images, so image g of the global batch is row g % batch of its own */
       const size_t img = nx / (size_t)mc.batch;
       for (int p = 0; p < (mc.symmetric ? 2 : 1); p++) {
@@ -444,6 +454,18 @@ int synco_bench_step(int argc, char **argv) {
     synco_dist_abort(dist, synco_cli_error("bench"));
     goto done;
   }
+  if (o.layers) { /* the query encoder's layers, the key encoder's forwards beside them, then the step's pieces */
+    int n;
+    const synco_op_time *e = synco_encoder_op_times(eq, &n);
+    int bad = synco_bench_layers_add(&o.lt, e, n, o.iters, 0);
+    e = synco_encoder_op_times(ek, &n);
+    bad |= synco_bench_layers_add(&o.lt, e, n, o.iters, 1);
+    e = synco_moco_op_times(m, &n);
+    if (bad | synco_bench_layers_add(&o.lt, e, n, o.iters, 0)) {
+      synco_dist_abort(dist, synco_cli_error("bench"));
+      goto done;
+    }
+  }
   o.comm_share = total > 0 ? comm / total : 0;
   o.allreduce_share = total > 0 ? allreduce / total : 0;
   ret = dist->rank ? 0
@@ -455,6 +477,7 @@ done:
   free(perm);
   free(times);
   free(conv);
+  synco_bench_layers_free(&o.lt);
   synco_moco_free(m);
   synco_backend_destroy(be);
   synco_dist_free(dist);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/progress.h"
 #include "base/rng.h"
 #include "base/status.h"
 #include "nn/encoder_internal.h"
@@ -307,6 +308,7 @@ void synco_encoder_free(synco_encoder *enc) {
   free(enc->blocks);
   free(enc->slot_t);
   free(enc->slot_id);
+  synco_op_times_free(&enc->times);
   free(enc);
 }
 
@@ -323,6 +325,27 @@ float *synco_encoder_buffers(synco_encoder *enc) { return enc->buffers; }
 size_t synco_encoder_num_buffers(const synco_encoder *enc) { return enc->n_buffers; }
 double synco_encoder_macs_per_image(const synco_encoder *enc) { return enc->macs; }
 void synco_encoder_set_timing(synco_encoder *enc, int on) { enc->timing = on != 0; }
+
+double synco_nn_time_begin(synco_encoder *enc) {
+  if (!enc->timing) return 0;
+  enc->be->sync(enc->be);
+  return synco_now();
+}
+
+void synco_nn_time_end(synco_encoder *enc, int *slot, const char *name, const char *op, int pass, double t0) {
+  if (!enc->timing) return;
+  enc->be->sync(enc->be);
+  const double s = synco_now() - t0;
+  if (!strcmp(op, "conv")) enc->conv_s += s;
+  (void)synco_op_times_add(&enc->times, slot, name, op, pass, s); /* a table that cannot grow loses the call */
+}
+
+const synco_op_time *synco_encoder_op_times(const synco_encoder *enc, int *count) {
+  *count = enc->times.n;
+  return enc->times.e;
+}
+
+void synco_encoder_op_times_reset(synco_encoder *enc) { synco_op_times_reset(&enc->times); }
 
 double synco_encoder_conv_seconds(synco_encoder *enc, int reset) {
   const double s = enc->conv_s;
@@ -385,10 +408,14 @@ static synco_status forward(synco_encoder *enc, float *out, synco_copy_dir dir, 
   if (n < 1 || n > enc->batch || (train && n != enc->batch))
     return synco_fail(SYNCO_ERR_ARG, "encoder forward: %d images for a batch of %d (%s mode needs %s)", n,
                       enc->batch, train ? "train" : "eval", train ? "exactly the batch" : "1..batch");
+  double t0 = synco_nn_time_begin(enc);
   SYNCO_TRY(load_input(enc, x, n));
+  synco_nn_time_end(enc, &enc->tslot_io, "input/output", "copy", SYNCO_PASS_FWD, t0);
   SYNCO_TRY(synco_nn_resnet_forward(enc, train));
   SYNCO_TRY(synco_nn_head_forward(enc));
+  t0 = synco_nn_time_begin(enc);
   SYNCO_TRY(store_rows(enc, out, enc->out_t, n, dir));
+  synco_nn_time_end(enc, &enc->tslot_io, "input/output", "copy", SYNCO_PASS_FWD, t0);
   enc->saved = train != 0 && !enc->cfg.forward_only;
   return SYNCO_OK;
 }
@@ -408,7 +435,9 @@ synco_status synco_encoder_backward(synco_encoder *enc, const float *dout) {
     return synco_fail(SYNCO_ERR_ARG, "encoder backward: no train-mode forward to differentiate (one backward per "
                                      "train forward)");
   enc->saved = 0;
+  const double t0 = synco_nn_time_begin(enc);
   SYNCO_TRY(enc->be->to_backend(enc->be, &enc->dout_t, dout));
+  synco_nn_time_end(enc, &enc->tslot_io, "input/output", "copy", SYNCO_PASS_BWD_DATA, t0);
   const synco_tensor *dfeat = NULL;
   SYNCO_TRY(synco_nn_head_backward(enc, &dfeat));
   return synco_nn_resnet_backward(enc, dfeat);

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "base/op_times.h"
 #include "synco.h"
 #include "tensor/backend.h"
 
@@ -118,10 +119,16 @@ synco_status synco_encoder_features(synco_encoder *enc, float *feats, const floa
  * steps (synco's --adapt-threads) replans. Allocates; call between steps. */
 synco_status synco_encoder_replan(synco_encoder *enc);
 
-/* Benchmark instrumentation: with on = 1, the wall time of every convolution call (forward, backward data,
- * backward weights) is added to a counter that synco_encoder_conv_seconds reads (and, with reset = 1, zeroes).
- * Off by default; costs two clock reads per convolution when on. */
+/* Benchmark instrumentation: with on = 1, the wall time of every op call (each convolution's forward, backward data
+ * and backward weights, each BN's, ReLU's, pool's and linear layer's forward and backward), each between two waits
+ * for the backend, is added to the op table that synco_encoder_op_times reads (one entry per layer, named as
+ * torchvision names its module: "layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu" for a block's residual add and
+ * ReLU, "avgpool", "fc.0"; a BN's forward includes the block's add and ReLU where the backend fuses them), and the
+ * convolutions' to a counter that synco_encoder_conv_seconds reads (and, with reset = 1, zeroes). Off by default;
+ * costs two clock reads and two backend waits per op when on. */
 void synco_encoder_set_timing(synco_encoder *enc, int on);
 double synco_encoder_conv_seconds(synco_encoder *enc, int reset);
+const synco_op_time *synco_encoder_op_times(const synco_encoder *enc, int *count);
+void synco_encoder_op_times_reset(synco_encoder *enc);
 
 #endif

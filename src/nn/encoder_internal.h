@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "base/op_times.h"
 #include "nn/encoder.h"
 
 #define SYNCO_NN_SLOTS 4 /* shared activation buffers of a forward-only encoder (synco_nn_act_slot) */
@@ -31,6 +32,8 @@ typedef struct {
 typedef struct {
   synco_conv_op op;
   int planned;
+  char name[40];           /* torchvision's module name ("layer1.0.conv1"), for the op times */
+  int tslot;               /* its entry in enc->times (base/op_times.h) */
   size_t w;                /* offset of weight [cout, cin, kh, kw] */
   const synco_tensor *x;   /* saved input */
   synco_tensor *y;
@@ -39,6 +42,8 @@ typedef struct {
 typedef struct {
   synco_bn_op op;
   int planned;
+  char name[40];
+  int tslot;
   size_t gamma, beta;      /* parameter offsets, [c] each */
   size_t mean, var;        /* buffer offsets, [c] each */
   float *save_mean, *save_invstd; /* [groups * c] */
@@ -49,6 +54,8 @@ typedef struct {
 typedef struct {
   int in, out;
   size_t w, b;             /* offsets of weight [out, in] and bias [out] */
+  char name[40];
+  int tslot;
   const synco_tensor *x;
   synco_tensor *y;
 } synco_nn_linear;
@@ -62,6 +69,9 @@ typedef struct {
   const synco_tensor *in;
   synco_tensor t1, a1, t2, a2, t3, td, out;
   synco_tensor sc;         /* downsample BN output: shape of out, data = the shared buffer S */
+  char name[24];           /* "layer1.0": the residual's add and ReLU are timed as "layer1.0.relu" */
+  char relu_name[32];
+  int tslot;
 } synco_nn_block;
 
 struct synco_encoder {
@@ -112,6 +122,8 @@ struct synco_encoder {
   int nslot_t, slot_cap;
   void *slots[SYNCO_NN_SLOTS];
   int timing;              /* synco_encoder_set_timing */
+  synco_op_times times;    /* while timing: every op's seconds (synco_encoder_op_times) */
+  int tslot_io, tslot_pool, tslot_avgpool, tslot_head_relu;
   synco_grads_ready_fn grads_ready; /* synco_encoder_on_grads_ready */
   void *grads_ready_ctx;
   size_t backbone_params;  /* the parameters before the head's (resnet's; the head's follow) */
@@ -122,6 +134,11 @@ struct synco_encoder {
   size_t dry_bytes;
   synco_plan_bytes dry_plans;
 };
+
+/* encoder.c: while timing, a call's seconds: begin waits for the backend and reads the clock (0 when not timing);
+ * end waits again and adds the seconds to enc->times (and convolutions' to conv_s). */
+double synco_nn_time_begin(synco_encoder *enc);
+void synco_nn_time_end(synco_encoder *enc, int *slot, const char *name, const char *op, int pass, double t0);
 
 /* encoder.c: layout building */
 synco_status synco_nn_param(synco_encoder *enc, size_t *off, const char *name, int ndim, const int *shape, int init,

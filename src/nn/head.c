@@ -16,6 +16,7 @@ static synco_status linear_make(synco_encoder *enc, synco_nn_linear *l, const ch
   snprintf(key, sizeof key, "%s.bias", name);
   SYNCO_TRY(synco_nn_param(enc, &l->b, key, 1, &out, SYNCO_NN_INIT_UNIFORM_FAN_IN, in));
   SYNCO_TRY(synco_nn_act(enc, y, out, 1, 1));
+  snprintf(l->name, sizeof l->name, "%s", name);
   l->in = in;
   l->out = out;
   l->x = x;
@@ -47,18 +48,34 @@ synco_status synco_nn_head_build(synco_encoder *enc) {
 }
 
 static synco_status linear_fwd(synco_encoder *enc, synco_nn_linear *l) {
-  return enc->be->linear_fwd(enc->be, l->y, l->x, enc->params + l->w, enc->params + l->b);
+  const double t0 = synco_nn_time_begin(enc);
+  const synco_status s = enc->be->linear_fwd(enc->be, l->y, l->x, enc->params + l->w, enc->params + l->b);
+  synco_nn_time_end(enc, &l->tslot, l->name, "linear", SYNCO_PASS_FWD, t0);
+  return s;
 }
 
+/* both backward passes in one call: timed as its backward data */
 static synco_status linear_bwd(synco_encoder *enc, synco_nn_linear *l, synco_tensor *dx, const synco_tensor *dy) {
-  return enc->be->linear_bwd(enc->be, dx, enc->grads + l->w, enc->grads + l->b, dy, l->x, enc->params + l->w);
+  const double t0 = synco_nn_time_begin(enc);
+  const synco_status s =
+      enc->be->linear_bwd(enc->be, dx, enc->grads + l->w, enc->grads + l->b, dy, l->x, enc->params + l->w);
+  synco_nn_time_end(enc, &l->tslot, l->name, "linear", SYNCO_PASS_BWD_DATA, t0);
+  return s;
+}
+
+static synco_status head_relu(synco_encoder *enc, int pass) {
+  const double t0 = synco_nn_time_begin(enc);
+  const synco_status s = pass == SYNCO_PASS_FWD ? enc->be->relu_fwd(enc->be, &enc->h1, &enc->h1)
+                                                : enc->be->relu_bwd(enc->be, &enc->dh1, &enc->dh1, &enc->h1);
+  synco_nn_time_end(enc, &enc->tslot_head_relu, "fc.1", "relu", pass, t0);
+  return s;
 }
 
 synco_status synco_nn_head_forward(synco_encoder *enc) {
   if (!enc->cfg.head) return SYNCO_OK;
   if (enc->cfg.mlp) {
     SYNCO_TRY(linear_fwd(enc, &enc->fc0));
-    SYNCO_TRY(enc->be->relu_fwd(enc->be, &enc->h1, &enc->h1));
+    SYNCO_TRY(head_relu(enc, SYNCO_PASS_FWD));
   }
   return linear_fwd(enc, &enc->fc2);
 }
@@ -71,6 +88,6 @@ synco_status synco_nn_head_backward(synco_encoder *enc, const synco_tensor **dfe
   *dfeat = &enc->dfeat;
   if (!enc->cfg.mlp) return linear_bwd(enc, &enc->fc2, &enc->dfeat, &enc->dout_t);
   SYNCO_TRY(linear_bwd(enc, &enc->fc2, &enc->dh1, &enc->dout_t));
-  SYNCO_TRY(enc->be->relu_bwd(enc->be, &enc->dh1, &enc->dh1, &enc->h1));
+  SYNCO_TRY(head_relu(enc, SYNCO_PASS_BWD_DATA));
   return linear_bwd(enc, &enc->fc0, &enc->dfeat, &enc->dh1);
 }

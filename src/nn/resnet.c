@@ -32,6 +32,7 @@ static synco_status conv_make(synco_encoder *enc, synco_nn_conv *l, const char *
   snprintf(key, sizeof key, "%s.weight", name);
   const int shape[4] = {cout, x->c, k, k};
   SYNCO_TRY(synco_nn_param(enc, &l->w, key, 4, shape, SYNCO_NN_INIT_KAIMING_FAN_OUT, cout * k * k));
+  snprintf(l->name, sizeof l->name, "%s", name);
   synco_conv_op *op = &l->op;
   op->n = enc->batch;
   op->cin = x->c;
@@ -71,6 +72,7 @@ static synco_status bn_make(synco_encoder *enc, synco_nn_bn *l, const char *name
   SYNCO_TRY(synco_nn_buffer(enc, &l->mean, key, c, 0.0f));
   snprintf(key, sizeof key, "%s.running_var", name);
   SYNCO_TRY(synco_nn_buffer(enc, &l->var, key, c, 1.0f));
+  snprintf(l->name, sizeof l->name, "%s", name);
   synco_bn_op *op = &l->op;
   op->n = enc->batch;
   op->c = c;
@@ -93,33 +95,23 @@ static synco_status bn_make(synco_encoder *enc, synco_nn_bn *l, const char *name
   return SYNCO_OK;
 }
 
-/* While timing, the convolutions' seconds: the backend is synchronized before and after, so an asynchronous one
- * (a GPU) is timed running, not launching. bench alone turns timing on. */
-static double conv_timer_start(synco_encoder *enc) {
-  if (!enc->timing) return 0;
-  enc->be->sync(enc->be);
-  return synco_now();
-}
-
-static void conv_timer_stop(synco_encoder *enc, double t0) {
-  if (!enc->timing) return;
-  enc->be->sync(enc->be);
-  enc->conv_s += synco_now() - t0;
-}
-
+/* While timing (synco_encoder_set_timing), each call below is timed into the encoder's op table. */
 static synco_status conv_fwd(synco_encoder *enc, synco_nn_conv *l) {
-  const double t0 = conv_timer_start(enc);
+  const double t0 = synco_nn_time_begin(enc);
   const synco_status s = enc->be->conv_fwd(enc->be, &l->op, l->y, l->x, enc->params + l->w);
-  conv_timer_stop(enc, t0);
+  synco_nn_time_end(enc, &l->tslot, l->name, "conv", SYNCO_PASS_FWD, t0);
   return s;
 }
 
 /* dw += corr(x, dy); dx = conv_transpose(dy, w) unless dx is NULL (the network input needs no gradient). */
 static synco_status conv_bwd(synco_encoder *enc, synco_nn_conv *l, synco_tensor *dx, const synco_tensor *dy) {
-  const double t0 = conv_timer_start(enc);
-  synco_status s = enc->be->conv_bwd_weights(enc->be, &l->op, enc->grads + l->w, dy, l->x);
-  if (s == SYNCO_OK && dx) s = enc->be->conv_bwd_data(enc->be, &l->op, dx, dy, enc->params + l->w);
-  conv_timer_stop(enc, t0);
+  double t0 = synco_nn_time_begin(enc);
+  SYNCO_TRY(enc->be->conv_bwd_weights(enc->be, &l->op, enc->grads + l->w, dy, l->x));
+  synco_nn_time_end(enc, &l->tslot, l->name, "conv", SYNCO_PASS_BWD_WEIGHTS, t0);
+  if (!dx) return SYNCO_OK;
+  t0 = synco_nn_time_begin(enc);
+  const synco_status s = enc->be->conv_bwd_data(enc->be, &l->op, dx, dy, enc->params + l->w);
+  synco_nn_time_end(enc, &l->tslot, l->name, "conv", SYNCO_PASS_BWD_DATA, t0);
   return s;
 }
 
@@ -127,14 +119,20 @@ static synco_status bn_fwd(synco_encoder *enc, synco_nn_bn *l, int train) {
   synco_backend *be = enc->be;
   const float *g = enc->params + l->gamma, *b = enc->params + l->beta;
   float *rm = enc->buffers + l->mean, *rv = enc->buffers + l->var;
-  if (train) return be->bn_fwd_train(be, &l->op, l->y, l->save_mean, l->save_invstd, rm, rv, l->x, g, b);
-  return be->bn_fwd_eval(be, &l->op, l->y, l->x, g, b, rm, rv);
+  const double t0 = synco_nn_time_begin(enc);
+  const synco_status s = train ? be->bn_fwd_train(be, &l->op, l->y, l->save_mean, l->save_invstd, rm, rv, l->x, g, b)
+                               : be->bn_fwd_eval(be, &l->op, l->y, l->x, g, b, rm, rv);
+  synco_nn_time_end(enc, &l->tslot, l->name, "bn", SYNCO_PASS_FWD, t0);
+  return s;
 }
 
 /* y is only read with a fused ReLU; for the BN feeding a residual add it is a shape-only stand-in. */
 static synco_status bn_bwd(synco_encoder *enc, synco_nn_bn *l, synco_tensor *dx, const synco_tensor *dy) {
-  return enc->be->bn_bwd(enc->be, &l->op, dx, enc->grads + l->gamma, enc->grads + l->beta, dy, l->y, l->x,
-                         enc->params + l->gamma, l->save_mean, l->save_invstd);
+  const double t0 = synco_nn_time_begin(enc);
+  const synco_status s = enc->be->bn_bwd(enc->be, &l->op, dx, enc->grads + l->gamma, enc->grads + l->beta, dy, l->y,
+                                         l->x, enc->params + l->gamma, l->save_mean, l->save_invstd);
+  synco_nn_time_end(enc, &l->tslot, l->name, "bn", SYNCO_PASS_BWD_DATA, t0);
+  return s;
 }
 
 static synco_status block_make(synco_encoder *enc, synco_nn_block *b, int layer, int idx, const synco_tensor *in,
@@ -145,6 +143,8 @@ static synco_status block_make(synco_encoder *enc, synco_nn_block *b, int layer,
   b->bottleneck = bottleneck;
   b->has_down = stride != 1 || in->c != outc;
   b->in = in;
+  snprintf(b->name, sizeof b->name, "layer%d.%d", layer, idx);
+  snprintf(b->relu_name, sizeof b->relu_name, "layer%d.%d.relu", layer, idx);
 #define NAME(s) (snprintf(p, sizeof p, "layer%d.%d.%s", layer, idx, s), p)
   if (!bottleneck) {
     SYNCO_TRY(conv_make(enc, &b->conv1, NAME("conv1"), in, &b->t1, planes, 3, stride, 1, SLOT_T0));
@@ -281,17 +281,24 @@ synco_status synco_nn_resnet_replan(synco_encoder *enc) { return redo_plans(enc,
 
 /* out = relu(bn(last conv) + shortcut): in one pass where the backend has bn_fwd_train_add_relu (training), else BN,
  * add and ReLU; the same values either way. */
-static synco_status block_end(synco_encoder *enc, synco_nn_bn *last, const synco_tensor *shortcut, int train) {
+static synco_status block_end(synco_encoder *enc, synco_nn_block *b, synco_nn_bn *last, const synco_tensor *shortcut,
+                              int train) {
   synco_backend *be = enc->be;
   if (train && be->bn_fwd_train_add_relu) {
     const float *g = enc->params + last->gamma, *bt = enc->params + last->beta;
     float *rm = enc->buffers + last->mean, *rv = enc->buffers + last->var;
-    return be->bn_fwd_train_add_relu(be, &last->op, last->y, last->save_mean, last->save_invstd, rm, rv, last->x, g,
-                                     bt, shortcut);
+    const double t0 = synco_nn_time_begin(enc);
+    const synco_status s = be->bn_fwd_train_add_relu(be, &last->op, last->y, last->save_mean, last->save_invstd, rm,
+                                                     rv, last->x, g, bt, shortcut);
+    synco_nn_time_end(enc, &last->tslot, last->name, "bn", SYNCO_PASS_FWD, t0);
+    return s;
   }
   SYNCO_TRY(bn_fwd(enc, last, train));
+  const double t0 = synco_nn_time_begin(enc);
   SYNCO_TRY(be->add(be, last->y, shortcut, shortcut, 1));
-  return be->relu_fwd(be, last->y, last->y);
+  const synco_status s = be->relu_fwd(be, last->y, last->y);
+  synco_nn_time_end(enc, &b->tslot, b->relu_name, "add+relu", SYNCO_PASS_FWD, t0);
+  return s;
 }
 
 static synco_status block_fwd(synco_encoder *enc, synco_nn_block *b, int train) {
@@ -306,16 +313,24 @@ static synco_status block_fwd(synco_encoder *enc, synco_nn_block *b, int train) 
     SYNCO_TRY(conv_fwd(enc, &b->down));
     SYNCO_TRY(bn_fwd(enc, &b->down_bn, train));
   }
-  return block_end(enc, b->bottleneck ? &b->bn3 : &b->bn2, b->has_down ? &b->sc : b->in, train);
+  return block_end(enc, b, b->bottleneck ? &b->bn3 : &b->bn2, b->has_down ? &b->sc : b->in, train);
 }
 
 synco_status synco_nn_resnet_forward(synco_encoder *enc, int train) {
   synco_backend *be = enc->be;
   SYNCO_TRY(conv_fwd(enc, &enc->conv1));
   SYNCO_TRY(bn_fwd(enc, &enc->bn1, train));
-  if (enc->pool_planned) SYNCO_TRY(be->maxpool_fwd(be, &enc->pool, &enc->p0, &enc->a0));
+  double t0;
+  if (enc->pool_planned) {
+    t0 = synco_nn_time_begin(enc);
+    SYNCO_TRY(be->maxpool_fwd(be, &enc->pool, &enc->p0, &enc->a0));
+    synco_nn_time_end(enc, &enc->tslot_pool, "maxpool", "pool", SYNCO_PASS_FWD, t0);
+  }
   for (int k = 0; k < enc->nblocks; k++) SYNCO_TRY(block_fwd(enc, &enc->blocks[k], train));
-  return be->avgpool_fwd(be, &enc->feat, &enc->blocks[enc->nblocks - 1].out);
+  t0 = synco_nn_time_begin(enc);
+  const synco_status s = be->avgpool_fwd(be, &enc->feat, &enc->blocks[enc->nblocks - 1].out);
+  synco_nn_time_end(enc, &enc->tslot_avgpool, "avgpool", "pool", SYNCO_PASS_FWD, t0);
+  return s;
 }
 
 /* On entry A holds d(out), or, when `masked`, d(out) masked by the block's ReLU where the block after it put it (S
@@ -327,6 +342,7 @@ static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b, int masked,
   synco_backend *be = enc->be;
   synco_tensor dA = like(enc->gA, &b->out), dB, dS;
   *masked_out = 0;
+  double t0 = synco_nn_time_begin(enc);
   if (!b->has_down) {
     /* The masked gradient is both the shortcut's and the last BN's: mask once into S, which the last BN
      * then reads, so A is free for the main path. */
@@ -336,6 +352,7 @@ static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b, int masked,
   } else if (!masked) {
     SYNCO_TRY(be->relu_bwd(be, &dA, &dA, &b->out));
   }
+  synco_nn_time_end(enc, &b->tslot, b->relu_name, "add+relu", SYNCO_PASS_BWD_DATA, t0);
   if (b->has_down) {
     dB = like(enc->gB, &b->td);
     SYNCO_TRY(bn_bwd(enc, &b->down_bn, &dB, &dA));
@@ -356,12 +373,18 @@ static synco_status block_bwd(synco_encoder *enc, synco_nn_block *b, int masked,
   SYNCO_TRY(bn_bwd(enc, &b->bn1, &dB, &dA));
   dA = like(enc->gA, b->in);
   SYNCO_TRY(conv_bwd(enc, &b->conv1, &dA, &dB));
-  if (prev && be->add_relu_bwd) { /* the two paths' sum and prev's ReLU mask in one pass */
+  /* the two paths' sum, timed with the residual (and, where fused, prev's ReLU mask in the same pass) */
+  t0 = synco_nn_time_begin(enc);
+  synco_status s;
+  if (prev && be->add_relu_bwd) {
     synco_tensor to = prev->has_down ? dA : like(enc->gS, b->in);
     *masked_out = 1;
-    return be->add_relu_bwd(be, &to, &dA, &dS, b->in);
+    s = be->add_relu_bwd(be, &to, &dA, &dS, b->in);
+  } else {
+    s = be->add(be, &dA, &dS, &dS, 1);
   }
-  return be->add(be, &dA, &dS, &dS, 1);
+  synco_nn_time_end(enc, &b->tslot, b->relu_name, "add+relu", SYNCO_PASS_BWD_DATA, t0);
+  return s;
 }
 
 /* The gradients of the parameters from `first` on are final (synco_encoder_on_grads_ready). */
@@ -374,7 +397,9 @@ synco_status synco_nn_resnet_backward(synco_encoder *enc, const synco_tensor *df
   synco_backend *be = enc->be;
   SYNCO_TRY(grads_ready(enc, enc->backbone_params)); /* the head's, before this */
   synco_tensor dA = like(enc->gA, &enc->blocks[enc->nblocks - 1].out);
+  double t0 = synco_nn_time_begin(enc);
   SYNCO_TRY(be->avgpool_bwd(be, &dA, dfeat));
+  synco_nn_time_end(enc, &enc->tslot_avgpool, "avgpool", "pool", SYNCO_PASS_BWD_DATA, t0);
   int masked = 0;
   for (int k = enc->nblocks - 1; k >= 0; k--) {
     SYNCO_TRY(block_bwd(enc, &enc->blocks[k], masked, k ? &enc->blocks[k - 1] : NULL, &masked));
@@ -384,7 +409,9 @@ synco_status synco_nn_resnet_backward(synco_encoder *enc, const synco_tensor *df
   if (enc->pool_planned) {
     dA = like(enc->gA, &enc->p0);
     dB = like(enc->gB, &enc->a0);
+    t0 = synco_nn_time_begin(enc);
     SYNCO_TRY(be->maxpool_bwd(be, &enc->pool, &dB, &dA));
+    synco_nn_time_end(enc, &enc->tslot_pool, "maxpool", "pool", SYNCO_PASS_BWD_DATA, t0);
     dA = like(enc->gA, &enc->t0);
     SYNCO_TRY(bn_bwd(enc, &enc->bn1, &dA, &dB));
     SYNCO_TRY(conv_bwd(enc, &enc->conv1, NULL, &dA));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/progress.h"
 #include "base/rng.h"
 #include "base/status.h"
 #include "dist/dist.h"
@@ -51,7 +52,49 @@ struct synco_moco {
   float *feature_sink;          /* synco_moco_set_feature_sink: backend [B, feature_dim], or NULL */
   const synco_named_buffer *extra; /* synco_moco_set_extra_state: saved and loaded with the checkpoint */
   int n_extra, extra_loaded;
+  /* synco_moco_set_timing: the step's own pieces (the encoders time their layers) */
+  int timing;
+  synco_op_times times;
+  int ts_zero, ts_ema, ts_keys, ts_l2norm, ts_draw, ts_loss, ts_reduce, ts_sgd, ts_buffers, ts_enqueue;
 };
+
+/* While timing, one piece of the step: between two waits for the backend, into m->times. */
+static double phase_begin(synco_moco *m) {
+  if (!m->timing) return 0;
+  m->be->sync(m->be);
+  return synco_now();
+}
+
+static void phase_end(synco_moco *m, int *slot, const char *name, int pass, double t0) {
+  if (!m->timing) return;
+  m->be->sync(m->be);
+  (void)synco_op_times_add(&m->times, slot, name, "step", pass, synco_now() - t0);
+}
+
+/* `call` (a synco_status expression) timed as the step's piece `name` */
+#define PHASE(slot, name, pass, call)                                                                              \
+  do {                                                                                                             \
+    const double t0_ = phase_begin(m);                                                                             \
+    SYNCO_TRY(call);                                                                                               \
+    phase_end(m, &m->slot, name, pass, t0_);                                                                       \
+  } while (0)
+
+void synco_moco_set_timing(synco_moco *m, int on) {
+  m->timing = on != 0;
+  synco_encoder_set_timing(m->eq, on);
+  synco_encoder_set_timing(m->ek, on);
+}
+
+const synco_op_time *synco_moco_op_times(const synco_moco *m, int *count) {
+  *count = m->times.n;
+  return m->times.e;
+}
+
+void synco_moco_op_times_reset(synco_moco *m) {
+  synco_op_times_reset(&m->times);
+  synco_encoder_op_times_reset(m->eq);
+  synco_encoder_op_times_reset(m->ek);
+}
 
 void synco_moco_set_feature_sink(synco_moco *m, float *feats) { m->feature_sink = feats; }
 
@@ -102,6 +145,7 @@ void synco_moco_free(synco_moco *m) {
     if (*dist_bufs[i]) m->be->free(m->be, *dist_bufs[i]);
   free(m->perm_host);
   free(m->x_shuf_host);
+  synco_op_times_free(&m->times);
   synco_infonce_free(&m->loss);
   if (m->neg_total) synco_negatives_free(&m->draws);
   free(m);
@@ -264,6 +308,7 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, int s
   const int B = m->B, G = B * m->world;
   const size_t img = (size_t)3 * m->cfg.image_size * m->cfg.image_size, F = sizeof(float);
   const int shuffle = keys_shuffle(m);
+  double t0 = phase_begin(m);
   if (shuffle) {
     synco_moco_key_order(m->cfg.seed, step, pass, G, m->perm_host);
     /* rank 0's order for all (the same by construction); a loader that shuffled the images drew it itself */
@@ -282,19 +327,24 @@ static synco_status encode_keys(synco_moco *m, float *dst, const float *x, int s
       x = m->x_shuf_host;
     }
   }
+  phase_end(m, &m->ts_keys, "keys: shuffle and gather", SYNCO_PASS_FWD, t0);
   SYNCO_TRY(synco_encoder_forward_to_backend(m->ek, m->k_raw, x, B, 1));
   synco_tensor y = matrix(m->k, B, m->dim), xr = matrix(m->k_raw, B, m->dim);
-  SYNCO_TRY(be->l2norm_fwd(be, &y, m->knorm, &xr));
+  PHASE(ts_l2norm, "l2 normalize", SYNCO_PASS_FWD, be->l2norm_fwd(be, &y, m->knorm, &xr));
+  t0 = phase_begin(m);
   if (m->world > 1) {
     /* row j of k_all belongs to image perm[j] of the global batch */
     float *global = m->keys_all + (size_t)pass * G * m->dim;
     SYNCO_TRY(synco_dist_allgather_rows(m->dist, m->k_all, m->k, (size_t)B * m->dim));
     SYNCO_TRY(be->permute_rows(be, global, m->k_all, m->perm, G, (size_t)m->dim, 1));
-    return be->copy(be, dst, global + (size_t)m->rank * B * m->dim, (size_t)B * m->dim * F, SYNCO_COPY_D2D);
+    SYNCO_TRY(be->copy(be, dst, global + (size_t)m->rank * B * m->dim, (size_t)B * m->dim * F, SYNCO_COPY_D2D));
+  } else if (shuffle) { /* row i of the output belongs to image perm[i] */
+    SYNCO_TRY(be->permute_rows(be, dst, m->k, m->perm, B, (size_t)m->dim, 1));
+  } else {
+    SYNCO_TRY(be->copy(be, dst, m->k, (size_t)B * m->dim * F, SYNCO_COPY_D2D));
   }
-  /* row i of the output belongs to image perm[i] */
-  if (shuffle) return be->permute_rows(be, dst, m->k, m->perm, B, (size_t)m->dim, 1);
-  return be->copy(be, dst, m->k, (size_t)B * m->dim * F, SYNCO_COPY_D2D);
+  phase_end(m, &m->ts_keys, "keys: shuffle and gather", SYNCO_PASS_FWD, t0);
+  return SYNCO_OK;
 }
 
 static synco_status grads_ready(void *dist, size_t first) { return synco_dist_buckets_ready(dist, first); }
@@ -307,20 +357,23 @@ static synco_status direction(synco_moco *m, const float *xq, const float *k, in
   if (m->feature_sink && pass == 0) /* the first direction's view: an online probe's input */
     SYNCO_TRY(synco_encoder_last_features(m->eq, m->feature_sink));
   synco_tensor qt = matrix(m->q, m->B, m->dim), qr = matrix(m->q_raw, m->B, m->dim);
-  SYNCO_TRY(be->l2norm_fwd(be, &qt, m->qnorm, &qr));
+  PHASE(ts_l2norm, "l2 normalize", SYNCO_PASS_FWD, be->l2norm_fwd(be, &qt, m->qnorm, &qr));
   const synco_negatives_config *nc = NULL;
   synco_negatives_draws *nd = NULL;
   if (negatives && m->neg_total) {
-    SYNCO_TRY(synco_negatives_draw_at(&m->draws, &m->cfg.neg, m->cfg.seed, step, query0));
+    PHASE(ts_draw, "negatives: draws", SYNCO_PASS_FWD,
+          synco_negatives_draw_at(&m->draws, &m->cfg.neg, m->cfg.seed, step, query0));
     nc = &m->cfg.neg;
     nd = &m->draws;
   }
   /* the loss and accuracies stay in backend memory, added to the record (read by synco_moco_read_stats) */
+  const double t0 = phase_begin(m);
   SYNCO_TRY(synco_contrastive_loss(&m->loss, NULL, NULL, m->dq, m->q, k, m->queue, m->B, m->cfg.K, m->dim, m->cfg.T,
                                    nc, nd));
   SYNCO_TRY(synco_infonce_record(&m->loss, m->record, step));
+  phase_end(m, &m->ts_loss, "loss: logits, negatives, InfoNCE", SYNCO_PASS_FWD, t0);
   synco_tensor dqt = matrix(m->dq, m->B, m->dim), dqr = matrix(m->dq_raw, m->B, m->dim);
-  SYNCO_TRY(be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
+  PHASE(ts_l2norm, "l2 normalize", SYNCO_PASS_BWD_DATA, be->l2norm_bwd(be, &dqr, &dqt, &qt, m->qnorm));
   /* the step's last backward finishes the gradients: their buckets' all-reduces start as it goes */
   const int last = !m->cfg.symmetric || pass == 1;
   if (last && m->world > 1) synco_encoder_on_grads_ready(m->eq, grads_ready, m->dist);
@@ -335,9 +388,9 @@ static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k,
   const size_t P = synco_encoder_num_params(m->eq), bd = (size_t)m->B * m->dim;
   float *pq = synco_encoder_params(m->eq), *pk = synco_encoder_params(m->ek), *g = synco_encoder_grads(m->eq);
   const int pre = xk_shuf != NULL;
-  SYNCO_TRY(be->memset(be, g, 0, P * sizeof(float)));
+  PHASE(ts_zero, "gradients: zero", SYNCO_PASS_FWD, be->memset(be, g, 0, P * sizeof(float)));
   /* The key encoder moves before it encodes this step's keys, as in the authors' forward(). */
-  SYNCO_TRY(synco_ema_update(be, pk, pq, P, m->cfg.m));
+  PHASE(ts_ema, "key encoder: momentum update", SYNCO_PASS_FWD, synco_ema_update(be, pk, pq, P, m->cfg.m));
   int nkeys = 1;
   /* The negatives' draws are keyed by the query's index in the global batch (both directions counted), so
    * they do not depend on how the batch is split across processes. */
@@ -359,12 +412,15 @@ static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k,
    * after it. Each process normalizes its own part of the batch (its own BN group), and its running statistics move
    * with that group's statistics; their mean over processes is exactly what one process with --bn-splits world
    * computes, so every process keeps identical buffers (DDP instead copies rank 0's). */
-  SYNCO_TRY(synco_dist_buckets_finish(m->dist));
-  SYNCO_TRY(synco_sgd_step(be, pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd, !m->sgd_started));
+  PHASE(ts_reduce, "gradients: all-reduce (wait)", SYNCO_PASS_FWD, synco_dist_buckets_finish(m->dist));
+  PHASE(ts_sgd, "sgd", SYNCO_PASS_FWD, synco_sgd_step(be, pq, m->mom, g, P, lr, m->cfg.momentum, m->cfg.wd,
+                                                      !m->sgd_started));
   m->sgd_started = 1;
   if (m->world > 1) {
+    const double t0 = phase_begin(m);
     SYNCO_TRY(synco_dist_allreduce_mean(m->dist, synco_encoder_buffers(m->eq), synco_encoder_num_buffers(m->eq)));
     SYNCO_TRY(synco_dist_allreduce_mean(m->dist, synco_encoder_buffers(m->ek), synco_encoder_num_buffers(m->ek)));
+    phase_end(m, &m->ts_buffers, "BN running statistics: all-reduce", SYNCO_PASS_FWD, t0);
   }
   /* Enqueue after the loss used the old queue; a resumed run with another batch size continues at its pointer.
    * Across processes the queue receives the global batch's keys, so every process's queue is the same. */
@@ -375,7 +431,7 @@ static synco_status step_impl(synco_moco *m, const float *x_q, const float *x_k,
       rows = m->keys_all + (size_t)i * G * m->dim;
       nrows = (int)G;
     }
-    SYNCO_TRY(be->enqueue(be, m->queue, m->cfg.K, m->dim, m->ptr, rows, nrows));
+    PHASE(ts_enqueue, "queue: enqueue", SYNCO_PASS_FWD, be->enqueue(be, m->queue, m->cfg.K, m->dim, m->ptr, rows, nrows));
   }
   m->unread++;
   m->unread_synthetic = negatives ? m->neg_total : 0;

@@ -70,6 +70,13 @@ void synco_moco_free(synco_moco *m);
 synco_status synco_moco_replan(synco_moco *m);
 synco_encoder *synco_moco_query(synco_moco *m);
 synco_encoder *synco_moco_key(synco_moco *m);
+/* Benchmark instrumentation: with on = 1, both encoders time their layers (synco_encoder_set_timing) and the step
+ * times its own pieces (zeroing the gradients, the key encoder's momentum update, the key shuffle, l2 normalization,
+ * the negatives' draws, the loss, the all-reduce's wait, SGD, the enqueue), each between two waits for the backend,
+ * into a table that synco_moco_op_times reads; synco_moco_op_times_reset zeroes all three tables. */
+void synco_moco_set_timing(synco_moco *m, int on);
+const synco_op_time *synco_moco_op_times(const synco_moco *m, int *count);
+void synco_moco_op_times_reset(synco_moco *m);
 const float *synco_moco_queue(const synco_moco *m); /* [K, dim] unit rows */
 long synco_moco_queue_ptr(const synco_moco *m); /* downloaded (-1 if that fails) */
 /* SGD momentum [num_params of the query encoder]; after a step, dL/d(logits) of its last direction [B, ld]. */

@@ -200,6 +200,62 @@ static void check_contract(synco_backend *be) {
   synco_encoder_free(enc);
 }
 
+/* The op table of synco_encoder_set_timing: one entry per layer, named as torchvision names the module, with one
+ * call of each pass a layer has per forward + backward (the stem's convolution has no backward data: the images need
+ * no gradient), nothing while timing is off, and the convolutions' seconds equal to synco_encoder_conv_seconds. */
+static const synco_op_time *find_op(const synco_op_time *e, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(e[i].name, name)) return &e[i];
+  return NULL;
+}
+
+static void check_op_times(synco_backend *be) {
+  synco_encoder *enc = NULL;
+  synco_encoder_config c = config(18, 8, 1, 1, 16);
+  c.cifar_stem = 1;
+  CHECK_OK(synco_encoder_create(&enc, be, &c, 2, 16, 1));
+  if (!enc) return;
+  float x[2 * 3 * 16 * 16], out[2 * 16], dout[2 * 16];
+  synco_test_fill(x, sizeof x / sizeof *x, 5, -1.f, 1.f);
+  synco_test_fill(dout, 2 * 16, 6, -1.f, 1.f);
+  int n = -1;
+  CHECK_OK(synco_encoder_forward(enc, out, x, 2, 1));
+  CHECK_OK(synco_encoder_backward(enc, dout));
+  synco_encoder_op_times(enc, &n);
+  CHECK(n == 0); /* timing off: nothing recorded */
+  synco_encoder_set_timing(enc, 1);
+  for (int it = 0; it < 2; it++) {
+    if (it == 1) synco_encoder_op_times_reset(enc);
+    (void)synco_encoder_conv_seconds(enc, 1);
+    CHECK_OK(synco_encoder_forward(enc, out, x, 2, 1));
+    CHECK_OK(synco_encoder_backward(enc, dout));
+  }
+  const synco_op_time *e = synco_encoder_op_times(enc, &n);
+  /* ResNet-18: 20 convolutions and 20 BNs, 8 residuals, avgpool, fc.0, fc.1 (ReLU), fc.2, input/output */
+  CHECK(n == 20 + 20 + 8 + 1 + 3 + 1);
+  const synco_op_time *stem = find_op(e, n, "conv1"), *c11 = find_op(e, n, "layer1.0.conv1");
+  const synco_op_time *bn = find_op(e, n, "layer2.0.downsample.1"), *res = find_op(e, n, "layer4.1.relu");
+  const synco_op_time *fc = find_op(e, n, "fc.2");
+  CHECK(stem && !strcmp(stem->op, "conv") && stem->calls[SYNCO_PASS_FWD] == 1 &&
+        stem->calls[SYNCO_PASS_BWD_DATA] == 0 && stem->calls[SYNCO_PASS_BWD_WEIGHTS] == 1);
+  CHECK(c11 && c11->calls[SYNCO_PASS_FWD] == 1 && c11->calls[SYNCO_PASS_BWD_DATA] == 1 &&
+        c11->calls[SYNCO_PASS_BWD_WEIGHTS] == 1);
+  CHECK(bn && !strcmp(bn->op, "bn") && bn->calls[SYNCO_PASS_FWD] == 1 && bn->calls[SYNCO_PASS_BWD_DATA] == 1);
+  CHECK(res && !strcmp(res->op, "add+relu") && res->calls[SYNCO_PASS_BWD_DATA] >= 1);
+  CHECK(fc && !strcmp(fc->op, "linear") && fc->calls[SYNCO_PASS_FWD] == 1 && fc->calls[SYNCO_PASS_BWD_DATA] == 1);
+  double conv = 0;
+  int nonneg = 1;
+  for (int i = 0; i < n; i++)
+    for (int p = 0; p < SYNCO_NPASS; p++) {
+      nonneg &= e[i].seconds[p] >= 0 && (e[i].calls[p] > 0 || e[i].seconds[p] == 0);
+      if (!strcmp(e[i].op, "conv")) conv += e[i].seconds[p];
+    }
+  CHECK(nonneg);
+  const double cs = synco_encoder_conv_seconds(enc, 0);
+  CHECK(cs > 0 && fabs(conv - cs) <= 1e-9 + 1e-9 * cs);
+  synco_encoder_free(enc);
+}
+
 /* synco_encoder_memory_plan: the dry build counts the same parameters as a real encoder, and the plan grows with
  * the batch and the image size; a forward-only encoder plans fewer activations; a bad config is refused. */
 static void check_memory_plan(synco_backend *be) {
@@ -253,6 +309,7 @@ int main(void) {
   check_init(be);
   check_contract(be);
   check_memory_plan(be);
+  check_op_times(be);
   synco_backend_destroy(be);
 #ifdef SYNCO_HAVE_ONEDNN
   be = NULL;
