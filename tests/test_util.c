@@ -73,3 +73,13 @@ void synco_test_close_l2(const char *name, const float *got, const float *ref, s
     synco_test_failures++;
   }
 }
+
+void synco_test_default_kernels(void) {
+  static const char *vars[] = {"SYNCO_CONV_ALGO", "SYNCO_CONV_WINOGRAD", "SYNCO_BF16_CONV", "SYNCO_WINO_TILE",
+                               "SYNCO_ONEDNN_BLOCK", "SYNCO_ONEDNN_BN", "SYNCO_BN_ISA", "SYNCO_HOST_GEMM"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+    if (getenv(vars[i])) {
+      fprintf(stderr, "(%s=%s unset: this test chooses the kernels itself)\n", vars[i], getenv(vars[i]));
+      unsetenv(vars[i]);
+    }
+}

@@ -52,6 +52,12 @@ void synco_test_fill(float *x, size_t n, unsigned seed, float lo, float hi);
 typedef struct synco_backend synco_backend;
 char *synco_test_kernel_log(synco_backend *be);
 
+/* Unsets the variables that choose the cpu backend's kernels (SYNCO_CONV_ALGO, SYNCO_CONV_WINOGRAD, SYNCO_BF16_CONV,
+ * SYNCO_WINO_TILE, SYNCO_ONEDNN_BLOCK, SYNCO_ONEDNN_BN, SYNCO_BN_ISA, SYNCO_HOST_GEMM), saying so on stderr for each one
+ * set: for the tests that check which kernel the default rule takes, or that set a choice themselves, so that a
+ * shell where one is exported (to time a kernel) does not fail them. */
+void synco_test_default_kernels(void);
+
 /* Prints a summary line and returns the exit status for main. */
 int synco_test_finish(const char *name);
 

@@ -992,6 +992,7 @@ static void run_all(synco_backend *be, synco_backend *ref, int block, int full) 
 
 int main(void) {
   synco_backend *ref = NULL, *be = NULL;
+  synco_test_default_kernels();
   CHECK_OK(synco_backend_ref_create(&ref));
   unsetenv("SYNCO_ONEDNN_BLOCK");
   CHECK_OK(synco_backend_cpu_create(&be));

@@ -40,6 +40,7 @@ static int compare_bf16(synco_backend *ref_be, int *wino_passes, int chunks) {
 
 int main(void) {
   synco_backend *ref_be = NULL;
+  synco_test_default_kernels();
   CHECK_OK(synco_backend_ref_create(&ref_be));
   int wino = 0;
   if (compare_bf16(ref_be, &wino, 0) == 77) {
