@@ -17,7 +17,8 @@
 #
 # Parts, in order of value: 1 info; 2 op tests (test_neg_kernels, test_cuda_smem, test_cuda_ops); 3 whole steps
 # against the CPU (test_cuda_step in fp32, TF32 and bf16); 4 bench step MoCo-v2 / SynCo (TF32, bf16, fp32) next to PyTorch
-# (bf16 autocast + channels_last MoCo-v2, and the authors' SynCo step) in the same call; 5 a CIFAR-10 pretraining
+# (bf16 autocast + channels_last MoCo-v2, and the authors' SynCo step) in the same call, and the SynCo step layer by
+# layer (bench --layers); 5 a CIFAR-10 pretraining
 # on the GPU with the kNN monitor, checkpoints and resume (GPU -> CPU too), and every evaluation command with
 # --device cuda (and a bf16 run resumed in fp32); 5b data-parallel with the bundled Open MPI, 2 ranks on the one GPU
 # (collectives through host copies) against 1 process, and --key-shuffle indices and --bucket-mb 0 against them bit
@@ -311,6 +312,19 @@ v=$(ips bench_synco_bf16_nchw) && [ -n "$v" ] && figure synco_synco_bf16_nchw_im
 part bench_synco_tf32_first_kernels 40 env $FIRST_KERNELS "$BIN/synco" bench step --precision tf32 --device cuda \
   --method synco --arch resnet18 --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 20 --json --no-memory-check
 v=$(ips bench_synco_tf32_first_kernels) && [ -n "$v" ] && figure synco_synco_tf32_first_kernels_images_per_s "$v"
+# where the SynCo step's time goes, layer by layer (bench --layers: each op between two waits for the GPU, in the
+# second, synchronized pass): the line by kind of op and the 8 largest rows
+part bench_synco_tf32_layers 40 "$BIN/synco" bench step --precision tf32 --device cuda --method synco --arch resnet18 \
+  --cifar-stem --batch 512 --moco-k 4096 --warmup 5 --iters 10 --layers --no-memory-check
+python3 - "$LOGS/bench_synco_tf32_layers.log" <<'PY' 2>&1 | tee -a "$SUMMARY_TXT"
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+rows = [l for l in lines if re.match(r"^    \S.* +\d+\.\d+%$", l)]
+by = [l for l in lines if l.startswith("  by op   :")]
+if not by: sys.exit("    layers: no table")
+print("    layers:" + by[0][len("  by op   :"):])
+for l in sorted(rows, key=lambda l: -float(l.split()[-2]))[:8]: print("    |" + l[3:])
+PY
 if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   for run in moco:"" synco:--authors-loop; do
     method=${run%%:*} extra=${run#*:}
