@@ -4,7 +4,8 @@
 #   step's pieces; a layer of the query encoder has its three passes, the key encoder's forward beside them, the stem
 #   no backward data; without --layers there is no table;
 # - step in text: the table's header and the line by kind of op;
-# - fwdbwd --json: the encoder's layers, with no key encoder and no step pieces.
+# - fwdbwd --json: the encoder's layers, with no key encoder and no step pieces;
+# - tools/compare_layers.py reads two of the JSON tables (width 8 against width 16) and prints its rows.
 # Only what is there and which passes have time is checked, never how much (no timing bound in a test).
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
@@ -33,6 +34,15 @@ row("key encoder: momentum update", "step"); row("queue: enqueue", "step"); row(
 total = sum(x["fwd_ms"] + x["key_fwd_ms"] + x["bwd_data_ms"] + x["bwd_weights_ms"] for x in r["layers"])
 assert abs(total - r["layers_sum_ms"]) <= 1e-3 + 1e-3 * total, (total, r["layers_sum_ms"])
 PY
+# tools/compare_layers.py: the same step at width 16 against it, row by row (names match across widths)
+B=("${A[@]}"); B[4]=16
+"$SYNCO" bench step "${B[@]}" --moco-k 64 --layers --json > "$tmp/step16.json" 2> "$tmp/err" ||
+  { cat "$tmp/err"; fail "bench step --width 16 --layers --json"; }
+python3 tools/compare_layers.py "$tmp/step.json" "$tmp/step16.json" --top 5 > "$tmp/cmp" 2>&1 ||
+  { cat "$tmp/cmp"; fail "compare_layers.py"; }
+grep -q '^A: width 8 batch 8, .* B: width 16 batch 8, ' "$tmp/cmp" || { cat "$tmp/cmp"; fail "compare_layers: header"; }
+[ "$(grep -cE '^[a-z0-9.:, A-Za-z-]+ +(conv|bn|step|add\+relu|linear|pool|relu|copy) +[0-9.]+ +[0-9.]+ +-?[0-9.]+$' "$tmp/cmp")" = 5 ] ||
+  { cat "$tmp/cmp"; fail "compare_layers: not 5 rows"; }
 out=$("$SYNCO" bench step "${A[@]}" --moco-k 64 --json 2>&1) || { echo "$out"; fail "bench step --json"; }
 [[ "$out" != *'"layers"'* ]] || fail "a table without --layers: $out"
 
