@@ -12,15 +12,18 @@
 # median, with the range of its per-round ratio to width 16: on a VM whose speed jumps by 30 % from one minute to the
 # next, one run per configuration can put a width 8 anywhere from 0.5x to 0.9x of its neighbour.
 # usage: tools/bench_sweep.sh [SYNCO_BINARY] [OUT.jsonl]   (default build/synco, no file)
+# LAYERS=1 times every layer too (bench step --layers) and, for each configuration below 0.8x, lists the 5 rows of its
+# step furthest from its width-16 neighbour's efficiency (tools/compare_layers.py's excess, from the last round).
 # environment: WIDTHS (default "8 16 24 32 64"), BATCHES ("32 64 128 256"), THREADS (2), MOCO_K (256), ITERS (10),
 #              REPEAT (1), METHOD (synco), PRECISION (fp32; bf16: synco --precision bf16, PyTorch under bf16
-#              autocast), TORCH (0), PYTHON (/usr/bin/python3: a python with torch)
+#              autocast), TORCH (0), LAYERS (0), PYTHON (/usr/bin/python3: a python with torch)
 set -euo pipefail
 bin=${1:-build/synco}; out=${2:-}
 py=${PYTHON:-/usr/bin/python3}
 widths=(${WIDTHS:-8 16 24 32 64}); batches=(${BATCHES:-32 64 128 256})
 common=(--arch resnet18 --cifar-stem --threads "${THREADS:-2}" --moco-k "${MOCO_K:-256}" --iters "${ITERS:-10}"
         --warmup 1 --method "${METHOD:-synco}" --precision "${PRECISION:-fp32}" --json)
+[ "${LAYERS:-0}" = 1 ] && common+=(--layers)
 tmp=$(mktemp); ttmp=$(mktemp); trap 'rm -f "$tmp" "$ttmp"' EXIT
 K=${MOCO_K:-256}
 nh=$(( K / 4 > 1 ? K / 4 : 1 )); nh=$(( nh < 1024 ? nh : 1024 ))
@@ -78,6 +81,18 @@ for (w, b), rs in by.items():
                                                           len(rs[0].get("kernels", [])), rounds,
                                                           ", REFERENCE KERNELS" if ref else "", tcol))
 print("below 0.8x of the width-16 neighbour: %s" % (", ".join("w%d b%d (%.2fx)" % x for x in bad) or "none"))
+def total(x):
+    return x["fwd_ms"] + x["key_fwd_ms"] + x["bwd_data_ms"] + x["bwd_weights_ms"]
+for w, b, rel in bad:  # LAYERS=1: where the step loses, as tools/compare_layers.py counts it
+    a, n = by[(w, b)][-1], by[(16, b)][-1]
+    if "layers" not in a or "layers" not in n:
+        continue
+    gpi = lambda r: r["gflops_per_s"] / r["images_per_s"]
+    scale = gpi(a) / gpi(n)  # the same batch: the work per image
+    rn = {(x["name"], x["op"]): x for x in n["layers"]}
+    ex = sorted(((total(x) - total(rn[(x["name"], x["op"])]) * scale, x["name"]) for x in a["layers"]
+                 if (x["name"], x["op"]) in rn), reverse=True)[:5]
+    print("  w%d b%d, ms above width 16's efficiency: %s" % (w, b, ", ".join("%s %.2f" % (nm, e) for e, nm in ex)))
 print("reference (ref:*) kernels: %s" % (json.dumps(refs) if refs else "none"))
 sys.exit(1 if refs else 0)
 PY
