@@ -34,17 +34,24 @@ int synco_bench_layers_add(synco_bench_layers *L, const synco_op_time *e, int n,
 
 void synco_bench_layers_print(const synco_bench_layers *L, double step_s, FILE *f) {
   double sum = 0;
-  for (int i = 0; i < L->n; i++) sum += row_total(&L->rows[i]);
+  int key = 0; /* a key encoder's column only where there is one (bench step) */
+  for (int i = 0; i < L->n; i++) {
+    sum += row_total(&L->rows[i]);
+    key |= L->rows[i].key_fwd > 0;
+  }
   fprintf(f, "  layers  : ms per iteration, each op between two waits for the backend (--layers)\n");
-  fprintf(f, "    %-36s %-9s %8s %8s %8s %8s %8s %6s\n", "name", "op", "forward", "key fwd", "bwd data", "bwd w",
-          "total", "share");
+  fprintf(f, "    %-36s %-9s %8s", "name", "op", "forward");
+  if (key) fprintf(f, " %8s", "key fwd");
+  fprintf(f, " %8s %8s %8s %6s\n", "bwd data", "bwd w", "total", "share");
   for (int i = 0; i < L->n; i++) {
     const synco_bench_layer *r = &L->rows[i];
     const double t = row_total(r);
-    fprintf(f, "    %-36s %-9s %8.3f %8.3f %8.3f %8.3f %8.3f %5.1f%%\n", r->name, r->op, 1e3 * r->fwd, 1e3 * r->key_fwd,
-            1e3 * r->bwd_data, 1e3 * r->bwd_weights, 1e3 * t, sum > 0 ? 100 * t / sum : 0);
+    fprintf(f, "    %-36s %-9s %8.3f", r->name, r->op, 1e3 * r->fwd);
+    if (key) fprintf(f, " %8.3f", 1e3 * r->key_fwd);
+    fprintf(f, " %8.3f %8.3f %8.3f %5.1f%%\n", 1e3 * r->bwd_data, 1e3 * r->bwd_weights, 1e3 * t,
+            sum > 0 ? 100 * t / sum : 0);
   }
-  /* by kind of op: the step's own pieces ("step") one by one, the layers summed per op */
+  /* by kind of op: the step's own pieces ("step") together, the layers summed per op */
   fprintf(f, "  by op   :");
   const char *seen[32];
   int nseen = 0;
