@@ -66,6 +66,66 @@ NEG_ISA_CLONES static void philox_blocks(uint32_t *restrict out, const synco_rng
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define NEG_AVX512 __attribute__((target("avx512f")))
+
+/* The high and low 32 bits of a·m in each of 16 lanes (m: one multiplier in every lane): the even lanes' 64-bit
+ * products and the odd lanes' (shifted down), recombined by blends. */
+NEG_AVX512 static inline void mulhilo16(__m512i a, __m512i m, __m512i *hi, __m512i *lo) {
+  const __m512i pe = _mm512_mul_epu32(a, m), po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+  *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+}
+
+/* philox_blocks with AVX-512 written out: 16 blocks at a time, each lane one block's counter, the ten rounds of
+ * synco_k_philox10_x on whole vectors, then each block's 4 words stored in place. GCC's vectorization of the scalar
+ * rounds widened every 32-bit product through shuffles, about 5 cycles a word on a Zen 4. Integer arithmetic: the
+ * same words. */
+NEG_AVX512 static void philox_blocks_avx512(uint32_t *restrict out, const synco_rng *r, uint32_t block0, int nb) {
+  const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  uint32_t tmp[4][16] __attribute__((aligned(64)));
+  for (int j0 = 0; j0 < nb; j0 += 16) {
+    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(block0 + (uint32_t)j0)), lane);
+    __m512i c1 = _mm512_set1_epi32((int)r->ctr[1]), c2 = _mm512_set1_epi32((int)r->ctr[2]);
+    __m512i c3 = _mm512_set1_epi32((int)r->ctr[3]);
+    uint32_t k0 = r->key[0], k1 = r->key[1];
+    for (int i = 0; i < 10; i++) {
+      __m512i hi0, lo0, hi1, lo1;
+      mulhilo16(c0, m0, &hi0, &lo0);
+      mulhilo16(c2, m1, &hi1, &lo1);
+      c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
+      c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
+      c1 = lo1;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    _mm512_store_si512((void *)tmp[0], c0);
+    _mm512_store_si512((void *)tmp[1], c1);
+    _mm512_store_si512((void *)tmp[2], c2);
+    _mm512_store_si512((void *)tmp[3], c3);
+    const int n = nb - j0 < 16 ? nb - j0 : 16;
+    for (int j = 0; j < n; j++)
+      for (int w = 0; w < 4; w++) out[4 * (j0 + j) + w] = tmp[w][j];
+  }
+}
+#endif
+
+/* Philox blocks block0 .. block0 + nb - 1 of r's stream: the AVX-512 loop where the CPU has it, else the clones. */
+static void philox_words(uint32_t *out, const synco_rng *r, uint32_t block0, int nb) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static int avx512 = -1;
+  if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") != 0;
+  if (avx512) {
+    philox_blocks_avx512(out, r, block0, nb);
+    return;
+  }
+#endif
+  philox_blocks(out, r, block0, nb);
+}
+
 /* synco_k_neg_normals in the clones' wider lanes, with no fused multiply-adds (the default build has none to use),
  * so that every clone rounds as the default does and gives the same floats. */
 NEG_ISA_CLONES NEG_NO_CONTRACT static void normals(float *out, const uint32_t *w, int dim, float sigma) {
@@ -84,7 +144,7 @@ static void draw_query(synco_negatives_draws *d, int i, uint64_t seed, uint64_t 
   synco_k_neg_draw_query(d, i, seed, step, query0, sigma, NULL, word0, &r);
   for (int s = 0; s < n4; s++) {
     const uint64_t first = word0[s] / 4u, last = (word0[s] + (uint64_t)nw - 1u) / 4u;
-    philox_blocks(blocks, &r, (uint32_t)first, (int)(last - first + 1u));
+    philox_words(blocks, &r, (uint32_t)first, (int)(last - first + 1u));
     normals(d->noise + ((size_t)i * n4 + s) * (size_t)dim, blocks + word0[s] % 4u, dim, sigma);
   }
 }
