@@ -12,7 +12,7 @@ enum { SYNCO_PASS_FWD, SYNCO_PASS_BWD_DATA, SYNCO_PASS_BWD_WEIGHTS, SYNCO_NPASS 
 
 typedef struct {
   char name[48];          /* "layer1.0.conv1" */
-  char op[24];            /* "conv", "bn", "bn+add+relu", "relu", "add", "pool", "linear", or a step's piece */
+  char op[24];            /* "conv", "bn", "add+relu", "relu", "pool", "linear", "copy", or "step" (a step's piece) */
   double seconds[SYNCO_NPASS];
   long calls[SYNCO_NPASS];
 } synco_op_time;

@@ -69,8 +69,7 @@ typedef struct {
   const synco_tensor *in;
   synco_tensor t1, a1, t2, a2, t3, td, out;
   synco_tensor sc;         /* downsample BN output: shape of out, data = the shared buffer S */
-  char name[24];           /* "layer1.0": the residual's add and ReLU are timed as "layer1.0.relu" */
-  char relu_name[32];
+  char relu_name[32];      /* "layer1.0.relu": the op times' name of the residual's add and ReLU */
   int tslot;
 } synco_nn_block;
 

@@ -143,7 +143,6 @@ static synco_status block_make(synco_encoder *enc, synco_nn_block *b, int layer,
   b->bottleneck = bottleneck;
   b->has_down = stride != 1 || in->c != outc;
   b->in = in;
-  snprintf(b->name, sizeof b->name, "layer%d.%d", layer, idx);
   snprintf(b->relu_name, sizeof b->relu_name, "layer%d.%d.relu", layer, idx);
 #define NAME(s) (snprintf(p, sizeof p, "layer%d.%d.%s", layer, idx, s), p)
   if (!bottleneck) {
