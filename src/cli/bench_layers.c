@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/status.h"
+
 static double row_total(const synco_bench_layer *r) { return r->fwd + r->key_fwd + r->bwd_data + r->bwd_weights; }
 
 int synco_bench_layers_add(synco_bench_layers *L, const synco_op_time *e, int n, int iters, int key) {
@@ -16,7 +18,10 @@ int synco_bench_layers_add(synco_bench_layers *L, const synco_op_time *e, int n,
       if (L->n == L->cap) {
         const int cap = L->cap ? 2 * L->cap : 64;
         synco_bench_layer *rows = realloc(L->rows, (size_t)cap * sizeof *rows);
-        if (!rows) return -1;
+        if (!rows) {
+          synco_fail(SYNCO_ERR_NOMEM, "bench --layers: out of memory for %d rows", cap);
+          return -1;
+        }
         L->rows = rows;
         L->cap = cap;
       }

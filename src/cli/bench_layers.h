@@ -19,7 +19,7 @@ typedef struct {
 
 /* Adds n entries of an op table, their seconds divided by iters; key = 1: a key encoder's (its forward goes to
  * key_fwd). Rows of the same name and op are merged; the first table added sets the order. Returns 0, or -1 out of
- * memory. */
+ * memory (with the error recorded, synco_last_error). */
 int synco_bench_layers_add(synco_bench_layers *L, const synco_op_time *e, int n, int iters, int key);
 /* The table, a line per op in model order, then the time by kind of op against the step's step_s seconds. */
 void synco_bench_layers_print(const synco_bench_layers *L, double step_s, FILE *f);

@@ -262,7 +262,10 @@ int synco_bench_fwdbwd(int argc, char **argv) {
   if (o.profile > 0) synco_backend_profiler(be, 0); /* a synchronous backend has no second pass */
   int nt;
   const synco_op_time *ot = synco_encoder_op_times(enc, &nt);
-  if (o.layers && synco_bench_layers_add(&o.lt, ot, nt, o.iters, 0)) goto done;
+  if (o.layers && synco_bench_layers_add(&o.lt, ot, nt, o.iters, 0)) {
+    synco_cli_error("bench");
+    goto done;
+  }
   ret = report("fwdbwd", &o, times, conv, o.iters, 3.0 * 2.0 * synco_encoder_macs_per_image(enc), be);
 done:
   free(x);
