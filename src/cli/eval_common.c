@@ -322,8 +322,7 @@ synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const
   memset(s, 0, sizeof *s);
   synco_status st = synco_eval_data_open(&s->train, train, train_split, skip_bad, 1);
   if (!st && val) st = synco_eval_data_open(&s->val, val, val_split, skip_bad, 1);
-  if (!st && val && s->val.classes != s->train.classes)
-    st = synco_fail(SYNCO_ERR_ARG, "%s has %d classes but %s has %d", train, s->train.classes, val, s->val.classes);
+  if (!st && val) st = synco_dataset_check_same_classes(s->train.ds, train, s->val.ds, val);
   if (!st && val) {
     const size_t same = overlap(s, train, train_split, val, val_split);
     if (same)

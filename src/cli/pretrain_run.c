@@ -38,6 +38,10 @@ int pretrain_knn_open(pretrain_ctx *c) {
             o->knn_every, names[i], what);
     return 2;
   }
+  if (synco_dataset_check_same_classes(k->train_eval, o->data, k->val, o->val) != SYNCO_OK) {
+    synco_fail_context(SYNCO_ERR_ARG, "the kNN monitor (--knn-every %d with --val): ", o->knn_every);
+    return synco_cli_error("pretrain");
+  }
   const size_t d = (size_t)synco_encoder_feature_dim(synco_moco_query(c->moco)), nt = synco_dataset_size(k->train_eval),
                nv = synco_dataset_size(k->val);
   k->ftrain = malloc(nt * d * sizeof(float));

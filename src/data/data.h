@@ -38,6 +38,11 @@ void synco_dataset_free(synco_dataset *ds);
 size_t synco_dataset_size(const synco_dataset *ds);
 int synco_dataset_num_classes(const synco_dataset *ds);       /* 0 if unlabelled */
 const char *synco_dataset_class_name(const synco_dataset *ds, int c);
+/* Whether `b` (named b_name, e.g. the --val path) labels its images as `a` does: the same number of classes with the
+ * same names in the same order, since an evaluation pairs labels by class index. SYNCO_ERR_ARG and a message naming
+ * both and the first difference otherwise. */
+synco_status synco_dataset_check_same_classes(const synco_dataset *a, const char *a_name, const synco_dataset *b,
+                                              const char *b_name);
 int synco_dataset_label(const synco_dataset *ds, size_t i);   /* -1 if unlabelled */
 /* How many images have a label (0 for an unlabelled folder or STL-10's unlabeled split; some for train+unlabeled). */
 size_t synco_dataset_num_labelled(const synco_dataset *ds);

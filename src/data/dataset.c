@@ -174,6 +174,21 @@ int synco_dataset_num_classes(const synco_dataset *ds) { return ds->num_classes;
 const char *synco_dataset_class_name(const synco_dataset *ds, int c) {
   return (ds->class_names && c >= 0 && c < ds->num_classes) ? ds->class_names[c] : NULL;
 }
+synco_status synco_dataset_check_same_classes(const synco_dataset *a, const char *a_name, const synco_dataset *b,
+                                              const char *b_name) {
+  if (a->num_classes != b->num_classes)
+    return synco_fail(SYNCO_ERR_ARG, "%s has %d class%s but %s has %d: an evaluation pairs their labels by class, so "
+                      "both need the same class folders", a_name, a->num_classes, a->num_classes == 1 ? "" : "es", b_name,
+                      b->num_classes);
+  for (int c = 0; c < a->num_classes; c++) {
+    const char *x = synco_dataset_class_name(a, c), *y = synco_dataset_class_name(b, c);
+    if (x && y && strcmp(x, y))
+      return synco_fail(SYNCO_ERR_ARG, "%s and %s name their classes differently: class %d of %d is '%s' in the first "
+                        "and '%s' in the second; labels are paired by class index (the sorted folder names), so both "
+                        "need the same class names", a_name, b_name, c + 1, a->num_classes, x, y);
+  }
+  return SYNCO_OK;
+}
 int synco_dataset_label(const synco_dataset *ds, size_t i) { return (ds->labels && i < ds->n) ? ds->labels[i] : -1; }
 size_t synco_dataset_num_labelled(const synco_dataset *ds) {
   size_t k = 0;

@@ -45,5 +45,13 @@ expect_error "needs labelled images, and $tmp/unlabeled_X.bin has no labels" \
   "$SYNCO" pretrain "${F8[@]}" --data "$train" --knn-every 1 --val "$tmp/unlabeled_X.bin" --out "$tmp/k1"
 expect_error "needs labelled images, and $tmp/unlabeled_X.bin has no labels" "$SYNCO" pretrain "${F8[@]}" -b 4 --bn-splits 1 \
   --data "$tmp/unlabeled_X.bin" --knn-every 1 --val "$train" --out "$tmp/k1"
+# --val must label its images as --data does: the monitor pairs labels by class index, so other class names (a
+# renamed folder) or another class count are refused too; once they were paired silently by position.
+cp -r "$train" "$tmp/renamed"; mv "$tmp/renamed/truck" "$tmp/renamed/lorry"
+expect_error "name their classes differently: class 9 of 10 is 'ship' in the first and 'lorry' in the second" \
+  "$SYNCO" pretrain "${F8[@]}" --data "$train" --knn-every 1 --val "$tmp/renamed" --out "$tmp/k1"
+cp -r "$train" "$tmp/nine"; rm -r "$tmp/nine/truck"
+expect_error "$train has 10 classes but $tmp/nine has 9" \
+  "$SYNCO" pretrain "${F8[@]}" --data "$train" --knn-every 1 --val "$tmp/nine" --out "$tmp/k1"
 [ ! -e "$tmp/k1" ] || fail "a refused kNN monitor left a run directory"
 echo "bad_input: ok"

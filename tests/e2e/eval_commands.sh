@@ -102,6 +102,14 @@ set +e
 "$SYNCO" knn --ckpt "$tmp/none.safetensors" --train "$train" --holdout 5 > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "none.safetensors" "$tmp/err" || fail "missing checkpoint: rc $rc, $(cat "$tmp/err")"
 "$SYNCO" finetune "${model[@]}" --train "$train" --holdout 5 --labels 0% > /dev/null 2>&1; [ $? -eq 2 ] || fail "bad --labels"
+# --val whose class folders are named otherwise than --train's: refused (labels are paired by class index), where it
+# once reported an accuracy of labels paired by position.
+cp -r "$train" "$tmp/renamed"; mv "$tmp/renamed/airplane" "$tmp/renamed/plane"
+for c in knn linear; do
+  "$SYNCO" $c "${model[@]}" --train "$train" --val "$tmp/renamed" > /dev/null 2> "$tmp/err"; rc=$?
+  [ $rc -eq 1 ] && grep -q "name their classes differently: class 1 of 10 is 'airplane' in the first and 'automobile'" "$tmp/err" \
+    || fail "$c with renamed --val classes: rc $rc, $(cat "$tmp/err")"
+done
 echo "garbage" > "$tmp/runA/log.jsonl"
 "$SYNCO" plot "$tmp/runA" --out "$tmp/x.png" > /dev/null 2> "$tmp/err"; [ $? -eq 1 ] || fail "plot of a bad log"
 set -e
