@@ -34,6 +34,13 @@
 
 #include "base/progress.h"
 
+int synco_cores_available(void) {
+  cpu_set_t set;
+  int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+  if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? n : 1;
+}
+
 int synco_cpu_times_read(synco_cpu_times *t) {
   memset(t, 0, sizeof *t);
   cpu_set_t set;

@@ -14,6 +14,8 @@ typedef struct {
 
 /* 0 when read; -1 where /proc/stat cannot be read (not Linux): the governor then never probes. */
 int synco_cpu_times_read(synco_cpu_times *t);
+/* The CPUs this process may run on (its affinity mask; else the online CPUs; at least 1). */
+int synco_cores_available(void);
 
 typedef struct {
   int full;              /* --threads: the most the governor runs, and where it starts */

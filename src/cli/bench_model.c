@@ -101,8 +101,7 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
   if (rc) return rc;
   if (!o->image_size) o->image_size = o->cifar_stem ? 32 : 224;
   if (synco_cli_precision("bench", o->backend, o->precision)) return 2;
-  if (o->threads > 0) omp_set_num_threads(o->threads);
-  o->threads = omp_get_max_threads();
+  o->threads = synco_cli_set_threads("bench", o->threads, NULL);
   return 0;
 }
 

@@ -404,8 +404,8 @@ static int configure(pretrain_ctx *c) {
   }
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;
   resume_precision_note(c);
-  if (o->threads > 0) omp_set_num_threads(o->threads);
-  o->threads = omp_get_max_threads();
+  o->threads = synco_cli_set_threads("pretrain", o->threads,
+                                     o->threads > 0 && c->settings && pretrain_config_from_file(c, "threads") ? "the run's" : NULL);
   return PRETRAIN_GO;
 }
 

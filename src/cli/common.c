@@ -556,6 +556,16 @@ void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds) {
   }
 }
 
+int synco_cli_set_threads(const char *cmd, int threads, const char *from) {
+  if (threads > 0) omp_set_num_threads(threads);
+  const int n = omp_get_max_threads(), cores = synco_cores_available();
+  if (n > cores)
+    fprintf(stderr, "synco %s: warning: %d threads%s%s%s on %d core%s: each waits for the others' turns on the cores, often many times "
+                    "slower than --threads %d%s\n", cmd, n, from ? " (" : "", from ? from : "", from ? " --threads)" : "",
+            cores, cores == 1 ? "" : "s", cores, from ? ", which --resume takes (its sums then round otherwise)" : "");
+  return n;
+}
+
 synco_status synco_cli_adapt_threads(synco_thread_governor *g, synco_moco *m, double step_s, const char **note) {
   *note = NULL;
   if (g->full < 2) return SYNCO_OK; /* off (or one thread): the count stays the user's */

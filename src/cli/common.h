@@ -111,6 +111,12 @@ const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, 
  * "synco: warning: ..."). */
 void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds);
 
+/* --threads N (0: OpenMP's default, all cores) for command cmd: sets OpenMP's thread count and returns the count in
+ * force. More threads than the cores this process may use get a one-line warning (each thread then waits for the
+ * others' time slices: many times slower); `from` names where N came from when no flag gave it ("the run's", for a
+ * resumed run that keeps its own), else NULL. */
+int synco_cli_set_threads(const char *cmd, int threads, const char *from);
+
 /* --adapt-threads, after each step of m (step_s: its compute seconds): the governor's thread count
  * (base/thread_governor.h) set with omp_set_num_threads, and both encoders planned again where it changed. *note:
  * the governor's line when a switch was kept, else NULL. */

@@ -70,7 +70,7 @@ int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o) {
   o->batch_auto = o->batch == 0;
   if (o->batch_auto) o->batch = 256;
   if (synco_cli_precision(cmd, o->backend, o->precision)) return 2;
-  if (o->threads > 0) omp_set_num_threads(o->threads);
+  synco_cli_set_threads(cmd, o->threads, NULL);
   return 0;
 }
 

@@ -19,6 +19,10 @@ PY
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 --json > "$tmp/knn.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "knn"; }
 check_json "$tmp/knn.json" "o['command'] == 'knn' and 0 <= o['top1'] <= o['top5'] <= 100 and o['n_val'] == 50 and o['n_train'] > 0 and o['wall_s'] > 0"
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 > "$tmp/knn.txt" 2> /dev/null
+# more threads than cores: said, once
+"$SYNCO" knn --random-init --cifar-stem --width 8 --batch 50 --threads $(( $(nproc) + 1 )) --train "$train" --holdout 5 \
+  > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn with more threads than cores"; }
+[ "$(grep -c "warning: $(( $(nproc) + 1 )) threads on $(nproc) core" "$tmp/err")" = 1 ] || { cat "$tmp/err"; fail "knn: no warning for too many threads"; }
 grep -q "top-1" "$tmp/knn.txt" || fail "knn human summary"
 
 "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --fast --json > "$tmp/lin.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "linear --fast"; }

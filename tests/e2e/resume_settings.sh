@@ -132,4 +132,13 @@ expect_refused "stopped before its first checkpoint (no last.safetensors to cont
   "$SYNCO" pretrain --resume "$tmp/early" --data "$tmp/d"
 "$SYNCO" pretrain "${F8[@]}" --data "$tmp/d" --out "$tmp/early" --force > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "--force as advised"; }
 [ -f "$tmp/early/last.safetensors" ] || fail "--force as advised wrote no checkpoint"
+
+# ---- more threads than cores: a warning, also where a resumed run keeps its own --threads ----
+over=$(( $(nproc) + 1 ))
+craft "$ck" "$tmp/th.safetensors" "cfg['threads'] = $over"
+stage "$tmp/th.safetensors"
+"$SYNCO" pretrain --resume "$tmp/r" --data "$tmp/d" --workers 1 --epochs 2 > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "resume with the run's $over threads"; }
+grep -q "warning: $over threads (the run's --threads) on $(nproc) core" "$tmp/o" || { cat "$tmp/o"; fail "no warning for the run's $over threads"; }
+"$SYNCO" pretrain --resume "$tmp/r" --data "$tmp/d" --workers 1 --threads 1 --epochs 3 > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "resume with --threads 1"; }
+if grep -q "threads.*on .* core" "$tmp/o"; then cat "$tmp/o"; fail "a warning for 1 thread"; fi
 echo "resume_settings: ok"
