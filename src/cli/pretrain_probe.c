@@ -18,6 +18,7 @@
 #include "cli/common.h"
 #include "cli/pretrain.h"
 #include "dist/dist.h"
+#include "io/safetensors.h"
 
 /* SGD of the probe: momentum 0.9 and no weight decay, as the MoCo linear protocol; the rate is --probe-lr,
  * constant (the features it reads keep moving, so the probe keeps learning to the end). */
@@ -39,6 +40,20 @@ int pretrain_probe_open(pretrain_ctx *c) {
   }
   synco_encoder *q = synco_moco_query(c->moco);
   const int d = synco_encoder_feature_dim(q), C = p->classes;
+  /* a resumed run's probe classifies the run's classes: another class count cannot continue it (its tensors would
+   * be refused by their size, a message about tensors where the cause is the data) */
+  synco_safetensors h;
+  if (o->resume && synco_st_open_header(&h, o->resume) == SYNCO_OK) {
+    const synco_st_entry *e = synco_st_find(&h, "probe.bias");
+    const size_t had = e ? synco_st_numel(e) : (size_t)C;
+    synco_st_close(&h);
+    if (had != (size_t)C) {
+      fprintf(stderr, "synco pretrain: %s: the run's online probe classifies %zu classes, and --data %s has %d: pass "
+                      "--no-probe to continue on this data (the probe only reports; pretraining does not use it)\n",
+              o->resume, had, o->data, C);
+      return 2;
+    }
+  }
   if (synco_linear_layer_create(&p->layer, c->be, d, C, c->cfg.moco.batch, (uint64_t)o->seed + 7) != SYNCO_OK)
     return synco_cli_error("pretrain");
   synco_linear_layer *l = p->layer;

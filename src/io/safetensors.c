@@ -249,7 +249,7 @@ synco_status synco_st_parse(synco_safetensors *st, const void *bytes, size_t siz
   return s;
 }
 
-synco_status synco_st_open(synco_safetensors *st, const char *path) {
+static synco_status open_file(synco_safetensors *st, const char *path, int tensors) {
   memset(st, 0, sizeof *st);
   /* The file's own size bounds every allocation below; a folder, a FIFO or a device has none (and a FIFO would
    * block the open): base/file_read.h refuses them. */
@@ -284,7 +284,7 @@ synco_status synco_st_open(synco_safetensors *st, const char *path) {
   synco_status s = SYNCO_OK;
   if (synco_pread_all(fd, st->buf, head, 0) != 0) s = synco_fail(SYNCO_ERR_IO, "%s: read error: %s", path, strerror(errno));
   if (!s) s = parse_owned(st, head); /* only the header's bytes are looked at */
-  if (!s && sz > head) {            /* then the tensors */
+  if (!s && tensors && sz > head) { /* then the tensors */
     uint8_t *all = realloc(st->buf, sz + 1);
     if (!all) s = synco_fail(SYNCO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, sz);
     else {
@@ -298,6 +298,9 @@ synco_status synco_st_open(synco_safetensors *st, const char *path) {
   if (s) synco_st_close(st);
   return s;
 }
+
+synco_status synco_st_open(synco_safetensors *st, const char *path) { return open_file(st, path, 1); }
+synco_status synco_st_open_header(synco_safetensors *st, const char *path) { return open_file(st, path, 0); }
 
 const synco_st_entry *synco_st_find(const synco_safetensors *st, const char *name) {
   if (!st->by_name) return NULL;

@@ -44,6 +44,9 @@ typedef struct {
  * header is read and judged before its tensors are read, so a large file that is not a safetensors file costs a
  * few bytes of reading. On failure returns SYNCO_ERR_IO/SYNCO_ERR_FORMAT with "<path>: <problem>". */
 synco_status synco_st_open(synco_safetensors *st, const char *path);
+/* synco_st_open of the header alone: names, dtypes, shapes and metadata, no tensor bytes (synco_st_bytes and the
+ * getters are not for it). */
+synco_status synco_st_open_header(synco_safetensors *st, const char *path);
 /* Validates an in-memory image (copied); `name` is used in messages. For fuzzing and tests. */
 synco_status synco_st_parse(synco_safetensors *st, const void *bytes, size_t size, const char *name);
 void synco_st_close(synco_safetensors *st);

@@ -133,6 +133,14 @@ expect_refused "stopped before its first checkpoint (no last.safetensors to cont
 "$SYNCO" pretrain "${F8[@]}" --data "$tmp/d" --out "$tmp/early" --force > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "--force as advised"; }
 [ -f "$tmp/early/last.safetensors" ] || fail "--force as advised wrote no checkpoint"
 
+# ---- data with another class count: the run's online probe cannot continue, said so (not a tensor's size) ----
+mkdir -p "$tmp/three"; cp -r "$tmp/d/airplane" "$tmp/d/bird" "$tmp/three/"; cp -r "$tmp/d/bird" "$tmp/three/cat"
+cp -r "$tmp/a" "$tmp/a3"
+expect_refused "the run's online probe classifies 2 classes, and --data $tmp/three has 3: pass --no-probe" \
+  "$SYNCO" pretrain --resume "$tmp/a3" --data "$tmp/three" --epochs 2 --threads 1 --workers 1
+"$SYNCO" pretrain --resume "$tmp/a3" --data "$tmp/three" --epochs 2 --threads 1 --workers 1 --no-probe > "$tmp/o" 2>&1 \
+  || { cat "$tmp/o"; fail "--no-probe as advised"; }
+
 # ---- more threads than cores: a warning, also where a resumed run keeps its own --threads ----
 over=$(( $(nproc) + 1 ))
 craft "$ck" "$tmp/th.safetensors" "cfg['threads'] = $over"
