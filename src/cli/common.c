@@ -35,8 +35,16 @@ const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, 
     return NULL;
   }
   if (stat(buf, &st) != 0) {
-    synco_fail(SYNCO_ERR_IO, "%s %s: the folder holds no last.safetensors (give a run directory with a checkpoint, "
-                             "or a .safetensors file)", flag, given);
+    /* a run replaced with --force that stopped before its first checkpoint: the earlier run waits beside it */
+    char aside[4200];
+    snprintf(aside, sizeof aside, "%s%s.replaced-run/last.safetensors", given, n && given[n - 1] == '/' ? "" : "/");
+    if (stat(aside, &st) == 0)
+      synco_fail(SYNCO_ERR_IO, "%s %s: the folder holds no last.safetensors: a run that replaced it (--force) stopped "
+                               "before its first checkpoint; the earlier run's is %s (the next synco pretrain there puts "
+                               "it back)", flag, given, aside);
+    else
+      synco_fail(SYNCO_ERR_IO, "%s %s: the folder holds no last.safetensors (give a run directory with a checkpoint, "
+                               "or a .safetensors file)", flag, given);
     return NULL;
   }
   return buf;

@@ -63,6 +63,10 @@ ev=("$run"/events.out.tfevents.*) # TensorBoard's event files are the run's too 
 mv "$run/config.json" "$run/log.jsonl" "$ckpt" "${ev[@]}" "$run/.replaced-run/"
 echo '{"new": 1}' > "$run/config.json"
 : > "$run/log.jsonl"
+# Before that start, a reader of the folder is pointed at the earlier run's checkpoint, not told there is none.
+if "$SYNCO" export --ckpt "$run" --out "$tmp/x.safetensors" > /dev/null 2> "$tmp/e"; then fail "export of a folder without last.safetensors"; fi
+grep -q "stopped before its first checkpoint; the earlier run's is $run/.replaced-run/last.safetensors" "$tmp/e" \
+  || { cat "$tmp/e"; fail "export did not point at .replaced-run"; }
 expect_ok "$SYNCO" pretrain --resume "$run" --stop-epoch 1 --epochs 2 "${machine[@]}"
 said "put back the earlier run ($((3 + ${#ev[@]})) files) that an interrupted --force run had set aside"
 snapshot "$run" > "$tmp/now"
