@@ -307,9 +307,14 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
 
 /* Which recipe gave the defaults of the flags not given, and why. */
 static const char *recipe_in_force(const pretrain_ctx *c) {
+  static char buf[1300];
   if (c->o.resume) return "the resumed run's settings (its checkpoint's synco.config; flags given override)";
+  if (c->o.config) {
+    snprintf(buf, sizeof buf, "the settings of %s (--config; flags given override)", c->o.config);
+    return buf;
+  }
   if (!synco_args_seen(c->args, "data"))
-    return "cifar, at width 16 for twelve epochs (no --data: the bundled demo)";
+    return "the bundled demo's (no --data): MoCo's CIFAR recipe at width 16 for twelve epochs, for every flag not given";
   if (!strcmp(c->o.recipe, "cifar")) return "cifar (--recipe cifar: MoCo's CIFAR recipe for every flag not given)";
   return "imagenet (the default: the authors' ImageNet recipe for every flag not given; --recipe cifar for small "
          "images)";

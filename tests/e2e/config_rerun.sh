@@ -32,6 +32,7 @@ cfg=$tmp/a/config.json
 (cd "$tmp/elsewhere" && "$SYNCO" pretrain --config ../a/config.json --out ../b > "$tmp/o" 2> "$tmp/e") \
   || { cat "$tmp/o" "$tmp/e"; fail "--config"; }
 cmp "$tmp/a/last.safetensors" "$tmp/b/last.safetensors" || fail "--config did not reproduce the run bit for bit"
+grep -qF "recipe: the settings of ../a/config.json (--config" "$tmp/o" || { cat "$tmp/o"; fail "the recipe line under --config"; }
 cmp "$cfg" "$tmp/b/config.json" || fail "the re-run's config.json differs from the run's"
 grep -q "data: $(realpath "$tmp/d") (the training images, from ../a/config.json; --data overrides it)" "$tmp/e" \
   || { cat "$tmp/e"; fail "the re-run does not say where its data came from"; }
