@@ -217,7 +217,10 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
   if (!strcmp(o->recipe, "cifar") || demo) apply_cifar_recipe(o, args);
   else if (strcmp(o->recipe, "imagenet") != 0)
     synco_arg_problem(&c->problems, "--recipe must be imagenet or cifar, got '%s'", o->recipe);
-  if (demo) apply_demo(o, args);
+  if (demo) {
+    o->recipe = "cifar"; /* the demo's defaults are that recipe's (hints then do not suggest it) */
+    apply_demo(o, args);
+  }
   if (demo && (!o->data || !o->val)) {
     fprintf(stderr, "synco pretrain: no --data given and the bundled demo images are not here (looked for "
                     "./data/cifar10-small and share/synco/cifar10-small beside the program's bin/): pass --data DIR\n");

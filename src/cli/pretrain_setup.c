@@ -26,9 +26,14 @@ static void choose_image_size(pretrain_opts *o, const synco_arg *args, const syn
     if (o->cifar_stem) o->image_size = 32;
     else if (side >= 8 && 2 * side < o->image_size) o->image_size = side;
   }
-  if (side > 0 && o->image_size > 2 * side)
-    fprintf(stderr, "synco pretrain: upscaling %dx%d images to %d px crops; pass --image-size %d (and --cifar-stem) for "
-                    "small images\n", first->w, first->h, o->image_size, side);
+  if (side > 0 && o->image_size > 2 * side) {
+    char advice[96] = ""; /* what would crop them at their own size, where a crop can be that small (8 px) */
+    if (side >= 8)
+      snprintf(advice, sizeof advice, "; pass --image-size %d%s for small images", side, o->cifar_stem ? "" : " (and --cifar-stem)");
+    else if (o->image_size > 8)
+      snprintf(advice, sizeof advice, "; the smallest crop is 8 px (--image-size 8)");
+    fprintf(stderr, "synco pretrain: upscaling %dx%d images to %d px crops%s\n", first->w, first->h, o->image_size, advice);
+  }
 }
 
 int pretrain_init_arch(pretrain_ctx *c) {
@@ -96,7 +101,7 @@ static void warn_misfits(const pretrain_ctx *c, const synco_image *first) {
     if (fit >= o->batch) snprintf(hint, sizeof hint, " (e.g. --moco-k %ld, a multiple of -b %d)", fit, o->batch);
     fprintf(stderr, "synco pretrain: --moco-k %d is at least the %zu images: the queue holds each image's key more "
                     "than once, a query's own image among its negatives; pass a --moco-k below %zu%s%s\n", o->moco_k,
-            n, n, hint, synco_args_seen(c->args, "moco-k") ? "" : " or --recipe cifar");
+            n, n, hint, synco_args_seen(c->args, "moco-k") || !strcmp(o->recipe, "cifar") ? "" : " or --recipe cifar");
   }
 }
 
@@ -127,7 +132,8 @@ static int check_memory(pretrain_ctx *c, const synco_image *first) {
   if (synco_mem_plan_moco(c->be, &c->cfg.moco, slots, workers, scratch, &p) != SYNCO_OK)
     return 0; /* creation reports it */
   return synco_mem_refuse("pretrain", &p, o->batch, o->image_size,
-                          "Use a smaller -b, --image-size, or --recipe cifar (or --no-memory-check).");
+                          strcmp(o->recipe, "cifar") ? "Use a smaller -b, --image-size, or --recipe cifar (or --no-memory-check)."
+                                                     : "Use a smaller -b, --image-size or --moco-k (or --no-memory-check).");
 }
 
 /* The training data and the crop size. */

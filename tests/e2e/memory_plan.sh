@@ -27,6 +27,12 @@ err=$(cat "$tmp/err1.txt")
 [[ $err == *"this run needs about"*"GB (activations"*"at batch 256, 224 px); "*" are available ("*"smaller -b"* ]] \
   || fail "refusal does not give the figure and the advice: $err"
 [ ! -e "$tmp/r1" ] || fail "a refused run created its run directory"
+# The advice names what the run can change: not --recipe cifar where that recipe is in force.
+rc=0
+SYNCO_MEMORY_LIMIT_MB=10 "$SYNCO" pretrain --data "$data" --recipe cifar --out "$tmp/r1" > /dev/null 2> "$tmp/err1.txt" || rc=$?
+err=$(cat "$tmp/err1.txt")
+[ "$rc" = 2 ] && [[ $err == *"Use a smaller -b, --image-size or --moco-k"* && $err != *"--recipe cifar ("* ]] \
+  || fail "the advice under --recipe cifar: exit $rc: $err"
 
 # 2. --no-memory-check runs what the check refuses (here: a tiny run under a limit it cannot meet).
 SYNCO_MEMORY_LIMIT_MB=1 "$SYNCO" pretrain --data "$data" "${tiny[@]}" --cifar-stem --no-memory-check \
