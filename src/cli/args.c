@@ -100,19 +100,37 @@ static int edit_distance(const char *a, size_t n, const char *b) {
   return d[n][m] < 9 ? d[n][m] : 9;
 }
 
-/* The option of args whose name is nearest the unknown `name` (a typo: at most 2 edits, 1 for names of up to 4
- * letters; or a prefix of one option only), or NULL. */
-static const synco_arg *nearest_option(const synco_arg *args, const char *name, size_t len) {
-  const synco_arg *best = NULL, *prefix = NULL;
+/* Of count names (name_at(ctx, i)), the index of the one nearest `name` (a typo: at most 2 edits, 1 for names of
+ * up to 4 letters; or a prefix of one name only), or -1. */
+static long nearest_name(const char *name, size_t len, const char *(*name_at)(const void *, size_t), const void *ctx,
+                         size_t count) {
+  long best = -1, prefix = -1;
   int best_d = 9, prefixes = 0;
-  for (const synco_arg *a = args; a->name; a++) {
-    const int d = edit_distance(name, len, a->name);
-    if (d < best_d) best_d = d, best = a;
-    if (len >= 3 && !strncmp(a->name, name, len)) prefixes++, prefix = a;
+  for (size_t i = 0; i < count; i++) {
+    const char *x = name_at(ctx, i);
+    const int d = edit_distance(name, len, x);
+    if (d < best_d) best_d = d, best = (long)i;
+    if (len >= 3 && !strncmp(x, name, len)) prefixes++, prefix = (long)i;
   }
   const int limit = len <= 4 ? 1 : 2;
-  if (best && best_d <= limit) return best;
-  return prefixes == 1 ? prefix : NULL;
+  if (best >= 0 && best_d <= limit) return best;
+  return prefixes == 1 ? prefix : -1;
+}
+
+static const char *option_name_at(const void *args, size_t i) { return ((const synco_arg *)args)[i].name; }
+static const char *word_at(const void *words, size_t i) { return ((const char *const *)words)[i]; }
+
+/* The option of args nearest the unknown `name`, or NULL. */
+static const synco_arg *nearest_option(const synco_arg *args, const char *name, size_t len) {
+  size_t count = 0;
+  while (args[count].name) count++;
+  const long i = nearest_name(name, len, option_name_at, args, count);
+  return i >= 0 ? &args[i] : NULL;
+}
+
+const char *synco_args_nearest_word(const char *word, const char *const *words, size_t count) {
+  const long i = nearest_name(word, strlen(word), word_at, words, count);
+  return i >= 0 ? words[i] : NULL;
 }
 
 /* The range of a row: its own, else its name's; 0 when any value of the type will do. */

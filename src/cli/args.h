@@ -65,6 +65,9 @@ int synco_args_parse_collect(const char *cmd, const char *summary, synco_arg *ar
 void synco_args_help(const char *cmd, const char *summary, const synco_arg *args);
 /* Was option `name` given explicitly? */
 int synco_args_seen(const synco_arg *args, const char *name);
+/* Of count words, the one a typo of `word` most likely meant (the rule that suggests an unknown option's nearest
+ * name), or NULL. */
+const char *synco_args_nearest_word(const char *word, const char *const *words, size_t count);
 /* Judges a number x for option `name` of args as a value given on the command line is judged (0 or 1 for a flag, a
  * whole number for an integer option, then the option's range), for a setting read from a file instead. 0 when good; else 1 with why
  * ("out of range (1 to 1000000)", "not an integer") in why[0..n). An option args does not have takes any value. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/memplan.h"
 #include "cli/wait_policy.h"
@@ -44,7 +45,12 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+  char help_flag[] = "--help", *help_argv[4] = {argv[0], NULL, help_flag, NULL};
+  if (!strcmp(argv[1], "help") && argc > 2) { /* synco help CMD: CMD's own help */
+    help_argv[1] = argv[2];
+    argv = help_argv;
+    argc = 3;
+  } else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
     usage(stdout);
     return 0;
   }
@@ -61,7 +67,11 @@ int main(int argc, char **argv) {
       }
       return COMMANDS[i].run(argc - 1, argv + 1);
     }
-  fprintf(stderr, "synco: unknown command '%s' (see synco --help)\n", argv[1]);
+  const char *names[sizeof COMMANDS / sizeof *COMMANDS];
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++) names[i] = COMMANDS[i].name;
+  const char *near = synco_args_nearest_word(argv[1], names, sizeof names / sizeof *names);
+  if (near) fprintf(stderr, "synco: unknown command '%s': did you mean %s? (see synco --help)\n", argv[1], near);
+  else fprintf(stderr, "synco: unknown command '%s' (see synco --help)\n", argv[1]);
   return 2;
 }
 

@@ -116,6 +116,9 @@ if grep -qF "ImageNet stem" "$tmp/e"; then cat "$tmp/e"; fail "--init's CIFAR st
 refused "unknown option '--epoch': did you mean --epochs?" "$SYNCO" pretrain --epoch 3
 refused "unknown option '--trian': did you mean --train?" "$SYNCO" knn --trian x
 refused "unknown option '--bogus' (see synco pretrain --help)" "$SYNCO" pretrain --bogus
+refused "unknown command 'pretrian': did you mean pretrain?" "$SYNCO" pretrian
+"$SYNCO" help knn > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "synco help knn"; }
+grep -q "^usage: synco knn" "$tmp/o" || { cat "$tmp/o"; fail "synco help knn is not knn's help"; }
 # --- 12. everything a user reads lives in the repository ---------------------------------------------------------
 if grep -nE '\.\./shared/' README.md docs/*.md docs/synco.1; then fail "a link outside the repository"; fi
 echo "newcomer: ok"
