@@ -262,10 +262,19 @@ static synco_status iota(uint32_t **idx, size_t n) {
 int synco_eval_val_split_check(const char *cmd, const char **val_split, double *val_fraction, const char *val,
                                int holdout) {
   *val_fraction = 0;
+  if (val && holdout > 0) {
+    fprintf(stderr, "synco %s: --holdout %d holds out part of --train: give it without --val\n", cmd, holdout);
+    return 2;
+  }
   if (!*val_split) return 0;
   char *end = NULL;
   const double f = strtod(*val_split, &end);
-  if (end == *val_split || *end) return 0; /* a name: the split of --val */
+  if (end == *val_split || *end) { /* a name: the split of --val */
+    if (val) return 0;
+    fprintf(stderr, "synco %s: --val-split %s: no --val to take that split of; a fraction of --train to hold out is a "
+                    "number between 0 and 1 (e.g. 0.1)\n", cmd, *val_split);
+    return 2;
+  }
   if (!(f > 0 && f < 1)) {
     fprintf(stderr, "synco %s: --val-split %s: a fraction of --train is between 0 and 1 (e.g. 0.1)\n", cmd, *val_split);
     return 2;

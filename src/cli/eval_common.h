@@ -74,8 +74,8 @@ typedef struct {
 synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const char *train_split, const char *val,
                                    const char *val_split, int holdout, double val_fraction, uint64_t seed, int skip_bad);
 /* The help of --val-split, and its check: a number F (0 < F < 1) holds out that fraction of --train (*val_split
- * becomes NULL, *val_fraction F; refused beside --val or --holdout); a name is the split of --val. Prints and
- * returns 2 on misuse. */
+ * becomes NULL, *val_fraction F; refused beside --val or --holdout); a name is the split of --val (refused without
+ * one). --holdout beside --val is refused too. Prints and returns 2 on misuse. */
 #define SYNCO_EVAL_VAL_SPLIT_HELP                                                                                    \
   "a fraction F (0 < F < 1): F of each class of --train held out as the val set, drawn with --seed; with --val, a " \
   "name: the split of --val (test)"

@@ -106,6 +106,10 @@ set +e
 "$SYNCO" knn --ckpt "$tmp/none.safetensors" --train "$train" --holdout 5 > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "none.safetensors" "$tmp/err" || fail "missing checkpoint: rc $rc, $(cat "$tmp/err")"
 "$SYNCO" finetune "${model[@]}" --train "$train" --holdout 5 --labels 0% > /dev/null 2>&1; [ $? -eq 2 ] || fail "bad --labels"
+"$SYNCO" knn "${model[@]}" --train "$train" --val "$train" --holdout 5 > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "holdout 5 holds out part of --train: give it without --val" "$tmp/err" || fail "--holdout beside --val: rc $rc, $(cat "$tmp/err")"
+"$SYNCO" linear "${model[@]}" --train "$train" --val-split test > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "val-split test: no --val to take that split of" "$tmp/err" || fail "--val-split NAME without --val: rc $rc, $(cat "$tmp/err")"
 # --val whose class folders are named otherwise than --train's: refused (labels are paired by class index), where it
 # once reported an accuracy of labels paired by position.
 cp -r "$train" "$tmp/renamed"; mv "$tmp/renamed/airplane" "$tmp/renamed/plane"
