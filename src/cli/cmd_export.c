@@ -79,17 +79,6 @@ int synco_cmd_export(int argc, char **argv) {
   synco_encoder_config cfg;
   int image_size = 0;
   if (synco_weights_read_config(ckpt, &cfg, &image_size)) return synco_cli_error("export");
-  if (!strcmp(which, "key")) {
-    /* An export holds one encoder: asking it for the key encoder would silently give the same weights. */
-    synco_safetensors st;
-    if (synco_st_open(&st, ckpt)) return synco_cli_error("export");
-    const int is_ckpt = synco_st_find(&st, "encoder_k.conv1.weight") != NULL;
-    synco_st_close(&st);
-    if (!is_ckpt) {
-      fprintf(stderr, "synco export: --which key needs a pretraining checkpoint; %s holds a single encoder\n", ckpt);
-      return 2;
-    }
-  }
   cfg.head = head && !d2;
   cfg.bn_splits = 1;
   synco_backend *be = NULL;

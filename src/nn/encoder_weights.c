@@ -226,6 +226,11 @@ synco_status synco_weights_load(synco_encoder *enc, const char *path, const char
     return SYNCO_ERR_FORMAT;
   }
   const char *pre = prefix_for(&st, which);
+  if (!*pre && which && !strcmp(which, "key")) { /* once it loaded the file's one encoder as if it were the key's */
+    synco_st_close(&st);
+    return synco_fail(SYNCO_ERR_ARG, "--which key needs a pretraining checkpoint; %s holds a single encoder (an export, "
+                      "under torchvision names)", path);
+  }
   synco_backend *be = synco_encoder_backend(enc);
   int n = 0;
   const synco_named_buffer *b = synco_encoder_named_buffers(enc, &n);

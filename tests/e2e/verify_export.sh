@@ -163,4 +163,10 @@ if "$SYNCO" export --ckpt "$tmp/r18.safetensors" --out "$tmp/bad.safetensors" --
 fi
 grep -q "needs a pretraining checkpoint" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "export --which key: unclear message"; }
 [ ! -e "$tmp/bad.safetensors" ] || fail "a refused export left a file"
+# the evaluations read --which as export does: an export has no key encoder to give (it once gave its one encoder)
+if "$SYNCO" embed --ckpt "$tmp/r18.safetensors" --which key --data "$imgs" --out "$tmp/k.npy" 2> "$tmp/err.txt" > /dev/null; then
+  fail "embed --which key of a single-encoder export accepted"
+fi
+grep -q "which key needs a pretraining checkpoint; $tmp/r18.safetensors holds a single encoder" "$tmp/err.txt" \
+  || { cat "$tmp/err.txt"; fail "embed --which key: unclear message"; }
 echo "verify_export: ok"
