@@ -418,6 +418,23 @@ void synco_cli_run_dir_unlock(int fd) {
   if (fd >= 0) close(fd); /* the file stays: removing it would race with a run that just opened it */
 }
 
+synco_status synco_cli_run_dir_check_free(const char *dir) {
+  /* the lock file is only opened, never made: a folder without one has no run going, and stays as it is */
+  char path[4200];
+  snprintf(path, sizeof path, "%s/.lock", dir);
+  const int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0) return SYNCO_OK;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || flock(fd, LOCK_SH | LOCK_NB) == 0) {
+    close(fd); /* a shared lock taken and dropped: nobody holds the run's exclusive one */
+    return SYNCO_OK;
+  }
+  const long pid = errno == EWOULDBLOCK ? lock_holder(st.st_dev, st.st_ino) : 0;
+  close(fd);
+  if (pid > 0) return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run (pid %ld)", dir, pid);
+  return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run", dir);
+}
+
 /* Does one log.jsonl row belong to a run stopped at (step, epoch)? Rows of kind "epoch" and "knn" are placed by
  * their epoch, every other row by its "step" (rows without one, like the kNN row before training in logs of
  * earlier versions, count as step 0); -1 when the line is not a JSON object (a row torn by a kill). */

@@ -73,6 +73,9 @@ int synco_cli_run_dir_recover(const char *cmd, const char *dir, int locked);
  * other names (a copy made with cp -al) is replaced by a lock file of DIR's own. */
 synco_status synco_cli_run_dir_lock(const char *dir, int *fd);
 void synco_cli_run_dir_unlock(int fd);
+/* SYNCO_OK unless DIR exists and another synco run holds its lock (the error as synco_cli_run_dir_lock's): for the
+ * checks that come before a run takes the lock, so that their advice is not for a folder a running run owns. */
+synco_status synco_cli_run_dir_check_free(const char *dir);
 /* Keeps the rows of a log.jsonl that a run stopped after global step `step`, epoch `epoch` had written: rows of
  * kind "epoch" and "knn" whose epoch is at most epoch, the others whose "step" is at most step (rows without one
  * count as 0; torn rows are dropped), rewriting the file atomically when any row goes or when it has other names

@@ -43,6 +43,7 @@ synco_status pretrain_resolve_resume(pretrain_opts *o, char *ckpt, size_t cap, c
   if (o->out) snprintf(run, sizeof run, "%s", o->out);
   else if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(run, sizeof run, "%s", ckpt);
   else folder_of(ckpt, run, sizeof run);
+  SYNCO_TRY(synco_cli_run_dir_check_free(run)); /* a run still going there: no advice about its files */
   if (synco_cli_run_dir_recover("pretrain", run, 0) != 0) return SYNCO_ERR_IO;
   if (stat(ckpt, &st) != 0) return synco_fail(SYNCO_ERR_IO, "--resume %s: cannot open: %s", ckpt, strerror(errno));
   if (S_ISDIR(st.st_mode)) {
@@ -128,6 +129,7 @@ int pretrain_run_dir_choose(pretrain_ctx *c) {
   int rc = SYNCO_CLI_CHECK_FILES("pretrain", {"--out", o->out, SYNCO_CLI_OUT_DIR}, {"--data", o->data},
                                  {"--val", o->val}, {"--init", o->init});
   if (rc) return rc;
+  if (!c->new_dir && synco_cli_run_dir_check_free(o->out) != SYNCO_OK) return synco_cli_error("pretrain");
   if (!c->new_dir && synco_cli_run_dir_recover("pretrain", o->out, 0) != 0) return synco_cli_error("pretrain");
   /* A run directory holding a run is replaced only with --force: by a fresh run, or by a resumed run of another
    * directory's checkpoint (resuming a run in its own directory continues it). */

@@ -47,10 +47,21 @@ PY
 expect_refused "epoch '-5' is not an integer" "$SYNCO" pretrain --resume "$tmp/neg.safetensors" --out "$run" --epochs 3 "${machine[@]}"
 if command -v flock > /dev/null; then
   # flock(1) holds the lock as another run would; a read-only open leaves the file as it is.
-  lockmsg() { expect_refused "$run is in use by another synco run (pid" "$SYNCO" pretrain --resume "$run" --epochs 3 --threads 1; }
-  export -f lockmsg expect_refused snapshot fail
-  export run tmp SYNCO
+  # Refused before anything else is said: no "resumed from" of a run that goes on elsewhere, and no advice about
+  # the files of a run that has no checkpoint yet because it is still going (--force would then be refused too).
+  lockmsg() {
+    expect_refused "$run is in use by another synco run (pid" "$SYNCO" pretrain --resume "$run" --epochs 3 --threads 1
+    if grep -q "resumed from" "$tmp/o" "$tmp/e" 2> /dev/null; then fail "said it resumed a run that is in use"; fi
+  }
+  earlymsg() {
+    expect_refused "$tmp/going is in use by another synco run" "$SYNCO" pretrain --resume "$tmp/going" --threads 1
+    expect_refused "$tmp/going is in use by another synco run" "$SYNCO" pretrain --data "$data" --out "$tmp/going" --threads 1
+  }
+  export -f lockmsg earlymsg expect_refused snapshot fail
+  export run tmp SYNCO data
   flock -x "$run/.lock" bash -c lockmsg || fail "the second run was not refused by the lock"
+  mkdir -p "$tmp/going"; cp "$run/config.json" "$tmp/going/"; : > "$tmp/going/log.jsonl"
+  flock -x "$tmp/going/.lock" bash -c earlymsg || fail "a run without a checkpoint yet was not refused by its lock"
 fi
 expect_refused "is the --ckpt file itself" "$SYNCO" export --ckpt "$run/last.safetensors" --out "$run/last.safetensors"
 ln -s "$run" "$tmp/alias"
