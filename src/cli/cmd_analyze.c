@@ -19,6 +19,7 @@
  * metrics.json keeps the first model's fields at the top, lists all in "models", and says whether they compare.
  * A pretraining checkpoint whose queue is not yet full (step x batch < K: rows still hold the random
  * initialization) gets a warning, and its "queue_full" is false. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,7 @@ typedef struct {
   double acc, align, unif, T, rmean, rmed, rmin, rmax, mmean, mmed, mmin, mmax;
   size_t n, nq, K, np, nr, filled;
   const char *neg_kind;
+  const char *ratio_why;            /* why no image has a distance ratio (nr 0), else NULL */
   double *ratio, *margin, *probs;   /* [n], [nq], [1024] */
 } model_result;
 
@@ -141,6 +143,25 @@ static void default_label(char *out, size_t n, const char *path) {
   }
   const size_t len = strlen(name);
   snprintf(out, n, "%s%s", len > n - 1 ? "..." : "", len > n - 1 ? name + len - (n - 4) : name);
+}
+
+/* Why no image of lab[n] has an inter/intra distance ratio (synco_distance_ratio leaves NaN where an image has no
+ * other image of its class, or none of another class, or sits on every other image of its class): said in the
+ * summary and metrics.json, where a bare "nan" or null told the user nothing. */
+static const char *ratio_undefined(const int *lab, size_t n) {
+  int C = 0;
+  for (size_t i = 0; i < n; i++)
+    if (lab[i] + 1 > C) C = lab[i] + 1;
+  size_t *cnt = calloc((size_t)(C ? C : 1), sizeof *cnt), most = 0;
+  int classes = 0;
+  if (!cnt) return "no image has both another of its class and one of another class";
+  for (size_t i = 0; i < n; i++)
+    if (lab[i] >= 0) classes += cnt[lab[i]]++ == 0;
+  for (int c = 0; c < C; c++) most = cnt[c] > most ? cnt[c] : most;
+  free(cnt);
+  if (classes <= 1) return "one class: no inter-class distance";
+  if (most <= 1) return "one image per class: no intra-class distance";
+  return "every image's features equal those of the others of its class: intra-class distance 0";
 }
 
 /* Analyzes one model on images idx[0..n) of ds (idx NULL: all). T_arg <= 0: the checkpoint's temperature. */
@@ -248,6 +269,7 @@ static synco_status analyze_model(model_result *r, const synco_eval_model_opts *
   r->acc = 100.0 * hits / nq;
   r->np = K < 1024 ? K : 1024;
   r->nr = synco_stats(r->ratio, n, &r->rmean, &r->rmed, &r->rmin, &r->rmax);
+  if (r->nr == 0) r->ratio_why = ratio_undefined(lab, n);
   synco_stats(r->margin, nq, &r->mmean, &r->mmed, &r->mmin, &r->mmax);
 out:
   free(z1), free(z2), free(kk), free(fb), free(queue), free(lab);
@@ -284,6 +306,7 @@ static cJSON *result_json(const model_result *r) {
   cJSON_AddNumberToObject(ro, "median", r->rmed);
   cJSON_AddNumberToObject(ro, "min", r->rmin);
   cJSON_AddNumberToObject(ro, "max", r->rmax);
+  if (r->ratio_why) cJSON_AddStringToObject(ro, "not_defined", r->ratio_why);
   cJSON_AddNumberToObject(o, "T", r->T);
   cJSON *pa = cJSON_AddArrayToObject(o, "matching_probs");
   for (size_t i = 0; i < r->np; i++) cJSON_AddItemToArray(pa, cJSON_CreateNumber(r->probs[i]));
@@ -362,6 +385,45 @@ static int not_comparable(const model_result *r, int n, char *why, size_t cap) {
     }
   }
   return differ;
+}
+
+/* The folders of a path that one run created: at[i] when the prefix of i characters is one. */
+typedef struct {
+  unsigned char at[SYNCO_CLI_PATH_MAX + 1];
+} made_dirs;
+
+/* Creates the folder dir and its missing parents, as synco_cli_mkdirs, noting in *made which it created, so that a
+ * failed analyze takes back what it made (a truncated checkpoint once left an empty --out folder behind) and never
+ * a folder that was there before. */
+static synco_status make_outdir(const char *dir, made_dirs *made) {
+  char buf[SYNCO_CLI_PATH_MAX + 1];
+  memset(made, 0, sizeof *made);
+  if (!dir[0]) return synco_fail(SYNCO_ERR_ARG, "--out: an empty path");
+  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return synco_fail(SYNCO_ERR_ARG, "%s: path too long", dir);
+  for (size_t i = 1;; i++) {
+    const char c = buf[i];
+    if (c != '/' && c != 0) continue;
+    buf[i] = 0;
+    if (mkdir(buf, 0777) == 0) made->at[i] = 1;
+    else if (errno != EEXIST) return synco_fail(SYNCO_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    buf[i] = c;
+    if (!c) break;
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return synco_fail(SYNCO_ERR_IO, "%s: not a directory", dir);
+  return SYNCO_OK;
+}
+
+/* Removes the folders make_outdir(dir) made, deepest first, each only while empty: rmdir refuses a folder with
+ * anything in it, and the first refusal ends the walk (what holds it holds its parents too). */
+static void unmake_outdir(const char *dir, const made_dirs *made) {
+  char buf[SYNCO_CLI_PATH_MAX + 1];
+  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return;
+  for (size_t i = strlen(buf); i > 0; i--) {
+    if (!made->at[i]) continue;
+    buf[i] = 0;
+    if (rmdir(buf) != 0) return;
+  }
 }
 
 /* --label's comma-separated names (empty ones too: each model has one); 1 when there are more than MAX_MODELS. */
@@ -486,11 +548,12 @@ int synco_cmd_analyze(int argc, char **argv) {
   uint32_t *idx = NULL;
   size_t n = 0;
   int exit_code = 1, done = 0;
+  made_dirs made = {{0}}; /* the folders of --out this run created */
   if (synco_eval_data_open(&ds, data, split, skip_bad, 1)) {
     for (int i = 0; i < npaths; i++) free(paths[i]);
     return synco_cli_error("analyze");
   }
-  if (synco_cli_mkdirs(outdir)) goto fail;
+  if (make_outdir(outdir, &made)) goto fail;
   if (per_class > 0) {
     if (synco_subset_balanced(&idx, &n, ds.labels, ds.n, ds.classes, 0, per_class, (uint64_t)mo.seed)) goto fail;
   } else {
@@ -551,7 +614,8 @@ int synco_cmd_analyze(int argc, char **argv) {
     ax[m] = r->unif, ay[m] = r->align;
     snprintf(lbl[m][0], 128, "%s%sproxy accuracy %.1f%%", who, sep, r->acc);
     snprintf(lbl[m][1], 128, "%s%salign %.3f, unif %.3f", who, sep, r->align, r->unif);
-    snprintf(lbl[m][2], 128, "%s%s%zu images (mean %.3f)", who, sep, r->nr, r->rmean);
+    if (r->ratio_why) snprintf(lbl[m][2], 128, "%s%snot defined: %s", who, sep, r->ratio_why);
+    else snprintf(lbl[m][2], 128, "%s%s%zu images (mean %.3f)", who, sep, r->nr, r->rmean);
     snprintf(lbl[m][3], 128, "%s%sT %g, K %zu", who, sep, r->T, r->K);
     ser[0 * nmodels + m] = (synco_plot_series){lbl[m][0], medges, mc, bins, SYNCO_PLOT_BARS};
     ser[1 * nmodels + m] = (synco_plot_series){lbl[m][1], &ax[m], &ay[m], 1, SYNCO_PLOT_POINTS};
@@ -609,8 +673,11 @@ int synco_cmd_analyze(int argc, char **argv) {
       printf("  proxy accuracy %.2f%% (%zu queries, %zu negatives: %s%s)\n", r->acc, r->nq, r->K, r->neg_kind,
              r->filled < r->K ? "; NOT YET FULL" : "");
       printf("  alignment %.4f  uniformity %.4f  (%s)\n", r->align, r->unif, r->has_head ? "head output" : "backbone features");
-      printf("  inter/intra distance ratio: mean %.4f, median %.4f, range [%.4f, %.4f]\n", r->rmean, r->rmed, r->rmin,
-             r->rmax);
+      if (r->ratio_why)
+        printf("  inter/intra distance ratio: not defined (%s)\n", r->ratio_why);
+      else
+        printf("  inter/intra distance ratio: mean %.4f, median %.4f, range [%.4f, %.4f]\n", r->rmean, r->rmed, r->rmin,
+               r->rmax);
       printf("  matching probabilities (T %g): top-1 %.4g, top-10 %.4g, top-%zu %.4g\n", r->T, r->probs[0],
              r->np > 9 ? r->probs[9] : NAN, r->np, r->probs[r->np - 1]);
     }
@@ -620,7 +687,10 @@ int synco_cmd_analyze(int argc, char **argv) {
   }
   exit_code = 0;
 fail:
-  if (exit_code) synco_cli_error("analyze");
+  if (exit_code) {
+    synco_cli_error("analyze");
+    unmake_outdir(outdir, &made);
+  }
   for (int m = 0; m < done; m++) result_free(&res[m]);
   for (int i = 0; i < npaths; i++) free(paths[i]);
   free(idx);

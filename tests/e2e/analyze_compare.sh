@@ -6,6 +6,8 @@
 #   against stand-in keys) are warned about, naming what differs and for which model;
 # - with three models the histograms are small multiples: the figures grow with the strips (the PNGs' sizes). The
 #   pictures themselves were looked at when this was written (see the commit).
+# - where no image has a distance ratio (one class, one image per class) the summary and metrics.json say why;
+# - a failed analyze (a truncated checkpoint) leaves no output folder it made behind, and keeps one that was there.
 # Needs python3 (to read PNG headers and JSON).
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
@@ -62,5 +64,30 @@ rc=0
   > /dev/null 2> "$tmp/e" || rc=$?
 [ "$rc" = 2 ] && grep -q "every model needs a name" "$tmp/e" || { cat "$tmp/e"; fail "--label with an empty name: exit $rc"; }
 [ ! -e "$tmp/bad" ] || fail "a refused analyze created its output folder"
+
+# the distance ratio where no image has one says why (the summary once read "mean nan"); metrics.json keeps null
+# and the reason
+class_subset "$tmp/one" 4 airplane
+ratio_not_defined() { # DATA PER-CLASS WHY
+  "$SYNCO" analyze --ckpt "$tmp/runA/last.safetensors" --data "$1" --per-class "$2" --threads 1 --batch 16 --out "$tmp/an_r" \
+    > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "analyze of $1, $2 per class"; }
+  grep -q "inter/intra distance ratio: not defined ($3)$" "$tmp/o" && ! grep -qi nan "$tmp/o" \
+    || { cat "$tmp/o"; fail "analyze of $1, $2 per class: the distance ratio does not say '$3'"; }
+  check_json "$tmp/an_r/metrics.json" "o['ratio']['n'] == 0 and o['ratio']['mean'] is None and o['ratio']['not_defined'] == '$3'"
+}
+ratio_not_defined "$tmp/one" 4 "one class: no inter-class distance"
+ratio_not_defined "$tmp/d" 1 "one image per class: no intra-class distance"
+
+# a truncated checkpoint fails and leaves no output folder behind (it once left an empty one), its parents made
+# for it included; a folder that was there stays
+head -c $(($(wc -c < "$tmp/runA/last.safetensors") / 2)) "$tmp/runA/last.safetensors" > "$tmp/cut.safetensors"
+mkdir "$tmp/there"
+for out in "$tmp/new/sub" "$tmp/there" "$tmp/there/sub/sub"; do
+  rc=0
+  "$SYNCO" analyze --ckpt "$tmp/cut.safetensors" "${an[@]}" --out "$out" > /dev/null 2> "$tmp/e" || rc=$?
+  [ "$rc" = 1 ] && grep -q "cut.safetensors" "$tmp/e" || { cat "$tmp/e"; fail "analyze of a truncated checkpoint: exit $rc"; }
+done
+[ ! -e "$tmp/new" ] || fail "a failed analyze left its output folder $tmp/new behind"
+[ -d "$tmp/there" ] && [ -z "$(ls -A "$tmp/there")" ] || fail "a failed analyze removed $tmp/there or left a folder in it"
 [ -z "${KEEP:-}" ] || cp -r "$tmp/an1" "$tmp/an2" "$tmp/an3" "$KEEP"/
 echo "analyze_compare: ok"
