@@ -189,6 +189,9 @@ int synco_cmd_finetune(int argc, char **argv) {
     sub = malloc((n_sub ? n_sub : 1) * sizeof(uint32_t));
     if (!sub) goto fail;
     for (size_t i = 0; i < n_sub; i++) sub[i] = sp.tr_idx[rel[i]];
+    if (per_class > 0 && n_sub < (size_t)per_class * (size_t)C) /* a class has fewer: all of its images */
+      fprintf(stderr, "synco finetune: warning: --labels %s asks %d images per class; some classes have fewer, so %zu "
+                      "images are labelled, not %zu\n", labels, per_class, n_sub, (size_t)per_class * (size_t)C);
   }
   if (synco_eval_fit_batch(&mo, 0, 1)) goto fail; /* memory-sized -b (eval_common.h) */
   const int B = n_sub < (size_t)mo.batch ? (int)n_sub : mo.batch;
@@ -266,7 +269,10 @@ int synco_cmd_finetune(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "wall_s", wall);
     synco_eval_print_json(o);
   } else {
-    printf("fine-tuning of %s on %s of the labels (%zu images, %d classes)\n", name, labels, n_sub, C);
+    char what[64];
+    if (per_class > 0) snprintf(what, sizeof what, "%d label%s per class", per_class, synco_cli_s(per_class));
+    else snprintf(what, sizeof what, "%s of the labels", labels);
+    printf("fine-tuning of %s on %s (%zu images, %d classes)\n", name, what, n_sub, C);
     printf("  %d epoch%s, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
            epochs, synco_cli_s(epochs), B, lr_b, lr_c, loss, acc);
     printf("  %zu val images%s: top-1 %.2f%%  top-5 %.2f%%\n", sp.n_va, sp.val.ds ? "" : " (held out of train)", top1, top5);

@@ -55,6 +55,8 @@ int synco_cmd_knn(int argc, char **argv) {
   float *ftr = NULL, *fva = NULL;
   int *ytr = NULL, *yva = NULL, exit_code = 1;
   if (synco_eval_split_open(&sp, train, train_split, val, val_split, holdout, val_fraction, (uint64_t)mo.seed, skip_bad)) return synco_cli_error("knn");
+  if ((size_t)k > sp.n_tr)
+    fprintf(stderr, "synco knn: warning: --k %d is more than the %zu training images: all of them vote\n", k, sp.n_tr);
   if (synco_eval_open_model(&mo, 0, mo.batch, 1, &be, &enc, NULL)) goto fail;
   const int d = synco_encoder_feature_dim(enc);
   synco_aug_config aug = synco_eval_aug(synco_encoder_image_size(enc), SYNCO_AUG_EVAL);

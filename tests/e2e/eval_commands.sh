@@ -19,6 +19,14 @@ PY
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 --json > "$tmp/knn.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "knn"; }
 check_json "$tmp/knn.json" "o['command'] == 'knn' and 0 <= o['top1'] <= o['top5'] <= 100 and o['n_val'] == 50 and o['n_train'] > 0 and o['wall_s'] > 0"
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 > "$tmp/knn.txt" 2> /dev/null
+# more --k than training images, more --labels per class than a class has: said
+"$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 1000 > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn --k 1000"; }
+grep -q "warning: --k 1000 is more than the 250 training images: all of them vote" "$tmp/err" || { cat "$tmp/err"; fail "knn: no word of --k past the images"; }
+"$SYNCO" finetune "${model[@]}" --train "$train" --holdout 5 --labels 40 --epochs 1 --batch 20 > "$tmp/ft.txt" 2> "$tmp/err" \
+  || { cat "$tmp/err"; fail "finetune --labels 40"; }
+grep -q "warning: --labels 40 asks 40 images per class; some classes have fewer, so 250 images are labelled, not 400" "$tmp/err" \
+  || { cat "$tmp/err"; fail "finetune: no word of --labels past a class's images"; }
+grep -q "fine-tuning of .* on 40 labels per class (250 images, 10 classes)" "$tmp/ft.txt" || { cat "$tmp/ft.txt"; fail "finetune's summary of --labels N"; }
 # more threads than cores: said, once
 "$SYNCO" knn --random-init --cifar-stem --width 8 --batch 50 --threads $(( $(nproc) + 1 )) --train "$train" --holdout 5 \
   > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn with more threads than cores"; }
