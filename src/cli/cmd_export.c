@@ -74,6 +74,14 @@ int synco_cmd_export(int argc, char **argv) {
     fprintf(stderr, "synco export: --head has no detectron2 names (a detection backbone has no projection head)\n");
     return 2;
   }
+  /* The file is safetensors whatever its name: one named .pkl/.pth would be handed to detectron2 or torch.load,
+   * which read pickles (docs/detectron2.md: tools/safetensors_to_detectron2.py makes detectron2's .pkl from it). */
+  const size_t ol = strlen(out);
+  if (ol >= 4 && (!strcmp(out + ol - 4, ".pkl") || !strcmp(out + ol - 4, ".pth") || (ol >= 3 && !strcmp(out + ol - 3, ".pt")))) {
+    fprintf(stderr, "synco export: --out %s: export writes safetensors, not a pickle; name it .safetensors%s\n", out,
+            d2 ? " and make detectron2's .pkl with tools/safetensors_to_detectron2.py (docs/detectron2.md)" : "");
+    return 2;
+  }
   /* Writing onto the checkpoint being read (or another name of it) would replace a run's weights by an export. */
   if ((rc = SYNCO_CLI_CHECK_FILES("export", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", ckpt}))) return rc;
   synco_encoder_config cfg;

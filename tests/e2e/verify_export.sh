@@ -163,6 +163,13 @@ if "$SYNCO" export --ckpt "$tmp/r18.safetensors" --out "$tmp/bad.safetensors" --
 fi
 grep -q "needs a pretraining checkpoint" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "export --which key: unclear message"; }
 [ ! -e "$tmp/bad.safetensors" ] || fail "a refused export left a file"
+# a pickle's name for a safetensors file is refused, with the way to detectron2's .pkl
+if "$SYNCO" export --ckpt "$tmp/r18.safetensors" --format detectron2 --out "$tmp/r18_d2.pkl" 2> "$tmp/err.txt"; then
+  fail "export to a .pkl name accepted"
+fi
+grep -q "export writes safetensors, not a pickle; name it .safetensors and make detectron2's .pkl with tools/safetensors_to_detectron2.py" "$tmp/err.txt" \
+  || { cat "$tmp/err.txt"; fail "export --out X.pkl: unclear message"; }
+[ ! -e "$tmp/r18_d2.pkl" ] || fail "a refused export left a .pkl"
 # the evaluations read --which as export does: an export has no key encoder to give (it once gave its one encoder)
 if "$SYNCO" embed --ckpt "$tmp/r18.safetensors" --which key --data "$imgs" --out "$tmp/k.npy" 2> "$tmp/err.txt" > /dev/null; then
   fail "embed --which key of a single-encoder export accepted"
