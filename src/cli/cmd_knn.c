@@ -96,7 +96,8 @@ int synco_cmd_knn(int argc, char **argv) {
     synco_eval_print_json(o);
   } else {
     printf("kNN (k %d, t %g) of %s\n", k, t, name);
-    printf("  %zu train / %zu val images, %d classes, %d-d features%s\n", sp.n_tr, sp.n_va, sp.train.classes, d,
+    printf("  %zu train / %zu val images, %d class%s, %d-d features%s\n", sp.n_tr, sp.n_va, sp.train.classes,
+           sp.train.classes == 1 ? "" : "es", d,
            sp.val.ds ? "" : " (val held out of train)");
     printf("  top-1 %.2f%%  top-5 %.2f%%\n", res.top1, res.top5);
     printf("  wall time %.1f s (features %.1f s, kNN %.2f s)\n", wall, t_feat, t_knn);

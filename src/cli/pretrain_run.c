@@ -332,8 +332,10 @@ int pretrain_run(pretrain_ctx *c) {
   const size_t n = synco_dataset_size(c->train), labelled = synco_dataset_num_labelled(c->train);
   char labels[80];
   if (!labelled) snprintf(labels, sizeof labels, "unlabelled");
-  else if (labelled < n) snprintf(labels, sizeof labels, "%zu labelled, %d classes", labelled, synco_dataset_num_classes(c->train));
-  else snprintf(labels, sizeof labels, "%d classes", synco_dataset_num_classes(c->train));
+  else if (labelled < n) snprintf(labels, sizeof labels, "%zu labelled, %d class%s", labelled, synco_dataset_num_classes(c->train),
+                                    synco_dataset_num_classes(c->train) == 1 ? "" : "es");
+  else snprintf(labels, sizeof labels, "%d class%s", synco_dataset_num_classes(c->train),
+                synco_dataset_num_classes(c->train) == 1 ? "" : "es");
   printf("data: %s (%zu images, %s)  run directory: %s\n", o->data, n, labels, o->out);
   if (c->world > 1) {
     /* the buckets synco_dist_buckets_* will cut (none over NCCL or staged MPI, which take one all-reduce) */

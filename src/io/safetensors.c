@@ -79,10 +79,12 @@ static synco_status parse_owned(synco_safetensors *st, size_t have) {
   if (st->size < 8) return synco_fail(SYNCO_ERR_FORMAT, "%s: not a safetensors file (%zu bytes, need at least 8)", p, st->size);
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | st->buf[i];
+  if (hlen > HEADER_MAX) /* text or another format: its first bytes read as a length beyond any header */
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: not a safetensors file (its first 8 bytes are no header length: %llu)", p,
+                      (unsigned long long)hlen);
   if (hlen > st->size - 8)
-    return synco_fail(SYNCO_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", p,
+    return synco_fail(SYNCO_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes): cut short?", p,
                       (unsigned long long)hlen, st->size);
-  if (hlen > HEADER_MAX) return synco_fail(SYNCO_ERR_FORMAT, "%s: header of %llu bytes is too large", p, (unsigned long long)hlen);
   if (have < 8 + hlen) return synco_fail(SYNCO_ERR_IO, "%s: the header was not read", p); /* a caller's slip */
   const char *json_end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts((const char *)st->buf + 8, (size_t)hlen, &json_end, 0);

@@ -322,6 +322,10 @@ int main(void) {
   uint8_t buf[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
   CHECK(synco_st_parse(&st, buf, 10, "short.safetensors") == SYNCO_ERR_FORMAT);
   CHECK(strstr(synco_last_error(), "runs past the end") != NULL);
+  /* text (a config.json given as a checkpoint): its first bytes are no header length */
+  const char *text = "{\"arch\": \"resnet18\", \"width\": 8}";
+  CHECK(synco_st_parse(&st, text, strlen(text), "config.json") == SYNCO_ERR_FORMAT);
+  CHECK(strstr(synco_last_error(), "config.json: not a safetensors file (its first 8 bytes are no header length") != NULL);
   test_many_tensors();
   test_nonfinite();
   test_encoder_files();
