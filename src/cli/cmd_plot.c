@@ -146,6 +146,15 @@ int synco_cmd_plot(int argc, char **argv) {
       cJSON_AddNumberToObject(r, "interval_lines", logs[i].n);
       cJSON_AddNumberToObject(r, "epoch_lines", logs[i].ne);
       cJSON_AddNumberToObject(r, "knn_lines", logs[i].nk);
+      /* where the run's training curve starts and ends on the x axis, in the axis's unit */
+      const synco_runlog *g = &logs[i];
+      const double *x = g->n ? g->x : g->ex;
+      const int nx = g->n ? g->n : g->ne;
+      if (nx) {
+        cJSON *range = cJSON_AddArrayToObject(r, g->n && g->by_step ? "steps" : "epochs");
+        cJSON_AddItemToArray(range, cJSON_CreateNumber(x[0]));
+        cJSON_AddItemToArray(range, cJSON_CreateNumber(x[nx - 1]));
+      }
       if (!isnan(logs[i].switch_epoch)) cJSON_AddNumberToObject(r, "synthetic_from_epoch", logs[i].switch_epoch + 1);
       cJSON_AddItemToArray(runs, r);
     }

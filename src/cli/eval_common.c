@@ -449,19 +449,67 @@ static int row_kinds(cJSON *o) {
   return cJSON_HasObjectItem(o, "step") ? 1 : 0;
 }
 
+/* The epoch axis of the step rows. Dividing a step by the steps per epoch holds only while every epoch has as many
+ * steps: a run resumed on other data (or with another batch size) changes that mid-run, and its steps then land on
+ * the wrong epochs (epochs 1-3 of 6 steps and 4-5 of 1 step were drawn from 6 to 20 instead of 1 to 5). So the
+ * global steps at which the epochs ended are gathered while the log is read, and each step row is placed
+ * piecewise linearly between those (epoch, step) points. */
+typedef struct {
+  column epoch, step;    /* the end points, from (0, 0) (training starts at step 0), increasing in both */
+  double cur_e, cur_max; /* the epoch of the latest step rows, and their largest step */
+} epoch_ends;
+
+/* Appends an end point when it lies after the last in both epoch and step (a log that repeats epochs keeps their
+ * first ends, so the map stays increasing); 0 out of memory. */
+static int end_push(epoch_ends *m, double epoch, double step) {
+  const int n = m->epoch.n;
+  if (!isfinite(epoch) || !isfinite(step) || (n && (epoch <= m->epoch.v[n - 1] || step <= m->step.v[n - 1])))
+    return 1;
+  return column_push(&m->epoch, epoch) && column_push(&m->step, step);
+}
+
+/* The end of epoch row o's epoch E: an earlier version's "step"; else the last step row of epoch E (one is written
+ * at each epoch's end); else the end of epoch E - 1 plus the row's "steps". "steps" also gives where epoch E began,
+ * so a log whose first rows are gone still maps. 0 out of memory. */
+static int end_of_epoch_row(epoch_ends *m, cJSON *o) {
+  const double e = num_or_nan(o, "epoch"), steps = num_or_nan(o, "steps"), old = num_or_nan(o, "step");
+  const int n = m->epoch.n;
+  double end = isfinite(old) ? old : e == m->cur_e ? m->cur_max : NAN;
+  if (!isfinite(end) && steps > 0 && n && m->epoch.v[n - 1] == e - 1) end = m->step.v[n - 1] + steps;
+  return (!(steps > 0) || end_push(m, e - 1, end - steps)) && end_push(m, e, end);
+}
+
+/* Where global step s of a step row of epoch e lies on the epoch axis (m holds two ends at least): so that the row
+ * that ends epoch E is at E. Before the first end or past the last, the nearest segment's rate goes on, kept inside
+ * the row's epoch (the unfinished epoch's length is not logged yet). */
+static double epoch_at(const epoch_ends *m, double s, double e) {
+  if (!isfinite(s)) return s; /* a row without a step stays off the curve */
+  const double *E = m->epoch.v, *S = m->step.v;
+  int lo = 1, hi = m->epoch.n - 1; /* the first end at or after s, within [1, n - 1] */
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (S[mid] < s) lo = mid + 1;
+    else hi = mid;
+  }
+  const double x = s == S[lo] ? E[lo] : E[lo - 1] + (s - S[lo - 1]) / (S[lo] - S[lo - 1]) * (E[lo] - E[lo - 1]);
+  return e >= 1 ? fmin(fmax(x, e - 1), e) : x;
+}
+
 synco_status synco_runlog_read(synco_runlog *log, const char *path) {
   memset(log, 0, sizeof *log);
   log->switch_epoch = NAN;
   FILE *f = synco_fopen_read(path, NULL, NULL); /* a FIFO given as a log would hang the read */
   if (!f) return SYNCO_ERR_IO;
-  static const char *const step_keys[] = {"step", "loss", "acc", "loss_moco", "acc_moco", "probe_acc", "lr", "images_per_s"},
+  static const char *const step_keys[] = {"step", "loss", "acc", "loss_moco", "acc_moco", "probe_acc", "lr", "images_per_s",
+                                          "epoch"},
                            *const epoch_keys[] = {"epoch", "loss", "acc", "steps", "step"},
                            *const knn_keys[] = {"epoch", "knn_top1"};
-  column sc[8] = {{0}}, ec[5] = {{0}}, kc[2] = {{0}};
+  column sc[9] = {{0}}, ec[5] = {{0}}, kc[2] = {{0}};
+  epoch_ends ends = {.cur_e = NAN, .cur_max = NAN};
   char *line = NULL;
   size_t cap_line = 0;
   int lineno = 0;
-  synco_status s = SYNCO_OK;
+  synco_status s = end_push(&ends, 0, 0) ? SYNCO_OK : synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
   while (getline(&line, &cap_line, f) >= 0 && !s) {
     lineno++;
     if (strspn(line, " \t\r\n") == strlen(line)) continue;
@@ -472,11 +520,16 @@ synco_status synco_runlog_read(synco_runlog *log, const char *path) {
       break;
     }
     const int kinds = row_kinds(o);
-    int ok = (!(kinds & 1) || push_row(o, step_keys, sc, 8)) && (!(kinds & 2) || push_row(o, epoch_keys, ec, 5)) &&
-             (!(kinds & 4) || push_row(o, knn_keys, kc, 2));
+    int ok = (!(kinds & 1) || push_row(o, step_keys, sc, 9)) && (!(kinds & 2) || push_row(o, epoch_keys, ec, 5)) &&
+             (!(kinds & 4) || push_row(o, knn_keys, kc, 2)) && (!(kinds & 2) || end_of_epoch_row(&ends, o));
     /* the synthetic negatives switch on at the start of the epoch of the first step row that has them */
     const double syn = num_or_nan(o, "synthetic"), ep = num_or_nan(o, "epoch");
     if ((kinds & 1) && syn > 0 && ep >= 1 && isnan(log->switch_epoch)) log->switch_epoch = ep - 1;
+    if (kinds & 1) { /* the latest step rows' epoch and largest step, for the end of that epoch */
+      const double step = num_or_nan(o, "step");
+      if (ep != ends.cur_e) ends.cur_e = ep, ends.cur_max = step;
+      else if (step > ends.cur_max) ends.cur_max = step;
+    }
     cJSON_Delete(o);
     if (!ok) s = synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
   }
@@ -488,7 +541,10 @@ synco_status synco_runlog_read(synco_runlog *log, const char *path) {
   for (int i = 0; i < 7; i++) *sdst[i] = sc[i + 1].v;
   log->ex = ec[0].v, log->eloss = ec[1].v, log->eacc = ec[2].v;
   log->kx = kc[0].v, log->knn = kc[1].v;
-  /* Steps per epoch: the last epoch row's "steps" (or, in logs of earlier versions, its step / epoch). */
+  /* Steps per epoch: the last epoch row's "steps" (or, in logs of earlier versions, its step / epoch). Without
+   * one the step rows stay on the step axis. With one they go on the epoch axis by the epochs' ends (epoch_ends);
+   * only where no end could be placed (a log whose first rows are gone, with no epoch row after step rows of its
+   * epoch) at step / steps per epoch. */
   double spe = NAN;
   for (int i = 0; i < log->ne; i++) {
     const double v = ec[3].v[i] > 0 ? ec[3].v[i] : ec[4].v[i] > 0 && log->ex[i] > 0 ? ec[4].v[i] / log->ex[i] : NAN;
@@ -497,7 +553,10 @@ synco_status synco_runlog_read(synco_runlog *log, const char *path) {
   free(ec[3].v), free(ec[4].v);
   log->by_step = !(spe > 0);
   log->x = steps;
-  for (int i = 0; i < log->n; i++) log->x[i] = log->by_step ? steps[i] : steps[i] / spe;
+  const double *const step_epoch = sc[8].v;
+  for (int i = 0; i < log->n; i++)
+    log->x[i] = log->by_step ? steps[i] : ends.epoch.n > 1 ? epoch_at(&ends, steps[i], step_epoch[i]) : steps[i] / spe;
+  free(sc[8].v), free(ends.epoch.v), free(ends.step.v);
   if (!s && log->n == 0 && log->ne == 0 && log->nk == 0) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no log lines", path);
   if (s) synco_runlog_free(log);
   return s;

@@ -102,7 +102,9 @@ void synco_eval_print_json(cJSON *obj);
 
 /* A pretraining run's log.jsonl (pretrain_log.c): rows of kind step, epoch and knn; logs of earlier versions (no
  * "kind": epoch rows told by "epoch_time_s", kNN values on them) are read too. Step rows are placed on an epoch
- * axis using the steps per epoch of the epoch rows (by step number when there are none). Missing values are NaN. */
+ * axis by the global steps at which the epochs ended, piecewise linearly, so that a run whose steps per epoch
+ * changed mid-run (resumed on other data or with another batch size) still has each step in its epoch; by step
+ * number when no epoch row gives its steps. Missing values are NaN. */
 typedef struct {
   int n;                 /* step rows */
   double *x, *loss, *acc, *loss_moco, *acc_moco, *probe, *lr, *ips;

@@ -104,7 +104,22 @@ for r in A B; do
   done > "$tmp/run$r/log.jsonl"
 done
 "$SYNCO" plot "$tmp/runA" "$tmp/runB/log.jsonl" --out "$tmp/curves.png" --width 900 --height 600 --svg --json > "$tmp/plot.json" || fail "plot"
-check_json "$tmp/plot.json" "[r['name'] for r in o['runs']] == ['runA', 'runB'] and o['runs'][0]['epoch_lines'] == 3"
+check_json "$tmp/plot.json" "[r['name'] for r in o['runs']] == ['runA', 'runB'] and o['runs'][0]['epoch_lines'] == 3 and o['runs'][0]['epochs'] == [0.5, 2.5]"
+# A run resumed on other data: 6 steps per epoch for epochs 1-3, then 1 (steps 19 and 20), a step row every 3 steps
+# and at each epoch's end. Its curve runs from epoch 0.5 (step 3) to 5, where dividing the steps by the last
+# epoch's steps per epoch once drew it from 3 to 20.
+mkdir -p "$tmp/runC"
+s=0
+for e in 1 2 3 4 5; do
+  spe=$((e <= 3 ? 6 : 1))
+  for ((k = 1; k <= spe; k++)); do
+    s=$((s + 1))
+    if [ $((s % 3)) = 0 ] || [ $k = $spe ]; then echo "{\"kind\":\"step\",\"step\":$s,\"epoch\":$e,\"loss\":2.5}"; fi
+  done
+  echo "{\"kind\":\"epoch\",\"epoch\":$e,\"steps\":$spe,\"loss\":2.5,\"epoch_time_s\":1.5}"
+done > "$tmp/runC/log.jsonl"
+"$SYNCO" plot "$tmp/runC" --out "$tmp/curvesC.png" --json > "$tmp/plotC.json" || fail "plot of a resumed run"
+check_json "$tmp/plotC.json" "o['runs'][0]['interval_lines'] == 8 and o['runs'][0]['epochs'] == [0.5, 5]"
 [ "$(png_size "$tmp/curves.png")" = 900x600 ] || fail "curves.png"
 grep -q "<svg" "$tmp/curves.svg" || fail "curves.svg"
 
