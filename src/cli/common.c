@@ -567,7 +567,10 @@ int synco_cli_check_files(const char *cmd, const synco_cli_file *f, size_t n) {
   return 0;
 }
 
+const char *synco_cli_command = NULL;
+
 void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds) {
+  if (!cmd) cmd = synco_cli_command;
   const char *sp = cmd ? " " : "";
   cmd = cmd ? cmd : "";
   if (synco_dataset_skipped(ds))

@@ -110,8 +110,10 @@ int synco_cli_check_files(const char *cmd, const synco_cli_file *files, size_t n
  * returns the file to read (given itself when it is no folder; else buf, of capacity cap), or NULL with the error
  * recorded ("--ckpt DIR: the folder holds no last.safetensors"). */
 const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, size_t cap);
-/* Prints a dataset's skipped-image count and its warnings (one "synco CMD: warning: ..." line each; cmd NULL:
- * "synco: warning: ..."). */
+/* The command running (main sets it): the name messages of shared code put after "synco ". */
+extern const char *synco_cli_command;
+/* Prints a dataset's skipped-image count and its warnings (one "synco CMD: warning: ..." line each; cmd NULL: the
+ * running command's, synco_cli_command). */
 void synco_cli_dataset_notes(const char *cmd, const synco_dataset *ds);
 
 /* --threads N (0: OpenMP's default, all cores) for command cmd: sets OpenMP's thread count and returns the count in

@@ -335,9 +335,9 @@ synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const
   if (!st && val) {
     const size_t same = overlap(s, train, train_split, val, val_split);
     if (same)
-      fprintf(stderr, "synco: warning: %zu of the %zu --val images are --train images (%s): the accuracy is on images "
+      fprintf(stderr, "synco %s: warning: %zu of the %zu --val images are --train images (%s): the accuracy is on images "
                       "the classifier has seen; give --val-split F (a held-out fraction of --train) or --holdout N "
-                      "instead of --val\n", same, s->val.n, same == s->val.n ? "the same images" : "the same files");
+                      "instead of --val\n", synco_cli_command ? synco_cli_command : "eval", same, s->val.n, same == s->val.n ? "the same images" : "the same files");
     st = iota(&s->tr_idx, s->train.n);
     s->n_tr = s->train.n;
     if (!st) st = iota(&s->va_idx, s->val.n);

@@ -5,6 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/memplan.h"
 #include "cli/wait_policy.h"
 #include "synco.h"
@@ -60,6 +61,7 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
     if (!strcmp(argv[1], COMMANDS[i].name)) {
+      synco_cli_command = COMMANDS[i].name;
       size_t limit; /* a memory cap that cannot be read is refused, not ignored */
       if (synco_mem_limit(&limit) != SYNCO_OK) {
         fprintf(stderr, "synco %s: %s\n", argv[1], synco_last_error());

@@ -61,12 +61,12 @@ ok "$SYNCO" pretrain --data "$img" "${tiny[@]}" --out "$tmp/run"
 grep -qF "recipe: imagenet (the default" "$tmp/o" || { cat "$tmp/o"; fail "the header does not name the recipe"; }
 grep -qF "resnet18 (width 8, CIFAR stem), synco, 1 epoch x 2 steps of 8" "$tmp/o" || { cat "$tmp/o"; fail "header"; }
 grep -qF ", 1 thread, backend" "$tmp/o" || { cat "$tmp/o"; fail "not '1 thread'"; }
-if grep -qE "\b1 (epochs|threads|steps)\b" "$tmp/o"; then cat "$tmp/o"; fail "a plural after 1"; fi
+if grep -qE "\b1 (epochs|threads|steps|classes)\b" "$tmp/o"; then cat "$tmp/o"; fail "a plural after 1"; fi
 
 # --- 4. --val that is --train; --val-split F -------------------------------------------------------------------
 ev=(--ckpt "$tmp/run" --train "$img" --threads 1 -b 20)
 ok "$SYNCO" knn "${ev[@]}" --val "$img" --k 5
-grep -qF "warning: 20 of the 20 --val images are --train images (the same images)" "$tmp/e" \
+grep -qF "synco knn: warning: 20 of the 20 --val images are --train images (the same images)" "$tmp/e" \
   || { cat "$tmp/e"; fail "no warning that --val is --train"; }
 ok "$SYNCO" knn "${ev[@]}" --val-split 0.5 --k 5 --json
 python3 - "$tmp/o" <<'PY' || fail "knn --val-split 0.5: not 10 + 10 images"
