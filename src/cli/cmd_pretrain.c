@@ -407,8 +407,9 @@ static int configure(pretrain_ctx *c) {
   }
   if (synco_arg_problems_print("pretrain", &c->problems)) return 2;
   resume_precision_note(c);
+  const int threads_from_file = o->threads > 0 && c->settings && pretrain_config_from_file(c, "threads");
   o->threads = synco_cli_set_threads("pretrain", o->threads,
-                                     o->threads > 0 && c->settings && pretrain_config_from_file(c, "threads") ? "the run's" : NULL);
+                                     !threads_from_file ? NULL : o->resume ? "the run's" : "the --config file's");
   return PRETRAIN_GO;
 }
 

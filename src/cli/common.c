@@ -590,7 +590,7 @@ int synco_cli_set_threads(const char *cmd, int threads, const char *from) {
   if (n > cores)
     fprintf(stderr, "synco %s: warning: %d threads%s%s%s on %d core%s: each waits for the others' turns on the cores, often many times "
                     "slower than --threads %d%s\n", cmd, n, from ? " (" : "", from ? from : "", from ? " --threads)" : "",
-            cores, cores == 1 ? "" : "s", cores, from ? ", which --resume takes (its sums then round otherwise)" : "");
+            cores, cores == 1 ? "" : "s", cores, from ? ", which a flag overrides (the sums then round otherwise)" : "");
   return n;
 }
 
