@@ -21,8 +21,18 @@
  * compute path parallelizes with OpenMP, so BLAS calls run on one thread. */
 static void single_threaded_blas(void) { openblas_set_num_threads(1); }
 
+synco_status synco_backend_name_check(const char *name) {
+  static const char *const known[] = {"auto", "cpu", "onednn", "ref", "strict"};
+  if (!name) return SYNCO_OK;
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (!strcmp(name, known[i])) return SYNCO_OK;
+  if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':')) return SYNCO_OK; /* its device: when made */
+  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected cpu, ref, strict, cuda or auto)", name);
+}
+
 synco_status synco_backend_create(const char *name, synco_backend **out) {
   *out = NULL;
+  SYNCO_TRY(synco_backend_name_check(name));
   single_threaded_blas();
   SYNCO_TRY(synco_host_sgemm_check_env());
   if (!name || !strcmp(name, "auto")) {
@@ -51,7 +61,7 @@ synco_status synco_backend_create(const char *name, synco_backend **out) {
   if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':'))
     return synco_fail(SYNCO_ERR_UNSUPPORTED, "backend '%s' is not built in (rebuild with make CUDA=1)", name);
 #endif
-  return synco_fail(SYNCO_ERR_ARG, "unknown backend '%s' (expected cpu, ref, strict, cuda or auto)", name);
+  return synco_fail(SYNCO_ERR_ARG, "backend '%s': not available", name); /* past synco_backend_name_check */
 }
 
 const char *synco_backend_rank_name(const char *name, int local_rank, int gpus, char *buf, size_t n) {
@@ -76,6 +86,7 @@ void synco_backend_destroy(synco_backend *be) {
  * bf16 copies of the inputs of the convolutions and linear layers, fp32 everywhere else; the reference backend is fp32
  * only. The messages name the CPU as oneDNN does. */
 synco_status synco_backend_precision(const char *backend, const char *precision) {
+  SYNCO_TRY(synco_backend_name_check(backend)); /* a misspelt --device is a usage error, found with the flags */
   if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) return SYNCO_OK; /* tf32: fp32 tensors */
   if (strcmp(precision, "bf16"))
     return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);

@@ -12,6 +12,8 @@
 /* By name: "cpu" (oneDNN plus the project's own CPU kernels; alias "onednn"), "ref", "strict", "cuda[:N]", or "auto"
  * (cpu when built with oneDNN, else ref). */
 synco_status synco_backend_create(const char *name, synco_backend **out);
+/* SYNCO_ERR_ARG, with the names there are, unless name is one (NULL, auto, cpu, ref, strict, cuda, cuda:...). */
+synco_status synco_backend_name_check(const char *name);
 void synco_backend_destroy(synco_backend *be);
 /* The backend name a rank uses: "cuda" (no index) on a rank whose launcher gives it local rank r (r >= 0) on a node
  * with `gpus` GPUs becomes "cuda:<r mod gpus>" in buf, so that the ranks of a node spread over its GPUs; every other

@@ -13,6 +13,13 @@ expect_error "does-not-exist" "$SYNCO" pretrain --data "$tmp/does-not-exist" --o
 expect_error "not a multiple" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 1000 -b 64 --out "$tmp/r2"
 expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 512 -b 64 --n-hard 1024 --out "$tmp/r2"
 expect_error "unknown command" "$SYNCO" frobnicate
+# a misspelt --device is a usage error (exit 2), as any bad flag value, before anything is made
+for c in "pretrain --out $tmp/dv" "knn --random-init --train data/cifar10-small/val --holdout 5" "bench step --iters 1"; do
+  rc=0; "$SYNCO" $c --device tpu > /dev/null 2> "$tmp/e" || rc=$?
+  [ "$rc" = 2 ] && grep -q "unknown backend 'tpu' (expected cpu, ref, strict, cuda or auto)" "$tmp/e" \
+    || { cat "$tmp/e"; fail "$c --device tpu: exit $rc"; }
+done
+[ ! -e "$tmp/dv" ] || fail "a refused --device left a run directory"
 # --precision: anything but fp32/tf32/bf16 is a usage error; tf32 is refused on a CPU; bf16 is refused with the
 # reason where the CPU has no native bf16 (AVX512-BF16, AMX) and on the reference backend everywhere, before anything
 # is written.
