@@ -549,7 +549,7 @@ int synco_cmd_analyze(int argc, char **argv) {
   size_t n = 0;
   int exit_code = 1, done = 0;
   made_dirs made = {{0}}; /* the folders of --out this run created */
-  if (synco_eval_data_open(&ds, data, split, skip_bad, 1)) {
+  if (synco_eval_data_open(&ds, data, split, skip_bad, 1, 0)) {
     for (int i = 0; i < npaths; i++) free(paths[i]);
     return synco_cli_error("analyze");
   }

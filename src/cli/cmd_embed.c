@@ -115,7 +115,7 @@ int synco_cmd_embed(int argc, char **argv) {
   synco_encoder *enc = NULL;
   float *f = NULL;
   int exit_code = 1, has_head = 0;
-  if (synco_eval_data_open(&ds, data, split, skip_bad, 0)) return synco_cli_error("embed");
+  if (synco_eval_data_open(&ds, data, split, skip_bad, 0, 0)) return synco_cli_error("embed");
   if (synco_eval_open_model(&mo, head, mo.batch, 1, &be, &enc, &has_head)) goto fail;
   if (head && !has_head) {
     synco_fail(SYNCO_ERR_ARG, "%s has no projection head (--head)", mo.ckpt ? mo.ckpt : "the model");

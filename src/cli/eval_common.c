@@ -203,9 +203,11 @@ synco_status synco_eval_open_model(const synco_eval_model_opts *o, int head, int
   return s;
 }
 
-synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels) {
+synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels,
+                                  int split_if_any) {
   memset(d, 0, sizeof *d);
-  synco_dataset_options opt = {.split = split, .skip_bad = skip_bad, .store = SYNCO_STORE_AUTO, .threads = 0};
+  synco_dataset_options opt = {.split = split, .split_if_any = split_if_any, .skip_bad = skip_bad,
+                               .store = SYNCO_STORE_AUTO, .threads = 0};
   SYNCO_TRY(synco_dataset_open(&d->ds, path, &opt));
   synco_cli_dataset_notes(NULL, d->ds);
   d->n = synco_dataset_size(d->ds);
@@ -307,20 +309,18 @@ static int file_id_of(const synco_dataset *ds, size_t i, file_id *id) {
   return 1;
 }
 
-/* How many of val's images are train's: all of them when both name the same file or folder and split; for two
- * ImageFolders, the val files that are train files (the same file by st_dev/st_ino, whatever the path). */
-static size_t overlap(const synco_eval_split *s, const char *train, const char *train_split, const char *val,
-                      const char *val_split) {
-  const char *ts = train_split ? train_split : "train", *vs = val_split ? val_split : "train";
-  if (synco_cli_same_file(train, val) && !strcmp(ts, vs)) return s->val.n;
-  if (strcmp(synco_dataset_format(s->train.ds), "imagefolder") || strcmp(synco_dataset_format(s->val.ds), "imagefolder"))
-    return 0;
-  file_id *ids = malloc((s->train.n ? s->train.n : 1) * sizeof *ids), id;
+size_t synco_eval_overlap(const synco_dataset *a, const char *a_path, const char *a_split, const synco_dataset *b,
+                          const char *b_path, const char *b_split) {
+  const char *as = a_split ? a_split : "train", *bs = b_split ? b_split : "train";
+  const size_t na = synco_dataset_size(a), nb = synco_dataset_size(b);
+  const int folders = !strcmp(synco_dataset_format(a), "imagefolder") && !strcmp(synco_dataset_format(b), "imagefolder");
+  if (!folders) return synco_cli_same_file(a_path, b_path) && !strcmp(as, bs) ? nb : 0;
+  file_id *ids = malloc((na ? na : 1) * sizeof *ids), id;
   if (!ids) return 0;
   size_t n = 0, hits = 0;
-  for (size_t i = 0; i < s->train.n; i++) n += file_id_of(s->train.ds, i, &ids[n]);
+  for (size_t i = 0; i < na; i++) n += file_id_of(a, i, &ids[n]);
   qsort(ids, n, sizeof *ids, cmp_file_id);
-  for (size_t i = 0; i < s->val.n; i++) hits += file_id_of(s->val.ds, i, &id) && bsearch(&id, ids, n, sizeof *ids, cmp_file_id);
+  for (size_t i = 0; i < nb; i++) hits += file_id_of(b, i, &id) && bsearch(&id, ids, n, sizeof *ids, cmp_file_id);
   free(ids);
   return hits;
 }
@@ -329,11 +329,14 @@ synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const
                                    const char *val_split, int holdout, double val_fraction, uint64_t seed,
                                    int skip_bad) {
   memset(s, 0, sizeof *s);
-  synco_status st = synco_eval_data_open(&s->train, train, train_split, skip_bad, 1);
-  if (!st && val) st = synco_eval_data_open(&s->val, val, val_split, skip_bad, 1);
+  synco_status st = synco_eval_data_open(&s->train, train, train_split, skip_bad, 1, 0);
+  /* --val is held-out images: the test split where its format holds one (a CIFAR-10 or STL-10 folder, test/ or
+   * val/ of an ImageFolder), else the whole of it; --val-split NAME chooses */
+  const char *vs = val_split ? val_split : "test";
+  if (!st && val) st = synco_eval_data_open(&s->val, val, vs, skip_bad, 1, !val_split);
   if (!st && val) st = synco_dataset_check_same_classes(s->train.ds, train, s->val.ds, val);
   if (!st && val) {
-    const size_t same = overlap(s, train, train_split, val, val_split);
+    const size_t same = synco_eval_overlap(s->train.ds, train, train_split, s->val.ds, val, vs);
     if (same)
       fprintf(stderr, "synco %s: warning: %zu of the %zu --val images are --train images (%s): the accuracy is on images "
                       "the classifier has seen; give --val-split F (a held-out fraction of --train) or --holdout N "

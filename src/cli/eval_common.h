@@ -57,7 +57,14 @@ typedef struct {
   int classes;
 } synco_eval_data;
 
-synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels);
+/* split_if_any: an ImageFolder without that split's folder is taken whole (synco_dataset_options). */
+synco_status synco_eval_data_open(synco_eval_data *d, const char *path, const char *split, int skip_bad, int need_labels,
+                                  int split_if_any);
+/* How many of b's images are a's (a's split a_split, b's b_split; NULL: train): all of them when both name the same
+ * file or folder and split; for two ImageFolders, the b files that are a files (the same file by st_dev/st_ino,
+ * whatever the path). */
+size_t synco_eval_overlap(const synco_dataset *a, const char *a_path, const char *a_split, const synco_dataset *b,
+                          const char *b_path, const char *b_split);
 void synco_eval_data_close(synco_eval_data *d);
 
 /* The train / val index lists: with a val set, all of train and all of val; without one, a part of train is the
@@ -78,7 +85,7 @@ synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const
  * one). --holdout beside --val is refused too. Prints and returns 2 on misuse. */
 #define SYNCO_EVAL_VAL_SPLIT_HELP                                                                                    \
   "a fraction F (0 < F < 1): F of each class of --train held out as the val set, drawn with --seed; with --val, a " \
-  "name: the split of --val (test)"
+  "name: the split of --val (default: its test split where its format has one, e.g. a CIFAR-10 folder's test_batch)"
 int synco_eval_val_split_check(const char *cmd, const char **val_split, double *val_fraction, const char *val,
                                int holdout);
 void synco_eval_split_close(synco_eval_split *s);

@@ -13,6 +13,7 @@
 #include "base/status.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/eval_common.h"
 #include "cli/pretrain.h"
 #include "optim/schedule.h"
 
@@ -22,7 +23,12 @@ int pretrain_knn_open(pretrain_ctx *c) {
   const pretrain_opts *o = &c->o;
   pretrain_knn *k = &c->knn;
   if (!o->val || o->knn_every <= 0) return PRETRAIN_GO;
-  if (synco_dataset_open(&k->train_eval, o->data, &c->dopt) != SYNCO_OK || synco_dataset_open(&k->val, o->val, &c->dopt) != SYNCO_OK)
+  /* --val is held-out images: its test split where its format holds one (a CIFAR-10 or STL-10 folder, test/ or val/
+   * of an ImageFolder; once the training split of a CIFAR-10 folder was taken), else the whole of it */
+  synco_dataset_options vopt = c->dopt;
+  vopt.split = "test";
+  vopt.split_if_any = 1;
+  if (synco_dataset_open(&k->train_eval, o->data, &c->dopt) != SYNCO_OK || synco_dataset_open(&k->val, o->val, &vopt) != SYNCO_OK)
     return synco_cli_error("pretrain");
   /* the monitor classifies --val by the labels of the training images: both need them (pretraining does not) */
   const synco_dataset *sets[2] = {k->train_eval, k->val};
@@ -42,6 +48,10 @@ int pretrain_knn_open(pretrain_ctx *c) {
     synco_fail_context(SYNCO_ERR_ARG, "the kNN monitor (--knn-every %d with --val): ", o->knn_every);
     return synco_cli_error("pretrain");
   }
+  const size_t same = synco_eval_overlap(k->train_eval, o->data, c->dopt.split, k->val, o->val, vopt.split);
+  if (same && c->rank == 0)
+    fprintf(stderr, "synco pretrain: warning: %zu of the %zu --val images are --data images: the kNN monitor measures "
+                    "images the encoder trains on; give --val held-out images\n", same, synco_dataset_size(k->val));
   const size_t d = (size_t)synco_encoder_feature_dim(synco_moco_query(c->moco)), nt = synco_dataset_size(k->train_eval),
                nv = synco_dataset_size(k->val);
   k->ftrain = malloc(nt * d * sizeof(float));
@@ -373,7 +383,8 @@ int pretrain_run(pretrain_ctx *c) {
   if (rc == 0) {
     printf("done in %.1f s; checkpoint %s/last.safetensors\n", synco_now() - t_start, o->out);
     if (knn_first >= 0 && knn_last >= 0)
-      printf("kNN top-1 on %s: untrained %.2f%% -> trained %.2f%%\n", o->val, knn_first, knn_last);
+      printf("kNN top-1 on %s (%zu images): untrained %.2f%% -> trained %.2f%%\n", o->val, synco_dataset_size(c->knn.val),
+             knn_first, knn_last);
   }
   synco_stop_install(0);
   return rc;

@@ -15,6 +15,8 @@ typedef enum { SYNCO_STORE_AUTO = 0, SYNCO_STORE_DECODED, SYNCO_STORE_ENCODED } 
 
 typedef struct {
   const char *split;      /* "train" or "test" where the format holds both; NULL = train */
+  int split_if_any;       /* an ImageFolder without that split's folder (test: also val) is taken whole, where it
+                           * is an error otherwise: a --val folder is the held-out images, or holds them as test/ */
   int skip_bad;           /* ImageFolder: skip unreadable images (counted) instead of failing */
   synco_store_mode store; /* decoded uint8 in memory (small images) or encoded bytes decoded per sample */
   int threads;            /* threads for decoding at open time (<= 0: all cores) */

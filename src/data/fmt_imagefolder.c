@@ -345,7 +345,8 @@ synco_status synco_fmt_imagefolder_open(synco_dataset **out, const char *path, c
       if (sub && synco_path_is_dir(sub)) root = sub;
       else {
         free(sub);
-        return synco_fail(SYNCO_ERR_IO, "%s: no '%s' split folder", path, opt->split);
+        if (!opt->split_if_any) return synco_fail(SYNCO_ERR_IO, "%s: no '%s' split folder", path, opt->split);
+        root = strdup(path);
       }
     } else {
       root = strdup(path);

@@ -19,6 +19,27 @@ PY
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 --json > "$tmp/knn.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "knn"; }
 check_json "$tmp/knn.json" "o['command'] == 'knn' and 0 <= o['top1'] <= o['top5'] <= 100 and o['n_val'] == 50 and o['n_train'] > 0 and o['wall_s'] > 0"
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 20 > "$tmp/knn.txt" 2> /dev/null
+# --val of a format that holds both splits (a CIFAR-10 folder) takes its test split, in the evaluations and in
+# pretrain's kNN monitor (once both took data_batch_*: the training images); the same ImageFolder as --data and --val
+# is said to be the training images.
+python3 - "$tmp/cifar" <<'PY'
+import os, random, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True); r = random.Random(0)
+rec = lambda n: b''.join(bytes([i % 10]) + bytes(r.randrange(256) for _ in range(3072)) for i in range(n))
+open(d + '/data_batch_1.bin', 'wb').write(rec(40)); open(d + '/test_batch.bin', 'wb').write(rec(20))
+PY
+"$SYNCO" knn "${model[@]}" --train "$tmp/cifar" --val "$tmp/cifar" --k 5 --json > "$tmp/kc.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "knn on a CIFAR-10 folder"; }
+check_json "$tmp/kc.json" "o['n_train'] == 40 and o['n_val'] == 20"
+if grep -q "are --train images" "$tmp/err"; then cat "$tmp/err"; fail "knn: the CIFAR-10 test split taken for the training split"; fi
+"$SYNCO" knn "${model[@]}" --train "$tmp/cifar" --val "$tmp/cifar" --val-split train --k 5 --json > "$tmp/kc.json" 2> "$tmp/err" \
+  || { cat "$tmp/err"; fail "knn --val-split train"; }
+check_json "$tmp/kc.json" "o['n_val'] == 40"
+grep -q "40 of the 40 --val images are --train images" "$tmp/err" || { cat "$tmp/err"; fail "knn --val-split train: no overlap warning"; }
+P=(--arch resnet18 --cifar-stem --width 8 -b 10 --bn-splits 1 --moco-k 20 --n-hard 5 --epochs 1 --threads 2 --workers 1 --knn-every 1 --knn-k 5)
+"$SYNCO" pretrain "${P[@]}" --data "$tmp/cifar" --val "$tmp/cifar" --out "$tmp/pc" > "$tmp/o" 2> "$tmp/err" || { cat "$tmp/o" "$tmp/err"; fail "pretrain on a CIFAR-10 folder"; }
+grep -q "kNN top-1 on $tmp/cifar (20 images)" "$tmp/o" || { cat "$tmp/o"; fail "the kNN monitor did not take the test split"; }
+"$SYNCO" pretrain "${P[@]}" --data "$train" --val "$train" --out "$tmp/pi" > "$tmp/o" 2> "$tmp/err" || { cat "$tmp/o" "$tmp/err"; fail "pretrain --val = --data"; }
+grep -q "warning: 300 of the 300 --val images are --data images" "$tmp/err" || { cat "$tmp/err"; fail "pretrain: no word that --val is --data"; }
 # more --k than training images, more --labels per class than a class has: said
 "$SYNCO" knn "${model[@]}" --train "$train" --holdout 5 --k 1000 > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn --k 1000"; }
 grep -q "warning: --k 1000 is more than the 250 training images: all of them vote" "$tmp/err" || { cat "$tmp/err"; fail "knn: no word of --k past the images"; }
