@@ -495,6 +495,21 @@ int synco_cmd_analyze(int argc, char **argv) {
     fprintf(stderr, "synco analyze: %s\n", bad ? "at most 10 models (--ckpt)" : "--ckpt names no file");
     return 2;
   }
+  for (int m = 0; m < npaths; m++) { /* a run folder is its last.safetensors, as for one --ckpt; all before any work */
+    char buf[SYNCO_CLI_PATH_MAX + 32];
+    const char *file = synco_cli_ckpt_path("--ckpt", paths[m], buf, sizeof buf);
+    if (file && access(file, R_OK) != 0) {
+      synco_fail(SYNCO_ERR_IO, "--ckpt %s: cannot open: %s", file, strerror(errno));
+      file = NULL;
+    }
+    char *kept = file && file != paths[m] ? strdup(file) : NULL;
+    if (!file || (file != paths[m] && !kept)) {
+      fprintf(stderr, "synco analyze: %s\n", file ? "out of memory" : synco_last_error());
+      for (int i = 0; i < npaths; i++) free(paths[i]);
+      return 1;
+    }
+    if (kept) free(paths[m]), paths[m] = kept;
+  }
   const int nmodels = mo.ckpt ? npaths : 1;
   char names[MAX_MODELS][64];
   if (labels) {

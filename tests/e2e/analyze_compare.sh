@@ -43,6 +43,12 @@ for p in alignment_uniformity matching_probs; do [ "$(png_size "$tmp/an3/$p.png"
 out=$(cat "$tmp/o")
 [[ "$out" == *"analysis of runB ($tmp/runB/last.safetensors)"* ]] || { echo "$out"; fail "the summary does not name runB"; }
 
+# run folders in a comparison, as for one --ckpt: each its last.safetensors (once refused after the first model ran)
+"$SYNCO" analyze --ckpt "$tmp/runA,$tmp/runB" "${an[@]}" --out "$tmp/an2f" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "analyze of two run folders"; }
+check_json "$tmp/an2f/metrics.json" "[m['label'] for m in o['models']] == ['runA', 'runB']"
+"$SYNCO" analyze --ckpt "$tmp/runA" --ckpt "$tmp/nothere" "${an[@]}" --out "$tmp/an2g" > "$tmp/o" 2> "$tmp/e" && fail "a missing second --ckpt accepted"
+grep -q "nothere" "$tmp/e" && ! grep -q "^model 1/2" "$tmp/e" || { cat "$tmp/e"; fail "a missing second --ckpt: not refused before the first model ran"; }
+
 # a checkpoint and its export: labelled, and warned about (head outputs vs backbone features, queue vs stand-ins)
 "$SYNCO" analyze --ckpt "$tmp/runA/last.safetensors,$tmp/enc.safetensors" --label "synco,its export" "${an[@]}" \
   --out "$tmp/an2" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "analyze of a run and its export"; }
