@@ -382,6 +382,18 @@ static int configure(pretrain_ctx *c) {
   synco_negatives_scale_defaults(&ncfg, o->moco_k, saved || synco_args_seen(args, "n-hard"), n_given);
   o->n_hard = ncfg.n_hard;
   memcpy(o->n, ncfg.n, sizeof o->n);
+  /* --method synco or mochi with no synthetic negative left trains MoCo-v2 under the other name (--n-hard 0 once
+   * capped every count to 0 silently) */
+  if (strcmp(o->method, "moco") && !saved) {
+    int any = 0;
+    for (int t = 0; t < 6; t++) any |= o->n[t] > 0;
+    if (!any && synco_args_seen(args, "n-hard") && o->n_hard < 1)
+      synco_arg_problem(&c->problems, "--n-hard %d leaves --method %s no hard negatives to make synthetic ones from "
+                        "(at least 1; --method moco trains without them)", o->n_hard, o->method);
+    else if (!any && c->rank == 0)
+      fprintf(stderr, "synco pretrain: every synthetic count (--n1..--n6) is 0: --method %s trains as --method moco\n",
+              o->method);
+  }
   /* the kNN monitor measures on --val: asked for without it, it would silently never run */
   if (o->knn_every > 0 && !o->val && synco_args_seen(args, "knn-every"))
     synco_arg_problem(&c->problems, "--knn-every %d needs --val DIR (the labelled images the kNN monitor is measured "

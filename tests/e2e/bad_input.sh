@@ -12,6 +12,9 @@ expect_error "unknown option '--bogus'" "$SYNCO" pretrain --bogus
 expect_error "does-not-exist" "$SYNCO" pretrain --data "$tmp/does-not-exist" --out "$tmp/r1"
 expect_error "not a multiple" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 1000 -b 64 --out "$tmp/r2"
 expect_error "must be between 1 and --moco-k 512" "$SYNCO" pretrain --data data/cifar10-small/train --moco-k 512 -b 64 --n-hard 1024 --out "$tmp/r2"
+expect_error "--n-hard 0 leaves --method synco no hard negatives to make synthetic ones from" "$SYNCO" pretrain \
+  --data data/cifar10-small/train --recipe cifar --n-hard 0 --out "$tmp/r2"
+[ ! -e "$tmp/r2" ] || fail "a refused --n-hard 0 created its run directory"
 expect_error "unknown command" "$SYNCO" frobnicate
 # a misspelt --device is a usage error (exit 2), as any bad flag value, before anything is made
 for c in "pretrain --out $tmp/dv" "knn --random-init --train data/cifar10-small/val --holdout 5" "bench step --iters 1"; do
