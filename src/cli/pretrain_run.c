@@ -382,6 +382,9 @@ int pretrain_run(pretrain_ctx *c) {
   const int rc = run_epochs(c, &knn_last);
   if (rc == 0) {
     printf("done in %.1f s; checkpoint %s/last.safetensors\n", synco_now() - t_start, o->out);
+    if (c->end_epoch < o->epochs) /* --stop-epoch: a pause, not the end of the run's schedule */
+      printf("stopped at epoch %d of %d (--stop-epoch): synco pretrain --resume %s continues it\n", c->end_epoch,
+             o->epochs, o->out);
     if (knn_first >= 0 && knn_last >= 0)
       printf("kNN top-1 on %s (%zu images): untrained %.2f%% -> trained %.2f%%\n", o->val, synco_dataset_size(c->knn.val),
              knn_first, knn_last);

@@ -15,7 +15,9 @@ common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 -
 first_per_class "$train" "$tmp/data" 20
 common[1]="$tmp/data"
 "$SYNCO" pretrain "${common[@]}" --out "$tmp/straight" > /dev/null 2>&1 || fail "straight run failed"
-"$SYNCO" pretrain "${common[@]}" --stop-epoch 1 --out "$tmp/split" > /dev/null 2>&1 || fail "first half failed"
+"$SYNCO" pretrain "${common[@]}" --stop-epoch 1 --out "$tmp/split" > "$tmp/o" 2>&1 || fail "first half failed"
+grep -q "stopped at epoch 1 of 2 (--stop-epoch): synco pretrain --resume $tmp/split continues it" "$tmp/o" \
+  || { cat "$tmp/o"; fail "a --stop-epoch run does not say it is unfinished"; }
 cp "$tmp/split/last.safetensors" "$tmp/half.safetensors"
 cp -a "$tmp/split" "$tmp/plain"; cp -a "$tmp/split" "$tmp/changed" # the same first half, resumed two more ways below
 "$SYNCO" pretrain "${common[@]}" --resume "$tmp/half.safetensors" --out "$tmp/split" > /dev/null 2>&1 || fail "resumed half failed"
