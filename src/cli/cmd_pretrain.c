@@ -408,7 +408,10 @@ static int configure(pretrain_ctx *c) {
    * their key there, not by a flag the user never gave */
   char msg[sizeof c->problems.text];
   const synco_config_origin origin = {pretrain_config_from_file, c, c->settings_file};
-  if (synco_pretrain_config_check(&c->cfg, c->settings ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
+  /* a global batch that does not divide has no per-process batch to judge the rest by (its truncation made up
+   * problems of a batch of 7 for -b 15 on 2 processes) */
+  const int batch_divides = c->world <= 1 || o->batch % c->world == 0;
+  if (batch_divides && synco_pretrain_config_check(&c->cfg, c->settings ? &origin : NULL, msg, sizeof msg, NULL) != SYNCO_OK)
     for (const char *s = msg, *nl; (nl = strchr(s, '\n')); s = nl + 1) synco_arg_problem(&c->problems, "%.*s", (int)(nl - s), s);
   if (synco_backend_precision(o->backend, o->precision) != SYNCO_OK) {
     if (c->settings && pretrain_config_from_file(c, "precision")) /* the run's own, not a flag the user gave */

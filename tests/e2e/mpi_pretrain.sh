@@ -89,4 +89,10 @@ epoch=$(ckpt_epoch "$tmp/kill/last.safetensors")
 run kill_resume "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/kill" --epochs $((epoch + 1))
 epoch2=$(ckpt_epoch "$tmp/kill/last.safetensors")
 [ "$epoch2" -eq $((epoch + 1)) ] || fail "resumed run ended at epoch $epoch2, not $((epoch + 1))"
+# a global batch that does not divide across the processes: that one problem, no others made up from its
+# truncation (once "-b 15 on 2" also said a batch of 7 was no multiple of the keys and of --bn-splits)
+rc=0; "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" -b 15 --out "$tmp/odd" > "$tmp/odd.txt" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && grep -q "b 15 (the global batch) does not divide across 2 processes" "$tmp/odd.txt" \
+  || { cat "$tmp/odd.txt"; fail "-b 15 on 2 processes"; }
+if grep -q "batch size 7\|the 14 keys" "$tmp/odd.txt"; then cat "$tmp/odd.txt"; fail "-b 15: problems of a made-up batch of 7"; fi
 echo "mpi_pretrain: ok (killed at epoch $epoch, resumed to $epoch2)"
