@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/file_read.h"
 #include "base/status.h"
@@ -142,16 +143,23 @@ synco_status synco_fmt_cifar_open(synco_dataset **out, const char *path, const s
     snprintf(file, sizeof file, "%s/test_batch.bin", dir);
     st = add_file(ds, file, 0, 0);
   } else {
+    /* every batch there is, in order (a missing data_batch_2 once hid data_batch_3..5); none: data_batch_1's error */
     int found = 0;
+    char which[32] = "";
     for (int b = 1; b <= 5 && st == SYNCO_OK; b++) {
       snprintf(file, sizeof file, "%s/data_batch_%d.bin", dir, b);
-      if (b > 1 && !synco_path_is_file(file)) break;
+      if (access(file, F_OK) != 0) continue; /* absent; anything there (a FIFO, a device) add_file judges */
       st = add_file(ds, file, 0, 0);
-      found = b;
+      found++;
+      snprintf(which + strlen(which), sizeof which - strlen(which), "%s%d", found > 1 ? ", " : "", b);
+    }
+    if (st == SYNCO_OK && found == 0) {
+      snprintf(file, sizeof file, "%s/data_batch_1.bin", dir);
+      st = add_file(ds, file, 0, 0);
     }
     if (st == SYNCO_OK && found < 5)
-      synco_ds_warn(ds, "%s holds %d of the 5 training batches (data_batch_%s%d.bin: %zu of CIFAR-10's 50000 images)",
-                    dir, found, found > 1 ? "1.." : "", found, ds->n);
+      synco_ds_warn(ds, "%s holds %d of the 5 training batches (data_batch_N.bin, N = %s: %zu of CIFAR-10's 50000 "
+                    "images)", dir, found, which, ds->n);
   }
   if (st == SYNCO_OK) {
     if (is100) {

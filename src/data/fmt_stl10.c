@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/file_read.h"
 #include "base/status.h"
@@ -101,7 +102,13 @@ synco_status synco_fmt_stl10_open(synco_dataset **out, const char *path, const s
   ds->raw_w = ds->raw_h = STL_SIDE;
   ds->layout = SYNCO_RAW_PLANAR_COLMAJOR;
   synco_status st;
-  if (!strcmp(split, "train")) st = add_part(ds, dir, "train", 1);
+  char only[4300]; /* a folder of the unlabelled images alone, opened for its training split: say which it has */
+  snprintf(only, sizeof only, "%s/train_X.bin", dir);
+  const int train_absent = access(only, F_OK) != 0;
+  snprintf(only, sizeof only, "%s/unlabeled_X.bin", dir);
+  if (!strcmp(split, "train") && train_absent && access(only, F_OK) == 0 && !synco_path_is_file(path))
+    st = synco_fail(SYNCO_ERR_IO, "%s: no train_X.bin, only unlabeled_X.bin: --split unlabeled reads it", path);
+  else if (!strcmp(split, "train")) st = add_part(ds, dir, "train", 1);
   else if (!strcmp(split, "test")) st = add_part(ds, dir, "test", 1);
   else if (!strcmp(split, "unlabeled")) st = add_part(ds, dir, "unlabeled", 0);
   else if (!strcmp(split, "train+unlabeled")) {

@@ -64,4 +64,8 @@ cp -r "$train" "$tmp/nine"; rm -r "$tmp/nine/truck"
 expect_error "$train has 10 classes but $tmp/nine has 9" \
   "$SYNCO" pretrain "${F8[@]}" --data "$train" --knn-every 1 --val "$tmp/nine" --out "$tmp/k1"
 [ ! -e "$tmp/k1" ] || fail "a refused kNN monitor left a run directory"
+# an STL-10 folder of the unlabelled images alone, opened for its training split: which split it has
+mkdir -p "$tmp/stl"; cp "$tmp/unlabeled_X.bin" "$tmp/stl/"
+expect_error "$tmp/stl: no train_X.bin, only unlabeled_X.bin: --split unlabeled reads it" "$SYNCO" pretrain "${F8[@]}" \
+  --data "$tmp/stl" --out "$tmp/stl_run"
 echo "bad_input: ok"

@@ -35,6 +35,11 @@ if grep -q "are --train images" "$tmp/err"; then cat "$tmp/err"; fail "knn: the 
   || { cat "$tmp/err"; fail "knn --val-split train"; }
 check_json "$tmp/kc.json" "o['n_val'] == 40"
 grep -q "40 of the 40 --val images are --train images" "$tmp/err" || { cat "$tmp/err"; fail "knn --val-split train: no overlap warning"; }
+# batches 1 and 3 without 2: both read, and said (once batch 3 was ignored)
+cp -r "$tmp/cifar" "$tmp/cifar13"; head -c $((10 * 3073)) "$tmp/cifar/data_batch_1.bin" > "$tmp/cifar13/data_batch_3.bin"
+"$SYNCO" knn "${model[@]}" --train "$tmp/cifar13" --val "$tmp/cifar13" --k 5 --json > "$tmp/kc.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "knn on batches 1 and 3"; }
+check_json "$tmp/kc.json" "o['n_train'] == 50"
+grep -q "holds 2 of the 5 training batches (data_batch_N.bin, N = 1, 3: 50 of" "$tmp/err" || { cat "$tmp/err"; fail "batches 1 and 3: not said"; }
 P=(--arch resnet18 --cifar-stem --width 8 -b 10 --bn-splits 1 --moco-k 20 --n-hard 5 --epochs 1 --threads 2 --workers 1 --knn-every 1 --knn-k 5)
 "$SYNCO" pretrain "${P[@]}" --data "$tmp/cifar" --val "$tmp/cifar" --out "$tmp/pc" > "$tmp/o" 2> "$tmp/err" || { cat "$tmp/o" "$tmp/err"; fail "pretrain on a CIFAR-10 folder"; }
 grep -q "kNN top-1 on $tmp/cifar (20 images)" "$tmp/o" || { cat "$tmp/o"; fail "the kNN monitor did not take the test split"; }
