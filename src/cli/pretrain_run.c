@@ -339,6 +339,12 @@ int pretrain_run(pretrain_ctx *c) {
          synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name,
          synco_backend_precision_label(c->be, o->precision));
   printf("recipe: %s\n", recipe_in_force(c));
+  int synthetic = 0; /* said with the run's settings: a run that is refused has no warm-up to speak of */
+  for (int t = 0; t < 6; t++) synthetic |= o->n[t] > 0;
+  if (synthetic && o->warmup_epochs >= o->epochs && !o->resume)
+    printf("note: the synthetic negatives start after --warmup-epochs %d and the run has %d epoch%s: it trains as "
+           "--method moco throughout (--warmup-epochs N starts them sooner)\n", o->warmup_epochs, o->epochs,
+           synco_cli_s(o->epochs));
   const size_t n = synco_dataset_size(c->train), labelled = synco_dataset_num_labelled(c->train);
   char labels[80];
   if (!labelled) snprintf(labels, sizeof labels, "unlabelled");

@@ -43,6 +43,8 @@ grep -q "holds 2 of the 5 training batches (data_batch_N.bin, N = 1, 3: 50 of" "
 P=(--arch resnet18 --cifar-stem --width 8 -b 10 --bn-splits 1 --moco-k 20 --n-hard 5 --epochs 1 --threads 2 --workers 1 --knn-every 1 --knn-k 5)
 "$SYNCO" pretrain "${P[@]}" --data "$tmp/cifar" --val "$tmp/cifar" --out "$tmp/pc" > "$tmp/o" 2> "$tmp/err" || { cat "$tmp/o" "$tmp/err"; fail "pretrain on a CIFAR-10 folder"; }
 grep -q "kNN top-1 on $tmp/cifar (20 images)" "$tmp/o" || { cat "$tmp/o"; fail "the kNN monitor did not take the test split"; }
+grep -q "note: the synthetic negatives start after --warmup-epochs 10 and the run has 1 epoch: it trains as --method moco" "$tmp/o" \
+  || { cat "$tmp/o"; fail "no note that the synthetic negatives never start"; }
 "$SYNCO" pretrain "${P[@]}" --data "$train" --val "$train" --out "$tmp/pi" > "$tmp/o" 2> "$tmp/err" || { cat "$tmp/o" "$tmp/err"; fail "pretrain --val = --data"; }
 grep -q "warning: 300 of the 300 --val images are --data images" "$tmp/err" || { cat "$tmp/err"; fail "pretrain: no word that --val is --data"; }
 # more --k than training images, more --labels per class than a class has: said
