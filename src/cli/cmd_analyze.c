@@ -477,7 +477,7 @@ int synco_cmd_analyze(int argc, char **argv) {
                             args, nkept, kept, NULL, 0, NULL);
   free(kept);
   if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = synco_eval_model_check("analyze", &mo))) return rc;
+  if ((rc = synco_eval_model_check("analyze", &mo, args))) return rc;
   if (!data || !outdir) {
     fprintf(stderr, "synco analyze: --data and --out are required\n");
     return 2;

@@ -95,7 +95,7 @@ int synco_cmd_embed(int argc, char **argv) {
   int rc = synco_args_parse("embed", "Writes an encoder's features of a dataset as a NumPy .npy file.", args, argc,
                             argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = synco_eval_model_check("embed", &mo))) return rc;
+  if ((rc = synco_eval_model_check("embed", &mo, args))) return rc;
   if (!data || !out) {
     fprintf(stderr, "synco embed: --data and --out are required\n");
     return 2;

@@ -141,7 +141,7 @@ int synco_cmd_finetune(int argc, char **argv) {
   int rc = synco_args_parse("finetune", "Semi-supervised fine-tuning of backbone + classifier on a labelled subset.",
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = synco_eval_model_check("finetune", &mo))) return rc;
+  if ((rc = synco_eval_model_check("finetune", &mo, args))) return rc;
   double val_fraction = 0;
   if ((rc = synco_eval_val_split_check("finetune", &val_split, &val_fraction, val, holdout))) return rc;
   double frac;

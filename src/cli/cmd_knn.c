@@ -37,7 +37,7 @@ int synco_cmd_knn(int argc, char **argv) {
   int rc = synco_args_parse("knn", "Weighted kNN classification (k, t) of L2-normalized backbone features.", args,
                             argc, argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = synco_eval_model_check("knn", &mo))) return rc;
+  if ((rc = synco_eval_model_check("knn", &mo, args))) return rc;
   double val_fraction = 0;
   if ((rc = synco_eval_val_split_check("knn", &val_split, &val_fraction, val, holdout))) return rc;
   if (!train) {

@@ -102,7 +102,7 @@ int synco_cmd_linear(int argc, char **argv) {
   int rc = synco_args_parse("linear", "Linear classification on frozen backbone features (MoCo protocol, or --fast).",
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = synco_eval_model_check("linear", &mo))) return rc;
+  if ((rc = synco_eval_model_check("linear", &mo, args))) return rc;
   double val_fraction = 0;
   if ((rc = synco_eval_val_split_check("linear", &val_split, &val_fraction, val, holdout))) return rc;
   if (!train) {

@@ -50,7 +50,7 @@ int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max) {
   return n;
 }
 
-int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o) {
+int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o, const synco_arg *args) {
   if ((o->ckpt != NULL) + (o->init != NULL) + (o->random_init != 0) != 1) {
     fprintf(stderr, "synco %s: give exactly one of --ckpt FILE, --init FILE or --random-init\n", cmd);
     return 2;
@@ -62,6 +62,29 @@ int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o) {
   if (strcmp(o->which, "query") && strcmp(o->which, "key")) {
     fprintf(stderr, "synco %s: --which is query or key, got '%s'\n", cmd, o->which);
     return 2;
+  }
+  /* --arch, --width and --cifar-stem make a --random-init or --init model; a checkpoint says its own, and one given
+   * against it was silently ignored */
+  const int arch_seen = synco_args_seen(args, "arch"), width_seen = synco_args_seen(args, "width"),
+            stem_seen = synco_args_seen(args, "cifar-stem");
+  if (o->ckpt && (arch_seen || width_seen || stem_seen)) {
+    synco_encoder_config f;
+    int size = 0;
+    if (synco_weights_read_config(o->ckpt, &f, &size) != SYNCO_OK) {
+      fprintf(stderr, "synco %s: %s\n", cmd, synco_last_error());
+      return 1;
+    }
+    char arch[16], given[96] = "";
+    snprintf(arch, sizeof arch, "resnet%d", f.depth);
+    if (arch_seen && strcmp(o->arch, arch)) snprintf(given, sizeof given, "--arch %s", o->arch);
+    else if (width_seen && o->width != f.width) snprintf(given, sizeof given, "--width %d", o->width);
+    else if (stem_seen && !o->cifar_stem != !f.cifar_stem)
+      snprintf(given, sizeof given, "%s", o->cifar_stem ? "--cifar-stem" : "--no-cifar-stem");
+    if (given[0]) {
+      fprintf(stderr, "synco %s: %s does not fit --ckpt %s, a %s of width %d with the %s stem: drop it (a checkpoint "
+                      "says its own model)\n", cmd, given, o->ckpt, arch, f.width, f.cifar_stem ? "CIFAR" : "ImageNet");
+      return 2;
+    }
   }
   if (o->batch < 0) {
     fprintf(stderr, "synco %s: --batch-size must be at least 1 (or 0: as many as fit)\n", cmd);

@@ -35,7 +35,9 @@ void synco_eval_model_defaults(synco_eval_model_opts *o);
 int synco_eval_model_args(synco_eval_model_opts *o, synco_arg *rows, int max);
 /* Checks the combination (exactly one of --ckpt / --init / --random-init); prints and returns 2 on misuse. A --ckpt
  * that is a run folder becomes its last.safetensors (1 when it has none). */
-int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o);
+/* args: the command's parsed rows, to tell the flags given: --arch, --width or --cifar-stem against a --ckpt's own
+ * model is refused (2). */
+int synco_eval_model_check(const char *cmd, synco_eval_model_opts *o, const synco_arg *args);
 /* Sizes o->batch to the memory there is for `encoders` encoders of the model o names (each as
  * synco_eval_open_model makes it, with its input batch): with batch_auto, the largest batch <= o->batch whose
  * plan fits in half the available memory (then batch_auto is cleared); with a given -b, refuses one whose plan

@@ -96,6 +96,13 @@ if "$SYNCO" pretrain --data "$train" --arch resnet18 --width 8 --cifar-stem --im
   ckpt=(--ckpt "$tmp/run/last.safetensors")
 fi
 echo "analyze: ${ckpt[*]}"
+if [ "${ckpt[0]}" = --ckpt ]; then # --width against a checkpoint's own model: refused (once silently ignored)
+  rc=0; "$SYNCO" knn "${ckpt[@]}" --width 16 --train "$train" --holdout 5 --threads 2 > /dev/null 2> "$tmp/err" || rc=$?
+  [ $rc -eq 2 ] && grep -q "width 16 does not fit --ckpt ${ckpt[1]}, a resnet18 of width 8 with the CIFAR stem: drop it" "$tmp/err" \
+    || { cat "$tmp/err"; fail "knn --width 16 of a width-8 checkpoint: rc $rc"; }
+  "$SYNCO" knn "${ckpt[@]}" --width 8 --cifar-stem --arch resnet18 --train "$train" --holdout 5 --threads 2 --batch 50 \
+    > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn with its checkpoint's own --width"; }
+fi
 "$SYNCO" analyze "${ckpt[@]}" --threads 2 --batch 50 --data "$train" --per-class 10 --out "$tmp/an" --json > "$tmp/an.json" 2> "$tmp/err" \
   || { cat "$tmp/err"; fail "analyze"; }
 check_json "$tmp/an.json" "o['n'] == 100 and 0 <= o['proxy_accuracy'] <= 100 and 0 <= o['alignment'] <= 4 and o['uniformity'] <= 0 and o['ratio']['n'] == 100 and len(o['matching_probs']) > 0"
