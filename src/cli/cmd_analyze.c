@@ -387,45 +387,6 @@ static int not_comparable(const model_result *r, int n, char *why, size_t cap) {
   return differ;
 }
 
-/* The folders of a path that one run created: at[i] when the prefix of i characters is one. */
-typedef struct {
-  unsigned char at[SYNCO_CLI_PATH_MAX + 1];
-} made_dirs;
-
-/* Creates the folder dir and its missing parents, as synco_cli_mkdirs, noting in *made which it created, so that a
- * failed analyze takes back what it made (a truncated checkpoint once left an empty --out folder behind) and never
- * a folder that was there before. */
-static synco_status make_outdir(const char *dir, made_dirs *made) {
-  char buf[SYNCO_CLI_PATH_MAX + 1];
-  memset(made, 0, sizeof *made);
-  if (!dir[0]) return synco_fail(SYNCO_ERR_ARG, "--out: an empty path");
-  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return synco_fail(SYNCO_ERR_ARG, "%s: path too long", dir);
-  for (size_t i = 1;; i++) {
-    const char c = buf[i];
-    if (c != '/' && c != 0) continue;
-    buf[i] = 0;
-    if (mkdir(buf, 0777) == 0) made->at[i] = 1;
-    else if (errno != EEXIST) return synco_fail(SYNCO_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-    buf[i] = c;
-    if (!c) break;
-  }
-  struct stat st;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return synco_fail(SYNCO_ERR_IO, "%s: not a directory", dir);
-  return SYNCO_OK;
-}
-
-/* Removes the folders make_outdir(dir) made, deepest first, each only while empty: rmdir refuses a folder with
- * anything in it, and the first refusal ends the walk (what holds it holds its parents too). */
-static void unmake_outdir(const char *dir, const made_dirs *made) {
-  char buf[SYNCO_CLI_PATH_MAX + 1];
-  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return;
-  for (size_t i = strlen(buf); i > 0; i--) {
-    if (!made->at[i]) continue;
-    buf[i] = 0;
-    if (rmdir(buf) != 0) return;
-  }
-}
-
 /* --label's comma-separated names (empty ones too: each model has one); 1 when there are more than MAX_MODELS. */
 static int add_labels(const char *v, char **list, int *n) {
   for (const char *p = v;;) {
@@ -563,12 +524,12 @@ int synco_cmd_analyze(int argc, char **argv) {
   uint32_t *idx = NULL;
   size_t n = 0;
   int exit_code = 1, done = 0;
-  made_dirs made = {{0}}; /* the folders of --out this run created */
+  synco_cli_made_dirs made = {{0}}; /* the folders of --out this run created: a failed analyze takes them back */
   if (synco_eval_data_open(&ds, data, split, skip_bad, 1, 0)) {
     for (int i = 0; i < npaths; i++) free(paths[i]);
     return synco_cli_error("analyze");
   }
-  if (make_outdir(outdir, &made)) goto fail;
+  if (synco_cli_mkdirs_noting(outdir, &made)) goto fail;
   if (per_class > 0) {
     if (synco_subset_balanced(&idx, &n, ds.labels, ds.n, ds.classes, 0, per_class, (uint64_t)mo.seed)) goto fail;
   } else {
@@ -704,7 +665,7 @@ int synco_cmd_analyze(int argc, char **argv) {
 fail:
   if (exit_code) {
     synco_cli_error("analyze");
-    unmake_outdir(outdir, &made);
+    synco_cli_unmake_dirs(outdir, &made);
   }
   for (int m = 0; m < done; m++) result_free(&res[m]);
   for (int i = 0; i < npaths; i++) free(paths[i]);

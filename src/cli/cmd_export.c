@@ -76,8 +76,11 @@ int synco_cmd_export(int argc, char **argv) {
   }
   /* The file is safetensors whatever its name: one named .pkl/.pth would be handed to detectron2 or torch.load,
    * which read pickles (docs/detectron2.md: tools/safetensors_to_detectron2.py makes detectron2's .pkl from it). */
+  static const char *const pickles[] = {".pkl", ".pth", ".pt"};
   const size_t ol = strlen(out);
-  if (ol >= 4 && (!strcmp(out + ol - 4, ".pkl") || !strcmp(out + ol - 4, ".pth") || (ol >= 3 && !strcmp(out + ol - 3, ".pt")))) {
+  for (size_t i = 0; i < sizeof pickles / sizeof *pickles; i++) {
+    const size_t k = strlen(pickles[i]);
+    if (ol < k || strcmp(out + ol - k, pickles[i])) continue;
     fprintf(stderr, "synco export: --out %s: export writes safetensors, not a pickle; name it .safetensors%s\n", out,
             d2 ? " and make detectron2's .pkl with tools/safetensors_to_detectron2.py (docs/detectron2.md)" : "");
     return 2;

@@ -272,7 +272,7 @@ int synco_cmd_finetune(int argc, char **argv) {
     char what[64];
     if (per_class > 0) snprintf(what, sizeof what, "%d label%s per class", per_class, synco_cli_s(per_class));
     else snprintf(what, sizeof what, "%s of the labels", labels);
-    printf("fine-tuning of %s on %s (%zu images, %d class%s)\n", name, what, n_sub, C, C == 1 ? "" : "es");
+    printf("fine-tuning of %s on %s (%zu images, %d class%s)\n", name, what, n_sub, C, synco_cli_es(C));
     printf("  %d epoch%s, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
            epochs, synco_cli_s(epochs), B, lr_b, lr_c, loss, acc);
     printf("  %zu val images%s: top-1 %.2f%%  top-5 %.2f%%\n", sp.n_va, sp.val.ds ? "" : " (held out of train)", top1, top5);

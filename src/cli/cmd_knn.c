@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/eval_common.h"
 #include "eval/knn.h"
 #include "tensor/backend.h"
@@ -97,7 +98,7 @@ int synco_cmd_knn(int argc, char **argv) {
   } else {
     printf("kNN (k %d, t %g) of %s\n", k, t, name);
     printf("  %zu train / %zu val images, %d class%s, %d-d features%s\n", sp.n_tr, sp.n_va, sp.train.classes,
-           sp.train.classes == 1 ? "" : "es", d,
+           synco_cli_es(sp.train.classes), d,
            sp.val.ds ? "" : " (val held out of train)");
     printf("  top-1 %.2f%%  top-5 %.2f%%\n", res.top1, res.top5);
     printf("  wall time %.1f s (features %.1f s, kNN %.2f s)\n", wall, t_feat, t_knn);

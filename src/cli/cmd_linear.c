@@ -250,7 +250,7 @@ int synco_cmd_linear(int argc, char **argv) {
   } else {
     printf("linear classification (%s) of %s\n",
            fast ? "fast: cached features, L-BFGS" : "MoCo protocol: augmented features, SGD", name);
-    printf("  %zu train / %zu val images, %d class%s, %d-d features%s\n", sp.n_tr, sp.n_va, C, C == 1 ? "" : "es", d,
+    printf("  %zu train / %zu val images, %d class%s, %d-d features%s\n", sp.n_tr, sp.n_va, C, synco_cli_es(C), d,
            sp.val.ds ? "" : " (val held out of train)");
     if (fast) printf("  L2 penalty %g (picked on held-out train features), %d L-BFGS iterations, train top-1 %.2f%%\n",
                      lambda, iters, train_top1);

@@ -385,8 +385,7 @@ static int configure(pretrain_ctx *c) {
   /* --method synco or mochi with no synthetic negative left trains MoCo-v2 under the other name (--n-hard 0 once
    * capped every count to 0 silently) */
   if (strcmp(o->method, "moco") && !saved) {
-    int any = 0;
-    for (int t = 0; t < 6; t++) any |= o->n[t] > 0;
+    const int any = synco_negatives_total(&ncfg) > 0;
     if (!any && synco_args_seen(args, "n-hard") && o->n_hard < 1)
       synco_arg_problem(&c->problems, "--n-hard %d leaves --method %s no hard negatives to make synthetic ones from "
                         "(at least 1; --method moco trains without them)", o->n_hard, o->method);

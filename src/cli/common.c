@@ -25,6 +25,7 @@
 #include "dist/dist.h"
 
 const char *synco_cli_s(long n) { return n == 1 ? "" : "s"; }
+const char *synco_cli_es(long n) { return n == 1 ? "" : "es"; }
 
 const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, size_t cap) {
   struct stat st;
@@ -57,14 +58,21 @@ void synco_cli_norm_stats(int image_size, float mean[3], float std[3]) {
   memcpy(std, image_size <= 64 ? cifar_std : in_std, 3 * sizeof(float));
 }
 
-synco_status synco_cli_mkdirs(const char *path) {
+synco_status synco_cli_mkdirs(const char *path) { return synco_cli_mkdirs_noting(path, NULL); }
+
+synco_status synco_cli_mkdirs_noting(const char *path, synco_cli_made_dirs *made) {
   char buf[1024];
+  if (made) memset(made, 0, sizeof *made);
   if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return synco_fail(SYNCO_ERR_ARG, "%s: path too long", path);
   for (char *p = buf + 1; ; p++) {
     if (*p == '/' || *p == 0) {
       const char c = *p;
       *p = 0;
-      if (mkdir(buf, 0777) != 0 && errno != EEXIST) return synco_fail(SYNCO_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+      if (mkdir(buf, 0777) == 0) {
+        if (made) made->at[p - buf] = 1;
+      } else if (errno != EEXIST) {
+        return synco_fail(SYNCO_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+      }
       *p = c;
       if (!c) break;
     }
@@ -72,6 +80,16 @@ synco_status synco_cli_mkdirs(const char *path) {
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return synco_fail(SYNCO_ERR_IO, "%s: not a directory", path);
   return SYNCO_OK;
+}
+
+void synco_cli_unmake_dirs(const char *path, const synco_cli_made_dirs *made) {
+  char buf[1024];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return;
+  for (size_t i = strlen(buf); i > 0; i--) {
+    if (!made->at[i]) continue;
+    buf[i] = 0;
+    if (rmdir(buf) != 0) return;
+  }
 }
 
 synco_status synco_cli_write_file_atomic(const char *path, const char *text) {
@@ -371,6 +389,12 @@ static long lock_holder(dev_t dev, ino_t ino) {
   return pid;
 }
 
+/* "DIR is in use by another synco run", with the holder's pid when known (pid > 0). */
+static synco_status in_use(const char *dir, long pid) {
+  if (pid > 0) return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run (pid %ld)", dir, pid);
+  return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run", dir);
+}
+
 synco_status synco_cli_run_dir_lock(const char *dir, int *fd_out) {
   *fd_out = -1;
   char path[1100];
@@ -404,8 +428,7 @@ synco_status synco_cli_run_dir_lock(const char *dir, int *fd_out) {
     }
     close(fd);
     if (e != EWOULDBLOCK) return synco_fail(SYNCO_ERR_IO, "%s: cannot lock: %s", path, strerror(e));
-    if (pid > 0) return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run (pid %ld)", dir, pid);
-    return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run", dir);
+    return in_use(dir, pid);
   }
   char buf[32];
   const int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
@@ -431,8 +454,7 @@ synco_status synco_cli_run_dir_check_free(const char *dir) {
   }
   const long pid = errno == EWOULDBLOCK ? lock_holder(st.st_dev, st.st_ino) : 0;
   close(fd);
-  if (pid > 0) return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run (pid %ld)", dir, pid);
-  return synco_fail(SYNCO_ERR_ARG, "%s is in use by another synco run", dir);
+  return in_use(dir, pid);
 }
 
 /* Does one log.jsonl row belong to a run stopped at (step, epoch)? Rows of kind "epoch" and "knn" are placed by

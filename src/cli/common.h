@@ -14,10 +14,23 @@
 
 /* "s" after a count that is not 1, "" after 1: printf("%d epoch%s", n, synco_cli_s(n)). */
 const char *synco_cli_s(long n);
+/* "es" after a count that is not 1: printf("%d class%s", n, synco_cli_es(n)). */
+const char *synco_cli_es(long n);
 /* Normalize's mean/std: CIFAR's for images of at most 64 pixels (MoCo's CIFAR demo), ImageNet's otherwise. */
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]);
 /* mkdir -p. */
 synco_status synco_cli_mkdirs(const char *path);
+/* The folders of a path (of fewer than 1024 characters) that synco_cli_mkdirs_noting created: at[i] when the prefix
+ * of i characters is one. */
+typedef struct {
+  unsigned char at[1024];
+} synco_cli_made_dirs;
+/* mkdir -p, noting in *made which folders it created, so that a command that fails can take back what it made and
+ * never a folder that was there before (synco_cli_unmake_dirs). */
+synco_status synco_cli_mkdirs_noting(const char *path, synco_cli_made_dirs *made);
+/* Removes the folders synco_cli_mkdirs_noting(path) made, deepest first, each only while empty: rmdir refuses a folder
+ * with anything in it, and the first refusal ends the walk (what holds it holds its parents too). */
+void synco_cli_unmake_dirs(const char *path, const synco_cli_made_dirs *made);
 /* Writes text to path through a temporary file and a rename. */
 synco_status synco_cli_write_file_atomic(const char *path, const char *text);
 /* The help of --precision, the same in every command. */

@@ -339,9 +339,8 @@ int pretrain_run(pretrain_ctx *c) {
          synco_cli_s(steps), o->batch, o->moco_k, o->moco_t, o->lr, o->threads, synco_cli_s(o->threads), c->be->name,
          synco_backend_precision_label(c->be, o->precision));
   printf("recipe: %s\n", recipe_in_force(c));
-  int synthetic = 0; /* said with the run's settings: a run that is refused has no warm-up to speak of */
-  for (int t = 0; t < 6; t++) synthetic |= o->n[t] > 0;
-  if (synthetic && o->warmup_epochs >= o->epochs && !o->resume)
+  /* said with the run's settings: a run that is refused has no warm-up to speak of */
+  if (synco_negatives_total(&c->cfg.moco.neg) > 0 && o->warmup_epochs >= o->epochs && !o->resume)
     printf("note: the synthetic negatives start after --warmup-epochs %d and the run has %d epoch%s: it trains as "
            "--method moco throughout (--warmup-epochs N starts them sooner)\n", o->warmup_epochs, o->epochs,
            synco_cli_s(o->epochs));
@@ -349,9 +348,9 @@ int pretrain_run(pretrain_ctx *c) {
   char labels[80];
   if (!labelled) snprintf(labels, sizeof labels, "unlabelled");
   else if (labelled < n) snprintf(labels, sizeof labels, "%zu labelled, %d class%s", labelled, synco_dataset_num_classes(c->train),
-                                    synco_dataset_num_classes(c->train) == 1 ? "" : "es");
+                                    synco_cli_es(synco_dataset_num_classes(c->train)));
   else snprintf(labels, sizeof labels, "%d class%s", synco_dataset_num_classes(c->train),
-                synco_dataset_num_classes(c->train) == 1 ? "" : "es");
+                synco_cli_es(synco_dataset_num_classes(c->train)));
   printf("data: %s (%zu images, %s)  run directory: %s\n", o->data, n, labels, o->out);
   if (c->world > 1) {
     /* the buckets synco_dist_buckets_* will cut (none over NCCL or staged MPI, which take one all-reduce) */
