@@ -20,7 +20,7 @@ DEBIAN_PACKAGES := build-essential cmake pkg-config libopenblas-dev libturbojpeg
   libcjson-dev libdnnl-dev libcairo2-dev openmpi-bin libopenmpi-dev libprotobuf-c-dev protobuf-c-compiler
 TEST_PACKAGES := python3 python3-torch python3-torchvision python3-numpy python3-pil python3-venv clang libclang-rt-14-dev
 
-.PHONY: all build deps test-deps demo test fuzz bench clean
+.PHONY: all build deps test-deps demo test fuzz install clean
 
 all: build
 
@@ -37,6 +37,12 @@ build: deps
 
 demo: build
 	./$(BUILD)/synco pretrain
+
+# `make install PREFIX=~/.local` is `cmake --install` (README's "Installing"): bin/synco, the libraries, synco.h, the
+# pkg-config and CMake files, the man page and the bundled images.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: test-deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) | sed -n '/synco .* configuration/,/^-- $$/p'
