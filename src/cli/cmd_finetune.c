@@ -224,7 +224,8 @@ int synco_cmd_finetune(int argc, char **argv) {
         goto fail;
       cJSON_AddNumberToObject(pt, "top1", top1);
       cJSON_AddNumberToObject(pt, "top5", top5);
-      if (!json) fprintf(stderr, "epoch %d: val top-1 %.2f%%  top-5 %.2f%%\n", e + 1, top1, top5);
+      char acc[96];
+      if (!json) fprintf(stderr, "epoch %d: val %s\n", e + 1, synco_cli_topk(acc, sizeof acc, top1, top5, C));
     }
     cJSON_AddItemToArray(curve, pt);
   }
@@ -275,7 +276,9 @@ int synco_cmd_finetune(int argc, char **argv) {
     printf("fine-tuning of %s on %s (%zu images, %d class%s)\n", name, what, n_sub, C, synco_cli_es(C));
     printf("  %d epoch%s, batch %d, lr backbone %g / classifier %g (cosine), final train loss %.4f, train top-1 %.2f%%\n",
            epochs, synco_cli_s(epochs), B, lr_b, lr_c, loss, acc);
-    printf("  %zu val images%s: top-1 %.2f%%  top-5 %.2f%%\n", sp.n_va, sp.val.ds ? "" : " (held out of train)", top1, top5);
+    char acc[96];
+    printf("  %zu val images%s: %s\n", sp.n_va, sp.val.ds ? "" : " (held out of train)",
+           synco_cli_topk(acc, sizeof acc, top1, top5, C));
     if (out) printf("  wrote %s (backbone + fc.weight/fc.bias, torchvision names)\n", out);
     printf("  wall time %.1f s\n", wall);
   }

@@ -100,7 +100,8 @@ int synco_cmd_knn(int argc, char **argv) {
     printf("  %zu train / %zu val images, %d class%s, %d-d features%s\n", sp.n_tr, sp.n_va, sp.train.classes,
            synco_cli_es(sp.train.classes), d,
            sp.val.ds ? "" : " (val held out of train)");
-    printf("  top-1 %.2f%%  top-5 %.2f%%\n", res.top1, res.top5);
+    char acc[96];
+    printf("  %s\n", synco_cli_topk(acc, sizeof acc, res.top1, res.top5, sp.train.classes));
     printf("  wall time %.1f s (features %.1f s, kNN %.2f s)\n", wall, t_feat, t_knn);
   }
   exit_code = 0;

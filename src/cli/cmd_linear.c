@@ -195,7 +195,8 @@ int synco_cmd_linear(int argc, char **argv) {
         top5 = sp.n_va ? 100.0 * h5 / sp.n_va : 0;
         cJSON_AddNumberToObject(pt, "top1", top1);
         cJSON_AddNumberToObject(pt, "top5", top5);
-        if (!json) fprintf(stderr, "epoch %d: val top-1 %.2f%%  top-5 %.2f%%\n", e + 1, top1, top5);
+        char acc[96];
+        if (!json) fprintf(stderr, "epoch %d: val %s\n", e + 1, synco_cli_topk(acc, sizeof acc, top1, top5, C));
       }
       cJSON_AddItemToArray(curve, pt);
     }
@@ -256,7 +257,8 @@ int synco_cmd_linear(int argc, char **argv) {
                      lambda, iters, train_top1);
     else printf("  %d epoch%s, lr %g, final train loss %.4f, train top-1 %.2f%%\n", epochs, synco_cli_s(epochs), lr,
                 final_loss, train_top1);
-    printf("  top-1 %.2f%%  top-5 %.2f%%\n", top1, top5);
+    char acc[96];
+    printf("  %s\n", synco_cli_topk(acc, sizeof acc, top1, top5, C));
     if (out) printf("  wrote %s (backbone + fc.weight/fc.bias, torchvision names)\n", out);
     printf("  wall time %.1f s (features %.1f s, fit %.1f s)\n", wall, t_feat, t_fit);
   }

@@ -27,6 +27,12 @@
 const char *synco_cli_s(long n) { return n == 1 ? "" : "s"; }
 const char *synco_cli_es(long n) { return n == 1 ? "" : "es"; }
 
+const char *synco_cli_topk(char *buf, size_t cap, double top1, double top5, int classes) {
+  if (classes > 5) snprintf(buf, cap, "top-1 %.2f%%  top-5 %.2f%%", top1, top5);
+  else snprintf(buf, cap, "top-1 %.2f%%  (%d class%s: no top-5)", top1, classes, synco_cli_es(classes));
+  return buf;
+}
+
 const char *synco_cli_ckpt_path(const char *flag, const char *given, char *buf, size_t cap) {
   struct stat st;
   if (!given || stat(given, &st) != 0 || !S_ISDIR(st.st_mode)) return given;

@@ -16,6 +16,9 @@
 const char *synco_cli_s(long n);
 /* "es" after a count that is not 1: printf("%d class%s", n, synco_cli_es(n)). */
 const char *synco_cli_es(long n);
+/* "top-1 X%  top-5 Y%" into buf; with 5 classes or fewer (where every image is in its top 5) "top-1 X%  (N classes:
+ * no top-5)". The JSON outputs keep their top5 number. */
+const char *synco_cli_topk(char *buf, size_t cap, double top1, double top5, int classes);
 /* Normalize's mean/std: CIFAR's for images of at most 64 pixels (MoCo's CIFAR demo), ImageNet's otherwise. */
 void synco_cli_norm_stats(int image_size, float mean[3], float std[3]);
 /* mkdir -p. */

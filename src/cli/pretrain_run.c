@@ -304,7 +304,9 @@ static int run_epochs(pretrain_ctx *c, double *knn_last) {
       synco_knn_result r;
       if (knn_eval(c, &r) != SYNCO_OK) return synco_cli_error("pretrain");
       *knn_last = r.top1;
-      printf("epoch %d: kNN top-1 %.2f%%  top-5 %.2f%%\n", epoch + 1, r.top1, r.top5);
+      char acc[96];
+      printf("epoch %d: kNN %s\n", epoch + 1,
+             synco_cli_topk(acc, sizeof acc, r.top1, r.top5, synco_dataset_num_classes(c->knn.train_eval)));
       fflush(stdout);
       pretrain_log_knn(c, epoch + 1, &r);
     }
@@ -369,7 +371,9 @@ int pretrain_run(pretrain_ctx *c) {
     synco_knn_result r;
     if (knn_eval(c, &r) != SYNCO_OK) return synco_cli_error("pretrain");
     knn_first = r.top1;
-    printf("kNN accuracy before training: top-1 %.2f%%  top-5 %.2f%%\n", r.top1, r.top5);
+    char acc[96];
+    printf("kNN accuracy before training: %s\n",
+           synco_cli_topk(acc, sizeof acc, r.top1, r.top5, synco_dataset_num_classes(c->knn.train_eval)));
     fflush(stdout);
     pretrain_log_knn(c, 0, &r);
   }

@@ -59,7 +59,11 @@ grep -q "fine-tuning of .* on 40 labels per class (250 images, 10 classes)" "$tm
 "$SYNCO" knn --random-init --cifar-stem --width 8 --batch 50 --threads $(( $(nproc) + 1 )) --train "$train" --holdout 5 \
   > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn with more threads than cores"; }
 [ "$(grep -c "warning: $(( $(nproc) + 1 )) threads on $(nproc) core" "$tmp/err")" = 1 ] || { cat "$tmp/err"; fail "knn: no warning for too many threads"; }
-grep -q "top-1" "$tmp/knn.txt" || fail "knn human summary"
+grep -q "top-1 [0-9.]*%  top-5 [0-9.]*%" "$tmp/knn.txt" || { cat "$tmp/knn.txt"; fail "knn human summary"; }
+# with 5 classes or fewer every image is in its top 5: no top-5 printed (the JSON keeps it)
+mkdir -p "$tmp/three"; for c in $(ls "$train" | head -3); do ln -s "$train/$c" "$tmp/three/$c"; done
+"$SYNCO" knn "${model[@]}" --train "$tmp/three" --holdout 5 --k 5 > "$tmp/k3.txt" 2> /dev/null || fail "knn on 3 classes"
+grep -q "top-1 [0-9.]*%  (3 classes: no top-5)" "$tmp/k3.txt" || { cat "$tmp/k3.txt"; fail "knn on 3 classes: top-5 printed"; }
 
 "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --fast --json > "$tmp/lin.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "linear --fast"; }
 check_json "$tmp/lin.json" "o['mode'] == 'fast' and 0 <= o['top1'] <= o['top5'] <= 100 and o['lambda'] > 0"
