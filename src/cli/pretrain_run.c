@@ -385,6 +385,7 @@ int pretrain_run(pretrain_ctx *c) {
            o->threads);
   else if (o->adapt_threads && c->adapt_said)
     printf("--adapt-threads: nothing to adapt (%s)\n", o->threads < 2 ? "one compute thread" : "a GPU runs the steps");
+  fflush(stdout); /* before the progress lines (stderr) */
   const double t_start = synco_now();
   /* Ctrl-C / SIGTERM: stop between two steps and say where the last checkpoint is. */
   synco_stop_install(1);
