@@ -245,6 +245,28 @@ bad:
   synco_arg_problem(pr, "%s expects %s, got '%s'", flag, a->type == SYNCO_ARG_FLOAT ? "a number" : "an integer", v);
 }
 
+/* A value of an int list: one number, or several separated by commas (--schedule 120,160 as --schedule 120 160). */
+static void set_values(synco_arg *a, const char *flag, const char *v, synco_arg_problems *pr) {
+  if (a->type != SYNCO_ARG_INTLIST || !strchr(v, ',')) {
+    set_value(a, flag, v, pr);
+    return;
+  }
+  char piece[64];
+  for (const char *p = v;;) {
+    const char *comma = strchr(p, ',');
+    const size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    if (n >= sizeof piece) {
+      synco_arg_problem(pr, "%s expects integers, got '%s'", flag, v);
+      return;
+    }
+    memcpy(piece, p, n);
+    piece[n] = 0;
+    set_value(a, flag, piece, pr);
+    if (!comma) return;
+    p = comma + 1;
+  }
+}
+
 int synco_args_parse_collect(const char *cmd, const char *summary, synco_arg *args, int argc, char **argv,
                              const char **pos, int max_pos, int *npos, synco_arg_problems *pr) {
   if (npos) *npos = 0;
@@ -304,10 +326,10 @@ int synco_args_parse_collect(const char *cmd, const char *summary, synco_arg *ar
       if (i + 1 >= argc) FATAL("--%s needs a value", a->name);
       inline_val = argv[++i];
     }
-    set_value(a, flag, inline_val, pr);
-    /* An int list takes every following bare number: --schedule 120 160 */
+    set_values(a, flag, inline_val, pr);
+    /* An int list takes every following bare number: --schedule 120 160 (or 120,160) */
     while (a->type == SYNCO_ARG_INTLIST && i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9')
-      set_value(a, flag, argv[++i], pr);
+      set_values(a, flag, argv[++i], pr);
   }
 #undef FATAL
   return 0;

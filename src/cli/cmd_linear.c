@@ -109,6 +109,21 @@ int synco_cmd_linear(int argc, char **argv) {
     fprintf(stderr, "synco linear: --train is required\n");
     return 2;
   }
+  if (cosine && synco_args_seen(args, "schedule")) {
+    fprintf(stderr, "synco linear: --schedule gives the step schedule's epochs, but --cos is on: drop one\n");
+    return 2;
+  }
+  if (fast) { /* the MoCo protocol's flags, given to the L-BFGS fit: said, since they change nothing */
+    static const char *const sgd[] = {"epochs", "lr", "momentum", "wd", "schedule", "cos", "eval-every"};
+    char given[128] = "";
+    int n = 0;
+    for (size_t i = 0; i < sizeof sgd / sizeof *sgd; i++)
+      if (synco_args_seen(args, sgd[i]))
+        n++, snprintf(given + strlen(given), sizeof given - strlen(given), "%s--%s", *given ? ", " : "", sgd[i]);
+    if (n)
+      fprintf(stderr, "synco linear: warning: --fast fits the classifier by L-BFGS; %s %s the MoCo protocol's (SGD) "
+                      "and change%s nothing\n", given, n == 1 ? "is" : "are", n == 1 ? "s" : "");
+  }
   if (!fast && (epochs < 1 || !(lr > 0) || schedule.n > SYNCO_MAX_MILESTONES)) {
     fprintf(stderr, "synco linear: need --epochs >= 1, --lr > 0 and at most %d --schedule epochs\n",
             SYNCO_MAX_MILESTONES);

@@ -124,7 +124,7 @@ static void flag_table(pretrain_ctx *c) {
       {"cos", 0, SYNCO_ARG_FLAG, &o->cos, "cosine learning-rate schedule by epoch (--no-cos: step schedule)"},
       {"schedule", 0, SYNCO_ARG_INTLIST, &o->schedule, "with --no-cos: epochs at which lr is multiplied by 0.1"},
       {"lr-warmup-epochs", 0, SYNCO_ARG_INT, &o->lr_warmup_epochs, "linear learning-rate warm-up (epochs, per step)"},
-      {"schedule-epochs", 0, SYNCO_ARG_INT, &o->schedule_epochs, "length of the learning-rate schedule in epochs (0: --epochs); epochs past it keep its last rate. "
+      {"schedule-epochs", 0, SYNCO_ARG_INT, &o->schedule_epochs, "length of the cosine learning-rate schedule in epochs (0: --epochs); epochs past it keep its last rate. "
        "--resume with more --epochs: --schedule-epochs OLD keeps the run's schedule, else it is stretched", SYNCO_ARG_RANGE(0, SYNCO_PRETRAIN_MAX_EPOCHS)},
       {"moco-dim", 0, SYNCO_ARG_INT, &o->moco_dim, "feature dimension of the projection head"},
       {"moco-k", 0, SYNCO_ARG_INT, &o->moco_k, "queue size (a multiple of the batch size)"},
@@ -402,6 +402,13 @@ static int configure(pretrain_ctx *c) {
                     "every N epochs\n");
   if (c->world > 1 && o->batch % c->world)
     synco_arg_problem(&c->problems, "-b %d (the global batch) does not divide across %d processes", o->batch, c->world);
+  /* the two schedules' own flags, given for the other one: --schedule under the cosine would be ignored silently */
+  if (o->cos && synco_args_seen(args, "schedule"))
+    synco_arg_problem(&c->problems, "--schedule gives the step schedule's epochs, but the schedule is cosine%s: add "
+                      "--no-cos for steps", synco_args_seen(args, "cos") ? " (--cos)" : " (the default)");
+  if (!o->cos && synco_args_seen(args, "schedule-epochs") && c->rank == 0)
+    fprintf(stderr, "synco pretrain: --schedule-epochs is the cosine schedule's length; with --no-cos the rate drops "
+                    "x0.1 at --schedule's epochs and --schedule-epochs changes nothing\n");
   library_config(c, depth);
   /* one judge for the flags and a resumed run's settings: those read from its checkpoint are named by the file and
    * their key there, not by a flag the user never gave */

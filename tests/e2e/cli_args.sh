@@ -41,6 +41,8 @@ pre -b 0 "-b 0 is out of range"
 pre --width abc "--width expects an integer, got 'abc'"
 pre --seed 1e3 "--seed expects an integer, got '1e3'"
 pre --n1 -1 "--n1 -1 is out of range"
+pre --schedule 5 8 "--schedule gives the step schedule's epochs, but the schedule is cosine (the default): add --no-cos"
+pre --no-cos --schedule 5,x "--schedule expects an integer, got 'x'"
 refused pretrain "${tiny[@]}" --out "" "--out is empty"
 refused pretrain "${tiny[@]}" --data "" --out "$tmp/r-empty" "--data is empty"
 # The aliases are the same option (a bad value through them is refused by the option's range) in every command.
@@ -111,10 +113,11 @@ SYNCO_HOST_GEMM=openblas "$SYNCO" bench step --cifar-stem --width 8 --batch 8 --
   --threads 1 --json > "$tmp/o"
 grep -q '"host_gemm":"OpenBLAS' "$tmp/o" || { cat "$tmp/o"; fail "bench --json with SYNCO_HOST_GEMM=openblas"; }
 
-# Scaled synthetic counts with --moco-k 256 (no --n-hard/--nK), the long aliases and -j, in a 60-column terminal
+# Scaled synthetic counts with --moco-k 256 (no --n-hard/--nK), the long aliases and -j, --schedule 5,9 12, in a 60-column terminal
 # when script(1) can give the run one: the progress redraws never exceed 59 columns.
 run=(pretrain --data "$img" --arch resnet18 --cifar-stem --width 8 --image-size 32 --threads 1 --bn-splits 2
-     --batch 8 --moco-k 256 --weight-decay 2e-4 -j 1 --warmup-epochs 0 --epochs 1 --out "$tmp/k256")
+     --batch 8 --moco-k 256 --weight-decay 2e-4 -j 1 --warmup-epochs 0 --epochs 1 --no-cos --schedule 5,9 12
+     --out "$tmp/k256")
 if command -v script > /dev/null && script -qec true /dev/null > /dev/null 2>&1; then
   script -qec "stty cols 60 2>/dev/null; $(printf '%q ' "$SYNCO" "${run[@]}")" "$tmp/tty.txt" > /dev/null 2>&1 \
     || { cat "$tmp/tty.txt"; fail "the --moco-k 256 run failed"; }
@@ -137,8 +140,8 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 want = {'n_hard': 64, 'n1': 64, 'n2': 64, 'n3': 64, 'n4': 64, 'n5': 64, 'n6': 64, 'batch_size': 8, 'workers': 1}
 bad = {k: c[k] for k in want if c[k] != want[k]}
-if bad or abs(c['wd'] - 2e-4) > 1e-12:
-    sys.exit('config: %r (wd %r)' % (bad, c['wd']))
+if bad or abs(c['wd'] - 2e-4) > 1e-12 or c['schedule'] != [5, 9, 12]:
+    sys.exit('config: %r (wd %r, schedule %r)' % (bad, c['wd'], c['schedule']))
 PY
 [ -f "$tmp/k256/last.safetensors" ] || fail "--moco-k 256 run wrote no checkpoint"
 

@@ -67,6 +67,14 @@ grep -q "top-1 [0-9.]*%  (3 classes: no top-5)" "$tmp/k3.txt" || { cat "$tmp/k3.
 
 "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --fast --json > "$tmp/lin.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "linear --fast"; }
 check_json "$tmp/lin.json" "o['mode'] == 'fast' and 0 <= o['top1'] <= o['top5'] <= 100 and o['lambda'] > 0"
+# the MoCo protocol's SGD flags given with --fast change nothing: said; --schedule under --cos is refused
+"$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --fast --epochs 3 --schedule 1,2 > /dev/null 2> "$tmp/err" \
+  || { cat "$tmp/err"; fail "linear --fast --epochs"; }
+grep -q "warning: --fast fits the classifier by L-BFGS; --epochs, --schedule are the MoCo protocol's (SGD) and change nothing" \
+  "$tmp/err" || { cat "$tmp/err"; fail "linear --fast: SGD flags not said to change nothing"; }
+rc=0; "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --cos --schedule 3 > /dev/null 2> "$tmp/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "schedule gives the step schedule's epochs, but --cos is on" "$tmp/err" \
+  || { cat "$tmp/err"; fail "linear --cos --schedule: exit $rc"; }
 "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --epochs 2 --lr 0.1 --schedule 1 --json > "$tmp/lin2.json" 2> "$tmp/err" \
   || { cat "$tmp/err"; fail "linear (MoCo protocol)"; }
 check_json "$tmp/lin2.json" "o['mode'] == 'moco' and len(o['curve']) == 2 and abs(o['curve'][1]['lr'] - 0.01) < 1e-12 and 0 <= o['top1'] <= 100"
