@@ -9,7 +9,7 @@
 
 #include "base/status.h"
 
-static const char *kind_of(mode_t m) {
+const char *synco_file_kind(mode_t m) {
   if (S_ISDIR(m)) return "a folder";
   if (S_ISFIFO(m)) return "a FIFO";
   if (S_ISCHR(m)) return "a character device";
@@ -34,7 +34,7 @@ int synco_open_read(const char *path, const char *what, size_t *size) {
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    const char *k = kind_of(st.st_mode);
+    const char *k = synco_file_kind(st.st_mode);
     synco_fail(SYNCO_ERR_IO, "%s: %s%s, not %s", path, strncmp(k, "not ", 4) ? "is " : "", k,
                what ? what : "a regular file");
     return -1;

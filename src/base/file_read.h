@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "synco.h"
 
@@ -24,5 +25,8 @@ int synco_pread_all(int fd, void *buf, size_t n, size_t off);
 /* Is there anything at path (stat() follows links: a dangling link is nothing)? A FIFO or device counts, so that
  * a format is recognized by its file names and its reader can then refuse what is not a regular file. */
 int synco_path_exists(const char *path);
+/* What a file of mode m is, for messages: "a folder", "a FIFO", "a character device", "a block device", "a socket",
+ * else "not a regular file". */
+const char *synco_file_kind(mode_t m);
 
 #endif

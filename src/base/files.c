@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/file_read.h"
 #include "base/status.h"
 
 synco_status synco_file_write_error(const char *path, int e) {
@@ -14,9 +15,22 @@ synco_status synco_file_write_error(const char *path, int e) {
                     e == EFBIG ? " (over the file-size limit, ulimit -f)" : "");
 }
 
+/* A device, FIFO or socket where a file is to be written is refused, not replaced: unlinking one (as root,
+ * `--out /dev/null`) removed the device itself. */
+static int special(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) ||
+                                 S_ISSOCK(st.st_mode)))
+    return 0;
+  synco_fail(SYNCO_ERR_IO, "%s: is %s; synco writes its outputs as regular files and replaces no device, FIFO or "
+             "socket (give a file name)", path, synco_file_kind(st.st_mode));
+  return 1;
+}
+
 FILE *synco_file_create(const char *path) {
   /* A name that is a folder stays (unlink fails with EISDIR/EPERM) and O_EXCL then refuses it. */
   struct stat st;
+  if (special(path)) return NULL;
   if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) != 0 && errno != ENOENT) {
     synco_fail(SYNCO_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
     return NULL;
@@ -47,6 +61,7 @@ FILE *synco_file_begin(const char *path, char *tmp, size_t cap) {
     synco_fail(SYNCO_ERR_ARG, "%.80s...: path too long (%zu characters)", path, strlen(path));
     return NULL;
   }
+  if (special(path)) return NULL;
   return synco_file_create(tmp);
 }
 
@@ -55,6 +70,10 @@ synco_status synco_file_commit(FILE *f, const char *tmp, const char *path, int o
   if (!e && fflush(f) != 0) e = errno;
   if (!e && fsync(fileno(f)) != 0) e = errno;
   if (fclose(f) != 0 && !e) e = errno;
+  if (!e && special(path)) { /* appeared while the file was written */
+    unlink(tmp);
+    return SYNCO_ERR_IO;
+  }
   if (!e && rename(tmp, path) != 0) e = errno;
   if (!e) return SYNCO_OK;
   unlink(tmp);

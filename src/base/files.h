@@ -1,7 +1,8 @@
 /* Files synco creates: never through a link. A checkpoint, config.json, log.jsonl, an export, a .npy, metrics.json
- * or a plot is a new file: whatever bore its name (a symbolic link planted in a run directory, a FIFO, a hard link
- * of some other file, a stale temporary) is unlinked, never opened, and the new file is created with O_EXCL and
- * O_NOFOLLOW, so a link planted in between is refused rather than written through. Whole files are written beside
+ * or a plot is a new file: whatever file bore its name (a symbolic link planted in a run directory, a hard link of
+ * some other file, a stale temporary) is unlinked, never opened, and the new file is created with O_EXCL and
+ * O_NOFOLLOW, so a link planted in between is refused rather than written through. A device, FIFO or socket of
+ * that name is refused instead ("PATH: is a character device; ..."): unlinking /dev/null as root removed it. Whole files are written beside
  * their final name (NAME.tmp) and renamed onto it, so a failed write (ENOSPC, EFBIG under `ulimit -f`) leaves the
  * old file as it was and the error names the file and the reason. */
 #ifndef SYNCO_BASE_FILES_H

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Inputs that are not what their names say, refused at once with the file named (issue 22):
 # - a FIFO or a device where a file is read: an ImageFolder's x.jpg, STL-10's train_y.bin, a CIFAR or idx file
-#   (also as a link to /dev/zero), --ckpt of knn/export/analyze/embed, a log.jsonl given to plot. Opening a FIFO
+#   (also as a link to /dev/zero), --ckpt of knn/export/analyze/embed, a log.jsonl given to plot; and where an
+#   output goes (embed's and linear's --out), where it was replaced by a regular file. Opening a FIFO
 #   once waited forever for a writer; every command here runs under `timeout 20`, so a regression fails the test
 #   instead of hanging the suite.
 # - image headers judged at open, every file's (no sampling): a JPEG header patched to 8192x8192 over 32x32 data,
@@ -60,6 +61,16 @@ expect_refused "ck.safetensors: is a FIFO, not a safetensors file" "$SYNCO" embe
 expect_refused "ck.safetensors: is a FIFO, not a safetensors file" "$SYNCO" analyze --ckpt "$tmp/ck.safetensors" --data "$tmp/if" --out "$tmp/an"
 mkfifo "$tmp/log.jsonl"
 expect_refused "log.jsonl: is a FIFO, not a regular file" "$SYNCO" plot "$tmp/log.jsonl" --out "$tmp/p.png"
+# ... and where an output is written: refused, the FIFO or device left as it was (unlinking one, as root with
+# --out /dev/null, removed the device)
+mkfifo "$tmp/out.npy" "$tmp/out.safetensors"
+expect_refused "out.npy: is a FIFO; synco writes its outputs as regular files" "$SYNCO" embed "${model[@]}" --data "$tmp/if" --out "$tmp/out.npy"
+expect_refused "out.safetensors: is a FIFO; synco writes its outputs" "$SYNCO" linear "${model[@]}" --train "$tmp/if" --holdout 1 --fast --out "$tmp/out.safetensors"
+[ -p "$tmp/out.npy" ] && [ -p "$tmp/out.safetensors" ] || fail "an output FIFO was replaced"
+if mknod "$tmp/null" c 1 3 2> /dev/null; then # root (or CAP_MKNOD): a copy of /dev/null
+  expect_refused "null: is a character device; synco writes its outputs" "$SYNCO" embed "${model[@]}" --data "$tmp/if" --out "$tmp/null"
+  [ -c "$tmp/null" ] || fail "an output device was replaced"
+fi
 
 # ---- image headers, every file's, at open ----
 python3 - "$tmp/bad" data/cifar10-small/train/airplane <<'PY'
