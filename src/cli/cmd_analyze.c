@@ -443,7 +443,7 @@ int synco_cmd_analyze(int argc, char **argv) {
     fprintf(stderr, "synco analyze: --data and --out are required\n");
     return 2;
   }
-  if ((rc = SYNCO_CLI_CHECK_FILES("analyze", {"--out", outdir, SYNCO_CLI_OUT_DIR}, {"--ckpt", mo.ckpt}, {"--init", mo.init}, {"--data", data}))) return rc;
+  if ((rc = SYNCO_CLI_CHECK_FILES("analyze", {"--out", outdir, SYNCO_CLI_OUT_DIR}, {"--ckpt", mo.ckpt}, {"--init", mo.init}, {"--data", data, SYNCO_CLI_IN_DATA}))) return rc;
   if (bins < 2 || bins > 1000 || per_class < 0) {
     fprintf(stderr, "synco analyze: --bins must be in 2..1000 and --per-class >= 0\n");
     return 2;

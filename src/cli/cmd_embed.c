@@ -104,10 +104,11 @@ int synco_cmd_embed(int argc, char **argv) {
   sidecar(files_path, sizeof files_path, out, ".files.txt");
   sidecar(classes_path, sizeof classes_path, out, ".classes.txt");
   /* no output is an input or another output (--labels-out onto --out would replace the features) */
-  if ((rc = SYNCO_CLI_CHECK_FILES("embed", {"--out's row names", files_path, SYNCO_CLI_OUT_BESIDE},
-                                  {"--out's class names", classes_path, SYNCO_CLI_OUT_BESIDE}, {"--out", out, SYNCO_CLI_OUT},
+  if ((rc = SYNCO_CLI_CHECK_FILES("embed", {"--out", out, SYNCO_CLI_OUT},
+                                  {"--out's row names", files_path, SYNCO_CLI_OUT_BESIDE},
+                                  {"--out's class names", classes_path, SYNCO_CLI_OUT_BESIDE},
                                   {"--labels-out", labels_out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt},
-                                  {"--init", mo.init}, {"--data", data})))
+                                  {"--init", mo.init}, {"--data", data, SYNCO_CLI_IN_DATA})))
     return rc;
   const double t0 = synco_now();
   synco_eval_data ds;

@@ -162,7 +162,7 @@ int synco_cmd_finetune(int argc, char **argv) {
     fprintf(stderr, "synco finetune: %s\n", synco_last_error());
     return 2;
   }
-  if ((rc = SYNCO_CLI_CHECK_FILES("finetune", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt}, {"--init", mo.init}, {"--train", train}, {"--val", val}))) return rc;
+  if ((rc = SYNCO_CLI_CHECK_FILES("finetune", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt}, {"--init", mo.init}, {"--train", train, SYNCO_CLI_IN_DATA}, {"--val", val, SYNCO_CLI_IN_DATA}))) return rc;
   const double t0 = synco_now();
   synco_eval_split sp;
   synco_backend *be = NULL;

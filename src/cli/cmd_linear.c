@@ -138,7 +138,7 @@ int synco_cmd_linear(int argc, char **argv) {
     fprintf(stderr, "synco linear: %s\n", synco_last_error());
     return 2;
   }
-  if ((rc = SYNCO_CLI_CHECK_FILES("linear", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt}, {"--init", mo.init}, {"--train", train}, {"--val", val}))) return rc;
+  if ((rc = SYNCO_CLI_CHECK_FILES("linear", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt}, {"--init", mo.init}, {"--train", train, SYNCO_CLI_IN_DATA}, {"--val", val, SYNCO_CLI_IN_DATA}))) return rc;
   const double t0 = synco_now();
   synco_eval_split sp;
   synco_backend *be = NULL;

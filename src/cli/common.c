@@ -539,22 +539,54 @@ int synco_cli_same_file(const char *a, const char *b) {
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* path's real name: realpath() of path, or of its folder + its last name when it is not there yet (else path). */
-static void canonical(const char *path, char *out, size_t cap) {
-  char real[PATH_MAX];
-  if (realpath(path, real)) {
-    snprintf(out, cap, "%s", real);
-    return;
+/* path's real name when it may not be there yet, nor its folders: the real path of its nearest existing folder and
+ * the names below it ("" when none resolves). */
+static void canonical_deep(const char *path, char *out, size_t cap) {
+  char p[PATH_MAX], head[PATH_MAX], real[PATH_MAX];
+  out[0] = 0;
+  if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return;
+  size_t keep = strlen(p);
+  while (keep > 1 && p[keep - 1] == '/') p[--keep] = 0;
+  for (;;) { /* p[0, keep): the folder tried; p + keep: the names below it, not there yet */
+    memcpy(head, p, keep);
+    head[keep] = 0;
+    if (realpath(keep ? head : ".", real)) {
+      const char *rest = p + keep;
+      snprintf(out, cap, "%s%s%s", strcmp(real, "/") || !*rest ? real : "", *rest && *rest != '/' ? "/" : "", rest);
+      return;
+    }
+    if (!keep) return;
+    const char *slash = memrchr(p, '/', keep);
+    if (slash == p) { /* nothing under the root exists: the path is its own real name */
+      snprintf(out, cap, "%s", p);
+      return;
+    }
+    keep = slash ? (size_t)(slash - p) : 0;
   }
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", path);
-  size_t n = strlen(dir);
-  while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
-  char *slash = strrchr(dir, '/');
-  const char *name = slash ? slash + 1 : dir, *parent = !slash ? "." : slash == dir ? "/" : dir;
-  if (slash && slash != dir) *slash = 0;
-  if (realpath(parent, real)) snprintf(out, cap, "%s/%s", strcmp(real, "/") ? real : "", name);
-  else snprintf(out, cap, "%s", path);
+}
+
+/* Is path (an output) inside the existing folder dir? Their real names, the nearest existing folder's for path. */
+static int inside_folder(const char *path, const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  char cp[PATH_MAX + 256], cd[PATH_MAX];
+  if (!realpath(dir, cd)) return 0;
+  canonical_deep(path, cp, sizeof cp);
+  const size_t n = strlen(cd);
+  return cp[0] && !strncmp(cp, cd, n) && (cp[n] == '/' || !strcmp(cd, "/")) && cp[n + (cp[n] == '/')];
+}
+
+/* A run's own file: a name pretrain writes (is_run_file), in a folder with a run's config.json or log.jsonl. */
+static int run_own_file(const char *path) {
+  const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+  if (!is_run_file(name)) return 0;
+  char dir[PATH_MAX], f[PATH_MAX + 32];
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+  struct stat st;
+  snprintf(f, sizeof f, "%s/config.json", dir);
+  if (stat(f, &st) == 0) return 1;
+  snprintf(f, sizeof f, "%s/log.jsonl", dir);
+  return stat(f, &st) == 0;
 }
 
 /* Do two paths name one file: the same inode when both exist, else the same real name. */
@@ -564,14 +596,16 @@ static int one_file(const char *a, const char *b) {
   if (ha && hb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
   if (ha != hb) return 0; /* one exists, the other does not */
   char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
-  canonical(a, ca, sizeof ca);
-  canonical(b, cb, sizeof cb);
-  return !strcmp(ca, cb);
+  canonical_deep(a, ca, sizeof ca);
+  canonical_deep(b, cb, sizeof cb);
+  return ca[0] && !strcmp(ca, cb);
 }
+
+static int is_input(synco_cli_file_kind k) { return k == SYNCO_CLI_IN || k == SYNCO_CLI_IN_DATA; }
 
 int synco_cli_check_files(const char *cmd, const synco_cli_file *f, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    if (!f[i].path || f[i].kind == SYNCO_CLI_IN) continue;
+    if (!f[i].path || is_input(f[i].kind)) continue;
     const char *what = f[i].kind == SYNCO_CLI_OUT_DIR ? "folder" : "file";
     const size_t len = strlen(f[i].path);
     if (!len) {
@@ -584,11 +618,22 @@ int synco_cli_check_files(const char *cmd, const synco_cli_file *f, size_t n) {
       return 2;
     }
     for (size_t j = 0; j < n; j++) {
-      if (j == i || !f[j].path || (f[j].kind != SYNCO_CLI_IN && j > i) || !one_file(f[i].path, f[j].path)) continue;
+      if (j == i || !f[j].path || (!is_input(f[j].kind) && j > i) || !one_file(f[i].path, f[j].path)) continue;
       struct stat st;
       const int folder = f[j].kind == SYNCO_CLI_OUT_DIR || (stat(f[j].path, &st) == 0 && S_ISDIR(st.st_mode));
       fprintf(stderr, "synco %s: %s %s is the %s %s itself; give another output %s\n", cmd, f[i].flag, f[i].path,
               f[j].flag, folder ? "folder" : "file", what);
+      return 2;
+    }
+    for (size_t j = 0; j < n; j++) {
+      if (j == i || !f[j].path || f[j].kind != SYNCO_CLI_IN_DATA || !inside_folder(f[i].path, f[j].path)) continue;
+      fprintf(stderr, "synco %s: %s %s is inside the %s folder %s, whose files are read as its images; give an output "
+              "outside it\n", cmd, f[i].flag, f[i].path, f[j].flag, f[j].path);
+      return 2;
+    }
+    if (f[i].kind != SYNCO_CLI_OUT_DIR && run_own_file(f[i].path)) {
+      fprintf(stderr, "synco %s: %s %s is a file of the run in its folder (its checkpoints, log and settings are the "
+              "run's own); give another output file\n", cmd, f[i].flag, f[i].path);
       return 2;
     }
   }

@@ -104,9 +104,10 @@ int synco_cli_same_file(const char *a, const char *b);
 /* The longest output path (a file, or a run or output folder) synco takes, in characters: every name it makes
  * from one (FILE.tmp, a checkpoint's, an embedding's .files.txt, an analysis plot) fits its buffers. */
 #define SYNCO_CLI_PATH_MAX 1000
-/* A file a command reads (SYNCO_CLI_IN) or writes (a file; a folder it writes files into; a file it names after
- * another output, whose length that output's check covers), named by its flag. */
-typedef enum { SYNCO_CLI_IN, SYNCO_CLI_OUT, SYNCO_CLI_OUT_DIR, SYNCO_CLI_OUT_BESIDE } synco_cli_file_kind;
+/* A file a command reads (SYNCO_CLI_IN; SYNCO_CLI_IN_DATA: images, a folder whose every file may be read) or writes
+ * (a file; a folder it writes files into; a file it names after another output, whose length that output's check
+ * covers), named by its flag. */
+typedef enum { SYNCO_CLI_IN, SYNCO_CLI_IN_DATA, SYNCO_CLI_OUT, SYNCO_CLI_OUT_DIR, SYNCO_CLI_OUT_BESIDE } synco_cli_file_kind;
 typedef struct {
   const char *flag, *path; /* path NULL: not given (skipped) */
   synco_cli_file_kind kind;
@@ -114,8 +115,11 @@ typedef struct {
 /* The one check of a command's outputs, before anything is read or written: an output that is an input, or
  * another output, or the same file as one (another name, a link: st_dev/st_ino; for one not there yet, its
  * folder's real path and its name) is refused ("synco CMD: --out X is the --ckpt file itself; give another output
- * file"), and so is an empty output path or one longer than SYNCO_CLI_PATH_MAX (naming its length). Returns 0, or
- * 2 after printing the one-line reason. */
+ * file"), and so are an output inside a SYNCO_CLI_IN_DATA folder (it would be read as images of that folder next
+ * time: a training image overwritten, a run folder taken for a class), an output file that is a run's own file (a
+ * folder with config.json or log.jsonl: its last.safetensors, checkpoint_NNNN.safetensors, log.jsonl, config.json or
+ * event file), and an empty output path or one longer than SYNCO_CLI_PATH_MAX (naming its length). Returns 0, or 2
+ * after printing the one-line reason. */
 int synco_cli_check_files(const char *cmd, const synco_cli_file *files, size_t n);
 /* synco_cli_check_files(cmd, files...) of a list written in place:
  *   SYNCO_CLI_CHECK_FILES("embed", {"--out", out, SYNCO_CLI_OUT}, {"--ckpt", mo.ckpt}, {"--data", data}) */

@@ -126,8 +126,8 @@ int pretrain_run_dir_choose(pretrain_ctx *c) {
     return 2;
   }
   /* the run directory is no input, and its files' names fit (checkpoint_NNNN.safetensors.tmp) */
-  int rc = SYNCO_CLI_CHECK_FILES("pretrain", {"--out", o->out, SYNCO_CLI_OUT_DIR}, {"--data", o->data},
-                                 {"--val", o->val}, {"--init", o->init});
+  int rc = SYNCO_CLI_CHECK_FILES("pretrain", {"--out", o->out, SYNCO_CLI_OUT_DIR}, {"--data", o->data, SYNCO_CLI_IN_DATA},
+                                 {"--val", o->val, SYNCO_CLI_IN_DATA}, {"--init", o->init});
   if (rc) return rc;
   if (!c->new_dir && synco_cli_run_dir_check_free(o->out) != SYNCO_OK) return synco_cli_error("pretrain");
   if (!c->new_dir && synco_cli_run_dir_recover("pretrain", o->out, 0) != 0) return synco_cli_error("pretrain");

@@ -7,7 +7,9 @@
 #     config.json.tmp, .lock) or at an output's name are replaced or refused, never followed; a run directory
 #     copied with hard links (cp -al) resumes without writing into the original.
 #  3. An output that is an input, or another output, or the same file under another name, is refused in every
-#     command that writes (embed, export, linear, finetune, analyze, plot, pretrain).
+#     command that writes (embed, export, linear, finetune, analyze, plot, pretrain); so is an output inside a
+#     folder of images read (--data, --train, --val) and an output file that is a run's own (last.safetensors,
+#     config.json, ... beside a run's config.json or log.jsonl).
 #  4. --resume CKPT --out DIR, where DIR holds another run, is refused as a fresh run is (--force replaces it).
 #  5. An output path too long for the names made from it is refused with its length; one that fits is written
 #     with its full names.
@@ -153,6 +155,19 @@ expect_kept "--out $tmp/out/train-images-idx3-ubyte is the --train file itself" 
   "$SYNCO" finetune --ckpt "$ckpt" --train "$tmp/out/train-images-idx3-ubyte" --out "$tmp/out/train-images-idx3-ubyte"
 expect_kept "--out $data is the --data folder itself" "$data" "$SYNCO" analyze --ckpt "$ckpt" --data "$data" --out "$data"
 expect_kept "--out $data/ is the --data folder itself" "$data" "$SYNCO" pretrain --data "$data" "${F8[@]}" --out "$data/"
+# ... nor inside a folder of images read (a training image overwritten; a report or run folder read as a class
+# next time), nor a run's own file (an export onto last.safetensors lost what --resume reads)
+img1=$(ls "$data"/*/*.jpg | head -1)
+expect_kept "--out $img1 is inside the --train folder $data, whose files are read as its images" "$data" \
+  "$SYNCO" linear --ckpt "$ckpt" --train "$data" --holdout 1 --fast --out "$img1"
+expect_kept "--out $data/a/f.npy is inside the --data folder $data" "$data" "$SYNCO" embed --ckpt "$ckpt" --data "$data" --out "$data/a/f.npy"
+expect_kept "--out $data/new/report is inside the --data folder $data" "$data" "$SYNCO" analyze --ckpt "$ckpt" --data "$data" --out "$data/new/report"
+expect_kept "--out $data/run is inside the --data folder $data" "$data" "$SYNCO" pretrain --data "$data" "${F8[@]}" --out "$data/run"
+cp "$ckpt" "$tmp/other.safetensors"
+expect_kept "--out $run/./last.safetensors is a file of the run in its folder" "$run" "$SYNCO" export --ckpt "$tmp/other.safetensors" --out "$run/./last.safetensors"
+expect_kept "--out $run/config.json is a file of the run in its folder" "$run" "$SYNCO" export --ckpt "$ckpt" --out "$run/config.json"
+expect_ok "$SYNCO" export --ckpt "$ckpt" --out "$run/encoder.safetensors" # any other name beside the run: written
+rm "$run/encoder.safetensors"
 if [ -f "$tmp/out/p.png" ]; then
   expect_kept "--out $run/log.jsonl is the run log file itself" "$run" "$SYNCO" plot "$run" --out "$run/log.jsonl"
 fi
