@@ -392,6 +392,13 @@ static int configure(pretrain_ctx *c) {
     else if (!any && c->rank == 0)
       fprintf(stderr, "synco pretrain: every synthetic count (--n1..--n6) is 0: --method %s trains as --method moco\n",
               o->method);
+  } else if (!saved && synco_negatives_total(&ncfg) > 0 && c->rank == 0) { /* --method moco --n1 5 */
+    char given[96] = "";
+    for (int t = 0; t < 6; t++)
+      if (o->n[t] > 0)
+        snprintf(given + strlen(given), sizeof given - strlen(given), "%s--n%d %d", *given ? ", " : "", t + 1, o->n[t]);
+    fprintf(stderr, "synco pretrain: --method moco with %s: it trains with those synthetic negatives (after "
+                    "--warmup-epochs); --method sets only the counts not given\n", given);
   }
   /* the kNN monitor measures on --val: asked for without it, it would silently never run */
   if (o->knn_every > 0 && !o->val && synco_args_seen(args, "knn-every"))

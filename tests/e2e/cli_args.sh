@@ -65,6 +65,11 @@ done
 [ "$(wc -l < "$tmp/e")" = 5 ] || { cat "$tmp/e"; fail "several problems: not one line each"; }
 [ ! -e "$tmp/several" ] || fail "a refused pretrain created its run directory"
 
+# --method moco with a synthetic count given trains with those negatives: said (the banner reads "moco")
+"$SYNCO" pretrain "${tiny[@]}" --moco-k 64 --method moco --n1 4 --epochs 1 --out "$tmp/mn1" > "$tmp/o" 2> "$tmp/e" \
+  || { cat "$tmp/e"; fail "--method moco --n1 4"; }
+grep -q "method moco with --n1 4: it trains with those synthetic negatives" "$tmp/e" || { cat "$tmp/e"; fail "--method moco --n1 4: not said"; }
+
 # Problems of the training config itself, judged by the library's validator, come together as well, before the
 # data is read (there is none here): the queue against the keys of a symmetric loss, Split-BN, a synthetic count
 # above n_hard, the crop; and the data path that is not there, with them.
