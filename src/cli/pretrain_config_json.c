@@ -54,6 +54,7 @@ static const cfg_field k_fields[] = {
     L("adapt_threads", "adapt-threads", 'i', adapt_threads),
     L("backend", "backend", 's', backend), F("init", "init", 'S', init, -1), F("knn_every", "knn-every", 'i', knn_every, 0),
     F("knn_k", "knn-k", 'i', knn_k, 0), F("knn_t", "knn-t", 'd', knn_t, 0), F("save_every", "save-every", 'i', save_every, 0),
+    F("print_freq", "print-freq", 'i', print_freq, 0),
     F("precision", "precision", 's', precision, 0), /* a resumed run keeps it; --precision may change it (a note) */
     F("probe", "probe", 'i', probe, 0), F("probe_lr", "probe-lr", 'd', probe_lr, 0),
 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resume is exact: 2 epochs straight and 1 epoch + --resume + 1 epoch give bit-identical checkpoints
-# (parameters, BN statistics, SGD momentum, queue and its pointer, metadata).
+# (parameters, BN statistics, SGD momentum, queue and its pointer, metadata), and a plain --resume logs the same rows.
 # A plain --resume DIR keeps every setting of the run, the thread count too (the CPU backend's sums depend on it):
 # resumed where another thread count is the default (OMP_NUM_THREADS=1), it still ends bit-identical (the kernels
 # fixed by common.inc's SYNCO_CONV_ALGO); a flag that changes a setting is said (once, 2 threads became the
@@ -10,7 +10,7 @@ set -euo pipefail
 train=data/cifar10-small/train
 common=(--data "$train" --arch resnet18 --width 8 --cifar-stem --image-size 32 --epochs 2 -b 64 --moco-k 512 --n-hard 64
         --n1 16 --n2 16 --n3 16 --n4 8 --n5 8 --n6 8 --warmup-epochs 1 --threads 2 --workers 2 --seed 7
-        --lr-warmup-epochs 1)
+        --lr-warmup-epochs 1 --print-freq 2)
 # A subset keeps it quick: the first 20 images of each class.
 first_per_class "$train" "$tmp/data" 20
 common[1]="$tmp/data"
@@ -29,6 +29,13 @@ out=$(cat "$tmp/plain.txt")
 [[ $out == *", 2 threads,"* ]] || { echo "$out"; fail "the plain resume did not keep the run's 2 threads"; }
 [[ $out != *"resuming with"* ]] || { echo "$out"; fail "a plain resume said it changed a setting"; }
 cmp "$tmp/straight/last.safetensors" "$tmp/plain/last.safetensors" || fail "a plain resume differs from the straight run"
+# ... and so are its log rows: --print-freq is one of the run's settings (a resume once logged every 10 steps)
+python3 - "$tmp/straight/log.jsonl" "$tmp/plain/log.jsonl" <<'PY' || fail "a plain resume's log rows differ from the straight run's"
+import json, sys
+rows = lambda p: [(r['step'], r['loss']) for r in map(json.loads, open(p)) if r.get('kind') == 'step']
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+assert a == b and len(a) >= 4, (a, b)  # steps 2, 3 (an epoch's end), 5, 6
+PY
 # a flag that changes a setting: said, and written to config.json
 "$SYNCO" pretrain --resume "$tmp/changed" --threads 1 --print-freq 3 > "$tmp/changed.txt" 2>&1 \
   || { cat "$tmp/changed.txt"; fail "resume with --threads 1 failed"; }
