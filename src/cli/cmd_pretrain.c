@@ -409,6 +409,10 @@ static int configure(pretrain_ctx *c) {
                     "every N epochs\n");
   if (c->world > 1 && o->batch % c->world)
     synco_arg_problem(&c->problems, "-b %d (the global batch) does not divide across %d processes", o->batch, c->world);
+  /* --init's weights would be ignored: a resumed run's come from its checkpoint */
+  if (o->resume && synco_args_seen(args, "init"))
+    synco_arg_problem(&c->problems, "--init %s starts a new run from its weights; --resume continues a run from its "
+                      "checkpoint's: give one of them", o->init);
   /* the two schedules' own flags, given for the other one: --schedule under the cosine would be ignored silently */
   if (o->cos && synco_args_seen(args, "schedule"))
     synco_arg_problem(&c->problems, "--schedule gives the step schedule's epochs, but the schedule is cosine%s: add "

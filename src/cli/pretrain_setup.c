@@ -271,7 +271,6 @@ static int build_model(pretrain_ctx *c) {
       return 1;
     }
     fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o->resume, c->start_epoch, c->gstep);
-    say_schedule_change(c);
     if (c->probe.layer && synco_moco_extra_loaded(c->moco)) c->probe.layer->steps = 1; /* its momentum is in use */
     else if (c->probe.layer)
       fprintf(stderr, "%s holds no online probe (it ran with --no-probe or before there was one): the probe starts "
@@ -279,10 +278,16 @@ static int build_model(pretrain_ctx *c) {
   }
   c->end_epoch = o->stop_epoch > 0 && o->stop_epoch < o->epochs ? o->stop_epoch : o->epochs;
   if (o->resume && c->start_epoch >= c->end_epoch) { /* nothing to train: leave the run directory as it is */
-    printf("%s has done %d of %d epoch%s: nothing to train (--epochs N continues it)\n", o->resume, c->start_epoch,
-           o->epochs, synco_cli_s(o->epochs));
+    if (c->start_epoch < o->epochs) /* --stop-epoch is what stops it */
+      printf("%s has done %d of %d epoch%s, and --stop-epoch %d is not past that: nothing to train (a --stop-epoch "
+             "above %d, or none, continues it)\n", o->resume, c->start_epoch, o->epochs, synco_cli_s(o->epochs),
+             o->stop_epoch, c->start_epoch);
+    else
+      printf("%s has done %d of %d epoch%s: nothing to train (--epochs N above %d continues it)\n", o->resume,
+             c->start_epoch, o->epochs, synco_cli_s(o->epochs), c->start_epoch);
     return 0;
   }
+  if (o->resume) say_schedule_change(c); /* said only of a run that trains on */
   return PRETRAIN_GO;
 }
 

@@ -43,6 +43,15 @@ out=$(cat "$tmp/changed.txt")
 [[ $out == *"resuming with --threads 1 (the run had 2)"* ]] || { echo "$out"; fail "the changed thread count was not said"; }
 python3 -c "import json,sys; c=json.load(open(sys.argv[1])); assert c['threads'] == 1 and c['workers'] == 2, c" \
   "$tmp/changed/config.json" || fail "config.json does not hold the resumed run's settings"
+# a finished run: what would continue it, and no word of a schedule that nothing trains on; --init with --resume refused
+"$SYNCO" pretrain --resume "$tmp/straight" --epochs 4 --stop-epoch 2 > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "--stop-epoch 2 of a 2-epoch run"; }
+grep -q "has done 2 of 4 epochs, and --stop-epoch 2 is not past that: nothing to train" "$tmp/o" || { cat "$tmp/o"; fail "--stop-epoch not named"; }
+grep -q "stretches" "$tmp/o" && { cat "$tmp/o"; fail "a schedule change said of a run that does not train"; }
+"$SYNCO" pretrain --resume "$tmp/straight" --epochs 1 > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "--epochs 1 of a 2-epoch run"; }
+grep -q "has done 2 of 1 epoch: nothing to train (--epochs N above 2 continues it)" "$tmp/o" || { cat "$tmp/o"; fail "--epochs 1: message"; }
+grep -q "shrinks" "$tmp/o" && { cat "$tmp/o"; fail "a schedule change said of a run that does not train"; }
+rc=0; "$SYNCO" pretrain --resume "$tmp/straight" --init "$tmp/half.safetensors" > "$tmp/o" 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -q "starts a new run from its weights; --resume continues a run" "$tmp/o" || { cat "$tmp/o"; fail "--resume --init: exit $rc"; }
 # --help states the guarantee these runs measure
 help=$("$SYNCO" pretrain --help)
 [[ $help == *"bit-identical for the same seed, settings and --threads on the same kind of CPU"* ]] \
