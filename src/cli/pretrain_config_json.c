@@ -343,6 +343,17 @@ synco_status pretrain_resume_config(pretrain_opts *o, const synco_arg *args, con
   if (cap) changed[0] = 0;
   synco_safetensors st;
   SYNCO_TRY(synco_st_open(&st, ckpt));
+  /* what the file is, before its settings size the run (an export read as one was refused only after the memory
+   * check of a ResNet-50 at 224 px, the defaults its missing settings left) */
+  const char *fmt = synco_st_meta(&st, "synco.format");
+  if (!fmt || strcmp(fmt, "checkpoint")) {
+    const int weights = fmt && (!strcmp(fmt, "encoder") || !strcmp(fmt, "classifier"));
+    synco_fail(SYNCO_ERR_FORMAT, "%s: not a synco training checkpoint (%s%s%s)", ckpt,
+               weights ? "weights written by synco " : "", weights ? (fmt[0] == 'e' ? "export" : "linear/finetune") : "",
+               weights ? ": --init FILE starts a new run from them" : "a run folder's last.safetensors or checkpoint_NNNN.safetensors resumes");
+    synco_st_close(&st);
+    return SYNCO_ERR_FORMAT;
+  }
   const char *text = synco_st_meta(&st, "synco.config"), *seed = synco_st_meta(&st, "synco.seed");
   cJSON *j = text ? cJSON_Parse(text) : NULL;
   char seedbuf[32] = "";
