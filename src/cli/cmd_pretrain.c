@@ -334,6 +334,10 @@ static int configure(pretrain_ctx *c) {
     }
     c->settings = c->config_json;
     snprintf(c->settings_file, sizeof c->settings_file, "%s", o->config);
+    if (!o->data) {
+      fprintf(stderr, "synco pretrain: %s names no data: give --data DIR\n", o->config);
+      return 2;
+    }
   }
   if (o->resume) {
     synco_status s = pretrain_resolve_resume(o, c->resume_path, sizeof c->resume_path, c->resume_dir, sizeof c->resume_dir);
@@ -372,14 +376,17 @@ static int configure(pretrain_ctx *c) {
   /* Synthetic counts not given follow the queue: n_hard = min(1024, K/4), each unset nK at most n_hard. A resumed
    * run's saved counts were resolved when it started: they count as given. */
   const int saved = c->settings != NULL;
+  /* given: on the command line, or in the settings file (a hand-written --config may leave n_hard out) */
+#define GIVEN(flag, key) (synco_args_seen(args, flag) || (saved && cJSON_GetObjectItemCaseSensitive(c->settings, key)))
   int n_given[6];
   for (int t = 0; t < 6; t++) {
     char nm[4] = {'n', (char)('1' + t), 0, 0};
-    n_given[t] = saved || synco_args_seen(args, nm);
+    n_given[t] = GIVEN(nm, nm);
   }
   synco_negatives_config ncfg = {.n_hard = o->n_hard};
   memcpy(ncfg.n, o->n, sizeof ncfg.n);
-  synco_negatives_scale_defaults(&ncfg, o->moco_k, saved || synco_args_seen(args, "n-hard"), n_given);
+  synco_negatives_scale_defaults(&ncfg, o->moco_k, GIVEN("n-hard", "n_hard"), n_given);
+#undef GIVEN
   o->n_hard = ncfg.n_hard;
   memcpy(o->n, ncfg.n, sizeof o->n);
   /* --method synco or mochi with no synthetic negative left trains MoCo-v2 under the other name (--n-hard 0 once
