@@ -654,8 +654,12 @@ int synco_cmd_analyze(int argc, char **argv) {
       else
         printf("  inter/intra distance ratio: mean %.4f, median %.4f, range [%.4f, %.4f]\n", r->rmean, r->rmed, r->rmin,
                r->rmax);
-      printf("  matching probabilities (T %g): top-1 %.4g, top-10 %.4g, top-%zu %.4g\n", r->T, r->probs[0],
-             r->np > 9 ? r->probs[9] : NAN, r->np, r->probs[r->np - 1]);
+      /* top-1, top-10 and the last rank, each once (10 or fewer negatives have no separate top-10) */
+      char ranks[96];
+      int k = snprintf(ranks, sizeof ranks, "top-1 %.4g", r->probs[0]);
+      if (r->np > 10) k += snprintf(ranks + k, sizeof ranks - k, ", top-10 %.4g", r->probs[9]);
+      if (r->np > 1) snprintf(ranks + k, sizeof ranks - k, ", top-%zu %.4g", r->np, r->probs[r->np - 1]);
+      printf("  matching probabilities (T %g): %s\n", r->T, ranks);
     }
     printf("  wrote %s/metrics.json%s\n", outdir,
            plots ? ", analysis.png and {proxy_margin,alignment_uniformity,ratio,matching_probs}.{png,svg}" : " (no plots)");
