@@ -1,6 +1,7 @@
 /* synco knn: weighted kNN accuracy (InstDisc / MoCo monitor) of an encoder's L2-normalized backbone features:
  * encode the train and val images with the evaluation transform, then classify each val feature by its k most
  * similar train features (src/eval/knn.c). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ int synco_cmd_knn(int argc, char **argv) {
       {"val-split", 0, SYNCO_ARG_STR, &val_split, SYNCO_EVAL_VAL_SPLIT_HELP},
       {"holdout", 0, SYNCO_ARG_INT, &holdout, "without --val: the last N images of each class of --train are the val set"},
       {"k", 'k', SYNCO_ARG_INT, &k, "neighbours"},
-      {"t", 't', SYNCO_ARG_FLOAT, &t, "temperature of the vote weights exp(sim/t)"},
+      {"t", 't', SYNCO_ARG_FLOAT, &t, "temperature of the vote weights exp(sim/t)", SYNCO_ARG_RANGE(0, HUGE_VAL), .lo_open = 1},
       {"skip-bad", 0, SYNCO_ARG_FLAG, &skip_bad, "skip unreadable images"},
       {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
   };
@@ -43,10 +44,6 @@ int synco_cmd_knn(int argc, char **argv) {
   if ((rc = synco_eval_val_split_check("knn", &val_split, &val_fraction, val, holdout))) return rc;
   if (!train) {
     fprintf(stderr, "synco knn: --train is required\n");
-    return 2;
-  }
-  if (k < 1 || t <= 0) {
-    fprintf(stderr, "synco knn: --k must be >= 1 and --t > 0\n");
     return 2;
   }
   const double t0 = synco_now();

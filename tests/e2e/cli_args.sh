@@ -51,6 +51,8 @@ refused knn --random-init --batch-size -5 "--batch-size -5 is out of range"
 refused linear --random-init --weight-decay -1 "--weight-decay -1 is out of range"
 refused bench fwdbwd --batch-size 0 "--batch-size 0 is out of range"
 refused knn --random-init --threads -3 "--threads -3 is out of range"
+refused knn --random-init --t 0 "--t 0 is out of range (must be greater than 0)"
+refused knn --random-init --t -1 "--t -1 is out of range (must be greater than 0)"
 refused info --threads -1 "synco info: --threads -1 is out of range"
 
 # Several problems: all listed, one per line, exit 2, nothing written.
