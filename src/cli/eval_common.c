@@ -353,6 +353,9 @@ synco_status synco_eval_split_open(synco_eval_split *s, const char *train, const
                                    int skip_bad) {
   memset(s, 0, sizeof *s);
   synco_status st = synco_eval_data_open(&s->train, train, train_split, skip_bad, 1, 0);
+  if (!st && s->train.classes == 1)
+    fprintf(stderr, "synco %s: warning: %s has 1 class: every image is given it, so the accuracy is 100%% by "
+                    "construction\n", synco_cli_command ? synco_cli_command : "eval", train);
   /* --val is held-out images: the test split where its format holds one (a CIFAR-10 or STL-10 folder, test/ or
    * val/ of an ImageFolder), else the whole of it; --val-split NAME chooses */
   const char *vs = val_split ? val_split : "test";

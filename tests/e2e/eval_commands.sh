@@ -64,6 +64,9 @@ grep -q "top-1 [0-9.]*%  top-5 [0-9.]*%" "$tmp/knn.txt" || { cat "$tmp/knn.txt";
 mkdir -p "$tmp/three"; for c in $(ls "$train" | head -3); do ln -s "$train/$c" "$tmp/three/$c"; done
 "$SYNCO" knn "${model[@]}" --train "$tmp/three" --holdout 5 --k 5 > "$tmp/k3.txt" 2> /dev/null || fail "knn on 3 classes"
 grep -q "top-1 [0-9.]*%  (3 classes: no top-5)" "$tmp/k3.txt" || { cat "$tmp/k3.txt"; fail "knn on 3 classes: top-5 printed"; }
+mkdir -p "$tmp/one"; ln -s "$train/$(ls "$train" | head -1)" "$tmp/one/"
+"$SYNCO" knn "${model[@]}" --train "$tmp/one" --holdout 5 --k 5 > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "knn on 1 class"; }
+grep -q "warning: $tmp/one has 1 class: every image is given it" "$tmp/err" || { cat "$tmp/err"; fail "knn on 1 class: not said"; }
 
 "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --fast --json > "$tmp/lin.json" 2> "$tmp/err" || { cat "$tmp/err"; fail "linear --fast"; }
 check_json "$tmp/lin.json" "o['mode'] == 'fast' and 0 <= o['top1'] <= o['top5'] <= 100 and o['lambda'] > 0"
