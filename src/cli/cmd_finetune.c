@@ -195,8 +195,13 @@ int synco_cmd_finetune(int argc, char **argv) {
   }
   if (synco_eval_fit_batch(&mo, 0, 1)) goto fail; /* memory-sized -b (eval_common.h) */
   const int B = n_sub < (size_t)mo.batch ? (int)n_sub : mo.batch;
-  if (B < 2) {
-    synco_fail(SYNCO_ERR_ARG, "--labels %s selects %zu image(s): too few to train with batch statistics", labels, n_sub);
+  if (B < 2) { /* BN's batch statistics need two images: too few labelled, or -b 1 */
+    if (n_sub >= 2)
+      synco_fail(SYNCO_ERR_ARG, "-b %d: fine-tuning trains BN on batch statistics, which need at least 2 images a batch",
+                 mo.batch);
+    else
+      synco_fail(SYNCO_ERR_ARG, "--labels %s selects %zu image%s: too few to train with batch statistics (at least 2)",
+                 labels, n_sub, n_sub == 1 ? "" : "s");
     goto fail;
   }
   if (synco_eval_open_model(&mo, 0, B, 1, &be, &st.enc, NULL)) goto fail;
