@@ -217,6 +217,12 @@ int synco_cmd_linear(int argc, char **argv) {
     }
     t_fit = synco_now() - t1;
     if (out && synco_linear_layer_get(layer, fc_w, fc_b)) goto fail;
+    /* MoCo's lr 30 suits its ResNet-50's features; on others the loss may end far above chance's ln C */
+    if (C > 1 && !(final_loss <= 2 * log((double)C)))
+      fprintf(stderr, "synco linear: note: the final train loss %.4g is far above %.4g (ln %d, a classifier that "
+                      "guesses): --lr %g %s too high for these features; try a smaller --lr (e.g. %g), or --fast\n",
+              final_loss, log((double)C), C, lr, synco_args_seen(args, "lr") ? "may be" : "(MoCo's protocol, the default) may be",
+              lr / 100);
   }
   char name[512];
   synco_eval_model_name(&mo, name, sizeof name);

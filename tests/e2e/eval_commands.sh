@@ -81,6 +81,10 @@ rc=0; "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --cos --schedul
 "$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --epochs 2 --lr 0.1 --schedule 1 --json > "$tmp/lin2.json" 2> "$tmp/err" \
   || { cat "$tmp/err"; fail "linear (MoCo protocol)"; }
 check_json "$tmp/lin2.json" "o['mode'] == 'moco' and len(o['curve']) == 2 and abs(o['curve'][1]['lr'] - 0.01) < 1e-12 and 0 <= o['top1'] <= 100"
+# MoCo's lr 30 on a random tiny encoder's features: the loss ends far above chance's, and that is said
+"$SYNCO" linear "${model[@]}" --train "$train" --holdout 5 --epochs 1 > /dev/null 2> "$tmp/err" || { cat "$tmp/err"; fail "linear --lr 30"; }
+grep -q "note: the final train loss .* is far above 2.303 (ln 10, a classifier that guesses): --lr 30 (MoCo's protocol, the default) may be too high" "$tmp/err" \
+  || { cat "$tmp/err"; fail "linear: a loss far above chance not said"; }
 
 "$SYNCO" finetune "${model[@]}" --train "$train" --holdout 5 --labels 10 --epochs 1 --batch 20 --json > "$tmp/ft.json" 2> "$tmp/err" \
   || { cat "$tmp/err"; fail "finetune"; }
