@@ -346,6 +346,14 @@ static int configure(pretrain_ctx *c) {
     if (!s) s = pretrain_resume_config(o, args, c->resume_path, &c->resume_json, changed, sizeof changed);
     if (s) {
       synco_cli_error("pretrain");
+      /* a damaged last.safetensors: a numbered checkpoint beside it still resumes the run */
+      const char *slash = strrchr(c->resume_path, '/');
+      char dir[1100], older[256];
+      snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - c->resume_path) : 1, slash ? c->resume_path : ".");
+      if (s == SYNCO_ERR_FORMAT && !strcmp(slash ? slash + 1 : c->resume_path, "last.safetensors") &&
+          synco_cli_newest_numbered_checkpoint(dir, older, sizeof older))
+        fprintf(stderr, "synco pretrain: %s also holds %s: --resume %s/%s continues from that epoch\n", dir, older, dir,
+                older);
       return s == SYNCO_ERR_ARG ? 2 : 1;
     }
     /* a resumed run keeps every setting of the run (the thread count too: the sums depend on it) but those given */

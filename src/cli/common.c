@@ -261,6 +261,23 @@ int synco_cli_run_dir_holds_run(const char *dir) {
   return found;
 }
 
+int synco_cli_newest_numbered_checkpoint(const char *dir, char *name, size_t cap) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  long best = -1;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!is_numbered_checkpoint(e->d_name)) continue;
+    const long num = strtol(e->d_name + 11, NULL, 10);
+    if (num > best) {
+      best = num;
+      snprintf(name, cap, "%s", e->d_name);
+    }
+  }
+  closedir(d);
+  return best >= 0;
+}
+
 int synco_cli_run_dir_clean(const char *dir, int run_files) {
   DIR *d = opendir(dir);
   if (!d) return 0;

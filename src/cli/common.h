@@ -70,6 +70,9 @@ const char *synco_cli_bundled_data(const char *sub);
 synco_status synco_cli_mkdir_unique(char *path, size_t cap);
 /* Does dir hold a run (config.json, log.jsonl, last.safetensors or checkpoint_NNNN.safetensors)? */
 int synco_cli_run_dir_holds_run(const char *dir);
+/* The name of dir's checkpoint_NNNN.safetensors of the highest number into name (cap bytes): 1, or 0 when it has
+ * none. */
+int synco_cli_newest_numbered_checkpoint(const char *dir, char *name, size_t cap);
 /* Removes the stale temporary files of a run directory (<run file>.tmp, left by a kill), and with run_files also
  * the run files themselves (a fresh run with --force). Call with the lock held. Returns the number removed. */
 int synco_cli_run_dir_clean(const char *dir, int run_files);

@@ -189,8 +189,9 @@ static synco_status parse_owned(synco_safetensors *st, size_t have) {
       break;
     }
     if (b->valuedouble < 0 || en->valuedouble < b->valuedouble || en->valuedouble > (double)st->data_size) {
-      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has data offsets outside the data section (%zu bytes)", p,
-                     it->string, st->data_size);
+      s = synco_fail(SYNCO_ERR_FORMAT, "%s: tensor '%s' has data offsets outside the data section (%zu bytes)%s", p,
+                     it->string, st->data_size,
+                     b->valuedouble >= 0 && en->valuedouble >= b->valuedouble ? ": cut short?" : "");
       break;
     }
     e->begin = (size_t)b->valuedouble;

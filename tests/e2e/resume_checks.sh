@@ -89,4 +89,11 @@ PY
 rc=0; "$SYNCO" pretrain --resume "$tmp/enc.safetensors" --data "$tmp/d" > "$tmp/o" 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -q "enc.safetensors: not a synco training checkpoint (weights written by synco export: --init FILE starts" "$tmp/o" \
   || { cat "$tmp/o"; fail "--resume of an export: exit $rc"; }
+# a last.safetensors cut short in its data: said so, with the numbered checkpoint beside it that still resumes
+mkdir -p "$tmp/cut"; cp "$tmp/a/config.json" "$tmp/cut/"; cp "$ck" "$tmp/cut/checkpoint_0001.safetensors"
+head -c $(( $(stat -c %s "$ck") / 2 )) "$ck" > "$tmp/cut/last.safetensors"
+rc=0; "$SYNCO" pretrain --resume "$tmp/cut" --epochs 2 > "$tmp/o" 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "last.safetensors: tensor .* has data offsets outside the data section (.* bytes): cut short?" "$tmp/o" \
+  && grep -q "$tmp/cut also holds checkpoint_0001.safetensors: --resume $tmp/cut/checkpoint_0001.safetensors continues" "$tmp/o" \
+  || { cat "$tmp/o"; fail "a cut last.safetensors: exit $rc"; }
 echo "resume_checks: ok"
