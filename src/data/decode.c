@@ -1,7 +1,8 @@
 /* Image decoding: JPEG through libjpeg-turbo's TurboJPEG API and PNG through libpng, always to interleaved
  * 8-bit RGB, converting as PIL's Image.convert("RGB") does (grayscale replicated, palette expanded, alpha
- * dropped rather than composited, 16-bit samples truncated to their high byte), so that pixels agree with
- * torchvision's default loader. The default TurboJPEG flags (accurate integer DCT, fancy upsampling) are
+ * dropped rather than composited, 16-bit colour samples truncated to their high byte), so that pixels agree with
+ * torchvision's default loader. One exception, kept on purpose: a 16-bit grayscale PNG is its high byte too,
+ * where PIL (mode I) clips each sample at 255, which turns most of a real 16-bit photograph white. The default TurboJPEG flags (accurate integer DCT, fancy upsampling) are
  * libjpeg's defaults, which PIL uses too. A truncated JPEG is an error, as in PIL without
  * LOAD_TRUNCATED_IMAGES; other libjpeg warnings (extraneous bytes) are tolerated, as PIL tolerates them. */
 #include <math.h>
