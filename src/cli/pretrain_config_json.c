@@ -238,9 +238,11 @@ static int exact_integer(const char *text, const char *key, long long *out) {
 /* Appends "--FLAG GIVEN (the run had WAS)" to changed[cap], the settings a flag changes in a resumed run; the data
  * paths (resolved later, and said then), --epochs and --precision have notes of their own. */
 static void note_change(char *changed, size_t cap, const cfg_field *f, const char *given, const char *was) {
-  if (!changed || !cap || !strcmp(f->key, "data") || !strcmp(f->key, "val") || !strcmp(f->key, "epochs") ||
-      !strcmp(f->key, "precision"))
-    return;
+  if (!changed || !cap || !strcmp(f->key, "epochs") || !strcmp(f->key, "precision")) return;
+  if (!strcmp(f->key, "data") || !strcmp(f->key, "val")) { /* the run's is resolved: the same folder is no change */
+    char real[PATH_MAX];
+    if (realpath(given, real) && !strcmp(real, was)) return;
+  }
   const size_t n = strlen(changed);
   if (n + 1 < cap) snprintf(changed + n, cap - n, "%s--%s %s (the run had %s)", n ? ", " : "", f->flag, given, was);
 }

@@ -2,7 +2,8 @@
 # Resuming without surprises (issue 21, point 6):
 # - config.json and the checkpoint keep --data resolved (absolute), so a run copied elsewhere and resumed from
 #   another working directory still finds its images, and says that the path came from the run and --data
-#   overrides it; data that moved is refused naming the checkpoint, the key and the flag, and --data then works;
+#   overrides it; data that moved is refused naming the checkpoint, the key and the flag, and --data then works,
+#   said as a changed setting (the same folder by another path is none);
 # - --resume with more --epochs says that the cosine schedule is stretched (the next epoch's rate jumps), and
 #   --schedule-epochs OLD keeps the run's schedule: the epochs past its end keep its last rate (log.jsonl's lr);
 # - --val given on the command line must exist (`--val null` was taken in silence).
@@ -46,6 +47,7 @@ refused "copy2/last.safetensors: synco.config: data $(realpath "$tmp/w1")/d: No 
   bash -c "cd '$tmp/w2' && '$SYNCO' pretrain --resume copy2 --threads 1 --workers 1"
 (cd "$tmp/w2" && "$SYNCO" pretrain --resume copy2 --data ../w1/moved --threads 1 --workers 1 > "$tmp/o" 2>&1) \
   || { cat "$tmp/o"; fail "--data given to a run whose data moved"; }
+grep -q "resuming with --data ../w1/moved (the run had $(realpath "$tmp/w1")/d)" "$tmp/o" || { cat "$tmp/o"; fail "another --data not said"; }
 # the same run (its metadata names the data where it was): the same tensors, bit for bit
 compare_ckpt "$tmp/w2/copy2/last.safetensors" "$tmp/w2/copy/last.safetensors" 0 0 > /dev/null \
   || fail "the same run on moved data differs"
