@@ -27,7 +27,9 @@ static int special(const char *path) {
   return 1;
 }
 
-FILE *synco_file_create(const char *path) {
+/* Creates path; errors that are not about what bears that name (a folder's permission, a read-only or full disk)
+ * name `shown`, the file the user asked for (its temporary's name meant nothing to them). */
+static FILE *create_as(const char *path, const char *shown) {
   /* A name that is a folder stays (unlink fails with EISDIR/EPERM) and O_EXCL then refuses it. */
   struct stat st;
   if (special(path)) return NULL;
@@ -43,17 +45,19 @@ FILE *synco_file_create(const char *path) {
     else if (e == EEXIST || e == ELOOP) /* a file or link appeared between the unlink and the open */
       synco_fail(SYNCO_ERR_IO, "%s: cannot create: another file of that name appeared while writing it", path);
     else
-      synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", path, strerror(e));
+      synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", shown, strerror(e));
     return NULL;
   }
   FILE *f = fdopen(fd, "wb");
   if (!f) {
-    synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    synco_fail(SYNCO_ERR_IO, "%s: cannot create: %s", shown, strerror(errno));
     close(fd);
     unlink(path);
   }
   return f;
 }
+
+FILE *synco_file_create(const char *path) { return create_as(path, path); }
 
 FILE *synco_file_begin(const char *path, char *tmp, size_t cap) {
   const int n = snprintf(tmp, cap, "%s.tmp", path);
@@ -62,7 +66,7 @@ FILE *synco_file_begin(const char *path, char *tmp, size_t cap) {
     return NULL;
   }
   if (special(path)) return NULL;
-  return synco_file_create(tmp);
+  return create_as(tmp, path);
 }
 
 synco_status synco_file_commit(FILE *f, const char *tmp, const char *path, int ok) {
