@@ -162,7 +162,7 @@ static void flag_table(pretrain_ctx *c) {
       {"stop-epoch", 0, SYNCO_ARG_INT, &o->stop_epoch, "stop after this epoch, as if the job ended (resume later; 0 = run all)"},
       {"precision", 0, SYNCO_ARG_STR, &o->precision, SYNCO_PRECISION_HELP},
       {"threads", 0, SYNCO_ARG_INT, &o->threads, "compute threads (0 = all cores; results depend on it, --resume keeps it)"},
-      {"workers", 'j', SYNCO_ARG_INT, &o->workers, "data loader threads"},
+      {"workers", 'j', SYNCO_ARG_INT, &o->workers, "data loader threads (0: one per core)"},
       {"adapt-threads", 0, SYNCO_ARG_FLAG, &o->adapt_threads, "fewer compute threads while other processes take cores, all again when they leave (sums fixed for --threads, so results do not depend on when; --no-adapt-threads: off, with oneDNN's own sums, which round otherwise: another run's bits; --resume keeps it)"},
       {"backend", 0, SYNCO_ARG_STR, &o->backend, "auto, cpu (oneDNN and own kernels), ref, strict (a test backend), cuda or cuda:N (alias --device)"},
       {"save-every", 0, SYNCO_ARG_INT, &o->save_every, "keep checkpoint_NNNN every this many epochs (0 = only last)"},

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/registry.h"
 #include "base/status.h"
@@ -124,7 +125,7 @@ static int check_memory(pretrain_ctx *c, const synco_image *first) {
   const int brc = make_backend(c);
   if (brc) return brc;
   /* the loader's slots: max(prefetch 3, workers) + 1 (synco_loader_create) */
-  const int workers = o->workers > 0 ? o->workers : o->threads;
+  const int workers = o->workers > 0 ? o->workers : (int)sysconf(_SC_NPROCESSORS_ONLN); /* as the loader counts 0 */
   const int slots = (workers > 3 ? workers : 3) + 1;
   synco_aug_config aug = {.kind = o->aug_plus ? SYNCO_AUG_MOCO_V2 : SYNCO_AUG_MOCO_V1, .size = o->image_size, .blur = o->blur};
   const size_t scratch = first->w > 0 ? synco_augment_scratch_bytes(first->w, first->h, &aug) : 0;
