@@ -170,8 +170,12 @@ synco_status synco_weights_read_config_st(const synco_safetensors *stp, synco_en
   cfg->bn_splits = 1;
   const char *meta = synco_st_meta(&st, "synco.encoder");
   const char *pre = prefix_for(&st, "query");
+  const char *fmt = synco_st_meta(&st, "synco.format");
   synco_status s = SYNCO_OK;
-  if (meta) {
+  if (fmt && !strcmp(fmt, "detectron2")) {
+    s = synco_fail(SYNCO_ERR_FORMAT, "%s: a detectron2 export (its names are detectron2's, stem.* and res2.*); synco "
+                   "reads the torchvision-named export (synco export without --format detectron2)", path);
+  } else if (meta) {
     cJSON *o = cJSON_Parse(meta);
     if (!o || !cJSON_IsObject(o)) {
       s = synco_fail(SYNCO_ERR_FORMAT, "%s: metadata 'synco.encoder' is not valid JSON (an object)", path);

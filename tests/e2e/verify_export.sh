@@ -60,6 +60,9 @@ for arch in r18 r50; do
     grep -qx "$k" <<<"$d2keys" || fail "$arch: detectron2 export lacks $k"
   done
   grep -q '^fc\.\|^stem\.fc\|layer\|downsample\|\.bn[0-9]' <<<"$d2keys" && fail "$arch: torchvision names left in detectron2 export"
+  # synco itself reads the torchvision-named export: a detectron2 one given back to it is named as such
+  rc=0; "$SYNCO" embed --ckpt "$tmp/${arch}_d2.safetensors" --data "$imgs" --out "$tmp/d2.npy" > /dev/null 2> "$tmp/err.txt" || rc=$?
+  [ "$rc" != 0 ] && grep -q "a detectron2 export (its names are detectron2's" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "$arch: a detectron2 export read back: exit $rc"; }
 
   # The export embeds exactly as the checkpoint does (query and key encoder), and torchvision agrees.
   embed "$e" "$tmp/f.npy"
