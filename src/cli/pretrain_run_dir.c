@@ -183,6 +183,9 @@ int pretrain_run_dir_open(pretrain_ctx *c) {
   /* TensorBoard: a new event file for each start of the run (TensorBoard reads every file of the folder) */
   if (o->tensorboard && synco_tfevents_available() && synco_tfevents_open(&c->tb, o->out) != SYNCO_OK)
     return synco_cli_error("pretrain");
+  /* a resumed run trains again the steps after its checkpoint's: the earlier event files' points there go */
+  if (c->tb && o->resume && synco_tfevents_start(c->tb, c->gstep + 1) != SYNCO_OK)
+    return synco_cli_error("pretrain");
   if (o->tensorboard && !synco_tfevents_available() && synco_args_seen(c->args, "tensorboard"))
     fprintf(stderr, "synco pretrain: --tensorboard: this synco was built without protobuf-c (apt-get install "
                     "libprotobuf-c-dev protobuf-c-compiler, then rebuild); no event files\n");

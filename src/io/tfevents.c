@@ -49,6 +49,12 @@ static void put_le(unsigned char *p, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
+static double now_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* One TFRecord of the encoded event, flushed. */
 static synco_status write_event(synco_tfevents *w, const Tensorboard__Event *ev) {
   const size_t n = tensorboard__event__get_packed_size(ev);
@@ -82,10 +88,8 @@ synco_status synco_tfevents_open(synco_tfevents **out, const char *dir) {
     free(w);
     return SYNCO_ERR_IO;
   }
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
   Tensorboard__Event ev = TENSORBOARD__EVENT__INIT;
-  ev.wall_time = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+  ev.wall_time = now_seconds();
   ev.what_case = TENSORBOARD__EVENT__WHAT_FILE_VERSION;
   ev.file_version = (char *)"brain.Event:2";
   const synco_status s = write_event(w, &ev);
@@ -122,6 +126,17 @@ synco_status synco_tfevents_scalars(synco_tfevents *w, int64_t step, double wall
   return write_event(w, &ev);
 }
 
+synco_status synco_tfevents_start(synco_tfevents *w, int64_t step) {
+  Tensorboard__SessionLog log = TENSORBOARD__SESSION_LOG__INIT;
+  log.status = TENSORBOARD__SESSION_LOG__SESSION_STATUS__START;
+  Tensorboard__Event ev = TENSORBOARD__EVENT__INIT;
+  ev.wall_time = now_seconds();
+  ev.step = step;
+  ev.what_case = TENSORBOARD__EVENT__WHAT_SESSION_LOG;
+  ev.session_log = &log;
+  return write_event(w, &ev);
+}
+
 void synco_tfevents_close(synco_tfevents *w) {
   if (!w) return;
   if (w->f) fclose(w->f);
@@ -150,6 +165,11 @@ const char *synco_tfevents_path(const synco_tfevents *w) {
 synco_status synco_tfevents_scalars(synco_tfevents *w, int64_t step, double wall_time, const char *const *tags,
                                     const float *values, int n) {
   (void)w, (void)step, (void)wall_time, (void)tags, (void)values, (void)n;
+  return synco_fail(SYNCO_ERR_UNSUPPORTED, "TensorBoard event files need protobuf-c");
+}
+
+synco_status synco_tfevents_start(synco_tfevents *w, int64_t step) {
+  (void)w, (void)step;
   return synco_fail(SYNCO_ERR_UNSUPPORTED, "TensorBoard event files need protobuf-c");
 }
 

@@ -28,6 +28,10 @@ const char *synco_tfevents_path(const synco_tfevents *w);
 /* One record: the n scalars tags[i] = values[i] at step, written at wall_time (Unix seconds); flushed. */
 synco_status synco_tfevents_scalars(synco_tfevents *w, int64_t step, double wall_time, const char *const *tags,
                                     const float *values, int n);
+/* A restart marker: a SessionLog START event at step, written now. TensorBoard's reader (file_version 2) then drops every event
+ * it read before with a step of at least `step`: the steps a run resumed from an earlier checkpoint trains again
+ * (log.jsonl is cut back to its checkpoint the same way). */
+synco_status synco_tfevents_start(synco_tfevents *w, int64_t step);
 void synco_tfevents_close(synco_tfevents *w);
 
 #endif

@@ -1,7 +1,7 @@
 /* TensorBoard event files: CRC32C against known vectors (RFC 3720's and the "123456789" check value) and its
  * TFRecord mask; then a file written by synco_tfevents is read back record by record — the length and both masked
  * checksums checked, each record decoded by protobuf-c — and holds the file version first, then the scalars as
- * written, in order. Without protobuf-c only the checksums are tested (the writer refuses, as it says). */
+ * written, in order, then a restart marker (SessionLog START, TensorBoard's field numbers). Without protobuf-c only the checksums are tested (the writer refuses, as it says). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +51,7 @@ static void test_file(void) {
     const float v[] = {5.0f - s, 10.0f * s};
     CHECK_OK(synco_tfevents_scalars(w, s * 10, 1.7e9 + s, tags, v, 2));
   }
+  CHECK_OK(synco_tfevents_start(w, 21)); /* a resumed run's restart marker */
   synco_tfevents_close(w);
 
   FILE *f = fopen(path, "rb");
@@ -72,6 +73,11 @@ static void test_file(void) {
     if (ev && records == 0) {
       CHECK(ev->what_case == TENSORBOARD__EVENT__WHAT_FILE_VERSION && !strcmp(ev->file_version, "brain.Event:2"));
       CHECK(ev->wall_time > 1.6e9);
+    } else if (ev && records == 4) {
+      /* TensorBoard's Event.session_log is field 7 (length-delimited), SessionLog.status field 1, START = 1 */
+      CHECK(ev->what_case == TENSORBOARD__EVENT__WHAT_SESSION_LOG && ev->step == 21 && ev->wall_time > 1.6e9);
+      CHECK(ev->session_log && ev->session_log->status == TENSORBOARD__SESSION_LOG__SESSION_STATUS__START);
+      CHECK(len >= 4 && !memcmp(buf + at + 12 + len - 4, "\x3a\x02\x08\x01", 4));
     } else if (ev) {
       CHECK(ev->what_case == TENSORBOARD__EVENT__WHAT_SUMMARY && ev->step == records * 10);
       CHECK(ev->wall_time == 1.7e9 + records);
@@ -86,7 +92,7 @@ static void test_file(void) {
     records++;
     at += 12 + len + 4;
   }
-  CHECK(records == 4 && at == n);
+  CHECK(records == 5 && at == n);
   /* a scalar count the writer cannot hold is refused, not truncated */
   CHECK_OK(synco_tfevents_open(&w, dir));
   char path2[1300];
