@@ -316,6 +316,9 @@ static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const
       int known = !strcmp(e->string, "schedule") || !strcmp(e->string, "version");
       for (size_t i = 0; !known && i < sizeof k_fields / sizeof k_fields[0]; i++) known = !strcmp(k_fields[i].key, e->string);
       if (!known) return synco_fail(SYNCO_ERR_FORMAT, "%s: '%s' is not a setting of synco pretrain", where, e->string);
+      for (const cJSON *d = e->next; d; d = d->next) /* JSON readers disagree on which one counts */
+        if (!strcmp(d->string, e->string))
+          return synco_fail(SYNCO_ERR_FORMAT, "%s: '%s' is given twice", where, e->string);
     }
   const cJSON *sch = cJSON_GetObjectItemCaseSensitive(j, "schedule");
   if (!synco_args_seen(args, "schedule") && cJSON_IsArray(sch)) {

@@ -65,9 +65,11 @@ echo '[1, 2]' > "$tmp/list.json"
 refused "$tmp/list.json: not a JSON object" "$SYNCO" pretrain --config "$tmp/list.json" --out "$tmp/r8"
 refused "$tmp/none.json: cannot open" "$SYNCO" pretrain --config "$tmp/none.json" --out "$tmp/r9"
 refused "--config and --resume" "$SYNCO" pretrain --config "$cfg" --resume "$tmp/a" --out "$tmp/r10"
+sed 's/^{/{"lr":0.5,/' "$cfg" > "$tmp/twice.json"
+refused "$tmp/twice.json: 'lr' is given twice" "$SYNCO" pretrain --config "$tmp/twice.json" --out "$tmp/r12"
 edit "$cfg" "$tmp/nodata.json" "del c['data']"
 refused "$tmp/nodata.json names no data: give --data DIR" "$SYNCO" pretrain --config "$tmp/nodata.json" --out "$tmp/r11"
-for r in r1 r2 r3 r4 r5 r6 r7 r8 r9 r10 r11; do [ ! -e "$tmp/$r" ] || fail "a refused --config created $r"; done
+for r in r1 r2 r3 r4 r5 r6 r7 r8 r9 r10 r11 r12; do [ ! -e "$tmp/$r" ] || fail "a refused --config created $r"; done
 # a hand-written config without the synthetic counts: they follow its queue as the flags' defaults do (n_hard was
 # taken as the default 1024 and refused against its moco_k 64)
 edit "$cfg" "$tmp/nocounts.json" "[c.pop(k) for k in ['n_hard', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6']]; c['epochs'] = 1"
