@@ -317,6 +317,32 @@ static void resolve_paths(pretrain_ctx *c) {
   }
 }
 
+/* A run resumed in another number of processes: P processes of --bn-splits s normalized the global batch in P·s
+ * groups, so --bn-splits P·s/N keeps them on N processes (the same training, to rounding); said either way. */
+static void keep_bn_groups(pretrain_ctx *c, const synco_arg *args) {
+  pretrain_opts *o = &c->o;
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->resume_json, "processes");
+  if (!cJSON_IsNumber(p) || p->valueint < 1 || p->valueint == c->world) return;
+  const int was = p->valueint, groups = was * o->bn_splits;
+  if (synco_args_seen(args, "bn-splits")) {
+    if (o->bn_splits * c->world != groups && c->rank == 0)
+      fprintf(stderr, "synco pretrain: the run had %d process%s of --bn-splits %d (%d BN groups); --bn-splits %d on %d "
+                      "process%s makes %d\n", was, synco_cli_es(was), groups / was, groups, o->bn_splits, c->world,
+              synco_cli_es(c->world), o->bn_splits * c->world);
+    return;
+  }
+  if (groups % c->world == 0) {
+    o->bn_splits = groups / c->world;
+    if (c->rank == 0)
+      fprintf(stderr, "synco pretrain: the run had %d process%s of --bn-splits %d; on %d it takes --bn-splits %d, which "
+                      "keeps its %d BN groups\n", was, synco_cli_es(was), groups / was, c->world, o->bn_splits, groups);
+  } else if (c->rank == 0) {
+    fprintf(stderr, "synco pretrain: the run had %d process%s of --bn-splits %d (%d BN groups), which %d processes cannot "
+                    "keep: each normalizes its part of the batch in %d groups (--bn-splits), %d in all\n", was,
+            synco_cli_es(was), o->bn_splits, groups, c->world, o->bn_splits, o->bn_splits * c->world);
+  }
+}
+
 /* A resumed run's settings from its checkpoint, the synthetic counts that follow the queue, the library config,
  * and its judgement together with the command line's: every problem is printed at once (exit 2). */
 static int configure(pretrain_ctx *c) {
@@ -372,6 +398,7 @@ static int configure(pretrain_ctx *c) {
       c->resume_epochs = e->valueint;
       c->resume_schedule_epochs = cJSON_IsNumber(se) ? se->valueint : 0;
     }
+    keep_bn_groups(c, args);
   }
   resolve_paths(c);
   const int rc = pretrain_init_arch(c); /* --init's ResNet, for the flags not given */

@@ -136,8 +136,9 @@ typedef struct {
 } pretrain_ctx;
 
 /* pretrain_config_json.c */
-/* config.json and the checkpoint's "synco.config": every setting, resolved; NULL when out of memory. */
-char *pretrain_config_json(const pretrain_opts *o);
+/* config.json and the checkpoint's "synco.config": every setting, resolved, and the number of processes that ran
+ * it; NULL when out of memory. */
+char *pretrain_config_json(const pretrain_opts *o, int processes);
 /* Takes the settings of a resumed run from the checkpoint's "synco.config" (every one: --threads and --workers too),
  * except those given on the command line; a given value that cannot work with the checkpoint (another width, K,
  * ...) is refused, and the others that differ from the run's are listed in changed[cap] ("--lr 0.1 (the run had

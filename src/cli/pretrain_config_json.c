@@ -63,7 +63,7 @@ static const cfg_field k_fields[] = {
 
 /* config.json and the checkpoint's "synco.config": every setting, resolved (shaped -1, --init: written, not taken
  * back on resume). */
-char *pretrain_config_json(const pretrain_opts *o) {
+char *pretrain_config_json(const pretrain_opts *o, int processes) {
   cJSON *j = cJSON_CreateObject();
   for (size_t i = 0; j && i < sizeof k_fields / sizeof k_fields[0]; i++) {
     const cfg_field *f = &k_fields[i];
@@ -96,6 +96,11 @@ char *pretrain_config_json(const pretrain_opts *o) {
         return NULL;
       }
     }
+  }
+  /* not a setting: how many processes split -b (a resume in another count keeps the BN groups by it) */
+  if (j && !cJSON_AddNumberToObject(j, "processes", processes)) {
+    cJSON_Delete(j);
+    return NULL;
   }
   if (j && !cJSON_AddStringToObject(j, "version", synco_version())) {
     cJSON_Delete(j);
@@ -313,7 +318,7 @@ static synco_status take_settings(pretrain_opts *o, const synco_arg *args, const
   }
   if (!resumed) /* --config: every key is a setting (a misspelt one would otherwise be passed over in silence) */
     for (const cJSON *e = j->child; e; e = e->next) {
-      int known = !strcmp(e->string, "schedule") || !strcmp(e->string, "version");
+      int known = !strcmp(e->string, "schedule") || !strcmp(e->string, "version") || !strcmp(e->string, "processes");
       for (size_t i = 0; !known && i < sizeof k_fields / sizeof k_fields[0]; i++) known = !strcmp(k_fields[i].key, e->string);
       if (!known) return synco_fail(SYNCO_ERR_FORMAT, "%s: '%s' is not a setting of synco pretrain", where, e->string);
       for (const cJSON *d = e->next; d; d = d->next) /* JSON readers disagree on which one counts */

@@ -173,7 +173,7 @@ int pretrain_run_dir_open(pretrain_ctx *c) {
     if (synco_cli_log_truncate(c->log_path, c->gstep, c->start_epoch, &dropped) != SYNCO_OK) return synco_cli_error("pretrain");
     if (dropped) fprintf(stderr, "log.jsonl: dropped %d rows past step %ld (they are trained again)\n", dropped, c->gstep);
   }
-  c->cfg_json = pretrain_config_json(o);
+  c->cfg_json = pretrain_config_json(o, c->world);
   char cfg_path[sizeof c->log_path];
   snprintf(cfg_path, sizeof cfg_path, "%s/config.json", o->out);
   if (!c->cfg_json || synco_cli_write_file_atomic(cfg_path, c->cfg_json) != SYNCO_OK) return synco_cli_error("pretrain");

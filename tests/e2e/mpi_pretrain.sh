@@ -3,7 +3,8 @@
 #  1. 2 ranks x batch 8 (--bn-splits 1 each) and 1 process x batch 16 with --bn-splits 2 (the same BN groups,
 #     the same key shuffle), two steps: the checkpoints agree to fp32 tolerance, and only rank 0 wrote the log.
 #  2. A run saved by 2 ranks resumes on 1 process, and one saved by 1 process on 2 ranks (the global batch
-#     unchanged): both end where the uninterrupted 1-process run ends.
+#     unchanged, --bn-splits not given: the run's BN groups kept, and said): both end where the uninterrupted
+#     1-process run ends.
 #  3. --key-shuffle indices (no image gathered: each rank loads its shuffled key images) gives the run of 1. bit for
 #     bit, and so does a run that switches to it on --resume; `bench step --key-shuffle indices` runs.
 #  4. A rank killed mid-run ends the whole job with the rank named; the last checkpoint is intact and --resume
@@ -43,10 +44,15 @@ PY
 
 # 2 ranks -> 1 process and 1 process -> 2 ranks: the first epoch of the two-epoch run, then --resume
 run two_half "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --stop-epoch 1 --out "$tmp/two_half"
-run two_to_one "$SYNCO" pretrain --resume "$tmp/two_half" "${one[@]}"
+# (no --bn-splits given: the run's BN groups are kept, and said; the 1-process resume once kept 1 group of 16)
+run two_to_one "$SYNCO" pretrain --resume "$tmp/two_half"
+grep -q "the run had 2 processes of --bn-splits 1; on 1 it takes --bn-splits 2, which keeps its 2 BN groups" "$tmp/two_to_one.txt" \
+  || { cat "$tmp/two_to_one.txt"; fail "two_to_one: the BN groups kept not said"; }
 compare_ckpt "$tmp/two_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
 run one_half "$SYNCO" pretrain "${common[@]}" "${one[@]}" --stop-epoch 1 --out "$tmp/one_half"
-run one_to_two "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/one_half" "${two[@]}"
+run one_to_two "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/one_half"
+grep -q "the run had 1 process of --bn-splits 2; on 2 it takes --bn-splits 1, which keeps its 2 BN groups" "$tmp/one_to_two.txt" \
+  || { cat "$tmp/one_to_two.txt"; fail "one_to_two: the BN groups kept not said"; }
 compare_ckpt "$tmp/one_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
 
 # MoCo's shuffle-BN by indices: the same run, whole or switched to it halfway
