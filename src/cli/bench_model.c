@@ -5,11 +5,13 @@
  * (the encoders' per-op timer, synco_encoder_set_timing), so the overhead of everything else is step / conv;
  * --compare-torch also runs tools/bench_torch.py with the same settings, one after the other, and prints its
  * figures and the ratio. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include "backend/host_gemm.h"
@@ -29,6 +31,7 @@
 typedef struct {
   const char *arch, *method, *backend, *precision, *python;
   int cifar_stem, width, batch, image_size, iters, warmup, threads, json, moco_k, compare, mlp, dim, bn_splits;
+  int n_hard, n[SYNCO_NEG_TYPES]; /* step: the synthetic counts timed (resolved for --moco-k), given to PyTorch too */
   int memory_check;
   int adapt;              /* --adapt-threads (step): the thread governor (thread_governor.c) */
   int threads_end;        /* the threads the governor ended on */
@@ -109,14 +112,49 @@ static int depth_of(const char *arch) {
   return !strcmp(arch, "resnet18") ? 18 : !strcmp(arch, "resnet34") ? 34 : !strcmp(arch, "resnet50") ? 50 : 0;
 }
 
-/* Runs tools/bench_torch.py with the same settings and returns its images/s (or -1). */
-static double torch_images_per_s(const bench_opts *o, const char *mode, double *rss) {
-  char cmd[1024], extra[128] = "";
-  if (!strcmp(mode, "step")) snprintf(extra, sizeof extra, " --method %s --moco-k %d", o->method, o->moco_k);
-  snprintf(cmd, sizeof cmd, "%s tools/bench_torch.py %s --arch %s%s --width %d --batch %d --threads %d%s --json",
-           o->python, mode, o->arch, o->cifar_stem ? " --cifar-stem" : "", o->width, o->batch, o->threads, extra);
+/* tools/bench_torch.py: under the working folder (the source tree), else beside a build tree's program
+ * (<source>/build/synco); 0 when neither has it. */
+static int torch_script(char *path, size_t cap) {
+  snprintf(path, cap, "tools/bench_torch.py");
+  if (access(path, R_OK) == 0) return 1;
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = 0;
+  for (int k = 0; k < 2; k++) {
+    char *slash = strrchr(exe, '/');
+    if (!slash) return 0;
+    *slash = 0;
+  }
+  snprintf(path, cap, "%s/tools/bench_torch.py", exe);
+  return access(path, R_OK) == 0;
+}
+
+/* Runs tools/bench_torch.py with the same settings (model, batch, image size, precision, Split-BN, iterations; a
+ * step's queue and synthetic counts) and returns its images/s, or -1 with why (cap bytes) said. */
+static double torch_images_per_s(const bench_opts *o, const char *mode, double *rss, char *why, size_t cap) {
+  char script[4200], cmd[6000], extra[256] = "";
+  why[0] = 0;
+  if (strcmp(o->precision, "fp32") && strcmp(o->precision, "bf16")) {
+    snprintf(why, cap, "tools/bench_torch.py times fp32 or bf16, not %s", o->precision);
+    return -1;
+  }
+  if (!torch_script(script, sizeof script)) {
+    snprintf(why, cap, "tools/bench_torch.py not found (run from the source tree)");
+    return -1;
+  }
+  if (!strcmp(mode, "step"))
+    snprintf(extra, sizeof extra, " --method %s --moco-k %d --n-hard %d --n1 %d --n2 %d --n3 %d --n4 %d --n5 %d --n6 %d",
+             o->method, o->moco_k, o->n_hard, o->n[0], o->n[1], o->n[2], o->n[3], o->n[4], o->n[5]);
+  snprintf(cmd, sizeof cmd, "%s %s %s --arch %s%s --width %d --batch %d --image-size %d --threads %d --precision %s "
+           "--bn-splits %d --warmup %d --iters %d%s --json 2>&1", o->python, script, mode, o->arch,
+           o->cifar_stem ? " --cifar-stem" : "", o->width, o->batch, o->image_size, o->threads, o->precision,
+           o->bn_splits, o->warmup, o->iters, extra);
   FILE *p = popen(cmd, "r");
-  if (!p) return -1;
+  if (!p) {
+    snprintf(why, cap, "cannot start %s", o->python);
+    return -1;
+  }
   char line[4096];
   double ips = -1;
   while (fgets(line, sizeof line, p)) {
@@ -124,8 +162,15 @@ static double torch_images_per_s(const bench_opts *o, const char *mode, double *
     if (k) ips = atof(k + 15);
     const char *r = strstr(line, "\"peak_rss_mb\":");
     if (r) *rss = atof(r + 14);
+    if (!k && line[0] != '{' && line[0] != '\n') { /* its last word on stderr: the reason when it fails */
+      line[strcspn(line, "\n")] = 0;
+      snprintf(why, cap, "%.400s", line);
+    }
   }
-  if (pclose(p) != 0) return -1;
+  if (pclose(p) != 0 || ips <= 0) {
+    if (!why[0]) snprintf(why, cap, "%.200s %.200s failed", o->python, script);
+    return -1;
+  }
   return ips;
 }
 
@@ -150,7 +195,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
   const double planned = o->planned / 1048576.0;
   const double cmed = conv[n / 2], over = cmed > 0 ? med / cmed : -1;
   double tips = -1, trss = -1;
-  if (o->compare) tips = torch_images_per_s(o, kind, &trss);
+  char why[512] = "";
+  if (o->compare) tips = torch_images_per_s(o, kind, &trss, why, sizeof why);
   if (o->json) {
     printf("{\"program\":\"synco\",\"mode\":\"%s\",\"arch\":\"%s\",\"width\":%d,\"cifar_stem\":%d,\"batch\":%d,"
            "\"image_size\":%d,\"threads\":%d,\"backend\":\"%s\",\"precision\":\"%s\",\"method\":\"%s\",\"iters\":%d,"
@@ -165,6 +211,13 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
     if (o->timer) printf(",\"timer\":\"%s\"", o->timer);
     if (o->adapt) printf(",\"adapt_threads\":1,\"threads_at_end\":%d", o->threads_end);
     if (o->compare) printf(",\"torch_images_per_s\":%.3f,\"torch_peak_rss_mb\":%.1f,\"ratio\":%.3f", tips, trss, tips > 0 ? ips / tips : -1);
+    if (o->compare && tips <= 0) { /* why, as a JSON string */
+      cJSON *w = cJSON_CreateString(why);
+      char *t = w ? cJSON_PrintUnformatted(w) : NULL;
+      if (t) printf(",\"torch_error\":%s", t);
+      free(t);
+      cJSON_Delete(w);
+    }
     if (!strcmp(be->name, "cpu")) printf(",\"host_gemm\":\"%s\"", synco_host_sgemm_name()); /* the head, logits, loss */
     if (kernels) printf(",\"kernels\":%s", kernels);
     if (o->layers) synco_bench_layers_json(&o->lt, stdout);
@@ -183,7 +236,7 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
              o->world, o->batch / o->world, o->transport, 100 * o->comm_share, 100 * o->allreduce_share);
     if (o->compare) {
       if (tips > 0) printf("  pytorch : %8.2f images/s  peak RSS %.0f MB\n  ratio   : %.2fx\n", tips, trss, ips / tips);
-      else printf("  pytorch : failed to run tools/bench_torch.py with %s\n", o->python);
+      else printf("  pytorch : not compared: %s\n", why);
     }
     if (kernels) {
       int shapes = 0, refs = 0;
@@ -331,6 +384,8 @@ int synco_bench_step(int argc, char **argv) {
    * step timed is the step a `pretrain --moco-k K` run takes */
   const int none_given[SYNCO_NEG_TYPES] = {0};
   synco_negatives_scale_defaults(&mc.neg, mc.K, 0, none_given);
+  o.n_hard = mc.neg.n_hard;
+  memcpy(o.n, mc.neg.n, sizeof o.n);
   synco_backend *be = NULL;
   synco_moco *m = NULL;
   synco_mem_plan mp;

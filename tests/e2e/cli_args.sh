@@ -99,12 +99,21 @@ grep -q "idle threads wait: OMP_WAIT_POLICY, as set" "$tmp/info" || { cat "$tmp/
 cat > "$tmp/fakepy" <<EOF
 #!/bin/sh
 env > "$tmp/child.env"
+echo "\$*" > "$tmp/child.args"
 echo '{"images_per_s": 1.0, "peak_rss_mb": 1.0}'
 EOF
 chmod +x "$tmp/fakepy"
 bench_tiny=(bench step --cifar-stem --width 8 --batch 8 --moco-k 64 --iters 1 --warmup 0 --threads 1 --compare-torch)
 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench --compare-torch failed"; }
 [ -s "$tmp/child.env" ] || fail "the stand-in python did not run"
+# PyTorch times the same step: precision, image size, Split-BN, iterations and the synthetic counts resolved for K 64
+for want in "step --arch resnet18 --cifar-stem --width 8 --batch 8 --image-size 32 --threads 1 --precision fp32" \
+            "--bn-splits 8 --warmup 0 --iters 1 --method synco --moco-k 64 --n-hard 16 --n1 16 --n2 16 --n3 16 --n4 16"; do
+  grep -qF -- "$want" "$tmp/child.args" || { cat "$tmp/child.args"; fail "--compare-torch: '$want' not passed"; }
+done
+printf '#!/bin/sh\necho "ValueError: need n_i <= n_hard" >&2\nexit 1\n' > "$tmp/failpy"; chmod +x "$tmp/failpy"
+"$SYNCO" "${bench_tiny[@]}" --python "$tmp/failpy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench with a failing comparison"; }
+grep -q "pytorch : not compared: ValueError: need n_i <= n_hard" "$tmp/o" || { cat "$tmp/o"; fail "--compare-torch: its failure's reason not said"; }
 ! grep -q "SPINCOUNT" "$tmp/child.env" || { grep SPINCOUNT "$tmp/child.env"; fail "synco's spin count leaked to a child"; }
 GOMP_SPINCOUNT=77 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench failed"; }
 grep -qx "GOMP_SPINCOUNT=77" "$tmp/child.env" || fail "the user's GOMP_SPINCOUNT did not reach a child"
