@@ -371,6 +371,8 @@ void synco_args_help(const char *cmd, const char *summary, const synco_arg *args
         break;
       }
     }
+    /* a help text that states its own default ("(default: on when ...)", "(unset: ...)") is not contradicted */
+    if (strstr(a->help, "(default") || strstr(a->help, "(unset")) def[0] = 0;
     const char *mv = a->type == SYNCO_ARG_FLAG ? "" : a->type == SYNCO_ARG_STR ? " S" : a->type == SYNCO_ARG_FLOAT ? " X" : " N";
     char left[96];
     snprintf(left, sizeof left, "%s%s", flag, mv);

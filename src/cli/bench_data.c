@@ -18,11 +18,11 @@ static double now_s(void) {
 }
 
 int synco_bench_data(int argc, char **argv) {
-  const char *data = "data/cifar10-small", *split = NULL, *store = "auto", *aug = "v2";
+  const char *data = NULL, *split = NULL, *store = "auto", *aug = "v2";
   int threads = 0, batch = 256, size = 0, blur = -1, json = 0, skip_bad = 0;
   double seconds = 5.0;
   synco_arg args[] = {
-      {"data", 0, SYNCO_ARG_STR, &data, "dataset path (ImageFolder, CIFAR, STL-10, idx)", 0},
+      {"data", 0, SYNCO_ARG_STR, &data, "dataset path (ImageFolder, CIFAR, STL-10, idx; default: the bundled images)", 0},
       {"split", 0, SYNCO_ARG_STR, &split, "train or test (formats holding both)", 0},
       {"threads", 'j', SYNCO_ARG_INT, &threads, "loader threads (0: all cores)", 0},
       {"seconds", 0, SYNCO_ARG_FLOAT, &seconds, "timed duration after one warm-up batch", 0},
@@ -38,6 +38,10 @@ int synco_bench_data(int argc, char **argv) {
   const int rc = synco_args_parse("bench data", "loader throughput in two-view augmented pairs/s", args, argc, argv,
                                   NULL, 0, NULL);
   if (rc) return rc == 1 ? 0 : 2;
+  if (!data && !(data = synco_cli_bundled_data("train"))) { /* ./data/cifar10-small, or the installed copy */
+    fprintf(stderr, "synco bench data: no --data given and the bundled images are not here: pass --data DIR\n");
+    return 2;
+  }
   if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   synco_dataset_options dopt = {0};
   dopt.split = split;

@@ -117,6 +117,10 @@ grep -q "pytorch : not compared: ValueError: need n_i <= n_hard" "$tmp/o" || { c
 ! grep -q "SPINCOUNT" "$tmp/child.env" || { grep SPINCOUNT "$tmp/child.env"; fail "synco's spin count leaked to a child"; }
 GOMP_SPINCOUNT=77 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench failed"; }
 grep -qx "GOMP_SPINCOUNT=77" "$tmp/child.env" || fail "the user's GOMP_SPINCOUNT did not reach a child"
+# bench data without --data times the bundled training images, found beside the program from any folder
+(S=$(realpath "$SYNCO"); cd "$tmp" && "$S" bench data --seconds 0.2 -j 1 --json > "$tmp/bd.json" 2> "$tmp/e") || { cat "$tmp/e"; fail "bench data from another folder"; }
+python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert d['images'] == 5000 and d['pairs_per_s'] > 0, d" \
+  "$tmp/bd.json" || fail "bench data: not the bundled 5,000 training images"
 # bench --json names the matrix products outside the convolutions as synco info does, and which one
 # SYNCO_HOST_GEMM chose
 "$SYNCO" bench step --cifar-stem --width 8 --batch 8 --moco-k 64 --iters 1 --warmup 0 --threads 1 --json > "$tmp/o"
