@@ -1,6 +1,7 @@
 /* synco: the command-line program. Dispatches to one file per subcommand. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/args.h"
@@ -14,10 +15,11 @@ typedef struct {
   const char *name;
   int (*run)(int argc, char **argv);
   const char *summary;
+  int many; /* runs as several processes of an MPI launcher (pretrain, bench step); the others run as one */
 } command;
 
 static const command COMMANDS[] = {
-    {"pretrain", synco_cmd_pretrain, "self-supervised pretraining (SynCo, MoCHI, MoCo-v2)"},
+    {"pretrain", synco_cmd_pretrain, "self-supervised pretraining (SynCo, MoCHI, MoCo-v2)", 1},
     {"knn", synco_cmd_knn, "weighted kNN accuracy of an encoder's features"},
     {"linear", synco_cmd_linear, "linear probe on frozen features"},
     {"finetune", synco_cmd_finetune, "semi-supervised fine-tuning on a labelled subset"},
@@ -25,9 +27,19 @@ static const command COMMANDS[] = {
     {"analyze", synco_cmd_analyze, "the paper's analyses (alignment, uniformity, ...) with plots"},
     {"plot", synco_cmd_plot, "learning curves of one or several runs"},
     {"export", synco_cmd_export, "write an encoder under torchvision key names (safetensors)"},
-    {"bench", synco_cmd_bench, "benchmarks: fwdbwd, step, data"},
-    {"info", synco_cmd_info, "version, backends, threads, CPU features"},
+    {"bench", synco_cmd_bench, "benchmarks: fwdbwd, step, data", 1},
+    {"info", synco_cmd_info, "version, backends, threads, CPU features", 1},
 };
+
+/* The processes an MPI launcher started (its environment: Open MPI's mpirun, PMI-1/2), or 0 when none says. */
+static int launched_processes(void) {
+  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}; /* not SLURM_NTASKS: a batch script has it too */
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && atoi(v) > 0) return atoi(v);
+  }
+  return 0;
+}
 
 static void usage(FILE *f) {
   fprintf(f, "synco %s: self-supervised pretraining of image encoders with SynCo\n\n", synco_version());
@@ -62,6 +74,12 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
     if (!strcmp(argv[1], COMMANDS[i].name)) {
       synco_cli_command = COMMANDS[i].name;
+      const int procs = launched_processes();
+      if (procs > 1 && !COMMANDS[i].many) { /* N copies would write the same files (and race on them) */
+        fprintf(stderr, "synco %s: started as %d processes by an MPI launcher, but it runs as one (only pretrain and "
+                        "bench step use several): run it without mpirun/srun\n", argv[1], procs);
+        return 2;
+      }
       size_t limit; /* a memory cap that cannot be read is refused, not ignored */
       if (synco_mem_limit(&limit) != SYNCO_OK) {
         fprintf(stderr, "synco %s: %s\n", argv[1], synco_last_error());

@@ -117,6 +117,13 @@ grep -q "pytorch : not compared: ValueError: need n_i <= n_hard" "$tmp/o" || { c
 ! grep -q "SPINCOUNT" "$tmp/child.env" || { grep SPINCOUNT "$tmp/child.env"; fail "synco's spin count leaked to a child"; }
 GOMP_SPINCOUNT=77 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/fakepy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench failed"; }
 grep -qx "GOMP_SPINCOUNT=77" "$tmp/child.env" || fail "the user's GOMP_SPINCOUNT did not reach a child"
+# the one-process commands started by an MPI launcher (its environment, as mpirun -np 2 sets it) refuse: the
+# copies raced on the same output files
+rc=0; OMPI_COMM_WORLD_SIZE=2 "$SYNCO" export --ckpt "$tmp/none" --out "$tmp/mpi.safetensors" > "$tmp/o" 2> "$tmp/e" || rc=$?
+[ "$rc" = 2 ] && grep -q "synco export: started as 2 processes by an MPI launcher, but it runs as one" "$tmp/e" \
+  || { cat "$tmp/e"; fail "export under a 2-process launcher: exit $rc"; }
+OMPI_COMM_WORLD_SIZE=1 "$SYNCO" export --ckpt "$tmp/none" --out "$tmp/mpi.safetensors" > "$tmp/o" 2> "$tmp/e" || true
+grep -q "started as" "$tmp/e" && { cat "$tmp/e"; fail "export under a 1-process launcher refused"; }
 # bench data without --data times the bundled training images, found beside the program from any folder
 (S=$(realpath "$SYNCO"); cd "$tmp" && "$S" bench data --seconds 0.2 -j 1 --json > "$tmp/bd.json" 2> "$tmp/e") || { cat "$tmp/e"; fail "bench data from another folder"; }
 python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert d['images'] == 5000 and d['pairs_per_s'] > 0, d" \
