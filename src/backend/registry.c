@@ -87,24 +87,20 @@ void synco_backend_destroy(synco_backend *be) {
  * only. The messages name the CPU as oneDNN does. */
 synco_status synco_backend_precision(const char *backend, const char *precision) {
   SYNCO_TRY(synco_backend_name_check(backend)); /* a misspelt --device is a usage error, found with the flags */
-  if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32")) return SYNCO_OK; /* tf32: fp32 tensors */
-  if (strcmp(precision, "bf16"))
+  if (!precision || !strcmp(precision, "fp32")) return SYNCO_OK;
+  if (strcmp(precision, "bf16") && strcmp(precision, "tf32"))
     return synco_fail(SYNCO_ERR_ARG, "--precision %s: expected fp32, tf32 or bf16", precision);
-  if (backend && !strcmp(backend, "strict")) return SYNCO_OK; /* the GPU's bf16, emulated */
 #ifdef SYNCO_HAVE_CUDA
   int cuda_device;
   if (backend && synco_cuda_device_name(backend, &cuda_device)) return SYNCO_OK; /* the GPU's own check, when made */
 #endif
-#ifdef SYNCO_HAVE_ONEDNN
+  /* a CPU backend (auto is one): the backend asked for says whether it computes in that precision, with the flags
+   * (bf16 on ref, tf32 on any CPU were refused only once the command had started, exit 1) */
   synco_backend *be = NULL;
-  SYNCO_TRY(synco_backend_cpu_create(&be));
-  const synco_status s = synco_backend_cpu_bf16(be, 1);
+  SYNCO_TRY(synco_backend_create(backend, &be));
+  const synco_status s = synco_backend_set_precision(be, precision);
   synco_backend_destroy(be);
   return s;
-#else
-  return synco_fail(SYNCO_ERR_UNSUPPORTED, "--precision bf16 needs the cpu backend (this build has none): use "
-                                           "--precision fp32");
-#endif
 }
 
 #ifdef SYNCO_HAVE_ONEDNN

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "base/status.h"
@@ -23,8 +24,8 @@ int synco_cmd_plot(int argc, char **argv) {
   int npos = 0, width = 1600, height = 800, svg = 0, json = 0;
   synco_arg args[] = {
       {"out", 'o', SYNCO_ARG_STR, &out, "output file: .png, .svg or .pdf (unset: RUN_DIR/curves.png for one run, ./curves.png for several)"},
-      {"width", 0, SYNCO_ARG_INT, &width, "figure width (pixels or points)"},
-      {"height", 0, SYNCO_ARG_INT, &height, "figure height"},
+      {"width", 0, SYNCO_ARG_INT, &width, "figure width (pixels or points)", SYNCO_ARG_RANGE(SYNCO_PLOT_MIN_SIDE, SYNCO_PLOT_MAX_SIDE)},
+      {"height", 0, SYNCO_ARG_INT, &height, "figure height", SYNCO_ARG_RANGE(SYNCO_PLOT_MIN_SIDE, SYNCO_PLOT_MAX_SIDE)},
       {"svg", 0, SYNCO_ARG_FLAG, &svg, "also write an .svg beside a .png"},
       {"json", 0, SYNCO_ARG_FLAG, &json, "print one JSON object"},
       {NULL},
@@ -53,10 +54,16 @@ int synco_cmd_plot(int argc, char **argv) {
     fprintf(stderr, "synco plot: built without cairo (install libcairo2-dev and rebuild)\n");
     return 1;
   }
+  if (synco_plot_check(out, width, height) != SYNCO_OK) { /* a usage error, found before any log is read */
+    fprintf(stderr, "synco plot: %s\n", synco_last_error());
+    return 2;
+  }
   char svgpath[1024] = "";
   const size_t ol = strlen(out);
-  if (svg && ol > 4 && ol <= SYNCO_CLI_PATH_MAX && !strcmp(out + ol - 4, ".png"))
+  if (svg && ol > 4 && ol <= SYNCO_CLI_PATH_MAX && !strcasecmp(out + ol - 4, ".png"))
     snprintf(svgpath, sizeof svgpath, "%.*s.svg", (int)(ol - 4), out);
+  else if (svg)
+    fprintf(stderr, "synco plot: --svg adds an .svg beside a .png; %s is one file already (no .svg written)\n", out);
   /* the figure is no run's log (nor the .svg beside it), and every path fits */
   synco_cli_file files[MAX_RUNS + 2] = {{"--out", out, SYNCO_CLI_OUT}, {"--svg's", svgpath[0] ? svgpath : NULL, SYNCO_CLI_OUT}};
   char logpaths[MAX_RUNS][SYNCO_CLI_PATH_MAX + 16];

@@ -11,6 +11,18 @@
 
 #include "base/status.h"
 
+synco_status synco_plot_check(const char *path, int width, int height) {
+  const size_t n = strlen(path);
+  const char *suf = n >= 4 ? path + n - 4 : "";
+  if (strcasecmp(suf, ".png") && strcasecmp(suf, ".svg") && strcasecmp(suf, ".pdf"))
+    return synco_fail(SYNCO_ERR_ARG, "%s: plot files end in .png, .svg or .pdf", path);
+  if (width < SYNCO_PLOT_MIN_SIDE || height < SYNCO_PLOT_MIN_SIDE || width > SYNCO_PLOT_MAX_SIDE ||
+      height > SYNCO_PLOT_MAX_SIDE)
+    return synco_fail(SYNCO_ERR_ARG, "%s: a figure of %dx%d; its sides are %d to %d", path, width, height,
+                      SYNCO_PLOT_MIN_SIDE, SYNCO_PLOT_MAX_SIDE);
+  return SYNCO_OK;
+}
+
 #ifndef SYNCO_HAVE_CAIRO
 int synco_plot_available(void) { return 0; }
 synco_status synco_plot_figure(const char *path, int width, int height, int rows, int cols,
@@ -446,16 +458,15 @@ static cairo_status_t write_out(void *closure, const unsigned char *data, unsign
 
 synco_status synco_plot_figure(const char *path, int width, int height, int rows, int cols,
                                const synco_plot_panel *panels, int npanels) {
-  if (width < 50 || height < 50 || rows < 1 || cols < 1 || npanels < 1 || npanels > rows * cols)
-    return synco_fail(SYNCO_ERR_ARG, "%s: bad figure size %dx%d or grid %dx%d for %d panels", path, width, height,
-                      rows, cols, npanels);
+  SYNCO_TRY(synco_plot_check(path, width, height));
+  if (rows < 1 || cols < 1 || npanels < 1 || npanels > rows * cols)
+    return synco_fail(SYNCO_ERR_ARG, "%s: bad grid %dx%d for %d panels", path, rows, cols, npanels);
   for (int i = 0; i < npanels; i++)
     for (int s = 0; s < panels[i].nseries; s++)
       if (panels[i].series[s].n < 0 || (panels[i].series[s].n > 0 && (!panels[i].series[s].x ||
                                              (!panels[i].series[s].y && panels[i].series[s].style != SYNCO_PLOT_VLINE))))
         return synco_fail(SYNCO_ERR_ARG, "%s: series %d of panel %d has no data", path, s, i);
-  int png = ends_with(path, ".png"), svg = ends_with(path, ".svg"), pdf = ends_with(path, ".pdf");
-  if (!png && !svg && !pdf) return synco_fail(SYNCO_ERR_ARG, "%s: plot files end in .png, .svg or .pdf", path);
+  const int png = ends_with(path, ".png"), svg = ends_with(path, ".svg"); /* else .pdf (synco_plot_check) */
   /* The figure goes to path.tmp, created without following a link, and is renamed onto path (base/files.h). */
   char tmp[4200];
   FILE *out = synco_file_begin(path, tmp, sizeof tmp);

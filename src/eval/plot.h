@@ -43,5 +43,11 @@ synco_status synco_plot_figure(const char *path, int width, int height, int rows
 synco_status synco_plot_panel_file(const char *path, int width, int height, const synco_plot_panel *panel);
 /* Whether plots are built in. */
 int synco_plot_available(void);
+/* The smallest and largest side a figure takes (pixels for .png, points for .svg/.pdf). */
+#define SYNCO_PLOT_MIN_SIDE 50
+#define SYNCO_PLOT_MAX_SIDE 16384
+/* Can a figure be written to path at width x height: its suffix (.png, .svg, .pdf) and its sides? The check
+ * synco_plot_figure makes, for a command to make with its flags. */
+synco_status synco_plot_check(const char *path, int width, int height);
 
 #endif

@@ -52,6 +52,9 @@ refused linear --random-init --weight-decay -1 "--weight-decay -1 is out of rang
 refused bench fwdbwd --batch-size 0 "--batch-size 0 is out of range"
 refused knn --random-init --threads -3 "--threads -3 is out of range"
 refused knn --random-init --t 0 "--t 0 is out of range (must be greater than 0)"
+refused knn --random-init --backend ref --precision bf16 "backend 'ref' computes in fp32 only"
+refused bench step --backend ref --precision bf16 "backend 'ref' computes in fp32 only"
+refused knn --random-init --precision tf32 "--precision tf32 is for GPUs (TF32 tensor cores); backend 'cpu' has none"
 refused knn --random-init --t -1 "--t -1 is out of range (must be greater than 0)"
 refused info --threads -1 "synco info: --threads -1 is out of range"
 

@@ -195,6 +195,11 @@ for c in knn linear; do
   [ $rc -eq 1 ] && grep -q "name their classes differently: class 1 of 10 is 'airplane' in the first and 'automobile'" "$tmp/err" \
     || fail "$c with renamed --val classes: rc $rc, $(cat "$tmp/err")"
 done
+# a figure the flags cannot make is a usage error (exit 2) found before the logs are read
+"$SYNCO" plot "$tmp/runB" --out "$tmp/x.jpg" > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "x.jpg: plot files end in .png, .svg or .pdf" "$tmp/err" || fail "plot --out x.jpg: rc $rc, $(cat "$tmp/err")"
+"$SYNCO" plot "$tmp/runB" --out "$tmp/x.png" --width 10 > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--width 10 is out of range (50 to 16384)" "$tmp/err" || fail "plot --width 10: rc $rc, $(cat "$tmp/err")"
 echo "garbage" > "$tmp/runA/log.jsonl"
 "$SYNCO" plot "$tmp/runA" --out "$tmp/x.png" > /dev/null 2> "$tmp/err"; [ $? -eq 1 ] || fail "plot of a bad log"
 set -e
