@@ -539,12 +539,18 @@ synco_status synco_runlog_read(synco_runlog *log, const char *path) {
   size_t cap_line = 0;
   int lineno = 0;
   synco_status s = end_push(&ends, 0, 0) ? SYNCO_OK : synco_fail(SYNCO_ERR_NOMEM, "out of memory reading %s", path);
-  while (getline(&line, &cap_line, f) >= 0 && !s) {
+  ssize_t len;
+  int cut = 0; /* the number of a last line cut short (no newline: a run killed while writing it), skipped */
+  while ((len = getline(&line, &cap_line, f)) >= 0 && !s) {
     lineno++;
     if (strspn(line, " \t\r\n") == strlen(line)) continue;
     cJSON *o = cJSON_Parse(line);
     if (!o || !cJSON_IsObject(o)) {
       cJSON_Delete(o);
+      if (len > 0 && line[len - 1] != '\n' && (sc[0].n || ec[0].n || kc[0].n)) {
+        cut = lineno;
+        continue;
+      }
       s = synco_fail(SYNCO_ERR_FORMAT, "%s:%d: not a JSON object", path, lineno);
       break;
     }
@@ -587,6 +593,9 @@ synco_status synco_runlog_read(synco_runlog *log, const char *path) {
     log->x[i] = log->by_step ? steps[i] : ends.epoch.n > 1 ? epoch_at(&ends, steps[i], step_epoch[i]) : steps[i] / spe;
   free(sc[8].v), free(ends.epoch.v), free(ends.step.v);
   if (!s && log->n == 0 && log->ne == 0 && log->nk == 0) s = synco_fail(SYNCO_ERR_FORMAT, "%s: no log lines", path);
+  if (!s && cut)
+    fprintf(stderr, "synco %s: warning: %s:%d: its last line is cut short (the run stopped while writing it?): read "
+                    "without it\n", synco_cli_command ? synco_cli_command : "plot", path, cut);
   if (s) synco_runlog_free(log);
   return s;
 }

@@ -200,6 +200,10 @@ done
 [ $rc -eq 2 ] && grep -q "x.jpg: plot files end in .png, .svg or .pdf" "$tmp/err" || fail "plot --out x.jpg: rc $rc, $(cat "$tmp/err")"
 "$SYNCO" plot "$tmp/runB" --out "$tmp/x.png" --width 10 > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 2 ] && grep -q -- "--width 10 is out of range (50 to 16384)" "$tmp/err" || fail "plot --width 10: rc $rc, $(cat "$tmp/err")"
+# a last line cut short (a run killed while writing it) is read without it, and said
+cp -r "$tmp/runB" "$tmp/runCut"; printf '{"kind":"step","step":' >> "$tmp/runCut/log.jsonl"
+"$SYNCO" plot "$tmp/runCut" --out "$tmp/cut.png" > /dev/null 2> "$tmp/err" || fail "plot of a log cut short: $(cat "$tmp/err")"
+grep -q "log.jsonl:[0-9]*: its last line is cut short" "$tmp/err" || fail "plot: a cut last line not said: $(cat "$tmp/err")"
 echo "garbage" > "$tmp/runA/log.jsonl"
 "$SYNCO" plot "$tmp/runA" --out "$tmp/x.png" > /dev/null 2> "$tmp/err"; [ $? -eq 1 ] || fail "plot of a bad log"
 set -e
