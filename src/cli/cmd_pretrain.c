@@ -295,7 +295,7 @@ static void resolve_paths(pretrain_ctx *c) {
     if (!*p[i].path) continue;
     const int from_file = pretrain_config_from_file(c, p[i].flag);
     if (realpath(*p[i].path, p[i].buf)) {
-      if (from_file)
+      if (from_file && c->rank == 0) /* rank 0 reports (every rank resolves the same) */
         fprintf(stderr, "%s: %s (%s, from %s; --%s overrides it)\n", p[i].flag, p[i].buf, p[i].what, c->settings_file,
                 p[i].flag);
       *p[i].path = p[i].buf;
@@ -304,7 +304,7 @@ static void resolve_paths(pretrain_ctx *c) {
     const int e = errno;
     if (i == 2 && o->resume) continue; /* a resumed run's weights come from its checkpoint */
     if (from_file && i == 1 && o->knn_every == 0) {
-      fprintf(stderr, "val: %s (from %s) is not there; unused without --knn-every, dropped\n", *p[i].path,
+      if (c->rank == 0) fprintf(stderr, "val: %s (from %s) is not there; unused without --knn-every, dropped\n", *p[i].path,
               c->settings_file);
       *p[i].path = NULL;
       continue;

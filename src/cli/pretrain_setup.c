@@ -262,7 +262,7 @@ static int build_model(pretrain_ctx *c) {
         c->be->copy(c->be, synco_encoder_buffers(ek), synco_encoder_buffers(eq),
                     synco_encoder_num_buffers(eq) * sizeof(float), SYNCO_COPY_D2D) != SYNCO_OK)
       return synco_cli_error("pretrain");
-    fprintf(stderr, "initialized from %s%s%s\n", o->init, report[0] ? ": " : "", report);
+    if (c->rank == 0) fprintf(stderr, "initialized from %s%s%s\n", o->init, report[0] ? ": " : "", report);
   }
   if (o->resume) {
     if (synco_moco_load(c->moco, o->resume, &c->start_epoch, &c->gstep) != SYNCO_OK) return synco_cli_error("pretrain");
@@ -271,9 +271,9 @@ static int build_model(pretrain_ctx *c) {
               o->resume, c->start_epoch, c->gstep);
       return 1;
     }
-    fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o->resume, c->start_epoch, c->gstep);
+    if (c->rank == 0) fprintf(stderr, "resumed from %s at epoch %d (step %ld)\n", o->resume, c->start_epoch, c->gstep);
     if (c->probe.layer && synco_moco_extra_loaded(c->moco)) c->probe.layer->steps = 1; /* its momentum is in use */
-    else if (c->probe.layer)
+    else if (c->probe.layer && c->rank == 0)
       fprintf(stderr, "%s holds no online probe (it ran with --no-probe or before there was one): the probe starts "
                       "afresh\n", o->resume);
   }
@@ -288,7 +288,7 @@ static int build_model(pretrain_ctx *c) {
              c->start_epoch, o->epochs, synco_cli_s(o->epochs), c->start_epoch);
     return 0;
   }
-  if (o->resume) say_schedule_change(c); /* said only of a run that trains on */
+  if (o->resume && c->rank == 0) say_schedule_change(c); /* said only of a run that trains on */
   return PRETRAIN_GO;
 }
 
