@@ -138,6 +138,9 @@ static void moco_problems(problems *p, const synco_moco_config *c, int min_image
   }
 
   if (e->bn_splits < 1) add(p, "%s %d must be at least 1", nm(p, "bn-splits"), e->bn_splits);
+  else if (c->batch >= 1 && c->batch % e->bn_splits != 0 && world > 1) /* c->batch is one process's part of -b */
+    add(p, "each process's batch of %d (%s %d over %d processes) is not a multiple of %s %d", c->batch,
+        nm(p, "batch-size"), c->batch * world, world, nm(p, "bn-splits"), e->bn_splits);
   else if (c->batch >= 1 && c->batch % e->bn_splits != 0)
     add(p, "%s %d is not a multiple of %s %d", nm(p, "batch-size"), c->batch, nm(p, "bn-splits"), e->bn_splits);
 
