@@ -514,6 +514,19 @@ int synco_cmd_analyze(int argc, char **argv) {
       memcpy(names[m], both, sizeof both);
     }
   }
+  /* one name per model: plots and metrics.json tell the models apart by it */
+  for (int m = 0; m < nmodels; m++)
+    for (int k = m + 1; k < nmodels; k++)
+      if (!strcmp(names[m], names[k])) {
+        if (labels) fprintf(stderr, "synco analyze: --label names two models %s; give each its own\n", names[m]);
+        else if (synco_cli_same_file(paths[m], paths[k]))
+          fprintf(stderr, "synco analyze: --ckpt gives %s twice (the same model)\n", paths[m]);
+        else
+          fprintf(stderr, "synco analyze: %s and %s would both be named %s: give --label NAME,NAME\n", paths[m],
+                  paths[k], names[m]);
+        for (int i = 0; i < npaths; i++) free(paths[i]);
+        return 2;
+      }
   const int plots = synco_plot_available();
   if (!plots) fprintf(stderr, "synco analyze: built without cairo: metrics.json only, no plots (install libcairo2-dev "
                               "and rebuild for them)\n");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # analyze compares runs as the paper does (issue 21, point 8):
 # - models are named by their run directories (two checkpoints of one run by their files too), or by --label, which
-#   must name each model once; metrics.json keeps each model's label and whether the models compare;
+#   must name each model once (two models of one name, or one model twice, are refused); metrics.json keeps each model's label and whether the models compare;
 # - models measured differently (a checkpoint's head outputs against its queue vs an export's backbone features
 #   against stand-in keys) are warned about, naming what differs and for which model;
 # - with three models the histograms are small multiples: the figures grow with the strips (the PNGs' sizes). The
@@ -69,6 +69,13 @@ rc=0
 "$SYNCO" analyze --ckpt "$tmp/runA/last.safetensors,$tmp/enc.safetensors" --label "a," "${an[@]}" --out "$tmp/bad" \
   > /dev/null 2> "$tmp/e" || rc=$?
 [ "$rc" = 2 ] && grep -q "every model needs a name" "$tmp/e" || { cat "$tmp/e"; fail "--label with an empty name: exit $rc"; }
+rc=0
+"$SYNCO" analyze --ckpt "$tmp/runA/last.safetensors,$tmp/enc.safetensors" --label "x,x" "${an[@]}" --out "$tmp/bad" \
+  > /dev/null 2> "$tmp/e" || rc=$?
+[ "$rc" = 2 ] && grep -q -- "--label names two models x; give each its own" "$tmp/e" || { cat "$tmp/e"; fail "--label x,x: exit $rc"; }
+rc=0
+"$SYNCO" analyze --ckpt "$tmp/runA,$tmp/runA/last.safetensors" "${an[@]}" --out "$tmp/bad" > /dev/null 2> "$tmp/e" || rc=$?
+[ "$rc" = 2 ] && grep -q "runA/last.safetensors twice (the same model)" "$tmp/e" || { cat "$tmp/e"; fail "one model twice: exit $rc"; }
 [ ! -e "$tmp/bad" ] || fail "a refused analyze created its output folder"
 
 # the distance ratio where no image has one says why (the summary once read "mean nan"); metrics.json keeps null
