@@ -89,6 +89,11 @@ static void apply_demo(pretrain_opts *o, synco_arg *args) {
 #define DEF(flag, field, value) if (!synco_args_seen(args, flag)) o->field = value
   DEF("data", data, synco_cli_bundled_data("train"));
   DEF("val", val, synco_cli_bundled_data("val"));
+  DEF("out", out, "runs/demo");
+  if (synco_args_seen(args, "recipe")) { /* the bundled images under the recipe asked for, at its own length */
+    DEF("knn-every", knn_every, o->epochs);
+    return;
+  }
   DEF("width", width, 16);
   DEF("batch-size", batch, 128);
   DEF("moco-k", moco_k, 4096);
@@ -96,7 +101,6 @@ static void apply_demo(pretrain_opts *o, synco_arg *args) {
   DEF("warmup-epochs", warmup_epochs, 2);
   DEF("knn-every", knn_every, o->epochs);
   DEF("save-every", save_every, 0);
-  DEF("out", out, "runs/demo");
 #undef DEF
 }
 
@@ -218,7 +222,8 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
   else if (strcmp(o->recipe, "imagenet") != 0)
     synco_arg_problem(&c->problems, "--recipe must be imagenet or cifar, got '%s'", o->recipe);
   if (demo) {
-    o->recipe = "cifar"; /* the demo's defaults are that recipe's (hints then do not suggest it) */
+    if (!synco_args_seen(args, "recipe")) o->recipe = "cifar"; /* the demo's defaults are that recipe's (hints then
+                                                                   do not suggest it) */
     apply_demo(o, args);
   }
   if (demo && (!o->data || !o->val)) {

@@ -325,8 +325,13 @@ static const char *recipe_in_force(const pretrain_ctx *c) {
     snprintf(buf, sizeof buf, "the settings of %s (--config; flags given override)", c->o.config);
     return buf;
   }
-  if (!synco_args_seen(c->args, "data"))
+  if (!synco_args_seen(c->args, "data") && !synco_args_seen(c->args, "recipe"))
     return "the bundled demo's (no --data): MoCo's CIFAR recipe at width 16 for twelve epochs, for every flag not given";
+  if (!synco_args_seen(c->args, "data"))
+    return !strcmp(c->o.recipe, "cifar") ? "cifar (--recipe cifar: MoCo's CIFAR recipe for every flag not given), on "
+                                           "the bundled images (no --data)"
+                                         : "imagenet (--recipe imagenet: the authors' ImageNet recipe for every flag "
+                                           "not given), on the bundled images (no --data)";
   if (!strcmp(c->o.recipe, "cifar")) return "cifar (--recipe cifar: MoCo's CIFAR recipe for every flag not given)";
   return "imagenet (the default: the authors' ImageNet recipe for every flag not given; --recipe cifar for small "
          "images)";

@@ -119,6 +119,13 @@ refused "unknown option '--bogus' (see synco pretrain --help)" "$SYNCO" pretrain
 refused "unknown command 'pretrian': did you mean pretrain?" "$SYNCO" pretrian
 "$SYNCO" help knn > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "synco help knn"; }
 grep -q "^usage: synco knn" "$tmp/o" || { cat "$tmp/o"; fail "synco help knn is not knn's help"; }
+# --- 11b. --recipe cifar without --data: the bundled images under that recipe, said so (it ran the demo's) ---------
+(cd "$tmp" && "$SYNCO" pretrain --recipe cifar --width 8 --epochs 1 -b 512 --moco-k 1024 --threads 1 --workers 1 \
+  --knn-every 0 --out "$tmp/rc" > "$tmp/o" 2>&1) || { cat "$tmp/o"; fail "--recipe cifar without --data"; }
+grep -q "^recipe: cifar (--recipe cifar: MoCo's CIFAR recipe for every flag not given), on the bundled images" "$tmp/o" \
+  || { cat "$tmp/o"; fail "--recipe cifar without --data: the recipe line"; }
+python3 -c "import json,sys; c=json.load(open(sys.argv[1])); assert c['warmup_epochs'] == 10 and c['save_every'] == 10, c" \
+  "$tmp/rc/config.json" || fail "--recipe cifar without --data took the demo's settings"
 # --- 12. everything a user reads lives in the repository ---------------------------------------------------------
 if grep -nE '\.\./shared/' README.md docs/*.md docs/synco.1; then fail "a link outside the repository"; fi
 echo "newcomer: ok"
