@@ -204,6 +204,8 @@ static int report(const char *kind, const bench_opts *o, double *times, double *
            "\"planned_mb\":%.1f,\"conv_median_s\":%.6f,\"step_over_conv\":%.3f",
            kind, o->arch, o->width, o->cifar_stem, o->batch, o->image_size, o->threads, be->name, o->precision,
            strcmp(kind, "step") ? "" : o->method, n, med, ips, gflops, rss, planned, cmed, over);
+    printf(",\"bn_splits\":%d", o->bn_splits);
+    if (!strcmp(kind, "step")) printf(",\"moco_k\":%d,\"n_hard\":%d", o->moco_k, o->n_hard);
     if (o->world > 1)
       printf(",\"ranks\":%d,\"transport\":\"%s\",\"comm_share\":%.4f,\"allreduce_share\":%.4f,\"bucket_mb\":%g,"
              "\"key_shuffle\":\"%s\"", o->world, o->transport, o->comm_share, o->allreduce_share, o->bucket_mb,

@@ -100,6 +100,9 @@ int synco_cmd_embed(int argc, char **argv) {
     fprintf(stderr, "synco embed: --data and --out are required\n");
     return 2;
   }
+  const size_t ol = strlen(out);
+  if (ol < 4 || strcmp(out + ol - 4, ".npy")) /* numpy.load reads any name, but a reader of the name is misled */
+    fprintf(stderr, "synco embed: warning: --out %s is written as a NumPy .npy file, whatever its name\n", out);
   char files_path[SYNCO_CLI_PATH_MAX + 100], classes_path[SYNCO_CLI_PATH_MAX + 100];
   sidecar(files_path, sizeof files_path, out, ".files.txt");
   sidecar(classes_path, sizeof classes_path, out, ".classes.txt");
