@@ -54,10 +54,6 @@ int synco_cmd_plot(int argc, char **argv) {
     fprintf(stderr, "synco plot: built without cairo (install libcairo2-dev and rebuild)\n");
     return 1;
   }
-  if (synco_plot_check(out, width, height) != SYNCO_OK) { /* a usage error, found before any log is read */
-    fprintf(stderr, "synco plot: %s\n", synco_last_error());
-    return 2;
-  }
   char svgpath[1024] = "";
   const size_t ol = strlen(out);
   if (svg && ol > 4 && ol <= SYNCO_CLI_PATH_MAX && !strcasecmp(out + ol - 4, ".png"))
@@ -79,6 +75,10 @@ int synco_cmd_plot(int argc, char **argv) {
     files[2 + i] = (synco_cli_file){"run log", logpaths[i], SYNCO_CLI_IN};
   }
   if ((rc = synco_cli_check_files("plot", files, (size_t)npos + 2))) return rc;
+  if (synco_plot_check(out, width, height) != SYNCO_OK) { /* a usage error, found before any log is read */
+    fprintf(stderr, "synco plot: %s\n", synco_last_error());
+    return 2;
+  }
   synco_runlog logs[MAX_RUNS];
   char names[MAX_RUNS][128];
   int nlogs = 0, exit_code = 1, by_step = 0;
