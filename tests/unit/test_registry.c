@@ -111,8 +111,15 @@ static void test_precision(void) {
   /* a cuda backend is asked when it is made (test_cuda_ops), whatever this CPU has */
   CHECK_OK(synco_backend_precision("cuda:1", "bf16"));
 #else
-  CHECK(synco_backend_precision("cuda", "bf16") == s); /* no GPU backend: the CPU's answer */
+  CHECK(synco_backend_precision("cuda", "bf16") == SYNCO_ERR_UNSUPPORTED); /* no GPU backend: said with the flags */
+  CHECK(strstr(synco_last_error(), "backend 'cuda' is not built in") != NULL);
 #endif
+  /* a CPU backend answers for itself, with the flags: bf16 on the reference, tf32 on any CPU */
+  CHECK(synco_backend_precision("ref", "bf16") == SYNCO_ERR_UNSUPPORTED);
+  CHECK(strstr(synco_last_error(), "backend 'ref' computes in fp32 only") != NULL);
+  CHECK(synco_backend_precision(NULL, "tf32") == SYNCO_ERR_UNSUPPORTED);
+  CHECK(synco_backend_precision("ref", "tf32") == SYNCO_ERR_UNSUPPORTED);
+  CHECK(strstr(synco_last_error(), "--precision tf32 is for GPUs") != NULL);
 }
 
 /* Under an MPI launcher, --device cuda spreads the ranks of a node over its GPUs. */
