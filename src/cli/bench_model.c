@@ -102,6 +102,16 @@ static int parse(const char *kind, bench_opts *o, int argc, char **argv, int ste
                                        : "Times forward + backward of the encoder on random images.",
                             args, argc, argv, NULL, 0, NULL);
   if (rc) return rc;
+  /* a step's options given to fwdbwd (the encoder alone) would change nothing: refused, not passed over */
+  static const char *const step_only[] = {"method", "moco-k", "key-shuffle", "bucket-mb", "adapt-threads"};
+  for (size_t i = 0; !step && i < sizeof step_only / sizeof *step_only; i++)
+    if (synco_args_seen(args, step_only[i])) {
+      fprintf(stderr, "synco bench fwdbwd: --%s is bench step's (fwdbwd times the encoder alone)\n", step_only[i]);
+      return 2;
+    }
+  if (o->profile > o->iters)
+    fprintf(stderr, "synco bench: --profile %d marks more iterations than the %d timed (--iters): all of them\n",
+            o->profile, o->iters);
   if (!o->image_size) o->image_size = o->cifar_stem ? 32 : 224;
   if (synco_cli_precision("bench", o->backend, o->precision)) return 2;
   o->threads = synco_cli_set_threads("bench", o->threads, NULL);
