@@ -90,8 +90,10 @@ void pretrain_log_epoch(pretrain_ctx *c, int epoch, float lr, const pretrain_sum
   const double t = row_begin(c->log, "epoch");
   fprintf(c->log, ",\"epoch\":%d,\"steps\":%d", epoch + 1, e->n);
   row_means(c->log, e, lr, e->n * c->o.batch / seconds);
+  /* the precision each epoch ran in: a run may resume in another (config.json holds the last) */
   fprintf(c->log, ",\"epoch_time_s\":%.2f,\"data_wait_s\":%.3f,\"loader_pairs_per_s_per_thread\":%.1f,"
-          "\"loader_threads_needed\":%d}\n", seconds, data_wait, loader_per_thread, loader_needed);
+          "\"loader_threads_needed\":%d,\"precision\":\"%s\"}\n", seconds, data_wait, loader_per_thread, loader_needed,
+          c->o.precision ? c->o.precision : "fp32");
   fflush(c->log);
   static const char *const tags[] = {"epoch/epoch", "epoch/time_s", "epoch/data_wait_s",
                                      "epoch/loader_pairs_per_s_per_thread", "epoch/loader_threads_needed"};

@@ -40,6 +40,13 @@ grep -q "ran in bf16; it continues in fp32" "$tmp/e2" || { cat "$tmp/e2"; fail "
 header=$(head -n 1 "$tmp/o2")
 [[ $header == *", backend cpu, fp32" ]] || fail "the fp32 continuation's header does not end in fp32: $header"
 grep -q '"precision":"fp32"' "$tmp/fp32/config.json" || fail "config.json of the fp32 continuation does not say fp32"
+# log.jsonl's epoch rows say each epoch's precision (config.json holds the last)
+python3 - "$tmp/split/log.jsonl" "$tmp/fp32/log.jsonl" <<'PY' || fail "log.jsonl's epoch rows: the precision of each epoch"
+import json, sys
+ep = lambda p: [(r['epoch'], r['precision']) for r in map(json.loads, open(p)) if r.get('kind') == 'epoch']
+assert ep(sys.argv[1]) == [(1, 'bf16'), (2, 'bf16')], ep(sys.argv[1])
+assert ep(sys.argv[2])[-1] == (2, 'fp32'), ep(sys.argv[2])
+PY
 cmp -s "$tmp/straight/last.safetensors" "$tmp/fp32/last.safetensors" && fail "the fp32 continuation equals the bf16 run"
 # Weights, BN buffers and the queue stay near the bf16 run's. The SGD momentum is a sum of recent gradients, which
 # the precision moves by up to their own size (test_step_bf16: relative L2 error up to 0.32 in one step, sums of
