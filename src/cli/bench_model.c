@@ -123,7 +123,7 @@ static int depth_of(const char *arch) {
 }
 
 /* tools/bench_torch.py: under the working folder (the source tree), else beside a build tree's program
- * (<source>/build/synco); 0 when neither has it. */
+ * (<source>/build/synco), else an installed one's (<prefix>/share/synco/tools); 0 when none has it. */
 static int torch_script(char *path, size_t cap) {
   snprintf(path, cap, "tools/bench_torch.py");
   if (access(path, R_OK) == 0) return 1;
@@ -137,6 +137,8 @@ static int torch_script(char *path, size_t cap) {
     *slash = 0;
   }
   snprintf(path, cap, "%s/tools/bench_torch.py", exe);
+  if (access(path, R_OK) == 0) return 1;
+  snprintf(path, cap, "%s/share/synco/tools/bench_torch.py", exe);
   return access(path, R_OK) == 0;
 }
 
@@ -150,7 +152,7 @@ static double torch_images_per_s(const bench_opts *o, const char *mode, double *
     return -1;
   }
   if (!torch_script(script, sizeof script)) {
-    snprintf(why, cap, "tools/bench_torch.py not found (run from the source tree)");
+    snprintf(why, cap, "tools/bench_torch.py not found (in ./tools, a build tree's or PREFIX/share/synco/tools)");
     return -1;
   }
   if (!strcmp(mode, "step"))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end: `cmake --install` of the build that made $SYNCO into a temporary prefix; the installed layout
-# (program, static and shared library, header, pkg-config file, man page); examples/ built with pkg-config
+# (program, static and shared library, header, pkg-config file, man page, the docs, examples and the PyTorch-side tools); examples/ built with pkg-config
 # against the installed library (shared and static); the example encodes two bundled images with an encoder
 # exported by the installed program, and its features equal `synco embed`'s. pkg-config's --cflags is the include
 # path alone (no cairo/glib leaking in); a tiny CMake project finds the package (find_package(synco), target
@@ -17,7 +17,9 @@ prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.txt" 2>&1 || { cat "$tmp/install.txt"; fail "cmake --install"; }
 for f in bin/synco lib/libsynco.a lib/libsynco.so include/synco.h lib/pkgconfig/synco.pc share/man/man1/synco.1 \
          lib/cmake/synco/synco-config.cmake lib/cmake/synco/synco-config-version.cmake \
-         share/synco/cifar10-small/train/airplane share/synco/cifar10-small/val/truck; do
+         share/synco/cifar10-small/train/airplane share/synco/cifar10-small/val/truck \
+         share/synco/tools/verify_export.py share/synco/tools/synco_resnet.py share/synco/tools/bench_torch.py \
+         share/doc/synco/README.md share/doc/synco/logs.md share/doc/synco/examples/encode.c; do
   [ -e "$prefix/$f" ] || fail "install lacks $f"
 done
 bin=$prefix/bin/synco
