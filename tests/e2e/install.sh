@@ -3,8 +3,8 @@
 # (program, static and shared library, header, pkg-config file, man page, the docs, examples and the PyTorch-side
 # tools); examples/ built with pkg-config against the installed library (shared and static); the example encodes
 # two bundled images with an encoder exported by the installed program, and its features equal `synco embed`'s.
-# pkg-config's --cflags is the include path alone (no cairo/glib leaking in); a tiny CMake project finds the package (find_package(synco), target
-# synco::synco) when cmake is there; the installed program finds its bundled demo images from any folder, and
+# pkg-config's --cflags is the include path alone (no cairo/glib leaking in); a tiny CMake project finds the
+# package (find_package(synco), target synco::synco) when cmake is there; the installed program finds its bundled demo images from any folder, and
 # says plainly that --data is needed where they are absent. Skipped (77) without pkg-config, make or a C compiler.
 set -euo pipefail
 . "$(dirname "$0")/common.inc"
