@@ -556,30 +556,32 @@ int synco_cli_same_file(const char *a, const char *b) {
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* path's real name when it may not be there yet, nor its folders: the real path of its nearest existing folder and
- * the names below it ("" when none resolves). */
+/* path's real name when it may not be there yet, nor its folders: its names taken one by one from the root or the
+ * working folder, each joined to the real name so far and resolved by realpath() where it exists (links followed);
+ * "." skipped and ".." the folder above (folders not there yet are made as plain folders: no link to follow), so
+ * new/../data/run is data/run. "" when the working folder has no name. */
 static void canonical_deep(const char *path, char *out, size_t cap) {
-  char p[PATH_MAX], head[PATH_MAX], real[PATH_MAX];
+  char cur[PATH_MAX], next[PATH_MAX + 256], real[PATH_MAX];
   out[0] = 0;
-  if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return;
-  size_t keep = strlen(p);
-  while (keep > 1 && p[keep - 1] == '/') p[--keep] = 0;
-  for (;;) { /* p[0, keep): the folder tried; p + keep: the names below it, not there yet */
-    memcpy(head, p, keep);
-    head[keep] = 0;
-    if (realpath(keep ? head : ".", real)) {
-      const char *rest = p + keep;
-      snprintf(out, cap, "%s%s%s", strcmp(real, "/") || !*rest ? real : "", *rest && *rest != '/' ? "/" : "", rest);
-      return;
+  if (path[0] == '/') snprintf(cur, sizeof cur, "/");
+  else if (!realpath(".", cur)) return;
+  for (const char *s = path; *s;) {
+    while (*s == '/') s++;
+    const size_t len = strcspn(s, "/");
+    if (!len) break;
+    if (len == 2 && s[0] == '.' && s[1] == '.') {
+      char *slash = strrchr(cur, '/');
+      if (slash == cur) cur[1] = 0;
+      else if (slash) *slash = 0;
+    } else if (!(len == 1 && s[0] == '.')) {
+      if (snprintf(next, sizeof next, "%s%s%.*s", cur, strcmp(cur, "/") ? "/" : "", (int)len, s) >= (int)sizeof cur)
+        return;
+      memcpy(cur, next, strlen(next) + 1); /* fits: checked above */
+      if (realpath(cur, real)) memcpy(cur, real, strlen(real) + 1);
     }
-    if (!keep) return;
-    const char *slash = memrchr(p, '/', keep);
-    if (slash == p) { /* nothing under the root exists: the path is its own real name */
-      snprintf(out, cap, "%s", p);
-      return;
-    }
-    keep = slash ? (size_t)(slash - p) : 0;
+    s += len;
   }
+  snprintf(out, cap, "%s", cur);
 }
 
 /* Is path (an output) inside the existing folder dir? Their real names, the nearest existing folder's for path. */
@@ -606,12 +608,12 @@ static int run_own_file(const char *path) {
   return stat(f, &st) == 0;
 }
 
-/* Do two paths name one file: the same inode when both exist, else the same real name. */
+/* Do two paths name one file: the same inode when both exist, else the same real name (canonical_deep). */
 static int one_file(const char *a, const char *b) {
   struct stat sa, sb;
   const int ha = stat(a, &sa) == 0, hb = stat(b, &sb) == 0;
   if (ha && hb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-  if (ha != hb) return 0; /* one exists, the other does not */
+  /* else by name: stat() cannot follow new/../data while new is not there, but the command makes new first */
   char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
   canonical_deep(a, ca, sizeof ca);
   canonical_deep(b, cb, sizeof cb);

@@ -163,6 +163,10 @@ expect_kept "--out $img1 is inside the --train folder $data, whose files are rea
 expect_kept "--out $data/a/f.npy is inside the --data folder $data" "$data" "$SYNCO" embed --ckpt "$ckpt" --data "$data" --out "$data/a/f.npy"
 expect_kept "--out $data/new/report is inside the --data folder $data" "$data" "$SYNCO" analyze --ckpt "$ckpt" --data "$data" --out "$data/new/report"
 expect_kept "--out $data/run is inside the --data folder $data" "$data" "$SYNCO" pretrain --data "$data" "${F8[@]}" --out "$data/run"
+# ... also through folders not there yet and ".." (the command makes them, then writes into the data)
+expect_kept "--out $tmp/new/../data/run is inside the --data folder $data" "$data" "$SYNCO" pretrain --data "$data" "${F8[@]}" --out "$tmp/new/../data/run"
+expect_kept "--out $tmp/new/../data is the --data folder itself" "$data" "$SYNCO" analyze --ckpt "$ckpt" --data "$data" --out "$tmp/new/../data"
+[ ! -e "$tmp/new" ] || fail "a refused output made its folders"
 cp "$ckpt" "$tmp/other.safetensors"
 expect_kept "--out $run/./last.safetensors is a file of the run in its folder" "$run" "$SYNCO" export --ckpt "$tmp/other.safetensors" --out "$run/./last.safetensors"
 expect_kept "--out $run/config.json is a file of the run in its folder" "$run" "$SYNCO" export --ckpt "$ckpt" --out "$run/config.json"
