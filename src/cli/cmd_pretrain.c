@@ -50,18 +50,19 @@ static const char SUMMARY[] =
     "SYNCO_CONV_ALGO=auto times the kernels in each process); --resume keeps the run's settings, threads included.\n"
     "Other kernels or thread counts round differently: the losses agree to about 6 digits at first, then drift apart.";
 
+/* --method's synthetic counts --n1..--n6, before they follow the queue (synco_negatives_scale_defaults). */
+static void method_preset(const char *method, int preset[6]) {
+  static const int synco[6] = {256, 256, 256, 64, 64, 64};
+  static const int mochi[6] = {256, 0, 256, 0, 0, 0}; /* MoCHI: s' (query mixing) = type 1, s (pair mixing) = type 3 */
+  if (!strcmp(method, "synco")) memcpy(preset, synco, sizeof synco);
+  else if (!strcmp(method, "mochi")) memcpy(preset, mochi, sizeof mochi);
+  else memset(preset, 0, 6 * sizeof *preset);
+}
+
 static void apply_method(pretrain_opts *o, synco_arg *args) {
   static const char *names[6] = {"n1", "n2", "n3", "n4", "n5", "n6"};
   int preset[6];
-  if (!strcmp(o->method, "synco")) {
-    const int d[6] = {256, 256, 256, 64, 64, 64};
-    memcpy(preset, d, sizeof preset);
-  } else if (!strcmp(o->method, "mochi")) {
-    const int d[6] = {256, 0, 256, 0, 0, 0}; /* MoCHI: s' (query mixing) = type 1, s (pair mixing) = type 3 */
-    memcpy(preset, d, sizeof preset);
-  } else {
-    memset(preset, 0, sizeof preset);
-  }
+  method_preset(o->method, preset);
   for (int t = 0; t < 6; t++)
     if (!synco_args_seen(args, names[t])) o->n[t] = preset[t];
 }
@@ -418,10 +419,13 @@ static int configure(pretrain_ctx *c) {
   const int saved = c->settings != NULL;
   /* given: on the command line, or in the settings file (a hand-written --config may leave n_hard out) */
 #define GIVEN(flag, key) (synco_args_seen(args, flag) || (saved && cJSON_GetObjectItemCaseSensitive(c->settings, key)))
-  int n_given[6];
+  int n_given[6], preset[6];
+  method_preset(o->method, preset); /* the method in force: the flag's, or the settings file's */
   for (int t = 0; t < 6; t++) {
     char nm[4] = {'n', (char)('1' + t), 0, 0};
     n_given[t] = GIVEN(nm, nm);
+    if (!n_given[t] && pretrain_method_known(o->method))
+      o->n[t] = preset[t]; /* parse() took --method's (the flag's) before the file was read */
   }
   synco_negatives_config ncfg = {.n_hard = o->n_hard};
   memcpy(ncfg.n, o->n, sizeof ncfg.n);

@@ -76,4 +76,9 @@ edit "$cfg" "$tmp/nocounts.json" "[c.pop(k) for k in ['n_hard', 'n1', 'n2', 'n3'
 "$SYNCO" pretrain --config "$tmp/nocounts.json" --out "$tmp/nc" > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "--config without counts"; }
 python3 -c "import json,sys; c=json.load(open(sys.argv[1])); assert c['n_hard'] == 16 and c['n1'] == 16, c" "$tmp/nc/config.json" \
   || fail "--config without counts: n_hard not min(1024, K/4)"
+# ... and follow the file's --method (they took the flag's default, synco's, before the file was read)
+edit "$cfg" "$tmp/moco.json" "[c.pop(k) for k in ['n_hard', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6']]; c['epochs'] = 1; c['method'] = 'moco'"
+"$SYNCO" pretrain --config "$tmp/moco.json" --out "$tmp/mc" > "$tmp/o" 2>&1 || { cat "$tmp/o"; fail "--config of method moco without counts"; }
+python3 -c "import json,sys; c=json.load(open(sys.argv[1])); assert [c['n%d' % i] for i in range(1, 7)] == [0] * 6, c" \
+  "$tmp/mc/config.json" || fail "--config of method moco without counts: synthetic negatives made"
 echo "config_rerun: ok"
