@@ -329,11 +329,14 @@ static void keep_bn_groups(pretrain_ctx *c, const synco_arg *args) {
   pretrain_opts *o = &c->o;
   const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->resume_json, "processes");
   if (!cJSON_IsNumber(p) || p->valueint < 1 || p->valueint == c->world) return;
-  const int was = p->valueint, groups = was * o->bn_splits;
+  /* the run's own --bn-splits: o->bn_splits is a --bn-splits given anew where there is one */
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(c->resume_json, "bn_splits");
+  const int was = p->valueint, splits = cJSON_IsNumber(s) && s->valueint > 0 ? s->valueint : o->bn_splits;
+  const int groups = was * splits;
   if (synco_args_seen(args, "bn-splits")) {
     if (o->bn_splits * c->world != groups && c->rank == 0)
       fprintf(stderr, "synco pretrain: the run had %d process%s of --bn-splits %d (%d BN groups); --bn-splits %d on %d "
-                      "process%s makes %d\n", was, synco_cli_es(was), groups / was, groups, o->bn_splits, c->world,
+                      "process%s makes %d\n", was, synco_cli_es(was), splits, groups, o->bn_splits, c->world,
               synco_cli_es(c->world), o->bn_splits * c->world);
     return;
   }

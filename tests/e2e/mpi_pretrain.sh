@@ -45,10 +45,14 @@ PY
 # 2 ranks -> 1 process and 1 process -> 2 ranks: the first epoch of the two-epoch run, then --resume
 run two_half "${MPIRUN[@]}" "$SYNCO" pretrain "${common[@]}" "${two[@]}" --stop-epoch 1 --out "$tmp/two_half"
 # (no --bn-splits given: the run's BN groups are kept, and said; the 1-process resume once kept 1 group of 16)
+cp -r "$tmp/two_half" "$tmp/two_half_flag" # resumed below with --bn-splits 2 given: the same 2 groups, no word of them
 run two_to_one "$SYNCO" pretrain --resume "$tmp/two_half"
 grep -q "the run had 2 processes of --bn-splits 1; on 1 it takes --bn-splits 2, which keeps its 2 BN groups" "$tmp/two_to_one.txt" \
   || { cat "$tmp/two_to_one.txt"; fail "two_to_one: the BN groups kept not said"; }
 compare_ckpt "$tmp/two_half/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
+run two_to_one_flag "$SYNCO" pretrain --resume "$tmp/two_half_flag" "${one[@]}"
+grep -q "BN groups" "$tmp/two_to_one_flag.txt" && { cat "$tmp/two_to_one_flag.txt"; fail "--bn-splits 2 keeps the 2 groups: said otherwise"; }
+compare_ckpt "$tmp/two_half_flag/last.safetensors" "$tmp/one/last.safetensors" 1e-4 1e-3
 run one_half "$SYNCO" pretrain "${common[@]}" "${one[@]}" --stop-epoch 1 --out "$tmp/one_half"
 run one_to_two "${MPIRUN[@]}" "$SYNCO" pretrain --resume "$tmp/one_half"
 grep -q "the run had 1 process of --bn-splits 2; on 2 it takes --bn-splits 1, which keeps its 2 BN groups" "$tmp/one_to_two.txt" \
