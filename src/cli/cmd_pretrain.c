@@ -219,7 +219,7 @@ static int parse(pretrain_ctx *c, int argc, char **argv) {
   free(av);
   if (rc) return rc == 1 ? 0 : 2;
   const int demo = !synco_args_seen(args, "data") && !o->resume && !o->config;
-  if (!strcmp(o->recipe, "cifar") || demo) apply_cifar_recipe(o, args);
+  if (!strcmp(o->recipe, "cifar") || (demo && !synco_args_seen(args, "recipe"))) apply_cifar_recipe(o, args);
   else if (strcmp(o->recipe, "imagenet") != 0)
     synco_arg_problem(&c->problems, "--recipe must be imagenet or cifar, got '%s'", o->recipe);
   if (demo) {
