@@ -122,6 +122,25 @@ static int depth_of(const char *arch) {
   return !strcmp(arch, "resnet18") ? 18 : !strcmp(arch, "resnet34") ? 34 : !strcmp(arch, "resnet50") ? 50 : 0;
 }
 
+/* src in single quotes for sh, each ' written as '\'' (a path with spaces or shell characters stays one word);
+ * 0 when it does not fit in cap bytes. */
+static int shell_quote(char *dst, size_t cap, const char *src) {
+  size_t n = 0;
+  if (cap < 3) return 0;
+  dst[n++] = '\'';
+  for (const char *c = src; *c; c++) {
+    const char *piece = *c == '\'' ? "'\\''" : NULL;
+    const size_t len = piece ? 4 : 1;
+    if (n + len + 2 > cap) return 0;
+    if (piece) memcpy(dst + n, piece, len);
+    else dst[n] = *c;
+    n += len;
+  }
+  dst[n++] = '\'';
+  dst[n] = 0;
+  return 1;
+}
+
 /* tools/bench_torch.py: under the working folder (the source tree), else beside a build tree's program
  * (<source>/build/synco), else an installed one's (<prefix>/share/synco/tools); 0 when none has it. */
 static int torch_script(char *path, size_t cap) {
@@ -145,7 +164,7 @@ static int torch_script(char *path, size_t cap) {
 /* Runs tools/bench_torch.py with the same settings (model, batch, image size, precision, Split-BN, iterations; a
  * step's queue and synthetic counts) and returns its images/s, or -1 with why (cap bytes) said. */
 static double torch_images_per_s(const bench_opts *o, const char *mode, double *rss, char *why, size_t cap) {
-  char script[4200], cmd[6000], extra[256] = "";
+  char script[4200], cmd[10000], extra[256] = "";
   why[0] = 0;
   if (strcmp(o->precision, "fp32") && strcmp(o->precision, "bf16")) {
     snprintf(why, cap, "tools/bench_torch.py times fp32 or bf16, not %s", o->precision);
@@ -158,10 +177,15 @@ static double torch_images_per_s(const bench_opts *o, const char *mode, double *
   if (!strcmp(mode, "step"))
     snprintf(extra, sizeof extra, " --method %s --moco-k %d --n-hard %d --n1 %d --n2 %d --n3 %d --n4 %d --n5 %d --n6 %d",
              o->method, o->moco_k, o->n_hard, o->n[0], o->n[1], o->n[2], o->n[3], o->n[4], o->n[5]);
-  snprintf(cmd, sizeof cmd, "%s %s %s --arch %s%s --width %d --batch %d --image-size %d --threads %d --precision %s "
-           "--bn-splits %d --warmup %d --iters %d%s --json 2>&1", o->python, script, mode, o->arch,
-           o->cifar_stem ? " --cifar-stem" : "", o->width, o->batch, o->image_size, o->threads, o->precision,
-           o->bn_splits, o->warmup, o->iters, extra);
+  char qpy[4400], qscript[4400];
+  if (!shell_quote(qpy, sizeof qpy, o->python) || !shell_quote(qscript, sizeof qscript, script) ||
+      snprintf(cmd, sizeof cmd, "%s %s %s --arch %s%s --width %d --batch %d --image-size %d --threads %d --precision %s "
+               "--bn-splits %d --warmup %d --iters %d%s --json 2>&1", qpy, qscript, mode, o->arch,
+               o->cifar_stem ? " --cifar-stem" : "", o->width, o->batch, o->image_size, o->threads, o->precision,
+               o->bn_splits, o->warmup, o->iters, extra) >= (int)sizeof cmd) {
+    snprintf(why, cap, "the command for %s is too long", o->python);
+    return -1;
+  }
   FILE *p = popen(cmd, "r");
   if (!p) {
     snprintf(why, cap, "cannot start %s", o->python);

@@ -115,6 +115,10 @@ for want in "step --arch resnet18 --cifar-stem --width 8 --batch 8 --image-size 
             "--bn-splits 8 --warmup 0 --iters 1 --method synco --moco-k 64 --n-hard 16 --n1 16 --n2 16 --n3 16 --n4 16"; do
   grep -qF -- "$want" "$tmp/child.args" || { cat "$tmp/child.args"; fail "--compare-torch: '$want' not passed"; }
 done
+# a python path with a space and a quote is one word to the shell
+cp "$tmp/fakepy" "$tmp/fa ke'py"; rm -f "$tmp/child.args"
+"$SYNCO" "${bench_tiny[@]}" --python "$tmp/fa ke'py" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench --python with a space"; }
+[ -s "$tmp/child.args" ] || { cat "$tmp/o"; fail "--python with a space and a quote did not run"; }
 printf '#!/bin/sh\necho "ValueError: need n_i <= n_hard" >&2\nexit 1\n' > "$tmp/failpy"; chmod +x "$tmp/failpy"
 "$SYNCO" "${bench_tiny[@]}" --python "$tmp/failpy" > "$tmp/o" 2> "$tmp/e" || { cat "$tmp/e"; fail "bench with a failing comparison"; }
 grep -q "pytorch : not compared: ValueError: need n_i <= n_hard" "$tmp/o" || { cat "$tmp/o"; fail "--compare-torch: its failure's reason not said"; }
