@@ -17,13 +17,17 @@ synco_status synco_file_write_error(const char *path, int e) {
 
 /* A device, FIFO or socket where a file is to be written is refused, not replaced: unlinking one (as root,
  * `--out /dev/null`) removed the device itself. */
+static int is_special(mode_t m) { return S_ISCHR(m) || S_ISBLK(m) || S_ISFIFO(m) || S_ISSOCK(m); }
+
 static int special(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) ||
-                                 S_ISSOCK(st.st_mode)))
-    return 0;
-  synco_fail(SYNCO_ERR_IO, "%s: is %s; synco writes its outputs as regular files and replaces no device, FIFO or "
-             "socket (give a file name)", path, synco_file_kind(st.st_mode));
+  struct stat st, target;
+  if (lstat(path, &st) != 0) return 0;
+  /* a link to one too (/dev/stdout is a link): the name would be replaced, not written through, and the user asked
+   * for the device */
+  const int link = S_ISLNK(st.st_mode) && stat(path, &target) == 0 && is_special(target.st_mode);
+  if (!link && !is_special(st.st_mode)) return 0;
+  synco_fail(SYNCO_ERR_IO, "%s: is %s%s; synco writes its outputs as regular files and replaces no device, FIFO or "
+             "socket (give a file name)", path, link ? "a link to " : "", synco_file_kind(link ? target.st_mode : st.st_mode));
   return 1;
 }
 

@@ -67,6 +67,9 @@ mkfifo "$tmp/out.npy" "$tmp/out.safetensors"
 expect_refused "out.npy: is a FIFO; synco writes its outputs as regular files" "$SYNCO" embed "${model[@]}" --data "$tmp/if" --out "$tmp/out.npy"
 expect_refused "out.safetensors: is a FIFO; synco writes its outputs" "$SYNCO" linear "${model[@]}" --train "$tmp/if" --holdout 1 --fast --out "$tmp/out.safetensors"
 [ -p "$tmp/out.npy" ] && [ -p "$tmp/out.safetensors" ] || fail "an output FIFO was replaced"
+ln -s "$tmp/out.npy" "$tmp/link.npy" # a link to one (as /dev/stdout is to a device): refused, the link kept
+expect_refused "link.npy: is a link to a FIFO; synco writes its outputs" "$SYNCO" embed "${model[@]}" --data "$tmp/if" --out "$tmp/link.npy"
+[ -L "$tmp/link.npy" ] || fail "a link to a FIFO at an output's name was replaced"
 if mknod "$tmp/null" c 1 3 2> /dev/null; then # root (or CAP_MKNOD): a copy of /dev/null
   expect_refused "null: is a character device; synco writes its outputs" "$SYNCO" embed "${model[@]}" --data "$tmp/if" --out "$tmp/null"
   [ -c "$tmp/null" ] || fail "an output device was replaced"
