@@ -31,9 +31,10 @@ static const command COMMANDS[] = {
     {"info", synco_cmd_info, "version, backends, threads, CPU features", 1},
 };
 
-/* The processes an MPI launcher started (its environment: Open MPI's mpirun, PMI-1/2), or 0 when none says. */
+/* The processes an MPI launcher started (its environment: Open MPI's mpirun, PMI-1/2, MVAPICH), or 0 when none says. */
 static int launched_processes(void) {
-  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}; /* not SLURM_NTASKS: a batch script has it too */
+  /* not SLURM_NTASKS: a batch script has it too; PMIx says no size (srun --mpi=pmix goes unseen) */
+  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"};
   for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
     const char *v = getenv(vars[i]);
     if (v && atoi(v) > 0) return atoi(v);
