@@ -147,14 +147,7 @@ static int torch_script(char *path, size_t cap) {
   snprintf(path, cap, "tools/bench_torch.py");
   if (access(path, R_OK) == 0) return 1;
   char exe[4096];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return 0;
-  exe[n] = 0;
-  for (int k = 0; k < 2; k++) {
-    char *slash = strrchr(exe, '/');
-    if (!slash) return 0;
-    *slash = 0;
-  }
+  if (!synco_cli_program_prefix(exe, sizeof exe)) return 0;
   snprintf(path, cap, "%s/tools/bench_torch.py", exe);
   if (access(path, R_OK) == 0) return 1;
   snprintf(path, cap, "%s/share/synco/tools/bench_torch.py", exe);

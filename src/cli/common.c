@@ -182,6 +182,19 @@ static int is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int synco_cli_program_prefix(char *out, size_t cap) {
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = 0;
+  for (int k = 0; k < 2; k++) {
+    char *slash = strrchr(exe, '/');
+    if (!slash) return 0;
+    *slash = 0;
+  }
+  return snprintf(out, cap, "%s", exe) < (int)cap;
+}
+
 const char *synco_cli_bundled_data(const char *sub) {
   static char bufs[2][4200];
   static int next;
@@ -189,16 +202,8 @@ const char *synco_cli_bundled_data(const char *sub) {
   next ^= 1;
   snprintf(out, sizeof bufs[0], "data/cifar10-small/%s", sub);
   if (is_dir(out)) return out;
-  /* The program's prefix: <prefix>/bin/synco (installed) or <source>/build/synco (a build tree). */
-  char exe[4096];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return NULL;
-  exe[n] = 0;
-  for (int k = 0; k < 2; k++) {
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = 0;
-  }
+  char exe[4096]; /* the program's prefix: <prefix>/bin/synco (installed) or <source>/build/synco (a build tree) */
+  if (!synco_cli_program_prefix(exe, sizeof exe)) return NULL;
   snprintf(out, sizeof bufs[0], "%s/share/synco/cifar10-small/%s", exe, sub);
   if (is_dir(out)) return out;
   snprintf(out, sizeof bufs[0], "%s/data/cifar10-small/%s", exe, sub);

@@ -64,6 +64,9 @@ void synco_cli_preprocess_json(char *out, size_t n, int image_size);
  * PREFIX/share/synco/cifar10-small/SUB (installed) or PREFIX/data/cifar10-small/SUB (a build tree), PREFIX being
  * the folder above the program's own (/proc/self/exe); NULL when none exists. Two results stay valid at once. */
 const char *synco_cli_bundled_data(const char *sub);
+/* The folder two levels above the program: <prefix> of an installed <prefix>/bin/synco, the source tree of a build
+ * tree's <source>/build/synco. 0 when /proc/self/exe cannot say (out: cap bytes). */
+int synco_cli_program_prefix(char *out, size_t cap);
 
 /* Creates a new run directory (its parents as with mkdir -p), never one that exists: on EEXIST path (of capacity
  * cap) gets a suffix -2, -3, ... so two runs started in the same second get two directories. */
