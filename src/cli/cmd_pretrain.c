@@ -502,6 +502,10 @@ static int configure(pretrain_ctx *c) {
 /* ---- the command ------------------------------------------------------------------------------------------- */
 
 static void pretrain_free(pretrain_ctx *c) {
+  /* the loader's threads first: they are joined before anything else goes, so no teardown overlaps a worker still
+   * assembling the next epoch's batches (an interrupt at an epoch's start leaves them busy) */
+  synco_loader_free(c->loader);
+  c->loader = NULL;
   cJSON_Delete(c->resume_json);
   cJSON_Delete(c->config_json);
   free(c->cfg_json);
@@ -509,7 +513,6 @@ static void pretrain_free(pretrain_ctx *c) {
   pretrain_probe_free(&c->probe);
   synco_moco_free(c->moco);
   synco_backend_destroy(c->be);
-  synco_loader_free(c->loader);
   synco_dataset_free(c->train);
 }
 
