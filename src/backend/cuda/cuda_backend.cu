@@ -353,7 +353,8 @@ static synco_status make_ctx(synco_cuda_ctx *c, int device) {
   for (int k = 0; k < SYNCO_CUDA_PIN_SLOTS; k++)
     SYNCO_CU(cudaEventCreateWithFlags(&c->pin_done[k], cudaEventDisableTiming));
   SYNCO_CU(cudaMalloc((void **)&c->bad_input, sizeof(int)));
-  SYNCO_CU(cudaMemset(c->bad_input, 0, sizeof(int)));
+  /* on the backend's stream, which is non-blocking: a memset on the legacy stream is not ordered before its kernels */
+  SYNCO_CU(cudaMemsetAsync(c->bad_input, 0, sizeof(int), c->stream));
   return SYNCO_OK;
 }
 

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <limits.h>
+
 #include "backend/cuda/cuda_internal.h"
 #include "kernels/bf16_kernel.h"
 
@@ -31,6 +33,11 @@ typedef struct {
   cudnnMathType_t math[3]; /* per direction (fwd, bwd_data, bwd_filter): the math type its algorithm was timed with */
   int bf16;                /* planned under bf16: the descriptors are NHWC bf16 and the passes convert */
 } cuda_conv_impl;
+
+/* A convolution with no backward-data algorithm: cuDNN offered none for its shape (possibly the 3-channel stem in NHWC
+ * bf16), which is no error for a layer whose input gradient nobody asks for (the network's first); conv_bwd_data
+ * refuses it when called. */
+#define NO_BWD_DATA ((cudnnConvolutionBwdDataAlgo_t)-1)
 
 /* Algorithms chosen for a shape, so that the query and key encoders and repeated blocks benchmark once. */
 #define KEY_LEN 10
@@ -245,10 +252,13 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
                   : cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, im->w, w, im->y, y, im->conv, im->x, x,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p, ws, ws_bytes);
     const int k = e == CUDNN_STATUS_SUCCESS ? pick(p, n, ws_bytes) : -1;
-    if (e != CUDNN_STATUS_SUCCESS)
+    if (e != CUDNN_STATUS_SUCCESS && e != CUDNN_STATUS_NOT_SUPPORTED)
       s = synco_cudnn_fail(e, "cudnnFindConvolutionBackwardDataAlgorithmEx", __FILE__, __LINE__);
-    else if (k < 0) s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: no backward-data algorithm for this convolution");
-    else {
+    else if (k < 0) { /* none: refused by conv_bwd_data if a backward ever asks (NO_BWD_DATA) */
+      im->bwd_data = NO_BWD_DATA;
+      im->math[1] = CUDNN_DEFAULT_MATH;
+      ms[1] = -1;
+    } else {
       im->bwd_data = p[k].algo;
       im->math[1] = p[k].mathType;
       ms[1] = p[k].time;
@@ -304,6 +314,12 @@ synco_status synco_cuda_conv_plan(synco_backend *be, synco_conv_op *op) {
   if (oh <= 0 || ow <= 0 || op->oh != oh || op->ow != ow)
     return synco_fail(SYNCO_ERR_ARG, "cuda conv_plan: output %dx%d given, %dx%d follows from the input", op->oh, op->ow,
                       oh, ow);
+  /* cuDNN's 4-D descriptors count a tensor's elements in int */
+  const size_t nx = (size_t)op->n * op->cin * op->h * op->w, ny = (size_t)op->n * op->cout * oh * ow;
+  if (nx > (size_t)INT_MAX || ny > (size_t)INT_MAX)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda conv_plan: a %dx%dx%d -> %dx%dx%d convolution of %d images holds "
+                      "%zu elements in one tensor, over cuDNN's 2^31 - 1: use a smaller batch per GPU", op->cin, op->h,
+                      op->w, op->cout, oh, ow, op->n, nx > ny ? nx : ny);
   cuda_conv_impl *im = (cuda_conv_impl *)synco_calloc(1, sizeof *im);
   if (!im) return SYNCO_ERR_NOMEM;
   const synco_status s = plan(be, op, im);
@@ -377,6 +393,10 @@ synco_status synco_cuda_conv_bwd_data(synco_backend *be, synco_conv_op *op, sync
   SYNCO_TRY(synco_cuda_check_act(be, dx, "conv_bwd_data", "dx", op->n, op->cin, op->h, op->w));
   SYNCO_TRY(synco_cuda_check_act(be, dy, "conv_bwd_data", "dy", op->n, op->cout, op->oh, op->ow));
   if (!w) return synco_fail(SYNCO_ERR_ARG, "cuda conv_bwd_data: weights are missing");
+  if (im->bwd_data == NO_BWD_DATA)
+    return synco_fail(SYNCO_ERR_UNSUPPORTED, "cuda conv_bwd_data: cuDNN offered no backward-data algorithm for this "
+                      "%dx%dx%d -> %dx%dx%d convolution%s", op->cin, op->h, op->w, op->cout, op->oh, op->ow,
+                      im->bf16 ? " in NHWC bf16 (--precision tf32 or fp32 plans it in NCHW fp32)" : "");
   synco_cuda_ctx *c = synco_cuda(be);
   const float one = 1.f, zero = 0.f;
   SYNCO_CUDNN(cudnnSetConvolutionMathType(im->conv, im->math[1]));
@@ -438,6 +458,7 @@ static const char *fwd_name(cudnnConvolutionFwdAlgo_t a) {
 }
 
 static const char *bwd_data_name(cudnnConvolutionBwdDataAlgo_t a) {
+  if (a == NO_BWD_DATA) return "none (cuDNN offered no algorithm; the layer's input gradient is never asked for)";
   switch (a) {
     case CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return "algo_0";
     case CUDNN_CONVOLUTION_BWD_DATA_ALGO_1: return "algo_1";
