@@ -34,6 +34,17 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 #define NXI2 16      /* Winograd positions of F(2x2, 3x3) */
 #define GRAD_CHUNKS 2 /* backward weights takes this many forward chunks of tiles at a time */
+/* Floats left between the rows of V and M (and of backward weights' V and D), one per Winograd position: a chunk's
+ * row is tiles x channels floats, a multiple of 4 KB at 16 channels and over (32 tiles x 16 x 4 B = 2 KB at F(4x4, 3x3);
+ * 128 x 32 x 4 B = 16 KB at backward weights' F(2x2, 3x3)), so the 36 (or 16) rows one tile's transform writes fell
+ * into the same one or two sets of the 8-way L1 and evicted each other between the two 8-channel halves of a line.
+ * 64 bytes more a row put them in distinct sets. The arithmetic is unchanged (pretrain checkpoints byte-identical).
+ * Zen 4, 2 threads, 2026-12-07, per call inside `bench step` steps, alternated with the unpadded build: --width 16 -b 64,
+ * F(4x4, 3x3) on 16 channels at 32x32, key forward 0.90-0.95 -> 0.69-0.74 ms, backward data 0.95-1.09 -> 0.76-0.87,
+ * the step 984-1,003 -> 1,007-1,022 images/s (3 rounds); SYNCO_CONV_ALGO=winograd --width 32 -b 64 (synco's
+ * Winograd in every pass, as on AVX2 machines), backward weights of 64 channels at 16x16 4.84-4.89 -> 3.95-4.07 ms,
+ * the step 206-208 -> 216-225 images/s (3 rounds). */
+#define WINO_ROW_PAD 16
 
 int synco_wino_available(void) {
   static int avx2 = -1;
@@ -92,8 +103,8 @@ size_t synco_wino_plan_make(synco_wino_plan *p, int n, int cin, int cout, int h,
                          .threads = threads < 1 ? 1 : threads};
   /* U (or dU) first, then each thread's V and M, or backward weights' shared V and D */
   const size_t u = (size_t)nxi_of(m) * cin * cout;
-  const size_t data = (size_t)nxi_of(m) * p->tiles_per_chunk * (cin + cout) * p->threads;
-  const size_t grad = (size_t)nxi_of(2) * p->grad_tiles_per_chunk * (cin + cout);
+  const size_t data = (size_t)nxi_of(m) * (p->tiles_per_chunk * (size_t)(cin + cout) + 2 * WINO_ROW_PAD) * p->threads;
+  const size_t grad = (size_t)nxi_of(2) * (p->grad_tiles_per_chunk * (size_t)(cin + cout) + 2 * WINO_ROW_PAD);
   return (u + (data > grad ? data : grad)) * sizeof(float);
 }
 
@@ -397,9 +408,9 @@ static AVX2 void run(const synco_wino_plan *p, int ci, int co, float *out, const
   synco_affinity_init_parts(&a, chunks, 1, omp_get_max_threads() < p->threads ? omp_get_max_threads() : p->threads);
 #pragma omp parallel num_threads(a.parts)
   {
-    float *V = ws + (size_t)omp_get_thread_num() * nxi * tc * (p->cin + p->cout);
-    float *M = V + (size_t)nxi * tc * ci;
-    const long vs = (long)tc * ci, ms = (long)tc * co;
+    float *V = ws + (size_t)omp_get_thread_num() * nxi * ((size_t)tc * (p->cin + p->cout) + 2 * WINO_ROW_PAD);
+    const long vs = (long)tc * ci + WINO_ROW_PAD, ms = (long)tc * co + WINO_ROW_PAD;
+    float *M = V + (size_t)nxi * vs;
     SYNCO_AFFINITY_FOR(a, ch) {
       const long g0 = ch * tc;
       const int cnt = (int)(tiles - g0 < tc ? tiles - g0 : tc);
@@ -432,8 +443,8 @@ static AVX2 void run_grad(const synco_wino_plan *p, float *dU, const float *x, c
   const int tc = p->grad_tiles_per_chunk;
   const long tiles = (long)p->n * tpi, chunks = (tiles + tc - 1) / tc;
   const int ocb = co / 8, B = p->block;
-  float *V = ws, *D = ws + (size_t)NXI2 * tc * ci;
-  const long vs = (long)tc * ci, ds = (long)tc * co;
+  const long vs = (long)tc * ci + WINO_ROW_PAD, ds = (long)tc * co + WINO_ROW_PAD;
+  float *V = ws, *D = ws + (size_t)NXI2 * vs;
 #pragma omp parallel num_threads(threads)
   for (long ch = 0; ch < chunks; ch++) {
     const long g0 = ch * tc;
