@@ -17,7 +17,10 @@ void synco_clear_error(void);
 /* malloc/calloc that record SYNCO_ERR_NOMEM with the size on failure. */
 void *synco_malloc(size_t bytes);
 void *synco_calloc(size_t n, size_t size);
-/* 64-byte aligned allocation (free with free()). */
+/* 64-byte aligned allocation (free with free()); from 2 MB, 2 MB aligned and in huge pages where the kernel grants them
+ * (status.c says why). */
 void *synco_aligned_alloc(size_t bytes);
+/* What synco_aligned_alloc does about huge pages here, in words (synco info). */
+const char *synco_huge_pages_describe(void);
 
 #endif

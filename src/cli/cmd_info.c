@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "backend/registry.h"
+#include "base/status.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/wait_policy.h"
@@ -40,6 +41,7 @@ int synco_cmd_info(int argc, char **argv) {
          "cores, with the same results (--no-adapt-threads: always all)\n",
          omp_get_max_threads(), threads > 0 ? "--threads" : "OMP_NUM_THREADS or --threads to change",
          synco_wait_policy_describe());
+  printf("huge pages: %s\n", synco_huge_pages_describe());
 #ifdef SYNCO_HAVE_CAIRO
   printf("plots: cairo\n");
 #else

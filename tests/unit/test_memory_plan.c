@@ -6,6 +6,7 @@
  * buffers grow during the measured creation) after a warm-up on another, so that the libraries' one-time
  * allocations are not counted. The strict backend reports the reference's figures. Without mallinfo2 (another C
  * library, or a sanitizer that keeps the heap to itself) only the plans' own consistency is checked. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #endif
 
 #include "backend/registry.h"
+#include "base/status.h"
 #include "nn/encoder.h"
 #include "ssl/moco.h"
 #include "test_util.h"
@@ -124,7 +126,62 @@ static void check_strict(void) {
   synco_backend_destroy(strict);
 }
 
+/* 1 when the mapping holding p may get transparent huge pages (/proc/self/smaps' THPeligible), 0 when not, -1 when
+ * the kernel does not say. */
+static int thp_eligible(const void *p) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return -1;
+  char line[256];
+  int in = 0, r = -1;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = (uintptr_t)p >= a && (uintptr_t)p < b;
+      continue;
+    }
+    int v;
+    if (in && sscanf(line, "THPeligible: %d", &v) == 1) {
+      r = v;
+      break;
+    }
+  }
+  fclose(f);
+  return r;
+}
+
+/* synco_aligned_alloc: buffers of 2 MB and more 2 MB aligned and, where the kernel's setting is madvise, eligible for
+ * huge pages; smaller ones 64-byte aligned; SYNCO_HUGE_PAGES=0 asks for no huge pages. */
+static void check_huge_pages(void) {
+  const size_t big = (size_t)5 << 20;
+  unsetenv("SYNCO_HUGE_PAGES");
+  char *p = synco_aligned_alloc(big), *q = synco_aligned_alloc(1000);
+  CHECK(p && q && (uintptr_t)p % ((size_t)2 << 20) == 0 && (uintptr_t)q % 64 == 0);
+  setenv("SYNCO_HUGE_PAGES", "0", 1);
+  char *r = synco_aligned_alloc(big);
+  CHECK(r && (uintptr_t)r % 64 == 0);
+  char mode[128] = "";
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f) {
+    if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
+    fclose(f);
+  }
+  const int ep = thp_eligible(p), er = thp_eligible(r);
+  if (strstr(mode, "[madvise]") && ep >= 0 && er >= 0) {
+    if (ep != 1 || er != 0) fprintf(stderr, "THPeligible: %d with huge pages asked for, %d without\n", ep, er);
+    CHECK(ep == 1 && er == 0);
+  } else {
+    fprintf(stderr, "huge pages: eligibility not checked (the kernel's setting: %s)\n", mode[0] ? mode : "unknown\n");
+  }
+  free(p);
+  free(q);
+  free(r);
+}
+
 int main(void) {
+  check_huge_pages();
+  /* 4 KB pages: buffers of 2 MB and more are otherwise 2 MB aligned, and mallinfo2 counts the alignment's mapped but
+   * never touched slack (virtual, not resident) as heap, which the plans, sizing resident memory, leave out */
+  setenv("SYNCO_HUGE_PAGES", "0", 1);
   check_backend("ref", 16, 0.005);
 #ifdef SYNCO_HAVE_ONEDNN
   /* width 64: the JIT code estimate (3 x 32 KiB a convolution) is a few % of a narrow network, 0.5 % of this one */
