@@ -68,7 +68,9 @@ void *synco_calloc(size_t n, size_t size) {
  * Zen 4, 2 threads, 2026-12-07, `bench step --cifar-stem`, alternated with SYNCO_HUGE_PAGES=0, 3 rounds, medians:
  * --width 16 -b 128 --moco-k 4096 943 -> 988 images/s; --width 8 -b 64 --moco-k 256 2,839 -> 2,904; --width 64 -b 128
  * 93.5 -> 96.2; peak RSS 296 -> 314 MB, 97 -> 114 and 1,425 -> 1,433 (whole 2 MB pages). Where the kernel says
- * "never", madvise changes nothing; where it says "always", this only aligns. SYNCO_HUGE_PAGES=0 keeps 4 KB pages. */
+ * "never", madvise changes nothing; where it says "always", this only aligns. SYNCO_HUGE_PAGES=0 keeps 4 KB pages.
+ * A buffer glibc serves from its heap (its mmap threshold rises after large frees) leaves that range marked after
+ * free(), so later small allocations there may sit in huge pages too: resident memory the heap had reached anyway. */
 static int huge_pages_wanted(void) {
   const char *e = getenv("SYNCO_HUGE_PAGES"); /* read at every large allocation (a few hundred a run) */
   return !(e && !strcmp(e, "0"));

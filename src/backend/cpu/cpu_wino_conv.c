@@ -35,7 +35,7 @@
 #define NXI2 16      /* Winograd positions of F(2x2, 3x3) */
 #define GRAD_CHUNKS 2 /* backward weights takes this many forward chunks of tiles at a time */
 /* Floats left between the rows of V and M (and of backward weights' V and D), one per Winograd position: a chunk's
- * row is tiles x channels floats, a multiple of 4 KB at 16 channels and over (32 tiles x 16 x 4 B = 2 KB at F(4x4, 3x3);
+ * row is tiles x channels floats, a multiple of 2 KB at 16 channels and over (32 tiles x 16 x 4 B = 2 KB at F(4x4, 3x3);
  * 128 x 32 x 4 B = 16 KB at backward weights' F(2x2, 3x3)), so the 36 (or 16) rows one tile's transform writes fell
  * into the same one or two sets of the 8-way L1 and evicted each other between the two 8-channel halves of a line.
  * 64 bytes more a row put them in distinct sets. The arithmetic is unchanged (pretrain checkpoints byte-identical).

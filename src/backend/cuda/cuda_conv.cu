@@ -37,7 +37,7 @@ typedef struct {
 /* A convolution with no backward-data algorithm: cuDNN offered none for its shape (possibly the 3-channel stem in NHWC
  * bf16), which is no error for a layer whose input gradient nobody asks for (the network's first); conv_bwd_data
  * refuses it when called. */
-#define NO_BWD_DATA ((cudnnConvolutionBwdDataAlgo_t)-1)
+#define NO_BWD_DATA CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT /* a member of the enum, never an algorithm */
 
 /* Algorithms chosen for a shape, so that the query and key encoders and repeated blocks benchmark once. */
 #define KEY_LEN 10
@@ -252,9 +252,14 @@ static synco_status plan(synco_backend *be, synco_conv_op *op, cuda_conv_impl *i
                   : cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, im->w, w, im->y, y, im->conv, im->x, x,
                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p, ws, ws_bytes);
     const int k = e == CUDNN_STATUS_SUCCESS ? pick(p, n, ws_bytes) : -1;
+    int any = 0; /* an algorithm that runs, whatever its workspace: then none fitting is the plan's error, as before */
+    for (int i = 0; e == CUDNN_STATUS_SUCCESS && i < n; i++) any |= p[i].status == CUDNN_STATUS_SUCCESS;
     if (e != CUDNN_STATUS_SUCCESS && e != CUDNN_STATUS_NOT_SUPPORTED)
       s = synco_cudnn_fail(e, "cudnnFindConvolutionBackwardDataAlgorithmEx", __FILE__, __LINE__);
-    else if (k < 0) { /* none: refused by conv_bwd_data if a backward ever asks (NO_BWD_DATA) */
+    else if (k < 0 && any)
+      s = synco_fail(SYNCO_ERR_BACKEND, "cuda conv_plan: no backward-data algorithm for this convolution fits the "
+                     "workspace (%zu bytes)", ws_bytes);
+    else if (k < 0) { /* none at all: refused by conv_bwd_data if a backward ever asks (NO_BWD_DATA) */
       im->bwd_data = NO_BWD_DATA;
       im->math[1] = CUDNN_DEFAULT_MATH;
       ms[1] = -1;
@@ -458,7 +463,7 @@ static const char *fwd_name(cudnnConvolutionFwdAlgo_t a) {
 }
 
 static const char *bwd_data_name(cudnnConvolutionBwdDataAlgo_t a) {
-  if (a == NO_BWD_DATA) return "none (cuDNN offered no algorithm; the layer's input gradient is never asked for)";
+  if (a == NO_BWD_DATA) return "none (cuDNN offered no algorithm for this shape)";
   switch (a) {
     case CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return "algo_0";
     case CUDNN_CONVOLUTION_BWD_DATA_ALGO_1: return "algo_1";
