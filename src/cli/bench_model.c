@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/resource.h>
 
 #include "backend/host_gemm.h"
@@ -141,19 +140,6 @@ static int shell_quote(char *dst, size_t cap, const char *src) {
   return 1;
 }
 
-/* tools/bench_torch.py: under the working folder (the source tree), else beside a build tree's program
- * (<source>/build/synco), else an installed one's (<prefix>/share/synco/tools); 0 when none has it. */
-static int torch_script(char *path, size_t cap) {
-  snprintf(path, cap, "tools/bench_torch.py");
-  if (access(path, R_OK) == 0) return 1;
-  char exe[4096];
-  if (!synco_cli_program_prefix(exe, sizeof exe)) return 0;
-  snprintf(path, cap, "%s/tools/bench_torch.py", exe);
-  if (access(path, R_OK) == 0) return 1;
-  snprintf(path, cap, "%s/share/synco/tools/bench_torch.py", exe);
-  return access(path, R_OK) == 0;
-}
-
 /* Runs tools/bench_torch.py with the same settings (model, batch, image size, precision, Split-BN, iterations; a
  * step's queue and synthetic counts) and returns its images/s, or -1 with why (cap bytes) said. */
 static double torch_images_per_s(const bench_opts *o, const char *mode, double *rss, char *why, size_t cap) {
@@ -163,7 +149,7 @@ static double torch_images_per_s(const bench_opts *o, const char *mode, double *
     snprintf(why, cap, "tools/bench_torch.py times fp32 or bf16, not %s", o->precision);
     return -1;
   }
-  if (!torch_script(script, sizeof script)) {
+  if (!synco_cli_shipped("tools/bench_torch.py", "tools/bench_torch.py", 0, script, sizeof script)) {
     snprintf(why, cap, "tools/bench_torch.py not found (in ./tools, a build tree's or PREFIX/share/synco/tools)");
     return -1;
   }

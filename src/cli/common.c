@@ -182,7 +182,7 @@ static int is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int synco_cli_program_prefix(char *out, size_t cap) {
+static int program_prefix(char *out, size_t cap) {
   char exe[4096];
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) return 0;
@@ -195,20 +195,28 @@ int synco_cli_program_prefix(char *out, size_t cap) {
   return snprintf(out, cap, "%s", exe) < (int)cap;
 }
 
+int synco_cli_shipped(const char *in_tree, const char *installed, int dir, char *out, size_t cap) {
+  char prefix[4096]; /* the program's: <prefix>/bin/synco (installed) or <source>/build/synco (a build tree) */
+  const int has_prefix = program_prefix(prefix, sizeof prefix);
+  for (int k = 0; k < 3; k++) {
+    if (k && !has_prefix) break;
+    const int n = k == 0   ? snprintf(out, cap, "%s", in_tree)
+                  : k == 1 ? snprintf(out, cap, "%s/share/synco/%s", prefix, installed)
+                           : snprintf(out, cap, "%s/%s", prefix, in_tree);
+    if (n < 0 || (size_t)n >= cap) continue;
+    if (dir ? is_dir(out) : access(out, R_OK) == 0) return 1;
+  }
+  return 0;
+}
+
 const char *synco_cli_bundled_data(const char *sub) {
   static char bufs[2][4200];
   static int next;
-  char *out = bufs[next];
+  char *out = bufs[next], in_tree[256], installed[256];
   next ^= 1;
-  snprintf(out, sizeof bufs[0], "data/cifar10-small/%s", sub);
-  if (is_dir(out)) return out;
-  char exe[4096]; /* the program's prefix: <prefix>/bin/synco (installed) or <source>/build/synco (a build tree) */
-  if (!synco_cli_program_prefix(exe, sizeof exe)) return NULL;
-  snprintf(out, sizeof bufs[0], "%s/share/synco/cifar10-small/%s", exe, sub);
-  if (is_dir(out)) return out;
-  snprintf(out, sizeof bufs[0], "%s/data/cifar10-small/%s", exe, sub);
-  if (is_dir(out)) return out;
-  return NULL;
+  snprintf(in_tree, sizeof in_tree, "data/cifar10-small/%s", sub);
+  snprintf(installed, sizeof installed, "cifar10-small/%s", sub);
+  return synco_cli_shipped(in_tree, installed, 1, out, sizeof bufs[0]) ? out : NULL;
 }
 
 /* ---- run directories ---- */

@@ -64,9 +64,10 @@ void synco_cli_preprocess_json(char *out, size_t n, int image_size);
  * PREFIX/share/synco/cifar10-small/SUB (installed) or PREFIX/data/cifar10-small/SUB (a build tree), PREFIX being
  * the folder above the program's own (/proc/self/exe); NULL when none exists. Two results stay valid at once. */
 const char *synco_cli_bundled_data(const char *sub);
-/* The folder two levels above the program: <prefix> of an installed <prefix>/bin/synco, the source tree of a build
- * tree's <source>/build/synco. 0 when /proc/self/exe cannot say (out: cap bytes). */
-int synco_cli_program_prefix(char *out, size_t cap);
+/* A file (dir = 0: readable) or folder (dir = 1) the project ships, into out (cap bytes): in_tree under the working
+ * folder (the source tree), else PREFIX/share/synco/installed (installed), else PREFIX/in_tree (a build tree), PREFIX
+ * being the folder above the program's own (/proc/self/exe). 0 when none is there. */
+int synco_cli_shipped(const char *in_tree, const char *installed, int dir, char *out, size_t cap);
 
 /* Creates a new run directory (its parents as with mkdir -p), never one that exists: on EEXIST path (of capacity
  * cap) gets a suffix -2, -3, ... so two runs started in the same second get two directories. */
