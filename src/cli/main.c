@@ -1,7 +1,6 @@
 /* synco: the command-line program. Dispatches to one file per subcommand. */
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli/args.h"
@@ -9,6 +8,7 @@
 #include "cli/common.h"
 #include "cli/memplan.h"
 #include "cli/wait_policy.h"
+#include "dist/dist.h"
 #include "synco.h"
 
 typedef struct {
@@ -30,17 +30,6 @@ static const command COMMANDS[] = {
     {"bench", synco_cmd_bench, "benchmarks: fwdbwd, step, data", 1},
     {"info", synco_cmd_info, "version, backends, threads, CPU features", 1},
 };
-
-/* The processes an MPI launcher started (its environment: Open MPI's mpirun, PMI-1/2, MVAPICH), or 0 when none says. */
-static int launched_processes(void) {
-  /* not SLURM_NTASKS: a batch script has it too; PMIx says no size (srun --mpi=pmix goes unseen) */
-  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"};
-  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-    const char *v = getenv(vars[i]);
-    if (v && atoi(v) > 0) return atoi(v);
-  }
-  return 0;
-}
 
 static void usage(FILE *f) {
   fprintf(f, "synco %s: self-supervised pretraining of image encoders with SynCo\n\n", synco_version());
@@ -75,7 +64,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
     if (!strcmp(argv[1], COMMANDS[i].name)) {
       synco_cli_command = COMMANDS[i].name;
-      const int procs = launched_processes();
+      const int procs = synco_dist_launched_processes();
       if (procs > 1 && !COMMANDS[i].many) { /* N copies would write the same files (and race on them) */
         fprintf(stderr, "synco %s: started as %d processes by an MPI launcher, but it runs as one (only pretrain and "
                         "bench step use several): run it without mpirun/srun\n", argv[1], procs);

@@ -75,6 +75,9 @@ int synco_dist_nccl_version(void); /* e.g. 22803 for 2.28.3 */
 /* This process's rank among the ranks of its node, as the launcher says (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK,
  * Slurm's SLURM_LOCALID, MPICH's MPI_LOCALRANKID), or -1 when no launcher says. */
 int synco_dist_local_rank(void);
+/* The processes an MPI launcher started, as its environment says (Open MPI's OMPI_COMM_WORLD_SIZE, PMI-1/2's PMI_SIZE,
+ * MVAPICH's MV2_COMM_WORLD_SIZE), or 0 when none says; whether or not this build has MPI. */
+int synco_dist_launched_processes(void);
 
 /* The processes this one belongs to: MPI when built with it and started by an MPI launcher, else the single
  * process. Never NULL on success. */

@@ -57,6 +57,16 @@ synco_status synco_dist_create(synco_dist **out) {
   return synco_dist_single_create(out);
 }
 
+int synco_dist_launched_processes(void) {
+  /* not SLURM_NTASKS: a batch script has it too; PMIx says no size (srun --mpi=pmix goes unseen) */
+  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && atoi(v) > 0) return atoi(v);
+  }
+  return 0;
+}
+
 int synco_dist_local_rank(void) {
   static const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
   for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
