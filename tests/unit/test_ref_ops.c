@@ -619,6 +619,32 @@ static void test_errors(void) {
   CHECK_CLOSE("to_backend/to_plain round trip", back, src, 6, 0, 0);
 }
 
+/* memset and copy, below and above the size from which they split the bytes between the threads (256 KB), with
+ * guard bytes on both sides: every byte written, none outside. */
+static void test_memory(void) {
+  const size_t sizes[] = {0, 1, 100, (1u << 18) - 1, 1u << 18, (1u << 20) + 3};
+  const size_t guard = 64;
+  for (int k = 0; k < (int)(sizeof sizes / sizeof sizes[0]); k++) {
+    const size_t n = sizes[k];
+    unsigned char *buf = g_be->alloc(g_be, n + 2 * guard), *src = malloc(n + 1);
+    CHECK(buf && src);
+    if (!buf || !src) return;
+    memset(buf, 0xA5, n + 2 * guard);
+    CHECK_OK(g_be->memset(g_be, buf + guard, 0x3C, n));
+    size_t bad = 0;
+    for (size_t i = 0; i < n + 2 * guard; i++) bad += buf[i] != (i >= guard && i < guard + n ? 0x3C : 0xA5);
+    CHECK(bad == 0);
+    for (size_t i = 0; i < n; i++) src[i] = (unsigned char)(i * 7 + 1);
+    CHECK_OK(g_be->copy(g_be, buf + guard, src, n, SYNCO_COPY_H2D));
+    bad = 0;
+    for (size_t i = 0; i < n + 2 * guard; i++)
+      bad += buf[i] != (i >= guard && i < guard + n ? (unsigned char)((i - guard) * 7 + 1) : 0xA5);
+    CHECK(bad == 0);
+    g_be->free(g_be, buf);
+    free(src);
+  }
+}
+
 int main(void) {
   CHECK_OK(synco_backend_ref_create(&g_be)); /* directly: the test needs no other backend */
   if (!g_be) return synco_test_finish("test_ref_ops");
@@ -648,6 +674,7 @@ int main(void) {
   test_linear();
   test_l2norm();
   test_errors();
+  test_memory();
 
   g_be->destroy(g_be);
   return synco_test_finish("test_ref_ops");

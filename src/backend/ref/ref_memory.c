@@ -20,10 +20,31 @@ void synco_ref_host_free(synco_backend *be, void *p) {
   free(p);
 }
 
+/* Thread t's share [*a, *b) of `bytes`, for the parallel memset and memcpy below (from 256 KB: below that a parallel
+ * region costs more than the second core saves). */
+#define PARALLEL_FROM (1u << 18)
+static void share(size_t bytes, size_t *a, size_t *b) {
+  const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
+  *a = bytes / T * t;
+  *b = t + 1 == T ? bytes : bytes / T * (t + 1);
+}
+
+/* From 256 KB on the threads there are: the step's zeroing of the gradients before the backward (2.3 MB at --width 8,
+ * 0.23 ms on one thread of the Zen 4, 0.13 on two). */
 synco_status synco_ref_host_memset(synco_backend *be, void *dst, int byte, size_t bytes) {
   (void)be;
   if (bytes && !dst) return synco_fail(SYNCO_ERR_ARG, "%s memset: dst is missing", be->name);
-  if (bytes) memset(dst, byte, bytes);
+  if (bytes < PARALLEL_FROM) {
+    if (bytes) memset(dst, byte, bytes);
+    return SYNCO_OK;
+  }
+  char *d = dst;
+#pragma omp parallel
+  {
+    size_t a, b;
+    share(bytes, &a, &b);
+    memset(d + a, byte, b - a);
+  }
   return SYNCO_OK;
 }
 
@@ -33,14 +54,14 @@ synco_status synco_ref_host_copy(synco_backend *be, void *dst, const void *src, 
   if (!bytes || dst == src) return SYNCO_OK;
   const char *s = src;
   char *d = dst;
-  if (bytes < (1u << 18) || (d < s + bytes && s < d + bytes)) { /* small, or overlapping: one memmove */
+  if (bytes < PARALLEL_FROM || (d < s + bytes && s < d + bytes)) { /* small, or overlapping: one memmove */
     memmove(dst, src, bytes);
     return SYNCO_OK;
   }
 #pragma omp parallel
   {
-    const size_t t = (size_t)omp_get_thread_num(), T = (size_t)omp_get_num_threads();
-    const size_t a = bytes / T * t, b = t + 1 == T ? bytes : bytes / T * (t + 1);
+    size_t a, b;
+    share(bytes, &a, &b);
     memcpy(d + a, s + a, b - a);
   }
   return SYNCO_OK;
